@@ -1,0 +1,60 @@
+/**
+ * The only module that loads the native addon. Everything else imports the typed binding from
+ * here (or from the wrappers region.ts, transport.ts, crc32c.ts, which validate arguments
+ * before calling in: native code asserts, it never produces user-facing validation errors).
+ *
+ * Each family of native functions declares its own slice of the binding (binding-*.ts), with a
+ * const list of its export names; test/native/binding.test.ts checks that the addon exports
+ * exactly the union of those lists, so nothing drifts across the boundary unnoticed.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { NativeError, PmqError } from '../common/errors.js';
+import type { Crc32cBinding } from './binding-crc32c.js';
+import type { RegionBinding } from './binding-region.js';
+import type { TransportBinding } from './binding-transport.js';
+
+/** Must equal kAbiVersion in native/addon.cc. */
+export const ABI_VERSION = 1;
+
+export interface CoreBinding {
+  readonly abiVersion: number;
+  init(errorClass: typeof NativeError): void;
+}
+
+export const CORE_EXPORTS = ['abiVersion', 'init'] as const satisfies readonly (
+  keyof CoreBinding
+)[];
+
+export interface NativeBinding
+  extends CoreBinding, Crc32cBinding, RegionBinding, TransportBinding {}
+
+function findAddon(): string {
+  // Works from the sources (native/index.ts) and from the compiled tree (dist/native/index.js).
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let up = 0; up < 4; up += 1) {
+    const candidate = join(dir, 'build', 'Release', 'pmq_native.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new PmqError(
+    'PMQ_ERR_NATIVE_MISSING',
+    'native addon build/Release/pmq_native.node not found: run `bash scripts/setup.sh` ' +
+      '(or `npm run build:native`) first',
+  );
+}
+
+const addonPath = findAddon();
+export const native = createRequire(import.meta.url)(addonPath) as NativeBinding;
+
+if (native.abiVersion !== ABI_VERSION) {
+  throw new PmqError(
+    'PMQ_ERR_NATIVE_ABI',
+    `native addon at ${addonPath} has ABI ${native.abiVersion}, expected ${ABI_VERSION}: ` +
+      'rebuild it with `npm run build:native`',
+  );
+}
+native.init(NativeError);
