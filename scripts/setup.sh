@@ -8,7 +8,9 @@ bash scripts/setup-system.sh
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "pmq setup: installing npm dependencies" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm install (not ci): npm 11 rejects its own lockfile when an optional platform package
+  # (msgpackr-extract for other OSes) is not in the registry; install still honours the lock.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 npm run --silent build
