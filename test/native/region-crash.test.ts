@@ -1,0 +1,49 @@
+// Region across processes: bytes a child persisted survive its SIGKILL, and a live child's
+// lock keeps everyone else out until it dies.
+import { join } from 'node:path';
+import t from 'tap';
+
+import { NativeError } from '../../common/errors.js';
+import { REGION_PAGE_SIZE_BYTES, Region } from '../../native/region.js';
+import { BASES, spawnWriter, tempDir } from '../fixtures/region-helpers.js';
+import { regionPattern } from '../fixtures/region-pattern.js';
+
+const SIZE_BYTES = 64 * REGION_PAGE_SIZE_BYTES;
+
+for (const base of BASES) {
+  for (const action of ['write', 'copy'] as const) {
+    t.test(`persisted bytes survive SIGKILL (${action}, ${base.name})`, async (t) => {
+      const path = join(tempDir(t, base.dir()), 'r.region');
+      const address = 3 * REGION_PAGE_SIZE_BYTES + 123;
+      const sizeBytes = 10_000;
+      const seed = action === 'write' ? 11 : 12;
+      const child = spawnWriter(t, [path, SIZE_BYTES, action, address, sizeBytes, seed]);
+      t.equal(await child.line, 'persisted');
+      await child.kill();
+      t.equal(child.process.signalCode, 'SIGKILL', 'the writer died without closing');
+      const region = Region.open({ path, mode: 'open' });
+      t.same(region.bytes.subarray(address, address + sizeBytes),
+        regionPattern(sizeBytes, seed));
+      t.ok(region.bytes.subarray(0, address).every((b) => b === 0), 'nothing else written');
+      region.close();
+    });
+  }
+}
+
+t.test('a live process holds the lock; its death releases it', async (t) => {
+  const path = join(tempDir(t, '/dev/shm'), 'r.region');
+  const child = spawnWriter(t, [path, SIZE_BYTES, 'hold']);
+  t.equal(await child.line, 'ready shm');
+  let refused: unknown = null;
+  try {
+    Region.open({ path, mode: 'open' }).close();
+  } catch (error) {
+    refused = error;
+  }
+  t.type(refused, NativeError);
+  t.match(refused, { code: 'PMQ_ERR_REGION_LOCKED', message: /another live process/ });
+  await child.kill();
+  const region = Region.open({ path, mode: 'open' });
+  t.equal(region.sizeBytes, SIZE_BYTES);
+  region.close();
+});
