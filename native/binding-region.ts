@@ -16,7 +16,7 @@ export type RegionMode = 'create' | 'open' | 'create-new';
 /** Effective store granularity reported by libpmem2 for the mapping. */
 export type RegionGranularity = 'byte' | 'cache-line' | 'page';
 
-/** dax: DAX file system; shm: tmpfs such as /dev/shm; file: any other file system. */
+/** dax: DAX file system; shm: tmpfs such as /dev/shm; file: every other file system. */
 export type RegionBacking = 'dax' | 'shm' | 'file';
 
 /** What a completed persist survives: power loss, a process crash, or what msync promises. */

@@ -275,7 +275,8 @@ Status open_region(const std::string& path, uint64_t size_bytes, Mode mode, Regi
   bool created = false;
   if (status.ok()) status = open_file(path, mode, &region.fd, &created);
   if (status.ok()) status = lock_file(path, region.fd);
-  if (status.ok()) status = settle_size(path, region.fd, created, mode == Mode::create, &size_bytes);
+  const bool may_grow = mode == Mode::create;
+  if (status.ok()) status = settle_size(path, region.fd, created, may_grow, &size_bytes);
   if (status.ok()) {
     region.size_bytes = size_bytes;
     status = map_file(region_p);
@@ -324,7 +325,8 @@ Status copy_persist(const Region& region, uint64_t address, const uint8_t* sourc
     std::memmove(region.base + address, source, size_bytes);
     return msync_range(region, address, size_bytes);
   }
-  region.memmove_fn(region.base + address, source, size_bytes, drain ? 0 : PMEM2_F_MEM_NODRAIN);
+  const unsigned flags = drain ? 0u : PMEM2_F_MEM_NODRAIN;
+  region.memmove_fn(region.base + address, source, size_bytes, flags);
   return Status{};
 }
 

@@ -18,7 +18,7 @@ for (const base of BASES) {
       const sizeBytes = 10_000;
       const seed = action === 'write' ? 11 : 12;
       const child = spawnWriter(t, [path, SIZE_BYTES, action, address, sizeBytes, seed]);
-      t.equal(await child.line, 'persisted');
+      t.match(await child.line, /^persisted (shm|file|dax) /);
       await child.kill();
       t.equal(child.process.signalCode, 'SIGKILL', 'the writer died without closing');
       const region = Region.open({ path, mode: 'open' });
@@ -28,6 +28,22 @@ for (const base of BASES) {
       region.close();
     });
   }
+}
+
+// libpmem2 honours PMEM2_FORCE_GRANULARITY: this runs the byte and cache-line code paths
+// (persist_fn, memmove with flags) and the 'dax' classification on a machine without PMEM.
+for (const granularity of ['byte', 'cache_line'] as const) {
+  t.test(`forced ${granularity} granularity: reported as dax, data survives`, async (t) => {
+    const path = join(tempDir(t, BASES[1]?.dir() ?? '/tmp'), 'r.region');
+    const env = { PMEM2_FORCE_GRANULARITY: granularity.toUpperCase() };
+    const action = granularity === 'byte' ? 'write' : 'copy'; // persist_fn, then memmove_fn
+    const child = spawnWriter(t, [path, SIZE_BYTES, action, 100, 5000, 13], env);
+    t.equal(await child.line, `persisted dax ${granularity.replace('_', '-')}`);
+    await child.kill();
+    const region = Region.open({ path, mode: 'open' });
+    t.same(region.bytes.subarray(100, 5100), regionPattern(5000, 13));
+    region.close();
+  });
 }
 
 t.test('a live process holds the lock; its death releases it', async (t) => {
