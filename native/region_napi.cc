@@ -142,7 +142,17 @@ Napi::Value region_buffer(const Napi::CallbackInfo& info) {
                                   "run pmq on Node.js",
                               "napi_no_external_buffers_allowed");
   }
-  PMQ_ASSERT(status == napi_ok);
+  if (status != napi_ok) {
+    // V8 caps ArrayBuffer length (4 GiB on Node 20): a bigger region cannot be one buffer.
+    std::string reason = "napi status " + std::to_string(static_cast<int>(status));
+    if (env.IsExceptionPending()) reason = env.GetAndClearPendingException().Message();
+    return throw_native_error(env, "PMQ_ERR_REGION_EXTERNAL_BUFFER",
+                              "cannot wrap region " + state->region.path + " of " +
+                                  std::to_string(state->region.size_bytes) +
+                                  " bytes as one ArrayBuffer on this runtime: use a smaller " +
+                                  "region or a newer Node.js",
+                              reason);
+  }
   Napi::ArrayBuffer result(env, buffer);
   PMQ_ASSERT(result.ByteLength() == state->region.size_bytes);
   state->buffer = Napi::Persistent(result);

@@ -46,6 +46,15 @@ for (const granularity of ['byte', 'cache_line'] as const) {
   });
 }
 
+t.test('a handle collected while open is reported and its mapping stays usable', async (t) => {
+  const path = join(tempDir(t, '/dev/shm'), 'r.region');
+  const child = spawnWriter(t, [path, SIZE_BYTES, 'leak']);
+  t.equal(await child.line, 'leaked 42 null', 'the kept view works after the handle is gone');
+  await child.closed;
+  t.match(child.stderr(), /garbage-collected without regionClose/, 'the leak is reported');
+  t.equal(child.process.exitCode, 0);
+});
+
 t.test('a live process holds the lock; its death releases it', async (t) => {
   const path = join(tempDir(t, '/dev/shm'), 'r.region');
   const child = spawnWriter(t, [path, SIZE_BYTES, 'hold']);

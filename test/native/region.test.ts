@@ -102,7 +102,7 @@ t.test('raw binding: a closed handle throws NativeError, never crashes', async (
   }
 });
 
-t.test('close waits for no one: it refuses while persistAsync runs', async (t) => {
+t.test('close refuses while a persistAsync is in flight', async (t) => {
   const path = join(tempDir(t, '/dev/shm'), 'r.region');
   const region = Region.open({ path, sizeBytes: SIZE_BYTES });
   const pending = region.persistAsync(0, SIZE_BYTES);
@@ -143,17 +143,20 @@ t.test('open errors carry stable codes and say what to do', async (t) => {
 
 const shmStats = statfsSync('/dev/shm');
 const noLimit = shmStats.blocks === 0 ? '/dev/shm has no size limit' : false;
-t.test('no space surfaces at open (posix_fallocate) and leaves nothing behind', { skip: noLimit },
+t.test(
+  'no space surfaces at open (posix_fallocate) and leaves nothing behind',
+  { skip: noLimit },
   async (t) => {
-  const stats = shmStats;
-  const GiB = 1024 ** 3;
-  // More than the whole file system: tmpfs refuses this at once, without filling memory.
-  const wanted = stats.blocks * stats.bsize + GiB;
-  const sizeBytes = Math.ceil(wanted / REGION_PAGE_SIZE_BYTES) * REGION_PAGE_SIZE_BYTES;
-  const path = join(tempDir(t, '/dev/shm'), 'huge.region');
-  t.throws(() => Region.open({ path, sizeBytes }), { code: 'PMQ_ERR_REGION_NO_SPACE' });
-  t.notOk(existsSync(path), 'the half-created file is removed');
-});
+    const stats = shmStats;
+    const GiB = 1024 ** 3;
+    // More than the whole file system: tmpfs refuses this at once, without filling memory.
+    const wanted = stats.blocks * stats.bsize + GiB;
+    const sizeBytes = Math.ceil(wanted / REGION_PAGE_SIZE_BYTES) * REGION_PAGE_SIZE_BYTES;
+    const path = join(tempDir(t, '/dev/shm'), 'huge.region');
+    t.throws(() => Region.open({ path, sizeBytes }), { code: 'PMQ_ERR_REGION_NO_SPACE' });
+    t.notOk(existsSync(path), 'the half-created file is removed');
+  },
+);
 
 t.test('arguments are validated in TS first (ArgumentError)', async (t) => {
   const path = join(tempDir(t, '/dev/shm'), 'r.region');
