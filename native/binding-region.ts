@@ -1,5 +1,68 @@
-/** Persistent-memory region (libpmem2) slice of the native binding. */
-export interface RegionBinding {
-  /** Placeholder until native/region lands. */
+/**
+ * Persistent-memory region (libpmem2) slice of the native binding. Call these through
+ * native/region.ts, which validates arguments first: the native side only asserts them.
+ */
+
+declare const regionHandleBrand: unique symbol;
+
+/** Opaque handle from regionOpen; valid until regionClose. */
+export interface RegionHandle {
+  readonly [regionHandleBrand]: true;
 }
-export const REGION_EXPORTS = [] as const satisfies readonly (keyof RegionBinding)[];
+
+/** create: create if missing, else open; open: must exist; create-new: must not exist. */
+export type RegionMode = 'create' | 'open' | 'create-new';
+
+/** Effective store granularity reported by libpmem2 for the mapping. */
+export type RegionGranularity = 'byte' | 'cache-line' | 'page';
+
+/** dax: DAX file system; shm: tmpfs such as /dev/shm; file: every other file system. */
+export type RegionBacking = 'dax' | 'shm' | 'file';
+
+/** What a completed persist survives: power loss, a process crash, or what msync promises. */
+export type RegionDurability = 'power-fail' | 'process-crash' | 'msync';
+
+export interface RegionInfo {
+  readonly sizeBytes: number;
+  readonly granularity: RegionGranularity;
+  readonly backing: RegionBacking;
+  readonly durability: RegionDurability;
+}
+
+export interface RegionBinding {
+  /** sizeBytes: a multiple of regionPageSizeBytes(); 0 only with 'open' (size from file). */
+  regionOpen(path: string, sizeBytes: number, mode: RegionMode): RegionHandle;
+  regionInfo(region: RegionHandle): RegionInfo;
+  /** The mapping as one external ArrayBuffer (same object each call); detached on close. */
+  regionBuffer(region: RegionHandle): ArrayBuffer;
+  /** Durable on return. On page granularity this is msync and may block. */
+  regionPersist(region: RegionHandle, address: number, sizeBytes: number): void;
+  /** regionPersist on a libuv worker thread; use it where msync may block (backing 'file'). */
+  regionPersistAsync(region: RegionHandle, address: number, sizeBytes: number): Promise<void>;
+  regionFlush(region: RegionHandle, address: number, sizeBytes: number): void;
+  regionDrain(region: RegionHandle): void;
+  /** memmove source[sourceOffset, +sizeBytes) to address, durably (drain false: no drain). */
+  regionCopyPersist(
+    region: RegionHandle,
+    address: number,
+    source: Uint8Array,
+    sourceOffset: number,
+    sizeBytes: number,
+    drain: boolean,
+  ): void;
+  regionClose(region: RegionHandle): void;
+  regionPageSizeBytes(): number;
+}
+
+export const REGION_EXPORTS = [
+  'regionOpen',
+  'regionInfo',
+  'regionBuffer',
+  'regionPersist',
+  'regionPersistAsync',
+  'regionFlush',
+  'regionDrain',
+  'regionCopyPersist',
+  'regionClose',
+  'regionPageSizeBytes',
+] as const satisfies readonly (keyof RegionBinding)[];

@@ -1,4 +1,320 @@
+// JS glue for native/region: converts arguments, maps region::Status to NativeError, and owns
+// the handle objects. TS (native/region.ts) validated every argument already; the checks here
+// are the second half of each pair and abort on failure (PMQ_ASSERT).
+//
+// A handle is a type-tagged Napi::External owning a RegionState. The mapping lives until
+// regionClose(), which detaches the ArrayBuffer given out by regionBuffer(): JS code holding
+// it afterwards sees a zero-length buffer instead of unmapped memory. A handle collected while
+// still open is a leak: the finalizer says so on stderr and leaves mapping and lock in place
+// until the process exits (a live ArrayBuffer may still point into the mapping).
 #include <napi.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "assert.h"
+#include "errors.h"
+#include "region.h"
+
 namespace pmq {
-void register_region(Napi::Env env, Napi::Object exports) {}
+
+namespace {
+
+struct RegionState {
+  region::Region region;
+  Napi::Reference<Napi::ArrayBuffer> buffer;
+  uint32_t persists_in_flight = 0;
+};
+
+constexpr napi_type_tag kRegionTag = {0x706d715f72656769ull, 0x6f6e5f68616e646cull};
+constexpr double kSafeIntegerMax = 9007199254740991.0;  // 2^53 - 1
+
+void finalize_region(Napi::Env, RegionState* state) {
+  if (state->region.open) {
+    std::fprintf(stderr,
+                 "pmq: region %s was garbage-collected without regionClose(); its mapping and "
+                 "lock stay until the process exits\n",
+                 state->region.path.c_str());
+    state->buffer.Reset();
+    return;  // Deliberately leaked: the mapping must outlive any ArrayBuffer still pointing in.
+  }
+  delete state;
+}
+
+uint64_t to_index(const Napi::Value& value) {
+  PMQ_ASSERT(value.IsNumber());
+  const double number = value.As<Napi::Number>().DoubleValue();
+  PMQ_ASSERT(number >= 0 && number <= kSafeIntegerMax && std::floor(number) == number);
+  return static_cast<uint64_t>(number);
+}
+
+RegionState* unwrap(const Napi::Value& value) {
+  PMQ_ASSERT(value.IsExternal());
+  Napi::External<RegionState> external = value.As<Napi::External<RegionState>>();
+  PMQ_ASSERT(external.CheckTypeTag(&kRegionTag));
+  RegionState* state = external.Data();
+  PMQ_ASSERT(state != nullptr);
+  return state;
+}
+
+// Unwraps a handle that must be open; throws PMQ_ERR_REGION_CLOSED (returns null) otherwise.
+RegionState* unwrap_open(Napi::Env env, const Napi::Value& value) {
+  RegionState* state = unwrap(value);
+  if (!state->region.open) {
+    throw_native_error(env, "PMQ_ERR_REGION_CLOSED",
+                       "region " + state->region.path + " is closed: open it again", "closed");
+    return nullptr;
+  }
+  return state;
+}
+
+// Pair check for [address, address + size_bytes): TS checked the same bounds before the call.
+void assert_range(const RegionState& state, uint64_t address, uint64_t size_bytes) {
+  PMQ_ASSERT(address <= state.region.size_bytes);
+  PMQ_ASSERT(size_bytes <= state.region.size_bytes - address);
+}
+
+Napi::Value throw_status(Napi::Env env, const region::Status& status) {
+  PMQ_ASSERT(!status.ok());
+  return throw_native_error(env, status.code, status.message, status.reason);
+}
+
+region::Mode to_mode(const Napi::Value& value) {
+  PMQ_ASSERT(value.IsString());
+  const std::string mode = value.As<Napi::String>().Utf8Value();
+  if (mode == "create") return region::Mode::create;
+  if (mode == "open") return region::Mode::open;
+  PMQ_ASSERT(mode == "create-new");
+  return region::Mode::create_new;
+}
+
+Napi::Value region_open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 3 && info[0].IsString());
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const uint64_t size_bytes = to_index(info[1]);
+  const region::Mode mode = to_mode(info[2]);
+  PMQ_ASSERT(size_bytes % region::page_size_bytes() == 0);
+  PMQ_ASSERT(size_bytes > 0 || mode == region::Mode::open);
+  auto* state = new RegionState();
+  const region::Status status = region::open_region(path, size_bytes, mode, &state->region);
+  if (!status.ok()) {
+    delete state;
+    return throw_status(env, status);
+  }
+  PMQ_ASSERT(state->region.open && state->region.size_bytes > 0);
+  Napi::External<RegionState> handle = Napi::External<RegionState>::New(env, state,
+                                                                        finalize_region);
+  handle.TypeTag(&kRegionTag);
+  return handle;
+}
+
+Napi::Value region_info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 1);
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  const region::Region& region = state->region;
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(region.size_bytes)));
+  result.Set("granularity", region::granularity_name(region.granularity));
+  result.Set("backing", region::backing_name(region.backing));
+  result.Set("durability", region::durability_name(region.durability));
+  return result;
+}
+
+// The one place that wraps the mapping as an external ArrayBuffer (zero copy). Runtimes with a
+// V8 memory cage (some Electron builds) refuse external buffers: that is a clear error here.
+Napi::Value region_buffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 1);
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  if (!state->buffer.IsEmpty()) return state->buffer.Value();
+  napi_value buffer = nullptr;
+  const napi_status status = napi_create_external_arraybuffer(
+      env, state->region.base, state->region.size_bytes, nullptr, nullptr, &buffer);
+  if (status == napi_no_external_buffers_allowed) {
+    return throw_native_error(env, "PMQ_ERR_REGION_EXTERNAL_BUFFER",
+                              "this JS runtime refuses external ArrayBuffers, so the region " +
+                                  state->region.path + " cannot be shared without copying: " +
+                                  "run pmq on Node.js",
+                              "napi_no_external_buffers_allowed");
+  }
+  if (status != napi_ok) {
+    // V8 caps ArrayBuffer length (4 GiB on Node 20): a bigger region cannot be one buffer.
+    std::string reason = "napi status " + std::to_string(static_cast<int>(status));
+    if (env.IsExceptionPending()) reason = env.GetAndClearPendingException().Message();
+    return throw_native_error(env, "PMQ_ERR_REGION_EXTERNAL_BUFFER",
+                              "cannot wrap region " + state->region.path + " of " +
+                                  std::to_string(state->region.size_bytes) +
+                                  " bytes as one ArrayBuffer on this runtime: use a smaller " +
+                                  "region or a newer Node.js",
+                              reason);
+  }
+  Napi::ArrayBuffer result(env, buffer);
+  PMQ_ASSERT(result.ByteLength() == state->region.size_bytes);
+  state->buffer = Napi::Persistent(result);
+  return result;
+}
+
+Napi::Value region_persist(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 3);
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  const uint64_t address = to_index(info[1]);
+  const uint64_t size_bytes = to_index(info[2]);
+  assert_range(*state, address, size_bytes);
+  const region::Status status = region::persist_range(state->region, address, size_bytes);
+  if (!status.ok()) return throw_status(env, status);
+  return env.Undefined();
+}
+
+Napi::Value region_flush(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 3);
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  const uint64_t address = to_index(info[1]);
+  const uint64_t size_bytes = to_index(info[2]);
+  assert_range(*state, address, size_bytes);
+  const region::Status status = region::flush_range(state->region, address, size_bytes);
+  if (!status.ok()) return throw_status(env, status);
+  return env.Undefined();
+}
+
+Napi::Value region_drain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 1);
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  region::drain(state->region);
+  return env.Undefined();
+}
+
+Napi::Value region_copy_persist(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 6 && info[2].IsTypedArray() && info[5].IsBoolean());
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  const uint64_t address = to_index(info[1]);
+  Napi::TypedArray typed = info[2].As<Napi::TypedArray>();
+  PMQ_ASSERT(typed.TypedArrayType() == napi_uint8_array);
+  Napi::Uint8Array source = info[2].As<Napi::Uint8Array>();
+  const uint64_t source_offset = to_index(info[3]);
+  const uint64_t size_bytes = to_index(info[4]);
+  PMQ_ASSERT(source_offset <= source.ByteLength());
+  PMQ_ASSERT(size_bytes <= source.ByteLength() - source_offset);
+  assert_range(*state, address, size_bytes);
+  const region::Status status =
+      region::copy_persist(state->region, address, source.Data() + source_offset, size_bytes,
+                           info[5].As<Napi::Boolean>().Value());
+  if (!status.ok()) return throw_status(env, status);
+  return env.Undefined();
+}
+
+Napi::Value region_close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 1);
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  if (state->persists_in_flight > 0) {
+    return throw_native_error(env, "PMQ_ERR_REGION_BUSY",
+                              "region " + state->region.path + " has " +
+                                  std::to_string(state->persists_in_flight) +
+                                  " persistAsync call(s) in flight: await them, then close",
+                              "busy");
+  }
+  if (!state->buffer.IsEmpty()) {
+    const napi_status detached = napi_detach_arraybuffer(env, state->buffer.Value());
+    PMQ_ASSERT(detached == napi_ok);
+    state->buffer.Reset();
+  }
+  const region::Status status = region::close_region(&state->region);
+  PMQ_ASSERT(!state->region.open);
+  if (!status.ok()) return throw_status(env, status);
+  return env.Undefined();
+}
+
+// persistAsync: the same persist_range() on a libuv worker, for msync on ordinary files. The
+// worker holds a reference to the handle (no collection) and counts itself in flight (close
+// refuses while any runs), so the mapping outlives the msync.
+class PersistWorker : public Napi::AsyncWorker {
+ public:
+  PersistWorker(Napi::Env env, Napi::Object handle, RegionState* state, uint64_t address,
+                uint64_t size_bytes)
+      : Napi::AsyncWorker(env, "pmq:regionPersistAsync"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        handle_(Napi::Persistent(handle)),
+        state_(state),
+        address_(address),
+        size_bytes_(size_bytes) {
+    state_->persists_in_flight += 1;
+  }
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    status_ = region::persist_range(state_->region, address_, size_bytes_);
+  }
+
+  void OnOK() override {
+    PMQ_ASSERT(state_->persists_in_flight > 0);
+    state_->persists_in_flight -= 1;
+    Napi::Env env = Env();
+    if (status_.ok()) {
+      deferred_.Resolve(env.Undefined());
+    } else {
+      deferred_.Reject(make_native_error(env, status_.code, status_.message, status_.reason));
+    }
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference handle_;
+  RegionState* state_;
+  uint64_t address_;
+  uint64_t size_bytes_;
+  region::Status status_;
+};
+
+Napi::Value region_persist_async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 3);
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  const uint64_t address = to_index(info[1]);
+  const uint64_t size_bytes = to_index(info[2]);
+  assert_range(*state, address, size_bytes);
+  auto* worker = new PersistWorker(env, info[0].As<Napi::Object>(), state, address, size_bytes);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();  // AsyncWorker deletes itself after OnOK.
+  return promise;
+}
+
+Napi::Value region_page_size_bytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(region::page_size_bytes()));
+}
+
+}  // namespace
+
+void register_region(Napi::Env env, Napi::Object exports) {
+  exports.Set("regionOpen", Napi::Function::New(env, region_open, "regionOpen"));
+  exports.Set("regionInfo", Napi::Function::New(env, region_info, "regionInfo"));
+  exports.Set("regionBuffer", Napi::Function::New(env, region_buffer, "regionBuffer"));
+  exports.Set("regionPersist", Napi::Function::New(env, region_persist, "regionPersist"));
+  exports.Set("regionPersistAsync",
+              Napi::Function::New(env, region_persist_async, "regionPersistAsync"));
+  exports.Set("regionFlush", Napi::Function::New(env, region_flush, "regionFlush"));
+  exports.Set("regionDrain", Napi::Function::New(env, region_drain, "regionDrain"));
+  exports.Set("regionCopyPersist",
+              Napi::Function::New(env, region_copy_persist, "regionCopyPersist"));
+  exports.Set("regionClose", Napi::Function::New(env, region_close, "regionClose"));
+  exports.Set("regionPageSizeBytes",
+              Napi::Function::New(env, region_page_size_bytes, "regionPageSizeBytes"));
+}
+
 }  // namespace pmq

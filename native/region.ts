@@ -1,0 +1,200 @@
+/**
+ * A persistent-memory region: one file mapped with libpmem2 (DAX file system, /dev/shm or an
+ * ordinary file), held by one process at a time (an exclusive flock until close or death).
+ *
+ * Lifecycle: Region.open() → use → close(). The mapping lives until close(); `buffer` and
+ * `bytes` view it without copying. close() detaches that ArrayBuffer, so views kept past close
+ * read as empty instead of touching unmapped memory, and every method throws
+ * PMQ_ERR_REGION_CLOSED. close() refuses (PMQ_ERR_REGION_BUSY) while persistAsync calls run.
+ *
+ * Durability: stores through `bytes` are durable only after persist (or flush + drain) of
+ * their range returns; what "durable" survives is `durability`: 'power-fail' (DAX with
+ * byte/cache-line granularity), 'process-crash' (/dev/shm) or 'msync' (ordinary file: persist
+ * is msync and may block; prefer persistAsync there). Single-threaded: call from the JS thread.
+ * Addresses are byte positions from the start of the region.
+ */
+import { ArgumentError, PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import type {
+  RegionBacking,
+  RegionDurability,
+  RegionGranularity,
+  RegionHandle,
+  RegionMode,
+} from './binding-region.js';
+import { native } from './index.js';
+
+export type {
+  RegionBacking,
+  RegionDurability,
+  RegionGranularity,
+  RegionMode,
+} from './binding-region.js';
+
+/** The OS page size: region sizes are multiples of it. */
+export const REGION_PAGE_SIZE_BYTES: number = native.regionPageSizeBytes();
+invariant(
+  REGION_PAGE_SIZE_BYTES > 0 && (REGION_PAGE_SIZE_BYTES & (REGION_PAGE_SIZE_BYTES - 1)) === 0,
+  'page size is a power of two',
+  { pageSizeBytes: REGION_PAGE_SIZE_BYTES },
+);
+
+const MODES: readonly RegionMode[] = ['create', 'open', 'create-new'];
+
+export interface RegionOpenOptions {
+  readonly path: string;
+  /** Required for 'create' and 'create-new'; optional for 'open' (checked when given). */
+  readonly sizeBytes?: number;
+  /** Default 'create': create if missing, else open. */
+  readonly mode?: RegionMode;
+}
+
+function checkOpenOptions(opts: RegionOpenOptions): { sizeBytes: number; mode: RegionMode } {
+  if (typeof opts !== 'object' || opts === null) {
+    throw new ArgumentError('Region.open: options object required');
+  }
+  const { path, sizeBytes = 0, mode = 'create' } = opts;
+  if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
+    throw new ArgumentError('Region.open: path must be a non-empty string without NUL');
+  }
+  if (!MODES.includes(mode)) {
+    throw new ArgumentError(`Region.open: mode ${String(mode)} is not one of ${MODES.join(', ')}`);
+  }
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
+    throw new ArgumentError(`Region.open: sizeBytes ${sizeBytes} is not a non-negative integer`);
+  }
+  if (sizeBytes === 0 && mode !== 'open') {
+    throw new ArgumentError(`Region.open: mode '${mode}' needs sizeBytes > 0`);
+  }
+  if (sizeBytes % REGION_PAGE_SIZE_BYTES !== 0) {
+    throw new ArgumentError(
+      `Region.open: sizeBytes ${sizeBytes} is not a multiple of the page size ` +
+        `${REGION_PAGE_SIZE_BYTES}`,
+    );
+  }
+  return { sizeBytes, mode };
+}
+
+function closedError(path: string): PmqError {
+  return new PmqError('PMQ_ERR_REGION_CLOSED', `region ${path} is closed: open it again`);
+}
+
+export class Region {
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly granularity: RegionGranularity;
+  readonly backing: RegionBacking;
+  readonly durability: RegionDurability;
+  #handle: RegionHandle | null;
+  #bytes: Uint8Array | null = null;
+
+  private constructor(path: string, handle: RegionHandle) {
+    const info = native.regionInfo(handle);
+    invariant(info.sizeBytes > 0 && info.sizeBytes % REGION_PAGE_SIZE_BYTES === 0,
+      'region size is a positive multiple of the page size', { path, ...info });
+    this.path = path;
+    this.sizeBytes = info.sizeBytes;
+    this.granularity = info.granularity;
+    this.backing = info.backing;
+    this.durability = info.durability;
+    this.#handle = handle;
+  }
+
+  /** Throws NativeError with a PMQ_ERR_REGION_* code when the file cannot be a region. */
+  static open(opts: RegionOpenOptions): Region {
+    const { sizeBytes, mode } = checkOpenOptions(opts);
+    const handle = native.regionOpen(opts.path, sizeBytes, mode);
+    return new Region(opts.path, handle);
+  }
+
+  get closed(): boolean {
+    return this.#handle === null;
+  }
+
+  /** The mapping itself (external ArrayBuffer, no copy); detached by close(). */
+  get buffer(): ArrayBuffer {
+    return native.regionBuffer(this.#open());
+  }
+
+  /** A Uint8Array over the whole mapping. */
+  get bytes(): Uint8Array {
+    const handle = this.#open();
+    if (this.#bytes === null) this.#bytes = new Uint8Array(native.regionBuffer(handle));
+    invariant(this.#bytes.byteLength === this.sizeBytes, 'region view covers the region');
+    return this.#bytes;
+  }
+
+  /** Durable on return (see the module comment); on backing 'file' this msyncs and blocks. */
+  persist(address: number, sizeBytes: number): void {
+    this.#checkRange('persist', address, sizeBytes);
+    native.regionPersist(this.#open(), address, sizeBytes);
+  }
+
+  /** persist() on a libuv worker: the choice wherever msync may block (backing 'file'). */
+  async persistAsync(address: number, sizeBytes: number): Promise<void> {
+    this.#checkRange('persistAsync', address, sizeBytes);
+    await native.regionPersistAsync(this.#open(), address, sizeBytes);
+  }
+
+  /** Starts write-back of a range; durable only after drain(). On page granularity: msync. */
+  flush(address: number, sizeBytes: number): void {
+    this.#checkRange('flush', address, sizeBytes);
+    native.regionFlush(this.#open(), address, sizeBytes);
+  }
+
+  /** Waits for earlier flushes (and copyPersist with drain: false) to reach persistence. */
+  drain(): void {
+    native.regionDrain(this.#open());
+  }
+
+  /**
+   * Copies source[sourceOffset, sourceOffset + sizeBytes) to address and persists it
+   * (overlapping ranges allowed). With { drain: false } a later drain() completes it.
+   */
+  copyPersist(
+    address: number,
+    source: Uint8Array,
+    sourceOffset = 0,
+    sizeBytes: number = (source?.byteLength ?? 0) - sourceOffset,
+    opts: { drain?: boolean } = {},
+  ): void {
+    if (!(source instanceof Uint8Array)) {
+      throw new ArgumentError('copyPersist: source must be a Uint8Array');
+    }
+    if (!Number.isSafeInteger(sourceOffset) || sourceOffset < 0 ||
+        sourceOffset > source.byteLength) {
+      throw new ArgumentError(`copyPersist: sourceOffset ${sourceOffset} outside the source`);
+    }
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0 ||
+        sizeBytes > source.byteLength - sourceOffset) {
+      throw new ArgumentError(`copyPersist: sizeBytes ${sizeBytes} exceeds the source`);
+    }
+    this.#checkRange('copyPersist', address, sizeBytes);
+    const drain = opts.drain ?? true;
+    native.regionCopyPersist(this.#open(), address, source, sourceOffset, sizeBytes, drain);
+  }
+
+  /** Unmaps and releases the lock. Throws PMQ_ERR_REGION_CLOSED when already closed. */
+  close(): void {
+    native.regionClose(this.#open());
+    this.#handle = null;
+    this.#bytes = null;
+  }
+
+  #open(): RegionHandle {
+    if (this.#handle === null) throw closedError(this.path);
+    return this.#handle;
+  }
+
+  #checkRange(what: string, address: number, sizeBytes: number): void {
+    if (!Number.isSafeInteger(address) || address < 0 || address > this.sizeBytes) {
+      throw new ArgumentError(`${what}: address ${address} outside region 0..${this.sizeBytes}`);
+    }
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0 ||
+        sizeBytes > this.sizeBytes - address) {
+      throw new ArgumentError(
+        `${what}: ${sizeBytes} bytes at address ${address} exceed region of ${this.sizeBytes}`,
+      );
+    }
+  }
+}
