@@ -146,7 +146,8 @@ export class BatchReader {
     if (this.position >= this.end) {
       throw this.corrupt(`${field} runs past the end of ${this.endWhat}`);
     }
-    const value = this.view.getInt8(this.position);
+    const byte = this.bytes[this.position] ?? 0;
+    const value = byte >= 0x80 ? byte - 0x100 : byte;
     this.position += 1;
     return value;
   }
