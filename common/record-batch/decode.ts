@@ -212,7 +212,10 @@ function readRecord(reader: BatchReader, header: RecordBatchHeader, index: numbe
   reader.end = reader.position + bodySize;
   reader.endWhat = `record ${index}`;
   const attributes = reader.int8(`record ${index} attributes`);
-  if (attributes !== 0) throw reader.corrupt(`record ${index} attributes ${attributes} not 0`);
+  if (attributes !== 0) {
+    throw reader.corrupt(`record ${index} attributes ${attributes}: unused, must be 0`,
+      reader.position - 1);
+  }
   const timestampDelta = reader.varlong(`record ${index} timestampDelta`);
   const timestamp = header.baseTimestamp + timestampDelta;
   if (!Number.isSafeInteger(timestamp)) throw reader.corrupt(`record ${index} timestamp`, start);
