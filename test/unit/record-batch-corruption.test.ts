@@ -145,7 +145,7 @@ t.test('trailing bytes inside batchLength', async (t) => {
 
 t.test('errors say what and where', async (t) => {
   const bytes = encodeRecordBatch([{ value: null, timestamp: 3 }]);
-  bytes[bytes.length - 1] ^= 1;
+  bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 1;
   t.throws(() => validateRecordBatch(bytes),
     { name: 'RecordBatchError',
       message: /CRC32C stored 0x[0-9a-f]+, computed 0x[0-9a-f]+ .*at batch byte 17/ });
