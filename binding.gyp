@@ -11,8 +11,11 @@
         "native/region.cc",
         "native/region_napi.cc",
         "native/transport.cc",
+        "native/transport_am.cc",
+        "native/transport_grants.cc",
         "native/progress.cc",
-        "native/transport_napi.cc"
+        "native/transport_napi.cc",
+        "native/transport_data_napi.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -1,5 +1,80 @@
-/** UCX transport slice of the native binding. */
-export interface TransportBinding {
-  /** Placeholder until native/transport lands. */
+/**
+ * UCX transport slice of the native binding (native/transport_napi.cc and
+ * native/transport_data_napi.cc). Use it through native/transport.ts, which validates every
+ * argument first: the native side only asserts.
+ */
+
+/** Options as the native side takes them; transport.ts fills in every default. */
+export interface TransportNativeOptions {
+  /** UCX_TLS-style list ('' = UCX's default, here shared memory + tcp). */
+  tls: string;
+  /** UCX_NET_DEVICES-style list ('' = UCX's default: every device). */
+  netDevices: string;
+  busyPoll: boolean;
+  keepaliveMs: number;
+  peerTimeoutMs: number;
+  direct: boolean;
+  requestBytesMax: number;
 }
-export const TRANSPORT_EXPORTS = [] as const satisfies readonly (keyof TransportBinding)[];
+
+/** Event kinds, as native/transport.h's EventKind. */
+export const EventKind = {
+  accepted: 1,
+  connected: 2,
+  closed: 3,
+  error: 4,
+  message: 5,
+  place: 6,
+  sendDone: 7,
+  reply: 8,
+  revokeDone: 9,
+} as const;
+
+/**
+ * Receives every native event after progress has returned, on the JS thread. For `place`
+ * (a rendezvous message) `payload` is the byte count and the return value the destination (an
+ * array of exactly that length) or undefined (the native side allocates one).
+ */
+export type TransportEventCallback = (
+  kind: number, ep: number, id: number, status: number, code: string, text: string,
+  header: Uint8Array | undefined, payload: Uint8Array | number | undefined,
+) => Uint8Array | undefined;
+
+export interface TransportStats {
+  open: boolean;
+  endpoints: number;
+  pendingOps: number;
+  epoch: number;
+}
+
+export interface TransportBinding {
+  transportOpen(options: TransportNativeOptions, onEvent: TransportEventCallback): void;
+  transportClose(): void;
+  /** Returns the bound address "host:port". */
+  transportListen(host: string, port: number): string;
+  /** Returns the endpoint id; `connected` (or `error`) follows. */
+  transportConnect(host: string, port: number): number;
+  transportEndpointClose(ep: number): void;
+  transportLanes(ep: number): string[];
+  transportSend(ep: number, requestId: number, header: Uint8Array, payload: Uint8Array,
+    offset: number, length: number): void;
+  transportStats(): TransportStats;
+  transportAttachMemory(memory: Uint8Array): void;
+  /** direction: 0 = read, 1 = write. */
+  transportGrantCreate(grantId: number, epoch: number, address: number, length: number,
+    direction: number): void;
+  /** True when no access of the grant is in flight; otherwise `revokeDone` follows. */
+  transportGrantRevoke(grantId: number): boolean;
+  transportEpochRaise(epoch: number): void;
+  transportWriteValidated(ep: number, requestId: number, grantId: number, epoch: number,
+    address: number, src: Uint8Array, offset: number, length: number): void;
+  transportReadValidated(ep: number, requestId: number, grantId: number, epoch: number,
+    address: number, dst: Uint8Array, offset: number, length: number): void;
+}
+
+export const TRANSPORT_EXPORTS = [
+  'transportOpen', 'transportClose', 'transportListen', 'transportConnect',
+  'transportEndpointClose', 'transportLanes', 'transportSend', 'transportStats',
+  'transportAttachMemory', 'transportGrantCreate', 'transportGrantRevoke', 'transportEpochRaise',
+  'transportWriteValidated', 'transportReadValidated',
+] as const satisfies readonly (keyof TransportBinding)[];

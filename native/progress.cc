@@ -1,1 +1,158 @@
-// placeholder: filled by its issue-2 work
+// The UCX worker's progress, driven by libuv on the JS thread.
+//
+// Sleeping mode (default): the worker has UCP_FEATURE_WAKEUP; a uv_poll_t watches its event
+// fd. drain() progresses until ucp_worker_arm() returns UCS_OK (UCS_ERR_BUSY means more work
+// arrived: progress again), so a wake-up is never lost and an idle process uses no CPU.
+// Operations started from JS mark the worker as needing progress; a uv_prepare_t runs drain()
+// before the loop next blocks. Busy-poll mode (opt-in) adds a uv_idle_t that progresses every
+// loop turn while anything is active: lowest latency, one core spinning.
+// ucp_worker_progress never runs JS: callbacks queue events, dispatched after it returns.
+// Loop liveness: the poll (and idle) handles are referenced only while a listener, an endpoint,
+// an operation in flight or a message waiting to be placed exists; the keepalive timer and the
+// prepare handle are never referenced, so an idle process can exit.
+#include <algorithm>
+
+#include "assert.h"
+#include "transport.h"
+
+namespace pmq::transport {
+
+struct Transport::Handles {
+  uv_poll_t poll;
+  uv_prepare_t prepare;
+  uv_idle_t idle;
+  uv_timer_t timer;
+  Transport* owner;
+  int open_handles;
+  bool busy;
+};
+
+struct ProgressAccess {
+  static Transport* owner(uv_handle_t* handle) {
+    return static_cast<Transport::Handles*>(handle->data)->owner;
+  }
+  static void on_closed(uv_handle_t* handle) {
+    auto* handles = static_cast<Transport::Handles*>(handle->data);
+    handles->open_handles -= 1;
+    if (handles->open_handles == 0) {
+      delete handles->owner;  // the transport outlived close() until now (see close())
+      delete handles;
+    }
+  }
+};
+
+namespace {
+
+void on_poll(uv_poll_t* poll, int status, int events) {
+  Transport* transport = ProgressAccess::owner(reinterpret_cast<uv_handle_t*>(poll));
+  if (!transport->closed()) transport->drain();
+}
+
+void on_prepare(uv_prepare_t* prepare) {
+  Transport* transport = ProgressAccess::owner(reinterpret_cast<uv_handle_t*>(prepare));
+  if (!transport->closed()) transport->drain();
+}
+
+void on_timer(uv_timer_t* timer) {
+  Transport* transport = ProgressAccess::owner(reinterpret_cast<uv_handle_t*>(timer));
+  if (transport->closed()) return;
+  transport->on_keepalive_tick();
+  transport->drain();
+}
+
+}  // namespace
+
+std::string Transport::start_progress(uv_loop_t* loop) {
+  int fd = -1;
+  ucs_status_t status = ucp_worker_get_efd(worker_, &fd);
+  if (status != UCS_OK) return status_reason("ucp_worker_get_efd", status);
+  auto* handles = new Handles{};
+  handles->owner = this;
+  handles->busy = options_.busy_poll;
+  if (uv_poll_init(loop, &handles->poll, fd) != 0) {
+    delete handles;
+    return "uv_poll_init failed";
+  }
+  handles->poll.data = handles;
+  uv_prepare_init(loop, &handles->prepare);
+  handles->prepare.data = handles;
+  uv_idle_init(loop, &handles->idle);
+  handles->idle.data = handles;
+  uv_timer_init(loop, &handles->timer);
+  handles->timer.data = handles;
+  handles->open_handles = 4;
+  handles_ = handles;
+  uv_poll_start(&handles->poll, UV_READABLE, on_poll);
+  uv_prepare_start(&handles->prepare, on_prepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&handles->prepare));
+  uint64_t tick = std::min(options_.keepalive_ms, options_.peer_timeout_ms) / 2;
+  tick = std::max<uint64_t>(tick, 10);
+  uv_timer_start(&handles->timer, on_timer, tick, tick);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&handles->timer));
+  update_loop_ref();
+  mark_needs_progress();
+  return "";
+}
+
+void Transport::stop_progress() {
+  if (handles_ == nullptr) {
+    return;
+  }
+  uv_poll_stop(&handles_->poll);  // removes the fd from epoll before the worker closes it
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), ProgressAccess::on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->prepare), ProgressAccess::on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->idle), ProgressAccess::on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), ProgressAccess::on_closed);
+  handles_ = nullptr;
+}
+
+bool Transport::owned_by_handles() const { return handles_ != nullptr; }
+
+void Transport::update_loop_ref() {
+  if (handles_ == nullptr || closed_) return;
+  bool active = listener_ != nullptr || !endpoints_.empty() || !ops_.empty() ||
+                !receives_.empty();
+  auto* poll = reinterpret_cast<uv_handle_t*>(&handles_->poll);
+  if (active) {
+    uv_ref(poll);
+  } else {
+    uv_unref(poll);
+  }
+  if (handles_->busy) {
+    bool running = uv_is_active(reinterpret_cast<uv_handle_t*>(&handles_->idle)) != 0;
+    if (active && !running) {
+      uv_idle_start(&handles_->idle, [](uv_idle_t* idle) {
+        Transport* transport = ProgressAccess::owner(reinterpret_cast<uv_handle_t*>(idle));
+        if (!transport->closed()) transport->drain();
+      });
+    } else if (!active && running) {
+      uv_idle_stop(&handles_->idle);
+    }
+  }
+}
+
+void Transport::drain() {
+  PMQ_ASSERT(!draining_);  // progress is not re-entrant; JS never runs inside it
+  PMQ_ASSERT(!in_progress_);
+  PMQ_ASSERT(!closed_);
+  draining_ = true;
+  for (;;) {
+    needs_progress_ = false;
+    in_progress_ = true;
+    while (ucp_worker_progress(worker_) != 0) {
+    }
+    in_progress_ = false;
+    run_deferred();
+    bool dispatched = dispatch_events(this);  // JS runs here, and may call close()
+    if (closed_) break;
+    if (dispatched || needs_progress_) continue;
+    if (options_.busy_poll) break;  // the idle handle comes back next loop turn
+    ucs_status_t status = ucp_worker_arm(worker_);
+    if (status == UCS_OK) break;
+    PMQ_ASSERT(status == UCS_ERR_BUSY);
+  }
+  draining_ = false;
+  update_loop_ref();
+}
+
+}  // namespace pmq::transport

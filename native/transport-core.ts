@@ -1,0 +1,223 @@
+/**
+ * The state behind native/transport.ts: endpoints, requests in flight, grants, listeners, and
+ * the one function that receives native events (after the worker's progress has returned, on
+ * the JS thread). Requests keep their buffer referenced until they settle; a validated write
+ * or read settles when both its send has completed and the storage peer's reply has arrived.
+ */
+import { ArgumentError, PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import { EventKind } from './binding-transport.js';
+import type { Endpoint, MessageHandler, TransportEvents } from './transport.js';
+
+/** Reply status (native/transport.h Status) → error code. Index = status. */
+export const REPLY_CODES = [
+  '', 'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_GRANT_OUT_OF_RANGE', 'PMQ_ERR_GRANT_DIRECTION',
+  'PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_STALE_EPOCH', 'PMQ_ERR_REQUEST_MALFORMED',
+  'PMQ_ERR_TRANSFER_FAILED', 'PMQ_ERR_NO_MEMORY_ATTACHED',
+] as const;
+
+const REPLY_MESSAGES = [
+  '', 'no such grant', 'outside the grant', 'the grant does not allow this direction',
+  'the grant was revoked', 'stale epoch', 'malformed request', 'transfer failed',
+  'the peer exposes no memory',
+];
+
+/** ucs_status_t UCS_ERR_REJECTED, negated: a rendezvous the storage peer refused. */
+const STATUS_REJECTED = 23;
+
+/** A validated access refused by the storage peer; `code` says why (docs/error-codes.md). */
+export class AccessError extends PmqError {
+  constructor(status: number) {
+    const code = REPLY_CODES[status] ?? 'PMQ_ERR_REQUEST_MALFORMED';
+    super(code, `validated access refused by the peer: ${REPLY_MESSAGES[status] ?? status}`);
+  }
+}
+
+export interface Pending {
+  kind: 'send' | 'write' | 'read';
+  ep: Endpoint;
+  /** Referenced until the request settles: UCX reads or writes it until then. */
+  buffer: Uint8Array;
+  header?: Uint8Array;
+  sendDone: boolean;
+  sendError?: PmqError & { status?: number };
+  reply: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+type Listeners = { [K in keyof TransportEvents]: Set<TransportEvents[K]> };
+
+export class TransportCore {
+  protected listening = false;
+  protected isClosed = false;
+  protected readonly endpoints = new Set<Endpoint>();
+  protected readonly connecting = new Map<Endpoint, {
+    resolve: (ep: Endpoint) => void; reject: (error: Error) => void;
+  }>();
+  protected readonly closeWaiters = new Map<Endpoint, () => void>();
+  protected readonly pending = new Map<number, Pending>();
+  protected readonly grants = new Map<number, { revoked: boolean }>();
+  protected readonly revokeWaiters = new Map<number, () => void>();
+  protected messageHandler: MessageHandler | undefined;
+  protected memoryBytes = 0;
+  protected epoch = 0;
+  protected nextRequestId = 1;
+  private readonly listeners: Listeners = { accepted: new Set(), closed: new Set(),
+    error: new Set() };
+
+  on<K extends keyof TransportEvents>(event: K, listener: TransportEvents[K]): this {
+    this.listeners[event].add(listener);
+    return this;
+  }
+
+  off<K extends keyof TransportEvents>(event: K, listener: TransportEvents[K]): this {
+    this.listeners[event].delete(listener);
+    return this;
+  }
+
+  /** Endpoints currently open (connected or accepted, not yet closed). */
+  openEndpoints(): Endpoint[] {
+    return [...this.endpoints];
+  }
+
+  protected checkOpen(): void {
+    if (this.isClosed) throw new PmqError('PMQ_ERR_TRANSPORT_CLOSED', 'transport closed');
+  }
+
+  protected checkEndpoint(ep: Endpoint): void {
+    this.checkOpen();
+    if (!Number.isSafeInteger(ep)) throw new ArgumentError('endpoint must be an Endpoint');
+    if (!this.endpoints.has(ep)) {
+      throw new PmqError('PMQ_ERR_ENDPOINT_CLOSED', `endpoint ${ep} is not open`);
+    }
+  }
+
+  protected readonly onNativeEvent = (kind: number, ep: number, id: number, status: number,
+    code: string, text: string, header: Uint8Array | undefined,
+    payload: Uint8Array | number | undefined): Uint8Array | undefined => {
+    const endpoint = ep as Endpoint;
+    switch (kind) {
+      case EventKind.accepted:
+        this.endpoints.add(endpoint);
+        for (const listener of this.listeners.accepted) listener(endpoint, text);
+        return undefined;
+      case EventKind.connected:
+        this.connecting.get(endpoint)?.resolve(endpoint);
+        this.connecting.delete(endpoint);
+        return undefined;
+      case EventKind.closed:
+        this.onClosed(endpoint, code, text);
+        return undefined;
+      case EventKind.error:
+        this.onError(endpoint, new PmqError(code, text, { retriable: true }));
+        return undefined;
+      case EventKind.place:
+        return this.onPlace(endpoint, header, payload);
+      case EventKind.message:
+        this.onMessage(endpoint, status, code, text, header, payload);
+        return undefined;
+      case EventKind.sendDone:
+        this.onSendDone(id, status, code, text);
+        return undefined;
+      case EventKind.reply:
+        this.onReply(id, status);
+        return undefined;
+      case EventKind.revokeDone:
+        this.revokeWaiters.get(id)?.();
+        this.revokeWaiters.delete(id);
+        return undefined;
+      default:
+        invariant(false, 'unknown native transport event', { kind });
+    }
+  };
+
+  private onClosed(ep: Endpoint, code: string, reason: string): void {
+    this.endpoints.delete(ep);
+    const error = new PmqError(code === '' ? 'PMQ_ERR_ENDPOINT_CLOSED' : code,
+      `endpoint closed: ${reason}`, { retriable: true });
+    this.connecting.get(ep)?.reject(error);
+    this.connecting.delete(ep);
+    for (const [id, request] of this.pending) {
+      if (request.ep !== ep) continue;
+      this.pending.delete(id);
+      request.reject(error);
+    }
+    this.closeWaiters.get(ep)?.();
+    this.closeWaiters.delete(ep);
+    for (const listener of this.listeners.closed) listener(ep, code, reason);
+  }
+
+  private onError(ep: Endpoint, error: PmqError): void {
+    // The native side is closing the endpoint already; `closed` follows.
+    this.endpoints.delete(ep);
+    this.connecting.get(ep)?.reject(error);
+    this.connecting.delete(ep);
+    for (const listener of this.listeners.error) listener(ep, error);
+  }
+
+  private onPlace(ep: Endpoint, header: Uint8Array | undefined,
+    payload: Uint8Array | number | undefined): Uint8Array | undefined {
+    invariant(header !== undefined && typeof payload === 'number', 'place event shape');
+    const chosen = this.messageHandler?.place?.(ep, header, payload);
+    if (chosen !== undefined && (!(chosen instanceof Uint8Array) ||
+        chosen.byteLength !== payload)) {
+      throw new ArgumentError(`place() must return a Uint8Array of ${payload} bytes`);
+    }
+    return chosen;
+  }
+
+  private onMessage(ep: Endpoint, status: number, code: string, text: string,
+    header: Uint8Array | undefined, payload: Uint8Array | number | undefined): void {
+    if (status !== 0) {
+      const error = new PmqError(code, `message lost: ${text}`, { retriable: true });
+      for (const listener of this.listeners.error) listener(ep, error);
+      return;
+    }
+    invariant(header !== undefined && payload instanceof Uint8Array, 'message event shape');
+    this.messageHandler?.deliver(ep, header, payload);
+  }
+
+  private onSendDone(id: number, status: number, code: string, text: string): void {
+    const request = this.pending.get(id);
+    if (request === undefined) return;  // already failed by its endpoint's close
+    request.sendDone = true;
+    if (status !== 0) {
+      request.sendError = Object.assign(new PmqError(code, text, { retriable: true }),
+        { status });
+    }
+    this.settle(id, request);
+  }
+
+  private onReply(id: number, status: number): void {
+    const request = this.pending.get(id);
+    if (request === undefined) return;
+    request.reply = status;
+    this.settle(id, request);
+  }
+
+  private settle(id: number, request: Pending): void {
+    const error = request.sendError;
+    if (request.kind === 'send' || (error !== undefined && error.status !== STATUS_REJECTED)) {
+      if (!request.sendDone) return;
+      this.pending.delete(id);
+      if (error === undefined) request.resolve(); else request.reject(error);
+      return;
+    }
+    if (!request.sendDone || request.reply < 0) return;
+    this.pending.delete(id);
+    if (request.reply === 0) request.resolve(); else request.reject(new AccessError(request.reply));
+  }
+
+  protected failEverything(error: PmqError): void {
+    for (const request of this.pending.values()) request.reject(error);
+    this.pending.clear();
+    for (const waiter of this.connecting.values()) waiter.reject(error);
+    this.connecting.clear();
+    for (const resolve of this.closeWaiters.values()) resolve();
+    this.closeWaiters.clear();
+    for (const resolve of this.revokeWaiters.values()) resolve();
+    this.revokeWaiters.clear();
+    this.endpoints.clear();
+  }
+}

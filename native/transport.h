@@ -1,0 +1,272 @@
+// UCX transport: one context and one worker per process, endpoints, a listener, two-sided
+// messages, and the storage side's grant table with the validated data path.
+//
+// Lifecycle: Transport::open() creates the context and worker; close() closes endpoints and the
+// listener, unmaps every registration, then destroys the worker and the context (ucp_cleanup
+// aborts if memory is still mapped). Concurrency: single-threaded. Everything runs on the JS
+// thread; ucp_worker_progress is called only from progress.cc's drain loop, never re-entrantly.
+// UCX callbacks never call JS: they push Events, and progress.cc hands the events to
+// transport_napi.cc after ucp_worker_progress has returned.
+// This file knows no JS types (the napi layer keeps JS references keyed by request id).
+#pragma once
+
+#include <ucp/api/ucp.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace pmq::transport {
+
+// Wire: every active message carries one of these kinds in byte 1 of its header; byte 0 is the
+// wire version (docs/wire-protocol.md, "Native data path"). Host byte order (little endian).
+constexpr uint8_t kWireVersion = 1;
+constexpr uint16_t kAmId = 17;
+enum class Kind : uint8_t {
+  hello = 1, hello_ack = 2, keepalive = 3, bye = 4, message = 5,
+  write_request = 6, read_request = 7, reply = 8,
+};
+
+struct PrefixHeader {  // hello, hello_ack, keepalive, bye, message (then the user header)
+  uint8_t version;
+  uint8_t kind;
+  uint16_t reserved;
+  uint32_t user_header_bytes;
+};
+static_assert(sizeof(PrefixHeader) == 8);
+
+struct AccessHeader {  // write_request (payload = the bytes), read_request (then the rkey)
+  uint8_t version;
+  uint8_t kind;
+  uint16_t reserved;
+  uint32_t rkey_bytes;  // read_request only
+  uint64_t request_id;
+  uint64_t grant_id;
+  uint64_t epoch;
+  uint64_t address;  // byte in the storage side's exposed memory
+  uint64_t length;
+  uint64_t remote_address;  // read_request only: the client's destination
+};
+static_assert(sizeof(AccessHeader) == 56);
+
+struct ReplyHeader {
+  uint8_t version;
+  uint8_t kind;
+  uint8_t status;  // Status below
+  uint8_t reserved[5];
+  uint64_t request_id;
+};
+static_assert(sizeof(ReplyHeader) == 16);
+
+// Reply status codes on the wire; native/transport.ts maps them to PMQ_ERR_* codes.
+enum class Status : uint8_t {
+  ok = 0, grant_unknown = 1, out_of_range = 2, direction = 3, revoked = 4, stale_epoch = 5,
+  malformed = 6, transfer_failed = 7, no_region = 8,
+};
+
+enum class EventKind : uint8_t {
+  accepted = 1, connected = 2, closed = 3, error = 4, message = 5, place = 6,
+  send_done = 7, reply = 8, revoke_done = 9,
+};
+
+struct Event {
+  EventKind kind;
+  uint32_t ep = 0;
+  uint64_t id = 0;           // request id, grant id or receive id
+  uint32_t status = 0;       // Status for replies; ucs_status_t (negated) for errors
+  std::string code;          // PMQ_ERR_* for closed/error/send_done
+  std::string text;          // remote address, reason
+  std::vector<uint8_t> header;
+  uint8_t* payload = nullptr;  // malloc'd eager payload handed to JS (message)
+  uint64_t length = 0;
+};
+
+struct Options {
+  std::string tls;          // "" = UCX default
+  std::string net_devices;  // "" = UCX default
+  bool busy_poll = false;
+  uint32_t keepalive_ms = 1000;
+  uint32_t peer_timeout_ms = 5000;
+  bool direct = false;
+  uint64_t request_bytes_max = 16u << 20;
+};
+
+enum class EpState : uint8_t { connecting, open, closing };
+
+struct Endpoint {
+  uint32_t id;
+  ucp_ep_h handle;
+  EpState state;
+  bool bye_received = false;
+  bool failed = false;
+  uint64_t last_rx_ms;
+  uint64_t last_tx_ms;
+  std::string remote;
+  std::string close_code;    // "" = a graceful close
+  std::string close_reason;
+};
+
+enum class Direction : uint8_t { read = 0, write = 1 };
+
+struct Grant {
+  uint64_t id;
+  uint64_t epoch;
+  uint64_t address;
+  uint64_t length;
+  Direction direction;
+  bool revoked = false;
+  uint32_t in_flight = 0;
+};
+
+// A UCX request's user data: what to do when it completes.
+class Transport;
+
+enum class OpKind : uint8_t {
+  send, control, landing, receive, read_put, read_flush, ep_close, read_request,
+};
+struct Op {
+  OpKind kind;
+  uint32_t ep = 0;
+  uint64_t id = 0;           // request id (JS), grant id, or receive id
+  uint64_t grant_id = 0;
+  std::vector<uint8_t> header;  // must outlive the send (UCX 1.13 has no COPY_HEADER)
+  ucp_rkey_h rkey = nullptr;
+  Status status = Status::ok;
+  Transport* owner = nullptr;
+};
+
+class Transport {
+ public:
+  // Returns "" or the failing call's reason; status_p gets the ucs status.
+  static std::string open(const Options& options, uv_loop_t* loop, Transport** transport_p);
+  void close();
+
+  std::string listen(const std::string& host, uint16_t port, std::string* bound_p);
+  std::string connect(const std::string& host, uint16_t port, uint32_t* ep_p);
+  void close_endpoint(uint32_t ep);
+  std::string lanes(uint32_t ep, std::vector<std::string>* lanes_p);
+  bool has_endpoint(uint32_t ep) const { return endpoints_.count(ep) != 0; }
+  bool ep_usable(uint32_t ep) const {
+    auto found = endpoints_.find(ep);
+    return found != endpoints_.end() && found->second->state != EpState::closing;
+  }
+
+  void send(uint32_t ep, uint64_t request_id, const uint8_t* header, size_t header_bytes,
+            const uint8_t* payload, size_t payload_bytes);
+  // Receives a rendezvous message into dst (the napi layer chose it after a place event).
+  void receive_into(uint64_t receive_id, uint8_t* dst);
+
+  void attach_memory(uint8_t* base, uint64_t length);
+  void grant_create(const Grant& grant);
+  bool grant_revoke(uint64_t grant_id);  // true = no landing in flight, revoked now
+  void epoch_raise(uint64_t epoch);
+  uint64_t epoch() const { return epoch_; }
+  void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);
+  std::string read_validated(uint32_t ep, AccessHeader request, uint8_t* dst);
+
+  // progress.cc
+  void drain();
+  void mark_needs_progress() { needs_progress_ = true; }
+  void update_loop_ref();
+  bool closed() const { return closed_; }
+  bool owned_by_handles() const;  // false: close() must free the object itself
+  size_t pending_ops() const { return ops_.size(); }
+  size_t endpoint_count() const { return endpoints_.size(); }
+
+  std::deque<Event> events;  // drained by transport_napi.cc's dispatch_events
+
+  // UCX callbacks (static trampolines in transport*.cc).
+  ucs_status_t on_am(const void* header, size_t header_bytes, void* data, size_t length,
+                     const ucp_am_recv_param_t* param);
+  void on_conn_request(ucp_conn_request_h request);
+  void on_ep_error(uint32_t ep, ucs_status_t status);
+  void on_op_done(Op* op, ucs_status_t status);
+  void on_keepalive_tick();
+
+ private:
+  Transport() = default;
+  std::string create_worker(const Options& options);
+  std::string start_progress(uv_loop_t* loop);
+  void stop_progress();
+  uint32_t add_endpoint(ucp_ep_h handle, EpState state, const std::string& remote);
+  void start_close(Endpoint* ep);
+  void defer_close(Endpoint* ep, const char* code, const std::string& reason);
+  void finish_close(uint32_t ep_id);
+  Endpoint* endpoint_of(ucp_ep_h handle);
+  Endpoint* usable_endpoint(uint32_t ep_id, uint64_t request_id);
+  void send_control(Endpoint* ep, Kind kind);
+  void send_reply(uint32_t ep, uint64_t request_id, Status status);
+  Status check_access(const AccessHeader& request, Direction direction, size_t data_bytes);
+  ucs_status_t on_write_request(Endpoint* ep, const void* header, size_t header_bytes,
+                                void* data, size_t length, bool rndv);
+  ucs_status_t on_read_request(Endpoint* ep, const void* header, size_t header_bytes);
+  ucs_status_t on_message(Endpoint* ep, const void* header, size_t header_bytes, void* data,
+                          size_t length, bool rndv);
+  void on_reply(const void* header, size_t header_bytes);
+  void landing_done(Op* op, ucs_status_t status);
+  void read_put_done(Op* op, ucs_status_t status);
+  void progress_posted();
+  void run_deferred();
+  void* track(Op* op, ucs_status_ptr_t request);
+  ucp_request_param_t op_param(Op* op);
+  void release_grant_flight(uint64_t grant_id);
+
+  Options options_;
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  ucp_listener_h listener_ = nullptr;
+  bool peer_err_mode_ = false;
+  bool closed_ = false;
+  bool in_progress_ = false;
+  bool draining_ = false;
+  bool needs_progress_ = false;
+  uint32_t next_ep_id_ = 1;
+  uint64_t next_receive_id_ = 1;
+  std::unordered_map<uint32_t, std::unique_ptr<Endpoint>> endpoints_;
+  std::unordered_map<ucp_ep_h, uint32_t> ep_ids_;
+  std::unordered_set<Op*> ops_;
+  struct Pending {  // a rendezvous message waiting for JS to place it
+    uint32_t ep;
+    void* desc;
+    uint64_t length;
+  };
+  std::unordered_map<uint64_t, Pending> receives_;
+  struct PendingRead {  // a client's read destination, mapped until the reply
+    uint32_t ep;
+    ucp_mem_h memh;
+  };
+  std::unordered_map<uint64_t, PendingRead> reads_;
+  struct DeferredPut {  // storage side: a checked read, put after progress returns
+    uint32_t ep;
+    uint64_t request_id;
+    uint64_t grant_id;
+    uint64_t address;
+    uint64_t length;
+    uint64_t remote_address;
+    std::vector<uint8_t> rkey;
+  };
+  std::deque<DeferredPut> deferred_puts_;
+  std::deque<std::pair<uint32_t, ReplyHeader>> deferred_replies_;
+  std::deque<uint32_t> deferred_closes_;
+  std::unordered_map<uint64_t, Grant> grants_;
+  uint64_t epoch_ = 0;
+  uint8_t* memory_ = nullptr;
+  uint64_t memory_bytes_ = 0;
+  // progress.cc: libuv handles, heap-allocated so they outlive close() until uv_close's callback.
+  struct Handles;
+  Handles* handles_ = nullptr;
+
+  friend struct ProgressAccess;
+};
+
+// Implemented in transport_napi.cc: hands queued events to JS; returns true if any were given.
+bool dispatch_events(Transport* transport);
+uint64_t now_ms();
+std::string status_reason(const char* what, ucs_status_t status);
+
+}  // namespace pmq::transport

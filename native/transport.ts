@@ -1,0 +1,290 @@
+/**
+ * The UCX transport, typed and validated (docs/native-transport.md).
+ *
+ * Lifecycle: `Transport.open()` creates the process's one UCX context and worker (a second open
+ * is refused); `close()` closes endpoints, the listener and registrations, then the worker.
+ * Concurrency: everything runs on the JS thread; native events arrive after the worker's
+ * progress has returned. A buffer handed to send/write/read stays referenced here until its
+ * operation has completed. Arguments are validated here and rejected with ArgumentError; the
+ * native side only asserts. Operating failures are PmqError with a stable code.
+ */
+import { ArgumentError, PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import { EventKind, type TransportNativeOptions, type TransportStats } from
+  './binding-transport.js';
+import { native } from './index.js';
+import { TransportCore, type Pending } from './transport-core.js';
+
+export type { TransportStats } from './binding-transport.js';
+export { TransportCore } from './transport-core.js';
+
+/** An endpoint handle: a small integer, opaque to callers. */
+export type Endpoint = number & { readonly __brand: 'pmq.Endpoint' };
+export type Direction = 'read' | 'write';
+
+export interface TransportOptions {
+  /** UCX_TLS-style list, e.g. 'tcp' or 'sm,tcp'. Default: UCX's default. */
+  transports?: string;
+  /** UCX_NET_DEVICES-style list, e.g. 'lo'. Default: UCX's default. */
+  netDevices?: string;
+  /** Progress every loop turn (lowest latency, one core spinning). Default false. */
+  busyPoll?: boolean;
+  /** Send a keepalive after this long without sending. Default 1000. */
+  keepaliveMs?: number;
+  /** Declare the peer dead after this long without hearing from it. Default 5000. */
+  peerTimeoutMs?: number;
+  /** Enable direct mode (registration cache off). Default false. */
+  direct?: boolean;
+  /** Largest validated write/read. Default 16 MiB. */
+  requestBytesMax?: number;
+}
+
+export interface GrantRef { id: number; epoch: number }
+export interface Grant extends GrantRef { address: number; length: number; direction: Direction }
+
+export interface MessageHandler {
+  /** Rendezvous messages only: choose where `payloadBytes` land (or undefined: a new Buffer). */
+  place?(ep: Endpoint, header: Uint8Array, payloadBytes: number): Uint8Array | undefined;
+  deliver(ep: Endpoint, header: Uint8Array, payload: Uint8Array): void;
+}
+
+export interface TransportEvents {
+  accepted: (ep: Endpoint, remoteAddress: string) => void;
+  closed: (ep: Endpoint, code: string, reason: string) => void;
+  error: (ep: Endpoint, error: PmqError) => void;
+}
+
+export const REQUEST_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
+const RDMA_LANES = ['rc_verbs', 'rc_mlx5', 'dc_mlx5', 'ud_verbs', 'ud_mlx5', 'rc', 'dc', 'ud'];
+
+let openTransport: Transport | undefined;
+
+function checkCount(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkBytes(name: string, value: unknown, offset: number, length: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new ArgumentError(`${name} must be a Uint8Array`);
+  checkCount(`${name} offset`, offset, 0, value.byteLength);
+  checkCount(`${name} length`, length, 0, value.byteLength - offset);
+  return value;
+}
+
+function nativeOptions(options: TransportOptions): TransportNativeOptions {
+  const text = (name: string, value: unknown): string => {
+    if (value === undefined) return '';
+    if (typeof value !== 'string' || !/^[\w,^:.-]*$/.test(value)) {
+      throw new ArgumentError(`${name} must be a comma-separated list, got ${String(value)}`);
+    }
+    return value;
+  };
+  const keepaliveMs = checkCount('keepaliveMs', options.keepaliveMs ?? 1000, 10, 3_600_000);
+  const peerTimeoutMs = checkCount('peerTimeoutMs', options.peerTimeoutMs ?? 5000, 20, 3_600_000);
+  if (peerTimeoutMs <= keepaliveMs) {
+    throw new ArgumentError('peerTimeoutMs must exceed keepaliveMs');
+  }
+  return {
+    tls: text('transports', options.transports),
+    netDevices: text('netDevices', options.netDevices),
+    busyPoll: options.busyPoll ?? false,
+    keepaliveMs,
+    peerTimeoutMs,
+    direct: options.direct ?? false,
+    requestBytesMax: checkCount('requestBytesMax', options.requestBytesMax ??
+      REQUEST_BYTES_MAX_DEFAULT, 1, 2 ** 31),
+  };
+}
+
+export class Transport extends TransportCore {
+  private readonly options: TransportNativeOptions;
+
+  private constructor(options: TransportNativeOptions) {
+    super();
+    this.options = options;
+  }
+
+  /** Opens the process's one UCX context and worker. */
+  static open(options: TransportOptions = {}): Transport {
+    if (openTransport !== undefined) {
+      throw new PmqError('PMQ_ERR_TRANSPORT_OPEN', 'a transport is already open in this process');
+    }
+    const transport = new Transport(nativeOptions(options));
+    native.transportOpen(transport.options, transport.onNativeEvent);
+    openTransport = transport;
+    return transport;
+  }
+
+  /** Listens on host:port (port 0: a free one); returns the bound address. */
+  listen(host = '127.0.0.1', port = 0): { host: string; port: number } {
+    this.checkOpen();
+    if (typeof host !== 'string' || host.length === 0) throw new ArgumentError('host needed');
+    checkCount('port', port, 0, 65535);
+    if (this.listening) throw new ArgumentError('already listening');
+    const bound = native.transportListen(host, port);
+    this.listening = true;
+    const colon = bound.lastIndexOf(':');
+    return { host: bound.slice(0, colon), port: Number(bound.slice(colon + 1)) };
+  }
+
+  /** Connects by socket address; resolves once the peer's transport has answered. */
+  connect(host: string, port: number): Promise<Endpoint> {
+    this.checkOpen();
+    if (typeof host !== 'string' || host.length === 0) throw new ArgumentError('host needed');
+    checkCount('port', port, 1, 65535);
+    const ep = native.transportConnect(host, port) as Endpoint;
+    this.endpoints.add(ep);
+    return new Promise((resolve, reject) => this.connecting.set(ep, { resolve, reject }));
+  }
+
+  /** Closes an endpoint; resolves when its `closed` event has fired. */
+  closeEndpoint(ep: Endpoint): Promise<void> {
+    this.checkEndpoint(ep);
+    const closed = new Promise<void>((resolve) => this.closeWaiters.set(ep, resolve));
+    native.transportEndpointClose(ep);
+    return closed;
+  }
+
+  /** The transports UCX chose for this endpoint, e.g. ['tcp'] or ['sysv', 'posix', 'cma']. */
+  lanes(ep: Endpoint): string[] {
+    this.checkEndpoint(ep);
+    return native.transportLanes(ep);
+  }
+
+  setMessageHandler(handler: MessageHandler): void {
+    if (typeof handler?.deliver !== 'function') throw new ArgumentError('deliver() needed');
+    this.messageHandler = handler;
+  }
+
+  /** Sends header + payload[offset, offset+length); resolves when UCX is done with the bytes. */
+  send(ep: Endpoint, header: Uint8Array, payload: Uint8Array, offset = 0,
+    length = payload.byteLength - offset): Promise<void> {
+    this.checkEndpoint(ep);
+    checkBytes('header', header, 0, header.byteLength);
+    checkCount('header length', header.byteLength, 0, 4096);
+    checkBytes('payload', payload, offset, length);
+    return this.startRequest(ep, { kind: 'send', buffer: payload, header }, (id) =>
+      native.transportSend(ep, id, header, payload, offset, length));
+  }
+
+  /** Storage side: the memory that grants point into (kept referenced until close). */
+  attachMemory(memory: Uint8Array): void {
+    this.checkOpen();
+    checkBytes('memory', memory, 0, memory.byteLength);
+    if (memory.byteLength === 0) throw new ArgumentError('memory must not be empty');
+    if (this.memoryBytes > 0) throw new ArgumentError('memory already attached');
+    native.transportAttachMemory(memory);
+    this.memoryBytes = memory.byteLength;
+  }
+
+  createGrant(grant: Grant): void {
+    this.checkOpen();
+    if (this.memoryBytes === 0) throw new ArgumentError('attachMemory() first');
+    checkCount('grant id', grant.id, 1, Number.MAX_SAFE_INTEGER);
+    checkCount('grant epoch', grant.epoch, this.epoch, Number.MAX_SAFE_INTEGER);
+    checkCount('grant address', grant.address, 0, this.memoryBytes - 1);
+    checkCount('grant length', grant.length, 1, this.memoryBytes - grant.address);
+    if (grant.direction !== 'read' && grant.direction !== 'write') {
+      throw new ArgumentError(`grant direction must be read or write, got ${grant.direction}`);
+    }
+    if (this.grants.has(grant.id)) throw new ArgumentError(`grant ${grant.id} exists`);
+    native.transportGrantCreate(grant.id, grant.epoch, grant.address, grant.length,
+      grant.direction === 'read' ? 0 : 1);
+    this.grants.set(grant.id, { revoked: false });
+  }
+
+  /** Refuses new requests of the grant at once; resolves when none is in flight any more. */
+  revokeGrant(grantId: number): Promise<void> {
+    this.checkOpen();
+    const grant = this.grants.get(grantId);
+    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    if (grant.revoked) throw new ArgumentError(`grant ${grantId} already revoked`);
+    grant.revoked = true;
+    if (native.transportGrantRevoke(grantId)) return Promise.resolve();
+    return new Promise((resolve) => this.revokeWaiters.set(grantId, resolve));
+  }
+
+  /** Raises the grant table's epoch: grants of older epochs become stale. Epochs only rise. */
+  raiseEpoch(epoch: number): void {
+    this.checkOpen();
+    checkCount('epoch', epoch, this.epoch + 1, Number.MAX_SAFE_INTEGER);
+    native.transportEpochRaise(epoch);
+    this.epoch = epoch;
+    invariant(native.transportStats().epoch === epoch, 'native epoch mismatch', { epoch });
+  }
+
+  /** Writes src[srcOffset, +length) at `address` of the peer's memory, checked by the peer. */
+  writeValidated(ep: Endpoint, grant: GrantRef, address: number, src: Uint8Array,
+    srcOffset: number, length: number): Promise<void> {
+    this.checkAccess(ep, grant, address, length);
+    checkBytes('src', src, srcOffset, length);
+    return this.startRequest(ep, { kind: 'write', buffer: src }, (id) =>
+      native.transportWriteValidated(ep, id, grant.id, grant.epoch, address, src, srcOffset,
+        length));
+  }
+
+  /** Reads `length` bytes at `address` of the peer's memory into dst[dstOffset, +length). */
+  readValidated(ep: Endpoint, grant: GrantRef, address: number, dst: Uint8Array,
+    dstOffset: number, length: number): Promise<void> {
+    this.checkAccess(ep, grant, address, length);
+    checkBytes('dst', dst, dstOffset, length);
+    return this.startRequest(ep, { kind: 'read', buffer: dst }, (id) =>
+      native.transportReadValidated(ep, id, grant.id, grant.epoch, address, dst, dstOffset,
+        length));
+  }
+
+  /**
+   * Direct mode, storage side: the packed remote key of a grant's own registration. Refused
+   * unless the endpoint's lanes are RDMA: on tcp/shared memory a key would let the client
+   * write anywhere (DESIGN.md, "One-sided access must be safe").
+   */
+  exportDirectKey(ep: Endpoint, grantId: number): Uint8Array {
+    const lanes = this.lanes(ep);
+    if (!lanes.some((lane) => RDMA_LANES.includes(lane))) {
+      throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED', 'direct mode needs RDMA lanes; this ' +
+        `endpoint uses ${lanes.join('/')}: use validated mode`);
+    }
+    if (!this.options.direct) {
+      throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED', 'direct mode is not enabled in this ' +
+        'process: open the transport with { direct: true }');
+    }
+    throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED',
+      `direct key export for grant ${grantId} is not implemented yet (issue: native/transport)`);
+  }
+
+  stats(): TransportStats {
+    return native.transportStats();
+  }
+
+  /** Closes endpoints, listener and worker; pending requests reject with ..._TRANSPORT_CLOSED. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    openTransport = undefined;
+    native.transportClose();
+    this.failEverything(new PmqError('PMQ_ERR_TRANSPORT_CLOSED', 'transport closed'));
+  }
+
+  private checkAccess(ep: Endpoint, grant: GrantRef, address: number, length: number): void {
+    this.checkEndpoint(ep);
+    checkCount('grant id', grant?.id, 1, Number.MAX_SAFE_INTEGER);
+    checkCount('grant epoch', grant.epoch, 0, Number.MAX_SAFE_INTEGER);
+    checkCount('address', address, 0, Number.MAX_SAFE_INTEGER);
+    checkCount('length', length, 1, this.options.requestBytesMax);
+  }
+
+  private startRequest(ep: Endpoint, pending: Omit<Pending, 'ep' | 'resolve' | 'reject' |
+    'sendDone' | 'reply'>, start: (id: number) => void): Promise<void> {
+    const id = this.nextRequestId;
+    this.nextRequestId += 1;
+    const promise = new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { ...pending, ep, resolve, reject, sendDone: false, reply: -1 });
+    });
+    start(id);
+    return promise;
+  }
+}
+
+export { EventKind };

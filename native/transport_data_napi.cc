@@ -1,0 +1,101 @@
+// JS glue for the validated data path: the storage side's exposed memory and grant table, and
+// the client side's validated write and read. Arguments were validated by native/transport.ts.
+#include <napi.h>
+
+#include "assert.h"
+#include "errors.h"
+#include "transport.h"
+
+namespace pmq {
+
+transport::Transport* napi_open_transport();
+uint64_t napi_to_u64(const Napi::Value& value);
+uint32_t napi_to_ep(const Napi::Value& value);
+uint8_t* napi_to_bytes(const Napi::Value& value, uint64_t offset, uint64_t length);
+void napi_keep_memory(const Napi::Uint8Array& memory);
+
+namespace {
+
+Napi::Value attach_memory(const Napi::CallbackInfo& info) {
+  auto memory = info[0].As<Napi::Uint8Array>();
+  uint8_t* base = napi_to_bytes(memory, 0, memory.ByteLength());
+  napi_keep_memory(memory);
+  napi_open_transport()->attach_memory(base, memory.ByteLength());
+  return info.Env().Undefined();
+}
+
+Napi::Value grant_create(const Napi::CallbackInfo& info) {
+  // (grantId, epoch, address, length, direction 0 = read / 1 = write)
+  transport::Grant grant{};
+  grant.id = napi_to_u64(info[0]);
+  grant.epoch = napi_to_u64(info[1]);
+  grant.address = napi_to_u64(info[2]);
+  grant.length = napi_to_u64(info[3]);
+  uint64_t direction = napi_to_u64(info[4]);
+  PMQ_ASSERT(direction <= 1);
+  grant.direction = static_cast<transport::Direction>(direction);
+  napi_open_transport()->grant_create(grant);
+  return info.Env().Undefined();
+}
+
+Napi::Value grant_revoke(const Napi::CallbackInfo& info) {
+  bool done = napi_open_transport()->grant_revoke(napi_to_u64(info[0]));
+  return Napi::Boolean::New(info.Env(), done);
+}
+
+Napi::Value epoch_raise(const Napi::CallbackInfo& info) {
+  napi_open_transport()->epoch_raise(napi_to_u64(info[0]));
+  return info.Env().Undefined();
+}
+
+transport::AccessHeader access_header(const Napi::CallbackInfo& info, transport::Kind kind) {
+  // (ep, requestId, grantId, epoch, address, buffer, offset, length)
+  transport::AccessHeader request{};
+  request.version = transport::kWireVersion;
+  request.kind = static_cast<uint8_t>(kind);
+  request.request_id = napi_to_u64(info[1]);
+  request.grant_id = napi_to_u64(info[2]);
+  request.epoch = napi_to_u64(info[3]);
+  request.address = napi_to_u64(info[4]);
+  request.length = napi_to_u64(info[7]);
+  PMQ_ASSERT(request.length > 0);
+  return request;
+}
+
+Napi::Value write_validated(const Napi::CallbackInfo& info) {
+  uint32_t ep = napi_to_ep(info[0]);
+  transport::AccessHeader request = access_header(info, transport::Kind::write_request);
+  uint8_t* src = napi_to_bytes(info[5], napi_to_u64(info[6]), request.length);
+  napi_open_transport()->write_validated(ep, request, src);
+  return info.Env().Undefined();
+}
+
+Napi::Value read_validated(const Napi::CallbackInfo& info) {
+  uint32_t ep = napi_to_ep(info[0]);
+  transport::AccessHeader request = access_header(info, transport::Kind::read_request);
+  uint8_t* dst = napi_to_bytes(info[5], napi_to_u64(info[6]), request.length);
+  std::string failure = napi_open_transport()->read_validated(ep, request, dst);
+  if (!failure.empty()) {
+    return throw_native_error(info.Env(), "PMQ_ERR_TRANSPORT", "read registration failed",
+                              failure);
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void register_transport_data(Napi::Env env, Napi::Object exports) {
+  exports.Set("transportAttachMemory",
+              Napi::Function::New(env, attach_memory, "transportAttachMemory"));
+  exports.Set("transportGrantCreate",
+              Napi::Function::New(env, grant_create, "transportGrantCreate"));
+  exports.Set("transportGrantRevoke",
+              Napi::Function::New(env, grant_revoke, "transportGrantRevoke"));
+  exports.Set("transportEpochRaise", Napi::Function::New(env, epoch_raise, "transportEpochRaise"));
+  exports.Set("transportWriteValidated",
+              Napi::Function::New(env, write_validated, "transportWriteValidated"));
+  exports.Set("transportReadValidated",
+              Napi::Function::New(env, read_validated, "transportReadValidated"));
+}
+
+}  // namespace pmq

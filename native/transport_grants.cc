@@ -1,0 +1,184 @@
+// Completions, work deferred until ucp_worker_progress has returned, and the grant table.
+//
+// Grant table invariants: every grant's range lies inside the exposed memory (checked at
+// creation and again on every access); the table's epoch only rises; a revoked grant stays in
+// the table (so late requests are told `revoked`, not `unknown`) and its revocation completes
+// only when no landing or read of it is in flight.
+#include <cstring>
+
+#include "assert.h"
+#include "transport.h"
+
+namespace pmq::transport {
+
+namespace {
+
+bool inside(uint64_t address, uint64_t length, uint64_t base, uint64_t base_length) {
+  return address >= base && length <= base_length && address - base <= base_length - length;
+}
+
+const char* code_of(ucs_status_t status) {
+  return status == UCS_OK ? "" : "PMQ_ERR_TRANSPORT";
+}
+
+}  // namespace
+
+void Transport::on_op_done(Op* op, ucs_status_t status) {
+  PMQ_ASSERT(ops_.erase(op) == 1);
+  switch (op->kind) {
+    case OpKind::send:
+    case OpKind::read_request:
+      if (op->kind == OpKind::read_request && status != UCS_OK) {
+        auto read = reads_.find(op->id);
+        if (read != reads_.end()) {
+          ucp_mem_unmap(context_, read->second.memh);
+          reads_.erase(read);
+        }
+      }
+      events.push_back(Event{EventKind::send_done, op->ep, op->id,
+                             static_cast<uint32_t>(-status), code_of(status),
+                             status == UCS_OK ? "" : status_reason("send", status)});
+      break;
+    case OpKind::control:
+      break;  // a failed control message shows up as an endpoint error
+    case OpKind::landing:
+      landing_done(op, status);
+      break;
+    case OpKind::receive: {
+      Event event{EventKind::message, op->ep, op->id, static_cast<uint32_t>(-status),
+                  code_of(status), status == UCS_OK ? "" : status_reason("receive", status)};
+      event.length = op->grant_id;
+      events.push_back(std::move(event));
+      break;
+    }
+    case OpKind::read_put:
+      break;
+    case OpKind::read_flush:
+      read_put_done(op, status);
+      break;
+    case OpKind::ep_close:
+      finish_close(op->ep);
+      break;
+  }
+  delete op;
+  update_loop_ref();
+}
+
+void Transport::landing_done(Op* op, ucs_status_t status) {
+  send_reply(op->ep, op->id, status == UCS_OK ? Status::ok : Status::transfer_failed);
+  release_grant_flight(op->grant_id);
+}
+
+void Transport::read_put_done(Op* op, ucs_status_t status) {
+  if (op->rkey != nullptr) ucp_rkey_destroy(op->rkey);
+  op->rkey = nullptr;
+  Status result = status == UCS_OK && op->status == Status::ok ? Status::ok
+                                                                : Status::transfer_failed;
+  send_reply(op->ep, op->id, result);  // after the flush: the bytes are in the client's buffer
+  release_grant_flight(op->grant_id);
+}
+
+void Transport::release_grant_flight(uint64_t grant_id) {
+  auto found = grants_.find(grant_id);
+  PMQ_ASSERT(found != grants_.end());
+  Grant& grant = found->second;
+  PMQ_ASSERT(grant.in_flight > 0);
+  grant.in_flight -= 1;
+  if (grant.revoked && grant.in_flight == 0) {
+    events.push_back(Event{EventKind::revoke_done, 0, grant_id});
+  }
+}
+
+// Storage side: a checked read request becomes put + flush, then the reply.
+static void start_put(Transport* transport, ucp_ep_h handle, uint8_t* src, uint64_t length,
+                      uint64_t remote_address, ucp_rkey_h rkey, Op* flush_op,
+                      ucp_request_param_t flush_param) {
+  ucp_request_param_t put_param{};
+  ucs_status_ptr_t put = ucp_put_nbx(handle, src, length, remote_address, rkey, &put_param);
+  if (UCS_PTR_IS_ERR(put)) {
+    flush_op->status = Status::transfer_failed;
+  } else if (put != nullptr) {
+    ucp_request_free(put);  // released by UCX when done; the flush below waits for it
+  }
+  (void)transport;
+}
+
+void Transport::run_deferred() {
+  PMQ_ASSERT(!in_progress_);
+  while (!deferred_replies_.empty()) {
+    auto [ep_id, reply] = deferred_replies_.front();
+    deferred_replies_.pop_front();
+    auto found = endpoints_.find(ep_id);
+    if (found == endpoints_.end() || found->second->state == EpState::closing) continue;
+    auto* op = new Op{OpKind::control, ep_id};
+    op->header.assign(reinterpret_cast<uint8_t*>(&reply),
+                      reinterpret_cast<uint8_t*>(&reply) + sizeof reply);
+    ucp_request_param_t param = op_param(op);
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
+    found->second->last_tx_ms = now_ms();
+    track(op, ucp_am_send_nbx(found->second->handle, kAmId, op->header.data(),
+                              op->header.size(), nullptr, 0, &param));
+  }
+  while (!deferred_puts_.empty()) {
+    DeferredPut put = std::move(deferred_puts_.front());
+    deferred_puts_.pop_front();
+    auto found = endpoints_.find(put.ep);
+    if (found == endpoints_.end() || found->second->state == EpState::closing) {
+      release_grant_flight(put.grant_id);
+      continue;
+    }
+    ucp_rkey_h rkey = nullptr;
+    ucs_status_t status = ucp_ep_rkey_unpack(found->second->handle, put.rkey.data(), &rkey);
+    if (status != UCS_OK) {
+      send_reply(put.ep, put.request_id, Status::malformed);
+      release_grant_flight(put.grant_id);
+      continue;
+    }
+    auto* op = new Op{OpKind::read_flush, put.ep, put.request_id, put.grant_id};
+    op->rkey = rkey;
+    ucp_request_param_t param = op_param(op);
+    start_put(this, found->second->handle, memory_ + put.address, put.length,
+              put.remote_address, rkey, op, param);
+    track(op, ucp_ep_flush_nbx(found->second->handle, &param));
+  }
+  while (!deferred_closes_.empty()) {
+    uint32_t ep_id = deferred_closes_.front();
+    deferred_closes_.pop_front();
+    auto found = endpoints_.find(ep_id);
+    if (found != endpoints_.end() && found->second->state != EpState::closing) {
+      start_close(found->second.get());
+    }
+  }
+}
+
+void Transport::attach_memory(uint8_t* base, uint64_t length) {
+  PMQ_ASSERT(memory_ == nullptr);
+  PMQ_ASSERT(base != nullptr && length > 0);
+  memory_ = base;
+  memory_bytes_ = length;
+}
+
+void Transport::grant_create(const Grant& grant) {
+  PMQ_ASSERT(memory_ != nullptr);
+  PMQ_ASSERT(grants_.count(grant.id) == 0);
+  PMQ_ASSERT(grant.length > 0 && inside(grant.address, grant.length, 0, memory_bytes_));
+  PMQ_ASSERT(grant.epoch >= epoch_);
+  PMQ_ASSERT(!grant.revoked && grant.in_flight == 0);
+  grants_[grant.id] = grant;
+}
+
+bool Transport::grant_revoke(uint64_t grant_id) {
+  auto found = grants_.find(grant_id);
+  PMQ_ASSERT(found != grants_.end());
+  PMQ_ASSERT(!found->second.revoked);
+  found->second.revoked = true;  // from now on every request of this grant is refused
+  return found->second.in_flight == 0;
+}
+
+void Transport::epoch_raise(uint64_t epoch) {
+  PMQ_ASSERT(epoch > epoch_);  // epochs only rise
+  epoch_ = epoch;
+}
+
+}  // namespace pmq::transport
