@@ -1,0 +1,46 @@
+/** Options shared by several subcommands. */
+import { type Command, InvalidArgumentError, Option } from 'commander';
+
+import { LOG_LEVELS } from '../common/log.js';
+
+export const DEFAULT_REGION_PATH = '/dev/shm/pmq/storage-0.region';
+export const DEFAULT_REGION_SIZE_BYTES = 1024 ** 3;
+
+export function addStorageOptions(command: Command, defaultListen: string): Command {
+  return command
+    .option('--path <file>', 'region file (DAX file, /dev/shm file or ordinary file)',
+      DEFAULT_REGION_PATH)
+    .option('--size <bytes>', 'region size when it is created (default 1GiB; an existing ' +
+      'region keeps its size)')
+    .option('--listen <host:port>', 'address to listen on (port 0: pick a free one)',
+      defaultListen)
+    .addOption(new Option('--transports <list>',
+      'UCX transports, UCX_TLS syntax (e.g. tcp, sm,tcp); default: UCX picks (sm + tcp)'))
+    .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
+    .option('--busy-poll', 'progress UCX on every loop turn: lowest latency, one core busy',
+      false);
+}
+
+export interface StorageCliOptions {
+  path: string;
+  size?: string;
+  listen: string;
+  transports?: string;
+  netDevices?: string;
+  busyPoll: boolean;
+  logLevel: string;
+}
+
+export function logLevelOption(): Option {
+  return new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info');
+}
+
+export function integerArgument(name: string, min: number, max: number) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
+    }
+    return value;
+  };
+}

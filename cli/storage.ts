@@ -1,0 +1,54 @@
+/** `pmq storage`: run one storage node until SIGINT/SIGTERM. */
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+import type { Command } from 'commander';
+
+import { createLogger } from '../common/log.js';
+import { parseHostPort, parseSizeBytes, formatBytes } from '../common/units.js';
+import { startStorageNode, type StorageNode } from '../storage-node/storage-node.js';
+import { addStorageOptions, DEFAULT_REGION_PATH, DEFAULT_REGION_SIZE_BYTES, logLevelOption,
+  type StorageCliOptions }
+  from './options.js';
+
+export async function runStorage(opts: StorageCliOptions, banner: string): Promise<StorageNode> {
+  const log = createLogger({ level: opts.logLevel as 'info' });
+  const listen = parseHostPort(opts.listen);
+  // An existing region keeps its size unless --size is given (then it must match).
+  const sizeBytes = opts.size !== undefined ? parseSizeBytes(opts.size, '--size')
+    : existsSync(opts.path) ? undefined : DEFAULT_REGION_SIZE_BYTES;
+  if (opts.path === DEFAULT_REGION_PATH) mkdirSync(dirname(opts.path), { recursive: true });
+  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, host: listen.host,
+    port: listen.port, transports: opts.transports, netDevices: opts.netDevices,
+    busyPoll: opts.busyPoll, log });
+  const { region } = node;
+  process.stdout.write(`${banner} listening on ${node.address.host}:${node.address.port} ` +
+    `(region ${region.path}, ${formatBytes(region.sizeBytes)}, ${region.backing}, ` +
+    `durability ${region.durability})\n`);
+  stopOnSignals(node);
+  return node;
+}
+
+export function stopOnSignals(node: StorageNode): void {
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`pmq: ${signal}, stopping\n`);
+    node.stop().then(() => { process.exitCode = 0; }, (error: unknown) => {
+      process.stderr.write(`pmq: stop failed: ${String(error)}\n`);
+      process.exitCode = 1;
+    });
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+export function registerStorageCommand(program: Command): void {
+  const command = program.command('storage')
+    .description('run a storage node: a persistent-memory region served over UCX')
+    .addOption(logLevelOption());
+  addStorageOptions(command, '127.0.0.1:7100').action(async (opts: StorageCliOptions) => {
+    await runStorage(opts, 'pmq storage node');
+  });
+}
