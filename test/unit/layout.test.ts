@@ -215,7 +215,7 @@ t.test(`segment entry: seeded random round trips and damage (seed ${SEED})`, asy
   t.equal(checked, 500);
 });
 
-t.test('superblock copies: newest valid wins, torn copy falls back, nonsense refused', async (t) => {
+t.test('superblock copies: newest wins, torn falls back, nonsense refused', async (t) => {
   const bytes = new Uint8Array(TABLE_ADDRESS);
   const [a, b] = formatSuperblocks(superblock());
   if (a === undefined || b === undefined) throw new Error('two copies');
