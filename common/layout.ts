@@ -1,0 +1,492 @@
+/**
+ * The on-media layout of a storage region, format version 1: two superblock copies, the segment
+ * table (two slots per segment), then the segments. docs/region-format.md describes every byte;
+ * this module is its executable form and must change with it (and with native/layout.h once the
+ * addon reads the layout too).
+ *
+ * Pure: encode into and decode from a caller's Uint8Array; no I/O, no persistence ordering
+ * (storage-node/region-store.ts owns that). All integers are little-endian. 64-bit fields hold
+ * numbers below 2^53; a decoded value outside that range is corruption.
+ *
+ * Decoders never throw on bad bytes: they return { ok: false, problem } so that the caller can
+ * fall back to the other copy or slot, or raise PMQ_ERR_REGION_CORRUPT naming where it looked.
+ * Encoders assert (invariant) that what they write would decode: writing an invalid structure
+ * is our own bug, not an operating error.
+ */
+import { invariant } from './invariant.js';
+import { LIMITS } from './limits.js';
+import { crc32c } from '../native/crc32c.js';
+
+export const LAYOUT_VERSION = 1;
+/** "PMQREGON": a pmq region. The version is a separate field, not part of the magic. */
+export const REGION_MAGIC = Uint8Array.from([0x50, 0x4d, 0x51, 0x52, 0x45, 0x47, 0x4f, 0x4e]);
+/** Layout granule: every address below is a multiple of it. */
+export const LAYOUT_ALIGNMENT_BYTES = 4096;
+/** The data area is aligned to the formatting machine's page size, at most this. */
+export const DATA_ALIGNMENT_BYTES_MAX = 65_536;
+
+export const SUPERBLOCK_VERSION = 1;
+export const SUPERBLOCK_COPY_COUNT = 2;
+/** Each copy owns 4 KiB (its own page); only the header at its start is written. */
+export const SUPERBLOCK_COPY_SIZE_BYTES = 4096;
+export const SUPERBLOCK_HEADER_SIZE_BYTES = 128;
+/** Where each field of a superblock header starts, from the start of its copy. */
+export const SUPERBLOCK_FIELD_AT = {
+  magic: 0, version: 8, headerSizeBytes: 10, flags: 12, sequence: 16, regionId: 24,
+  nodeId: 40, reserved0: 44, regionSizeBytes: 48, segmentSizeBytes: 56, segmentCount: 64,
+  entrySizeBytes: 68, entrySlotCount: 70, tableAddress: 72, dataAddress: 80, epoch: 88,
+  createdAtMs: 96, reserved1: 104, crc: 124,
+} as const;
+
+export const SEGMENT_ENTRY_VERSION = 1;
+export const SEGMENT_ENTRY_SIZE_BYTES = 512;
+export const SEGMENT_ENTRY_SLOT_COUNT = 2;
+/** Where each field of a segment-table entry starts, from the start of its slot. */
+export const SEGMENT_ENTRY_FIELD_AT = {
+  version: 0, state: 2, reserved0: 3, segmentIndex: 4, generation: 8, epoch: 16,
+  partition: 24, chainPosition: 28, baseOffset: 32, watermarkPosition: 40,
+  watermarkOffsetLast: 48, topicSizeBytes: 56, topic: 58, reserved1: 307, crc: 508,
+} as const;
+
+/** The table starts right after the two superblock copies. */
+export const TABLE_ADDRESS = SUPERBLOCK_COPY_COUNT * SUPERBLOCK_COPY_SIZE_BYTES;
+export const TABLE_BYTES_PER_SEGMENT = SEGMENT_ENTRY_SLOT_COUNT * SEGMENT_ENTRY_SIZE_BYTES;
+export const REGION_ID_SIZE_BYTES = 16;
+
+// Constant relationships, checked at load.
+invariant(SUPERBLOCK_FIELD_AT.crc + 4 === SUPERBLOCK_HEADER_SIZE_BYTES, 'superblock crc last');
+invariant(SUPERBLOCK_HEADER_SIZE_BYTES <= SUPERBLOCK_COPY_SIZE_BYTES, 'header fits its copy');
+invariant(SEGMENT_ENTRY_FIELD_AT.crc + 4 === SEGMENT_ENTRY_SIZE_BYTES, 'entry crc last');
+invariant(SEGMENT_ENTRY_FIELD_AT.topic + LIMITS.topicNameBytesMax ===
+  SEGMENT_ENTRY_FIELD_AT.reserved1, 'topic field holds the longest topic name');
+invariant(SEGMENT_ENTRY_SIZE_BYTES % 64 === 0, 'entries are whole cache lines');
+invariant(TABLE_ADDRESS % LAYOUT_ALIGNMENT_BYTES === 0, 'table aligned');
+invariant(LIMITS.segmentSizeBytesMin % DATA_ALIGNMENT_BYTES_MAX === 0,
+  'every allowed segment size is a multiple of every allowed data alignment');
+
+/** Why bytes did not decode: never written, a version this build cannot read, or damaged. */
+export type DecodeFailureKind = 'blank' | 'version' | 'corrupt';
+export type Decoded<T> = { readonly ok: true; readonly value: T } |
+  { readonly ok: false; readonly kind: DecodeFailureKind; readonly problem: string };
+
+export interface Watermark {
+  /** Bytes of the segment that are committed: [0, position). */
+  readonly position: number;
+  /** Offset of the last committed record; baseOffset - 1 while the segment is empty. */
+  readonly offsetLast: number;
+}
+
+export interface Superblock {
+  /** The copy with the highest valid sequence wins; copy index = sequence % 2. */
+  readonly sequence: number;
+  /** 32 lower-case hex digits, random at format time. */
+  readonly regionId: string;
+  readonly nodeId: number;
+  readonly regionSizeBytes: number;
+  readonly segmentSizeBytes: number;
+  readonly segmentCount: number;
+  readonly tableAddress: number;
+  readonly dataAddress: number;
+  /** The fencing epoch: only rises. */
+  readonly epoch: number;
+  readonly createdAtMs: number;
+}
+
+export type SegmentState = 'free' | 'active' | 'sealed';
+const STATE_CODES: Readonly<Record<SegmentState, number>> = { free: 0, active: 1, sealed: 2 };
+
+export interface SegmentEntry {
+  readonly segmentIndex: number;
+  /** Rises by one per update; the slot with the higher valid generation wins (slot = gen % 2). */
+  readonly generation: number;
+  /** The fencing epoch of the request that wrote this entry. */
+  readonly epoch: number;
+  readonly state: SegmentState;
+  /** Free entries: '' and every field below zero. */
+  readonly topic: string;
+  readonly partition: number;
+  readonly chainPosition: number;
+  readonly baseOffset: number;
+  readonly watermark: Watermark;
+}
+
+export interface RegionGeometry {
+  readonly regionSizeBytes: number;
+  readonly segmentSizeBytes: number;
+  readonly segmentCount: number;
+  readonly tableAddress: number;
+  readonly dataAddress: number;
+}
+
+const ok = <T>(value: T): Decoded<T> => ({ ok: true, value });
+const bad = <T>(problem: string, kind: DecodeFailureKind = 'corrupt'): Decoded<T> =>
+  ({ ok: false, kind, problem });
+
+export function isPowerOfTwo(n: number): boolean {
+  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
+}
+
+export function alignUp(n: number, alignment: number): number {
+  invariant(isPowerOfTwo(alignment) && Number.isSafeInteger(n) && n >= 0, 'alignUp arguments',
+    { n, alignment });
+  return Math.ceil(n / alignment) * alignment;
+}
+
+export function tableSizeBytes(segmentCount: number): number {
+  return segmentCount * TABLE_BYTES_PER_SEGMENT;
+}
+
+/** Region address of slot `slot` of segment `segmentIndex`'s table entry. */
+export function entryAddress(segmentIndex: number, slot: number): number {
+  invariant(Number.isSafeInteger(segmentIndex) && segmentIndex >= 0 && segmentIndex <
+    LIMITS.segmentCountMax && (slot === 0 || slot === 1), 'entry slot', { segmentIndex, slot });
+  return TABLE_ADDRESS + segmentIndex * TABLE_BYTES_PER_SEGMENT + slot * SEGMENT_ENTRY_SIZE_BYTES;
+}
+
+export function superblockAddress(copy: number): number {
+  invariant(copy === 0 || copy === 1, 'superblock copy', { copy });
+  return copy * SUPERBLOCK_COPY_SIZE_BYTES;
+}
+
+export function segmentSizeProblem(segmentSizeBytes: number): string | null {
+  if (!isPowerOfTwo(segmentSizeBytes)) {
+    return `segment size ${segmentSizeBytes} is not a power of two`;
+  }
+  if (segmentSizeBytes < LIMITS.segmentSizeBytesMin ||
+      segmentSizeBytes > LIMITS.segmentSizeBytesMax) {
+    return `segment size ${segmentSizeBytes} is outside ` +
+      `${LIMITS.segmentSizeBytesMin}..${LIMITS.segmentSizeBytesMax}`;
+  }
+  return null;
+}
+
+/**
+ * The most segments of segmentSizeBytes that fit in a region after the superblocks and the
+ * table, with the data area aligned to dataAlignmentBytes. A string names what is wrong.
+ */
+export function computeGeometry(
+  regionSizeBytes: number,
+  segmentSizeBytes: number,
+  dataAlignmentBytes: number,
+): Decoded<RegionGeometry> {
+  const segmentProblem = segmentSizeProblem(segmentSizeBytes);
+  if (segmentProblem !== null) return bad(segmentProblem);
+  invariant(isPowerOfTwo(dataAlignmentBytes) && dataAlignmentBytes >= LAYOUT_ALIGNMENT_BYTES &&
+    dataAlignmentBytes <= DATA_ALIGNMENT_BYTES_MAX, 'data alignment', { dataAlignmentBytes });
+  if (!Number.isSafeInteger(regionSizeBytes) || regionSizeBytes % LAYOUT_ALIGNMENT_BYTES !== 0) {
+    return bad(`region size ${regionSizeBytes} is not a multiple of ${LAYOUT_ALIGNMENT_BYTES}`);
+  }
+  const perSegment = segmentSizeBytes + TABLE_BYTES_PER_SEGMENT;
+  let count = Math.min(LIMITS.segmentCountMax,
+    Math.max(0, Math.floor((regionSizeBytes - TABLE_ADDRESS) / perSegment)));
+  const dataAddressFor = (n: number): number =>
+    alignUp(TABLE_ADDRESS + tableSizeBytes(n), dataAlignmentBytes);
+  while (count > 0 && dataAddressFor(count) + count * segmentSizeBytes > regionSizeBytes) {
+    count -= 1;
+  }
+  if (count === 0) {
+    return bad(`region of ${regionSizeBytes} bytes holds no segment of ${segmentSizeBytes} ` +
+      `bytes after superblocks and table (needs ${dataAddressFor(1) + segmentSizeBytes})`);
+  }
+  return ok({ regionSizeBytes, segmentSizeBytes, segmentCount: count,
+    tableAddress: TABLE_ADDRESS, dataAddress: dataAddressFor(count) });
+}
+
+/** What any geometry read back from media must satisfy (it need not be the maximal one). */
+export function geometryProblem(g: RegionGeometry): string | null {
+  const segmentProblem = segmentSizeProblem(g.segmentSizeBytes);
+  if (segmentProblem !== null) return segmentProblem;
+  if (g.regionSizeBytes % LAYOUT_ALIGNMENT_BYTES !== 0) return 'region size not aligned';
+  if (g.segmentCount < 1 || g.segmentCount > LIMITS.segmentCountMax) {
+    return `segment count ${g.segmentCount} outside 1..${LIMITS.segmentCountMax}`;
+  }
+  if (g.tableAddress !== TABLE_ADDRESS) return `table address ${g.tableAddress} is not 8192`;
+  const tableEnd = g.tableAddress + tableSizeBytes(g.segmentCount);
+  if (g.dataAddress % LAYOUT_ALIGNMENT_BYTES !== 0 || g.dataAddress < tableEnd ||
+      g.dataAddress - tableEnd >= DATA_ALIGNMENT_BYTES_MAX) {
+    return `data address ${g.dataAddress} does not follow the table ending at ${tableEnd}`;
+  }
+  if (g.dataAddress + g.segmentCount * g.segmentSizeBytes > g.regionSizeBytes) {
+    return `${g.segmentCount} segments of ${g.segmentSizeBytes} bytes overrun the region`;
+  }
+  return null;
+}
+
+// ---- field helpers -------------------------------------------------------------------------
+
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+const SB = SUPERBLOCK_FIELD_AT;
+const SE = SEGMENT_ENTRY_FIELD_AT;
+
+function viewAt(bytes: Uint8Array, at: number, sizeBytes: number): DataView {
+  invariant(Number.isSafeInteger(at) && at >= 0 && at + sizeBytes <= bytes.byteLength,
+    'layout structure inside the buffer', { at, sizeBytes, bufferBytes: bytes.byteLength });
+  return new DataView(bytes.buffer, bytes.byteOffset + at, sizeBytes);
+}
+
+function setU64(view: DataView, at: number, value: number): void {
+  invariant(Number.isSafeInteger(value) && value >= 0, 'u64 field is a safe integer', { value });
+  view.setBigUint64(at, BigInt(value), true);
+}
+
+function setI64(view: DataView, at: number, value: number): void {
+  invariant(Number.isSafeInteger(value), 'i64 field is a safe integer', { value });
+  view.setBigInt64(at, BigInt(value), true);
+}
+
+function getU64(view: DataView, at: number): number | null {
+  const value = view.getBigUint64(at, true);
+  return value <= SAFE_MAX ? Number(value) : null;
+}
+
+function getI64(view: DataView, at: number): number | null {
+  const value = view.getBigInt64(at, true);
+  return value <= SAFE_MAX && value >= -SAFE_MAX ? Number(value) : null;
+}
+
+function allZero(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i += 1) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+function crcProblem(bytes: Uint8Array, view: DataView, crcAt: number): string | null {
+  const stored = view.getUint32(crcAt, true);
+  const computed = crc32c(bytes, 0, crcAt);
+  if (stored === computed) return null;
+  return `crc32c mismatch: stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)}`;
+}
+
+const isU32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
+const isCount = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+
+// ---- superblock ------------------------------------------------------------------------------
+
+/** Why a superblock must not be written or trusted, or null. */
+export function superblockProblem(sb: Superblock): string | null {
+  if (!isCount(sb.sequence)) return `sequence ${sb.sequence} is not a count`;
+  if (!/^[0-9a-f]{32}$/.test(sb.regionId)) return 'region id is not 32 hex digits';
+  if (!isU32(sb.nodeId)) return `node id ${sb.nodeId} is not a uint32`;
+  if (!isCount(sb.epoch)) return `epoch ${sb.epoch} is not a count`;
+  if (!isCount(sb.createdAtMs)) return `created time ${sb.createdAtMs} is not a count`;
+  return geometryProblem(sb);
+}
+
+export function encodeSuperblock(bytes: Uint8Array, at: number, sb: Superblock): void {
+  const problem = superblockProblem(sb);
+  invariant(problem === null, 'encoding a valid superblock', { problem });
+  const view = viewAt(bytes, at, SUPERBLOCK_HEADER_SIZE_BYTES);
+  const header = bytes.subarray(at, at + SUPERBLOCK_HEADER_SIZE_BYTES);
+  header.fill(0);
+  header.set(REGION_MAGIC, SB.magic);
+  view.setUint16(SB.version, SUPERBLOCK_VERSION, true);
+  view.setUint16(SB.headerSizeBytes, SUPERBLOCK_HEADER_SIZE_BYTES, true);
+  setU64(view, SB.sequence, sb.sequence);
+  for (let i = 0; i < REGION_ID_SIZE_BYTES; i += 1) {
+    header[SB.regionId + i] = Number.parseInt(sb.regionId.slice(2 * i, 2 * i + 2), 16);
+  }
+  view.setUint32(SB.nodeId, sb.nodeId, true);
+  setU64(view, SB.regionSizeBytes, sb.regionSizeBytes);
+  setU64(view, SB.segmentSizeBytes, sb.segmentSizeBytes);
+  view.setUint32(SB.segmentCount, sb.segmentCount, true);
+  view.setUint16(SB.entrySizeBytes, SEGMENT_ENTRY_SIZE_BYTES, true);
+  view.setUint16(SB.entrySlotCount, SEGMENT_ENTRY_SLOT_COUNT, true);
+  setU64(view, SB.tableAddress, sb.tableAddress);
+  setU64(view, SB.dataAddress, sb.dataAddress);
+  setU64(view, SB.epoch, sb.epoch);
+  setU64(view, SB.createdAtMs, sb.createdAtMs);
+  view.setUint32(SB.crc, crc32c(header, 0, SB.crc), true);
+}
+
+/** Decodes the superblock copy at `at`. Strict: every reserved byte must be zero. */
+export function decodeSuperblock(bytes: Uint8Array, at: number): Decoded<Superblock> {
+  const view = viewAt(bytes, at, SUPERBLOCK_HEADER_SIZE_BYTES);
+  const header = bytes.subarray(at, at + SUPERBLOCK_HEADER_SIZE_BYTES);
+  if (allZero(header, 0, header.byteLength)) return bad('superblock copy is all zeros', 'blank');
+  if (!REGION_MAGIC.every((b, i) => header[SB.magic + i] === b)) {
+    return bad('magic is not PMQREGON');
+  }
+  const version = view.getUint16(SB.version, true);
+  switch (version) {
+    case 1: return decodeSuperblockV1(header, view);
+    default: return bad(`superblock version ${version}; this build reads ${SUPERBLOCK_VERSION}`,
+      'version');
+  }
+}
+
+function decodeSuperblockV1(header: Uint8Array, view: DataView): Decoded<Superblock> {
+  const crc = crcProblem(header, view, SB.crc);
+  if (crc !== null) return bad(crc);
+  if (view.getUint16(SB.headerSizeBytes, true) !== SUPERBLOCK_HEADER_SIZE_BYTES ||
+      view.getUint16(SB.entrySizeBytes, true) !== SEGMENT_ENTRY_SIZE_BYTES ||
+      view.getUint16(SB.entrySlotCount, true) !== SEGMENT_ENTRY_SLOT_COUNT) {
+    return bad('header size, entry size or slot count differ from version 1');
+  }
+  if (view.getUint32(SB.flags, true) !== 0 || !allZero(header, SB.reserved0, SB.regionSizeBytes) ||
+      !allZero(header, SB.reserved1, SB.crc)) {
+    return bad('flags or reserved bytes are not zero');
+  }
+  const u64 = {
+    sequence: getU64(view, SB.sequence), regionSizeBytes: getU64(view, SB.regionSizeBytes),
+    segmentSizeBytes: getU64(view, SB.segmentSizeBytes),
+    tableAddress: getU64(view, SB.tableAddress),
+    dataAddress: getU64(view, SB.dataAddress), epoch: getU64(view, SB.epoch),
+    createdAtMs: getU64(view, SB.createdAtMs),
+  };
+  for (const [name, value] of Object.entries(u64)) {
+    if (value === null) return bad(`${name} is not below 2^53`);
+  }
+  const regionId = Array.from(header.subarray(SB.regionId, SB.regionId + REGION_ID_SIZE_BYTES),
+    (b) => b.toString(16).padStart(2, '0')).join('');
+  const sb: Superblock = {
+    sequence: u64.sequence ?? 0, regionId, nodeId: view.getUint32(SB.nodeId, true),
+    regionSizeBytes: u64.regionSizeBytes ?? 0, segmentSizeBytes: u64.segmentSizeBytes ?? 0,
+    segmentCount: view.getUint32(SB.segmentCount, true), tableAddress: u64.tableAddress ?? 0,
+    dataAddress: u64.dataAddress ?? 0, epoch: u64.epoch ?? 0, createdAtMs: u64.createdAtMs ?? 0,
+  };
+  const problem = superblockProblem(sb);
+  return problem === null ? ok(sb) : bad(problem);
+}
+
+// ---- segment-table entries -------------------------------------------------------------------
+
+/** Where an entry lives, which its contents must agree with. */
+export interface EntryContext {
+  readonly segmentIndex: number;
+  readonly slot: number;
+  readonly segmentSizeBytes: number;
+}
+
+/** Kafka's rule: 1..249 characters of [a-zA-Z0-9._-], and not "." or "..". */
+export function topicProblem(topic: string): string | null {
+  if (typeof topic !== 'string' || !/^[a-zA-Z0-9._-]+$/.test(topic)) {
+    return 'topic must be 1 or more characters of [a-zA-Z0-9._-]';
+  }
+  if (topic.length > LIMITS.topicNameBytesMax) {
+    return `topic of ${topic.length} characters is longer than ${LIMITS.topicNameBytesMax}`;
+  }
+  return topic === '.' || topic === '..' ? `topic may not be "${topic}"` : null;
+}
+
+/** What a watermark must satisfy in a segment of segmentSizeBytes starting at baseOffset. */
+export function watermarkProblem(
+  watermark: Watermark,
+  baseOffset: number,
+  segmentSizeBytes: number,
+): string | null {
+  const { position, offsetLast } = watermark;
+  if (!Number.isSafeInteger(position) || position < 0 || position > segmentSizeBytes) {
+    return `watermark position ${position} outside 0..${segmentSizeBytes}`;
+  }
+  if (!Number.isSafeInteger(offsetLast)) return `watermark offsetLast ${offsetLast} not an integer`;
+  if (position === 0 && offsetLast !== baseOffset - 1) {
+    return `empty segment must have offsetLast = baseOffset - 1 = ${baseOffset - 1}`;
+  }
+  if (position > 0 && offsetLast < baseOffset) {
+    return `offsetLast ${offsetLast} below baseOffset ${baseOffset} with ${position} bytes`;
+  }
+  return null;
+}
+
+function activeEntryProblem(e: SegmentEntry, ctx: EntryContext): string | null {
+  const topic = topicProblem(e.topic);
+  if (topic !== null) return topic;
+  if (!Number.isInteger(e.partition) || e.partition < 0 || e.partition > LIMITS.partitionMax) {
+    return `partition ${e.partition} outside 0..${LIMITS.partitionMax}`;
+  }
+  if (!isU32(e.chainPosition)) return `chain position ${e.chainPosition} is not a uint32`;
+  if (!isCount(e.baseOffset)) return `base offset ${e.baseOffset} is not a count`;
+  return watermarkProblem(e.watermark, e.baseOffset, ctx.segmentSizeBytes);
+}
+
+/** Why an entry must not be written into (or trusted from) its slot, or null. */
+export function entryProblem(e: SegmentEntry, ctx: EntryContext): string | null {
+  if (e.segmentIndex !== ctx.segmentIndex) {
+    return `entry names segment ${e.segmentIndex}, lives in the slot of ${ctx.segmentIndex}`;
+  }
+  if (!isCount(e.generation) || e.generation % SEGMENT_ENTRY_SLOT_COUNT !== ctx.slot) {
+    return `generation ${e.generation} does not belong in slot ${ctx.slot}`;
+  }
+  if (!isCount(e.epoch)) return `epoch ${e.epoch} is not a count`;
+  if (e.state !== 'free') return activeEntryProblem(e, ctx);
+  const zero = e.topic === '' && e.partition === 0 && e.chainPosition === 0 &&
+    e.baseOffset === 0 && e.watermark.position === 0 && e.watermark.offsetLast === 0;
+  return zero ? null : 'a free entry has a topic, partition, chain position or watermark';
+}
+
+export function encodeSegmentEntry(
+  bytes: Uint8Array,
+  at: number,
+  e: SegmentEntry,
+  ctx: EntryContext,
+): void {
+  const problem = entryProblem(e, ctx);
+  invariant(problem === null, 'encoding a valid segment entry', { problem, ...ctx });
+  const view = viewAt(bytes, at, SEGMENT_ENTRY_SIZE_BYTES);
+  const slot = bytes.subarray(at, at + SEGMENT_ENTRY_SIZE_BYTES);
+  slot.fill(0);
+  view.setUint16(SE.version, SEGMENT_ENTRY_VERSION, true);
+  view.setUint8(SE.state, STATE_CODES[e.state]);
+  view.setUint32(SE.segmentIndex, e.segmentIndex, true);
+  setU64(view, SE.generation, e.generation);
+  setU64(view, SE.epoch, e.epoch);
+  view.setUint32(SE.partition, e.partition, true);
+  view.setUint32(SE.chainPosition, e.chainPosition, true);
+  setI64(view, SE.baseOffset, e.baseOffset);
+  setU64(view, SE.watermarkPosition, e.watermark.position);
+  setI64(view, SE.watermarkOffsetLast, e.watermark.offsetLast);
+  view.setUint16(SE.topicSizeBytes, e.topic.length, true);
+  for (let i = 0; i < e.topic.length; i += 1) slot[SE.topic + i] = e.topic.charCodeAt(i);
+  view.setUint32(SE.crc, crc32c(slot, 0, SE.crc), true);
+}
+
+export function decodeSegmentEntry(
+  bytes: Uint8Array,
+  at: number,
+  ctx: EntryContext,
+): Decoded<SegmentEntry> {
+  const view = viewAt(bytes, at, SEGMENT_ENTRY_SIZE_BYTES);
+  const slot = bytes.subarray(at, at + SEGMENT_ENTRY_SIZE_BYTES);
+  if (allZero(slot, 0, slot.byteLength)) return bad('entry slot is all zeros', 'blank');
+  const version = view.getUint16(SE.version, true);
+  switch (version) {
+    case 1: return decodeSegmentEntryV1(slot, view, ctx);
+    default: return bad(`entry version ${version}; this build reads ${SEGMENT_ENTRY_VERSION}`,
+      'version');
+  }
+}
+
+function decodeSegmentEntryV1(
+  slot: Uint8Array,
+  view: DataView,
+  ctx: EntryContext,
+): Decoded<SegmentEntry> {
+  const crc = crcProblem(slot, view, SE.crc);
+  if (crc !== null) return bad(crc);
+  const stateCode = view.getUint8(SE.state);
+  const state = (Object.keys(STATE_CODES) as SegmentState[])
+    .find((name) => STATE_CODES[name] === stateCode);
+  if (state === undefined) return bad(`state ${stateCode} is not 0, 1 or 2`);
+  const topicSizeBytes = view.getUint16(SE.topicSizeBytes, true);
+  if (topicSizeBytes > LIMITS.topicNameBytesMax) return bad(`topic of ${topicSizeBytes} bytes`);
+  if (view.getUint8(SE.reserved0) !== 0 || !allZero(slot, SE.topic + topicSizeBytes, SE.crc)) {
+    return bad('reserved bytes or topic padding are not zero');
+  }
+  const generation = getU64(view, SE.generation);
+  const epoch = getU64(view, SE.epoch);
+  const baseOffset = getI64(view, SE.baseOffset);
+  const position = getU64(view, SE.watermarkPosition);
+  const offsetLast = getI64(view, SE.watermarkOffsetLast);
+  if (generation === null || epoch === null || baseOffset === null || position === null ||
+      offsetLast === null) {
+    return bad('a 64-bit field is not within ±2^53');
+  }
+  const entry: SegmentEntry = {
+    segmentIndex: view.getUint32(SE.segmentIndex, true), generation, epoch, state,
+    topic: String.fromCharCode(...slot.subarray(SE.topic, SE.topic + topicSizeBytes)),
+    partition: view.getUint32(SE.partition, true),
+    chainPosition: view.getUint32(SE.chainPosition, true),
+    baseOffset, watermark: { position, offsetLast },
+  };
+  const problem = entryProblem(entry, ctx);
+  return problem === null ? ok(entry) : bad(problem);
+}

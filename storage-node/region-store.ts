@@ -1,0 +1,435 @@
+/**
+ * The storage node's region: superblock, segment table and segments on top of a Region. Owns
+ * the in-memory superblock and table; every change to them goes through here, and so does every
+ * persistence ordering decision (docs/region-format.md, "Update protocols").
+ *
+ * Lifecycle: RegionStore.format(region, …) on a blank region, or RegionStore.open(region) on a
+ * formatted one; both validate everything they read. The store does not own the Region: close
+ * it after the last store call has settled.
+ *
+ * Durability: a method that changes the table resolves only after the new entry (and, for a
+ * watermark, the segment data under it, persisted first) is durable; the broker acknowledges
+ * producers only after that. A crash at any moment leaves the last durable entry of every
+ * segment readable (two slots per entry, two superblock copies).
+ *
+ * Concurrency: JS thread only. Requests for different segments may overlap (each awaits its own
+ * persists); a second request for a segment whose update is in flight is refused with
+ * PMQ_ERR_SEGMENT_BUSY (the persist queue in front of this coalesces instead).
+ *
+ * Errors: bad requests (stale epoch, watermark moving back, no free segment) are PmqErrors with
+ * codes from docs/error-codes.md, the store unchanged; damaged media is a RegionMediaError
+ * naming every place it looked; broken local state is invariant().
+ */
+import { randomBytes } from 'node:crypto';
+
+import { ArgumentError, PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import {
+  DATA_ALIGNMENT_BYTES_MAX, LAYOUT_ALIGNMENT_BYTES, SEGMENT_ENTRY_SIZE_BYTES,
+  SUPERBLOCK_HEADER_SIZE_BYTES, TABLE_ADDRESS, computeGeometry, decodeSegmentEntry,
+  decodeSuperblock, encodeSegmentEntry, encodeSuperblock, entryAddress, superblockAddress,
+  tableSizeBytes, topicProblem, watermarkProblem,
+  type SegmentEntry, type Superblock, type Watermark,
+} from '../common/layout.js';
+import { LIMITS } from '../common/limits.js';
+import { REGION_PAGE_SIZE_BYTES, type Region } from '../native/region.js';
+import { SegmentTable, formatEntries, type SlotProblem } from './segment-table.js';
+import {
+  chooseSuperblock, formatSuperblocks, nextSuperblock, type SuperblockCopyProblem,
+} from './superblock.js';
+
+export type { SegmentEntry, SegmentState, Superblock, Watermark } from '../common/layout.js';
+
+/** A segment as the broker sees it: its entry plus where its bytes are. */
+export interface SegmentInfo extends SegmentEntry {
+  /** Region address of the segment's first byte. */
+  readonly address: number;
+  readonly sizeBytes: number;
+}
+
+export interface FormatOptions {
+  readonly nodeId: number;
+  /** Default LIMITS.segmentSizeBytesDefault (64 MiB). Power of two, multiple of the page size. */
+  readonly segmentSizeBytes?: number;
+  /** Format over an existing superblock (destroys the region's contents). Default false. */
+  readonly overwrite?: boolean;
+}
+
+export interface AllocateRequest {
+  readonly topic: string;
+  readonly partition: number;
+  readonly chainPosition: number;
+  readonly baseOffset: number;
+  readonly epoch: number;
+}
+
+/** What open() fell back over: never silent, the server logs each at warn. */
+export interface OpenReport {
+  readonly superblockFallback: SuperblockCopyProblem | null;
+  readonly entryFallbacks: readonly SlotProblem[];
+}
+
+export interface MediaSite {
+  readonly what: 'superblock' | 'segment entry' | 'region';
+  readonly address: number;
+  readonly copy?: number;
+  readonly segmentIndex?: number;
+  readonly slot?: number;
+  readonly problem: string;
+}
+
+/** The region's bytes cannot be trusted or read: code PMQ_ERR_REGION_{CORRUPT,VERSION,…}. */
+export class RegionMediaError extends PmqError {
+  readonly sites: readonly MediaSite[];
+
+  constructor(code: string, path: string, sites: readonly MediaSite[]) {
+    super(code, `region ${path}: ${sites.map(describeSite).join('; ')}`);
+    this.sites = sites;
+  }
+}
+
+function describeSite(site: MediaSite): string {
+  const where = site.what === 'segment entry' ?
+    `segment ${site.segmentIndex} entry slot ${site.slot}` :
+    site.what === 'superblock' ? `superblock copy ${site.copy}` : 'region';
+  return `${where} at address ${site.address}: ${site.problem}`;
+}
+
+const MEDIA_CODES = {
+  blank: 'PMQ_ERR_REGION_NOT_FORMATTED', version: 'PMQ_ERR_REGION_VERSION',
+  corrupt: 'PMQ_ERR_REGION_CORRUPT',
+} as const;
+
+const fail = (code: string, message: string, retriable = false): PmqError =>
+  new PmqError(code, message, { retriable });
+
+function checkCount(what: string, name: string, value: number, max: number): void {
+  if (!Number.isSafeInteger(value) || value < 0 || value > max) {
+    throw new ArgumentError(`${what}: ${name} ${String(value)} is not an integer in 0..${max}`);
+  }
+}
+
+function checkWatermarkShape(what: string, watermark: Watermark): void {
+  if (typeof watermark !== 'object' || watermark === null ||
+      !Number.isSafeInteger(watermark.position) || !Number.isSafeInteger(watermark.offsetLast)) {
+    throw new ArgumentError(`${what}: watermark must be { position, offsetLast } integers`);
+  }
+}
+
+function sameEntry(a: SegmentEntry, b: SegmentEntry): boolean {
+  return a.segmentIndex === b.segmentIndex && a.generation === b.generation &&
+    a.epoch === b.epoch && a.state === b.state && a.topic === b.topic &&
+    a.partition === b.partition && a.chainPosition === b.chainPosition &&
+    a.baseOffset === b.baseOffset && a.watermark.position === b.watermark.position &&
+    a.watermark.offsetLast === b.watermark.offsetLast;
+}
+
+/** Why `next` may not replace the current watermark of `entry`, as a typed error; or null. */
+function advanceError(entry: SegmentEntry, next: Watermark, sizeBytes: number): PmqError | null {
+  const at = `segment ${entry.segmentIndex}`;
+  const { position, offsetLast } = entry.watermark;
+  if (next.position > sizeBytes) {
+    return fail('PMQ_ERR_WATERMARK_BEYOND_SEGMENT',
+      `${at}: position ${next.position} is past the segment end ${sizeBytes}`);
+  }
+  if (next.position < position || next.offsetLast < offsetLast) {
+    return fail('PMQ_ERR_WATERMARK_BACKWARD', `${at}: watermark ${next.position}/` +
+      `${next.offsetLast} is behind the durable ${position}/${offsetLast}`);
+  }
+  const problem = next.position === position && next.offsetLast !== offsetLast ?
+    'offsetLast moved without bytes' : watermarkProblem(next, entry.baseOffset, sizeBytes);
+  return problem === null ? null : fail('PMQ_ERR_WATERMARK_INVALID', `${at}: ${problem}`);
+}
+
+function mediaError(path: string, kind: keyof typeof MEDIA_CODES,
+  sites: readonly MediaSite[]): RegionMediaError {
+  return new RegionMediaError(MEDIA_CODES[kind], path, sites);
+}
+
+export class RegionStore {
+  readonly region: Region;
+  readonly report: OpenReport;
+  #superblock: Superblock;
+  readonly #table: SegmentTable;
+  /** Segments with an update in flight. */
+  readonly #busy = new Set<number>();
+  /** Chain places with an allocation in flight: `${topic}/${partition}/${chainPosition}`. */
+  readonly #allocating = new Set<string>();
+  #epochRaising: number | null = null;
+
+  private constructor(region: Region, sb: Superblock, table: SegmentTable, report: OpenReport) {
+    invariant(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount,
+      'store matches its region', { ...sb, sizeBytes: region.sizeBytes, count: table.count });
+    this.region = region;
+    this.#superblock = sb;
+    this.#table = table;
+    this.report = report;
+  }
+
+  /**
+   * Lays out a new region: unformat (zero both superblock headers), write the table, then the
+   * superblock copies, each step persisted before the next. A crash in between leaves a region
+   * that opens as not formatted (format again) or opens from copy 0 alone.
+   */
+  static async format(region: Region, opts: FormatOptions): Promise<RegionStore> {
+    checkCount('format', 'nodeId', opts?.nodeId, LIMITS.nodeIdMax);
+    const segmentSizeBytes = opts.segmentSizeBytes ?? LIMITS.segmentSizeBytesDefault;
+    const alignment = Math.min(DATA_ALIGNMENT_BYTES_MAX,
+      Math.max(LAYOUT_ALIGNMENT_BYTES, REGION_PAGE_SIZE_BYTES));
+    const geometry = computeGeometry(region.sizeBytes, segmentSizeBytes, alignment);
+    if (!geometry.ok || segmentSizeBytes % REGION_PAGE_SIZE_BYTES !== 0) {
+      throw fail('PMQ_ERR_REGION_GEOMETRY', `cannot format ${region.path}: ` + (geometry.ok ?
+        `segment size ${segmentSizeBytes} is not a multiple of the page size` : geometry.problem));
+    }
+    const existing = chooseSuperblock(region.bytes);
+    if (opts.overwrite !== true && !(!existing.ok && existing.kind === 'blank')) {
+      throw fail('PMQ_ERR_REGION_FORMATTED',
+        `${region.path} holds a region (or its remains): pass overwrite to destroy it`);
+    }
+    const bytes = region.bytes;
+    bytes.fill(0, 0, TABLE_ADDRESS);
+    await persistRange(region, 0, TABLE_ADDRESS);
+    const g = geometry.value;
+    for (let index = 0; index < g.segmentCount; index += 1) {
+      formatEntries(index, 0).forEach((entry, slot) => encodeSegmentEntry(bytes,
+        entryAddress(index, slot), entry, { segmentIndex: index, slot, segmentSizeBytes }));
+    }
+    await persistRange(region, TABLE_ADDRESS, tableSizeBytes(g.segmentCount));
+    const first: Superblock = { ...g, sequence: 0, regionId: randomBytes(16).toString('hex'),
+      nodeId: opts.nodeId, epoch: 0, createdAtMs: Date.now() };
+    for (const [copy, sb] of formatSuperblocks(first).entries()) {
+      encodeSuperblock(bytes, superblockAddress(copy), sb);
+      await persistRange(region, superblockAddress(copy), SUPERBLOCK_HEADER_SIZE_BYTES);
+    }
+    return RegionStore.open(region);
+  }
+
+  /** Validates both superblock copies and every slot of every entry; throws RegionMediaError. */
+  static open(region: Region): RegionStore {
+    if (region.sizeBytes < TABLE_ADDRESS) {
+      throw mediaError(region.path, 'blank', [{ what: 'region', address: 0,
+        problem: `${region.sizeBytes} bytes cannot hold the superblocks` }]);
+    }
+    const choice = chooseSuperblock(region.bytes);
+    if (!choice.ok) {
+      throw mediaError(region.path, choice.kind, choice.problems.map((p) => ({
+        what: 'superblock', address: p.address, copy: p.copy, problem: p.problem })));
+    }
+    const sb = choice.superblock;
+    if (sb.regionSizeBytes !== region.sizeBytes) {
+      throw mediaError(region.path, 'corrupt', [{ what: 'superblock', copy: choice.copy,
+        address: superblockAddress(choice.copy),
+        problem: `says ${sb.regionSizeBytes} bytes, the region has ${region.sizeBytes}` }]);
+    }
+    const load = SegmentTable.load(region.bytes, sb);
+    if (!load.ok) {
+      throw mediaError(region.path, load.kind, load.problems.map((p) => ({
+        what: 'segment entry', address: p.address, segmentIndex: p.segmentIndex, slot: p.slot,
+        problem: p.problem })));
+    }
+    return new RegionStore(region, sb, load.table,
+      { superblockFallback: choice.fallback, entryFallbacks: load.fallbacks });
+  }
+
+  get superblock(): Superblock {
+    return this.#superblock;
+  }
+
+  get epoch(): number {
+    return this.#superblock.epoch;
+  }
+
+  /** The whole table, for the broker to rebuild its partitions from. */
+  segments(): readonly SegmentInfo[] {
+    return this.#table.all().map((entry) => this.#info(entry));
+  }
+
+  segment(index: number): SegmentInfo {
+    this.#checkIndex('segment', index);
+    return this.#info(this.#table.get(index));
+  }
+
+  /** Region address of segment `index`'s first byte (for grants and transfers). */
+  segmentAddress(index: number): number {
+    this.#checkIndex('segmentAddress', index);
+    const sb = this.#superblock;
+    const address = sb.dataAddress + index * sb.segmentSizeBytes;
+    invariant(address + sb.segmentSizeBytes <= this.region.sizeBytes, 'segment inside region',
+      { index, address });
+    return address;
+  }
+
+  /** Takes the lowest free segment for a place in a partition's chain; durable on return. */
+  async allocateSegment(request: AllocateRequest): Promise<SegmentInfo> {
+    const { topic, partition, chainPosition, baseOffset, epoch } = request ?? {};
+    const problem = topicProblem(topic);
+    if (problem !== null) throw new ArgumentError(`allocateSegment: ${problem}`);
+    checkCount('allocateSegment', 'partition', partition, LIMITS.partitionMax);
+    checkCount('allocateSegment', 'chainPosition', chainPosition, LIMITS.chainPositionMax);
+    checkCount('allocateSegment', 'baseOffset', baseOffset, Number.MAX_SAFE_INTEGER);
+    this.#checkEpoch(epoch);
+    const place = `${topic}/${partition}/${chainPosition}`;
+    const live = this.#table.findLive(topic, partition, chainPosition);
+    if (live !== undefined || this.#allocating.has(place)) {
+      throw fail('PMQ_ERR_SEGMENT_EXISTS', `${place} already has a segment` +
+        (live === undefined ? ' being allocated' : `: ${live.segmentIndex}`));
+    }
+    const index = this.#table.findFree(this.#busy);
+    if (index < 0) {
+      throw fail('PMQ_ERR_REGION_FULL', `no free segment among ${this.#table.count} in ` +
+        this.region.path, true);
+    }
+    const current = this.#table.get(index);
+    await this.#update(index, [place], {
+      segmentIndex: index, generation: current.generation + 1, epoch, state: 'active', topic,
+      partition, chainPosition, baseOffset, watermark: { position: 0, offsetLast: baseOffset - 1 },
+    });
+    return this.segment(index);
+  }
+
+  /**
+   * Makes [0, watermark.position) of an active segment durable and visible: persists the bytes
+   * above the old watermark first, then the entry. Resolves when both are durable. The same
+   * watermark again is a no-op (a retry).
+   */
+  async persistWatermark(index: number, watermark: Watermark, epoch: number): Promise<SegmentInfo> {
+    return this.#advance('persistWatermark', index, watermark, epoch, 'active');
+  }
+
+  /** persistWatermark that also seals: no further watermark moves. Sealing again is a no-op. */
+  async sealSegment(index: number, watermark: Watermark, epoch: number): Promise<SegmentInfo> {
+    return this.#advance('sealSegment', index, watermark, epoch, 'sealed');
+  }
+
+  /** Returns a segment (active or sealed) to the free pool; its bytes become garbage. */
+  async freeSegment(index: number, epoch: number): Promise<SegmentInfo> {
+    this.#checkIndex('freeSegment', index);
+    this.#checkEpoch(epoch);
+    const current = this.#table.get(index);
+    if (current.state === 'free') return this.segment(index);
+    this.#checkIdle(index);
+    await this.#update(index, [], { ...formatEntries(index, epoch)[0] as SegmentEntry,
+      generation: current.generation + 1 });
+    return this.segment(index);
+  }
+
+  /** Raises the fencing epoch (the same epoch again is a no-op); durable on return. */
+  async raiseEpoch(epoch: number): Promise<Superblock> {
+    checkCount('raiseEpoch', 'epoch', epoch, Number.MAX_SAFE_INTEGER);
+    if (this.#epochRaising !== null) {
+      throw fail('PMQ_ERR_EPOCH_BUSY', `epoch ${this.#epochRaising} is being raised`, true);
+    }
+    const current = this.#superblock;
+    if (epoch < current.epoch) {
+      throw fail('PMQ_ERR_EPOCH_STALE', `epoch ${epoch} is below the region's ${current.epoch}`);
+    }
+    if (epoch === current.epoch) return current;
+    const { superblock, copy } = nextSuperblock(current, { epoch });
+    const address = superblockAddress(copy);
+    this.#epochRaising = epoch;
+    try {
+      encodeSuperblock(this.region.bytes, address, superblock);
+      await persistRange(this.region, address, SUPERBLOCK_HEADER_SIZE_BYTES);
+      const back = decodeSuperblock(this.region.bytes, address);
+      invariant(back.ok && back.value.epoch === epoch && back.value.sequence ===
+        superblock.sequence, 'superblock reads back as written', { address });
+      this.#superblock = superblock;
+    } finally {
+      this.#epochRaising = null;
+    }
+    return superblock;
+  }
+
+  async #advance(what: string, index: number, watermark: Watermark, epoch: number,
+    state: 'active' | 'sealed'): Promise<SegmentInfo> {
+    this.#checkIndex(what, index);
+    checkWatermarkShape(what, watermark);
+    this.#checkEpoch(epoch);
+    const current = this.#table.get(index);
+    const same = current.watermark.position === watermark.position &&
+      current.watermark.offsetLast === watermark.offsetLast;
+    if (same && current.state === state) return this.segment(index); // a retry
+    if (current.state !== 'active') {
+      throw fail('PMQ_ERR_SEGMENT_STATE', `${what}: segment ${index} is ${current.state}`);
+    }
+    this.#checkIdle(index);
+    const sizeBytes = this.#superblock.segmentSizeBytes;
+    const error = advanceError(current, watermark, sizeBytes);
+    if (error !== null) throw error;
+    const before = current.watermark.position;
+    invariant(watermark.position >= before && watermark.position <= sizeBytes,
+      'checked above: the watermark only grows, within the segment', { index, before });
+    const data = { address: this.segmentAddress(index) + before,
+      sizeBytes: watermark.position - before };
+    await this.#update(index, [], { ...current, generation: current.generation + 1, epoch,
+      state, watermark: { position: watermark.position, offsetLast: watermark.offsetLast } },
+    data);
+    return this.segment(index);
+  }
+
+  /** Data first (when given), then the entry into the slot that does not win; both persisted. */
+  async #update(index: number, places: readonly string[], entry: SegmentEntry,
+    data?: { address: number; sizeBytes: number }): Promise<void> {
+    invariant(!this.#busy.has(index), 'one update per segment at a time', { index });
+    this.#busy.add(index);
+    for (const place of places) this.#allocating.add(place);
+    try {
+      if (data !== undefined && data.sizeBytes > 0) {
+        await persistRange(this.region, data.address, data.sizeBytes); // 1. data
+        this.#checkEpoch(entry.epoch); // fenced while it persisted: nothing becomes visible
+      }
+      const slot = this.#table.nextSlot(index);
+      const address = entryAddress(index, slot);
+      invariant(address + SEGMENT_ENTRY_SIZE_BYTES <= this.#superblock.dataAddress,
+        'entry inside the table', { index, slot, address });
+      const context = { segmentIndex: index, slot,
+        segmentSizeBytes: this.#superblock.segmentSizeBytes };
+      encodeSegmentEntry(this.region.bytes, address, entry, context);
+      await persistRange(this.region, address, SEGMENT_ENTRY_SIZE_BYTES); // 2. entry
+      const back = decodeSegmentEntry(this.region.bytes, address, context);
+      invariant(back.ok && sameEntry(back.value, entry), 'entry reads back as written',
+        { index, slot, address });
+      this.#table.set(entry);
+    } finally {
+      this.#busy.delete(index);
+      for (const place of places) this.#allocating.delete(place);
+    }
+  }
+
+  #info(entry: SegmentEntry): SegmentInfo {
+    return { ...entry, address: this.segmentAddress(entry.segmentIndex),
+      sizeBytes: this.#superblock.segmentSizeBytes };
+  }
+
+  #checkIndex(what: string, index: number): void {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.#table.count) {
+      throw fail('PMQ_ERR_SEGMENT_UNKNOWN',
+        `${what}: segment ${String(index)} outside 0..${this.#table.count - 1}`);
+    }
+  }
+
+  #checkIdle(index: number): void {
+    if (this.#busy.has(index)) {
+      throw fail('PMQ_ERR_SEGMENT_BUSY', `segment ${index} has an update in flight`, true);
+    }
+  }
+
+  /** Requests carry the region's current epoch; older ones are fenced off. */
+  #checkEpoch(epoch: number): void {
+    checkCount('epoch check', 'epoch', epoch, Number.MAX_SAFE_INTEGER);
+    const floor = Math.max(this.#superblock.epoch, this.#epochRaising ?? 0);
+    if (epoch < floor) {
+      throw fail('PMQ_ERR_EPOCH_STALE', `epoch ${epoch} is fenced: the region is at ${floor}`);
+    }
+    if (epoch > this.#superblock.epoch) {
+      throw fail('PMQ_ERR_EPOCH_FUTURE',
+        `epoch ${epoch} is above the region's ${this.#superblock.epoch}: raise it first`);
+    }
+  }
+}
+
+/** Durable on resolve; msync on ordinary files runs off the JS thread. */
+async function persistRange(region: Region, address: number, sizeBytes: number): Promise<void> {
+  if (region.backing === 'file') await region.persistAsync(address, sizeBytes);
+  else region.persist(address, sizeBytes);
+}

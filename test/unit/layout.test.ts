@@ -1,0 +1,243 @@
+// common/layout.ts: geometry, encode/decode round trips, every damaged byte detected, versions
+// rejected, and the superblock copy choice. Seeded workloads print their seed (PMQ_SEED=n to
+// replay).
+import { isDeepStrictEqual } from 'node:util';
+
+import t from 'tap';
+
+import {
+  LAYOUT_ALIGNMENT_BYTES, SEGMENT_ENTRY_FIELD_AT, SEGMENT_ENTRY_SIZE_BYTES,
+  SUPERBLOCK_FIELD_AT, SUPERBLOCK_HEADER_SIZE_BYTES, TABLE_ADDRESS, TABLE_BYTES_PER_SEGMENT,
+  computeGeometry, decodeSegmentEntry, decodeSuperblock, encodeSegmentEntry, encodeSuperblock,
+  geometryProblem, superblockAddress, type EntryContext, type SegmentEntry, type Superblock,
+} from '../../common/layout.js';
+import { LIMITS } from '../../common/limits.js';
+import { crc32c } from '../../native/crc32c.js';
+import {
+  chooseSuperblock, formatSuperblocks, nextSuperblock,
+} from '../../storage-node/superblock.js';
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const SEED = Number(process.env.PMQ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+
+function prng(seed: number): (n: number) => number {
+  let state = seed >>> 0;
+  return (n) => { // mulberry32: an integer in [0, n)
+    state = (state + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(state ^ (state >>> 15), 1 | state);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return Math.floor((((x ^ (x >>> 14)) >>> 0) / 2 ** 32) * n);
+  };
+}
+
+function superblock(overrides: Partial<Superblock> = {}): Superblock {
+  const g = computeGeometry(16 * MIB, MIB, 4096);
+  if (!g.ok) throw new Error(g.problem);
+  return { ...g.value, sequence: 0, regionId: '00112233445566778899aabbccddeeff', nodeId: 7,
+    epoch: 3, createdAtMs: 1_700_000_000_000, ...overrides };
+}
+
+const CTX: EntryContext = { segmentIndex: 5, slot: 1, segmentSizeBytes: MIB };
+function entry(overrides: Partial<SegmentEntry> = {}): SegmentEntry {
+  return { segmentIndex: 5, generation: 7, epoch: 2, state: 'active', topic: 'orders.eu-1',
+    partition: 12, chainPosition: 3, baseOffset: 1000, watermark: { position: 4096,
+      offsetLast: 1041 }, ...overrides };
+}
+
+t.test('geometry: maximal, aligned, bad configs named', async (t) => {
+  const g = computeGeometry(16 * MIB, MIB, 4096);
+  t.ok(g.ok);
+  if (!g.ok) return;
+  t.equal(g.value.tableAddress, TABLE_ADDRESS);
+  t.equal(g.value.dataAddress % 4096, 0);
+  t.equal(g.value.segmentCount, 15, 'superblocks + table take the 16th MiB');
+  t.equal(geometryProblem(g.value), null);
+  const more = { ...g.value, segmentCount: 16 };
+  t.not(geometryProblem(more), null, 'one more segment would not fit');
+  const cases: [number, number, RegExp][] = [
+    [16 * MIB, 3 * MIB, /not a power of two/],
+    [16 * MIB, 32 * KIB, /outside/],
+    [MIB, MIB, /holds no segment/],
+    [16 * MIB + 100, MIB, /not a multiple/],
+  ];
+  for (const [region, segment, problem] of cases) {
+    const bad = computeGeometry(region, segment, 4096);
+    t.match(bad, { ok: false, problem }, `${region}/${segment}`);
+  }
+  const aligned = computeGeometry(64 * MIB, LIMITS.segmentSizeBytesMin, 65_536);
+  t.ok(aligned.ok && aligned.value.dataAddress % 65_536 === 0, 'data aligned to 64 KiB pages');
+});
+
+t.test('geometry: random regions fit exactly (seed ' + SEED + ')', async (t) => {
+  const random = prng(SEED);
+  for (let round = 0; round < 200; round += 1) {
+    const segment = LIMITS.segmentSizeBytesMin * 2 ** random(6);
+    const region = LAYOUT_ALIGNMENT_BYTES * (2 + random(8192));
+    const g = computeGeometry(region, segment, 4096);
+    if (!g.ok) {
+      t.ok(region < TABLE_ADDRESS + TABLE_BYTES_PER_SEGMENT + segment + 4096, `${region}`);
+      continue;
+    }
+    const { segmentCount, dataAddress } = g.value;
+    t.equal(geometryProblem(g.value), null);
+    t.ok(dataAddress + segmentCount * segment <= region);
+    t.ok(TABLE_ADDRESS + (segmentCount + 1) * (TABLE_BYTES_PER_SEGMENT + segment) > region,
+      'no room for one more');
+  }
+});
+
+t.test('superblock: round trip, every byte covered', async (t) => {
+  const bytes = new Uint8Array(SUPERBLOCK_HEADER_SIZE_BYTES + 64);
+  const sb = superblock({ sequence: 41, epoch: 2 ** 40 });
+  encodeSuperblock(bytes, 64, sb);
+  t.same(decodeSuperblock(bytes, 64), { ok: true, value: sb });
+  for (let at = 64; at < bytes.byteLength; at += 1) {
+    for (const bit of [0x01, 0x80]) {
+      bytes[at] = (bytes[at] ?? 0) ^ bit;
+      const decoded = decodeSuperblock(bytes, 64);
+      bytes[at] = (bytes[at] ?? 0) ^ bit;
+      if (decoded.ok) t.fail(`flip at byte ${at - 64} went unnoticed`);
+    }
+  }
+  t.same(decodeSuperblock(bytes, 64), { ok: true, value: sb }, 'unchanged after the flips');
+  t.match(decodeSuperblock(new Uint8Array(256), 0), { ok: false, kind: 'blank' });
+});
+
+t.test('superblock: versions and valid-crc nonsense are rejected', async (t) => {
+  const bytes = new Uint8Array(SUPERBLOCK_HEADER_SIZE_BYTES);
+  const view = new DataView(bytes.buffer);
+  const recrc = (): void => view.setUint32(SUPERBLOCK_FIELD_AT.crc,
+    crc32c(bytes, 0, SUPERBLOCK_FIELD_AT.crc), true);
+  const tamper = (change: () => void): ReturnType<typeof decodeSuperblock> => {
+    encodeSuperblock(bytes, 0, superblock());
+    change();
+    recrc();
+    return decodeSuperblock(bytes, 0);
+  };
+  t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 2, true)),
+    { ok: false, kind: 'version', problem: /version 2/ });
+  t.match(tamper(() => { bytes[SUPERBLOCK_FIELD_AT.reserved1] = 1; }),
+    { ok: false, kind: 'corrupt', problem: /reserved/ });
+  t.match(tamper(() => view.setUint32(SUPERBLOCK_FIELD_AT.segmentSizeBytes, 3 * MIB, true)),
+    { ok: false, kind: 'corrupt', problem: /power of two/ });
+  t.match(tamper(() => view.setBigUint64(SUPERBLOCK_FIELD_AT.epoch, 2n ** 60n, true)),
+    { ok: false, problem: /2\^53/ });
+  t.match(tamper(() => view.setUint32(SUPERBLOCK_FIELD_AT.segmentCount, 99, true)),
+    { ok: false, problem: /data address \d+ does not follow the table/ });
+  t.match(tamper(() => view.setUint32(SUPERBLOCK_FIELD_AT.regionSizeBytes, 8 * MIB, true)),
+    { ok: false, problem: /overrun/ });
+  t.match(tamper(() => { bytes[0] = 0x51; }), { ok: false, problem: /magic/ });
+});
+
+t.test('segment entry: round trip, every byte covered, free entries strict', async (t) => {
+  const bytes = new Uint8Array(SEGMENT_ENTRY_SIZE_BYTES);
+  const e = entry({ topic: 'x'.repeat(LIMITS.topicNameBytesMax) });
+  encodeSegmentEntry(bytes, 0, e, CTX);
+  t.same(decodeSegmentEntry(bytes, 0, CTX), { ok: true, value: e });
+  let unnoticed = 0;
+  for (let at = 0; at < bytes.byteLength; at += 1) {
+    bytes[at] = (bytes[at] ?? 0) ^ 0x10;
+    if (decodeSegmentEntry(bytes, 0, CTX).ok) unnoticed += 1;
+    bytes[at] = (bytes[at] ?? 0) ^ 0x10;
+  }
+  t.equal(unnoticed, 0, 'a flip anywhere in the 512 bytes is noticed');
+  t.match(decodeSegmentEntry(bytes, 0, { ...CTX, slot: 0 }),
+    { ok: false, problem: /slot 0/ }, 'generation 7 belongs in slot 1');
+  t.match(decodeSegmentEntry(bytes, 0, { ...CTX, segmentIndex: 6 }),
+    { ok: false, problem: /names segment 5/ }, 'a misdirected entry is noticed');
+  const free: SegmentEntry = { ...entry(), state: 'free', topic: '', partition: 0,
+    chainPosition: 0, baseOffset: 0, watermark: { position: 0, offsetLast: 0 } };
+  encodeSegmentEntry(bytes, 0, free, CTX);
+  t.same(decodeSegmentEntry(bytes, 0, CTX), { ok: true, value: free });
+  t.match(decodeSegmentEntry(new Uint8Array(512), 0, CTX), { ok: false, kind: 'blank' });
+});
+
+t.test('segment entry: versions, states and watermarks checked after the crc', async (t) => {
+  const bytes = new Uint8Array(SEGMENT_ENTRY_SIZE_BYTES);
+  const view = new DataView(bytes.buffer);
+  const F = SEGMENT_ENTRY_FIELD_AT;
+  const tamper = (change: () => void): ReturnType<typeof decodeSegmentEntry> => {
+    encodeSegmentEntry(bytes, 0, entry(), CTX);
+    change();
+    view.setUint32(F.crc, crc32c(bytes, 0, F.crc), true);
+    return decodeSegmentEntry(bytes, 0, CTX);
+  };
+  t.match(tamper(() => view.setUint16(F.version, 9, true)), { ok: false, kind: 'version' });
+  t.match(tamper(() => view.setUint8(F.state, 3)), { ok: false, problem: /state 3/ });
+  t.match(tamper(() => view.setBigUint64(F.watermarkPosition, BigInt(MIB + 1), true)),
+    { ok: false, problem: /position/ });
+  t.match(tamper(() => view.setBigInt64(F.watermarkOffsetLast, 999n, true)),
+    { ok: false, problem: /below baseOffset/ });
+  t.match(tamper(() => view.setUint16(F.topicSizeBytes, 250, true)), { ok: false });
+  t.match(tamper(() => { bytes[F.topic] = 0x2f; }), { ok: false, problem: /topic/ });
+  t.match(tamper(() => { bytes[F.reserved1 + 9] = 1; }), { ok: false, problem: /reserved/ });
+  t.match(tamper(() => view.setUint32(F.partition, 2 ** 31, true)), { ok: false });
+});
+
+function randomEntry(random: (n: number) => number, ctx: EntryContext): SegmentEntry {
+  const state = (['free', 'active', 'sealed'] as const)[random(3)] ?? 'free';
+  const generation = 2 * random(2 ** 20) + ctx.slot;
+  if (state === 'free') return { ...formatFree(ctx.segmentIndex), generation, epoch: random(99) };
+  const baseOffset = random(2 ** 30) * 2 ** random(20);
+  const position = random(2) === 0 ? 0 : 1 + random(ctx.segmentSizeBytes);
+  const offsetLast = position === 0 ? baseOffset - 1 : baseOffset + random(position);
+  const alphabet = 'abcXYZ019._-';
+  const topic = Array.from({ length: 1 + random(249) }, () => alphabet[random(12)]).join('');
+  return { segmentIndex: ctx.segmentIndex, generation, epoch: random(2 ** 31), state,
+    topic: topic === '.' || topic === '..' ? 't' : topic, partition: random(2 ** 31),
+    chainPosition: random(2 ** 32), baseOffset, watermark: { position, offsetLast } };
+}
+
+function formatFree(segmentIndex: number): Omit<SegmentEntry, 'generation' | 'epoch'> {
+  return { segmentIndex, state: 'free', topic: '', partition: 0, chainPosition: 0,
+    baseOffset: 0, watermark: { position: 0, offsetLast: 0 } };
+}
+
+t.test(`segment entry: seeded random round trips and damage (seed ${SEED})`, async (t) => {
+  const random = prng(SEED);
+  const bytes = new Uint8Array(2 * SEGMENT_ENTRY_SIZE_BYTES);
+  let checked = 0;
+  for (let round = 0; round < 500; round += 1) {
+    const ctx = { segmentIndex: random(LIMITS.segmentCountMax), slot: random(2),
+      segmentSizeBytes: LIMITS.segmentSizeBytesMin * 2 ** random(10) };
+    const e = randomEntry(random, ctx);
+    const at = random(SEGMENT_ENTRY_SIZE_BYTES);
+    encodeSegmentEntry(bytes, at, e, ctx);
+    const decoded = decodeSegmentEntry(bytes, at, ctx);
+    if (!decoded.ok) t.fail(`round ${round}: ${decoded.problem}`);
+    else if (!isDeepStrictEqual(decoded.value, e)) t.fail(`round ${round}: differs`);
+    const damaged = at + random(SEGMENT_ENTRY_SIZE_BYTES);
+    bytes[damaged] = (bytes[damaged] ?? 0) ^ (1 + random(255));
+    if (decodeSegmentEntry(bytes, at, ctx).ok) t.fail(`round ${round}: damage unnoticed`);
+    checked += 1;
+  }
+  t.equal(checked, 500);
+});
+
+t.test('superblock copies: newest wins, torn falls back, nonsense refused', async (t) => {
+  const bytes = new Uint8Array(TABLE_ADDRESS);
+  const [a, b] = formatSuperblocks(superblock());
+  if (a === undefined || b === undefined) throw new Error('two copies');
+  encodeSuperblock(bytes, superblockAddress(0), a);
+  encodeSuperblock(bytes, superblockAddress(1), b);
+  t.match(chooseSuperblock(bytes), { ok: true, copy: 1, fallback: null });
+  const next = nextSuperblock(b, { epoch: 9 });
+  t.equal(next.copy, 0, 'the update goes into the losing copy');
+  encodeSuperblock(bytes, superblockAddress(next.copy), next.superblock);
+  t.match(chooseSuperblock(bytes), { ok: true, copy: 0, superblock: { epoch: 9, sequence: 2 } });
+  bytes[SUPERBLOCK_FIELD_AT.epoch] = 0x55; // tear the new copy
+  t.match(chooseSuperblock(bytes), { ok: true, copy: 1, superblock: { epoch: 3 },
+    fallback: { copy: 0, address: 0, problem: /crc32c/ } });
+  bytes.fill(0xee, superblockAddress(1), superblockAddress(1) + 16);
+  t.match(chooseSuperblock(bytes), { ok: false, kind: 'corrupt' }, 'both copies bad');
+  t.match(chooseSuperblock(new Uint8Array(TABLE_ADDRESS)), { ok: false, kind: 'blank' });
+  encodeSuperblock(bytes, superblockAddress(0), { ...a, sequence: 4 });
+  encodeSuperblock(bytes, superblockAddress(1), b);
+  t.match(chooseSuperblock(bytes), { ok: false, problems: [{ problem: /not consecutive/ }] });
+  encodeSuperblock(bytes, superblockAddress(0), { ...a, sequence: 2, nodeId: 8 });
+  t.match(chooseSuperblock(bytes), { ok: false, problems: [{ problem: /disagree/ }] });
+  encodeSuperblock(bytes, superblockAddress(0), { ...a, sequence: 1 });
+  t.match(chooseSuperblock(bytes), { ok: true, copy: 1,
+    fallback: { copy: 0, problem: /does not belong in copy 0/ } }, 'a misplaced copy is noticed');
+});
