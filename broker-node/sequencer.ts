@@ -13,9 +13,8 @@
  */
 import { invariant } from '../common/invariant.js';
 import { LIMITS, SEQUENCER_LIMITS } from '../common/limits.js';
-import {
-  RECORD_BATCH_HEADER_SIZE_BYTES, RECORD_BATCH_SIZE_BYTES_MAX, RECORD_SIZE_BYTES_MIN,
-} from '../common/record-batch/layout.js';
+import { RECORD_BATCH_SIZE_BYTES_MAX } from '../common/record-batch/layout.js';
+import { recordBatchSizeBytesMin } from './batch-size.js';
 import { restoreChain } from './sequencer-restore.js';
 import { type InFlight, SequencedSegment } from './sequencer-segment.js';
 import {
@@ -319,12 +318,13 @@ export class Sequencer {
 
   #checkReserve(request: ReserveRequest, segmentSizeBytes: number): void {
     const { bytes, records } = request;
-    if (!Number.isSafeInteger(records) || records < 1 || records > RECORDS_PER_BATCH_MAX ||
-        !Number.isSafeInteger(bytes) ||
-        bytes < RECORD_BATCH_HEADER_SIZE_BYTES + records * RECORD_SIZE_BYTES_MIN) {
+    const countValid = Number.isSafeInteger(records) && records >= 1 &&
+      records <= RECORDS_PER_BATCH_MAX;
+    const sizeBytesMin = countValid ? recordBatchSizeBytesMin(records) : Number.NaN;
+    if (!countValid || !Number.isSafeInteger(bytes) || bytes < sizeBytesMin) {
       throw new SequencerError('PMQ_ERR_RESERVATION_INVALID', `reserve of ${bytes} bytes for ` +
-        `${records} records: a RecordBatch v2 of n records (1..${RECORDS_PER_BATCH_MAX}) needs ` +
-        `at least ${RECORD_BATCH_HEADER_SIZE_BYTES} + ${RECORD_SIZE_BYTES_MIN}·n bytes`);
+        `${records} records: records must be 1..${RECORDS_PER_BATCH_MAX} and a RecordBatch v2 ` +
+        `of that many records needs at least ${sizeBytesMin} bytes`);
     }
     const limit = Math.min(segmentSizeBytes, RECORD_BATCH_SIZE_BYTES_MAX);
     if (bytes > limit) {

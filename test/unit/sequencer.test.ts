@@ -3,7 +3,9 @@
 // is in sequencer-vopr.test.ts.
 import t from 'tap';
 
+import { recordBatchSizeBytesMin } from '../../broker-node/batch-size.js';
 import { setFatalSink } from '../../common/invariant.js';
+import { recordBatchSizeBytes } from '../../common/record-batch/index.js';
 import {
   type CommitResult, type PersistRequest, type Reservation, type ReserveResult, Sequencer,
   type SequencerConfig, SequencerError,
@@ -86,6 +88,19 @@ t.test('invalid reservations are refused and change nothing', (t) => {
       { code: 'PMQ_ERR_RESERVATION_INVALID', retriable: false }, `${bytes} bytes ${records}`);
   }
   t.equal(reserve(sequencer, 61 + 7 * 10, 10).position, 0, 'the smallest valid batch fits');
+  t.end();
+});
+
+t.test('the smallest batch of n records, in closed form, matches the encoder', (t) => {
+  for (const n of [1, 2, 63, 64, 65, 100, 8191, 8192, 8193, 20_000]) {
+    const records = Array.from({ length: n }, () => ({ key: null, value: null }));
+    t.equal(recordBatchSizeBytesMin(n), recordBatchSizeBytes(records, { timestampDefault: 0 }),
+      `${n} records`);
+  }
+  const sequencer = started();
+  t.throws(() => sequencer.reserve({ bytes: 61 + 7 * 100, records: 100, producer: 'p', now: 0 }),
+    { code: 'PMQ_ERR_RESERVATION_INVALID', message: /needs at least 797 bytes/ },
+    'past 64 records the offset deltas take two bytes');
   t.end();
 });
 
