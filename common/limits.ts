@@ -30,3 +30,34 @@ export const LIMITS = {
   /** Node ids are uint32 on media. */
   nodeIdMax: 0xffff_ffff,
 } as const;
+
+/**
+ * The per-partition sequencer (broker-node/sequencer.ts). Per partition, not per broker: a
+ * broker-wide bound belongs to the broker's admission control.
+ */
+export const SEQUENCER_LIMITS = {
+  /**
+   * Reservations in flight (reserved, committed or being filled, not yet durable) per
+   * partition. Each costs ~250 bytes of heap (record, map entry, pending-list slot), so
+   * 1024 × 250 B ≈ 256 KiB per partition; 1 000 busy partitions ≈ 256 MiB at worst. 1024
+   * batches of 16 KiB are 16 MiB in flight per partition, far more than one persist covers.
+   */
+  reservationsMax: 1024,
+  /**
+   * A reservation not committed within this long is expired and its hole filled. A producer
+   * writes one batch (≤ 1 MiB at ≥ 1 GB/s ≈ 1 ms); 10 s leaves room for GC pauses and a
+   * reconnect, and bounds how long a dead producer holds back visibility.
+   */
+  reservationTimeoutMsDefault: 10_000,
+  /** Below 10 ms a scheduling hiccup would expire healthy producers. */
+  reservationTimeoutMsMin: 10,
+  /** Above 10 min a dead producer would stall its partition's readers for too long. */
+  reservationTimeoutMsMax: 600_000,
+  /**
+   * Outcomes (acknowledged or expired) remembered per partition after a reservation leaves
+   * the in-flight set, to answer a retried commit exactly and to name the producer whose
+   * grant a late commit must revoke. ~100 B each: 1024 × 100 B ≈ 100 KiB per partition;
+   * equal to reservationsMax, so every reservation of one full window is remembered.
+   */
+  outcomesRememberedMax: 1024,
+} as const;
