@@ -1,0 +1,73 @@
+/**
+ * The one msgpackr configuration of pmq's control messages, and the strict decoder.
+ * Plain maps (no records/structures): nothing is learned implicitly between messages, so any
+ * two processes of the same WIRE_VERSION understand each other whatever they sent before.
+ * A message travels as the payload of a transport message whose 4-byte header is
+ * FRAME_HEADER (magic "PQ", version, 0).
+ */
+import { Packr } from 'msgpackr';
+
+import { PmqError } from '../errors.js';
+import { checkFields, FieldError } from './schema.js';
+import { MESSAGES, WIRE_VERSION, type Message, type MessageKind, type Body } from './messages.js';
+
+export const CONTROL_MESSAGE_BYTES_MAX = 8 * 1024 * 1024;
+export const FRAME_HEADER = Uint8Array.of(0x50, 0x51, WIRE_VERSION, 0);
+
+/** A peer sent something this version cannot accept: reply with an error, drop if hopeless. */
+export class ProtocolError extends PmqError {
+  constructor(message: string, cause?: unknown) {
+    super('PMQ_ERR_PROTOCOL', message, { cause });
+  }
+}
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false,
+  bundleStrings: false, int64AsType: 'number' });
+
+export function encodeMessage<K extends MessageKind>(kind: K, id: number,
+  body: Body<K>): Uint8Array {
+  return packr.pack({ v: WIRE_VERSION, kind, id, ...body });
+}
+
+export function checkFrameHeader(header: Uint8Array): void {
+  if (header.byteLength !== FRAME_HEADER.byteLength || header[0] !== 0x50 ||
+      header[1] !== 0x51) {
+    throw new ProtocolError('not a pmq control message (bad frame header)');
+  }
+  if (header[2] !== WIRE_VERSION) {
+    throw new ProtocolError(`wire version ${header[2]} not supported (this is ${WIRE_VERSION})`);
+  }
+}
+
+export function decodeMessage(bytes: Uint8Array): Message {
+  if (bytes.byteLength > CONTROL_MESSAGE_BYTES_MAX) {
+    throw new ProtocolError(`control message of ${bytes.byteLength} bytes is too large`);
+  }
+  let raw: unknown;
+  try {
+    raw = packr.unpack(bytes);
+  } catch (error) {
+    throw new ProtocolError('control message is not valid msgpack', error);
+  }
+  if (typeof raw !== 'object' || raw === null) throw new ProtocolError('message is not a map');
+  const { v, kind, id, ...fields } = raw as Record<string, unknown>;
+  if (v !== WIRE_VERSION) throw new ProtocolError(`message version ${String(v)} not supported`);
+  if (typeof kind !== 'string' || !Object.hasOwn(MESSAGES, kind)) {
+    throw new ProtocolError(`unknown message kind ${String(kind)}`);
+  }
+  if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) > 0xffffffff) {
+    throw new ProtocolError(`message id ${String(id)} is not a uint32`);
+  }
+  try {
+    checkFields(MESSAGES[kind as MessageKind], fields, kind);
+  } catch (error) {
+    if (error instanceof FieldError) throw new ProtocolError(`bad ${kind}: ${error.message}`);
+    throw error;
+  }
+  return raw as Message;
+}
+
+/** Narrows a decoded message to one kind (for replies whose kind the caller expects). */
+export function isKind<K extends MessageKind>(message: Message, kind: K): message is Message<K> {
+  return message.kind === kind;
+}

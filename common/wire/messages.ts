@@ -1,0 +1,76 @@
+/**
+ * The catalogue of control messages (two-sided, small): client ↔ broker and broker ↔ storage.
+ * Payload bytes never travel in these: they move on the native data path (validated or direct).
+ * docs/wire-protocol.md describes each message; bump WIRE_VERSION on any change here.
+ *
+ * Every message is { v: WIRE_VERSION, kind, id, ...fields }. A request's reply carries the
+ * same id; any request may instead be answered by `error`.
+ */
+import type { Schema, SchemaType } from './schema.js';
+
+export const WIRE_VERSION = 1;
+
+const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
+const segmentEntry = {
+  segmentIndex: 'uint', state: { oneOf: ['active', 'sealed'] }, topic: 'topic',
+  partition: 'uint', chainPosition: 'uint', baseOffset: 'uint', sizeBytes: 'uint',
+  address: 'uint', position: 'uint', offsetLast: 'int', epoch: 'uint',
+} as const;
+const segmentView = {
+  nodeId: 'uint', grantId: 'uint', grantEpoch: 'uint', address: 'uint', sizeBytes: 'uint',
+  chainPosition: 'uint', baseOffset: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool',
+} as const;
+const direction = { oneOf: ['read', 'write'] } as const;
+
+/** Requests and replies, by kind. */
+export const MESSAGES = {
+  // --- replies shared by many requests
+  error: { code: 'string', message: 'string', retriable: 'bool' },
+  done: {},
+
+  // --- client → broker
+  hello: { clientId: 'string', role: { oneOf: ['producer', 'consumer', 'admin'] } },
+  welcome: { brokerEpoch: 'uint', storageNodes: { list: storageNode, max: 1024 } },
+  topicCreate: { topic: 'topic', partitions: 'uint' },
+  topicDelete: { topic: 'topic' },
+  topicList: {},
+  topics: { topics: { list: { topic: 'topic', partitions: 'uint' }, max: 100_000 } },
+  topicDescribe: { topic: 'topic' },
+  topicInfo: { topic: 'topic', partitions: { list: { partition: 'uint', highWatermark: 'uint',
+    segments: 'uint' }, max: 100_000 } },
+  producerInit: {},
+  producerId: { producerId: 'uint', producerEpoch: 'uint' },
+  reserve: { topic: 'topic', partition: 'uint', bytes: 'uint', records: 'uint',
+    producerId: 'int', sequence: 'int' },
+  reserved: { epoch: 'uint', reservationId: 'uint', nodeId: 'uint', grantId: 'uint',
+    grantEpoch: 'uint', address: 'uint', baseOffset: 'uint' },
+  commit: { topic: 'topic', partition: 'uint', epoch: 'uint', reservationId: 'uint' },
+  acked: { baseOffset: 'uint' },
+  /** Where `offset` is, and how far it may be read; waits up to waitMs for data past offset. */
+  fetchView: { topic: 'topic', partition: 'uint', offset: 'uint', waitMs: 'uint' },
+  view: { highWatermark: 'uint', segment: { list: segmentView, max: 1 } },
+  offsetCommit: { group: 'string', topic: 'topic', partition: 'uint', offset: 'uint' },
+  offsetFetch: { group: 'string', topic: 'topic', partition: 'uint' },
+  offset: { offset: 'int' },
+
+  // --- broker → storage
+  storageHello: { epoch: 'uint' },
+  storageInfo: { nodeId: 'uint', regionId: 'string', epoch: 'uint', segmentSizeBytes: 'uint',
+    segmentCount: 'uint', segments: { list: segmentEntry, max: 65_536 } },
+  segmentAllocate: { epoch: 'uint', topic: 'topic', partition: 'uint', chainPosition: 'uint',
+    baseOffset: 'uint' },
+  segment: segmentEntry,
+  grantCreate: { epoch: 'uint', grantId: 'uint', segmentIndex: 'uint', position: 'uint',
+    sizeBytes: 'uint', direction },
+  grantRevoke: { epoch: 'uint', grantId: 'uint' },
+  persist: { epoch: 'uint', segmentIndex: 'uint', position: 'uint', offsetLast: 'int',
+    seal: 'bool' },
+  persisted: { segmentIndex: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool' },
+  segmentFree: { epoch: 'uint', segmentIndex: 'uint' },
+  epochRaise: { epoch: 'uint' },
+} as const satisfies Record<string, Schema>;
+
+export type MessageKind = keyof typeof MESSAGES;
+export type Body<K extends MessageKind> = SchemaType<(typeof MESSAGES)[K]>;
+export type Message<K extends MessageKind = MessageKind> =
+  K extends MessageKind ? { v: number; kind: K; id: number } & Body<K> : never;
