@@ -71,6 +71,15 @@ export const MESSAGES = {
 } as const satisfies Record<string, Schema>;
 
 export type MessageKind = keyof typeof MESSAGES;
+
+/** Kinds that answer a request (matched by id); every other kind is a request. */
+const REPLY_KIND_LIST = [
+  'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked', 'view',
+  'offset', 'storageInfo', 'segment', 'persisted',
+] as const satisfies readonly MessageKind[];
+export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
+export type RequestKind = Exclude<MessageKind, ReplyKind>;
+export const REPLY_KINDS: ReadonlySet<MessageKind> = new Set<MessageKind>(REPLY_KIND_LIST);
 export type Body<K extends MessageKind> = SchemaType<(typeof MESSAGES)[K]>;
 export type Message<K extends MessageKind = MessageKind> =
   K extends MessageKind ? { v: number; kind: K; id: number } & Body<K> : never;

@@ -1,0 +1,160 @@
+/**
+ * Request/reply over the transport's two-sided messages, for every role: a storage node and a
+ * broker serve requests, a broker and clients send them (a process may do both on one
+ * transport). Owns the transport's message handler.
+ *
+ * Bad input from a peer (bad frame, undecodable message, a reply nobody asked for) is logged
+ * and the peer's endpoint is closed: the process keeps serving every other peer. A handler's
+ * PmqError becomes an `error` reply; anything else thrown by a handler is our bug and aborts
+ * through invariant().
+ */
+import { PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import type { Logger } from '../common/log.js';
+import {
+  checkFrameHeader, decodeMessage, encodeMessage, FRAME_HEADER, ProtocolError,
+} from '../common/wire/codec.js';
+import {
+  REPLY_KINDS, type Body, type Message, type MessageKind, type ReplyKind, type RequestKind,
+} from '../common/wire/messages.js';
+import type { Endpoint, Transport } from '../native/transport.js';
+
+export interface Reply<K extends ReplyKind = ReplyKind> { kind: K; body: Body<K> }
+export type Handler<K extends RequestKind> =
+  (ep: Endpoint, request: Message<K>) => Reply | Promise<Reply>;
+
+interface PendingRequest {
+  ep: Endpoint;
+  resolve: (reply: Message) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export const REQUEST_TIMEOUT_MS_DEFAULT = 10_000;
+const REQUEST_ID_MAX = 0xffffffff;
+
+export class ControlChannel {
+  private readonly handlers = new Map<MessageKind, Handler<RequestKind>>();
+  private readonly pending = new Map<number, PendingRequest>();
+  private nextId = 1;
+
+  constructor(private readonly transport: Transport, private readonly log: Logger) {
+    transport.setMessageHandler({
+      deliver: (ep, header, payload) => this.onMessage(ep, header, payload),
+    });
+    transport.on('closed', (ep) => this.failPending(ep, 'closed'));
+    transport.on('error', (ep) => this.failPending(ep, 'failed'));
+  }
+
+  handle<K extends RequestKind>(kind: K, handler: Handler<K>): void {
+    invariant(!this.handlers.has(kind), 'one handler per request kind', { kind });
+    this.handlers.set(kind, handler as unknown as Handler<RequestKind>);
+  }
+
+  /** Sends a request; resolves with its reply, rejects with the peer's error as a PmqError. */
+  request<K extends RequestKind>(ep: Endpoint, kind: K, body: Body<K>,
+    timeoutMs = REQUEST_TIMEOUT_MS_DEFAULT): Promise<Message> {
+    const id = this.nextId;
+    this.nextId = this.nextId === REQUEST_ID_MAX ? 1 : this.nextId + 1;
+    return new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new PmqError('PMQ_ERR_TIMEOUT', `no reply to ${kind} within ${timeoutMs} ms`,
+          { retriable: true }));
+      }, timeoutMs);
+      this.pending.set(id, { ep, resolve, reject, timer });
+      this.send(ep, encodeMessage(kind, id, body)).catch((error: unknown) => {
+        this.settle(id)?.reject(asRetriable(error, `sending ${kind} failed`));
+      });
+    });
+  }
+
+  private send(ep: Endpoint, bytes: Uint8Array): Promise<void> {
+    return this.transport.send(ep, FRAME_HEADER, bytes);
+  }
+
+  private settle(id: number): PendingRequest | undefined {
+    const request = this.pending.get(id);
+    if (request === undefined) return undefined;
+    clearTimeout(request.timer);
+    this.pending.delete(id);
+    return request;
+  }
+
+  private onMessage(ep: Endpoint, header: Uint8Array, payload: Uint8Array): void {
+    let message: Message;
+    try {
+      checkFrameHeader(header);
+      message = decodeMessage(payload);
+    } catch (error) {
+      this.dropPeer(ep, error);
+      return;
+    }
+    if (REPLY_KINDS.has(message.kind)) {
+      this.onReply(ep, message);
+      return;
+    }
+    void this.serve(ep, message);
+  }
+
+  private onReply(ep: Endpoint, message: Message): void {
+    const request = this.pending.get(message.id);
+    if (request === undefined || request.ep !== ep) {
+      // A reply after its timeout is expected; anything else is not.
+      this.log.debug({ ep, kind: message.kind, id: message.id }, 'reply without request');
+      return;
+    }
+    this.settle(message.id);
+    if (message.kind === 'error') {
+      request.reject(new PmqError(message.code, message.message,
+        { retriable: message.retriable }));
+    } else {
+      request.resolve(message);
+    }
+  }
+
+  private async serve(ep: Endpoint, message: Message): Promise<void> {
+    const handler = this.handlers.get(message.kind);
+    let reply: Reply;
+    if (handler === undefined) {
+      reply = errorReply(new ProtocolError(`this node does not serve ${message.kind}`));
+    } else {
+      try {
+        reply = await handler(ep, message as Message<RequestKind>);
+      } catch (error) {
+        invariant(error instanceof PmqError, 'handlers throw only PmqError',
+          { kind: message.kind, error: String(error) });
+        reply = errorReply(error);
+      }
+    }
+    const bytes = encodeMessage(reply.kind, message.id, reply.body as Body<typeof reply.kind>);
+    this.send(ep, bytes).catch((error: unknown) => {
+      this.log.debug({ ep, kind: reply.kind, err: String(error) }, 'reply not sent');
+    });
+  }
+
+  private dropPeer(ep: Endpoint, error: unknown): void {
+    this.log.warn({ ep, err: error instanceof Error ? error.message : String(error) },
+      'malformed message, closing the connection');
+    this.transport.closeEndpoint(ep).catch(() => undefined);
+  }
+
+  private failPending(ep: Endpoint, how: string): void {
+    for (const [id, request] of this.pending) {
+      if (request.ep !== ep) continue;
+      this.settle(id);
+      request.reject(new PmqError('PMQ_ERR_PEER_GONE', `connection ${how} before the reply`,
+        { retriable: true }));
+    }
+  }
+}
+
+export function errorReply(error: PmqError): Reply<'error'> {
+  return { kind: 'error', body: { code: error.code, message: error.message,
+    retriable: error.retriable } };
+}
+
+function asRetriable(error: unknown, message: string): PmqError {
+  if (error instanceof PmqError) return error;
+  return new PmqError('PMQ_ERR_PEER_GONE', message, { cause: error, retriable: true });
+}
