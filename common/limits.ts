@@ -61,3 +61,29 @@ export const SEQUENCER_LIMITS = {
    */
   outcomesRememberedMax: 1024,
 } as const;
+
+/** The broker (broker-node/): tables it keeps in memory and in its metadata files. */
+export const BROKER_LIMITS = {
+  /**
+   * Partitions of one topic. Each partition holds a sequencer (~1 KiB idle, up to ~256 KiB
+   * with a full reservation window); 1024 idle partitions ≈ 1 MiB.
+   */
+  partitionsPerTopicMax: 1024,
+  /** Partitions of all topics: 10 000 × ~1 KiB idle ≈ 10 MiB; recovery walks each once. */
+  partitionsMax: 10_000,
+  /**
+   * Committed group offsets (group, topic, partition). The offsets file is rewritten whole
+   * per batch of commits: 100 000 × ~100 bytes of JSON ≈ 10 MiB per write at the limit.
+   */
+  groupOffsetsMax: 100_000,
+  /** Longest fetchView long poll: long enough to idle cheaply, short enough to notice a peer. */
+  fetchWaitMsMax: 30_000,
+  /** Long polls parked at once (each a timer and a closure, ~200 bytes): 10 000 ≈ 2 MiB. */
+  fetchWaitersMax: 10_000,
+  /** Reconnect attempts to a storage node that went away: every 500 ms, forever. */
+  storageReconnectMs: 500,
+  /** How long start waits for every storage node to answer storageHello. */
+  storageStartTimeoutMs: 30_000,
+  /** A persist that failed (storage node away) is issued again after this long. */
+  persistRetryMs: 200,
+} as const;

@@ -1,0 +1,88 @@
+/**
+ * Launches a broker (`pmq broker`, a real child process) over fake storage nodes
+ * (test/fixtures/fake-storage.ts: real region, real transport) on 127.0.0.1, and gives the test
+ * process a client: one Transport, one ControlChannel, `call(kind, body)`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { pino } from 'pino';
+
+import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
+import { Transport, type Endpoint } from '../../native/transport.js';
+import { ControlChannel } from '../../rpc/control-channel.js';
+
+const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
+const FAKE_STORAGE = new URL('../fixtures/fake-storage.ts', import.meta.url).pathname;
+const ENV = { ...process.env, UCX_NET_DEVICES: 'lo' };
+
+export interface Proc { child: ChildProcess; host: string; port: number; match: RegExpExecArray }
+
+export async function waitForLine(child: ChildProcess, pattern: RegExp):
+  Promise<RegExpExecArray> {
+  let text = '';
+  let errors = '';
+  child.stderr?.on('data', (chunk) => { errors += String(chunk); });
+  for await (const chunk of child.stdout!) {
+    text += String(chunk);
+    const match = pattern.exec(text);
+    if (match !== null) return match;
+  }
+  throw new Error(`process ended before printing ${pattern}; output: ${text}; stderr: ${errors}`);
+}
+
+export async function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const [code] = await once(child, 'exit');
+  return code as number | null;
+}
+
+export async function startFakeStorage(path: string, nodeId: number, port = 0): Promise<Proc> {
+  const options = { path, sizeBytes: 4 * 1024 * 1024, segmentSizeBytes: 65536, nodeId, port };
+  const child = spawn(process.execPath, ['--import', 'tsx', FAKE_STORAGE,
+    JSON.stringify(options)], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const match = await waitForLine(child, /listening on ([\d.]+):(\d+)/);
+  return { child, host: match[1]!, port: Number(match[2]), match };
+}
+
+export async function startBroker(dataDir: string, storage: Proc[], extra: string[] = []):
+  Promise<Proc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', PMQ, 'broker', '--listen',
+    '127.0.0.1:0', '--storage', storage.map((s) => `${s.host}:${s.port}`).join(','),
+    '--data-dir', dataDir, '--transports', 'tcp', '--log-level', 'warn', ...extra],
+  { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const match = await waitForLine(child, /listening on ([\d.]+):(\d+) \(epoch (\d+)/);
+  return { child, host: match[1]!, port: Number(match[2]), match };
+}
+
+export class Client {
+  readonly transport = Transport.open({ transports: 'tcp', netDevices: 'lo' });
+  readonly channel = new ControlChannel(this.transport, pino({ level: 'silent' }));
+  ep: Endpoint | undefined;
+  readonly storageEps = new Map<number, Endpoint>();
+
+  async connect(broker: Proc): Promise<Message<'welcome'>> {
+    this.ep = await this.transport.connect(broker.host, broker.port);
+    const welcome = await this.call('hello', { clientId: 'test', role: 'admin' });
+    return welcome as Message<'welcome'>;
+  }
+
+  call<K extends RequestKind>(kind: K, body: Body<K>, timeoutMs = 10_000): Promise<Message> {
+    return this.channel.request(this.ep!, kind, body, timeoutMs);
+  }
+
+  async storage(nodeId: number, host: string, port: number): Promise<Endpoint> {
+    const known = this.storageEps.get(nodeId);
+    if (known !== undefined) return known;
+    const ep = await this.transport.connect(host, port);
+    this.storageEps.set(nodeId, ep);
+    return ep;
+  }
+}
+
+export function tempDir(prefix: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join('/dev/shm', prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
