@@ -117,8 +117,10 @@ t.test('produce: reserve, validated write, commit, acked with dense offsets', as
 });
 
 t.test('commits out of order are acknowledged in offset order', async (t) => {
-  const reservations = [];
-  for (let i = 0; i < 4; i += 1) reservations.push(await reserveAndWrite('orders', 1, values(`o${i}`, 2)));
+  const reservations: Message<'reserved'>[] = [];
+  for (let i = 0; i < 4; i += 1) {
+    reservations.push(await reserveAndWrite('orders', 1, values(`o${i}`, 2)));
+  }
   const order: number[] = [];
   const acks = [3, 1, 2, 0].map((i) => commit('orders', 1, reservations[i]!)
     .then((baseOffset) => { order.push(baseOffset); return baseOffset; }));
