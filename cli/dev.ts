@@ -64,6 +64,8 @@ async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals
 async function runDev(opts: DevCliOptions): Promise<void> {
   const children: { storage?: ChildProcess; broker?: ChildProcess } = {};
   let stopping = false;
+  // Whoever reads our output may go away first; stopping the children must still finish.
+  process.stdout.on('error', () => undefined);
   const stop = async (signal: NodeJS.Signals, failed: boolean): Promise<void> => {
     if (stopping) return;
     stopping = true;

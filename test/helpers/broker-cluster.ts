@@ -20,17 +20,23 @@ const ENV = { ...process.env, UCX_NET_DEVICES: 'lo' };
 
 export interface Proc { child: ChildProcess; host: string; port: number; match: RegExpExecArray }
 
-export async function waitForLine(child: ChildProcess, pattern: RegExp):
-  Promise<RegExpExecArray> {
-  let text = '';
+/** Resolves with the first match in the child's stdout; keeps draining it afterwards. */
+export function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+  let text: string | null = '';
   let errors = '';
   child.stderr?.on('data', (chunk) => { errors += String(chunk); });
-  for await (const chunk of child.stdout!) {
-    text += String(chunk);
-    const match = pattern.exec(text);
-    if (match !== null) return match;
-  }
-  throw new Error(`process ended before printing ${pattern}; output: ${text}; stderr: ${errors}`);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (chunk) => {
+      if (text === null) return;
+      text += String(chunk);
+      const match = pattern.exec(text);
+      if (match === null) return;
+      text = null;
+      resolve(match);
+    });
+    child.once('exit', () => reject(new Error(`process ended before printing ${pattern}; ` +
+      `output: ${text}; stderr: ${errors}`)));
+  });
 }
 
 export async function exitOf(child: ChildProcess): Promise<number | null> {
