@@ -41,7 +41,7 @@ t.test('pmq dev starts a storage node that accepts connections and stops on SIGI
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const region = join(dir, 'region');
   const child = startPmq(['dev', '--path', region, '--size', '16MiB', '--listen', '127.0.0.1:0',
-    '--transports', 'sm,tcp', '--log-level', 'warn']);
+    '--segment-size', '1MiB', '--transports', 'sm,tcp', '--log-level', 'warn']);
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   const match = await waitForLine(child, /listening on ([\d.]+):(\d+) \(region (\S+), 16 MiB/);
   t.equal(match[3], region);
