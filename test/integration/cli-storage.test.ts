@@ -19,15 +19,20 @@ function startPmq(args: string[]): ChildProcess {
 }
 
 async function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+  // Listen with 'data' (not for-await, whose early return destroys the pipe: the child's next
+  // write, "stopping" on SIGINT, would then fail with EPIPE and exit 1).
   let text = '';
   let errors = '';
   child.stderr!.on('data', (chunk) => { errors += String(chunk); });
-  for await (const chunk of child.stdout!) {
-    text += String(chunk);
-    const match = pattern.exec(text);
-    if (match !== null) return match;
-  }
-  throw new Error(`process ended before printing ${pattern}; output: ${text}; stderr: ${errors}`);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (chunk) => {
+      text += String(chunk);
+      const match = pattern.exec(text);
+      if (match !== null) resolve(match);
+    });
+    child.once('exit', () => reject(new Error(
+      `process ended before printing ${pattern}; output: ${text}; stderr: ${errors}`)));
+  });
 }
 
 async function exitOf(child: ChildProcess): Promise<number | null> {
