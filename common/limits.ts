@@ -87,3 +87,22 @@ export const BROKER_LIMITS = {
   /** A persist that failed (storage node away) is issued again after this long. */
   persistRetryMs: 200,
 } as const;
+
+/** The storage node's own tables (storage-node/). */
+export const STORAGE_LIMITS = {
+  /**
+   * Live (not revoked) grants per storage node. A producer holds about one write grant per
+   * partition it writes and a consumer one read grant per segment it reads: 1 000 clients ×
+   * 64 partitions = 64 Ki. Each costs ~100 bytes in the registry and ~64 in the native table:
+   * 65 536 × ~164 B ≈ 10 MiB. Beyond it grantCreate is refused (retriable) until some are
+   * revoked.
+   */
+  grantsLiveMax: 65_536,
+  /**
+   * Persist requests waiting behind the one in flight, per segment. The broker keeps one
+   * persist in flight per partition (docs/sequencer.md), so more than a few waiting means
+   * retries piling up; 64 × ~200 B per segment is nothing, and a broker that exceeds it gets
+   * PMQ_ERR_BUSY instead of unbounded queues.
+   */
+  persistWaitersMax: 64,
+} as const;
