@@ -70,7 +70,8 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const channel = new ControlChannel(transport, log);
   const pool = new StoragePool(transport, channel, opts.storage, log, opts.onFenced);
   try {
-    const infos = await pool.start();
+    const infos = await pool.start(metadata.epochLast);
+    await metadata.recordEpoch(pool.epoch);
     const reservationTimeoutMs = opts.reservationTimeoutMs ??
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),

@@ -159,13 +159,14 @@ const offsetKey = (group: string, topic: string, partition: number): string =>
 
 export class MetadataStore {
   readonly #topics = new Map<string, TopicRecord>();
+  #epochLast = 0;
   readonly #offsets = new Map<string, OffsetRecord>();
   readonly #topicsDocument: DurableDocument;
   readonly #offsetsDocument: DurableDocument;
 
   private constructor(readonly dir: string) {
     this.#topicsDocument = new DurableDocument(dir, 'topics.pmqmeta', DocumentKind.topics,
-      () => ({ topics: [...this.#topics.values()] }));
+      () => ({ epoch: this.#epochLast, topics: [...this.#topics.values()] }));
     this.#offsetsDocument = new DurableDocument(dir, 'group-offsets.pmqmeta',
       DocumentKind.groupOffsets, () => ({ offsets: [...this.#offsets.values()] }));
   }
@@ -181,15 +182,31 @@ export class MetadataStore {
     const store = new MetadataStore(dir);
     await rm(join(dir, 'topics.pmqmeta.tmp'), { force: true });
     await rm(join(dir, 'group-offsets.pmqmeta.tmp'), { force: true });
-    for (const topic of parseTopics(await store.#topicsDocument.load(), dir)) {
-      store.#topics.set(topic.topic, topic);
+    const topicsBody = await store.#topicsDocument.load();
+    for (const topic of parseTopics(topicsBody, dir)) store.#topics.set(topic.topic, topic);
+    const epoch = (topicsBody as { epoch?: unknown } | null)?.epoch ?? 0;
+    if (!Number.isSafeInteger(epoch) || (epoch as number) < 0) {
+      throw metadataError('PMQ_ERR_METADATA_CORRUPT', `${dir}/topics.pmqmeta: bad epoch`);
     }
+    store.#epochLast = epoch as number;
     for (const offset of parseOffsets(await store.#offsetsDocument.load(), dir)) {
       store.#offsets.set(offsetKey(offset.group, offset.topic, offset.partition), offset);
     }
     log.info({ dir, topics: store.#topics.size, groupOffsets: store.#offsets.size },
       'metadata loaded');
     return store;
+  }
+
+  /** The broker's fencing epoch when it last started (0: never). */
+  get epochLast(): number {
+    return this.#epochLast;
+  }
+
+  /** Remembers the broker's new epoch; durable on return. */
+  async recordEpoch(epoch: number): Promise<void> {
+    invariant(epoch >= this.#epochLast, 'epochs never go down', { epoch, last: this.#epochLast });
+    this.#epochLast = epoch;
+    await this.#topicsDocument.save();
   }
 
   topics(): TopicRecord[] {

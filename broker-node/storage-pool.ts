@@ -49,6 +49,16 @@ function unavailable(node: StorageNodeState, why: string): PmqError {
     `${node.address.host}:${node.address.port} is ${why}: retry shortly`, { retriable: true });
 }
 
+/**
+ * The epoch a storage node said it is at, from its PMQ_ERR_EPOCH_STALE refusal ("… at epoch
+ * N …"), or null for any other error. The refusal has no field for it in WIRE_VERSION 1.
+ */
+function staleEpochOf(error: unknown): number | null {
+  if (!(error instanceof PmqError) || error.code !== 'PMQ_ERR_EPOCH_STALE') return null;
+  const match = /at epoch (\d+)/.exec(error.message);
+  return match === null ? null : Number(match[1]);
+}
+
 export class StoragePool {
   #epoch = 0;
   readonly #nodes: StorageNodeState[];
@@ -71,21 +81,41 @@ export class StoragePool {
     return this.#epoch;
   }
 
-  /** Connects, hellos and fences every node; returns their segment tables. */
-  async start(): Promise<StorageInfo[]> {
+  /**
+   * Connects, hellos and fences every node; returns their segment tables. `epochLast`: the
+   * highest epoch this broker's data directory remembers. storageHello raises a node to the
+   * epoch it carries and refuses one below the node's (PMQ_ERR_EPOCH_STALE), so the broker
+   * hellos with epochLast + 1 and, when a node is further (its data directory was lost, or
+   * another broker ran), starts again above the epoch that node names.
+   */
+  async start(epochLast: number): Promise<StorageInfo[]> {
     const deadline = Date.now() + BROKER_LIMITS.storageStartTimeoutMs;
-    const infos: StorageInfo[] = [];
-    for (const node of this.#nodes) infos.push(await this.#helloUntil(node, deadline));
+    this.#epoch = epochLast + 1;
+    let infos: StorageInfo[] = [];
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        infos = [];
+        for (const node of this.#nodes) infos.push(await this.#helloUntil(node, deadline));
+        break;
+      } catch (error) {
+        const nodeEpoch = staleEpochOf(error);
+        if (nodeEpoch === null || attempt >= 4) throw error;
+        this.log.warn({ epoch: this.#epoch, nodeEpoch }, 'a storage node is at a higher epoch');
+        this.#epoch = Math.max(this.#epoch, nodeEpoch) + 1;
+        for (const node of this.#nodes) this.#forget(node);
+      }
+    }
     for (const [index, info] of infos.entries()) {
       const node = this.#nodes[index]!;
       if (this.#byNodeId.has(info.nodeId)) {
         throw new PmqError('PMQ_ERR_STORAGE_DUPLICATE', `storage nodes ${node.address.host}:` +
           `${node.address.port} and another have the same node id ${info.nodeId}: give each ` +
-          'region its own node id');
+          'region its own node id (--node-id)');
       }
       this.#adopt(node, info);
     }
-    this.#epoch = 1 + Math.max(...infos.map((info) => info.epoch));
+    invariant(infos.every((info) => info.epoch === this.#epoch), 'hello raised every node',
+      { epoch: this.#epoch });
     for (const node of this.#nodes) await this.#raise(node);
     this.log.info({ epoch: this.#epoch, nodes: this.#nodes.length }, 'storage nodes fenced');
     return infos;
@@ -161,6 +191,11 @@ export class StoragePool {
     return node;
   }
 
+  #forget(node: StorageNodeState): void {
+    if (node.ep !== null) this.transport.closeEndpoint(node.ep).catch(() => undefined);
+    node.ep = null;
+  }
+
   #adopt(node: StorageNodeState, info: StorageInfo): void {
     node.nodeId = info.nodeId;
     node.regionId = info.regionId;
@@ -191,6 +226,7 @@ export class StoragePool {
       try {
         return await this.#hello(node);
       } catch (error) {
+        if (staleEpochOf(error) !== null) throw error;
         if (Date.now() >= deadline || this.#closed) {
           throw new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', `storage node ${node.address.host}:` +
             `${node.address.port} did not answer storageHello: start it (recovery needs every ` +

@@ -1,7 +1,7 @@
 /**
- * Launches a broker (`pmq broker`, a real child process) over fake storage nodes
- * (test/fixtures/fake-storage.ts: real region, real transport) on 127.0.0.1, and gives the test
- * process a client: one Transport, one ControlChannel, `call(kind, body)`.
+ * Launches a broker (`pmq broker`) over storage nodes (`pmq storage`), real child processes on
+ * 127.0.0.1, and gives the test process a client: one Transport, one ControlChannel,
+ * `call(kind, body)`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -15,7 +15,6 @@ import { Transport, type Endpoint } from '../../native/transport.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
 
 const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
-const FAKE_STORAGE = new URL('../fixtures/fake-storage.ts', import.meta.url).pathname;
 const ENV = { ...process.env, UCX_NET_DEVICES: 'lo' };
 
 export interface Proc { child: ChildProcess; host: string; port: number; match: RegExpExecArray }
@@ -45,10 +44,12 @@ export async function exitOf(child: ChildProcess): Promise<number | null> {
   return code as number | null;
 }
 
-export async function startFakeStorage(path: string, nodeId: number, port = 0): Promise<Proc> {
-  const options = { path, sizeBytes: 4 * 1024 * 1024, segmentSizeBytes: 65536, nodeId, port };
-  const child = spawn(process.execPath, ['--import', 'tsx', FAKE_STORAGE,
-    JSON.stringify(options)], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `pmq storage` on a 4 MiB region of 64 KiB segments. */
+export async function startStorage(path: string, nodeId: number, port = 0): Promise<Proc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', PMQ, 'storage', '--path', path,
+    '--size', '4MiB', '--segment-size', '64KiB', '--node-id', String(nodeId), '--listen',
+    `127.0.0.1:${port}`, '--transports', 'tcp', '--log-level', 'warn'],
+  { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   const match = await waitForLine(child, /listening on ([\d.]+):(\d+)/);
   return { child, host: match[1]!, port: Number(match[2]), match };
 }
