@@ -77,6 +77,8 @@ async function runDev(opts: DevCliOptions): Promise<void> {
   process.on('SIGTERM', () => { void stop('SIGTERM', false); });
   const storage = await startChild(['storage', '--path', opts.path, '--listen', opts.listen,
     ...(opts.size === undefined ? [] : ['--size', opts.size]),
+    ...(opts.segmentSize === undefined ? [] : ['--segment-size', opts.segmentSize]),
+    ...(opts.nodeId === undefined ? [] : ['--node-id', String(opts.nodeId)]),
     ...(opts.busyPoll ? ['--busy-poll'] : []), ...transportArgs(opts)],
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.storage = child;
