@@ -232,8 +232,14 @@ uint32_t Transport::add_endpoint(ucp_ep_h handle, EpState state, const std::stri
   uint32_t id = next_ep_id_++;
   PMQ_ASSERT(endpoints_.count(id) == 0);
   uint64_t now = now_ms();
-  endpoints_[id] = std::make_unique<Endpoint>(Endpoint{id, handle, state, false, false, now,
-                                                       now, remote});
+  auto ep = std::make_unique<Endpoint>();
+  ep->id = id;
+  ep->handle = handle;
+  ep->state = state;
+  ep->last_rx_ms = now;
+  ep->last_tx_ms = now;
+  ep->remote = remote;
+  endpoints_[id] = std::move(ep);
   ep_ids_[handle] = id;
   return id;
 }
@@ -349,29 +355,51 @@ void Transport::finish_close(uint32_t ep_id) {
       ++read;
     }
   }
-  if (!closed_) {
+  if (!closed_ && !ep->detached) {
     events.push_back(Event{EventKind::closed, ep_id, 0, 0, ep->close_code, ep->close_reason});
   }
+  if (ep->detached) detached_ -= 1;
   ep_ids_.erase(ep->handle);
   endpoints_.erase(found);
+  update_loop_ref();
+}
+
+void Transport::detach(uint32_t ep_id) {
+  auto found = endpoints_.find(ep_id);
+  if (found == endpoints_.end()) return;  // the close finished at once
+  Endpoint* ep = found->second.get();
+  PMQ_ASSERT(!ep->detached);
+  ep->detached = true;
+  detached_ += 1;
+  events.push_back(Event{EventKind::closed, ep->id, 0, 0, ep->close_code, ep->close_reason});
   update_loop_ref();
 }
 
 void Transport::on_keepalive_tick() {
   if (closed_) return;
   uint64_t now = now_ms();
+  std::vector<uint32_t> silent;
   for (auto& entry : endpoints_) {
     Endpoint* ep = entry.second.get();
     if (ep->state == EpState::closing) continue;
     if (now - ep->last_rx_ms > options_.peer_timeout_ms) {
-      std::string reason = "no traffic from the peer for " +
-                           std::to_string(now - ep->last_rx_ms) + " ms";
-      ep->failed = true;
-      events.push_back(Event{EventKind::error, ep->id, 0, 0, "PMQ_ERR_PEER_TIMEOUT", reason});
-      defer_close(ep, "PMQ_ERR_PEER_TIMEOUT", reason);
+      silent.push_back(ep->id);
     } else if (now - ep->last_tx_ms >= options_.keepalive_ms) {
       send_control(ep, Kind::keepalive);
     }
+  }
+  for (uint32_t id : silent) {  // start_close may finish (and erase) the endpoint at once
+    Endpoint* ep = endpoints_[id].get();
+    std::string reason = "no traffic from the peer for " +
+                         std::to_string(now - ep->last_rx_ms) + " ms";
+    ep->failed = true;
+    events.push_back(Event{EventKind::error, id, 0, 0, "PMQ_ERR_PEER_TIMEOUT", reason});
+    ep->close_code = "PMQ_ERR_PEER_TIMEOUT";
+    ep->close_reason = reason;
+    // A silent peer never acknowledges the flush of an ERR_HANDLING_MODE_NONE close (sm):
+    // the endpoint is closed for JS now and its UCX close finishes in the background.
+    start_close(ep);
+    detach(id);
   }
   mark_needs_progress();
 }
