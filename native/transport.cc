@@ -73,7 +73,8 @@ std::string sockaddr_text(const struct sockaddr_storage& address) {
   return std::string(host) + ":" + std::to_string(port);
 }
 
-std::string resolve(const std::string& host, uint16_t port, sockaddr_storage* address_p) {
+std::string resolve(const std::string& host, uint16_t port, sockaddr_storage* address_p,
+                    socklen_t* length_p) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -81,7 +82,9 @@ std::string resolve(const std::string& host, uint16_t port, sockaddr_storage* ad
   addrinfo* found = nullptr;
   int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
   if (rc != 0 || found == nullptr) return std::string("getaddrinfo: ") + gai_strerror(rc);
+  PMQ_ASSERT(found->ai_addrlen <= sizeof *address_p);
   std::memcpy(address_p, found->ai_addr, found->ai_addrlen);
+  *length_p = found->ai_addrlen;  // the real length: UCX copies what it is told
   freeaddrinfo(found);
   return "";
 }
@@ -206,12 +209,13 @@ void Transport::close() {
 std::string Transport::listen(const std::string& host, uint16_t port, std::string* bound_p) {
   PMQ_ASSERT(listener_ == nullptr);
   sockaddr_storage address{};
-  std::string failure = resolve(host, port, &address);
+  socklen_t address_bytes = 0;
+  std::string failure = resolve(host, port, &address, &address_bytes);
   if (!failure.empty()) return failure;
   ucp_listener_params_t params{};
   params.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
   params.sockaddr.addr = reinterpret_cast<const sockaddr*>(&address);
-  params.sockaddr.addrlen = sizeof address;
+  params.sockaddr.addrlen = address_bytes;
   params.conn_handler.cb = conn_trampoline;
   params.conn_handler.arg = this;
   ucs_status_t status = ucp_listener_create(worker_, &params, &listener_);
@@ -275,14 +279,15 @@ void Transport::on_conn_request(ucp_conn_request_h request) {
 
 std::string Transport::connect(const std::string& host, uint16_t port, uint32_t* ep_p) {
   sockaddr_storage address{};
-  std::string failure = resolve(host, port, &address);
+  socklen_t address_bytes = 0;
+  std::string failure = resolve(host, port, &address, &address_bytes);
   if (!failure.empty()) return failure;
   uint32_t id = next_ep_id_;
   ucp_ep_params_t params = ep_params(this, id, peer_err_mode_);
   params.field_mask |= UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR;
   params.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
   params.sockaddr.addr = reinterpret_cast<const sockaddr*>(&address);
-  params.sockaddr.addrlen = sizeof address;
+  params.sockaddr.addrlen = address_bytes;
   ucp_ep_h handle = nullptr;
   ucs_status_t status = ucp_ep_create(worker_, &params, &handle);
   if (status != UCS_OK) return status_reason("ucp_ep_create", status);

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 
 import type { TransportOptions } from '../../native/transport.js';
+import { UCX_HOOKS_OFF } from './ucx-env.js';
 
 export type PeerEvent = Record<string, unknown> & { event: string };
 
@@ -38,7 +39,7 @@ export class PeerCallError extends Error {
  */
 export async function spawnPeer(options: TransportOptions, test?: Test): Promise<Peer> {
   const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(options)], {
-    env: { ...process.env, UCX_NET_DEVICES: 'lo' },
+    env: { ...process.env, ...UCX_HOOKS_OFF, UCX_NET_DEVICES: 'lo' },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();

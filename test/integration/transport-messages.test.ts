@@ -1,5 +1,6 @@
 // Two-sided messages between two real processes, 0 B to 16 MiB, both directions, on every
 // transport configuration this machine has; lanes are reported per endpoint.
+import '../helpers/ucx-env.js';  // first: before the addon loads
 import t from 'tap';
 
 import { Transport, type Endpoint } from '../../native/transport.js';

@@ -1,6 +1,7 @@
 // Peer death: a SIGKILLed peer (the kernel resets its sockets) and a stopped peer (SIGSTOP:
 // silent, only the keepalive timeout can tell) are both detected within the configured peer
 // timeout, pending requests fail with a typed error, and this process keeps working.
+import '../helpers/ucx-env.js';  // first: before the addon loads
 import t from 'tap';
 
 import { PmqError } from '../../common/errors.js';

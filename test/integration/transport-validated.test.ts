@@ -1,6 +1,7 @@
 // The validated data path between two real processes: the peer (storage side) exposes memory
 // and a grant table; this process writes and reads through grants. Every rejected request
 // leaves the storage memory unchanged (checked by hashing it in the peer).
+import '../helpers/ucx-env.js';  // first: before the addon loads
 import t, { type Test } from 'tap';
 
 import { Transport, type Endpoint } from '../../native/transport.js';

@@ -1,5 +1,6 @@
 // Boundary contracts of native/transport.ts: argument checks, one transport per process,
 // no CPU when idle, and a process that has nothing to do exits.
+import '../helpers/ucx-env.js';  // first: before the addon loads
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -55,7 +56,8 @@ t.test('an idle listening worker uses no CPU', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const used = process.cpuUsage(before);
   const usedMs = (used.user + used.system) / 1000;
-  t.ok(usedMs < 50, `used ${usedMs.toFixed(1)} ms of CPU in 1 s`);
+  // Sleeping in epoll costs ~0; busy polling would cost ~1000 ms. The margin covers GC and tap.
+  t.ok(usedMs < 200, `used ${usedMs.toFixed(1)} ms of CPU in 1 s`);
 });
 
 t.test('a process with an open but idle transport exits', async (t) => {
