@@ -110,8 +110,9 @@ bool Transport::owned_by_handles() const { return handles_ != nullptr; }
 
 void Transport::update_loop_ref() {
   if (handles_ == nullptr || closed_) return;
-  bool active = listener_ != nullptr || !endpoints_.empty() || !ops_.empty() ||
-                !receives_.empty();
+  // A detached endpoint's close waits on a silent peer: it keeps one op and the endpoint.
+  bool active = listener_ != nullptr || endpoints_.size() > detached_ ||
+                ops_.size() > detached_ || !receives_.empty();
   auto* poll = reinterpret_cast<uv_handle_t*>(&handles_->poll);
   if (active) {
     uv_ref(poll);

@@ -40,6 +40,8 @@ export interface Pending {
   buffer: Uint8Array;
   header?: Uint8Array;
   sendDone: boolean;
+  /** Rejected by its endpoint's close before UCX was done with the buffer: kept until then. */
+  orphaned?: boolean;
   sendError?: PmqError & { status?: number };
   reply: number;
   resolve: () => void;
@@ -139,8 +141,8 @@ export class TransportCore {
     this.connecting.get(ep)?.reject(error);
     this.connecting.delete(ep);
     for (const [id, request] of this.pending) {
-      if (request.ep !== ep) continue;
-      this.pending.delete(id);
+      if (request.ep !== ep || request.orphaned === true) continue;
+      if (request.sendDone) this.pending.delete(id); else request.orphaned = true;
       request.reject(error);
     }
     this.closeWaiters.get(ep)?.();
@@ -180,7 +182,11 @@ export class TransportCore {
 
   private onSendDone(id: number, status: number, code: string, text: string): void {
     const request = this.pending.get(id);
-    if (request === undefined) return;  // already failed by its endpoint's close
+    if (request === undefined) return;
+    if (request.orphaned === true) {  // already rejected; UCX is done with the buffer now
+      this.pending.delete(id);
+      return;
+    }
     request.sendDone = true;
     if (status !== 0) {
       request.sendError = Object.assign(new PmqError(code, text, { retriable: true }),
@@ -191,7 +197,7 @@ export class TransportCore {
 
   private onReply(id: number, status: number): void {
     const request = this.pending.get(id);
-    if (request === undefined) return;
+    if (request === undefined || request.orphaned === true) return;
     request.reply = status;
     this.settle(id, request);
   }

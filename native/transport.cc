@@ -73,7 +73,8 @@ std::string sockaddr_text(const struct sockaddr_storage& address) {
   return std::string(host) + ":" + std::to_string(port);
 }
 
-std::string resolve(const std::string& host, uint16_t port, sockaddr_storage* address_p) {
+std::string resolve(const std::string& host, uint16_t port, sockaddr_storage* address_p,
+                    socklen_t* length_p) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -81,7 +82,9 @@ std::string resolve(const std::string& host, uint16_t port, sockaddr_storage* ad
   addrinfo* found = nullptr;
   int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
   if (rc != 0 || found == nullptr) return std::string("getaddrinfo: ") + gai_strerror(rc);
+  PMQ_ASSERT(found->ai_addrlen <= sizeof *address_p);
   std::memcpy(address_p, found->ai_addr, found->ai_addrlen);
+  *length_p = found->ai_addrlen;  // the real length: UCX copies what it is told
   freeaddrinfo(found);
   return "";
 }
@@ -206,12 +209,13 @@ void Transport::close() {
 std::string Transport::listen(const std::string& host, uint16_t port, std::string* bound_p) {
   PMQ_ASSERT(listener_ == nullptr);
   sockaddr_storage address{};
-  std::string failure = resolve(host, port, &address);
+  socklen_t address_bytes = 0;
+  std::string failure = resolve(host, port, &address, &address_bytes);
   if (!failure.empty()) return failure;
   ucp_listener_params_t params{};
   params.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
   params.sockaddr.addr = reinterpret_cast<const sockaddr*>(&address);
-  params.sockaddr.addrlen = sizeof address;
+  params.sockaddr.addrlen = address_bytes;
   params.conn_handler.cb = conn_trampoline;
   params.conn_handler.arg = this;
   ucs_status_t status = ucp_listener_create(worker_, &params, &listener_);
@@ -232,8 +236,14 @@ uint32_t Transport::add_endpoint(ucp_ep_h handle, EpState state, const std::stri
   uint32_t id = next_ep_id_++;
   PMQ_ASSERT(endpoints_.count(id) == 0);
   uint64_t now = now_ms();
-  endpoints_[id] = std::make_unique<Endpoint>(Endpoint{id, handle, state, false, false, now,
-                                                       now, remote});
+  auto ep = std::make_unique<Endpoint>();
+  ep->id = id;
+  ep->handle = handle;
+  ep->state = state;
+  ep->last_rx_ms = now;
+  ep->last_tx_ms = now;
+  ep->remote = remote;
+  endpoints_[id] = std::move(ep);
   ep_ids_[handle] = id;
   return id;
 }
@@ -269,14 +279,15 @@ void Transport::on_conn_request(ucp_conn_request_h request) {
 
 std::string Transport::connect(const std::string& host, uint16_t port, uint32_t* ep_p) {
   sockaddr_storage address{};
-  std::string failure = resolve(host, port, &address);
+  socklen_t address_bytes = 0;
+  std::string failure = resolve(host, port, &address, &address_bytes);
   if (!failure.empty()) return failure;
   uint32_t id = next_ep_id_;
   ucp_ep_params_t params = ep_params(this, id, peer_err_mode_);
   params.field_mask |= UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR;
   params.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
   params.sockaddr.addr = reinterpret_cast<const sockaddr*>(&address);
-  params.sockaddr.addrlen = sizeof address;
+  params.sockaddr.addrlen = address_bytes;
   ucp_ep_h handle = nullptr;
   ucs_status_t status = ucp_ep_create(worker_, &params, &handle);
   if (status != UCS_OK) return status_reason("ucp_ep_create", status);
@@ -349,29 +360,51 @@ void Transport::finish_close(uint32_t ep_id) {
       ++read;
     }
   }
-  if (!closed_) {
+  if (!closed_ && !ep->detached) {
     events.push_back(Event{EventKind::closed, ep_id, 0, 0, ep->close_code, ep->close_reason});
   }
+  if (ep->detached) detached_ -= 1;
   ep_ids_.erase(ep->handle);
   endpoints_.erase(found);
+  update_loop_ref();
+}
+
+void Transport::detach(uint32_t ep_id) {
+  auto found = endpoints_.find(ep_id);
+  if (found == endpoints_.end()) return;  // the close finished at once
+  Endpoint* ep = found->second.get();
+  PMQ_ASSERT(!ep->detached);
+  ep->detached = true;
+  detached_ += 1;
+  events.push_back(Event{EventKind::closed, ep->id, 0, 0, ep->close_code, ep->close_reason});
   update_loop_ref();
 }
 
 void Transport::on_keepalive_tick() {
   if (closed_) return;
   uint64_t now = now_ms();
+  std::vector<uint32_t> silent;
   for (auto& entry : endpoints_) {
     Endpoint* ep = entry.second.get();
     if (ep->state == EpState::closing) continue;
     if (now - ep->last_rx_ms > options_.peer_timeout_ms) {
-      std::string reason = "no traffic from the peer for " +
-                           std::to_string(now - ep->last_rx_ms) + " ms";
-      ep->failed = true;
-      events.push_back(Event{EventKind::error, ep->id, 0, 0, "PMQ_ERR_PEER_TIMEOUT", reason});
-      defer_close(ep, "PMQ_ERR_PEER_TIMEOUT", reason);
+      silent.push_back(ep->id);
     } else if (now - ep->last_tx_ms >= options_.keepalive_ms) {
       send_control(ep, Kind::keepalive);
     }
+  }
+  for (uint32_t id : silent) {  // start_close may finish (and erase) the endpoint at once
+    Endpoint* ep = endpoints_[id].get();
+    std::string reason = "no traffic from the peer for " +
+                         std::to_string(now - ep->last_rx_ms) + " ms";
+    ep->failed = true;
+    events.push_back(Event{EventKind::error, id, 0, 0, "PMQ_ERR_PEER_TIMEOUT", reason});
+    ep->close_code = "PMQ_ERR_PEER_TIMEOUT";
+    ep->close_reason = reason;
+    // A silent peer never acknowledges the flush of an ERR_HANDLING_MODE_NONE close (sm):
+    // the endpoint is closed for JS now and its UCX close finishes in the background.
+    start_close(ep);
+    detach(id);
   }
   mark_needs_progress();
 }

@@ -104,6 +104,7 @@ struct Endpoint {
   EpState state;
   bool bye_received = false;
   bool failed = false;
+  bool detached = false;  // closed for JS; UCX's flush of it may still be waiting on the peer
   uint64_t last_rx_ms;
   uint64_t last_tx_ms;
   std::string remote;
@@ -150,7 +151,10 @@ class Transport {
   std::string connect(const std::string& host, uint16_t port, uint32_t* ep_p);
   void close_endpoint(uint32_t ep);
   std::string lanes(uint32_t ep, std::vector<std::string>* lanes_p);
-  bool has_endpoint(uint32_t ep) const { return endpoints_.count(ep) != 0; }
+  bool has_endpoint(uint32_t ep) const {
+    auto found = endpoints_.find(ep);
+    return found != endpoints_.end() && !found->second->detached;
+  }
   bool ep_usable(uint32_t ep) const {
     auto found = endpoints_.find(ep);
     return found != endpoints_.end() && found->second->state != EpState::closing;
@@ -176,7 +180,7 @@ class Transport {
   bool closed() const { return closed_; }
   bool owned_by_handles() const;  // false: close() must free the object itself
   size_t pending_ops() const { return ops_.size(); }
-  size_t endpoint_count() const { return endpoints_.size(); }
+  size_t endpoint_count() const { return endpoints_.size() - detached_; }
 
   std::deque<Event> events;  // drained by transport_napi.cc's dispatch_events
 
@@ -197,6 +201,7 @@ class Transport {
   void start_close(Endpoint* ep);
   void defer_close(Endpoint* ep, const char* code, const std::string& reason);
   void finish_close(uint32_t ep_id);
+  void detach(uint32_t ep_id);
   Endpoint* endpoint_of(ucp_ep_h handle);
   Endpoint* usable_endpoint(uint32_t ep_id, uint64_t request_id);
   void send_control(Endpoint* ep, Kind kind);
@@ -226,6 +231,7 @@ class Transport {
   bool draining_ = false;
   bool needs_progress_ = false;
   uint32_t next_ep_id_ = 1;
+  size_t detached_ = 0;  // endpoints whose close waits on a silent peer (not keeping us alive)
   uint64_t next_receive_id_ = 1;
   std::unordered_map<uint32_t, std::unique_ptr<Endpoint>> endpoints_;
   std::unordered_map<ucp_ep_h, uint32_t> ep_ids_;

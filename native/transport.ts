@@ -108,10 +108,11 @@ export class Transport extends TransportCore {
 
   /** Opens the process's one UCX context and worker. */
   static open(options: TransportOptions = {}): Transport {
+    const checked = nativeOptions(options);
     if (openTransport !== undefined) {
       throw new PmqError('PMQ_ERR_TRANSPORT_OPEN', 'a transport is already open in this process');
     }
-    const transport = new Transport(nativeOptions(options));
+    const transport = new Transport(checked);
     native.transportOpen(transport.options, transport.onNativeEvent);
     openTransport = transport;
     return transport;

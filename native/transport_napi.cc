@@ -31,12 +31,16 @@ struct State {
   Transport* transport = nullptr;
   napi_env env = nullptr;
   Napi::FunctionReference on_event;
+  // napi_async_init holds a resource object given to it only weakly: keep ours alive, or a
+  // garbage-collected resource crashes MakeCallback (seen as SIGSEGV in push_async_context).
+  Napi::ObjectReference resource;
   Napi::AsyncContext* context = nullptr;
   Napi::Reference<Napi::Uint8Array> memory;
   std::unordered_map<uint64_t, Placed> placed;
 };
 
 State* g_state = nullptr;
+State* g_dispatching = nullptr;  // the state whose events are being handed to JS right now
 
 uint64_t to_u64(const Napi::Value& value) {
   PMQ_ASSERT(value.IsNumber());
@@ -124,7 +128,7 @@ void call_js(Napi::Env env, transport::Event& event) {
     napi_fatal_exception(env, error.Value());  // like an uncaught exception in a callback
     return;
   }
-  if (event.kind == transport::EventKind::place && !g_state->transport->closed()) {
+  if (event.kind == transport::EventKind::place && g_state != nullptr) {
     place(env, event, header, result);
   }
 }
@@ -137,11 +141,18 @@ bool dispatch_events(Transport* transport) {
   PMQ_ASSERT(g_state != nullptr && g_state->transport == transport);
   if (transport->events.empty()) return false;
   Napi::Env env(g_state->env);
-  while (!transport->events.empty() && !transport->closed()) {
+  State* state = g_state;
+  g_dispatching = state;
+  while (!transport->events.empty() && !transport->closed()) {  // JS may close() in a callback
     Event event = std::move(transport->events.front());
     transport->events.pop_front();
     call_js(env, event);
     if (event.payload != nullptr) std::free(event.payload);
+  }
+  g_dispatching = nullptr;
+  if (state != g_state) {  // closed by a callback: its async context outlived that callback
+    delete state->context;
+    delete state;
   }
   return true;
 }
@@ -175,15 +186,19 @@ Napi::Value transport_open(const Napi::CallbackInfo& info) {
   g_state->transport = transport;
   g_state->env = env;
   g_state->on_event = Napi::Persistent(info[1].As<Napi::Function>());
-  g_state->context = new Napi::AsyncContext(env, "pmq:transport");
+  Napi::Object resource = Napi::Object::New(env);
+  g_state->resource = Napi::Persistent(resource);
+  g_state->context = new Napi::AsyncContext(env, "pmq:transport", resource);
   return env.Undefined();
 }
 
 Napi::Value transport_close(const Napi::CallbackInfo& info) {
   PMQ_ASSERT(g_state != nullptr);
   g_state->transport->close();  // freed later, once libuv has closed its handles
-  delete g_state->context;
-  delete g_state;
+  if (g_dispatching != g_state) {
+    delete g_state->context;
+    delete g_state;
+  }
   g_state = nullptr;
   return info.Env().Undefined();
 }

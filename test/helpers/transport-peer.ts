@@ -7,7 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
+import type { Test } from 'tap';
+
 import type { TransportOptions } from '../../native/transport.js';
+import { UCX_HOOKS_OFF } from './ucx-env.js';
 
 export type PeerEvent = Record<string, unknown> & { event: string };
 
@@ -30,16 +33,28 @@ export class PeerCallError extends Error {
   }
 }
 
-export async function spawnPeer(options: TransportOptions): Promise<Peer> {
+/**
+ * Spawns a peer. Pass the test so the peer is killed when it ends, whatever happened: a
+ * leftover peer would keep the test process (and tap) waiting on its pipes.
+ */
+export async function spawnPeer(options: TransportOptions, test?: Test): Promise<Peer> {
   const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(options)], {
-    env: { ...process.env, UCX_NET_DEVICES: 'lo' },
+    env: { ...process.env, ...UCX_HOOKS_OFF, UCX_NET_DEVICES: 'lo' },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   const events: PeerEvent[] = [];
   const eventWaiters: { event: string; resolve: (e: PeerEvent) => void }[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  test?.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  });
   createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (!line.startsWith('{')) {  // UCX logs its warnings to stdout
+      process.stderr.write(`peer: ${line}\n`);
+      return;
+    }
     const message = JSON.parse(line) as Record<string, unknown>;
     if (typeof message.id === 'number') {
       const waiter = waiting.get(message.id);
@@ -73,7 +88,7 @@ export async function spawnPeer(options: TransportOptions): Promise<Peer> {
     },
     nextEvent,
     async kill() {
-      child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
     },
     async stop() {
