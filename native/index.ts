@@ -47,6 +47,17 @@ function findAddon(): string {
   );
 }
 
+/**
+ * UCX's memory hooks (libucm patching malloc/mmap when libucs loads) corrupted the heap of a
+ * Node process now and then (~1 in 30 addon loads; gdb: glibc's main arena broken during
+ * module init, then a deadlock in UCX's SIGSEGV handler; 0 in 60 loads with them off). UCM
+ * reads these only from the environment when the library loads, so they are set here, before
+ * the addon (and with it libucs/libucm) is loaded. Turning them off also disables UCX's
+ * registration cache, which direct mode wants anyway. docs/native-transport.md, "Known issues".
+ */
+export const UCX_HOOKS_OFF = { UCX_MEM_MALLOC_HOOKS: 'no', UCX_MEM_MMAP_HOOK_MODE: 'none' };
+for (const [name, value] of Object.entries(UCX_HOOKS_OFF)) process.env[name] ??= value;
+
 const addonPath = findAddon();
 export const native = createRequire(import.meta.url)(addonPath) as NativeBinding;
 
