@@ -14,6 +14,7 @@ import {
   type SequencerConfig, type Watermark,
 } from '../../broker-node/sequencer.js';
 import { type Prng, prngFrom } from '../fixtures/record-batch-random.js';
+import { recordBatchSizeReachable } from '../../broker-node/batch-size.js';
 
 const SEGMENT = 64 * 1024;
 const TIMEOUT_MS = 200;
@@ -123,6 +124,9 @@ class Simulation {
         check(this.sequencer.reservationsInFlight() >= RESERVATIONS_MAX, 'busy only when full');
         this.stats.busy += 1;
         return;
+      }
+      if (code === 'PMQ_ERR_RESERVATION_INVALID' && !recordBatchSizeReachable(bytes, records)) {
+        return; // no batch of that many records has exactly that size: nothing could fill it
       }
       check(code === 'PMQ_ERR_RECORD_TOO_LARGE' && huge, 'unexpected reserve error', { code });
       this.stats.tooLarge += 1;
