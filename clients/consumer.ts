@@ -115,10 +115,12 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new ArgumentError(`offset must be an integer ≥ 0, got ${String(offset)}`);
     }
+    // A fresh reader: a fetch of the old position may still be in flight on the old one.
     entry.generation += 1;
     entry.buffered = 0;
     entry.position = offset;
-    entry.reader.seek(offset);
+    entry.reader = new PartitionReader(topic, partition, offset, this.connection,
+      this.readerOptions);
     for (let i = this.ready.length - 1; i >= 0; i -= 1) {
       if (this.ready[i]!.key === keyOf(topic, partition)) this.ready.splice(i, 1);
     }
@@ -234,7 +236,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
         this.assigned.get(key) === entry) {
       const generation = entry.generation;
       try {
-        const batches = await entry.reader.fetch();
+        const batches = await entry.reader.fetch();  // a seek swaps entry.reader meanwhile
         failures = 0;
         if (generation !== entry.generation) continue;
         for (const batch of batches) this.push({ key, generation, batch }, entry);

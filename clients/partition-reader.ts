@@ -11,7 +11,8 @@
  * (decodeRecordBatch) and must continue the offsets densely; control batches (hole fillers)
  * advance the offset and are not returned. At the end of a sealed segment the reader moves to
  * the next one; when caught up on the head segment it long-polls (fetchView with waitMs).
- * Not re-entrant: one fetch() at a time (the consumer's loop guarantees it).
+ * Not re-entrant: one fetch() at a time (the consumer's loop guarantees it); a seek makes a
+ * new reader, so a fetch still in flight on the old one cannot move the new position.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -55,11 +56,6 @@ export class PartitionReader {
 
   get offset(): number {
     return this.offsetNext;
-  }
-
-  seek(offset: number): void {
-    this.offsetNext = offset;
-    this.cursor = undefined;
   }
 
   /**
