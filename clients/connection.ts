@@ -144,14 +144,17 @@ export class Connection {
     const endpoints = [this.broker, ...this.storage.values()];
     this.broker = undefined;
     this.storage.clear();
-    const open = new Set(this.shared.transport.openEndpoints());
     await Promise.all(endpoints.map(async (pending) => {
       const ep = await pending?.catch(() => undefined);
-      if (ep !== undefined && open.has(ep)) {
-        await this.shared.transport.closeEndpoint(ep).catch(() => undefined);
-      }
+      if (ep !== undefined) await this.closeQuietly(ep);
     }));
     releaseTransport();
+  }
+
+  /** Closes an endpoint unless the transport already closed it. */
+  private async closeQuietly(ep: Endpoint): Promise<void> {
+    if (!this.shared.transport.openEndpoints().includes(ep)) return;
+    await this.shared.transport.closeEndpoint(ep).catch(() => undefined);
   }
 
   private brokerEndpoint(): Promise<Endpoint> {
@@ -166,8 +169,9 @@ export class Connection {
   private async helloBroker(): Promise<Endpoint> {
     let last: unknown;
     for (const { host, port } of this.options.brokers) {
+      let ep: Endpoint | undefined;
       try {
-        const ep = await this.connect(host, port, `broker ${host}:${port}`);
+        ep = await this.connect(host, port, `broker ${host}:${port}`);
         const welcome = await this.shared.channel.request(ep, 'hello',
           { clientId: this.options.clientId, role: this.options.role },
           this.options.requestTimeoutMs);
@@ -178,6 +182,7 @@ export class Connection {
         return ep;
       } catch (error) {
         last = error;
+        if (ep !== undefined) await this.closeQuietly(ep);
       }
     }
     throw toClientError(last, { what: 'connecting to the broker' });

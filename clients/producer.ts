@@ -240,12 +240,13 @@ export class Producer {
 
   private failed(batch: ProducerBatch<SendSink>, error: PmqError): void {
     if (error.code === 'PMQ_ERR_UNKNOWN_TOPIC') this.metadata.forget(batch.topic);
+    const reportedSent = batch.sinks.every(({ sink, index }) => sink.results[index] !== undefined);
     for (const { sink } of batch.sinks) {
       if (sink.settled) continue;
       sink.settled = true;
       sink.reject(error);
     }
-    if (this.senderOptions.acks === 'none') {
+    if (reportedSent) {
       this.log.warn({ topic: batch.topic, partition: batch.partition, code: error.code },
         'batch failed after it was reported sent (acks none)');
     }
