@@ -24,3 +24,20 @@ export function recordBatchSizeBytesMin(records: number): number {
     'size is a whole number of bytes', { records, sizeBytes });
   return sizeBytes;
 }
+
+/**
+ * Record sizes no single record can have: a record is its body plus the zigzag varint of the
+ * body's length, which grows by a byte at bodies of 64, 8192, 2^20 and 2^27 bytes, so the
+ * record sizes 65, 8194, 2^20 + 3 and 2^27 + 4 are skipped. Bodies themselves take every size
+ * (key and value padding together), and a batch of two or more records spreads its bytes over
+ * two records, so only one-record batches have gaps.
+ */
+const ONE_RECORD_SIZES_UNREACHABLE = [65, 8194, 2 ** 20 + 3, 2 ** 27 + 4] as const;
+
+/** Whether some RecordBatch v2 of `records` records is exactly `sizeBytes` long. */
+export function recordBatchSizeReachable(sizeBytes: number, records: number): boolean {
+  if (sizeBytes < recordBatchSizeBytesMin(records)) return false;
+  if (records > 1) return true;
+  const recordBytes = sizeBytes - RECORD_BATCH_HEADER_SIZE_BYTES;
+  return !ONE_RECORD_SIZES_UNREACHABLE.some((unreachable) => unreachable === recordBytes);
+}

@@ -14,7 +14,7 @@
 import { invariant } from '../common/invariant.js';
 import { LIMITS, SEQUENCER_LIMITS } from '../common/limits.js';
 import { RECORD_BATCH_SIZE_BYTES_MAX } from '../common/record-batch/layout.js';
-import { recordBatchSizeBytesMin } from './batch-size.js';
+import { recordBatchSizeBytesMin, recordBatchSizeReachable } from './batch-size.js';
 import { restoreChain } from './sequencer-restore.js';
 import { type InFlight, SequencedSegment } from './sequencer-segment.js';
 import {
@@ -325,6 +325,11 @@ export class Sequencer {
       throw new SequencerError('PMQ_ERR_RESERVATION_INVALID', `reserve of ${bytes} bytes for ` +
         `${records} records: records must be 1..${RECORDS_PER_BATCH_MAX} and a RecordBatch v2 ` +
         `of that many records needs at least ${sizeBytesMin} bytes`);
+    }
+    if (!recordBatchSizeReachable(bytes, records)) {
+      throw new SequencerError('PMQ_ERR_RESERVATION_INVALID', `no RecordBatch v2 of ${records} ` +
+        `record is exactly ${bytes} bytes long (a record's length varint skips this size): ` +
+        'fix the producer\'s size computation');
     }
     const limit = Math.min(segmentSizeBytes, RECORD_BATCH_SIZE_BYTES_MAX);
     if (bytes > limit) {

@@ -1,18 +1,108 @@
 /**
  * `pmq dev`: the embedded default for development, one command on one machine: a storage node
- * on a /dev/shm region (and, once the broker exists, a broker in front of it). Ctrl-C stops it.
+ * on a /dev/shm region and a broker in front of it, as two child processes of `pmq` itself
+ * (each process may open only one UCX transport). Prints both addresses; Ctrl-C (SIGINT) or
+ * SIGTERM stops the broker, then the storage node. If either child dies, the other is stopped
+ * and `pmq dev` exits 1.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+
 import type { Command } from 'commander';
 
-import { runStorage } from './storage.js';
 import { addStorageOptions, logLevelOption, type StorageCliOptions } from './options.js';
+
+export const DEFAULT_DEV_DATA_DIR = '/dev/shm/pmq/broker';
+
+interface DevCliOptions extends StorageCliOptions {
+  brokerListen: string;
+  dataDir: string;
+}
+
+/**
+ * Starts `pmq <args>`; forwards its stdout; resolves with the first match of `pattern`, or
+ * with `match: null` when the child exits first.
+ */
+async function startChild(args: string[], pattern: RegExp, started: (c: ChildProcess) => void):
+  Promise<RegExpExecArray | null> {
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args],
+    { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  started(child);
+  // Listen with 'data' (not for-await, whose early exit would destroy the pipe: the child's
+  // later writes would then fail with EPIPE).
+  return new Promise((resolve) => {
+    let text: string | null = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      process.stdout.write(chunk);
+      if (text === null) return;
+      text += String(chunk);
+      const match = pattern.exec(text);
+      if (match === null) return;
+      text = null;
+      resolve(match);
+    });
+    child.once('exit', () => resolve(null));
+  });
+}
+
+function transportArgs(opts: DevCliOptions): string[] {
+  return [...(opts.transports === undefined ? [] : ['--transports', opts.transports]),
+    ...(opts.netDevices === undefined ? [] : ['--net-devices', opts.netDevices]),
+    '--log-level', opts.logLevel];
+}
+
+async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals):
+  Promise<boolean> {
+  if (child === undefined) return true;
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill(signal);
+    await once(child, 'exit');
+  }
+  return child.exitCode === 0 || child.signalCode === signal;
+}
+
+async function runDev(opts: DevCliOptions): Promise<void> {
+  const children: { storage?: ChildProcess; broker?: ChildProcess } = {};
+  let stopping = false;
+  // Whoever reads our output may go away first; stopping the children must still finish.
+  process.stdout.on('error', () => undefined);
+  const stop = async (signal: NodeJS.Signals, failed: boolean): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    const brokerClean = await stopChild(children.broker, signal);
+    const storageClean = await stopChild(children.storage, signal);
+    process.exitCode = failed || !brokerClean || !storageClean ? 1 : 0;
+  };
+  process.on('SIGINT', () => { void stop('SIGINT', false); });
+  process.on('SIGTERM', () => { void stop('SIGTERM', false); });
+  const storage = await startChild(['storage', '--path', opts.path, '--listen', opts.listen,
+    ...(opts.size === undefined ? [] : ['--size', opts.size]),
+    ...(opts.segmentSize === undefined ? [] : ['--segment-size', opts.segmentSize]),
+    ...(opts.nodeId === undefined ? [] : ['--node-id', String(opts.nodeId)]),
+    ...(opts.busyPoll ? ['--busy-poll'] : []), ...transportArgs(opts)],
+  /listening on ([\d.]+):(\d+)/, (child) => {
+    children.storage = child;
+    child.once('exit', () => { void stop('SIGTERM', true); });
+  });
+  if (storage === null) return;
+  const broker = await startChild(['broker', '--listen', opts.brokerListen, '--storage',
+    `${storage[1]}:${storage[2]}`, '--data-dir', opts.dataDir, ...transportArgs(opts)],
+  /listening on ([\d.]+):(\d+)/, (child) => {
+    children.broker = child;
+    child.once('exit', () => { void stop('SIGTERM', true); });
+  });
+  if (broker === null) return;
+  process.stdout.write(`pmq dev: broker at ${broker[1]}:${broker[2]}; press Ctrl-C to stop\n`);
+}
 
 export function registerDevCommand(program: Command): void {
   const command = program.command('dev')
-    .description('run a local development cluster: a storage node on a /dev/shm region')
+    .description('run a local development cluster: a storage node on a /dev/shm region and a ' +
+      'broker in front of it')
+    .option('--broker-listen <host:port>', 'address the broker listens on', '127.0.0.1:9092')
+    .option('--data-dir <dir>', 'the broker\'s metadata directory', DEFAULT_DEV_DATA_DIR)
     .addOption(logLevelOption());
-  addStorageOptions(command, '127.0.0.1:7100').action(async (opts: StorageCliOptions) => {
-    await runStorage(opts, 'pmq dev: storage node');
-    process.stdout.write('pmq dev: running; press Ctrl-C to stop\n');
+  addStorageOptions(command, '127.0.0.1:7100').action(async (opts: DevCliOptions) => {
+    await runDev(opts);
   });
 }

@@ -1,6 +1,7 @@
 /** Options shared by several subcommands. */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
+import { LIMITS } from '../common/limits.js';
 import { LOG_LEVELS } from '../common/log.js';
 
 export const DEFAULT_REGION_PATH = '/dev/shm/pmq/storage-0.region';
@@ -18,7 +19,11 @@ export function addStorageOptions(command: Command, defaultListen: string): Comm
       'UCX transports, UCX_TLS syntax (e.g. tcp, sm,tcp); default: UCX picks (sm + tcp)'))
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
     .option('--busy-poll', 'progress UCX on every loop turn: lowest latency, one core busy',
-      false);
+      false)
+    .option('--segment-size <bytes>', 'segment size when a blank region is formatted ' +
+      '(default 64MiB; power of two, 64KiB..4GiB; a formatted region keeps its own)')
+    .option('--node-id <n>', 'storage node id when a blank region is formatted (default 0; ' +
+      'a formatted region keeps its own)', integerArgument('--node-id', 0, LIMITS.nodeIdMax));
 }
 
 export interface StorageCliOptions {
@@ -28,6 +33,8 @@ export interface StorageCliOptions {
   transports?: string;
   netDevices?: string;
   busyPoll: boolean;
+  segmentSize?: string;
+  nodeId?: number;
   logLevel: string;
 }
 

@@ -7,6 +7,7 @@
 import { Command } from 'commander';
 
 import { PmqError } from '../common/errors.js';
+import { registerBrokerCommand } from './broker.js';
 import { registerDevCommand } from './dev.js';
 import { registerStorageCommand } from './storage.js';
 
@@ -16,6 +17,7 @@ function main(argv: string[]): void {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
   registerStorageCommand(program);
+  registerBrokerCommand(program);
   registerDevCommand(program);
   program.parseAsync(argv).catch(reportFatal);
 }

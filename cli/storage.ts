@@ -18,9 +18,11 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
   const sizeBytes = opts.size !== undefined ? parseSizeBytes(opts.size, '--size')
     : existsSync(opts.path) ? undefined : DEFAULT_REGION_SIZE_BYTES;
   if (opts.path === DEFAULT_REGION_PATH) mkdirSync(dirname(opts.path), { recursive: true });
-  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, host: listen.host,
-    port: listen.port, transports: opts.transports, netDevices: opts.netDevices,
-    busyPoll: opts.busyPoll, log });
+  const segmentSizeBytes = opts.segmentSize === undefined ? undefined :
+    parseSizeBytes(opts.segmentSize, '--segment-size');
+  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, segmentSizeBytes,
+    nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
+    netDevices: opts.netDevices, busyPoll: opts.busyPoll, log });
   const { region } = node;
   process.stdout.write(`${banner} listening on ${node.address.host}:${node.address.port} ` +
     `(region ${region.path}, ${formatBytes(region.sizeBytes)}, ${region.backing}, ` +

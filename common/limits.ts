@@ -61,3 +61,48 @@ export const SEQUENCER_LIMITS = {
    */
   outcomesRememberedMax: 1024,
 } as const;
+
+/** The broker (broker-node/): tables it keeps in memory and in its metadata files. */
+export const BROKER_LIMITS = {
+  /**
+   * Partitions of one topic. Each partition holds a sequencer (~1 KiB idle, up to ~256 KiB
+   * with a full reservation window); 1024 idle partitions ≈ 1 MiB.
+   */
+  partitionsPerTopicMax: 1024,
+  /** Partitions of all topics: 10 000 × ~1 KiB idle ≈ 10 MiB; recovery walks each once. */
+  partitionsMax: 10_000,
+  /**
+   * Committed group offsets (group, topic, partition). The offsets file is rewritten whole
+   * per batch of commits: 100 000 × ~100 bytes of JSON ≈ 10 MiB per write at the limit.
+   */
+  groupOffsetsMax: 100_000,
+  /** Longest fetchView long poll: long enough to idle cheaply, short enough to notice a peer. */
+  fetchWaitMsMax: 30_000,
+  /** Long polls parked at once (each a timer and a closure, ~200 bytes): 10 000 ≈ 2 MiB. */
+  fetchWaitersMax: 10_000,
+  /** Reconnect attempts to a storage node that went away: every 500 ms, forever. */
+  storageReconnectMs: 500,
+  /** How long start waits for every storage node to answer storageHello. */
+  storageStartTimeoutMs: 30_000,
+  /** A persist that failed (storage node away) is issued again after this long. */
+  persistRetryMs: 200,
+} as const;
+
+/** The storage node's own tables (storage-node/). */
+export const STORAGE_LIMITS = {
+  /**
+   * Live (not revoked) grants per storage node. A producer holds about one write grant per
+   * partition it writes and a consumer one read grant per segment it reads: 1 000 clients ×
+   * 64 partitions = 64 Ki. Each costs ~100 bytes in the registry and ~64 in the native table:
+   * 65 536 × ~164 B ≈ 10 MiB. Beyond it grantCreate is refused (retriable) until some are
+   * revoked.
+   */
+  grantsLiveMax: 65_536,
+  /**
+   * Persist requests waiting behind the one in flight, per segment. The broker keeps one
+   * persist in flight per partition (docs/sequencer.md), so more than a few waiting means
+   * retries piling up; 64 × ~200 B per segment is nothing, and a broker that exceeds it gets
+   * PMQ_ERR_BUSY instead of unbounded queues.
+   */
+  persistWaitersMax: 64,
+} as const;

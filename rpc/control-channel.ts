@@ -70,7 +70,14 @@ export class ControlChannel {
   }
 
   private send(ep: Endpoint, bytes: Uint8Array): Promise<void> {
-    return this.transport.send(ep, FRAME_HEADER, bytes);
+    // transport.send throws synchronously for an endpoint that closed meanwhile (a peer that
+    // left before its reply); as a rejection it reaches the callers' catch instead of becoming
+    // an unhandled rejection that would take the whole node down.
+    try {
+      return this.transport.send(ep, FRAME_HEADER, bytes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   private settle(id: number): PendingRequest | undefined {

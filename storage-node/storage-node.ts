@@ -1,21 +1,36 @@
 /**
  * A storage node process: one persistent-memory region, exposed through the UCX transport.
  *
- * Lifecycle: start() opens (or creates) the region, opens the process's transport, attaches
- * the region's mapping as the memory the native grant table guards, and listens. From then on
- * clients' validated writes and reads are checked and landed natively (no JavaScript per
- * request). stop() closes the transport first (no request can land afterwards), then the
- * region (which releases its lock).
+ * Lifecycle: start() opens (or creates) the region, then formats it when it is blank or opens
+ * and validates it (recovery: superblock and every segment entry, logged with what was found);
+ * a corrupt region refuses to start with an error naming the segment and address. Then it opens
+ * the process's transport at the region's epoch, attaches the region's mapping as the memory the
+ * native grant table guards, serves the broker's requests (broker-service.ts) and listens. From
+ * then on clients' validated writes and reads are checked and landed natively (no JavaScript
+ * per request). stop() closes the transport first (no request can land or arrive afterwards),
+ * waits for persists in flight, then closes the region (which releases its lock).
  */
+import { performance } from 'node:perf_hooks';
+
+import { PmqError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { formatBytes } from '../common/units.js';
 import { Region } from '../native/region.js';
 import { Transport } from '../native/transport.js';
+import { ControlChannel } from '../rpc/control-channel.js';
+import { BrokerService } from './broker-service.js';
+import { GrantRegistry } from './grant-registry.js';
+import { PersistQueue } from './persist-queue.js';
+import { RegionMediaError, RegionStore } from './region-store.js';
 
 export interface StorageNodeOptions {
   regionPath: string;
   /** Size when the region is created; an existing region keeps its size when omitted. */
   sizeBytes?: number;
+  /** Used when the region is blank and gets formatted. Default 64 MiB. */
+  segmentSizeBytes?: number;
+  /** Used when the region is blank and gets formatted. Default 0. */
+  nodeId?: number;
   host: string;
   port: number;
   /** UCX_TLS-style transport list; undefined = UCX's default (shared memory + tcp). */
@@ -28,11 +43,12 @@ export interface StorageNodeOptions {
 export interface StorageNode {
   readonly address: { host: string; port: number };
   readonly region: Region;
+  readonly store: RegionStore;
   stop(): Promise<void>;
 }
 
 export async function startStorageNode(opts: StorageNodeOptions): Promise<StorageNode> {
-  const log = opts.log.child({ component: 'storage' });
+  let log = opts.log.child({ component: 'storage' });
   const region = Region.open({ path: opts.regionPath, sizeBytes: opts.sizeBytes,
     mode: opts.sizeBytes === undefined ? 'open' : 'create' });
   log.info({ path: region.path, sizeBytes: region.sizeBytes, granularity: region.granularity,
@@ -40,35 +56,116 @@ export async function startStorageNode(opts: StorageNodeOptions): Promise<Storag
   if (region.durability !== 'power-fail') {
     log.warn({ durability: region.durability }, 'region is not on persistent memory');
   }
-  let transport: Transport;
+  let store: RegionStore;
   try {
-    transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
-      busyPoll: opts.busyPoll });
+    store = await openOrFormat(region, opts, log);
   } catch (error) {
     region.close();
     throw error;
   }
-  transport.attachMemory(region.bytes);
-  let address: { host: string; port: number };
+  log = log.child({ nodeId: store.superblock.nodeId });
   try {
+    return serve(region, store, opts, log);
+  } catch (error) {
+    region.close();
+    throw error;
+  }
+}
+
+function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
+  log: Logger): StorageNode {
+  const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
+    busyPoll: opts.busyPoll });
+  let address: { host: string; port: number };
+  const grants = new GrantRegistry(transport);
+  const persists = new PersistQueue(store, grants);
+  try {
+    if (store.epoch > 0) transport.raiseEpoch(store.epoch);
+    transport.attachMemory(region.bytes);
+    const channel = new ControlChannel(transport, log);
+    new BrokerService({ store, transport, grants, persists, log }).register(channel);
     address = transport.listen(opts.host, opts.port);
   } catch (error) {
     transport.close();
-    region.close();
     throw error;
   }
   transport.on('accepted', (ep, remoteAddress) => {
-    log.info({ ep, remoteAddress, lanes: transport.lanes(ep) }, 'client connected');
+    log.info({ ep, remoteAddress, lanes: transport.lanes(ep) }, 'peer connected');
   });
-  transport.on('closed', (ep, code, reason) => log.info({ ep, code, reason }, 'client gone'));
-  log.info({ ...address, region: formatBytes(region.sizeBytes) }, 'storage node listening');
+  transport.on('closed', (ep, code, reason) => log.info({ ep, code, reason }, 'peer gone'));
+  log.info({ ...address, region: formatBytes(region.sizeBytes), epoch: store.epoch },
+    'storage node listening');
   return {
     address,
     region,
+    store,
     async stop() {
       transport.close();
+      await persists.idle();
       region.close();
       log.info({}, 'storage node stopped');
     },
   };
+}
+
+/** Opens and validates the region's store, or formats a blank region; logs what it found. */
+async function openOrFormat(region: Region, opts: StorageNodeOptions,
+  log: Logger): Promise<RegionStore> {
+  const started = performance.now();
+  let store: RegionStore;
+  try {
+    store = RegionStore.open(region);
+  } catch (error) {
+    if (error instanceof PmqError && error.code === 'PMQ_ERR_REGION_NOT_FORMATTED') {
+      store = await RegionStore.format(region, { nodeId: opts.nodeId ?? 0,
+        segmentSizeBytes: opts.segmentSizeBytes });
+      const sb = store.superblock;
+      log.info({ regionId: sb.regionId, nodeId: sb.nodeId, segmentSizeBytes: sb.segmentSizeBytes,
+        segmentCount: sb.segmentCount, timeMs: elapsedMs(started) }, 'region formatted');
+      return store;
+    }
+    if (error instanceof RegionMediaError) {
+      log.error({ code: error.code, sites: error.sites }, 'region cannot be trusted, refusing ' +
+        'to start');
+    }
+    throw error;
+  }
+  logRecovery(store, opts, log, elapsedMs(started));
+  return store;
+}
+
+function logRecovery(store: RegionStore, opts: StorageNodeOptions, log: Logger,
+  timeMs: number): void {
+  const sb = store.superblock;
+  const segments = store.segments();
+  const count = (state: string): number => segments.filter((s) => s.state === state).length;
+  const live = segments.filter((s) => s.state !== 'free').map((s) => ({
+    segment: s.segmentIndex, state: s.state, topic: s.topic, partition: s.partition,
+    chainPosition: s.chainPosition, position: s.watermark.position,
+    offsetLast: s.watermark.offsetLast }));
+  const { superblockFallback, entryFallbacks } = store.report;
+  if (superblockFallback !== null) {
+    log.warn({ ...superblockFallback }, 'superblock copy invalid, using the other copy');
+  }
+  for (const fallback of entryFallbacks) {
+    log.warn({ ...fallback }, 'segment entry slot invalid, using the other slot');
+  }
+  log.info({ regionId: sb.regionId, nodeId: sb.nodeId, epoch: sb.epoch,
+    segmentSizeBytes: sb.segmentSizeBytes, segmentCount: sb.segmentCount,
+    free: count('free'), active: count('active'), sealed: count('sealed'),
+    superblockFallback: superblockFallback !== null, entryFallbacks: entryFallbacks.length,
+    timeMs, watermarks: live.slice(0, 64) }, 'region recovered');
+  if (live.length > 64) log.debug({ watermarks: live }, 'region recovered: all watermarks');
+  if (opts.segmentSizeBytes !== undefined && opts.segmentSizeBytes !== sb.segmentSizeBytes) {
+    log.warn({ asked: opts.segmentSizeBytes, formatted: sb.segmentSizeBytes },
+      'segment size flag ignored: the region keeps the size it was formatted with');
+  }
+  if (opts.nodeId !== undefined && opts.nodeId !== sb.nodeId) {
+    log.warn({ asked: opts.nodeId, formatted: sb.nodeId },
+      'node id flag ignored: the region keeps the id it was formatted with');
+  }
+}
+
+function elapsedMs(started: number): number {
+  return Math.round((performance.now() - started) * 1000) / 1000;
 }

@@ -19,15 +19,20 @@ function startPmq(args: string[]): ChildProcess {
 }
 
 async function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+  // Listen with 'data' (not for-await, whose early return destroys the pipe: the child's next
+  // write, "stopping" on SIGINT, would then fail with EPIPE and exit 1).
   let text = '';
   let errors = '';
   child.stderr!.on('data', (chunk) => { errors += String(chunk); });
-  for await (const chunk of child.stdout!) {
-    text += String(chunk);
-    const match = pattern.exec(text);
-    if (match !== null) return match;
-  }
-  throw new Error(`process ended before printing ${pattern}; output: ${text}; stderr: ${errors}`);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (chunk) => {
+      text += String(chunk);
+      const match = pattern.exec(text);
+      if (match !== null) resolve(match);
+    });
+    child.once('exit', () => reject(new Error(
+      `process ended before printing ${pattern}; output: ${text}; stderr: ${errors}`)));
+  });
 }
 
 async function exitOf(child: ChildProcess): Promise<number | null> {
@@ -41,7 +46,7 @@ t.test('pmq dev starts a storage node that accepts connections and stops on SIGI
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const region = join(dir, 'region');
   const child = startPmq(['dev', '--path', region, '--size', '16MiB', '--listen', '127.0.0.1:0',
-    '--transports', 'sm,tcp', '--log-level', 'warn']);
+    '--segment-size', '1MiB', '--transports', 'sm,tcp', '--log-level', 'warn']);
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   const match = await waitForLine(child, /listening on ([\d.]+):(\d+) \(region (\S+), 16 MiB/);
   t.equal(match[3], region);

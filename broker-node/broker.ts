@@ -1,0 +1,98 @@
+/**
+ * The broker process's wiring: metadata, transport, control channel, storage pool, recovery,
+ * request handlers, the expiry timer.
+ *
+ * Lifecycle: startBroker() loads the metadata files, opens the process's transport, connects
+ * to and fences every storage node (the broker's epoch = 1 + the highest any node has seen),
+ * rebuilds every partition (recovery.ts), and only then listens for clients. stop() closes the
+ * transport (every client and storage connection) and the timer. A broker fenced by a newer
+ * one (a storage node reports a higher epoch) calls onFenced and must stop: it would only
+ * collect PMQ_ERR_EPOCH_STALE refusals.
+ */
+import { invariant } from '../common/invariant.js';
+import { SEQUENCER_LIMITS } from '../common/limits.js';
+import type { Logger } from '../common/log.js';
+import type { HostPort } from '../common/units.js';
+import { Transport } from '../native/transport.js';
+import { ControlChannel } from '../rpc/control-channel.js';
+import { MetadataStore } from './metadata-store.js';
+import type { Partition, PartitionDeps } from './partition.js';
+import { recoverPartitions, type RecoverySummary } from './recovery.js';
+import { registerHandlers } from './server.js';
+import { StoragePool } from './storage-pool.js';
+
+export interface BrokerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly storage: readonly HostPort[];
+  readonly dataDir: string;
+  readonly log: Logger;
+  readonly transports?: string;
+  readonly netDevices?: string;
+  /** Default SEQUENCER_LIMITS.reservationTimeoutMsDefault (10 s). */
+  readonly reservationTimeoutMs?: number;
+  readonly onFenced: (why: string) => void;
+}
+
+export interface Broker {
+  readonly address: HostPort;
+  readonly epoch: number;
+  readonly recovery: RecoverySummary;
+  stop(): Promise<void>;
+}
+
+/** Ids of grants and producers: the epoch in the high bits keeps them unique across restarts. */
+const IDS_PER_EPOCH = 2 ** 32;
+
+function idAllocator(epoch: number): () => number {
+  invariant(epoch * IDS_PER_EPOCH < Number.MAX_SAFE_INTEGER, 'epoch leaves room for ids',
+    { epoch });
+  let next = 1;
+  return () => {
+    invariant(next < IDS_PER_EPOCH, 'ids of one epoch', { next });
+    const id = epoch * IDS_PER_EPOCH + next;
+    next += 1;
+    return id;
+  };
+}
+
+export async function startBroker(opts: BrokerOptions): Promise<Broker> {
+  const log = opts.log.child({ component: 'broker' });
+  const metadata = await MetadataStore.open(opts.dataDir, log);
+  const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices });
+  let timer: NodeJS.Timeout | undefined;
+  const stop = async (): Promise<void> => {
+    if (timer !== undefined) clearInterval(timer);
+    pool.close();
+    transport.close();
+    log.info({}, 'broker stopped');
+  };
+  const channel = new ControlChannel(transport, log);
+  const pool = new StoragePool(transport, channel, opts.storage, log, opts.onFenced);
+  try {
+    const infos = await pool.start(metadata.epochLast);
+    await metadata.recordEpoch(pool.epoch);
+    const reservationTimeoutMs = opts.reservationTimeoutMs ??
+      SEQUENCER_LIMITS.reservationTimeoutMsDefault;
+    const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
+      now: () => performance.now(), reservationTimeoutMs };
+    const { topics, summary } = await recoverPartitions(deps, metadata, infos, log);
+    registerHandlers(channel, { deps, metadata, topics, log,
+      producerId: idAllocator(pool.epoch) });
+    transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
+    const address = transport.listen(opts.host, opts.port);
+    timer = setInterval(() => tickAll(topics),
+      Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4))));
+    log.info({ ...address, epoch: pool.epoch }, 'broker listening');
+    return { address, epoch: pool.epoch, recovery: summary, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+function tickAll(topics: Map<string, Partition[]>): void {
+  for (const list of topics.values()) {
+    for (const partition of list) partition.tick();
+  }
+}

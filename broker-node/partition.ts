@@ -1,0 +1,355 @@
+/**
+ * One partition at the broker: its Sequencer (pure) plus everything the sequencer asks for,
+ * carried out against the storage nodes: segment allocation and read grants, a write grant per
+ * reservation, the one persist in flight, acknowledgements, hole fills, long polls.
+ *
+ * Lifecycle: `Partition.create` for a new topic's partition, `Partition.restore` from the
+ * storage nodes' segment tables at broker start; `close()` when the topic is deleted (frees its
+ * segments). Concurrency: JS thread only; the sequencer is called synchronously and every
+ * persist it returns is sent at once (it keeps at most one in flight per partition).
+ * Durability: a committer's `acked` is sent only after the storage node answered `persisted`
+ * for a watermark covering its batch (the sequencer's acks); reads never go past the durable
+ * watermark.
+ */
+import { PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import { BROKER_LIMITS } from '../common/limits.js';
+import type { Logger } from '../common/log.js';
+import type { Body } from '../common/wire/messages.js';
+import type { Transport } from '../native/transport.js';
+import { fillPartitionHole } from './partition-fill.js';
+import {
+  Sequencer, type Fill, type PersistRequest, type PersistedResult, type RestoredSegment,
+  type SegmentId, type SequencerConfig,
+} from './sequencer.js';
+import type { SegmentEntryMessage, StoragePool } from './storage-pool.js';
+
+export interface PartitionDeps {
+  readonly pool: StoragePool;
+  readonly transport: Transport;
+  readonly log: Logger;
+  /** Broker-wide grant ids, unique across broker restarts (broker.ts). */
+  readonly grantId: () => number;
+  /** Monotonic milliseconds. */
+  readonly now: () => number;
+  readonly reservationTimeoutMs: number;
+}
+
+/** Where a segment lives. `readGrant`: the consumers' read grant, created on first fetch. */
+export interface SegmentPlace {
+  readonly nodeId: number;
+  readonly segmentIndex: number;
+  readonly address: number;
+  readonly sizeBytes: number;
+  readGrant: Promise<number> | null;
+}
+
+interface WriteGrant { readonly nodeId: number; readonly created: Promise<boolean> }
+interface Committer { resolve: (baseOffset: number) => void; reject: (error: Error) => void }
+interface FetchWaiter { wake: () => void }
+
+export const segmentIdOf = (nodeId: number, segmentIndex: number): SegmentId =>
+  `${nodeId}/${segmentIndex}`;
+
+export class Partition {
+  readonly places = new Map<SegmentId, SegmentPlace>();
+  readonly log: Logger;
+  #sequencer: Sequencer | null;
+  readonly #broken: PmqError | null;
+  #allocating: { chainPosition: number; done: Promise<void> } | null = null;
+  readonly #writeGrants = new Map<number, WriteGrant>();
+  readonly #committers = new Map<number, Committer[]>();
+  readonly #fetchWaiters = new Set<FetchWaiter>();
+  #closed = false;
+
+  private constructor(readonly deps: PartitionDeps, readonly topic: string,
+    readonly partition: number, sequencer: Sequencer | null, broken: PmqError | null) {
+    this.#sequencer = sequencer;
+    this.#broken = broken;
+    this.log = deps.log.child({ topic, partition });
+  }
+
+  static config(deps: PartitionDeps): SequencerConfig {
+    return { epoch: deps.pool.epoch, segmentSizeBytes: deps.pool.segmentSizeBytesMin(),
+      reservationTimeoutMs: deps.reservationTimeoutMs };
+  }
+
+  static create(deps: PartitionDeps, topic: string, partition: number): Partition {
+    return new Partition(deps, topic, partition, Sequencer.create(Partition.config(deps)), null);
+  }
+
+  /**
+   * Rebuilds from the segment-table entries naming this partition (every node's). Orphans
+   * (empty segments past the active one) are freed before it serves. A chain that does not
+   * hold together leaves the partition unserved (every request: PMQ_ERR_PARTITION_UNAVAILABLE).
+   */
+  static async restore(deps: PartitionDeps, topic: string, partition: number,
+    entries: readonly { nodeId: number; entry: SegmentEntryMessage }[]): Promise<Partition> {
+    const restored: RestoredSegment[] = entries.map(({ nodeId, entry }) => ({
+      segmentId: segmentIdOf(nodeId, entry.segmentIndex), chainPosition: entry.chainPosition,
+      baseOffset: entry.baseOffset, sizeBytes: entry.sizeBytes, sealed: entry.state === 'sealed',
+      watermark: { position: entry.position, offsetLast: entry.offsetLast },
+    }));
+    let chain: ReturnType<typeof Sequencer.restore>;
+    try {
+      chain = Sequencer.restore(Partition.config(deps), restored);
+    } catch (error) {
+      invariant(error instanceof PmqError, 'restore throws PmqError');
+      const broken = new PmqError('PMQ_ERR_PARTITION_UNAVAILABLE', `${topic}/${partition} is ` +
+        `not served: ${error.message}`, { cause: error });
+      deps.log.error({ topic, partition, err: error.message }, 'partition not restored');
+      return new Partition(deps, topic, partition, null, broken);
+    }
+    const self = new Partition(deps, topic, partition, chain.sequencer, null);
+    for (const { nodeId, entry } of entries) {
+      self.places.set(segmentIdOf(nodeId, entry.segmentIndex), { nodeId, readGrant: null,
+        segmentIndex: entry.segmentIndex, address: entry.address, sizeBytes: entry.sizeBytes });
+    }
+    for (const orphan of chain.orphans) await self.#freeSegment(orphan);
+    return self;
+  }
+
+  /** Why the partition is not served (its chain did not restore), or null. */
+  get broken(): PmqError | null {
+    return this.#broken;
+  }
+
+  get sequencer(): Sequencer {
+    if (this.#broken !== null) throw this.#broken;
+    if (this.#closed || this.#sequencer === null) throw this.#gone();
+    return this.#sequencer;
+  }
+
+  /** Room for one batch: a write grant over exactly its bytes, the offset of its first record. */
+  async reserve(bytes: number, records: number): Promise<Body<'reserved'>> {
+    for (;;) {
+      const grantId = this.deps.grantId();
+      const result = this.sequencer.reserve({ bytes, records, producer: String(grantId),
+        now: this.deps.now() });
+      if (result.kind === 'need-segment') {
+        if (result.persist !== null) this.#issuePersist(result.persist);
+        await this.#allocate(result.chainPosition, result.baseOffset);
+        continue;
+      }
+      const reservation = result.reservation;
+      const place = this.#place(reservation.segmentId);
+      const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId,
+        segmentIndex: place.segmentIndex, position: reservation.position, sizeBytes: bytes,
+        direction: 'write' });
+      this.#writeGrants.set(grantId, { nodeId: place.nodeId,
+        created: creating.then(() => true, () => false) });
+      // A failure leaves the reservation to expire: its hole is filled like a dead producer's.
+      await creating;
+      return { epoch: reservation.epoch, reservationId: reservation.id, nodeId: place.nodeId,
+        grantId, grantEpoch: this.deps.pool.epoch, address: place.address + reservation.position,
+        baseOffset: reservation.baseOffset };
+    }
+  }
+
+  /** Resolves with the batch's base offset once it is durable (acks=all). */
+  commit(epoch: number, reservationId: number): Promise<number> {
+    const result = this.sequencer.commit({ epoch, id: reservationId }, this.deps.now());
+    switch (result.kind) {
+      case 'durable':
+        return Promise.resolve(result.ack.baseOffset);
+      case 'refused':
+        if (result.revoke !== null) void this.revokeWriteGrant(Number(result.revoke));
+        return Promise.reject(result.error);
+      case 'committed':
+        if (result.persist !== null) this.#issuePersist(result.persist);
+        return new Promise((resolve, reject) => {
+          const list = this.#committers.get(reservationId) ?? [];
+          list.push({ resolve, reject });
+          this.#committers.set(reservationId, list);
+        });
+      default:
+        return result satisfies never;
+    }
+  }
+
+  /** Expires old reservations and fills their holes (called by the broker's timer). */
+  tick(): void {
+    if (this.#sequencer === null || this.#closed) return;
+    for (const fill of this.#sequencer.expire(this.deps.now()).fills) void this.#fill(fill);
+  }
+
+  /** Parks until the high watermark passes `offset` or waitMs passes. */
+  async waitForData(offset: number, waitMs: number): Promise<void> {
+    if (waitMs <= 0 || this.sequencer.highWatermark() > offset) return;
+    if (this.#fetchWaiters.size >= BROKER_LIMITS.fetchWaitersMax) return;
+    await new Promise<void>((resolve) => {
+      const waiter: FetchWaiter = { wake: () => {
+        clearTimeout(timer);
+        this.#fetchWaiters.delete(waiter);
+        resolve();
+      } };
+      const timer = setTimeout(waiter.wake, Math.min(waitMs, BROKER_LIMITS.fetchWaitMsMax));
+      this.#fetchWaiters.add(waiter);
+    });
+  }
+
+  /** The consumers' read grant of a segment (one per segment, created on first use). */
+  readGrant(place: SegmentPlace): Promise<number> {
+    if (place.readGrant !== null) return place.readGrant;
+    const grantId = this.deps.grantId();
+    const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId,
+      segmentIndex: place.segmentIndex, position: 0, sizeBytes: place.sizeBytes,
+      direction: 'read' }).then(() => grantId);
+    place.readGrant = creating;
+    creating.catch(() => { if (place.readGrant === creating) place.readGrant = null; });
+    return creating;
+  }
+
+  place(segmentId: SegmentId): SegmentPlace {
+    return this.#place(segmentId);
+  }
+
+  /** Revokes a producer's write grant (idempotent); waits for its creation first. */
+  async revokeWriteGrant(grantId: number): Promise<void> {
+    const grant = this.#writeGrants.get(grantId);
+    if (grant === undefined) return;
+    const created = await grant.created;
+    if (!created) {
+      this.#writeGrants.delete(grantId);
+      return;
+    }
+    await revokeGrant(this.deps.pool, grant.nodeId, grantId);
+    this.#writeGrants.delete(grantId);
+  }
+
+  /** Topic deleted: fail waiters, revoke grants, free every segment (best effort). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const list of this.#committers.values()) {
+      for (const committer of list) committer.reject(this.#gone());
+    }
+    this.#committers.clear();
+    for (const waiter of [...this.#fetchWaiters]) waiter.wake();
+    for (const grantId of [...this.#writeGrants.keys()]) {
+      await this.revokeWriteGrant(grantId).catch(() => undefined);
+    }
+    for (const segmentId of [...this.places.keys()]) await this.#freeSegment(segmentId);
+  }
+
+  #gone(): PmqError {
+    return new PmqError('PMQ_ERR_UNKNOWN_TOPIC', `topic ${this.topic} was deleted: create it ` +
+      'again to use it');
+  }
+
+  #place(segmentId: SegmentId): SegmentPlace {
+    const place = this.places.get(segmentId);
+    invariant(place !== undefined, 'every sequenced segment has a place', { segmentId });
+    return place;
+  }
+
+  /** Allocates the segment a need-segment asked for, once per chain position. */
+  #allocate(chainPosition: number, baseOffset: number): Promise<void> {
+    if (this.#allocating?.chainPosition === chainPosition) return this.#allocating.done;
+    const done = (async () => {
+      const { pool } = this.deps;
+      const nodeId = pool.chooseNode();
+      const reply = await pool.request(nodeId, 'segmentAllocate', { topic: this.topic,
+        partition: this.partition, chainPosition, baseOffset });
+      if (reply.kind !== 'segment' || reply.chainPosition !== chainPosition ||
+          reply.baseOffset !== baseOffset) {
+        throw new PmqError('PMQ_ERR_PROTOCOL', `segmentAllocate answered ${reply.kind} for ` +
+          'another chain place', { retriable: true });
+      }
+      pool.countSegment(nodeId, 1);
+      if (this.#closed) return;
+      const segmentId = segmentIdOf(nodeId, reply.segmentIndex);
+      this.places.set(segmentId, { nodeId, segmentIndex: reply.segmentIndex,
+        address: reply.address, sizeBytes: reply.sizeBytes, readGrant: null });
+      this.sequencer.segmentAdded({ segmentId, chainPosition, baseOffset,
+        sizeBytes: reply.sizeBytes });
+      this.log.info({ segmentId, chainPosition, baseOffset }, 'segment allocated');
+    })();
+    const allocating = { chainPosition, done };
+    this.#allocating = allocating;
+    done.finally(() => { if (this.#allocating === allocating) this.#allocating = null; })
+      .catch(() => undefined);
+    return done;
+  }
+
+  #issuePersist(request: PersistRequest): void {
+    const place = this.#place(request.segmentId);
+    this.deps.pool.request(place.nodeId, 'persist', { segmentIndex: place.segmentIndex,
+      position: request.positionEnd, offsetLast: request.offsetLast, seal: request.seal })
+      .then((reply) => {
+        if (reply.kind !== 'persisted' || reply.position !== request.positionEnd ||
+            reply.offsetLast !== request.offsetLast || reply.segmentIndex !== place.segmentIndex) {
+          throw new PmqError('PMQ_ERR_PROTOCOL', `persist answered with ${reply.kind} for ` +
+            'another watermark', { retriable: true });
+        }
+        if (!this.#closed) this.#onPersisted(this.sequencer.persisted(request));
+      })
+      .catch((error: unknown) => {
+        if (this.#closed) return;
+        this.log.warn({ ...request, err: String(error) }, 'persist failed, retrying');
+        setTimeout(() => {
+          if (this.#closed) return;
+          const { persist } = this.sequencer.persistFailed(request);
+          if (persist !== null) this.#issuePersist(persist);
+        }, BROKER_LIMITS.persistRetryMs);
+      });
+  }
+
+  #onPersisted(result: PersistedResult): void {
+    for (const ack of result.acks) {
+      const list = this.#committers.get(ack.id) ?? [];
+      this.#committers.delete(ack.id);
+      for (const committer of list) committer.resolve(ack.baseOffset);
+      this.revokeWriteGrant(Number(ack.producer)).catch((error: unknown) => {
+        this.log.debug({ grantId: ack.producer, err: String(error) }, 'revoke failed');
+      });
+    }
+    if (result.sealed !== null) this.log.debug({ segmentId: result.sealed }, 'segment sealed');
+    if (result.persist !== null) this.#issuePersist(result.persist);
+    if (result.acks.length > 0 || result.filled.length > 0) {
+      for (const waiter of [...this.#fetchWaiters]) waiter.wake();
+    }
+  }
+
+  async #fill(fill: Fill): Promise<void> {
+    try {
+      await this.revokeWriteGrant(Number(fill.revoke));
+      await fillPartitionHole(this.deps, this.#place(fill.segmentId), fill);
+    } catch (error) {
+      if (this.#closed) return;
+      this.log.warn({ ...fill.ref, err: String(error) }, 'hole fill failed, retrying');
+      setTimeout(() => { void this.#fill(fill); }, BROKER_LIMITS.persistRetryMs);
+      return;
+    }
+    if (this.#closed) return;
+    this.log.info({ baseOffset: fill.baseOffset, records: fill.records }, 'hole filled');
+    const { persist } = this.sequencer.fillWritten(fill.ref);
+    if (persist !== null) this.#issuePersist(persist);
+  }
+
+  async #freeSegment(segmentId: SegmentId): Promise<void> {
+    const place = this.#place(segmentId);
+    try {
+      const readGrant = place.readGrant === null ? null : await place.readGrant.catch(() => null);
+      if (readGrant !== null) await revokeGrant(this.deps.pool, place.nodeId, readGrant);
+      await this.deps.pool.request(place.nodeId, 'segmentFree',
+        { segmentIndex: place.segmentIndex });
+      this.deps.pool.countSegment(place.nodeId, -1);
+      this.places.delete(segmentId);
+    } catch (error) {
+      // Left allocated: the next recovery frees it (its topic is gone, or it is an orphan).
+      this.log.warn({ segmentId, err: String(error) }, 'segment not freed');
+    }
+  }
+}
+
+/** Revokes a grant; a grant the storage node does not know (any more) counts as revoked. */
+export async function revokeGrant(pool: StoragePool, nodeId: number, grantId: number):
+  Promise<void> {
+  try {
+    await pool.request(nodeId, 'grantRevoke', { grantId });
+  } catch (error) {
+    if (error instanceof PmqError && error.code === 'PMQ_ERR_GRANT_UNKNOWN') return;
+    throw error;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * The broker's request handlers (docs/wire-protocol.md, "Client → broker"): topics, produce
+ * (reserve/commit), fetch views with long polls, group offsets. Every refusal is a PmqError
+ * with a code from docs/error-codes.md and a message saying what to do; the control channel
+ * turns it into an `error` reply and the broker keeps serving.
+ *
+ * Topic lifecycle: a topic exists for clients once its metadata is durable; delete makes its
+ * removal durable first, then frees its segments (a crash in between leaves segments that the
+ * next recovery frees).
+ */
+import { PmqError } from '../common/errors.js';
+import { BROKER_LIMITS } from '../common/limits.js';
+import type { Logger } from '../common/log.js';
+import type { Body } from '../common/wire/messages.js';
+import type { ControlChannel, Reply } from '../rpc/control-channel.js';
+import type { MetadataStore } from './metadata-store.js';
+import { Partition, type PartitionDeps } from './partition.js';
+
+export interface ServerContext {
+  readonly deps: PartitionDeps;
+  readonly metadata: MetadataStore;
+  readonly topics: Map<string, Partition[]>;
+  readonly log: Logger;
+  /** Producer ids: unique across broker restarts (broker.ts). */
+  readonly producerId: () => number;
+}
+
+const DONE: Reply<'done'> = { kind: 'done', body: {} };
+
+function partitionOf(context: ServerContext, topic: string, partition: number): Partition {
+  const list = context.topics.get(topic);
+  if (list === undefined) {
+    throw new PmqError('PMQ_ERR_UNKNOWN_TOPIC', `topic ${topic} does not exist: create it ` +
+      'first (topicCreate), or check the name');
+  }
+  const found = list[partition];
+  if (found === undefined) {
+    throw new PmqError('PMQ_ERR_PARTITION_RANGE', `topic ${topic} has partitions ` +
+      `0..${list.length - 1}; partition ${partition} does not exist: pick one in range`);
+  }
+  return found;
+}
+
+function partitionCount(context: ServerContext): number {
+  let count = 0;
+  for (const list of context.topics.values()) count += list.length;
+  return count;
+}
+
+async function createTopic(context: ServerContext, topic: string, partitions: number):
+  Promise<Reply> {
+  if (partitions < 1 || partitions > BROKER_LIMITS.partitionsPerTopicMax) {
+    throw new PmqError('PMQ_ERR_ARGUMENT', `partitions must be 1..` +
+      `${BROKER_LIMITS.partitionsPerTopicMax}, got ${partitions}`);
+  }
+  if (partitionCount(context) + partitions > BROKER_LIMITS.partitionsMax) {
+    throw new PmqError('PMQ_ERR_LIMIT', `the broker holds at most ` +
+      `${BROKER_LIMITS.partitionsMax} partitions: delete topics or use fewer partitions`);
+  }
+  if (context.topics.has(topic)) {
+    throw new PmqError('PMQ_ERR_TOPIC_EXISTS', `topic ${topic} exists: use it, or delete it ` +
+      'first');
+  }
+  await context.metadata.createTopic(topic, partitions);
+  const list: Partition[] = [];
+  for (let partition = 0; partition < partitions; partition += 1) {
+    list.push(Partition.create(context.deps, topic, partition));
+  }
+  context.topics.set(topic, list);
+  context.log.info({ topic, partitions }, 'topic created');
+  return DONE;
+}
+
+async function deleteTopic(context: ServerContext, topic: string): Promise<Reply> {
+  const list = context.topics.get(topic);
+  if (list === undefined) {
+    throw new PmqError('PMQ_ERR_UNKNOWN_TOPIC', `topic ${topic} does not exist: nothing to ` +
+      'delete');
+  }
+  context.topics.delete(topic);
+  try {
+    await context.metadata.deleteTopic(topic);
+  } catch (error) {
+    context.topics.set(topic, list);
+    throw error;
+  }
+  for (const partition of list) await partition.close();
+  context.log.info({ topic }, 'topic deleted');
+  return DONE;
+}
+
+function describeTopic(context: ServerContext, topic: string): Reply<'topicInfo'> {
+  const list = context.topics.get(topic);
+  if (list === undefined) {
+    throw new PmqError('PMQ_ERR_UNKNOWN_TOPIC', `topic ${topic} does not exist`);
+  }
+  return { kind: 'topicInfo', body: { topic, partitions: list.map((partition, index) => ({
+    partition: index,
+    highWatermark: partition.broken === null ? partition.sequencer.highWatermark() : 0,
+    segments: partition.places.size,
+  })) } };
+}
+
+async function fetchView(context: ServerContext, request: Body<'fetchView'>):
+  Promise<Reply<'view'>> {
+  const partition = partitionOf(context, request.topic, request.partition);
+  await partition.waitForData(request.offset, request.waitMs);
+  const sequencer = partition.sequencer;
+  const view = sequencer.fetchView(request.offset);
+  if (view === null) {
+    return { kind: 'view', body: { highWatermark: sequencer.highWatermark(), segment: [] } };
+  }
+  const place = partition.place(view.segmentId);
+  const grantId = await partition.readGrant(place);
+  return { kind: 'view', body: { highWatermark: partition.sequencer.highWatermark(), segment: [{
+    nodeId: place.nodeId, grantId, grantEpoch: context.deps.pool.epoch, address: place.address,
+    sizeBytes: place.sizeBytes, chainPosition: view.chainPosition, baseOffset: view.baseOffset,
+    position: view.watermark.position, offsetLast: view.watermark.offsetLast,
+    sealed: view.sealed,
+  }] } };
+}
+
+function checkGroup(group: string): void {
+  if (group.length === 0) {
+    throw new PmqError('PMQ_ERR_ARGUMENT', 'group must be a non-empty string');
+  }
+}
+
+export function registerHandlers(channel: ControlChannel, context: ServerContext): void {
+  const { deps, metadata } = context;
+  channel.handle('hello', () => ({ kind: 'welcome', body: { brokerEpoch: deps.pool.epoch,
+    storageNodes: deps.pool.nodes() } }));
+  channel.handle('topicCreate', (_ep, r) => createTopic(context, r.topic, r.partitions));
+  channel.handle('topicDelete', (_ep, r) => deleteTopic(context, r.topic));
+  channel.handle('topicList', () => ({ kind: 'topics', body: { topics: [...context.topics]
+    .map(([topic, list]) => ({ topic, partitions: list.length })) } }));
+  channel.handle('topicDescribe', (_ep, r) => describeTopic(context, r.topic));
+  channel.handle('producerInit', () => ({ kind: 'producerId',
+    body: { producerId: context.producerId(), producerEpoch: 0 } }));
+  channel.handle('reserve', async (_ep, r) => ({ kind: 'reserved',
+    body: await partitionOf(context, r.topic, r.partition).reserve(r.bytes, r.records) }));
+  channel.handle('commit', async (_ep, r) => ({ kind: 'acked', body: { baseOffset:
+    await partitionOf(context, r.topic, r.partition).commit(r.epoch, r.reservationId) } }));
+  channel.handle('fetchView', (_ep, r) => fetchView(context, r));
+  channel.handle('offsetCommit', async (_ep, r) => {
+    checkGroup(r.group);
+    partitionOf(context, r.topic, r.partition);
+    await metadata.commitGroupOffset({ group: r.group, topic: r.topic, partition: r.partition,
+      offset: r.offset });
+    return DONE;
+  });
+  channel.handle('offsetFetch', (_ep, r) => {
+    checkGroup(r.group);
+    partitionOf(context, r.topic, r.partition);
+    return { kind: 'offset', body: { offset: metadata.groupOffset(r.group, r.topic,
+      r.partition) } };
+  });
+}

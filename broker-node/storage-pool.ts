@@ -1,0 +1,286 @@
+/**
+ * The broker's connections to its storage nodes (the `--storage` list): hello, fencing, the
+ * segment tables read at start, placement of new segments, and reconnection.
+ *
+ * Lifecycle: start() connects to every node (retrying until BROKER_LIMITS.storageStartTimeoutMs:
+ * recovery needs every segment table), sends `storageHello`, takes the broker's fencing epoch
+ * as 1 + the highest epoch any node has seen and raises every node to it (`epochRaise`). From
+ * then on every request carries that epoch. A node that goes away is reconnected every
+ * BROKER_LIMITS.storageReconnectMs (hello, then epochRaise again); meanwhile requests to it fail
+ * at once with the retriable PMQ_ERR_STORAGE_UNAVAILABLE. A node that reports a higher epoch,
+ * or refuses ours as stale, means a newer broker owns the cluster: onFenced() is called and
+ * this broker must stop.
+ *
+ * Concurrency: JS thread only.
+ */
+import { PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import { BROKER_LIMITS } from '../common/limits.js';
+import type { Logger } from '../common/log.js';
+import type { HostPort } from '../common/units.js';
+import type { Body, Message, RequestKind } from '../common/wire/messages.js';
+import type { Endpoint, Transport } from '../native/transport.js';
+import type { ControlChannel } from '../rpc/control-channel.js';
+
+export type StorageInfo = Message<'storageInfo'>;
+export type SegmentEntryMessage = Body<'segment'>;
+
+/** Requests to storage whose body carries the broker's epoch (filled in by the pool). */
+type EpochRequest = Exclude<RequestKind, 'storageHello' | 'epochRaise' | 'hello' | 'topicCreate' |
+  'topicDelete' | 'topicList' | 'topicDescribe' | 'producerInit' | 'reserve' | 'commit' |
+  'fetchView' | 'offsetCommit' | 'offsetFetch'>;
+type WithoutEpoch<K extends EpochRequest> = Omit<Body<K>, 'epoch'>;
+
+interface StorageNodeState {
+  readonly address: HostPort;
+  nodeId: number;
+  regionId: string;
+  segmentSizeBytes: number;
+  segmentCount: number;
+  segmentsUsed: number;
+  ep: Endpoint | null;
+  reconnecting: boolean;
+}
+
+export const STORAGE_REQUEST_TIMEOUT_MS = 10_000;
+
+function unavailable(node: StorageNodeState, why: string): PmqError {
+  return new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', `storage node ${node.nodeId} at ` +
+    `${node.address.host}:${node.address.port} is ${why}: retry shortly`, { retriable: true });
+}
+
+/**
+ * The epoch a storage node said it is at, from its PMQ_ERR_EPOCH_STALE refusal ("… at epoch
+ * N …"), or null for any other error. The refusal has no field for it in WIRE_VERSION 1.
+ */
+function staleEpochOf(error: unknown): number | null {
+  if (!(error instanceof PmqError) || error.code !== 'PMQ_ERR_EPOCH_STALE') return null;
+  const match = /at epoch (\d+)/.exec(error.message);
+  return match === null ? null : Number(match[1]);
+}
+
+export class StoragePool {
+  #epoch = 0;
+  readonly #nodes: StorageNodeState[];
+  readonly #byNodeId = new Map<number, StorageNodeState>();
+  readonly #upListeners = new Set<(nodeId: number) => void>();
+  #closed = false;
+
+  constructor(private readonly transport: Transport, private readonly channel: ControlChannel,
+    addresses: readonly HostPort[], private readonly log: Logger,
+    private readonly onFenced: (why: string) => void) {
+    invariant(addresses.length > 0, 'at least one storage node');
+    this.#nodes = addresses.map((address) => ({ address, nodeId: -1, regionId: '',
+      segmentSizeBytes: 0, segmentCount: 0, segmentsUsed: 0, ep: null, reconnecting: false }));
+    const onGone = (ep: Endpoint): void => this.#onEndpointGone(ep);
+    transport.on('closed', onGone);
+    transport.on('error', onGone);
+  }
+
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /**
+   * Connects, hellos and fences every node; returns their segment tables. `epochLast`: the
+   * highest epoch this broker's data directory remembers. storageHello raises a node to the
+   * epoch it carries and refuses one below the node's (PMQ_ERR_EPOCH_STALE), so the broker
+   * hellos with epochLast + 1 and, when a node is further (its data directory was lost, or
+   * another broker ran), starts again above the epoch that node names.
+   */
+  async start(epochLast: number): Promise<StorageInfo[]> {
+    const deadline = Date.now() + BROKER_LIMITS.storageStartTimeoutMs;
+    this.#epoch = epochLast + 1;
+    let infos: StorageInfo[] = [];
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        infos = [];
+        for (const node of this.#nodes) infos.push(await this.#helloUntil(node, deadline));
+        break;
+      } catch (error) {
+        const nodeEpoch = staleEpochOf(error);
+        if (nodeEpoch === null || attempt >= 4) throw error;
+        this.log.warn({ epoch: this.#epoch, nodeEpoch }, 'a storage node is at a higher epoch');
+        this.#epoch = Math.max(this.#epoch, nodeEpoch) + 1;
+        for (const node of this.#nodes) this.#forget(node);
+      }
+    }
+    for (const [index, info] of infos.entries()) {
+      const node = this.#nodes[index]!;
+      if (this.#byNodeId.has(info.nodeId)) {
+        throw new PmqError('PMQ_ERR_STORAGE_DUPLICATE', `storage nodes ${node.address.host}:` +
+          `${node.address.port} and another have the same node id ${info.nodeId}: give each ` +
+          'region its own node id (--node-id)');
+      }
+      this.#adopt(node, info);
+    }
+    invariant(infos.every((info) => info.epoch === this.#epoch), 'hello raised every node',
+      { epoch: this.#epoch });
+    for (const node of this.#nodes) await this.#raise(node);
+    this.log.info({ epoch: this.#epoch, nodes: this.#nodes.length }, 'storage nodes fenced');
+    return infos;
+  }
+
+  /** Nodes as clients see them (welcome). */
+  nodes(): { nodeId: number; host: string; port: number }[] {
+    return this.#nodes.map((node) => ({ nodeId: node.nodeId, ...node.address }));
+  }
+
+  segmentSizeBytesMin(): number {
+    return Math.min(...this.#nodes.map((node) => node.segmentSizeBytes));
+  }
+
+  /** Where the next segment goes: the connected node with the smallest share in use. */
+  chooseNode(): number {
+    let best: StorageNodeState | null = null;
+    for (const node of this.#nodes) {
+      if (node.ep === null || node.segmentsUsed >= node.segmentCount) continue;
+      const share = node.segmentsUsed / node.segmentCount;
+      if (best === null || share < best.segmentsUsed / best.segmentCount) best = node;
+    }
+    if (best === null) {
+      throw new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', 'no connected storage node has a free ' +
+        'segment: retry shortly, add storage nodes, or delete topics', { retriable: true });
+    }
+    return best.nodeId;
+  }
+
+  /** Counts a segment allocated (+1) or freed (-1) on a node, for placement. */
+  countSegment(nodeId: number, delta: 1 | -1): void {
+    const node = this.#node(nodeId);
+    node.segmentsUsed += delta;
+    invariant(node.segmentsUsed >= 0 && node.segmentsUsed <= node.segmentCount,
+      'segments used within the region', { nodeId, used: node.segmentsUsed });
+  }
+
+  /** The endpoint to a node, for validated writes (hole fillers). */
+  endpoint(nodeId: number): Endpoint {
+    const node = this.#node(nodeId);
+    if (node.ep === null) throw unavailable(node, 'not connected');
+    return node.ep;
+  }
+
+  /** Called with a node id each time a node is (re)connected and fenced. */
+  onUp(listener: (nodeId: number) => void): void {
+    this.#upListeners.add(listener);
+  }
+
+  /** Sends a request with the broker's epoch; fails fast while the node is away. */
+  async request<K extends EpochRequest>(nodeId: number, kind: K, body: WithoutEpoch<K>):
+    Promise<Message> {
+    const node = this.#node(nodeId);
+    if (node.ep === null) throw unavailable(node, 'not connected');
+    try {
+      return await this.channel.request(node.ep, kind,
+        { ...body, epoch: this.#epoch } as unknown as Body<K>, STORAGE_REQUEST_TIMEOUT_MS);
+    } catch (error) {
+      if (error instanceof PmqError && error.code === 'PMQ_ERR_EPOCH_STALE') {
+        this.onFenced(`storage node ${nodeId} refused epoch ${this.#epoch}: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  #node(nodeId: number): StorageNodeState {
+    const node = this.#byNodeId.get(nodeId);
+    invariant(node !== undefined, 'known storage node', { nodeId });
+    return node;
+  }
+
+  #forget(node: StorageNodeState): void {
+    if (node.ep !== null) this.transport.closeEndpoint(node.ep).catch(() => undefined);
+    node.ep = null;
+  }
+
+  #adopt(node: StorageNodeState, info: StorageInfo): void {
+    node.nodeId = info.nodeId;
+    node.regionId = info.regionId;
+    node.segmentSizeBytes = info.segmentSizeBytes;
+    node.segmentCount = info.segmentCount;
+    node.segmentsUsed = info.segments.length;
+    this.#byNodeId.set(info.nodeId, node);
+  }
+
+  async #hello(node: StorageNodeState): Promise<StorageInfo> {
+    const ep = await this.transport.connect(node.address.host, node.address.port);
+    try {
+      const reply = await this.channel.request(ep, 'storageHello', { epoch: this.#epoch },
+        STORAGE_REQUEST_TIMEOUT_MS);
+      if (reply.kind !== 'storageInfo') {
+        throw new PmqError('PMQ_ERR_PROTOCOL', `storageHello answered with ${reply.kind}`);
+      }
+      node.ep = ep;
+      return reply;
+    } catch (error) {
+      this.transport.closeEndpoint(ep).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async #helloUntil(node: StorageNodeState, deadline: number): Promise<StorageInfo> {
+    for (;;) {
+      try {
+        return await this.#hello(node);
+      } catch (error) {
+        if (staleEpochOf(error) !== null) throw error;
+        if (Date.now() >= deadline || this.#closed) {
+          throw new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', `storage node ${node.address.host}:` +
+            `${node.address.port} did not answer storageHello: start it (recovery needs every ` +
+            'storage node), or fix --storage', { cause: error });
+        }
+        this.log.warn({ ...node.address, err: String(error) }, 'storage node not ready');
+        await new Promise((resolve) => setTimeout(resolve, BROKER_LIMITS.storageReconnectMs));
+      }
+    }
+  }
+
+  async #raise(node: StorageNodeState): Promise<void> {
+    invariant(node.ep !== null, 'raise on a connected node');
+    await this.channel.request(node.ep, 'epochRaise', { epoch: this.#epoch },
+      STORAGE_REQUEST_TIMEOUT_MS);
+  }
+
+  #onEndpointGone(ep: Endpoint): void {
+    const node = this.#nodes.find((candidate) => candidate.ep === ep);
+    if (node === undefined) return;
+    node.ep = null;
+    this.log.warn({ nodeId: node.nodeId, ...node.address }, 'storage node gone');
+    this.#reconnectLater(node);
+  }
+
+  #reconnectLater(node: StorageNodeState): void {
+    if (node.reconnecting || this.#closed) return;
+    node.reconnecting = true;
+    setTimeout(() => { void this.#reconnect(node); }, BROKER_LIMITS.storageReconnectMs);
+  }
+
+  async #reconnect(node: StorageNodeState): Promise<void> {
+    node.reconnecting = false;
+    if (this.#closed) return;
+    try {
+      const info = await this.#hello(node);
+      if (info.epoch > this.#epoch) {
+        this.onFenced(`storage node ${info.nodeId} has epoch ${info.epoch} > ${this.#epoch}`);
+        return;
+      }
+      if (info.nodeId !== node.nodeId || info.regionId !== node.regionId) {
+        this.log.error({ expected: node.nodeId, got: info.nodeId, regionId: info.regionId },
+          'storage node came back with another region; not using it');
+        node.ep = null;
+        return;
+      }
+      if (info.epoch < this.#epoch) await this.#raise(node);
+      this.log.info({ nodeId: node.nodeId }, 'storage node reconnected');
+      for (const listener of this.#upListeners) listener(node.nodeId);
+    } catch (error) {
+      this.log.debug({ nodeId: node.nodeId, err: String(error) }, 'storage reconnect failed');
+      if (node.ep !== null) this.transport.closeEndpoint(node.ep).catch(() => undefined);
+      node.ep = null;
+      this.#reconnectLater(node);
+    }
+  }
+}

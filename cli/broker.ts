@@ -1,0 +1,79 @@
+/** `pmq broker`: run the broker until SIGINT/SIGTERM (docs/broker.md). */
+import type { Command } from 'commander';
+import { Option } from 'commander';
+
+import { createLogger } from '../common/log.js';
+import { SEQUENCER_LIMITS } from '../common/limits.js';
+import { parseHostPort } from '../common/units.js';
+import { startBroker, type Broker } from '../broker-node/broker.js';
+import { integerArgument, logLevelOption } from './options.js';
+
+export interface BrokerCliOptions {
+  listen: string;
+  storage: string;
+  dataDir: string;
+  transports?: string;
+  netDevices?: string;
+  reservationTimeoutMs?: number;
+  logLevel: string;
+}
+
+export async function runBroker(opts: BrokerCliOptions, banner: string): Promise<Broker> {
+  const log = createLogger({ level: opts.logLevel as 'info' });
+  const listen = parseHostPort(opts.listen);
+  const storage = opts.storage.split(',').filter((text) => text.length > 0)
+    .map((text) => parseHostPort(text));
+  let broker: Broker | undefined;
+  const onFenced = (why: string): void => {
+    log.error({ why }, 'fenced by a newer broker, stopping');
+    process.stderr.write(`pmq: fenced by a newer broker (${why}); stopping\n`);
+    void broker?.stop().finally(() => process.exit(2));
+  };
+  broker = await startBroker({ host: listen.host, port: listen.port, storage,
+    dataDir: opts.dataDir, log, transports: opts.transports, netDevices: opts.netDevices,
+    reservationTimeoutMs: opts.reservationTimeoutMs, onFenced });
+  process.stdout.write(`${banner} listening on ${broker.address.host}:${broker.address.port} ` +
+    `(epoch ${broker.epoch}, ${broker.recovery.topics} topics, ` +
+    `${broker.recovery.partitions} partitions, ${broker.recovery.segments} segments)\n`);
+  stopBrokerOnSignals(broker);
+  return broker;
+}
+
+function stopBrokerOnSignals(broker: Broker): void {
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`pmq: ${signal}, stopping\n`);
+    broker.stop().then(() => { process.exitCode = 0; }, (error: unknown) => {
+      process.stderr.write(`pmq: stop failed: ${String(error)}\n`);
+      process.exitCode = 1;
+    });
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+export function addBrokerOptions(command: Command, defaultListen: string): Command {
+  return command
+    .option('--listen <host:port>', 'address clients connect to (port 0: a free one)',
+      defaultListen)
+    .addOption(new Option('--reservation-timeout-ms <ms>', 'expire a reservation not ' +
+      'committed within this long and fill its hole')
+      .argParser(integerArgument('--reservation-timeout-ms',
+        SEQUENCER_LIMITS.reservationTimeoutMsMin, SEQUENCER_LIMITS.reservationTimeoutMsMax)));
+}
+
+export function registerBrokerCommand(program: Command): void {
+  const command = program.command('broker')
+    .description('run the broker: topics, sequencing, group offsets, over storage nodes')
+    .requiredOption('--storage <host:port,...>', 'storage nodes (all of them: recovery reads ' +
+      'every segment table)')
+    .requiredOption('--data-dir <dir>', 'directory for the broker\'s metadata files')
+    .addOption(new Option('--transports <list>', 'UCX transports, UCX_TLS syntax'))
+    .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
+    .addOption(logLevelOption());
+  addBrokerOptions(command, '127.0.0.1:9092').action(async (opts: BrokerCliOptions) => {
+    await runBroker(opts, 'pmq broker');
+  });
+}

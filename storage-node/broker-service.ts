@@ -1,0 +1,188 @@
+/**
+ * The storage node's side of the broker → storage requests (docs/wire-protocol.md, "Broker →
+ * storage" and "Storage node behaviour"): epochs, segment allocation, grants, persists, frees.
+ *
+ * Every request came over the wire, so every field is checked here (or by the region store)
+ * and a bad one is answered with an error code, state unchanged; the node never crashes on a
+ * request. invariant() restates only what our own state must satisfy.
+ *
+ * Epochs: the newest epoch seen is the region's (durable in its superblock). A request below it
+ * is refused with PMQ_ERR_EPOCH_STALE; above it, PMQ_ERR_EPOCH_FUTURE unless it is storageHello
+ * or epochRaise, which raise it: first durably in the region, then in the native grant table
+ * (grants of older epochs stop working at once), then every older grant is revoked.
+ *
+ * Concurrency: JS thread only; epoch raises run one at a time, in arrival order.
+ */
+import { PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import type { Logger } from '../common/log.js';
+import type { Body, Message } from '../common/wire/messages.js';
+import type { Transport } from '../native/transport.js';
+import type { ControlChannel, Reply } from '../rpc/control-channel.js';
+import type { GrantRegistry } from './grant-registry.js';
+import type { PersistQueue } from './persist-queue.js';
+import type { RegionStore, SegmentInfo } from './region-store.js';
+
+const DONE: Reply<'done'> = { kind: 'done', body: {} };
+
+export function segmentEntryBody(segment: SegmentInfo): Body<'segment'> {
+  invariant(segment.state !== 'free', 'only live segments are described', { ...segment });
+  return { segmentIndex: segment.segmentIndex, state: segment.state, topic: segment.topic,
+    partition: segment.partition, chainPosition: segment.chainPosition,
+    baseOffset: segment.baseOffset, sizeBytes: segment.sizeBytes, address: segment.address,
+    position: segment.watermark.position, offsetLast: segment.watermark.offsetLast,
+    epoch: segment.epoch };
+}
+
+export class BrokerService {
+  readonly #store: RegionStore;
+  readonly #transport: Transport;
+  readonly #grants: GrantRegistry;
+  readonly #persists: PersistQueue;
+  readonly #log: Logger;
+  #raising: Promise<void> = Promise.resolve();
+
+  constructor(parts: { store: RegionStore; transport: Transport; grants: GrantRegistry;
+    persists: PersistQueue; log: Logger }) {
+    this.#store = parts.store;
+    this.#transport = parts.transport;
+    this.#grants = parts.grants;
+    this.#persists = parts.persists;
+    this.#log = parts.log;
+  }
+
+  register(channel: ControlChannel): void {
+    channel.handle('storageHello', (_ep, m) => this.storageHello(m));
+    channel.handle('epochRaise', async (_ep, m) => {
+      await this.raiseEpoch(m.epoch);
+      return DONE;
+    });
+    channel.handle('segmentAllocate', (_ep, m) => this.segmentAllocate(m));
+    channel.handle('grantCreate', (_ep, m) => this.grantCreate(m));
+    channel.handle('grantRevoke', (_ep, m) => this.grantRevoke(m));
+    channel.handle('persist', (_ep, m) => this.persist(m));
+    channel.handle('segmentFree', (_ep, m) => this.segmentFree(m));
+  }
+
+  async storageHello(m: Message<'storageHello'>): Promise<Reply<'storageInfo'>> {
+    await this.raiseEpoch(m.epoch);
+    const sb = this.#store.superblock;
+    const segments = this.#store.segments().filter((s) => s.state !== 'free')
+      .map(segmentEntryBody);
+    return { kind: 'storageInfo', body: { nodeId: sb.nodeId, regionId: sb.regionId,
+      epoch: sb.epoch, segmentSizeBytes: sb.segmentSizeBytes, segmentCount: sb.segmentCount,
+      segments } };
+  }
+
+  /** Raises the epoch to `epoch` (the same epoch is a no-op); refuses a lower one. */
+  raiseEpoch(epoch: number): Promise<void> {
+    const run = this.#raising.then(() => this.#raiseNow(epoch));
+    this.#raising = run.catch(() => undefined);
+    return run;
+  }
+
+  async #raiseNow(epoch: number): Promise<void> {
+    const before = this.#store.epoch;
+    if (epoch < before) throw staleEpoch(epoch, before);
+    if (epoch === before) return;
+    await this.#store.raiseEpoch(epoch);                   // 1. durable in the superblock
+    invariant(this.#store.epoch === epoch, 'region epoch raised', { epoch });
+    this.#transport.raiseEpoch(epoch);                     // 2. older grants are stale now
+    await this.#grants.revokeOlderThan(epoch);             // 3. and gone, none in flight
+    this.#log.info({ epoch, before }, 'epoch raised');
+  }
+
+  async segmentAllocate(m: Message<'segmentAllocate'>): Promise<Reply<'segment'>> {
+    this.#checkEpoch(m.epoch);
+    try {
+      const segment = await this.#store.allocateSegment({ topic: m.topic,
+        partition: m.partition, chainPosition: m.chainPosition, baseOffset: m.baseOffset,
+        epoch: m.epoch });
+      this.#log.info({ segment: segment.segmentIndex, topic: m.topic, partition: m.partition,
+        chainPosition: m.chainPosition, baseOffset: m.baseOffset }, 'segment allocated');
+      return { kind: 'segment', body: segmentEntryBody(segment) };
+    } catch (error) {
+      if (error instanceof PmqError && error.code === 'PMQ_ERR_REGION_FULL') {
+        throw new PmqError(error.code, `${error.message}: free sealed segments the partitions ` +
+          'no longer need (segmentFree), allocate on another storage node, or restart this ' +
+          'node on a larger region', { retriable: true, cause: error });
+      }
+      throw error;
+    }
+  }
+
+  grantCreate(m: Message<'grantCreate'>): Reply<'done'> {
+    this.#checkEpoch(m.epoch);
+    const segment = this.#store.segment(m.segmentIndex); // PMQ_ERR_SEGMENT_UNKNOWN
+    const at = `grant ${m.grantId} on segment ${m.segmentIndex}`;
+    if (m.grantId < 1) throw new PmqError('PMQ_ERR_GRANT_INVALID', `${at}: grant ids start at 1`);
+    if (segment.state === 'free' || (m.direction === 'write' && segment.state !== 'active')) {
+      throw new PmqError('PMQ_ERR_SEGMENT_STATE', `${at}: a ${m.direction} grant needs ` +
+        `${m.direction === 'write' ? 'an active' : 'an active or sealed'} segment; it is ` +
+        segment.state);
+    }
+    if (m.sizeBytes < 1 || m.position > segment.sizeBytes ||
+        m.sizeBytes > segment.sizeBytes - m.position) {
+      throw new PmqError('PMQ_ERR_GRANT_RANGE', `${at}: [${m.position}, +${m.sizeBytes}) is ` +
+        `not a non-empty range inside the segment's ${segment.sizeBytes} bytes`);
+    }
+    if (m.direction === 'write' && m.position < segment.watermark.position) {
+      throw new PmqError('PMQ_ERR_GRANT_RANGE', `${at}: a write grant at ${m.position} would ` +
+        `cover durable bytes (the watermark is at ${segment.watermark.position})`);
+    }
+    const address = segment.address + m.position;
+    invariant(address + m.sizeBytes <= segment.address + segment.sizeBytes,
+      'a grant stays inside its segment', { grantId: m.grantId, address });
+    this.#grants.create({ grantId: m.grantId, epoch: m.epoch, segmentIndex: m.segmentIndex,
+      address, sizeBytes: m.sizeBytes, direction: m.direction });
+    this.#log.debug({ grant: m.grantId, segment: m.segmentIndex, position: m.position,
+      sizeBytes: m.sizeBytes, direction: m.direction }, 'grant created');
+    return DONE;
+  }
+
+  async grantRevoke(m: Message<'grantRevoke'>): Promise<Reply<'done'>> {
+    this.#checkEpoch(m.epoch);
+    await this.#grants.revoke(m.grantId);
+    this.#log.debug({ grant: m.grantId }, 'grant revoked');
+    return DONE;
+  }
+
+  async persist(m: Message<'persist'>): Promise<Reply<'persisted'>> {
+    this.#checkEpoch(m.epoch);
+    const result = await this.#persists.persist({ segmentIndex: m.segmentIndex,
+      position: m.position, offsetLast: m.offsetLast, seal: m.seal, epoch: m.epoch });
+    if (result.sealed) {
+      this.#log.info({ segment: m.segmentIndex, position: m.position,
+        offsetLast: m.offsetLast }, 'segment sealed');
+    }
+    return { kind: 'persisted', body: { ...result } };
+  }
+
+  async segmentFree(m: Message<'segmentFree'>): Promise<Reply<'done'>> {
+    this.#checkEpoch(m.epoch);
+    this.#store.segment(m.segmentIndex); // PMQ_ERR_SEGMENT_UNKNOWN
+    if (this.#persists.busy(m.segmentIndex)) {
+      throw new PmqError('PMQ_ERR_SEGMENT_BUSY', `segment ${m.segmentIndex} has a persist in ` +
+        'flight: free it after the reply', { retriable: true });
+    }
+    await this.#grants.revokeSegment(m.segmentIndex);
+    await this.#store.freeSegment(m.segmentIndex, m.epoch);
+    this.#log.info({ segment: m.segmentIndex }, 'segment freed');
+    return DONE;
+  }
+
+  /** Requests other than hello/raise carry exactly the newest epoch. */
+  #checkEpoch(epoch: number): void {
+    const current = this.#store.epoch;
+    if (epoch < current) throw staleEpoch(epoch, current);
+    if (epoch > current) {
+      throw new PmqError('PMQ_ERR_EPOCH_FUTURE', `epoch ${epoch} is above this node's ` +
+        `${current}: send storageHello or epochRaise first`);
+    }
+  }
+}
+
+function staleEpoch(epoch: number, current: number): PmqError {
+  return new PmqError('PMQ_ERR_EPOCH_STALE', `epoch ${epoch} is fenced: this storage node is ` +
+    `at epoch ${current} (a newer broker owns it)`);
+}

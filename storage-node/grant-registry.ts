@@ -1,0 +1,102 @@
+/**
+ * The storage node's bookkeeping of the grants it created in the transport's native grant table:
+ * which segment each grant points into, its epoch and direction, and whether it was revoked.
+ * The native table does the per-access checks (no JavaScript per write); this registry answers
+ * the questions the native table cannot: "every write grant of segment 7", "every grant older
+ * than epoch 4".
+ *
+ * Lifecycle: one registry per transport, for the process's life. A grant id names one grant for
+ * the life of the process: the native table keeps revoked grants (so late accesses are told
+ * `revoked`, not `unknown`), so an id is never reused, and a second grantCreate with it is
+ * refused (PMQ_ERR_GRANT_EXISTS).
+ *
+ * Concurrency: JS thread only. revoke() refuses new accesses at once and resolves when none
+ * of the grant's accesses is in flight any more; revoking twice joins the first revocation.
+ */
+import { PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import { STORAGE_LIMITS } from '../common/limits.js';
+import type { Direction, Transport } from '../native/transport.js';
+
+export interface GrantRecord {
+  readonly grantId: number;
+  readonly epoch: number;
+  readonly segmentIndex: number;
+  readonly address: number;
+  readonly sizeBytes: number;
+  readonly direction: Direction;
+}
+
+interface Entry extends GrantRecord {
+  /** Set once revocation started; resolves when no access of the grant is in flight. */
+  revoked: Promise<void> | null;
+}
+
+export class GrantRegistry {
+  readonly #transport: Transport;
+  readonly #grants = new Map<number, Entry>();
+  #liveCount = 0;
+
+  constructor(transport: Transport) {
+    this.#transport = transport;
+  }
+
+  get liveCount(): number {
+    return this.#liveCount;
+  }
+
+  /** Creates the native grant. The caller checked epoch, segment and bounds. */
+  create(grant: GrantRecord): void {
+    if (this.#grants.has(grant.grantId)) {
+      throw new PmqError('PMQ_ERR_GRANT_EXISTS', `grant ${grant.grantId} was already created ` +
+        'on this storage node: grant ids are never reused (make them unique per broker epoch)');
+    }
+    if (this.#liveCount >= STORAGE_LIMITS.grantsLiveMax) {
+      throw new PmqError('PMQ_ERR_GRANT_LIMIT', `${this.#liveCount} live grants: revoke some ` +
+        'before creating more', { retriable: true });
+    }
+    this.#transport.createGrant({ id: grant.grantId, epoch: grant.epoch,
+      address: grant.address, length: grant.sizeBytes, direction: grant.direction });
+    this.#grants.set(grant.grantId, { ...grant, revoked: null });
+    this.#liveCount += 1;
+    invariant(this.#liveCount <= this.#grants.size, 'live grants are a subset of all grants');
+  }
+
+  /** Revokes one grant; idempotent. Throws PMQ_ERR_GRANT_UNKNOWN for an id never created. */
+  revoke(grantId: number): Promise<void> {
+    const entry = this.#grants.get(grantId);
+    if (entry === undefined) {
+      throw new PmqError('PMQ_ERR_GRANT_UNKNOWN', `grant ${grantId} does not exist`);
+    }
+    return this.#revokeEntry(entry);
+  }
+
+  /** Revokes the live grants of one segment (of one direction, or all). */
+  revokeSegment(segmentIndex: number, direction?: Direction): Promise<void> {
+    return this.#revokeWhere((g) => g.segmentIndex === segmentIndex &&
+      (direction === undefined || g.direction === direction));
+  }
+
+  /** Revokes every live grant made under an epoch below `epoch` (the broker was fenced). */
+  revokeOlderThan(epoch: number): Promise<void> {
+    return this.#revokeWhere((g) => g.epoch < epoch);
+  }
+
+  /** Live grants, for tests and logs. */
+  live(): GrantRecord[] {
+    return [...this.#grants.values()].filter((g) => g.revoked === null);
+  }
+
+  async #revokeWhere(match: (grant: GrantRecord) => boolean): Promise<void> {
+    const chosen = [...this.#grants.values()].filter((g) => g.revoked === null && match(g));
+    await Promise.all(chosen.map((entry) => this.#revokeEntry(entry)));
+  }
+
+  #revokeEntry(entry: Entry): Promise<void> {
+    if (entry.revoked !== null) return entry.revoked;
+    entry.revoked = this.#transport.revokeGrant(entry.grantId);
+    this.#liveCount -= 1;
+    invariant(this.#liveCount >= 0, 'live grant count never negative', { grant: entry.grantId });
+    return entry.revoked;
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Launches a broker (`pmq broker`) over storage nodes (`pmq storage`), real child processes on
+ * 127.0.0.1, and gives the test process a client: one Transport, one ControlChannel,
+ * `call(kind, body)`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { pino } from 'pino';
+
+import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
+import { Transport, type Endpoint } from '../../native/transport.js';
+import { ControlChannel } from '../../rpc/control-channel.js';
+
+const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
+const ENV = { ...process.env, UCX_NET_DEVICES: 'lo' };
+
+export interface Proc { child: ChildProcess; host: string; port: number; match: RegExpExecArray }
+
+/** Resolves with the first match in the child's stdout; keeps draining it afterwards. */
+export function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+  let text: string | null = '';
+  let errors = '';
+  child.stderr?.on('data', (chunk) => { errors += String(chunk); });
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (chunk) => {
+      if (text === null) return;
+      text += String(chunk);
+      const match = pattern.exec(text);
+      if (match === null) return;
+      text = null;
+      resolve(match);
+    });
+    child.once('exit', () => reject(new Error(`process ended before printing ${pattern}; ` +
+      `output: ${text}; stderr: ${errors}`)));
+  });
+}
+
+export async function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const [code] = await once(child, 'exit');
+  return code as number | null;
+}
+
+/** `pmq storage` on a 4 MiB region of 64 KiB segments. */
+export async function startStorage(path: string, nodeId: number, port = 0): Promise<Proc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', PMQ, 'storage', '--path', path,
+    '--size', '4MiB', '--segment-size', '64KiB', '--node-id', String(nodeId), '--listen',
+    `127.0.0.1:${port}`, '--transports', 'tcp', '--log-level', 'warn'],
+  { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const match = await waitForLine(child, /listening on ([\d.]+):(\d+)/);
+  return { child, host: match[1]!, port: Number(match[2]), match };
+}
+
+export async function startBroker(dataDir: string, storage: Proc[], extra: string[] = []):
+  Promise<Proc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', PMQ, 'broker', '--listen',
+    '127.0.0.1:0', '--storage', storage.map((s) => `${s.host}:${s.port}`).join(','),
+    '--data-dir', dataDir, '--transports', 'tcp', '--log-level', 'warn', ...extra],
+  { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const match = await waitForLine(child, /listening on ([\d.]+):(\d+) \(epoch (\d+)/);
+  return { child, host: match[1]!, port: Number(match[2]), match };
+}
+
+export class Client {
+  readonly transport = Transport.open({ transports: 'tcp', netDevices: 'lo' });
+  readonly channel = new ControlChannel(this.transport, pino({ level: 'silent' }));
+  ep: Endpoint | undefined;
+  readonly storageEps = new Map<number, Endpoint>();
+
+  async connect(broker: Proc): Promise<Message<'welcome'>> {
+    this.ep = await this.transport.connect(broker.host, broker.port);
+    const welcome = await this.call('hello', { clientId: 'test', role: 'admin' });
+    return welcome as Message<'welcome'>;
+  }
+
+  call<K extends RequestKind>(kind: K, body: Body<K>, timeoutMs = 10_000): Promise<Message> {
+    return this.channel.request(this.ep!, kind, body, timeoutMs);
+  }
+
+  async storage(nodeId: number, host: string, port: number): Promise<Endpoint> {
+    const known = this.storageEps.get(nodeId);
+    if (known !== undefined) return known;
+    const ep = await this.transport.connect(host, port);
+    this.storageEps.set(nodeId, ep);
+    return ep;
+  }
+}
+
+export function tempDir(prefix: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join('/dev/shm', prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}

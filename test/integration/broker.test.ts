@@ -1,0 +1,233 @@
+// The broker as users run it: `pmq broker` in a child process over two `pmq storage` nodes,
+// and this process as a client over a real Transport + ControlChannel on 127.0.0.1.
+import t from 'tap';
+
+import {
+  decodeRecordBatch, encodeRecordBatch, setBaseOffset, type RecordInput,
+} from '../../common/record-batch/index.js';
+import { PmqError } from '../../common/errors.js';
+import type { Message } from '../../common/wire/messages.js';
+import {
+  Client, exitOf, startBroker, startStorage, tempDir, type Proc,
+} from '../helpers/broker-cluster.js';
+
+const { dir, remove } = tempDir('pmq-broker-');
+const storage = [await startStorage(`${dir}/region-1`, 1),
+  await startStorage(`${dir}/region-2`, 2)];
+const BROKER_ARGS = ['--reservation-timeout-ms', '1500'];
+let broker: Proc = await startBroker(`${dir}/data`, storage, BROKER_ARGS);
+const client = new Client();
+let welcome = await client.connect(broker);
+t.teardown(async () => {
+  client.transport.close();
+  broker.child.kill('SIGKILL');
+  for (const node of storage) node.child.kill('SIGKILL');
+  remove();
+});
+
+const text = new TextEncoder();
+const values = (prefix: string, n: number, sizeBytes = 8): RecordInput[] =>
+  Array.from({ length: n }, (_, i) => ({ value: text.encode(`${prefix}-${i}-`
+    .padEnd(sizeBytes, 'x')) }));
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'ok';
+  } catch (error) {
+    return error instanceof PmqError ? error.code : String(error);
+  }
+}
+
+async function storageEp(nodeId: number) {
+  const node = welcome.storageNodes.find((n) => n.nodeId === nodeId)!;
+  return client.storage(nodeId, node.host, node.port);
+}
+
+/** Reserves and writes a batch (not committed); returns the reservation. */
+async function reserveAndWrite(topic: string, partition: number, records: RecordInput[]):
+  Promise<Message<'reserved'>> {
+  const batch = encodeRecordBatch(records);
+  const reply = await client.call('reserve', { topic, partition, bytes: batch.byteLength,
+    records: records.length, producerId: -1, sequence: -1 }) as Message<'reserved'>;
+  setBaseOffset(batch, 0, reply.baseOffset);
+  await client.transport.writeValidated(await storageEp(reply.nodeId),
+    { id: reply.grantId, epoch: reply.grantEpoch }, reply.address, batch, 0, batch.byteLength);
+  return reply;
+}
+
+async function commit(topic: string, partition: number, r: Message<'reserved'>):
+  Promise<number> {
+  const acked = await client.call('commit', { topic, partition, epoch: r.epoch,
+    reservationId: r.reservationId });
+  return (acked as Message<'acked'>).baseOffset;
+}
+
+async function produce(topic: string, partition: number, records: RecordInput[]):
+  Promise<number> {
+  return commit(topic, partition, await reserveAndWrite(topic, partition, records));
+}
+
+/** Reads every batch of a partition from `offset` up to the high watermark. */
+async function readAll(topic: string, partition: number, offset = 0) {
+  const batches: ReturnType<typeof decodeRecordBatch>[] = [];
+  for (;;) {
+    const view = await client.call('fetchView', { topic, partition, offset, waitMs: 0 }) as
+      Message<'view'>;
+    const segment = view.segment[0];
+    if (segment === undefined || offset >= view.highWatermark) return batches;
+    const bytes = new Uint8Array(segment.position);
+    await client.transport.readValidated(await storageEp(segment.nodeId), { id: segment.grantId,
+      epoch: segment.grantEpoch }, segment.address, bytes, 0, bytes.byteLength);
+    let position = 0;
+    while (position < bytes.byteLength) {
+      const batch = decodeRecordBatch(bytes, position);
+      if (batch.baseOffset + batch.records.length > offset) batches.push(batch);
+      position += batch.batchLength + 12;
+    }
+    offset = segment.offsetLast + 1;
+  }
+}
+
+t.test('topics: create, list, describe, delete, errors', async (t) => {
+  t.equal(welcome.storageNodes.length, 2);
+  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 3 })).kind, 'done');
+  await client.call('topicCreate', { topic: 'scratch', partitions: 1 });
+  t.equal(await codeOf(client.call('topicCreate', { topic: 'orders', partitions: 1 })),
+    'PMQ_ERR_TOPIC_EXISTS');
+  const list = await client.call('topicList', {}) as Message<'topics'>;
+  t.same(list.topics.map((x) => x.topic).sort(), ['orders', 'scratch']);
+  const info = await client.call('topicDescribe', { topic: 'orders' }) as Message<'topicInfo'>;
+  t.same(info.partitions.map((p) => p.highWatermark), [0, 0, 0]);
+  await produce('scratch', 0, values('s', 3));
+  t.equal((await client.call('topicDelete', { topic: 'scratch' })).kind, 'done');
+  t.equal(await codeOf(client.call('topicDescribe', { topic: 'scratch' })),
+    'PMQ_ERR_UNKNOWN_TOPIC');
+  t.equal(await codeOf(client.call('topicDelete', { topic: 'scratch' })),
+    'PMQ_ERR_UNKNOWN_TOPIC');
+});
+
+t.test('produce: reserve, validated write, commit, acked with dense offsets', async (t) => {
+  t.equal(await produce('orders', 0, values('a', 5)), 0);
+  t.equal(await produce('orders', 0, values('b', 2)), 5);
+  const batches = await readAll('orders', 0);
+  t.same(batches.map((b) => b.baseOffset), [0, 5]);
+  t.equal(new TextDecoder().decode(batches[1]!.records[1]!.value!), 'b-1-xxxx');
+});
+
+t.test('commits out of order are acknowledged in offset order', async (t) => {
+  const reservations: Message<'reserved'>[] = [];
+  for (let i = 0; i < 4; i += 1) {
+    reservations.push(await reserveAndWrite('orders', 1, values(`o${i}`, 2)));
+  }
+  const order: number[] = [];
+  const acks = [3, 1, 2, 0].map((i) => commit('orders', 1, reservations[i]!)
+    .then((baseOffset) => { order.push(baseOffset); return baseOffset; }));
+  t.same(await Promise.all(acks), [6, 2, 4, 0]);
+  t.same([...order].sort((a, b) => a - b), [0, 2, 4, 6]);
+  t.same((await readAll('orders', 1)).map((b) => b.baseOffset), [0, 2, 4, 6]);
+});
+
+t.test('segments roll at 64 KiB and offsets stay dense', async (t) => {
+  let expected = 0;
+  for (let i = 0; i < 24; i += 1) {
+    t.equal(await produce('orders', 2, values(`r${i}`, 10, 900)), expected, `batch ${i}`);
+    expected += 10;
+  }
+  const info = await client.call('topicDescribe', { topic: 'orders' }) as Message<'topicInfo'>;
+  t.ok(info.partitions[2]!.segments >= 3, `${info.partitions[2]!.segments} segments`);
+  t.equal(info.partitions[2]!.highWatermark, 240);
+  const batches = await readAll('orders', 2);
+  t.same(batches.map((b) => b.baseOffset), Array.from({ length: 24 }, (_, i) => i * 10));
+  const mid = await readAll('orders', 2, 125);
+  t.equal(mid[0]!.baseOffset, 120, 'fetch from the middle starts at the batch holding it');
+});
+
+t.test('fetchView long poll wakes when new data is durable', async (t) => {
+  const started = Date.now();
+  const idle = await client.call('fetchView', { topic: 'orders', partition: 0, offset: 7,
+    waitMs: 300 }) as Message<'view'>;
+  t.equal(idle.highWatermark, 7);
+  t.ok(Date.now() - started >= 250, 'waited for waitMs without data');
+  const polling = client.call('fetchView', { topic: 'orders', partition: 0, offset: 7,
+    waitMs: 8000 });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const producedAt = Date.now();
+  await produce('orders', 0, values('c', 1));
+  const view = await polling as Message<'view'>;
+  t.equal(view.highWatermark, 8);
+  t.ok(Date.now() - producedAt < 2000, 'woke on the new data, not at the timeout');
+});
+
+t.test('an abandoned reservation expires and its hole is filled', async (t) => {
+  const abandoned = await client.call('reserve', { topic: 'orders', partition: 0, bytes: 200,
+    records: 3, producerId: -1, sequence: -1 }) as Message<'reserved'>;
+  t.equal(abandoned.baseOffset, 8);
+  const after = await reserveAndWrite('orders', 0, values('d', 1));
+  const acked = commit('orders', 0, after);
+  t.equal(await acked, 11, 'acked once the hole before it is filled');
+  const batches = await readAll('orders', 0, 8);
+  t.ok(batches[0]!.attributes.isControl, 'the filler is a control batch');
+  t.equal(batches[0]!.records.length, 3);
+  t.equal(await codeOf(commit('orders', 0, abandoned)), 'PMQ_ERR_RESERVATION_EXPIRED');
+});
+
+t.test('bad requests get clear errors and the broker keeps serving', async (t) => {
+  const reserve = (topic: string, partition: number, bytes: number) => client.call('reserve',
+    { topic, partition, bytes, records: 1, producerId: -1, sequence: -1 });
+  t.equal(await codeOf(reserve('nope', 0, 100)), 'PMQ_ERR_UNKNOWN_TOPIC');
+  t.equal(await codeOf(reserve('orders', 3, 100)), 'PMQ_ERR_PARTITION_RANGE');
+  t.equal(await codeOf(reserve('orders', 0, 65537)), 'PMQ_ERR_RECORD_TOO_LARGE');
+  t.equal(await codeOf(reserve('orders', 0, 10)), 'PMQ_ERR_RESERVATION_INVALID');
+  t.equal(await codeOf(client.call('fetchView', { topic: 'orders', partition: 0, offset: 999,
+    waitMs: 0 })), 'PMQ_ERR_OFFSET_OUT_OF_RANGE');
+  t.equal(await codeOf(client.call('topicCreate', { topic: 'zero', partitions: 0 })),
+    'PMQ_ERR_ARGUMENT');
+  // Garbage on the control channel: the broker drops that connection only.
+  const rogue = await client.transport.connect(broker.host, broker.port);
+  const closed = new Promise((resolve) => client.transport.on('closed', (ep) => {
+    if (ep === rogue) resolve(ep);
+  }));
+  await client.transport.send(rogue, Uint8Array.of(0x50, 0x51, 1, 0), Uint8Array.of(1, 2, 3));
+  await closed;
+  t.pass('the rogue connection was closed');
+  t.equal((await client.call('topicList', {})).kind, 'topics', 'others are still served');
+});
+
+t.test('group offsets commit and fetch', async (t) => {
+  t.equal((await client.call('offsetFetch', { group: 'g', topic: 'orders', partition: 0 }) as
+    Message<'offset'>).offset, -1);
+  await Promise.all([1, 2, 3].map((offset) => client.call('offsetCommit', { group: 'g',
+    topic: 'orders', partition: offset - 1, offset: offset * 10 })));
+  t.equal((await client.call('offsetFetch', { group: 'g', topic: 'orders', partition: 2 }) as
+    Message<'offset'>).offset, 30);
+  t.equal(await codeOf(client.call('offsetCommit', { group: 'g', topic: 'nope', partition: 0,
+    offset: 1 })), 'PMQ_ERR_UNKNOWN_TOPIC');
+});
+
+t.test('a broker restart (SIGKILL) keeps topics, data and offsets, and fences the old epoch',
+  async (t) => {
+    const epochBefore = welcome.brokerEpoch;
+    const stale = await reserveAndWrite('orders', 0, values('stale', 1));
+    broker.child.kill('SIGKILL');
+    await exitOf(broker.child);
+    broker = await startBroker(`${dir}/data`, storage, BROKER_ARGS);
+    welcome = await client.connect(broker);
+    t.ok(welcome.brokerEpoch > epochBefore, `epoch ${epochBefore} → ${welcome.brokerEpoch}`);
+    const list = await client.call('topicList', {}) as Message<'topics'>;
+    t.same(list.topics, [{ topic: 'orders', partitions: 3 }]);
+    const info = await client.call('topicDescribe', { topic: 'orders' }) as Message<'topicInfo'>;
+    t.same(info.partitions.map((p) => p.highWatermark), [12, 8, 240]);
+    t.equal((await client.call('offsetFetch', { group: 'g', topic: 'orders', partition: 2 }) as
+      Message<'offset'>).offset, 30);
+    t.equal(await codeOf(commit('orders', 0, stale)), 'PMQ_ERR_RESERVATION_EXPIRED',
+      'a commit of the old epoch is refused');
+    const batch = encodeRecordBatch(values('late', 1));
+    // The storage node revokes every older grant when the epoch rises (stale, then revoked).
+    t.match(await codeOf(client.transport.writeValidated(await storageEp(stale.nodeId),
+      { id: stale.grantId, epoch: stale.grantEpoch }, stale.address, batch, 0,
+      batch.byteLength)), /^PMQ_ERR_GRANT_(STALE_EPOCH|REVOKED)$/,
+    'a write with the old grant is refused');
+    t.equal(await produce('orders', 0, values('new', 2)), 12, 'appends after the durable data');
+    t.same((await readAll('orders', 2)).length, 24, 'rolled segments read back');
+  });

@@ -1,0 +1,234 @@
+// The storage node as the broker and clients meet it: `pmq storage` in its own process on a
+// /dev/shm region, this process as broker (ControlChannel) and client (validated writes and
+// reads) on one transport. Durability across SIGKILL, every refusal, garbage on the control
+// channel, a full region, a corrupt region.
+import { mkdtempSync, openSync, readSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { pino } from 'pino';
+import t from 'tap';
+
+import { encodeRecordBatch, validateRecordBatch } from '../../common/record-batch/index.js';
+import { encodeMessage, FRAME_HEADER } from '../../common/wire/codec.js';
+import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
+import { Transport, type Endpoint } from '../../native/transport.js';
+import { ControlChannel } from '../../rpc/control-channel.js';
+import { exitOf, spawnPmq, startStorage, type StorageProcess } from '../helpers/storage-process.js';
+
+const KIB = 1024;
+const transport = Transport.open({ transports: 'tcp', netDevices: 'lo' });
+const channel = new ControlChannel(transport, pino({ level: 'silent' }));
+t.teardown(() => transport.close());
+
+const dir = mkdtempSync('/dev/shm/pmq-storage-node-');
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+const nodes: StorageProcess[] = [];
+t.teardown(async () => { for (const node of nodes) await node.kill('SIGKILL'); });
+
+async function start(args: string[]): Promise<{ node: StorageProcess; ep: Endpoint }> {
+  const node = await startStorage(args);
+  nodes.push(node);
+  return { node, ep: await transport.connect(node.host, node.port) };
+}
+
+function call<K extends RequestKind>(ep: Endpoint, kind: K, body: Body<K>): Promise<Message> {
+  return channel.request(ep, kind, body, 5000);
+}
+
+async function callAs<R extends Message['kind'], K extends RequestKind>(ep: Endpoint, kind: K,
+  body: Body<K>, reply: R): Promise<Message<R>> {
+  const message = await call(ep, kind, body);
+  if (message.kind !== reply) throw new Error(`expected ${reply}, got ${message.kind}`);
+  return message as Message<R>;
+}
+
+const records = Array.from({ length: 5 }, (_, i) => ({
+  key: new TextEncoder().encode(`key-${i}`),
+  value: new TextEncoder().encode(`value ${i} `.repeat(20)),
+}));
+const batch = encodeRecordBatch(records, { baseOffset: 0, timestampDefault: 1_700_000_000_000 });
+const allocate = { topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0 };
+
+t.test('a persisted batch survives SIGKILL and reads back byte for byte', async (t) => {
+  const region = join(dir, 'durable.region');
+  let { node, ep } = await start(['--path', region, '--size', '2MiB', '--segment-size',
+    '256KiB', '--node-id', '7']);
+  const info = await callAs(ep, 'storageHello', { epoch: 1 }, 'storageInfo');
+  t.match(info, { nodeId: 7, epoch: 1, segmentSizeBytes: 256 * KIB, segments: [] });
+  const segment = await callAs(ep, 'segmentAllocate', { epoch: 1, ...allocate }, 'segment');
+  t.match(segment, { segmentIndex: 0, state: 'active', position: 0, offsetLast: -1 });
+  await call(ep, 'grantCreate', { epoch: 1, grantId: 1, segmentIndex: 0, position: 0,
+    sizeBytes: 8 * KIB, direction: 'write' });
+  await transport.writeValidated(ep, { id: 1, epoch: 1 }, segment.address, batch, 0,
+    batch.byteLength);
+  const persisted = await call(ep, 'persist', { epoch: 1, segmentIndex: 0,
+    position: batch.byteLength, offsetLast: 4, seal: false });
+  t.match(persisted, { kind: 'persisted', position: batch.byteLength, offsetLast: 4,
+    sealed: false });
+
+  t.equal(await node.kill('SIGKILL'), null, 'killed');
+  ({ node, ep } = await start(['--path', region]));
+  t.match(node.logLines('region recovered')[0], { nodeId: 7, epoch: 1, active: 1, free: 6,
+    watermarks: [{ segment: 0, position: batch.byteLength, offsetLast: 4 }] });
+  const again = await callAs(ep, 'storageHello', { epoch: 1 }, 'storageInfo');
+  t.match(again.segments, [{ segmentIndex: 0, state: 'active', topic: 'orders',
+    position: batch.byteLength, offsetLast: 4, address: segment.address }]);
+  await call(ep, 'grantCreate', { epoch: 1, grantId: 2, segmentIndex: 0, position: 0,
+    sizeBytes: batch.byteLength, direction: 'read' });
+  const back = new Uint8Array(batch.byteLength);
+  await transport.readValidated(ep, { id: 2, epoch: 1 }, segment.address, back, 0,
+    back.byteLength);
+  t.same(Buffer.from(back), Buffer.from(batch), 'same bytes');
+  t.match(validateRecordBatch(back), { baseOffset: 0, lastOffsetDelta: 4 });
+  await node.kill('SIGKILL');
+});
+
+t.test('bad requests are refused and change nothing', async (t) => {
+  const { node, ep } = await start(['--path', join(dir, 'bad.region'), '--size', '1MiB',
+    '--segment-size', '64KiB']);
+  await call(ep, 'storageHello', { epoch: 2 });
+  const segment = await callAs(ep, 'segmentAllocate', { epoch: 2, ...allocate }, 'segment');
+  const base = { epoch: 2, segmentIndex: 0, direction: 'write' } as const;
+  const refuse = (what: string, promise: Promise<unknown>, code: string | RegExp) =>
+    t.rejects(promise, { code }, what);
+
+  await refuse('stale epoch', call(ep, 'grantCreate', { ...base, epoch: 1, grantId: 9,
+    position: 0, sizeBytes: 4096 }), 'PMQ_ERR_EPOCH_STALE');
+  await refuse('stale hello', call(ep, 'storageHello', { epoch: 1 }), 'PMQ_ERR_EPOCH_STALE');
+  await refuse('future epoch', call(ep, 'persist', { epoch: 3, segmentIndex: 0, position: 0,
+    offsetLast: -1, seal: false }), 'PMQ_ERR_EPOCH_FUTURE');
+  await refuse('grant past the segment', call(ep, 'grantCreate', { ...base, grantId: 9,
+    position: 60 * KIB, sizeBytes: 8 * KIB }), 'PMQ_ERR_GRANT_RANGE');
+  await refuse('unknown segment', call(ep, 'grantCreate', { ...base, grantId: 9,
+    segmentIndex: 999, position: 0, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_UNKNOWN');
+  await refuse('grant on a free segment', call(ep, 'grantCreate', { ...base, grantId: 9,
+    segmentIndex: 1, position: 0, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_STATE');
+  await refuse('persist past the end', call(ep, 'persist', { epoch: 2, segmentIndex: 0,
+    position: 64 * KIB + 1, offsetLast: 10, seal: false }), 'PMQ_ERR_WATERMARK_BEYOND_SEGMENT');
+
+  // Revoked grant: the write is refused and the bytes stay as they were.
+  await call(ep, 'grantCreate', { ...base, grantId: 10, position: 0, sizeBytes: 8 * KIB });
+  await call(ep, 'grantCreate', { ...base, grantId: 11, position: 0, sizeBytes: 8 * KIB,
+    direction: 'read' });
+  const before = new Uint8Array(batch.byteLength);
+  await transport.readValidated(ep, { id: 11, epoch: 2 }, segment.address, before, 0,
+    before.byteLength);
+  await call(ep, 'grantRevoke', { epoch: 2, grantId: 10 });
+  await call(ep, 'grantRevoke', { epoch: 2, grantId: 10 }); // idempotent
+  await refuse('write with a revoked grant', transport.writeValidated(ep, { id: 10, epoch: 2 },
+    segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
+  const after = new Uint8Array(batch.byteLength);
+  await transport.readValidated(ep, { id: 11, epoch: 2 }, segment.address, after, 0,
+    after.byteLength);
+  t.same(Buffer.from(after), Buffer.from(before), 'bytes unchanged');
+  await refuse('grant id reused', call(ep, 'grantCreate', { ...base, grantId: 10, position: 0,
+    sizeBytes: 4096 }), 'PMQ_ERR_GRANT_EXISTS');
+  await refuse('revoke unknown', call(ep, 'grantRevoke', { epoch: 2, grantId: 404 }),
+    'PMQ_ERR_GRANT_UNKNOWN');
+
+  // Seal: revokes the segment's write grants; no new write grant afterwards.
+  await call(ep, 'grantCreate', { ...base, grantId: 12, position: 0, sizeBytes: 8 * KIB });
+  await transport.writeValidated(ep, { id: 12, epoch: 2 }, segment.address, batch, 0,
+    batch.byteLength);
+  await refuse('write outside the grant', transport.writeValidated(ep, { id: 12, epoch: 2 },
+    segment.address + 8 * KIB - 10, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_OUT_OF_RANGE');
+  t.match(await call(ep, 'persist', { epoch: 2, segmentIndex: 0, position: batch.byteLength,
+    offsetLast: 4, seal: true }), { kind: 'persisted', sealed: true });
+  await refuse('write after seal', transport.writeValidated(ep, { id: 12, epoch: 2 },
+    segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
+  await refuse('write grant on a sealed segment', call(ep, 'grantCreate', { ...base,
+    grantId: 13, position: 4 * KIB, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_STATE');
+  await refuse('persist on a sealed segment', call(ep, 'persist', { epoch: 2, segmentIndex: 0,
+    position: batch.byteLength + 10, offsetLast: 5, seal: false }), 'PMQ_ERR_SEGMENT_STATE');
+  t.match(await call(ep, 'persist', { epoch: 2, segmentIndex: 0, position: batch.byteLength,
+    offsetLast: 4, seal: true }), { kind: 'persisted', sealed: true }, 'seal retry answers');
+
+  // A newer broker fences the old one's grants.
+  await call(ep, 'epochRaise', { epoch: 3 });
+  await refuse('read with a grant of the old epoch', transport.readValidated(ep,
+    { id: 11, epoch: 2 }, segment.address, after, 0, after.byteLength),
+  /PMQ_ERR_GRANT_(REVOKED|STALE_EPOCH)/);
+  t.equal(node.child.exitCode, null, 'the node is still running');
+});
+
+t.test('group commit: concurrent persists of one segment all answer', async (t) => {
+  const { ep } = await start(['--path', join(dir, 'group.region'), '--size', '1MiB',
+    '--segment-size', '64KiB']);
+  await call(ep, 'storageHello', { epoch: 1 });
+  await call(ep, 'segmentAllocate', { epoch: 1, ...allocate });
+  const at = (n: number) => ({ epoch: 1, segmentIndex: 0, position: n * 100, offsetLast: n - 1,
+    seal: false });
+  const replies = await Promise.all([1, 2, 3, 4, 5].map((n) => call(ep, 'persist', at(n))));
+  t.same(replies.map((r) => r.kind === 'persisted' && r.position), [100, 200, 300, 400, 500]);
+  const info = await callAs(ep, 'storageHello', { epoch: 1 }, 'storageInfo');
+  t.match(info.segments[0], { position: 500, offsetLast: 4 });
+  t.match(await call(ep, 'persist', at(2)), { kind: 'persisted', position: 200 },
+    'a request below the durable watermark is already durable');
+  await t.rejects(call(ep, 'persist', { ...at(6), offsetLast: 2 }),
+    { code: 'PMQ_ERR_WATERMARK_BACKWARD' });
+});
+
+t.test('a full region says what to do; a freed segment can be allocated again', async (t) => {
+  const { ep } = await start(['--path', join(dir, 'small.region'), '--size', '256KiB',
+    '--segment-size', '64KiB']);
+  const info = await callAs(ep, 'storageHello', { epoch: 1 }, 'storageInfo');
+  t.equal(info.segmentCount, 3);
+  for (const chainPosition of [0, 1, 2]) {
+    await call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition });
+  }
+  await t.rejects(call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition: 3 }),
+    { code: 'PMQ_ERR_REGION_FULL', message: /segmentFree/, retriable: true });
+  await t.rejects(call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition: 1 }),
+    { code: 'PMQ_ERR_SEGMENT_EXISTS' });
+  await call(ep, 'segmentFree', { epoch: 1, segmentIndex: 0 });
+  t.match(await call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition: 3 }),
+    { kind: 'segment', segmentIndex: 0, chainPosition: 3 });
+});
+
+t.test('garbage on the control channel drops that connection only', async (t) => {
+  const { node, ep: good } = await start(['--path', join(dir, 'garbage.region'), '--size',
+    '1MiB', '--segment-size', '64KiB']);
+  const closedEp = (ep: Endpoint) => new Promise<void>((resolve) => {
+    const onClosed = (closed: Endpoint) => {
+      if (closed !== ep) return;
+      transport.off('closed', onClosed);
+      resolve();
+    };
+    transport.on('closed', onClosed);
+  });
+  const whole = encodeMessage('storageHello', 1, { epoch: 1 });
+  const cases: [string, Uint8Array, Uint8Array][] = [
+    ['random bytes', FRAME_HEADER, Uint8Array.from({ length: 64 }, (_, i) => (i * 37) & 0xff)],
+    ['truncated message', FRAME_HEADER, whole.subarray(0, whole.byteLength - 3)],
+    ['bad frame header', Uint8Array.of(1, 2, 3, 4), whole],
+  ];
+  for (const [what, header, payload] of cases) {
+    const bad = await transport.connect(node.host, node.port);
+    const closed = closedEp(bad);
+    await transport.send(bad, header, payload);
+    await closed;
+    t.pass(`${what}: connection dropped`);
+    t.match(await call(good, 'storageHello', { epoch: 1 }), { kind: 'storageInfo' },
+      `${what}: the other connection keeps working`);
+  }
+  t.equal(node.child.exitCode, null, 'the node is still running');
+});
+
+t.test('a corrupt region refuses to start and names the segment and address', async (t) => {
+  const region = join(dir, 'corrupt.region');
+  const { node } = await start(['--path', region, '--size', '1MiB', '--segment-size', '64KiB']);
+  await node.kill('SIGKILL');
+  const fd = openSync(region, 'r+');
+  for (const address of [8192 + 1024 + 20, 8192 + 1024 + 512 + 20]) { // segment 1, both slots
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, address);
+    writeSync(fd, Uint8Array.of(byte[0]! ^ 0xff), 0, 1, address);
+  }
+  closeSync(fd);
+  const { child, stderr } = spawnPmq(['storage', '--path', region, '--listen', '127.0.0.1:0',
+    '--transports', 'tcp', '--log-level', 'error']);
+  t.equal(await exitOf(child), 1, 'exit 1');
+  t.match(stderr(), /segment 1 entry slot 0 at address 9216/);
+  t.match(stderr(), /PMQ_ERR_REGION_CORRUPT/);
+});
