@@ -34,13 +34,17 @@ interface Backend { name: string; start(): Promise<Cluster>; hooks: boolean }
 async function startReal(): Promise<Cluster> {
   const { dir, remove } = tempDir('pmq-clients-');
   const storage = await startStorage(`${dir}/region`, 1);
-  const broker = await startBroker(`${dir}/broker`, [storage]);
-  const kill = async (child: typeof broker.child): Promise<void> => {
+  const kill = async (child: typeof storage.child): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGKILL');
     await exited;
   };
+  const broker = await startBroker(`${dir}/broker`, [storage]).catch(async (error: unknown) => {
+    await kill(storage.child);
+    remove();
+    throw error;
+  });
   return {
     address: `${broker.host}:${broker.port}`,
     killBroker: () => kill(broker.child),
