@@ -1,0 +1,119 @@
+/**
+ * The producer's batching, pure (no I/O, no timers; time is an argument): records go into one
+ * open batch per partition until the next record would push the batch past `maxBatchBytes`;
+ * then that batch is closed (ready to send) and a new one opens. A record larger than
+ * `maxBatchBytes` gets a batch of its own. Batches are sized by an upper bound per record
+ * (every varint at its widest), so the exact encoded size is never larger than the bound.
+ *
+ * Also here: the sticky partitioner for keyless records (Kafka's KIP-480 idea, made
+ * deterministic): a topic's keyless records go to one partition until its batch closes, then
+ * to the next partition round robin, so batches fill up instead of spraying single records.
+ */
+import type { RecordHeader, RecordInput } from '../common/record-batch/index.js';
+import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/index.js';
+
+/** length varint 5 + attributes 1 + timestampDelta varlong 10 + offsetDelta varint 5. */
+const RECORD_OVERHEAD_BYTES_MAX = 21;
+const VARINT_BYTES_MAX = 5;
+const utf8 = new TextEncoder();
+
+/** An upper bound of the bytes this record takes inside a RecordBatch v2. */
+export function recordSizeBytesMax(record: RecordInput): number {
+  let size = RECORD_OVERHEAD_BYTES_MAX + 2 * VARINT_BYTES_MAX + VARINT_BYTES_MAX;
+  size += record.key?.byteLength ?? 0;
+  size += record.value?.byteLength ?? 0;
+  for (const header of record.headers ?? []) size += headerSizeBytesMax(header);
+  return size;
+}
+
+function headerSizeBytesMax(header: RecordHeader): number {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit; exact length only when it matters is costly.
+  const keyBytes = header.key.length <= 64 ? utf8.encode(header.key).byteLength
+    : header.key.length * 3;
+  return 2 * VARINT_BYTES_MAX + keyBytes + (header.value?.byteLength ?? 0);
+}
+
+/** Where the result of one record goes: its send() call and its index there. */
+export interface RecordSink<S> { sink: S; index: number }
+
+export interface ProducerBatch<S> {
+  topic: string;
+  partition: number;
+  records: RecordInput[];
+  sinks: RecordSink<S>[];
+  /** Sum of the records' upper bounds plus the batch header: ≥ the encoded size. */
+  sizeBytesMax: number;
+  createdAtMs: number;
+}
+
+export class Accumulator<S> {
+  private readonly open = new Map<string, ProducerBatch<S>>();
+
+  constructor(private readonly maxBatchBytes: number) {}
+
+  /** Adds a record; returns the batch this closed (full), if any, and whether one opened. */
+  append(topic: string, partition: number, record: RecordInput, sizeBytesMax: number,
+    sink: RecordSink<S>, nowMs: number): { closed?: ProducerBatch<S>; opened: boolean } {
+    const key = `${partition}/${topic}`;
+    let batch = this.open.get(key);
+    let closed: ProducerBatch<S> | undefined;
+    if (batch !== undefined && batch.sizeBytesMax + sizeBytesMax > this.maxBatchBytes) {
+      closed = batch;
+      batch = undefined;
+    }
+    const opened = batch === undefined;
+    if (batch === undefined) {
+      batch = { topic, partition, records: [], sinks: [],
+        sizeBytesMax: RECORD_BATCH_HEADER_SIZE_BYTES, createdAtMs: nowMs };
+      this.open.set(key, batch);
+    }
+    batch.records.push(record);
+    batch.sinks.push(sink);
+    batch.sizeBytesMax += sizeBytesMax;
+    return closed === undefined ? { opened } : { closed, opened };
+  }
+
+  /** Closes and returns batches open for at least `lingerMs` (all of them with -1). */
+  drain(nowMs: number, lingerMs: number): ProducerBatch<S>[] {
+    const ready: ProducerBatch<S>[] = [];
+    for (const [key, batch] of this.open) {
+      if (lingerMs >= 0 && nowMs - batch.createdAtMs < lingerMs) continue;
+      this.open.delete(key);
+      ready.push(batch);
+    }
+    return ready;
+  }
+
+  /** Age in ms of the oldest open batch, or undefined when none is open. */
+  oldestCreatedAtMs(): number | undefined {
+    let oldest: number | undefined;
+    for (const batch of this.open.values()) {
+      if (oldest === undefined || batch.createdAtMs < oldest) oldest = batch.createdAtMs;
+    }
+    return oldest;
+  }
+
+  get openBatches(): number {
+    return this.open.size;
+  }
+}
+
+export class StickyPartitioner {
+  private readonly sticky = new Map<string, number>();
+  private counter = 0;
+
+  /** The partition for the topic's next keyless record. */
+  partition(topic: string, partitionCount: number): number {
+    const current = this.sticky.get(topic);
+    if (current !== undefined && current < partitionCount) return current;
+    const chosen = this.counter % partitionCount;
+    this.counter += 1;
+    this.sticky.set(topic, chosen);
+    return chosen;
+  }
+
+  /** The batch of (topic, partition) closed: move the topic's keyless records on. */
+  batchClosed(topic: string, partition: number): void {
+    if (this.sticky.get(topic) === partition) this.sticky.delete(topic);
+  }
+}

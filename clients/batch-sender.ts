@@ -1,0 +1,187 @@
+/**
+ * Sends one partition's batches: encode → reserve → write → commit → acked.
+ *
+ * Each batch is encoded once, straight into a pooled buffer (its exact size is what `reserve`
+ * asks for), gets the sequencer's baseOffset patched in (setBaseOffset; the CRC does not cover
+ * it), and is written with writeValidated to the storage node at the reserved address under
+ * the reservation's grant. Up to `maxInFlightBatches` batches of a partition are in flight;
+ * their `reserve` requests are issued one after another, so offsets follow send order.
+ *
+ * Retries (up to `retries`, exponential backoff from `retryBackoffMs`): a retriable reserve
+ * failure repeats the reserve; a failed write or an expired reservation starts the batch over
+ * with a new reserve (the abandoned reservation expires and the broker fills it); a commit
+ * whose reply was lost is repeated (commits are idempotent at the sequencer). A batch that
+ * starts over while later batches of the partition are in flight lands after them, as in
+ * Kafka without idempotence: set maxInFlightBatches to 1 for strict order under failures.
+ */
+import { PmqError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import {
+  encodeRecordBatchInto, recordBatchSizeBytes, setBaseOffset, type EncodeOptions,
+} from '../common/record-batch/index.js';
+import type { Message } from '../common/wire/messages.js';
+import type { ProducerBatch } from './accumulator.js';
+import type { Connection } from './connection.js';
+import { RecordTooLargeError, toClientError } from './errors.js';
+import type { BufferPool } from './flow-control.js';
+
+export interface SenderOptions {
+  acks: 'all' | 'none';
+  maxInFlightBatches: number;
+  maxRecordBatchBytes: number;
+  retries: number;
+  retryBackoffMs: number;
+  requestTimeoutMs: number;
+}
+
+export interface ProducerIdentity { producerId: number; producerEpoch: number }
+
+/** What the producer does when a batch settles. */
+export interface BatchOutcome<S> {
+  written(batch: ProducerBatch<S>, baseOffset: number): void;
+  failed(batch: ProducerBatch<S>, error: PmqError): void;
+  done(batch: ProducerBatch<S>): void;
+}
+
+interface Encoded { buffer: Uint8Array; sizeBytes: number; baseSequence: number }
+
+const RETRY_AS_NEW_BATCH = new Set(['PMQ_ERR_RESERVATION_EXPIRED', 'PMQ_ERR_GRANT_REVOKED',
+  'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_FENCED']);
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export class PartitionSender<S> {
+  private readonly queue: ProducerBatch<S>[] = [];
+  private inFlight = 0;
+  private reserveTurn: Promise<unknown> = Promise.resolve();
+  private sequence = 0;
+
+  constructor(private readonly topic: string, private readonly partition: number,
+    private readonly connection: Connection, private readonly pool: BufferPool,
+    private readonly identity: () => Promise<ProducerIdentity>,
+    private readonly options: SenderOptions, private readonly outcome: BatchOutcome<S>,
+    private readonly log: Logger) {}
+
+  enqueue(batch: ProducerBatch<S>): void {
+    this.queue.push(batch);
+    this.pump();
+  }
+
+  get busy(): boolean {
+    return this.inFlight > 0 || this.queue.length > 0;
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.options.maxInFlightBatches && this.queue.length > 0) {
+      const batch = this.queue.shift()!;
+      this.inFlight += 1;
+      void this.run(batch).finally(() => {
+        this.inFlight -= 1;
+        this.outcome.done(batch);
+        this.pump();
+      });
+    }
+  }
+
+  private async run(batch: ProducerBatch<S>): Promise<void> {
+    let encoded: Encoded | undefined;
+    try {
+      const identity = await this.identity();
+      encoded = this.encode(batch, identity);
+      const baseOffset = await this.deliver(batch, encoded);
+      if (this.options.acks === 'all') this.outcome.written(batch, baseOffset);
+    } catch (error) {
+      this.outcome.failed(batch, toClientError(error, { what: `producing to ${this.topic}/` +
+        `${this.partition}`, topic: this.topic, partition: this.partition }));
+    } finally {
+      if (encoded !== undefined) this.pool.give(encoded.buffer);
+    }
+  }
+
+  /** Encodes the batch into a pooled buffer; the exact size is what reserve asks for. */
+  private encode(batch: ProducerBatch<S>, identity: ProducerIdentity): Encoded {
+    const baseSequence = identity.producerId < 0 ? -1 : this.sequence;
+    const options: EncodeOptions = { timestampDefault: Date.now(),
+      producerId: identity.producerId, producerEpoch: identity.producerEpoch, baseSequence };
+    if (identity.producerId >= 0) {
+      this.sequence = (this.sequence + batch.records.length) % 0x8000_0000;
+    }
+    const sizeBytes = recordBatchSizeBytes(batch.records, options);
+    if (sizeBytes > this.options.maxRecordBatchBytes) {
+      throw new RecordTooLargeError(`a batch of ${sizeBytes} bytes exceeds maxRecordBatchBytes ` +
+        `${this.options.maxRecordBatchBytes}`);
+    }
+    const buffer = this.pool.take(sizeBytes);
+    encodeRecordBatchInto(buffer, 0, batch.records, options);
+    return { buffer, sizeBytes, baseSequence };
+  }
+
+  /**
+   * Reserve, write, commit; starts over after a failed write or a lost reservation. Reserve
+   * and commit retry their own request first, so their failures start over only when the
+   * reservation itself is gone.
+   */
+  private async deliver(batch: ProducerBatch<S>, encoded: Encoded): Promise<number> {
+    for (let attempt = 0; ; attempt += 1) {
+      let stage: 'request' | 'write' = 'request';
+      try {
+        const reserved = await this.reserveInTurn(batch, encoded);
+        setBaseOffset(encoded.buffer, 0, reserved.baseOffset);
+        stage = 'write';
+        const ep = await this.connection.storageEndpoint(reserved.nodeId);
+        await this.connection.transport.writeValidated(ep, { id: reserved.grantId,
+          epoch: reserved.grantEpoch }, reserved.address, encoded.buffer, 0, encoded.sizeBytes);
+        stage = 'request';
+        if (this.options.acks === 'none') this.outcome.written(batch, reserved.baseOffset);
+        await this.commit(reserved);
+        return reserved.baseOffset;
+      } catch (error) {
+        const mapped = toClientError(error, { what: 'sending a batch', topic: this.topic,
+          partition: this.partition });
+        const again = RETRY_AS_NEW_BATCH.has(mapped.code) ||
+          (stage === 'write' && mapped.retriable);
+        if (!again || attempt >= this.options.retries) throw mapped;
+        this.log.debug({ code: mapped.code, attempt }, 'batch retried');
+        await sleep(this.options.retryBackoffMs * 2 ** attempt);
+      }
+    }
+  }
+
+  /** Reserves after every earlier batch of this partition has reserved (offsets in order). */
+  private reserveInTurn(batch: ProducerBatch<S>,
+    encoded: Encoded): Promise<Message<'reserved'>> {
+    const turn = this.reserveTurn.then(async () => {
+      const identity = await this.identity();
+      return this.withRetries('reserve', () => this.connection.call('reserve', {
+        topic: this.topic, partition: this.partition, bytes: encoded.sizeBytes,
+        records: batch.records.length, producerId: identity.producerId,
+        sequence: encoded.baseSequence }, 'reserved', { what: 'reserving', topic: this.topic,
+        partition: this.partition }));
+    });
+    this.reserveTurn = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private commit(reserved: Message<'reserved'>): Promise<Message<'acked'>> {
+    return this.withRetries('commit', () => this.connection.call('commit', {
+      topic: this.topic, partition: this.partition, epoch: reserved.epoch,
+      reservationId: reserved.reservationId }, 'acked', { what: 'committing',
+      topic: this.topic, partition: this.partition }));
+  }
+
+  /** Repeats a request while it fails retriably (timeouts, broker busy or reconnecting). */
+  private async withRetries<T>(what: string, request: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await request();
+      } catch (error) {
+        if (!(error instanceof PmqError) || !error.retriable ||
+            RETRY_AS_NEW_BATCH.has(error.code) || attempt >= this.options.retries) throw error;
+        this.log.debug({ what, code: error.code, attempt }, 'request retried');
+        await sleep(this.options.retryBackoffMs * 2 ** attempt);
+      }
+    }
+  }
+}

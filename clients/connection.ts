@@ -1,0 +1,212 @@
+/**
+ * A client's connections: the broker's control endpoint and the storage nodes' data endpoints.
+ *
+ * Lifecycle: UCX allows one transport (context + worker) per process, and the control channel
+ * owns the transport's message handler, so both live in a process-wide `SharedTransport` that
+ * the first client opens and the last client's close() closes (reference counted). Every
+ * client of a process therefore shares one transport; its options are the first client's
+ * (a later client asking for different ones gets an ArgumentError).
+ *
+ * Reconnection: the broker endpoint is connected on the first request and again on the next
+ * request after it closed; a request that fails because the broker is gone rejects with
+ * NotConnectedError (retriable). Storage endpoints are connected on demand, by nodeId, from the
+ * list the broker's `welcome` gave. Concurrency: JS thread only.
+ */
+import { ArgumentError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { Body, Message, MessageKind, RequestKind } from '../common/wire/messages.js';
+import { Transport, type Endpoint, type TransportOptions } from '../native/transport.js';
+import { ControlChannel } from '../rpc/control-channel.js';
+import { ClosedError, NotConnectedError, toClientError, type ErrorContext } from './errors.js';
+
+interface SharedTransport {
+  transport: Transport;
+  channel: ControlChannel;
+  options: TransportOptions;
+  users: number;
+}
+
+let shared: SharedTransport | undefined;
+
+function acquireTransport(options: TransportOptions, log: Logger): SharedTransport {
+  if (shared !== undefined) {
+    const same = (options.transports ?? shared.options.transports) ===
+      shared.options.transports && (options.netDevices ?? shared.options.netDevices) ===
+      shared.options.netDevices;
+    if (!same) {
+      throw new ArgumentError('this process already has a pmq transport with other options ' +
+        `(${JSON.stringify(shared.options)}): all clients of a process share one`);
+    }
+    shared.users += 1;
+    return shared;
+  }
+  const transport = Transport.open(options);
+  const channel = new ControlChannel(transport, log.child({ component: 'control' }));
+  shared = { transport, channel, options, users: 1 };
+  return shared;
+}
+
+function releaseTransport(): void {
+  if (shared === undefined) return;
+  shared.users -= 1;
+  if (shared.users > 0) return;
+  shared.transport.close();
+  shared = undefined;
+}
+
+export interface BrokerAddress { host: string; port: number }
+export interface StorageNode { nodeId: number; host: string; port: number }
+
+export interface ConnectionOptions {
+  brokers: readonly BrokerAddress[];
+  clientId: string;
+  role: 'producer' | 'consumer' | 'admin';
+  transport: TransportOptions;
+  requestTimeoutMs: number;
+  log: Logger;
+}
+
+export function parseBroker(text: string): BrokerAddress {
+  const match = /^(.+):(\d{1,5})$/.exec(text);
+  const port = match === null ? NaN : Number(match[2]);
+  if (match === null || port < 1 || port > 65535) {
+    throw new ArgumentError(`broker address ${JSON.stringify(text)} must be host:port`);
+  }
+  return { host: match[1]!, port };
+}
+
+export class Connection {
+  private readonly shared: SharedTransport;
+  private broker: Promise<Endpoint> | undefined;
+  private brokerEp: Endpoint | undefined;
+  private storageNodes = new Map<number, StorageNode>();
+  private readonly storage = new Map<number, Promise<Endpoint>>();
+  private closed = false;
+  brokerEpoch = 0;
+
+  constructor(private readonly options: ConnectionOptions) {
+    this.shared = acquireTransport(options.transport, options.log);
+    this.shared.transport.on('closed', this.onClosed);
+  }
+
+  get transport(): Transport {
+    return this.shared.transport;
+  }
+
+  /** Resolves once the broker has answered hello (connecting if needed). */
+  async ready(): Promise<void> {
+    if (this.closed) throw new ClosedError('the client');
+    await this.brokerEndpoint();
+  }
+
+  /** Sends a request to the broker; maps every failure onto the client's typed errors. */
+  async request<K extends RequestKind>(kind: K, body: Body<K>, context: ErrorContext,
+    timeoutMs = this.options.requestTimeoutMs): Promise<Message> {
+    if (this.closed) throw new ClosedError('the client');
+    const ep = await this.brokerEndpoint();
+    try {
+      return await this.shared.channel.request(ep, kind, body, timeoutMs);
+    } catch (error) {
+      throw toClientError(error, context);
+    }
+  }
+
+  /** A reply of the expected kind, or an error naming what came instead. */
+  async call<K extends RequestKind, R extends MessageKind>(kind: K, body: Body<K>, reply: R,
+    context: ErrorContext, timeoutMs?: number): Promise<Message<R>> {
+    const message = await this.request(kind, body, context, timeoutMs);
+    if (message.kind !== reply) {
+      throw toClientError(new Error(`${kind} answered by ${message.kind}, expected ${reply}`),
+        context);
+    }
+    return message as Message<R>;
+  }
+
+  /** The endpoint to a storage node, connected on first use. */
+  storageEndpoint(nodeId: number): Promise<Endpoint> {
+    const known = this.storage.get(nodeId);
+    if (known !== undefined) return known;
+    const node = this.storageNodes.get(nodeId);
+    if (node === undefined) {
+      return Promise.reject(new NotConnectedError(`storage node ${nodeId} is not in the ` +
+        'broker\'s list'));
+    }
+    const connecting = this.connect(node.host, node.port, `storage node ${nodeId}`);
+    this.storage.set(nodeId, connecting);
+    connecting.catch(() => this.storage.delete(nodeId));
+    return connecting;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.shared.transport.off('closed', this.onClosed);
+    const endpoints = [this.broker, ...this.storage.values()];
+    this.broker = undefined;
+    this.storage.clear();
+    await Promise.all(endpoints.map(async (pending) => {
+      const ep = await pending?.catch(() => undefined);
+      if (ep !== undefined) await this.closeQuietly(ep);
+    }));
+    releaseTransport();
+  }
+
+  /** Closes an endpoint unless the transport already closed it. */
+  private async closeQuietly(ep: Endpoint): Promise<void> {
+    if (!this.shared.transport.openEndpoints().includes(ep)) return;
+    await this.shared.transport.closeEndpoint(ep).catch(() => undefined);
+  }
+
+  private brokerEndpoint(): Promise<Endpoint> {
+    if (this.broker !== undefined) return this.broker;
+    const attempt = this.helloBroker();
+    this.broker = attempt;
+    attempt.catch(() => { if (this.broker === attempt) this.broker = undefined; });
+    return attempt;
+  }
+
+  /** Tries the bootstrap brokers in order; the first that answers `hello` is the broker. */
+  private async helloBroker(): Promise<Endpoint> {
+    let last: unknown;
+    for (const { host, port } of this.options.brokers) {
+      let ep: Endpoint | undefined;
+      try {
+        ep = await this.connect(host, port, `broker ${host}:${port}`);
+        const welcome = await this.shared.channel.request(ep, 'hello',
+          { clientId: this.options.clientId, role: this.options.role },
+          this.options.requestTimeoutMs);
+        if (welcome.kind !== 'welcome') throw new Error(`hello answered by ${welcome.kind}`);
+        this.brokerEpoch = welcome.brokerEpoch;
+        this.storageNodes = new Map(welcome.storageNodes.map((node) => [node.nodeId, node]));
+        this.brokerEp = ep;
+        return ep;
+      } catch (error) {
+        last = error;
+        if (ep !== undefined) await this.closeQuietly(ep);
+      }
+    }
+    throw toClientError(last, { what: 'connecting to the broker' });
+  }
+
+  private async connect(host: string, port: number, what: string): Promise<Endpoint> {
+    try {
+      return await this.shared.transport.connect(host, port);
+    } catch (error) {
+      throw new NotConnectedError(`cannot connect to ${what} at ${host}:${port}`,
+        { cause: error });
+    }
+  }
+
+  private readonly onClosed = (ep: Endpoint): void => {
+    if (ep === this.brokerEp) {
+      this.brokerEp = undefined;
+      this.broker = undefined;
+      this.options.log.warn({ ep }, 'broker connection closed');
+    }
+    for (const [nodeId, pending] of this.storage) {
+      void pending.then((known) => {
+        if (known === ep && this.storage.get(nodeId) === pending) this.storage.delete(nodeId);
+      }, () => undefined);
+    }
+  };
+}

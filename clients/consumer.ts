@@ -1,0 +1,273 @@
+/**
+ * The consumer: reads assigned partitions and yields their records in per-partition order.
+ *
+ * Each assigned partition has a PartitionReader and a fetch loop that keeps at most
+ * `prefetchBatches` batches buffered ahead of the application (a bounded queue: a slow
+ * application stops the fetching, never grows memory). Loops long-poll the broker when caught
+ * up. `for await (const record of consumer)` yields records; `consumer.batches()` yields
+ * whole batches. A `seek` drops what was buffered for that partition (a generation number
+ * makes late results of the old position harmless).
+ *
+ * Positions: a partition's position is the offset after the last record handed to the
+ * application; `commit()` stores those positions for `groupId` at the broker (Kafka's meaning
+ * of a committed offset: the next one to read). There is no group membership or rebalancing
+ * yet: a consumer reads exactly what it assigned or subscribed to.
+ *
+ * Errors: retriable fetch failures (broker restarting, timeouts) are retried by the loop
+ * with backoff; anything else (a CRC failure, an unknown topic) is thrown from the iterator.
+ */
+import { ArgumentError, PmqError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { Connection } from './connection.js';
+import { ClosedError, PartitionOutOfRangeError } from './errors.js';
+import type { Metadata } from './metadata.js';
+import { PartitionReader, type ReaderOptions } from './partition-reader.js';
+import type { ConsumerBatch, ConsumerRecord } from './records.js';
+
+export type StartPosition = 'earliest' | 'latest' | 'committed' | { offset: number };
+
+export interface ConsumerOptions {
+  /** Consumer group whose committed offsets commit() stores and 'committed' starts from. */
+  groupId?: string;
+  /** Where a newly assigned partition starts. Default: 'committed' with a groupId (falling
+   *  back to earliest/latest by fromBeginning), else fromBeginning ? 'earliest' : 'latest'. */
+  start?: StartPosition;
+  /** Kafka's auto.offset.reset, as a flag: start at the beginning when nothing is committed. */
+  fromBeginning?: boolean;
+  /** Longest a fetch waits at the broker for new data. Default 500 ms. */
+  maxWaitMs?: number;
+  /** Largest single read from a storage node. Default 1 MiB. */
+  readChunkBytes?: number;
+  /** Batches buffered per partition ahead of the application. Default 4. */
+  prefetchBatches?: number;
+}
+
+export interface TopicPartition { topic: string; partition: number }
+export interface TopicPartitionOffset extends TopicPartition { offset: number }
+
+interface Assigned {
+  reader: PartitionReader;
+  /** Offset after the last record handed to the application. */
+  position: number;
+  generation: number;
+  buffered: number;
+  running: boolean;
+}
+
+interface Fetched { key: string; generation: number; batch?: ConsumerBatch; error?: PmqError }
+
+const RETRY_BACKOFF_MS_MAX = 2000;
+
+function keyOf(topic: string, partition: number): string {
+  return `${partition}/${topic}`;
+}
+
+export class Consumer implements AsyncIterable<ConsumerRecord> {
+  private readonly assigned = new Map<string, Assigned>();
+  private readonly ready: Fetched[] = [];
+  private wake: (() => void) | undefined;
+  private closed = false;
+  private readonly readerOptions: ReaderOptions;
+  private readonly prefetchBatches: number;
+
+  constructor(private readonly connection: Connection, private readonly metadata: Metadata,
+    private readonly options: ConsumerOptions, requestTimeoutMs: number,
+    private readonly log: Logger, private readonly onClose: () => void) {
+    if (options.groupId !== undefined && (typeof options.groupId !== 'string' ||
+        options.groupId.length === 0 || options.groupId.length > 1024)) {
+      throw new ArgumentError('groupId must be a string of 1..1024 characters');
+    }
+    this.readerOptions = { maxWaitMs: options.maxWaitMs ?? 500,
+      readChunkBytes: options.readChunkBytes ?? 1024 * 1024, requestTimeoutMs };
+    this.prefetchBatches = options.prefetchBatches ?? 4;
+  }
+
+  /** Reads these partitions (added to any already assigned). */
+  async assign(partitions: TopicPartition[]): Promise<void> {
+    this.checkOpen();
+    for (const { topic, partition } of partitions) {
+      const count = await this.metadata.partitionCount(topic);
+      if (!Number.isSafeInteger(partition) || partition < 0 || partition >= count) {
+        throw new PartitionOutOfRangeError(topic, partition, count);
+      }
+      if (this.assigned.has(keyOf(topic, partition))) continue;
+      const offset = await this.startOffset(topic, partition);
+      const reader = new PartitionReader(topic, partition, offset, this.connection,
+        this.readerOptions);
+      const entry: Assigned = { reader, position: offset, generation: 0, buffered: 0,
+        running: false };
+      this.assigned.set(keyOf(topic, partition), entry);
+      this.startLoop(entry);
+    }
+  }
+
+  /** Reads every partition of the topic. */
+  async subscribe(topic: string): Promise<void> {
+    const count = await this.metadata.partitionCount(topic);
+    await this.assign(Array.from({ length: count }, (_, partition) => ({ topic, partition })));
+  }
+
+  /** The next record read from this partition will be `offset`. */
+  seek(topic: string, partition: number, offset: number): void {
+    this.checkOpen();
+    const entry = this.assigned.get(keyOf(topic, partition));
+    if (entry === undefined) throw new ArgumentError(`${topic}/${partition} is not assigned`);
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new ArgumentError(`offset must be an integer ≥ 0, got ${String(offset)}`);
+    }
+    // A fresh reader: a fetch of the old position may still be in flight on the old one.
+    entry.generation += 1;
+    entry.buffered = 0;
+    entry.position = offset;
+    entry.reader = new PartitionReader(topic, partition, offset, this.connection,
+      this.readerOptions);
+    for (let i = this.ready.length - 1; i >= 0; i -= 1) {
+      if (this.ready[i]!.key === keyOf(topic, partition)) this.ready.splice(i, 1);
+    }
+    this.startLoop(entry);
+  }
+
+  /** Current positions (the next offset the application will get, per partition). */
+  positions(): TopicPartitionOffset[] {
+    return [...this.assigned.values()].map(({ reader, position }) => ({ topic: reader.topic,
+      partition: reader.partition, offset: position }));
+  }
+
+  /** Stores the current positions (or the given offsets) as the group's committed offsets. */
+  async commit(offsets: TopicPartitionOffset[] = this.positions()): Promise<void> {
+    const group = this.options.groupId;
+    if (group === undefined) throw new ArgumentError('commit() needs a consumer groupId');
+    await Promise.all(offsets.map(({ topic, partition, offset }) =>
+      this.connection.call('offsetCommit', { group, topic, partition, offset }, 'done',
+        { what: 'committing offsets', topic, partition, offset })));
+  }
+
+  /** Committed offset of the group for a partition, or -1 when none. */
+  async committed(topic: string, partition: number): Promise<number> {
+    const group = this.options.groupId;
+    if (group === undefined) throw new ArgumentError('committed() needs a consumer groupId');
+    const reply = await this.connection.call('offsetFetch', { group, topic, partition },
+      'offset', { what: 'fetching the committed offset', topic, partition });
+    return reply.offset;
+  }
+
+  /** Batches as they arrive (control batches skipped, records below a seek target dropped). */
+  async *batches(): AsyncGenerator<ConsumerBatch> {
+    for (;;) {
+      const next = await this.next();
+      if (next === undefined) return;
+      next.entry.position = next.batch.lastOffset + 1;
+      yield next.batch;
+    }
+  }
+
+  /** Records one by one; a partition's position moves past each record as it is yielded. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<ConsumerRecord> {
+    for (;;) {
+      const next = await this.next();
+      if (next === undefined) return;
+      const { entry, batch, generation } = next;
+      for (const record of batch.records) {
+        if (entry.generation !== generation || this.closed) break; // seek or close meanwhile
+        entry.position = record.offset + 1;
+        yield record;
+      }
+      if (entry.generation === generation) {
+        entry.position = Math.max(entry.position, batch.lastOffset + 1);
+      }
+    }
+  }
+
+  private async next(): Promise<{ entry: Assigned; batch: ConsumerBatch;
+    generation: number } | undefined> {
+    while (!this.closed) {
+      const fetched = this.ready.shift();
+      if (fetched === undefined) {
+        await new Promise<void>((resolve) => { this.wake = resolve; });
+        continue;
+      }
+      const entry = this.assigned.get(fetched.key);
+      if (entry === undefined || entry.generation !== fetched.generation) continue;
+      entry.buffered -= 1;
+      this.startLoop(entry);
+      if (fetched.error !== undefined) throw fetched.error;
+      return { entry, batch: fetched.batch!, generation: fetched.generation };
+    }
+    return undefined;
+  }
+
+  /** Stops fetching and ends the iterators. The client stays open. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    this.wake?.();
+    this.onClose();
+    return Promise.resolve();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new ClosedError('the consumer');
+  }
+
+  private async startOffset(topic: string, partition: number): Promise<number> {
+    const start = this.options.start ?? (this.options.groupId !== undefined ? 'committed'
+      : this.options.fromBeginning === true ? 'earliest' : 'latest');
+    if (typeof start === 'object') return start.offset;
+    if (start === 'committed') {
+      const committed = await this.committed(topic, partition);
+      if (committed >= 0) return committed;
+      if (this.options.fromBeginning === true) return 0;
+    }
+    if (start === 'earliest') return 0;
+    const description = await this.metadata.describe(topic);
+    return description.partitions[partition]?.highWatermark ?? 0;
+  }
+
+  private startLoop(entry: Assigned): void {
+    if (entry.running || this.closed || entry.buffered >= this.prefetchBatches) return;
+    entry.running = true;
+    void this.fetchLoop(entry).finally(() => { entry.running = false; });
+  }
+
+  private async fetchLoop(entry: Assigned): Promise<void> {
+    const key = keyOf(entry.reader.topic, entry.reader.partition);
+    let failures = 0;
+    while (!this.closed && entry.buffered < this.prefetchBatches &&
+        this.assigned.get(key) === entry) {
+      const generation = entry.generation;
+      try {
+        const batches = await entry.reader.fetch();  // a seek swaps entry.reader meanwhile
+        failures = 0;
+        if (generation !== entry.generation) continue;
+        for (const batch of batches) this.push({ key, generation, batch }, entry);
+      } catch (error) {
+        if (generation !== entry.generation || this.closed) continue;
+        const retriable = error instanceof PmqError && error.retriable;
+        if (!retriable) {
+          this.push({ key, generation, error: asPmqError(error) }, entry);
+          return;
+        }
+        failures += 1;
+        this.log.debug({ key, failures, err: String(error) }, 'fetch retried');
+        await sleep(Math.min(RETRY_BACKOFF_MS_MAX, 50 * 2 ** failures));
+      }
+    }
+  }
+
+  private push(fetched: Fetched, entry: Assigned): void {
+    entry.buffered += 1;
+    this.ready.push(fetched);
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}
+
+function asPmqError(error: unknown): PmqError {
+  return error instanceof PmqError ? error
+    : new PmqError('PMQ_ERR_INTERNAL', String(error), { cause: error });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

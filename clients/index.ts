@@ -1,0 +1,113 @@
+/**
+ * The pmq client library: `connect()` returns a Client, from which come an admin, producers
+ * and consumers. docs/clients.md is the guide (API, errors, acks, backpressure, waiting).
+ *
+ * Lifecycle: a Client owns a control connection to the broker and, on demand, data
+ * connections to storage nodes. All clients of a process share the process's one UCX
+ * transport (UCX allows one per process): the first connect() opens it, the last close()
+ * closes it. `client.close()` closes the client's producers and consumers first (producers
+ * flush). Concurrency: everything runs on the JS thread; calls may be made concurrently.
+ */
+import { ArgumentError } from '../common/errors.js';
+import { createLogger, LOG_LEVELS, type Logger } from '../common/log.js';
+import type { LevelWithSilent } from 'pino';
+import { Admin } from './admin.js';
+import { Connection, parseBroker } from './connection.js';
+import { Consumer, type ConsumerOptions } from './consumer.js';
+import { Metadata } from './metadata.js';
+import { Producer, type ProducerOptions } from './producer.js';
+
+export * from './errors.js';
+export type { TopicListing } from './admin.js';
+export type { ConsumerOptions, StartPosition, TopicPartition, TopicPartitionOffset } from
+  './consumer.js';
+export type { PartitionInfo, TopicDescription } from './metadata.js';
+export type { ProducerOptions, SendInput } from './producer.js';
+export type { ConsumerBatch, ConsumerRecord, ProducerRecord, RecordMetadata } from
+  './records.js';
+export { Admin, Consumer, Producer };
+
+export interface ClientOptions {
+  /** Bootstrap brokers as 'host:port'; the first that answers is used. */
+  brokers: string[];
+  /** Shown in the broker's logs. Default 'pmq-client-<pid>'. */
+  clientId?: string;
+  /** UCX transports (UCX_TLS syntax), e.g. 'tcp' or 'sm,tcp'. Default: UCX's choice. */
+  transports?: string;
+  /** UCX network devices (UCX_NET_DEVICES syntax), e.g. 'lo'. Default: UCX's choice. */
+  netDevices?: string;
+  /** Timeout of one request to the broker. Default 10 000 ms. */
+  requestTimeoutMs?: number;
+  /** Level of the client's own pino logger (stderr). Default 'warn'. Ignored with `logger`. */
+  logLevel?: LevelWithSilent;
+  /** A pino logger to log to instead (the client takes a child). */
+  logger?: Logger;
+}
+
+export class Client {
+  private readonly metadata: Metadata;
+  private readonly children = new Set<Producer | Consumer>();
+  private closed = false;
+
+  /** Use connect(). */
+  constructor(private readonly connection: Connection, private readonly log: Logger,
+    private readonly requestTimeoutMs: number) {
+    this.metadata = new Metadata(connection);
+  }
+
+  admin(): Admin {
+    return new Admin(this.connection, this.metadata);
+  }
+
+  producer(options: ProducerOptions = {}): Producer {
+    const producer: Producer = new Producer(this.connection, this.metadata, options,
+      this.requestTimeoutMs, this.log.child({ role: 'producer' }),
+      () => this.children.delete(producer));
+    this.children.add(producer);
+    return producer;
+  }
+
+  consumer(options: ConsumerOptions = {}): Consumer {
+    const consumer: Consumer = new Consumer(this.connection, this.metadata, options,
+      this.requestTimeoutMs, this.log.child({ role: 'consumer' }),
+      () => this.children.delete(consumer));
+    this.children.add(consumer);
+    return consumer;
+  }
+
+  /** Closes producers (flushing them) and consumers, then the connections. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.children].map((child) => child.close()));
+    await this.connection.close();
+  }
+}
+
+/** Connects to the broker (hello → welcome) and returns a Client. */
+export async function connect(options: ClientOptions): Promise<Client> {
+  if (!Array.isArray(options?.brokers) || options.brokers.length === 0) {
+    throw new ArgumentError("connect() needs brokers: ['host:port', ...]");
+  }
+  const brokers = options.brokers.map(parseBroker);
+  const level = options.logLevel ?? 'warn';
+  if (!LOG_LEVELS.includes(level)) throw new ArgumentError(`unknown logLevel ${level}`);
+  const log = (options.logger ?? createLogger({ level })).child({ component: 'client' });
+  const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+  if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs < 1) {
+    throw new ArgumentError('requestTimeoutMs must be a positive integer');
+  }
+  const transport = {
+    ...(options.transports === undefined ? {} : { transports: options.transports }),
+    ...(options.netDevices === undefined ? {} : { netDevices: options.netDevices }),
+  };
+  const connection = new Connection({ brokers, clientId: options.clientId ??
+    `pmq-client-${process.pid}`, role: 'admin', transport, requestTimeoutMs, log });
+  try {
+    await connection.ready();
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+  return new Client(connection, log, requestTimeoutMs);
+}

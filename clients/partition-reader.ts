@@ -1,0 +1,182 @@
+/**
+ * Reads one partition: asks the broker where the next offset is (`fetchView`: a read grant,
+ * the segment's region address and its durable watermark), then reads the segment's bytes
+ * straight from the storage node with readValidated, in chunks of at most `readChunkBytes`,
+ * into one reusable buffer, and never past the watermark.
+ *
+ * The cursor {segment, position, offset} remembers the byte position of the next batch, so a
+ * caught-up reader continues where it stopped. Batch boundaries are found by walking
+ * batchLength from the segment's start (after a seek, batches below the target are skipped
+ * and records below it dropped). Every batch is CRC-checked and structure-checked
+ * (decodeRecordBatch) and must continue the offsets densely; control batches (hole fillers)
+ * advance the offset and are not returned. At the end of a sealed segment the reader moves to
+ * the next one; when caught up on the head segment it long-polls (fetchView with waitMs).
+ * Not re-entrant: one fetch() at a time (the consumer's loop guarantees it); a seek makes a
+ * new reader, so a fetch still in flight on the old one cannot move the new position.
+ */
+import { PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
+import {
+  BATCH_LENGTH_POSITION, decodeRecordBatch, LOG_OVERHEAD_SIZE_BYTES,
+} from '../common/record-batch/index.js';
+import type { Body } from '../common/wire/messages.js';
+import type { Connection } from './connection.js';
+import { toConsumerRecord, type ConsumerBatch } from './records.js';
+
+type SegmentView = Body<'view'>['segment'][number];
+
+interface Cursor {
+  segment: SegmentView;
+  /** Byte position (in the segment) of the next batch to read. */
+  position: number;
+  /** Offset of the batch at `position`. */
+  offset: number;
+  /** Size of the batch at `position` when a chunk saw only its start; else 0. */
+  batchBytesNext: number;
+}
+
+export interface ReaderOptions {
+  readChunkBytes: number;
+  maxWaitMs: number;
+  requestTimeoutMs: number;
+}
+
+const CHUNK_GRANULE_BYTES = 64 * 1024;
+
+export class PartitionReader {
+  private cursor: Cursor | undefined;
+  /** Next offset to return (records below it are dropped). */
+  private offsetNext: number;
+  private buffer = new Uint8Array(0);
+
+  constructor(readonly topic: string, readonly partition: number, offset: number,
+    private readonly connection: Connection, private readonly options: ReaderOptions) {
+    this.offsetNext = offset;
+  }
+
+  get offset(): number {
+    return this.offsetNext;
+  }
+
+  /**
+   * One round: the batches readable now, or [] after a long poll found nothing new. The
+   * broker's fetchView returns at once when there is data past the offset and waits up to
+   * maxWaitMs otherwise, so asking with maxWaitMs is right in every state: no busy loop.
+   */
+  async fetch(): Promise<ConsumerBatch[]> {
+    for (let rounds = 0; ; rounds += 1) {
+      invariant(rounds < 1_000_000, 'a fetch round makes progress', { rounds });
+      const cursor = this.cursor;
+      if (cursor !== undefined && cursor.position < cursor.segment.position) {
+        const positionBefore = cursor.position;
+        const batches = await this.readChunk(cursor);
+        if (batches.length > 0 || this.cursor !== cursor) return batches;
+        invariant(cursor.position > positionBefore || cursor.batchBytesNext > 0,
+          'a chunk read advances or learns the next batch size', { positionBefore });
+        continue; // only control batches, or a batch larger than the chunk: read on
+      }
+      const segment = await this.view(this.options.maxWaitMs);
+      if (segment === undefined) return [];
+      this.place(segment);
+      if (this.cursor!.position >= segment.position) return [];
+    }
+  }
+
+  private async view(waitMs: number): Promise<SegmentView | undefined> {
+    const reply = await this.connection.call('fetchView', { topic: this.topic,
+      partition: this.partition, offset: this.offsetNext, waitMs }, 'view',
+    { what: 'fetching', topic: this.topic, partition: this.partition, offset: this.offsetNext },
+    waitMs + this.options.requestTimeoutMs);
+    return reply.segment[0];
+  }
+
+  /** Keeps the cursor on the same segment (new watermark) or starts the new one at 0. */
+  private place(segment: SegmentView): void {
+    const cursor = this.cursor;
+    if (cursor !== undefined && cursor.segment.chainPosition === segment.chainPosition) {
+      invariant(segment.position >= cursor.segment.position, 'a watermark never moves back',
+        { before: cursor.segment.position, after: segment.position });
+      cursor.segment = segment;
+      return;
+    }
+    this.cursor = { segment, position: 0, offset: segment.baseOffset, batchBytesNext: 0 };
+  }
+
+  /** Reads [position, watermark) up to one chunk and returns the whole batches in it. */
+  private async readChunk(cursor: Cursor): Promise<ConsumerBatch[]> {
+    const { segment } = cursor;
+    const available = segment.position - cursor.position;
+    const length = this.ensureBuffer(Math.min(available, Math.max(this.options.readChunkBytes,
+      cursor.batchBytesNext)));
+    const ep = await this.connection.storageEndpoint(segment.nodeId);
+    try {
+      await this.connection.transport.readValidated(ep, { id: segment.grantId,
+        epoch: segment.grantEpoch }, segment.address + cursor.position, this.buffer, 0, length);
+    } catch (error) {
+      this.cursor = undefined; // the grant may be gone: ask the broker again
+      throw error;
+    }
+    return this.walk(cursor, length);
+  }
+
+  /** Grows the reusable buffer (in 64 KiB steps) to hold `length` bytes. */
+  private ensureBuffer(length: number): number {
+    if (this.buffer.byteLength < length) {
+      const size = Math.ceil(length / CHUNK_GRANULE_BYTES) * CHUNK_GRANULE_BYTES;
+      this.buffer = new Uint8Array(size);
+    }
+    return length;
+  }
+
+  private walk(cursor: Cursor, length: number): ConsumerBatch[] {
+    const batches: ConsumerBatch[] = [];
+    const view = new DataView(this.buffer.buffer, this.buffer.byteOffset, length);
+    let at = 0;
+    while (length - at >= LOG_OVERHEAD_SIZE_BYTES) {
+      const sizeBytes = view.getInt32(at + BATCH_LENGTH_POSITION) + LOG_OVERHEAD_SIZE_BYTES;
+      if (sizeBytes > cursor.segment.position - cursor.position) {
+        throw new PmqError('PMQ_ERR_BATCH_TRUNCATED', `${this.topic}/${this.partition}: a batch ` +
+          `of ${sizeBytes} bytes at position ${cursor.position} crosses the watermark`);
+      }
+      if (sizeBytes > length - at) {
+        cursor.batchBytesNext = sizeBytes;
+        break;
+      }
+      const batch = this.takeBatch(cursor, at, sizeBytes);
+      if (batch !== undefined) batches.push(batch);
+      at += sizeBytes;
+    }
+    if (at === 0 && length < LOG_OVERHEAD_SIZE_BYTES) {
+      throw new PmqError('PMQ_ERR_BATCH_TRUNCATED', `${this.topic}/${this.partition}: ` +
+        `${length} bytes before the watermark at position ${cursor.position}: not a batch`);
+    }
+    return batches;
+  }
+
+  /** Checks and decodes one batch (a private copy), advances the cursor. */
+  private takeBatch(cursor: Cursor, at: number, sizeBytes: number): ConsumerBatch | undefined {
+    const bytes = this.buffer.slice(at, at + sizeBytes);
+    const decoded = decodeRecordBatch(bytes, 0, sizeBytes);
+    if (decoded.baseOffset !== cursor.offset) {
+      throw new PmqError('PMQ_ERR_BATCH_CORRUPT', `${this.topic}/${this.partition}: batch at ` +
+        `position ${cursor.position} has baseOffset ${decoded.baseOffset}, expected ` +
+        `${cursor.offset}`);
+    }
+    const lastOffset = decoded.baseOffset + decoded.lastOffsetDelta;
+    if (lastOffset > cursor.segment.offsetLast) {
+      throw new PmqError('PMQ_ERR_BATCH_CORRUPT', `${this.topic}/${this.partition}: batch ` +
+        `ends at offset ${lastOffset}, past the watermark ${cursor.segment.offsetLast}`);
+    }
+    cursor.position += sizeBytes;
+    cursor.offset = lastOffset + 1;
+    cursor.batchBytesNext = 0;
+    if (lastOffset < this.offsetNext) return undefined; // below a seek target
+    const first = this.offsetNext;
+    this.offsetNext = lastOffset + 1;
+    if (decoded.attributes.isControl) return undefined;
+    const records = decoded.records.filter((record) => record.offset >= first)
+      .map((record) => toConsumerRecord(this.topic, this.partition, record));
+    return { topic: this.topic, partition: this.partition, baseOffset: first, lastOffset,
+      records };
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * The producer: `send()` places records on partitions (explicit partition, else the key's
+ * murmur2 partition as Kafka, else the sticky partitioner), batches them per partition (up to
+ * `maxBatchBytes`, waiting up to `lingerMs` for more), and hands each batch to its partition's
+ * PartitionSender. `send()` resolves with one `{ topic, partition, offset }` per record, in
+ * the order given, once every record is acknowledged (acks 'all': durable; acks 'none': written
+ * to the storage node, not yet durable).
+ *
+ * Backpressure: the records of unacknowledged sends are counted against `maxInFlightBytes`
+ * (by an upper bound of their encoded size); a send that does not fit waits, in FIFO order,
+ * so memory never grows without bound and sends keep their order. `flush()` sends what is
+ * batched and waits for everything in flight; `close()` flushes, then refuses new sends.
+ * Concurrency: JS thread only.
+ */
+import { ArgumentError, PmqError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { partitionForKey } from '../common/partitioner.js';
+import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/index.js';
+import {
+  Accumulator, recordSizeBytesMax, StickyPartitioner, type ProducerBatch,
+} from './accumulator.js';
+import { PartitionSender, type ProducerIdentity, type SenderOptions } from './batch-sender.js';
+import type { Connection } from './connection.js';
+import { ClosedError, PartitionOutOfRangeError, RecordTooLargeError } from './errors.js';
+import { BufferPool, ByteBudget } from './flow-control.js';
+import type { Metadata } from './metadata.js';
+import { toRecordInput, type ProducerRecord, type RecordMetadata } from './records.js';
+
+export interface ProducerOptions {
+  /** 'all' (default): resolve once durable. 'none': once written, before durability. */
+  acks?: 'all' | 'none';
+  /** A batch is sent when the next record would make it larger. Default 64 KiB. */
+  maxBatchBytes?: number;
+  /** How long a batch waits for more records. Default 5 ms; 0 = the same event-loop turn. */
+  lingerMs?: number;
+  /** Bytes of unacknowledged records before send() waits. Default 32 MiB. */
+  maxInFlightBytes?: number;
+  /** Batches of one partition in flight at once. Default 5; 1 = strict order on retries. */
+  maxInFlightBatches?: number;
+  /** Largest encoded batch (hence record) sent. Default 1 MiB. */
+  maxRecordBatchBytes?: number;
+  /** Retries of a retriable failure, per request and per batch. Default 5. */
+  retries?: number;
+  /** First retry delay, doubled each time. Default 100 ms. */
+  retryBackoffMs?: number;
+  /** Send producerId/sequence (idempotence, see docs/clients.md). Default true. */
+  idempotent?: boolean;
+}
+
+export interface SendInput {
+  topic: string;
+  records: ProducerRecord[];
+  /** All records to this partition; default: by key, or sticky for keyless records. */
+  partition?: number;
+}
+
+/** Collects the results of one send() call. */
+interface SendSink {
+  results: RecordMetadata[];
+  remaining: number;
+  settled: boolean;
+  resolve: (results: RecordMetadata[]) => void;
+  reject: (error: Error) => void;
+}
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+function positive(name: string, value: number | undefined, fallback: number, min = 1): number {
+  const chosen = value ?? fallback;
+  if (!Number.isSafeInteger(chosen) || chosen < min) {
+    throw new ArgumentError(`${name} must be an integer ≥ ${min}, got ${String(value)}`);
+  }
+  return chosen;
+}
+
+function senderOptions(options: ProducerOptions, requestTimeoutMs: number): SenderOptions {
+  if (options.acks !== undefined && options.acks !== 'all' && options.acks !== 'none') {
+    throw new ArgumentError(`acks must be 'all' or 'none', got ${String(options.acks)}`);
+  }
+  return {
+    acks: options.acks ?? 'all',
+    maxInFlightBatches: positive('maxInFlightBatches', options.maxInFlightBatches, 5),
+    maxRecordBatchBytes: positive('maxRecordBatchBytes', options.maxRecordBatchBytes, MIB,
+      RECORD_BATCH_HEADER_SIZE_BYTES + 8),
+    retries: positive('retries', options.retries, 5, 0),
+    retryBackoffMs: positive('retryBackoffMs', options.retryBackoffMs, 100, 0),
+    requestTimeoutMs,
+  };
+}
+
+export class Producer {
+  private readonly accumulator: Accumulator<SendSink>;
+  private readonly sticky = new StickyPartitioner();
+  private readonly budget: ByteBudget;
+  private readonly pool: BufferPool;
+  private readonly senders = new Map<string, PartitionSender<SendSink>>();
+  private readonly senderOptions: SenderOptions;
+  private readonly lingerMs: number;
+  private identity: Promise<ProducerIdentity> | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private batchesInFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly connection: Connection, private readonly metadata: Metadata,
+    private readonly options: ProducerOptions, requestTimeoutMs: number,
+    private readonly log: Logger, private readonly onClose: () => void) {
+    this.senderOptions = senderOptions(options, requestTimeoutMs);
+    const maxBatchBytes = positive('maxBatchBytes', options.maxBatchBytes, 64 * KIB);
+    this.accumulator = new Accumulator(maxBatchBytes);
+    this.lingerMs = positive('lingerMs', options.lingerMs, 5, 0);
+    this.budget = new ByteBudget(positive('maxInFlightBytes', options.maxInFlightBytes,
+      32 * MIB));
+    this.pool = new BufferPool(this.budget.limitBytes);
+  }
+
+  /** Sends records; resolves with each record's partition and offset, in the given order. */
+  async send(input: SendInput): Promise<RecordMetadata[]> {
+    if (this.closed) throw new ClosedError('the producer');
+    const { topic, records } = checkSendInput(input);
+    const inputs = records.map(toRecordInput);
+    const sizes = inputs.map(recordSizeBytesMax);
+    const largest = Math.max(...sizes) + RECORD_BATCH_HEADER_SIZE_BYTES;
+    if (largest > this.senderOptions.maxRecordBatchBytes) {
+      throw new RecordTooLargeError(`a record of up to ${largest} bytes (with its batch ` +
+        `header) exceeds maxRecordBatchBytes ${this.senderOptions.maxRecordBatchBytes}`);
+    }
+    const partitionCount = await this.metadata.partitionCount(topic);
+    if (input.partition !== undefined && input.partition >= partitionCount) {
+      throw new PartitionOutOfRangeError(topic, input.partition, partitionCount);
+    }
+    const totalBytes = sizes.reduce((sum, size) => sum + size, 0);
+    await this.budget.acquire(totalBytes);
+    if (this.closed) {
+      this.budget.release(totalBytes);
+      throw new ClosedError('the producer');
+    }
+    return new Promise<RecordMetadata[]>((resolve, reject) => {
+      const sink: SendSink = { results: new Array<RecordMetadata>(inputs.length),
+        remaining: inputs.length, settled: false, resolve, reject };
+      const now = Date.now();
+      let opened = false;
+      inputs.forEach((record, index) => {
+        const partition = input.partition ?? (record.key instanceof Uint8Array
+          ? partitionForKey(record.key, partitionCount)
+          : this.sticky.partition(topic, partitionCount));
+        const added = this.accumulator.append(topic, partition, record, sizes[index]!,
+          { sink, index }, now);
+        if (added.closed !== undefined) this.dispatch(added.closed);
+        opened ||= added.opened;
+      });
+      if (opened) this.scheduleLinger();
+    });
+  }
+
+  /** Sends everything batched, then waits until every batch in flight has settled. */
+  async flush(): Promise<void> {
+    this.drain(-1);
+    if (this.batchesInFlight === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Flushes, then refuses further sends. The client stays open. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    this.onClose();
+  }
+
+  private scheduleLinger(): void {
+    if (this.lingerTimer !== undefined) return;
+    const oldest = this.accumulator.oldestCreatedAtMs();
+    if (oldest === undefined) return;
+    const delayMs = Math.max(0, oldest + this.lingerMs - Date.now());
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      this.drain(this.lingerMs);
+      this.scheduleLinger();
+    }, delayMs);
+  }
+
+  private drain(lingerMs: number): void {
+    for (const batch of this.accumulator.drain(Date.now(), lingerMs)) this.dispatch(batch);
+    if (this.accumulator.openBatches === 0 && this.lingerTimer !== undefined) {
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
+    }
+  }
+
+  private dispatch(batch: ProducerBatch<SendSink>): void {
+    this.sticky.batchClosed(batch.topic, batch.partition);
+    this.batchesInFlight += 1;
+    this.sender(batch.topic, batch.partition).enqueue(batch);
+  }
+
+  private sender(topic: string, partition: number): PartitionSender<SendSink> {
+    const key = `${partition}/${topic}`;
+    let sender = this.senders.get(key);
+    if (sender === undefined) {
+      sender = new PartitionSender(topic, partition, this.connection, this.pool,
+        () => this.producerIdentity(), this.senderOptions, {
+          written: (batch, baseOffset) => this.written(batch, baseOffset),
+          failed: (batch, error) => this.failed(batch, error),
+          done: (batch) => this.batchDone(batch),
+        }, this.log.child({ topic, partition }));
+      this.senders.set(key, sender);
+    }
+    return sender;
+  }
+
+  /** The producer id for idempotence, asked once (-1 when disabled). */
+  private producerIdentity(): Promise<ProducerIdentity> {
+    if (this.options.idempotent === false) {
+      return Promise.resolve({ producerId: -1, producerEpoch: -1 });
+    }
+    this.identity ??= this.connection.call('producerInit', {}, 'producerId',
+      { what: 'initialising the producer' }).then(
+      (reply) => ({ producerId: reply.producerId, producerEpoch: reply.producerEpoch }),
+      (error: unknown) => {
+        this.identity = undefined;
+        throw error;
+      });
+    return this.identity;
+  }
+
+  private written(batch: ProducerBatch<SendSink>, baseOffset: number): void {
+    batch.sinks.forEach(({ sink, index }, delta) => {
+      if (sink.settled) return;
+      sink.results[index] = { topic: batch.topic, partition: batch.partition,
+        offset: baseOffset + delta };
+      sink.remaining -= 1;
+      if (sink.remaining === 0) {
+        sink.settled = true;
+        sink.resolve(sink.results);
+      }
+    });
+  }
+
+  private failed(batch: ProducerBatch<SendSink>, error: PmqError): void {
+    if (error.code === 'PMQ_ERR_UNKNOWN_TOPIC') this.metadata.forget(batch.topic);
+    const reportedSent = batch.sinks.every(({ sink, index }) => sink.results[index] !== undefined);
+    for (const { sink } of batch.sinks) {
+      if (sink.settled) continue;
+      sink.settled = true;
+      sink.reject(error);
+    }
+    if (reportedSent) {
+      this.log.warn({ topic: batch.topic, partition: batch.partition, code: error.code },
+        'batch failed after it was reported sent (acks none)');
+    }
+  }
+
+  private batchDone(batch: ProducerBatch<SendSink>): void {
+    this.budget.release(batch.sizeBytesMax - RECORD_BATCH_HEADER_SIZE_BYTES);
+    this.batchesInFlight -= 1;
+    if (this.batchesInFlight > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+function checkSendInput(input: SendInput): SendInput {
+  if (typeof input !== 'object' || input === null || typeof input.topic !== 'string' ||
+      input.topic.length === 0) {
+    throw new ArgumentError('send() needs { topic, records }');
+  }
+  if (!Array.isArray(input.records) || input.records.length === 0) {
+    throw new ArgumentError('send() needs at least one record');
+  }
+  const { partition } = input;
+  if (partition !== undefined && (!Number.isSafeInteger(partition) || partition < 0)) {
+    throw new ArgumentError(`partition must be an integer ≥ 0, got ${String(partition)}`);
+  }
+  return input;
+}
