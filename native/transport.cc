@@ -185,6 +185,8 @@ void Transport::close() {
     if (listener_ != nullptr) ucp_listener_destroy(listener_);
     for (auto& entry : receives_) ucp_am_data_release(worker_, entry.second.desc);
     for (auto& entry : reads_) ucp_mem_unmap(context_, entry.second.memh);
+    direct_keys_destroy(0, true);
+    for (auto& entry : grants_) direct_unmap(&entry.second);  // ucp_cleanup aborts otherwise
     for (Op* op : ops_) {
       if (op->rkey != nullptr) ucp_rkey_destroy(op->rkey);
     }
@@ -360,6 +362,7 @@ void Transport::finish_close(uint32_t ep_id) {
       ++read;
     }
   }
+  direct_keys_destroy(ep_id, false);  // no request of the endpoint is left to use them
   if (!closed_ && !ep->detached) {
     events.push_back(Event{EventKind::closed, ep_id, 0, 0, ep->close_code, ep->close_reason});
   }
