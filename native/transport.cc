@@ -125,8 +125,13 @@ std::string Transport::create_worker(const Options& options) {
   std::vector<Setting> settings;
   if (!options.tls.empty()) settings.push_back({"TLS", options.tls});
   if (!options.net_devices.empty()) settings.push_back({"NET_DEVICES", options.net_devices});
-  // Direct mode: registrations must really go away on revocation (DESIGN.md's table).
-  if (options.direct) settings.push_back({"IB_REG_METHODS", "direct"});
+  // Direct mode: registrations must really go away on revocation (DESIGN.md's table), so the
+  // IB memory domain registers without its cache (UCX_IB_REG_METHODS=direct). UCX 1.13 hands
+  // keys it does not know to each UCT config under their name *within* the component's table,
+  // without the component's prefix: "IB_REG_METHODS" matches nothing there (UCX then warns
+  // "invalid configuration") while "REG_METHODS" reaches the IB md (measured in the VM,
+  // docs/native-transport.md).
+  if (options.direct) settings.push_back({"REG_METHODS", "direct"});
   for (const Setting& setting : settings) {
     status = ucp_config_modify(config, setting.name, setting.value.c_str());
     if (status != UCS_OK) {

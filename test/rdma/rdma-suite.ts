@@ -9,6 +9,8 @@
  * address and exposes a region file; this process is the client. Memory checks hash the
  * peer's memory before and after each refused access.
  *   PMQ_RDMA_HOST (198.18.0.1)  PMQ_RDMA_TLS (rc_verbs)  PMQ_RDMA_NET_DEVICES (UCX default)
+ *   PMQ_RDMA_PEER_ENV  JSON object of extra environment for the storage peer (experiments,
+ *                      e.g. UCX's memory hooks back on: docs/native-transport.md, "Direct mode")
  */
 import { rmSync } from 'node:fs';
 
@@ -206,7 +208,8 @@ async function directChecks(transport: Transport, peer: Peer): Promise<void> {
 }
 
 async function setUp(transport: Transport): Promise<Peer> {
-  const peer = await spawnPeer(OPTIONS, undefined, { host: HOST, env: {}, startMs: 180_000 });
+  const env = JSON.parse(process.env.PMQ_RDMA_PEER_ENV ?? '{}') as Record<string, string>;
+  const peer = await spawnPeer(OPTIONS, undefined, { host: HOST, env, startMs: 180_000 });
   await within(60_000, 'memory', peer.call('memory',
     { bytes: MEMORY_BYTES, seed: 42, path: REGION_PATH }));
   for (const [grantId, address, length, direction] of GRANTS) {
