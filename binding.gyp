@@ -13,9 +13,11 @@
         "native/transport.cc",
         "native/transport_am.cc",
         "native/transport_grants.cc",
+        "native/transport_direct.cc",
         "native/progress.cc",
         "native/transport_napi.cc",
-        "native/transport_data_napi.cc"
+        "native/transport_data_napi.cc",
+        "native/transport_direct_napi.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

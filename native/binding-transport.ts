@@ -70,11 +70,23 @@ export interface TransportBinding {
     address: number, src: Uint8Array, offset: number, length: number): void;
   transportReadValidated(ep: number, requestId: number, grantId: number, epoch: number,
     address: number, dst: Uint8Array, offset: number, length: number): void;
+  /** Direct mode, storage side: the grant's key (registers the grant's range on first use). */
+  transportDirectExport(ep: number, grantId: number): Uint8Array;
+  /** Direct mode, client side: unpacks a key for `ep`; returns its id. */
+  transportDirectImport(ep: number, key: Uint8Array): number;
+  transportDirectRelease(keyId: number): void;
+  /** write: 1 = put buffer → remote, 0 = get remote → buffer; `sendDone` follows. */
+  transportDirectTransfer(requestId: number, keyId: number, write: number, address: number,
+    buffer: Uint8Array, offset: number, length: number): void;
+  /** Remote completion of every put on `ep` before it; `sendDone` follows. */
+  transportDirectFlush(ep: number, requestId: number): void;
 }
 
 export const TRANSPORT_EXPORTS = [
   'transportOpen', 'transportClose', 'transportListen', 'transportConnect',
   'transportEndpointClose', 'transportLanes', 'transportSend', 'transportStats',
   'transportAttachMemory', 'transportGrantCreate', 'transportGrantRevoke', 'transportEpochRaise',
-  'transportWriteValidated', 'transportReadValidated',
+  'transportWriteValidated', 'transportReadValidated', 'transportDirectExport',
+  'transportDirectImport', 'transportDirectRelease', 'transportDirectTransfer',
+  'transportDirectFlush',
 ] as const satisfies readonly (keyof TransportBinding)[];

@@ -4,10 +4,10 @@
  * the JS thread). Requests keep their buffer referenced until they settle; a validated write
  * or read settles when both its send has completed and the storage peer's reply has arrived.
  */
-import { ArgumentError, PmqError } from '../common/errors.js';
+import { ArgumentError, NativeError, PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { EventKind } from './binding-transport.js';
-import type { Endpoint, MessageHandler, TransportEvents } from './transport.js';
+import type { DirectKey, Endpoint, MessageHandler, TransportEvents } from './transport.js';
 
 /** Reply status (native/transport.h Status) → error code. Index = status. */
 export const REPLY_CODES = [
@@ -34,7 +34,8 @@ export class AccessError extends PmqError {
 }
 
 export interface Pending {
-  kind: 'send' | 'write' | 'read';
+  /** direct: a put, get or flush of direct mode; settles like a send, on UCX's completion. */
+  kind: 'send' | 'write' | 'read' | 'direct';
   ep: Endpoint;
   /** Referenced until the request settles: UCX reads or writes it until then. */
   buffer: Uint8Array;
@@ -61,6 +62,9 @@ export class TransportCore {
   protected readonly pending = new Map<number, Pending>();
   protected readonly grants = new Map<number, { revoked: boolean }>();
   protected readonly revokeWaiters = new Map<number, () => void>();
+  /** Direct mode, client side: imported keys and the range each was imported for. */
+  protected readonly directKeys = new Map<DirectKey, { ep: Endpoint; address: number;
+    length: number; }>();
   protected messageHandler: MessageHandler | undefined;
   protected memoryBytes = 0;
   protected epoch = 0;
@@ -136,6 +140,9 @@ export class TransportCore {
 
   private onClosed(ep: Endpoint, code: string, reason: string): void {
     this.endpoints.delete(ep);
+    for (const [key, entry] of this.directKeys) {  // native destroyed them with the endpoint
+      if (entry.ep === ep) this.directKeys.delete(key);
+    }
     const error = new PmqError(code === '' ? 'PMQ_ERR_ENDPOINT_CLOSED' : code,
       `endpoint closed: ${reason}`, { retriable: true });
     this.connecting.get(ep)?.reject(error);
@@ -189,8 +196,10 @@ export class TransportCore {
     }
     request.sendDone = true;
     if (status !== 0) {
-      request.sendError = Object.assign(new PmqError(code, text, { retriable: true }),
-        { status });
+      const error = request.kind === 'direct' && code === 'PMQ_ERR_DIRECT_FAILED'
+        ? new NativeError(code, 'direct access failed (its endpoint fails with it)', text)
+        : new PmqError(code, text, { retriable: true });
+      request.sendError = Object.assign(error, { status });
     }
     this.settle(id, request);
   }
@@ -204,7 +213,8 @@ export class TransportCore {
 
   private settle(id: number, request: Pending): void {
     const error = request.sendError;
-    if (request.kind === 'send' || (error !== undefined && error.status !== STATUS_REJECTED)) {
+    const noReply = request.kind === 'send' || request.kind === 'direct';
+    if (noReply || (error !== undefined && error.status !== STATUS_REJECTED)) {
       if (!request.sendDone) return;
       this.pending.delete(id);
       if (error === undefined) request.resolve(); else request.reject(error);
@@ -225,5 +235,6 @@ export class TransportCore {
     for (const resolve of this.revokeWaiters.values()) resolve();
     this.revokeWaiters.clear();
     this.endpoints.clear();
+    this.directKeys.clear();
   }
 }

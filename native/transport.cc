@@ -125,8 +125,13 @@ std::string Transport::create_worker(const Options& options) {
   std::vector<Setting> settings;
   if (!options.tls.empty()) settings.push_back({"TLS", options.tls});
   if (!options.net_devices.empty()) settings.push_back({"NET_DEVICES", options.net_devices});
-  // Direct mode: registrations must really go away on revocation (DESIGN.md's table).
-  if (options.direct) settings.push_back({"IB_REG_METHODS", "direct"});
+  // Direct mode: registrations must really go away on revocation (DESIGN.md's table), so the
+  // IB memory domain registers without its cache (UCX_IB_REG_METHODS=direct). UCX 1.13 hands
+  // keys it does not know to each UCT config under their name *within* the component's table,
+  // without the component's prefix: "IB_REG_METHODS" matches nothing there (UCX then warns
+  // "invalid configuration") while "REG_METHODS" reaches the IB md (measured in the VM,
+  // docs/native-transport.md).
+  if (options.direct) settings.push_back({"REG_METHODS", "direct"});
   for (const Setting& setting : settings) {
     status = ucp_config_modify(config, setting.name, setting.value.c_str());
     if (status != UCS_OK) {
@@ -185,6 +190,8 @@ void Transport::close() {
     if (listener_ != nullptr) ucp_listener_destroy(listener_);
     for (auto& entry : receives_) ucp_am_data_release(worker_, entry.second.desc);
     for (auto& entry : reads_) ucp_mem_unmap(context_, entry.second.memh);
+    direct_keys_destroy(0, true);
+    for (auto& entry : grants_) direct_unmap(&entry.second);  // ucp_cleanup aborts otherwise
     for (Op* op : ops_) {
       if (op->rkey != nullptr) ucp_rkey_destroy(op->rkey);
     }
@@ -360,6 +367,7 @@ void Transport::finish_close(uint32_t ep_id) {
       ++read;
     }
   }
+  direct_keys_destroy(ep_id, false);  // no request of the endpoint is left to use them
   if (!closed_ && !ep->detached) {
     events.push_back(Event{EventKind::closed, ep_id, 0, 0, ep->close_code, ep->close_reason});
   }

@@ -30,6 +30,7 @@ constexpr uint16_t kAmId = 17;
 enum class Kind : uint8_t {
   hello = 1, hello_ack = 2, keepalive = 3, bye = 4, message = 5,
   write_request = 6, read_request = 7, reply = 8,
+  direct_key = 9,  // never sent as a message: marks exported direct keys
 };
 
 struct PrefixHeader {  // hello, hello_ack, keepalive, bye, message (then the user header)
@@ -122,6 +123,34 @@ struct Grant {
   Direction direction;
   bool revoked = false;
   uint32_t in_flight = 0;
+  // Direct mode: the registration of exactly [address, address+length), made on the first
+  // export and unmapped on revocation, on a rise of the epoch above the grant's, and on close.
+  ucp_mem_h direct_memh = nullptr;
+};
+
+// Direct mode, the key a storage node exports (docs/native-transport.md, "Direct mode"):
+// this header, then UCX's packed rkey. remote_va is the virtual address, in the storage
+// process, of the grant's first byte (`address` in the exposed memory).
+struct DirectKeyHeader {
+  uint8_t version;
+  uint8_t kind;  // Kind::direct_key
+  uint16_t reserved;
+  uint32_t rkey_bytes;
+  uint64_t grant_id;
+  uint64_t epoch;
+  uint64_t address;
+  uint64_t length;
+  uint64_t remote_va;
+};
+static_assert(sizeof(DirectKeyHeader) == 48);
+
+// Direct mode, client side: an unpacked key, usable on its endpoint only; destroyed when the
+// endpoint's close has completed, on release, and on close.
+struct DirectKey {
+  uint32_t ep;
+  ucp_rkey_h rkey;
+  uint64_t address;    // the key's first byte in the storage side's exposed memory
+  uint64_t remote_va;  // its virtual address in the storage process
 };
 
 // A UCX request's user data: what to do when it completes.
@@ -129,6 +158,7 @@ class Transport;
 
 enum class OpKind : uint8_t {
   send, control, landing, receive, read_put, read_flush, ep_close, read_request,
+  direct,  // put, get or flush of direct mode: completes like a send
 };
 struct Op {
   OpKind kind;
@@ -172,6 +202,17 @@ class Transport {
   uint64_t epoch() const { return epoch_; }
   void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);
   std::string read_validated(uint32_t ep, AccessHeader request, uint8_t* dst);
+
+  // Direct mode (transport_direct.cc). Failures: *code_p = PMQ_ERR_*, returns the reason.
+  std::string direct_export(uint32_t ep, uint64_t grant_id, std::vector<uint8_t>* key_p,
+                            const char** code_p);
+  std::string direct_import(uint32_t ep, const uint8_t* key, size_t key_bytes,
+                            uint64_t* key_id_p, const char** code_p);
+  void direct_release(uint64_t key_id);
+  // write: put src → remote; else get remote → dst. Completion: a send_done event.
+  void direct_transfer(uint64_t request_id, uint64_t key_id, bool write, uint64_t address,
+                       uint8_t* local, uint64_t length);
+  void direct_flush(uint32_t ep, uint64_t request_id);
 
   // progress.cc
   void drain();
@@ -220,6 +261,8 @@ class Transport {
   void* track(Op* op, ucs_status_ptr_t request);
   ucp_request_param_t op_param(Op* op);
   void release_grant_flight(uint64_t grant_id);
+  void direct_unmap(Grant* grant);
+  void direct_keys_destroy(uint32_t ep, bool all);
 
   Options options_;
   ucp_context_h context_ = nullptr;
@@ -247,6 +290,8 @@ class Transport {
     ucp_mem_h memh;
   };
   std::unordered_map<uint64_t, PendingRead> reads_;
+  std::unordered_map<uint64_t, DirectKey> direct_keys_;  // client side: imported keys
+  uint64_t next_direct_key_ = 1;
   struct DeferredPut {  // storage side: a checked read, put after progress returns
     uint32_t ep;
     uint64_t request_id;

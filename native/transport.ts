@@ -20,6 +20,8 @@ export { TransportCore } from './transport-core.js';
 
 /** An endpoint handle: a small integer, opaque to callers. */
 export type Endpoint = number & { readonly __brand: 'pmq.Endpoint' };
+/** Direct mode: an imported remote key, usable on the endpoint it was imported for. */
+export type DirectKey = number & { readonly __brand: 'pmq.DirectKey' };
 export type Direction = 'read' | 'write';
 
 export interface TransportOptions {
@@ -33,7 +35,10 @@ export interface TransportOptions {
   keepaliveMs?: number;
   /** Declare the peer dead after this long without hearing from it. Default 5000. */
   peerTimeoutMs?: number;
-  /** Enable direct mode (registration cache off). Default false. */
+  /**
+   * Enable direct mode (one-sided access with exported keys, RDMA lanes only; registrations
+   * without cache: IB_REG_METHODS=direct). Both sides need it. Default false.
+   */
   direct?: boolean;
   /** Largest validated write/read. Default 16 MiB. */
   requestBytesMax?: number;
@@ -237,22 +242,69 @@ export class Transport extends TransportCore {
   }
 
   /**
-   * Direct mode, storage side: the packed remote key of a grant's own registration. Refused
-   * unless the endpoint's lanes are RDMA: on tcp/shared memory a key would let the client
-   * write anywhere (DESIGN.md, "One-sided access must be safe").
+   * Direct mode, storage side: the key to a registration of exactly the grant's range, for a
+   * trusted client (docs/native-transport.md, "Direct mode"). Refused unless this transport was
+   * opened with `direct: true` and the endpoint's lanes are RDMA: on tcp or shared memory a
+   * key would let the client write anywhere in this process (DESIGN.md, "One-sided access must
+   * be safe"), and refused for grants not page aligned (PMQ_ERR_DIRECT_UNALIGNED). The key
+   * stops working when the grant is revoked, when the epoch rises above the grant's, and on
+   * close. A read grant's key also allows writes (UCX cannot make read-only keys).
    */
   exportDirectKey(ep: Endpoint, grantId: number): Uint8Array {
-    const lanes = this.lanes(ep);
-    if (!lanes.some((lane) => RDMA_LANES.includes(lane))) {
-      throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED', 'direct mode needs RDMA lanes; this ' +
-        `endpoint uses ${lanes.join('/')}: use validated mode`);
-    }
-    if (!this.options.direct) {
-      throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED', 'direct mode is not enabled in this ' +
-        'process: open the transport with { direct: true }');
-    }
-    throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED',
-      `direct key export for grant ${grantId} is not implemented yet (issue: native/transport)`);
+    this.checkDirect(ep);
+    const grant = this.grants.get(grantId);
+    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    if (grant.revoked) throw new PmqError('PMQ_ERR_GRANT_REVOKED', `grant ${grantId} revoked`);
+    return native.transportDirectExport(ep, grantId);
+  }
+
+  /**
+   * Direct mode, client side: unpacks a key exported by the storage peer at `ep`. `range` is
+   * the grant as the client was told it (address and length in the peer's exposed memory):
+   * putDirect/getDirect check against it, as a guard against the client's own bugs. The real
+   * bound is the peer's registration, which its NIC enforces whatever `range` says. The key
+   * is destroyed by releaseDirectKey(), when its endpoint closes, and on close().
+   */
+  importDirectKey(ep: Endpoint, key: Uint8Array, range: { address: number; length: number }):
+    DirectKey {
+    this.checkDirect(ep);
+    checkBytes('key', key, 0, key.byteLength);
+    checkCount('range address', range?.address, 0, Number.MAX_SAFE_INTEGER);
+    checkCount('range length', range.length, 1, Number.MAX_SAFE_INTEGER - range.address);
+    const id = native.transportDirectImport(ep, key) as DirectKey;
+    this.directKeys.set(id, { ep, address: range.address, length: range.length });
+    return id;
+  }
+
+  releaseDirectKey(key: DirectKey): void {
+    this.checkOpen();
+    if (!this.directKeys.delete(key)) return;  // released, or gone with its endpoint
+    native.transportDirectRelease(key);
+  }
+
+  /**
+   * One-sided write of src[srcOffset, +length) at `remoteAddress` of the peer's memory.
+   * Resolves when src may be reused (local completion); flushDirect() for remote completion.
+   * A put the peer's NIC refuses fails its endpoint: this rejects (PMQ_ERR_DIRECT_FAILED, or
+   * the endpoint's close code) and the transport emits `error` for the endpoint.
+   */
+  putDirect(key: DirectKey, remoteAddress: number, src: Uint8Array, srcOffset: number,
+    length: number): Promise<void> {
+    return this.directTransfer(key, 1, remoteAddress, src, srcOffset, length);
+  }
+
+  /** One-sided read of `length` bytes at `remoteAddress` into dst; resolves once they are in. */
+  getDirect(key: DirectKey, remoteAddress: number, dst: Uint8Array, dstOffset: number,
+    length: number): Promise<void> {
+    return this.directTransfer(key, 0, remoteAddress, dst, dstOffset, length);
+  }
+
+  /** Resolves when every put started on `ep` before it has completed at the peer. */
+  flushDirect(ep: Endpoint): Promise<void> {
+    this.checkEndpoint(ep);
+    this.checkDirectEnabled();
+    return this.startRequest(ep, { kind: 'direct', buffer: new Uint8Array(0) }, (id) =>
+      native.transportDirectFlush(ep, id));
   }
 
   stats(): TransportStats {
@@ -266,6 +318,39 @@ export class Transport extends TransportCore {
     openTransport = undefined;
     native.transportClose();
     this.failEverything(new PmqError('PMQ_ERR_TRANSPORT_CLOSED', 'transport closed'));
+  }
+
+  private checkDirectEnabled(): void {
+    if (!this.options.direct) {
+      throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED', 'direct mode is not enabled in this ' +
+        'process: open the transport with { direct: true }');
+    }
+  }
+
+  private checkDirect(ep: Endpoint): void {
+    this.checkEndpoint(ep);
+    this.checkDirectEnabled();
+    const lanes = this.lanes(ep);
+    if (!lanes.some((lane) => RDMA_LANES.includes(lane))) {
+      throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED', 'direct mode needs RDMA lanes; this ' +
+        `endpoint uses ${lanes.join('/')}: use validated mode`);
+    }
+  }
+
+  private directTransfer(key: DirectKey, write: number, remoteAddress: number,
+    buffer: Uint8Array, offset: number, length: number): Promise<void> {
+    this.checkOpen();
+    this.checkDirectEnabled();
+    const entry = this.directKeys.get(key);
+    if (entry === undefined) {
+      throw new PmqError('PMQ_ERR_DIRECT_KEY', `direct key ${key} released or its endpoint closed`);
+    }
+    this.checkEndpoint(entry.ep);
+    checkCount('remote address', remoteAddress, entry.address, entry.address + entry.length - 1);
+    checkCount('length', length, 1, entry.address + entry.length - remoteAddress);
+    checkBytes(write === 1 ? 'src' : 'dst', buffer, offset, length);
+    return this.startRequest(entry.ep, { kind: 'direct', buffer }, (id) =>
+      native.transportDirectTransfer(id, key, write, remoteAddress, buffer, offset, length));
   }
 
   private checkAccess(ep: Endpoint, grant: GrantRef, address: number, length: number): void {

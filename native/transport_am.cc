@@ -144,6 +144,8 @@ ucs_status_t Transport::on_am(const void* header, size_t header_bytes, void* dat
     case Kind::reply:
       on_reply(header, header_bytes);
       return UCS_OK;
+    case Kind::direct_key:
+      break;  // a key, never a message
   }
   return rndv ? UCS_ERR_REJECTED : UCS_OK;  // unknown kind from a newer peer: dropped
 }

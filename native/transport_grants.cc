@@ -39,6 +39,12 @@ void Transport::on_op_done(Op* op, ucs_status_t status) {
                              static_cast<uint32_t>(-status), code_of(status),
                              status == UCS_OK ? "" : status_reason("send", status)});
       break;
+    case OpKind::direct:  // reason: UCX's own words (the TS error's `reason`)
+      events.push_back(Event{EventKind::send_done, op->ep, op->id,
+                             static_cast<uint32_t>(-status),
+                             status == UCS_OK ? "" : "PMQ_ERR_DIRECT_FAILED",
+                             status == UCS_OK ? "" : ucs_status_string(status)});
+      break;
     case OpKind::control:
       break;  // a failed control message shows up as an endpoint error
     case OpKind::landing:
@@ -173,12 +179,18 @@ bool Transport::grant_revoke(uint64_t grant_id) {
   PMQ_ASSERT(found != grants_.end());
   PMQ_ASSERT(!found->second.revoked);
   found->second.revoked = true;  // from now on every request of this grant is refused
+  // Direct mode: the NIC refuses the grant's key from now on. Nothing to wait for: an access
+  // it accepted before has completed or completes; none can start after this.
+  direct_unmap(&found->second);
   return found->second.in_flight == 0;
 }
 
 void Transport::epoch_raise(uint64_t epoch) {
   PMQ_ASSERT(epoch > epoch_);  // epochs only rise
   epoch_ = epoch;
+  for (auto& entry : grants_) {  // stale grants' direct keys stop working with the epoch
+    if (entry.second.epoch < epoch_) direct_unmap(&entry.second);
+  }
 }
 
 }  // namespace pmq::transport

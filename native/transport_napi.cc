@@ -160,6 +160,7 @@ bool dispatch_events(Transport* transport) {
 }  // namespace transport
 
 void register_transport_data(Napi::Env env, Napi::Object exports);
+void register_transport_direct(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -290,6 +291,7 @@ void register_transport(Napi::Env env, Napi::Object exports) {
   exports.Set("transportSend", Napi::Function::New(env, transport_send, "transportSend"));
   exports.Set("transportStats", Napi::Function::New(env, transport_stats, "transportStats"));
   register_transport_data(env, exports);
+  register_transport_direct(env, exports);
 }
 
 }  // namespace pmq

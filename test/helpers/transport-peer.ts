@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { Test } from 'tap';
@@ -25,7 +26,18 @@ export interface Peer {
   stop(): Promise<void>;
 }
 
-const FIXTURE = fileURLToPath(new URL('../fixtures/transport-peer.ts', import.meta.url));
+// .ts under tsx, .js when compiled (test/rdma runs compiled code in the VM: no tsx there).
+const FIXTURE = fileURLToPath(new URL(`../fixtures/transport-peer${extname(
+  fileURLToPath(import.meta.url))}`, import.meta.url));
+
+export interface SpawnOptions {
+  /** Address the peer listens on. Default 127.0.0.1. */
+  host?: string;
+  /** Environment on top of this process's. Default: UCX_NET_DEVICES=lo (loopback only). */
+  env?: Record<string, string>;
+  /** How long the peer may take to start listening. Default 20 s. */
+  startMs?: number;
+}
 
 export class PeerCallError extends Error {
   constructor(readonly code: string, message: string) {
@@ -37,9 +49,13 @@ export class PeerCallError extends Error {
  * Spawns a peer. Pass the test so the peer is killed when it ends, whatever happened: a
  * leftover peer would keep the test process (and tap) waiting on its pipes.
  */
-export async function spawnPeer(options: TransportOptions, test?: Test): Promise<Peer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(options)], {
-    env: { ...process.env, ...UCX_HOOKS_OFF, UCX_NET_DEVICES: 'lo' },
+export async function spawnPeer(options: TransportOptions, test?: Test,
+  spawnOptions: SpawnOptions = {}): Promise<Peer> {
+  const loader = FIXTURE.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const args = [...loader, FIXTURE, JSON.stringify(options),
+    spawnOptions.host ?? '127.0.0.1'];
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...UCX_HOOKS_OFF, ...(spawnOptions.env ?? { UCX_NET_DEVICES: 'lo' }) },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -77,7 +93,7 @@ export async function spawnPeer(options: TransportOptions, test?: Test): Promise
       eventWaiters.push({ event, resolve: (e) => { clearTimeout(timer); resolve(e); } });
     });
   };
-  const listening = await nextEvent('listening', 20_000);
+  const listening = await nextEvent('listening', spawnOptions.startMs ?? 20_000);
   return {
     host: String(listening.host), port: Number(listening.port), pid: Number(listening.pid), child,
     call(cmd, args = {}) {

@@ -115,8 +115,27 @@ t.test('direct mode is refused on software lanes', async (t) => {
     await peer.call('grant', { grantId: 1, epoch: 1, address: 0, length: 4096,
       direction: 'write' });
     await t.rejects(peer.call('directExport', { ep: accepted.ep, grantId: 1 }),
-      { code: 'PMQ_ERR_DIRECT_UNSUPPORTED' }, `${tls}: no key leaves the storage side`);
+      { code: 'PMQ_ERR_DIRECT_UNSUPPORTED', message: /RDMA lanes/ },
+      `${tls}: no key leaves the storage side`);
     transport.close();
     await peer.stop();
   }
+});
+
+t.test('the direct API refuses without direct: true', async (t) => {
+  const peer = await spawnPeer(testOptions('tcp'), t);
+  const transport = Transport.open(testOptions('tcp'));
+  t.teardown(async () => { transport.close(); await peer.stop(); });
+  const ep = await connectRetrying(transport, peer.host, peer.port);
+  const accepted = await peer.nextEvent('accepted');
+  await peer.call('memory', { bytes: 1 << 20, seed: 1 });
+  await peer.call('grant', { grantId: 1, epoch: 1, address: 0, length: 4096,
+    direction: 'write' });
+  const refused = { code: 'PMQ_ERR_DIRECT_UNSUPPORTED', message: /direct: true/ };
+  await t.rejects(peer.call('directExport', { ep: accepted.ep, grantId: 1 }), refused,
+    'export refused by a storage side without direct: true');
+  t.throws(() => transport.importDirectKey(ep, new Uint8Array(64), { address: 0, length: 4096 }),
+    refused, 'import refused');
+  t.throws(() => transport.flushDirect(ep), refused, 'flush refused');
+  t.same(transport.stats().pendingOps, 0, 'nothing started');
 });
