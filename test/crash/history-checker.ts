@@ -21,7 +21,8 @@ export interface PollStep { offset: number; value: string | null; event: number 
 
 export type Anomaly =
   | { kind: 'lost-write'; reason: 'absent-from-final-read' | 'never-polled'; value: string;
-      ack: Sighting; storedAtOffset: string | null; polls: Sighting[];
+      /** the acknowledgement; null for an indeterminate send that a consumer read */
+      ack: Sighting | null; place: Place; storedAtOffset: string | null; polls: Sighting[];
       coveredBy: { process: string; start: PollStep; read: PollStep } | null }
   | { kind: 'duplicate'; value: string; sightings: Sighting[] }
   | { kind: 'inconsistent-offset'; reason: 'offset-conflict'; place: Place; sightings: Sighting[] }
@@ -256,6 +257,9 @@ class Findings {
   }
 }
 
+const placeOf = (p: Place): Place =>
+  ({ topic: p.topic, partition: p.partition, offset: p.offset });
+
 function storedAt(index: HistoryIndex, place: Place): string | null {
   return index.finals.get(partitionKey(place.topic, place.partition))?.get(place.offset) ?? null;
 }
@@ -306,9 +310,12 @@ function checkValue(index: HistoryIndex, value: string, sightings: Sighting[]): 
     index.findings.add({ kind: 'inconsistent-offset', reason: 'value-moved', value, sightings,
       requested: { topic: send.invoke.topic, partition: send.invoke.partition } });
   }
-  if (send.ack !== null && finals.length === 0) {
+  // Consumers only see durable records, so an indeterminate send that was polled is stored too.
+  const place = send.ack ?? polls[0];
+  if (send.outcome !== 'fail' && place !== undefined && finals.length === 0) {
     index.findings.add({ kind: 'lost-write', reason: 'absent-from-final-read', value,
-      ack: send.ack, polls, coveredBy: null, storedAtOffset: storedAt(index, send.ack) });
+      ack: send.ack, place: placeOf(place), polls, coveredBy: null,
+      storedAtOffset: storedAt(index, place) });
   }
 }
 
@@ -376,33 +383,32 @@ function checkNeverPolled(index: HistoryIndex): void {
     pushTo(covers, partitionKey(sequence.topic, sequence.partition), { start, sequence, read });
   }
   for (const list of covers.values()) list.sort((a, b) => a.start - b.start);
-  const candidates = new Map<string, { offset: number; send: SendState; ack: Sighting }[]>();
-  for (const send of index.sends.values()) {
-    const ack = send.ack;
-    const sightings = index.byValue.get(ack?.value ?? '') ?? [];
-    if (ack === null || sightings.some((s) => s.source === 'poll')) continue;
+  const candidates = new Map<string, { send: SendState; home: Sighting }[]>();
+  for (const [value, send] of index.sends) {
+    const sightings = index.byValue.get(value) ?? [];
+    if (send.outcome === 'fail' || sightings.some((s) => s.source === 'poll')) continue;
     const stored = sightings.filter((s) => s.source === 'final-read');
-    const home = stored.find((s) => placeKey(s) === placeKey(ack)) ?? stored[0];
+    const ack = send.ack === null ? '' : placeKey(send.ack);
+    const home = stored.find((s) => placeKey(s) === ack) ?? stored[0];
     if (home === undefined) continue;              // absent from the final read: reported so
-    pushTo(candidates, partitionKey(home.topic, home.partition),
-      { offset: home.offset, send, ack });
+    pushTo(candidates, partitionKey(home.topic, home.partition), { send, home });
   }
   for (const [key, list] of candidates) {
-    list.sort((a, b) => a.offset - b.offset);
+    list.sort((a, b) => a.home.offset - b.home.offset);
     const sequences = covers.get(key) ?? [];
     let next = 0;
     let best: (typeof sequences)[number] | undefined;
-    for (const candidate of list) {
-      for (; next < sequences.length && (sequences[next]?.start ?? 0) <= candidate.offset;
+    for (const { send, home } of list) {
+      for (; next < sequences.length && (sequences[next]?.start ?? 0) <= home.offset;
         next += 1) {
         const cover = sequences[next];
         if (cover !== undefined && (best === undefined || cover.read.offset > best.read.offset)) {
           best = cover;
         }
       }
-      if (best === undefined || best.read.offset <= candidate.offset) continue;
-      index.findings.add({ kind: 'lost-write', reason: 'never-polled', value: candidate.ack.value,
-        ack: candidate.ack, polls: [], storedAtOffset: storedAt(index, candidate.ack), coveredBy: {
+      if (best === undefined || best.read.offset <= home.offset) continue;
+      index.findings.add({ kind: 'lost-write', reason: 'never-polled', value: home.value,
+        ack: send.ack, place: placeOf(home), polls: [], storedAtOffset: home.value, coveredBy: {
           process: best.sequence.process, start: { ...best.sequence.start, offset: best.start },
           read: best.read } });
     }
@@ -450,8 +456,10 @@ const step = (s: PollStep): string => (s.value === null ?
 export function describeAnomaly(anomaly: Anomaly): string {
   switch (anomaly.kind) {
     case 'lost-write': {
-      const head = `${JSON.stringify(anomaly.value)} acked at ${where(anomaly.ack)} by ` +
-        `${anomaly.ack.process} (event ${anomaly.ack.event})`;
+      const { ack } = anomaly;
+      const head = `${JSON.stringify(anomaly.value)} ` + (ack === null ?
+        `(indeterminate send) at ${where(anomaly.place)}` :
+        `acked at ${where(ack)} by ${ack.process} (event ${ack.event})`);
       if (anomaly.reason === 'absent-from-final-read') {
         return `${head}: absent from the final read (that offset holds ` +
           `${JSON.stringify(anomaly.storedAtOffset)}); polled before: ` +
