@@ -19,6 +19,7 @@ import { addClientOptions, clientLogger, withClient, type ClientCliOptions } fro
   './client-options.js';
 import { integerArgument } from './options.js';
 import { textPieces, toJsonRecord } from './record-format.js';
+import { plural } from './report.js';
 
 type From = 'earliest' | 'latest' | number;
 
@@ -130,7 +131,7 @@ async function consumeBatches(run: ConsumeRun): Promise<void> {
       offset: lastOffset + 1 });
     run.maybeCommit();
     if (opts.max !== undefined && run.records >= opts.max) {
-      run.stop(`${opts.max} records (--max)`);
+      run.stop(`${plural(opts.max, 'record')} (--max)`);
       break;
     }
   }
@@ -167,7 +168,7 @@ async function runConsume(topic: string, opts: ConsumeCliOptions): Promise<void>
   const log = clientLogger(opts);
   const run = await withClient(opts, log, (client) => consume(client, topic, opts, log));
   const seconds = (performance.now() - startedAtMs) / 1000;
-  process.stderr.write(`pmq consume: ${run.records} records from ${topic} in ` +
+  process.stderr.write(`pmq consume: ${plural(run.records, 'record')} from ${topic} in ` +
     `${seconds.toFixed(2)} s; stopped: ${run.stopReason ?? 'end'}` +
     (opts.group === undefined ? '' : `; positions committed for group ${opts.group}`) + '\n');
 }

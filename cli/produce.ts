@@ -9,7 +9,7 @@
  * steady stream. Results come back in input order, which is the order --print-offsets prints.
  */
 import type { Command } from 'commander';
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 import { PmqError } from '../common/errors.js';
 import { PartitionOutOfRangeError, type Client, type Producer, type ProducerRecord,
@@ -17,7 +17,7 @@ import { PartitionOutOfRangeError, type Client, type Producer, type ProducerReco
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
   './client-options.js';
 import { readLineGroups } from './lines.js';
-import { reportFatal } from './report.js';
+import { plural, reportFatal } from './report.js';
 import { integerArgument } from './options.js';
 
 interface ProduceCliOptions extends ClientCliOptions {
@@ -48,6 +48,12 @@ interface Pending { result: Promise<RecordMetadata[]>; sizeBytes: number; record
 interface Totals { records: number; sizeBytes: number }
 
 /** Turns input lines into records: whole lines as values, or key SEP value. */
+/** 123 B, 4.5 KiB, 6.7 MiB. */
+export function humanBytes(bytes: number): string {
+  if (bytes < KIB) return `${bytes} B`;
+  return bytes < MIB ? `${(bytes / KIB).toFixed(1)} KiB` : `${(bytes / MIB).toFixed(1)} MiB`;
+}
+
 function toRecords(lines: Buffer[], firstLineNumber: number, opts: ProduceCliOptions):
   ProducerRecord[] {
   const separator = opts.keySeparator === undefined ? null : Buffer.from(opts.keySeparator);
@@ -161,8 +167,8 @@ async function runProduce(topic: string, opts: ProduceCliOptions): Promise<void>
   const report = (): void => {
     const seconds = (performance.now() - startedAtMs) / 1000;
     const rate = seconds > 0 ? Math.round(totals.records / seconds) : 0;
-    process.stderr.write(`pmq produce: ${totals.records} records ` +
-      `(${(totals.sizeBytes / MIB).toFixed(1)} MiB) ${opts.acks === 'all' ? 'acknowledged' :
+    process.stderr.write(`pmq produce: ${plural(totals.records, 'record')} ` +
+      `(${humanBytes(totals.sizeBytes)}) ${opts.acks === 'all' ? 'acknowledged' :
         'written, not yet durable (acks none)'} to ${topic} in ${seconds.toFixed(2)} s ` +
       `(${rate} records/s)\n`);
   };
@@ -172,11 +178,16 @@ async function runProduce(topic: string, opts: ProduceCliOptions): Promise<void>
   } catch (error) {
     // The records in flight are not waited for (their batches would each retry first): say
     // what was acknowledged and what went wrong, and exit now.
-    report();
+    if (totals.records > 0) report();
     reportFatal(error);
     process.exit(1);
   }
   report();
+}
+
+function separatorArgument(text: string): string {
+  if (text.length === 0) throw new InvalidArgumentError('--key-separator must not be empty');
+  return text;
 }
 
 export function registerProduceCommand(program: Command): void {
@@ -186,7 +197,7 @@ export function registerProduceCommand(program: Command): void {
     .addOption(new Option('--value <value>', 'send this one record instead of reading stdin'))
     .addOption(new Option('--key <key>', 'key of every record (default: none)'))
     .addOption(new Option('--key-separator <sep>', 'each line is KEY<sep>VALUE (split at ' +
-      'the first <sep>)').conflicts(['key', 'value']))
+      'the first <sep>)').conflicts(['key', 'value']).argParser(separatorArgument))
     .addOption(new Option('--partition <n>', 'send every record to this partition (default: ' +
       'by key, else sticky round robin)').argParser(integerArgument('--partition', 0,
       0x7fff_ffff)))

@@ -22,3 +22,8 @@ function cliMessage(error: PmqError): string {
   }
   return error.message;
 }
+
+/** "1 record", "2 records". */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
