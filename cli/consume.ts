@@ -124,6 +124,7 @@ async function consumeBatches(run: ConsumeRun): Promise<void> {
     run.touch();
     const count = Math.min(batch.records.length, (opts.max ?? Infinity) - run.records);
     if (count > 0) await writeOut(formatBatch(batch, count, opts));
+    run.touch();  // time spent waiting for a slow reader of stdout is not idle time
     run.records += count;
     const lastOffset = count === batch.records.length ? batch.lastOffset
       : batch.records[count - 1]!.offset;
