@@ -6,10 +6,14 @@
  */
 import { Command } from 'commander';
 
-import { PmqError } from '../common/errors.js';
 import { registerBrokerCommand } from './broker.js';
+import { registerConsumeCommand } from './consume.js';
 import { registerDevCommand } from './dev.js';
+import { registerInspectCommand } from './inspect.js';
+import { registerProduceCommand } from './produce.js';
+import { reportFatal } from './report.js';
 import { registerStorageCommand } from './storage.js';
+import { registerTopicCommand } from './topic.js';
 
 function main(argv: string[]): void {
   const program = new Command('pmq')
@@ -19,16 +23,16 @@ function main(argv: string[]): void {
   registerStorageCommand(program);
   registerBrokerCommand(program);
   registerDevCommand(program);
+  registerTopicCommand(program);
+  registerProduceCommand(program);
+  registerConsumeCommand(program);
+  registerInspectCommand(program);
+  // The reader of our output went away (`pmq ... | head`): stop quietly, as a pipeline expects,
+  // unless the command listens itself (consume commits its positions first).
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE' && process.stdout.listenerCount('error') === 1) process.exit(0);
+  });
   program.parseAsync(argv).catch(reportFatal);
-}
-
-export function reportFatal(error: unknown): void {
-  if (error instanceof PmqError) {
-    process.stderr.write(`pmq: ${error.message} [${error.code}]\n`);
-  } else {
-    process.stderr.write(`pmq: unexpected failure: ${(error as Error)?.stack ?? String(error)}\n`);
-  }
-  process.exitCode = 1;
 }
 
 main(process.argv);

@@ -1,0 +1,212 @@
+/**
+ * `pmq produce TOPIC`: records from stdin, one per line (or one record from --value).
+ *
+ * Streaming: stdin is read in groups of lines (cli/lines.ts); each group is one
+ * `producer.send()`. Sends are not awaited one by one (that would wait for a durability round
+ * trip per group); up to `SEND_WINDOW_BYTES` of them are outstanding, and the oldest is awaited
+ * once the window is full — so stdin is read only as fast as the broker acknowledges, memory
+ * stays bounded whatever the input size, and the producer's own batching and byte budget see a
+ * steady stream. Results come back in input order, which is the order --print-offsets prints.
+ */
+import type { Command } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+
+import { PmqError } from '../common/errors.js';
+import { PartitionOutOfRangeError, type Client, type Producer, type ProducerRecord,
+  type RecordMetadata } from '../clients/index.js';
+import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
+  './client-options.js';
+import { readLineGroups } from './lines.js';
+import { plural, reportFatal } from './report.js';
+import { integerArgument } from './options.js';
+
+interface ProduceCliOptions extends ClientCliOptions {
+  key?: string;
+  value?: string;
+  keySeparator?: string;
+  partition?: number;
+  acks: 'all' | 'none';
+  printOffsets: boolean;
+  lingerMs: number;
+}
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+/** Bytes of records in sends not yet acknowledged: the producer's default maxInFlightBytes. */
+const SEND_WINDOW_BYTES = 32 * MIB;
+/** Records in sends not yet acknowledged: bounds the per-record objects when records are tiny
+ *  (64 Ki records × ~200 bytes of JS objects ≈ 13 MiB). */
+const SEND_WINDOW_RECORDS = 64 * 1024;
+/** One send: big enough to fill several 64 KiB batches, small enough to start early. */
+const GROUP_BYTES_MAX = 256 * KIB;
+const GROUP_LINES_MAX = 4096;
+/** The producer's default maxRecordBatchBytes, less room for the batch and record headers. */
+const LINE_BYTES_MAX = MIB - KIB;
+
+interface Pending { result: Promise<RecordMetadata[]>; sizeBytes: number; records: number }
+
+interface Totals { records: number; sizeBytes: number }
+
+/** Turns input lines into records: whole lines as values, or key SEP value. */
+/** 123 B, 4.5 KiB, 6.7 MiB. */
+export function humanBytes(bytes: number): string {
+  if (bytes < KIB) return `${bytes} B`;
+  return bytes < MIB ? `${(bytes / KIB).toFixed(1)} KiB` : `${(bytes / MIB).toFixed(1)} MiB`;
+}
+
+function toRecords(lines: Buffer[], firstLineNumber: number, opts: ProduceCliOptions):
+  ProducerRecord[] {
+  const separator = opts.keySeparator === undefined ? null : Buffer.from(opts.keySeparator);
+  const fixedKey = opts.key ?? null;
+  return lines.map((line, index) => {
+    if (separator === null) return { key: fixedKey, value: line };
+    const at = line.indexOf(separator);
+    if (at < 0) {
+      throw new PmqError('PMQ_ERR_ARGUMENT', `input line ${firstLineNumber + index} has no ` +
+        `key separator ${JSON.stringify(opts.keySeparator)}: write KEY${opts.keySeparator}` +
+        'VALUE on every line');
+    }
+    return { key: line.subarray(0, at), value: line.subarray(at + separator.byteLength) };
+  });
+}
+
+class SendWindow {
+  readonly #queue: Pending[] = [];
+  #sizeBytes = 0;
+  #records = 0;
+  /** The first failed send: stop reading input at once instead of when it is awaited. */
+  #failure: unknown = undefined;
+
+  constructor(private readonly printOffsets: boolean, private readonly totals: Totals) {}
+
+  async add(producer: Producer, topic: string, records: ProducerRecord[], sizeBytes: number,
+    partition: number | undefined): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
+    const result = producer.send({ topic, records, partition });
+    result.catch((error: unknown) => { this.#failure ??= error; });  // awaited in order later
+    this.#queue.push({ result, sizeBytes, records: records.length });
+    this.#sizeBytes += sizeBytes;
+    this.#records += records.length;
+    while (this.#sizeBytes > SEND_WINDOW_BYTES || this.#records > SEND_WINDOW_RECORDS) {
+      await this.#settleOldest();
+    }
+  }
+
+  /** Counts the sends at the head of the window that succeeded; stops at the first failure. */
+  async settled(): Promise<void> {
+    try {
+      await this.drain();
+    } catch {
+      // reported by the caller: the first failure
+    }
+  }
+
+  async drain(): Promise<void> {
+    while (this.#queue.length > 0) await this.#settleOldest();
+  }
+
+  async #settleOldest(): Promise<void> {
+    const oldest = this.#queue.shift();
+    if (oldest === undefined) return;
+    this.#sizeBytes -= oldest.sizeBytes;
+    this.#records -= oldest.records;
+    const results = await oldest.result;
+    this.totals.records += results.length;
+    this.totals.sizeBytes += oldest.sizeBytes;
+    if (this.printOffsets) {
+      process.stdout.write(results.map((r) => `${r.partition}\t${r.offset}\n`).join(''));
+    }
+  }
+}
+
+async function produceLines(producer: Producer, topic: string, opts: ProduceCliOptions,
+  totals: Totals): Promise<void> {
+  if (process.stdin.isTTY) {
+    process.stderr.write('pmq: reading records from the terminal, one per line; ' +
+      'Ctrl-D ends the input\n');
+  }
+  const window = new SendWindow(opts.printOffsets, totals);
+  try {
+    for await (const group of readLineGroups(process.stdin, { lineBytesMax: LINE_BYTES_MAX,
+      groupBytesMax: GROUP_BYTES_MAX, groupLinesMax: GROUP_LINES_MAX })) {
+      const records = toRecords(group.lines, group.firstLineNumber, opts);
+      await window.add(producer, topic, records, group.sizeBytes, opts.partition);
+    }
+  } catch (error) {
+    await window.settled();  // count what was acknowledged before the failure
+    throw error;
+  }
+  await window.drain();  // everything sent is acknowledged (and counted) before we report
+}
+
+async function produce(client: Client, topic: string, opts: ProduceCliOptions,
+  totals: Totals): Promise<void> {
+  // Fail fast on an unknown topic or partition, before reading any input.
+  const { partitions } = await client.admin().describeTopic(topic);
+  if (opts.partition !== undefined && opts.partition >= partitions.length) {
+    throw new PartitionOutOfRangeError(topic, opts.partition, partitions.length);
+  }
+  const producer = client.producer({ acks: opts.acks, lingerMs: opts.lingerMs });
+  if (opts.value === undefined) {
+    await produceLines(producer, topic, opts, totals);
+  } else {
+    const [result] = await producer.send({ topic, partition: opts.partition,
+      records: [{ key: opts.key ?? null, value: opts.value }] });
+    totals.records += 1;
+    totals.sizeBytes += Buffer.byteLength(opts.value);
+    if (opts.printOffsets && result !== undefined) {
+      process.stdout.write(`${result.partition}\t${result.offset}\n`);
+    }
+  }
+  await producer.close();
+}
+
+async function runProduce(topic: string, opts: ProduceCliOptions): Promise<void> {
+  const startedAtMs = performance.now();
+  const totals: Totals = { records: 0, sizeBytes: 0 };
+  const report = (): void => {
+    const seconds = (performance.now() - startedAtMs) / 1000;
+    const rate = seconds > 0 ? Math.round(totals.records / seconds) : 0;
+    process.stderr.write(`pmq produce: ${plural(totals.records, 'record')} ` +
+      `(${humanBytes(totals.sizeBytes)}) ${opts.acks === 'all' ? 'acknowledged' :
+        'written, not yet durable (acks none)'} to ${topic} in ${seconds.toFixed(2)} s ` +
+      `(${rate} records/s)\n`);
+  };
+  try {
+    await withClient(opts, clientLogger(opts), (client) => produce(client, topic, opts, totals),
+      true);
+  } catch (error) {
+    // The records in flight are not waited for (their batches would each retry first): say
+    // what was acknowledged and what went wrong, and exit now.
+    if (totals.records > 0) report();
+    reportFatal(error);
+    process.exit(1);
+  }
+  report();
+}
+
+function separatorArgument(text: string): string {
+  if (text.length === 0) throw new InvalidArgumentError('--key-separator must not be empty');
+  return text;
+}
+
+export function registerProduceCommand(program: Command): void {
+  const command = program.command('produce')
+    .description('send records to a topic: one per line from stdin, or one with --value')
+    .argument('<topic>', 'topic to send to')
+    .addOption(new Option('--value <value>', 'send this one record instead of reading stdin'))
+    .addOption(new Option('--key <key>', 'key of every record (default: none)'))
+    .addOption(new Option('--key-separator <sep>', 'each line is KEY<sep>VALUE (split at ' +
+      'the first <sep>)').conflicts(['key', 'value']).argParser(separatorArgument))
+    .addOption(new Option('--partition <n>', 'send every record to this partition (default: ' +
+      'by key, else sticky round robin)').argParser(integerArgument('--partition', 0,
+      0x7fff_ffff)))
+    .addOption(new Option('--acks <acks>', 'all: wait until durable; none: until written')
+      .choices(['all', 'none']).default('all'))
+    .option('--print-offsets', 'print each record\'s partition<TAB>offset to stdout', false)
+    .addOption(new Option('--linger-ms <ms>', 'how long a batch waits for more records')
+      .default(5).argParser(integerArgument('--linger-ms', 0, 60_000)));
+  addClientOptions(command).action(async (topic: string, opts: ProduceCliOptions) => {
+    await runProduce(topic, opts);
+  });
+}

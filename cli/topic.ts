@@ -1,0 +1,87 @@
+/**
+ * `pmq topic create|delete|list|describe`: topic administration, one broker request each
+ * (clients/admin.ts). Text output is a small table on stdout; `--json` prints one JSON
+ * document instead, for scripts.
+ */
+import type { Command } from 'commander';
+
+import { BROKER_LIMITS } from '../common/limits.js';
+import type { Client, TopicDescription, TopicListing } from '../clients/index.js';
+import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
+  './client-options.js';
+import { integerArgument } from './options.js';
+
+interface JsonOption { json: boolean }
+
+function run(opts: ClientCliOptions, body: (client: Client) => Promise<void>): Promise<void> {
+  return withClient(opts, clientLogger(opts), body);
+}
+
+/** Columns padded to their widest cell, two spaces apart. */
+export function formatTable(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((row) => row.map(String))];
+  const widths = header.map((_, column) =>
+    Math.max(...cells.map((row) => (row[column] ?? '').length)));
+  return cells.map((row) => row.map((cell, column) =>
+    column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)).join('  '))
+    .join('\n') + '\n';
+}
+
+function printList(topics: TopicListing[], json: boolean): void {
+  const sorted = [...topics].sort((a, b) => a.topic.localeCompare(b.topic));
+  if (json) {
+    process.stdout.write(`${JSON.stringify(sorted)}\n`);
+  } else if (sorted.length === 0) {
+    process.stderr.write('pmq: no topics (create one with pmq topic create NAME ' +
+      '--partitions N)\n');
+  } else {
+    process.stdout.write(formatTable(['TOPIC', 'PARTITIONS'],
+      sorted.map(({ topic, partitions }) => [topic, partitions])));
+  }
+}
+
+function printDescription(description: TopicDescription, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(description)}\n`);
+    return;
+  }
+  const total = description.partitions.reduce((sum, p) => sum + p.highWatermark, 0);
+  process.stdout.write(`topic ${description.topic}: ${description.partitions.length} ` +
+    `partitions, ${total} records written\n`);
+  process.stdout.write(formatTable(['PARTITION', 'HIGH-WATERMARK', 'SEGMENTS'],
+    description.partitions.map((p) => [p.partition, p.highWatermark, p.segments])));
+}
+
+function addJson(command: Command): Command {
+  return command.option('--json', 'print JSON instead of a table', false);
+}
+
+export function registerTopicCommand(program: Command): void {
+  const topic = program.command('topic').description('create, delete, list and describe topics');
+  addClientOptions(topic.command('create').description('create a topic')
+    .argument('<name>', 'topic name: 1..249 of [a-zA-Z0-9._-], not . or ..')
+    .requiredOption('--partitions <n>', 'number of partitions',
+      integerArgument('--partitions', 1, BROKER_LIMITS.partitionsPerTopicMax)))
+    .action(async (name: string, opts: ClientCliOptions & { partitions: number }) => {
+      await run(opts, (client) => client.admin().createTopic(name,
+        { partitions: opts.partitions }));
+      process.stderr.write(`pmq: topic ${name} created with ${opts.partitions} partitions\n`);
+    });
+  addClientOptions(topic.command('delete').description('delete a topic and its records')
+    .argument('<name>', 'topic name'))
+    .action(async (name: string, opts: ClientCliOptions) => {
+      await run(opts, (client) => client.admin().deleteTopic(name));
+      process.stderr.write(`pmq: topic ${name} deleted\n`);
+    });
+  addClientOptions(addJson(topic.command('list').description('list topics')))
+    .action(async (opts: ClientCliOptions & JsonOption) => {
+      await run(opts, async (client) => printList(await client.admin().listTopics(), opts.json));
+    });
+  addClientOptions(addJson(topic.command('describe')
+    .description('partitions of a topic: high watermark (next offset) and segment count')
+    .argument('<name>', 'topic name')))
+    .action(async (name: string, opts: ClientCliOptions & JsonOption) => {
+      await run(opts, async (client) =>
+        printDescription(await client.admin().describeTopic(name), opts.json));
+    });
+}
