@@ -66,7 +66,8 @@ t.test(`${PRODUCERS} producers × ${PARTITIONS} partitions × 2 consumers, ${REC
     const segments = described.partitions.map((p) => p.segments);
     t.ok(segments.every((s) => s >= 2), 'every partition spans several segments');
     const sendingMs = Math.max(...produced.map((p) => p.ms!));
-    t.comment(`${RECORDS} records (${VALUE_BYTES}-byte values): all acknowledged ${producedMs} ms ` +
+    t.comment(`${RECORDS} records (${VALUE_BYTES}-byte values): all acknowledged ` +
+      `${producedMs} ms ` +
       `after the producer processes were spawned (${rate(producedMs)} records/s; ` +
       `${rate(sendingMs)} records/s over the slowest producer's sending time, ${sendingMs} ms), ` +
       `all consumed after ${consumedMs} ms (${rate(consumedMs)} records/s end to end); ` +
