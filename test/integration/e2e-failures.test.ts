@@ -1,8 +1,9 @@
 // Bad input end to end, against `pmq storage` + `pmq broker` processes through the client
 // library: a storage node that is down (a retriable error for the producer; after it restarts
-// sends succeed and nothing acknowledged before is lost); malformed and truncated control
-// messages from one client process (test/fixtures/e2e-rogue.ts): the broker drops that
-// client's connections, other clients keep producing and consuming.
+// sends succeed and nothing acknowledged before is lost); a region whose segments are all in use
+// (a clear PMQ_ERR_REGION_FULL for the producer; everything acknowledged still reads back);
+// malformed and truncated control messages from one client process (test/fixtures/e2e-rogue.ts):
+// the broker drops that client's connections, other clients keep producing and consuming.
 import t, { type Test } from 'tap';
 
 import {
@@ -103,6 +104,38 @@ t.test('storage node down: retriable error; after its restart sends succeed, not
     checkReadBack(t, acked, records);
     const unacked = records.map((r) => text.decode(r.value!)).filter((v) => !acked.has(v));
     t.ok(unacked.every((v) => v.startsWith('down-')), 'nothing read that was never sent');
+  });
+
+t.test('region full: PMQ_ERR_REGION_FULL for the producer; everything acknowledged reads back',
+  async (t) => {
+    // 1 MiB of 64 KiB segments: 15 segments after the superblock and segment table.
+    const cluster = await E2eCluster.start({ regionSize: '1MiB', segmentSize: '64KiB' });
+    t.teardown(() => cluster.stop());
+    const client = await connect({ brokers: [cluster.brokerAddress], ...CLIENT });
+    t.teardown(() => client.close());
+    await client.admin().createTopic('big', { partitions: 1 });
+    await client.admin().createTopic('small', { partitions: 1 });
+    const producer = client.producer({ retries: 1, retryBackoffMs: 20, lingerMs: 0 });
+    const acked = new Map<string, { partition: number; offset: number }>();
+    await sendAll(producer, 'small', ['small-0'], acked);
+    let error: PmqError | undefined;
+    for (let i = 0; error === undefined && i < 200; i += 1) {
+      error = await failureOf(sendAll(producer, 'big', [`${i}:`.padEnd(20_000, 'x')], acked));
+    }
+    if (error === undefined) throw new Error('200 records of 20 KB did not fill 1 MiB');
+    t.equal(error.code, 'PMQ_ERR_REGION_FULL', 'the producer is told the region is full');
+    t.match(error.message, /region full/);
+    t.equal(await failureOf(producer.send({ topic: 'small', records: [{ value: 'fits' }] })),
+      undefined, 'a partition with room in its segment still takes records');
+    acked.set('fits', { partition: 0, offset: 1 });
+    checkReadBack(t, new Map([...acked].filter(([v]) => v !== 'small-0' && v !== 'fits')),
+      await readBack(client, 'big'));
+    checkReadBack(t, new Map([...acked].filter(([v]) => v === 'small-0' || v === 'fits')),
+      await readBack(client, 'small'));
+    await client.admin().deleteTopic('small');
+    t.equal((await failureOf(producer.send({ topic: 'big', records: [{ value: 'freed' }] })))
+      ?.code, undefined, 'deleting a topic frees a segment: the next send succeeds');
+    await producer.close();
   });
 
 interface RogueLine { case: string; closed?: boolean; ms?: number; reply?: string }
