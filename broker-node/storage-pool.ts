@@ -138,11 +138,24 @@ export class StoragePool {
       const share = node.segmentsUsed / node.segmentCount;
       if (best === null || share < best.segmentsUsed / best.segmentCount) best = node;
     }
-    if (best === null) {
-      throw new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', 'no connected storage node has a free ' +
-        'segment: retry shortly, add storage nodes, or delete topics', { retriable: true });
-    }
+    if (best === null) throw this.#noFreeSegment();
     return best.nodeId;
+  }
+
+  /** Why no node can take a segment: every connected region is full, or none is connected. */
+  #noFreeSegment(): PmqError {
+    const connected = this.#nodes.filter((node) => node.ep !== null);
+    const away = this.#nodes.length - connected.length;
+    if (connected.length === 0) {
+      return new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', 'no storage node is connected: retry ' +
+        'shortly, or start the storage nodes', { retriable: true });
+    }
+    const used = connected.reduce((sum, node) => sum + node.segmentsUsed, 0);
+    const count = connected.reduce((sum, node) => sum + node.segmentCount, 0);
+    return new PmqError('PMQ_ERR_REGION_FULL', `region full: all ${count} segments of the ` +
+      `connected storage nodes are in use (${used} of ${count})` +
+      (away > 0 ? `, ${away} storage node(s) not connected` : '') +
+      ': delete topics, add storage nodes, or use larger regions', { retriable: true });
   }
 
   /** Counts a segment allocated (+1) or freed (-1) on a node, for placement. */

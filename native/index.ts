@@ -58,6 +58,16 @@ function findAddon(): string {
 export const UCX_HOOKS_OFF = { UCX_MEM_MALLOC_HOOKS: 'no', UCX_MEM_MMAP_HOOK_MODE: 'none' };
 for (const [name, value] of Object.entries(UCX_HOOKS_OFF)) process.env[name] ??= value;
 
+/**
+ * Listeners bind with SO_REUSEADDR: a storage node or broker restarted on its fixed port right
+ * after a crash must not fail with "Address already in use" (ucp_listener_create: Device is
+ * busy) for as long as the dead process's connections linger in TIME_WAIT / FIN_WAIT2. It does
+ * not let two live listeners share a port. UCX reads it when a transport is opened, so setting
+ * it here is early enough; a value in the environment wins.
+ */
+export const UCX_LISTENER_REUSE = { UCX_TCP_CM_REUSEADDR: 'y' };
+for (const [name, value] of Object.entries(UCX_LISTENER_REUSE)) process.env[name] ??= value;
+
 const addonPath = findAddon();
 export const native = createRequire(import.meta.url)(addonPath) as NativeBinding;
 
