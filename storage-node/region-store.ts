@@ -1,5 +1,6 @@
 /**
- * The storage node's region: superblock, segment table and segments on top of a Region. Owns
+ * The storage node's region: superblock, segment table and segments on top of a Region (any
+ * PersistentMemory: the power-cut tests use a recording double). Owns
  * the in-memory superblock and table; every change to them goes through here, and so does every
  * persistence ordering decision (docs/region-format.md, "Update protocols").
  *
@@ -32,13 +33,15 @@ import {
   type SegmentEntry, type Superblock, type Watermark,
 } from '../common/layout.js';
 import { LIMITS } from '../common/limits.js';
-import { REGION_PAGE_SIZE_BYTES, type Region } from '../native/region.js';
+import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
+import type { PersistentMemory } from './persistent-memory.js';
 import { SegmentTable, formatEntries, type SlotProblem } from './segment-table.js';
 import {
   chooseSuperblock, formatSuperblocks, nextSuperblock, type SuperblockCopyProblem,
 } from './superblock.js';
 
 export type { SegmentEntry, SegmentState, Superblock, Watermark } from '../common/layout.js';
+export type { PersistentMemory } from './persistent-memory.js';
 
 /** A segment as the broker sees it: its entry plus where its bytes are. */
 export interface SegmentInfo extends SegmentEntry {
@@ -147,7 +150,7 @@ function mediaError(path: string, kind: keyof typeof MEDIA_CODES,
 }
 
 export class RegionStore {
-  readonly region: Region;
+  readonly region: PersistentMemory;
   readonly report: OpenReport;
   #superblock: Superblock;
   readonly #table: SegmentTable;
@@ -157,7 +160,7 @@ export class RegionStore {
   readonly #allocating = new Set<string>();
   #epochRaising: number | null = null;
 
-  private constructor(region: Region, sb: Superblock, table: SegmentTable, report: OpenReport) {
+  private constructor(region: PersistentMemory, sb: Superblock, table: SegmentTable, report: OpenReport) {
     invariant(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount,
       'store matches its region', { ...sb, sizeBytes: region.sizeBytes, count: table.count });
     this.region = region;
@@ -171,7 +174,7 @@ export class RegionStore {
    * superblock copies, each step persisted before the next. A crash in between leaves a region
    * that opens as not formatted (format again) or opens from copy 0 alone.
    */
-  static async format(region: Region, opts: FormatOptions): Promise<RegionStore> {
+  static async format(region: PersistentMemory, opts: FormatOptions): Promise<RegionStore> {
     checkCount('format', 'nodeId', opts?.nodeId, LIMITS.nodeIdMax);
     const segmentSizeBytes = opts.segmentSizeBytes ?? LIMITS.segmentSizeBytesDefault;
     const alignment = Math.min(DATA_ALIGNMENT_BYTES_MAX,
@@ -205,7 +208,7 @@ export class RegionStore {
   }
 
   /** Validates both superblock copies and every slot of every entry; throws RegionMediaError. */
-  static open(region: Region): RegionStore {
+  static open(region: PersistentMemory): RegionStore {
     if (region.sizeBytes < TABLE_ADDRESS) {
       throw mediaError(region.path, 'blank', [{ what: 'region', address: 0,
         problem: `${region.sizeBytes} bytes cannot hold the superblocks` }]);
@@ -429,7 +432,7 @@ export class RegionStore {
 }
 
 /** Durable on resolve; msync on ordinary files runs off the JS thread. */
-async function persistRange(region: Region, address: number, sizeBytes: number): Promise<void> {
+async function persistRange(region: PersistentMemory, address: number, sizeBytes: number): Promise<void> {
   if (region.backing === 'file') await region.persistAsync(address, sizeBytes);
   else region.persist(address, sizeBytes);
 }
