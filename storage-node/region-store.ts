@@ -35,6 +35,7 @@ import {
 import { LIMITS } from '../common/limits.js';
 import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
 import type { PersistentMemory } from './persistent-memory.js';
+import { checkSegmentData, type SegmentDataSummary } from './segment-data.js';
 import { SegmentTable, formatEntries, type SlotProblem } from './segment-table.js';
 import {
   chooseSuperblock, formatSuperblocks, nextSuperblock, type SuperblockCopyProblem,
@@ -42,6 +43,7 @@ import {
 
 export type { SegmentEntry, SegmentState, Superblock, Watermark } from '../common/layout.js';
 export type { PersistentMemory } from './persistent-memory.js';
+export type { SegmentDataSummary } from './segment-data.js';
 
 /** A segment as the broker sees it: its entry plus where its bytes are. */
 export interface SegmentInfo extends SegmentEntry {
@@ -73,11 +75,14 @@ export interface OpenReport {
 }
 
 export interface MediaSite {
-  readonly what: 'superblock' | 'segment entry' | 'region';
+  readonly what: 'superblock' | 'segment entry' | 'segment data' | 'region';
   readonly address: number;
   readonly copy?: number;
   readonly segmentIndex?: number;
   readonly slot?: number;
+  /** For 'segment data': byte position in the segment, and the offset expected there. */
+  readonly position?: number;
+  readonly offset?: number;
   readonly problem: string;
 }
 
@@ -94,6 +99,8 @@ export class RegionMediaError extends PmqError {
 function describeSite(site: MediaSite): string {
   const where = site.what === 'segment entry' ?
     `segment ${site.segmentIndex} entry slot ${site.slot}` :
+    site.what === 'segment data' ? `segment ${site.segmentIndex} data at position ` +
+      `${site.position} (offset ${site.offset})` :
     site.what === 'superblock' ? `superblock copy ${site.copy}` : 'region';
   return `${where} at address ${site.address}: ${site.problem}`;
 }
@@ -260,6 +267,23 @@ export class RegionStore {
     invariant(address + sb.segmentSizeBytes <= this.region.sizeBytes, 'segment inside region',
       { index, address });
     return address;
+  }
+
+  /**
+   * Checks the committed bytes of segment `index` (segment-data.ts): batches back to back up to
+   * the watermark, CRCs, dense offsets. Linear in those bytes, so open() does not call it: the
+   * storage node runs it when asked (`pmq inspect`), consumers make the same checks on every
+   * batch they read. Throws RegionMediaError (PMQ_ERR_REGION_CORRUPT) naming the segment, the
+   * batch's position and address and what is wrong; never repairs or truncates.
+   */
+  verifySegmentData(index: number): SegmentDataSummary {
+    this.#checkIndex('verifySegmentData', index);
+    const address = this.segmentAddress(index);
+    const check = checkSegmentData(this.region.bytes, address, this.#table.get(index));
+    if (check.ok) return check.summary;
+    const { position, offset, problem } = check.problem;
+    throw mediaError(this.region.path, 'corrupt', [{ what: 'segment data', segmentIndex: index,
+      address: address + position, position, offset, problem }]);
   }
 
   /** Takes the lowest free segment for a place in a partition's chain; durable on return. */
