@@ -167,7 +167,8 @@ export class RegionStore {
   readonly #allocating = new Set<string>();
   #epochRaising: number | null = null;
 
-  private constructor(region: PersistentMemory, sb: Superblock, table: SegmentTable, report: OpenReport) {
+  private constructor(region: PersistentMemory, sb: Superblock, table: SegmentTable,
+    report: OpenReport) {
     invariant(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount,
       'store matches its region', { ...sb, sizeBytes: region.sizeBytes, count: table.count });
     this.region = region;
@@ -456,7 +457,8 @@ export class RegionStore {
 }
 
 /** Durable on resolve; msync on ordinary files runs off the JS thread. */
-async function persistRange(region: PersistentMemory, address: number, sizeBytes: number): Promise<void> {
+async function persistRange(region: PersistentMemory, address: number,
+  sizeBytes: number): Promise<void> {
   if (region.backing === 'file') await region.persistAsync(address, sizeBytes);
   else region.persist(address, sizeBytes);
 }
