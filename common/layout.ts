@@ -307,6 +307,7 @@ export function decodeSuperblock(bytes: Uint8Array, at: number): Decoded<Superbl
   }
   const version = view.getUint16(SB.version, true);
   switch (version) {
+    case 0: return bad(`superblock version 0 is never written: a torn or damaged header`);
     case 1: return decodeSuperblockV1(header, view);
     default: return bad(`superblock version ${version}; this build reads ${SUPERBLOCK_VERSION}`,
       'version');
@@ -449,6 +450,7 @@ export function decodeSegmentEntry(
   if (allZero(slot, 0, slot.byteLength)) return bad('entry slot is all zeros', 'blank');
   const version = view.getUint16(SE.version, true);
   switch (version) {
+    case 0: return bad('entry version 0 is never written: a torn or damaged slot');
     case 1: return decodeSegmentEntryV1(slot, view, ctx);
     default: return bad(`entry version ${version}; this build reads ${SEGMENT_ENTRY_VERSION}`,
       'version');

@@ -1,5 +1,6 @@
 /**
- * The storage node's region: superblock, segment table and segments on top of a Region. Owns
+ * The storage node's region: superblock, segment table and segments on top of a Region (any
+ * PersistentMemory: the power-cut tests use a recording double). Owns
  * the in-memory superblock and table; every change to them goes through here, and so does every
  * persistence ordering decision (docs/region-format.md, "Update protocols").
  *
@@ -32,13 +33,17 @@ import {
   type SegmentEntry, type Superblock, type Watermark,
 } from '../common/layout.js';
 import { LIMITS } from '../common/limits.js';
-import { REGION_PAGE_SIZE_BYTES, type Region } from '../native/region.js';
+import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
+import type { PersistentMemory } from './persistent-memory.js';
+import { checkSegmentData, type SegmentDataSummary } from './segment-data.js';
 import { SegmentTable, formatEntries, type SlotProblem } from './segment-table.js';
 import {
   chooseSuperblock, formatSuperblocks, nextSuperblock, type SuperblockCopyProblem,
 } from './superblock.js';
 
 export type { SegmentEntry, SegmentState, Superblock, Watermark } from '../common/layout.js';
+export type { PersistentMemory } from './persistent-memory.js';
+export type { SegmentDataSummary } from './segment-data.js';
 
 /** A segment as the broker sees it: its entry plus where its bytes are. */
 export interface SegmentInfo extends SegmentEntry {
@@ -70,11 +75,14 @@ export interface OpenReport {
 }
 
 export interface MediaSite {
-  readonly what: 'superblock' | 'segment entry' | 'region';
+  readonly what: 'superblock' | 'segment entry' | 'segment data' | 'region';
   readonly address: number;
   readonly copy?: number;
   readonly segmentIndex?: number;
   readonly slot?: number;
+  /** For 'segment data': byte position in the segment, and the offset expected there. */
+  readonly position?: number;
+  readonly offset?: number;
   readonly problem: string;
 }
 
@@ -91,6 +99,8 @@ export class RegionMediaError extends PmqError {
 function describeSite(site: MediaSite): string {
   const where = site.what === 'segment entry' ?
     `segment ${site.segmentIndex} entry slot ${site.slot}` :
+    site.what === 'segment data' ? `segment ${site.segmentIndex} data at position ` +
+      `${site.position} (offset ${site.offset})` :
     site.what === 'superblock' ? `superblock copy ${site.copy}` : 'region';
   return `${where} at address ${site.address}: ${site.problem}`;
 }
@@ -147,7 +157,7 @@ function mediaError(path: string, kind: keyof typeof MEDIA_CODES,
 }
 
 export class RegionStore {
-  readonly region: Region;
+  readonly region: PersistentMemory;
   readonly report: OpenReport;
   #superblock: Superblock;
   readonly #table: SegmentTable;
@@ -157,7 +167,8 @@ export class RegionStore {
   readonly #allocating = new Set<string>();
   #epochRaising: number | null = null;
 
-  private constructor(region: Region, sb: Superblock, table: SegmentTable, report: OpenReport) {
+  private constructor(region: PersistentMemory, sb: Superblock, table: SegmentTable,
+    report: OpenReport) {
     invariant(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount,
       'store matches its region', { ...sb, sizeBytes: region.sizeBytes, count: table.count });
     this.region = region;
@@ -171,7 +182,7 @@ export class RegionStore {
    * superblock copies, each step persisted before the next. A crash in between leaves a region
    * that opens as not formatted (format again) or opens from copy 0 alone.
    */
-  static async format(region: Region, opts: FormatOptions): Promise<RegionStore> {
+  static async format(region: PersistentMemory, opts: FormatOptions): Promise<RegionStore> {
     checkCount('format', 'nodeId', opts?.nodeId, LIMITS.nodeIdMax);
     const segmentSizeBytes = opts.segmentSizeBytes ?? LIMITS.segmentSizeBytesDefault;
     const alignment = Math.min(DATA_ALIGNMENT_BYTES_MAX,
@@ -205,7 +216,7 @@ export class RegionStore {
   }
 
   /** Validates both superblock copies and every slot of every entry; throws RegionMediaError. */
-  static open(region: Region): RegionStore {
+  static open(region: PersistentMemory): RegionStore {
     if (region.sizeBytes < TABLE_ADDRESS) {
       throw mediaError(region.path, 'blank', [{ what: 'region', address: 0,
         problem: `${region.sizeBytes} bytes cannot hold the superblocks` }]);
@@ -257,6 +268,23 @@ export class RegionStore {
     invariant(address + sb.segmentSizeBytes <= this.region.sizeBytes, 'segment inside region',
       { index, address });
     return address;
+  }
+
+  /**
+   * Checks the committed bytes of segment `index` (segment-data.ts): batches back to back up to
+   * the watermark, CRCs, dense offsets. Linear in those bytes, so open() does not call it: the
+   * storage node runs it when asked (`pmq inspect`), consumers make the same checks on every
+   * batch they read. Throws RegionMediaError (PMQ_ERR_REGION_CORRUPT) naming the segment, the
+   * batch's position and address and what is wrong; never repairs or truncates.
+   */
+  verifySegmentData(index: number): SegmentDataSummary {
+    this.#checkIndex('verifySegmentData', index);
+    const address = this.segmentAddress(index);
+    const check = checkSegmentData(this.region.bytes, address, this.#table.get(index));
+    if (check.ok) return check.summary;
+    const { position, offset, problem } = check.problem;
+    throw mediaError(this.region.path, 'corrupt', [{ what: 'segment data', segmentIndex: index,
+      address: address + position, position, offset, problem }]);
   }
 
   /** Takes the lowest free segment for a place in a partition's chain; durable on return. */
@@ -429,7 +457,8 @@ export class RegionStore {
 }
 
 /** Durable on resolve; msync on ordinary files runs off the JS thread. */
-async function persistRange(region: Region, address: number, sizeBytes: number): Promise<void> {
+async function persistRange(region: PersistentMemory, address: number,
+  sizeBytes: number): Promise<void> {
   if (region.backing === 'file') await region.persistAsync(address, sizeBytes);
   else region.persist(address, sizeBytes);
 }

@@ -117,6 +117,9 @@ t.test('superblock: versions and valid-crc nonsense are rejected', async (t) => 
   };
   t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 2, true)),
     { ok: false, kind: 'version', problem: /version 2/ });
+  // A torn first write (magic stored, the version word not yet): corrupt, not another version.
+  t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 0, true)),
+    { ok: false, kind: 'corrupt', problem: /version 0 is never written/ });
   t.match(tamper(() => { bytes[SUPERBLOCK_FIELD_AT.reserved1] = 1; }),
     { ok: false, kind: 'corrupt', problem: /reserved/ });
   t.match(tamper(() => view.setUint32(SUPERBLOCK_FIELD_AT.segmentSizeBytes, 3 * MIB, true)),
@@ -164,6 +167,8 @@ t.test('segment entry: versions, states and watermarks checked after the crc', a
     return decodeSegmentEntry(bytes, 0, CTX);
   };
   t.match(tamper(() => view.setUint16(F.version, 9, true)), { ok: false, kind: 'version' });
+  t.match(tamper(() => view.setUint16(F.version, 0, true)),
+    { ok: false, kind: 'corrupt', problem: /version 0 is never written/ });
   t.match(tamper(() => view.setUint8(F.state, 3)), { ok: false, problem: /state 3/ });
   t.match(tamper(() => view.setBigUint64(F.watermarkPosition, BigInt(MIB + 1), true)),
     { ok: false, problem: /position/ });

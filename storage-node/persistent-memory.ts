@@ -1,0 +1,25 @@
+/**
+ * What RegionStore needs from the memory under it: the bytes, their size and name, and the two
+ * persist calls. native/region.ts's Region satisfies it (the production region); the power-cut
+ * test mode (test/crash/power-cut-region.ts) satisfies it over an ordinary buffer and records
+ * which ranges were persisted. Keep it this small: every member added here is one more thing a
+ * test double must model faithfully.
+ *
+ * Durability contract (as Region): stores through `bytes` are durable only after persist (or
+ * persistAsync) of a range covering them returned; `backing === 'file'` means persist may block
+ * and RegionStore calls persistAsync instead.
+ */
+import type { RegionBacking } from '../native/region.js';
+
+export interface PersistentMemory {
+  /** Names the memory in errors and logs. */
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly backing: RegionBacking;
+  /** All of the memory, `sizeBytes` long; stores into it are not durable until persisted. */
+  readonly bytes: Uint8Array;
+  /** Durable on return. */
+  persist(address: number, sizeBytes: number): void;
+  /** Durable on resolve; for backings where persist may block. */
+  persistAsync(address: number, sizeBytes: number): Promise<void>;
+}
