@@ -22,7 +22,7 @@ import { scanProducerBatches } from './producer-scan.js';
 import { ProducerStates, type SequenceCheck } from './producer-state.js';
 import {
   Sequencer, type Fill, type PersistRequest, type PersistedResult, type RestoredSegment,
-  type ReservationRef, type SegmentId, type SegmentView, type SequencerConfig,
+  type SegmentId, type SegmentView, type SequencerConfig,
 } from './sequencer.js';
 import type { SegmentEntryMessage, StoragePool } from './storage-pool.js';
 
