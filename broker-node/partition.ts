@@ -18,9 +18,11 @@ import type { Logger } from '../common/log.js';
 import type { Body } from '../common/wire/messages.js';
 import type { Transport } from '../native/transport.js';
 import { fillPartitionHole } from './partition-fill.js';
+import { scanProducerBatches } from './producer-scan.js';
+import { ProducerStates, type SequenceCheck } from './producer-state.js';
 import {
   Sequencer, type Fill, type PersistRequest, type PersistedResult, type RestoredSegment,
-  type SegmentId, type SequencerConfig,
+  type SegmentId, type SegmentView, type SequencerConfig,
 } from './sequencer.js';
 import type { SegmentEntryMessage, StoragePool } from './storage-pool.js';
 
@@ -48,6 +50,19 @@ interface WriteGrant { readonly nodeId: number; readonly created: Promise<boolea
 interface Committer { resolve: (baseOffset: number) => void; reject: (error: Error) => void }
 interface FetchWaiter { wake: () => void }
 
+/** A reserve as the broker received it (wire message `reserve`). */
+export interface ReserveInput {
+  readonly bytes: number;
+  readonly records: number;
+  /** -1: not idempotent (sequence ignored). */
+  readonly producerId: number;
+  readonly sequence: number;
+}
+
+export type ReserveReply =
+  | { kind: 'reserved'; body: Body<'reserved'> }
+  | { kind: 'duplicate'; body: Body<'duplicate'> };
+
 export const segmentIdOf = (nodeId: number, segmentIndex: number): SegmentId =>
   `${nodeId}/${segmentIndex}`;
 
@@ -60,6 +75,10 @@ export class Partition {
   readonly #writeGrants = new Map<number, WriteGrant>();
   readonly #committers = new Map<number, Committer[]>();
   readonly #fetchWaiters = new Set<FetchWaiter>();
+  /** Idempotent producers' sequences (docs/broker.md, "Producer state"). */
+  readonly producers = new ProducerStates();
+  /** The `reserved` reply of each reservation not yet durable: a retry gets it again. */
+  readonly #reservedReplies = new Map<number, Promise<Body<'reserved'>>>();
   #closed = false;
 
   private constructor(readonly deps: PartitionDeps, readonly topic: string,
@@ -106,6 +125,7 @@ export class Partition {
         segmentIndex: entry.segmentIndex, address: entry.address, sizeBytes: entry.sizeBytes });
     }
     for (const orphan of chain.orphans) await self.#freeSegment(orphan);
+    await self.#restoreProducers();
     return self;
   }
 
@@ -120,29 +140,43 @@ export class Partition {
     return this.#sequencer;
   }
 
-  /** Room for one batch: a write grant over exactly its bytes, the offset of its first record. */
-  async reserve(bytes: number, records: number): Promise<Body<'reserved'>> {
+  /**
+   * Room for one batch: a write grant over exactly its bytes, the offset of its first record.
+   * An idempotent producer's retry of a batch in flight gets its reservation again (or, once
+   * committed, waits for its ack); of a durable batch, `duplicate` with the original offset.
+   */
+  async reserve(input: ReserveInput): Promise<ReserveReply> {
     for (;;) {
+      const check = this.producers.check(input.producerId, input.sequence, input.records);
+      if (check.kind === 'duplicate') {
+        return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
+      }
+      if (check.kind === 'in-flight') return this.#retryInFlight(check);
       const grantId = this.deps.grantId();
-      const result = this.sequencer.reserve({ bytes, records, producer: String(grantId),
-        now: this.deps.now() });
+      const result = this.sequencer.reserve({ bytes: input.bytes, records: input.records,
+        producer: String(grantId), now: this.deps.now() });
       if (result.kind === 'need-segment') {
         if (result.persist !== null) this.#issuePersist(result.persist);
         await this.#allocate(result.chainPosition, result.baseOffset);
         continue;
       }
       const reservation = result.reservation;
+      this.producers.reserved(input.producerId, { baseSequence: input.sequence,
+        records: input.records, baseOffset: reservation.baseOffset }, reservation);
       const place = this.#place(reservation.segmentId);
       const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId,
-        segmentIndex: place.segmentIndex, position: reservation.position, sizeBytes: bytes,
-        direction: 'write' });
+        segmentIndex: place.segmentIndex, position: reservation.position,
+        sizeBytes: input.bytes, direction: 'write' });
       this.#writeGrants.set(grantId, { nodeId: place.nodeId,
         created: creating.then(() => true, () => false) });
       // A failure leaves the reservation to expire: its hole is filled like a dead producer's.
-      await creating;
-      return { epoch: reservation.epoch, reservationId: reservation.id, nodeId: place.nodeId,
-        grantId, grantEpoch: this.deps.pool.epoch, address: place.address + reservation.position,
-        baseOffset: reservation.baseOffset };
+      const reply = creating.then(() => ({ epoch: reservation.epoch,
+        reservationId: reservation.id, nodeId: place.nodeId, grantId,
+        grantEpoch: this.deps.pool.epoch, address: place.address + reservation.position,
+        baseOffset: reservation.baseOffset }));
+      this.#reservedReplies.set(reservation.id, reply);
+      reply.catch(() => undefined);
+      return { kind: 'reserved', body: await reply };
     }
   }
 
@@ -170,7 +204,11 @@ export class Partition {
   /** Expires old reservations and fills their holes (called by the broker's timer). */
   tick(): void {
     if (this.#sequencer === null || this.#closed) return;
-    for (const fill of this.#sequencer.expire(this.deps.now()).fills) void this.#fill(fill);
+    for (const fill of this.#sequencer.expire(this.deps.now()).fills) {
+      this.producers.released(fill.ref);
+      this.#reservedReplies.delete(fill.ref.id);
+      void this.#fill(fill);
+    }
   }
 
   /** Parks until the high watermark passes `offset` or waitMs passes. */
@@ -230,6 +268,42 @@ export class Partition {
       await this.revokeWriteGrant(grantId).catch(() => undefined);
     }
     for (const segmentId of [...this.places.keys()]) await this.#freeSegment(segmentId);
+  }
+
+  /** A retried reserve of a batch whose reservation is in flight. */
+  async #retryInFlight(check: SequenceCheck & { kind: 'in-flight' }): Promise<ReserveReply> {
+    const { ref } = check;
+    const state = this.sequencer.reservationState(ref);
+    const reply = this.#reservedReplies.get(ref.id);
+    if (state === 'reserved' && reply !== undefined) {
+      return { kind: 'reserved', body: await reply };
+    }
+    if (state === 'committed') {
+      return { kind: 'duplicate', body: { baseOffset: await this.commit(ref.epoch, ref.id) } };
+    }
+    invariant(false, 'producer state follows the sequencer', { ...ref, state });
+  }
+
+  /** Rebuilds the idempotent producers' state from the last durable batches' headers. */
+  async #restoreProducers(): Promise<void> {
+    const { transport, pool } = this.deps;
+    const read = async (segment: SegmentView, position: number, dst: Uint8Array,
+      length: number): Promise<void> => {
+      const place = this.#place(segment.segmentId);
+      const grantId = await this.readGrant(place);
+      await transport.readValidated(pool.endpoint(place.nodeId), { id: grantId,
+        epoch: pool.epoch }, place.address + position, dst, 0, length);
+    };
+    try {
+      const batches = await scanProducerBatches({ read }, this.sequencer.segments(),
+        (segment, problem) => this.log.warn({ segmentId: segment.segmentId, problem },
+          'producer state scan stopped early'));
+      for (const batch of batches) this.producers.restoreBatch(batch);
+      this.log.debug({ batches: batches.length, producers: this.producers.producers },
+        'producer state restored');
+    } catch (error) {
+      this.log.warn({ err: String(error) }, 'producer state not restored: producers unknown');
+    }
   }
 
   #gone(): PmqError {
@@ -297,6 +371,8 @@ export class Partition {
 
   #onPersisted(result: PersistedResult): void {
     for (const ack of result.acks) {
+      this.producers.durable(ack);
+      this.#reservedReplies.delete(ack.id);
       const list = this.#committers.get(ack.id) ?? [];
       this.#committers.delete(ack.id);
       for (const committer of list) committer.resolve(ack.baseOffset);

@@ -186,6 +186,15 @@ export class Sequencer {
   }
 
   /**
+   * Where a reservation stands (idempotent retries ask): in flight (its state), `acked`,
+   * `expired`, or `unknown` (another epoch, never issued, or no longer remembered).
+   */
+  reservationState(ref: ReservationRef): InFlight['state'] | Outcome['kind'] | 'unknown' {
+    if (ref.epoch !== this.epoch) return 'unknown';
+    return this.#inFlight.get(ref.id)?.state ?? this.#outcomes.get(ref.id)?.kind ?? 'unknown';
+  }
+
+  /**
    * Reservations older than the timeout and not committed become fills. Revoke each fill's
    * producer, write the control batch, then call fillWritten.
    */

@@ -137,8 +137,7 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
   channel.handle('topicDescribe', (_ep, r) => describeTopic(context, r.topic));
   channel.handle('producerInit', () => ({ kind: 'producerId',
     body: { producerId: context.producerId(), producerEpoch: 0 } }));
-  channel.handle('reserve', async (_ep, r) => ({ kind: 'reserved',
-    body: await partitionOf(context, r.topic, r.partition).reserve(r.bytes, r.records) }));
+  channel.handle('reserve', (_ep, r) => partitionOf(context, r.topic, r.partition).reserve(r));
   channel.handle('commit', async (_ep, r) => ({ kind: 'acked', body: { baseOffset:
     await partitionOf(context, r.topic, r.partition).commit(r.epoch, r.reservationId) } }));
   channel.handle('fetchView', (_ep, r) => fetchView(context, r));

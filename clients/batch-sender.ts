@@ -13,13 +13,20 @@
  * whose reply was lost is repeated (commits are idempotent at the sequencer). A batch that
  * starts over while later batches of the partition are in flight lands after them, as in
  * Kafka without idempotence: set maxInFlightBatches to 1 for strict order under failures.
+ *
+ * Idempotence (producerId ≥ 0): each batch carries the partition's next sequence, fixed at
+ * encode time, and every retry of the batch (reserve, or starting over) sends the same one, so
+ * the broker stores it once: a retry of a batch already durable is answered `duplicate` with
+ * its original offset (nothing is written or committed again). PMQ_ERR_OUT_OF_ORDER_SEQUENCE
+ * (the broker lost track of this producer's sequence) drops the producer id: the batch is
+ * encoded again under a new one (sequences restart at 0) and sent again.
  */
 import { PmqError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import {
   encodeRecordBatchInto, recordBatchSizeBytes, setBaseOffset, type EncodeOptions,
 } from '../common/record-batch/index.js';
-import type { Message } from '../common/wire/messages.js';
+import type { Body, Message } from '../common/wire/messages.js';
 import type { ProducerBatch } from './accumulator.js';
 import type { Connection } from './connection.js';
 import { RecordTooLargeError, toClientError } from './errors.js';
@@ -27,6 +34,7 @@ import type { BufferPool } from './flow-control.js';
 
 export interface SenderOptions {
   acks: 'all' | 'none';
+  idempotent: boolean;
   maxInFlightBatches: number;
   maxRecordBatchBytes: number;
   retries: number;
@@ -36,6 +44,15 @@ export interface SenderOptions {
 
 export interface ProducerIdentity { producerId: number; producerEpoch: number }
 
+/** The producer's id for idempotence: asked once, forgotten after an out-of-order answer. */
+export interface IdentitySource {
+  get(): Promise<ProducerIdentity>;
+  /** Drops `producerId` (if still current): the next get() asks the broker for a new one. */
+  forget(producerId: number): void;
+}
+
+type ReserveAnswer = Message<'reserved'> | Message<'duplicate'>;
+
 /** What the producer does when a batch settles. */
 export interface BatchOutcome<S> {
   written(batch: ProducerBatch<S>, baseOffset: number): void;
@@ -43,10 +60,18 @@ export interface BatchOutcome<S> {
   done(batch: ProducerBatch<S>): void;
 }
 
-interface Encoded { buffer: Uint8Array; sizeBytes: number; baseSequence: number }
+interface Encoded {
+  buffer: Uint8Array;
+  sizeBytes: number;
+  producerId: number;
+  baseSequence: number;
+}
 
 const RETRY_AS_NEW_BATCH = new Set(['PMQ_ERR_RESERVATION_EXPIRED', 'PMQ_ERR_GRANT_REVOKED',
   'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_FENCED']);
+
+/** Kafka's sequences are int32 and wrap. */
+const SEQUENCE_MODULUS = 0x8000_0000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -55,12 +80,17 @@ function sleep(ms: number): Promise<void> {
 export class PartitionSender<S> {
   private readonly queue: ProducerBatch<S>[] = [];
   private inFlight = 0;
+  /** Start order of the batches not yet settled (ascending), and the next one's. */
+  private readonly unsettled: number[] = [];
+  private ordinalNext = 0;
   private reserveTurn: Promise<unknown> = Promise.resolve();
+  /** The next sequence of `sequenceOwner` (a producer id) on this partition. */
   private sequence = 0;
+  private sequenceOwner = -1;
 
   constructor(private readonly topic: string, private readonly partition: number,
     private readonly connection: Connection, private readonly pool: BufferPool,
-    private readonly identity: () => Promise<ProducerIdentity>,
+    private readonly identity: IdentitySource,
     private readonly options: SenderOptions, private readonly outcome: BatchOutcome<S>,
     private readonly log: Logger) {}
 
@@ -73,12 +103,26 @@ export class PartitionSender<S> {
     return this.inFlight > 0 || this.queue.length > 0;
   }
 
+  /**
+   * Starts queued batches while fewer than maxInFlightBatches run. Idempotent: as a window, a
+   * batch starts only within maxInFlightBatches of the oldest unsettled one, so a batch that
+   * keeps retrying is never pushed out of the broker's producer state (PRODUCER_LIMITS).
+   */
   private pump(): void {
-    while (this.inFlight < this.options.maxInFlightBatches && this.queue.length > 0) {
+    for (;;) {
+      const oldest = this.unsettled[0] ?? this.ordinalNext;
+      const room = this.options.idempotent
+        ? this.ordinalNext - oldest < this.options.maxInFlightBatches
+        : this.inFlight < this.options.maxInFlightBatches;
+      if (!room || this.queue.length === 0) return;
       const batch = this.queue.shift()!;
+      const ordinal = this.ordinalNext;
+      this.ordinalNext += 1;
+      this.unsettled.push(ordinal);
       this.inFlight += 1;
       void this.run(batch).finally(() => {
         this.inFlight -= 1;
+        this.unsettled.splice(this.unsettled.indexOf(ordinal), 1);
         this.outcome.done(batch);
         this.pump();
       });
@@ -88,10 +132,23 @@ export class PartitionSender<S> {
   private async run(batch: ProducerBatch<S>): Promise<void> {
     let encoded: Encoded | undefined;
     try {
-      const identity = await this.identity();
-      encoded = this.encode(batch, identity);
-      const baseOffset = await this.deliver(batch, encoded);
-      if (this.options.acks === 'all') this.outcome.written(batch, baseOffset);
+      for (let attempt = 0; ; attempt += 1) {
+        const identity = await this.identity.get();
+        encoded = this.encode(batch, identity);
+        try {
+          const baseOffset = await this.deliver(batch, encoded);
+          if (this.options.acks === 'all') this.outcome.written(batch, baseOffset);
+          return;
+        } catch (error) {
+          if (!(error instanceof PmqError) || error.code !== 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE' ||
+              attempt >= this.options.retries) throw error;
+          this.log.warn({ producerId: identity.producerId, err: error.message },
+            'sequence refused, new producer id');
+          this.identity.forget(identity.producerId);
+          this.pool.give(encoded.buffer);
+          encoded = undefined;
+        }
+      }
     } catch (error) {
       this.outcome.failed(batch, toClientError(error, { what: `producing to ${this.topic}/` +
         `${this.partition}`, topic: this.topic, partition: this.partition }));
@@ -102,11 +159,15 @@ export class PartitionSender<S> {
 
   /** Encodes the batch into a pooled buffer; the exact size is what reserve asks for. */
   private encode(batch: ProducerBatch<S>, identity: ProducerIdentity): Encoded {
+    if (identity.producerId !== this.sequenceOwner) {
+      this.sequenceOwner = identity.producerId;
+      this.sequence = 0;
+    }
     const baseSequence = identity.producerId < 0 ? -1 : this.sequence;
     const options: EncodeOptions = { timestampDefault: Date.now(),
       producerId: identity.producerId, producerEpoch: identity.producerEpoch, baseSequence };
     if (identity.producerId >= 0) {
-      this.sequence = (this.sequence + batch.records.length) % 0x8000_0000;
+      this.sequence = (this.sequence + batch.records.length) % SEQUENCE_MODULUS;
     }
     const sizeBytes = recordBatchSizeBytes(batch.records, options);
     if (sizeBytes > this.options.maxRecordBatchBytes) {
@@ -115,7 +176,7 @@ export class PartitionSender<S> {
     }
     const buffer = this.pool.take(sizeBytes);
     encodeRecordBatchInto(buffer, 0, batch.records, options);
-    return { buffer, sizeBytes, baseSequence };
+    return { buffer, sizeBytes, producerId: identity.producerId, baseSequence };
   }
 
   /**
@@ -128,6 +189,11 @@ export class PartitionSender<S> {
       let stage: 'request' | 'write' = 'request';
       try {
         const reserved = await this.reserveInTurn(batch, encoded);
+        if (reserved.kind === 'duplicate') {
+          // Durable already (an earlier attempt's ack was lost): store nothing again.
+          if (this.options.acks === 'none') this.outcome.written(batch, reserved.baseOffset);
+          return reserved.baseOffset;
+        }
         setBaseOffset(encoded.buffer, 0, reserved.baseOffset);
         stage = 'write';
         const ep = await this.connection.storageEndpoint(reserved.nodeId);
@@ -150,16 +216,16 @@ export class PartitionSender<S> {
   }
 
   /** Reserves after every earlier batch of this partition has reserved (offsets in order). */
-  private reserveInTurn(batch: ProducerBatch<S>,
-    encoded: Encoded): Promise<Message<'reserved'>> {
-    const turn = this.reserveTurn.then(async () => {
-      const identity = await this.identity();
-      return this.withRetries('reserve', () => this.connection.call('reserve', {
-        topic: this.topic, partition: this.partition, bytes: encoded.sizeBytes,
-        records: batch.records.length, producerId: identity.producerId,
-        sequence: encoded.baseSequence }, 'reserved', { what: 'reserving', topic: this.topic,
-        partition: this.partition }));
-    });
+  private reserveInTurn(batch: ProducerBatch<S>, encoded: Encoded): Promise<ReserveAnswer> {
+    const body: Body<'reserve'> = { topic: this.topic, partition: this.partition,
+      bytes: encoded.sizeBytes, records: batch.records.length, producerId: encoded.producerId,
+      sequence: encoded.baseSequence };
+    const context = { what: 'reserving', topic: this.topic, partition: this.partition };
+    const turn = this.reserveTurn.then(() => this.withRetries('reserve', async () => {
+      const reply = await this.connection.request('reserve', body, context);
+      if (reply.kind === 'reserved' || reply.kind === 'duplicate') return reply;
+      throw toClientError(new Error(`reserve answered by ${reply.kind}`), context);
+    }));
     this.reserveTurn = turn.catch(() => undefined);
     return turn;
   }

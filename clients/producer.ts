@@ -13,13 +13,16 @@
  * Concurrency: JS thread only.
  */
 import { ArgumentError, PmqError } from '../common/errors.js';
+import { PRODUCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import { partitionForKey } from '../common/partitioner.js';
 import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/index.js';
 import {
   Accumulator, recordSizeBytesMax, StickyPartitioner, type ProducerBatch,
 } from './accumulator.js';
-import { PartitionSender, type ProducerIdentity, type SenderOptions } from './batch-sender.js';
+import {
+  PartitionSender, type IdentitySource, type ProducerIdentity, type SenderOptions,
+} from './batch-sender.js';
 import type { Connection } from './connection.js';
 import { ClosedError, PartitionOutOfRangeError, RecordTooLargeError } from './errors.js';
 import { BufferPool, ByteBudget } from './flow-control.js';
@@ -43,7 +46,10 @@ export interface ProducerOptions {
   retries?: number;
   /** First retry delay, doubled each time. Default 100 ms. */
   retryBackoffMs?: number;
-  /** Send producerId/sequence (idempotence, see docs/clients.md). Default true. */
+  /**
+   * Send producerId/sequence so that retries are stored once (docs/clients.md). Default: true
+   * with acks 'all'. Needs maxInFlightBatches ≤ 5 (what the broker remembers per producer).
+   */
   idempotent?: boolean;
 }
 
@@ -64,6 +70,8 @@ interface SendSink {
 }
 
 const KIB = 1024;
+/** The broker's producer state covers this window of batches per partition (PRODUCER_LIMITS). */
+const PRODUCER_BATCHES_REMEMBERED = PRODUCER_LIMITS.inFlightWindowMax;
 const MIB = 1024 * KIB;
 
 function positive(name: string, value: number | undefined, fallback: number, min = 1): number {
@@ -78,8 +86,10 @@ function senderOptions(options: ProducerOptions, requestTimeoutMs: number): Send
   if (options.acks !== undefined && options.acks !== 'all' && options.acks !== 'none') {
     throw new ArgumentError(`acks must be 'all' or 'none', got ${String(options.acks)}`);
   }
+  const acks = options.acks ?? 'all';
   return {
-    acks: options.acks ?? 'all',
+    acks,
+    idempotent: options.idempotent ?? acks === 'all',
     maxInFlightBatches: positive('maxInFlightBatches', options.maxInFlightBatches, 5),
     maxRecordBatchBytes: positive('maxRecordBatchBytes', options.maxRecordBatchBytes, MIB,
       RECORD_BATCH_HEADER_SIZE_BYTES + 8),
@@ -98,6 +108,13 @@ export class Producer {
   private readonly senderOptions: SenderOptions;
   private readonly lingerMs: number;
   private identity: Promise<ProducerIdentity> | undefined;
+  /** What `identity` resolved to. */
+  private identityKnown: ProducerIdentity | undefined;
+  private readonly idempotent: boolean;
+  private readonly identitySource: IdentitySource = {
+    get: () => this.producerIdentity(),
+    forget: (producerId) => this.forgetIdentity(producerId),
+  };
   private lingerTimer: NodeJS.Timeout | undefined;
   private batchesInFlight = 0;
   private idleWaiters: (() => void)[] = [];
@@ -107,6 +124,12 @@ export class Producer {
     private readonly options: ProducerOptions, requestTimeoutMs: number,
     private readonly log: Logger, private readonly onClose: () => void) {
     this.senderOptions = senderOptions(options, requestTimeoutMs);
+    this.idempotent = this.senderOptions.idempotent;
+    if (this.idempotent && this.senderOptions.maxInFlightBatches > PRODUCER_BATCHES_REMEMBERED) {
+      throw new ArgumentError(`an idempotent producer keeps at most ` +
+        `${PRODUCER_BATCHES_REMEMBERED} batches per partition in flight (maxInFlightBatches ` +
+        `${this.senderOptions.maxInFlightBatches}): lower it, or set idempotent: false`);
+    }
     const maxBatchBytes = positive('maxBatchBytes', options.maxBatchBytes, 64 * KIB);
     this.accumulator = new Accumulator(maxBatchBytes);
     this.lingerMs = positive('lingerMs', options.lingerMs, 5, 0);
@@ -200,7 +223,7 @@ export class Producer {
     let sender = this.senders.get(key);
     if (sender === undefined) {
       sender = new PartitionSender(topic, partition, this.connection, this.pool,
-        () => this.producerIdentity(), this.senderOptions, {
+        this.identitySource, this.senderOptions, {
           written: (batch, baseOffset) => this.written(batch, baseOffset),
           failed: (batch, error) => this.failed(batch, error),
           done: (batch) => this.batchDone(batch),
@@ -212,17 +235,26 @@ export class Producer {
 
   /** The producer id for idempotence, asked once (-1 when disabled). */
   private producerIdentity(): Promise<ProducerIdentity> {
-    if (this.options.idempotent === false) {
+    if (!this.idempotent) {
       return Promise.resolve({ producerId: -1, producerEpoch: -1 });
     }
     this.identity ??= this.connection.call('producerInit', {}, 'producerId',
       { what: 'initialising the producer' }).then(
-      (reply) => ({ producerId: reply.producerId, producerEpoch: reply.producerEpoch }),
+      (reply) => {
+        this.identityKnown = { producerId: reply.producerId, producerEpoch: reply.producerEpoch };
+        return this.identityKnown;
+      },
       (error: unknown) => {
         this.identity = undefined;
         throw error;
       });
     return this.identity;
+  }
+
+  private forgetIdentity(producerId: number): void {
+    if (this.identityKnown?.producerId !== producerId) return;
+    this.identity = undefined;
+    this.identityKnown = undefined;
   }
 
   private written(batch: ProducerBatch<SendSink>, baseOffset: number): void {

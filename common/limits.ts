@@ -88,6 +88,36 @@ export const BROKER_LIMITS = {
   persistRetryMs: 200,
 } as const;
 
+/** Idempotent producers' state at the broker (broker-node/producer-state.ts). */
+export const PRODUCER_LIMITS = {
+  /**
+   * Batches remembered per producer and partition (Kafka keeps 5). A producer retries only
+   * batches it has not settled, and an idempotent client starts a batch only within
+   * `inFlightWindowMax` batches of its partition's oldest unsettled one. While batch B is
+   * unsettled, the batches that can be recorded after it are the ≤ w − 1 older ones of its
+   * window (retried) and the ≤ w − 1 newer ones, each with one live entry: 2w − 1 = 9 ≤ 10,
+   * so B's entry is never pushed out and its retry is always recognised.
+   */
+  batchesPerProducer: 10,
+  /** The client's window w (clients refuse maxInFlightBatches above it with idempotence). */
+  inFlightWindowMax: 5,
+  /**
+   * Producers remembered per partition, least recently used evicted first (an evicted one is
+   * unknown: its next sequence is accepted as is). ~5 × 100 B + ~150 B each: 1024 ≈ 650 KiB
+   * per partition at worst, nothing for idle partitions.
+   */
+  producersMax: 1024,
+  /**
+   * Recovery reads the headers of at least this many of a partition's last durable batches,
+   * segment by segment from the head backwards (whole segments). Every batch whose ack a crash
+   * can have lost was in flight then, and at most reservationsMax were: so they are all among
+   * the last reservationsMax batches of the durable log.
+   */
+  recoveryBatchesMin: 1024,
+  /** Largest validated read recovery issues: whole headers are parsed out of each chunk. */
+  recoveryReadChunkBytes: 1024 * 1024,
+} as const;
+
 /** The storage node's own tables (storage-node/). */
 export const STORAGE_LIMITS = {
   /**

@@ -8,7 +8,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -46,6 +46,8 @@ export const MESSAGES = {
     grantEpoch: 'uint', address: 'uint', baseOffset: 'uint' },
   commit: { topic: 'topic', partition: 'uint', epoch: 'uint', reservationId: 'uint' },
   acked: { baseOffset: 'uint' },
+  /** reserve's reply to a retried idempotent batch already durable: nothing to write. */
+  duplicate: { baseOffset: 'uint' },
   /** Where `offset` is, and how far it may be read; waits up to waitMs for data past offset. */
   fetchView: { topic: 'topic', partition: 'uint', offset: 'uint', waitMs: 'uint' },
   view: { highWatermark: 'uint', segment: { list: segmentView, max: 1 } },
@@ -74,8 +76,8 @@ export type MessageKind = keyof typeof MESSAGES;
 
 /** Kinds that answer a request (matched by id); every other kind is a request. */
 const REPLY_KIND_LIST = [
-  'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked', 'view',
-  'offset', 'storageInfo', 'segment', 'persisted',
+  'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked',
+  'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted',
 ] as const satisfies readonly MessageKind[];
 export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
 export type RequestKind = Exclude<MessageKind, ReplyKind>;

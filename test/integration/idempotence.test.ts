@@ -1,0 +1,173 @@
+// Idempotent producers against the real processes: `pmq broker` over one `pmq storage`, this
+// process as the producer (reserve → validated write → commit, batch headers carrying the
+// producer id and sequence). A retried batch is stored once — while in flight, once durable,
+// after an expiry, and after a broker restart (state rebuilt from the batch headers).
+import t from 'tap';
+
+import { PmqError } from '../../common/errors.js';
+import {
+  decodeRecordBatch, encodeRecordBatch, setBaseOffset, type RecordInput,
+} from '../../common/record-batch/index.js';
+import type { Message } from '../../common/wire/messages.js';
+import {
+  Client, exitOf, startBroker, startStorage, tempDir, type Proc,
+} from '../helpers/broker-cluster.js';
+
+const { dir, remove } = tempDir('pmq-idem-');
+const storage = [await startStorage(`${dir}/region-1`, 1)];
+const BROKER_ARGS = ['--reservation-timeout-ms', '600'];
+let broker: Proc = await startBroker(`${dir}/data`, storage, BROKER_ARGS);
+const client = new Client();
+let welcome = await client.connect(broker);
+t.teardown(async () => {
+  client.transport.close();
+  broker.child.kill('SIGKILL');
+  for (const node of storage) node.child.kill('SIGKILL');
+  remove();
+});
+
+const TOPIC = 'idem';
+const text = new TextEncoder();
+const decoder = new TextDecoder();
+await client.call('topicCreate', { topic: TOPIC, partitions: 1 });
+const init = await client.call('producerInit', {}) as Message<'producerId'>;
+const { producerId, producerEpoch } = init;
+
+interface Batch { bytes: Uint8Array; records: number; sequence: number }
+
+/** A batch of `count` values `${name}-i` (padded), with the producer's id and sequence. */
+function batchOf(name: string, count: number, sequence: number, padBytes = 8): Batch {
+  const records: RecordInput[] = Array.from({ length: count }, (_, i) =>
+    ({ value: text.encode(`${name}-${i}|`.padEnd(padBytes, '.')) }));
+  return { bytes: encodeRecordBatch(records, { producerId, producerEpoch,
+    baseSequence: sequence }), records: count, sequence };
+}
+
+function reserve(batch: Batch): Promise<Message> {
+  return client.call('reserve', { topic: TOPIC, partition: 0, bytes: batch.bytes.byteLength,
+    records: batch.records, producerId, sequence: batch.sequence });
+}
+
+async function write(batch: Batch, reply: Message<'reserved'>): Promise<void> {
+  const node = welcome.storageNodes.find((n) => n.nodeId === reply.nodeId)!;
+  setBaseOffset(batch.bytes, 0, reply.baseOffset);
+  await client.transport.writeValidated(await client.storage(node.nodeId, node.host, node.port),
+    { id: reply.grantId, epoch: reply.grantEpoch }, reply.address, batch.bytes, 0,
+    batch.bytes.byteLength);
+}
+
+async function commit(reply: Message<'reserved'>): Promise<number> {
+  const acked = await client.call('commit', { topic: TOPIC, partition: 0, epoch: reply.epoch,
+    reservationId: reply.reservationId });
+  return (acked as Message<'acked'>).baseOffset;
+}
+
+async function produce(batch: Batch): Promise<number> {
+  const reply = await reserve(batch);
+  if (reply.kind !== 'reserved') throw new Error(`reserve answered ${reply.kind}`);
+  await write(batch, reply);
+  return commit(reply);
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'ok';
+  } catch (error) {
+    return error instanceof PmqError ? error.code : String(error);
+  }
+}
+
+/** Every value of the partition, in offset order (control batches skipped). */
+async function consumeAll(): Promise<string[]> {
+  const values: string[] = [];
+  let offset = 0;
+  for (;;) {
+    const view = await client.call('fetchView', { topic: TOPIC, partition: 0, offset,
+      waitMs: 0 }) as Message<'view'>;
+    const segment = view.segment[0];
+    if (segment === undefined || offset >= view.highWatermark) return values;
+    const node = welcome.storageNodes.find((n) => n.nodeId === segment.nodeId)!;
+    const bytes = new Uint8Array(segment.position);
+    await client.transport.readValidated(await client.storage(node.nodeId, node.host,
+      node.port), { id: segment.grantId, epoch: segment.grantEpoch }, segment.address, bytes, 0,
+    bytes.byteLength);
+    for (let position = 0; position < bytes.byteLength;) {
+      const batch = decodeRecordBatch(bytes, position);
+      if (!batch.attributes.isControl) {
+        for (const record of batch.records) values.push(decoder.decode(record.value!));
+      }
+      position += batch.sizeBytes;
+    }
+    offset = segment.offsetLast + 1;
+  }
+}
+
+const onceEach = (values: string[]): string[] =>
+  values.filter((value, index) => values.indexOf(value) !== index);
+
+let sequence = 0;
+const sent: Batch[] = [];
+function next(name: string, count: number, padBytes?: number): Batch {
+  const batch = batchOf(name, count, sequence, padBytes);
+  sequence += count;
+  sent.push(batch);
+  return batch;
+}
+
+t.test('a retried reserve of a durable batch answers its offset and stores nothing', async (t) => {
+  const a = next('a', 3);
+  const offset = await produce(a);
+  const again = await reserve(a); // the ack was lost: the producer sends the batch again
+  t.same({ kind: again.kind, baseOffset: (again as Message<'duplicate'>).baseOffset },
+    { kind: 'duplicate', baseOffset: offset });
+  const b = next('b', 2);
+  const first = await reserve(b) as Message<'reserved'>;
+  const retry = await reserve(b); // the reserve's reply was lost
+  t.same(retry, { ...first, id: retry.id }, 'a reservation in flight is handed out again');
+  await write(b, retry as Message<'reserved'>);
+  t.equal(await commit(retry as Message<'reserved'>), first.baseOffset);
+  t.equal(await codeOf(reserve(batchOf('gap', 1, sequence + 7))),
+    'PMQ_ERR_OUT_OF_ORDER_SEQUENCE', 'a gap in the sequence is refused');
+  t.same(onceEach(await consumeAll()), [], 'each value once');
+});
+
+t.test('an expired reservation is not the producer\'s batch: its retry is stored', async (t) => {
+  const c = next('c', 1);
+  const lost = await reserve(c) as Message<'reserved'>;
+  await new Promise((resolve) => setTimeout(resolve, 1500)); // expired and filled
+  t.equal(await codeOf(commit(lost)), 'PMQ_ERR_RESERVATION_EXPIRED');
+  const again = await reserve(c) as Message<'reserved'>;
+  t.equal(again.kind, 'reserved');
+  t.not(again.reservationId, lost.reservationId, 'a new reservation for the same sequence');
+  await write(c, again);
+  await commit(again);
+  const values = await consumeAll();
+  t.same(onceEach(values), []);
+  t.ok(values.some((value) => value.startsWith('c-0|')), 'stored once, after the hole');
+});
+
+t.test('after a broker restart, retries of durable batches are still duplicates', async (t) => {
+  // Enough batches to roll 64 KiB segments: the rebuild reads more than one segment.
+  const many = Array.from({ length: 24 }, (_, i) => next(`m${i}`, 2, 2000));
+  const offsets: number[] = [];
+  for (const batch of many) offsets.push(await produce(batch));
+  const info = await client.call('topicDescribe', { topic: TOPIC }) as Message<'topicInfo'>;
+  t.ok(info.partitions[0]!.segments >= 2, `${info.partitions[0]!.segments} segments`);
+  broker.child.kill('SIGKILL');
+  await exitOf(broker.child);
+  broker = await startBroker(`${dir}/data`, storage, BROKER_ARGS);
+  welcome = await client.connect(broker);
+  // The last 10 batches (the state's window) span both segments.
+  const answers = await Promise.all(many.slice(-10).map(reserve));
+  t.same(answers.map((a) => a.kind), Array(10).fill('duplicate'));
+  t.same(answers.map((a) => (a as Message<'duplicate'>).baseOffset), offsets.slice(-10),
+    'the original offsets');
+  t.equal(await codeOf(reserve(sent[0]!)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE',
+    'a batch older than the window is refused, not stored again');
+  const d = next('d', 1);
+  await produce(d);
+  const values = await consumeAll();
+  t.same(onceEach(values), [], 'each value once');
+  t.equal(values.length, sent.reduce((sum, batch) => sum + batch.records, 0), 'every value');
+});
