@@ -8,7 +8,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -68,6 +68,11 @@ export const MESSAGES = {
   persisted: { segmentIndex: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool' },
   segmentFree: { epoch: 'uint', segmentIndex: 'uint' },
   epochRaise: { epoch: 'uint' },
+
+  // --- client → storage (direct mode: docs/wire-protocol.md, "Client → storage")
+  /** The direct key of a read grant (the grant id and epoch the broker's view named). */
+  directKey: { grantId: 'uint', grantEpoch: 'uint' },
+  directKeyIs: { key: 'bytes' },
 } as const satisfies Record<string, Schema>;
 
 export type MessageKind = keyof typeof MESSAGES;
@@ -75,7 +80,7 @@ export type MessageKind = keyof typeof MESSAGES;
 /** Kinds that answer a request (matched by id); every other kind is a request. */
 const REPLY_KIND_LIST = [
   'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked', 'view',
-  'offset', 'storageInfo', 'segment', 'persisted',
+  'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
 ] as const satisfies readonly MessageKind[];
 export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
 export type RequestKind = Exclude<MessageKind, ReplyKind>;
