@@ -9,6 +9,7 @@ import { PmqError } from '../common/errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../common/log.js';
 import { parseBroker } from '../clients/connection.js';
 import { connect, type Client } from '../clients/index.js';
+import { DATA_PATHS, type DataPath } from '../clients/storage-reads.js';
 import { integerArgument } from './options.js';
 
 /** Where `pmq broker` and `pmq dev` listen by default (cli/broker.ts, cli/dev.ts). */
@@ -18,6 +19,7 @@ export interface ClientCliOptions {
   broker: string;
   transports?: string;
   netDevices?: string;
+  dataPath: DataPath;
   requestTimeoutMs: number;
   logLevel: string;
 }
@@ -31,7 +33,8 @@ function brokerArgument(text: string): string {
   return text;
 }
 
-/** --broker (env PMQ_BROKER), --transports, --net-devices, --request-timeout-ms, --log-level. */
+/** --broker (env PMQ_BROKER), --transports, --net-devices, --data-path, --request-timeout-ms,
+ *  --log-level. */
 export function addClientOptions(command: Command): Command {
   return command
     .addOption(new Option('--broker <host:port>', 'the broker to talk to')
@@ -39,6 +42,9 @@ export function addClientOptions(command: Command): Command {
     .addOption(new Option('--transports <list>', 'UCX transports, UCX_TLS syntax ' +
       '(e.g. tcp, sm,tcp); default: UCX picks'))
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
+    .addOption(new Option('--data-path <path>', 'how records are read from storage: ' +
+      'validated, direct (trusted clients on RDMA only) or auto').choices(DATA_PATHS)
+      .default('validated'))
     .addOption(new Option('--request-timeout-ms <ms>', 'timeout of one request to the broker')
       .default(10_000).argParser(integerArgument('--request-timeout-ms', 1, 600_000)))
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)')
@@ -61,7 +67,7 @@ export async function withClient<T>(opts: ClientCliOptions, log: Logger,
   let client: Client;
   try {
     client = await connect({ brokers: [opts.broker], clientId: `pmq-cli-${process.pid}`,
-      transports: opts.transports, netDevices: opts.netDevices,
+      transports: opts.transports, netDevices: opts.netDevices, dataPath: opts.dataPath,
       requestTimeoutMs: opts.requestTimeoutMs, logger: log });
   } catch (error) {
     if (error instanceof PmqError && (error.code === 'PMQ_ERR_NOT_CONNECTED' ||

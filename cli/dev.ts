@@ -79,7 +79,8 @@ async function runDev(opts: DevCliOptions): Promise<void> {
     ...(opts.size === undefined ? [] : ['--size', opts.size]),
     ...(opts.segmentSize === undefined ? [] : ['--segment-size', opts.segmentSize]),
     ...(opts.nodeId === undefined ? [] : ['--node-id', String(opts.nodeId)]),
-    ...(opts.busyPoll ? ['--busy-poll'] : []), ...transportArgs(opts)],
+    ...(opts.busyPoll ? ['--busy-poll'] : []), ...(opts.direct ? ['--direct'] : []),
+    ...transportArgs(opts)],
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.storage = child;
     child.once('exit', () => { void stop('SIGTERM', true); });

@@ -20,6 +20,8 @@ export function addStorageOptions(command: Command, defaultListen: string): Comm
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
     .option('--busy-poll', 'progress UCX on every loop turn: lowest latency, one core busy',
       false)
+    .option('--direct', 'offer direct mode: consumers on RDMA lanes may read segments ' +
+      'one-sided with keys (trusted clients only: a key can also write)', false)
     .option('--segment-size <bytes>', 'segment size when a blank region is formatted ' +
       '(default 64MiB; power of two, 64KiB..4GiB; a formatted region keeps its own)')
     .option('--node-id <n>', 'storage node id when a blank region is formatted (default 0; ' +
@@ -33,6 +35,7 @@ export interface StorageCliOptions {
   transports?: string;
   netDevices?: string;
   busyPoll: boolean;
+  direct: boolean;
   segmentSize?: string;
   nodeId?: number;
   logLevel: string;

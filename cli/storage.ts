@@ -22,11 +22,11 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
     parseSizeBytes(opts.segmentSize, '--segment-size');
   const node = await startStorageNode({ regionPath: opts.path, sizeBytes, segmentSizeBytes,
     nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
-    netDevices: opts.netDevices, busyPoll: opts.busyPoll, log });
+    netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, log });
   const { region } = node;
   process.stdout.write(`${banner} listening on ${node.address.host}:${node.address.port} ` +
     `(region ${region.path}, ${formatBytes(region.sizeBytes)}, ${region.backing}, ` +
-    `durability ${region.durability})\n`);
+    `durability ${region.durability}${opts.direct ? ', direct mode offered' : ''})\n`);
   stopOnSignals(node);
   return node;
 }

@@ -10,7 +10,8 @@
  * Reconnection: the broker endpoint is connected on the first request and again on the next
  * request after it closed; a request that fails because the broker is gone rejects with
  * NotConnectedError (retriable). Storage endpoints are connected on demand, by nodeId, from the
- * list the broker's `welcome` gave. Concurrency: JS thread only.
+ * list the broker's `welcome` gave; `reads` (storage-reads.ts) reads segments over them, validated
+ * or direct by the `dataPath` option. Concurrency: JS thread only.
  */
 import { ArgumentError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -18,6 +19,7 @@ import type { Body, Message, MessageKind, RequestKind } from '../common/wire/mes
 import { Transport, type Endpoint, type TransportOptions } from '../native/transport.js';
 import { ControlChannel } from '../rpc/control-channel.js';
 import { ClosedError, NotConnectedError, toClientError, type ErrorContext } from './errors.js';
+import { StorageReads, type DataPath } from './storage-reads.js';
 
 interface SharedTransport {
   transport: Transport;
@@ -32,10 +34,11 @@ function acquireTransport(options: TransportOptions, log: Logger): SharedTranspo
   if (shared !== undefined) {
     const same = (options.transports ?? shared.options.transports) ===
       shared.options.transports && (options.netDevices ?? shared.options.netDevices) ===
-      shared.options.netDevices;
+      shared.options.netDevices && (options.direct ?? false) === (shared.options.direct ?? false);
     if (!same) {
       throw new ArgumentError('this process already has a pmq transport with other options ' +
-        `(${JSON.stringify(shared.options)}): all clients of a process share one`);
+        `(${JSON.stringify(shared.options)}; direct: dataPath other than 'validated'): all ` +
+        'clients of a process share one');
     }
     shared.users += 1;
     return shared;
@@ -61,6 +64,9 @@ export interface ConnectionOptions {
   brokers: readonly BrokerAddress[];
   clientId: string;
   role: 'producer' | 'consumer' | 'admin';
+  /** How consumers read from storage nodes (storage-reads.ts). Non-validated opens the
+   *  transport with `direct: true`. */
+  dataPath: DataPath;
   transport: TransportOptions;
   requestTimeoutMs: number;
   log: Logger;
@@ -83,10 +89,15 @@ export class Connection {
   private readonly storage = new Map<number, Promise<Endpoint>>();
   private closed = false;
   brokerEpoch = 0;
+  /** The data path of every read from storage nodes. */
+  readonly reads: StorageReads;
 
   constructor(private readonly options: ConnectionOptions) {
-    this.shared = acquireTransport(options.transport, options.log);
+    this.shared = acquireTransport({ ...options.transport,
+      direct: options.dataPath !== 'validated' }, options.log);
     this.shared.transport.on('closed', this.onClosed);
+    this.reads = new StorageReads(this, options.dataPath,
+      options.log.child({ component: 'reads' }));
   }
 
   get transport(): Transport {
@@ -122,6 +133,23 @@ export class Connection {
     return message as Message<R>;
   }
 
+  /** A request to a storage node over its (connected) endpoint: a reply of kind `reply`. */
+  async requestStorage<K extends RequestKind, R extends MessageKind>(ep: Endpoint, kind: K,
+    body: Body<K>, reply: R, context: ErrorContext): Promise<Message<R>> {
+    if (this.closed) throw new ClosedError('the client');
+    let message: Message;
+    try {
+      message = await this.shared.channel.request(ep, kind, body, this.options.requestTimeoutMs);
+    } catch (error) {
+      throw toClientError(error, context);
+    }
+    if (message.kind !== reply) {
+      throw toClientError(new Error(`${kind} answered by ${message.kind}, expected ${reply}`),
+        context);
+    }
+    return message as Message<R>;
+  }
+
   /** The endpoint to a storage node, connected on first use. */
   storageEndpoint(nodeId: number): Promise<Endpoint> {
     const known = this.storage.get(nodeId);
@@ -140,6 +168,7 @@ export class Connection {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.reads.close();
     this.shared.transport.off('closed', this.onClosed);
     const endpoints = [this.broker, ...this.storage.values()];
     this.broker = undefined;

@@ -16,6 +16,7 @@ import { Connection, parseBroker } from './connection.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { Metadata } from './metadata.js';
 import { Producer, type ProducerOptions } from './producer.js';
+import { DATA_PATHS, type DataPath, type DataPathInfo } from './storage-reads.js';
 
 export * from './errors.js';
 export type { TopicListing } from './admin.js';
@@ -23,6 +24,7 @@ export type { ConsumerOptions, StartPosition, TopicPartition, TopicPartitionOffs
   './consumer.js';
 export type { PartitionInfo, TopicDescription } from './metadata.js';
 export type { ProducerOptions, SendInput } from './producer.js';
+export type { DataPath, DataPathInfo } from './storage-reads.js';
 export type { ConsumerBatch, ConsumerRecord, ProducerRecord, RecordMetadata } from
   './records.js';
 export { Admin, Consumer, Producer };
@@ -36,6 +38,14 @@ export interface ClientOptions {
   transports?: string;
   /** UCX network devices (UCX_NET_DEVICES syntax), e.g. 'lo'. Default: UCX's choice. */
   netDevices?: string;
+  /**
+   * How consumers read record batches from storage nodes (docs/clients.md, "Data path"):
+   * 'validated' (default; every transport), 'direct' (one-sided RDMA reads with keys from the
+   * storage node: trusted clients on RDMA lanes only, an error otherwise) or 'auto' (direct
+   * where the lanes are RDMA and the storage node offers it, else validated). Producers always
+   * write validated.
+   */
+  dataPath?: DataPath;
   /** Timeout of one request to the broker. Default 10 000 ms. */
   requestTimeoutMs?: number;
   /** Level of the client's own pino logger (stderr). Default 'warn'. Ignored with `logger`. */
@@ -53,6 +63,11 @@ export class Client {
   constructor(private readonly connection: Connection, private readonly log: Logger,
     private readonly requestTimeoutMs: number) {
     this.metadata = new Metadata(connection);
+  }
+
+  /** Per storage node read from so far: the data path in use, its lanes, reads by path. */
+  dataPaths(): DataPathInfo[] {
+    return this.connection.reads.dataPaths();
   }
 
   admin(): Admin {
@@ -97,12 +112,17 @@ export async function connect(options: ClientOptions): Promise<Client> {
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs < 1) {
     throw new ArgumentError('requestTimeoutMs must be a positive integer');
   }
+  const dataPath = options.dataPath ?? 'validated';
+  if (!DATA_PATHS.includes(dataPath)) {
+    throw new ArgumentError(`dataPath must be one of ${DATA_PATHS.join(', ')}, got ` +
+      String(dataPath));
+  }
   const transport = {
     ...(options.transports === undefined ? {} : { transports: options.transports }),
     ...(options.netDevices === undefined ? {} : { netDevices: options.netDevices }),
   };
   const connection = new Connection({ brokers, clientId: options.clientId ??
-    `pmq-client-${process.pid}`, role: 'admin', transport, requestTimeoutMs, log });
+    `pmq-client-${process.pid}`, role: 'admin', dataPath, transport, requestTimeoutMs, log });
   try {
     await connection.ready();
   } catch (error) {

@@ -1,8 +1,10 @@
 /**
  * Reads one partition: asks the broker where the next offset is (`fetchView`: a read grant,
  * the segment's region address and its durable watermark), then reads the segment's bytes
- * straight from the storage node with readValidated, in chunks of at most `readChunkBytes`,
- * into one reusable buffer, and never past the watermark.
+ * straight from the storage node (storage-reads.ts: validated, or one-sided in direct mode),
+ * in chunks of at most `readChunkBytes`, into one reusable buffer, and never past the
+ * watermark. A read refused because the grant is gone (revoked, stale, its direct key dead)
+ * forgets the segment and fails retriable, so the next round asks the broker again.
  *
  * The cursor {segment, position, offset} remembers the byte position of the next batch, so a
  * caught-up reader continues where it stopped. Batch boundaries are found by walking
@@ -19,11 +21,13 @@ import { invariant } from '../common/invariant.js';
 import {
   BATCH_LENGTH_POSITION, decodeRecordBatch, LOG_OVERHEAD_SIZE_BYTES,
 } from '../common/record-batch/index.js';
-import type { Body } from '../common/wire/messages.js';
 import type { Connection } from './connection.js';
 import { toConsumerRecord, type ConsumerBatch } from './records.js';
+import type { SegmentView } from './storage-reads.js';
 
-type SegmentView = Body<'view'>['segment'][number];
+/** Read failures after which the broker is asked again for the segment (a new grant). */
+const ASK_AGAIN_CODES = new Set(['PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN',
+  'PMQ_ERR_GRANT_STALE_EPOCH', 'PMQ_ERR_DIRECT_FAILED', 'PMQ_ERR_DIRECT_KEY']);
 
 interface Cursor {
   segment: SegmentView;
@@ -108,12 +112,14 @@ export class PartitionReader {
     const available = segment.position - cursor.position;
     const length = this.ensureBuffer(Math.min(available, Math.max(this.options.readChunkBytes,
       cursor.batchBytesNext)));
-    const ep = await this.connection.storageEndpoint(segment.nodeId);
     try {
-      await this.connection.transport.readValidated(ep, { id: segment.grantId,
-        epoch: segment.grantEpoch }, segment.address + cursor.position, this.buffer, 0, length);
+      await this.connection.reads.read(segment, cursor.position, this.buffer, length);
     } catch (error) {
       this.cursor = undefined; // the grant may be gone: ask the broker again
+      if (error instanceof PmqError && !error.retriable && ASK_AGAIN_CODES.has(error.code)) {
+        throw new PmqError(error.code, `${this.topic}/${this.partition}: ${error.message}: ` +
+          'asking the broker again', { cause: error, retriable: true });
+      }
       throw error;
     }
     return this.walk(cursor, length);

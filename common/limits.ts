@@ -136,3 +136,15 @@ export const STORAGE_LIMITS = {
    */
   persistWaitersMax: 64,
 } as const;
+
+/** Client-side tables (clients/). */
+export const CLIENT_LIMITS = {
+  /**
+   * Direct keys a client keeps imported (clients/storage-reads.ts): one per storage endpoint
+   * and read grant, i.e. per segment being read. A consumer reads a partition's segments one
+   * after another, so ~1 live key per assigned partition; 1 024 covers 1 024 partitions read
+   * at once. Each holds an unpacked UCX rkey (~100 B native) and ~100 B of JS; beyond it the
+   * least recently used key is released (re-imported, one round trip, if needed again).
+   */
+  directKeysMax: 1024,
+} as const;

@@ -62,6 +62,11 @@ export interface TransportEvents {
 export const REQUEST_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
 const RDMA_LANES = ['rc_verbs', 'rc_mlx5', 'dc_mlx5', 'ud_verbs', 'ud_mlx5', 'rc', 'dc', 'ud'];
 
+/** True when `lanes` (from lanes()) include an RDMA transport: what direct mode requires. */
+export function hasRdmaLane(lanes: readonly string[]): boolean {
+  return lanes.some((lane) => RDMA_LANES.includes(lane));
+}
+
 let openTransport: Transport | undefined;
 
 function checkCount(name: string, value: unknown, min: number, max: number): number {
@@ -307,6 +312,11 @@ export class Transport extends TransportCore {
       native.transportDirectFlush(ep, id));
   }
 
+  /** Whether this transport was opened with `direct: true`. */
+  get directEnabled(): boolean {
+    return this.options.direct;
+  }
+
   stats(): TransportStats {
     return native.transportStats();
   }
@@ -331,7 +341,7 @@ export class Transport extends TransportCore {
     this.checkEndpoint(ep);
     this.checkDirectEnabled();
     const lanes = this.lanes(ep);
-    if (!lanes.some((lane) => RDMA_LANES.includes(lane))) {
+    if (!hasRdmaLane(lanes)) {
       throw new PmqError('PMQ_ERR_DIRECT_UNSUPPORTED', 'direct mode needs RDMA lanes; this ' +
         `endpoint uses ${lanes.join('/')}: use validated mode`);
     }

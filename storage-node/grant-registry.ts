@@ -82,6 +82,14 @@ export class GrantRegistry {
     return this.#revokeWhere((g) => g.epoch < epoch);
   }
 
+  /** The grant with this id and whether it was revoked; undefined for an id never created. */
+  find(grantId: number): (GrantRecord & { revoked: boolean }) | undefined {
+    const entry = this.#grants.get(grantId);
+    if (entry === undefined) return undefined;
+    const { revoked, ...grant } = entry;
+    return { ...grant, revoked: revoked !== null };
+  }
+
   /** Live grants, for tests and logs. */
   live(): GrantRecord[] {
     return [...this.#grants.values()].filter((g) => g.revoked === null);

@@ -7,8 +7,10 @@
  * the process's transport at the region's epoch, attaches the region's mapping as the memory the
  * native grant table guards, serves the broker's requests (broker-service.ts) and listens. From
  * then on clients' validated writes and reads are checked and landed natively (no JavaScript
- * per request). stop() closes the transport first (no request can land or arrive afterwards),
- * waits for persists in flight, then closes the region (which releases its lock).
+ * per request). With `direct`, trusted clients on RDMA lanes may instead ask for keys to
+ * read whole segments one-sided (client-service.ts). stop() closes the transport first (no
+ * request can land or arrive afterwards), waits for persists in flight, then closes the region
+ * (which releases its lock).
  */
 import { performance } from 'node:perf_hooks';
 
@@ -19,6 +21,7 @@ import { Region } from '../native/region.js';
 import { Transport } from '../native/transport.js';
 import { ControlChannel } from '../rpc/control-channel.js';
 import { BrokerService } from './broker-service.js';
+import { ClientService } from './client-service.js';
 import { GrantRegistry } from './grant-registry.js';
 import { PersistQueue } from './persist-queue.js';
 import { RegionMediaError, RegionStore } from './region-store.js';
@@ -37,6 +40,11 @@ export interface StorageNodeOptions {
   transports?: string;
   netDevices?: string;
   busyPoll?: boolean;
+  /**
+   * Offer direct mode: trusted consumers on RDMA lanes may ask for keys to read whole segments
+   * one-sided (client-service.ts). Opens the transport with `direct: true`. Default false.
+   */
+  direct?: boolean;
   log: Logger;
 }
 
@@ -74,8 +82,9 @@ export async function startStorageNode(opts: StorageNodeOptions): Promise<Storag
 
 function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   log: Logger): StorageNode {
+  const direct = opts.direct ?? false;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
-    busyPoll: opts.busyPoll });
+    busyPoll: opts.busyPoll, direct });
   let address: { host: string; port: number };
   const grants = new GrantRegistry(transport);
   const persists = new PersistQueue(store, grants);
@@ -84,6 +93,7 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
     transport.attachMemory(region.bytes);
     const channel = new ControlChannel(transport, log);
     new BrokerService({ store, transport, grants, persists, log }).register(channel);
+    new ClientService({ store, transport, grants, log }).register(channel);
     address = transport.listen(opts.host, opts.port);
   } catch (error) {
     transport.close();
@@ -93,8 +103,12 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
     log.info({ ep, remoteAddress, lanes: transport.lanes(ep) }, 'peer connected');
   });
   transport.on('closed', (ep, code, reason) => log.info({ ep, code, reason }, 'peer gone'));
-  log.info({ ...address, region: formatBytes(region.sizeBytes), epoch: store.epoch },
+  log.info({ ...address, region: formatBytes(region.sizeBytes), epoch: store.epoch, direct },
     'storage node listening');
+  if (direct) {
+    log.warn({}, 'direct mode offered: clients on RDMA lanes may get keys that can also write ' +
+      'the segments they read; run it only with clients you trust');
+  }
   return {
     address,
     region,

@@ -70,6 +70,11 @@ export const MESSAGES = {
   persisted: { segmentIndex: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool' },
   segmentFree: { epoch: 'uint', segmentIndex: 'uint' },
   epochRaise: { epoch: 'uint' },
+
+  // --- client → storage (direct mode: docs/wire-protocol.md, "Client → storage")
+  /** The direct key of a read grant (the grant id and epoch the broker's view named). */
+  directKey: { grantId: 'uint', grantEpoch: 'uint' },
+  directKeyIs: { key: 'bytes' },
 } as const satisfies Record<string, Schema>;
 
 export type MessageKind = keyof typeof MESSAGES;
@@ -77,7 +82,7 @@ export type MessageKind = keyof typeof MESSAGES;
 /** Kinds that answer a request (matched by id); every other kind is a request. */
 const REPLY_KIND_LIST = [
   'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked',
-  'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted',
+  'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
 ] as const satisfies readonly MessageKind[];
 export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
 export type RequestKind = Exclude<MessageKind, ReplyKind>;

@@ -44,11 +44,12 @@ export async function exitOf(child: ChildProcess): Promise<number | null> {
   return code as number | null;
 }
 
-/** `pmq storage` on a 4 MiB region of 64 KiB segments. */
-export async function startStorage(path: string, nodeId: number, port = 0): Promise<Proc> {
+/** `pmq storage` on a 4 MiB region of 64 KiB segments; `extra` flags win (the last wins). */
+export async function startStorage(path: string, nodeId: number, port = 0,
+  extra: string[] = []): Promise<Proc> {
   const child = spawn(process.execPath, ['--import', 'tsx', PMQ, 'storage', '--path', path,
     '--size', '4MiB', '--segment-size', '64KiB', '--node-id', String(nodeId), '--listen',
-    `127.0.0.1:${port}`, '--transports', 'tcp', '--log-level', 'warn'],
+    `127.0.0.1:${port}`, '--transports', 'tcp', '--log-level', 'warn', ...extra],
   { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   const match = await waitForLine(child, /listening on ([\d.]+):(\d+)/);
   return { child, host: match[1]!, port: Number(match[2]), match };

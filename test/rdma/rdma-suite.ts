@@ -2,9 +2,9 @@
  * The RDMA suite: grants over a real verbs stack (UCX rc_verbs on soft-RoCE), run inside the
  * VM of ../shared/tools/rxe-vm by test/rdma/run-in-vm.sh (`npm run test:rdma`).
  *
- * Self-contained on purpose: no tap inside the VM (its startup alone takes minutes under an
- * emulated CPU). Prints `ok N - ...` / `not ok N - ...` lines and a last line
- * `rdma: P passed, F failed`; exits 1 on any failure. Every check is bounded in time.
+ * No tap inside the VM (its startup alone takes minutes under an emulated CPU): checks.ts prints
+ * `ok N - ...` / `not ok N - ...` lines and a last line `rdma: P passed, F failed`; exits 1 on
+ * any failure. Every check is bounded in time.
  * A storage peer (test/fixtures/transport-peer.ts) runs in its own process, listens on the rxe
  * address and exposes a region file; this process is the client. Memory checks hash the
  * peer's memory before and after each refused access.
@@ -18,6 +18,7 @@ import { Transport, type DirectKey, type Endpoint, type TransportOptions } from
   '../../native/transport.js';
 import { pattern, sha256 } from '../helpers/pattern.js';
 import { spawnPeer, type Peer } from '../helpers/transport-peer.js';
+import { check, expect, runSuite, say, within } from './checks.js';
 
 const HOST = process.env.PMQ_RDMA_HOST ?? '198.18.0.1';
 const OPTIONS: TransportOptions = {
@@ -30,7 +31,6 @@ const OPTIONS: TransportOptions = {
 const RDMA_LANES = ['rc_verbs', 'rc_mlx5', 'dc_mlx5', 'rc', 'dc'];
 const REGION_PATH = `/dev/shm/pmq-rdma-suite-${process.pid}`;
 const MEMORY_BYTES = 4 << 20;
-const CHECK_MS = 120_000;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -42,37 +42,6 @@ const GRANTS: [number, number, number, 'read' | 'write'][] = [
   [6, 3 * MiB, 64 * KiB, 'write'],                   // direct: revoked
   [7, 3 * MiB + 512 * KiB + 100, 4 * KiB, 'write'],  // not page aligned
 ];
-
-let checkNumber = 0;
-let failed = 0;
-
-function say(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-async function check(what: string, body: () => Promise<void>): Promise<void> {
-  checkNumber += 1;
-  const started = Date.now();
-  try {
-    await within(CHECK_MS, what, body());
-    say(`ok ${checkNumber} - ${what} # ${Date.now() - started} ms`);
-  } catch (error) {
-    failed += 1;
-    say(`not ok ${checkNumber} - ${what} # ${String(error)}`);
-  }
-}
-
-function expect(condition: boolean, what: string): void {
-  if (!condition) throw new Error(what);
-}
 
 async function refusedWith(attempt: Promise<unknown>, code: string): Promise<void> {
   const outcome = await attempt.then(() => 'resolved', (error: { code?: string }) =>
@@ -250,12 +219,4 @@ async function main(): Promise<void> {
   say(`# run time ${((Date.now() - started) / 1000).toFixed(1)} s (suite process, after start)`);
 }
 
-main().catch((error: unknown) => {
-  failed += 1;
-  say(`not ok ${checkNumber + 1} - suite aborted # ${String(error)}`);
-}).finally(() => {
-  rmSync(REGION_PATH, { force: true });
-  say(`1..${checkNumber}`);
-  say(`rdma: ${checkNumber - failed} passed, ${failed} failed`);
-  process.exit(failed === 0 ? 0 : 1);
-});
+runSuite('rdma', main, () => rmSync(REGION_PATH, { force: true }));

@@ -26,7 +26,9 @@ else
   echo "test:rdma: not root; assuming the VM image is already built (rxe-vm.sh build)" >&2
 fi
 
-[ -f build/Release/pmq_native.node ] || npm run --silent build
+[ -f build/Release/pmq_native.node ] || npm run --silent build:native
+# The cluster suite runs `pmq storage` / `pmq broker` from dist/ (as users do): keep it current.
+npm run --silent build:ts
 # The guest has no tsx worth using (transpiling under an emulated CPU took ~45 s per process):
 # the suite and its peer fixture are compiled to plain JS under build/vm/js, next to a copy of
 # the addon where native/index.js looks for it.
@@ -39,7 +41,11 @@ cp "$(command -v node)" build/vm/node
 echo "test:rdma: booting the soft-RoCE VM (emulated CPU: expect a few minutes)" >&2
 started=$(date +%s)
 status=0
-"$rxe_vm" run -d "$project" -- env PMQ_RDMA_VM=1 UCX_TLS=rc_verbs \
-  build/vm/node build/vm/js/test/rdma/rdma-suite.js || status=$?
-echo "test:rdma: VM run (boot + suite) took $(( $(date +%s) - started )) s, exit $status" >&2
+# One boot, two suites: the transport's grants and direct keys (rdma-suite), then a storage
+# node + broker with consumers reading in direct mode (cluster-suite). Both always run.
+"$rxe_vm" run -d "$project" -c 'export PMQ_RDMA_VM=1 UCX_TLS=rc_verbs; s=0
+  build/vm/node build/vm/js/test/rdma/rdma-suite.js || s=1
+  build/vm/node build/vm/js/test/rdma/cluster-suite.js || s=1
+  exit $s' || status=$?
+echo "test:rdma: VM run (boot + suites) took $(( $(date +%s) - started )) s, exit $status" >&2
 exit $status
