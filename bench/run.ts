@@ -58,7 +58,8 @@ function spawnProducers(w: Workload, broker: string, topic: string,
   return Array.from({ length: w.producers }, (_, producer) => {
     const share = Math.floor(w.count / w.producers) + (producer < w.count % w.producers ? 1 : 0);
     const args: ProducerArgs = { broker, topic, transports: w.transports, netDevices: 'lo',
-      producer, producers: w.producers, partitions: w.partitions, recordBytes: w.recordBytes, count: share,
+      producer, producers: w.producers, partitions: w.partitions, recordBytes: w.recordBytes,
+      count: share,
       durationMs: w.durationMs, rate: w.rate / w.producers, acks: w.acks,
       batchBytes: w.batchBytes, lingerMs: w.lingerMs };
     return spawnNode<WorkerLine>(modulePath('./producer-worker'), [JSON.stringify(args)],
