@@ -18,7 +18,7 @@ import { parseSizeBytes } from '../common/units.js';
 import { integerArgument } from './options.js';
 
 interface BenchCliOptions {
-  brokers?: string; transports: string; recordSize: number; count: number; duration?: number;
+  brokers?: string; transports?: string; recordSize: number; count: number; duration?: number;
   partitions: number; producers: number; consumers: number; acks: 'all' | 'none';
   batchBytes: number; lingerMs: number; rate: number; catchUp: boolean;
   backing: 'shm' | 'file'; regionDir?: string; segmentSize: number; json: boolean;
@@ -38,7 +38,7 @@ function sizeArgument(name: string) {
 }
 
 function workloadOf(opts: BenchCliOptions): Workload {
-  return { name: 'custom', transports: opts.transports, ...baseOf(opts),
+  return { name: 'custom', transports: 'sm,tcp', ...baseOf(opts),
     recordBytes: opts.recordSize, count: opts.count,
     durationMs: opts.duration === undefined ? undefined : opts.duration * 1000,
     partitions: opts.partitions, producers: opts.producers, consumers: opts.consumers,
@@ -81,8 +81,9 @@ async function runAll(workloads: Workload[], opts: BenchCliOptions): Promise<Sum
 }
 
 async function runBench(opts: BenchCliOptions): Promise<void> {
-  const transports = opts.transports.split(';');
-  const workloads = opts.suite || opts.quick
+  const suite = opts.suite || opts.quick;
+  const transports = (opts.transports ?? (suite ? 'tcp;sm,tcp' : 'sm,tcp')).split(';');
+  const workloads = suite
     ? suiteWorkloads(baseOf(opts), transports, opts.quick, opts.workloads?.split(','))
     : transports.map((tls) => ({ ...workloadOf(opts), transports: tls }));
   const summaries = await runAll(workloads, opts);
@@ -97,7 +98,7 @@ async function runBench(opts: BenchCliOptions): Promise<void> {
     }
   }
   if (!opts.json) process.stdout.write(formatSummaries(summaries));
-  if ((opts.suite || opts.quick || opts.report !== undefined) && machine !== null) {
+  if ((suite || opts.report !== undefined) && machine !== null) {
     const path = opts.report ?? DEFAULT_REPORT;
     writeFileSync(path, markdownReport(summaries, machine, opts.quick));
     process.stderr.write(`pmq bench: report written to ${path}\n`);
@@ -111,8 +112,8 @@ export function registerBenchCommand(program: Command): void {
   program.command('bench')
     .description('measure pmq: throughput, acked and end-to-end latency, CPU per GB')
     .option('--brokers <host:port>', 'use this broker instead of starting a cluster')
-    .option('--transports <list>', 'UCX_TLS of every process; several runs separated by ;',
-      'sm,tcp')
+    .option('--transports <list>', 'UCX_TLS of every process; several runs separated by ; ' +
+      '(default sm,tcp; the suite: tcp;sm,tcp)')
     .option('--record-size <bytes>', 'value bytes per record (>= 8)', sizeArgument('--record-size'),
       100)
     .option('--count <n>', 'records in all', int('--count', 1, 2 ** 40), 100_000)
