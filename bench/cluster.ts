@@ -25,9 +25,12 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export function childEnv(transports: string): NodeJS.ProcessEnv {
-  return { ...process.env, UCX_NET_DEVICES: process.env.UCX_NET_DEVICES ?? 'lo',
-    UCX_TLS: transports };
+/** The environment of every child: the run's transport and, for a cluster on this machine,
+ *  loopback unless UCX_NET_DEVICES is set (remote brokers: UCX's choice). */
+export function childEnv(transports: string, local = true): NodeJS.ProcessEnv {
+  const devices = process.env.UCX_NET_DEVICES ?? (local ? 'lo' : undefined);
+  return { ...process.env, UCX_TLS: transports,
+    ...(devices === undefined ? {} : { UCX_NET_DEVICES: devices }) };
 }
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {

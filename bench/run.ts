@@ -45,25 +45,31 @@ export function regionSizeFor(w: Workload): number {
 }
 
 type Worker = Child<WorkerLine>;
+
+/** UCX_NET_DEVICES when set; loopback for the cluster we start; else UCX's choice. */
+function netDevicesOf(w: Workload): string | undefined {
+  return process.env.UCX_NET_DEVICES ?? (w.brokers === undefined ? 'lo' : undefined);
+}
 const isDone = (line: WorkerLine): line is WorkerDone => line.event === 'done';
 
 function spawnTopicCreate(w: Workload, broker: string, topic: string): Promise<unknown> {
   return spawnNode(modulePath('../cli/pmq'), ['topic', 'create', topic, '--partitions',
     String(w.partitions), '--broker', broker, '--transports', w.transports],
-  childEnv(w.transports)).done;
+  childEnv(w.transports, w.brokers === undefined)).done;
 }
 
 function spawnProducers(w: Workload, broker: string, topic: string,
   progress: number[]): Worker[] {
   return Array.from({ length: w.producers }, (_, producer) => {
     const share = Math.floor(w.count / w.producers) + (producer < w.count % w.producers ? 1 : 0);
-    const args: ProducerArgs = { broker, topic, transports: w.transports, netDevices: 'lo',
+    const args: ProducerArgs = { broker, topic, transports: w.transports,
+      netDevices: netDevicesOf(w),
       producer, producers: w.producers, partitions: w.partitions, recordBytes: w.recordBytes,
       count: share,
       durationMs: w.durationMs, rate: w.rate / w.producers, acks: w.acks,
       batchBytes: w.batchBytes, lingerMs: w.lingerMs };
     return spawnNode<WorkerLine>(modulePath('./producer-worker'), [JSON.stringify(args)],
-      childEnv(w.transports), (line) => {
+      childEnv(w.transports, w.brokers === undefined), (line) => {
         if (line.event !== 'ready') progress[producer] = line.records;
         w.onProgress?.(sum(progress), -1);
       });
@@ -76,10 +82,11 @@ function spawnConsumers(w: Workload, broker: string, topic: string,
   return Array.from({ length: count }, (_, consumer) => {
     const partitions = Array.from({ length: w.partitions }, (_, p) => p)
       .filter((p) => p % count === consumer);
-    const args: ConsumerArgs = { broker, topic, transports: w.transports, netDevices: 'lo',
+    const args: ConsumerArgs = { broker, topic, transports: w.transports,
+      netDevices: netDevicesOf(w),
       partitions };
     return spawnNode<WorkerLine>(modulePath('./consumer-worker'), [JSON.stringify(args)],
-      childEnv(w.transports), (line) => {
+      childEnv(w.transports, w.brokers === undefined), (line) => {
         if (line.event !== 'ready') progress[consumer] = line.records;
         w.onProgress?.(-1, sum(progress));
       });
