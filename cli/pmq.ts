@@ -6,6 +6,7 @@
  */
 import { Command } from 'commander';
 
+import { registerBenchCommand } from './bench.js';
 import { registerBrokerCommand } from './broker.js';
 import { registerConsumeCommand } from './consume.js';
 import { registerDevCommand } from './dev.js';
@@ -27,6 +28,7 @@ function main(argv: string[]): void {
   registerProduceCommand(program);
   registerConsumeCommand(program);
   registerInspectCommand(program);
+  registerBenchCommand(program);
   // The reader of our output went away (`pmq ... | head`): stop quietly, as a pipeline expects,
   // unless the command listens itself (consume commits its positions first).
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {

@@ -1,0 +1,63 @@
+/**
+ * The cluster a benchmark run starts for itself: one `pmq storage` on a fresh region (in
+ * /dev/shm, or an ordinary file) and one `pmq broker`, as child processes on 127.0.0.1 with
+ * free ports, on the run's transport. Each workload gets a fresh cluster, so one workload's
+ * segments, caches and garbage never weigh on the next. The storage node and broker are
+ * sampled for CPU time (/proc/<pid>/stat) from when both listen until just before they stop.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { CpuMeter } from './proc-stat.js';
+import { modulePath, spawnNode, type Child } from './processes.js';
+
+export interface ClusterOptions {
+  transports: string;
+  /** Directory the region file is created in: /dev/shm (tmpfs) or an ordinary filesystem. */
+  regionDir: string;
+  regionSizeBytes: number;
+  segmentSizeBytes: number;
+}
+
+export interface Cluster {
+  broker: string;
+  cpu: { storage: CpuMeter; broker: CpuMeter };
+  stop(): Promise<void>;
+}
+
+/** The environment of every child: the run's transport and, for a cluster on this machine,
+ *  loopback unless UCX_NET_DEVICES is set (remote brokers: UCX's choice). */
+export function childEnv(transports: string, local = true): NodeJS.ProcessEnv {
+  const devices = process.env.UCX_NET_DEVICES ?? (local ? 'lo' : undefined);
+  return { ...process.env, UCX_TLS: transports,
+    ...(devices === undefined ? {} : { UCX_NET_DEVICES: devices }) };
+}
+
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const dir = mkdtempSync(join(options.regionDir, 'pmq-bench-'));
+  const pmq = modulePath('../cli/pmq');
+  const env = childEnv(options.transports);
+  const children: Child<unknown>[] = [];
+  const stop = async (): Promise<void> => {
+    for (const child of children.reverse()) await child.stop('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const storage = spawnNode(pmq, ['storage', '--path', join(dir, 'region'), '--size',
+      String(options.regionSizeBytes), '--segment-size', String(options.segmentSizeBytes),
+      '--listen', '127.0.0.1:0', '--transports', options.transports, '--log-level', 'warn'], env);
+    children.push(storage);
+    const at = await storage.waitForText(/listening on ([\d.]+):(\d+)/);
+    const broker = spawnNode(pmq, ['broker', '--listen', '127.0.0.1:0', '--storage',
+      `${at[1]}:${at[2]}`, '--data-dir', join(dir, 'broker'), '--transports',
+      options.transports, '--log-level', 'warn'], env);
+    children.push(broker);
+    const listening = await broker.waitForText(/listening on ([\d.]+):(\d+)/);
+    const cpu = { storage: new CpuMeter(storage.child.pid!), broker: new CpuMeter(
+      broker.child.pid!) };
+    return { broker: `${listening[1]}:${listening[2]}`, cpu, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * A benchmark producer process (spawned by bench/run.ts). Closed loop: sends of up to 256 KiB
+ * of records, as many outstanding as the producer's byte budget allows, each record's acked
+ * latency counted from its send() call. Open loop (`rate` > 0): record i is due at
+ * start + i / rate and is sent then, whatever happened to earlier records; its latency is
+ * counted from that INTENDED time, so a stall delays every record due during it and the stall
+ * shows in the percentiles (no coordinated omission). Each value starts with the time its
+ * latency is counted from (worker-io.ts, STAMP_BYTES), which consumers use for end-to-end
+ * latency. Partitions are used round robin (per send, shifted by the producer's number).
+ */
+import { connect, type Producer } from '../clients/index.js';
+import { Histogram } from './histogram.js';
+import { emit, ownCpuSeconds, STAMP_BYTES, wallMs, type ProducerArgs } from './worker-io.js';
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const PROGRESS_MS = 500;
+
+const args = JSON.parse(process.argv[2]!) as ProducerArgs;
+const latency = new Histogram();
+const totals = { records: 0, failed: 0, firstMs: 0, lastMs: 0 };
+/** Per partition, the offset after the last record this producer had acknowledged. */
+const ends: Record<number, number> = {};
+
+function valueAt(stampMs: number): Buffer {
+  const value = Buffer.allocUnsafe(Math.max(STAMP_BYTES, args.recordBytes));
+  value.fill(0x61, STAMP_BYTES);
+  value.writeDoubleLE(stampMs, 0);
+  return value;
+}
+
+async function send(producer: Producer, partition: number, stampsMs: number[]): Promise<void> {
+  const records = stampsMs.map((stamp) => ({ value: valueAt(stamp) }));
+  try {
+    const results = await producer.send({ topic: args.topic, partition, records });
+    const now = wallMs();
+    for (const r of results) ends[r.partition] = Math.max(ends[r.partition] ?? 0, r.offset + 1);
+    for (const stamp of stampsMs) latency.record((now - stamp) * 1e6);
+    totals.records += records.length;
+    totals.lastMs = now;
+  } catch (error) {
+    totals.failed += records.length;
+    process.stderr.write(`bench producer ${args.producer}: ${String(error)}\n`);
+  }
+}
+
+async function closedLoop(producer: Producer, endMs: number): Promise<void> {
+  const chunk = Math.max(1, Math.min(4096, Math.floor(256 * KIB / args.recordBytes)));
+  const windowBytes = 32 * MIB;
+  const inFlight = new Set<Promise<void>>();
+  let sent = 0;
+  for (let i = 0; sent < args.count && wallMs() < endMs; i += 1) {
+    const n = Math.min(chunk, args.count - sent);
+    const now = wallMs();
+    const sending = send(producer, (args.producer + i) % args.partitions,
+      new Array<number>(n).fill(now));
+    sent += n;
+    inFlight.add(sending);
+    void sending.finally(() => inFlight.delete(sending));
+    while (inFlight.size * n * args.recordBytes >= windowBytes || inFlight.size >= 1024) {
+      await Promise.race(inFlight);
+    }
+  }
+  await Promise.all(inFlight);
+}
+
+async function openLoop(producer: Producer, endMs: number): Promise<void> {
+  const intervalMs = 1000 / args.rate;
+  const startMs = wallMs();
+  const inFlight = new Set<Promise<void>>();
+  for (let i = 0; i < args.count;) {
+    const dueMs = startMs + i * intervalMs;
+    if (dueMs >= endMs) break;
+    const now = wallMs();
+    if (dueMs > now) {
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, dueMs - now - 0.5)));
+      continue;
+    }
+    // Everything due by now goes out at once, each stamped with its own intended time.
+    const sending = send(producer, (args.producer + i) % args.partitions, [dueMs]);
+    inFlight.add(sending);
+    void sending.finally(() => inFlight.delete(sending));
+    i += 1;
+  }
+  await Promise.all(inFlight);
+}
+
+/** One record per partition before timing starts: connections to the broker and the storage
+ *  node, metadata and buffers are set up. Its stamp is 0: consumers skip it. */
+async function warmUp(producer: Producer): Promise<void> {
+  for (let partition = args.producer % args.partitions; partition < args.partitions;
+    partition += Math.max(1, Math.min(args.producers, args.partitions))) {
+    const results = await producer.send({ topic: args.topic, partition,
+      records: [{ value: valueAt(0) }] });
+    for (const r of results) ends[r.partition] = Math.max(ends[r.partition] ?? 0, r.offset + 1);
+  }
+}
+
+const client = await connect({ brokers: [args.broker], transports: args.transports,
+  netDevices: args.netDevices,
+  clientId: `bench-producer-${args.producer}` });
+const producer = client.producer({ acks: args.acks, lingerMs: args.lingerMs,
+  maxBatchBytes: args.batchBytes,
+  maxRecordBatchBytes: Math.max(MIB, args.recordBytes + 4 * KIB) });
+const progress = setInterval(() => emit({ event: 'progress', records: totals.records }),
+  PROGRESS_MS);
+await warmUp(producer);
+emit({ event: 'ready' });
+const cpuStart = ownCpuSeconds();
+totals.firstMs = wallMs();
+const endMs = args.durationMs === undefined ? Number.POSITIVE_INFINITY
+  : totals.firstMs + args.durationMs;
+if (args.rate > 0) await openLoop(producer, endMs);
+else await closedLoop(producer, endMs);
+await producer.close();
+clearInterval(progress);
+const cpuSeconds = ownCpuSeconds() - cpuStart;
+await client.close();
+emit({ event: 'done', role: 'producer', records: totals.records, bytes: totals.records *
+  args.recordBytes, failed: totals.failed, firstMs: totals.firstMs, lastMs: totals.lastMs,
+cpuSeconds, latency: latency.toJSON(), ends });

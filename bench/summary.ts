@@ -1,0 +1,123 @@
+/**
+ * Turns a workload's raw worker results into the figures the benchmark reports (one JSON line
+ * per workload) and formats them as a table. Throughput is records (and value bytes) over the
+ * span from the first producer's start to the last acknowledgement (produce), or from the
+ * first record received to the last (consume). Latencies are in microseconds. CPU is seconds
+ * per GB of values produced, per role (all processes of a role summed).
+ */
+import { round } from './stats.js';
+import { mergedLatency, type RawResult, type Workload } from './run.js';
+import type { WorkerDone } from './worker-io.js';
+
+export interface Throughput { records: number; bytes: number; seconds: number;
+  recordsPerSecond: number; MBps: number }
+
+export interface LatencyUs { count: number; p50: number; p90: number; p99: number;
+  p999: number; max: number; mean: number }
+
+export interface Summary {
+  bench: 'pmq';
+  workload: string;
+  transport: string;
+  backing: string;
+  recordBytes: number;
+  partitions: number;
+  producers: number;
+  consumers: number;
+  acks: string;
+  batchBytes: number;
+  lingerMs: number;
+  rate: number;
+  mode: 'closed' | 'open' | 'catch-up';
+  produce: Throughput;
+  consume: Throughput;
+  failed: number;
+  ackLatencyUs: LatencyUs;
+  e2eLatencyUs: LatencyUs | null;
+  cpuSeconds: Record<'storage' | 'broker' | 'producer' | 'consumer', number | null>;
+  cpuSecondsPerGB: Record<'storage' | 'broker' | 'producer' | 'consumer', number | null>;
+}
+
+function throughput(workers: WorkerDone[]): Throughput {
+  const records = workers.reduce((a, w) => a + w.records, 0);
+  const bytes = workers.reduce((a, w) => a + w.bytes, 0);
+  const started = workers.filter((w) => w.firstMs > 0);
+  const first = Math.min(...started.map((w) => w.firstMs));
+  const last = Math.max(...started.map((w) => w.lastMs));
+  const seconds = started.length === 0 ? 0 : Math.max(0, (last - first) / 1000);
+  return { records, bytes, seconds: round(seconds, 3),
+    recordsPerSecond: seconds > 0 ? Math.round(records / seconds) : 0,
+    MBps: seconds > 0 ? round(bytes / seconds / 1e6) : 0 };
+}
+
+function latencyUs(workers: WorkerDone[]): LatencyUs {
+  const p = mergedLatency(workers).percentiles();
+  const us = (ns: number): number => round(ns / 1000, 1);
+  return { count: p.count, p50: us(p.p50), p90: us(p.p90), p99: us(p.p99), p999: us(p.p999),
+    max: us(p.max), mean: us(p.mean) };
+}
+
+export function summarize(w: Workload, raw: RawResult): Summary {
+  const produce = throughput(raw.producers);
+  const gb = produce.bytes / 1e9;
+  const cpuSeconds = { storage: raw.cpu.storage, broker: raw.cpu.broker,
+    producer: raw.producers.reduce((a, p) => a + p.cpuSeconds, 0),
+    consumer: raw.consumers.reduce((a, c) => a + c.cpuSeconds, 0) };
+  const perGB = (s: number | null): number | null => s === null || gb === 0 ? null
+    : round(s / gb, 2);
+  return { bench: 'pmq', workload: w.name, transport: w.transports, backing: w.backing,
+    recordBytes: w.recordBytes, partitions: w.partitions, producers: w.producers,
+    consumers: Math.min(w.consumers, w.partitions), acks: w.acks, batchBytes: w.batchBytes,
+    lingerMs: w.lingerMs, rate: w.rate,
+    mode: w.catchUp ? 'catch-up' : w.rate > 0 ? 'open' : 'closed',
+    produce, consume: throughput(raw.consumers),
+    failed: raw.producers.reduce((a, p) => a + p.failed, 0),
+    ackLatencyUs: latencyUs(raw.producers),
+    // In catch-up mode records wait in storage on purpose: their age is not a latency.
+    e2eLatencyUs: w.catchUp ? null : latencyUs(raw.consumers),
+    cpuSeconds: { storage: cpuSeconds.storage === null ? null : round(cpuSeconds.storage),
+      broker: cpuSeconds.broker === null ? null : round(cpuSeconds.broker),
+      producer: round(cpuSeconds.producer), consumer: round(cpuSeconds.consumer) },
+    cpuSecondsPerGB: { storage: perGB(cpuSeconds.storage), broker: perGB(cpuSeconds.broker),
+      producer: perGB(cpuSeconds.producer), consumer: perGB(cpuSeconds.consumer) } };
+}
+
+const HEADER = ['workload', 'transport', 'size', 'mode', 'prod rec/s', 'prod MB/s',
+  'cons rec/s', 'cons MB/s', 'ack p50/p99/p99.9/max µs', 'e2e p50/p99/p99.9/max µs',
+  'cpu s/GB st/br/pr/co'];
+
+function latencyCell(l: LatencyUs | null): string {
+  return l === null || l.count === 0 ? '-' : `${l.p50}/${l.p99}/${l.p999}/${l.max}`;
+}
+
+export function tableRow(s: Summary): string[] {
+  const c = s.cpuSecondsPerGB;
+  return [s.workload, s.transport, String(s.recordBytes), s.mode,
+    String(s.produce.recordsPerSecond), String(s.produce.MBps),
+    String(s.consume.recordsPerSecond), String(s.consume.MBps),
+    latencyCell(s.ackLatencyUs), latencyCell(s.e2eLatencyUs),
+    [c.storage, c.broker, c.producer, c.consumer].map((v) => v ?? '-').join('/')];
+}
+
+/** A plain-text table (columns padded) of `rows` under `header`. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!))
+    .join('  ').trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)]
+    .join('\n') + '\n';
+}
+
+export function formatSummaries(summaries: Summary[]): string {
+  return formatTable(HEADER, summaries.map(tableRow));
+}
+
+/** The same table in markdown. */
+export function markdownTable(header: string[], rows: string[][]): string {
+  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function markdownSummaries(summaries: Summary[]): string {
+  return markdownTable(HEADER, summaries.map(tableRow));
+}

@@ -1,0 +1,147 @@
+/**
+ * `pmq bench`: one workload with the given knobs, or the standard suite (`--suite`, what
+ * `npm run bench` runs), against a cluster it starts for each workload (or `--brokers`).
+ * Producers and consumers run as separate processes (bench/run.ts). stdout: a table, or JSON
+ * lines with --json; a progress line on stderr when it is a terminal. docs/benchmarks.md.
+ */
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
+import { type Command, InvalidArgumentError, Option } from 'commander';
+
+import { measureMachine, type MachineLimits } from '../bench/machine.js';
+import { markdownReport, ratiosOf } from '../bench/report.js';
+import { runWorkload, type Workload } from '../bench/run.js';
+import { suiteWorkloads } from '../bench/suite.js';
+import { formatSummaries, summarize, type Summary } from '../bench/summary.js';
+import { parseSizeBytes } from '../common/units.js';
+import { integerArgument } from './options.js';
+
+interface BenchCliOptions {
+  brokers?: string; transports?: string; recordSize: number; count: number; duration?: number;
+  partitions: number; producers: number; consumers: number; acks: 'all' | 'none';
+  batchBytes: number; lingerMs: number; rate: number; catchUp: boolean;
+  backing: 'shm' | 'file'; regionDir?: string; segmentSize: number; json: boolean;
+  suite: boolean; quick: boolean; report?: string; workloads?: string; machine: boolean;
+}
+
+const DEFAULT_REPORT = 'bench/report.md';
+
+function sizeArgument(name: string) {
+  return (text: string): number => {
+    try {
+      return parseSizeBytes(text, name);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+function workloadOf(opts: BenchCliOptions): Workload {
+  return { name: 'custom', transports: 'sm,tcp', ...baseOf(opts),
+    recordBytes: opts.recordSize, count: opts.count,
+    durationMs: opts.duration === undefined ? undefined : opts.duration * 1000,
+    partitions: opts.partitions, producers: opts.producers, consumers: opts.consumers,
+    rate: opts.rate, catchUp: opts.catchUp };
+}
+
+function baseOf(opts: BenchCliOptions): Omit<Workload, 'name' | 'transports' | 'recordBytes' |
+  'count' | 'partitions' | 'producers' | 'consumers' | 'rate' | 'catchUp'> {
+  const regionDir = opts.regionDir ?? (opts.backing === 'shm' ? '/dev/shm' : tmpdir());
+  return { backing: opts.backing, regionDir, acks: opts.acks, batchBytes: opts.batchBytes,
+    lingerMs: opts.lingerMs, segmentSizeBytes: opts.segmentSize, brokers: opts.brokers };
+}
+
+function progressLine(name: string, transports: string): (p: number, c: number) => void {
+  if (process.stderr.isTTY !== true) return () => undefined;
+  let produced = 0;
+  let consumed = 0;
+  let lastMs = 0;
+  return (p, c) => {
+    if (p >= 0) produced = p;
+    if (c >= 0) consumed = c;
+    if (performance.now() - lastMs < 200) return;
+    lastMs = performance.now();
+    process.stderr.write(`\r\x1b[K${name} ${transports}: ${produced} acknowledged, ` +
+      `${consumed} consumed`);
+  };
+}
+
+async function runAll(workloads: Workload[], opts: BenchCliOptions): Promise<Summary[]> {
+  const summaries: Summary[] = [];
+  for (const w of workloads) {
+    const onProgress = progressLine(w.name, w.transports);
+    const summary = summarize(w, await runWorkload({ ...w, onProgress }));
+    if (process.stderr.isTTY === true) process.stderr.write('\r\x1b[K');
+    summaries.push(summary);
+    if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+    else process.stderr.write(`${w.name} ${w.transports}: done\n`);
+  }
+  return summaries;
+}
+
+async function runBench(opts: BenchCliOptions): Promise<void> {
+  const suite = opts.suite || opts.quick;
+  const transports = (opts.transports ?? (suite ? 'tcp;sm,tcp' : 'sm,tcp')).split(';');
+  const workloads = suite
+    ? suiteWorkloads(baseOf(opts), transports, opts.quick, opts.workloads?.split(','))
+    : transports.map((tls) => ({ ...workloadOf(opts), transports: tls }));
+  const summaries = await runAll(workloads, opts);
+  let machine: MachineLimits | null = null;
+  if (opts.machine) {
+    machine = await measureMachine(transports, opts.quick);
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ bench: 'machine', ...machine })}\n`);
+      for (const s of summaries) {
+        process.stdout.write(`${JSON.stringify({ bench: 'ratios', ...ratiosOf(s, machine) })}\n`);
+      }
+    }
+  }
+  if (!opts.json) process.stdout.write(formatSummaries(summaries));
+  if ((suite || opts.report !== undefined) && machine !== null) {
+    const path = opts.report ?? DEFAULT_REPORT;
+    writeFileSync(path, markdownReport(summaries, machine, opts.quick));
+    process.stderr.write(`pmq bench: report written to ${path}\n`);
+  }
+  if (summaries.some((s) => s.failed > 0)) process.exitCode = 1;
+}
+
+export function registerBenchCommand(program: Command): void {
+  const int = (name: string, min: number, max: number): ((t: string) => number) =>
+    integerArgument(name, min, max);
+  program.command('bench')
+    .description('measure pmq: throughput, acked and end-to-end latency, CPU per GB')
+    .option('--brokers <host:port>', 'use this broker instead of starting a cluster')
+    .option('--transports <list>', 'UCX_TLS of every process; several runs separated by ; ' +
+      '(default sm,tcp; the suite: tcp;sm,tcp)')
+    .option('--record-size <bytes>', 'value bytes per record (>= 8)', sizeArgument('--record-size'),
+      100)
+    .option('--count <n>', 'records in all', int('--count', 1, 2 ** 40), 100_000)
+    .option('--duration <s>', 'stop producing after this many seconds (with --count: first wins)',
+      int('--duration', 1, 86_400))
+    .option('--partitions <n>', 'partitions of the topic', int('--partitions', 1, 4096), 1)
+    .option('--producers <n>', 'producer processes', int('--producers', 1, 256), 1)
+    .option('--consumers <n>', 'consumer processes (at most one per partition)',
+      int('--consumers', 1, 256), 1)
+    .addOption(new Option('--acks <acks>', 'all: acked when durable; none: when written')
+      .choices(['all', 'none']).default('all'))
+    .option('--batch-bytes <bytes>', 'producer maxBatchBytes', sizeArgument('--batch-bytes'),
+      64 * 1024)
+    .option('--linger-ms <ms>', 'producer lingerMs', int('--linger-ms', 0, 60_000), 5)
+    .option('--rate <records/s>', 'open loop at this rate over all producers (0: closed loop)',
+      int('--rate', 0, 100_000_000), 0)
+    .option('--catch-up', 'consume only after everything is produced', false)
+    .addOption(new Option('--backing <kind>', 'region on /dev/shm or an ordinary file')
+      .choices(['shm', 'file']).default('shm'))
+    .option('--region-dir <dir>', 'directory of the region file (default by --backing: ' +
+      '/dev/shm, or the temp dir)')
+    .option('--segment-size <bytes>', 'segment size of the region',
+      sizeArgument('--segment-size'), 64 * 1024 * 1024)
+    .option('--json', 'JSON lines on stdout instead of a table', false)
+    .option('--suite', 'run the standard workloads W1..W5 and write a markdown report', false)
+    .option('--quick', 'the suite with every count scaled down ~100x (implies --suite)', false)
+    .option('--workloads <list>', 'with --suite: only these, e.g. W1,W3')
+    .option('--report <path>', `markdown report (suite default ${DEFAULT_REPORT})`)
+    .option('--no-machine', 'skip measuring memcpy and ucx_perftest')
+    .action(async (opts: BenchCliOptions) => { await runBench(opts); });
+}

@@ -1,0 +1,34 @@
+/**
+ * `pmq bench` end to end at a tiny size: a few hundred records in open loop,
+ * JSON lines on stdout that parse and carry every field. Numbers are not checked (no timed
+ * assertions): this proves the harness runs, not how fast pmq is.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import t from 'tap';
+
+const PMQ = fileURLToPath(new URL('../../cli/pmq.ts', import.meta.url));
+
+function bench(args: string[]): Record<string, unknown>[] {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', PMQ, 'bench', '--json',
+    '--no-machine', '--transports', 'tcp', ...args], { encoding: 'utf8', timeout: 60_000,
+    env: { ...process.env, UCX_NET_DEVICES: 'lo' } });
+  if (run.status !== 0) throw new Error(`pmq bench exited ${run.status}: ${run.stderr}`);
+  return run.stdout.split('\n').filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+t.test('pmq bench prints a JSON line per workload with every field', async (t) => {
+  // One run (the cluster's start-up dominates): open loop, 2 producers, 2 consumers.
+  const [line] = bench(['--count', '300', '--rate', '600', '--partitions', '2', '--producers',
+    '2', '--consumers', '2']);
+  t.ok(line, 'one line');
+  t.match(line, { bench: 'pmq', mode: 'open', rate: 600, transport: 'tcp', failed: 0,
+    produce: { records: 300, bytes: 30_000, recordsPerSecond: Number, MBps: Number },
+    consume: { records: 300, bytes: 30_000 },
+    ackLatencyUs: { count: 300, p50: Number, p90: Number, p99: Number, p999: Number,
+      max: Number },
+    e2eLatencyUs: { count: 300, p50: Number, p99: Number, max: Number },
+    cpuSecondsPerGB: { storage: Number, broker: Number, producer: Number, consumer: Number } });
+});
