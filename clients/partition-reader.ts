@@ -42,6 +42,10 @@ export interface ReaderOptions {
 }
 
 const CHUNK_GRANULE_BYTES = 64 * 1024;
+/** Read refusals that a fresh fetchView cures: a restarted broker raised the epoch and the
+ *  storage node revoked the old instance's grants, or the broker replaced the grant. */
+const GRANT_GONE = new Set(['PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_GRANT_REVOKED',
+  'PMQ_ERR_GRANT_STALE_EPOCH']);
 
 export class PartitionReader {
   private cursor: Cursor | undefined;
@@ -114,6 +118,11 @@ export class PartitionReader {
         epoch: segment.grantEpoch }, segment.address + cursor.position, this.buffer, 0, length);
     } catch (error) {
       this.cursor = undefined; // the grant may be gone: ask the broker again
+      if (error instanceof PmqError && GRANT_GONE.has(error.code)) {
+        throw new PmqError(error.code, `${this.topic}/${this.partition}: the read grant of ` +
+          `segment ${segment.chainPosition} is gone (${error.message}); asking the broker for ` +
+          'a fresh view', { cause: error, retriable: true });
+      }
       throw error;
     }
     return this.walk(cursor, length);
