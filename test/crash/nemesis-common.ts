@@ -35,7 +35,7 @@ export async function connectRetrying(broker: string, clientId: string, requestT
   for (;;) {
     try {
       return await connect({ brokers: [broker], transports: 'tcp', netDevices: 'lo', clientId,
-        requestTimeoutMs, logLevel: 'silent' });
+        requestTimeoutMs, logLevel: (process.env.PMQ_NEMESIS_CLIENT_LOG ?? 'silent') as 'silent' });
     } catch (error) {
       if (!(error instanceof PmqError && error.retriable) || Date.now() > deadline) throw error;
       await sleep(200);

@@ -18,7 +18,10 @@ t.test(`nemesis: ${kills} kills under load (PMQ_SEED=${seed})`, async (t) => {
   const historyDir = mkdtempSync(join(tmpdir(), 'pmq-nemesis-'));
   const verbose = process.env.PMQ_NEMESIS_VERBOSE === '1';
   const result = await runNemesis({ seed, kills, historyDir,
-    log: verbose ? (line) => t.comment(line) : undefined });
+    log: verbose ? (line) => t.comment(line) : undefined }).catch((error: unknown) => {
+    t.comment(`FAILED: replay with PMQ_SEED=${seed}; histories kept in ${historyDir}`);
+    throw error;
+  });
   const summary = summaryLine(result);
   t.comment(summary);
   t.ok(result.check.stats.acked > 0, 'records were acknowledged');

@@ -215,7 +215,7 @@ async function finish(run: Run, worker: Worker, ms: number): Promise<void> {
 /** Every partition from offset 0 to its high watermark; a trailing hole (control batch)
  *  yields nothing, so reading also ends after `idleMs` without a batch. */
 async function readAll(client: Client, partitions: number, idleMs: number):
-  Promise<SeenRecord[][]> {
+  Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
   const described = await retrying(() => client.admin().describeTopic(TOPIC));
   const ends = described.partitions.map((p) => p.highWatermark);
   const consumer = client.consumer({ start: 'earliest', maxWaitMs: 200 });
@@ -232,8 +232,9 @@ async function readAll(client: Client, partitions: number, idleMs: number):
         value: record.value === null ? '' : text.decode(record.value) });
     }
   }
+  const positions = consumer.positions().map(({ offset }) => offset);
   await consumer.close();
-  return records;
+  return { records, ends, positions };
 }
 
 async function settle(run: Run): Promise<void> {
@@ -244,7 +245,19 @@ async function settle(run: Run): Promise<void> {
   await sleep(2 * run.reservationTimeoutMs);
   const client = await connectRetrying(run.cluster.brokerAddress, 'nemesis-final-read',
     run.requestTimeoutMs);
-  const stored = await readAll(client, run.partitions, 5000);
+  // A partition with a high watermark above 0 and no record read means the read got stuck
+  // (no batch for the idle time), not a hole: read again, and say so if it stays that way.
+  let stored: SeenRecord[][] = [];
+  for (let attempt = 1; attempt <= 3; attempt += 1) {
+    const read = await readAll(client, run.partitions, 8000);
+    stored = read.records;
+    const stuck = read.ends.filter((end, p) => end > 0 && read.records[p]!.length === 0);
+    if (stuck.length === 0) break;
+    const what = `final read attempt ${attempt} got nothing from ${stuck.length} partition(s) ` +
+      `(high watermarks ${read.ends.join(', ')}; positions ${read.positions.join(', ')})`;
+    run.log(what);
+    if (attempt === 3) run.problems.push(what);
+  }
   await client.close();
   const final = fileRecorder(join(run.options.historyDir, 'final-read.jsonl'));
   stored.forEach((records, partition) => final.record('final-read', { kind: 'final-read',
