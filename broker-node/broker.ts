@@ -77,6 +77,12 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
       now: () => performance.now(), reservationTimeoutMs };
     const { topics, summary } = await recoverPartitions(deps, metadata, infos, log);
+    // A restarted storage node lost its grants: cached read grants must be created again.
+    pool.onUp((nodeId) => {
+      for (const list of topics.values()) {
+        for (const partition of list) partition.forgetReadGrants(nodeId);
+      }
+    });
     registerHandlers(channel, { deps, metadata, topics, log,
       producerId: idAllocator(pool.epoch) });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));

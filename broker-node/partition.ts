@@ -226,6 +226,17 @@ export class Partition {
     });
   }
 
+  /**
+   * A storage node came back (reconnected and fenced): if it restarted, its grant table is
+   * empty, so the read grants cached for its segments name nothing and every consumer read
+   * under them is refused. Forget them; the next fetchView creates fresh ones.
+   */
+  forgetReadGrants(nodeId: number): void {
+    for (const place of this.places.values()) {
+      if (place.nodeId === nodeId) place.readGrant = null;
+    }
+  }
+
   /** The consumers' read grant of a segment (one per segment, created on first use). */
   readGrant(place: SegmentPlace): Promise<number> {
     if (place.readGrant !== null) return place.readGrant;

@@ -226,31 +226,42 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   private startLoop(entry: Assigned): void {
     if (entry.running || this.closed || entry.buffered >= this.prefetchBatches) return;
     entry.running = true;
-    void this.fetchLoop(entry).finally(() => { entry.running = false; });
+    void this.fetchLoop(entry);
   }
 
+  /**
+   * Fetches until `prefetchBatches` batches wait. `running` is cleared in this function's own
+   * `finally`, in the same turn as the last push: cleared by a `.finally()` on the returned
+   * promise (or after an `await` of an inner loop) it was still set a few microtasks later,
+   * when the woken iterator took that batch and asked for more, so with one batch buffered
+   * nothing ever fetched again.
+   */
   private async fetchLoop(entry: Assigned): Promise<void> {
     const key = keyOf(entry.reader.topic, entry.reader.partition);
     let failures = 0;
-    while (!this.closed && entry.buffered < this.prefetchBatches &&
-        this.assigned.get(key) === entry) {
-      const generation = entry.generation;
-      try {
-        const batches = await entry.reader.fetch();  // a seek swaps entry.reader meanwhile
-        failures = 0;
-        if (generation !== entry.generation) continue;
-        for (const batch of batches) this.push({ key, generation, batch }, entry);
-      } catch (error) {
-        if (generation !== entry.generation || this.closed) continue;
-        const retriable = error instanceof PmqError && error.retriable;
-        if (!retriable) {
-          this.push({ key, generation, error: asPmqError(error) }, entry);
-          return;
+    try {
+      while (!this.closed && entry.buffered < this.prefetchBatches &&
+          this.assigned.get(key) === entry) {
+        const generation = entry.generation;
+        try {
+          const batches = await entry.reader.fetch();  // a seek swaps entry.reader meanwhile
+          failures = 0;
+          if (generation !== entry.generation) continue;
+          for (const batch of batches) this.push({ key, generation, batch }, entry);
+        } catch (error) {
+          if (generation !== entry.generation || this.closed) continue;
+          const retriable = error instanceof PmqError && error.retriable;
+          if (!retriable) {
+            this.push({ key, generation, error: asPmqError(error) }, entry);
+            return;
+          }
+          failures += 1;
+          this.log.debug({ key, failures, err: String(error) }, 'fetch retried');
+          await sleep(Math.min(RETRY_BACKOFF_MS_MAX, 50 * 2 ** failures));
         }
-        failures += 1;
-        this.log.debug({ key, failures, err: String(error) }, 'fetch retried');
-        await sleep(Math.min(RETRY_BACKOFF_MS_MAX, 50 * 2 ** failures));
       }
+    } finally {
+      entry.running = false;
     }
   }
 

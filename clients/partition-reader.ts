@@ -46,7 +46,8 @@ export interface ReaderOptions {
 }
 
 const CHUNK_GRANULE_BYTES = 64 * 1024;
-
+/** Read refusals that a fresh fetchView cures: a restarted broker raised the epoch and the
+ *  storage node revoked the old instance's grants, or the broker replaced the grant. */
 export class PartitionReader {
   private cursor: Cursor | undefined;
   /** Next offset to return (records below it are dropped). */

@@ -1,0 +1,324 @@
+/**
+ * The nemesis: a real cluster (`pmq storage` + `pmq broker` on 127.0.0.1, tcp, a /dev/shm
+ * region of small segments so rolls happen) under load from producer and consumer processes
+ * (nemesis-producer.ts, nemesis-consumer.ts) that record their histories (history.ts), while a
+ * seeded schedule SIGKILLs a random process at random moments — the storage node, the broker
+ * (both restarted on the same port and data), a producer or a consumer (restarted as a new
+ * incarnation: "producer-1#2"), sometimes the storage node and the broker together — and
+ * SIGSTOPs one for a short pause (below every timeout) or a long one (past the reservation
+ * timeout and the clients' request timeout), then SIGCONTs it. Afterwards everything settles
+ * (producers finish their sends or give up; clients reconnect by themselves), the test process
+ * reads every partition from offset 0 (final-read events), consumers catch up to the end, and
+ * history-checker.ts judges the merged history.
+ *
+ * Replay: the schedule (which process, when, how long) comes from PMQ_SEED; timing on a
+ * loaded machine is not reproducible to the microsecond, so a replay re-runs the same
+ * schedule, not the same interleaving. The histories stay in `historyDir` when a run fails.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import type { Client } from '../../clients/index.js';
+import { E2eCluster, runFixture, type FixtureRun } from '../helpers/e2e-cluster.js';
+import { prngFrom, type Prng } from '../fixtures/record-batch-random.js';
+import { checkHistory, formatReport, type CheckResult } from './history-checker.js';
+import { parseHistory, sortHistory, type HistoryEvent, type SeenRecord } from './history.js';
+import { connectRetrying, fileRecorder, retrying, sleep } from './nemesis-common.js';
+
+export type Target = 'storage' | 'broker' | 'producer' | 'consumer';
+export const TARGETS: Target[] = ['storage', 'broker', 'producer', 'consumer'];
+
+export interface NemesisOptions {
+  seed: number;
+  /** SIGKILLs to deliver before the nemesis stops. */
+  kills: number;
+  historyDir: string;
+  producers?: number;
+  consumers?: number;
+  partitions?: number;
+  regionSize?: string;
+  segmentSize?: string;
+  reservationTimeoutMs?: number;
+  /** The clients' requestTimeoutMs. */
+  requestTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface NemesisResult {
+  seed: number;
+  historyDir: string;
+  kills: Record<Target, number>;
+  stops: Record<Target, number>;
+  longStops: number;
+  /** Things that went wrong outside the history: a client that did not finish, an error. */
+  problems: string[];
+  check: CheckResult;
+  report: string;
+  nemesisMs: number;
+  totalMs: number;
+}
+
+const TOPIC = 'nemesis';
+const zero = (): Record<Target, number> => ({ storage: 0, broker: 0, producer: 0, consumer: 0 });
+
+interface Worker { role: 'producer' | 'consumer'; index: number; incarnation: number;
+  name: string; run: FixtureRun<{ event: string }> }
+
+/** Holds the cluster, the client processes and what the nemesis did to them. */
+class Run {
+  readonly kills = zero();
+  readonly stops = zero();
+  longStops = 0;
+  readonly problems: string[] = [];
+  readonly workers: Worker[] = [];
+  private readonly retired: Worker[] = [];
+  readonly producers: number;
+  readonly consumers: number;
+  readonly partitions: number;
+  readonly reservationTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+
+  constructor(readonly cluster: E2eCluster, readonly options: NemesisOptions,
+    readonly prng: Prng) {
+    this.producers = options.producers ?? 3;
+    this.consumers = options.consumers ?? 2;
+    this.partitions = options.partitions ?? 3;
+    this.reservationTimeoutMs = options.reservationTimeoutMs ?? 1000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 2500;
+  }
+
+  log(line: string): void {
+    this.options.log?.(line);
+  }
+
+  spawn(role: 'producer' | 'consumer', index: number, incarnation: number): Worker {
+    const base = `${role}-${index}`;
+    const name = incarnation === 1 ? base : `${base}#${incarnation}`;
+    const common = { broker: this.cluster.brokerAddress, topic: TOPIC,
+      partitions: this.partitions, process: name, requestTimeoutMs: this.requestTimeoutMs,
+      historyPath: join(this.options.historyDir, `${name}.jsonl`) };
+    const run = role === 'producer'
+      ? runFixture<{ event: string }>('../crash/nemesis-producer.ts', { ...common,
+        seed: this.prng.int(0x1_0000_0000), window: 2, pauseMsMax: 15, valueBytes: 48,
+        options: { maxInFlightBatches: 1, lingerMs: 2, retries: 8, retryBackoffMs: 50 } })
+      : runFixture<{ event: string }>('../crash/nemesis-consumer.ts', { ...common,
+        groupId: `group-${base}`, commitEveryMs: 300 });
+    const worker = { role, index, incarnation, name, run };
+    this.workers.push(worker);
+    return worker;
+  }
+
+  /** SIGKILLs a client process and starts its next incarnation. */
+  async replace(worker: Worker): Promise<void> {
+    await worker.run.kill();
+    this.workers.splice(this.workers.indexOf(worker), 1);
+    this.retired.push(worker);
+    this.spawn(worker.role, worker.index, worker.incarnation + 1);
+  }
+
+  /** Client processes that exited on their own, other than by "done": a finding. */
+  checkWorkers(): void {
+    for (const worker of this.workers) {
+      const { exitCode } = worker.run.child;
+      if (exitCode === null || exitCode === 0) continue;
+      this.problems.push(`${worker.name} exited with ${exitCode}: ` +
+        JSON.stringify(worker.run.lines.slice(-3)));
+      this.workers.splice(this.workers.indexOf(worker), 1);
+      this.retired.push(worker);
+      this.spawn(worker.role, worker.index, worker.incarnation + 1);
+      return;
+    }
+  }
+}
+
+async function killNode(run: Run, target: 'storage' | 'broker' | 'both'): Promise<void> {
+  const { cluster, prng } = run;
+  if (target !== 'storage') { await cluster.killBroker(); run.kills.broker += 1; }
+  if (target !== 'broker') { await cluster.killStorage(); run.kills.storage += 1; }
+  await sleep(prng.int(500));
+  if (target !== 'broker') await cluster.startStorage();
+  if (target !== 'storage') await cluster.startBroker();
+}
+
+function childOf(run: Run, target: Target): { pid: number | undefined; name: string } {
+  if (target === 'storage') return { pid: run.cluster.storage!.child.pid, name: 'storage' };
+  if (target === 'broker') return { pid: run.cluster.broker!.child.pid, name: 'broker' };
+  const workers = run.workers.filter((w) => w.role === target);
+  const worker = workers[run.prng.int(workers.length)]!;
+  return { pid: worker.run.child.pid, name: worker.name };
+}
+
+async function pause(run: Run, target: Target): Promise<void> {
+  const { prng } = run;
+  const long = prng.chance(0.35);
+  const ms = long ? run.reservationTimeoutMs + prng.int(run.requestTimeoutMs + 1000)
+    : 20 + prng.int(400);
+  const { pid, name } = childOf(run, target);
+  if (pid === undefined) return;
+  run.log(`SIGSTOP ${name} for ${ms} ms`);
+  process.kill(pid, 'SIGSTOP');
+  run.stops[target] += 1;
+  if (long) run.longStops += 1;
+  await sleep(ms);
+  process.kill(pid, 'SIGCONT');
+}
+
+/** One step of the schedule: mostly a SIGKILL, sometimes a pause. */
+async function step(run: Run): Promise<void> {
+  const { prng } = run;
+  const roll = prng.next();
+  const target = TARGETS[prng.int(TARGETS.length)]!;
+  if (roll < 0.25) return pause(run, target);
+  if (roll < 0.28) {
+    run.log('SIGKILL storage and broker');
+    return killNode(run, 'both');
+  }
+  if (target === 'storage' || target === 'broker') {
+    run.log(`SIGKILL ${target}`);
+    return killNode(run, target);
+  }
+  const workers = run.workers.filter((w) => w.role === target);
+  const worker = workers[prng.int(workers.length)]!;
+  run.log(`SIGKILL ${worker.name}`);
+  run.kills[target] += 1;
+  await run.replace(worker);
+}
+
+const killCount = (run: Run): number => Object.values(run.kills).reduce((a, b) => a + b, 0);
+
+async function nemesis(run: Run): Promise<void> {
+  while (killCount(run) < run.options.kills) {
+    await sleep(100 + run.prng.int(600));
+    run.checkWorkers();
+    await step(run);
+  }
+}
+
+/** Resolves with the worker's lines once it exits 0; records a problem (and kills it) if it
+ *  does not within `ms`. */
+async function finish(run: Run, worker: Worker, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), ms); });
+  try {
+    if (await Promise.race([worker.run.done, late]) === 'late') {
+      run.problems.push(`${worker.name} did not finish within ${ms} ms: ` +
+        JSON.stringify(worker.run.lines.slice(-2)));
+      await worker.run.kill();
+    }
+  } catch (error) {
+    run.problems.push(`${worker.name}: ${String(error).slice(0, 2000)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Every partition from offset 0 to its high watermark; a trailing hole (control batch)
+ *  yields nothing, so reading also ends after `idleMs` without a batch. */
+async function readAll(client: Client, partitions: number, idleMs: number):
+  Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
+  const described = await retrying(() => client.admin().describeTopic(TOPIC));
+  const ends = described.partitions.map((p) => p.highWatermark);
+  const consumer = client.consumer({ start: 'earliest', maxWaitMs: 200 });
+  const all = Array.from({ length: partitions }, (_, partition) => partition);
+  await retrying(() => consumer.assign(all.map((partition) => ({ topic: TOPIC, partition }))));
+  const records: SeenRecord[][] = all.map(() => []);
+  const text = new TextDecoder();
+  const batches = consumer.batches()[Symbol.asyncIterator]();
+  while (!consumer.positions().every(({ partition, offset }) => offset >= ends[partition]!)) {
+    const next = await Promise.race([batches.next(), sleep(idleMs).then(() => 'idle' as const)]);
+    if (next === 'idle' || next.done === true) break;
+    for (const record of next.value.records) {
+      records[record.partition]!.push({ offset: record.offset,
+        value: record.value === null ? '' : text.decode(record.value) });
+    }
+  }
+  const positions = consumer.positions().map(({ offset }) => offset);
+  await consumer.close();
+  return { records, ends, positions };
+}
+
+async function settle(run: Run): Promise<void> {
+  const producers = run.workers.filter((w) => w.role === 'producer');
+  for (const worker of producers) worker.run.tell('stop');
+  await Promise.all(producers.map((worker) => finish(run, worker, 30_000)));
+  // Reservations of killed producers expire and are filled within the reservation timeout.
+  await sleep(2 * run.reservationTimeoutMs);
+  const client = await connectRetrying(run.cluster.brokerAddress, 'nemesis-final-read',
+    run.requestTimeoutMs);
+  // A partition with a high watermark above 0 and no record read means the read got stuck
+  // (no batch for the idle time), not a hole: read again, and say so if it stays that way.
+  let stored: SeenRecord[][] = [];
+  for (let attempt = 1; attempt <= 3; attempt += 1) {
+    const read = await readAll(client, run.partitions, 8000);
+    stored = read.records;
+    const stuck = read.ends.filter((end, p) => end > 0 && read.records[p]!.length === 0);
+    if (stuck.length === 0) break;
+    const what = `final read attempt ${attempt} got nothing from ${stuck.length} partition(s) ` +
+      `(high watermarks ${read.ends.join(', ')}; positions ${read.positions.join(', ')})`;
+    run.log(what);
+    if (attempt === 3) run.problems.push(what);
+  }
+  await client.close();
+  const final = fileRecorder(join(run.options.historyDir, 'final-read.jsonl'));
+  stored.forEach((records, partition) => final.record('final-read', { kind: 'final-read',
+    topic: TOPIC, partition, records }));
+  const until = Object.fromEntries(stored.map((records, partition) =>
+    [String(partition), (records.at(-1)?.offset ?? -1) + 1]));
+  const consumers = run.workers.filter((w) => w.role === 'consumer');
+  for (const worker of consumers) worker.run.tell({ until });
+  await Promise.all(consumers.map((worker) => finish(run, worker, 30_000)));
+}
+
+function readHistory(dir: string): HistoryEvent[] {
+  const events = readdirSync(dir).filter((name) => name.endsWith('.jsonl')).flatMap((name) =>
+    parseHistory(readFileSync(join(dir, name), 'utf8'), { tornTailAllowed: true }));
+  return sortHistory(events);
+}
+
+/** Runs the whole test; never throws for a finding (the caller asserts on the result). */
+export async function runNemesis(options: NemesisOptions): Promise<NemesisResult> {
+  const started = Date.now();
+  const prng = prngFrom(options.seed);
+  const cluster = await E2eCluster.start({ regionSize: options.regionSize ?? '256MiB',
+    segmentSize: options.segmentSize ?? '256KiB',
+    reservationTimeoutMs: options.reservationTimeoutMs ?? 1000 });
+  const run = new Run(cluster, options, prng);
+  let nemesisMs = 0;
+  try {
+    const admin = await connectRetrying(cluster.brokerAddress, 'nemesis-admin',
+      run.requestTimeoutMs);
+    await admin.admin().createTopic(TOPIC, { partitions: run.partitions });
+    await admin.close();
+    for (let i = 1; i <= run.producers; i += 1) run.spawn('producer', i, 1);
+    for (let i = 1; i <= run.consumers; i += 1) run.spawn('consumer', i, 1);
+    await sleep(1000);
+    const nemesisStarted = Date.now();
+    await nemesis(run);
+    nemesisMs = Date.now() - nemesisStarted;
+    run.checkWorkers();
+    await settle(run);
+  } finally {
+    await Promise.all(run.workers.map((worker) => worker.run.kill()));
+    await cluster.stop();
+  }
+  const check = checkHistory(readHistory(options.historyDir));
+  return { seed: options.seed, historyDir: options.historyDir, kills: run.kills,
+    stops: run.stops, longStops: run.longStops, problems: run.problems, check,
+    report: formatReport(check), nemesisMs, totalMs: Date.now() - started };
+}
+
+/** One line for logs and the test's comment. */
+export function summaryLine(result: NemesisResult): string {
+  const { stats, counts } = result.check;
+  const anomalies = Object.values(counts).reduce((a, b) => a + b, 0);
+  const by = (counts: Record<Target, number>): string =>
+    TARGETS.map((target) => `${target} ${counts[target]}`).join(', ');
+  return `nemesis seed ${result.seed}: kills ${Object.values(result.kills).reduce((a, b) =>
+    a + b, 0)} (${by(result.kills)}); stops ${Object.values(result.stops).reduce((a, b) =>
+    a + b, 0)} (${by(result.stops)}; ${result.longStops} long); sends ${stats.sends}: ` +
+    `acked ${stats.acked}, failed ${stats.failed}, indeterminate ${stats.indeterminate} ` +
+    `(${stats.uncompleted} uncompleted, ${stats.indeterminateRead} read); polled ` +
+    `${stats.polled} in ${stats.polls} polls; final read ${stats.finalRecords}; anomalies ` +
+    `${anomalies}; problems ${result.problems.length}; nemesis ${result.nemesisMs} ms, total ` +
+    `${result.totalMs} ms`;
+}
