@@ -53,6 +53,12 @@ export interface NemesisResult {
   /** Things that went wrong outside the history: a client that did not finish, an error. */
   problems: string[];
   check: CheckResult;
+  /**
+   * Offsets the final read does not hold below each partition's last one: hole fillers the
+   * broker wrote after a producer died or stalled between reserve and commit (consumers skip
+   * them). Evidence that the nemesis hit that window.
+   */
+  holes: number;
   report: string;
   nemesisMs: number;
   totalMs: number;
@@ -301,10 +307,22 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
     await Promise.all(run.workers.map((worker) => worker.run.kill()));
     await cluster.stop();
   }
-  const check = checkHistory(readHistory(options.historyDir));
+  const history = readHistory(options.historyDir);
+  const check = checkHistory(history);
   return { seed: options.seed, historyDir: options.historyDir, kills: run.kills,
     stops: run.stops, longStops: run.longStops, problems: run.problems, check,
+    holes: countHoles(history),
     report: formatReport(check), nemesisMs, totalMs: Date.now() - started };
+}
+
+function countHoles(history: HistoryEvent[]): number {
+  let holes = 0;
+  for (const event of history) {
+    if (event.kind !== 'final-read' || event.records.length === 0) continue;
+    const offsetLast = Math.max(...event.records.map((record) => record.offset));
+    holes += offsetLast + 1 - new Set(event.records.map((record) => record.offset)).size;
+  }
+  return holes;
 }
 
 /** One line for logs and the test's comment. */
@@ -318,7 +336,8 @@ export function summaryLine(result: NemesisResult): string {
     a + b, 0)} (${by(result.stops)}; ${result.longStops} long); sends ${stats.sends}: ` +
     `acked ${stats.acked}, failed ${stats.failed}, indeterminate ${stats.indeterminate} ` +
     `(${stats.uncompleted} uncompleted, ${stats.indeterminateRead} read); polled ` +
-    `${stats.polled} in ${stats.polls} polls; final read ${stats.finalRecords}; anomalies ` +
+    `${stats.polled} in ${stats.polls} polls; final read ${stats.finalRecords} (${result.holes} ` +
+    `hole offsets filled); anomalies ` +
     `${anomalies}; problems ${result.problems.length}; nemesis ${result.nemesisMs} ms, total ` +
     `${result.totalMs} ms`;
 }
