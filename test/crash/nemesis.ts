@@ -50,6 +50,7 @@ export interface NemesisResult {
   kills: Record<Target, number>;
   stops: Record<Target, number>;
   longStops: number;
+  recoveryKills: number;
   /** Things that went wrong outside the history: a client that did not finish, an error. */
   problems: string[];
   check: CheckResult;
@@ -75,6 +76,8 @@ class Run {
   readonly kills = zero();
   readonly stops = zero();
   longStops = 0;
+  /** Kills of a storage node or broker during its own start-up or recovery. */
+  recoveryKills = 0;
   readonly problems: string[] = [];
   readonly workers: Worker[] = [];
   private readonly retired: Worker[] = [];
@@ -142,8 +145,22 @@ async function killNode(run: Run, target: 'storage' | 'broker' | 'both'): Promis
   if (target !== 'storage') { await cluster.killBroker(); run.kills.broker += 1; }
   if (target !== 'broker') { await cluster.killStorage(); run.kills.storage += 1; }
   await sleep(prng.int(500));
-  if (target !== 'broker') await cluster.startStorage();
-  if (target !== 'storage') await cluster.startBroker();
+  // Sometimes the restarted node is killed again during its start-up or recovery (its
+  // dependency, if also down, comes back first so the broker's recovery really runs).
+  if (target !== 'broker') await restartNode(run, 'storage');
+  if (target !== 'storage') await restartNode(run, 'broker');
+}
+
+async function restartNode(run: Run, which: 'storage' | 'broker'): Promise<void> {
+  if (run.prng.chance(0.25)) {
+    const delayMs = 50 + run.prng.int(1500);
+    run.log(`SIGKILL ${which} ${delayMs} ms into its restart`);
+    await run.cluster.startAndKill(which, delayMs);
+    run.kills[which] += 1;
+    run.recoveryKills += 1;
+  }
+  if (which === 'storage') await run.cluster.startStorage();
+  else await run.cluster.startBroker();
 }
 
 function childOf(run: Run, target: Target): { pid: number | undefined; name: string } {
@@ -310,7 +327,8 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
   const history = readHistory(options.historyDir);
   const check = checkHistory(history);
   return { seed: options.seed, historyDir: options.historyDir, kills: run.kills,
-    stops: run.stops, longStops: run.longStops, problems: run.problems, check,
+    stops: run.stops, longStops: run.longStops, recoveryKills: run.recoveryKills,
+    problems: run.problems, check,
     holes: countHoles(history),
     report: formatReport(check), nemesisMs, totalMs: Date.now() - started };
 }
@@ -331,9 +349,11 @@ export function summaryLine(result: NemesisResult): string {
   const anomalies = Object.values(counts).reduce((a, b) => a + b, 0);
   const by = (counts: Record<Target, number>): string =>
     TARGETS.map((target) => `${target} ${counts[target]}`).join(', ');
-  return `nemesis seed ${result.seed}: kills ${Object.values(result.kills).reduce((a, b) =>
-    a + b, 0)} (${by(result.kills)}); stops ${Object.values(result.stops).reduce((a, b) =>
-    a + b, 0)} (${by(result.stops)}; ${result.longStops} long); sends ${stats.sends}: ` +
+  const sum = (counts: Record<Target, number>): number =>
+    Object.values(counts).reduce((a, b) => a + b, 0);
+  return `nemesis seed ${result.seed}: kills ${sum(result.kills)} (${by(result.kills)}; ` +
+    `${result.recoveryKills} during recovery); stops ${sum(result.stops)} ` +
+    `(${by(result.stops)}; ${result.longStops} long); sends ${stats.sends}: ` +
     `acked ${stats.acked}, failed ${stats.failed}, indeterminate ${stats.indeterminate} ` +
     `(${stats.uncompleted} uncompleted, ${stats.indeterminateRead} read); polled ` +
     `${stats.polled} in ${stats.polls} polls; final read ${stats.finalRecords} (${result.holes} ` +

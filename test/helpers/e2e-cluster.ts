@@ -70,10 +70,7 @@ export class E2eCluster {
 
   /** Starts (or restarts, on the same port and region) the storage node. */
   async startStorage(): Promise<Running> {
-    const { child, stderr } = spawnPmq(['storage', '--path', `${this.dir}/region`,
-      '--size', this.options.regionSize ?? '16MiB', '--segment-size',
-      this.options.segmentSize ?? '64KiB', '--node-id', '1', '--listen',
-      `127.0.0.1:${this.storagePort}`, '--transports', 'tcp', '--log-level', 'warn']);
+    const { child, stderr } = spawnPmq(this.storageArgs());
     const match = await waitForLine(child, /listening on ([\d.]+):(\d+)/);
     this.storagePort = Number(match[2]);
     this.storage = { child, host: match[1]!, port: this.storagePort, stderr };
@@ -82,14 +79,36 @@ export class E2eCluster {
 
   /** Starts (or restarts, on the same port and data dir) the broker. */
   async startBroker(): Promise<Running> {
-    const { child, stderr } = spawnPmq(['broker', '--listen', `127.0.0.1:${this.brokerPort}`,
-      '--storage', `127.0.0.1:${this.storagePort}`, '--data-dir', `${this.dir}/broker`,
-      '--transports', 'tcp', '--log-level', 'warn', '--reservation-timeout-ms',
-      String(this.options.reservationTimeoutMs ?? 2000)]);
+    const { child, stderr } = spawnPmq(this.brokerArgs());
     const match = await waitForLine(child, /listening on ([\d.]+):(\d+) \(epoch (\d+)/);
     this.brokerPort = Number(match[2]);
     this.broker = { child, host: match[1]!, port: this.brokerPort, stderr };
     return this.broker;
+  }
+
+  private storageArgs(): string[] {
+    return ['storage', '--path', `${this.dir}/region`,
+      '--size', this.options.regionSize ?? '16MiB', '--segment-size',
+      this.options.segmentSize ?? '64KiB', '--node-id', '1', '--listen',
+      `127.0.0.1:${this.storagePort}`, '--transports', 'tcp', '--log-level', 'warn'];
+  }
+
+  private brokerArgs(): string[] {
+    return ['broker', '--listen', `127.0.0.1:${this.brokerPort}`,
+      '--storage', `127.0.0.1:${this.storagePort}`, '--data-dir', `${this.dir}/broker`,
+      '--transports', 'tcp', '--log-level', 'warn', '--reservation-timeout-ms',
+      String(this.options.reservationTimeoutMs ?? 2000)];
+  }
+
+  /**
+   * Starts the storage node or the broker on its port and data and SIGKILLs it after
+   * `delayMs`, wherever its start-up or recovery has got to (the caller then starts it
+   * properly). For crash tests: a crash during recovery must lose nothing either.
+   */
+  async startAndKill(which: 'storage' | 'broker', delayMs: number): Promise<void> {
+    const { child } = spawnPmq(which === 'storage' ? this.storageArgs() : this.brokerArgs());
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await stopHard(child);
   }
 
   async killStorage(): Promise<void> {
