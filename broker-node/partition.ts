@@ -387,9 +387,9 @@ export class Partition {
       const list = this.#committers.get(ack.id) ?? [];
       this.#committers.delete(ack.id);
       for (const committer of list) committer.resolve(ack.baseOffset);
-      this.revokeWriteGrant(Number(ack.producer)).catch((error: unknown) => {
-        this.log.debug({ grantId: ack.producer, err: String(error) }, 'revoke failed');
-      });
+      // The storage node revoked the batch's write grant before persisting over it
+      // (docs/wire-protocol.md, persist): nothing to send.
+      this.#writeGrants.delete(Number(ack.producer));
     }
     if (result.sealed !== null) this.log.debug({ segmentId: result.sealed }, 'segment sealed');
     if (result.persist !== null) this.#issuePersist(result.persist);

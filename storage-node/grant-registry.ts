@@ -12,6 +12,9 @@
  *
  * Concurrency: JS thread only. revoke() refuses new accesses at once and resolves when none
  * of the grant's accesses is in flight any more; revoking twice joins the first revocation.
+ *
+ * Live grants are also indexed by segment, so the per-persist question "which write grants end
+ * below the new watermark" costs the segment's live grants, not every grant ever made.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -35,6 +38,8 @@ interface Entry extends GrantRecord {
 export class GrantRegistry {
   readonly #transport: Transport;
   readonly #grants = new Map<number, Entry>();
+  /** Live (not revoked) grants by segment index. */
+  readonly #liveBySegment = new Map<number, Set<Entry>>();
   #liveCount = 0;
 
   constructor(transport: Transport) {
@@ -57,7 +62,14 @@ export class GrantRegistry {
     }
     this.#transport.createGrant({ id: grant.grantId, epoch: grant.epoch,
       address: grant.address, length: grant.sizeBytes, direction: grant.direction });
-    this.#grants.set(grant.grantId, { ...grant, revoked: null });
+    const entry: Entry = { ...grant, revoked: null };
+    this.#grants.set(grant.grantId, entry);
+    let live = this.#liveBySegment.get(grant.segmentIndex);
+    if (live === undefined) {
+      live = new Set();
+      this.#liveBySegment.set(grant.segmentIndex, live);
+    }
+    live.add(entry);
     this.#liveCount += 1;
     invariant(this.#liveCount <= this.#grants.size, 'live grants are a subset of all grants');
   }
@@ -73,8 +85,17 @@ export class GrantRegistry {
 
   /** Revokes the live grants of one segment (of one direction, or all). */
   revokeSegment(segmentIndex: number, direction?: Direction): Promise<void> {
-    return this.#revokeWhere((g) => g.segmentIndex === segmentIndex &&
-      (direction === undefined || g.direction === direction));
+    return this.#revokeIn(segmentIndex,
+      (g) => direction === undefined || g.direction === direction);
+  }
+
+  /**
+   * Revokes the segment's live write grants that end at or before region address `addressEnd`:
+   * the bytes they cover are about to become durable, and durable bytes never change again.
+   */
+  revokeWritesEndingBy(segmentIndex: number, addressEnd: number): Promise<void> {
+    return this.#revokeIn(segmentIndex,
+      (g) => g.direction === 'write' && g.address + g.sizeBytes <= addressEnd);
   }
 
   /** Revokes every live grant made under an epoch below `epoch` (the broker was fenced). */
@@ -92,17 +113,29 @@ export class GrantRegistry {
 
   /** Live grants, for tests and logs. */
   live(): GrantRecord[] {
-    return [...this.#grants.values()].filter((g) => g.revoked === null);
+    return [...this.#liveBySegment.values()].flatMap((live) => [...live]);
   }
 
   async #revokeWhere(match: (grant: GrantRecord) => boolean): Promise<void> {
-    const chosen = [...this.#grants.values()].filter((g) => g.revoked === null && match(g));
+    const chosen = this.live().filter(match) as Entry[];
     await Promise.all(chosen.map((entry) => this.#revokeEntry(entry)));
+  }
+
+  async #revokeIn(segmentIndex: number, match: (grant: GrantRecord) => boolean): Promise<void> {
+    const live = this.#liveBySegment.get(segmentIndex);
+    if (live === undefined) return;
+    const chosen: Promise<void>[] = [];
+    for (const entry of live) if (match(entry)) chosen.push(this.#revokeEntry(entry));
+    await Promise.all(chosen);
   }
 
   #revokeEntry(entry: Entry): Promise<void> {
     if (entry.revoked !== null) return entry.revoked;
     entry.revoked = this.#transport.revokeGrant(entry.grantId);
+    const live = this.#liveBySegment.get(entry.segmentIndex);
+    invariant(live?.delete(entry) === true, 'a live grant is indexed by its segment',
+      { grant: entry.grantId });
+    if (live.size === 0) this.#liveBySegment.delete(entry.segmentIndex);
     this.#liveCount -= 1;
     invariant(this.#liveCount >= 0, 'live grant count never negative', { grant: entry.grantId });
     return entry.revoked;

@@ -13,7 +13,9 @@
  * in flight); the durable watermark may be further. A request already covered by the durable
  * watermark (a retry, or a request that lost the race to a later one) is answered at once.
  * Sealing first revokes the segment's write grants (waiting for accesses in flight), so no
- * write can land once the segment is sealed.
+ * write can land once the segment is sealed. A watermark persist first revokes the write
+ * grants that end at or below it: a batch's grant lives until its bytes are durable, never
+ * after, and the broker need not send a grantRevoke per batch.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -156,6 +158,8 @@ export class PersistQueue {
   async #persistOne(request: PersistRequest): Promise<void> {
     const { segmentIndex, position, offsetLast, epoch } = request;
     if (!request.seal) {
+      const segment = this.#store.segment(segmentIndex);
+      await this.#grants.revokeWritesEndingBy(segmentIndex, segment.address + position);
       await this.#store.persistWatermark(segmentIndex, { position, offsetLast }, epoch);
       return;
     }

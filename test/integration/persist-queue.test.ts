@@ -23,6 +23,8 @@ async function setup(t: Teardown) {
   const revoked: [number, string | undefined][] = [];
   const grants = { revokeSegment: async (index: number, direction?: string) => {
     revoked.push([index, direction]);
+  }, revokeWritesEndingBy: async (index: number) => {
+    revoked.push([index, 'ending']);
   } } as unknown as GrantRegistry;
   return { store, queue: new PersistQueue(store, grants), revoked };
 }

@@ -169,6 +169,33 @@ t.test('group commit: concurrent persists of one segment all answer', async (t) 
     { code: 'PMQ_ERR_WATERMARK_BACKWARD' });
 });
 
+t.test('a persist revokes the write grants it makes durable, and only those', async (t) => {
+  const { node, ep } = await start(['--path', join(dir, 'revoke.region'), '--size', '1MiB',
+    '--segment-size', '64KiB']);
+  await call(ep, 'storageHello', { epoch: 1 });
+  const segment = await callAs(ep, 'segmentAllocate', { epoch: 1, ...allocate }, 'segment');
+  const size = batch.byteLength;
+  const grant = (grantId: number, position: number, sizeBytes: number) => call(ep,
+    'grantCreate', { epoch: 1, grantId, segmentIndex: 0, position, sizeBytes,
+      direction: 'write' });
+  await grant(1, 0, size);                 // the batch persisted below
+  await grant(2, size, size);              // the next one, not yet durable
+  await grant(3, 0, 2 * size);             // reaches past the new watermark
+  await transport.writeValidated(ep, { id: 1, epoch: 1 }, segment.address, batch, 0, size);
+  t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: size,
+    offsetLast: 4, seal: false }), { kind: 'persisted', position: size });
+  await t.rejects(transport.writeValidated(ep, { id: 1, epoch: 1 }, segment.address, batch, 0,
+    size), { code: 'PMQ_ERR_GRANT_REVOKED' }, 'a durable batch cannot be overwritten');
+  await transport.writeValidated(ep, { id: 2, epoch: 1 }, segment.address + size, batch, 0,
+    size);
+  await transport.writeValidated(ep, { id: 3, epoch: 1 }, segment.address + size, batch, 0,
+    size);
+  t.pass('grants ending past the watermark still write');
+  t.match(await call(ep, 'grantRevoke', { epoch: 1, grantId: 1 }), { kind: 'done' },
+    'revoking it again is a no-op');
+  t.equal(node.child.exitCode, null, 'the node is still running');
+});
+
 t.test('a full region says what to do; a freed segment can be allocated again', async (t) => {
   const { ep } = await start(['--path', join(dir, 'small.region'), '--size', '256KiB',
     '--segment-size', '64KiB']);
