@@ -50,6 +50,8 @@ export interface RegionBinding {
     sizeBytes: number,
     drain: boolean,
   ): void;
+  /** Maps the whole region's pages ahead of use on a worker (shm and DAX only). */
+  regionPrefault(region: RegionHandle): Promise<{ supported: boolean; cancelled: boolean }>;
   regionClose(region: RegionHandle): void;
   regionPageSizeBytes(): number;
 }
@@ -63,6 +65,7 @@ export const REGION_EXPORTS = [
   'regionFlush',
   'regionDrain',
   'regionCopyPersist',
+  'regionPrefault',
   'regionClose',
   'regionPageSizeBytes',
 ] as const satisfies readonly (keyof RegionBinding)[];

@@ -8,8 +8,10 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "assert.h"
 
@@ -327,6 +329,39 @@ Status copy_persist(const Region& region, uint64_t address, const uint8_t* sourc
   }
   const unsigned flags = drain ? 0u : PMEM2_F_MEM_NODRAIN;
   region.memmove_fn(region.base + address, source, size_bytes, flags);
+  return Status{};
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14 uapi; older headers lack the name
+#endif
+
+Status prefault_range(const Region& region, uint64_t address, uint64_t size_bytes,
+                      const std::atomic<bool>& cancel, bool* supported_p) {
+  PMQ_ASSERT(in_bounds(region, address, size_bytes));
+  *supported_p = region.backing != Backing::file;
+  if (!*supported_p) return Status{};
+  constexpr uint64_t kStepBytes = 32ull << 20;  // a cancel is noticed within one step
+  const uint64_t page = page_size_bytes();
+  uint64_t at = address / page * page;
+  const uint64_t end = address + size_bytes;
+  while (at < end && !cancel.load(std::memory_order_relaxed)) {
+    const uint64_t step = std::min<uint64_t>(kStepBytes, end - at);
+    if (madvise(region.base + at, step, MADV_POPULATE_WRITE) != 0) {
+      const int error = errno;
+      if (error == EINVAL && at == address / page * page) {
+        *supported_p = false;  // the kernel does not know MADV_POPULATE_WRITE
+        return Status{};
+      }
+      if (error == EINTR || error == EAGAIN) continue;
+      if (cancel.load(std::memory_order_relaxed)) break;  // unmapped under us by close
+      return errno_failure("PMQ_ERR_REGION_PREFAULT",
+                           "prefaulting region " + region.path + " failed at byte " +
+                               std::to_string(at),
+                           error);
+    }
+    at += step;
+  }
   return Status{};
 }
 

@@ -15,6 +15,7 @@
 
 #include <libpmem2.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -78,6 +79,18 @@ void drain(const Region& region);
 // call drain() before relying on it). Overlapping ranges are allowed.
 Status copy_persist(const Region& region, uint64_t address, const uint8_t* source,
                     uint64_t size_bytes, bool drain);
+
+// Maps every page of [address, address + size_bytes) into this process's page tables, writable,
+// without changing a byte (madvise MADV_POPULATE_WRITE, in steps, stopping early once `cancel`
+// is set). Without it the first write to each 4 KiB page of a fresh mapping takes a page fault
+// on the data path (on /dev/shm ~256 per MiB, a large share of a storage node's CPU per byte).
+// Only for shm and DAX backings: on an ordinary file a write fault dirties the page cache and
+// the whole region would be written back. Safe while other threads and peers write the range.
+// *supported_p is false (and the status ok) where the kernel lacks MADV_POPULATE_WRITE (< 5.14)
+// or the backing is an ordinary file. May run on a worker thread while the owner thread uses
+// the region; close_region() may run meanwhile (the owner sets `cancel` first).
+Status prefault_range(const Region& region, uint64_t address, uint64_t size_bytes,
+                      const std::atomic<bool>& cancel, bool* supported_p);
 
 // Unmaps, closes the file and so releases the lock. The Region is closed afterwards even if
 // the library reports an error.

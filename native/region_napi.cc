@@ -9,6 +9,7 @@
 // until the process exits (a live ArrayBuffer may still point into the mapping).
 #include <napi.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -25,6 +26,8 @@ struct RegionState {
   region::Region region;
   Napi::Reference<Napi::ArrayBuffer> buffer;
   uint32_t persists_in_flight = 0;
+  // Set by regionClose: a prefault running on a worker stops at its next step.
+  std::atomic<bool> prefault_cancel{false};
 };
 
 constexpr napi_type_tag kRegionTag = {0x706d715f72656769ull, 0x6f6e5f68616e646cull};
@@ -227,6 +230,7 @@ Napi::Value region_close(const Napi::CallbackInfo& info) {
                                   " persistAsync call(s) in flight: await them, then close",
                               "busy");
   }
+  state->prefault_cancel.store(true);
   if (!state->buffer.IsEmpty()) {
     const napi_status detached = napi_detach_arraybuffer(env, state->buffer.Value());
     PMQ_ASSERT(detached == napi_ok);
@@ -295,6 +299,58 @@ Napi::Value region_persist_async(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// prefault: region::prefault_range() on a libuv worker, over a copy of the Region (the owner
+// thread may close the real one meanwhile: it sets prefault_cancel first, and a step that
+// meets the unmapped range ends the work). Resolves { supported, cancelled }.
+class PrefaultWorker : public Napi::AsyncWorker {
+ public:
+  PrefaultWorker(Napi::Env env, Napi::Object handle, RegionState* state)
+      : Napi::AsyncWorker(env, "pmq:regionPrefault"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        handle_(Napi::Persistent(handle)),
+        state_(state),
+        region_(state->region) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    status_ = region::prefault_range(region_, 0, region_.size_bytes, state_->prefault_cancel,
+                                     &supported_);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!status_.ok()) {
+      deferred_.Reject(make_native_error(env, status_.code, status_.message, status_.reason));
+      return;
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("supported", Napi::Boolean::New(env, supported_));
+    result.Set("cancelled", Napi::Boolean::New(env, state_->prefault_cancel.load()));
+    deferred_.Resolve(result);
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference handle_;
+  RegionState* state_;
+  const region::Region region_;
+  region::Status status_;
+  bool supported_ = false;
+};
+
+Napi::Value region_prefault(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 1);
+  RegionState* state = unwrap_open(env, info[0]);
+  if (state == nullptr) return env.Undefined();
+  auto* worker = new PrefaultWorker(env, info[0].As<Napi::Object>(), state);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();  // AsyncWorker deletes itself after OnOK.
+  return promise;
+}
+
 Napi::Value region_page_size_bytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(region::page_size_bytes()));
 }
@@ -312,6 +368,7 @@ void register_region(Napi::Env env, Napi::Object exports) {
   exports.Set("regionDrain", Napi::Function::New(env, region_drain, "regionDrain"));
   exports.Set("regionCopyPersist",
               Napi::Function::New(env, region_copy_persist, "regionCopyPersist"));
+  exports.Set("regionPrefault", Napi::Function::New(env, region_prefault, "regionPrefault"));
   exports.Set("regionClose", Napi::Function::New(env, region_close, "regionClose"));
   exports.Set("regionPageSizeBytes",
               Napi::Function::New(env, region_page_size_bytes, "regionPageSizeBytes"));

@@ -102,6 +102,30 @@ t.test('raw binding: a closed handle throws NativeError, never crashes', async (
   }
 });
 
+for (const base of BASES) {
+  t.test(`prefault maps pages without changing a byte on ${base.name}`, async (t) => {
+    const path = join(tempDir(t, base.dir()), 'r.region');
+    const region = Region.open({ path, sizeBytes: SIZE_BYTES, mode: 'create-new' });
+    const pattern = regionPattern(SIZE_BYTES, 7);
+    region.bytes.set(pattern);
+    const result = await region.prefault();
+    t.same(result, { supported: region.backing !== 'file', cancelled: false },
+      'supported on shm and DAX only');
+    t.same(region.bytes, pattern, 'every byte as written');
+    region.close();
+  });
+}
+
+t.test('close during a prefault stops it and never waits for it', async (t) => {
+  const path = join(tempDir(t, '/dev/shm'), 'big.region');
+  const region = Region.open({ path, sizeBytes: 256 * 1024 * 1024, mode: 'create-new' });
+  const prefault = region.prefault();
+  region.close();
+  t.ok(region.closed, 'closed at once');
+  t.match(await prefault, { supported: true, cancelled: true });
+  await t.rejects(region.prefault(), { code: 'PMQ_ERR_REGION_CLOSED' });
+});
+
 t.test('close refuses while a persistAsync is in flight', async (t) => {
   const path = join(tempDir(t, '/dev/shm'), 'r.region');
   const region = Region.open({ path, sizeBytes: SIZE_BYTES });
