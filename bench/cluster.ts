@@ -47,7 +47,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       String(options.regionSizeBytes), '--segment-size', String(options.segmentSizeBytes),
       '--listen', '127.0.0.1:0', '--transports', options.transports, '--log-level', 'warn'], env);
     children.push(storage);
-    const at = await storage.waitForText(/listening on ([\d.]+):(\d+)/);
+    // Both watched from the start: the two lines may arrive in one chunk.
+    const listeningAt = storage.waitForText(/listening on ([\d.]+):(\d+)/);
+    const pagesMapped = storage.waitForText(/region pages (mapped|not prefaulted)/);
+    const at = await listeningAt;
+    // Measure the steady state: a region whose pages a long-running node has long mapped.
+    await pagesMapped;
     const broker = spawnNode(pmq, ['broker', '--listen', '127.0.0.1:0', '--storage',
       `${at[1]}:${at[2]}`, '--data-dir', join(dir, 'broker'), '--transports',
       options.transports, '--log-level', 'warn'], env);

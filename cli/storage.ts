@@ -27,6 +27,9 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
   process.stdout.write(`${banner} listening on ${node.address.host}:${node.address.port} ` +
     `(region ${region.path}, ${formatBytes(region.sizeBytes)}, ${region.backing}, ` +
     `durability ${region.durability}${opts.direct ? ', direct mode offered' : ''})\n`);
+  void node.prefaulted.then(({ mapped, timeMs }) => process.stdout.write(mapped
+    ? `${banner} region pages mapped in ${Math.round(timeMs)} ms\n`
+    : `${banner} region pages not prefaulted (they fault on first write)\n`));
   stopOnSignals(node);
   return node;
 }

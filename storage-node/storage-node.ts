@@ -52,6 +52,8 @@ export interface StorageNode {
   readonly address: { host: string; port: number };
   readonly region: Region;
   readonly store: RegionStore;
+  /** Settles once the region's pages are mapped (mapped: true) or will not be; never rejects. */
+  readonly prefaulted: Promise<{ mapped: boolean; timeMs: number }>;
   stop(): Promise<void>;
 }
 
@@ -105,7 +107,7 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   transport.on('closed', (ep, code, reason) => log.info({ ep, code, reason }, 'peer gone'));
   log.info({ ...address, region: formatBytes(region.sizeBytes), epoch: store.epoch, direct },
     'storage node listening');
-  prefaultInBackground(region, log);
+  const prefaulted = prefaultInBackground(region, log);
   if (direct) {
     log.warn({}, 'direct mode offered: clients on RDMA lanes may get keys that can also write ' +
       'the segments they read; run it only with clients you trust');
@@ -114,6 +116,7 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
     address,
     region,
     store,
+    prefaulted,
     async stop() {
       transport.close();
       await persists.idle();
@@ -127,13 +130,17 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
  * Maps the region's pages while the node already serves: otherwise every first write to a
  * page of a fresh mapping pays a page fault on the data path. Failure only costs speed.
  */
-function prefaultInBackground(region: Region, log: Logger): void {
+function prefaultInBackground(region: Region,
+  log: Logger): Promise<{ mapped: boolean; timeMs: number }> {
   const started = performance.now();
-  region.prefault().then(({ supported, cancelled }) => {
+  return region.prefault().then(({ supported, cancelled }) => {
+    const timeMs = elapsedMs(started);
     if (!supported) log.debug({ backing: region.backing }, 'region pages not prefaulted');
-    else if (!cancelled) log.info({ timeMs: elapsedMs(started) }, 'region pages mapped');
+    else if (!cancelled) log.info({ timeMs }, 'region pages mapped');
+    return { mapped: supported && !cancelled, timeMs };
   }, (error: unknown) => {
     log.warn({ err: String(error) }, 'region pages not prefaulted: first writes fault');
+    return { mapped: false, timeMs: elapsedMs(started) };
   });
 }
 
