@@ -11,8 +11,12 @@ const MIB = 1024 * 1024;
 
 export interface MachineLimits {
   memcpyMBps: number;
-  /** Per transport: ucp_put_bw MB/s at 64 KiB, ucp_am_lat round trip (2 × one-way) µs at 64 B. */
-  ucx: Record<string, { putMBps: number | null; amRoundTripUs: number | null }>;
+  /**
+   * Per transport: ucp_put_bw MB/s at 64 KiB and at 1 MiB, ucp_am_lat round trip (2 × one-way)
+   * µs at 64 B.
+   */
+  ucx: Record<string, { putMBps: number | null; putMBps1MiB: number | null;
+    amRoundTripUs: number | null }>;
 }
 
 /** Copies 1 MiB at a time from one `areaBytes` area to another, round and round, for at least
@@ -38,8 +42,10 @@ export async function measureMachine(transports: string[], quick: boolean):
   const ucx: MachineLimits['ucx'] = {};
   for (const tls of transports) {
     const put = await runPerftest('ucp_put_bw', tls, 64 * 1024, quick ? 500 : 20_000);
+    const put1MiB = await runPerftest('ucp_put_bw', tls, MIB, quick ? 50 : 2_000);
     const am = await runPerftest('ucp_am_lat', tls, 64, quick ? 2000 : 100_000);
     ucx[tls] = { putMBps: put?.bandwidthMBps ?? null,
+      putMBps1MiB: put1MiB?.bandwidthMBps ?? null,
       amRoundTripUs: am === null ? null : round(2 * am.latencyUsP50, 2) };
   }
   return { memcpyMBps, ucx };

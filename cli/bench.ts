@@ -11,6 +11,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 
 import { measureMachine, type MachineLimits } from '../bench/machine.js';
 import { markdownReport, ratiosOf } from '../bench/report.js';
+import { checkTargets, targetRows } from '../bench/targets.js';
 import { runWorkload, type Workload } from '../bench/run.js';
 import { suiteWorkloads } from '../bench/suite.js';
 import { formatSummaries, summarize, type Summary } from '../bench/summary.js';
@@ -95,15 +96,26 @@ async function runBench(opts: BenchCliOptions): Promise<void> {
       for (const s of summaries) {
         process.stdout.write(`${JSON.stringify({ bench: 'ratios', ...ratiosOf(s, machine) })}\n`);
       }
+      for (const target of checkTargets(summaries, machine)) {
+        process.stdout.write(`${JSON.stringify({ bench: 'target', ...target })}\n`);
+      }
     }
   }
   if (!opts.json) process.stdout.write(formatSummaries(summaries));
+  if (!opts.json && machine !== null) process.stdout.write(formatTargets(summaries, machine));
   if ((suite || opts.report !== undefined) && machine !== null) {
     const path = opts.report ?? DEFAULT_REPORT;
     writeFileSync(path, markdownReport(summaries, machine, opts.quick));
     process.stderr.write(`pmq bench: report written to ${path}\n`);
   }
   if (summaries.some((s) => s.failed > 0)) process.exitCode = 1;
+}
+
+function formatTargets(summaries: Summary[], machine: MachineLimits): string {
+  const rows = targetRows(checkTargets(summaries, machine));
+  if (rows.length === 0) return '';
+  return `\ntargets (docs/benchmarks.md):\n${rows.map((r) => `  ${r[4]!.padEnd(12)} ` +
+    `${r[0]} [${r[1]}]: ${r[2]} (goal ${r[3]})`).join('\n')}\n`;
 }
 
 export function registerBenchCommand(program: Command): void {
