@@ -13,6 +13,8 @@ import { modulePath, spawnNode, type Child } from './processes.js';
 
 export interface ClusterOptions {
   transports: string;
+  /** PMQ_SPIN_US of every process (native/transport.ts spinUs). */
+  spinUs: number;
   /** Directory the region file is created in: /dev/shm (tmpfs) or an ordinary filesystem. */
   regionDir: string;
   regionSizeBytes: number;
@@ -25,18 +27,18 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-/** The environment of every child: the run's transport and, for a cluster on this machine,
- *  loopback unless UCX_NET_DEVICES is set (remote brokers: UCX's choice). */
-export function childEnv(transports: string, local = true): NodeJS.ProcessEnv {
+/** The environment of every child: the run's transport and spin, and, for a cluster on this
+ *  machine, loopback unless UCX_NET_DEVICES is set (remote brokers: UCX's choice). */
+export function childEnv(transports: string, spinUs: number, local = true): NodeJS.ProcessEnv {
   const devices = process.env.UCX_NET_DEVICES ?? (local ? 'lo' : undefined);
-  return { ...process.env, UCX_TLS: transports,
+  return { ...process.env, UCX_TLS: transports, PMQ_SPIN_US: String(spinUs),
     ...(devices === undefined ? {} : { UCX_NET_DEVICES: devices }) };
 }
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const dir = mkdtempSync(join(options.regionDir, 'pmq-bench-'));
   const pmq = modulePath('../cli/pmq');
-  const env = childEnv(options.transports);
+  const env = childEnv(options.transports, options.spinUs);
   const children: Child<unknown>[] = [];
   const stop = async (): Promise<void> => {
     for (const child of children.reverse()) await child.stop('SIGTERM');

@@ -24,6 +24,8 @@ export interface Workload {
   acks: 'all' | 'none';
   batchBytes: number;
   lingerMs: number;
+  /** Every process polls this long before sleeping (PMQ_SPIN_US; 0 = sleep at once). */
+  spinUs: number;
   /** Open loop: records per second over all producers; 0 = closed loop. */
   rate: number;
   /** Consume only after everything is produced (consumer catch-up). */
@@ -55,7 +57,7 @@ const isDone = (line: WorkerLine): line is WorkerDone => line.event === 'done';
 function spawnTopicCreate(w: Workload, broker: string, topic: string): Promise<unknown> {
   return spawnNode(modulePath('../cli/pmq'), ['topic', 'create', topic, '--partitions',
     String(w.partitions), '--broker', broker, '--transports', w.transports],
-  childEnv(w.transports, w.brokers === undefined)).done;
+  childEnv(w.transports, w.spinUs, w.brokers === undefined)).done;
 }
 
 function spawnProducers(w: Workload, broker: string, topic: string,
@@ -69,7 +71,7 @@ function spawnProducers(w: Workload, broker: string, topic: string,
       durationMs: w.durationMs, rate: w.rate / w.producers, acks: w.acks,
       batchBytes: w.batchBytes, lingerMs: w.lingerMs };
     return spawnNode<WorkerLine>(modulePath('./producer-worker'), [JSON.stringify(args)],
-      childEnv(w.transports, w.brokers === undefined), (line) => {
+      childEnv(w.transports, w.spinUs, w.brokers === undefined), (line) => {
         if (line.event !== 'ready') progress[producer] = line.records;
         w.onProgress?.(sum(progress), -1);
       });
@@ -86,7 +88,7 @@ function spawnConsumers(w: Workload, broker: string, topic: string,
       netDevices: netDevicesOf(w),
       partitions };
     return spawnNode<WorkerLine>(modulePath('./consumer-worker'), [JSON.stringify(args)],
-      childEnv(w.transports, w.brokers === undefined), (line) => {
+      childEnv(w.transports, w.spinUs, w.brokers === undefined), (line) => {
         if (line.event !== 'ready') progress[consumer] = line.records;
         w.onProgress?.(-1, sum(progress));
       });
@@ -135,7 +137,8 @@ async function drive(w: Workload, broker: string): Promise<Omit<RawResult, 'cpu'
 export async function runWorkload(w: Workload): Promise<RawResult> {
   let cluster: Cluster | null = null;
   if (w.brokers === undefined) {
-    cluster = await startCluster({ transports: w.transports, regionDir: w.regionDir,
+    cluster = await startCluster({ transports: w.transports, spinUs: w.spinUs,
+      regionDir: w.regionDir,
       regionSizeBytes: regionSizeFor(w), segmentSizeBytes: w.segmentSizeBytes });
   }
   try {

@@ -10,7 +10,7 @@ const MIB = 1024 * KIB;
 const GIB = 1024 * MIB;
 
 export type WorkloadBase = Pick<Workload, 'transports' | 'backing' | 'regionDir' | 'acks' |
-  'batchBytes' | 'lingerMs' | 'segmentSizeBytes' | 'brokers'>;
+  'batchBytes' | 'lingerMs' | 'spinUs' | 'segmentSizeBytes' | 'brokers'>;
 
 type Shape = Pick<Workload, 'name' | 'recordBytes' | 'count' | 'partitions' | 'producers' |
   'consumers' | 'rate' | 'catchUp'> & { durationMs?: number; lingerMs?: number };

@@ -27,6 +27,7 @@ export interface Summary {
   acks: string;
   batchBytes: number;
   lingerMs: number;
+  spinUs: number;
   rate: number;
   mode: 'closed' | 'open' | 'catch-up';
   produce: Throughput;
@@ -68,7 +69,7 @@ export function summarize(w: Workload, raw: RawResult): Summary {
   return { bench: 'pmq', workload: w.name, transport: w.transports, backing: w.backing,
     recordBytes: w.recordBytes, partitions: w.partitions, producers: w.producers,
     consumers: Math.min(w.consumers, w.partitions), acks: w.acks, batchBytes: w.batchBytes,
-    lingerMs: w.lingerMs, rate: w.rate,
+    lingerMs: w.lingerMs, spinUs: w.spinUs, rate: w.rate,
     mode: w.catchUp ? 'catch-up' : w.rate > 0 ? 'open' : 'closed',
     produce, consume: throughput(raw.consumers),
     failed: raw.producers.reduce((a, p) => a + p.failed, 0),

@@ -21,7 +21,7 @@ import { integerArgument } from './options.js';
 interface BenchCliOptions {
   brokers?: string; transports?: string; recordSize: number; count: number; duration?: number;
   partitions: number; producers: number; consumers: number; acks: 'all' | 'none';
-  batchBytes: number; lingerMs: number; rate: number; catchUp: boolean;
+  batchBytes: number; lingerMs: number; spinUs: number; rate: number; catchUp: boolean;
   backing: 'shm' | 'file'; regionDir?: string; segmentSize: number; json: boolean;
   suite: boolean; quick: boolean; report?: string; workloads?: string; machine: boolean;
 }
@@ -50,7 +50,8 @@ function baseOf(opts: BenchCliOptions): Omit<Workload, 'name' | 'transports' | '
   'count' | 'partitions' | 'producers' | 'consumers' | 'rate' | 'catchUp'> {
   const regionDir = opts.regionDir ?? (opts.backing === 'shm' ? '/dev/shm' : tmpdir());
   return { backing: opts.backing, regionDir, acks: opts.acks, batchBytes: opts.batchBytes,
-    lingerMs: opts.lingerMs, segmentSizeBytes: opts.segmentSize, brokers: opts.brokers };
+    lingerMs: opts.lingerMs, spinUs: opts.spinUs, segmentSizeBytes: opts.segmentSize,
+    brokers: opts.brokers };
 }
 
 function progressLine(name: string, transports: string): (p: number, c: number) => void {
@@ -140,6 +141,8 @@ export function registerBenchCommand(program: Command): void {
     .option('--batch-bytes <bytes>', 'producer maxBatchBytes', sizeArgument('--batch-bytes'),
       64 * 1024)
     .option('--linger-ms <ms>', 'producer lingerMs', int('--linger-ms', 0, 60_000), 5)
+    .option('--spin-us <µs>', 'every process polls this long before sleeping (PMQ_SPIN_US)',
+      int('--spin-us', 0, 10_000), 0)
     .option('--rate <records/s>', 'open loop at this rate over all producers (0: closed loop)',
       int('--rate', 0, 100_000_000), 0)
     .option('--catch-up', 'consume only after everything is produced', false)

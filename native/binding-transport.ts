@@ -11,6 +11,7 @@ export interface TransportNativeOptions {
   /** UCX_NET_DEVICES-style list ('' = UCX's default: every device). */
   netDevices: string;
   busyPoll: boolean;
+  spinUs: number;
   keepaliveMs: number;
   peerTimeoutMs: number;
   direct: boolean;

@@ -10,7 +10,10 @@
 // Loop liveness: the poll (and idle) handles are referenced only while a listener, an endpoint,
 // an operation in flight or a message waiting to be placed exists; the keepalive timer and the
 // prepare handle are never referenced, so an idle process can exit.
+#include <sched.h>
+
 #include <algorithm>
+#include <chrono>
 
 #include "assert.h"
 #include "transport.h"
@@ -132,6 +135,25 @@ void Transport::update_loop_ref() {
   }
 }
 
+// Sleeping mode with spin_us > 0: before arming, keep progressing for up to spin_us while
+// nothing happens. A message arriving within that time is handled without the cost of
+// sleeping in epoll and being woken (tens of µs per wake-up on a VM), and its sender pays no
+// signal (UCX signals only an armed peer); an idle process spins once after its last
+// activity and then sleeps. True when the spin found work.
+bool Transport::spin_for_activity() {
+  if (options_.spin_us == 0) return false;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::microseconds(options_.spin_us);
+  do {
+    in_progress_ = true;
+    const unsigned progressed = ucp_worker_progress(worker_);
+    in_progress_ = false;
+    if (progressed != 0 || !events.empty() || needs_progress_) return true;
+    sched_yield();  // a spinning process must not delay the one that will message it
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
+}
+
 void Transport::drain() {
   PMQ_ASSERT(!draining_);  // progress is not re-entrant; JS never runs inside it
   PMQ_ASSERT(!in_progress_);
@@ -148,6 +170,7 @@ void Transport::drain() {
     if (closed_) break;
     if (dispatched || needs_progress_) continue;
     if (options_.busy_poll) break;  // the idle handle comes back next loop turn
+    if (spin_for_activity()) continue;
     ucs_status_t status = ucp_worker_arm(worker_);
     if (status == UCS_OK) break;
     PMQ_ASSERT(status == UCS_ERR_BUSY);

@@ -91,6 +91,7 @@ struct Options {
   std::string tls;          // "" = UCX default
   std::string net_devices;  // "" = UCX default
   bool busy_poll = false;
+  uint32_t spin_us = 0;  // sleeping mode: poll this long after the last activity before sleeping
   uint32_t keepalive_ms = 1000;
   uint32_t peer_timeout_ms = 5000;
   bool direct = false;
@@ -216,6 +217,7 @@ class Transport {
 
   // progress.cc
   void drain();
+  bool spin_for_activity();
   void mark_needs_progress() { needs_progress_ = true; }
   void update_loop_ref();
   bool closed() const { return closed_; }

@@ -176,6 +176,7 @@ Napi::Value transport_open(const Napi::CallbackInfo& info) {
   options.peer_timeout_ms = static_cast<uint32_t>(to_u64(given.Get("peerTimeoutMs")));
   options.direct = given.Get("direct").As<Napi::Boolean>().Value();
   options.request_bytes_max = to_u64(given.Get("requestBytesMax"));
+  options.spin_us = static_cast<uint32_t>(to_u64(given.Get("spinUs")));
   uv_loop_t* loop = nullptr;
   PMQ_ASSERT(napi_get_uv_event_loop(env, &loop) == napi_ok);
   Transport* transport = nullptr;

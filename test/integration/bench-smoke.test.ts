@@ -21,10 +21,11 @@ function bench(args: string[]): Record<string, unknown>[] {
 
 t.test('pmq bench prints a JSON line per workload with every field', async (t) => {
   // One run (the cluster's start-up dominates): open loop, 2 producers, 2 consumers.
+  // Every process spins 20 µs before sleeping (PMQ_SPIN_US): the spin path runs end to end.
   const [line] = bench(['--count', '300', '--rate', '600', '--partitions', '2', '--producers',
-    '2', '--consumers', '2']);
+    '2', '--consumers', '2', '--spin-us', '20']);
   t.ok(line, 'one line');
-  t.match(line, { bench: 'pmq', mode: 'open', rate: 600, transport: 'tcp', failed: 0,
+  t.match(line, { bench: 'pmq', mode: 'open', rate: 600, spinUs: 20, transport: 'tcp', failed: 0,
     produce: { records: 300, bytes: 30_000, recordsPerSecond: Number, MBps: Number },
     consume: { records: 300, bytes: 30_000 },
     ackLatencyUs: { count: 300, p50: Number, p90: Number, p99: Number, p999: Number,

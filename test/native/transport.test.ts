@@ -35,6 +35,11 @@ t.test('one transport per process; arguments are checked before native code', as
   await transport.revokeGrant(1);
   t.throws(() => transport.revokeGrant(1), ArgumentError, 'revoked once');
   t.throws(() => Transport.open({ peerTimeoutMs: 100, keepaliveMs: 200 }), ArgumentError);
+  t.throws(() => Transport.open({ spinUs: 10_001 }), ArgumentError, 'spin at most 10 ms');
+  process.env.PMQ_SPIN_US = 'soon';
+  t.throws(() => Transport.open(), { name: 'ArgumentError', message: /PMQ_SPIN_US/ },
+    'a bad PMQ_SPIN_US is named');
+  delete process.env.PMQ_SPIN_US;
   const { port } = transport.listen();
   t.ok(port > 0, `listening on a free port ${port}`);
 });

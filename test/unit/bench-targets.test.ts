@@ -14,7 +14,7 @@ const latency = (p99: number): LatencyUs =>
 function summary(workload: string, transport: string, fields: Partial<Summary>): Summary {
   const none = { storage: null, broker: null, producer: null, consumer: null };
   return { bench: 'pmq', workload, transport, backing: 'shm', recordBytes: 100, partitions: 1,
-    producers: 1, consumers: 1, acks: 'all', batchBytes: 65536, lingerMs: 5, rate: 0,
+    producers: 1, consumers: 1, acks: 'all', batchBytes: 65536, lingerMs: 5, spinUs: 0, rate: 0,
     mode: 'closed', failed: 0, ackLatencyUs: latency(1000), e2eLatencyUs: latency(2000),
     produce: { records: 1, bytes: 1, seconds: 1, recordsPerSecond: 1, MBps: 1 },
     consume: { records: 1, bytes: 1, seconds: 1, recordsPerSecond: 1, MBps: 1 },
