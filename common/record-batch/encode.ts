@@ -62,7 +62,7 @@ class BatchPlan implements RecordBatchPlan {
     readonly options: EncodeOptions,
     readonly sizeBytes: number,
     /** Bytes of each record after its length varint. */
-    readonly bodySizes: readonly number[],
+    readonly bodySizes: Int32Array,
     readonly baseTimestamp: number,
     readonly maxTimestamp: number,
     readonly timestampDefault: number,
@@ -130,7 +130,8 @@ function planBatch(records: readonly RecordInput[], options: EncodeOptions): Bat
   checkInteger('record count', records.length, 0, INT32_MAX);
   const timestampDefault = options.timestampDefault ?? Date.now();
   checkInteger('timestampDefault', timestampDefault, 0, Number.MAX_SAFE_INTEGER);
-  const bodySizes: number[] = [];
+  // A batch's records are < 2^31 bytes; typed: no boxing, no growth, half the bytes.
+  const bodySizes = new Int32Array(records.length);
   let sizeBytes = layout.RECORD_BATCH_HEADER_SIZE_BYTES;
   let baseTimestamp = layout.NO_TIMESTAMP;
   let maxTimestamp = layout.NO_TIMESTAMP;
@@ -143,7 +144,7 @@ function planBatch(records: readonly RecordInput[], options: EncodeOptions): Bat
     if (index === 0) baseTimestamp = timestamp;
     if (timestamp > maxTimestamp) maxTimestamp = timestamp;
     const bodySize = recordBodySize(record, index, timestamp - baseTimestamp);
-    bodySizes.push(bodySize);
+    bodySizes[index] = bodySize;
     sizeBytes += varintSizeBytes(bodySize) + bodySize;
   }
   if (sizeBytes > layout.RECORD_BATCH_SIZE_BYTES_MAX) {
