@@ -20,7 +20,7 @@ import {
   RECORD_BATCH_HEADER_SIZE_BYTES, type RecordInput,
 } from '../common/record-batch/index.js';
 import {
-  Accumulator, recordSizeBytesMax, StickyPartitioner, type ProducerBatch,
+  Accumulator, recordSizeBytesMax, StickyPartitioner, type ProducerBatch, type RecordSink,
 } from './accumulator.js';
 import {
   PartitionSender, type IdentitySource, type ProducerIdentity, type SenderOptions,
@@ -289,8 +289,7 @@ export class Producer {
 
   private failed(batch: ProducerBatch<SendSink>, error: PmqError): void {
     if (error.code === 'PMQ_ERR_UNKNOWN_TOPIC') this.metadata.forget(batch.topic);
-    const reportedSent = batch.sinks.every(({ sink, index, count }) =>
-      sink.results.slice(index, index + count).every((result) => result !== undefined));
+    const reportedSent = batch.sinks.every((run) => resultsKnown(run));
     for (const { sink } of batch.sinks) {
       if (sink.settled) continue;
       sink.settled = true;
@@ -312,10 +311,18 @@ export class Producer {
   }
 }
 
+/** Whether every record of the run has its result (acks 'none' reports before the commit). */
+function resultsKnown({ sink, index, count }: RecordSink<SendSink>): boolean {
+  for (let i = index; i < index + count; i += 1) {
+    if (sink.results[i] === undefined) return false;
+  }
+  return true;
+}
+
 /** A send's records in the codec's shape, with their size bounds. */
 interface PreparedRecords {
   inputs: RecordInput[];
-  /** recordSizeBytesMax of each input. */
+  /** recordSizeBytesMax of each input: what the budget holds is what the batches release. */
   sizes: number[];
   totalBytes: number;
   largestBytes: number;
@@ -323,15 +330,16 @@ interface PreparedRecords {
 
 /** Converts and validates every record (throws on the first invalid one) and sizes it. */
 function prepareRecords(records: readonly ProducerRecord[]): PreparedRecords {
-  const inputs: RecordInput[] = [];
-  const sizes: number[] = [];
+  // Sized up front: growing them would allocate (and collect) twice per record.
+  const inputs = new Array<RecordInput>(records.length);
+  const sizes = new Array<number>(records.length);
   let totalBytes = 0;
   let largestBytes = 0;
-  for (const record of records) {
-    const input = toRecordInput(record);
+  for (let index = 0; index < records.length; index += 1) {
+    const input = toRecordInput(records[index]!);
     const size = recordSizeBytesMax(input);
-    inputs.push(input);
-    sizes.push(size);
+    inputs[index] = input;
+    sizes[index] = size;
     totalBytes += size;
     if (size > largestBytes) largestBytes = size;
   }
