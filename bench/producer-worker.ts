@@ -36,8 +36,8 @@ function valueAt(stampMs: number): Buffer {
 async function send(producer: Producer, partition: number, stampMs: number,
   count: number): Promise<void> {
   const value = valueAt(stampMs);
-  const records: { value: Buffer }[] = [];
-  for (let i = 0; i < count; i += 1) records.push({ value });
+  const records = new Array<{ value: Buffer }>(count);
+  for (let i = 0; i < count; i += 1) records[i] = { value };
   try {
     const results = await producer.send({ topic: args.topic, partition, records });
     const now = wallMs();
