@@ -29,17 +29,26 @@ function valueAt(stampMs: number): Buffer {
   return value;
 }
 
-async function send(producer: Producer, partition: number, stampsMs: number[]): Promise<void> {
-  const records = stampsMs.map((stamp) => ({ value: valueAt(stamp) }));
+/**
+ * Sends `count` records stamped `stampMs` to `partition`. They share one value buffer: the
+ * producer copies values into its batches and needs them unchanged only until send() resolves.
+ */
+async function send(producer: Producer, partition: number, stampMs: number,
+  count: number): Promise<void> {
+  const value = valueAt(stampMs);
+  const records = new Array<{ value: Buffer }>(count);
+  for (let i = 0; i < count; i += 1) records[i] = { value };
   try {
     const results = await producer.send({ topic: args.topic, partition, records });
     const now = wallMs();
-    for (const r of results) ends[r.partition] = Math.max(ends[r.partition] ?? 0, r.offset + 1);
-    for (const stamp of stampsMs) latency.record((now - stamp) * 1e6);
-    totals.records += records.length;
+    let end = ends[partition] ?? 0;
+    for (const r of results) end = Math.max(end, r.offset + 1);
+    ends[partition] = end;
+    latency.record((now - stampMs) * 1e6, count);
+    totals.records += count;
     totals.lastMs = now;
   } catch (error) {
-    totals.failed += records.length;
+    totals.failed += count;
     process.stderr.write(`bench producer ${args.producer}: ${String(error)}\n`);
   }
 }
@@ -52,8 +61,7 @@ async function closedLoop(producer: Producer, endMs: number): Promise<void> {
   for (let i = 0; sent < args.count && wallMs() < endMs; i += 1) {
     const n = Math.min(chunk, args.count - sent);
     const now = wallMs();
-    const sending = send(producer, (args.producer + i) % args.partitions,
-      new Array<number>(n).fill(now));
+    const sending = send(producer, (args.producer + i) % args.partitions, now, n);
     sent += n;
     inFlight.add(sending);
     void sending.finally(() => inFlight.delete(sending));
@@ -77,7 +85,7 @@ async function openLoop(producer: Producer, endMs: number): Promise<void> {
       continue;
     }
     // Everything due by now goes out at once, each stamped with its own intended time.
-    const sending = send(producer, (args.producer + i) % args.partitions, [dueMs]);
+    const sending = send(producer, (args.producer + i) % args.partitions, dueMs, 1);
     inFlight.add(sending);
     void sending.finally(() => inFlight.delete(sending));
     i += 1;

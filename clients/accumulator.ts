@@ -15,70 +15,108 @@ import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/index.js'
 /** length varint 5 + attributes 1 + timestampDelta varlong 10 + offsetDelta varint 5. */
 const RECORD_OVERHEAD_BYTES_MAX = 21;
 const VARINT_BYTES_MAX = 5;
-const utf8 = new TextEncoder();
 
 /** An upper bound of the bytes this record takes inside a RecordBatch v2. */
 export function recordSizeBytesMax(record: RecordInput): number {
   let size = RECORD_OVERHEAD_BYTES_MAX + 2 * VARINT_BYTES_MAX + VARINT_BYTES_MAX;
   size += record.key?.byteLength ?? 0;
   size += record.value?.byteLength ?? 0;
-  for (const header of record.headers ?? []) size += headerSizeBytesMax(header);
+  if (record.headers !== undefined) {
+    for (const header of record.headers) size += headerSizeBytesMax(header);
+  }
   return size;
 }
 
 function headerSizeBytesMax(header: RecordHeader): number {
   // UTF-8 takes at most 3 bytes per UTF-16 unit; exact length only when it matters is costly.
-  const keyBytes = header.key.length <= 64 ? utf8.encode(header.key).byteLength
+  const keyBytes = header.key.length <= 64 ? Buffer.byteLength(header.key, 'utf8')
     : header.key.length * 3;
   return 2 * VARINT_BYTES_MAX + keyBytes + (header.value?.byteLength ?? 0);
 }
 
-/** Where the result of one record goes: its send() call and its index there. */
-export interface RecordSink<S> { sink: S; index: number }
+/**
+ * Where the results of a run of a batch's records go: records index..index+count-1 of one
+ * send() call (a send's records to one partition are consecutive in its batches).
+ */
+export interface RecordSink<S> { sink: S; index: number; count: number }
 
 export interface ProducerBatch<S> {
   topic: string;
   partition: number;
   records: RecordInput[];
+  /** The records' sends, in record order. */
   sinks: RecordSink<S>[];
   /** Sum of the records' upper bounds plus the batch header: ≥ the encoded size. */
   sizeBytesMax: number;
   createdAtMs: number;
 }
 
+/** A partition's open batch. Held by the caller, so appending looks nothing up per record. */
+export class PartitionSlot<S> {
+  batch: ProducerBatch<S> | undefined;
+
+  constructor(readonly topic: string, readonly partition: number) {}
+}
+
 export class Accumulator<S> {
-  private readonly open = new Map<string, ProducerBatch<S>>();
+  private readonly slots = new Map<string, PartitionSlot<S>[]>();
+  /** The slots with an open batch, in the order their first batch opened. */
+  private readonly open = new Set<PartitionSlot<S>>();
 
   constructor(private readonly maxBatchBytes: number) {}
 
-  /** Adds a record; returns the batch this closed (full), if any, and whether one opened. */
-  append(topic: string, partition: number, record: RecordInput, sizeBytesMax: number,
-    sink: RecordSink<S>, nowMs: number): { closed?: ProducerBatch<S>; opened: boolean } {
-    const key = `${partition}/${topic}`;
-    let batch = this.open.get(key);
+  /** The slot of (topic, partition), the same one every time. */
+  slot(topic: string, partition: number): PartitionSlot<S> {
+    let slots = this.slots.get(topic);
+    if (slots === undefined) {
+      slots = [];
+      this.slots.set(topic, slots);
+    }
+    let slot = slots[partition];
+    if (slot === undefined) {
+      slot = new PartitionSlot(topic, partition);
+      slots[partition] = slot;
+    }
+    return slot;
+  }
+
+  /**
+   * Adds record `index` of `sink`'s send to the slot's batch, opening one if needed; returns the
+   * batch this closed (full), if any.
+   */
+  append(slot: PartitionSlot<S>, record: RecordInput, sizeBytesMax: number, sink: S,
+    index: number, nowMs: number): ProducerBatch<S> | undefined {
+    let batch = slot.batch;
     let closed: ProducerBatch<S> | undefined;
     if (batch !== undefined && batch.sizeBytesMax + sizeBytesMax > this.maxBatchBytes) {
       closed = batch;
       batch = undefined;
     }
-    const opened = batch === undefined;
     if (batch === undefined) {
-      batch = { topic, partition, records: [], sinks: [],
+      batch = { topic: slot.topic, partition: slot.partition, records: [], sinks: [],
         sizeBytesMax: RECORD_BATCH_HEADER_SIZE_BYTES, createdAtMs: nowMs };
-      this.open.set(key, batch);
+      slot.batch = batch;
+      this.open.add(slot);
     }
     batch.records.push(record);
-    batch.sinks.push(sink);
     batch.sizeBytesMax += sizeBytesMax;
-    return closed === undefined ? { opened } : { closed, opened };
+    const last = batch.sinks[batch.sinks.length - 1];
+    if (last !== undefined && last.sink === sink && last.index + last.count === index) {
+      last.count += 1;
+    } else {
+      batch.sinks.push({ sink, index, count: 1 });
+    }
+    return closed;
   }
 
   /** Closes and returns batches open for at least `lingerMs` (all of them with -1). */
   drain(nowMs: number, lingerMs: number): ProducerBatch<S>[] {
     const ready: ProducerBatch<S>[] = [];
-    for (const [key, batch] of this.open) {
+    for (const slot of this.open) {
+      const batch = slot.batch!;
       if (lingerMs >= 0 && nowMs - batch.createdAtMs < lingerMs) continue;
-      this.open.delete(key);
+      this.open.delete(slot);
+      slot.batch = undefined;
       ready.push(batch);
     }
     return ready;
@@ -87,8 +125,9 @@ export class Accumulator<S> {
   /** Age in ms of the oldest open batch, or undefined when none is open. */
   oldestCreatedAtMs(): number | undefined {
     let oldest: number | undefined;
-    for (const batch of this.open.values()) {
-      if (oldest === undefined || batch.createdAtMs < oldest) oldest = batch.createdAtMs;
+    for (const slot of this.open) {
+      const createdAtMs = slot.batch!.createdAtMs;
+      if (oldest === undefined || createdAtMs < oldest) oldest = createdAtMs;
     }
     return oldest;
   }

@@ -24,7 +24,7 @@
 import { PmqError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import {
-  encodeRecordBatchInto, recordBatchSizeBytes, setBaseOffset, type EncodeOptions,
+  encodePlannedRecordBatchInto, planRecordBatch, setBaseOffset, type EncodeOptions,
 } from '../common/record-batch/index.js';
 import type { Body, Message } from '../common/wire/messages.js';
 import type { ProducerBatch } from './accumulator.js';
@@ -169,13 +169,15 @@ export class PartitionSender<S> {
     if (identity.producerId >= 0) {
       this.sequence = (this.sequence + batch.records.length) % SEQUENCE_MODULUS;
     }
-    const sizeBytes = recordBatchSizeBytes(batch.records, options);
+    // Planned once: the plan's exact size is both what reserve asks for and what is written.
+    const plan = planRecordBatch(batch.records, options);
+    const { sizeBytes } = plan;
     if (sizeBytes > this.options.maxRecordBatchBytes) {
       throw new RecordTooLargeError(`a batch of ${sizeBytes} bytes exceeds maxRecordBatchBytes ` +
         `${this.options.maxRecordBatchBytes}`);
     }
     const buffer = this.pool.take(sizeBytes);
-    encodeRecordBatchInto(buffer, 0, batch.records, options);
+    encodePlannedRecordBatchInto(buffer, 0, plan);
     return { buffer, sizeBytes, producerId: identity.producerId, baseSequence };
   }
 

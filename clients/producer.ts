@@ -16,9 +16,11 @@ import { ArgumentError, PmqError } from '../common/errors.js';
 import { PRODUCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import { partitionForKey } from '../common/partitioner.js';
-import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/index.js';
 import {
-  Accumulator, recordSizeBytesMax, StickyPartitioner, type ProducerBatch,
+  RECORD_BATCH_HEADER_SIZE_BYTES, type RecordInput,
+} from '../common/record-batch/index.js';
+import {
+  Accumulator, recordSizeBytesMax, StickyPartitioner, type ProducerBatch, type RecordSink,
 } from './accumulator.js';
 import {
   PartitionSender, type IdentitySource, type ProducerIdentity, type SenderOptions,
@@ -141,40 +143,48 @@ export class Producer {
   /** Sends records; resolves with each record's partition and offset, in the given order. */
   async send(input: SendInput): Promise<RecordMetadata[]> {
     if (this.closed) throw new ClosedError('the producer');
-    const { topic, records } = checkSendInput(input);
-    const inputs = records.map(toRecordInput);
-    const sizes = inputs.map(recordSizeBytesMax);
-    const largest = Math.max(...sizes) + RECORD_BATCH_HEADER_SIZE_BYTES;
+    // Nothing of `input` is kept across the awaits: the caller's record objects can die young.
+    const { topic, records, partition } = checkSendInput(input);
+    const prepared = prepareRecords(records);
+    const largest = prepared.largestBytes + RECORD_BATCH_HEADER_SIZE_BYTES;
     if (largest > this.senderOptions.maxRecordBatchBytes) {
       throw new RecordTooLargeError(`a record of up to ${largest} bytes (with its batch ` +
         `header) exceeds maxRecordBatchBytes ${this.senderOptions.maxRecordBatchBytes}`);
     }
     const partitionCount = await this.metadata.partitionCount(topic);
-    if (input.partition !== undefined && input.partition >= partitionCount) {
-      throw new PartitionOutOfRangeError(topic, input.partition, partitionCount);
+    if (partition !== undefined && partition >= partitionCount) {
+      throw new PartitionOutOfRangeError(topic, partition, partitionCount);
     }
-    const totalBytes = sizes.reduce((sum, size) => sum + size, 0);
+    const { totalBytes } = prepared;
     await this.budget.acquire(totalBytes);
     if (this.closed) {
       this.budget.release(totalBytes);
       throw new ClosedError('the producer');
     }
     return new Promise<RecordMetadata[]>((resolve, reject) => {
-      const sink: SendSink = { results: new Array<RecordMetadata>(inputs.length),
-        remaining: inputs.length, settled: false, resolve, reject };
-      const now = Date.now();
-      let opened = false;
-      inputs.forEach((record, index) => {
-        const partition = input.partition ?? (record.key instanceof Uint8Array
-          ? partitionForKey(record.key, partitionCount)
-          : this.sticky.partition(topic, partitionCount));
-        const added = this.accumulator.append(topic, partition, record, sizes[index]!,
-          { sink, index }, now);
-        if (added.closed !== undefined) this.dispatch(added.closed);
-        opened ||= added.opened;
-      });
-      if (opened) this.scheduleLinger();
+      const count = prepared.inputs.length;
+      const sink: SendSink = { results: new Array<RecordMetadata>(count), remaining: count,
+        settled: false, resolve, reject };
+      this.append(topic, partition, partitionCount, prepared, sink);
+      this.scheduleLinger();
     });
+  }
+
+  /** Batches a send's records, sending the batches they fill. */
+  private append(topic: string, partition: number | undefined, partitionCount: number,
+    prepared: PreparedRecords, sink: SendSink): void {
+    const now = Date.now();
+    const { inputs, sizes } = prepared;
+    // One send to one partition: a single slot for all its records.
+    const fixed = partition === undefined ? undefined : this.accumulator.slot(topic, partition);
+    for (let index = 0; index < inputs.length; index += 1) {
+      const record = inputs[index]!;
+      const slot = fixed ?? this.accumulator.slot(topic, record.key instanceof Uint8Array
+        ? partitionForKey(record.key, partitionCount)
+        : this.sticky.partition(topic, partitionCount));
+      const closed = this.accumulator.append(slot, record, sizes[index]!, sink, index, now);
+      if (closed !== undefined) this.dispatch(closed);
+    }
   }
 
   /** Sends everything batched, then waits until every batch in flight has settled. */
@@ -258,21 +268,28 @@ export class Producer {
   }
 
   private written(batch: ProducerBatch<SendSink>, baseOffset: number): void {
-    batch.sinks.forEach(({ sink, index }, delta) => {
-      if (sink.settled) return;
-      sink.results[index] = { topic: batch.topic, partition: batch.partition,
-        offset: baseOffset + delta };
-      sink.remaining -= 1;
+    const { topic, partition } = batch;
+    let offset = baseOffset;
+    for (const { sink, index, count } of batch.sinks) {
+      if (sink.settled) {
+        offset += count;
+        continue;
+      }
+      for (let i = index; i < index + count; i += 1) {
+        sink.results[i] = { topic, partition, offset };
+        offset += 1;
+      }
+      sink.remaining -= count;
       if (sink.remaining === 0) {
         sink.settled = true;
         sink.resolve(sink.results);
       }
-    });
+    }
   }
 
   private failed(batch: ProducerBatch<SendSink>, error: PmqError): void {
     if (error.code === 'PMQ_ERR_UNKNOWN_TOPIC') this.metadata.forget(batch.topic);
-    const reportedSent = batch.sinks.every(({ sink, index }) => sink.results[index] !== undefined);
+    const reportedSent = batch.sinks.every((run) => resultsKnown(run));
     for (const { sink } of batch.sinks) {
       if (sink.settled) continue;
       sink.settled = true;
@@ -292,6 +309,41 @@ export class Producer {
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
   }
+}
+
+/** Whether every record of the run has its result (acks 'none' reports before the commit). */
+function resultsKnown({ sink, index, count }: RecordSink<SendSink>): boolean {
+  for (let i = index; i < index + count; i += 1) {
+    if (sink.results[i] === undefined) return false;
+  }
+  return true;
+}
+
+/** A send's records in the codec's shape, with their size bounds. */
+interface PreparedRecords {
+  inputs: RecordInput[];
+  /** recordSizeBytesMax of each input: what the budget holds is what the batches release. */
+  sizes: number[];
+  totalBytes: number;
+  largestBytes: number;
+}
+
+/** Converts and validates every record (throws on the first invalid one) and sizes it. */
+function prepareRecords(records: readonly ProducerRecord[]): PreparedRecords {
+  // Sized up front: growing them would allocate (and collect) twice per record.
+  const inputs = new Array<RecordInput>(records.length);
+  const sizes = new Array<number>(records.length);
+  let totalBytes = 0;
+  let largestBytes = 0;
+  for (let index = 0; index < records.length; index += 1) {
+    const input = toRecordInput(records[index]!);
+    const size = recordSizeBytesMax(input);
+    inputs[index] = input;
+    sizes[index] = size;
+    totalBytes += size;
+    if (size > largestBytes) largestBytes = size;
+  }
+  return { inputs, sizes, totalBytes, largestBytes };
 }
 
 function checkSendInput(input: SendInput): SendInput {

@@ -49,12 +49,21 @@ function checkInt64(value: number | bigint): void {
   }
 }
 
+/**
+ * An int32 zigzags to the same unsigned value in 32 or 64 bits, so its varlong is its varint:
+ * the common case (timestamp deltas of a batch) skips the int64 arithmetic.
+ */
+function isInt32(value: number | bigint): value is number {
+  return typeof value === 'number' && (value | 0) === value;
+}
+
 function zigzag64(value: bigint): bigint {
   return value >= 0n ? value << 1n : ((-value) << 1n) - 1n;
 }
 
 /** Bytes taken by an int64 as a zigzag varlong (1..10). */
 export function varlongSizeBytes(value: number | bigint): number {
+  if (isInt32(value)) return varintSizeBytes(value);
   checkInt64(value);
   if (typeof value === 'number' && Math.abs(value) < VARLONG_NUMBER_ABS_LIMIT) {
     let zigzag = value >= 0 ? value * 2 : -value * 2 - 1;
@@ -76,6 +85,7 @@ export function varlongSizeBytes(value: number | bigint): number {
 
 /** Writes an int64 as a zigzag varlong at target[position]; returns the position after it. */
 export function writeVarlong(target: Uint8Array, position: number, value: number | bigint): number {
+  if (isInt32(value)) return writeVarint(target, position, value);
   checkInt64(value);
   let p = position;
   if (typeof value === 'number' && Math.abs(value) < VARLONG_NUMBER_ABS_LIMIT) {

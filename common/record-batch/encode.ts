@@ -1,8 +1,9 @@
 /**
  * Encodes Kafka RecordBatch v2 (uncompressed), byte for byte as Kafka's producer writes it.
- * Two passes over the records: the first validates them and computes every size, the second
- * writes into one buffer (the caller's, for encodeRecordBatchInto) with no further allocation
- * per record. The CRC32C over attributes..end comes last, from the native addon, in place.
+ * Two passes over the records: the first validates them and computes every size (a plan), the
+ * second writes into one buffer (the caller's, for encodeRecordBatchInto) with no further
+ * allocation per record; planRecordBatch hands out the plan to size once and then encode. The
+ * CRC32C over attributes..end comes last, from the native addon, in place.
  * Pure: no I/O; the clock is read once per batch, and only when a record has no timestamp.
  */
 import { crc32c } from '../../native/crc32c.js';
@@ -48,13 +49,24 @@ export interface EncodeOptions {
 
 const utf8 = new TextEncoder();
 
-interface BatchPlan {
-  sizeBytes: number;
-  /** Bytes of each record after its length varint. */
-  bodySizes: number[];
-  baseTimestamp: number;
-  maxTimestamp: number;
-  timestampDefault: number;
+/** The sizes of one batch's records, computed once: what sizes the batch also writes it. */
+export interface RecordBatchPlan {
+  /** Bytes of the encoded batch, header included. */
+  readonly sizeBytes: number;
+}
+
+/** A validated batch: its records and options, every record's size and the timestamps. */
+class BatchPlan implements RecordBatchPlan {
+  constructor(
+    readonly records: readonly RecordInput[],
+    readonly options: EncodeOptions,
+    readonly sizeBytes: number,
+    /** Bytes of each record after its length varint. */
+    readonly bodySizes: Int32Array,
+    readonly baseTimestamp: number,
+    readonly maxTimestamp: number,
+    readonly timestampDefault: number,
+  ) {}
 }
 
 function checkInteger(name: string, value: number, min: number, max: number): void {
@@ -63,11 +75,19 @@ function checkInteger(name: string, value: number, min: number, max: number): vo
   }
 }
 
-function bytesFieldSize(name: string, bytes: Uint8Array | null | undefined): number {
+/** A record's key or value, or a header (meaning that header's value). */
+type BytesField = 'key' | 'value' | RecordHeader;
+
+// Messages name the record and field; they are built only on failure (this runs per record).
+function notBytesError(index: number, field: BytesField): ArgumentError {
+  const name = typeof field === 'string' ? field : `header "${field.key}" value`;
+  return new ArgumentError(`record batch: record ${index} ${name} must be a Uint8Array or null`);
+}
+
+function bytesFieldSize(bytes: Uint8Array | null | undefined, index: number,
+  field: BytesField): number {
   if (bytes === null || bytes === undefined) return 1; // varint -1
-  if (!(bytes instanceof Uint8Array)) {
-    throw new ArgumentError(`record batch: ${name} must be a Uint8Array or null`);
-  }
+  if (!(bytes instanceof Uint8Array)) throw notBytesError(index, field);
   return varintSizeBytes(bytes.byteLength) + bytes.byteLength;
 }
 
@@ -83,15 +103,25 @@ function headersSize(index: number, headers: readonly RecordHeader[] | undefined
     }
     const keySizeBytes = Buffer.byteLength(header.key, 'utf8');
     size += varintSizeBytes(keySizeBytes) + keySizeBytes;
-    size += bytesFieldSize(`record ${index} header "${header.key}" value`, header.value);
+    size += bytesFieldSize(header.value, index, header);
   }
   return size;
 }
 
 function recordTimestamp(record: RecordInput, index: number, timestampDefault: number): number {
   const timestamp = record.timestamp ?? timestampDefault;
-  checkInteger(`record ${index} timestamp`, timestamp, 0, Number.MAX_SAFE_INTEGER);
+  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
+    checkInteger(`record ${index} timestamp`, timestamp, 0, Number.MAX_SAFE_INTEGER);
+  }
   return timestamp;
+}
+
+/** Bytes of the record after its length varint. */
+function recordBodySize(record: RecordInput, index: number, timestampDelta: number): number {
+  return 1 + // attributes
+    varlongSizeBytes(timestampDelta) + varintSizeBytes(index) +
+    bytesFieldSize(record.key, index, 'key') + bytesFieldSize(record.value, index, 'value') +
+    headersSize(index, record.headers);
 }
 
 /** Validates every record and computes the batch's size and timestamps. */
@@ -100,27 +130,28 @@ function planBatch(records: readonly RecordInput[], options: EncodeOptions): Bat
   checkInteger('record count', records.length, 0, INT32_MAX);
   const timestampDefault = options.timestampDefault ?? Date.now();
   checkInteger('timestampDefault', timestampDefault, 0, Number.MAX_SAFE_INTEGER);
-  const plan: BatchPlan = { sizeBytes: layout.RECORD_BATCH_HEADER_SIZE_BYTES, bodySizes: [],
-    baseTimestamp: layout.NO_TIMESTAMP, maxTimestamp: layout.NO_TIMESTAMP, timestampDefault };
-  records.forEach((record, index) => {
+  // A batch's records are < 2^31 bytes; typed: no boxing, no growth, half the bytes.
+  const bodySizes = new Int32Array(records.length);
+  let sizeBytes = layout.RECORD_BATCH_HEADER_SIZE_BYTES;
+  let baseTimestamp = layout.NO_TIMESTAMP;
+  let maxTimestamp = layout.NO_TIMESTAMP;
+  for (let index = 0; index < records.length; index += 1) {
+    const record = records[index];
     if (typeof record !== 'object' || record === null) {
       throw new ArgumentError(`record batch: record ${index} is not an object`);
     }
     const timestamp = recordTimestamp(record, index, timestampDefault);
-    if (index === 0) plan.baseTimestamp = timestamp;
-    plan.maxTimestamp = Math.max(plan.maxTimestamp, timestamp);
-    const bodySize = 1 + // attributes
-      varlongSizeBytes(timestamp - plan.baseTimestamp) + varintSizeBytes(index) +
-      bytesFieldSize(`record ${index} key`, record.key) +
-      bytesFieldSize(`record ${index} value`, record.value) +
-      headersSize(index, record.headers);
-    plan.bodySizes.push(bodySize);
-    plan.sizeBytes += varintSizeBytes(bodySize) + bodySize;
-  });
-  if (plan.sizeBytes > layout.RECORD_BATCH_SIZE_BYTES_MAX) {
-    throw new ArgumentError(`record batch: ${plan.sizeBytes} bytes exceed the int32 batchLength`);
+    if (index === 0) baseTimestamp = timestamp;
+    if (timestamp > maxTimestamp) maxTimestamp = timestamp;
+    const bodySize = recordBodySize(record, index, timestamp - baseTimestamp);
+    bodySizes[index] = bodySize;
+    sizeBytes += varintSizeBytes(bodySize) + bodySize;
   }
-  return plan;
+  if (sizeBytes > layout.RECORD_BATCH_SIZE_BYTES_MAX) {
+    throw new ArgumentError(`record batch: ${sizeBytes} bytes exceed the int32 batchLength`);
+  }
+  return new BatchPlan(records, options, sizeBytes, bodySizes, baseTimestamp, maxTimestamp,
+    timestampDefault);
 }
 
 function checkOptions(options: EncodeOptions): void {
@@ -180,22 +211,26 @@ function writeHeaders(target: Uint8Array, position: number, headers?: readonly R
   return p;
 }
 
-function writeRecords(target: Uint8Array, position: number, records: readonly RecordInput[],
-  plan: BatchPlan): number {
+function writeRecords(target: Uint8Array, position: number, plan: BatchPlan): number {
+  const { records, bodySizes, baseTimestamp, timestampDefault } = plan;
   let p = position;
-  records.forEach((record, index) => {
-    const bodySize = plan.bodySizes[index] ?? -1;
+  for (let index = 0; index < records.length; index += 1) {
+    const record = records[index]!;
+    const bodySize = bodySizes[index]!;
     p = writeVarint(target, p, bodySize);
     const bodyStart = p;
     target[p] = 0; // record attributes: unused
-    const timestamp = record.timestamp ?? plan.timestampDefault;
-    p = writeVarlong(target, p + 1, timestamp - plan.baseTimestamp);
+    const timestamp = record.timestamp ?? timestampDefault;
+    p = writeVarlong(target, p + 1, timestamp - baseTimestamp);
     p = writeVarint(target, p, index);
     p = writeBytesField(target, p, record.key);
     p = writeBytesField(target, p, record.value);
     p = writeHeaders(target, p, record.headers);
-    invariant(p - bodyStart === bodySize, 'record written as planned', { index, bodySize });
-  });
+    // Checked before calling: the fields object would otherwise be built for every record.
+    if (p - bodyStart !== bodySize) {
+      invariant(false, 'record written as planned', { index, bodySize });
+    }
+  }
   return p;
 }
 
@@ -203,6 +238,7 @@ function writeRecords(target: Uint8Array, position: number, records: readonly Re
  * Size in bytes of the batch these records encode to, to reserve room before encoding. Exact
  * for the same records and options; when some records have no timestamp, pass the same
  * `timestampDefault` here and to the encoder (their deltas, hence their sizes, depend on it).
+ * To size and then encode, planRecordBatch + encodePlannedRecordBatchInto size only once.
  */
 export function recordBatchSizeBytes(records: readonly RecordInput[],
   options: EncodeOptions = {}): number {
@@ -210,15 +246,39 @@ export function recordBatchSizeBytes(records: readonly RecordInput[],
   return planBatch(records, options).sizeBytes;
 }
 
-function writeBatch(target: Uint8Array, targetPosition: number, records: readonly RecordInput[],
-  options: EncodeOptions, plan: BatchPlan): void {
+/**
+ * Validates the records and options and sizes the batch (throws ArgumentError as the encoders
+ * do). The plan keeps the records and options: encode it with encodePlannedRecordBatchInto
+ * before changing either.
+ */
+export function planRecordBatch(records: readonly RecordInput[],
+  options: EncodeOptions = {}): RecordBatchPlan {
+  checkOptions(options);
+  return planBatch(records, options);
+}
+
+function writeBatch(target: Uint8Array, targetPosition: number, plan: BatchPlan): void {
   const view = new DataView(target.buffer, target.byteOffset + targetPosition, plan.sizeBytes);
-  writeHeader(view, plan, records.length, options);
-  const end = writeRecords(target, targetPosition + layout.RECORDS_POSITION, records, plan);
+  writeHeader(view, plan, plan.records.length, plan.options);
+  const end = writeRecords(target, targetPosition + layout.RECORDS_POSITION, plan);
   invariant(end === targetPosition + plan.sizeBytes, 'batch written as planned',
     { end, targetPosition, sizeBytes: plan.sizeBytes });
   const crcStart = targetPosition + layout.ATTRIBUTES_POSITION;
   view.setUint32(layout.CRC_POSITION, crc32c(target, crcStart, end - crcStart));
+}
+
+function checkTarget(target: Uint8Array, targetPosition: number): void {
+  if (!(target instanceof Uint8Array)) {
+    throw new ArgumentError('record batch: target must be a Uint8Array');
+  }
+  checkInteger('targetPosition', targetPosition, 0, target.byteLength);
+}
+
+function checkFits(target: Uint8Array, targetPosition: number, plan: BatchPlan): void {
+  if (plan.sizeBytes > target.byteLength - targetPosition) {
+    throw new ArgumentError(`record batch: ${plan.sizeBytes} bytes do not fit at ` +
+      `${targetPosition} in a target of ${target.byteLength}`);
+  }
 }
 
 /**
@@ -227,17 +287,27 @@ function writeBatch(target: Uint8Array, targetPosition: number, records: readonl
  */
 export function encodeRecordBatchInto(target: Uint8Array, targetPosition: number,
   records: readonly RecordInput[], options: EncodeOptions = {}): number {
-  if (!(target instanceof Uint8Array)) {
-    throw new ArgumentError('record batch: target must be a Uint8Array');
-  }
-  checkInteger('targetPosition', targetPosition, 0, target.byteLength);
+  checkTarget(target, targetPosition);
   checkOptions(options);
   const plan = planBatch(records, options);
-  if (plan.sizeBytes > target.byteLength - targetPosition) {
-    throw new ArgumentError(`record batch: ${plan.sizeBytes} bytes do not fit at ` +
-      `${targetPosition} in a target of ${target.byteLength}`);
+  checkFits(target, targetPosition, plan);
+  writeBatch(target, targetPosition, plan);
+  return plan.sizeBytes;
+}
+
+/**
+ * Encodes a planned batch at target[targetPosition..]; returns its size (plan.sizeBytes), the
+ * same bytes as encodeRecordBatchInto with the plan's records and options. Throws
+ * ArgumentError, writing nothing, if the target is too small.
+ */
+export function encodePlannedRecordBatchInto(target: Uint8Array, targetPosition: number,
+  plan: RecordBatchPlan): number {
+  if (!(plan instanceof BatchPlan)) {
+    throw new ArgumentError('record batch: a plan must come from planRecordBatch');
   }
-  writeBatch(target, targetPosition, records, options, plan);
+  checkTarget(target, targetPosition);
+  checkFits(target, targetPosition, plan);
+  writeBatch(target, targetPosition, plan);
   return plan.sizeBytes;
 }
 
@@ -247,6 +317,6 @@ export function encodeRecordBatch(records: readonly RecordInput[],
   checkOptions(options);
   const plan = planBatch(records, options);
   const target = new Uint8Array(plan.sizeBytes);
-  writeBatch(target, 0, records, options, plan);
+  writeBatch(target, 0, plan);
   return target;
 }

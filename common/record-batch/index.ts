@@ -11,8 +11,9 @@ export {
   type BatchAttributes, type DecodedRecord, type DecodedRecordBatch, type RecordBatchHeader,
 } from './decode.js';
 export {
-  batchAttributes, encodeRecordBatch, encodeRecordBatchInto, recordBatchSizeBytes,
-  type EncodeOptions, type RecordHeader, type RecordInput, type TimestampType,
+  batchAttributes, encodePlannedRecordBatchInto, encodeRecordBatch, encodeRecordBatchInto,
+  planRecordBatch, recordBatchSizeBytes, type EncodeOptions, type RecordBatchPlan,
+  type RecordHeader, type RecordInput, type TimestampType,
 } from './encode.js';
 export { RecordBatchError, type RecordBatchErrorCode } from './errors.js';
 export * from './layout.js';

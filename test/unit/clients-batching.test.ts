@@ -48,24 +48,46 @@ t.test('the accumulator closes a batch before it outgrows maxBatchBytes', (t) =>
   const acc = new Accumulator<string>(1000);
   const r = { value: new Uint8Array(200) };
   const size = recordSizeBytesMax(r);
-  const first = acc.append('a', 0, r, size, { sink: 's', index: 0 }, 0);
-  t.same(first, { opened: true });
-  acc.append('a', 0, r, size, { sink: 's', index: 1 }, 0);
-  acc.append('a', 0, r, size, { sink: 's', index: 2 }, 0);
-  acc.append('a', 1, r, size, { sink: 's', index: 3 }, 0);
-  const fourth = acc.append('a', 0, r, size, { sink: 's', index: 4 }, 1);
-  t.equal(fourth.closed?.records.length, 3, 'three records of ~236 bytes fit in 1000');
-  t.ok(fourth.closed!.sizeBytesMax <= 1000);
-  t.same(fourth.closed!.sinks.map((s) => s.index), [0, 1, 2], 'sinks in order');
+  const a0 = acc.slot('a', 0);
+  t.equal(acc.slot('a', 0), a0, 'one slot per partition');
+  t.equal(acc.append(a0, r, size, 's', 0, 0), undefined, 'nothing closed');
+  t.equal(acc.openBatches, 1, 'a batch opened');
+  acc.append(a0, r, size, 's', 1, 0);
+  acc.append(a0, r, size, 's', 2, 0);
+  acc.append(acc.slot('a', 1), r, size, 's', 3, 0);
+  const fourth = acc.append(a0, r, size, 's', 4, 1);
+  t.equal(fourth?.records.length, 3, 'three records of ~236 bytes fit in 1000');
+  t.ok(fourth!.sizeBytesMax <= 1000);
+  t.same(fourth!.sinks, [{ sink: 's', index: 0, count: 3 }], 'one run of sinks, in order');
   t.equal(acc.openBatches, 2);
   t.same(acc.drain(3, 5), [], 'nothing lingered long enough');
   t.equal(acc.drain(5, 5).length, 1, 'partition 1 batch lingered 5 ms');
   t.equal(acc.drain(5, -1).length, 1, 'drain all');
   t.equal(acc.openBatches, 0);
+  t.equal(acc.oldestCreatedAtMs(), undefined);
   const huge = { value: new Uint8Array(5000) };
-  const alone = acc.append('a', 0, huge, recordSizeBytesMax(huge), { sink: 's', index: 0 }, 0);
-  t.ok(alone.opened, 'a record larger than a batch gets one of its own');
-  t.equal(acc.append('a', 0, r, size, { sink: 's', index: 1 }, 0).closed?.records.length, 1);
+  t.equal(acc.append(a0, huge, recordSizeBytesMax(huge), 's', 0, 0), undefined);
+  t.equal(acc.openBatches, 1, 'a record larger than a batch gets one of its own');
+  t.equal(acc.append(a0, r, size, 's', 1, 0)?.records.length, 1);
+  t.end();
+});
+
+t.test('the accumulator keeps each record\'s send and index, in runs', (t) => {
+  const acc = new Accumulator<string>(10_000);
+  const r = { value: new Uint8Array(10) };
+  const size = recordSizeBytesMax(r);
+  const slot = acc.slot('b', 2);
+  const appends: [string, number][] = [['x', 0], ['x', 1], ['y', 0], ['x', 3], ['x', 4],
+    ['y', 1], ['y', 2]];
+  for (const [sink, index] of appends) acc.append(slot, r, size, sink, index, 7);
+  t.equal(acc.oldestCreatedAtMs(), 7);
+  const [batch] = acc.drain(7, -1);
+  t.equal(batch?.topic, 'b');
+  t.equal(batch?.partition, 2);
+  t.same(batch?.sinks, [{ sink: 'x', index: 0, count: 2 }, { sink: 'y', index: 0, count: 1 },
+    { sink: 'x', index: 3, count: 2 }, { sink: 'y', index: 1, count: 2 }]);
+  const counted = batch!.sinks.reduce((sum, run) => sum + run.count, 0);
+  t.equal(counted, batch!.records.length, 'runs cover every record');
   t.end();
 });
 
