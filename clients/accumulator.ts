@@ -109,12 +109,16 @@ export class Accumulator<S> {
     return closed;
   }
 
-  /** Closes and returns batches open for at least `lingerMs` (all of them with -1). */
-  drain(nowMs: number, lingerMs: number): ProducerBatch<S>[] {
+  /**
+   * Closes and returns batches open for at least `lingerMs` (all of them with -1), except those
+   * of slots `held` says to keep open (their sender is busy: the batch may still grow).
+   */
+  drain(nowMs: number, lingerMs: number,
+    held: (slot: PartitionSlot<S>) => boolean = () => false): ProducerBatch<S>[] {
     const ready: ProducerBatch<S>[] = [];
     for (const slot of this.open) {
       const batch = slot.batch!;
-      if (lingerMs >= 0 && nowMs - batch.createdAtMs < lingerMs) continue;
+      if (lingerMs >= 0 && (nowMs - batch.createdAtMs < lingerMs || held(slot))) continue;
       this.open.delete(slot);
       slot.batch = undefined;
       ready.push(batch);
@@ -122,10 +126,12 @@ export class Accumulator<S> {
     return ready;
   }
 
-  /** Age in ms of the oldest open batch, or undefined when none is open. */
-  oldestCreatedAtMs(): number | undefined {
+  /** Age in ms of the oldest open batch not `held`, or undefined when there is none. */
+  oldestCreatedAtMs(held: (slot: PartitionSlot<S>) => boolean = () => false):
+    number | undefined {
     let oldest: number | undefined;
     for (const slot of this.open) {
+      if (held(slot)) continue;
       const createdAtMs = slot.batch!.createdAtMs;
       if (oldest === undefined || createdAtMs < oldest) oldest = createdAtMs;
     }

@@ -104,17 +104,29 @@ export class PartitionSender<S> {
   }
 
   /**
+   * A batch handed over now would start at once: room in the window and nothing queued. While
+   * not, the producer keeps a lingering batch open, so records arriving meanwhile join it
+   * instead of queueing up as many small batches (Kafka's accumulator does the same).
+   */
+  get ready(): boolean {
+    return this.queue.length === 0 && this.hasRoom();
+  }
+
+  private hasRoom(): boolean {
+    const oldest = this.unsettled[0] ?? this.ordinalNext;
+    return this.options.idempotent
+      ? this.ordinalNext - oldest < this.options.maxInFlightBatches
+      : this.inFlight < this.options.maxInFlightBatches;
+  }
+
+  /**
    * Starts queued batches while fewer than maxInFlightBatches run. Idempotent: as a window, a
    * batch starts only within maxInFlightBatches of the oldest unsettled one, so a batch that
    * keeps retrying is never pushed out of the broker's producer state (PRODUCER_LIMITS).
    */
   private pump(): void {
     for (;;) {
-      const oldest = this.unsettled[0] ?? this.ordinalNext;
-      const room = this.options.idempotent
-        ? this.ordinalNext - oldest < this.options.maxInFlightBatches
-        : this.inFlight < this.options.maxInFlightBatches;
-      if (!room || this.queue.length === 0) return;
+      if (!this.hasRoom() || this.queue.length === 0) return;
       const batch = this.queue.shift()!;
       const ordinal = this.ordinalNext;
       this.ordinalNext += 1;

@@ -20,7 +20,8 @@ import {
   RECORD_BATCH_HEADER_SIZE_BYTES, type RecordInput,
 } from '../common/record-batch/index.js';
 import {
-  Accumulator, recordSizeBytesMax, StickyPartitioner, type ProducerBatch, type RecordSink,
+  Accumulator, recordSizeBytesMax, StickyPartitioner, type PartitionSlot, type ProducerBatch,
+  type RecordSink,
 } from './accumulator.js';
 import {
   PartitionSender, type IdentitySource, type ProducerIdentity, type SenderOptions,
@@ -202,9 +203,14 @@ export class Producer {
     this.onClose();
   }
 
+  /** A slot whose sender is busy keeps its batch open past its linger (PartitionSender.ready). */
+  private readonly held = (slot: PartitionSlot<SendSink>): boolean =>
+    this.senders.get(`${slot.partition}/${slot.topic}`)?.ready === false;
+
   private scheduleLinger(): void {
     if (this.lingerTimer !== undefined) return;
-    const oldest = this.accumulator.oldestCreatedAtMs();
+    // Held batches need no timer: the batch that frees their sender drains them (batchDone).
+    const oldest = this.accumulator.oldestCreatedAtMs(this.held);
     if (oldest === undefined) return;
     const delayMs = Math.max(0, oldest + this.lingerMs - Date.now());
     this.lingerTimer = setTimeout(() => {
@@ -215,7 +221,9 @@ export class Producer {
   }
 
   private drain(lingerMs: number): void {
-    for (const batch of this.accumulator.drain(Date.now(), lingerMs)) this.dispatch(batch);
+    for (const batch of this.accumulator.drain(Date.now(), lingerMs, this.held)) {
+      this.dispatch(batch);
+    }
     if (this.accumulator.openBatches === 0 && this.lingerTimer !== undefined) {
       clearTimeout(this.lingerTimer);
       this.lingerTimer = undefined;
@@ -304,6 +312,11 @@ export class Producer {
   private batchDone(batch: ProducerBatch<SendSink>): void {
     this.budget.release(batch.sizeBytesMax - RECORD_BATCH_HEADER_SIZE_BYTES);
     this.batchesInFlight -= 1;
+    if (this.accumulator.openBatches > 0) {
+      // A sender may have room now: lingered batches held open for it go (or get a timer).
+      this.drain(this.lingerMs);
+      this.scheduleLinger();
+    }
     if (this.batchesInFlight > 0) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];

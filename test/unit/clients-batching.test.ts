@@ -72,6 +72,28 @@ t.test('the accumulator closes a batch before it outgrows maxBatchBytes', (t) =>
   t.end();
 });
 
+t.test('a held slot keeps its lingered batch open and growing until released', (t) => {
+  const acc = new Accumulator<string>(10_000);
+  const r = { value: new Uint8Array(100) };
+  const size = recordSizeBytesMax(r);
+  const [a0, a1] = [acc.slot('a', 0), acc.slot('a', 1)];
+  acc.append(a0, r, size, 's', 0, 0);
+  acc.append(a1, r, size, 's', 1, 0);
+  const busy = new Set([a0]);
+  const held = (slot: typeof a0) => busy.has(slot);
+  t.same(acc.drain(10, 0, held).map((b) => b.partition), [1], 'the free slot goes');
+  t.equal(acc.oldestCreatedAtMs(held), undefined, 'a held batch needs no linger timer');
+  t.equal(acc.oldestCreatedAtMs(), 0);
+  acc.append(a0, r, size, 's', 2, 11);
+  busy.clear();
+  const [grown] = acc.drain(12, 0, held);
+  t.equal(grown?.records.length, 2, 'records that came while held joined the batch');
+  acc.append(a0, r, size, 's', 3, 20);
+  busy.add(a0);
+  t.equal(acc.drain(20, -1, held).length, 1, 'a flush ignores holds');
+  t.end();
+});
+
 t.test('the accumulator keeps each record\'s send and index, in runs', (t) => {
   const acc = new Accumulator<string>(10_000);
   const r = { value: new Uint8Array(10) };
