@@ -19,10 +19,10 @@
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import {
-  BATCH_LENGTH_POSITION, decodeRecordBatch, LOG_OVERHEAD_SIZE_BYTES,
+  BATCH_LENGTH_POSITION, LOG_OVERHEAD_SIZE_BYTES, openRecordBatch,
 } from '../common/record-batch/index.js';
 import type { Connection } from './connection.js';
-import { toConsumerRecord, type ConsumerBatch } from './records.js';
+import { toConsumerRecord, type ConsumerBatch, type ConsumerRecord } from './records.js';
 import type { SegmentView } from './storage-reads.js';
 
 /** Read failures after which the broker is asked again for the segment (a new grant). */
@@ -163,26 +163,33 @@ export class PartitionReader {
   /** Checks and decodes one batch (a private copy), advances the cursor. */
   private takeBatch(cursor: Cursor, at: number, sizeBytes: number): ConsumerBatch | undefined {
     const bytes = this.buffer.slice(at, at + sizeBytes);
-    const decoded = decodeRecordBatch(bytes, 0, sizeBytes);
-    if (decoded.baseOffset !== cursor.offset) {
+    const batch = openRecordBatch(bytes, 0, sizeBytes);
+    const { header } = batch;
+    if (header.baseOffset !== cursor.offset) {
       throw new PmqError('PMQ_ERR_BATCH_CORRUPT', `${this.topic}/${this.partition}: batch at ` +
-        `position ${cursor.position} has baseOffset ${decoded.baseOffset}, expected ` +
+        `position ${cursor.position} has baseOffset ${header.baseOffset}, expected ` +
         `${cursor.offset}`);
     }
-    const lastOffset = decoded.baseOffset + decoded.lastOffsetDelta;
+    const lastOffset = header.baseOffset + header.lastOffsetDelta;
     if (lastOffset > cursor.segment.offsetLast) {
       throw new PmqError('PMQ_ERR_BATCH_CORRUPT', `${this.topic}/${this.partition}: batch ` +
         `ends at offset ${lastOffset}, past the watermark ${cursor.segment.offsetLast}`);
     }
+    // Every record is read (and checked) even when none is returned.
+    const first = this.offsetNext;
+    const keep = lastOffset >= first && !header.attributes.isControl;
+    const records: ConsumerRecord[] = [];
+    while (batch.next()) {
+      if (keep && batch.offset >= first) {
+        records.push(toConsumerRecord(this.topic, this.partition, batch));
+      }
+    }
     cursor.position += sizeBytes;
     cursor.offset = lastOffset + 1;
     cursor.batchBytesNext = 0;
-    if (lastOffset < this.offsetNext) return undefined; // below a seek target
-    const first = this.offsetNext;
+    if (lastOffset < first) return undefined; // below a seek target
     this.offsetNext = lastOffset + 1;
-    if (decoded.attributes.isControl) return undefined;
-    const records = decoded.records.filter((record) => record.offset >= first)
-      .map((record) => toConsumerRecord(this.topic, this.partition, record));
+    if (!keep) return undefined;
     return { topic: this.topic, partition: this.partition, baseOffset: first, lastOffset,
       records };
   }
