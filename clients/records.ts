@@ -1,7 +1,7 @@
 /**
  * The record shapes a user sees, and their conversion to and from the record-batch codec's.
  * Keys, values and header values may be given as strings (UTF-8) or bytes; consumers always
- * get bytes (Uint8Array views into a per-batch copy, safe to keep).
+ * get bytes (Uint8Array views into a fresh buffer per storage read: safe to keep).
  */
 import { ArgumentError } from '../common/errors.js';
 import type {
