@@ -2,27 +2,29 @@
  * Reads one partition: asks the broker where the next offset is (`fetchView`: a read grant,
  * the segment's region address and its durable watermark), then reads the segment's bytes
  * straight from the storage node (storage-reads.ts: validated, or one-sided in direct mode),
- * in chunks of at most `readChunkBytes`, into one reusable buffer, and never past the
- * watermark. A read refused because the grant is gone (revoked, stale, its direct key dead)
- * forgets the segment and fails retriable, so the next round asks the broker again.
+ * in chunks of at most `readChunkBytes`, each into a fresh buffer that its records view (so
+ * they are safe to keep without a copy per batch), and never past the watermark. A read
+ * refused because the grant is gone (revoked, stale, its direct key dead) forgets the segment
+ * and fails retriable, so the next round asks the broker again.
  *
  * The cursor {segment, position, offset} remembers the byte position of the next batch, so a
  * caught-up reader continues where it stopped. Batch boundaries are found by walking
  * batchLength from the segment's start (after a seek, batches below the target are skipped
  * and records below it dropped). Every batch is CRC-checked and structure-checked
- * (decodeRecordBatch) and must continue the offsets densely; control batches (hole fillers)
- * advance the offset and are not returned. At the end of a sealed segment the reader moves to
- * the next one; when caught up on the head segment it long-polls (fetchView with waitMs).
+ * (openRecordBatch, every record read) and must continue the offsets densely; control batches
+ * (hole fillers) advance the offset and are not returned. At the end of a sealed segment the
+ * reader moves to the next one; when caught up on the head segment it long-polls (fetchView
+ * with waitMs).
  * Not re-entrant: one fetch() at a time (the consumer's loop guarantees it); a seek makes a
  * new reader, so a fetch still in flight on the old one cannot move the new position.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import {
-  BATCH_LENGTH_POSITION, decodeRecordBatch, LOG_OVERHEAD_SIZE_BYTES,
+  BATCH_LENGTH_POSITION, LOG_OVERHEAD_SIZE_BYTES, openRecordBatch,
 } from '../common/record-batch/index.js';
 import type { Connection } from './connection.js';
-import { toConsumerRecord, type ConsumerBatch } from './records.js';
+import { toConsumerRecord, type ConsumerBatch, type ConsumerRecord } from './records.js';
 import type { SegmentView } from './storage-reads.js';
 
 /** Read failures after which the broker is asked again for the segment (a new grant). */
@@ -45,14 +47,12 @@ export interface ReaderOptions {
   requestTimeoutMs: number;
 }
 
-const CHUNK_GRANULE_BYTES = 64 * 1024;
 /** Read refusals that a fresh fetchView cures: a restarted broker raised the epoch and the
  *  storage node revoked the old instance's grants, or the broker replaced the grant. */
 export class PartitionReader {
   private cursor: Cursor | undefined;
   /** Next offset to return (records below it are dropped). */
   private offsetNext: number;
-  private buffer = new Uint8Array(0);
 
   constructor(readonly topic: string, readonly partition: number, offset: number,
     private readonly connection: Connection, private readonly options: ReaderOptions) {
@@ -111,10 +111,12 @@ export class PartitionReader {
   private async readChunk(cursor: Cursor): Promise<ConsumerBatch[]> {
     const { segment } = cursor;
     const available = segment.position - cursor.position;
-    const length = this.ensureBuffer(Math.min(available, Math.max(this.options.readChunkBytes,
-      cursor.batchBytesNext)));
+    const length = Math.min(available, Math.max(this.options.readChunkBytes,
+      cursor.batchBytesNext));
+    // A fresh buffer per read: records are views into it (safe to keep, no copy per batch).
+    const buffer = new Uint8Array(length);
     try {
-      await this.connection.reads.read(segment, cursor.position, this.buffer, length);
+      await this.connection.reads.read(segment, cursor.position, buffer, length);
     } catch (error) {
       this.cursor = undefined; // the grant may be gone: ask the broker again
       if (error instanceof PmqError && !error.retriable && ASK_AGAIN_CODES.has(error.code)) {
@@ -123,21 +125,12 @@ export class PartitionReader {
       }
       throw error;
     }
-    return this.walk(cursor, length);
+    return this.walk(cursor, buffer, length);
   }
 
-  /** Grows the reusable buffer (in 64 KiB steps) to hold `length` bytes. */
-  private ensureBuffer(length: number): number {
-    if (this.buffer.byteLength < length) {
-      const size = Math.ceil(length / CHUNK_GRANULE_BYTES) * CHUNK_GRANULE_BYTES;
-      this.buffer = new Uint8Array(size);
-    }
-    return length;
-  }
-
-  private walk(cursor: Cursor, length: number): ConsumerBatch[] {
+  private walk(cursor: Cursor, buffer: Uint8Array, length: number): ConsumerBatch[] {
     const batches: ConsumerBatch[] = [];
-    const view = new DataView(this.buffer.buffer, this.buffer.byteOffset, length);
+    const view = new DataView(buffer.buffer, buffer.byteOffset, length);
     let at = 0;
     while (length - at >= LOG_OVERHEAD_SIZE_BYTES) {
       const sizeBytes = view.getInt32(at + BATCH_LENGTH_POSITION) + LOG_OVERHEAD_SIZE_BYTES;
@@ -149,7 +142,7 @@ export class PartitionReader {
         cursor.batchBytesNext = sizeBytes;
         break;
       }
-      const batch = this.takeBatch(cursor, at, sizeBytes);
+      const batch = this.takeBatch(cursor, buffer, at, sizeBytes);
       if (batch !== undefined) batches.push(batch);
       at += sizeBytes;
     }
@@ -160,29 +153,36 @@ export class PartitionReader {
     return batches;
   }
 
-  /** Checks and decodes one batch (a private copy), advances the cursor. */
-  private takeBatch(cursor: Cursor, at: number, sizeBytes: number): ConsumerBatch | undefined {
-    const bytes = this.buffer.slice(at, at + sizeBytes);
-    const decoded = decodeRecordBatch(bytes, 0, sizeBytes);
-    if (decoded.baseOffset !== cursor.offset) {
+  /** Checks and decodes the batch at buffer[at..], advances the cursor. */
+  private takeBatch(cursor: Cursor, buffer: Uint8Array, at: number,
+    sizeBytes: number): ConsumerBatch | undefined {
+    const batch = openRecordBatch(buffer, at, sizeBytes);
+    const { header } = batch;
+    if (header.baseOffset !== cursor.offset) {
       throw new PmqError('PMQ_ERR_BATCH_CORRUPT', `${this.topic}/${this.partition}: batch at ` +
-        `position ${cursor.position} has baseOffset ${decoded.baseOffset}, expected ` +
+        `position ${cursor.position} has baseOffset ${header.baseOffset}, expected ` +
         `${cursor.offset}`);
     }
-    const lastOffset = decoded.baseOffset + decoded.lastOffsetDelta;
+    const lastOffset = header.baseOffset + header.lastOffsetDelta;
     if (lastOffset > cursor.segment.offsetLast) {
       throw new PmqError('PMQ_ERR_BATCH_CORRUPT', `${this.topic}/${this.partition}: batch ` +
         `ends at offset ${lastOffset}, past the watermark ${cursor.segment.offsetLast}`);
     }
+    // Every record is read (and checked) even when none is returned.
+    const first = this.offsetNext;
+    const keep = lastOffset >= first && !header.attributes.isControl;
+    const records: ConsumerRecord[] = [];
+    while (batch.next()) {
+      if (keep && batch.offset >= first) {
+        records.push(toConsumerRecord(this.topic, this.partition, batch));
+      }
+    }
     cursor.position += sizeBytes;
     cursor.offset = lastOffset + 1;
     cursor.batchBytesNext = 0;
-    if (lastOffset < this.offsetNext) return undefined; // below a seek target
-    const first = this.offsetNext;
+    if (lastOffset < first) return undefined; // below a seek target
     this.offsetNext = lastOffset + 1;
-    if (decoded.attributes.isControl) return undefined;
-    const records = decoded.records.filter((record) => record.offset >= first)
-      .map((record) => toConsumerRecord(this.topic, this.partition, record));
+    if (!keep) return undefined;
     return { topic: this.topic, partition: this.partition, baseOffset: first, lastOffset,
       records };
   }

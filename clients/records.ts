@@ -1,10 +1,12 @@
 /**
  * The record shapes a user sees, and their conversion to and from the record-batch codec's.
  * Keys, values and header values may be given as strings (UTF-8) or bytes; consumers always
- * get bytes (Uint8Array views into a per-batch copy, safe to keep).
+ * get bytes (Uint8Array views into a fresh buffer per storage read: safe to keep).
  */
 import { ArgumentError } from '../common/errors.js';
-import type { DecodedRecord, RecordHeader, RecordInput } from '../common/record-batch/index.js';
+import type {
+  RecordBatchCursor, RecordHeader, RecordInput,
+} from '../common/record-batch/index.js';
 
 export type Bytes = Uint8Array | string;
 
@@ -76,8 +78,9 @@ export function toRecordInput(record: ProducerRecord): RecordInput {
   return input;
 }
 
+/** The cursor's current record as the consumer hands it out: the one object made per record. */
 export function toConsumerRecord(topic: string, partition: number,
-  record: DecodedRecord): ConsumerRecord {
+  record: RecordBatchCursor): ConsumerRecord {
   return { topic, partition, offset: record.offset, key: record.key, value: record.value,
     headers: record.headers, timestamp: record.timestamp };
 }

@@ -167,79 +167,133 @@ function checkHeader(reader: BatchReader, header: RecordBatchHeader): void {
   }
 }
 
-function readBytesField(reader: BatchReader, field: string): Uint8Array | null {
+function readBytesField(reader: BatchReader, field: string, lengthField: string,
+  views: boolean): Uint8Array | null {
   const start = reader.position;
-  const length = reader.varint(`${field} length`);
+  const length = reader.varint(lengthField);
   if (length === -1) return null;
-  if (length < -1) throw reader.corrupt(`${field} length ${length} is negative`, start);
-  return reader.slice(length, field);
+  if (length < -1) {
+    throw reader.corrupt(`${reader.fieldName(lengthField)} ${length} is negative`, start);
+  }
+  if (views) return reader.slice(length, field);
+  reader.skip(length, field);
+  return null;
 }
 
-function readHeaders(reader: BatchReader, index: number): RecordHeader[] {
+function readHeader(reader: BatchReader, views: boolean): RecordHeader {
+  const keyStart = reader.position;
+  const keyLength = reader.varint('key length');
+  if (keyLength < 0) {
+    throw reader.corrupt(`${reader.fieldName('key length')} ${keyLength}`, keyStart);
+  }
+  const keyBytes = reader.slice(keyLength, 'key');
+  let key: string;
+  try {
+    key = utf8Strict.decode(keyBytes);
+  } catch {
+    throw reader.corrupt(`${reader.fieldName('key')} is not UTF-8`, keyStart);
+  }
+  return { key, value: readBytesField(reader, 'value', 'value length', views) };
+}
+
+/** A record's headers: a fresh array (callers may keep and change it), empty for most. */
+function readHeaders(reader: BatchReader, views: boolean): RecordHeader[] {
   const start = reader.position;
-  const count = reader.varint(`record ${index} header count`);
+  const count = reader.varint('header count');
+  if (count === 0) return [];
   const countMax = Math.floor((reader.end - reader.position) / HEADER_SIZE_BYTES_MIN);
   if (count < 0 || count > countMax) {
-    throw reader.corrupt(`record ${index} header count ${count} outside 0..${countMax}`, start);
+    throw reader.corrupt(`${reader.fieldName('header count')} ${count} outside 0..${countMax}`,
+      start);
   }
   const headers: RecordHeader[] = [];
   for (let h = 0; h < count; h += 1) {
-    const keyStart = reader.position;
-    const keyLength = reader.varint(`record ${index} header ${h} key length`);
-    if (keyLength < 0) {
-      throw reader.corrupt(`record ${index} header ${h} key length ${keyLength}`, keyStart);
-    }
-    const keyBytes = reader.slice(keyLength, `record ${index} header ${h} key`);
-    let key: string;
-    try {
-      key = utf8Strict.decode(keyBytes);
-    } catch {
-      throw reader.corrupt(`record ${index} header ${h} key is not UTF-8`, keyStart);
-    }
-    headers.push({ key, value: readBytesField(reader, `record ${index} header ${h} value`) });
+    reader.header = h;
+    headers.push(readHeader(reader, views));
   }
+  reader.header = -1;
   return headers;
 }
 
-function readRecord(reader: BatchReader, header: RecordBatchHeader, index: number): DecodedRecord {
-  const start = reader.position;
-  const bodySize = reader.varint(`record ${index} length`);
-  if (bodySize < RECORD_BODY_SIZE_BYTES_MIN || bodySize > reader.end - reader.position) {
-    throw reader.corrupt(`record ${index} length ${bodySize} outside ` +
-      `${RECORD_BODY_SIZE_BYTES_MIN}..${reader.end - reader.position} (the bytes left)`, start);
+/**
+ * The records of one checked batch, read one at a time: each `next()` reads, checks and
+ * exposes one record in the fields below, so that a caller builds just the object it wants
+ * per record (the consumer its ConsumerRecord, validation none). Keys, values and header
+ * values are fresh views into the caller's bytes and `headers` a fresh array: safe to keep.
+ * After the last record, `next()` checks that no bytes are left and returns false.
+ */
+export class RecordBatchCursor {
+  /** Offset of the current record: baseOffset + offsetDelta. */
+  offset = 0;
+  /** Timestamp of the current record (ms): baseTimestamp + timestampDelta. */
+  timestamp = 0;
+  key: Uint8Array | null = null;
+  value: Uint8Array | null = null;
+  headers: RecordHeader[] = [];
+  /** Records read so far. */
+  private index = 0;
+
+  /** Use openRecordBatch. `views` false: keys and values are checked but not exposed. */
+  constructor(readonly header: RecordBatchHeader, private readonly reader: BatchReader,
+    private readonly views: boolean) {}
+
+  next(): boolean {
+    const reader = this.reader;
+    if (this.index === this.header.recordCount) {
+      if (reader.position !== reader.end) {
+        throw reader.corrupt(`${reader.end - reader.position} bytes after the last record`);
+      }
+      return false;
+    }
+    const batchEnd = reader.end;
+    this.enterRecord();
+    this.key = readBytesField(reader, 'key', 'key length', this.views);
+    this.value = readBytesField(reader, 'value', 'value length', this.views);
+    this.headers = readHeaders(reader, this.views);
+    if (reader.position !== reader.end) {
+      throw reader.corrupt(`record ${this.index} has ${reader.end - reader.position} bytes ` +
+        'left after its headers');
+    }
+    reader.end = batchEnd;
+    reader.endIsRecord = false;
+    reader.record = -1;
+    this.index += 1;
+    return true;
   }
-  const batchEnd = reader.end;
-  reader.end = reader.position + bodySize;
-  reader.endWhat = `record ${index}`;
-  const attributes = reader.int8(`record ${index} attributes`);
-  if (attributes !== 0) {
-    throw reader.corrupt(`record ${index} attributes ${attributes}: unused, must be 0`,
-      reader.position - 1);
+
+  /** Reads the record's length (narrowing the reader's end to it), attributes, timestamp and
+   *  offset. */
+  private enterRecord(): void {
+    const { reader, index } = this;
+    const start = reader.position;
+    reader.record = index;
+    const bodySize = reader.varint('length');
+    if (bodySize < RECORD_BODY_SIZE_BYTES_MIN || bodySize > reader.end - reader.position) {
+      throw reader.corrupt(`record ${index} length ${bodySize} outside ` +
+        `${RECORD_BODY_SIZE_BYTES_MIN}..${reader.end - reader.position} (the bytes left)`, start);
+    }
+    reader.end = reader.position + bodySize;
+    reader.endIsRecord = true;
+    const attributes = reader.int8('attributes');
+    if (attributes !== 0) {
+      throw reader.corrupt(`record ${index} attributes ${attributes}: unused, must be 0`,
+        reader.position - 1);
+    }
+    const timestamp = this.header.baseTimestamp + reader.varlong('timestampDelta');
+    if (!Number.isSafeInteger(timestamp)) throw reader.corrupt(`record ${index} timestamp`, start);
+    const deltaStart = reader.position;
+    const offsetDelta = reader.varint('offsetDelta');
+    if (offsetDelta !== index) {
+      throw reader.corrupt(`record ${index} has offsetDelta ${offsetDelta}: offsets must be ` +
+        `dense 0..lastOffsetDelta`, deltaStart);
+    }
+    this.timestamp = timestamp;
+    this.offset = this.header.baseOffset + offsetDelta;
   }
-  const timestampDelta = reader.varlong(`record ${index} timestampDelta`);
-  const timestamp = header.baseTimestamp + timestampDelta;
-  if (!Number.isSafeInteger(timestamp)) throw reader.corrupt(`record ${index} timestamp`, start);
-  const deltaStart = reader.position;
-  const offsetDelta = reader.varint(`record ${index} offsetDelta`);
-  if (offsetDelta !== index) {
-    throw reader.corrupt(`record ${index} has offsetDelta ${offsetDelta}: offsets must be ` +
-      `dense 0..lastOffsetDelta`, deltaStart);
-  }
-  const key = readBytesField(reader, `record ${index} key`);
-  const value = readBytesField(reader, `record ${index} value`);
-  const headers = readHeaders(reader, index);
-  if (reader.position !== reader.end) {
-    throw reader.corrupt(`record ${index} has ${reader.end - reader.position} bytes left ` +
-      'after its headers');
-  }
-  reader.end = batchEnd;
-  reader.endWhat = 'the batch';
-  return { offset: header.baseOffset + offsetDelta, offsetDelta, timestamp, timestampDelta,
-    key, value, headers };
 }
 
-function readBatch(bytes: Uint8Array, position: number, lengthAvailable: number | undefined,
-  sink: DecodedRecord[] | null): RecordBatchHeader {
+function open(bytes: Uint8Array, position: number, lengthAvailable: number | undefined,
+  views: boolean): RecordBatchCursor {
   const available = lengthAvailable ?? bytes.byteLength - position;
   checkArguments(bytes, position, available);
   const view = new DataView(bytes.buffer, bytes.byteOffset + position, available);
@@ -247,14 +301,18 @@ function readBatch(bytes: Uint8Array, position: number, lengthAvailable: number 
   const reader = new BatchReader(bytes, view, position, position + sizeBytes);
   const header = decodeHeader(reader, sizeBytes);
   reader.position = position + layout.RECORDS_POSITION;
-  for (let index = 0; index < header.recordCount; index += 1) {
-    const record = readRecord(reader, header, index);
-    sink?.push(record);
-  }
-  if (reader.position !== reader.end) {
-    throw reader.corrupt(`${reader.end - reader.position} bytes after the last record`);
-  }
-  return header;
+  return new RecordBatchCursor(header, reader, views);
+}
+
+/**
+ * Checks the batch at bytes[position..] (size, magic, CRC, attributes, header fields) and
+ * returns a cursor over its records, which checks each record as it reads it: a caller must
+ * read until next() returns false before it trusts the batch. `lengthAvailable` (default: the
+ * rest of `bytes`) bounds what may be read. Throws RecordBatchError.
+ */
+export function openRecordBatch(bytes: Uint8Array, position = 0,
+  lengthAvailable?: number): RecordBatchCursor {
+  return open(bytes, position, lengthAvailable, true);
 }
 
 /**
@@ -264,13 +322,22 @@ function readBatch(bytes: Uint8Array, position: number, lengthAvailable: number 
  */
 export function validateRecordBatch(bytes: Uint8Array, position = 0,
   lengthAvailable?: number): RecordBatchHeader {
-  return readBatch(bytes, position, lengthAvailable, null);
+  const cursor = open(bytes, position, lengthAvailable, false);
+  while (cursor.next());
+  return cursor.header;
 }
 
 /** Validates as validateRecordBatch, and returns the records (views into `bytes`). */
 export function decodeRecordBatch(bytes: Uint8Array, position = 0,
   lengthAvailable?: number): DecodedRecordBatch {
+  const cursor = open(bytes, position, lengthAvailable, true);
+  const { baseOffset, baseTimestamp } = cursor.header;
   const records: DecodedRecord[] = [];
-  const header = readBatch(bytes, position, lengthAvailable, records);
-  return { ...header, records };
+  while (cursor.next()) {
+    const { offset, timestamp } = cursor;
+    records.push({ offset, offsetDelta: offset - baseOffset, timestamp,
+      timestampDelta: timestamp - baseTimestamp, key: cursor.key, value: cursor.value,
+      headers: cursor.headers });
+  }
+  return { ...cursor.header, records };
 }

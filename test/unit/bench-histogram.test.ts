@@ -1,11 +1,12 @@
 /**
  * bench/histogram.ts against an exact reference: seeded random latencies (printed seed), each
  * percentile within 1/1024 (3 significant digits) of the sorted-array answer; merging the
- * serialised halves equals recording everything in one.
+ * serialised halves equals recording everything in one; the integer bucket index equals both
+ * the Math.log2 formula it replaced and an exact BigInt reference.
  */
 import t from 'tap';
 
-import { Histogram } from '../../bench/histogram.js';
+import { bucketIndex, Histogram } from '../../bench/histogram.js';
 
 function prng(seed: number): () => number {
   let state = seed >>> 0;
@@ -63,3 +64,46 @@ t.test(`merge of serialised parts equals the whole (seed ${seed})`, async (t) =>
   t.same(merged.percentiles(), whole.percentiles());
   t.same(new Histogram().percentiles().p99, 0, 'empty histogram reports 0');
 });
+
+/** The bucket formula before integer math (Math.log2, corrected by one step). */
+function bucketIndexLog2(value: number): number {
+  if (value < 2048) return value;
+  const exponent = Math.floor(Math.log2(value));
+  const k = 2 ** exponent > value ? exponent - 1 : exponent;
+  const shift = k - 10;
+  return 2048 + (shift - 1) * 1024 + Math.floor(value / 2 ** shift) - 1024;
+}
+
+/** The layout's definition, in exact integers: [2^k, 2^(k+1)) split into 1024 sub-buckets. */
+function bucketIndexExact(value: number): number {
+  if (value < 2048) return value;
+  const big = BigInt(value);
+  const k = big.toString(2).length - 1;
+  const shift = BigInt(k - 10);
+  return 2048 + (k - 11) * 1024 + Number(big >> shift) - 1024;
+}
+
+t.test(`bucket index: integer math equals the log2 formula and the exact one (seed ${seed})`,
+  async (t) => {
+    const values: number[] = [];
+    for (let v = 0; v < 70_000; v += 1) values.push(v);
+    for (let k = 1; k <= 43; k += 1) {
+      for (let d = -3; d <= 3; d += 1) values.push(2 ** k + d);
+      values.push(2 ** k + 2 ** Math.max(0, k - 11), 3 * 2 ** (k - 1));
+    }
+    const random = prng(seed + 2);
+    for (let i = 0; i < 200_000; i += 1) {
+      values.push(Math.floor(Math.exp(random() * Math.log(2 ** 43 - 1))));
+      values.push(2 ** 32 + Math.floor(random() * (2 ** 43 - 2 ** 32)));
+    }
+    let wrong = 0;
+    for (const value of values.filter((v) => v >= 0 && v <= 2 ** 43 - 1)) {
+      const got = bucketIndex(value);
+      if (got !== bucketIndexExact(value) || got !== bucketIndexLog2(value)) {
+        wrong += 1;
+        if (wrong <= 5) t.fail(`value ${value}: ${got}, exact ${bucketIndexExact(value)}`);
+      }
+    }
+    t.equal(wrong, 0, `${values.length} values in the same buckets`);
+    t.equal(bucketIndex(2 ** 43 - 1), 2048 + 32 * 1024 - 1, 'the largest value, last bucket');
+  });
