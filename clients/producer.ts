@@ -118,7 +118,8 @@ export class Producer {
     get: () => this.producerIdentity(),
     forget: (producerId) => this.forgetIdentity(producerId),
   };
-  private lingerTimer: NodeJS.Timeout | undefined;
+  /** The pending linger wake-up: a timer, or an immediate when a batch is due now. */
+  private lingerTimer: { cancel(): void } | undefined;
   private batchesInFlight = 0;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
@@ -213,11 +214,20 @@ export class Producer {
     const oldest = this.accumulator.oldestCreatedAtMs(this.held);
     if (oldest === undefined) return;
     const delayMs = Math.max(0, oldest + this.lingerMs - Date.now());
-    this.lingerTimer = setTimeout(() => {
+    const wake = (): void => {
       this.lingerTimer = undefined;
       this.drain(this.lingerMs);
       this.scheduleLinger();
-    }, delayMs);
+    };
+    // A batch due now goes after this turn's sends (setImmediate), not after setTimeout's
+    // 1 ms minimum, which with lingerMs 0 added a millisecond to every batch.
+    if (delayMs === 0) {
+      const immediate = setImmediate(wake);
+      this.lingerTimer = { cancel: () => clearImmediate(immediate) };
+    } else {
+      const timer = setTimeout(wake, delayMs);
+      this.lingerTimer = { cancel: () => clearTimeout(timer) };
+    }
   }
 
   private drain(lingerMs: number): void {
@@ -225,7 +235,7 @@ export class Producer {
       this.dispatch(batch);
     }
     if (this.accumulator.openBatches === 0 && this.lingerTimer !== undefined) {
-      clearTimeout(this.lingerTimer);
+      this.lingerTimer.cancel();
       this.lingerTimer = undefined;
     }
   }
