@@ -12,6 +12,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { measureMachine, type MachineLimits } from '../bench/machine.js';
 import { markdownReport, ratiosOf } from '../bench/report.js';
 import { checkTargets, targetRows } from '../bench/targets.js';
+import { SPIN_US_DEFAULT } from '../common/limits.js';
 import { runWorkload, type Workload } from '../bench/run.js';
 import { suiteWorkloads } from '../bench/suite.js';
 import { formatSummaries, summarize, type Summary } from '../bench/summary.js';
@@ -141,8 +142,8 @@ export function registerBenchCommand(program: Command): void {
     .option('--batch-bytes <bytes>', 'producer maxBatchBytes', sizeArgument('--batch-bytes'),
       64 * 1024)
     .option('--linger-ms <ms>', 'producer lingerMs', int('--linger-ms', 0, 60_000), 5)
-    .option('--spin-us <µs>', 'every process polls this long before sleeping (PMQ_SPIN_US)',
-      int('--spin-us', 0, 10_000), 0)
+    .option('--spin-us <µs>', 'every process polls this long before sleeping (PMQ_SPIN_US; ' +
+      '0: sleep at once)', int('--spin-us', 0, 10_000), SPIN_US_DEFAULT)
     .option('--rate <records/s>', 'open loop at this rate over all producers (0: closed loop)',
       int('--rate', 0, 100_000_000), 0)
     .option('--catch-up', 'consume only after everything is produced', false)

@@ -148,3 +148,11 @@ export const CLIENT_LIMITS = {
    */
   directKeysMax: 1024,
 } as const;
+
+/**
+ * How long a process polls for the next message before sleeping (native/transport.ts spinUs,
+ * PMQ_SPIN_US). 50 µs: on the 2-core bench VM it doubled W4's throughput and cut the CPU per
+ * GB of every process by a third to a half (docs/benchmarks.md), for ~6% more time in
+ * `npm test`; an idle process spins once after its last message, then sleeps.
+ */
+export const SPIN_US_DEFAULT = 50;

@@ -10,6 +10,7 @@
  */
 import { ArgumentError, PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
+import { SPIN_US_DEFAULT } from '../common/limits.js';
 import { EventKind, type TransportNativeOptions, type TransportStats } from
   './binding-transport.js';
 import { native } from './index.js';
@@ -35,7 +36,8 @@ export interface TransportOptions {
    * Sleeping mode: before sleeping, keep polling this many µs for the next message (yielding
    * the core to any other runnable thread meanwhile). A message arriving within it costs no
    * wake-up: neither the sender's signal nor our epoll wake (tens of µs each on a VM). Default:
-   * the environment variable PMQ_SPIN_US, else 0 (sleep at once). At most 10 000.
+   * the environment variable PMQ_SPIN_US, else SPIN_US_DEFAULT (50); 0 sleeps at once. At most
+   * 10 000.
    */
   spinUs?: number;
   /** Send a keepalive after this long without sending. Default 1000. */
@@ -120,7 +122,7 @@ const SPIN_US_MAX = 10_000;
 
 function spinUsFromEnvironment(): number {
   const text = process.env.PMQ_SPIN_US;
-  if (text === undefined || text === '') return 0;
+  if (text === undefined || text === '') return SPIN_US_DEFAULT;
   const value = Number(text);
   if (!Number.isSafeInteger(value) || value < 0 || value > SPIN_US_MAX) {
     throw new ArgumentError(`PMQ_SPIN_US must be an integer 0..${SPIN_US_MAX} (µs), got ` +
