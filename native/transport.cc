@@ -189,7 +189,6 @@ void Transport::close() {
     }
     if (listener_ != nullptr) ucp_listener_destroy(listener_);
     for (auto& entry : receives_) ucp_am_data_release(worker_, entry.second.desc);
-    for (auto& entry : reads_) ucp_mem_unmap(context_, entry.second.memh);
     direct_keys_destroy(0, true);
     for (auto& entry : grants_) direct_unmap(&entry.second);  // ucp_cleanup aborts otherwise
     for (Op* op : ops_) {
@@ -360,9 +359,8 @@ void Transport::finish_close(uint32_t ep_id) {
   PMQ_ASSERT(found != endpoints_.end());
   Endpoint* ep = found->second.get();
   for (auto read = reads_.begin(); read != reads_.end();) {
-    if (read->second.ep == ep_id) {
-      ucp_mem_unmap(context_, read->second.memh);
-      read = reads_.erase(read);
+    if (read->second.ep == ep_id && !read->second.landing) {
+      read = reads_.erase(read);  // a landing one ends with its receive's completion
     } else {
       ++read;
     }

@@ -25,12 +25,13 @@ namespace pmq::transport {
 
 // Wire: every active message carries one of these kinds in byte 1 of its header; byte 0 is the
 // wire version (docs/wire-protocol.md, "Native data path"). Host byte order (little endian).
-constexpr uint8_t kWireVersion = 1;
+constexpr uint8_t kWireVersion = 2;
 constexpr uint16_t kAmId = 17;
 enum class Kind : uint8_t {
   hello = 1, hello_ack = 2, keepalive = 3, bye = 4, message = 5,
   write_request = 6, read_request = 7, reply = 8,
   direct_key = 9,  // never sent as a message: marks exported direct keys
+  read_data = 10,  // storage → client: a ReplyHeader (status ok), payload = the bytes read
 };
 
 struct PrefixHeader {  // hello, hello_ack, keepalive, bye, message (then the user header)
@@ -41,17 +42,17 @@ struct PrefixHeader {  // hello, hello_ack, keepalive, bye, message (then the us
 };
 static_assert(sizeof(PrefixHeader) == 8);
 
-struct AccessHeader {  // write_request (payload = the bytes), read_request (then the rkey)
+struct AccessHeader {  // write_request (payload = the bytes), read_request (header only)
   uint8_t version;
   uint8_t kind;
   uint16_t reserved;
-  uint32_t rkey_bytes;  // read_request only
+  uint32_t rkey_bytes;  // 0 (wire version 1 carried the client's rkey here)
   uint64_t request_id;
   uint64_t grant_id;
   uint64_t epoch;
   uint64_t address;  // byte in the storage side's exposed memory
   uint64_t length;
-  uint64_t remote_address;  // read_request only: the client's destination
+  uint64_t remote_address;  // 0 (unused since wire version 2)
 };
 static_assert(sizeof(AccessHeader) == 56);
 
@@ -158,7 +159,7 @@ struct DirectKey {
 class Transport;
 
 enum class OpKind : uint8_t {
-  send, control, landing, receive, read_put, read_flush, ep_close, read_request,
+  send, control, landing, receive, read_send, read_landing, ep_close, read_request,
   direct,  // put, get or flush of direct mode: completes like a send
 };
 struct Op {
@@ -257,7 +258,9 @@ class Transport {
                           size_t length, bool rndv);
   void on_reply(const void* header, size_t header_bytes);
   void landing_done(Op* op, ucs_status_t status);
-  void read_put_done(Op* op, ucs_status_t status);
+  void read_landing_done(Op* op, ucs_status_t status);
+  ucs_status_t on_read_data(const void* header, size_t header_bytes, void* data, size_t length,
+                            bool rndv);
   void progress_posted();
   void run_deferred();
   void* track(Op* op, ucs_status_ptr_t request);
@@ -287,23 +290,23 @@ class Transport {
     uint64_t length;
   };
   std::unordered_map<uint64_t, Pending> receives_;
-  struct PendingRead {  // a client's read destination, mapped until the reply
+  struct PendingRead {  // a client's read destination, until its data or a refusal arrives
     uint32_t ep;
-    ucp_mem_h memh;
+    uint8_t* dst;
+    uint64_t length;
+    bool landing;  // the bytes are being received into dst (rendezvous)
   };
   std::unordered_map<uint64_t, PendingRead> reads_;
   std::unordered_map<uint64_t, DirectKey> direct_keys_;  // client side: imported keys
   uint64_t next_direct_key_ = 1;
-  struct DeferredPut {  // storage side: a checked read, put after progress returns
+  struct DeferredRead {  // storage side: a checked read, sent after progress returns
     uint32_t ep;
     uint64_t request_id;
     uint64_t grant_id;
     uint64_t address;
     uint64_t length;
-    uint64_t remote_address;
-    std::vector<uint8_t> rkey;
   };
-  std::deque<DeferredPut> deferred_puts_;
+  std::deque<DeferredRead> deferred_reads_;
   std::deque<std::pair<uint32_t, ReplyHeader>> deferred_replies_;
   std::deque<uint32_t> deferred_closes_;
   std::unordered_map<uint64_t, Grant> grants_;

@@ -34,7 +34,8 @@ ucp_request_param_t Transport::op_param(Op* op) {
   op->owner = this;
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  if (op->kind == OpKind::landing || op->kind == OpKind::receive) {
+  if (op->kind == OpKind::landing || op->kind == OpKind::receive ||
+      op->kind == OpKind::read_landing) {
     param.cb.recv_am = recv_trampoline;
   } else {
     param.cb.send = op_trampoline;
@@ -144,6 +145,8 @@ ucs_status_t Transport::on_am(const void* header, size_t header_bytes, void* dat
     case Kind::reply:
       on_reply(header, header_bytes);
       return UCS_OK;
+    case Kind::read_data:
+      return on_read_data(header, header_bytes, data, length, rndv);
     case Kind::direct_key:
       break;  // a key, never a message
   }
@@ -233,11 +236,15 @@ ucs_status_t Transport::on_write_request(Endpoint* ep, const void* header, size_
   return UCS_INPROGRESS;
 }
 
+// Storage side. The bytes go back as a read_data message whose payload is the checked range of
+// the exposed memory: above UCX's rendezvous threshold the client pulls them straight into its
+// buffer (cma on shared memory, RDMA READ on rc_verbs), so the storage CPU copies nothing; an
+// emulated put into the client's memory (what wire version 1 did) cost two copies on sm.
 ucs_status_t Transport::on_read_request(Endpoint* ep, const void* header, size_t header_bytes) {
   if (header_bytes < sizeof(AccessHeader)) return UCS_OK;
   AccessHeader request;
   std::memcpy(&request, header, sizeof request);
-  if (header_bytes != sizeof request + request.rkey_bytes || request.rkey_bytes == 0) {
+  if (header_bytes != sizeof request || request.rkey_bytes != 0) {
     send_reply(ep->id, request.request_id, Status::malformed);
     return UCS_OK;
   }
@@ -246,23 +253,48 @@ ucs_status_t Transport::on_read_request(Endpoint* ep, const void* header, size_t
     send_reply(ep->id, request.request_id, status);
     return UCS_OK;
   }
-  grants_[request.grant_id].in_flight += 1;
-  const auto* rkey = static_cast<const uint8_t*>(header) + sizeof request;
-  deferred_puts_.push_back(DeferredPut{ep->id, request.request_id, request.grant_id,
-                                       request.address, request.length, request.remote_address,
-                                       std::vector<uint8_t>(rkey, rkey + request.rkey_bytes)});
+  grants_[request.grant_id].in_flight += 1;  // until the client has the bytes (send done)
+  deferred_reads_.push_back(DeferredRead{ep->id, request.request_id, request.grant_id,
+                                         request.address, request.length});
   return UCS_OK;
+}
+
+// Client side: the data of one of our reads. Eager: copied into the destination; rendezvous:
+// received straight into it. The read completes (a reply event) once the bytes are there.
+ucs_status_t Transport::on_read_data(const void* header, size_t header_bytes, void* data,
+                                     size_t length, bool rndv) {
+  if (header_bytes != sizeof(ReplyHeader)) return rndv ? UCS_ERR_REJECTED : UCS_OK;
+  ReplyHeader reply;
+  std::memcpy(&reply, header, sizeof reply);
+  auto read = reads_.find(reply.request_id);
+  if (read == reads_.end() || read->second.landing) {
+    return rndv ? UCS_ERR_REJECTED : UCS_OK;  // not ours (any more): dropped
+  }
+  if (length != read->second.length) {
+    reads_.erase(read);
+    events.push_back(Event{EventKind::reply, 0, reply.request_id,
+                           static_cast<uint32_t>(Status::malformed)});
+    return rndv ? UCS_ERR_REJECTED : UCS_OK;
+  }
+  if (!rndv) {
+    std::memcpy(read->second.dst, data, length);
+    reads_.erase(read);
+    events.push_back(Event{EventKind::reply, 0, reply.request_id,
+                           static_cast<uint32_t>(Status::ok)});
+    return UCS_OK;
+  }
+  read->second.landing = true;
+  auto* op = new Op{OpKind::read_landing, read->second.ep, reply.request_id};
+  ucp_request_param_t param = op_param(op);
+  track(op, ucp_am_recv_data_nbx(worker_, data, read->second.dst, length, &param));
+  return UCS_INPROGRESS;
 }
 
 void Transport::on_reply(const void* header, size_t header_bytes) {
   if (header_bytes != sizeof(ReplyHeader)) return;
   ReplyHeader reply;
   std::memcpy(&reply, header, sizeof reply);
-  auto read = reads_.find(reply.request_id);
-  if (read != reads_.end()) {  // the client's destination is no longer exposed
-    ucp_mem_unmap(context_, read->second.memh);
-    reads_.erase(read);
-  }
+  reads_.erase(reply.request_id);  // a refused read: no data will come
   Event event{EventKind::reply, 0, reply.request_id, reply.status};
   events.push_back(std::move(event));
 }
@@ -287,28 +319,12 @@ std::string Transport::read_validated(uint32_t ep_id, AccessHeader request, uint
   PMQ_ASSERT(reads_.count(request.request_id) == 0);
   Endpoint* ep = usable_endpoint(ep_id, request.request_id);
   if (ep == nullptr) return "";
-  ucp_mem_map_params_t map{};
-  map.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
-  map.address = dst;
-  map.length = request.length;
-  ucp_mem_h memh = nullptr;
-  ucs_status_t status = ucp_mem_map(context_, &map, &memh);
-  if (status != UCS_OK) return status_reason("ucp_mem_map", status);
-  void* packed = nullptr;
-  size_t packed_bytes = 0;
-  status = ucp_rkey_pack(context_, memh, &packed, &packed_bytes);
-  if (status != UCS_OK) {
-    ucp_mem_unmap(context_, memh);
-    return status_reason("ucp_rkey_pack", status);
-  }
-  reads_[request.request_id] = PendingRead{ep_id, memh};
-  request.rkey_bytes = static_cast<uint32_t>(packed_bytes);
-  request.remote_address = reinterpret_cast<uint64_t>(dst);
+  reads_[request.request_id] = PendingRead{ep_id, dst, request.length, false};
+  request.rkey_bytes = 0;
+  request.remote_address = 0;
   auto* op = new Op{OpKind::read_request, ep_id, request.request_id};
-  op->header.resize(sizeof request + packed_bytes);
-  std::memcpy(op->header.data(), &request, sizeof request);
-  std::memcpy(op->header.data() + sizeof request, packed, packed_bytes);
-  ucp_rkey_buffer_release(packed);
+  op->header.assign(reinterpret_cast<const uint8_t*>(&request),
+                    reinterpret_cast<const uint8_t*>(&request) + sizeof request);
   ucp_request_param_t param = op_param(op);
   param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
   param.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;

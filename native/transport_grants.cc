@@ -28,13 +28,7 @@ void Transport::on_op_done(Op* op, ucs_status_t status) {
   switch (op->kind) {
     case OpKind::send:
     case OpKind::read_request:
-      if (op->kind == OpKind::read_request && status != UCS_OK) {
-        auto read = reads_.find(op->id);
-        if (read != reads_.end()) {
-          ucp_mem_unmap(context_, read->second.memh);
-          reads_.erase(read);
-        }
-      }
+      if (op->kind == OpKind::read_request && status != UCS_OK) reads_.erase(op->id);
       events.push_back(Event{EventKind::send_done, op->ep, op->id,
                              static_cast<uint32_t>(-status), code_of(status),
                              status == UCS_OK ? "" : status_reason("send", status)});
@@ -57,10 +51,11 @@ void Transport::on_op_done(Op* op, ucs_status_t status) {
       events.push_back(std::move(event));
       break;
     }
-    case OpKind::read_put:
+    case OpKind::read_send:  // storage side: the client has the bytes (or never will)
+      release_grant_flight(op->grant_id);
       break;
-    case OpKind::read_flush:
-      read_put_done(op, status);
+    case OpKind::read_landing:
+      read_landing_done(op, status);
       break;
     case OpKind::ep_close:
       finish_close(op->ep);
@@ -75,13 +70,10 @@ void Transport::landing_done(Op* op, ucs_status_t status) {
   release_grant_flight(op->grant_id);
 }
 
-void Transport::read_put_done(Op* op, ucs_status_t status) {
-  if (op->rkey != nullptr) ucp_rkey_destroy(op->rkey);
-  op->rkey = nullptr;
-  Status result = status == UCS_OK && op->status == Status::ok ? Status::ok
-                                                                : Status::transfer_failed;
-  send_reply(op->ep, op->id, result);  // after the flush: the bytes are in the client's buffer
-  release_grant_flight(op->grant_id);
+void Transport::read_landing_done(Op* op, ucs_status_t status) {
+  reads_.erase(op->id);
+  events.push_back(Event{EventKind::reply, 0, op->id, static_cast<uint32_t>(
+                             status == UCS_OK ? Status::ok : Status::transfer_failed)});
 }
 
 void Transport::release_grant_flight(uint64_t grant_id) {
@@ -93,20 +85,6 @@ void Transport::release_grant_flight(uint64_t grant_id) {
   if (grant.revoked && grant.in_flight == 0) {
     events.push_back(Event{EventKind::revoke_done, 0, grant_id});
   }
-}
-
-// Storage side: a checked read request becomes put + flush, then the reply.
-static void start_put(Transport* transport, ucp_ep_h handle, uint8_t* src, uint64_t length,
-                      uint64_t remote_address, ucp_rkey_h rkey, Op* flush_op,
-                      ucp_request_param_t flush_param) {
-  ucp_request_param_t put_param{};
-  ucs_status_ptr_t put = ucp_put_nbx(handle, src, length, remote_address, rkey, &put_param);
-  if (UCS_PTR_IS_ERR(put)) {
-    flush_op->status = Status::transfer_failed;
-  } else if (put != nullptr) {
-    ucp_request_free(put);  // released by UCX when done; the flush below waits for it
-  }
-  (void)transport;
 }
 
 void Transport::run_deferred() {
@@ -126,27 +104,25 @@ void Transport::run_deferred() {
     track(op, ucp_am_send_nbx(found->second->handle, kAmId, op->header.data(),
                               op->header.size(), nullptr, 0, &param));
   }
-  while (!deferred_puts_.empty()) {
-    DeferredPut put = std::move(deferred_puts_.front());
-    deferred_puts_.pop_front();
-    auto found = endpoints_.find(put.ep);
+  while (!deferred_reads_.empty()) {
+    DeferredRead read = deferred_reads_.front();
+    deferred_reads_.pop_front();
+    auto found = endpoints_.find(read.ep);
     if (found == endpoints_.end() || found->second->state == EpState::closing) {
-      release_grant_flight(put.grant_id);
+      release_grant_flight(read.grant_id);
       continue;
     }
-    ucp_rkey_h rkey = nullptr;
-    ucs_status_t status = ucp_ep_rkey_unpack(found->second->handle, put.rkey.data(), &rkey);
-    if (status != UCS_OK) {
-      send_reply(put.ep, put.request_id, Status::malformed);
-      release_grant_flight(put.grant_id);
-      continue;
-    }
-    auto* op = new Op{OpKind::read_flush, put.ep, put.request_id, put.grant_id};
-    op->rkey = rkey;
+    auto* op = new Op{OpKind::read_send, read.ep, read.request_id, read.grant_id};
+    ReplyHeader header{kWireVersion, static_cast<uint8_t>(Kind::read_data),
+                       static_cast<uint8_t>(Status::ok), {0}, read.request_id};
+    op->header.assign(reinterpret_cast<uint8_t*>(&header),
+                      reinterpret_cast<uint8_t*>(&header) + sizeof header);
     ucp_request_param_t param = op_param(op);
-    start_put(this, found->second->handle, memory_ + put.address, put.length,
-              put.remote_address, rkey, op, param);
-    track(op, ucp_ep_flush_nbx(found->second->handle, &param));
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = UCP_AM_SEND_FLAG_REPLY;
+    found->second->last_tx_ms = now_ms();
+    track(op, ucp_am_send_nbx(found->second->handle, kAmId, op->header.data(),
+                              op->header.size(), memory_ + read.address, read.length, &param));
   }
   while (!deferred_closes_.empty()) {
     uint32_t ep_id = deferred_closes_.front();
