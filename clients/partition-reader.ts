@@ -51,6 +51,9 @@ export interface ReaderOptions {
  *  storage node revoked the old instance's grants, or the broker replaced the grant. */
 export class PartitionReader {
   private cursor: Cursor | undefined;
+  /** The largest batch seen beyond readChunkBytes: reads are made that large, so a partition
+   *  of batches bigger than a chunk does not read each one twice (a cut chunk, then again). */
+  private largeBatchBytes = 0;
   /** Next offset to return (records below it are dropped). */
   private offsetNext: number;
 
@@ -112,7 +115,7 @@ export class PartitionReader {
     const { segment } = cursor;
     const available = segment.position - cursor.position;
     const length = Math.min(available, Math.max(this.options.readChunkBytes,
-      cursor.batchBytesNext));
+      cursor.batchBytesNext, this.largeBatchBytes));
     // A fresh buffer per read: records are views into it (safe to keep, no copy per batch).
     const buffer = new Uint8Array(length);
     try {
@@ -137,6 +140,9 @@ export class PartitionReader {
       if (sizeBytes > cursor.segment.position - cursor.position) {
         throw new PmqError('PMQ_ERR_BATCH_TRUNCATED', `${this.topic}/${this.partition}: a batch ` +
           `of ${sizeBytes} bytes at position ${cursor.position} crosses the watermark`);
+      }
+      if (sizeBytes > this.options.readChunkBytes) {
+        this.largeBatchBytes = Math.max(this.largeBatchBytes, sizeBytes);
       }
       if (sizeBytes > length - at) {
         cursor.batchBytesNext = sizeBytes;

@@ -45,10 +45,11 @@ function segmentOf(batches: number, valueBytesMax: number): Segment {
   return { bytes, view, values };
 }
 
-function connectionOver(segment: Segment): Connection {
+function connectionOver(segment: Segment, readBytes: number[] = []): Connection {
   const fake = {
     call: () => Promise.resolve({ segment: [segment.view] }),
     reads: { read: (_view: SegmentView, position: number, dst: Uint8Array, length: number) => {
+      readBytes.push(length);
       dst.set(segment.bytes.subarray(position, position + length));
       return Promise.resolve();
     } },
@@ -82,6 +83,29 @@ t.test(`records dense, intact and kept across fetches (seed ${seed})`, async (t)
       r.key !== null || r.headers.length !== 0);
     t.equal(wrong.length, 0, 'every kept record still holds its own bytes');
   }
+});
+
+t.test('batches larger than a chunk are read once each, not cut and read again', async (t) => {
+  const batches = Array.from({ length: 6 }, (_, b) => encodeRecordBatch(
+    Array.from({ length: 10 }, (_, i) => ({ value: new Uint8Array(100).fill(b * 10 + i) })),
+    { baseOffset: b * 10 }));
+  const batchBytes = batches[0]!.length;
+  const bytes = new Uint8Array(batchBytes * batches.length);
+  batches.forEach((batch, b) => bytes.set(batch, b * batchBytes));
+  const segment: Segment = { bytes, values: new Map(Array.from({ length: 60 }, (_, i) =>
+    [i, ''])), view: { nodeId: 1, grantId: 1, grantEpoch: 1, address: 0,
+    sizeBytes: bytes.length, chainPosition: 0, baseOffset: 0, position: bytes.length,
+    offsetLast: 59, sealed: false } };
+  const readBytes: number[] = [];
+  const reader = new PartitionReader('topic', 3, 0, connectionOver(segment, readBytes),
+    { readChunkBytes: 256, maxWaitMs: 0, requestTimeoutMs: 1000 });
+  let records = 0;
+  while (reader.offset <= segment.view.offsetLast) {
+    for (const batch of await reader.fetch()) records += batch.records.length;
+  }
+  t.equal(records, segment.values.size, 'every record');
+  t.same(readBytes, [256, ...batches.map(() => batchBytes)],
+    'one cut chunk to learn the size, then one read per batch');
 });
 
 t.test('a damaged batch is refused', async (t) => {
