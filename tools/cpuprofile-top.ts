@@ -8,17 +8,23 @@
  *
  * (`pmq bench` starts its children with the same node flags, so every process writes a
  * profile.) Self time of a frame includes native code it called (the addon's functions show
- * as the JS function that called them); `(idle)` is the JS thread waiting in the event loop.
+ * as the JS function that called them); `(idle)` is the JS thread outside JavaScript: waiting
+ * in the event loop, but also the kernel and UCX work of wake-ups and the transport's spin
+ * before sleeping. A process whose CPU time (pmq bench's cpu s/GB) is far above its non-idle
+ * JS time spends it there: profile it with `perf record -g -p <pid>` instead.
  */
 import { readFileSync } from 'node:fs';
 
 interface CallFrame { functionName: string; url: string; lineNumber: number }
-interface ProfileNode { id: number; callFrame: CallFrame }
+interface ProfileNode { id: number; callFrame: CallFrame; hitCount?: number }
 interface CpuProfile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
 
+// `pmq` loads every subcommand's modules, so a role is told by where its samples fall (a worker
+// script by being loaded at all).
 const ROLES: [RegExp, string][] = [
   [/bench\/producer-worker/, 'producer'], [/bench\/consumer-worker/, 'consumer'],
-  [/cli\/broker/, 'broker'], [/cli\/storage/, 'storage'], [/cli\/bench/, 'bench coordinator'],
+  [/\/storage-node\//, 'storage'], [/\/broker-node\//, 'broker'],
+  [/\/bench\/(run|cluster|processes)\./, 'bench coordinator'],
 ];
 
 function frameName(frame: CallFrame): string {
@@ -28,8 +34,15 @@ function frameName(frame: CallFrame): string {
 }
 
 function role(profile: CpuProfile): string {
-  const urls = profile.nodes.map((node) => node.callFrame.url).join(' ');
-  return ROLES.find(([pattern]) => pattern.test(urls))?.[1] ?? 'unknown';
+  const urls = profile.nodes.map((node) => node.callFrame.url);
+  for (const [pattern, name] of ROLES.slice(0, 2)) {
+    if (urls.some((url) => pattern.test(url))) return name;
+  }
+  const hits = ROLES.slice(2).map(([pattern, name]) => [name, profile.nodes
+    .filter((node) => pattern.test(node.callFrame.url))
+    .reduce((sum, node) => sum + (node.hitCount ?? 0), 0)] as const);
+  const [name, count] = hits.reduce((best, next) => (next[1] > best[1] ? next : best));
+  return count > 0 ? name : 'unknown';
 }
 
 function summarise(path: string, top: number): string {
