@@ -129,6 +129,13 @@ export const STORAGE_LIMITS = {
    */
   grantsLiveMax: 65_536,
   /**
+   * Revoked grants remembered by id (the registry and the native table), newest first. The
+   * broker makes one write grant per batch, so keeping every revoked grant grew both tables by
+   * one entry per batch for the node's life; older ones are forgotten. Ids only rise, so a
+   * forgotten grant is still refused as revoked and its id is never created again.
+   */
+  grantsRevokedRemembered: 65_536,
+  /**
    * Persist requests waiting behind the one in flight, per segment. The broker keeps one
    * persist in flight per partition (docs/sequencer.md), so more than a few waiting means
    * retries piling up; 64 × ~200 B per segment is nothing, and a broker that exceeds it gets

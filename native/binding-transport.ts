@@ -66,6 +66,8 @@ export interface TransportBinding {
     direction: number): void;
   /** True when no access of the grant is in flight; otherwise `revokeDone` follows. */
   transportGrantRevoke(grantId: number): boolean;
+  /** A revoked grant with nothing in flight leaves the table (true); false while in flight. */
+  transportGrantForget(grantId: number): boolean;
   transportEpochRaise(epoch: number): void;
   transportWriteValidated(ep: number, requestId: number, grantId: number, epoch: number,
     address: number, src: Uint8Array, offset: number, length: number): void;
@@ -86,7 +88,8 @@ export interface TransportBinding {
 export const TRANSPORT_EXPORTS = [
   'transportOpen', 'transportClose', 'transportListen', 'transportConnect',
   'transportEndpointClose', 'transportLanes', 'transportSend', 'transportStats',
-  'transportAttachMemory', 'transportGrantCreate', 'transportGrantRevoke', 'transportEpochRaise',
+  'transportAttachMemory', 'transportGrantCreate', 'transportGrantRevoke',
+  'transportGrantForget', 'transportEpochRaise',
   'transportWriteValidated', 'transportReadValidated', 'transportDirectExport',
   'transportDirectImport', 'transportDirectRelease', 'transportDirectTransfer',
   'transportDirectFlush',

@@ -61,6 +61,8 @@ export class TransportCore {
   protected readonly closeWaiters = new Map<Endpoint, () => void>();
   protected readonly pending = new Map<number, Pending>();
   protected readonly grants = new Map<number, { revoked: boolean }>();
+  /** The highest grant id forgotten (forgetGrant): ids at or below it are never created again. */
+  protected forgottenMaxId = 0;
   protected readonly revokeWaiters = new Map<number, () => void>();
   /** Direct mode, client side: imported keys and the range each was imported for. */
   protected readonly directKeys = new Map<DirectKey, { ep: Endpoint; address: number;
@@ -85,6 +87,11 @@ export class TransportCore {
   /** Endpoints currently open (connected or accepted, not yet closed). */
   openEndpoints(): Endpoint[] {
     return [...this.endpoints];
+  }
+
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.isClosed;
   }
 
   protected checkOpen(): void {

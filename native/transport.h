@@ -200,6 +200,9 @@ class Transport {
   void attach_memory(uint8_t* base, uint64_t length);
   void grant_create(const Grant& grant);
   bool grant_revoke(uint64_t grant_id);  // true = no landing in flight, revoked now
+  // Drops a revoked grant with nothing in flight from the table (false otherwise). Grant ids
+  // only rise, so a later request naming any forgotten id is still told `revoked`.
+  bool grant_forget(uint64_t grant_id);
   void epoch_raise(uint64_t epoch);
   uint64_t epoch() const { return epoch_; }
   void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);
@@ -310,6 +313,7 @@ class Transport {
   std::deque<std::pair<uint32_t, ReplyHeader>> deferred_replies_;
   std::deque<uint32_t> deferred_closes_;
   std::unordered_map<uint64_t, Grant> grants_;
+  uint64_t forgotten_max_id_ = 0;  // the highest grant id forgotten (grant_forget)
   uint64_t epoch_ = 0;
   uint8_t* memory_ = nullptr;
   uint64_t memory_bytes_ = 0;

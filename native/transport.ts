@@ -223,7 +223,9 @@ export class Transport extends TransportCore {
     if (grant.direction !== 'read' && grant.direction !== 'write') {
       throw new ArgumentError(`grant direction must be read or write, got ${grant.direction}`);
     }
-    if (this.grants.has(grant.id)) throw new ArgumentError(`grant ${grant.id} exists`);
+    if (this.grants.has(grant.id) || grant.id <= this.forgottenMaxId) {
+      throw new ArgumentError(`grant ${grant.id} exists or existed: grant ids are never reused`);
+    }
     native.transportGrantCreate(grant.id, grant.epoch, grant.address, grant.length,
       grant.direction === 'read' ? 0 : 1);
     this.grants.set(grant.id, { revoked: false });
@@ -238,6 +240,23 @@ export class Transport extends TransportCore {
     grant.revoked = true;
     if (native.transportGrantRevoke(grantId)) return Promise.resolve();
     return new Promise((resolve) => this.revokeWaiters.set(grantId, resolve));
+  }
+
+  /**
+   * Drops a revoked grant whose revocation has completed from the table, so that a node that
+   * creates a grant per batch does not keep one entry per batch forever. Ids only rise: a
+   * later request naming it is still told revoked, and its id cannot be created again.
+   * False (nothing dropped) while an access of it is still in flight.
+   */
+  forgetGrant(grantId: number): boolean {
+    this.checkOpen();
+    const grant = this.grants.get(grantId);
+    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    if (!grant.revoked) throw new ArgumentError(`grant ${grantId} is not revoked`);
+    if (this.revokeWaiters.has(grantId) || !native.transportGrantForget(grantId)) return false;
+    this.grants.delete(grantId);
+    this.forgottenMaxId = Math.max(this.forgottenMaxId, grantId);
+    return true;
   }
 
   /** Raises the grant table's epoch: grants of older epochs become stale. Epochs only rise. */

@@ -199,7 +199,9 @@ Status Transport::check_access(const AccessHeader& request, Direction direction,
   }
   if (direction == Direction::write && request.length != data_bytes) return Status::malformed;
   auto found = grants_.find(request.grant_id);
-  if (found == grants_.end()) return Status::grant_unknown;
+  if (found == grants_.end()) {
+    return request.grant_id <= forgotten_max_id_ ? Status::revoked : Status::grant_unknown;
+  }
   const Grant& grant = found->second;
   if (grant.revoked) return Status::revoked;
   if (request.epoch != grant.epoch || grant.epoch < epoch_) return Status::stale_epoch;

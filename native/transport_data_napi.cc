@@ -43,6 +43,11 @@ Napi::Value grant_revoke(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), done);
 }
 
+Napi::Value grant_forget(const Napi::CallbackInfo& info) {
+  bool forgotten = napi_open_transport()->grant_forget(napi_to_u64(info[0]));
+  return Napi::Boolean::New(info.Env(), forgotten);
+}
+
 Napi::Value epoch_raise(const Napi::CallbackInfo& info) {
   napi_open_transport()->epoch_raise(napi_to_u64(info[0]));
   return info.Env().Undefined();
@@ -91,6 +96,8 @@ void register_transport_data(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, grant_create, "transportGrantCreate"));
   exports.Set("transportGrantRevoke",
               Napi::Function::New(env, grant_revoke, "transportGrantRevoke"));
+  exports.Set("transportGrantForget",
+              Napi::Function::New(env, grant_forget, "transportGrantForget"));
   exports.Set("transportEpochRaise", Napi::Function::New(env, epoch_raise, "transportEpochRaise"));
   exports.Set("transportWriteValidated",
               Napi::Function::New(env, write_validated, "transportWriteValidated"));

@@ -4,6 +4,7 @@
 // creation and again on every access); the table's epoch only rises; a revoked grant stays in
 // the table (so late requests are told `revoked`, not `unknown`) and its revocation completes
 // only when no landing or read of it is in flight.
+#include <algorithm>
 #include <cstring>
 
 #include "assert.h"
@@ -143,7 +144,7 @@ void Transport::attach_memory(uint8_t* base, uint64_t length) {
 
 void Transport::grant_create(const Grant& grant) {
   PMQ_ASSERT(memory_ != nullptr);
-  PMQ_ASSERT(grants_.count(grant.id) == 0);
+  PMQ_ASSERT(grants_.count(grant.id) == 0 && grant.id > forgotten_max_id_);  // ids never reused
   PMQ_ASSERT(grant.length > 0 && inside(grant.address, grant.length, 0, memory_bytes_));
   PMQ_ASSERT(grant.epoch >= epoch_);
   PMQ_ASSERT(!grant.revoked && grant.in_flight == 0);
@@ -159,6 +160,16 @@ bool Transport::grant_revoke(uint64_t grant_id) {
   // it accepted before has completed or completes; none can start after this.
   direct_unmap(&found->second);
   return found->second.in_flight == 0;
+}
+
+bool Transport::grant_forget(uint64_t grant_id) {
+  auto found = grants_.find(grant_id);
+  PMQ_ASSERT(found != grants_.end());
+  PMQ_ASSERT(found->second.revoked);  // only a revoked grant can be forgotten
+  if (found->second.in_flight > 0) return false;
+  grants_.erase(found);
+  forgotten_max_id_ = std::max(forgotten_max_id_, grant_id);
+  return true;
 }
 
 void Transport::epoch_raise(uint64_t epoch) {

@@ -15,6 +15,12 @@
  *
  * Live grants are also indexed by segment, so the per-persist question "which write grants end
  * below the new watermark" costs the segment's live grants, not every grant ever made.
+ *
+ * Memory stays bounded: beyond STORAGE_LIMITS.grantsRevokedRemembered revoked grants, the
+ * oldest revoked ones (revocation complete) are forgotten here and in the native table. Grant
+ * ids only rise (the broker allocates them per epoch, upwards), so a forgotten id is still
+ * refused as revoked by the native checks and can never be created again (PMQ_ERR_GRANT_EXISTS);
+ * find() no longer knows it (undefined: unknown).
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -41,9 +47,21 @@ export class GrantRegistry {
   /** Live (not revoked) grants by segment index. */
   readonly #liveBySegment = new Map<number, Set<Entry>>();
   #liveCount = 0;
+  /** Ids whose revocation completed, oldest first: forgotten beyond `#revokedRemembered`. */
+  readonly #revokedOrder: number[] = [];
+  #revokedOrderHead = 0;
+  #forgottenMaxId = 0;
+  readonly #revokedRemembered: number;
 
-  constructor(transport: Transport) {
+  constructor(transport: Transport,
+    revokedRemembered: number = STORAGE_LIMITS.grantsRevokedRemembered) {
     this.#transport = transport;
+    this.#revokedRemembered = revokedRemembered;
+  }
+
+  /** Grants remembered, live or revoked (bounded: see the module comment). */
+  get rememberedCount(): number {
+    return this.#grants.size;
   }
 
   get liveCount(): number {
@@ -52,7 +70,7 @@ export class GrantRegistry {
 
   /** Creates the native grant. The caller checked epoch, segment and bounds. */
   create(grant: GrantRecord): void {
-    if (this.#grants.has(grant.grantId)) {
+    if (this.#grants.has(grant.grantId) || grant.grantId <= this.#forgottenMaxId) {
       throw new PmqError('PMQ_ERR_GRANT_EXISTS', `grant ${grant.grantId} was already created ` +
         'on this storage node: grant ids are never reused (make them unique per broker epoch)');
     }
@@ -131,7 +149,10 @@ export class GrantRegistry {
 
   #revokeEntry(entry: Entry): Promise<void> {
     if (entry.revoked !== null) return entry.revoked;
-    entry.revoked = this.#transport.revokeGrant(entry.grantId);
+    entry.revoked = this.#transport.revokeGrant(entry.grantId).then(() => {
+      this.#revokedOrder.push(entry.grantId);
+      this.#forgetBeyondLimit();
+    });
     const live = this.#liveBySegment.get(entry.segmentIndex);
     invariant(live?.delete(entry) === true, 'a live grant is indexed by its segment',
       { grant: entry.grantId });
@@ -139,5 +160,20 @@ export class GrantRegistry {
     this.#liveCount -= 1;
     invariant(this.#liveCount >= 0, 'live grant count never negative', { grant: entry.grantId });
     return entry.revoked;
+  }
+
+  #forgetBeyondLimit(): void {
+    while (this.#revokedOrder.length - this.#revokedOrderHead > this.#revokedRemembered) {
+      const grantId = this.#revokedOrder[this.#revokedOrderHead]!;
+      if (this.#transport.closed) return; // stopping: nothing to keep small any more
+      if (this.#grants.has(grantId) && !this.#transport.forgetGrant(grantId)) return;
+      this.#revokedOrderHead += 1;
+      this.#grants.delete(grantId);
+      this.#forgottenMaxId = Math.max(this.#forgottenMaxId, grantId);
+    }
+    if (this.#revokedOrderHead > 4096 && this.#revokedOrderHead * 2 > this.#revokedOrder.length) {
+      this.#revokedOrder.splice(0, this.#revokedOrderHead);
+      this.#revokedOrderHead = 0;
+    }
   }
 }
