@@ -126,10 +126,16 @@ function checkGroup(group: string): void {
   }
 }
 
+/** The smallest segment of the pool's nodes (a batch must fit one), or 0 while none is known. */
+function segmentSizeBytesOf(pool: ServerContext['deps']['pool']): number {
+  const size = pool.segmentSizeBytesMin();
+  return Number.isSafeInteger(size) && size > 0 ? size : 0;
+}
+
 export function registerHandlers(channel: ControlChannel, context: ServerContext): void {
   const { deps, metadata } = context;
   channel.handle('hello', () => ({ kind: 'welcome', body: { brokerEpoch: deps.pool.epoch,
-    storageNodes: deps.pool.nodes() } }));
+    storageNodes: deps.pool.nodes(), segmentSizeBytes: segmentSizeBytesOf(deps.pool) } }));
   channel.handle('topicCreate', (_ep, r) => createTopic(context, r.topic, r.partitions));
   channel.handle('topicDelete', (_ep, r) => deleteTopic(context, r.topic));
   channel.handle('topicList', () => ({ kind: 'topics', body: { topics: [...context.topics]

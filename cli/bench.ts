@@ -139,8 +139,8 @@ export function registerBenchCommand(program: Command): void {
       int('--consumers', 1, 256), 1)
     .addOption(new Option('--acks <acks>', 'all: acked when durable; none: when written')
       .choices(['all', 'none']).default('all'))
-    .option('--batch-bytes <bytes>', 'producer maxBatchBytes', sizeArgument('--batch-bytes'),
-      64 * 1024)
+    .option('--batch-bytes <bytes>', 'producer maxBatchBytes (default: the producer\'s, ' +
+      '256KiB)', sizeArgument('--batch-bytes'), 256 * 1024)
     .option('--linger-ms <ms>', 'producer lingerMs', int('--linger-ms', 0, 60_000), 5)
     .option('--spin-us <µs>', 'every process polls this long before sleeping (PMQ_SPIN_US; ' +
       '0: sleep at once)', int('--spin-us', 0, 10_000), SPIN_US_DEFAULT)

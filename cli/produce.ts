@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 
 import { PmqError } from '../common/errors.js';
+import { parseSizeBytes } from '../common/units.js';
 import { PartitionOutOfRangeError, type Client, type Producer, type ProducerRecord,
   type RecordMetadata } from '../clients/index.js';
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
@@ -28,16 +29,27 @@ interface ProduceCliOptions extends ClientCliOptions {
   acks: 'all' | 'none';
   printOffsets: boolean;
   lingerMs: number;
+  batchBytes?: number;
 }
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
+
+function batchBytesArgument(text: string): number {
+  try {
+    const bytes = parseSizeBytes(text, '--batch-bytes');
+    if (bytes >= 1024) return bytes;
+  } catch {
+    // reported below
+  }
+  throw new InvalidArgumentError('--batch-bytes must be a size of at least 1KiB, e.g. 64KiB');
+}
 /** Bytes of records in sends not yet acknowledged: the producer's default maxInFlightBytes. */
 const SEND_WINDOW_BYTES = 32 * MIB;
 /** Records in sends not yet acknowledged: bounds the per-record objects when records are tiny
  *  (64 Ki records × ~200 bytes of JS objects ≈ 13 MiB). */
 const SEND_WINDOW_RECORDS = 64 * 1024;
-/** One send: big enough to fill several 64 KiB batches, small enough to start early. */
+/** One send: big enough to fill a few batches, small enough to start early. */
 const GROUP_BYTES_MAX = 256 * KIB;
 const GROUP_LINES_MAX = 4096;
 /** The producer's default maxRecordBatchBytes, less room for the batch and record headers. */
@@ -146,7 +158,8 @@ async function produce(client: Client, topic: string, opts: ProduceCliOptions,
   if (opts.partition !== undefined && opts.partition >= partitions.length) {
     throw new PartitionOutOfRangeError(topic, opts.partition, partitions.length);
   }
-  const producer = client.producer({ acks: opts.acks, lingerMs: opts.lingerMs });
+  const producer = client.producer({ acks: opts.acks, lingerMs: opts.lingerMs,
+    maxBatchBytes: opts.batchBytes });
   if (opts.value === undefined) {
     await produceLines(producer, topic, opts, totals);
   } else {
@@ -205,7 +218,9 @@ export function registerProduceCommand(program: Command): void {
       .choices(['all', 'none']).default('all'))
     .option('--print-offsets', 'print each record\'s partition<TAB>offset to stdout', false)
     .addOption(new Option('--linger-ms <ms>', 'how long a batch waits for more records')
-      .default(5).argParser(integerArgument('--linger-ms', 0, 60_000)));
+      .default(5).argParser(integerArgument('--linger-ms', 0, 60_000)))
+    .addOption(new Option('--batch-bytes <bytes>', 'largest batch per partition (default ' +
+      '256KiB; keyless records stay on one partition per batch)').argParser(batchBytesArgument));
   addClientOptions(command).action(async (topic: string, opts: ProduceCliOptions) => {
     await runProduce(topic, opts);
   });

@@ -89,6 +89,8 @@ export class Connection {
   private readonly storage = new Map<number, Promise<Endpoint>>();
   private closed = false;
   brokerEpoch = 0;
+  /** The broker's smallest segment size (a batch must fit one); 0 when it did not know. */
+  segmentSizeBytes = 0;
   /** The data path of every read from storage nodes. */
   readonly reads: StorageReads;
 
@@ -206,6 +208,7 @@ export class Connection {
           this.options.requestTimeoutMs);
         if (welcome.kind !== 'welcome') throw new Error(`hello answered by ${welcome.kind}`);
         this.brokerEpoch = welcome.brokerEpoch;
+        this.segmentSizeBytes = welcome.segmentSizeBytes;
         this.storageNodes = new Map(welcome.storageNodes.map((node) => [node.nodeId, node]));
         this.brokerEp = ep;
         return ep;

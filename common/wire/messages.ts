@@ -30,7 +30,8 @@ export const MESSAGES = {
 
   // --- client → broker
   hello: { clientId: 'string', role: { oneOf: ['producer', 'consumer', 'admin'] } },
-  welcome: { brokerEpoch: 'uint', storageNodes: { list: storageNode, max: 1024 } },
+  welcome: { brokerEpoch: 'uint', storageNodes: { list: storageNode, max: 1024 },
+    segmentSizeBytes: 'uint' },
   topicCreate: { topic: 'topic', partitions: 'uint' },
   topicDelete: { topic: 'topic' },
   topicList: {},

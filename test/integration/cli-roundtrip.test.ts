@@ -58,7 +58,9 @@ t.before(async () => {
 t.test('topic create, produce from a pipe, consume the same lines', async (t) => {
   const created = await pmq(['topic', 'create', 't', '--partitions', '3', ...CLIENT]);
   t.equal(created.code, 0, created.stderr);
-  const produced = await pmq(['produce', 't', '--print-offsets', ...CLIENT],
+  // Small batches: keyless records move to the next partition with each batch (sticky).
+  const produced = await pmq(['produce', 't', '--print-offsets', '--batch-bytes', '16KiB',
+    ...CLIENT],
     `${input.join('\n')}\n`);
   t.equal(produced.code, 0, produced.stderr);
   t.match(produced.stderr, /3000 records .* acknowledged to t/);
