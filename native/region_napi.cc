@@ -162,7 +162,10 @@ Napi::Value region_buffer(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value region_persist(const Napi::CallbackInfo& info) {
+// persist and flush: (handle, address, sizeBytes) → the range operation, its failure thrown.
+using RangeOperation = region::Status (*)(const region::Region&, uint64_t, uint64_t);
+
+Napi::Value run_range_operation(const Napi::CallbackInfo& info, RangeOperation operation) {
   Napi::Env env = info.Env();
   PMQ_ASSERT(info.Length() == 3);
   RegionState* state = unwrap_open(env, info[0]);
@@ -170,22 +173,17 @@ Napi::Value region_persist(const Napi::CallbackInfo& info) {
   const uint64_t address = to_index(info[1]);
   const uint64_t size_bytes = to_index(info[2]);
   assert_range(*state, address, size_bytes);
-  const region::Status status = region::persist_range(state->region, address, size_bytes);
+  const region::Status status = operation(state->region, address, size_bytes);
   if (!status.ok()) return throw_status(env, status);
   return env.Undefined();
 }
 
+Napi::Value region_persist(const Napi::CallbackInfo& info) {
+  return run_range_operation(info, region::persist_range);
+}
+
 Napi::Value region_flush(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  PMQ_ASSERT(info.Length() == 3);
-  RegionState* state = unwrap_open(env, info[0]);
-  if (state == nullptr) return env.Undefined();
-  const uint64_t address = to_index(info[1]);
-  const uint64_t size_bytes = to_index(info[2]);
-  assert_range(*state, address, size_bytes);
-  const region::Status status = region::flush_range(state->region, address, size_bytes);
-  if (!status.ok()) return throw_status(env, status);
-  return env.Undefined();
+  return run_range_operation(info, region::flush_range);
 }
 
 Napi::Value region_drain(const Napi::CallbackInfo& info) {
@@ -242,23 +240,56 @@ Napi::Value region_close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A region operation on a libuv worker: it holds a reference to the handle (no collection
+// meanwhile) and settles a promise with the operation's Status (rejected as a NativeError).
+class RegionWorker : public Napi::AsyncWorker {
+ public:
+  // Queues the worker (AsyncWorker deletes itself after OnOK) and returns its promise.
+  static Napi::Promise queue(RegionWorker* worker) {
+    Napi::Promise promise = worker->deferred_.Promise();
+    worker->Queue();
+    return promise;
+  }
+
+ protected:
+  RegionWorker(Napi::Env env, const char* name, Napi::Object handle, RegionState* state)
+      : Napi::AsyncWorker(env, name),
+        state_(state),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        handle_(Napi::Persistent(handle)) {}
+
+  // The value resolved once status_ is ok.
+  virtual Napi::Value result(Napi::Env env) = 0;
+
+  void settle() {
+    Napi::Env env = Env();
+    if (status_.ok()) {
+      deferred_.Resolve(result(env));
+    } else {
+      deferred_.Reject(make_native_error(env, status_.code, status_.message, status_.reason));
+    }
+  }
+
+  RegionState* state_;
+  region::Status status_;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference handle_;
+};
+
 // persistAsync: the same persist_range() on a libuv worker, for msync on ordinary files. The
-// worker holds a reference to the handle (no collection) and counts itself in flight (close
-// refuses while any runs), so the mapping outlives the msync.
-class PersistWorker : public Napi::AsyncWorker {
+// worker counts itself in flight (close refuses while any runs), so the mapping outlives the
+// msync.
+class PersistWorker : public RegionWorker {
  public:
   PersistWorker(Napi::Env env, Napi::Object handle, RegionState* state, uint64_t address,
                 uint64_t size_bytes)
-      : Napi::AsyncWorker(env, "pmq:regionPersistAsync"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        handle_(Napi::Persistent(handle)),
-        state_(state),
+      : RegionWorker(env, "pmq:regionPersistAsync", handle, state),
         address_(address),
         size_bytes_(size_bytes) {
     state_->persists_in_flight += 1;
   }
-
-  Napi::Promise promise() const { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
@@ -268,21 +299,14 @@ class PersistWorker : public Napi::AsyncWorker {
   void OnOK() override {
     PMQ_ASSERT(state_->persists_in_flight > 0);
     state_->persists_in_flight -= 1;
-    Napi::Env env = Env();
-    if (status_.ok()) {
-      deferred_.Resolve(env.Undefined());
-    } else {
-      deferred_.Reject(make_native_error(env, status_.code, status_.message, status_.reason));
-    }
+    settle();
   }
 
+  Napi::Value result(Napi::Env env) override { return env.Undefined(); }
+
  private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference handle_;
-  RegionState* state_;
   uint64_t address_;
   uint64_t size_bytes_;
-  region::Status status_;
 };
 
 Napi::Value region_persist_async(const Napi::CallbackInfo& info) {
@@ -293,25 +317,17 @@ Napi::Value region_persist_async(const Napi::CallbackInfo& info) {
   const uint64_t address = to_index(info[1]);
   const uint64_t size_bytes = to_index(info[2]);
   assert_range(*state, address, size_bytes);
-  auto* worker = new PersistWorker(env, info[0].As<Napi::Object>(), state, address, size_bytes);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();  // AsyncWorker deletes itself after OnOK.
-  return promise;
+  return RegionWorker::queue(
+      new PersistWorker(env, info[0].As<Napi::Object>(), state, address, size_bytes));
 }
 
 // prefault: region::prefault_range() on a libuv worker, over a copy of the Region (the owner
 // thread may close the real one meanwhile: it sets prefault_cancel first, and a step that
 // meets the unmapped range ends the work). Resolves { supported, cancelled }.
-class PrefaultWorker : public Napi::AsyncWorker {
+class PrefaultWorker : public RegionWorker {
  public:
   PrefaultWorker(Napi::Env env, Napi::Object handle, RegionState* state)
-      : Napi::AsyncWorker(env, "pmq:regionPrefault"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        handle_(Napi::Persistent(handle)),
-        state_(state),
-        region_(state->region) {}
-
-  Napi::Promise promise() const { return deferred_.Promise(); }
+      : RegionWorker(env, "pmq:regionPrefault", handle, state), region_(state->region) {}
 
  protected:
   void Execute() override {
@@ -319,24 +335,17 @@ class PrefaultWorker : public Napi::AsyncWorker {
                                      &supported_);
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (!status_.ok()) {
-      deferred_.Reject(make_native_error(env, status_.code, status_.message, status_.reason));
-      return;
-    }
+  void OnOK() override { settle(); }
+
+  Napi::Value result(Napi::Env env) override {
     Napi::Object result = Napi::Object::New(env);
     result.Set("supported", Napi::Boolean::New(env, supported_));
     result.Set("cancelled", Napi::Boolean::New(env, state_->prefault_cancel.load()));
-    deferred_.Resolve(result);
+    return result;
   }
 
  private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference handle_;
-  RegionState* state_;
   const region::Region region_;
-  region::Status status_;
   bool supported_ = false;
 };
 
@@ -345,10 +354,7 @@ Napi::Value region_prefault(const Napi::CallbackInfo& info) {
   PMQ_ASSERT(info.Length() == 1);
   RegionState* state = unwrap_open(env, info[0]);
   if (state == nullptr) return env.Undefined();
-  auto* worker = new PrefaultWorker(env, info[0].As<Napi::Object>(), state);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();  // AsyncWorker deletes itself after OnOK.
-  return promise;
+  return RegionWorker::queue(new PrefaultWorker(env, info[0].As<Napi::Object>(), state));
 }
 
 Napi::Value region_page_size_bytes(const Napi::CallbackInfo& info) {

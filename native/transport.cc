@@ -191,9 +191,6 @@ void Transport::close() {
     for (auto& entry : receives_) ucp_am_data_release(worker_, entry.second.desc);
     direct_keys_destroy(0, true);
     for (auto& entry : grants_) direct_unmap(&entry.second);  // ucp_cleanup aborts otherwise
-    for (Op* op : ops_) {
-      if (op->rkey != nullptr) ucp_rkey_destroy(op->rkey);
-    }
   }
   stop_progress();
   if (worker_ != nullptr) ucp_worker_destroy(worker_);

@@ -168,8 +168,6 @@ struct Op {
   uint64_t id = 0;           // request id (JS), grant id, or receive id
   uint64_t grant_id = 0;
   std::vector<uint8_t> header;  // must outlive the send (UCX 1.13 has no COPY_HEADER)
-  ucp_rkey_h rkey = nullptr;
-  Status status = Status::ok;
   Transport* owner = nullptr;
 };
 
