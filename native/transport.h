@@ -204,7 +204,7 @@ class Transport {
   void epoch_raise(uint64_t epoch);
   uint64_t epoch() const { return epoch_; }
   void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);
-  std::string read_validated(uint32_t ep, AccessHeader request, uint8_t* dst);
+  void read_validated(uint32_t ep, AccessHeader request, uint8_t* dst);
 
   // Direct mode (transport_direct.cc). Failures: *code_p = PMQ_ERR_*, returns the reason.
   std::string direct_export(uint32_t ep, uint64_t grant_id, std::vector<uint8_t>* key_p,
@@ -260,6 +260,7 @@ class Transport {
   void on_reply(const void* header, size_t header_bytes);
   void landing_done(Op* op, ucs_status_t status);
   void read_landing_done(Op* op, ucs_status_t status);
+  void read_done(uint64_t request_id, Status status);
   ucs_status_t on_read_data(const void* header, size_t header_bytes, void* data, size_t length,
                             bool rndv);
   void progress_posted();

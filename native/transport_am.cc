@@ -273,16 +273,12 @@ ucs_status_t Transport::on_read_data(const void* header, size_t header_bytes, vo
     return rndv ? UCS_ERR_REJECTED : UCS_OK;  // not ours (any more): dropped
   }
   if (length != read->second.length) {
-    reads_.erase(read);
-    events.push_back(Event{EventKind::reply, 0, reply.request_id,
-                           static_cast<uint32_t>(Status::malformed)});
+    read_done(reply.request_id, Status::malformed);
     return rndv ? UCS_ERR_REJECTED : UCS_OK;
   }
   if (!rndv) {
     std::memcpy(read->second.dst, data, length);
-    reads_.erase(read);
-    events.push_back(Event{EventKind::reply, 0, reply.request_id,
-                           static_cast<uint32_t>(Status::ok)});
+    read_done(reply.request_id, Status::ok);
     return UCS_OK;
   }
   read->second.landing = true;
@@ -317,10 +313,10 @@ void Transport::write_validated(uint32_t ep_id, const AccessHeader& request,
                             request.length, &param));
 }
 
-std::string Transport::read_validated(uint32_t ep_id, AccessHeader request, uint8_t* dst) {
+void Transport::read_validated(uint32_t ep_id, AccessHeader request, uint8_t* dst) {
   PMQ_ASSERT(reads_.count(request.request_id) == 0);
   Endpoint* ep = usable_endpoint(ep_id, request.request_id);
-  if (ep == nullptr) return "";
+  if (ep == nullptr) return;
   reads_[request.request_id] = PendingRead{ep_id, dst, request.length, false};
   request.rkey_bytes = 0;
   request.remote_address = 0;
@@ -333,7 +329,6 @@ std::string Transport::read_validated(uint32_t ep_id, AccessHeader request, uint
   ep->last_tx_ms = now_ms();
   track(op, ucp_am_send_nbx(ep->handle, kAmId, op->header.data(), op->header.size(), nullptr, 0,
                             &param));
-  return "";
 }
 
 }  // namespace pmq::transport

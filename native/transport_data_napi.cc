@@ -3,7 +3,6 @@
 #include <napi.h>
 
 #include "assert.h"
-#include "errors.h"
 #include "transport.h"
 
 namespace pmq {
@@ -79,11 +78,7 @@ Napi::Value read_validated(const Napi::CallbackInfo& info) {
   uint32_t ep = napi_to_ep(info[0]);
   transport::AccessHeader request = access_header(info, transport::Kind::read_request);
   uint8_t* dst = napi_to_bytes(info[5], napi_to_u64(info[6]), request.length);
-  std::string failure = napi_open_transport()->read_validated(ep, request, dst);
-  if (!failure.empty()) {
-    return throw_native_error(info.Env(), "PMQ_ERR_TRANSPORT", "read registration failed",
-                              failure);
-  }
+  napi_open_transport()->read_validated(ep, request, dst);
   return info.Env().Undefined();
 }
 

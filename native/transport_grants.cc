@@ -72,9 +72,12 @@ void Transport::landing_done(Op* op, ucs_status_t status) {
 }
 
 void Transport::read_landing_done(Op* op, ucs_status_t status) {
-  reads_.erase(op->id);
-  events.push_back(Event{EventKind::reply, 0, op->id, static_cast<uint32_t>(
-                             status == UCS_OK ? Status::ok : Status::transfer_failed)});
+  read_done(op->id, status == UCS_OK ? Status::ok : Status::transfer_failed);
+}
+
+void Transport::read_done(uint64_t request_id, Status status) {
+  reads_.erase(request_id);  // the read's JS promise settles on this event
+  events.push_back(Event{EventKind::reply, 0, request_id, static_cast<uint32_t>(status)});
 }
 
 void Transport::release_grant_flight(uint64_t grant_id) {
