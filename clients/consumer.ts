@@ -22,7 +22,7 @@ import type { Connection } from './connection.js';
 import { ClosedError, PartitionOutOfRangeError } from './errors.js';
 import type { Metadata } from './metadata.js';
 import { PartitionReader, type ReaderOptions } from './partition-reader.js';
-import type { ConsumerBatch, ConsumerRecord } from './records.js';
+import { partitionKey, type ConsumerBatch, type ConsumerRecord } from './records.js';
 
 export type StartPosition = 'earliest' | 'latest' | 'committed' | { offset: number };
 
@@ -58,10 +58,6 @@ interface Fetched { key: string; generation: number; batch?: ConsumerBatch; erro
 
 const RETRY_BACKOFF_MS_MAX = 2000;
 
-function keyOf(topic: string, partition: number): string {
-  return `${partition}/${topic}`;
-}
-
 export class Consumer implements AsyncIterable<ConsumerRecord> {
   private readonly assigned = new Map<string, Assigned>();
   private readonly ready: Fetched[] = [];
@@ -90,13 +86,13 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       if (!Number.isSafeInteger(partition) || partition < 0 || partition >= count) {
         throw new PartitionOutOfRangeError(topic, partition, count);
       }
-      if (this.assigned.has(keyOf(topic, partition))) continue;
+      if (this.assigned.has(partitionKey(topic, partition))) continue;
       const offset = await this.startOffset(topic, partition);
       const reader = new PartitionReader(topic, partition, offset, this.connection,
         this.readerOptions);
       const entry: Assigned = { reader, position: offset, generation: 0, buffered: 0,
         running: false };
-      this.assigned.set(keyOf(topic, partition), entry);
+      this.assigned.set(partitionKey(topic, partition), entry);
       this.startLoop(entry);
     }
   }
@@ -110,7 +106,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   /** The next record read from this partition will be `offset`. */
   seek(topic: string, partition: number, offset: number): void {
     this.checkOpen();
-    const entry = this.assigned.get(keyOf(topic, partition));
+    const entry = this.assigned.get(partitionKey(topic, partition));
     if (entry === undefined) throw new ArgumentError(`${topic}/${partition} is not assigned`);
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new ArgumentError(`offset must be an integer ≥ 0, got ${String(offset)}`);
@@ -122,7 +118,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     entry.reader = new PartitionReader(topic, partition, offset, this.connection,
       this.readerOptions);
     for (let i = this.ready.length - 1; i >= 0; i -= 1) {
-      if (this.ready[i]!.key === keyOf(topic, partition)) this.ready.splice(i, 1);
+      if (this.ready[i]!.key === partitionKey(topic, partition)) this.ready.splice(i, 1);
     }
     this.startLoop(entry);
   }
@@ -237,7 +233,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
    * nothing ever fetched again.
    */
   private async fetchLoop(entry: Assigned): Promise<void> {
-    const key = keyOf(entry.reader.topic, entry.reader.partition);
+    const key = partitionKey(entry.reader.topic, entry.reader.partition);
     let failures = 0;
     try {
       while (!this.closed && entry.buffered < this.prefetchBatches &&

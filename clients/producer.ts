@@ -30,7 +30,9 @@ import type { Connection } from './connection.js';
 import { ClosedError, PartitionOutOfRangeError, RecordTooLargeError } from './errors.js';
 import { BufferPool, ByteBudget } from './flow-control.js';
 import type { Metadata } from './metadata.js';
-import { toRecordInput, type ProducerRecord, type RecordMetadata } from './records.js';
+import {
+  partitionKey, toRecordInput, type ProducerRecord, type RecordMetadata,
+} from './records.js';
 
 export interface ProducerOptions {
   /** 'all' (default): resolve once durable. 'none': once written, before durability. */
@@ -215,7 +217,7 @@ export class Producer {
 
   /** A slot whose sender is busy keeps its batch open past its linger (PartitionSender.ready). */
   private readonly held = (slot: PartitionSlot<SendSink>): boolean =>
-    this.senders.get(`${slot.partition}/${slot.topic}`)?.ready === false;
+    this.senders.get(partitionKey(slot.topic, slot.partition))?.ready === false;
 
   private scheduleLinger(): void {
     if (this.lingerTimer !== undefined) return;
@@ -256,7 +258,7 @@ export class Producer {
   }
 
   private sender(topic: string, partition: number): PartitionSender<SendSink> {
-    const key = `${partition}/${topic}`;
+    const key = partitionKey(topic, partition);
     let sender = this.senders.get(key);
     if (sender === undefined) {
       sender = new PartitionSender(topic, partition, this.connection, this.pool,

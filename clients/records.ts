@@ -23,6 +23,11 @@ export interface ProducerRecord {
 
 export interface RecordMetadata { topic: string; partition: number; offset: number }
 
+/** The Map key of one partition of a topic, for per-partition client state. */
+export function partitionKey(topic: string, partition: number): string {
+  return `${partition}/${topic}`;
+}
+
 export interface ConsumerRecord {
   topic: string;
   partition: number;

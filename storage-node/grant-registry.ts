@@ -166,7 +166,7 @@ export class GrantRegistry {
     while (this.#revokedOrder.length - this.#revokedOrderHead > this.#revokedRemembered) {
       const grantId = this.#revokedOrder[this.#revokedOrderHead]!;
       if (this.#transport.closed) return; // stopping: nothing to keep small any more
-      if (this.#grants.has(grantId) && !this.#transport.forgetGrant(grantId)) return;
+      if (!this.#transport.forgetGrant(grantId)) return; // an access still in flight
       this.#revokedOrderHead += 1;
       this.#grants.delete(grantId);
       this.#forgottenMaxId = Math.max(this.#forgottenMaxId, grantId);
