@@ -12,7 +12,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { measureMachine, type MachineLimits } from '../bench/machine.js';
 import { markdownReport, ratiosOf } from '../bench/report.js';
 import { checkTargets, targetRows } from '../bench/targets.js';
-import { SPIN_US_DEFAULT } from '../common/limits.js';
+import { PRODUCER_BATCH_BYTES_DEFAULT, SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
 import { runWorkload, type Workload } from '../bench/run.js';
 import { suiteWorkloads } from '../bench/suite.js';
 import { formatSummaries, summarize, type Summary } from '../bench/summary.js';
@@ -140,10 +140,10 @@ export function registerBenchCommand(program: Command): void {
     .addOption(new Option('--acks <acks>', 'all: acked when durable; none: when written')
       .choices(['all', 'none']).default('all'))
     .option('--batch-bytes <bytes>', 'producer maxBatchBytes (default: the producer\'s, ' +
-      '256KiB)', sizeArgument('--batch-bytes'), 256 * 1024)
+      '256KiB)', sizeArgument('--batch-bytes'), PRODUCER_BATCH_BYTES_DEFAULT)
     .option('--linger-ms <ms>', 'producer lingerMs', int('--linger-ms', 0, 60_000), 5)
     .option('--spin-us <µs>', 'every process polls this long before sleeping (PMQ_SPIN_US; ' +
-      '0: sleep at once)', int('--spin-us', 0, 10_000), SPIN_US_DEFAULT)
+      '0: sleep at once)', int('--spin-us', 0, SPIN_US_MAX), SPIN_US_DEFAULT)
     .option('--rate <records/s>', 'open loop at this rate over all producers (0: closed loop)',
       int('--rate', 0, 100_000_000), 0)
     .option('--catch-up', 'consume only after everything is produced', false)

@@ -13,7 +13,7 @@
  * Concurrency: JS thread only.
  */
 import { ArgumentError, PmqError } from '../common/errors.js';
-import { PRODUCER_LIMITS } from '../common/limits.js';
+import { PRODUCER_BATCH_BYTES_DEFAULT, PRODUCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import { partitionForKey } from '../common/partitioner.js';
 import {
@@ -38,10 +38,9 @@ export interface ProducerOptions {
   /** 'all' (default): resolve once durable. 'none': once written, before durability. */
   acks?: 'all' | 'none';
   /**
-   * A batch is sent when the next record would make it larger. Default 256 KiB: each batch
-   * costs a fixed ~0.3–0.7 ms of CPU over the processes (reserve, write, commit, persist), and
-   * 64 KiB batches of 100 B records halved W1's throughput (docs/benchmarks.md). A batch is
-   * sent earlier when lingerMs expires, so a larger cap adds no latency at low rates.
+   * A batch is sent when the next record would make it larger. Default 256 KiB
+   * (PRODUCER_BATCH_BYTES_DEFAULT, why there). A batch is sent earlier when lingerMs expires,
+   * so a larger cap adds no latency at low rates.
    */
   maxBatchBytes?: number;
   /** How long a batch waits for more records. Default 5 ms; 0 = the same event-loop turn. */
@@ -145,7 +144,7 @@ export class Producer {
     const segmentBytes = connection.segmentSizeBytes > 0 ? connection.segmentSizeBytes
       : Number.POSITIVE_INFINITY;
     const maxBatchBytes = Math.min(segmentBytes,
-      positive('maxBatchBytes', options.maxBatchBytes, 256 * KIB));
+      positive('maxBatchBytes', options.maxBatchBytes, PRODUCER_BATCH_BYTES_DEFAULT));
     this.accumulator = new Accumulator(maxBatchBytes);
     this.lingerMs = positive('lingerMs', options.lingerMs, 5, 0);
     this.budget = new ByteBudget(positive('maxInFlightBytes', options.maxInFlightBytes,

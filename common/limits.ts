@@ -163,3 +163,12 @@ export const CLIENT_LIMITS = {
  * `npm test`; an idle process spins once after its last message, then sleeps.
  */
 export const SPIN_US_DEFAULT = 50;
+/** The longest spin accepted (10 ms): beyond it a process might as well busy-poll. */
+export const SPIN_US_MAX = 10_000;
+
+/**
+ * The producer's default maxBatchBytes (clients/producer.ts): each batch costs a fixed ~0.3–0.7
+ * ms of CPU over the processes (reserve, write, commit, persist), and 64 KiB batches of 100 B
+ * records halved W1's throughput (docs/benchmarks.md).
+ */
+export const PRODUCER_BATCH_BYTES_DEFAULT = 256 * 1024;

@@ -10,7 +10,7 @@
  */
 import { ArgumentError, PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
-import { SPIN_US_DEFAULT } from '../common/limits.js';
+import { SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
 import { EventKind, type TransportNativeOptions, type TransportStats } from
   './binding-transport.js';
 import { native } from './index.js';
@@ -117,8 +117,6 @@ function nativeOptions(options: TransportOptions): TransportNativeOptions {
       REQUEST_BYTES_MAX_DEFAULT, 1, 2 ** 31),
   };
 }
-
-const SPIN_US_MAX = 10_000;
 
 function spinUsFromEnvironment(): number {
   const text = process.env.PMQ_SPIN_US;
