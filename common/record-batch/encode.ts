@@ -281,6 +281,13 @@ function checkFits(target: Uint8Array, targetPosition: number, plan: BatchPlan):
   }
 }
 
+/** Writes a checked plan at a checked target position; returns the batch's size. */
+function writePlanned(target: Uint8Array, targetPosition: number, plan: BatchPlan): number {
+  checkFits(target, targetPosition, plan);
+  writeBatch(target, targetPosition, plan);
+  return plan.sizeBytes;
+}
+
 /**
  * Encodes the batch at target[targetPosition..] (e.g. a registered buffer); returns its size.
  * Throws ArgumentError, writing nothing, if the records are invalid or the target too small.
@@ -289,10 +296,7 @@ export function encodeRecordBatchInto(target: Uint8Array, targetPosition: number
   records: readonly RecordInput[], options: EncodeOptions = {}): number {
   checkTarget(target, targetPosition);
   checkOptions(options);
-  const plan = planBatch(records, options);
-  checkFits(target, targetPosition, plan);
-  writeBatch(target, targetPosition, plan);
-  return plan.sizeBytes;
+  return writePlanned(target, targetPosition, planBatch(records, options));
 }
 
 /**
@@ -306,9 +310,7 @@ export function encodePlannedRecordBatchInto(target: Uint8Array, targetPosition:
     throw new ArgumentError('record batch: a plan must come from planRecordBatch');
   }
   checkTarget(target, targetPosition);
-  checkFits(target, targetPosition, plan);
-  writeBatch(target, targetPosition, plan);
-  return plan.sizeBytes;
+  return writePlanned(target, targetPosition, plan);
 }
 
 /** Encodes the batch into a new buffer of exactly its size. */
