@@ -28,7 +28,8 @@ export type SegmentEntryMessage = Body<'segment'>;
 /** Requests to storage whose body carries the broker's epoch (filled in by the pool). */
 type EpochRequest = Exclude<RequestKind, 'storageHello' | 'epochRaise' | 'hello' | 'topicCreate' |
   'topicDelete' | 'topicList' | 'topicDescribe' | 'producerInit' | 'reserve' | 'commit' |
-  'fetchView' | 'offsetCommit' | 'offsetFetch'>;
+  'fetchView' | 'offsetCommit' | 'offsetFetch' | 'authStart' | 'authFinish' | 'ticketRefresh' |
+  'brokerAuth' | 'sessionBind' | 'directKey'>;
 type WithoutEpoch<K extends EpochRequest> = Omit<Body<K>, 'epoch'>;
 
 interface StorageNodeState {

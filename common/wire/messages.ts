@@ -8,7 +8,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 3;
+export const WIRE_VERSION = 4;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -27,6 +27,19 @@ export const MESSAGES = {
   // --- replies shared by many requests
   error: { code: 'string', message: 'string', retriable: 'bool' },
   done: {},
+
+  // --- client → broker: authentication (SCRAM-SHA-256, docs/security.md), before hello
+  /** SCRAM client-first: the user name and the client's nonce (base64, 24..64 chars). */
+  authStart: { user: 'string', nonce: 'string' },
+  /** SCRAM server-first: the combined nonce (client's + server's), salt, PBKDF2 iterations. */
+  authChallenge: { nonce: 'string', salt: 'bytes', iterations: 'uint' },
+  /** SCRAM client-final: the combined nonce and the client proof (32 bytes). */
+  authFinish: { nonce: 'string', proof: 'bytes' },
+  /** SCRAM server-final: the server signature (32 bytes) proves the broker knows the user. */
+  authOk: { signature: 'bytes', principal: 'string' },
+  /** A fresh session ticket (the one in welcome expires). */
+  ticketRefresh: {},
+  ticket: { ticket: 'bytes', expiresInMs: 'uint' },
 
   // --- client → broker
   hello: { clientId: 'string', role: { oneOf: ['producer', 'consumer', 'admin'] } },
@@ -56,6 +69,12 @@ export const MESSAGES = {
   offsetFetch: { group: 'string', topic: 'topic', partition: 'uint' },
   offset: { offset: 'int' },
 
+  // --- broker → storage: mutual authentication with the cluster key, then storageHello
+  /** The broker's fresh nonce (32 bytes). */
+  brokerAuth: { nonce: 'bytes' },
+  /** The storage node's fresh nonce and its proof MAC(storage-proof, brokerNonce, nonce). */
+  brokerChallenge: { nonce: 'bytes', proof: 'bytes' },
+
   // --- broker → storage
   storageHello: { epoch: 'uint' },
   storageInfo: { nodeId: 'uint', regionId: 'string', epoch: 'uint', segmentSizeBytes: 'uint',
@@ -72,6 +91,9 @@ export const MESSAGES = {
   segmentFree: { epoch: 'uint', segmentIndex: 'uint' },
   epochRaise: { epoch: 'uint' },
 
+  // --- client → storage: bind this endpoint to the ticket's session (docs/security.md)
+  sessionBind: { ticket: 'bytes' },
+
   // --- client → storage (direct mode: docs/wire-protocol.md, "Client → storage")
   /** The direct key of a read grant (the grant id and epoch the broker's view named). */
   directKey: { grantId: 'uint', grantEpoch: 'uint' },
@@ -84,6 +106,7 @@ export type MessageKind = keyof typeof MESSAGES;
 const REPLY_KIND_LIST = [
   'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked',
   'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
+  'authChallenge', 'authOk', 'ticket', 'brokerChallenge',
 ] as const satisfies readonly MessageKind[];
 export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
 export type RequestKind = Exclude<MessageKind, ReplyKind>;

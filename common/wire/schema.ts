@@ -93,7 +93,7 @@ export function checkFields(schema: Schema, value: unknown, path: string): void 
   }
   const record = value as Record<string, unknown>;
   for (const name of Object.keys(record)) {
-    if (!(name in schema)) throw new FieldError(`${path}.${name}: unknown field`);
+    if (!Object.hasOwn(schema, name)) throw new FieldError(`${path}.${name}: unknown field`);
   }
   for (const [name, field] of Object.entries(schema)) {
     checkField(field, record[name], `${path}.${name}`);
