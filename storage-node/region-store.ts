@@ -329,7 +329,12 @@ export class RegionStore {
     return this.#advance('sealSegment', index, watermark, epoch, 'sealed');
   }
 
-  /** Returns a segment (active or sealed) to the free pool; its bytes become garbage. */
+  /**
+   * Returns a segment (active or sealed) to the free pool. Its bytes are zeroed and persisted
+   * before the entry says free, so no later owner of the segment (nor a direct-mode reader of
+   * it) ever sees a byte of the old one; a crash in between leaves the segment live and zeroed,
+   * and whoever freed it frees it again (a deleted topic's or an orphan's segment).
+   */
   async freeSegment(index: number, epoch: number): Promise<SegmentInfo> {
     this.#checkIndex('freeSegment', index);
     this.#checkEpoch(epoch);
@@ -337,7 +342,8 @@ export class RegionStore {
     if (current.state === 'free') return this.segment(index);
     this.#checkIdle(index);
     await this.#update(index, [], { ...formatEntries(index, epoch)[0] as SegmentEntry,
-      generation: current.generation + 1 });
+      generation: current.generation + 1 }, { address: this.segmentAddress(index),
+      sizeBytes: this.#superblock.segmentSizeBytes, zero: true });
     return this.segment(index);
   }
 
@@ -395,14 +401,23 @@ export class RegionStore {
     return this.segment(index);
   }
 
-  /** Data first (when given), then the entry into the slot that does not win; both persisted. */
+  /**
+   * Data first (when given; `zero`: cleared first), then the entry into the slot that does not
+   * win; both persisted.
+   */
   async #update(index: number, places: readonly string[], entry: SegmentEntry,
-    data?: { address: number; sizeBytes: number }): Promise<void> {
+    data?: { address: number; sizeBytes: number; zero?: boolean }): Promise<void> {
     invariant(!this.#busy.has(index), 'one update per segment at a time', { index });
     this.#busy.add(index);
     for (const place of places) this.#allocating.add(place);
     try {
       if (data !== undefined && data.sizeBytes > 0) {
+        invariant(data.address >= this.#superblock.dataAddress &&
+          data.address + data.sizeBytes <= this.region.sizeBytes, 'data inside the region',
+        { index, ...data });
+        if (data.zero === true) {
+          this.region.bytes.fill(0, data.address, data.address + data.sizeBytes);
+        }
         await persistRange(this.region, data.address, data.sizeBytes); // 1. data
         this.#checkEpoch(entry.epoch); // fenced while it persisted: nothing becomes visible
       }

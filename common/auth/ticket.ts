@@ -41,7 +41,8 @@ export function issueTicket(key: ClusterKey, ticket: Ticket): Uint8Array {
     throw new PmqError('PMQ_ERR_ARGUMENT', `principal of ${principal.byteLength} bytes: at ` +
       `most ${PRINCIPAL_BYTES_MAX}`);
   }
-  const body = Buffer.alloc(FIXED_BYTES + principal.byteLength);
+  const all = Buffer.alloc(FIXED_BYTES + principal.byteLength + MAC_BYTES);
+  const body = all.subarray(0, FIXED_BYTES + principal.byteLength);
   body.writeUInt8(TICKET_VERSION, 0);
   body.writeUInt8((ticket.authenticated ? 1 : 0) | (ticket.directAllowed ? 2 : 0), 1);
   body.writeUInt16LE(principal.byteLength, 2);
@@ -51,8 +52,8 @@ export function issueTicket(key: ClusterKey, ticket: Ticket): Uint8Array {
   body.writeBigUInt64LE(BigInt(ticket.issuedAtMs), 24);
   body.writeBigUInt64LE(BigInt(ticket.expiresAtMs), 32);
   principal.copy(body, FIXED_BYTES);
-  const mac = key.mac('ticket', body);
-  return new Uint8Array(Buffer.concat([body, mac]));
+  all.set(key.mac('ticket', body), body.byteLength);
+  return new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
 }
 
 function refused(why: string): PmqError {

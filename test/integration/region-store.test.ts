@@ -113,6 +113,18 @@ t.test('region full, free and reuse; duplicate chain places refused', async (t) 
   await t.rejects(store.allocateSegment(request({ partition: -1 })), { code: 'PMQ_ERR_ARGUMENT' });
 });
 
+t.test('a freed segment is zeroed before it is free: its next owner sees none of it', async (t) => {
+  const { region, store } = await formatted(t);
+  const { segmentIndex: i, address } = await store.allocateSegment(request({ baseOffset: 0 }));
+  region.bytes.fill(0xa5, address, address + SEGMENT_BYTES); // durable and unacknowledged bytes
+  await store.persistWatermark(i, { position: 4096, offsetLast: 9 }, 0);
+  await store.freeSegment(i, 0);
+  const reused = await store.allocateSegment(request({ chainPosition: 1, baseOffset: 10 }));
+  t.equal(reused.segmentIndex, i, 'the same segment is reused');
+  const bytes = region.bytes.subarray(address, address + SEGMENT_BYTES);
+  t.equal(bytes.findIndex((byte) => byte !== 0), -1, 'every byte of the old owner is gone');
+});
+
 t.test('watermarks only grow, stay in the segment and obey the state', async (t) => {
   const { store } = await formatted(t);
   const { segmentIndex: i } = await store.allocateSegment(request({ baseOffset: 50 }));
