@@ -52,7 +52,10 @@ export function issueTicket(key: ClusterKey, ticket: Ticket): Uint8Array {
   body.writeBigUInt64LE(BigInt(ticket.expiresAtMs), 32);
   principal.copy(body, FIXED_BYTES);
   const mac = key.mac('ticket', body);
-  return new Uint8Array(Buffer.concat([body, mac]));
+  const bytes = new Uint8Array(body.byteLength + mac.byteLength);
+  bytes.set(body, 0);
+  bytes.set(mac, body.byteLength);
+  return bytes;
 }
 
 function refused(why: string): PmqError {
