@@ -33,6 +33,7 @@ const BASE: AuthFile = {
     { principal: 'alice', resourceType: 'topic', name: 'orders',
       operations: ['create', 'write', 'read', 'delete'] },
     { principal: 'alice', resourceType: 'group', name: 'g1', operations: ['read'] },
+    { principal: 'alice', resourceType: 'topic', name: 'secret', operations: ['create'] },
     { principal: 'bob', resourceType: 'topic', name: 'orders', operations: ['read'] },
   ],
 };
@@ -132,6 +133,7 @@ t.test('allowed produce and consume; each denied operation names who, what, whic
     const alice = await session('alice', 'a-pw');
     t.ok(alice.welcome.ticket.byteLength > 0 && alice.welcome.ticketExpiresInMs > 0, 'a ticket');
     t.equal((await alice.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
+    t.equal((await alice.call('topicCreate', { topic: 'secret', partitions: 1 })).kind, 'done');
     const { reserved } = await reserveAndWrite(alice, 3);
     t.equal((await alice.call('commit', commitOf(reserved))).kind, 'acked');
     const view = await alice.call('fetchView', { topic: 'orders', partition: 0, offset: 0,
@@ -270,4 +272,25 @@ t.test('the auth file is reloaded without a restart; a bad one keeps the old', a
     error = await bob.call('topicList', {}).then(() => undefined, (e: PmqError) => e);
   }
   t.equal(error?.code, 'PMQ_ERR_AUTH', 'a deleted user\'s session ends');
+});
+
+t.test('directKey needs a bound session whose ticket allows direct mode', async (t) => {
+  // A fresh node of its own (epoch 0, --direct), so its epoch is known without a broker.
+  const direct = await startStorage(`${dir}/region-direct`, 2, 0, ['--direct']);
+  t.teardown(() => { direct.child.kill('SIGKILL'); });
+  const ep = await client.transport.connect(direct.host, direct.port);
+  const ask = () => client.channel.request(ep, 'directKey', { grantId: 77, grantEpoch: 0 });
+  const unbound = await failure(ask());
+  t.equal(unbound.code, 'PMQ_ERR_DENIED');
+  t.match(unbound.message, /bound to no session/);
+  const now = Date.now();
+  const ticket = (directAllowed: boolean) => issueTicket(TEMP_DEFAULT_CLUSTER_KEY, { epoch: 0,
+    sessionId: randomSessionId(), issuedAtMs: now, expiresAtMs: now + 60_000, principal: 'x',
+    authenticated: false, directAllowed });
+  await client.channel.request(ep, 'sessionBind', { ticket: ticket(false) });
+  const notAllowed = await failure(ask());
+  t.equal(notAllowed.code, 'PMQ_ERR_DENIED');
+  t.match(notAllowed.message, /does not allow direct mode/);
+  await client.channel.request(ep, 'sessionBind', { ticket: ticket(true) });
+  t.equal((await failure(ask())).code, 'PMQ_ERR_GRANT_UNKNOWN', 'past the session check');
 });
