@@ -9,12 +9,16 @@
  * one (a storage node reports a higher epoch) calls onFenced and must stop: it would only
  * collect PMQ_ERR_EPOCH_STALE refusals.
  */
+import type { ClusterKey } from '../common/auth/keys.js';
+import { TEMP_DEFAULT_CLUSTER_KEY } from '../common/auth/temp-cluster-key.js';
 import { invariant } from '../common/invariant.js';
 import { SEQUENCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { HostPort } from '../common/units.js';
 import { Transport } from '../native/transport.js';
 import { ControlChannel } from '../rpc/control-channel.js';
+import { AuthStore } from './auth-store.js';
+import { ClientAccess, TICKET_TTL_MS_DEFAULT } from './client-access.js';
 import { MetadataStore } from './metadata-store.js';
 import type { Partition, PartitionDeps } from './partition.js';
 import { recoverPartitions, type RecoverySummary } from './recovery.js';
@@ -32,6 +36,15 @@ export interface BrokerOptions {
   /** Default SEQUENCER_LIMITS.reservationTimeoutMsDefault (10 s). */
   readonly reservationTimeoutMs?: number;
   readonly onFenced: (why: string) => void;
+  /**
+   * The cluster key storage nodes share (session tickets are signed with it). Required once
+   * the auth-cluster work lands; until then a fixed default (temp-cluster-key.ts).
+   */
+  readonly clusterKey?: ClusterKey;
+  /** Client authentication and ACLs from this file (docs/security.md); off when absent. */
+  readonly authFile?: string;
+  /** Lifetime of session tickets. Default TICKET_TTL_MS_DEFAULT (1 h). */
+  readonly ticketTtlMs?: number;
 }
 
 export interface Broker {
@@ -59,10 +72,15 @@ function idAllocator(epoch: number): () => number {
 export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const log = opts.log.child({ component: 'broker' });
   const metadata = await MetadataStore.open(opts.dataDir, log);
+  const auth = opts.authFile === undefined ? AuthStore.off(log)
+    : AuthStore.open(opts.authFile, log);
+  // TEMP until auth-cluster merges: the key becomes a required option.
+  const clusterKey = opts.clusterKey ?? TEMP_DEFAULT_CLUSTER_KEY;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices });
   let timer: NodeJS.Timeout | undefined;
   const stop = async (): Promise<void> => {
     if (timer !== undefined) clearInterval(timer);
+    auth.close();
     pool.close();
     transport.close();
     log.info({}, 'broker stopped');
@@ -83,13 +101,15 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
         for (const partition of list) partition.forgetReadGrants(nodeId);
       }
     });
-    registerHandlers(channel, { deps, metadata, topics, log,
+    const access = new ClientAccess({ auth, clusterKey, epoch: () => pool.epoch, transport,
+      ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
+    registerHandlers(channel, { deps, metadata, topics, log, access,
       producerId: idAllocator(pool.epoch) });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
     const address = transport.listen(opts.host, opts.port);
     timer = setInterval(() => tickAll(topics),
       Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4))));
-    log.info({ ...address, epoch: pool.epoch }, 'broker listening');
+    log.info({ ...address, epoch: pool.epoch, clientAuth: auth.enabled }, 'broker listening');
     return { address, epoch: pool.epoch, recovery: summary, stop };
   } catch (error) {
     await stop();

@@ -47,6 +47,20 @@ export interface SegmentPlace {
 }
 
 interface WriteGrant { readonly nodeId: number; readonly created: Promise<boolean> }
+/**
+ * Which client session a reservation belongs to (only its session may commit it), and what a
+ * move to another session needs: the write grant's range. `grantId` is the grant in force;
+ * `sequencerGrant` the one the sequencer names the reservation's producer by.
+ */
+interface Owner {
+  sessionId: number;
+  readonly epoch: number;
+  readonly sequencerGrant: number;
+  readonly nodeId: number;
+  readonly segmentIndex: number;
+  readonly position: number;
+  readonly bytes: number;
+}
 interface Committer { resolve: (baseOffset: number) => void; reject: (error: Error) => void }
 interface FetchWaiter { wake: () => void }
 
@@ -79,6 +93,10 @@ export class Partition {
   readonly producers = new ProducerStates();
   /** The `reserved` reply of each reservation not yet durable: a retry gets it again. */
   readonly #reservedReplies = new Map<number, Promise<Body<'reserved'>>>();
+  /** The session of each reservation not yet durable or expired, by reservation id. */
+  readonly #owners = new Map<number, Owner>();
+  /** A moved reservation's grant: the sequencer's producer grant → the grant in force. */
+  readonly #movedGrants = new Map<number, number>();
   #closed = false;
 
   private constructor(readonly deps: PartitionDeps, readonly topic: string,
@@ -144,14 +162,16 @@ export class Partition {
    * Room for one batch: a write grant over exactly its bytes, the offset of its first record.
    * An idempotent producer's retry of a batch in flight gets its reservation again (or, once
    * committed, waits for its ack); of a durable batch, `duplicate` with the original offset.
+   * The reservation belongs to `sessionId`; a retry from another session (the producer
+   * reconnected) moves it there (docs/broker.md, "Sessions").
    */
-  async reserve(input: ReserveInput): Promise<ReserveReply> {
+  async reserve(input: ReserveInput, sessionId: number): Promise<ReserveReply> {
     for (;;) {
       const check = this.producers.check(input.producerId, input.sequence, input.records);
       if (check.kind === 'duplicate') {
         return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
       }
-      if (check.kind === 'in-flight') return this.#retryInFlight(check);
+      if (check.kind === 'in-flight') return this.#retryInFlight(check, sessionId);
       const grantId = this.deps.grantId();
       const result = this.sequencer.reserve({ bytes: input.bytes, records: input.records,
         producer: String(grantId), now: this.deps.now() });
@@ -169,6 +189,9 @@ export class Partition {
         sizeBytes: input.bytes, direction: 'write' });
       this.#writeGrants.set(grantId, { nodeId: place.nodeId,
         created: creating.then(() => true, () => false) });
+      this.#owners.set(reservation.id, { sessionId, epoch: reservation.epoch,
+        sequencerGrant: grantId, nodeId: place.nodeId, segmentIndex: place.segmentIndex,
+        position: reservation.position, bytes: input.bytes });
       // A failure leaves the reservation to expire: its hole is filled like a dead producer's.
       const reply = creating.then(() => ({ epoch: reservation.epoch,
         reservationId: reservation.id, nodeId: place.nodeId, grantId,
@@ -180,8 +203,21 @@ export class Partition {
     }
   }
 
-  /** Resolves with the batch's base offset once it is durable (acks=all). */
-  commit(epoch: number, reservationId: number): Promise<number> {
+  /**
+   * Resolves with the batch's base offset once it is durable (acks=all). Only the session
+   * that holds the reservation may commit it (PMQ_ERR_DENIED, naming the reservation only).
+   */
+  commit(epoch: number, reservationId: number, sessionId: number): Promise<number> {
+    const owner = this.#owners.get(reservationId);
+    if (owner !== undefined && owner.epoch === epoch && owner.sessionId !== sessionId) {
+      return Promise.reject(new PmqError('PMQ_ERR_DENIED', `reservation ${reservationId} of ` +
+        `${this.topic}/${this.partition} belongs to another session: commit it from the ` +
+        'connection that reserved it (a producer that reconnected reserves the batch again)'));
+    }
+    return this.#commit(epoch, reservationId);
+  }
+
+  #commit(epoch: number, reservationId: number): Promise<number> {
     const result = this.sequencer.commit({ epoch, id: reservationId }, this.deps.now());
     switch (result.kind) {
       case 'durable':
@@ -207,6 +243,7 @@ export class Partition {
     for (const fill of this.#sequencer.expire(this.deps.now()).fills) {
       this.producers.released(fill.ref);
       this.#reservedReplies.delete(fill.ref.id);
+      this.#owners.delete(fill.ref.id);
       void this.#fill(fill);
     }
   }
@@ -253,8 +290,12 @@ export class Partition {
     return this.#place(segmentId);
   }
 
-  /** Revokes a producer's write grant (idempotent); waits for its creation first. */
-  async revokeWriteGrant(grantId: number): Promise<void> {
+  /**
+   * Revokes a producer's write grant (idempotent); waits for its creation first. `grantId`
+   * may be the sequencer's name of a moved reservation's grant: the one in force is revoked.
+   */
+  async revokeWriteGrant(sequencerGrant: number): Promise<void> {
+    const grantId = this.#movedGrants.get(sequencerGrant) ?? sequencerGrant;
     const grant = this.#writeGrants.get(grantId);
     if (grant === undefined) return;
     const created = await grant.created;
@@ -282,17 +323,55 @@ export class Partition {
   }
 
   /** A retried reserve of a batch whose reservation is in flight. */
-  async #retryInFlight(check: SequenceCheck & { kind: 'in-flight' }): Promise<ReserveReply> {
+  async #retryInFlight(check: SequenceCheck & { kind: 'in-flight' }, sessionId: number):
+    Promise<ReserveReply> {
     const { ref } = check;
     const state = this.sequencer.reservationState(ref);
     const reply = this.#reservedReplies.get(ref.id);
     if (state === 'reserved' && reply !== undefined) {
+      const owner = this.#owners.get(ref.id);
+      if (owner !== undefined && owner.sessionId !== sessionId) {
+        return { kind: 'reserved', body: await this.#move(ref, owner, sessionId) };
+      }
       return { kind: 'reserved', body: await reply };
     }
     if (state === 'committed') {
-      return { kind: 'duplicate', body: { baseOffset: await this.commit(ref.epoch, ref.id) } };
+      return { kind: 'duplicate', body: { baseOffset: await this.#commit(ref.epoch, ref.id) } };
     }
     invariant(false, 'producer state follows the sequencer', { ...ref, state });
+  }
+
+  /**
+   * Moves a reservation to another session (its producer reconnected and retried the reserve):
+   * from now on only the new session may commit it; the old write grant is revoked (waiting
+   * for its accesses in flight) and a new one is made for exactly the same range. If the
+   * reservation expired meanwhile (its hole is being filled), no new grant is made.
+   */
+  #move(ref: { epoch: number; id: number }, owner: Owner, sessionId: number):
+    Promise<Body<'reserved'>> {
+    owner.sessionId = sessionId;
+    const previous = this.#reservedReplies.get(ref.id)!;
+    const moved = (async () => {
+      const body = await previous;
+      await this.revokeWriteGrant(owner.sequencerGrant);
+      if (this.#closed || this.sequencer.reservationState(ref) !== 'reserved') {
+        throw new PmqError('PMQ_ERR_RESERVATION_EXPIRED', `reservation ${ref.id} expired ` +
+          'while moving to the reconnected producer: reserve again', { retriable: true });
+      }
+      const grantId = this.deps.grantId();
+      const creating = this.deps.pool.request(owner.nodeId, 'grantCreate', { grantId,
+        segmentIndex: owner.segmentIndex, position: owner.position, sizeBytes: owner.bytes,
+        direction: 'write' });
+      this.#writeGrants.set(grantId, { nodeId: owner.nodeId,
+        created: creating.then(() => true, () => false) });
+      this.#movedGrants.set(owner.sequencerGrant, grantId);
+      await creating;
+      this.log.debug({ reservation: ref.id, grantId, session: sessionId }, 'reservation moved');
+      return { ...body, grantId };
+    })();
+    this.#reservedReplies.set(ref.id, moved);
+    moved.catch(() => undefined);
+    return moved;
   }
 
   /** Rebuilds the idempotent producers' state from the last durable batches' headers. */
@@ -389,7 +468,10 @@ export class Partition {
       for (const committer of list) committer.resolve(ack.baseOffset);
       // The storage node revoked the batch's write grant before persisting over it
       // (docs/wire-protocol.md, persist): nothing to send.
-      this.#writeGrants.delete(Number(ack.producer));
+      const sequencerGrant = Number(ack.producer);
+      this.#writeGrants.delete(this.#movedGrants.get(sequencerGrant) ?? sequencerGrant);
+      this.#movedGrants.delete(sequencerGrant);
+      this.#owners.delete(ack.id);
     }
     if (result.sealed !== null) this.log.debug({ segmentId: result.sealed }, 'segment sealed');
     if (result.persist !== null) this.#issuePersist(result.persist);
@@ -409,6 +491,7 @@ export class Partition {
       return;
     }
     if (this.#closed) return;
+    this.#movedGrants.delete(Number(fill.revoke));
     this.log.info({ baseOffset: fill.baseOffset, records: fill.records }, 'hole filled');
     const { persist } = this.sequencer.fillWritten(fill.ref);
     if (persist !== null) this.#issuePersist(persist);

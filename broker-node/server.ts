@@ -4,6 +4,10 @@
  * with a code from docs/error-codes.md and a message saying what to do; the control channel
  * turns it into an `error` reply and the broker keeps serving.
  *
+ * Every handler but authStart/authFinish runs behind the session gate (client-access.ts):
+ * with authentication on, an endpoint must authenticate first, and each request checks the
+ * ACL its operation needs (docs/security.md lists the mapping); with it off, none.
+ *
  * Topic lifecycle: a topic exists for clients once its metadata is durable; delete makes its
  * removal durable first, then frees its segments (a crash in between leaves segments that the
  * next recovery frees).
@@ -11,8 +15,11 @@
 import { PmqError } from '../common/errors.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
-import type { Body } from '../common/wire/messages.js';
+import type { Resource } from '../common/auth/acl.js';
+import type { Body, Message, RequestKind } from '../common/wire/messages.js';
+import type { Endpoint } from '../native/transport.js';
 import type { ControlChannel, Reply } from '../rpc/control-channel.js';
+import type { ClientAccess, Session } from './client-access.js';
 import type { MetadataStore } from './metadata-store.js';
 import { Partition, type PartitionDeps } from './partition.js';
 
@@ -21,6 +28,8 @@ export interface ServerContext {
   readonly metadata: MetadataStore;
   readonly topics: Map<string, Partition[]>;
   readonly log: Logger;
+  /** Sessions, authentication, ACLs (client-access.ts). */
+  readonly access: ClientAccess;
   /** Producer ids: unique across broker restarts (broker.ts). */
   readonly producerId: () => number;
 }
@@ -132,30 +141,79 @@ function segmentSizeBytesOf(pool: ServerContext['deps']['pool']): number {
   return Number.isSafeInteger(size) && size > 0 ? size : 0;
 }
 
+type Serve = <K extends RequestKind>(kind: K,
+  handler: (ep: Endpoint, request: Message<K>, session: Session) => Reply | Promise<Reply>) =>
+  void;
+
+/** Registers a handler behind the session gate (client-access.ts): no session, no service. */
+function gated(channel: ControlChannel, access: ClientAccess): Serve {
+  return (kind, handler) => {
+    channel.handle(kind, (ep, request) => handler(ep, request, access.gate(ep, kind)!));
+  };
+}
+
+const topicOf = (name: string): Resource => ({ type: 'topic', name });
+const groupOf = (name: string): Resource => ({ type: 'group', name });
+
 export function registerHandlers(channel: ControlChannel, context: ServerContext): void {
-  const { deps, metadata } = context;
-  channel.handle('hello', () => ({ kind: 'welcome', body: { brokerEpoch: deps.pool.epoch,
-    storageNodes: deps.pool.nodes(), segmentSizeBytes: segmentSizeBytesOf(deps.pool) } }));
-  channel.handle('topicCreate', (_ep, r) => createTopic(context, r.topic, r.partitions));
-  channel.handle('topicDelete', (_ep, r) => deleteTopic(context, r.topic));
-  channel.handle('topicList', () => ({ kind: 'topics', body: { topics: [...context.topics]
+  const { deps, access } = context;
+  channel.handle('authStart', (ep, r) => access.authStart(ep, r));
+  channel.handle('authFinish', (ep, r) => access.authFinish(ep, r));
+  const serve = gated(channel, access);
+  serve('hello', (_ep, _r, session) => ({ kind: 'welcome', body: { brokerEpoch: deps.pool.epoch,
+    storageNodes: deps.pool.nodes(), segmentSizeBytes: segmentSizeBytesOf(deps.pool),
+    ...access.welcomeTicket(session) } }));
+  serve('ticketRefresh', (_ep, _r, session) => ({ kind: 'ticket',
+    body: access.ticket(session) }));
+  serve('topicCreate', (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'create');
+    return createTopic(context, r.topic, r.partitions);
+  });
+  serve('topicDelete', (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'delete');
+    return deleteTopic(context, r.topic);
+  });
+  serve('topicList', (_ep, _r, session) => ({ kind: 'topics', body: { topics: [...context.topics]
+    .filter(([topic]) => access.may(session, topicOf(topic), 'describe'))
     .map(([topic, list]) => ({ topic, partitions: list.length })) } }));
-  channel.handle('topicDescribe', (_ep, r) => describeTopic(context, r.topic));
-  channel.handle('producerInit', () => ({ kind: 'producerId',
+  serve('topicDescribe', (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'describe');
+    return describeTopic(context, r.topic);
+  });
+  serve('producerInit', () => ({ kind: 'producerId',
     body: { producerId: context.producerId(), producerEpoch: 0 } }));
-  channel.handle('reserve', (_ep, r) => partitionOf(context, r.topic, r.partition).reserve(r));
-  channel.handle('commit', async (_ep, r) => ({ kind: 'acked', body: { baseOffset:
-    await partitionOf(context, r.topic, r.partition).commit(r.epoch, r.reservationId) } }));
-  channel.handle('fetchView', (_ep, r) => fetchView(context, r));
-  channel.handle('offsetCommit', async (_ep, r) => {
+  serve('reserve', (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'write');
+    return partitionOf(context, r.topic, r.partition).reserve(r, session.id);
+  });
+  serve('commit', async (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'write');
+    const partition = partitionOf(context, r.topic, r.partition);
+    return { kind: 'acked', body: { baseOffset: await partition.commit(r.epoch,
+      r.reservationId, session.id) } };
+  });
+  serve('fetchView', (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'read');
+    return fetchView(context, r);
+  });
+  registerOffsetHandlers(serve, context);
+}
+
+function registerOffsetHandlers(serve: Serve, context: ServerContext): void {
+  const { access, metadata } = context;
+  serve('offsetCommit', async (_ep, r, session) => {
     checkGroup(r.group);
+    access.check(session, groupOf(r.group), 'read');
+    access.check(session, topicOf(r.topic), 'read');
     partitionOf(context, r.topic, r.partition);
     await metadata.commitGroupOffset({ group: r.group, topic: r.topic, partition: r.partition,
       offset: r.offset });
     return DONE;
   });
-  channel.handle('offsetFetch', (_ep, r) => {
+  serve('offsetFetch', (_ep, r, session) => {
     checkGroup(r.group);
+    access.check(session, groupOf(r.group), 'describe');
+    access.check(session, topicOf(r.topic), 'describe');
     partitionOf(context, r.topic, r.partition);
     return { kind: 'offset', body: { offset: metadata.groupOffset(r.group, r.topic,
       r.partition) } };

@@ -15,6 +15,7 @@ export interface BrokerCliOptions {
   transports?: string;
   netDevices?: string;
   reservationTimeoutMs?: number;
+  authFile?: string;
   logLevel: string;
 }
 
@@ -31,7 +32,8 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
   };
   broker = await startBroker({ host: listen.host, port: listen.port, storage,
     dataDir: opts.dataDir, log, transports: opts.transports, netDevices: opts.netDevices,
-    reservationTimeoutMs: opts.reservationTimeoutMs, onFenced });
+    reservationTimeoutMs: opts.reservationTimeoutMs, onFenced,
+    ...(opts.authFile === undefined ? {} : { authFile: opts.authFile }) });
   process.stdout.write(`${banner} listening on ${broker.address.host}:${broker.address.port} ` +
     `(epoch ${broker.epoch}, ${broker.recovery.topics} topics, ` +
     `${broker.recovery.partitions} partitions, ${broker.recovery.segments} segments)\n`);
@@ -61,7 +63,9 @@ export function addBrokerOptions(command: Command, defaultListen: string): Comma
     .addOption(new Option('--reservation-timeout-ms <ms>', 'expire a reservation not ' +
       'committed within this long and fill its hole')
       .argParser(integerArgument('--reservation-timeout-ms',
-        SEQUENCER_LIMITS.reservationTimeoutMsMin, SEQUENCER_LIMITS.reservationTimeoutMsMax)));
+        SEQUENCER_LIMITS.reservationTimeoutMsMin, SEQUENCER_LIMITS.reservationTimeoutMsMax)))
+    .addOption(new Option('--auth-file <file>', 'turn client authentication on: SCRAM users ' +
+      'and ACLs from this file (pmq user, pmq acl), reloaded when it changes'));
 }
 
 export function registerBrokerCommand(program: Command): void {

@@ -10,6 +10,7 @@ import { createLogger, LOG_LEVELS, type Logger } from '../common/log.js';
 import { parseBroker } from '../clients/connection.js';
 import { connect, type Client } from '../clients/index.js';
 import { DATA_PATHS, type DataPath } from '../clients/storage-reads.js';
+import { readPassword } from './auth-file-io.js';
 import { integerArgument } from './options.js';
 
 /** Where `pmq broker` and `pmq dev` listen by default (cli/broker.ts, cli/dev.ts). */
@@ -22,6 +23,8 @@ export interface ClientCliOptions {
   dataPath: DataPath;
   requestTimeoutMs: number;
   logLevel: string;
+  user?: string;
+  passwordFile?: string;
 }
 
 function brokerArgument(text: string): string {
@@ -48,7 +51,11 @@ export function addClientOptions(command: Command): Command {
     .addOption(new Option('--request-timeout-ms <ms>', 'timeout of one request to the broker')
       .default(10_000).argParser(integerArgument('--request-timeout-ms', 1, 600_000)))
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)')
-      .choices(LOG_LEVELS).default('warn'));
+      .choices(LOG_LEVELS).default('warn'))
+    .addOption(new Option('--user <name>', 'authenticate as this user (SCRAM-SHA-256; the ' +
+      'broker runs with --auth-file)').env('PMQ_USER'))
+    .addOption(new Option('--password-file <file>', 'the --user\'s password (first line); ' +
+      'else env PMQ_PASSWORD, else a prompt'));
 }
 
 /** The root logger of a client command: stderr only, so stdout stays data. */
@@ -65,10 +72,13 @@ export function clientLogger(opts: ClientCliOptions): Logger {
 export async function withClient<T>(opts: ClientCliOptions, log: Logger,
   body: (client: Client) => Promise<T>, abandonOnError = false): Promise<T> {
   let client: Client;
+  const auth = opts.user === undefined ? undefined
+    : { user: opts.user, password: await readPassword(opts.passwordFile, `user ${opts.user}`) };
   try {
     client = await connect({ brokers: [opts.broker], clientId: `pmq-cli-${process.pid}`,
       transports: opts.transports, netDevices: opts.netDevices, dataPath: opts.dataPath,
-      requestTimeoutMs: opts.requestTimeoutMs, logger: log });
+      requestTimeoutMs: opts.requestTimeoutMs, logger: log,
+      ...(auth === undefined ? {} : { auth }) });
   } catch (error) {
     if (error instanceof PmqError && (error.code === 'PMQ_ERR_NOT_CONNECTED' ||
         error.code === 'PMQ_ERR_TIMEOUT')) {

@@ -6,6 +6,7 @@
  */
 import { Command } from 'commander';
 
+import { registerAclCommand } from './acl.js';
 import { registerBenchCommand } from './bench.js';
 import { registerBrokerCommand } from './broker.js';
 import { registerConsumeCommand } from './consume.js';
@@ -15,6 +16,7 @@ import { registerProduceCommand } from './produce.js';
 import { reportFatal } from './report.js';
 import { registerStorageCommand } from './storage.js';
 import { registerTopicCommand } from './topic.js';
+import { registerUserCommand } from './user.js';
 
 function main(argv: string[]): void {
   const program = new Command('pmq')
@@ -29,6 +31,8 @@ function main(argv: string[]): void {
   registerConsumeCommand(program);
   registerInspectCommand(program);
   registerBenchCommand(program);
+  registerUserCommand(program);
+  registerAclCommand(program);
   // The reader of our output went away (`pmq ... | head`): stop quietly, as a pipeline expects,
   // unless the command listens itself (consume commits its positions first).
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {

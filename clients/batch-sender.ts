@@ -201,8 +201,10 @@ export class PartitionSender<S> {
   private async deliver(batch: ProducerBatch<S>, encoded: Encoded): Promise<number> {
     for (let attempt = 0; ; attempt += 1) {
       let stage: 'request' | 'write' = 'request';
+      let session = -1;
       try {
         const reserved = await this.reserveInTurn(batch, encoded);
+        session = this.connection.session;
         if (reserved.kind === 'duplicate') {
           // Durable already (an earlier attempt's ack was lost): store nothing again.
           if (this.options.acks === 'none') this.outcome.written(batch, reserved.baseOffset);
@@ -220,8 +222,12 @@ export class PartitionSender<S> {
       } catch (error) {
         const mapped = toClientError(error, { what: 'sending a batch', topic: this.topic,
           partition: this.partition });
+        // A commit refused because the broker connection (its session) changed since the
+        // reserve: reserve again from the new session, which takes the reservation over.
         const again = RETRY_AS_NEW_BATCH.has(mapped.code) ||
-          (stage === 'write' && mapped.retriable);
+          (stage === 'write' && mapped.retriable) ||
+          (mapped.code === 'PMQ_ERR_DENIED' && session >= 0 &&
+            session !== this.connection.session);
         if (!again || attempt >= this.options.retries) throw mapped;
         this.log.debug({ code: mapped.code, attempt }, 'batch retried');
         await sleep(this.options.retryBackoffMs * 2 ** attempt);

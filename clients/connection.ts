@@ -12,12 +12,19 @@
  * NotConnectedError (retriable). Storage endpoints are connected on demand, by nodeId, from the
  * list the broker's `welcome` gave; `reads` (storage-reads.ts) reads segments over them, validated
  * or direct by the `dataPath` option. Concurrency: JS thread only.
+ *
+ * Sessions (docs/clients.md, "Authentication and sessions"): with `auth`, every broker
+ * connection authenticates (SCRAM, clients/auth.ts) before hello. Each hello opens a broker
+ * session (`session` counts them) whose ticket the client keeps, refreshing it (ticketRefresh)
+ * when less than TICKET_REFRESH_MS is left; a storage endpoint is used only after it was bound
+ * to the current session (`sessionBind`), and is bound again after a reconnection.
  */
 import { ArgumentError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Body, Message, MessageKind, RequestKind } from '../common/wire/messages.js';
 import { Transport, type Endpoint, type TransportOptions } from '../native/transport.js';
 import { ControlChannel } from '../rpc/control-channel.js';
+import { ScramClient, type ClientAuth } from './auth.js';
 import { ClosedError, NotConnectedError, toClientError, type ErrorContext } from './errors.js';
 import { StorageReads, type DataPath } from './storage-reads.js';
 
@@ -70,7 +77,14 @@ export interface ConnectionOptions {
   transport: TransportOptions;
   requestTimeoutMs: number;
   log: Logger;
+  /** SCRAM-SHA-256 credentials; none: the broker must run without --auth-file. */
+  auth?: ClientAuth;
 }
+
+/** A ticket with less than this left is refreshed before it is presented. */
+export const TICKET_REFRESH_MS = 60_000;
+
+interface Bound { connecting: Promise<Endpoint>; session: number; ready: Promise<Endpoint> }
 
 export function parseBroker(text: string): BrokerAddress {
   const match = /^(.+):(\d{1,5})$/.exec(text);
@@ -87,7 +101,13 @@ export class Connection {
   private brokerEp: Endpoint | undefined;
   private storageNodes = new Map<number, StorageNode>();
   private readonly storage = new Map<number, Promise<Endpoint>>();
+  /** Storage endpoints bound to a session (sessionBind), by node id. */
+  private readonly bound = new Map<number, Bound>();
+  private readonly scram: ScramClient | undefined;
+  private ticket: { bytes: Uint8Array; expiresAt: number } | undefined;
   private closed = false;
+  /** Counts broker sessions (hellos answered): a reconnection starts a new one. */
+  session = 0;
   brokerEpoch = 0;
   /** The broker's smallest segment size (a batch must fit one); 0 when it did not know. */
   segmentSizeBytes = 0;
@@ -100,6 +120,7 @@ export class Connection {
     this.shared.transport.on('closed', this.onClosed);
     this.reads = new StorageReads(this, options.dataPath,
       options.log.child({ component: 'reads' }));
+    this.scram = options.auth === undefined ? undefined : new ScramClient(options.auth);
   }
 
   get transport(): Transport {
@@ -152,8 +173,24 @@ export class Connection {
     return message as Message<R>;
   }
 
-  /** The endpoint to a storage node, connected on first use. */
+  /** The endpoint to a storage node, connected on first use, bound to the current session. */
   storageEndpoint(nodeId: number): Promise<Endpoint> {
+    const connecting = this.storageConnection(nodeId);
+    const known = this.bound.get(nodeId);
+    if (known?.connecting === connecting && known.session === this.session) return known.ready;
+    const session = this.session;
+    const ready = connecting.then(async (ep) => {
+      await this.requestStorage(ep, 'sessionBind', { ticket: await this.freshTicket() }, 'done',
+        { what: `binding the session to storage node ${nodeId}` });
+      return ep;
+    });
+    const bound = { connecting, session, ready };
+    this.bound.set(nodeId, bound);
+    ready.catch(() => { if (this.bound.get(nodeId) === bound) this.bound.delete(nodeId); });
+    return ready;
+  }
+
+  private storageConnection(nodeId: number): Promise<Endpoint> {
     const known = this.storage.get(nodeId);
     if (known !== undefined) return known;
     const node = this.storageNodes.get(nodeId);
@@ -167,6 +204,19 @@ export class Connection {
     return connecting;
   }
 
+  /** The session's ticket, refreshed first when less than TICKET_REFRESH_MS is left. */
+  private async freshTicket(): Promise<Uint8Array> {
+    await this.brokerEndpoint();
+    const ticket = this.ticket;
+    if (ticket !== undefined && ticket.expiresAt - performance.now() >= TICKET_REFRESH_MS) {
+      return ticket.bytes;
+    }
+    const reply = await this.call('ticketRefresh', {}, 'ticket',
+      { what: 'refreshing the session ticket' });
+    this.ticket = { bytes: reply.ticket, expiresAt: performance.now() + reply.expiresInMs };
+    return reply.ticket;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -175,6 +225,7 @@ export class Connection {
     const endpoints = [this.broker, ...this.storage.values()];
     this.broker = undefined;
     this.storage.clear();
+    this.bound.clear();
     await Promise.all(endpoints.map(async (pending) => {
       const ep = await pending?.catch(() => undefined);
       if (ep !== undefined) await this.closeQuietly(ep);
@@ -203,6 +254,9 @@ export class Connection {
       let ep: Endpoint | undefined;
       try {
         ep = await this.connect(host, port, `broker ${host}:${port}`);
+        if (this.scram !== undefined) {
+          await this.scram.authenticate(this.shared.channel, ep, this.options.requestTimeoutMs);
+        }
         const welcome = await this.shared.channel.request(ep, 'hello',
           { clientId: this.options.clientId, role: this.options.role },
           this.options.requestTimeoutMs);
@@ -210,6 +264,9 @@ export class Connection {
         this.brokerEpoch = welcome.brokerEpoch;
         this.segmentSizeBytes = welcome.segmentSizeBytes;
         this.storageNodes = new Map(welcome.storageNodes.map((node) => [node.nodeId, node]));
+        this.ticket = { bytes: welcome.ticket,
+          expiresAt: performance.now() + welcome.ticketExpiresInMs };
+        this.session += 1;
         this.brokerEp = ep;
         return ep;
       } catch (error) {

@@ -52,6 +52,12 @@ export interface ClientOptions {
   logLevel?: LevelWithSilent;
   /** A pino logger to log to instead (the client takes a child). */
   logger?: Logger;
+  /**
+   * SCRAM-SHA-256 credentials for a broker that runs with `--auth-file` (docs/clients.md,
+   * "Authentication and sessions"). The client authenticates on every (re)connection and
+   * checks the broker's signature. Default: none (the broker must run without --auth-file).
+   */
+  auth?: { user: string; password: string };
 }
 
 export class Client {
@@ -121,8 +127,14 @@ export async function connect(options: ClientOptions): Promise<Client> {
     ...(options.transports === undefined ? {} : { transports: options.transports }),
     ...(options.netDevices === undefined ? {} : { netDevices: options.netDevices }),
   };
+  const auth = options.auth;
+  if (auth !== undefined && (typeof auth.user !== 'string' || auth.user.length === 0 ||
+      typeof auth.password !== 'string')) {
+    throw new ArgumentError('auth must be { user: string, password: string }');
+  }
   const connection = new Connection({ brokers, clientId: options.clientId ??
-    `pmq-client-${process.pid}`, role: 'admin', dataPath, transport, requestTimeoutMs, log });
+    `pmq-client-${process.pid}`, role: 'admin', dataPath, transport, requestTimeoutMs, log,
+  ...(auth === undefined ? {} : { auth: { user: auth.user, password: auth.password } }) });
   try {
     await connection.ready();
   } catch (error) {

@@ -1,7 +1,14 @@
 /**
  * The storage node's side of the client → storage requests (docs/wire-protocol.md, "Client →
- * storage"). Today one: `directKey`, which hands a trusted consumer the key to read a whole
- * segment one-sided (direct mode; DESIGN.md, "One-sided access must be safe").
+ * storage"): `sessionBind`, which binds a client endpoint to the session named by a ticket the
+ * broker signed (docs/security.md), and `directKey`, which hands a trusted consumer the key to
+ * read a whole segment one-sided (direct mode; DESIGN.md, "One-sided access must be safe").
+ *
+ * sessionBind: the ticket must verify under the cluster key (MAC, expiry with clock slack) and
+ * carry the node's current epoch (PMQ_ERR_TICKET_STALE otherwise: a ticket of an older or
+ * newer broker instance); then the endpoint belongs to that session (a later bind replaces
+ * it: a client that reconnected to the broker binds again) until it closes. The ticket is
+ * checked at bind time only: an endpoint stays bound after its ticket's expiry.
  *
  * A key leaves the node only when every one of these holds (checked in this order), else a
  * typed refusal and nothing is exported: the node runs with `--direct` (its transport opened
@@ -15,8 +22,12 @@
  * transport.revokeGrant).
  *
  * Trust: a read grant's key also allows writes (UCX cannot make read-only keys), so `--direct`
- * is for clusters whose clients the operator trusts. Concurrency: JS thread only; no state.
+ * is for clusters whose clients the operator trusts; a key is exported only to an endpoint
+ * bound to a session whose ticket allows direct mode. Concurrency: JS thread only; state: the
+ * session of each bound endpoint, forgotten when it closes.
  */
+import type { ClusterKey } from '../common/auth/keys.js';
+import { verifyTicket, type Ticket } from '../common/auth/ticket.js';
 import { PmqError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Message } from '../common/wire/messages.js';
@@ -30,23 +41,64 @@ export class ClientService {
   readonly #transport: Transport;
   readonly #grants: GrantRegistry;
   readonly #log: Logger;
+  readonly #clusterKey: ClusterKey;
+  /** The session each bound client endpoint belongs to (its verified ticket). */
+  readonly #sessions = new Map<Endpoint, Ticket>();
 
   constructor(parts: { store: RegionStore; transport: Transport; grants: GrantRegistry;
-    log: Logger }) {
+    clusterKey: ClusterKey; log: Logger }) {
     this.#store = parts.store;
     this.#transport = parts.transport;
     this.#grants = parts.grants;
+    this.#clusterKey = parts.clusterKey;
     this.#log = parts.log;
+    parts.transport.on('closed', (ep) => { this.#sessions.delete(ep); });
   }
 
   register(channel: ControlChannel): void {
+    channel.handle('sessionBind', (ep, m) => this.sessionBind(ep, m));
     channel.handle('directKey', (ep, m) => this.directKey(ep, m));
+  }
+
+  /** The session an endpoint is bound to, if any. */
+  sessionOf(ep: Endpoint): Ticket | undefined {
+    return this.#sessions.get(ep);
+  }
+
+  sessionBind(ep: Endpoint, m: Message<'sessionBind'>): Reply<'done'> {
+    const ticket = verifyTicket(this.#clusterKey, m.ticket, Date.now());
+    if (ticket.epoch !== this.#store.epoch) {
+      throw new PmqError('PMQ_ERR_TICKET_STALE', `session ticket of epoch ${ticket.epoch}, ` +
+        `this node is at epoch ${this.#store.epoch}: reconnect to the current broker for a ` +
+        'new ticket', { retriable: true });
+    }
+    this.#bindNativeSession(ep, ticket.sessionId);
+    this.#sessions.set(ep, ticket);
+    this.#log.debug({ ep, session: ticket.sessionId, principal: ticket.principal },
+      'session bound');
+    return { kind: 'done', body: {} };
+  }
+
+  /**
+   * THE HOOK for the native session binding (issue 9, being built in parallel): once the
+   * transport has `bindSession(ep, sessionId)`, call it here, so that the native grant table
+   * refuses accesses of grants of other sessions on this endpoint. Until then the binding is
+   * JS-only (this.#sessions) and guards directKey.
+   */
+  #bindNativeSession(_ep: Endpoint, _sessionId: number): void {
+    // this.#transport.bindSession(ep, sessionId);
   }
 
   directKey(ep: Endpoint, m: Message<'directKey'>): Reply<'directKeyIs'> {
     const at = `direct key of grant ${m.grantId}`;
     if (!this.#transport.directEnabled) {
       throw unsupported(`${at}: this storage node runs without --direct: read validated`);
+    }
+    const session = this.#sessions.get(ep);
+    if (session === undefined || !session.directAllowed) {
+      throw new PmqError('PMQ_ERR_DENIED', `${at}: ${session === undefined ? 'this connection ' +
+        'is bound to no session (sessionBind first)' : 'the session\'s ticket does not allow ' +
+        'direct mode (authenticate to the broker)'}`);
     }
     const grant = this.#grants.find(m.grantId);
     if (grant === undefined) {

@@ -14,6 +14,8 @@
  */
 import { performance } from 'node:perf_hooks';
 
+import type { ClusterKey } from '../common/auth/keys.js';
+import { TEMP_DEFAULT_CLUSTER_KEY } from '../common/auth/temp-cluster-key.js';
 import { PmqError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { formatBytes } from '../common/units.js';
@@ -45,6 +47,8 @@ export interface StorageNodeOptions {
    * one-sided (client-service.ts). Opens the transport with `direct: true`. Default false.
    */
   direct?: boolean;
+  /** Verifies session tickets (sessionBind). TEMP: defaulted until auth-cluster merges. */
+  clusterKey?: ClusterKey;
   log: Logger;
 }
 
@@ -95,7 +99,9 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
     transport.attachMemory(region.bytes);
     const channel = new ControlChannel(transport, log);
     new BrokerService({ store, transport, grants, persists, log }).register(channel);
-    new ClientService({ store, transport, grants, log }).register(channel);
+    // TEMP until auth-cluster merges: the key becomes a required option.
+    const clusterKey = opts.clusterKey ?? TEMP_DEFAULT_CLUSTER_KEY;
+    new ClientService({ store, transport, grants, clusterKey, log }).register(channel);
     address = transport.listen(opts.host, opts.port);
   } catch (error) {
     transport.close();

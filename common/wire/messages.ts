@@ -43,8 +43,9 @@ export const MESSAGES = {
 
   // --- client → broker
   hello: { clientId: 'string', role: { oneOf: ['producer', 'consumer', 'admin'] } },
+  /** ticket: the session's ticket for `sessionBind`, valid ticketExpiresInMs from now. */
   welcome: { brokerEpoch: 'uint', storageNodes: { list: storageNode, max: 1024 },
-    segmentSizeBytes: 'uint' },
+    segmentSizeBytes: 'uint', ticket: 'bytes', ticketExpiresInMs: 'uint' },
   topicCreate: { topic: 'topic', partitions: 'uint' },
   topicDelete: { topic: 'topic' },
   topicList: {},

@@ -10,6 +10,9 @@ import { pino } from 'pino';
 import t from 'tap';
 
 import { connect, PmqError, type Client, type Consumer } from '../../clients/index.js';
+import { randomSessionId } from '../../common/auth/keys.js';
+import { TEMP_DEFAULT_CLUSTER_KEY } from '../../common/auth/temp-cluster-key.js';
+import { issueTicket } from '../../common/auth/ticket.js';
 import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
 import { Transport } from '../../native/transport.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
@@ -139,6 +142,12 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   await grant(9001, 0, 64 * 1024, 'write');
   await grant(9002, 4096, 8192, 'read');
   await grant(9003, 0, 64 * 1024, 'read');
+  // directKey needs a bound session that allows direct mode (client-auth.test.ts checks the
+  // refusals). TEMP until auth-cluster merges: the nodes' default cluster key.
+  const now = Date.now();
+  await call(storage, 'sessionBind', { ticket: issueTicket(TEMP_DEFAULT_CLUSTER_KEY, {
+    epoch: brokerEpoch, sessionId: randomSessionId(), issuedAtMs: now,
+    expiresAtMs: now + 60_000, principal: '', authenticated: false, directAllowed: true }) });
   await refused(storage, 9999, 'PMQ_ERR_GRANT_UNKNOWN', /no such grant/);
   await refused(storage, 9001, 'PMQ_ERR_DIRECT_UNSUPPORTED', /read grants only/);
   await refused(storage, 9002, 'PMQ_ERR_DIRECT_UNALIGNED', /not its whole segment/);
