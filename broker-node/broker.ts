@@ -9,8 +9,9 @@
  * one (a storage node reports a higher epoch) calls onFenced and must stop: it would only
  * collect PMQ_ERR_EPOCH_STALE refusals.
  */
+import type { ClusterKey } from '../common/auth/keys.js';
 import { invariant } from '../common/invariant.js';
-import { SEQUENCER_LIMITS } from '../common/limits.js';
+import { EPOCH_MAX, IDS_PER_EPOCH, SEQUENCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { HostPort } from '../common/units.js';
 import { Transport } from '../native/transport.js';
@@ -27,6 +28,8 @@ export interface BrokerOptions {
   readonly storage: readonly HostPort[];
   readonly dataDir: string;
   readonly log: Logger;
+  /** The cluster's shared key: storage nodes serve only a broker that proves it holds it. */
+  readonly clusterKey: ClusterKey;
   readonly transports?: string;
   readonly netDevices?: string;
   /** Default SEQUENCER_LIMITS.reservationTimeoutMsDefault (10 s). */
@@ -41,12 +44,13 @@ export interface Broker {
   stop(): Promise<void>;
 }
 
-/** Ids of grants and producers: the epoch in the high bits keeps them unique across restarts. */
-const IDS_PER_EPOCH = 2 ** 32;
-
+/**
+ * Ids of grants and producers: the epoch in the high bits keeps them unique across restarts.
+ * Storage nodes refuse epochs above EPOCH_MAX, so every id of an accepted epoch is safe.
+ */
 function idAllocator(epoch: number): () => number {
-  invariant(epoch * IDS_PER_EPOCH < Number.MAX_SAFE_INTEGER, 'epoch leaves room for ids',
-    { epoch });
+  invariant(epoch <= EPOCH_MAX && (epoch + 1) * IDS_PER_EPOCH - 1 <= Number.MAX_SAFE_INTEGER,
+    'epoch leaves room for ids', { epoch });
   let next = 1;
   return () => {
     invariant(next < IDS_PER_EPOCH, 'ids of one epoch', { next });
@@ -68,7 +72,8 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     log.info({}, 'broker stopped');
   };
   const channel = new ControlChannel(transport, log);
-  const pool = new StoragePool(transport, channel, opts.storage, log, opts.onFenced);
+  const pool = new StoragePool(transport, channel, opts.storage, opts.clusterKey, log,
+    opts.onFenced);
   try {
     const infos = await pool.start(metadata.epochLast);
     await metadata.recordEpoch(pool.epoch);

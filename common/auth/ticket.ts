@@ -52,7 +52,7 @@ export function issueTicket(key: ClusterKey, ticket: Ticket): Uint8Array {
   body.writeBigUInt64LE(BigInt(ticket.expiresAtMs), 32);
   principal.copy(body, FIXED_BYTES);
   const mac = key.mac('ticket', body);
-  return new Uint8Array(Buffer.concat([body, mac]));
+  return new Uint8Array(Buffer.concat([body, mac])); // tidy: allow (once per session)
 }
 
 function refused(why: string): PmqError {
