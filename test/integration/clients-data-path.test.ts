@@ -13,7 +13,9 @@ import { connect, PmqError, type Client, type Consumer } from '../../clients/ind
 import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
 import { Transport } from '../../native/transport.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
+import { helloWithKey } from '../../broker-node/storage-auth.js';
 import { startBroker, startStorage, tempDir, type Proc } from '../helpers/broker-cluster.js';
+import { testKey, testKeyFile } from '../helpers/cluster-key.js';
 
 const RECORDS = 300;
 const { dir, remove } = tempDir('pmq-data-path-');
@@ -118,8 +120,16 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   const call = async <K extends RequestKind>(proc: Proc, kind: K, body: Body<K>):
     Promise<Message> => channel.request(await connectTo(proc), kind, body, 5000);
   const eps = new Map<Proc, ReturnType<typeof transport.connect>>();
+  // Broker requests to the --direct node need the cluster key's handshake first (at the
+  // broker's own epoch: no raise).
+  const key = testKey(testKeyFile(dir));
   const connectTo = (proc: Proc): ReturnType<typeof transport.connect> => {
-    if (!eps.has(proc)) eps.set(proc, transport.connect(proc.host, proc.port));
+    if (!eps.has(proc)) {
+      eps.set(proc, transport.connect(proc.host, proc.port).then(async (ep) => {
+        if (proc === storage) await helloWithKey(channel, ep, key, brokerEpoch, 'test', 5000);
+        return ep;
+      }));
+    }
     return eps.get(proc)!;
   };
   const refused = async (proc: Proc, grantId: number, code: string, message: RegExp):
