@@ -40,9 +40,12 @@ export function writeClusterKeyFile(path: string, opts: { force?: boolean } = {}
       `${(error as NodeJS.ErrnoException).code ?? String(error)}`, error);
   }
   try {
-    writeSync(fd, `${Buffer.from(key).toString('hex')}\n`);
-    fsyncSync(fd);
-    closeSync(fd);
+    try {
+      writeSync(fd, `${Buffer.from(key).toString('hex')}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     // link() refuses an existing name atomically; rename() replaces it atomically (--force).
     if (opts.force === true) renameSync(temp, path);
     else linkSync(temp, path);

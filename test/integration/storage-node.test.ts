@@ -109,6 +109,10 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
 
   t.equal(await node.kill('SIGKILL'), null, 'killed');
   ({ node, ep } = await start(['--path', region]));
+  // stderr (the log) may arrive after stdout's "listening": wait for the line.
+  for (let i = 0; i < 100 && node.logLines('region recovered').length === 0; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   t.match(node.logLines('region recovered')[0], { nodeId: 7, epoch: 1, active: 1, free: 6,
     watermarks: [{ segment: 0, position: batch.byteLength, offsetLast: 4 }] });
   const again = await hello(ep, 1);
