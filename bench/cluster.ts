@@ -8,6 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { writeClusterKeyFile } from '../cli/cluster-key-file.js';
 import { CpuMeter } from './proc-stat.js';
 import { modulePath, spawnNode, type Child } from './processes.js';
 
@@ -45,9 +46,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
+    const keyFile = join(dir, 'cluster.key');
+    writeClusterKeyFile(keyFile);
     const storage = spawnNode(pmq, ['storage', '--path', join(dir, 'region'), '--size',
       String(options.regionSizeBytes), '--segment-size', String(options.segmentSizeBytes),
-      '--listen', '127.0.0.1:0', '--transports', options.transports, '--log-level', 'warn'], env);
+      '--listen', '127.0.0.1:0', '--transports', options.transports, '--log-level', 'warn',
+      '--cluster-key-file', keyFile], env);
     children.push(storage);
     // Both watched from the start: the two lines may arrive in one chunk.
     const listeningAt = storage.waitForText(/listening on ([\d.]+):(\d+)/);
@@ -57,7 +61,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await pagesMapped;
     const broker = spawnNode(pmq, ['broker', '--listen', '127.0.0.1:0', '--storage',
       `${at[1]}:${at[2]}`, '--data-dir', join(dir, 'broker'), '--transports',
-      options.transports, '--log-level', 'warn'], env);
+      options.transports, '--log-level', 'warn', '--cluster-key-file', keyFile], env);
     children.push(broker);
     const listening = await broker.waitForText(/listening on ([\d.]+):(\d+)/);
     const cpu = { storage: new CpuMeter(storage.child.pid!), broker: new CpuMeter(

@@ -10,9 +10,8 @@
  * collect PMQ_ERR_EPOCH_STALE refusals.
  */
 import type { ClusterKey } from '../common/auth/keys.js';
-import { TEMP_DEFAULT_CLUSTER_KEY } from '../common/auth/temp-cluster-key.js';
 import { invariant } from '../common/invariant.js';
-import { SEQUENCER_LIMITS } from '../common/limits.js';
+import { EPOCH_MAX, IDS_PER_EPOCH, SEQUENCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { HostPort } from '../common/units.js';
 import { Transport } from '../native/transport.js';
@@ -31,16 +30,16 @@ export interface BrokerOptions {
   readonly storage: readonly HostPort[];
   readonly dataDir: string;
   readonly log: Logger;
+  /**
+   * The cluster's shared key: storage nodes serve only a broker that proves it holds it, and
+   * verify the session tickets it signs with it.
+   */
+  readonly clusterKey: ClusterKey;
   readonly transports?: string;
   readonly netDevices?: string;
   /** Default SEQUENCER_LIMITS.reservationTimeoutMsDefault (10 s). */
   readonly reservationTimeoutMs?: number;
   readonly onFenced: (why: string) => void;
-  /**
-   * The cluster key storage nodes share (session tickets are signed with it). Required once
-   * the auth-cluster work lands; until then a fixed default (temp-cluster-key.ts).
-   */
-  readonly clusterKey?: ClusterKey;
   /** Client authentication and ACLs from this file (docs/security.md); off when absent. */
   readonly authFile?: string;
   /** Lifetime of session tickets. Default TICKET_TTL_MS_DEFAULT (1 h). */
@@ -54,12 +53,13 @@ export interface Broker {
   stop(): Promise<void>;
 }
 
-/** Ids of grants and producers: the epoch in the high bits keeps them unique across restarts. */
-const IDS_PER_EPOCH = 2 ** 32;
-
+/**
+ * Ids of grants and producers: the epoch in the high bits keeps them unique across restarts.
+ * Storage nodes refuse epochs above EPOCH_MAX, so every id of an accepted epoch is safe.
+ */
 function idAllocator(epoch: number): () => number {
-  invariant(epoch * IDS_PER_EPOCH < Number.MAX_SAFE_INTEGER, 'epoch leaves room for ids',
-    { epoch });
+  invariant(epoch <= EPOCH_MAX && (epoch + 1) * IDS_PER_EPOCH - 1 <= Number.MAX_SAFE_INTEGER,
+    'epoch leaves room for ids', { epoch });
   let next = 1;
   return () => {
     invariant(next < IDS_PER_EPOCH, 'ids of one epoch', { next });
@@ -74,8 +74,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const metadata = await MetadataStore.open(opts.dataDir, log);
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
-  // TEMP until auth-cluster merges: the key becomes a required option.
-  const clusterKey = opts.clusterKey ?? TEMP_DEFAULT_CLUSTER_KEY;
+  const clusterKey = opts.clusterKey;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices });
   let timer: NodeJS.Timeout | undefined;
   const stop = async (): Promise<void> => {
@@ -86,7 +85,8 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     log.info({}, 'broker stopped');
   };
   const channel = new ControlChannel(transport, log);
-  const pool = new StoragePool(transport, channel, opts.storage, log, opts.onFenced);
+  const pool = new StoragePool(transport, channel, opts.storage, opts.clusterKey, log,
+    opts.onFenced);
   try {
     const infos = await pool.start(metadata.epochLast);
     await metadata.recordEpoch(pool.epoch);

@@ -11,16 +11,22 @@
  * or refuses ours as stale, means a newer broker owns the cluster: onFenced() is called and
  * this broker must stop.
  *
+ * Every connection first proves both ways that the peer holds the cluster key
+ * (storage-auth.ts); a node that does not is a start-up error, as is a node that refuses our
+ * epoch as out of range (PMQ_ERR_EPOCH_RANGE): neither gets better by retrying.
+ *
  * Concurrency: JS thread only.
  */
+import type { ClusterKey } from '../common/auth/keys.js';
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
-import { BROKER_LIMITS } from '../common/limits.js';
+import { BROKER_LIMITS, EPOCH_MAX } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { HostPort } from '../common/units.js';
 import type { Body, Message, RequestKind } from '../common/wire/messages.js';
 import type { Endpoint, Transport } from '../native/transport.js';
 import type { ControlChannel } from '../rpc/control-channel.js';
+import { helloWithKey } from './storage-auth.js';
 
 export type StorageInfo = Message<'storageInfo'>;
 export type SegmentEntryMessage = Body<'segment'>;
@@ -60,6 +66,15 @@ function staleEpochOf(error: unknown): number | null {
   return match === null ? null : Number(match[1]);
 }
 
+/** A broker epoch above EPOCH_MAX would overflow its ids: a start-up error. */
+function checkEpochInRange(epoch: number, why: string): number {
+  if (epoch > EPOCH_MAX) {
+    throw new PmqError('PMQ_ERR_EPOCH_RANGE', `the broker would start at epoch ${epoch}, above ` +
+      `the largest epoch ${EPOCH_MAX} its ids allow (${why})`);
+  }
+  return epoch;
+}
+
 export class StoragePool {
   #epoch = 0;
   readonly #nodes: StorageNodeState[];
@@ -68,8 +83,8 @@ export class StoragePool {
   #closed = false;
 
   constructor(private readonly transport: Transport, private readonly channel: ControlChannel,
-    addresses: readonly HostPort[], private readonly log: Logger,
-    private readonly onFenced: (why: string) => void) {
+    addresses: readonly HostPort[], private readonly key: ClusterKey,
+    private readonly log: Logger, private readonly onFenced: (why: string) => void) {
     invariant(addresses.length > 0, 'at least one storage node');
     this.#nodes = addresses.map((address) => ({ address, nodeId: -1, regionId: '',
       segmentSizeBytes: 0, segmentCount: 0, segmentsUsed: 0, ep: null, reconnecting: false }));
@@ -91,7 +106,8 @@ export class StoragePool {
    */
   async start(epochLast: number): Promise<StorageInfo[]> {
     const deadline = Date.now() + BROKER_LIMITS.storageStartTimeoutMs;
-    this.#epoch = epochLast + 1;
+    this.#epoch = checkEpochInRange(epochLast + 1, 'its data directory (--data-dir) remembers ' +
+      `epoch ${epochLast}`);
     let infos: StorageInfo[] = [];
     for (let attempt = 0; ; attempt += 1) {
       try {
@@ -102,7 +118,8 @@ export class StoragePool {
         const nodeEpoch = staleEpochOf(error);
         if (nodeEpoch === null || attempt >= 4) throw error;
         this.log.warn({ epoch: this.#epoch, nodeEpoch }, 'a storage node is at a higher epoch');
-        this.#epoch = Math.max(this.#epoch, nodeEpoch) + 1;
+        this.#epoch = checkEpochInRange(Math.max(this.#epoch, nodeEpoch) + 1,
+          `a storage node is at epoch ${nodeEpoch}`);
         for (const node of this.#nodes) this.#forget(node);
       }
     }
@@ -222,11 +239,8 @@ export class StoragePool {
   async #hello(node: StorageNodeState): Promise<StorageInfo> {
     const ep = await this.transport.connect(node.address.host, node.address.port);
     try {
-      const reply = await this.channel.request(ep, 'storageHello', { epoch: this.#epoch },
-        STORAGE_REQUEST_TIMEOUT_MS);
-      if (reply.kind !== 'storageInfo') {
-        throw new PmqError('PMQ_ERR_PROTOCOL', `storageHello answered with ${reply.kind}`);
-      }
+      const reply = await helloWithKey(this.channel, ep, this.key, this.#epoch,
+        `${node.address.host}:${node.address.port}`, STORAGE_REQUEST_TIMEOUT_MS);
       node.ep = ep;
       return reply;
     } catch (error) {
@@ -241,6 +255,13 @@ export class StoragePool {
         return await this.#hello(node);
       } catch (error) {
         if (staleEpochOf(error) !== null) throw error;
+        if (error instanceof PmqError && error.code === 'PMQ_ERR_AUTH') throw error;
+        if (error instanceof PmqError && error.code === 'PMQ_ERR_EPOCH_RANGE') {
+          throw new PmqError(error.code, `storage node ${node.address.host}:` +
+            `${node.address.port} refused epoch ${this.#epoch}: ${error.message}. Is --data-dir ` +
+            'from another cluster, or was the storage region re-created? Start the broker on ' +
+            'the data directory of this cluster', { cause: error });
+        }
         if (Date.now() >= deadline || this.#closed) {
           throw new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', `storage node ${node.address.host}:` +
             `${node.address.port} did not answer storageHello: start it (recovery needs every ` +

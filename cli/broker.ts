@@ -6,7 +6,8 @@ import { createLogger } from '../common/log.js';
 import { SEQUENCER_LIMITS } from '../common/limits.js';
 import { parseHostPort } from '../common/units.js';
 import { startBroker, type Broker } from '../broker-node/broker.js';
-import { integerArgument, logLevelOption } from './options.js';
+import { clusterKeyFileOption, integerArgument, logLevelOption } from './options.js';
+import { loadClusterKey } from './storage.js';
 
 export interface BrokerCliOptions {
   listen: string;
@@ -16,6 +17,7 @@ export interface BrokerCliOptions {
   netDevices?: string;
   reservationTimeoutMs?: number;
   authFile?: string;
+  clusterKeyFile?: string;
   logLevel: string;
 }
 
@@ -24,6 +26,7 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
   const listen = parseHostPort(opts.listen);
   const storage = opts.storage.split(',').filter((text) => text.length > 0)
     .map((text) => parseHostPort(text));
+  const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
   let broker: Broker | undefined;
   const onFenced = (why: string): void => {
     log.error({ why }, 'fenced by a newer broker, stopping');
@@ -31,8 +34,8 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
     void broker?.stop().finally(() => process.exit(2));
   };
   broker = await startBroker({ host: listen.host, port: listen.port, storage,
-    dataDir: opts.dataDir, log, transports: opts.transports, netDevices: opts.netDevices,
-    reservationTimeoutMs: opts.reservationTimeoutMs, onFenced,
+    dataDir: opts.dataDir, log, clusterKey, transports: opts.transports,
+    netDevices: opts.netDevices, reservationTimeoutMs: opts.reservationTimeoutMs, onFenced,
     ...(opts.authFile === undefined ? {} : { authFile: opts.authFile }) });
   process.stdout.write(`${banner} listening on ${broker.address.host}:${broker.address.port} ` +
     `(epoch ${broker.epoch}, ${broker.recovery.topics} topics, ` +
@@ -76,6 +79,7 @@ export function registerBrokerCommand(program: Command): void {
     .requiredOption('--data-dir <dir>', 'directory for the broker\'s metadata files')
     .addOption(new Option('--transports <list>', 'UCX transports, UCX_TLS syntax'))
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
+    .addOption(clusterKeyFileOption())
     .addOption(logLevelOption());
   addBrokerOptions(command, '127.0.0.1:9092').action(async (opts: BrokerCliOptions) => {
     await runBroker(opts, 'pmq broker');

@@ -3,13 +3,17 @@
  * on a /dev/shm region and a broker in front of it, as two child processes of `pmq` itself
  * (each process may open only one UCX transport). Prints both addresses; Ctrl-C (SIGINT) or
  * SIGTERM stops the broker, then the storage node. If either child dies, the other is stopped
- * and `pmq dev` exits 1.
+ * and `pmq dev` exits 1. Both children get the same cluster key: --cluster-key-file (or
+ * PMQ_CLUSTER_KEY_FILE) when given, else `cluster.key` in the data directory, made on first run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 import type { Command } from 'commander';
 
+import { CLUSTER_KEY_ENV, writeClusterKeyFile } from './cluster-key-file.js';
 import { addStorageOptions, logLevelOption, type StorageCliOptions } from './options.js';
 
 export const DEFAULT_DEV_DATA_DIR = '/dev/shm/pmq/broker';
@@ -61,7 +65,25 @@ async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals
   return child.exitCode === 0 || child.signalCode === signal;
 }
 
+/** The key file both children use; made in the data directory when none is given. */
+function devClusterKeyFile(opts: DevCliOptions): string {
+  const given = opts.clusterKeyFile ?? process.env[CLUSTER_KEY_ENV];
+  if (given !== undefined && given.length > 0) return given;
+  const path = join(opts.dataDir, 'cluster.key');
+  if (!existsSync(path)) {
+    mkdirSync(opts.dataDir, { recursive: true });
+    try {
+      writeClusterKeyFile(path);
+      process.stdout.write(`pmq dev: made a cluster key in ${path}\n`);
+    } catch (error) {
+      if (!existsSync(path)) throw error; // else another `pmq dev` made it meanwhile: use it
+    }
+  }
+  return path;
+}
+
 async function runDev(opts: DevCliOptions): Promise<void> {
+  const keyFile = devClusterKeyFile(opts);
   const children: { storage?: ChildProcess; broker?: ChildProcess } = {};
   let stopping = false;
   // Whoever reads our output may go away first; stopping the children must still finish.
@@ -80,14 +102,15 @@ async function runDev(opts: DevCliOptions): Promise<void> {
     ...(opts.segmentSize === undefined ? [] : ['--segment-size', opts.segmentSize]),
     ...(opts.nodeId === undefined ? [] : ['--node-id', String(opts.nodeId)]),
     ...(opts.busyPoll ? ['--busy-poll'] : []), ...(opts.direct ? ['--direct'] : []),
-    ...transportArgs(opts)],
+    '--cluster-key-file', keyFile, ...transportArgs(opts)],
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.storage = child;
     child.once('exit', () => { void stop('SIGTERM', true); });
   });
   if (storage === null) return;
   const broker = await startChild(['broker', '--listen', opts.brokerListen, '--storage',
-    `${storage[1]}:${storage[2]}`, '--data-dir', opts.dataDir, ...transportArgs(opts)],
+    `${storage[1]}:${storage[2]}`, '--data-dir', opts.dataDir, '--cluster-key-file', keyFile,
+    ...transportArgs(opts)],
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.broker = child;
     child.once('exit', () => { void stop('SIGTERM', true); });

@@ -25,7 +25,14 @@ export function addStorageOptions(command: Command, defaultListen: string): Comm
     .option('--segment-size <bytes>', 'segment size when a blank region is formatted ' +
       '(default 64MiB; power of two, 64KiB..4GiB; a formatted region keeps its own)')
     .option('--node-id <n>', 'storage node id when a blank region is formatted (default 0; ' +
-      'a formatted region keeps its own)', integerArgument('--node-id', 0, LIMITS.nodeIdMax));
+      'a formatted region keeps its own)', integerArgument('--node-id', 0, LIMITS.nodeIdMax))
+    .addOption(clusterKeyFileOption());
+}
+
+/** --cluster-key-file (env PMQ_CLUSTER_KEY_FILE): required by `pmq storage` and `pmq broker`. */
+export function clusterKeyFileOption(): Option {
+  return new Option('--cluster-key-file <file>', 'the cluster key shared by storage nodes and ' +
+    'brokers (make one with `pmq keygen --out FILE`)').env('PMQ_CLUSTER_KEY_FILE');
 }
 
 export interface StorageCliOptions {
@@ -38,6 +45,7 @@ export interface StorageCliOptions {
   direct: boolean;
   segmentSize?: string;
   nodeId?: number;
+  clusterKeyFile?: string;
   logLevel: string;
 }
 

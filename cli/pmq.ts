@@ -12,6 +12,7 @@ import { registerBrokerCommand } from './broker.js';
 import { registerConsumeCommand } from './consume.js';
 import { registerDevCommand } from './dev.js';
 import { registerInspectCommand } from './inspect.js';
+import { registerKeygenCommand } from './keygen.js';
 import { registerProduceCommand } from './produce.js';
 import { reportFatal } from './report.js';
 import { registerStorageCommand } from './storage.js';
@@ -26,6 +27,7 @@ function main(argv: string[]): void {
   registerStorageCommand(program);
   registerBrokerCommand(program);
   registerDevCommand(program);
+  registerKeygenCommand(program);
   registerTopicCommand(program);
   registerProduceCommand(program);
   registerConsumeCommand(program);

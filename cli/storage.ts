@@ -4,9 +4,11 @@ import { dirname } from 'node:path';
 
 import type { Command } from 'commander';
 
-import { createLogger } from '../common/log.js';
+import type { ClusterKey } from '../common/auth/keys.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { parseHostPort, parseSizeBytes, formatBytes } from '../common/units.js';
 import { startStorageNode, type StorageNode } from '../storage-node/storage-node.js';
+import { clusterKeyFilePath, readClusterKeyFile } from './cluster-key-file.js';
 import { addStorageOptions, DEFAULT_REGION_PATH, DEFAULT_REGION_SIZE_BYTES, logLevelOption,
   type StorageCliOptions }
   from './options.js';
@@ -20,9 +22,11 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
   if (opts.path === DEFAULT_REGION_PATH) mkdirSync(dirname(opts.path), { recursive: true });
   const segmentSizeBytes = opts.segmentSize === undefined ? undefined :
     parseSizeBytes(opts.segmentSize, '--segment-size');
+  const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
   const node = await startStorageNode({ regionPath: opts.path, sizeBytes, segmentSizeBytes,
     nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
-    netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, log });
+    netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
+    log });
   const { region } = node;
   process.stdout.write(`${banner} listening on ${node.address.host}:${node.address.port} ` +
     `(region ${region.path}, ${formatBytes(region.sizeBytes)}, ${region.backing}, ` +
@@ -32,6 +36,11 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
     : `${banner} region pages not prefaulted (they fault on first write)\n`));
   stopOnSignals(node);
   return node;
+}
+
+/** The key --cluster-key-file (or PMQ_CLUSTER_KEY_FILE) names; refuses to go on without. */
+export function loadClusterKey(flag: string | undefined, log: Logger): ClusterKey {
+  return readClusterKeyFile(clusterKeyFilePath(flag), (message) => log.warn({}, message));
 }
 
 export function stopOnSignals(node: StorageNode): void {

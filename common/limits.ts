@@ -172,3 +172,21 @@ export const SPIN_US_MAX = 10_000;
  * records halved W1's throughput (docs/benchmarks.md).
  */
 export const PRODUCER_BATCH_BYTES_DEFAULT = 256 * 1024;
+
+/**
+ * Grant and producer ids are `epoch × IDS_PER_EPOCH + n` (broker-node/broker.ts), so they never
+ * repeat across broker restarts; 2^32 ids per broker instance.
+ */
+export const IDS_PER_EPOCH = 2 ** 32;
+/**
+ * The largest epoch whose ids are still safe integers: (EPOCH_MAX + 1) × 2^32 − 1 = 2^53 − 1.
+ * 2^21 − 1 ≈ 2 million broker starts. A storage node refuses any raise above it
+ * (PMQ_ERR_EPOCH_RANGE): an epoch beyond it would stop every broker from starting.
+ */
+export const EPOCH_MAX = Math.floor(Number.MAX_SAFE_INTEGER / IDS_PER_EPOCH);
+/**
+ * How far one storageHello/epochRaise may raise a storage node's epoch. A broker raises by 1
+ * per start (a few more when nodes disagree), so 65 536 is never reached honestly, and even a
+ * broker with the key raising by the maximum each time needs 32 raises to reach EPOCH_MAX.
+ */
+export const EPOCH_RAISE_STEP_MAX = 65_536;

@@ -3,16 +3,22 @@
  * broker serve requests, a broker and clients send them (a process may do both on one
  * transport). Owns the transport's message handler.
  *
- * Bad input from a peer (bad frame, undecodable message, a reply nobody asked for) is logged
- * and the peer's endpoint is closed: the process keeps serving every other peer. A handler's
- * PmqError becomes an `error` reply; anything else thrown by a handler is our bug and aborts
- * through invariant().
+ * Bad input from a peer, two grades (docs/wire-protocol.md, "Control messages"):
+ * - a msgpack map with a valid uint32 `id` that fails the schema (a bad field, an unknown kind,
+ *   another version) is answered with `error` PMQ_ERR_PROTOCOL naming the problem, and the
+ *   connection stays; a malformed reply fails the request it answers instead. After more than
+ *   MALFORMED_IN_A_ROW_MAX of them in a row from one endpoint, that endpoint is closed;
+ * - anything less (a bad frame header, not msgpack, not a map, no usable id) closes that
+ *   endpoint at once.
+ * Either way the process keeps serving every other peer. A reply nobody asked for is logged
+ * and ignored. A handler's PmqError becomes an `error` reply; anything else thrown by a handler
+ * is our bug and aborts through invariant().
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import type { Logger } from '../common/log.js';
 import {
-  checkFrameHeader, decodeMessage, encodeMessage, FRAME_HEADER, ProtocolError,
+  decodeFrame, encodeMessage, FRAME_HEADER, ProtocolError,
 } from '../common/wire/codec.js';
 import {
   REPLY_KINDS, type Body, type Message, type MessageKind, type ReplyKind, type RequestKind,
@@ -31,19 +37,27 @@ interface PendingRequest {
 }
 
 export const REQUEST_TIMEOUT_MS_DEFAULT = 10_000;
+/**
+ * Schema-failing messages tolerated in a row from one endpoint (each answered); one more closes
+ * it. A peer of another version learns why from the first reply; a peer that keeps going is
+ * broken or hostile, and answering it forever would cost us more than it.
+ */
+export const MALFORMED_IN_A_ROW_MAX = 16;
 const REQUEST_ID_MAX = 0xffffffff;
 
 export class ControlChannel {
   private readonly handlers = new Map<MessageKind, Handler<RequestKind>>();
   private readonly pending = new Map<number, PendingRequest>();
+  /** Schema-failing messages in a row, per endpoint that sent any (forgotten on close). */
+  private readonly malformed = new Map<Endpoint, number>();
   private nextId = 1;
 
   constructor(private readonly transport: Transport, private readonly log: Logger) {
     transport.setMessageHandler({
       deliver: (ep, header, payload) => this.onMessage(ep, header, payload),
     });
-    transport.on('closed', (ep) => this.failPending(ep, 'closed'));
-    transport.on('error', (ep) => this.failPending(ep, 'failed'));
+    transport.on('closed', (ep) => { this.malformed.delete(ep); this.failPending(ep, 'closed'); });
+    transport.on('error', (ep) => { this.malformed.delete(ep); this.failPending(ep, 'failed'); });
   }
 
   handle<K extends RequestKind>(kind: K, handler: Handler<K>): void {
@@ -91,17 +105,48 @@ export class ControlChannel {
   private onMessage(ep: Endpoint, header: Uint8Array, payload: Uint8Array): void {
     let message: Message;
     try {
-      checkFrameHeader(header);
-      message = decodeMessage(payload);
+      message = decodeFrame(header, payload);
     } catch (error) {
-      this.dropPeer(ep, error);
+      invariant(error instanceof ProtocolError, 'the decoder throws only ProtocolError',
+        { error: String(error) });
+      this.onMalformed(ep, error);
       return;
     }
+    this.malformed.delete(ep);
     if (REPLY_KINDS.has(message.kind)) {
       this.onReply(ep, message);
       return;
     }
     void this.serve(ep, message);
+  }
+
+  /** Answers a schema-failing message (or fails the request it replies to), or drops the peer. */
+  private onMalformed(ep: Endpoint, error: ProtocolError): void {
+    const replyTo = error.replyTo;
+    if (replyTo === null) {
+      this.dropPeer(ep, error);
+      return;
+    }
+    const count = (this.malformed.get(ep) ?? 0) + 1;
+    if (count > MALFORMED_IN_A_ROW_MAX) {
+      this.dropPeer(ep, new ProtocolError(`${count} malformed messages in a row, the last: ` +
+        error.message));
+      return;
+    }
+    this.malformed.set(ep, count);
+    this.log.debug({ ep, err: error.message, count }, 'malformed message answered');
+    if (replyTo.kind !== null && REPLY_KINDS.has(replyTo.kind as MessageKind)) {
+      const request = this.pending.get(replyTo.id);
+      if (request !== undefined && request.ep === ep) {
+        this.settle(replyTo.id);
+        request.reject(error);
+      }
+      return;
+    }
+    const reply = errorReply(error);
+    this.send(ep, encodeMessage(reply.kind, replyTo.id, reply.body)).catch((sendError: unknown) => {
+      this.log.debug({ ep, err: String(sendError) }, 'reply not sent');
+    });
   }
 
   private onReply(ep: Endpoint, message: Message): void {

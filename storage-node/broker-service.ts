@@ -11,19 +11,32 @@
  * or epochRaise, which raise it: first durably in the region, then in the native grant table
  * (grants of older epochs stop working at once), then every older grant is revoked.
  *
+ * Authentication (broker-auth.ts): every request here is served only on an endpoint whose
+ * peer proved it holds the cluster key; storageHello is that proof. A refusal before it is
+ * PMQ_ERR_AUTH and names neither the epoch nor anything of the region.
+ *
+ * Epoch raises are bounded: at most EPOCH_RAISE_STEP_MAX above the node's epoch and never
+ * above EPOCH_MAX (the broker's ids must stay safe integers): PMQ_ERR_EPOCH_RANGE.
+ *
  * Concurrency: JS thread only; epoch raises run one at a time, in arrival order.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
+import { EPOCH_MAX, EPOCH_RAISE_STEP_MAX } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { Body, Message } from '../common/wire/messages.js';
-import type { Transport } from '../native/transport.js';
-import type { ControlChannel, Reply } from '../rpc/control-channel.js';
+import type { Endpoint, Transport } from '../native/transport.js';
+import type { ControlChannel, Handler, Reply } from '../rpc/control-channel.js';
+import type { BrokerAuth } from './broker-auth.js';
 import type { GrantRegistry } from './grant-registry.js';
 import type { PersistQueue } from './persist-queue.js';
 import type { RegionStore, SegmentInfo } from './region-store.js';
 
 const DONE: Reply<'done'> = { kind: 'done', body: {} };
+
+/** The broker's requests that need an authenticated endpoint (storageHello is the proof). */
+type BrokerRequest = 'epochRaise' | 'segmentAllocate' | 'grantCreate' | 'grantRevoke' |
+  'persist' | 'segmentFree';
 
 export function segmentEntryBody(segment: SegmentInfo): Body<'segment'> {
   invariant(segment.state !== 'free', 'only live segments are described', { ...segment });
@@ -40,28 +53,42 @@ export class BrokerService {
   readonly #grants: GrantRegistry;
   readonly #persists: PersistQueue;
   readonly #log: Logger;
+  readonly #auth: BrokerAuth;
   #raising: Promise<void> = Promise.resolve();
 
   constructor(parts: { store: RegionStore; transport: Transport; grants: GrantRegistry;
-    persists: PersistQueue; log: Logger }) {
+    persists: PersistQueue; auth: BrokerAuth; log: Logger }) {
     this.#store = parts.store;
     this.#transport = parts.transport;
     this.#grants = parts.grants;
     this.#persists = parts.persists;
     this.#log = parts.log;
+    this.#auth = parts.auth;
   }
 
   register(channel: ControlChannel): void {
-    channel.handle('storageHello', (_ep, m) => this.storageHello(m));
-    channel.handle('epochRaise', async (_ep, m) => {
+    channel.handle('brokerAuth', (ep, m) => this.#auth.challenge(ep, m));
+    channel.handle('storageHello', (ep, m) => {
+      this.#auth.acceptHello(ep, m); // PMQ_ERR_AUTH before anything else is looked at
+      return this.storageHello(m);
+    });
+    const broker = <K extends BrokerRequest>(kind: K,
+      serve: (m: Message<K>) => Reply | Promise<Reply>): void => {
+      const handler: Handler<K> = (ep: Endpoint, m: Message<K>) => {
+        this.#auth.require(ep, kind);
+        return serve(m);
+      };
+      channel.handle(kind, handler);
+    };
+    broker('epochRaise', async (m) => {
       await this.raiseEpoch(m.epoch);
       return DONE;
     });
-    channel.handle('segmentAllocate', (_ep, m) => this.segmentAllocate(m));
-    channel.handle('grantCreate', (_ep, m) => this.grantCreate(m));
-    channel.handle('grantRevoke', (_ep, m) => this.grantRevoke(m));
-    channel.handle('persist', (_ep, m) => this.persist(m));
-    channel.handle('segmentFree', (_ep, m) => this.segmentFree(m));
+    broker('segmentAllocate', (m) => this.segmentAllocate(m));
+    broker('grantCreate', (m) => this.grantCreate(m));
+    broker('grantRevoke', (m) => this.grantRevoke(m));
+    broker('persist', (m) => this.persist(m));
+    broker('segmentFree', (m) => this.segmentFree(m));
   }
 
   async storageHello(m: Message<'storageHello'>): Promise<Reply<'storageInfo'>> {
@@ -85,6 +112,11 @@ export class BrokerService {
     const before = this.#store.epoch;
     if (epoch < before) throw staleEpoch(epoch, before);
     if (epoch === before) return;
+    if (epoch > EPOCH_MAX || epoch - before > EPOCH_RAISE_STEP_MAX) {
+      throw new PmqError('PMQ_ERR_EPOCH_RANGE', `epoch ${epoch} is out of range: this node ` +
+        `is at epoch ${before}, a raise may add at most ${EPOCH_RAISE_STEP_MAX} and no epoch ` +
+        `may exceed ${EPOCH_MAX}`);
+    }
     await this.#store.raiseEpoch(epoch);                   // 1. durable in the superblock
     invariant(this.#store.epoch === epoch, 'region epoch raised', { epoch });
     this.#transport.raiseEpoch(epoch);                     // 2. older grants are stale now

@@ -5,7 +5,8 @@
  * and validates it (recovery: superblock and every segment entry, logged with what was found);
  * a corrupt region refuses to start with an error naming the segment and address. Then it opens
  * the process's transport at the region's epoch, attaches the region's mapping as the memory the
- * native grant table guards, serves the broker's requests (broker-service.ts) and listens. From
+ * native grant table guards, serves the broker's requests (broker-service.ts) to peers that
+ * proved they hold the cluster key (broker-auth.ts) and listens. From
  * then on clients' validated writes and reads are checked and landed natively (no JavaScript
  * per request). With `direct`, trusted clients on RDMA lanes may instead ask for keys to
  * read whole segments one-sided (client-service.ts). stop() closes the transport first (no
@@ -15,13 +16,13 @@
 import { performance } from 'node:perf_hooks';
 
 import type { ClusterKey } from '../common/auth/keys.js';
-import { TEMP_DEFAULT_CLUSTER_KEY } from '../common/auth/temp-cluster-key.js';
 import { PmqError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { formatBytes } from '../common/units.js';
 import { Region } from '../native/region.js';
 import { Transport } from '../native/transport.js';
 import { ControlChannel } from '../rpc/control-channel.js';
+import { BrokerAuth } from './broker-auth.js';
 import { BrokerService } from './broker-service.js';
 import { ClientService } from './client-service.js';
 import { GrantRegistry } from './grant-registry.js';
@@ -47,8 +48,11 @@ export interface StorageNodeOptions {
    * one-sided (client-service.ts). Opens the transport with `direct: true`. Default false.
    */
   direct?: boolean;
-  /** Verifies session tickets (sessionBind). TEMP: defaulted until auth-cluster merges. */
-  clusterKey?: ClusterKey;
+  /**
+   * The cluster's shared key (cli/cluster-key-file.ts reads it): broker requests are served
+   * only on endpoints whose peer proved it holds it (broker-auth.ts).
+   */
+  clusterKey: ClusterKey;
   log: Logger;
 }
 
@@ -98,10 +102,10 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
     if (store.epoch > 0) transport.raiseEpoch(store.epoch);
     transport.attachMemory(region.bytes);
     const channel = new ControlChannel(transport, log);
-    new BrokerService({ store, transport, grants, persists, log }).register(channel);
-    // TEMP until auth-cluster merges: the key becomes a required option.
-    const clusterKey = opts.clusterKey ?? TEMP_DEFAULT_CLUSTER_KEY;
-    new ClientService({ store, transport, grants, clusterKey, log }).register(channel);
+    const auth = new BrokerAuth(opts.clusterKey, transport, log);
+    new BrokerService({ store, transport, grants, persists, auth, log }).register(channel);
+    new ClientService({ store, transport, grants, clusterKey: opts.clusterKey, log })
+      .register(channel);
     address = transport.listen(opts.host, opts.port);
   } catch (error) {
     transport.close();

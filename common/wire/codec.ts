@@ -14,8 +14,14 @@ import { MESSAGES, WIRE_VERSION, type Message, type MessageKind, type Body } fro
 export const CONTROL_MESSAGE_BYTES_MAX = 8 * 1024 * 1024;
 export const FRAME_HEADER = Uint8Array.of(0x50, 0x51, WIRE_VERSION, 0);
 
-/** A peer sent something this version cannot accept: reply with an error, drop if hopeless. */
+/**
+ * A peer sent something this version cannot accept. `replyTo` is set when the message was at
+ * least a msgpack map with a valid uint32 `id` (the receiver answers it with an `error` and
+ * keeps the connection), null when it was not even that (the receiver closes the connection).
+ */
 export class ProtocolError extends PmqError {
+  replyTo: { id: number; kind: string | null } | null = null;
+
   constructor(message: string, cause?: unknown) {
     super('PMQ_ERR_PROTOCOL', message, { cause });
   }
@@ -39,6 +45,32 @@ export function checkFrameHeader(header: Uint8Array): void {
   }
 }
 
+/**
+ * A whole control message: frame header and payload. A bad magic or header length is never
+ * answerable (not a pmq peer); another wire version in the header is answerable when the
+ * payload still carries a usable id (a peer of another version learns why, in a reply).
+ */
+export function decodeFrame(header: Uint8Array, payload: Uint8Array): Message {
+  try {
+    checkFrameHeader(header);
+  } catch (error) {
+    if (!(error instanceof ProtocolError) || header.byteLength !== FRAME_HEADER.byteLength ||
+        header[0] !== 0x50 || header[1] !== 0x51) {
+      throw error;
+    }
+    try {
+      decodeMessage(payload);
+    } catch (inner) {
+      if (inner instanceof ProtocolError) error.replyTo = inner.replyTo;
+      throw error;
+    }
+    const { id, kind } = packr.unpack(payload) as { id: number; kind: string };
+    error.replyTo = { id, kind };
+    throw error;
+  }
+  return decodeMessage(payload);
+}
+
 export function decodeMessage(bytes: Uint8Array): Message {
   if (bytes.byteLength > CONTROL_MESSAGE_BYTES_MAX) {
     throw new ProtocolError(`control message of ${bytes.byteLength} bytes is too large`);
@@ -49,19 +81,30 @@ export function decodeMessage(bytes: Uint8Array): Message {
   } catch (error) {
     throw new ProtocolError('control message is not valid msgpack', error);
   }
-  if (typeof raw !== 'object' || raw === null) throw new ProtocolError('message is not a map');
-  const { v, kind, id, ...fields } = raw as Record<string, unknown>;
-  if (v !== WIRE_VERSION) throw new ProtocolError(`message version ${String(v)} not supported`);
-  if (typeof kind !== 'string' || !Object.hasOwn(MESSAGES, kind)) {
-    throw new ProtocolError(`unknown message kind ${String(kind)}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || raw instanceof Uint8Array) {
+    throw new ProtocolError('message is not a map');
   }
+  const { v, kind, id, ...fields } = raw as Record<string, unknown>;
   if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) > 0xffffffff) {
     throw new ProtocolError(`message id ${String(id)} is not a uint32`);
+  }
+  const answerable = (error: ProtocolError): ProtocolError => {
+    error.replyTo = { id: id as number, kind: typeof kind === 'string' ? kind : null };
+    return error;
+  };
+  if (v !== WIRE_VERSION) {
+    throw answerable(new ProtocolError(`message version ${String(v)} not supported (this ` +
+      `node speaks ${WIRE_VERSION})`));
+  }
+  if (typeof kind !== 'string' || !Object.hasOwn(MESSAGES, kind)) {
+    throw answerable(new ProtocolError(`unknown message kind ${String(kind)}`));
   }
   try {
     checkFields(MESSAGES[kind as MessageKind], fields, kind);
   } catch (error) {
-    if (error instanceof FieldError) throw new ProtocolError(`bad ${kind}: ${error.message}`);
+    if (error instanceof FieldError) {
+      throw answerable(new ProtocolError(`bad ${kind}: ${error.message}`));
+    }
     throw error;
   }
   return raw as Message;

@@ -77,7 +77,8 @@ export const MESSAGES = {
   brokerChallenge: { nonce: 'bytes', proof: 'bytes' },
 
   // --- broker → storage
-  storageHello: { epoch: 'uint' },
+  /** After brokerChallenge: proof = MAC(broker-proof, its nonce, brokerAuth's nonce, u64 epoch). */
+  storageHello: { epoch: 'uint', proof: 'bytes' },
   storageInfo: { nodeId: 'uint', regionId: 'string', epoch: 'uint', segmentSizeBytes: 'uint',
     segmentCount: 'uint', segments: { list: segmentEntry, max: 65_536 } },
   segmentAllocate: { epoch: 'uint', topic: 'topic', partition: 'uint', chainPosition: 'uint',

@@ -6,13 +6,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { pino } from 'pino';
 
 import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
 import { Transport, type Endpoint } from '../../native/transport.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
+import { testKeyFile } from './cluster-key.js';
 
 const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
 const ENV = { ...process.env, UCX_NET_DEVICES: 'lo' };
@@ -44,12 +45,17 @@ export async function exitOf(child: ChildProcess): Promise<number | null> {
   return code as number | null;
 }
 
-/** `pmq storage` on a 4 MiB region of 64 KiB segments; `extra` flags win (the last wins). */
+/**
+ * `pmq storage` on a 4 MiB region of 64 KiB segments; `extra` flags win (the last wins). The
+ * cluster key is `cluster.key` beside the region (testKeyFile), the broker's beside its data
+ * directory: the same file when both are in one temp dir.
+ */
 export async function startStorage(path: string, nodeId: number, port = 0,
   extra: string[] = []): Promise<Proc> {
   const child = spawn(process.execPath, ['--import', 'tsx', PMQ, 'storage', '--path', path,
     '--size', '4MiB', '--segment-size', '64KiB', '--node-id', String(nodeId), '--listen',
-    `127.0.0.1:${port}`, '--transports', 'tcp', '--log-level', 'warn', ...extra],
+    `127.0.0.1:${port}`, '--transports', 'tcp', '--log-level', 'warn', '--cluster-key-file',
+    testKeyFile(dirname(path)), ...extra],
   { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   const match = await waitForLine(child, /listening on ([\d.]+):(\d+)/);
   return { child, host: match[1]!, port: Number(match[2]), match };
@@ -59,7 +65,8 @@ export async function startBroker(dataDir: string, storage: Proc[], extra: strin
   Promise<Proc> {
   const child = spawn(process.execPath, ['--import', 'tsx', PMQ, 'broker', '--listen',
     '127.0.0.1:0', '--storage', storage.map((s) => `${s.host}:${s.port}`).join(','),
-    '--data-dir', dataDir, '--transports', 'tcp', '--log-level', 'warn', ...extra],
+    '--data-dir', dataDir, '--transports', 'tcp', '--log-level', 'warn', '--cluster-key-file',
+    testKeyFile(dirname(dataDir)), ...extra],
   { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   const match = await waitForLine(child, /listening on ([\d.]+):(\d+) \(epoch (\d+)/);
   return { child, host: match[1]!, port: Number(match[2]), match };

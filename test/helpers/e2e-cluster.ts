@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import { exitOf, tempDir, waitForLine } from './broker-cluster.js';
+import { testKeyFile } from './cluster-key.js';
 
 const PMQ = fileURLToPath(new URL('../../cli/pmq.ts', import.meta.url));
 const ENV = { ...process.env, UCX_NET_DEVICES: 'lo' };
@@ -40,6 +41,8 @@ async function stopHard(child: ChildProcess | undefined): Promise<void> {
 
 export class E2eCluster {
   readonly dir: string;
+  /** The cluster key both processes get (`cluster.key` in the temp dir). */
+  readonly keyFile: string;
   private readonly remove: () => void;
   storage: Running | undefined;
   broker: Running | undefined;
@@ -50,6 +53,7 @@ export class E2eCluster {
     const temp = tempDir('pmq-e2e-');
     this.dir = temp.dir;
     this.remove = temp.remove;
+    this.keyFile = testKeyFile(this.dir);
   }
 
   get brokerAddress(): string {
@@ -90,14 +94,15 @@ export class E2eCluster {
     return ['storage', '--path', `${this.dir}/region`,
       '--size', this.options.regionSize ?? '16MiB', '--segment-size',
       this.options.segmentSize ?? '64KiB', '--node-id', '1', '--listen',
-      `127.0.0.1:${this.storagePort}`, '--transports', 'tcp', '--log-level', 'warn'];
+      `127.0.0.1:${this.storagePort}`, '--transports', 'tcp', '--log-level', 'warn',
+      '--cluster-key-file', this.keyFile];
   }
 
   private brokerArgs(): string[] {
     return ['broker', '--listen', `127.0.0.1:${this.brokerPort}`,
       '--storage', `127.0.0.1:${this.storagePort}`, '--data-dir', `${this.dir}/broker`,
       '--transports', 'tcp', '--log-level', 'warn', '--reservation-timeout-ms',
-      String(this.options.reservationTimeoutMs ?? 2000)];
+      String(this.options.reservationTimeoutMs ?? 2000), '--cluster-key-file', this.keyFile];
   }
 
   /**

@@ -34,9 +34,10 @@ export async function exitOf(child: ChildProcess): Promise<number | null> {
   return code as number | null;
 }
 
-export async function startStorage(args: string[]): Promise<StorageProcess> {
+/** `pmq storage` with the cluster key file `keyFile` (test/helpers/cluster-key.ts). */
+export async function startStorage(keyFile: string, args: string[]): Promise<StorageProcess> {
   const { child, stderr } = spawnPmq(['storage', '--listen', '127.0.0.1:0', '--transports',
-    'tcp', '--log-level', 'info', ...args]);
+    'tcp', '--log-level', 'info', '--cluster-key-file', keyFile, ...args]);
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
     let text = '';
     child.stdout!.on('data', (chunk) => {

@@ -8,7 +8,6 @@ import t, { type Test } from 'tap';
 import { formatAuthFile, type AuthFile, type AuthUser } from '../../common/auth/auth-file.js';
 import { ClusterKey, randomSessionId } from '../../common/auth/keys.js';
 import { scramCredentials } from '../../common/auth/scram.js';
-import { TEMP_DEFAULT_CLUSTER_KEY } from '../../common/auth/temp-cluster-key.js';
 import { issueTicket, type Ticket } from '../../common/auth/ticket.js';
 import { PmqError } from '../../common/errors.js';
 import {
@@ -18,9 +17,11 @@ import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
 import { ScramClient } from '../../clients/auth.js';
 import type { Endpoint } from '../../native/transport.js';
 import { Client, startBroker, startStorage, tempDir } from '../helpers/broker-cluster.js';
+import { testKey, testKeyFile } from '../helpers/cluster-key.js';
 
 const { dir, remove } = tempDir('pmq-client-auth-');
 const AUTH_FILE = `${dir}/auth.json`;
+const CLUSTER_KEY = testKey(testKeyFile(dir));
 const salt = new Uint8Array(16).fill(3);
 const user = (name: string, password: string): AuthUser =>
   ({ name, ...scramCredentials(password, salt, 4096) });
@@ -229,8 +230,7 @@ t.test('sessionBind: forged, expired and other-epoch tickets are refused', async
   const base: Ticket = { epoch: alice.welcome.brokerEpoch, sessionId: randomSessionId(),
     issuedAtMs: now, expiresAtMs: now + 60_000, principal: 'alice', authenticated: true,
     directAllowed: true };
-  // TEMP until auth-cluster merges: sign with the key file the nodes are started with.
-  const key = TEMP_DEFAULT_CLUSTER_KEY;
+  const key = CLUSTER_KEY; // the key file the nodes are started with
   const forged = issueTicket(ClusterKey.from(ClusterKey.generate()), base);
   t.equal((await failure(bind(forged))).code, 'PMQ_ERR_TICKET_INVALID', 'another key');
   const flipped = new Uint8Array(alice.welcome.ticket);
@@ -284,7 +284,7 @@ t.test('directKey needs a bound session whose ticket allows direct mode', async 
   t.equal(unbound.code, 'PMQ_ERR_DENIED');
   t.match(unbound.message, /bound to no session/);
   const now = Date.now();
-  const ticket = (directAllowed: boolean) => issueTicket(TEMP_DEFAULT_CLUSTER_KEY, { epoch: 0,
+  const ticket = (directAllowed: boolean) => issueTicket(CLUSTER_KEY, { epoch: 0,
     sessionId: randomSessionId(), issuedAtMs: now, expiresAtMs: now + 60_000, principal: 'x',
     authenticated: false, directAllowed });
   await client.channel.request(ep, 'sessionBind', { ticket: ticket(false) });

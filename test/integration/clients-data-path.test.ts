@@ -11,12 +11,13 @@ import t from 'tap';
 
 import { connect, PmqError, type Client, type Consumer } from '../../clients/index.js';
 import { randomSessionId } from '../../common/auth/keys.js';
-import { TEMP_DEFAULT_CLUSTER_KEY } from '../../common/auth/temp-cluster-key.js';
 import { issueTicket } from '../../common/auth/ticket.js';
 import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
 import { Transport } from '../../native/transport.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
+import { helloWithKey } from '../../broker-node/storage-auth.js';
 import { startBroker, startStorage, tempDir, type Proc } from '../helpers/broker-cluster.js';
+import { testKey, testKeyFile } from '../helpers/cluster-key.js';
 
 const RECORDS = 300;
 const { dir, remove } = tempDir('pmq-data-path-');
@@ -121,8 +122,16 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   const call = async <K extends RequestKind>(proc: Proc, kind: K, body: Body<K>):
     Promise<Message> => channel.request(await connectTo(proc), kind, body, 5000);
   const eps = new Map<Proc, ReturnType<typeof transport.connect>>();
+  // Broker requests to the --direct node need the cluster key's handshake first (at the
+  // broker's own epoch: no raise).
+  const key = testKey(testKeyFile(dir));
   const connectTo = (proc: Proc): ReturnType<typeof transport.connect> => {
-    if (!eps.has(proc)) eps.set(proc, transport.connect(proc.host, proc.port));
+    if (!eps.has(proc)) {
+      eps.set(proc, transport.connect(proc.host, proc.port).then(async (ep) => {
+        if (proc === storage) await helloWithKey(channel, ep, key, brokerEpoch, 'test', 5000);
+        return ep;
+      }));
+    }
     return eps.get(proc)!;
   };
   const refused = async (proc: Proc, grantId: number, code: string, message: RegExp):
@@ -143,9 +152,9 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   await grant(9002, 4096, 8192, 'read');
   await grant(9003, 0, 64 * 1024, 'read');
   // directKey needs a bound session that allows direct mode (client-auth.test.ts checks the
-  // refusals). TEMP until auth-cluster merges: the nodes' default cluster key.
+  // refusals): a ticket signed with the nodes' cluster key.
   const now = Date.now();
-  await call(storage, 'sessionBind', { ticket: issueTicket(TEMP_DEFAULT_CLUSTER_KEY, {
+  await call(storage, 'sessionBind', { ticket: issueTicket(key, {
     epoch: brokerEpoch, sessionId: randomSessionId(), issuedAtMs: now,
     expiresAtMs: now + 60_000, principal: '', authenticated: false, directAllowed: true }) });
   await refused(storage, 9999, 'PMQ_ERR_GRANT_UNKNOWN', /no such grant/);

@@ -30,7 +30,8 @@ t.test('a second listener on a live port is refused', async (t) => {
   const pmq = new URL('../../cli/pmq.ts', import.meta.url).pathname;
   const child = spawn(process.execPath, ['--import', 'tsx', pmq, 'storage', '--path',
     `${cluster.dir}/second-region`, '--size', '4MiB', '--segment-size', '64KiB', '--listen',
-    `127.0.0.1:${cluster.storage!.port}`, '--transports', 'tcp', '--log-level', 'silent'],
+    `127.0.0.1:${cluster.storage!.port}`, '--transports', 'tcp', '--log-level', 'silent',
+    '--cluster-key-file', cluster.keyFile],
   { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, UCX_NET_DEVICES: 'lo' } });
   let stderr = '';
   child.stderr!.on('data', (chunk) => { stderr += String(chunk); });

@@ -5,14 +5,17 @@
 import { mkdtempSync, openSync, readSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { Packr } from 'msgpackr';
 import { pino } from 'pino';
 import t from 'tap';
 
 import { encodeRecordBatch, validateRecordBatch } from '../../common/record-batch/index.js';
-import { encodeMessage, FRAME_HEADER } from '../../common/wire/codec.js';
+import { decodeFrame, encodeMessage, FRAME_HEADER } from '../../common/wire/codec.js';
 import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
-import { Transport, type Endpoint } from '../../native/transport.js';
+import { Transport, type Endpoint, type MessageHandler } from '../../native/transport.js';
+import { helloWithKey } from '../../broker-node/storage-auth.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
+import { testKey, testKeyFile } from '../helpers/cluster-key.js';
 import { exitOf, spawnPmq, startStorage, type StorageProcess } from '../helpers/storage-process.js';
 
 const KIB = 1024;
@@ -22,12 +25,14 @@ t.teardown(() => transport.close());
 
 const dir = mkdtempSync('/dev/shm/pmq-storage-node-');
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const keyFile = testKeyFile(dir);
+const key = testKey(keyFile);
 
 const nodes: StorageProcess[] = [];
 t.teardown(async () => { for (const node of nodes) await node.kill('SIGKILL'); });
 
 async function start(args: string[]): Promise<{ node: StorageProcess; ep: Endpoint }> {
-  const node = await startStorage(args);
+  const node = await startStorage(keyFile, args);
   nodes.push(node);
   return { node, ep: await transport.connect(node.host, node.port) };
 }
@@ -36,12 +41,47 @@ function call<K extends RequestKind>(ep: Endpoint, kind: K, body: Body<K>): Prom
   return channel.request(ep, kind, body, 5000);
 }
 
+/** As the broker does: brokerAuth, check the node's proof, storageHello with ours. */
+function hello(ep: Endpoint, epoch: number): Promise<Message<'storageInfo'>> {
+  return helloWithKey(channel, ep, key, epoch, 'test', 5000);
+}
+
 async function callAs<R extends Message['kind'], K extends RequestKind>(ep: Endpoint, kind: K,
   body: Body<K>, reply: R): Promise<Message<R>> {
   const message = await call(ep, kind, body);
   if (message.kind !== reply) throw new Error(`expected ${reply}, got ${message.kind}`);
   return message as Message<R>;
 }
+
+/** Sends a hand-made map (v 4 and a fresh id added) and returns the decoded reply. */
+let rawId = 100_000;
+const raw = new Packr({ useRecords: false, mapsAsObjects: true });
+function rawRequest(ep: Endpoint, fields: Record<string, unknown>): Promise<Message> {
+  rawId += 1;
+  const id = rawId;
+  return new Promise((resolve, reject) => {
+    rawWaiters.set(id, resolve);
+    transport.send(ep, FRAME_HEADER, raw.pack({ v: 4, id, ...fields })).catch(reject);
+    setTimeout(() => reject(new Error(`no reply to raw message ${id}`)), 5000).unref();
+  });
+}
+const rawWaiters = new Map<number, (reply: Message) => void>();
+// Replies to raw messages are taken here, before the control channel (which would drop them as
+// replies to nothing); everything else goes on to it.
+const channelHandler = (transport as unknown as { messageHandler: MessageHandler })
+  .messageHandler;
+transport.setMessageHandler({
+  deliver(ep, header, payload) {
+    const message = decodeFrame(header, payload);
+    const waiter = rawWaiters.get(message.id);
+    if (waiter === undefined) {
+      channelHandler.deliver(ep, header, payload);
+      return;
+    }
+    rawWaiters.delete(message.id);
+    waiter(message);
+  },
+});
 
 const records = Array.from({ length: 5 }, (_, i) => ({
   key: new TextEncoder().encode(`key-${i}`),
@@ -54,7 +94,7 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
   const region = join(dir, 'durable.region');
   let { node, ep } = await start(['--path', region, '--size', '2MiB', '--segment-size',
     '256KiB', '--node-id', '7']);
-  const info = await callAs(ep, 'storageHello', { epoch: 1 }, 'storageInfo');
+  const info = await hello(ep, 1);
   t.match(info, { nodeId: 7, epoch: 1, segmentSizeBytes: 256 * KIB, segments: [] });
   const segment = await callAs(ep, 'segmentAllocate', { epoch: 1, ...allocate }, 'segment');
   t.match(segment, { segmentIndex: 0, state: 'active', position: 0, offsetLast: -1 });
@@ -69,9 +109,13 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
 
   t.equal(await node.kill('SIGKILL'), null, 'killed');
   ({ node, ep } = await start(['--path', region]));
+  // stderr (the log) may arrive after stdout's "listening": wait for the line.
+  for (let i = 0; i < 100 && node.logLines('region recovered').length === 0; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   t.match(node.logLines('region recovered')[0], { nodeId: 7, epoch: 1, active: 1, free: 6,
     watermarks: [{ segment: 0, position: batch.byteLength, offsetLast: 4 }] });
-  const again = await callAs(ep, 'storageHello', { epoch: 1 }, 'storageInfo');
+  const again = await hello(ep, 1);
   t.match(again.segments, [{ segmentIndex: 0, state: 'active', topic: 'orders',
     position: batch.byteLength, offsetLast: 4, address: segment.address }]);
   await call(ep, 'grantCreate', { epoch: 1, grantId: 2, segmentIndex: 0, position: 0,
@@ -87,7 +131,7 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
 t.test('bad requests are refused and change nothing', async (t) => {
   const { node, ep } = await start(['--path', join(dir, 'bad.region'), '--size', '1MiB',
     '--segment-size', '64KiB']);
-  await call(ep, 'storageHello', { epoch: 2 });
+  await hello(ep, 2);
   const segment = await callAs(ep, 'segmentAllocate', { epoch: 2, ...allocate }, 'segment');
   const base = { epoch: 2, segmentIndex: 0, direction: 'write' } as const;
   const refuse = (what: string, promise: Promise<unknown>, code: string | RegExp) =>
@@ -95,7 +139,7 @@ t.test('bad requests are refused and change nothing', async (t) => {
 
   await refuse('stale epoch', call(ep, 'grantCreate', { ...base, epoch: 1, grantId: 9,
     position: 0, sizeBytes: 4096 }), 'PMQ_ERR_EPOCH_STALE');
-  await refuse('stale hello', call(ep, 'storageHello', { epoch: 1 }), 'PMQ_ERR_EPOCH_STALE');
+  await refuse('stale hello', hello(ep, 1), 'PMQ_ERR_EPOCH_STALE');
   await refuse('future epoch', call(ep, 'persist', { epoch: 3, segmentIndex: 0, position: 0,
     offsetLast: -1, seal: false }), 'PMQ_ERR_EPOCH_FUTURE');
   await refuse('grant past the segment', call(ep, 'grantCreate', { ...base, grantId: 9,
@@ -155,13 +199,13 @@ t.test('bad requests are refused and change nothing', async (t) => {
 t.test('group commit: concurrent persists of one segment all answer', async (t) => {
   const { ep } = await start(['--path', join(dir, 'group.region'), '--size', '1MiB',
     '--segment-size', '64KiB']);
-  await call(ep, 'storageHello', { epoch: 1 });
+  await hello(ep, 1);
   await call(ep, 'segmentAllocate', { epoch: 1, ...allocate });
   const at = (n: number) => ({ epoch: 1, segmentIndex: 0, position: n * 100, offsetLast: n - 1,
     seal: false });
   const replies = await Promise.all([1, 2, 3, 4, 5].map((n) => call(ep, 'persist', at(n))));
   t.same(replies.map((r) => r.kind === 'persisted' && r.position), [100, 200, 300, 400, 500]);
-  const info = await callAs(ep, 'storageHello', { epoch: 1 }, 'storageInfo');
+  const info = await hello(ep, 1);
   t.match(info.segments[0], { position: 500, offsetLast: 4 });
   t.match(await call(ep, 'persist', at(2)), { kind: 'persisted', position: 200 },
     'a request below the durable watermark is already durable');
@@ -172,7 +216,7 @@ t.test('group commit: concurrent persists of one segment all answer', async (t) 
 t.test('a persist revokes the write grants it makes durable, and only those', async (t) => {
   const { node, ep } = await start(['--path', join(dir, 'revoke.region'), '--size', '1MiB',
     '--segment-size', '64KiB']);
-  await call(ep, 'storageHello', { epoch: 1 });
+  await hello(ep, 1);
   const segment = await callAs(ep, 'segmentAllocate', { epoch: 1, ...allocate }, 'segment');
   const size = batch.byteLength;
   const grant = (grantId: number, position: number, sizeBytes: number) => call(ep,
@@ -199,7 +243,7 @@ t.test('a persist revokes the write grants it makes durable, and only those', as
 t.test('a full region says what to do; a freed segment can be allocated again', async (t) => {
   const { ep } = await start(['--path', join(dir, 'small.region'), '--size', '256KiB',
     '--segment-size', '64KiB']);
-  const info = await callAs(ep, 'storageHello', { epoch: 1 }, 'storageInfo');
+  const info = await hello(ep, 1);
   t.equal(info.segmentCount, 3);
   for (const chainPosition of [0, 1, 2]) {
     await call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition });
@@ -224,7 +268,7 @@ t.test('garbage on the control channel drops that connection only', async (t) =>
     };
     transport.on('closed', onClosed);
   });
-  const whole = encodeMessage('storageHello', 1, { epoch: 1 });
+  const whole = encodeMessage('storageHello', 1, { epoch: 1, proof: new Uint8Array(32) });
   const cases: [string, Uint8Array, Uint8Array][] = [
     ['random bytes', FRAME_HEADER, Uint8Array.from({ length: 64 }, (_, i) => (i * 37) & 0xff)],
     ['truncated message', FRAME_HEADER, whole.subarray(0, whole.byteLength - 3)],
@@ -236,9 +280,35 @@ t.test('garbage on the control channel drops that connection only', async (t) =>
     await transport.send(bad, header, payload);
     await closed;
     t.pass(`${what}: connection dropped`);
-    t.match(await call(good, 'storageHello', { epoch: 1 }), { kind: 'storageInfo' },
+    t.match(await hello(good, 1), { kind: 'storageInfo' },
       `${what}: the other connection keeps working`);
   }
+
+  // Schema failures with a usable id are answered, and the connection stays, up to a bound.
+  const strict = await transport.connect(node.host, node.port);
+  const strictClosed = closedEp(strict);
+  let dropped = false;
+  void strictClosed.then(() => { dropped = true; });
+  const schemaCases: [string, Record<string, unknown>, RegExp][] = [
+    ['bad field', { kind: 'grantRevoke', epoch: 'one', grantId: 1 }, /bad grantRevoke: .*epoch/],
+    ['unknown kind', { kind: 'launchMissiles' }, /unknown message kind launchMissiles/],
+    ['wrong version', { v: 3, kind: 'storageHello', epoch: 1 }, /version 3 not supported/],
+    ['unknown field', { kind: 'brokerAuth', nonce: new Uint8Array(32), extra: 1 }, /extra/],
+  ];
+  for (const [what, fields, message] of schemaCases) {
+    const reply = await rawRequest(strict, fields);
+    t.match(reply, { kind: 'error', code: 'PMQ_ERR_PROTOCOL', message },
+      `${what}: answered`);
+  }
+  t.match(await hello(strict, 1), { kind: 'storageInfo' },
+    'and the connection still serves');
+  for (let i = 0; i < 16; i += 1) {
+    t.match(await rawRequest(strict, { kind: 'nonsense' }), { code: 'PMQ_ERR_PROTOCOL' });
+  }
+  t.notOk(dropped, '16 malformed messages in a row are answered');
+  await transport.send(strict, FRAME_HEADER, raw.pack({ v: 4, id: 999, kind: 'nonsense' }));
+  await strictClosed;
+  t.pass('the 17th in a row closes the connection');
   t.equal(node.child.exitCode, null, 'the node is still running');
 });
 
@@ -254,7 +324,7 @@ t.test('a corrupt region refuses to start and names the segment and address', as
   }
   closeSync(fd);
   const { child, stderr } = spawnPmq(['storage', '--path', region, '--listen', '127.0.0.1:0',
-    '--transports', 'tcp', '--log-level', 'error']);
+    '--transports', 'tcp', '--log-level', 'error', '--cluster-key-file', keyFile]);
   t.equal(await exitOf(child), 1, 'exit 1');
   t.match(stderr(), /segment 1 entry slot 0 at address 9216/);
   t.match(stderr(), /PMQ_ERR_REGION_CORRUPT/);

@@ -10,7 +10,7 @@
  * sides), that every read went direct, and that the storage node exported a key per segment.
  *   PMQ_RDMA_HOST (198.18.0.1)  PMQ_RDMA_TLS (rc_verbs)  PMQ_CLUSTER_RECORDS (400)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,12 +109,16 @@ async function readsDirect(brokers: string[], dataPath: DataPath): Promise<void>
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const key = `${DIR}/cluster.key`;
+  const keygen = spawnSync(process.execPath, [PMQ, 'keygen', '--out', key], { stdio: 'inherit' });
+  expect(keygen.status === 0, `pmq keygen exited ${keygen.status}`);
   const storage = await startPmq(['storage', '--direct', '--path', `${DIR}/region`, '--size',
     '16MiB', '--segment-size', '64KiB', '--node-id', '1', '--listen', `${HOST}:0`,
-    '--transports', TLS, '--log-level', 'info'], /listening on ([\d.]+):(\d+)/);
+    '--transports', TLS, '--log-level', 'info', '--cluster-key-file', key],
+  /listening on ([\d.]+):(\d+)/);
   const broker = await startPmq(['broker', '--listen', `${HOST}:0`, '--storage',
     `${storage.host}:${storage.port}`, '--data-dir', `${DIR}/broker`, '--transports', TLS,
-    '--log-level', 'warn'], /listening on ([\d.]+):(\d+) \(epoch/);
+    '--log-level', 'warn', '--cluster-key-file', key], /listening on ([\d.]+):(\d+) \(epoch/);
   say(`# storage and broker up after ${Date.now() - started} ms`);
   const brokers = [`${broker.host}:${broker.port}`];
   await check(`produce ${RECORDS} records (validated writes over ${TLS})`,
