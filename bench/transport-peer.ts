@@ -3,7 +3,7 @@
  * one read grant over all of it, and echoes every two-sided message back to its sender.
  * argv: <transports> <busyPoll 0|1> <memoryBytes>. Prints "listening <port>" when ready.
  */
-import { Transport } from '../native/transport.js';
+import { GRANT_KEY_UNWIRED, Transport } from '../native/transport.js';
 
 const [transports = 'sm,tcp', busy = '0', memoryText = String(64 * 1024 * 1024)] =
   process.argv.slice(2);
@@ -12,9 +12,9 @@ const transport = Transport.open({ transports, netDevices: 'lo', busyPoll: busy 
 const memory = Buffer.alloc(Number(memoryText));
 transport.attachMemory(memory);
 transport.createGrant({ id: 1, epoch: 1, address: 0, length: memory.byteLength,
-  direction: 'write' });
+  direction: 'write', session: 0, key: GRANT_KEY_UNWIRED });
 transport.createGrant({ id: 2, epoch: 1, address: 0, length: memory.byteLength,
-  direction: 'read' });
+  direction: 'read', session: 0, key: GRANT_KEY_UNWIRED });
 transport.setMessageHandler({
   deliver(ep, header, payload) {
     transport.send(ep, header, payload).catch(() => undefined);

@@ -5,6 +5,7 @@
  * first, so nothing else can land in the hole afterwards.
  */
 import type { Fill } from './sequencer.js';
+import { GRANT_KEY_UNWIRED } from '../native/transport.js';
 import { encodeFiller } from './filler.js';
 import type { PartitionDeps, SegmentPlace } from './partition.js';
 import { revokeGrant } from './partition.js';
@@ -20,7 +21,7 @@ export async function fillPartitionHole(deps: PartitionDeps, place: SegmentPlace
     position: fill.position, sizeBytes: fill.bytes, direction: 'write' });
   try {
     const filler = encodeFiller(fill.bytes, fill.records, fill.baseOffset);
-    const grant = { id: grantId, epoch: pool.epoch };
+    const grant = { id: grantId, epoch: pool.epoch, key: GRANT_KEY_UNWIRED };
     for (let done = 0; done < filler.byteLength; done += FILL_CHUNK_BYTES_MAX) {
       const length = Math.min(FILL_CHUNK_BYTES_MAX, filler.byteLength - done);
       await transport.writeValidated(pool.endpoint(place.nodeId), grant,

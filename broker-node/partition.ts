@@ -16,7 +16,7 @@ import { invariant } from '../common/invariant.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { Body } from '../common/wire/messages.js';
-import type { Transport } from '../native/transport.js';
+import { GRANT_KEY_UNWIRED, type Transport } from '../native/transport.js';
 import { fillPartitionHole } from './partition-fill.js';
 import { scanProducerBatches } from './producer-scan.js';
 import { ProducerStates, type SequenceCheck } from './producer-state.js';
@@ -382,7 +382,7 @@ export class Partition {
       const place = this.#place(segment.segmentId);
       const grantId = await this.readGrant(place);
       await transport.readValidated(pool.endpoint(place.nodeId), { id: grantId,
-        epoch: pool.epoch }, place.address + position, dst, 0, length);
+        epoch: pool.epoch, key: GRANT_KEY_UNWIRED }, place.address + position, dst, 0, length);
     };
     try {
       const batches = await scanProducerBatches({ read }, this.sequencer.segments(),

@@ -24,7 +24,8 @@ import { invariant } from '../common/invariant.js';
 import { CLIENT_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { Body } from '../common/wire/messages.js';
-import { hasRdmaLane, type DirectKey, type Endpoint } from '../native/transport.js';
+import { GRANT_KEY_UNWIRED, hasRdmaLane, type DirectKey, type Endpoint } from
+  '../native/transport.js';
 import type { Connection } from './connection.js';
 
 export type DataPath = 'validated' | 'direct' | 'auto';
@@ -71,8 +72,8 @@ export class StorageReads {
     const key = route.direct ? await this.key(route, segment) : null;
     const transport = this.connection.transport;
     if (key === null) {
-      await transport.readValidated(ep, { id: segment.grantId, epoch: segment.grantEpoch },
-        address, dst, 0, length);
+      await transport.readValidated(ep, { id: segment.grantId, epoch: segment.grantEpoch,
+        key: GRANT_KEY_UNWIRED }, address, dst, 0, length);
       route.reads.validated += 1;
       return;
     }

@@ -16,6 +16,8 @@ export interface TransportNativeOptions {
   peerTimeoutMs: number;
   direct: boolean;
   requestBytesMax: number;
+  /** Largest two-sided message payload accepted from a peer (larger: rejected/dropped). */
+  messageBytesMax: number;
 }
 
 /** Event kinds, as native/transport.h's EventKind. */
@@ -59,22 +61,31 @@ export interface TransportBinding {
   transportLanes(ep: number): string[];
   transportSend(ep: number, requestId: number, header: Uint8Array, payload: Uint8Array,
     offset: number, length: number): void;
+  /**
+   * One active message with exactly these header bytes (no prefix) and payload; mode 0 = auto,
+   * 1 = eager, 2 = rendezvous. For attack/fuzz tests speaking as a hostile peer.
+   */
+  transportSendRaw(ep: number, requestId: number, header: Uint8Array, payload: Uint8Array,
+    mode: number): void;
+  transportBindSession(ep: number, session: number): void;
   transportStats(): TransportStats;
   transportAttachMemory(memory: Uint8Array): void;
-  /** direction: 0 = read, 1 = write. */
+  /** direction: 0 = read, 1 = write; readable = length for write grants. */
   transportGrantCreate(grantId: number, epoch: number, address: number, length: number,
-    direction: number): void;
+    direction: number, session: number, key: number, readable: number): void;
+  /** A read grant's readable prefix; only grows. */
+  transportGrantSetReadable(grantId: number, readable: number): void;
   /** True when no access of the grant is in flight; otherwise `revokeDone` follows. */
   transportGrantRevoke(grantId: number): boolean;
   /** A revoked grant with nothing in flight leaves the table (true); false while in flight. */
   transportGrantForget(grantId: number): boolean;
   transportEpochRaise(epoch: number): void;
   transportWriteValidated(ep: number, requestId: number, grantId: number, epoch: number,
-    address: number, src: Uint8Array, offset: number, length: number): void;
+    grantKey: number, address: number, src: Uint8Array, offset: number, length: number): void;
   transportReadValidated(ep: number, requestId: number, grantId: number, epoch: number,
-    address: number, dst: Uint8Array, offset: number, length: number): void;
+    grantKey: number, address: number, dst: Uint8Array, offset: number, length: number): void;
   /** Direct mode, storage side: the grant's key (registers the grant's range on first use). */
-  transportDirectExport(ep: number, grantId: number): Uint8Array;
+  transportDirectExport(ep: number, grantId: number, grantKey: number): Uint8Array;
   /** Direct mode, client side: unpacks a key for `ep`; returns its id. */
   transportDirectImport(ep: number, key: Uint8Array): number;
   transportDirectRelease(keyId: number): void;
@@ -87,8 +98,10 @@ export interface TransportBinding {
 
 export const TRANSPORT_EXPORTS = [
   'transportOpen', 'transportClose', 'transportListen', 'transportConnect',
-  'transportEndpointClose', 'transportLanes', 'transportSend', 'transportStats',
-  'transportAttachMemory', 'transportGrantCreate', 'transportGrantRevoke',
+  'transportEndpointClose', 'transportLanes', 'transportSend', 'transportSendRaw',
+  'transportBindSession', 'transportStats',
+  'transportAttachMemory', 'transportGrantCreate', 'transportGrantSetReadable',
+  'transportGrantRevoke',
   'transportGrantForget', 'transportEpochRaise',
   'transportWriteValidated', 'transportReadValidated', 'transportDirectExport',
   'transportDirectImport', 'transportDirectRelease', 'transportDirectTransfer',

@@ -49,6 +49,16 @@ export interface Pending {
   reject: (error: Error) => void;
 }
 
+/** What TS remembers of a native grant (for argument checks; the native table decides). */
+export interface GrantState {
+  revoked: boolean;
+  direction: 'read' | 'write';
+  length: number;
+  session: number;
+  key: number;
+  readableBytes: number;
+}
+
 type Listeners = { [K in keyof TransportEvents]: Set<TransportEvents[K]> };
 
 export class TransportCore {
@@ -60,7 +70,9 @@ export class TransportCore {
   }>();
   protected readonly closeWaiters = new Map<Endpoint, () => void>();
   protected readonly pending = new Map<number, Pending>();
-  protected readonly grants = new Map<number, { revoked: boolean }>();
+  protected readonly grants = new Map<number, GrantState>();
+  /** Endpoints bound to a client session (bindSession). */
+  protected readonly sessions = new Map<Endpoint, number>();
   /** The highest grant id forgotten (forgetGrant): ids at or below it are never created again. */
   protected forgottenMaxId = 0;
   protected readonly revokeWaiters = new Map<number, () => void>();
@@ -134,7 +146,7 @@ export class TransportCore {
         this.onSendDone(id, status, code, text);
         return undefined;
       case EventKind.reply:
-        this.onReply(id, status);
+        this.onReply(endpoint, id, status);
         return undefined;
       case EventKind.revokeDone:
         this.revokeWaiters.get(id)?.();
@@ -147,6 +159,7 @@ export class TransportCore {
 
   private onClosed(ep: Endpoint, code: string, reason: string): void {
     this.endpoints.delete(ep);
+    this.sessions.delete(ep);
     for (const [key, entry] of this.directKeys) {  // native destroyed them with the endpoint
       if (entry.ep === ep) this.directKeys.delete(key);
     }
@@ -211,9 +224,12 @@ export class TransportCore {
     this.settle(id, request);
   }
 
-  private onReply(id: number, status: number): void {
+  private onReply(ep: Endpoint, id: number, status: number): void {
     const request = this.pending.get(id);
     if (request === undefined || request.orphaned === true) return;
+    // A reply settles only a validated request made on the endpoint it came from: a peer
+    // cannot answer another peer's requests (or our sends) by guessing request ids.
+    if (request.ep !== ep || (request.kind !== 'write' && request.kind !== 'read')) return;
     request.reply = status;
     this.settle(id, request);
   }
@@ -242,6 +258,7 @@ export class TransportCore {
     for (const resolve of this.revokeWaiters.values()) resolve();
     this.revokeWaiters.clear();
     this.endpoints.clear();
+    this.sessions.clear();
     this.directKeys.clear();
   }
 }

@@ -132,6 +132,12 @@ std::string Transport::create_worker(const Options& options) {
   // "invalid configuration") while "REG_METHODS" reaches the IB md (measured in the VM,
   // docs/native-transport.md).
   if (options.direct) settings.push_back({"REG_METHODS", "direct"});
+  // Without it UCX 1.13 names the sender's endpoint in a message by its raw pointer whenever
+  // the endpoints have no error handling (our shared-memory mode): a message arriving for an
+  // endpoint we already destroyed then dereferences freed memory (seen as the assertion
+  // `(*ep_p)->worker == worker` in ucp_am_handler_reply on sm). With indirect ids UCX looks ids
+  // up in a table and drops stale ones (cost: docs/native-transport.md, "Configuration").
+  settings.push_back({"PROTO_INDIRECT_ID", "on"});
   for (const Setting& setting : settings) {
     status = ucp_config_modify(config, setting.name, setting.value.c_str());
     if (status != UCS_OK) {

@@ -25,7 +25,7 @@ namespace pmq::transport {
 
 // Wire: every active message carries one of these kinds in byte 1 of its header; byte 0 is the
 // wire version (docs/wire-protocol.md, "Native data path"). Host byte order (little endian).
-constexpr uint8_t kWireVersion = 2;
+constexpr uint8_t kWireVersion = 3;
 constexpr uint16_t kAmId = 17;
 enum class Kind : uint8_t {
   hello = 1, hello_ack = 2, keepalive = 3, bye = 4, message = 5,
@@ -52,7 +52,7 @@ struct AccessHeader {  // write_request (payload = the bytes), read_request (hea
   uint64_t epoch;
   uint64_t address;  // byte in the storage side's exposed memory
   uint64_t length;
-  uint64_t remote_address;  // 0 (unused since wire version 2)
+  uint64_t grant_key;  // the grant's secret (wire version 3; version 2 sent 0 here)
 };
 static_assert(sizeof(AccessHeader) == 56);
 
@@ -97,7 +97,16 @@ struct Options {
   uint32_t peer_timeout_ms = 5000;
   bool direct = false;
   uint64_t request_bytes_max = 16u << 20;
+  // Largest payload of a two-sided message (kind `message`): a larger one is rejected
+  // (rendezvous) or dropped (eager) before JS sees it, so a peer cannot make JS allocate it.
+  uint64_t message_bytes_max = 9u << 20;
 };
+
+// Largest user header of a two-sided message (transport.ts refuses larger ones to send).
+constexpr uint32_t kUserHeaderBytesMax = 4096;
+
+// send_raw (attack and fuzz tests speak as a hostile peer with it): which AM protocol to force.
+enum class RawMode : uint8_t { automatic = 0, eager = 1, rndv = 2 };
 
 enum class EpState : uint8_t { connecting, open, closing };
 
@@ -108,6 +117,8 @@ struct Endpoint {
   bool bye_received = false;
   bool failed = false;
   bool detached = false;  // closed for JS; UCX's flush of it may still be waiting on the peer
+  bool hello_answered = false;  // one hello_ack per endpoint: a hello flood costs us nothing
+  uint64_t session = 0;  // bind_session: the client session it speaks for; 0 = unbound
   uint64_t last_rx_ms;
   uint64_t last_tx_ms;
   std::string remote;
@@ -123,6 +134,9 @@ struct Grant {
   uint64_t address;
   uint64_t length;
   Direction direction;
+  uint64_t session = 0;  // only endpoints bound to this session may use it (0: TRANSITIONAL)
+  uint64_t key = 0;      // the grant's secret: every request names it (AccessHeader.grant_key)
+  uint64_t readable = 0;  // read grants: reads stay inside [address, address + readable)
   bool revoked = false;
   uint32_t in_flight = 0;
   // Direct mode: the registration of exactly [address, address+length), made on the first
@@ -169,6 +183,12 @@ struct Op {
   uint64_t grant_id = 0;
   std::vector<uint8_t> header;  // must outlive the send (UCX 1.13 has no COPY_HEADER)
   Transport* owner = nullptr;
+  // Set by op_param (the op is in ops_ from then on) until track() has seen the UCX call
+  // return: a completion during the call (UCX may complete inside it, e.g. a rendezvous receive
+  // whose endpoint is gone) only records its status here, and track() finishes the op.
+  bool issuing = false;
+  bool completed = false;
+  ucs_status_t status = UCS_OK;
 };
 
 class Transport {
@@ -192,6 +212,11 @@ class Transport {
 
   void send(uint32_t ep, uint64_t request_id, const uint8_t* header, size_t header_bytes,
             const uint8_t* payload, size_t payload_bytes);
+  // One active message with exactly these header bytes (no prefix): for attack/fuzz tests.
+  void send_raw(uint32_t ep, uint64_t request_id, const uint8_t* header, size_t header_bytes,
+                const uint8_t* payload, size_t payload_bytes, RawMode mode);
+  // The client session `ep` speaks for (JS decided it may); ignored if the endpoint is gone.
+  void bind_session(uint32_t ep, uint64_t session);
   // Receives a rendezvous message into dst (the napi layer chose it after a place event).
   void receive_into(uint64_t receive_id, uint8_t* dst);
 
@@ -201,14 +226,16 @@ class Transport {
   // Drops a revoked grant with nothing in flight from the table (false otherwise). Grant ids
   // only rise, so a later request naming any forgotten id is still told `revoked`.
   bool grant_forget(uint64_t grant_id);
+  // Raises a read grant's readable prefix (only grows, never past the grant's length).
+  void grant_set_readable(uint64_t grant_id, uint64_t readable);
   void epoch_raise(uint64_t epoch);
   uint64_t epoch() const { return epoch_; }
   void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);
   void read_validated(uint32_t ep, AccessHeader request, uint8_t* dst);
 
   // Direct mode (transport_direct.cc). Failures: *code_p = PMQ_ERR_*, returns the reason.
-  std::string direct_export(uint32_t ep, uint64_t grant_id, std::vector<uint8_t>* key_p,
-                            const char** code_p);
+  std::string direct_export(uint32_t ep, uint64_t grant_id, uint64_t grant_key,
+                            std::vector<uint8_t>* key_p, const char** code_p);
   std::string direct_import(uint32_t ep, const uint8_t* key, size_t key_bytes,
                             uint64_t* key_id_p, const char** code_p);
   void direct_release(uint64_t key_id);
@@ -251,21 +278,23 @@ class Transport {
   Endpoint* usable_endpoint(uint32_t ep_id, uint64_t request_id);
   void send_control(Endpoint* ep, Kind kind);
   void send_reply(uint32_t ep, uint64_t request_id, Status status);
-  Status check_access(const AccessHeader& request, Direction direction, size_t data_bytes);
+  Status check_access(const Endpoint& ep, const AccessHeader& request, Direction direction,
+                      size_t data_bytes);
+  bool grant_usable_by(const Grant& grant, const Endpoint& ep, uint64_t key) const;
   ucs_status_t on_write_request(Endpoint* ep, const void* header, size_t header_bytes,
                                 void* data, size_t length, bool rndv);
   ucs_status_t on_read_request(Endpoint* ep, const void* header, size_t header_bytes);
   ucs_status_t on_message(Endpoint* ep, const void* header, size_t header_bytes, void* data,
                           size_t length, bool rndv);
-  void on_reply(const void* header, size_t header_bytes);
+  void on_reply(Endpoint* ep, const void* header, size_t header_bytes);
   void landing_done(Op* op, ucs_status_t status);
   void read_landing_done(Op* op, ucs_status_t status);
   void read_done(uint64_t request_id, Status status);
-  ucs_status_t on_read_data(const void* header, size_t header_bytes, void* data, size_t length,
-                            bool rndv);
+  ucs_status_t on_read_data(Endpoint* ep, const void* header, size_t header_bytes, void* data,
+                            size_t length, bool rndv);
   void progress_posted();
   void run_deferred();
-  void* track(Op* op, ucs_status_ptr_t request);
+  void track(Op* op, ucs_status_ptr_t request);
   ucp_request_param_t op_param(Op* op);
   void release_grant_flight(uint64_t grant_id);
   void direct_unmap(Grant* grant);

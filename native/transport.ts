@@ -51,10 +51,38 @@ export interface TransportOptions {
   direct?: boolean;
   /** Largest validated write/read. Default 16 MiB. */
   requestBytesMax?: number;
+  /**
+   * Largest payload of a two-sided message accepted from a peer: a larger one is rejected
+   * (rendezvous: the sender's send fails) or dropped (eager) natively, before JS allocates
+   * anything. Default 9 MiB (control messages are at most 8 MiB). At most 2^31.
+   */
+  messageBytesMax?: number;
 }
 
-export interface GrantRef { id: number; epoch: number }
-export interface Grant extends GrantRef { address: number; length: number; direction: Direction }
+/** A grant as a client names it: id, epoch and the grant's secret key. */
+export interface GrantRef { id: number; epoch: number; key: number }
+export interface Grant extends GrantRef {
+  address: number;
+  length: number;
+  direction: Direction;
+  /**
+   * The client session whose endpoints may use it (bindSession); 0 = any endpoint
+   * (TRANSITIONAL until sessions are wired: will be refused then).
+   */
+  session: number;
+  /** Read grants: reads must lie in [address, address + readableBytes). Default: length. */
+  readableBytes?: number;
+}
+
+/**
+ * The grant key today's callers use (storage nodes create their grants with it, clients name
+ * it) until the integration step hands out each grant's random key: remove it then.
+ */
+export const GRANT_KEY_UNWIRED = 1;
+
+/** sendRaw's protocol: UCX's choice, eager or rendezvous. */
+export type RawSendMode = 'auto' | 'eager' | 'rndv';
+const RAW_MODES: Record<RawSendMode, number> = { auto: 0, eager: 1, rndv: 2 };
 
 export interface MessageHandler {
   /** Rendezvous messages only: choose where `payloadBytes` land (or undefined: a new Buffer). */
@@ -69,6 +97,9 @@ export interface TransportEvents {
 }
 
 export const REQUEST_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
+export const MESSAGE_BYTES_MAX_DEFAULT = 9 * 1024 * 1024;
+/** Largest user header of send(); the native side drops larger ones from peers. */
+export const MESSAGE_HEADER_BYTES_MAX = 4096;
 const RDMA_LANES = ['rc_verbs', 'rc_mlx5', 'dc_mlx5', 'ud_verbs', 'ud_mlx5', 'rc', 'dc', 'ud'];
 
 /** True when `lanes` (from lanes()) include an RDMA transport: what direct mode requires. */
@@ -115,6 +146,8 @@ function nativeOptions(options: TransportOptions): TransportNativeOptions {
     direct: options.direct ?? false,
     requestBytesMax: checkCount('requestBytesMax', options.requestBytesMax ??
       REQUEST_BYTES_MAX_DEFAULT, 1, 2 ** 31),
+    messageBytesMax: checkCount('messageBytesMax', options.messageBytesMax ??
+      MESSAGE_BYTES_MAX_DEFAULT, 0, 2 ** 31),
   };
 }
 
@@ -195,10 +228,50 @@ export class Transport extends TransportCore {
     length = payload.byteLength - offset): Promise<void> {
     this.checkEndpoint(ep);
     checkBytes('header', header, 0, header.byteLength);
-    checkCount('header length', header.byteLength, 0, 4096);
+    checkCount('header length', header.byteLength, 0, MESSAGE_HEADER_BYTES_MAX);
     checkBytes('payload', payload, offset, length);
     return this.startRequest(ep, { kind: 'send', buffer: payload, header }, (id) =>
       native.transportSend(ep, id, header, payload, offset, length));
+  }
+
+  /**
+   * Sends one active message (pmq's AM id) with exactly these header bytes — no pmq prefix,
+   * no checks of what they say — and this payload, eagerly, by rendezvous or as UCX chooses.
+   * The tool attack and fuzz tests use to speak as a hostile peer; nothing else should.
+   * Resolves when UCX is done with the bytes (a rejected rendezvous rejects).
+   */
+  sendRaw(ep: Endpoint, header: Uint8Array, payload: Uint8Array,
+    mode: RawSendMode = 'auto'): Promise<void> {
+    this.checkEndpoint(ep);
+    checkBytes('header', header, 0, header.byteLength);
+    checkCount('header length', header.byteLength, 0, 65536);
+    checkBytes('payload', payload, 0, payload.byteLength);
+    const code = RAW_MODES[mode];
+    if (code === undefined) throw new ArgumentError(`mode must be auto, eager or rndv: ${mode}`);
+    return this.startRequest(ep, { kind: 'send', buffer: payload, header }, (id) =>
+      native.transportSendRaw(ep, id, header, payload, code));
+  }
+
+  /**
+   * Binds `ep` to a client session: from now on it may use the grants of that session (and
+   * TRANSITIONAL: grants of session 0), no other. The caller decides who may bind (a verified
+   * ticket). An endpoint is bound once; binding it again to the same session is a no-op.
+   */
+  bindSession(ep: Endpoint, session: number): void {
+    this.checkEndpoint(ep);
+    checkCount('session', session, 1, Number.MAX_SAFE_INTEGER);
+    const bound = this.sessions.get(ep);
+    if (bound === session) return;
+    if (bound !== undefined) {
+      throw new ArgumentError(`endpoint ${ep} is bound to session ${bound} already`);
+    }
+    native.transportBindSession(ep, session);
+    this.sessions.set(ep, session);
+  }
+
+  /** The session `ep` is bound to, or 0. */
+  sessionOf(ep: Endpoint): number {
+    return this.sessions.get(ep) ?? 0;
   }
 
   /** Storage side: the memory that grants point into (kept referenced until close). */
@@ -221,12 +294,34 @@ export class Transport extends TransportCore {
     if (grant.direction !== 'read' && grant.direction !== 'write') {
       throw new ArgumentError(`grant direction must be read or write, got ${grant.direction}`);
     }
+    checkCount('grant session', grant.session, 0, Number.MAX_SAFE_INTEGER);
+    checkCount('grant key', grant.key, 1, Number.MAX_SAFE_INTEGER);
+    const readableBytes = grant.readableBytes ?? grant.length;
+    checkCount('grant readableBytes', readableBytes, grant.direction === 'read' ? 0 :
+      grant.length, grant.length);
     if (this.grants.has(grant.id) || grant.id <= this.forgottenMaxId) {
       throw new ArgumentError(`grant ${grant.id} exists or existed: grant ids are never reused`);
     }
     native.transportGrantCreate(grant.id, grant.epoch, grant.address, grant.length,
-      grant.direction === 'read' ? 0 : 1);
-    this.grants.set(grant.id, { revoked: false });
+      grant.direction === 'read' ? 0 : 1, grant.session, grant.key, readableBytes);
+    this.grants.set(grant.id, { revoked: false, direction: grant.direction,
+      length: grant.length, session: grant.session, key: grant.key, readableBytes });
+  }
+
+  /**
+   * Raises a read grant's readable prefix (the bytes below the segment's durable watermark):
+   * reads of [address, address + readableBytes) are allowed from now on. Only grows.
+   */
+  setGrantReadable(grantId: number, readableBytes: number): void {
+    this.checkOpen();
+    const grant = this.grants.get(grantId);
+    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    if (grant.direction !== 'read') {
+      throw new ArgumentError(`grant ${grantId} is a write grant: its readable bytes are fixed`);
+    }
+    checkCount('readableBytes', readableBytes, grant.readableBytes, grant.length);
+    native.transportGrantSetReadable(grantId, readableBytes);
+    grant.readableBytes = readableBytes;
   }
 
   /** Refuses new requests of the grant at once; resolves when none is in flight any more. */
@@ -272,8 +367,8 @@ export class Transport extends TransportCore {
     this.checkAccess(ep, grant, address, length);
     checkBytes('src', src, srcOffset, length);
     return this.startRequest(ep, { kind: 'write', buffer: src }, (id) =>
-      native.transportWriteValidated(ep, id, grant.id, grant.epoch, address, src, srcOffset,
-        length));
+      native.transportWriteValidated(ep, id, grant.id, grant.epoch, grant.key, address, src,
+        srcOffset, length));
   }
 
   /** Reads `length` bytes at `address` of the peer's memory into dst[dstOffset, +length). */
@@ -282,8 +377,8 @@ export class Transport extends TransportCore {
     this.checkAccess(ep, grant, address, length);
     checkBytes('dst', dst, dstOffset, length);
     return this.startRequest(ep, { kind: 'read', buffer: dst }, (id) =>
-      native.transportReadValidated(ep, id, grant.id, grant.epoch, address, dst, dstOffset,
-        length));
+      native.transportReadValidated(ep, id, grant.id, grant.epoch, grant.key, address, dst,
+        dstOffset, length));
   }
 
   /**
@@ -295,12 +390,21 @@ export class Transport extends TransportCore {
    * stops working when the grant is revoked, when the epoch rises above the grant's, and on
    * close. A read grant's key also allows writes (UCX cannot make read-only keys).
    */
-  exportDirectKey(ep: Endpoint, grantId: number): Uint8Array {
-    this.checkDirect(ep);
+  exportDirectKey(ep: Endpoint, grantId: number, grantKey: number): Uint8Array {
+    this.checkEndpoint(ep);
+    this.checkDirectEnabled();
+    checkCount('grant id', grantId, 1, Number.MAX_SAFE_INTEGER);
+    checkCount('grant key', grantKey, 0, Number.MAX_SAFE_INTEGER);
+    // As the native check (which runs too): another session's grant, a wrong key and an
+    // unknown id look the same, and before anything else is said about the grant.
     const grant = this.grants.get(grantId);
-    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    if (grant === undefined || grant.key !== grantKey ||  // TRANSITIONAL(session 0) below
+        (grant.session !== 0 && grant.session !== this.sessionOf(ep))) {
+      throw new PmqError('PMQ_ERR_GRANT_UNKNOWN', `no grant ${grantId} for this endpoint`);
+    }
+    this.checkDirect(ep);
     if (grant.revoked) throw new PmqError('PMQ_ERR_GRANT_REVOKED', `grant ${grantId} revoked`);
-    return native.transportDirectExport(ep, grantId);
+    return native.transportDirectExport(ep, grantId, grantKey);
   }
 
   /**
@@ -407,6 +511,7 @@ export class Transport extends TransportCore {
     this.checkEndpoint(ep);
     checkCount('grant id', grant?.id, 1, Number.MAX_SAFE_INTEGER);
     checkCount('grant epoch', grant.epoch, 0, Number.MAX_SAFE_INTEGER);
+    checkCount('grant key', grant.key, 0, Number.MAX_SAFE_INTEGER);
     checkCount('address', address, 0, Number.MAX_SAFE_INTEGER);
     checkCount('length', length, 1, this.options.requestBytesMax);
   }

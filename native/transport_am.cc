@@ -30,8 +30,13 @@ bool inside(uint64_t address, uint64_t length, uint64_t base, uint64_t base_leng
 
 }  // namespace
 
+// Called right before every UCX call that takes `op`: from here on the op is tracked, and a
+// completion that UCX runs inside the call finds it (see Op::issuing).
 ucp_request_param_t Transport::op_param(Op* op) {
+  PMQ_ASSERT(!op->issuing && !op->completed);
   op->owner = this;
+  op->issuing = true;
+  PMQ_ASSERT(ops_.insert(op).second);
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   if (op->kind == OpKind::landing || op->kind == OpKind::receive ||
@@ -44,18 +49,23 @@ ucp_request_param_t Transport::op_param(Op* op) {
   return param;
 }
 
-// Every operation goes through here: completed at once → handled now; else tracked until
-// its callback. Keeps the loop referenced while anything is in flight.
-void* Transport::track(Op* op, ucs_status_ptr_t request) {
-  if (request == nullptr || UCS_PTR_IS_ERR(request)) {
-    ops_.insert(op);
-    on_op_done(op, UCS_PTR_STATUS(request));
-    return nullptr;
+// Every operation goes through here, right after its UCX call returned: completed during the
+// call (its callback ran: the request is freed, `request` must not be touched) or at once
+// (NULL or an error) → finished now; else it stays tracked until its callback. Keeps the loop
+// referenced while anything is in flight.
+void Transport::track(Op* op, ucs_status_ptr_t request) {
+  PMQ_ASSERT(op->issuing && ops_.count(op) == 1);
+  op->issuing = false;
+  if (op->completed) {
+    on_op_done(op, op->status);
+    return;
   }
-  ops_.insert(op);
+  if (request == nullptr || UCS_PTR_IS_ERR(request)) {
+    on_op_done(op, UCS_PTR_STATUS(request));
+    return;
+  }
   mark_needs_progress();
   update_loop_ref();
-  return request;
 }
 
 // An endpoint can start closing (peer failure, bye) between two events of one dispatch batch,
@@ -103,6 +113,30 @@ void Transport::send(uint32_t ep_id, uint64_t request_id, const uint8_t* header,
                             payload_bytes, &param));
 }
 
+void Transport::send_raw(uint32_t ep_id, uint64_t request_id, const uint8_t* header,
+                         size_t header_bytes, const uint8_t* payload, size_t payload_bytes,
+                         RawMode mode) {
+  Endpoint* ep = usable_endpoint(ep_id, request_id);
+  if (ep == nullptr) return;
+  auto* op = new Op{OpKind::send, ep_id, request_id};
+  op->header.assign(header, header + header_bytes);
+  ucp_request_param_t param = op_param(op);
+  param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = UCP_AM_SEND_FLAG_REPLY;
+  if (mode == RawMode::eager) param.flags |= UCP_AM_SEND_FLAG_EAGER;
+  if (mode == RawMode::rndv) param.flags |= UCP_AM_SEND_FLAG_RNDV;
+  ep->last_tx_ms = now_ms();
+  track(op, ucp_am_send_nbx(ep->handle, kAmId, op->header.data(), op->header.size(), payload,
+                            payload_bytes, &param));
+}
+
+void Transport::bind_session(uint32_t ep_id, uint64_t session) {
+  PMQ_ASSERT(session > 0);  // transport.ts checked it
+  auto found = endpoints_.find(ep_id);
+  if (found == endpoints_.end()) return;  // closed since JS last heard: nothing to bind
+  found->second->session = session;
+}
+
 void Transport::send_reply(uint32_t ep_id, uint64_t request_id, Status status) {
   ReplyHeader reply{kWireVersion, static_cast<uint8_t>(Kind::reply),
                     static_cast<uint8_t>(status), {0}, request_id};
@@ -116,26 +150,31 @@ ucs_status_t Transport::on_am(const void* header, size_t header_bytes, void* dat
   Endpoint* ep = nullptr;
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0) ep = endpoint_of(param->reply_ep);
   const auto* bytes = static_cast<const uint8_t*>(header);
-  if (ep == nullptr || header_bytes < sizeof(PrefixHeader) || bytes[0] != kWireVersion) {
-    return rndv ? UCS_ERR_REJECTED : UCS_OK;  // unknown sender or version: dropped
+  // Everything here is a peer's input: nothing it sends may stop the process or leak. Unknown
+  // senders, endpoints we are closing (never reply on one: UCX-NOTES.md), other versions and
+  // headers too short for any kind are dropped; a rendezvous is rejected (its data never moves).
+  if (ep == nullptr || ep->state == EpState::closing || header == nullptr ||
+      header_bytes < sizeof(PrefixHeader) || bytes[0] != kWireVersion) {
+    return rndv ? UCS_ERR_REJECTED : UCS_OK;
   }
   ep->last_rx_ms = now_ms();
   switch (static_cast<Kind>(bytes[1])) {
     case Kind::hello:
-      send_control(ep, Kind::hello_ack);
-      return UCS_OK;
+      if (!ep->hello_answered) send_control(ep, Kind::hello_ack);
+      ep->hello_answered = true;
+      return rndv ? UCS_ERR_REJECTED : UCS_OK;
     case Kind::hello_ack:
       if (ep->state == EpState::connecting) {
         ep->state = EpState::open;
         events.push_back(Event{EventKind::connected, ep->id});
       }
-      return UCS_OK;
+      return rndv ? UCS_ERR_REJECTED : UCS_OK;
     case Kind::keepalive:
-      return UCS_OK;
+      return rndv ? UCS_ERR_REJECTED : UCS_OK;
     case Kind::bye:
       ep->bye_received = true;
       defer_close(ep, "", "closed by peer");
-      return UCS_OK;
+      return rndv ? UCS_ERR_REJECTED : UCS_OK;
     case Kind::message:
       return on_message(ep, header, header_bytes, data, length, rndv);
     case Kind::write_request:
@@ -143,10 +182,10 @@ ucs_status_t Transport::on_am(const void* header, size_t header_bytes, void* dat
     case Kind::read_request:
       return on_read_request(ep, header, header_bytes);
     case Kind::reply:
-      on_reply(header, header_bytes);
-      return UCS_OK;
+      on_reply(ep, header, header_bytes);
+      return rndv ? UCS_ERR_REJECTED : UCS_OK;
     case Kind::read_data:
-      return on_read_data(header, header_bytes, data, length, rndv);
+      return on_read_data(ep, header, header_bytes, data, length, rndv);
     case Kind::direct_key:
       break;  // a key, never a message
   }
@@ -157,8 +196,10 @@ ucs_status_t Transport::on_message(Endpoint* ep, const void* header, size_t head
                                    void* data, size_t length, bool rndv) {
   PrefixHeader prefix;
   std::memcpy(&prefix, header, sizeof prefix);
-  if (prefix.user_header_bytes != header_bytes - sizeof prefix) {
-    return rndv ? UCS_ERR_REJECTED : UCS_OK;
+  if (prefix.user_header_bytes != header_bytes - sizeof prefix ||
+      prefix.user_header_bytes > kUserHeaderBytesMax || length > options_.message_bytes_max ||
+      (length > 0 && data == nullptr)) {
+    return rndv ? UCS_ERR_REJECTED : UCS_OK;  // malformed or oversized: JS never sees it
   }
   Event event{EventKind::message, ep->id};
   const auto* user = static_cast<const uint8_t*>(header) + sizeof prefix;
@@ -191,8 +232,17 @@ void Transport::receive_into(uint64_t receive_id, uint8_t* dst) {
   track(op, ucp_am_recv_data_nbx(worker_, pending.desc, dst, pending.length, &param));
 }
 
-Status Transport::check_access(const AccessHeader& request, Direction direction,
-                               size_t data_bytes) {
+// Whether `ep` may use `grant` with `key`. No oracle: a caller that fails this is told
+// grant_unknown, exactly as for an id that never existed.
+bool Transport::grant_usable_by(const Grant& grant, const Endpoint& ep, uint64_t key) const {
+  // TRANSITIONAL(session 0): a grant created without a session (today's callers, until the
+  // integration step binds sessions) skips the session comparison; the key is still checked.
+  bool session_ok = grant.session == 0 || grant.session == ep.session;
+  return session_ok && key == grant.key;
+}
+
+Status Transport::check_access(const Endpoint& ep, const AccessHeader& request,
+                               Direction direction, size_t data_bytes) {
   if (memory_ == nullptr) return Status::no_region;
   if (request.length == 0 || request.length > options_.request_bytes_max) {
     return Status::malformed;
@@ -203,11 +253,14 @@ Status Transport::check_access(const AccessHeader& request, Direction direction,
     return request.grant_id <= forgotten_max_id_ ? Status::revoked : Status::grant_unknown;
   }
   const Grant& grant = found->second;
+  if (!grant_usable_by(grant, ep, request.grant_key)) return Status::grant_unknown;
   if (grant.revoked) return Status::revoked;
   if (request.epoch != grant.epoch || grant.epoch < epoch_) return Status::stale_epoch;
   // A write grant does not allow reading, nor a read grant writing (docs/native-transport.md).
   if (grant.direction != direction) return Status::direction;
-  if (!inside(request.address, request.length, grant.address, grant.length)) {
+  // Reads stay below the readable prefix (the segment's durable watermark, set by JS).
+  uint64_t limit = direction == Direction::read ? grant.readable : grant.length;
+  if (!inside(request.address, request.length, grant.address, limit)) {
     return Status::out_of_range;
   }
   PMQ_ASSERT(inside(request.address, request.length, 0, memory_bytes_));  // pair: grant_create
@@ -219,13 +272,14 @@ ucs_status_t Transport::on_write_request(Endpoint* ep, const void* header, size_
   if (header_bytes != sizeof(AccessHeader)) return rndv ? UCS_ERR_REJECTED : UCS_OK;
   AccessHeader request;
   std::memcpy(&request, header, sizeof request);
-  Status status = check_access(request, Direction::write, length);
+  Status status = check_access(*ep, request, Direction::write, length);
   if (status != Status::ok) {
     send_reply(ep->id, request.request_id, status);
     return rndv ? UCS_ERR_REJECTED : UCS_OK;  // the target bytes stay unchanged
   }
   Grant& grant = grants_[request.grant_id];
   uint8_t* dst = memory_ + request.address;
+  if (length > 0 && data == nullptr) return rndv ? UCS_ERR_REJECTED : UCS_OK;
   if (!rndv) {
     std::memcpy(dst, data, length);
     send_reply(ep->id, request.request_id, Status::ok);
@@ -250,7 +304,7 @@ ucs_status_t Transport::on_read_request(Endpoint* ep, const void* header, size_t
     send_reply(ep->id, request.request_id, Status::malformed);
     return UCS_OK;
   }
-  Status status = check_access(request, Direction::read, 0);
+  Status status = check_access(*ep, request, Direction::read, 0);
   if (status != Status::ok) {
     send_reply(ep->id, request.request_id, status);
     return UCS_OK;
@@ -263,14 +317,15 @@ ucs_status_t Transport::on_read_request(Endpoint* ep, const void* header, size_t
 
 // Client side: the data of one of our reads. Eager: copied into the destination; rendezvous:
 // received straight into it. The read completes (a reply event) once the bytes are there.
-ucs_status_t Transport::on_read_data(const void* header, size_t header_bytes, void* data,
-                                     size_t length, bool rndv) {
+ucs_status_t Transport::on_read_data(Endpoint* ep, const void* header, size_t header_bytes,
+                                     void* data, size_t length, bool rndv) {
   if (header_bytes != sizeof(ReplyHeader)) return rndv ? UCS_ERR_REJECTED : UCS_OK;
   ReplyHeader reply;
   std::memcpy(&reply, header, sizeof reply);
   auto read = reads_.find(reply.request_id);
-  if (read == reads_.end() || read->second.landing) {
-    return rndv ? UCS_ERR_REJECTED : UCS_OK;  // not ours (any more): dropped
+  if (read == reads_.end() || read->second.landing || read->second.ep != ep->id ||
+      (length > 0 && data == nullptr)) {
+    return rndv ? UCS_ERR_REJECTED : UCS_OK;  // not a read of ours on this endpoint: dropped
   }
   if (length != read->second.length) {
     read_done(reply.request_id, Status::malformed);
@@ -288,13 +343,20 @@ ucs_status_t Transport::on_read_data(const void* header, size_t header_bytes, vo
   return UCS_INPROGRESS;
 }
 
-void Transport::on_reply(const void* header, size_t header_bytes) {
+// A refusal (or a write's acknowledgement) from the storage peer. The event names the
+// endpoint: transport-core.ts settles only a request made on that endpoint.
+void Transport::on_reply(Endpoint* ep, const void* header, size_t header_bytes) {
   if (header_bytes != sizeof(ReplyHeader)) return;
   ReplyHeader reply;
   std::memcpy(&reply, header, sizeof reply);
-  reads_.erase(reply.request_id);  // a refused read: no data will come
-  Event event{EventKind::reply, 0, reply.request_id, reply.status};
-  events.push_back(std::move(event));
+  auto read = reads_.find(reply.request_id);
+  if (read != reads_.end()) {
+    // Never for another endpoint's read, and never while the bytes land into its buffer.
+    if (read->second.ep != ep->id || read->second.landing) return;
+    if (reply.status == static_cast<uint8_t>(Status::ok)) return;  // data, not ok, answers it
+    reads_.erase(read);  // a refused read: no data will come
+  }
+  events.push_back(Event{EventKind::reply, ep->id, reply.request_id, reply.status});
 }
 
 void Transport::write_validated(uint32_t ep_id, const AccessHeader& request,
@@ -319,7 +381,6 @@ void Transport::read_validated(uint32_t ep_id, AccessHeader request, uint8_t* ds
   if (ep == nullptr) return;
   reads_[request.request_id] = PendingRead{ep_id, dst, request.length, false};
   request.rkey_bytes = 0;
-  request.remote_address = 0;
   auto* op = new Op{OpKind::read_request, ep_id, request.request_id};
   op->header.assign(reinterpret_cast<const uint8_t*>(&request),
                     reinterpret_cast<const uint8_t*>(&request) + sizeof request);

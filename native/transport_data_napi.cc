@@ -24,7 +24,7 @@ Napi::Value attach_memory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value grant_create(const Napi::CallbackInfo& info) {
-  // (grantId, epoch, address, length, direction 0 = read / 1 = write)
+  // (grantId, epoch, address, length, direction 0 = read / 1 = write, session, key, readable)
   transport::Grant grant{};
   grant.id = napi_to_u64(info[0]);
   grant.epoch = napi_to_u64(info[1]);
@@ -33,7 +33,15 @@ Napi::Value grant_create(const Napi::CallbackInfo& info) {
   uint64_t direction = napi_to_u64(info[4]);
   PMQ_ASSERT(direction <= 1);
   grant.direction = static_cast<transport::Direction>(direction);
+  grant.session = napi_to_u64(info[5]);
+  grant.key = napi_to_u64(info[6]);
+  grant.readable = napi_to_u64(info[7]);
   napi_open_transport()->grant_create(grant);
+  return info.Env().Undefined();
+}
+
+Napi::Value grant_set_readable(const Napi::CallbackInfo& info) {
+  napi_open_transport()->grant_set_readable(napi_to_u64(info[0]), napi_to_u64(info[1]));
   return info.Env().Undefined();
 }
 
@@ -53,15 +61,16 @@ Napi::Value epoch_raise(const Napi::CallbackInfo& info) {
 }
 
 transport::AccessHeader access_header(const Napi::CallbackInfo& info, transport::Kind kind) {
-  // (ep, requestId, grantId, epoch, address, buffer, offset, length)
+  // (ep, requestId, grantId, epoch, grantKey, address, buffer, offset, length)
   transport::AccessHeader request{};
   request.version = transport::kWireVersion;
   request.kind = static_cast<uint8_t>(kind);
   request.request_id = napi_to_u64(info[1]);
   request.grant_id = napi_to_u64(info[2]);
   request.epoch = napi_to_u64(info[3]);
-  request.address = napi_to_u64(info[4]);
-  request.length = napi_to_u64(info[7]);
+  request.grant_key = napi_to_u64(info[4]);
+  request.address = napi_to_u64(info[5]);
+  request.length = napi_to_u64(info[8]);
   PMQ_ASSERT(request.length > 0);
   return request;
 }
@@ -69,7 +78,7 @@ transport::AccessHeader access_header(const Napi::CallbackInfo& info, transport:
 Napi::Value write_validated(const Napi::CallbackInfo& info) {
   uint32_t ep = napi_to_ep(info[0]);
   transport::AccessHeader request = access_header(info, transport::Kind::write_request);
-  uint8_t* src = napi_to_bytes(info[5], napi_to_u64(info[6]), request.length);
+  uint8_t* src = napi_to_bytes(info[6], napi_to_u64(info[7]), request.length);
   napi_open_transport()->write_validated(ep, request, src);
   return info.Env().Undefined();
 }
@@ -77,7 +86,7 @@ Napi::Value write_validated(const Napi::CallbackInfo& info) {
 Napi::Value read_validated(const Napi::CallbackInfo& info) {
   uint32_t ep = napi_to_ep(info[0]);
   transport::AccessHeader request = access_header(info, transport::Kind::read_request);
-  uint8_t* dst = napi_to_bytes(info[5], napi_to_u64(info[6]), request.length);
+  uint8_t* dst = napi_to_bytes(info[6], napi_to_u64(info[7]), request.length);
   napi_open_transport()->read_validated(ep, request, dst);
   return info.Env().Undefined();
 }
@@ -93,6 +102,8 @@ void register_transport_data(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, grant_revoke, "transportGrantRevoke"));
   exports.Set("transportGrantForget",
               Napi::Function::New(env, grant_forget, "transportGrantForget"));
+  exports.Set("transportGrantSetReadable",
+              Napi::Function::New(env, grant_set_readable, "transportGrantSetReadable"));
   exports.Set("transportEpochRaise", Napi::Function::New(env, epoch_raise, "transportEpochRaise"));
   exports.Set("transportWriteValidated",
               Napi::Function::New(env, write_validated, "transportWriteValidated"));

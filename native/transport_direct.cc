@@ -55,11 +55,14 @@ static std::string map_grant(ucp_context_h context, uint8_t* start, uint64_t len
   return "";
 }
 
-std::string Transport::direct_export(uint32_t ep, uint64_t grant_id,
+std::string Transport::direct_export(uint32_t ep, uint64_t grant_id, uint64_t grant_key,
                                      std::vector<uint8_t>* key_p, const char** code_p) {
   PMQ_ASSERT(options_.direct && has_endpoint(ep));  // TS checked both, and the lanes
   auto found = grants_.find(grant_id);
-  PMQ_ASSERT(found != grants_.end());
+  *code_p = "PMQ_ERR_GRANT_UNKNOWN";  // no oracle: another session's grant looks unknown
+  if (found == grants_.end() || !grant_usable_by(found->second, *endpoints_[ep], grant_key)) {
+    return "no such grant";
+  }
   Grant& grant = found->second;
   *code_p = "PMQ_ERR_GRANT_REVOKED";
   if (grant.revoked) return "the grant was revoked";

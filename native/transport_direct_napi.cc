@@ -17,11 +17,11 @@ uint8_t* napi_to_bytes(const Napi::Value& value, uint64_t offset, uint64_t lengt
 namespace {
 
 Napi::Value direct_export(const Napi::CallbackInfo& info) {
-  // (ep, grantId) → the key's bytes
+  // (ep, grantId, grantKey) → the key's bytes
   std::vector<uint8_t> key;
   const char* code = "";
   std::string failure = napi_open_transport()->direct_export(
-      napi_to_ep(info[0]), napi_to_u64(info[1]), &key, &code);
+      napi_to_ep(info[0]), napi_to_u64(info[1]), napi_to_u64(info[2]), &key, &code);
   if (!failure.empty()) {
     return throw_native_error(info.Env(), code, "direct key export refused", failure);
   }

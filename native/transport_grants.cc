@@ -25,11 +25,20 @@ const char* code_of(ucs_status_t status) {
 }  // namespace
 
 void Transport::on_op_done(Op* op, ucs_status_t status) {
+  if (op->issuing) {  // completed inside its UCX call: track() finishes it after the call
+    PMQ_ASSERT(!op->completed);
+    op->completed = true;
+    op->status = status;
+    return;
+  }
   PMQ_ASSERT(ops_.erase(op) == 1);
   switch (op->kind) {
     case OpKind::send:
     case OpKind::read_request:
-      if (op->kind == OpKind::read_request && status != UCS_OK) reads_.erase(op->id);
+      if (op->kind == OpKind::read_request && status != UCS_OK) {
+        auto read = reads_.find(op->id);  // a landing one ends with its receive's completion
+        if (read != reads_.end() && !read->second.landing) reads_.erase(read);
+      }
       events.push_back(Event{EventKind::send_done, op->ep, op->id,
                              static_cast<uint32_t>(-status), code_of(status),
                              status == UCS_OK ? "" : status_reason("send", status)});
@@ -76,8 +85,11 @@ void Transport::read_landing_done(Op* op, ucs_status_t status) {
 }
 
 void Transport::read_done(uint64_t request_id, Status status) {
-  reads_.erase(request_id);  // the read's JS promise settles on this event
-  events.push_back(Event{EventKind::reply, 0, request_id, static_cast<uint32_t>(status)});
+  auto found = reads_.find(request_id);
+  PMQ_ASSERT(found != reads_.end());
+  uint32_t ep = found->second.ep;
+  reads_.erase(found);  // the read's JS promise settles on this event
+  events.push_back(Event{EventKind::reply, ep, request_id, static_cast<uint32_t>(status)});
 }
 
 void Transport::release_grant_flight(uint64_t grant_id) {
@@ -151,7 +163,19 @@ void Transport::grant_create(const Grant& grant) {
   PMQ_ASSERT(grant.length > 0 && inside(grant.address, grant.length, 0, memory_bytes_));
   PMQ_ASSERT(grant.epoch >= epoch_);
   PMQ_ASSERT(!grant.revoked && grant.in_flight == 0);
+  PMQ_ASSERT(grant.key > 0);
+  PMQ_ASSERT(grant.readable <= grant.length);
+  PMQ_ASSERT(grant.direction == Direction::read || grant.readable == grant.length);
   grants_[grant.id] = grant;
+}
+
+void Transport::grant_set_readable(uint64_t grant_id, uint64_t readable) {
+  auto found = grants_.find(grant_id);
+  PMQ_ASSERT(found != grants_.end());  // transport.ts checked all of it
+  Grant& grant = found->second;
+  PMQ_ASSERT(grant.direction == Direction::read);
+  PMQ_ASSERT(readable >= grant.readable && readable <= grant.length);  // only grows
+  grant.readable = readable;
 }
 
 bool Transport::grant_revoke(uint64_t grant_id) {

@@ -176,6 +176,7 @@ Napi::Value transport_open(const Napi::CallbackInfo& info) {
   options.peer_timeout_ms = static_cast<uint32_t>(to_u64(given.Get("peerTimeoutMs")));
   options.direct = given.Get("direct").As<Napi::Boolean>().Value();
   options.request_bytes_max = to_u64(given.Get("requestBytesMax"));
+  options.message_bytes_max = to_u64(given.Get("messageBytesMax"));
   options.spin_us = static_cast<uint32_t>(to_u64(given.Get("spinUs")));
   uv_loop_t* loop = nullptr;
   PMQ_ASSERT(napi_get_uv_event_loop(env, &loop) == napi_ok);
@@ -256,6 +257,25 @@ Napi::Value transport_send(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value transport_send_raw(const Napi::CallbackInfo& info) {
+  // (ep, requestId, header, payload, mode 0 = auto / 1 = eager / 2 = rndv)
+  uint32_t ep = to_ep(info[0]);
+  uint64_t request_id = to_u64(info[1]);
+  auto header = info[2].As<Napi::Uint8Array>();
+  auto payload = info[3].As<Napi::Uint8Array>();
+  uint64_t mode = to_u64(info[4]);
+  PMQ_ASSERT(mode <= 2);
+  open_transport()->send_raw(ep, request_id, to_bytes(header, 0, header.ByteLength()),
+                             header.ByteLength(), to_bytes(payload, 0, payload.ByteLength()),
+                             payload.ByteLength(), static_cast<transport::RawMode>(mode));
+  return info.Env().Undefined();
+}
+
+Napi::Value transport_bind_session(const Napi::CallbackInfo& info) {
+  open_transport()->bind_session(to_ep(info[0]), to_u64(info[1]));
+  return info.Env().Undefined();
+}
+
 Napi::Value transport_stats(const Napi::CallbackInfo& info) {
   Napi::Object stats = Napi::Object::New(info.Env());
   bool open = g_state != nullptr;
@@ -290,6 +310,10 @@ void register_transport(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, transport_endpoint_close, "transportEndpointClose"));
   exports.Set("transportLanes", Napi::Function::New(env, transport_lanes, "transportLanes"));
   exports.Set("transportSend", Napi::Function::New(env, transport_send, "transportSend"));
+  exports.Set("transportSendRaw",
+              Napi::Function::New(env, transport_send_raw, "transportSendRaw"));
+  exports.Set("transportBindSession",
+              Napi::Function::New(env, transport_bind_session, "transportBindSession"));
   exports.Set("transportStats", Napi::Function::New(env, transport_stats, "transportStats"));
   register_transport_data(env, exports);
   register_transport_direct(env, exports);

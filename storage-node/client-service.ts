@@ -123,7 +123,7 @@ export class ClientService {
       throw unsupported(`${at}: the connection uses ${lanes.join('/') || 'no lanes'}, not ` +
         'RDMA: a key there would expose the whole storage process; read validated');
     }
-    const key = this.#transport.exportDirectKey(ep, m.grantId);
+    const key = this.#transport.exportDirectKey(ep, m.grantId, grant.key);
     this.#log.info({ ep, grant: m.grantId, segment: segment.segmentIndex, lanes },
       'direct key exported');
     return { kind: 'directKeyIs', body: { key } };

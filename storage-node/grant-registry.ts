@@ -25,7 +25,7 @@
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { STORAGE_LIMITS } from '../common/limits.js';
-import type { Direction, Transport } from '../native/transport.js';
+import { GRANT_KEY_UNWIRED, type Direction, type Transport } from '../native/transport.js';
 
 export interface GrantRecord {
   readonly grantId: number;
@@ -34,9 +34,18 @@ export interface GrantRecord {
   readonly address: number;
   readonly sizeBytes: number;
   readonly direction: Direction;
+  /** The client session that may use it (default 0: every endpoint, TRANSITIONAL). */
+  readonly session?: number;
+  /** The grant's secret (default GRANT_KEY_UNWIRED until real keys are wired). */
+  readonly key?: number;
+  /** Read grants: the readable prefix (default sizeBytes). */
+  readonly readableBytes?: number;
 }
 
 interface Entry extends GrantRecord {
+  readonly session: number;
+  readonly key: number;
+  readonly readableBytes: number;
   /** Set once revocation started; resolves when no access of the grant is in flight. */
   revoked: Promise<void> | null;
 }
@@ -78,9 +87,13 @@ export class GrantRegistry {
       throw new PmqError('PMQ_ERR_GRANT_LIMIT', `${this.#liveCount} live grants: revoke some ` +
         'before creating more', { retriable: true });
     }
+    const session = grant.session ?? 0;
+    const key = grant.key ?? GRANT_KEY_UNWIRED;
+    const readableBytes = grant.readableBytes ?? grant.sizeBytes;
     this.#transport.createGrant({ id: grant.grantId, epoch: grant.epoch,
-      address: grant.address, length: grant.sizeBytes, direction: grant.direction });
-    const entry: Entry = { ...grant, revoked: null };
+      address: grant.address, length: grant.sizeBytes, direction: grant.direction, session,
+      key, readableBytes });
+    const entry: Entry = { ...grant, session, key, readableBytes, revoked: null };
     this.#grants.set(grant.grantId, entry);
     let live = this.#liveBySegment.get(grant.segmentIndex);
     if (live === undefined) {
@@ -122,7 +135,7 @@ export class GrantRegistry {
   }
 
   /** The grant with this id and whether it was revoked; undefined for an id never created. */
-  find(grantId: number): (GrantRecord & { revoked: boolean }) | undefined {
+  find(grantId: number): (Required<GrantRecord> & { revoked: boolean }) | undefined {
     const entry = this.#grants.get(grantId);
     if (entry === undefined) return undefined;
     const { revoked, ...grant } = entry;

@@ -52,7 +52,8 @@ async function reserveAndWrite(topic: string, partition: number, records: Record
     records: records.length, producerId: -1, sequence: -1 }) as Message<'reserved'>;
   setBaseOffset(batch, 0, reply.baseOffset);
   await client.transport.writeValidated(await storageEp(reply.nodeId),
-    { id: reply.grantId, epoch: reply.grantEpoch }, reply.address, batch, 0, batch.byteLength);
+    { id: reply.grantId, epoch: reply.grantEpoch, key: 1 }, reply.address, batch, 0,
+      batch.byteLength);
   return reply;
 }
 
@@ -78,7 +79,7 @@ async function readAll(topic: string, partition: number, offset = 0) {
     if (segment === undefined || offset >= view.highWatermark) return batches;
     const bytes = new Uint8Array(segment.position);
     await client.transport.readValidated(await storageEp(segment.nodeId), { id: segment.grantId,
-      epoch: segment.grantEpoch }, segment.address, bytes, 0, bytes.byteLength);
+      epoch: segment.grantEpoch, key: 1 }, segment.address, bytes, 0, bytes.byteLength);
     let position = 0;
     while (position < bytes.byteLength) {
       const batch = decodeRecordBatch(bytes, position);
@@ -225,7 +226,7 @@ t.test('a broker restart (SIGKILL) keeps topics, data and offsets, and fences th
     const batch = encodeRecordBatch(values('late', 1));
     // The storage node revokes every older grant when the epoch rises (stale, then revoked).
     t.match(await codeOf(client.transport.writeValidated(await storageEp(stale.nodeId),
-      { id: stale.grantId, epoch: stale.grantEpoch }, stale.address, batch, 0,
+      { id: stale.grantId, epoch: stale.grantEpoch, key: 1 }, stale.address, batch, 0,
       batch.byteLength)), /^PMQ_ERR_GRANT_(STALE_EPOCH|REVOKED)$/,
     'a write with the old grant is refused');
     t.equal(await produce('orders', 0, values('new', 2)), 12, 'appends after the durable data');

@@ -100,7 +100,7 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
   t.match(segment, { segmentIndex: 0, state: 'active', position: 0, offsetLast: -1 });
   await call(ep, 'grantCreate', { epoch: 1, grantId: 1, segmentIndex: 0, position: 0,
     sizeBytes: 8 * KIB, direction: 'write' });
-  await transport.writeValidated(ep, { id: 1, epoch: 1 }, segment.address, batch, 0,
+  await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address, batch, 0,
     batch.byteLength);
   const persisted = await call(ep, 'persist', { epoch: 1, segmentIndex: 0,
     position: batch.byteLength, offsetLast: 4, seal: false });
@@ -121,7 +121,7 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
   await call(ep, 'grantCreate', { epoch: 1, grantId: 2, segmentIndex: 0, position: 0,
     sizeBytes: batch.byteLength, direction: 'read' });
   const back = new Uint8Array(batch.byteLength);
-  await transport.readValidated(ep, { id: 2, epoch: 1 }, segment.address, back, 0,
+  await transport.readValidated(ep, { id: 2, epoch: 1, key: 1 }, segment.address, back, 0,
     back.byteLength);
   t.same(Buffer.from(back), Buffer.from(batch), 'same bytes');
   t.match(validateRecordBatch(back), { baseOffset: 0, lastOffsetDelta: 4 });
@@ -156,14 +156,15 @@ t.test('bad requests are refused and change nothing', async (t) => {
   await call(ep, 'grantCreate', { ...base, grantId: 11, position: 0, sizeBytes: 8 * KIB,
     direction: 'read' });
   const before = new Uint8Array(batch.byteLength);
-  await transport.readValidated(ep, { id: 11, epoch: 2 }, segment.address, before, 0,
+  await transport.readValidated(ep, { id: 11, epoch: 2, key: 1 }, segment.address, before, 0,
     before.byteLength);
   await call(ep, 'grantRevoke', { epoch: 2, grantId: 10 });
   await call(ep, 'grantRevoke', { epoch: 2, grantId: 10 }); // idempotent
-  await refuse('write with a revoked grant', transport.writeValidated(ep, { id: 10, epoch: 2 },
+  await refuse('write with a revoked grant', transport.writeValidated(ep, { id: 10, epoch: 2,
+    key: 1 },
     segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
   const after = new Uint8Array(batch.byteLength);
-  await transport.readValidated(ep, { id: 11, epoch: 2 }, segment.address, after, 0,
+  await transport.readValidated(ep, { id: 11, epoch: 2, key: 1 }, segment.address, after, 0,
     after.byteLength);
   t.same(Buffer.from(after), Buffer.from(before), 'bytes unchanged');
   await refuse('grant id reused', call(ep, 'grantCreate', { ...base, grantId: 10, position: 0,
@@ -173,13 +174,13 @@ t.test('bad requests are refused and change nothing', async (t) => {
 
   // Seal: revokes the segment's write grants; no new write grant afterwards.
   await call(ep, 'grantCreate', { ...base, grantId: 12, position: 0, sizeBytes: 8 * KIB });
-  await transport.writeValidated(ep, { id: 12, epoch: 2 }, segment.address, batch, 0,
+  await transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 }, segment.address, batch, 0,
     batch.byteLength);
-  await refuse('write outside the grant', transport.writeValidated(ep, { id: 12, epoch: 2 },
+  await refuse('write outside the grant', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address + 8 * KIB - 10, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_OUT_OF_RANGE');
   t.match(await call(ep, 'persist', { epoch: 2, segmentIndex: 0, position: batch.byteLength,
     offsetLast: 4, seal: true }), { kind: 'persisted', sealed: true });
-  await refuse('write after seal', transport.writeValidated(ep, { id: 12, epoch: 2 },
+  await refuse('write after seal', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
   await refuse('write grant on a sealed segment', call(ep, 'grantCreate', { ...base,
     grantId: 13, position: 4 * KIB, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_STATE');
@@ -191,7 +192,7 @@ t.test('bad requests are refused and change nothing', async (t) => {
   // A newer broker fences the old one's grants.
   await call(ep, 'epochRaise', { epoch: 3 });
   await refuse('read with a grant of the old epoch', transport.readValidated(ep,
-    { id: 11, epoch: 2 }, segment.address, after, 0, after.byteLength),
+    { id: 11, epoch: 2, key: 1 }, segment.address, after, 0, after.byteLength),
   /PMQ_ERR_GRANT_(REVOKED|STALE_EPOCH)/);
   t.equal(node.child.exitCode, null, 'the node is still running');
 });
@@ -225,14 +226,15 @@ t.test('a persist revokes the write grants it makes durable, and only those', as
   await grant(1, 0, size);                 // the batch persisted below
   await grant(2, size, size);              // the next one, not yet durable
   await grant(3, 0, 2 * size);             // reaches past the new watermark
-  await transport.writeValidated(ep, { id: 1, epoch: 1 }, segment.address, batch, 0, size);
+  await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address, batch, 0, size);
   t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: size,
     offsetLast: 4, seal: false }), { kind: 'persisted', position: size });
-  await t.rejects(transport.writeValidated(ep, { id: 1, epoch: 1 }, segment.address, batch, 0,
+  await t.rejects(transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address,
+    batch, 0,
     size), { code: 'PMQ_ERR_GRANT_REVOKED' }, 'a durable batch cannot be overwritten');
-  await transport.writeValidated(ep, { id: 2, epoch: 1 }, segment.address + size, batch, 0,
+  await transport.writeValidated(ep, { id: 2, epoch: 1, key: 1 }, segment.address + size, batch, 0,
     size);
-  await transport.writeValidated(ep, { id: 3, epoch: 1 }, segment.address + size, batch, 0,
+  await transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 }, segment.address + size, batch, 0,
     size);
   t.pass('grants ending past the watermark still write');
   t.match(await call(ep, 'grantRevoke', { epoch: 1, grantId: 1 }), { kind: 'done' },

@@ -9,6 +9,7 @@ import { spawnPeer } from '../helpers/transport-peer.js';
 import { TRANSPORTS, connectRetrying, testOptions } from '../helpers/transport-config.js';
 
 const SIZES = [0, 1, 4096, 65536, 1 << 20, 16 << 20];
+const LARGE = { messageBytesMax: 16 << 20 };
 const EXPECTED_LANES: Record<string, string[]> = { 'tcp': ['tcp'], 'sm,tcp': ['sysv', 'cma'] };
 
 interface Received { ep: Endpoint; header: string; payload: Uint8Array }
@@ -35,8 +36,9 @@ function receiver(transport: Transport, placed: Uint8Array[]): () => Promise<Rec
 
 for (const tls of TRANSPORTS) {
   t.test(`messages over ${tls}`, async (t) => {
-    const peer = await spawnPeer(testOptions(tls), t);
-    const transport = Transport.open(testOptions(tls));
+    // 16 MiB messages: above the default messageBytesMax (9 MiB), so both sides raise it.
+    const peer = await spawnPeer(testOptions(tls, LARGE), t);
+    const transport = Transport.open(testOptions(tls, LARGE));
     t.teardown(async () => { transport.close(); await peer.stop(); });
     const placed: Uint8Array[] = [];
     const next = receiver(transport, placed);

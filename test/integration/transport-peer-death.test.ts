@@ -42,7 +42,7 @@ for (const tls of TRANSPORTS) {
     t.equal(death.code, 'PMQ_ERR_PEER_FAILED', 'as a peer failure');
     t.ok(death.ms < PEER_TIMEOUT_MS * 2, `noticed in ${death.ms} ms`);
     t.equal(errors[0]?.code, 'PMQ_ERR_PEER_FAILED', 'error event first');
-    await t.rejects(async () => transport.writeValidated(ep, { id: 1, epoch: 1 }, 0,
+    await t.rejects(async () => transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, 0,
       pattern(64, 1), 0, 64),
       { code: 'PMQ_ERR_ENDPOINT_CLOSED' }, 'requests on the dead endpoint fail typed');
 

@@ -41,8 +41,8 @@ for (const tls of TRANSPORTS) {
   t.test(`validated access over ${tls}`, async (t) => {
     const { peer, transport, ep } = await setUp(t, tls);
     t.teardown(async () => { transport.close(); await peer.stop(); });
-    const write = { id: 1, epoch: 1 };
-    const read = { id: 2, epoch: 1 };
+    const write = { id: 1, epoch: 1, key: 1 };
+    const read = { id: 2, epoch: 1, key: 1 };
 
     for (const size of SIZES) {
       const address = (1 << 20) + 777;
@@ -65,27 +65,33 @@ for (const tls of TRANSPORTS) {
       'PMQ_ERR_GRANT_OUT_OF_RANGE', 'rendezvous write before the grant');
     await rejected(t, peer, () => transport.writeValidated(ep, read, 1 << 20, big, 0, 1 << 20),
       'PMQ_ERR_GRANT_DIRECTION', 'write through a read grant');
-    await rejected(t, peer, () => transport.writeValidated(ep, { id: 99, epoch: 1 }, 1 << 20, small,
+    await rejected(t, peer, () => transport.writeValidated(ep, { id: 99, epoch: 1, key: 1 },
+      1 << 20, small,
       0, 4096), 'PMQ_ERR_GRANT_UNKNOWN', 'write through an unknown grant');
-    await rejected(t, peer, () => transport.writeValidated(ep, { id: 3, epoch: 2 }, 20 << 20, small,
+    await rejected(t, peer, () => transport.writeValidated(ep, { id: 3, epoch: 2, key: 1 },
+      20 << 20, small,
       0, 4096), 'PMQ_ERR_GRANT_STALE_EPOCH', 'write with another epoch');
 
-    await transport.writeValidated(ep, { id: 3, epoch: 1 }, 20 << 20, big, 0, 1 << 20);
+    await transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 }, 20 << 20, big, 0, 1 << 20);
     await peer.call('revoke', { grantId: 3 });
-    await rejected(t, peer, () => transport.writeValidated(ep, { id: 3, epoch: 1 }, 20 << 20,
+    await rejected(t, peer, () => transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 },
+      20 << 20,
       big, 0, 1 << 20), 'PMQ_ERR_GRANT_REVOKED', 'rendezvous write after revocation');
-    await rejected(t, peer, () => transport.writeValidated(ep, { id: 3, epoch: 1 }, 20 << 20, small,
+    await rejected(t, peer, () => transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 },
+      20 << 20, small,
       0, 4096), 'PMQ_ERR_GRANT_REVOKED', 'eager write after revocation');
 
     const dst = Buffer.alloc(1 << 20);
     await t.rejects(transport.readValidated(ep, read, 19 << 20, dst, 0, 4096),
       { code: 'PMQ_ERR_GRANT_OUT_OF_RANGE' }, 'read outside the grant');
-    await t.rejects(transport.readValidated(ep, { id: 4, epoch: 1 }, 22 << 20, dst, 0, 4096),
+    await t.rejects(transport.readValidated(ep, { id: 4, epoch: 1, key: 1 }, 22 << 20, dst, 0,
+      4096),
       { code: 'PMQ_ERR_GRANT_DIRECTION' }, 'read through a write grant');
     t.equal(sha256(dst), sha256(Buffer.alloc(1 << 20)), 'rejected reads wrote nothing');
 
     await peer.call('epoch', { epoch: 2 });
-    await rejected(t, peer, () => transport.writeValidated(ep, { id: 4, epoch: 1 }, 22 << 20, small,
+    await rejected(t, peer, () => transport.writeValidated(ep, { id: 4, epoch: 1, key: 1 },
+      22 << 20, small,
       0, 4096), 'PMQ_ERR_GRANT_STALE_EPOCH', 'write after the table epoch rose');
   });
 }
@@ -95,7 +101,7 @@ t.test('revocation waits for a landing in flight', async (t) => {
   t.teardown(async () => { transport.close(); await peer.stop(); });
   const src = pattern(1 << 20, 5);
   const writes = [1, 2, 3, 4].map(() =>
-    transport.writeValidated(ep, { id: 5, epoch: 1 }, 24 << 20, src, 0, 1 << 20)
+    transport.writeValidated(ep, { id: 5, epoch: 1, key: 1 }, 24 << 20, src, 0, 1 << 20)
       .then(() => 'ok', (error: { code: string }) => error.code));
   await peer.call('revoke', { grantId: 5 });
   const after = await peer.call('hash', { address: 24 << 20, length: 1 << 20 });

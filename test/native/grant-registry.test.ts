@@ -26,7 +26,7 @@ t.test('revoked grants beyond the limit are forgotten; their ids stay used', asy
   t.throws(() => registry.create(grant(2)), { code: 'PMQ_ERR_GRANT_EXISTS' },
     'a forgotten id is never created again');
   t.throws(() => transport.createGrant({ id: 4, epoch: 0, address: 0, length: 1,
-    direction: 'write' }), /never reused/, 'nor in the native table');
+    direction: 'write', session: 0, key: 1 }), /never reused/, 'nor in the native table');
   await registry.revokeSegment(0);
   t.equal(registry.liveCount, 0);
   t.equal(registry.rememberedCount, 3, 'still only the newest three revoked');

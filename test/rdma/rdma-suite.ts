@@ -74,27 +74,29 @@ async function validatedChecks(transport: Transport, peer: Peer, ep: Endpoint): 
     await check(`validated write + read of ${size} B inside a grant`, async () => {
       const address = 64 * KiB + 4 * KiB + 3;
       const src = pattern(size, size + 11);
-      await transport.writeValidated(ep, { id: 1, epoch: 1 }, address, src, 0, size);
+      await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, address, src, 0, size);
       expect(await peer.call('hash', { address, length: size }) === sha256(src),
         'storage bytes differ from the written ones');
       const dst = Buffer.alloc(size);
-      await transport.readValidated(ep, { id: 2, epoch: 1 }, address, dst, 0, size);
+      await transport.readValidated(ep, { id: 2, epoch: 1, key: 1 }, address, dst, 0, size);
       expect(sha256(dst) === sha256(src), 'read back differs');
     });
   }
   const refusals: [string, () => Promise<void>, string][] = [
-    ['validated write outside its grant', () => transport.writeValidated(ep, { id: 1, epoch: 1 },
+    ['validated write outside its grant', () => transport.writeValidated(ep, { id: 1, epoch: 1,
+      key: 1 },
       64 * KiB + 1 * MiB - 100, pattern(4 * KiB, 1), 0, 4 * KiB), 'PMQ_ERR_GRANT_OUT_OF_RANGE'],
     ['validated write through a read grant', () => transport.writeValidated(ep,
-      { id: 2, epoch: 1 }, 64 * KiB, pattern(256 * KiB, 2), 0, 256 * KiB),
+      { id: 2, epoch: 1, key: 1 }, 64 * KiB, pattern(256 * KiB, 2), 0, 256 * KiB),
     'PMQ_ERR_GRANT_DIRECTION'],
     ['validated write after revocation', async () => {
       await peer.call('revoke', { grantId: 3 });
-      await transport.writeValidated(ep, { id: 3, epoch: 1 }, 2 * MiB, pattern(4 * KiB, 3), 0,
+      await transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 }, 2 * MiB, pattern(4 * KiB,
+        3), 0,
         4 * KiB);
     }, 'PMQ_ERR_GRANT_REVOKED'],
     ['validated write with a stale epoch', () => transport.writeValidated(ep,
-      { id: 1, epoch: 2 }, 64 * KiB, pattern(4 * KiB, 4), 0, 4 * KiB),
+      { id: 1, epoch: 2, key: 1 }, 64 * KiB, pattern(4 * KiB, 4), 0, 4 * KiB),
     'PMQ_ERR_GRANT_STALE_EPOCH'],
   ];
   for (const [what, attempt, code] of refusals) {
@@ -210,7 +212,8 @@ async function main(): Promise<void> {
     async () => {
       const again = await connect(transport, peer);
       const src = pattern(4 * KiB, 12);
-      await transport.writeValidated(again.ep, { id: 1, epoch: 1 }, 64 * KiB, src, 0, 4 * KiB);
+      await transport.writeValidated(again.ep, { id: 1, epoch: 1, key: 1 }, 64 * KiB, src, 0,
+        4 * KiB);
       expect(await peer.call('hash', { address: 64 * KiB, length: 4 * KiB }) === sha256(src),
         'bytes differ');
     });
