@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 
-import { GRANT_KEY_UNWIRED, Transport, type Endpoint, type GrantRef } from
+import { Transport, type Endpoint, type GrantRef } from
   '../native/transport.js';
 import { round, summarize } from './stats.js';
 
@@ -18,7 +18,7 @@ const sizes = sizesText.split(',').map(Number);
 const metrics = new Set(metricsText.split(','));
 const MEASURE_MS = Number(process.env.PMQ_BENCH_MS ?? 700);
 const WINDOW = 16;
-const WRITE_GRANT: GrantRef = { id: 1, epoch: 1, key: GRANT_KEY_UNWIRED };
+const WRITE_GRANT: GrantRef = { id: 1, epoch: 1, key: 0x5eed }; // transport-peer.ts's
 const MEMORY_BYTES = 64 * 1024 * 1024;
 
 function emit(fields: Record<string, unknown>): void {

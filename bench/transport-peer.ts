@@ -3,7 +3,11 @@
  * one read grant over all of it, and echoes every two-sided message back to its sender.
  * argv: <transports> <busyPoll 0|1> <memoryBytes>. Prints "listening <port>" when ready.
  */
-import { GRANT_KEY_UNWIRED, Transport } from '../native/transport.js';
+import { Transport } from '../native/transport.js';
+
+/** The one session every bench client's endpoint is bound to, and the grants' key. */
+const BENCH_SESSION = 7;
+const BENCH_KEY = 0x5eed;
 
 const [transports = 'sm,tcp', busy = '0', memoryText = String(64 * 1024 * 1024)] =
   process.argv.slice(2);
@@ -12,9 +16,10 @@ const transport = Transport.open({ transports, netDevices: 'lo', busyPoll: busy 
 const memory = Buffer.alloc(Number(memoryText));
 transport.attachMemory(memory);
 transport.createGrant({ id: 1, epoch: 1, address: 0, length: memory.byteLength,
-  direction: 'write', session: 0, key: GRANT_KEY_UNWIRED });
+  direction: 'write', session: BENCH_SESSION, key: BENCH_KEY });
 transport.createGrant({ id: 2, epoch: 1, address: 0, length: memory.byteLength,
-  direction: 'read', session: 0, key: GRANT_KEY_UNWIRED });
+  direction: 'read', session: BENCH_SESSION, key: BENCH_KEY });
+transport.on('accepted', (ep) => transport.bindSession(ep, BENCH_SESSION));
 transport.setMessageHandler({
   deliver(ep, header, payload) {
     transport.send(ep, header, payload).catch(() => undefined);

@@ -67,15 +67,23 @@ export class ClientAccess {
   /** Endpoints SCRAM authenticated (before their hello), by principal. */
   readonly #authenticated = new Map<Endpoint, string>();
   readonly #pending = new Map<Endpoint, Pending>();
+  readonly #endListeners = new Set<(sessionId: number) => void>();
   /** Derives unknown users' fake salts; never leaves the process. */
   readonly #fakeSaltKey = randomBytes(32);
 
   constructor(private readonly parts: ClientAccessParts) {
     parts.transport.on('closed', (ep) => {
+      const session = this.#sessions.get(ep);
+      if (session !== undefined) for (const listener of this.#endListeners) listener(session.id);
       this.#sessions.delete(ep);
       this.#authenticated.delete(ep);
       this.#pending.delete(ep);
     });
+  }
+
+  /** Called with a session's id when its endpoint closes (its grants are to be revoked). */
+  onSessionEnd(listener: (sessionId: number) => void): void {
+    this.#endListeners.add(listener);
   }
 
   get enabled(): boolean {

@@ -4,8 +4,8 @@
  * accepts), then the grant's revocation. The caller has revoked the late producer's grant
  * first, so nothing else can land in the hole afterwards.
  */
+import { BROKER_SESSION, randomGrantKey } from '../common/auth/keys.js';
 import type { Fill } from './sequencer.js';
-import { GRANT_KEY_UNWIRED } from '../native/transport.js';
 import { encodeFiller } from './filler.js';
 import type { PartitionDeps, SegmentPlace } from './partition.js';
 import { revokeGrant } from './partition.js';
@@ -17,11 +17,13 @@ export async function fillPartitionHole(deps: PartitionDeps, place: SegmentPlace
   Promise<void> {
   const { pool, transport } = deps;
   const grantId = deps.grantId();
-  await pool.request(place.nodeId, 'grantCreate', { grantId, segmentIndex: place.segmentIndex,
-    position: fill.position, sizeBytes: fill.bytes, direction: 'write' });
+  const key = randomGrantKey();
+  await pool.request(place.nodeId, 'grantCreate', { grantId, session: BROKER_SESSION, key,
+    segmentIndex: place.segmentIndex, position: fill.position, sizeBytes: fill.bytes,
+    direction: 'write' });
   try {
     const filler = encodeFiller(fill.bytes, fill.records, fill.baseOffset);
-    const grant = { id: grantId, epoch: pool.epoch, key: GRANT_KEY_UNWIRED };
+    const grant = { id: grantId, epoch: pool.epoch, key };
     for (let done = 0; done < filler.byteLength; done += FILL_CHUNK_BYTES_MAX) {
       const length = Math.min(FILL_CHUNK_BYTES_MAX, filler.byteLength - done);
       await transport.writeValidated(pool.endpoint(place.nodeId), grant,

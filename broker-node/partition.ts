@@ -11,12 +11,13 @@
  * for a watermark covering its batch (the sequencer's acks); reads never go past the durable
  * watermark.
  */
+import { BROKER_SESSION, randomGrantKey } from '../common/auth/keys.js';
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { Body } from '../common/wire/messages.js';
-import { GRANT_KEY_UNWIRED, type Transport } from '../native/transport.js';
+import type { Transport } from '../native/transport.js';
 import { fillPartitionHole } from './partition-fill.js';
 import { scanProducerBatches } from './producer-scan.js';
 import { ProducerStates, type SequenceCheck } from './producer-state.js';
@@ -37,13 +38,20 @@ export interface PartitionDeps {
   readonly reservationTimeoutMs: number;
 }
 
-/** Where a segment lives. `readGrant`: the consumers' read grant, created on first fetch. */
+/** A grant as the client names it: id and secret key. */
+export interface GrantHandle { readonly id: number; readonly key: number }
+
+/**
+ * Where a segment lives. `readGrants`: each session's read grant of the whole segment (a
+ * grant is usable only on its session's endpoints), created on the session's first fetch and
+ * revoked when the session ends or the segment is freed.
+ */
 export interface SegmentPlace {
   readonly nodeId: number;
   readonly segmentIndex: number;
   readonly address: number;
   readonly sizeBytes: number;
-  readGrant: Promise<number> | null;
+  readonly readGrants: Map<number, Promise<GrantHandle>>;
 }
 
 interface WriteGrant { readonly nodeId: number; readonly created: Promise<boolean> }
@@ -139,7 +147,7 @@ export class Partition {
     }
     const self = new Partition(deps, topic, partition, chain.sequencer, null);
     for (const { nodeId, entry } of entries) {
-      self.places.set(segmentIdOf(nodeId, entry.segmentIndex), { nodeId, readGrant: null,
+      self.places.set(segmentIdOf(nodeId, entry.segmentIndex), { nodeId, readGrants: new Map(),
         segmentIndex: entry.segmentIndex, address: entry.address, sizeBytes: entry.sizeBytes });
     }
     for (const orphan of chain.orphans) await self.#freeSegment(orphan);
@@ -184,9 +192,10 @@ export class Partition {
       this.producers.reserved(input.producerId, { baseSequence: input.sequence,
         records: input.records, baseOffset: reservation.baseOffset }, reservation);
       const place = this.#place(reservation.segmentId);
+      const grantKey = randomGrantKey();
       const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId,
-        segmentIndex: place.segmentIndex, position: reservation.position,
-        sizeBytes: input.bytes, direction: 'write' });
+        session: sessionId, key: grantKey, segmentIndex: place.segmentIndex,
+        position: reservation.position, sizeBytes: input.bytes, direction: 'write' });
       this.#writeGrants.set(grantId, { nodeId: place.nodeId,
         created: creating.then(() => true, () => false) });
       this.#owners.set(reservation.id, { sessionId, epoch: reservation.epoch,
@@ -194,7 +203,7 @@ export class Partition {
         position: reservation.position, bytes: input.bytes });
       // A failure leaves the reservation to expire: its hole is filled like a dead producer's.
       const reply = creating.then(() => ({ epoch: reservation.epoch,
-        reservationId: reservation.id, nodeId: place.nodeId, grantId,
+        reservationId: reservation.id, nodeId: place.nodeId, grantId, grantKey,
         grantEpoch: this.deps.pool.epoch, address: place.address + reservation.position,
         baseOffset: reservation.baseOffset }));
       this.#reservedReplies.set(reservation.id, reply);
@@ -270,20 +279,38 @@ export class Partition {
    */
   forgetReadGrants(nodeId: number): void {
     for (const place of this.places.values()) {
-      if (place.nodeId === nodeId) place.readGrant = null;
+      if (place.nodeId === nodeId) place.readGrants.clear();
     }
   }
 
-  /** The consumers' read grant of a segment (one per segment, created on first use). */
-  readGrant(place: SegmentPlace): Promise<number> {
-    if (place.readGrant !== null) return place.readGrant;
-    const grantId = this.deps.grantId();
-    const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId,
-      segmentIndex: place.segmentIndex, position: 0, sizeBytes: place.sizeBytes,
-      direction: 'read' }).then(() => grantId);
-    place.readGrant = creating;
-    creating.catch(() => { if (place.readGrant === creating) place.readGrant = null; });
+  /**
+   * A session's read grant of a whole segment (created on its first use; the storage node
+   * bounds its reads by the segment's durable watermark). `session`: the client's, or
+   * BROKER_SESSION for the broker's own reads.
+   */
+  readGrant(place: SegmentPlace, session: number): Promise<GrantHandle> {
+    const known = place.readGrants.get(session);
+    if (known !== undefined) return known;
+    const handle = { id: this.deps.grantId(), key: randomGrantKey() };
+    const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId: handle.id,
+      session, key: handle.key, segmentIndex: place.segmentIndex, position: 0,
+      sizeBytes: place.sizeBytes, direction: 'read' }).then(() => handle);
+    place.readGrants.set(session, creating);
+    creating.catch(() => {
+      if (place.readGrants.get(session) === creating) place.readGrants.delete(session);
+    });
     return creating;
+  }
+
+  /** A client session ended: its read grants are revoked (best effort) and forgotten. */
+  endSession(session: number): void {
+    for (const place of this.places.values()) {
+      const grant = place.readGrants.get(session);
+      if (grant === undefined) continue;
+      place.readGrants.delete(session);
+      void grant.then((handle) => revokeGrant(this.deps.pool, place.nodeId, handle.id))
+        .catch(() => undefined); // a node away or restarted forgot it anyway
+    }
   }
 
   place(segmentId: SegmentId): SegmentPlace {
@@ -359,15 +386,16 @@ export class Partition {
           'while moving to the reconnected producer: reserve again', { retriable: true });
       }
       const grantId = this.deps.grantId();
+      const grantKey = randomGrantKey();
       const creating = this.deps.pool.request(owner.nodeId, 'grantCreate', { grantId,
-        segmentIndex: owner.segmentIndex, position: owner.position, sizeBytes: owner.bytes,
-        direction: 'write' });
+        session: sessionId, key: grantKey, segmentIndex: owner.segmentIndex,
+        position: owner.position, sizeBytes: owner.bytes, direction: 'write' });
       this.#writeGrants.set(grantId, { nodeId: owner.nodeId,
         created: creating.then(() => true, () => false) });
       this.#movedGrants.set(owner.sequencerGrant, grantId);
       await creating;
       this.log.debug({ reservation: ref.id, grantId, session: sessionId }, 'reservation moved');
-      return { ...body, grantId };
+      return { ...body, grantId, grantKey };
     })();
     this.#reservedReplies.set(ref.id, moved);
     moved.catch(() => undefined);
@@ -380,9 +408,9 @@ export class Partition {
     const read = async (segment: SegmentView, position: number, dst: Uint8Array,
       length: number): Promise<void> => {
       const place = this.#place(segment.segmentId);
-      const grantId = await this.readGrant(place);
-      await transport.readValidated(pool.endpoint(place.nodeId), { id: grantId,
-        epoch: pool.epoch, key: GRANT_KEY_UNWIRED }, place.address + position, dst, 0, length);
+      const grant = await this.readGrant(place, BROKER_SESSION);
+      await transport.readValidated(pool.endpoint(place.nodeId), { id: grant.id,
+        epoch: pool.epoch, key: grant.key }, place.address + position, dst, 0, length);
     };
     try {
       const batches = await scanProducerBatches({ read }, this.sequencer.segments(),
@@ -424,7 +452,7 @@ export class Partition {
       if (this.#closed) return;
       const segmentId = segmentIdOf(nodeId, reply.segmentIndex);
       this.places.set(segmentId, { nodeId, segmentIndex: reply.segmentIndex,
-        address: reply.address, sizeBytes: reply.sizeBytes, readGrant: null });
+        address: reply.address, sizeBytes: reply.sizeBytes, readGrants: new Map() });
       this.sequencer.segmentAdded({ segmentId, chainPosition, baseOffset,
         sizeBytes: reply.sizeBytes });
       this.log.info({ segmentId, chainPosition, baseOffset }, 'segment allocated');
@@ -500,8 +528,8 @@ export class Partition {
   async #freeSegment(segmentId: SegmentId): Promise<void> {
     const place = this.#place(segmentId);
     try {
-      const readGrant = place.readGrant === null ? null : await place.readGrant.catch(() => null);
-      if (readGrant !== null) await revokeGrant(this.deps.pool, place.nodeId, readGrant);
+      // segmentFree revokes every grant of the segment (every session's read grant) first.
+      place.readGrants.clear();
       await this.deps.pool.request(place.nodeId, 'segmentFree',
         { segmentIndex: place.segmentIndex });
       this.deps.pool.countSegment(place.nodeId, -1);

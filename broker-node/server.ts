@@ -110,7 +110,7 @@ function describeTopic(context: ServerContext, topic: string): Reply<'topicInfo'
   })) } };
 }
 
-async function fetchView(context: ServerContext, request: Body<'fetchView'>):
+async function fetchView(context: ServerContext, request: Body<'fetchView'>, session: number):
   Promise<Reply<'view'>> {
   const partition = partitionOf(context, request.topic, request.partition);
   await partition.waitForData(request.offset, request.waitMs);
@@ -120,9 +120,10 @@ async function fetchView(context: ServerContext, request: Body<'fetchView'>):
     return { kind: 'view', body: { highWatermark: sequencer.highWatermark(), segment: [] } };
   }
   const place = partition.place(view.segmentId);
-  const grantId = await partition.readGrant(place);
+  const grant = await partition.readGrant(place, session);
   return { kind: 'view', body: { highWatermark: partition.sequencer.highWatermark(), segment: [{
-    nodeId: place.nodeId, grantId, grantEpoch: context.deps.pool.epoch, address: place.address,
+    nodeId: place.nodeId, grantId: grant.id, grantKey: grant.key,
+    grantEpoch: context.deps.pool.epoch, address: place.address,
     sizeBytes: place.sizeBytes, chainPosition: view.chainPosition, baseOffset: view.baseOffset,
     position: view.watermark.position, offsetLast: view.watermark.offsetLast,
     sealed: view.sealed,
@@ -194,9 +195,14 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
   });
   serve('fetchView', (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'read');
-    return fetchView(context, r);
+    return fetchView(context, r, session.id);
   });
   registerOffsetHandlers(serve, context);
+  access.onSessionEnd((sessionId) => {
+    for (const list of context.topics.values()) {
+      for (const partition of list) partition.endSession(sessionId);
+    }
+  });
 }
 
 function registerOffsetHandlers(serve: Serve, context: ServerContext): void {

@@ -22,7 +22,6 @@
  * encoded again under a new one (sequences restart at 0) and sent again.
  */
 import { PmqError } from '../common/errors.js';
-import { GRANT_KEY_UNWIRED } from '../native/transport.js';
 import type { Logger } from '../common/log.js';
 import {
   encodePlannedRecordBatchInto, planRecordBatch, setBaseOffset, type EncodeOptions,
@@ -215,7 +214,7 @@ export class PartitionSender<S> {
         stage = 'write';
         const ep = await this.connection.storageEndpoint(reserved.nodeId);
         await this.connection.transport.writeValidated(ep, { id: reserved.grantId,
-          epoch: reserved.grantEpoch, key: GRANT_KEY_UNWIRED }, reserved.address, encoded.buffer,
+          epoch: reserved.grantEpoch, key: reserved.grantKey }, reserved.address, encoded.buffer,
             0, encoded.sizeBytes);
         stage = 'request';
         if (this.options.acks === 'none') this.outcome.written(batch, reserved.baseOffset);

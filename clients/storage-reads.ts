@@ -24,7 +24,7 @@ import { invariant } from '../common/invariant.js';
 import { CLIENT_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { Body } from '../common/wire/messages.js';
-import { GRANT_KEY_UNWIRED, hasRdmaLane, type DirectKey, type Endpoint } from
+import { hasRdmaLane, type DirectKey, type Endpoint } from
   '../native/transport.js';
 import type { Connection } from './connection.js';
 
@@ -73,7 +73,7 @@ export class StorageReads {
     const transport = this.connection.transport;
     if (key === null) {
       await transport.readValidated(ep, { id: segment.grantId, epoch: segment.grantEpoch,
-        key: GRANT_KEY_UNWIRED }, address, dst, 0, length);
+        key: segment.grantKey }, address, dst, 0, length);
       route.reads.validated += 1;
       return;
     }
@@ -143,7 +143,8 @@ export class StorageReads {
     let key: Uint8Array;
     try {
       const reply = await this.connection.requestStorage(route.ep, 'directKey',
-        { grantId: segment.grantId, grantEpoch: segment.grantEpoch }, 'directKeyIs',
+        { grantId: segment.grantId, grantKey: segment.grantKey, grantEpoch: segment.grantEpoch },
+        'directKeyIs',
         { what: `asking storage node ${segment.nodeId} for a direct key` });
       key = reply.key;
     } catch (error) {

@@ -134,7 +134,7 @@ struct Grant {
   uint64_t address;
   uint64_t length;
   Direction direction;
-  uint64_t session = 0;  // only endpoints bound to this session may use it (0: TRANSITIONAL)
+  uint64_t session = 0;  // only endpoints bound to this session may use it (never 0)
   uint64_t key = 0;      // the grant's secret: every request names it (AccessHeader.grant_key)
   uint64_t readable = 0;  // read grants: reads stay inside [address, address + readable)
   bool revoked = false;

@@ -65,20 +65,11 @@ export interface Grant extends GrantRef {
   address: number;
   length: number;
   direction: Direction;
-  /**
-   * The client session whose endpoints may use it (bindSession); 0 = any endpoint
-   * (TRANSITIONAL until sessions are wired: will be refused then).
-   */
+  /** The session whose endpoints may use it (bindSession): ≥ 1; unbound endpoints use none. */
   session: number;
   /** Read grants: reads must lie in [address, address + readableBytes). Default: length. */
   readableBytes?: number;
 }
-
-/**
- * The grant key today's callers use (storage nodes create their grants with it, clients name
- * it) until the integration step hands out each grant's random key: remove it then.
- */
-export const GRANT_KEY_UNWIRED = 1;
 
 /** sendRaw's protocol: UCX's choice, eager or rendezvous. */
 export type RawSendMode = 'auto' | 'eager' | 'rndv';
@@ -253,18 +244,16 @@ export class Transport extends TransportCore {
   }
 
   /**
-   * Binds `ep` to a client session: from now on it may use the grants of that session (and
-   * TRANSITIONAL: grants of session 0), no other. The caller decides who may bind (a verified
-   * ticket). An endpoint is bound once; binding it again to the same session is a no-op.
+   * Binds `ep` to a session: from now on it may use the grants of that session, no other; an
+   * unbound endpoint uses none. The caller decides who may bind (a verified ticket, or the
+   * broker's proof for BROKER_SESSION).
    */
   bindSession(ep: Endpoint, session: number): void {
     this.checkEndpoint(ep);
     checkCount('session', session, 1, Number.MAX_SAFE_INTEGER);
-    const bound = this.sessions.get(ep);
-    if (bound === session) return;
-    if (bound !== undefined) {
-      throw new ArgumentError(`endpoint ${ep} is bound to session ${bound} already`);
-    }
+    if (this.sessions.get(ep) === session) return;
+    // A re-bind (a client that reconnected to the broker presents its new session's ticket)
+    // replaces the session: the old session's grants stop working on this endpoint at once.
     native.transportBindSession(ep, session);
     this.sessions.set(ep, session);
   }
@@ -294,7 +283,7 @@ export class Transport extends TransportCore {
     if (grant.direction !== 'read' && grant.direction !== 'write') {
       throw new ArgumentError(`grant direction must be read or write, got ${grant.direction}`);
     }
-    checkCount('grant session', grant.session, 0, Number.MAX_SAFE_INTEGER);
+    checkCount('grant session', grant.session, 1, Number.MAX_SAFE_INTEGER);
     checkCount('grant key', grant.key, 1, Number.MAX_SAFE_INTEGER);
     const readableBytes = grant.readableBytes ?? grant.length;
     checkCount('grant readableBytes', readableBytes, grant.direction === 'read' ? 0 :
@@ -398,8 +387,7 @@ export class Transport extends TransportCore {
     // As the native check (which runs too): another session's grant, a wrong key and an
     // unknown id look the same, and before anything else is said about the grant.
     const grant = this.grants.get(grantId);
-    if (grant === undefined || grant.key !== grantKey ||  // TRANSITIONAL(session 0) below
-        (grant.session !== 0 && grant.session !== this.sessionOf(ep))) {
+    if (grant === undefined || grant.key !== grantKey || grant.session !== this.sessionOf(ep)) {
       throw new PmqError('PMQ_ERR_GRANT_UNKNOWN', `no grant ${grantId} for this endpoint`);
     }
     this.checkDirect(ep);

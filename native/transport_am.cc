@@ -235,10 +235,8 @@ void Transport::receive_into(uint64_t receive_id, uint8_t* dst) {
 // Whether `ep` may use `grant` with `key`. No oracle: a caller that fails this is told
 // grant_unknown, exactly as for an id that never existed.
 bool Transport::grant_usable_by(const Grant& grant, const Endpoint& ep, uint64_t key) const {
-  // TRANSITIONAL(session 0): a grant created without a session (today's callers, until the
-  // integration step binds sessions) skips the session comparison; the key is still checked.
-  bool session_ok = grant.session == 0 || grant.session == ep.session;
-  return session_ok && key == grant.key;
+  // An unbound endpoint (session 0) matches no grant: grant_create asserts session > 0.
+  return grant.session == ep.session && key == grant.key;
 }
 
 Status Transport::check_access(const Endpoint& ep, const AccessHeader& request,

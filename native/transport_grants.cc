@@ -163,7 +163,7 @@ void Transport::grant_create(const Grant& grant) {
   PMQ_ASSERT(grant.length > 0 && inside(grant.address, grant.length, 0, memory_bytes_));
   PMQ_ASSERT(grant.epoch >= epoch_);
   PMQ_ASSERT(!grant.revoked && grant.in_flight == 0);
-  PMQ_ASSERT(grant.key > 0);
+  PMQ_ASSERT(grant.key > 0 && grant.session > 0);  // transport.ts checked both
   PMQ_ASSERT(grant.readable <= grant.length);
   PMQ_ASSERT(grant.direction == Direction::read || grant.readable == grant.length);
   grants_[grant.id] = grant;

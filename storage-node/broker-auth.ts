@@ -98,14 +98,9 @@ export class BrokerAuth {
 }
 
 /**
- * Hook: bind an authenticated broker endpoint natively to BROKER_SESSION, so that the grant
- * table lets it use the broker's own grants (hole fillers, recovery reads) and no client
- * session's. The native `bindSession` is being built in parallel (issue 9); until it lands,
- * grants are not session-bound and there is nothing to bind.
+ * Binds an authenticated broker endpoint natively to BROKER_SESSION: the grant table lets it
+ * use the broker's own grants (hole fillers, recovery reads) and no client session's.
  */
 export function bindBrokerSession(transport: Transport, ep: Endpoint): void {
-  // TODO(#9): transport.bindSession(ep, BROKER_SESSION) once native/transport has it.
-  void transport;
-  void ep;
-  void BROKER_SESSION;
+  transport.bindSession(ep, BROKER_SESSION);
 }

@@ -148,6 +148,10 @@ export class BrokerService {
     const segment = this.#store.segment(m.segmentIndex); // PMQ_ERR_SEGMENT_UNKNOWN
     const at = `grant ${m.grantId} on segment ${m.segmentIndex}`;
     if (m.grantId < 1) throw new PmqError('PMQ_ERR_GRANT_INVALID', `${at}: grant ids start at 1`);
+    if (m.session < 1 || m.key < 1) {
+      throw new PmqError('PMQ_ERR_GRANT_INVALID', `${at}: a grant needs a session and a key ` +
+        '(both ≥ 1)');
+    }
     if (segment.state === 'free' || (m.direction === 'write' && segment.state !== 'active')) {
       throw new PmqError('PMQ_ERR_SEGMENT_STATE', `${at}: a ${m.direction} grant needs ` +
         `${m.direction === 'write' ? 'an active' : 'an active or sealed'} segment; it is ` +
@@ -165,10 +169,15 @@ export class BrokerService {
     const address = segment.address + m.position;
     invariant(address + m.sizeBytes <= segment.address + segment.sizeBytes,
       'a grant stays inside its segment', { grantId: m.grantId, address });
+    // A read grant reads only durable bytes: up to the watermark now, further as it moves
+    // (PersistQueue raises it after each persist).
+    const readableBytes = m.direction === 'write' ? m.sizeBytes
+      : Math.min(m.sizeBytes, Math.max(0, segment.watermark.position - m.position));
     this.#grants.create({ grantId: m.grantId, epoch: m.epoch, segmentIndex: m.segmentIndex,
-      address, sizeBytes: m.sizeBytes, direction: m.direction });
+      address, sizeBytes: m.sizeBytes, direction: m.direction, session: m.session, key: m.key,
+      readableBytes });
     this.#log.debug({ grant: m.grantId, segment: m.segmentIndex, position: m.position,
-      sizeBytes: m.sizeBytes, direction: m.direction }, 'grant created');
+      sizeBytes: m.sizeBytes, direction: m.direction, session: m.session }, 'grant created');
     return DONE;
   }
 

@@ -80,13 +80,11 @@ export class ClientService {
   }
 
   /**
-   * THE HOOK for the native session binding (issue 9, being built in parallel): once the
-   * transport has `bindSession(ep, sessionId)`, call it here, so that the native grant table
-   * refuses accesses of grants of other sessions on this endpoint. Until then the binding is
-   * JS-only (this.#sessions) and guards directKey.
+   * The native grant table from now on refuses on this endpoint every access of a grant of
+   * another session (and of no session): the binding that makes grants capabilities.
    */
-  #bindNativeSession(_ep: Endpoint, _sessionId: number): void {
-    // this.#transport.bindSession(ep, sessionId);
+  #bindNativeSession(ep: Endpoint, sessionId: number): void {
+    this.#transport.bindSession(ep, sessionId);
   }
 
   directKey(ep: Endpoint, m: Message<'directKey'>): Reply<'directKeyIs'> {
@@ -101,7 +99,10 @@ export class ClientService {
         'direct mode (authenticate to the broker)'}`);
     }
     const grant = this.#grants.find(m.grantId);
-    if (grant === undefined) {
+    // Another session's grant, a wrong key and an unknown id look the same, and before anything
+    // else is said about the grant (as the native checks): no oracle for guessers.
+    if (grant === undefined || grant.key !== m.grantKey ||
+        grant.session !== session.sessionId) {
       throw new PmqError('PMQ_ERR_GRANT_UNKNOWN', `${at}: no such grant on this node`);
     }
     if (grant.revoked) throw new PmqError('PMQ_ERR_GRANT_REVOKED', `${at}: revoked`);
@@ -123,7 +124,7 @@ export class ClientService {
       throw unsupported(`${at}: the connection uses ${lanes.join('/') || 'no lanes'}, not ` +
         'RDMA: a key there would expose the whole storage process; read validated');
     }
-    const key = this.#transport.exportDirectKey(ep, m.grantId, grant.key);
+    const key = this.#transport.exportDirectKey(ep, m.grantId, m.grantKey);
     this.#log.info({ ep, grant: m.grantId, segment: segment.segmentIndex, lanes },
       'direct key exported');
     return { kind: 'directKeyIs', body: { key } };

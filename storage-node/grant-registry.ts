@@ -25,7 +25,7 @@
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { STORAGE_LIMITS } from '../common/limits.js';
-import { GRANT_KEY_UNWIRED, type Direction, type Transport } from '../native/transport.js';
+import type { Direction, Transport } from '../native/transport.js';
 
 export interface GrantRecord {
   readonly grantId: number;
@@ -34,18 +34,19 @@ export interface GrantRecord {
   readonly address: number;
   readonly sizeBytes: number;
   readonly direction: Direction;
-  /** The client session that may use it (default 0: every endpoint, TRANSITIONAL). */
-  readonly session?: number;
-  /** The grant's secret (default GRANT_KEY_UNWIRED until real keys are wired). */
-  readonly key?: number;
-  /** Read grants: the readable prefix (default sizeBytes). */
-  readonly readableBytes?: number;
+  /** The session whose endpoints may use it (a client's, or BROKER_SESSION). */
+  readonly session: number;
+  /** The grant's secret: every access names it. */
+  readonly key: number;
+  /**
+   * Read grants: the readable prefix, the bytes below the segment's durable watermark
+   * (raiseReadable moves it on); write grants: sizeBytes.
+   */
+  readonly readableBytes: number;
 }
 
 interface Entry extends GrantRecord {
-  readonly session: number;
-  readonly key: number;
-  readonly readableBytes: number;
+  readableBytes: number;
   /** Set once revocation started; resolves when no access of the grant is in flight. */
   revoked: Promise<void> | null;
 }
@@ -87,13 +88,10 @@ export class GrantRegistry {
       throw new PmqError('PMQ_ERR_GRANT_LIMIT', `${this.#liveCount} live grants: revoke some ` +
         'before creating more', { retriable: true });
     }
-    const session = grant.session ?? 0;
-    const key = grant.key ?? GRANT_KEY_UNWIRED;
-    const readableBytes = grant.readableBytes ?? grant.sizeBytes;
     this.#transport.createGrant({ id: grant.grantId, epoch: grant.epoch,
-      address: grant.address, length: grant.sizeBytes, direction: grant.direction, session,
-      key, readableBytes });
-    const entry: Entry = { ...grant, session, key, readableBytes, revoked: null };
+      address: grant.address, length: grant.sizeBytes, direction: grant.direction,
+      session: grant.session, key: grant.key, readableBytes: grant.readableBytes });
+    const entry: Entry = { ...grant, revoked: null };
     this.#grants.set(grant.grantId, entry);
     let live = this.#liveBySegment.get(grant.segmentIndex);
     if (live === undefined) {
@@ -127,6 +125,23 @@ export class GrantRegistry {
   revokeWritesEndingBy(segmentIndex: number, addressEnd: number): Promise<void> {
     return this.#revokeIn(segmentIndex,
       (g) => g.direction === 'write' && g.address + g.sizeBytes <= addressEnd);
+  }
+
+  /**
+   * The segment's durable watermark now ends at region address `addressEnd`: its live read
+   * grants may read up to there (never past their own range). Called after the watermark is
+   * persisted, never before: no read reaches bytes that are not durable.
+   */
+  raiseReadable(segmentIndex: number, addressEnd: number): void {
+    const live = this.#liveBySegment.get(segmentIndex);
+    if (live === undefined) return;
+    for (const entry of live) {
+      if (entry.direction !== 'read') continue;
+      const readable = Math.min(entry.sizeBytes, Math.max(0, addressEnd - entry.address));
+      if (readable <= entry.readableBytes) continue;
+      this.#transport.setGrantReadable(entry.grantId, readable);
+      entry.readableBytes = readable;
+    }
   }
 
   /** Revokes every live grant made under an epoch below `epoch` (the broker was fenced). */

@@ -160,13 +160,17 @@ export class PersistQueue {
     if (!request.seal) {
       const segment = this.#store.segment(segmentIndex);
       await this.#grants.revokeWritesEndingBy(segmentIndex, segment.address + position);
-      await this.#store.persistWatermark(segmentIndex, { position, offsetLast }, epoch);
+      const durable = await this.#store.persistWatermark(segmentIndex, { position, offsetLast },
+        epoch);
+      this.#grants.raiseReadable(segmentIndex, durable.address + durable.watermark.position);
       return;
     }
     await this.#grants.revokeSegment(segmentIndex, 'write');
     const sealed = await this.#store.sealSegment(segmentIndex, { position, offsetLast }, epoch);
     invariant(sealed.state === 'sealed' && sealed.watermark.position === position,
       'a sealed segment ends at the requested watermark', { segmentIndex, position });
+    // Reads follow the durable watermark, and only after it is durable (persisted above).
+    this.#grants.raiseReadable(segmentIndex, sealed.address + sealed.watermark.position);
   }
 }
 

@@ -17,8 +17,9 @@ const segmentEntry = {
   address: 'uint', position: 'uint', offsetLast: 'int', epoch: 'uint',
 } as const;
 const segmentView = {
-  nodeId: 'uint', grantId: 'uint', grantEpoch: 'uint', address: 'uint', sizeBytes: 'uint',
-  chainPosition: 'uint', baseOffset: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool',
+  nodeId: 'uint', grantId: 'uint', grantKey: 'uint', grantEpoch: 'uint', address: 'uint',
+  sizeBytes: 'uint', chainPosition: 'uint', baseOffset: 'uint', position: 'uint',
+  offsetLast: 'int', sealed: 'bool',
 } as const;
 const direction = { oneOf: ['read', 'write'] } as const;
 
@@ -58,6 +59,7 @@ export const MESSAGES = {
   reserve: { topic: 'topic', partition: 'uint', bytes: 'uint', records: 'uint',
     producerId: 'int', sequence: 'int' },
   reserved: { epoch: 'uint', reservationId: 'uint', nodeId: 'uint', grantId: 'uint',
+    grantKey: 'uint',
     grantEpoch: 'uint', address: 'uint', baseOffset: 'uint' },
   commit: { topic: 'topic', partition: 'uint', epoch: 'uint', reservationId: 'uint' },
   acked: { baseOffset: 'uint' },
@@ -84,7 +86,9 @@ export const MESSAGES = {
   segmentAllocate: { epoch: 'uint', topic: 'topic', partition: 'uint', chainPosition: 'uint',
     baseOffset: 'uint' },
   segment: segmentEntry,
-  grantCreate: { epoch: 'uint', grantId: 'uint', segmentIndex: 'uint', position: 'uint',
+  /** session: the client session (BROKER_SESSION for the broker's own); key: its secret. */
+  grantCreate: { epoch: 'uint', grantId: 'uint', session: 'uint', key: 'uint',
+    segmentIndex: 'uint', position: 'uint',
     sizeBytes: 'uint', direction },
   grantRevoke: { epoch: 'uint', grantId: 'uint' },
   persist: { epoch: 'uint', segmentIndex: 'uint', position: 'uint', offsetLast: 'int',
@@ -98,7 +102,7 @@ export const MESSAGES = {
 
   // --- client → storage (direct mode: docs/wire-protocol.md, "Client → storage")
   /** The direct key of a read grant (the grant id and epoch the broker's view named). */
-  directKey: { grantId: 'uint', grantEpoch: 'uint' },
+  directKey: { grantId: 'uint', grantKey: 'uint', grantEpoch: 'uint' },
   directKeyIs: { key: 'bytes' },
 } as const satisfies Record<string, Schema>;
 

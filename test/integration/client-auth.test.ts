@@ -62,6 +62,8 @@ async function failure(promise: Promise<unknown>): Promise<PmqError> {
 }
 
 interface Session { ep: Endpoint; welcome: Message<'welcome'>;
+  /** This session's own endpoint to the storage node, bound to it with its ticket. */
+  storage: Endpoint;
   call<K extends RequestKind>(kind: K, body: Body<K>): Promise<Message> }
 
 async function endpoint(): Promise<Session['call'] & { ep: Endpoint }> {
@@ -77,7 +79,9 @@ async function session(name: string, password: string): Promise<Session> {
   const call = await endpoint();
   await new ScramClient({ user: name, password }).authenticate(client.channel, call.ep, 10_000);
   const welcome = await call('hello', { clientId: name, role: 'admin' }) as Message<'welcome'>;
-  return { ep: call.ep, welcome, call };
+  const storageEp = await client.transport.connect(storage.host, storage.port);
+  await client.channel.request(storageEp, 'sessionBind', { ticket: welcome.ticket });
+  return { ep: call.ep, welcome, call, storage: storageEp };
 }
 
 t.test('nothing before authentication; bad users and passwords look the same', async (t) => {
@@ -115,17 +119,17 @@ async function reserveAndWrite(s: Session, n: number, producerId = -1, sequence 
   const reserved = await s.call('reserve', { topic: 'orders', partition: 0,
     bytes: batch.byteLength, records: n, producerId, sequence }) as Message<'reserved'>;
   setBaseOffset(batch, 0, reserved.baseOffset);
-  await write(reserved, batch);
+  await write(s, reserved, batch);
   return { reserved, batch };
 }
 
-async function write(reserved: Message<'reserved'>, batch: Uint8Array): Promise<void> {
-  const node = (await storageEp());
-  await client.transport.writeValidated(node, { id: reserved.grantId,
-    epoch: reserved.grantEpoch }, reserved.address, batch, 0, batch.byteLength);
+async function write(s: Session, reserved: Message<'reserved'>, batch: Uint8Array):
+  Promise<void> {
+  await client.transport.writeValidated(s.storage, { id: reserved.grantId,
+    epoch: reserved.grantEpoch, key: reserved.grantKey }, reserved.address, batch, 0,
+  batch.byteLength);
 }
 
-const storageEp = () => client.storage(1, storage.host, storage.port);
 const commitOf = (r: Message<'reserved'>) => ({ topic: 'orders', partition: 0, epoch: r.epoch,
   reservationId: r.reservationId });
 
@@ -195,11 +199,11 @@ t.test('an idempotent retry from a new session moves the reservation there', asy
   t.equal(again.reservationId, reserved.reservationId, 'the same reservation');
   t.equal(again.address, reserved.address, 'the same range');
   t.not(again.grantId, reserved.grantId, 'under a new grant');
-  const revoked = await failure(write(reserved, batch));
+  const revoked = await failure(write(first, reserved, batch));
   t.match(revoked.code, /PMQ_ERR_GRANT_(REVOKED|UNKNOWN)/, 'the old grant is revoked');
   t.equal((await failure(first.call('commit', commitOf(reserved)))).code, 'PMQ_ERR_DENIED',
     'the old session may not commit it any more');
-  await write(again, batch);
+  await write(second, again, batch);
   t.equal((await second.call('commit', commitOf(again))).kind, 'acked');
   await checkReadsClean(t, second, again.baseOffset + 2);
 });
@@ -210,8 +214,9 @@ async function checkReadsClean(t: Test, s: Session, highWatermark: number): Prom
   t.equal(view.highWatermark, highWatermark);
   const segment = view.segment[0]!;
   const bytes = new Uint8Array(segment.position);
-  await client.transport.readValidated(await storageEp(), { id: segment.grantId,
-    epoch: segment.grantEpoch }, segment.address, bytes, 0, bytes.byteLength);
+  await client.transport.readValidated(s.storage, { id: segment.grantId,
+    epoch: segment.grantEpoch, key: segment.grantKey }, segment.address, bytes, 0,
+  bytes.byteLength);
   let offset = 0;
   for (let position = 0; position < bytes.byteLength;) {
     const batch = decodeRecordBatch(bytes, position);
@@ -279,7 +284,8 @@ t.test('directKey needs a bound session whose ticket allows direct mode', async 
   const direct = await startStorage(`${dir}/region-direct`, 2, 0, ['--direct']);
   t.teardown(() => { direct.child.kill('SIGKILL'); });
   const ep = await client.transport.connect(direct.host, direct.port);
-  const ask = () => client.channel.request(ep, 'directKey', { grantId: 77, grantEpoch: 0 });
+  const ask = () => client.channel.request(ep, 'directKey', { grantId: 77, grantKey: 1,
+    grantEpoch: 0 });
   const unbound = await failure(ask());
   t.equal(unbound.code, 'PMQ_ERR_DENIED');
   t.match(unbound.message, /bound to no session/);

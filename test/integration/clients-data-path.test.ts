@@ -125,6 +125,9 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   // Broker requests to the --direct node need the cluster key's handshake first (at the
   // broker's own epoch: no raise).
   const key = testKey(testKeyFile(dir));
+  // The client session the grants below belong to (the ticket bound further down names it).
+  const SESSION = randomSessionId();
+  const GRANT_KEY = 0x5eed;
   const connectTo = (proc: Proc): ReturnType<typeof transport.connect> => {
     if (!eps.has(proc)) {
       eps.set(proc, transport.connect(proc.host, proc.port).then(async (ep) => {
@@ -136,7 +139,8 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   };
   const refused = async (proc: Proc, grantId: number, code: string, message: RegExp):
     Promise<void> => {
-    await t.rejects(call(proc, 'directKey', { grantId, grantEpoch: 1 }), { code, message },
+    await t.rejects(call(proc, 'directKey', { grantId, grantKey: GRANT_KEY, grantEpoch: 1 }),
+      { code, message },
       `grant ${grantId}: ${code}`);
   };
   await refused(plain, 1, 'PMQ_ERR_DIRECT_UNSUPPORTED', /without --direct/);
@@ -147,7 +151,8 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   const segmentIndex = (allocate as Message<'segment'>).segmentIndex;
   const grant = (grantId: number, position: number, sizeBytes: number,
     direction: 'read' | 'write'): Promise<Message> => call(storage, 'grantCreate',
-    { epoch: brokerEpoch, grantId, segmentIndex, position, sizeBytes, direction });
+    { epoch: brokerEpoch, grantId, session: SESSION, key: GRANT_KEY, segmentIndex, position,
+      sizeBytes, direction });
   await grant(9001, 0, 64 * 1024, 'write');
   await grant(9002, 4096, 8192, 'read');
   await grant(9003, 0, 64 * 1024, 'read');
@@ -155,13 +160,14 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   // refusals): a ticket signed with the nodes' cluster key.
   const now = Date.now();
   await call(storage, 'sessionBind', { ticket: issueTicket(key, {
-    epoch: brokerEpoch, sessionId: randomSessionId(), issuedAtMs: now,
+    epoch: brokerEpoch, sessionId: SESSION, issuedAtMs: now,
     expiresAtMs: now + 60_000, principal: '', authenticated: false, directAllowed: true }) });
   await refused(storage, 9999, 'PMQ_ERR_GRANT_UNKNOWN', /no such grant/);
   await refused(storage, 9001, 'PMQ_ERR_DIRECT_UNSUPPORTED', /read grants only/);
   await refused(storage, 9002, 'PMQ_ERR_DIRECT_UNALIGNED', /not its whole segment/);
   await refused(storage, 9003, 'PMQ_ERR_DIRECT_UNSUPPORTED', /uses tcp, not RDMA/);
-  await t.rejects(call(storage, 'directKey', { grantId: 9003, grantEpoch: 2 }),
+  await t.rejects(call(storage, 'directKey', { grantId: 9003, grantKey: GRANT_KEY,
+    grantEpoch: 2 }),
     { code: 'PMQ_ERR_GRANT_STALE_EPOCH' });
   await call(storage, 'grantRevoke', { epoch: brokerEpoch, grantId: 9003 });
   await refused(storage, 9003, 'PMQ_ERR_GRANT_REVOKED', /revoked/);

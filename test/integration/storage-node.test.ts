@@ -9,6 +9,7 @@ import { Packr } from 'msgpackr';
 import { pino } from 'pino';
 import t from 'tap';
 
+import { BROKER_SESSION } from '../../common/auth/keys.js';
 import { encodeRecordBatch, validateRecordBatch } from '../../common/record-batch/index.js';
 import { decodeFrame, encodeMessage, FRAME_HEADER } from '../../common/wire/codec.js';
 import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
@@ -87,6 +88,21 @@ const records = Array.from({ length: 5 }, (_, i) => ({
   key: new TextEncoder().encode(`key-${i}`),
   value: new TextEncoder().encode(`value ${i} `.repeat(20)),
 }));
+/** Grants for the test's own endpoint: authenticated as the broker, it is BROKER_SESSION's. */
+const B = { session: BROKER_SESSION, key: 1 } as const;
+
+/** Bytes of a region file (the node's mapping is shared: the file shows its stores). */
+function fileBytes(path: string, address: number, length: number): Uint8Array {
+  const fd = openSync(path, 'r');
+  try {
+    const bytes = new Uint8Array(length);
+    readSync(fd, bytes, 0, length, address);
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 const batch = encodeRecordBatch(records, { baseOffset: 0, timestampDefault: 1_700_000_000_000 });
 const allocate = { topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0 };
 
@@ -98,7 +114,7 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
   t.match(info, { nodeId: 7, epoch: 1, segmentSizeBytes: 256 * KIB, segments: [] });
   const segment = await callAs(ep, 'segmentAllocate', { epoch: 1, ...allocate }, 'segment');
   t.match(segment, { segmentIndex: 0, state: 'active', position: 0, offsetLast: -1 });
-  await call(ep, 'grantCreate', { epoch: 1, grantId: 1, segmentIndex: 0, position: 0,
+  await call(ep, 'grantCreate', { ...B, epoch: 1, grantId: 1, segmentIndex: 0, position: 0,
     sizeBytes: 8 * KIB, direction: 'write' });
   await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address, batch, 0,
     batch.byteLength);
@@ -118,7 +134,7 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
   const again = await hello(ep, 1);
   t.match(again.segments, [{ segmentIndex: 0, state: 'active', topic: 'orders',
     position: batch.byteLength, offsetLast: 4, address: segment.address }]);
-  await call(ep, 'grantCreate', { epoch: 1, grantId: 2, segmentIndex: 0, position: 0,
+  await call(ep, 'grantCreate', { ...B, epoch: 1, grantId: 2, segmentIndex: 0, position: 0,
     sizeBytes: batch.byteLength, direction: 'read' });
   const back = new Uint8Array(batch.byteLength);
   await transport.readValidated(ep, { id: 2, epoch: 1, key: 1 }, segment.address, back, 0,
@@ -137,43 +153,43 @@ t.test('bad requests are refused and change nothing', async (t) => {
   const refuse = (what: string, promise: Promise<unknown>, code: string | RegExp) =>
     t.rejects(promise, { code }, what);
 
-  await refuse('stale epoch', call(ep, 'grantCreate', { ...base, epoch: 1, grantId: 9,
+  await refuse('stale epoch', call(ep, 'grantCreate', { ...B, ...base, epoch: 1, grantId: 9,
     position: 0, sizeBytes: 4096 }), 'PMQ_ERR_EPOCH_STALE');
   await refuse('stale hello', hello(ep, 1), 'PMQ_ERR_EPOCH_STALE');
   await refuse('future epoch', call(ep, 'persist', { epoch: 3, segmentIndex: 0, position: 0,
     offsetLast: -1, seal: false }), 'PMQ_ERR_EPOCH_FUTURE');
-  await refuse('grant past the segment', call(ep, 'grantCreate', { ...base, grantId: 9,
+  await refuse('grant past the segment', call(ep, 'grantCreate', { ...B, ...base, grantId: 9,
     position: 60 * KIB, sizeBytes: 8 * KIB }), 'PMQ_ERR_GRANT_RANGE');
-  await refuse('unknown segment', call(ep, 'grantCreate', { ...base, grantId: 9,
+  await refuse('unknown segment', call(ep, 'grantCreate', { ...B, ...base, grantId: 9,
     segmentIndex: 999, position: 0, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_UNKNOWN');
-  await refuse('grant on a free segment', call(ep, 'grantCreate', { ...base, grantId: 9,
+  await refuse('grant on a free segment', call(ep, 'grantCreate', { ...B, ...base, grantId: 9,
     segmentIndex: 1, position: 0, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_STATE');
   await refuse('persist past the end', call(ep, 'persist', { epoch: 2, segmentIndex: 0,
     position: 64 * KIB + 1, offsetLast: 10, seal: false }), 'PMQ_ERR_WATERMARK_BEYOND_SEGMENT');
 
   // Revoked grant: the write is refused and the bytes stay as they were.
-  await call(ep, 'grantCreate', { ...base, grantId: 10, position: 0, sizeBytes: 8 * KIB });
-  await call(ep, 'grantCreate', { ...base, grantId: 11, position: 0, sizeBytes: 8 * KIB,
+  await call(ep, 'grantCreate', { ...B, ...base, grantId: 10, position: 0, sizeBytes: 8 * KIB });
+  await call(ep, 'grantCreate', { ...B, ...base, grantId: 11, position: 0, sizeBytes: 8 * KIB,
     direction: 'read' });
-  const before = new Uint8Array(batch.byteLength);
-  await transport.readValidated(ep, { id: 11, epoch: 2, key: 1 }, segment.address, before, 0,
-    before.byteLength);
+  // Nothing is durable yet, so no grant may read these bytes: look at the region file.
+  await refuse('read above the durable watermark', transport.readValidated(ep,
+    { id: 11, epoch: 2, key: 1 }, segment.address, new Uint8Array(16), 0, 16),
+  'PMQ_ERR_GRANT_OUT_OF_RANGE');
+  const before = fileBytes(join(dir, 'bad.region'), segment.address, batch.byteLength);
   await call(ep, 'grantRevoke', { epoch: 2, grantId: 10 });
   await call(ep, 'grantRevoke', { epoch: 2, grantId: 10 }); // idempotent
   await refuse('write with a revoked grant', transport.writeValidated(ep, { id: 10, epoch: 2,
     key: 1 },
     segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
-  const after = new Uint8Array(batch.byteLength);
-  await transport.readValidated(ep, { id: 11, epoch: 2, key: 1 }, segment.address, after, 0,
-    after.byteLength);
+  const after = fileBytes(join(dir, 'bad.region'), segment.address, batch.byteLength);
   t.same(Buffer.from(after), Buffer.from(before), 'bytes unchanged');
-  await refuse('grant id reused', call(ep, 'grantCreate', { ...base, grantId: 10, position: 0,
+  await refuse('grant id reused', call(ep, 'grantCreate', { ...B, ...base, grantId: 10, position: 0,
     sizeBytes: 4096 }), 'PMQ_ERR_GRANT_EXISTS');
   await refuse('revoke unknown', call(ep, 'grantRevoke', { epoch: 2, grantId: 404 }),
     'PMQ_ERR_GRANT_UNKNOWN');
 
   // Seal: revokes the segment's write grants; no new write grant afterwards.
-  await call(ep, 'grantCreate', { ...base, grantId: 12, position: 0, sizeBytes: 8 * KIB });
+  await call(ep, 'grantCreate', { ...B, ...base, grantId: 12, position: 0, sizeBytes: 8 * KIB });
   await transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 }, segment.address, batch, 0,
     batch.byteLength);
   await refuse('write outside the grant', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
@@ -182,7 +198,7 @@ t.test('bad requests are refused and change nothing', async (t) => {
     offsetLast: 4, seal: true }), { kind: 'persisted', sealed: true });
   await refuse('write after seal', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
-  await refuse('write grant on a sealed segment', call(ep, 'grantCreate', { ...base,
+  await refuse('write grant on a sealed segment', call(ep, 'grantCreate', { ...B, ...base,
     grantId: 13, position: 4 * KIB, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_STATE');
   await refuse('persist on a sealed segment', call(ep, 'persist', { epoch: 2, segmentIndex: 0,
     position: batch.byteLength + 10, offsetLast: 5, seal: false }), 'PMQ_ERR_SEGMENT_STATE');
@@ -221,7 +237,7 @@ t.test('a persist revokes the write grants it makes durable, and only those', as
   const segment = await callAs(ep, 'segmentAllocate', { epoch: 1, ...allocate }, 'segment');
   const size = batch.byteLength;
   const grant = (grantId: number, position: number, sizeBytes: number) => call(ep,
-    'grantCreate', { epoch: 1, grantId, segmentIndex: 0, position, sizeBytes,
+    'grantCreate', { ...B, epoch: 1, grantId, segmentIndex: 0, position, sizeBytes,
       direction: 'write' });
   await grant(1, 0, size);                 // the batch persisted below
   await grant(2, size, size);              // the next one, not yet durable

@@ -14,7 +14,8 @@ t.test('revoked grants beyond the limit are forgotten; their ids stay used', asy
   transport.attachMemory(new Uint8Array(1 << 20));
   const registry = new GrantRegistry(transport, 3);
   const grant = (grantId: number) => ({ grantId, epoch: 0, segmentIndex: 0,
-    address: grantId * 100, sizeBytes: 100, direction: 'write' as const });
+    address: grantId * 100, sizeBytes: 100, direction: 'write' as const, session: 1, key: 1,
+    readableBytes: 100 });
   for (let id = 1; id <= 10; id += 1) registry.create(grant(id));
   registry.create({ ...grant(11), direction: 'read' });
   for (let id = 1; id <= 8; id += 1) await registry.revoke(id);
@@ -26,7 +27,7 @@ t.test('revoked grants beyond the limit are forgotten; their ids stay used', asy
   t.throws(() => registry.create(grant(2)), { code: 'PMQ_ERR_GRANT_EXISTS' },
     'a forgotten id is never created again');
   t.throws(() => transport.createGrant({ id: 4, epoch: 0, address: 0, length: 1,
-    direction: 'write', session: 0, key: 1 }), /never reused/, 'nor in the native table');
+    direction: 'write', session: 1, key: 1 }), /never reused/, 'nor in the native table');
   await registry.revokeSegment(0);
   t.equal(registry.liveCount, 0);
   t.equal(registry.rememberedCount, 3, 'still only the newest three revoked');

@@ -39,7 +39,7 @@ function segmentOf(batches: number, valueBytesMax: number): Segment {
     bytes.set(part, position);
     position += part.length;
   }
-  const view: SegmentView = { nodeId: 1, grantId: 1, grantEpoch: 1, address: 0,
+  const view: SegmentView = { nodeId: 1, grantId: 1, grantKey: 1, grantEpoch: 1, address: 0,
     sizeBytes: bytes.length, chainPosition: 0, baseOffset: 0, position: bytes.length,
     offsetLast: offset - 1, sealed: false };
   return { bytes, view, values };
@@ -93,7 +93,7 @@ t.test('batches larger than a chunk are read once each, not cut and read again',
   const bytes = new Uint8Array(batchBytes * batches.length);
   batches.forEach((batch, b) => bytes.set(batch, b * batchBytes));
   const segment: Segment = { bytes, values: new Map(Array.from({ length: 60 }, (_, i) =>
-    [i, ''])), view: { nodeId: 1, grantId: 1, grantEpoch: 1, address: 0,
+    [i, ''])), view: { nodeId: 1, grantId: 1, grantKey: 1, grantEpoch: 1, address: 0,
     sizeBytes: bytes.length, chainPosition: 0, baseOffset: 0, position: bytes.length,
     offsetLast: 59, sealed: false } };
   const readBytes: number[] = [];
