@@ -165,6 +165,12 @@ export class RegionStore {
   readonly #busy = new Set<number>();
   /** Chain places with an allocation in flight: `${topic}/${partition}/${chainPosition}`. */
   readonly #allocating = new Set<string>();
+  /**
+   * Free segments whose bytes this process zeroed and persisted since it opened the region.
+   * Any other free segment may hold an old owner's bytes (a crash right after its free), so
+   * allocation zeroes it first.
+   */
+  readonly #cleared = new Set<number>();
   #epochRaising: number | null = null;
 
   private constructor(region: PersistentMemory, sb: Superblock, table: SegmentTable,
@@ -308,10 +314,13 @@ export class RegionStore {
         this.region.path, true);
     }
     const current = this.#table.get(index);
+    const zero = this.#cleared.has(index) ? undefined : { address: this.segmentAddress(index),
+      sizeBytes: this.#superblock.segmentSizeBytes, zero: true };
     await this.#update(index, [place], {
       segmentIndex: index, generation: current.generation + 1, epoch, state: 'active', topic,
       partition, chainPosition, baseOffset, watermark: { position: 0, offsetLast: baseOffset - 1 },
-    });
+    }, zero);
+    this.#cleared.delete(index);
     return this.segment(index);
   }
 
@@ -330,10 +339,11 @@ export class RegionStore {
   }
 
   /**
-   * Returns a segment (active or sealed) to the free pool. Its bytes are zeroed and persisted
-   * before the entry says free, so no later owner of the segment (nor a direct-mode reader of
-   * it) ever sees a byte of the old one; a crash in between leaves the segment live and zeroed,
-   * and whoever freed it frees it again (a deleted topic's or an orphan's segment).
+   * Returns a segment (active or sealed) to the free pool, then zeroes and persists its bytes,
+   * so no later owner of the segment (nor a direct-mode reader of it) ever sees a byte of the
+   * old one. The entry goes first: a live entry always describes intact data. A crash between
+   * the two leaves a free segment with old bytes, which allocation zeroes before reuse (only
+   * segments zeroed by this process count as cleared).
    */
   async freeSegment(index: number, epoch: number): Promise<SegmentInfo> {
     this.#checkIndex('freeSegment', index);
@@ -342,9 +352,25 @@ export class RegionStore {
     if (current.state === 'free') return this.segment(index);
     this.#checkIdle(index);
     await this.#update(index, [], { ...formatEntries(index, epoch)[0] as SegmentEntry,
-      generation: current.generation + 1 }, { address: this.segmentAddress(index),
-      sizeBytes: this.#superblock.segmentSizeBytes, zero: true });
+      generation: current.generation + 1 });
+    await this.#clear(index);
     return this.segment(index);
+  }
+
+  /** Zeroes a free segment's bytes durably; marks it cleared unless it was taken meanwhile. */
+  async #clear(index: number): Promise<void> {
+    if (this.#busy.has(index)) return; // being allocated again: allocation zeroes it
+    invariant(this.#table.get(index).state === 'free', 'only free segments are cleared', { index });
+    this.#busy.add(index);
+    try {
+      const address = this.segmentAddress(index);
+      const sizeBytes = this.#superblock.segmentSizeBytes;
+      this.region.bytes.fill(0, address, address + sizeBytes);
+      await persistRange(this.region, address, sizeBytes);
+      this.#cleared.add(index);
+    } finally {
+      this.#busy.delete(index);
+    }
   }
 
   /** Raises the fencing epoch (the same epoch again is a no-op); durable on return. */

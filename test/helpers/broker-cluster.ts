@@ -78,10 +78,19 @@ export class Client {
   ep: Endpoint | undefined;
   readonly storageEps = new Map<number, Endpoint>();
 
+  /** The session's ticket (welcome): storage endpoints are bound to it on connect. */
+  ticket: Uint8Array | undefined;
+
   async connect(broker: Proc): Promise<Message<'welcome'>> {
     this.ep = await this.transport.connect(broker.host, broker.port);
-    const welcome = await this.call('hello', { clientId: 'test', role: 'admin' });
-    return welcome as Message<'welcome'>;
+    const welcome = await this.call('hello', { clientId: 'test', role: 'admin' }) as
+      Message<'welcome'>;
+    this.ticket = welcome.ticket;
+    for (const ep of this.storageEps.values()) { // a new session (e.g. a restarted broker)
+      await this.channel.request(ep, 'sessionBind', { ticket: welcome.ticket }, 10_000)
+        .catch(() => undefined);
+    }
+    return welcome;
   }
 
   call<K extends RequestKind>(kind: K, body: Body<K>, timeoutMs = 10_000): Promise<Message> {
@@ -92,6 +101,10 @@ export class Client {
     const known = this.storageEps.get(nodeId);
     if (known !== undefined) return known;
     const ep = await this.transport.connect(host, port);
+    // Grants are usable only on endpoints bound to their session (docs/security.md).
+    if (this.ticket !== undefined) {
+      await this.channel.request(ep, 'sessionBind', { ticket: this.ticket }, 10_000);
+    }
     this.storageEps.set(nodeId, ep);
     return ep;
   }

@@ -52,7 +52,7 @@ async function reserveAndWrite(topic: string, partition: number, records: Record
     records: records.length, producerId: -1, sequence: -1 }) as Message<'reserved'>;
   setBaseOffset(batch, 0, reply.baseOffset);
   await client.transport.writeValidated(await storageEp(reply.nodeId),
-    { id: reply.grantId, epoch: reply.grantEpoch, key: 1 }, reply.address, batch, 0,
+    { id: reply.grantId, epoch: reply.grantEpoch, key: reply.grantKey }, reply.address, batch, 0,
       batch.byteLength);
   return reply;
 }
@@ -79,7 +79,8 @@ async function readAll(topic: string, partition: number, offset = 0) {
     if (segment === undefined || offset >= view.highWatermark) return batches;
     const bytes = new Uint8Array(segment.position);
     await client.transport.readValidated(await storageEp(segment.nodeId), { id: segment.grantId,
-      epoch: segment.grantEpoch, key: 1 }, segment.address, bytes, 0, bytes.byteLength);
+      epoch: segment.grantEpoch, key: segment.grantKey }, segment.address, bytes, 0,
+    bytes.byteLength);
     let position = 0;
     while (position < bytes.byteLength) {
       const batch = decodeRecordBatch(bytes, position);
@@ -224,10 +225,11 @@ t.test('a broker restart (SIGKILL) keeps topics, data and offsets, and fences th
     t.equal(await codeOf(commit('orders', 0, stale)), 'PMQ_ERR_RESERVATION_EXPIRED',
       'a commit of the old epoch is refused');
     const batch = encodeRecordBatch(values('late', 1));
-    // The storage node revokes every older grant when the epoch rises (stale, then revoked).
+    // The storage node revokes every older grant when the epoch rises (stale, then revoked);
+    // and the endpoint now speaks for the new broker's session, not the old grant's.
     t.match(await codeOf(client.transport.writeValidated(await storageEp(stale.nodeId),
-      { id: stale.grantId, epoch: stale.grantEpoch, key: 1 }, stale.address, batch, 0,
-      batch.byteLength)), /^PMQ_ERR_GRANT_(STALE_EPOCH|REVOKED)$/,
+      { id: stale.grantId, epoch: stale.grantEpoch, key: stale.grantKey }, stale.address, batch, 0,
+      batch.byteLength)), /^PMQ_ERR_GRANT_(STALE_EPOCH|REVOKED|UNKNOWN)$/,
     'a write with the old grant is refused');
     t.equal(await produce('orders', 0, values('new', 2)), 12, 'appends after the durable data');
     t.same((await readAll('orders', 2)).length, 24, 'rolled segments read back');

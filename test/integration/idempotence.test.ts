@@ -52,7 +52,8 @@ async function write(batch: Batch, reply: Message<'reserved'>): Promise<void> {
   const node = welcome.storageNodes.find((n) => n.nodeId === reply.nodeId)!;
   setBaseOffset(batch.bytes, 0, reply.baseOffset);
   await client.transport.writeValidated(await client.storage(node.nodeId, node.host, node.port),
-    { id: reply.grantId, epoch: reply.grantEpoch, key: 1 }, reply.address, batch.bytes, 0,
+    { id: reply.grantId, epoch: reply.grantEpoch, key: reply.grantKey }, reply.address,
+    batch.bytes, 0,
     batch.bytes.byteLength);
 }
 
@@ -90,7 +91,8 @@ async function consumeAll(): Promise<string[]> {
     const node = welcome.storageNodes.find((n) => n.nodeId === segment.nodeId)!;
     const bytes = new Uint8Array(segment.position);
     await client.transport.readValidated(await client.storage(node.nodeId, node.host,
-      node.port), { id: segment.grantId, epoch: segment.grantEpoch, key: 1 }, segment.address,
+      node.port), { id: segment.grantId, epoch: segment.grantEpoch, key: segment.grantKey },
+      segment.address,
         bytes, 0,
     bytes.byteLength);
     for (let position = 0; position < bytes.byteLength;) {

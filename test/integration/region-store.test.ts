@@ -125,6 +125,19 @@ t.test('a freed segment is zeroed before it is free: its next owner sees none of
   t.equal(bytes.findIndex((byte) => byte !== 0), -1, 'every byte of the old owner is gone');
 });
 
+t.test('a free segment with old bytes (a crash before its clearing) is zeroed on allocation',
+  async (t) => {
+    const opened = await formatted(t);
+    const { address } = await opened.store.allocateSegment(request());
+    await opened.store.freeSegment(0, 0);
+    const { region, store } = reopen(t, opened); // this process has cleared nothing
+    region.bytes.fill(0x5a, address, address + SEGMENT_BYTES); // as if the clearing never ran
+    const reused = await store.allocateSegment(request({ chainPosition: 1, baseOffset: 7 }));
+    t.equal(reused.address, address, 'the same segment');
+    const bytes = region.bytes.subarray(address, address + SEGMENT_BYTES);
+    t.equal(bytes.findIndex((byte) => byte !== 0), -1, 'zeroed before its new owner has it');
+  });
+
 t.test('watermarks only grow, stay in the segment and obey the state', async (t) => {
   const { store } = await formatted(t);
   const { segmentIndex: i } = await store.allocateSegment(request({ baseOffset: 50 }));

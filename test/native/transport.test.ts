@@ -20,19 +20,19 @@ t.test('one transport per process; arguments are checked before native code', as
   t.throws(() => transport.send(7 as Endpoint, new Uint8Array(1), new Uint8Array(1)),
     { code: 'PMQ_ERR_ENDPOINT_CLOSED' });
   t.throws(() => transport.createGrant({ id: 1, epoch: 1, address: 0, length: 1,
-    direction: 'write', session: 0, key: 1 }), ArgumentError, 'grants need attached memory');
+    direction: 'write', session: 1, key: 1 }), ArgumentError, 'grants need attached memory');
   transport.attachMemory(new Uint8Array(4096));
   t.throws(() => transport.attachMemory(new Uint8Array(1)), ArgumentError);
   t.throws(() => transport.createGrant({ id: 1, epoch: 1, address: 4000, length: 200,
-    direction: 'write', session: 0, key: 1 }), ArgumentError, 'a grant lies inside the memory');
-  transport.createGrant({ id: 1, epoch: 1, address: 0, length: 100, direction: 'read', session: 0,
+    direction: 'write', session: 1, key: 1 }), ArgumentError, 'a grant lies inside the memory');
+  transport.createGrant({ id: 1, epoch: 1, address: 0, length: 100, direction: 'read', session: 1,
     key: 1 });
   t.throws(() => transport.createGrant({ id: 1, epoch: 1, address: 0, length: 1,
-    direction: 'read', session: 0, key: 1 }), ArgumentError, 'grant ids are unique');
+    direction: 'read', session: 1, key: 1 }), ArgumentError, 'grant ids are unique');
   transport.raiseEpoch(2);
   t.throws(() => transport.raiseEpoch(2), ArgumentError, 'epochs only rise');
   t.throws(() => transport.createGrant({ id: 2, epoch: 1, address: 0, length: 1,
-    direction: 'read', session: 0, key: 1 }), ArgumentError, 'no grant below the table epoch');
+    direction: 'read', session: 1, key: 1 }), ArgumentError, 'no grant below the table epoch');
   await transport.revokeGrant(1);
   t.throws(() => transport.revokeGrant(1), ArgumentError, 'revoked once');
   t.throws(() => Transport.open({ peerTimeoutMs: 100, keepaliveMs: 200 }), ArgumentError);
