@@ -21,6 +21,12 @@ export interface E2eOptions {
   /** Segment size (CLI syntax). Default 64KiB. */
   segmentSize?: string;
   reservationTimeoutMs?: number;
+  /** UCX transports of both processes (`--transports`, UCX_TLS syntax). Default tcp. */
+  transports?: string;
+  /** The broker's `--auth-file` (client authentication and ACLs). Default: none (off). */
+  authFile?: string;
+  /** Extra flags for `pmq storage` (e.g. `--direct`). */
+  storageFlags?: string[];
 }
 
 export interface Running { child: ChildProcess; host: string; port: number; stderr: () => string }
@@ -94,15 +100,18 @@ export class E2eCluster {
     return ['storage', '--path', `${this.dir}/region`,
       '--size', this.options.regionSize ?? '16MiB', '--segment-size',
       this.options.segmentSize ?? '64KiB', '--node-id', '1', '--listen',
-      `127.0.0.1:${this.storagePort}`, '--transports', 'tcp', '--log-level', 'warn',
-      '--cluster-key-file', this.keyFile];
+      `127.0.0.1:${this.storagePort}`, '--transports', this.options.transports ?? 'tcp',
+      '--log-level', 'warn', '--cluster-key-file', this.keyFile,
+      ...this.options.storageFlags ?? []];
   }
 
   private brokerArgs(): string[] {
     return ['broker', '--listen', `127.0.0.1:${this.brokerPort}`,
       '--storage', `127.0.0.1:${this.storagePort}`, '--data-dir', `${this.dir}/broker`,
-      '--transports', 'tcp', '--log-level', 'warn', '--reservation-timeout-ms',
-      String(this.options.reservationTimeoutMs ?? 2000), '--cluster-key-file', this.keyFile];
+      '--transports', this.options.transports ?? 'tcp', '--log-level', 'warn',
+      '--reservation-timeout-ms', String(this.options.reservationTimeoutMs ?? 2000),
+      '--cluster-key-file', this.keyFile,
+      ...this.options.authFile === undefined ? [] : ['--auth-file', this.options.authFile]];
   }
 
   /**
