@@ -125,7 +125,7 @@ for (const [index, transports] of (['tcp', 'sm,tcp'] as const).entries()) {
       for (const proc of procs) if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
       remove();
     });
-    // A 64 MiB region: the fuzzer (an admin of this broker without --auth-file, as any client)
+    // A 64 MiB region: the fuzzer (an admin of this broker without --auth-file, as every client)
     // may create topics and reserve in them; that must not starve the test's own topic.
     const storage = await startStorage(join(dir, 'region'), 1, 0, ['--transports', transports,
       '--size', '64MiB']);
