@@ -192,6 +192,7 @@ void Transport::close() {
       in_progress_ = true;
       ucp_worker_progress(worker_);
       in_progress_ = false;
+      run_ready_closes();
     }
     if (listener_ != nullptr) ucp_listener_destroy(listener_);
     for (auto& entry : receives_) ucp_am_data_release(worker_, entry.second.desc);
@@ -347,7 +348,20 @@ void Transport::close_endpoint(uint32_t ep_id) {
 void Transport::start_close(Endpoint* ep) {
   PMQ_ASSERT(!in_progress_);
   PMQ_ASSERT(ep->state != EpState::closing);
-  ep->state = EpState::closing;
+  ep->state = EpState::closing;  // from now on its messages are dropped, its rendezvous rejected
+  // A flush close with a rendezvous receive or send in flight aborts in UCX 1.13 (a peer's
+  // burst of rendezvous messages and then a malformed one did it: found by the fuzz test).
+  // They end on their own (done, or failed with the endpoint); the close waits for them. A
+  // FORCE close purges them instead.
+  if (ep->in_flight > 0 && !(peer_err_mode_ && ep->failed)) {
+    ep->close_waiting = true;
+    return;
+  }
+  issue_close(ep);
+}
+
+void Transport::issue_close(Endpoint* ep) {
+  ep->close_waiting = false;
   auto* op = new Op{OpKind::ep_close, ep->id};
   ucp_request_param_t param = op_param(op);
   // FORCE is refused (UCS_ERR_INVALID_PARAM) in ERR_HANDLING_MODE_NONE: flush there instead;
@@ -355,6 +369,17 @@ void Transport::start_close(Endpoint* ep) {
   param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
   param.flags = peer_err_mode_ && ep->failed ? UCP_EP_CLOSE_FLAG_FORCE : 0;
   track(op, ucp_ep_close_nbx(ep->handle, &param));
+}
+
+// Endpoints whose close waited for their receives (start_close), now that those have ended.
+void Transport::run_ready_closes() {
+  PMQ_ASSERT(!in_progress_);
+  while (!ready_closes_.empty()) {
+    uint32_t ep_id = ready_closes_.front();
+    ready_closes_.pop_front();
+    auto found = endpoints_.find(ep_id);
+    if (found != endpoints_.end() && found->second->close_waiting) issue_close(found->second.get());
+  }
 }
 
 void Transport::finish_close(uint32_t ep_id) {

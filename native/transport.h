@@ -118,6 +118,12 @@ struct Endpoint {
   bool failed = false;
   bool detached = false;  // closed for JS; UCX's flush of it may still be waiting on the peer
   bool hello_answered = false;  // one hello_ack per endpoint: a hello flood costs us nothing
+  // Operations in flight on it (all but its close). UCX 1.13 aborts (ucp_ep.c
+  // `ucs_hlist_is_empty(proto_reqs)`) when an endpoint closed by flush is destroyed with a
+  // rendezvous receive or send still in flight, so start_close waits for them: close_waiting
+  // until they have ended.
+  uint32_t in_flight = 0;
+  bool close_waiting = false;
   uint64_t session = 0;  // bind_session: the client session it speaks for; 0 = unbound
   uint64_t last_rx_ms;
   uint64_t last_tx_ms;
@@ -271,6 +277,8 @@ class Transport {
   void stop_progress();
   uint32_t add_endpoint(ucp_ep_h handle, EpState state, const std::string& remote);
   void start_close(Endpoint* ep);
+  void issue_close(Endpoint* ep);
+  void run_ready_closes();
   void defer_close(Endpoint* ep, const char* code, const std::string& reason);
   void finish_close(uint32_t ep_id);
   void detach(uint32_t ep_id);
@@ -340,6 +348,7 @@ class Transport {
   std::deque<DeferredRead> deferred_reads_;
   std::deque<std::pair<uint32_t, ReplyHeader>> deferred_replies_;
   std::deque<uint32_t> deferred_closes_;
+  std::deque<uint32_t> ready_closes_;  // close_waiting endpoints whose operations have ended
   std::unordered_map<uint64_t, Grant> grants_;
   uint64_t forgotten_max_id_ = 0;  // the highest grant id forgotten (grant_forget)
   uint64_t epoch_ = 0;

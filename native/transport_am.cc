@@ -45,6 +45,10 @@ ucp_request_param_t Transport::op_param(Op* op) {
   } else {
     param.cb.send = op_trampoline;
   }
+  if (op->kind != OpKind::ep_close) {
+    auto found = endpoints_.find(op->ep);
+    if (found != endpoints_.end()) found->second->in_flight += 1;  // see Endpoint::in_flight
+  }
   param.user_data = op;
   return param;
 }

@@ -32,6 +32,18 @@ void Transport::on_op_done(Op* op, ucs_status_t status) {
     return;
   }
   PMQ_ASSERT(ops_.erase(op) == 1);
+  if (op->kind != OpKind::ep_close) {
+    auto found = endpoints_.find(op->ep);
+    if (found != endpoints_.end()) {
+      Endpoint* ep = found->second.get();
+      PMQ_ASSERT(ep->in_flight > 0);
+      ep->in_flight -= 1;
+      if (ep->in_flight == 0 && ep->close_waiting) {
+        ready_closes_.push_back(ep->id);  // closed after progress returns (run_deferred)
+        mark_needs_progress();
+      }
+    }
+  }
   switch (op->kind) {
     case OpKind::send:
     case OpKind::read_request:
@@ -140,6 +152,7 @@ void Transport::run_deferred() {
     track(op, ucp_am_send_nbx(found->second->handle, kAmId, op->header.data(),
                               op->header.size(), memory_ + read.address, read.length, &param));
   }
+  run_ready_closes();
   while (!deferred_closes_.empty()) {
     uint32_t ep_id = deferred_closes_.front();
     deferred_closes_.pop_front();

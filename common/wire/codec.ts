@@ -71,6 +71,18 @@ export function decodeFrame(header: Uint8Array, payload: Uint8Array): Message {
   return decodeMessage(payload);
 }
 
+/**
+ * A peer's value in an error message. Never String() on it: a map such as {toString: 1} makes
+ * String() throw a TypeError (found by the fuzz test), which would escape the decoder.
+ */
+function shown(value: unknown): string {
+  if (Array.isArray(value)) return 'a list';
+  if (value instanceof Uint8Array) return 'bytes';
+  if (typeof value === 'object' && value !== null) return 'a map';
+  if (typeof value === 'string') return value.length > 64 ? `${value.slice(0, 64)}…` : value;
+  return String(value);
+}
+
 export function decodeMessage(bytes: Uint8Array): Message {
   if (bytes.byteLength > CONTROL_MESSAGE_BYTES_MAX) {
     throw new ProtocolError(`control message of ${bytes.byteLength} bytes is too large`);
@@ -86,18 +98,18 @@ export function decodeMessage(bytes: Uint8Array): Message {
   }
   const { v, kind, id, ...fields } = raw as Record<string, unknown>;
   if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) > 0xffffffff) {
-    throw new ProtocolError(`message id ${String(id)} is not a uint32`);
+    throw new ProtocolError(`message id ${shown(id)} is not a uint32`);
   }
   const answerable = (error: ProtocolError): ProtocolError => {
     error.replyTo = { id: id as number, kind: typeof kind === 'string' ? kind : null };
     return error;
   };
   if (v !== WIRE_VERSION) {
-    throw answerable(new ProtocolError(`message version ${String(v)} not supported (this ` +
+    throw answerable(new ProtocolError(`message version ${shown(v)} not supported (this ` +
       `node speaks ${WIRE_VERSION})`));
   }
   if (typeof kind !== 'string' || !Object.hasOwn(MESSAGES, kind)) {
-    throw answerable(new ProtocolError(`unknown message kind ${String(kind)}`));
+    throw answerable(new ProtocolError(`unknown message kind ${shown(kind)}`));
   }
   try {
     checkFields(MESSAGES[kind as MessageKind], fields, kind);

@@ -59,6 +59,12 @@ t.test('the decoder refuses what it does not know', async (t) => {
     ['fraction', { ...good, records: 1.5 }],
     ['topic name', { ...good, topic: 'no spaces allowed' }],
     ['not a map', [1, 2, 3]],
+    // Values String() cannot convert (a TypeError escaped the decoder: found by the fuzz test).
+    ['id {toString: 1}', { ...good, id: { toString: 1 } }],
+    ['version {toString: 1}', { ...good, v: { toString: 1, valueOf: 2 } }],
+    ['kind {toString: 1}', { ...good, kind: { toString: 1 } }],
+    ['kind [{toString: 1}]', { ...good, kind: [{ toString: 1 }] }],
+    ['version {constructor: 1}', { ...good, v: { constructor: 1, toString: 'x' } }],
   ];
   for (const [what, value] of bad) {
     t.throws(() => decodeMessage(raw.pack(value)), { code: 'PMQ_ERR_PROTOCOL' }, what);
