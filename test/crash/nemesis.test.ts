@@ -27,6 +27,11 @@ t.test(`nemesis: ${kills} kills under load (PMQ_SEED=${seed})`, async (t) => {
   t.ok(result.check.stats.acked > 0, 'records were acknowledged');
   t.ok(kills === 0 || Object.values(result.kills).reduce((a, b) => a + b, 0) >= kills,
     `at least ${kills} kills`);
+  if (kills >= 8) {
+    for (const [role, count] of Object.entries(result.kills)) {
+      t.ok(count > 0, `the ${role} was killed (${count} times)`);
+    }
+  }
   t.same(result.problems, [], 'every client finished or gave up by itself');
   t.ok(result.check.valid, 'the history checks clean');
   const failed = !result.check.valid || result.problems.length > 0;
