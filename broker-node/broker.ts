@@ -5,9 +5,12 @@
  * Lifecycle: startBroker() loads the metadata files, opens the process's transport, connects
  * to and fences every storage node (the broker's epoch = 1 + the highest any node has seen),
  * rebuilds every partition (recovery.ts), and only then listens for clients. stop() closes the
- * transport (every client and storage connection) and the timer. A broker fenced by a newer
- * one (a storage node reports a higher epoch) calls onFenced and must stop: it would only
- * collect PMQ_ERR_EPOCH_STALE refusals.
+ * transport (every client and storage connection) and the timer.
+ *
+ * Fencing (fence.ts): when any storage request, hello or reconnect learns that a newer broker
+ * raised the epoch, the fence trips once: every client request in flight or still to come is
+ * answered PMQ_ERR_FENCED, no metadata file is written any more, the timer stops, the reason
+ * is logged at error level and opts.onFenced is called (the CLI stops and exits with code 2).
  */
 import type { ClusterKey } from '../common/auth/keys.js';
 import { invariant } from '../common/invariant.js';
@@ -18,11 +21,15 @@ import { Transport } from '../native/transport.js';
 import { ControlChannel } from '../rpc/control-channel.js';
 import { AuthStore } from './auth-store.js';
 import { ClientAccess, TICKET_TTL_MS_DEFAULT } from './client-access.js';
+import { Fence } from './fence.js';
 import { MetadataStore } from './metadata-store.js';
 import type { Partition, PartitionDeps } from './partition.js';
 import { recoverPartitions, type RecoverySummary } from './recovery.js';
 import { registerHandlers } from './server.js';
 import { StoragePool } from './storage-pool.js';
+
+/** How long a fenced broker's stop waits for its PMQ_ERR_FENCED answers to leave. */
+const FENCED_DRAIN_MS = 200;
 
 export interface BrokerOptions {
   readonly host: string;
@@ -50,6 +57,8 @@ export interface Broker {
   readonly address: HostPort;
   readonly epoch: number;
   readonly recovery: RecoverySummary;
+  /** Why this broker was fenced, or null while it is current. */
+  readonly fencedWhy: string | null;
   stop(): Promise<void>;
 }
 
@@ -79,14 +88,24 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   let timer: NodeJS.Timeout | undefined;
   const stop = async (): Promise<void> => {
     if (timer !== undefined) clearInterval(timer);
+    // Fenced: let the PMQ_ERR_FENCED answers already handed to the transport go out first.
+    if (fence.why !== null) await new Promise((resolve) => setTimeout(resolve, FENCED_DRAIN_MS));
     auth.close();
     pool.close();
     transport.close();
     log.info({}, 'broker stopped');
   };
   const channel = new ControlChannel(transport, log);
+  const fence = new Fence(() => pool.epoch);
   const pool = new StoragePool(transport, channel, opts.storage, opts.clusterKey, log,
-    opts.onFenced);
+    (why) => { fence.trip(why); });
+  fence.onTrip((why) => {
+    if (timer !== undefined) clearInterval(timer);
+    log.error({ why, epoch: pool.epoch }, 'fenced by a newer broker: answering every request ' +
+      'PMQ_ERR_FENCED and stopping');
+    opts.onFenced(why);
+  });
+  metadata.setGuard({ fenced: () => fence.fenced(), confirm: () => pool.confirmEpoch() });
   try {
     const infos = await pool.start(metadata.epochLast);
     await metadata.recordEpoch(pool.epoch);
@@ -103,14 +122,15 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     });
     const access = new ClientAccess({ auth, clusterKey, epoch: () => pool.epoch, transport,
       ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
-    registerHandlers(channel, { deps, metadata, topics, log, access,
+    registerHandlers(channel, { deps, metadata, topics, log, access, fence,
       producerId: idAllocator(pool.epoch) });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
     const address = transport.listen(opts.host, opts.port);
     timer = setInterval(() => tickAll(topics),
       Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4))));
     log.info({ ...address, epoch: pool.epoch, clientAuth: auth.enabled }, 'broker listening');
-    return { address, epoch: pool.epoch, recovery: summary, stop };
+    return { address, epoch: pool.epoch, recovery: summary, stop,
+      get fencedWhy() { return fence.why; } };
   } catch (error) {
     await stop();
     throw error;

@@ -9,6 +9,12 @@
  * changes made while a write is in flight go out together in the next write (many offset
  * commits, one fsync).
  *
+ * Fencing (guard()): with a guard set (broker.ts), each write first has every storage node
+ * confirm the broker's epoch (one round trip per batched write), and none is written, nor
+ * renamed into place, once the broker is fenced: the waiters get PMQ_ERR_FENCED and the file
+ * keeps its bytes. This narrows, but does not close, the window in which a broker that is
+ * about to be fenced writes; metadata that only fenced storage can hold closes it.
+ *
  * Concurrency: JS thread only; at most one write per file in flight.
  */
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
@@ -27,6 +33,14 @@ const BODY_SIZE_BYTES_MAX = 64 * 1024 * 1024;
 
 export const DocumentKind = { topics: 1, groupOffsets: 2 } as const;
 export type DocumentKind = (typeof DocumentKind)[keyof typeof DocumentKind];
+
+/** What a metadata write asks first (broker.ts wires it to the fence and the storage pool). */
+export interface MetadataGuard {
+  /** PMQ_ERR_FENCED once the broker is fenced, else null. */
+  fenced(): PmqError | null;
+  /** Resolves while the broker's epoch is current; throws PMQ_ERR_FENCED when it is not. */
+  confirm(): Promise<void>;
+}
 
 export interface TopicRecord { topic: string; partitions: number; createdAtMs: number }
 export interface OffsetRecord { group: string; topic: string; partition: number; offset: number }
@@ -83,8 +97,8 @@ export function decodeDocument(bytes: Uint8Array, kind: DocumentKind, path: stri
 }
 
 /** Writes `bytes` to dir/name atomically and durably (temp file, fsync, rename, fsync dir). */
-export async function writeFileDurably(dir: string, name: string, bytes: Uint8Array):
-  Promise<void> {
+export async function writeFileDurably(dir: string, name: string, bytes: Uint8Array,
+  beforeRename: () => void = () => undefined): Promise<void> {
   const temp = join(dir, `${name}.tmp`);
   const file = await open(temp, 'w', 0o644);
   try {
@@ -92,6 +106,12 @@ export async function writeFileDurably(dir: string, name: string, bytes: Uint8Ar
     await file.sync();
   } finally {
     await file.close();
+  }
+  try {
+    beforeRename();
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
   }
   await rename(temp, join(dir, name));
   const directory = await open(dir, 'r');
@@ -109,7 +129,8 @@ class DurableDocument {
   #waiting: { resolve: () => void; reject: (error: Error) => void }[] = [];
 
   constructor(private readonly dir: string, private readonly name: string,
-    private readonly kind: DocumentKind, private readonly snapshot: () => unknown) {}
+    private readonly kind: DocumentKind, private readonly snapshot: () => unknown,
+    private readonly guard: () => MetadataGuard | null) {}
 
   async load(): Promise<unknown> {
     const path = join(this.dir, this.name);
@@ -137,20 +158,40 @@ class DurableDocument {
     const waiting = this.#waiting;
     this.#waiting = [];
     this.#writing = true;
-    this.#generation += 1;
-    const bytes = encodeDocument(this.kind, this.#generation, this.snapshot());
-    writeFileDurably(this.dir, this.name, bytes).then(
+    this.#write().then(
       () => { for (const waiter of waiting) waiter.resolve(); },
       (error: unknown) => {
-        const failure = new PmqError('PMQ_ERR_METADATA_IO', `writing ${this.name} failed: ` +
-          `${String(error)}: check the data directory (space, permissions)`,
-        { cause: error, retriable: true });
+        const failure = error instanceof PmqError ? error : new PmqError('PMQ_ERR_METADATA_IO',
+          `writing ${this.name} failed: ${String(error)}: check the data directory (space, ` +
+          'permissions)', { cause: error, retriable: true });
         for (const waiter of waiting) waiter.reject(failure);
       },
     ).finally(() => {
       this.#writing = false;
       this.#writeNext();
     });
+  }
+
+  /** Confirms the epoch (with a guard), then writes; never once fenced. */
+  async #write(): Promise<void> {
+    const guard = this.guard();
+    const checkFence = (): void => {
+      const fenced = guard?.fenced() ?? null;
+      if (fenced !== null) throw fenced;
+    };
+    checkFence();
+    await guard?.confirm();
+    checkFence();
+    this.#generation += 1;
+    const bytes = encodeDocument(this.kind, this.#generation, this.snapshot());
+    try {
+      await writeFileDurably(this.dir, this.name, bytes, checkFence);
+    } catch (error) {
+      if (error instanceof PmqError) throw error;
+      throw new PmqError('PMQ_ERR_METADATA_IO', `writing ${this.name} failed: ` +
+        `${String(error)}: check the data directory (space, permissions)`,
+      { cause: error, retriable: true });
+    }
   }
 }
 
@@ -163,12 +204,19 @@ export class MetadataStore {
   readonly #offsets = new Map<string, OffsetRecord>();
   readonly #topicsDocument: DurableDocument;
   readonly #offsetsDocument: DurableDocument;
+  #guard: MetadataGuard | null = null;
 
   private constructor(readonly dir: string) {
+    const guard = (): MetadataGuard | null => this.#guard;
     this.#topicsDocument = new DurableDocument(dir, 'topics.pmqmeta', DocumentKind.topics,
-      () => ({ epoch: this.#epochLast, topics: [...this.#topics.values()] }));
+      () => ({ epoch: this.#epochLast, topics: [...this.#topics.values()] }), guard);
     this.#offsetsDocument = new DurableDocument(dir, 'group-offsets.pmqmeta',
-      DocumentKind.groupOffsets, () => ({ offsets: [...this.#offsets.values()] }));
+      DocumentKind.groupOffsets, () => ({ offsets: [...this.#offsets.values()] }), guard);
+  }
+
+  /** From now on every write asks `guard` first (see the file comment, "Fencing"). */
+  setGuard(guard: MetadataGuard): void {
+    this.#guard = guard;
   }
 
   /** Opens (creating the directory if needed) and loads both files. */

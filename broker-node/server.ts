@@ -8,6 +8,10 @@
  * with authentication on, an endpoint must authenticate first, and each request checks the
  * ACL its operation needs (docs/security.md lists the mapping); with it off, none.
  *
+ * Fencing (fence.ts): every handler, the SCRAM ones included, runs under the fence: once the
+ * broker is fenced, a request arriving is refused and one in flight is answered at once with
+ * PMQ_ERR_FENCED, whatever its handler does later.
+ *
  * Topic lifecycle: a topic exists for clients once its metadata is durable; delete makes its
  * removal durable first, then frees its segments (a crash in between leaves segments that the
  * next recovery frees).
@@ -20,6 +24,7 @@ import type { Body, Message, RequestKind } from '../common/wire/messages.js';
 import type { Endpoint } from '../native/transport.js';
 import type { ControlChannel, Reply } from '../rpc/control-channel.js';
 import type { ClientAccess, Session } from './client-access.js';
+import type { Fence } from './fence.js';
 import type { MetadataStore } from './metadata-store.js';
 import { Partition, type PartitionDeps } from './partition.js';
 
@@ -32,6 +37,8 @@ export interface ServerContext {
   readonly access: ClientAccess;
   /** Producer ids: unique across broker restarts (broker.ts). */
   readonly producerId: () => number;
+  /** Trips when a newer broker fenced this one: nothing is acknowledged after (fence.ts). */
+  readonly fence: Fence;
 }
 
 const DONE: Reply<'done'> = { kind: 'done', body: {} };
@@ -146,10 +153,11 @@ type Serve = <K extends RequestKind>(kind: K,
   handler: (ep: Endpoint, request: Message<K>, session: Session) => Reply | Promise<Reply>) =>
   void;
 
-/** Registers a handler behind the session gate (client-access.ts): no session, no service. */
-function gated(channel: ControlChannel, access: ClientAccess): Serve {
+/** Registers a handler behind the fence and the session gate (client-access.ts). */
+function gated(channel: ControlChannel, access: ClientAccess, fence: Fence): Serve {
   return (kind, handler) => {
-    channel.handle(kind, (ep, request) => handler(ep, request, access.gate(ep, kind)!));
+    channel.handle(kind, (ep, request) => fence.guard(() =>
+      handler(ep, request, access.gate(ep, kind)!)));
   };
 }
 
@@ -157,10 +165,10 @@ const topicOf = (name: string): Resource => ({ type: 'topic', name });
 const groupOf = (name: string): Resource => ({ type: 'group', name });
 
 export function registerHandlers(channel: ControlChannel, context: ServerContext): void {
-  const { deps, access } = context;
-  channel.handle('authStart', (ep, r) => access.authStart(ep, r));
-  channel.handle('authFinish', (ep, r) => access.authFinish(ep, r));
-  const serve = gated(channel, access);
+  const { deps, access, fence } = context;
+  channel.handle('authStart', (ep, r) => fence.guard(() => access.authStart(ep, r)));
+  channel.handle('authFinish', (ep, r) => fence.guard(() => access.authFinish(ep, r)));
+  const serve = gated(channel, access, fence);
   serve('hello', (_ep, _r, session) => ({ kind: 'welcome', body: { brokerEpoch: deps.pool.epoch,
     storageNodes: deps.pool.nodes(), segmentSizeBytes: segmentSizeBytesOf(deps.pool),
     ...access.welcomeTicket(session) } }));

@@ -8,8 +8,11 @@
  * then on every request carries that epoch. A node that goes away is reconnected every
  * BROKER_LIMITS.storageReconnectMs (hello, then epochRaise again); meanwhile requests to it fail
  * at once with the retriable PMQ_ERR_STORAGE_UNAVAILABLE. A node that reports a higher epoch,
- * or refuses ours as stale, means a newer broker owns the cluster: onFenced() is called and
- * this broker must stop.
+ * or refuses ours as stale (PMQ_ERR_EPOCH_STALE on any request, hello, epochRaise or
+ * reconnect), means a newer broker owns the cluster: onFenced() is called, exactly once, and
+ * from then on every request fails at once with PMQ_ERR_FENCED; this broker must stop.
+ * `confirmEpoch()` asks every node whether the epoch is still current, for what is
+ * acknowledged without a storage request (metadata writes).
  *
  * Every connection first proves both ways that the peer holds the cluster key
  * (storage-auth.ts); a node that does not is a start-up error, as is a node that refuses our
@@ -26,6 +29,7 @@ import type { HostPort } from '../common/units.js';
 import type { Body, Message, RequestKind } from '../common/wire/messages.js';
 import type { Endpoint, Transport } from '../native/transport.js';
 import type { ControlChannel } from '../rpc/control-channel.js';
+import { fencedError } from './fence.js';
 import { helloWithKey } from './storage-auth.js';
 
 export type StorageInfo = Message<'storageInfo'>;
@@ -50,6 +54,12 @@ interface StorageNodeState {
 }
 
 export const STORAGE_REQUEST_TIMEOUT_MS = 10_000;
+/** How long confirmEpoch() waits for a node that is away (reconnecting) before giving up. */
+export const EPOCH_CONFIRM_TIMEOUT_MS = 5_000;
+
+function isStale(error: unknown): boolean {
+  return error instanceof PmqError && error.code === 'PMQ_ERR_EPOCH_STALE';
+}
 
 function unavailable(node: StorageNodeState, why: string): PmqError {
   return new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', `storage node ${node.nodeId} at ` +
@@ -81,6 +91,7 @@ export class StoragePool {
   readonly #byNodeId = new Map<number, StorageNodeState>();
   readonly #upListeners = new Set<(nodeId: number) => void>();
   #closed = false;
+  #fenced = false;
 
   constructor(private readonly transport: Transport, private readonly channel: ControlChannel,
     addresses: readonly HostPort[], private readonly key: ClusterKey,
@@ -95,6 +106,11 @@ export class StoragePool {
 
   get epoch(): number {
     return this.#epoch;
+  }
+
+  /** True once a node refused this broker's epoch as stale or reported a higher one. */
+  get fenced(): boolean {
+    return this.#fenced;
   }
 
   /**
@@ -200,20 +216,66 @@ export class StoragePool {
   async request<K extends EpochRequest>(nodeId: number, kind: K, body: WithoutEpoch<K>):
     Promise<Message> {
     const node = this.#node(nodeId);
+    if (this.#fenced) throw fencedError(this.#epoch);
     if (node.ep === null) throw unavailable(node, 'not connected');
     try {
       return await this.channel.request(node.ep, kind,
         { ...body, epoch: this.#epoch } as unknown as Body<K>, STORAGE_REQUEST_TIMEOUT_MS);
     } catch (error) {
-      if (error instanceof PmqError && error.code === 'PMQ_ERR_EPOCH_STALE') {
-        this.onFenced(`storage node ${nodeId} refused epoch ${this.#epoch}: ${error.message}`);
+      if (isStale(error)) {
+        this.#fence(`storage node ${nodeId} refused epoch ${this.#epoch} on ${kind}: ` +
+          `${(error as PmqError).message}`);
+        throw fencedError(this.#epoch);
       }
       throw error;
     }
   }
 
+  /**
+   * Resolves once every storage node has confirmed that this broker's epoch is current
+   * (`epochRaise` at that epoch: a no-op on a node already there); waits up to
+   * EPOCH_CONFIRM_TIMEOUT_MS for nodes that are away. Throws PMQ_ERR_FENCED when a node
+   * refuses it (and fences this broker), PMQ_ERR_STORAGE_UNAVAILABLE when a node does not
+   * answer in time.
+   */
+  async confirmEpoch(): Promise<void> {
+    const deadline = Date.now() + EPOCH_CONFIRM_TIMEOUT_MS;
+    await Promise.all(this.#nodes.map((node) => this.#confirm(node, deadline)));
+  }
+
+  async #confirm(node: StorageNodeState, deadline: number): Promise<void> {
+    for (;;) {
+      if (this.#fenced) throw fencedError(this.#epoch);
+      const left = deadline - Date.now();
+      if (node.ep !== null && left > 0) {
+        try {
+          await this.channel.request(node.ep, 'epochRaise', { epoch: this.#epoch }, left);
+          return;
+        } catch (error) {
+          if (isStale(error)) {
+            this.#fence(`storage node ${node.nodeId} refused epoch ${this.#epoch} on ` +
+              `epochRaise: ${(error as PmqError).message}`);
+            throw fencedError(this.#epoch);
+          }
+        }
+      }
+      if (Date.now() >= deadline) {
+        throw unavailable(node, 'not confirming this broker\'s epoch');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
   close(): void {
     this.#closed = true;
+  }
+
+  /** The one way to fencing: stops reconnecting, calls onFenced once. */
+  #fence(why: string): void {
+    if (this.#fenced) return;
+    this.#fenced = true;
+    this.#closed = true;
+    this.onFenced(why);
   }
 
   #node(nodeId: number): StorageNodeState {
@@ -299,7 +361,8 @@ export class StoragePool {
     try {
       const info = await this.#hello(node);
       if (info.epoch > this.#epoch) {
-        this.onFenced(`storage node ${info.nodeId} has epoch ${info.epoch} > ${this.#epoch}`);
+        this.#forget(node);
+        this.#fence(`storage node ${info.nodeId} has epoch ${info.epoch} > ${this.#epoch}`);
         return;
       }
       if (info.nodeId !== node.nodeId || info.regionId !== node.regionId) {
@@ -312,9 +375,14 @@ export class StoragePool {
       this.log.info({ nodeId: node.nodeId }, 'storage node reconnected');
       for (const listener of this.#upListeners) listener(node.nodeId);
     } catch (error) {
-      this.log.debug({ nodeId: node.nodeId, err: String(error) }, 'storage reconnect failed');
       if (node.ep !== null) this.transport.closeEndpoint(node.ep).catch(() => undefined);
       node.ep = null;
+      if (isStale(error)) {
+        this.#fence(`storage node ${node.nodeId} refused epoch ${this.#epoch} on reconnect: ` +
+          `${(error as PmqError).message}`);
+        return;
+      }
+      this.log.debug({ nodeId: node.nodeId, err: String(error) }, 'storage reconnect failed');
       this.#reconnectLater(node);
     }
   }

@@ -9,6 +9,9 @@ import { startBroker, type Broker } from '../broker-node/broker.js';
 import { clusterKeyFileOption, integerArgument, logLevelOption } from './options.js';
 import { loadClusterKey } from './storage.js';
 
+/** A fenced broker exits (code 2) within this long, whatever its stop is waiting for. */
+const FENCED_EXIT_MS = 2_000;
+
 export interface BrokerCliOptions {
   listen: string;
   storage: string;
@@ -28,10 +31,13 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
     .map((text) => parseHostPort(text));
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
   let broker: Broker | undefined;
+  // The broker logged why at error level and answers every request PMQ_ERR_FENCED by now
+  // (broker.ts); stop, and exit 2 within FENCED_EXIT_MS even if a stop step hangs.
   const onFenced = (why: string): void => {
-    log.error({ why }, 'fenced by a newer broker, stopping');
-    process.stderr.write(`pmq: fenced by a newer broker (${why}); stopping\n`);
-    void broker?.stop().finally(() => process.exit(2));
+    process.stderr.write(`pmq: fenced by a newer broker (${why}); stopping, exit code 2\n`);
+    const exit = (): void => { log.flush(() => process.exit(2)); };
+    setTimeout(() => process.exit(2), FENCED_EXIT_MS);
+    (broker?.stop() ?? Promise.resolve()).catch(() => undefined).finally(exit);
   };
   broker = await startBroker({ host: listen.host, port: listen.port, storage,
     dataDir: opts.dataDir, log, clusterKey, transports: opts.transports,

@@ -59,7 +59,7 @@ export class TimeoutError extends PmqError {
 export class FencedError extends PmqError {
   constructor(what: string, opts: { cause?: unknown } = {}) {
     super('PMQ_ERR_FENCED', `${what}: a newer broker instance took over (fencing epoch ` +
-      'raised); the client asks it again', { ...opts, retriable: true });
+      'raised): reconnect to the current broker and retry there', { ...opts, retriable: true });
   }
 }
 
@@ -90,7 +90,9 @@ const NOT_CONNECTED_CODES = new Set([
   'PMQ_ERR_PEER_GONE', 'PMQ_ERR_ENDPOINT_CLOSED', 'PMQ_ERR_TRANSPORT_CLOSED',
   'PMQ_ERR_PEER_FAILED', 'PMQ_ERR_PEER_TIMEOUT', 'PMQ_ERR_TRANSPORT', 'PMQ_ERR_TRANSFER_FAILED',
 ]);
-const FENCED_CODES = new Set(['PMQ_ERR_EPOCH_STALE', 'PMQ_ERR_GRANT_STALE_EPOCH']);
+/** A fenced broker answers PMQ_ERR_FENCED itself (broker-node/fence.ts). */
+const FENCED_CODES = new Set(['PMQ_ERR_FENCED', 'PMQ_ERR_EPOCH_STALE',
+  'PMQ_ERR_GRANT_STALE_EPOCH']);
 
 /** Maps any failure of a request onto the client's typed errors (original kept as cause). */
 export function toClientError(error: unknown, context: ErrorContext): PmqError {
@@ -118,6 +120,8 @@ export function toClientError(error: unknown, context: ErrorContext): PmqError {
   if (NOT_CONNECTED_CODES.has(error.code)) {
     return new NotConnectedError(`${context.what}: ${error.message}`, opts);
   }
-  if (FENCED_CODES.has(error.code)) return new FencedError(`${context.what}`, opts);
+  if (FENCED_CODES.has(error.code)) {
+    return new FencedError(`${context.what}: ${error.message}`, opts);
+  }
   return error;
 }

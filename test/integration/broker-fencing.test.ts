@@ -1,0 +1,188 @@
+// A fenced broker stops at once (DESIGN.md, "Control plane v2"; docs/broker.md, "Start and
+// fencing"): broker A paused, broker B started on the same storage node (the epoch rises), A
+// resumed. A must answer nothing `done` any more, write no metadata file, log why at error
+// level and exit with code 2; B must not have what A was asked to do. Also: a storage request
+// refused as stale while A serves normally trips the same fence, exactly once.
+import { cpSync, readFileSync, statSync } from 'node:fs';
+
+import t from 'tap';
+
+import {
+  encodeRecordBatch, setBaseOffset, type RecordInput,
+} from '../../common/record-batch/index.js';
+import { PmqError } from '../../common/errors.js';
+import type { Message } from '../../common/wire/messages.js';
+import {
+  Client, exitOf, startBroker, startStorage, tempDir, type Proc,
+} from '../helpers/broker-cluster.js';
+
+const CONNECTION_GONE =
+  /^PMQ_ERR_(PEER_GONE|ENDPOINT_CLOSED|TRANSPORT_CLOSED|PEER_FAILED|TRANSPORT)$/;
+const text = new TextEncoder();
+const values = (prefix: string, n: number): RecordInput[] =>
+  Array.from({ length: n }, (_, i) => ({ value: text.encode(`${prefix}-${i}`) }));
+
+async function outcome(promise: Promise<unknown>): Promise<string> {
+  try {
+    const reply = await promise as Message;
+    return reply.kind;
+  } catch (error) {
+    return error instanceof PmqError ? error.code : String(error);
+  }
+}
+
+async function produce(client: Client, welcome: Message<'welcome'>, topic: string,
+  records: RecordInput[]): Promise<number> {
+  const batch = encodeRecordBatch(records);
+  const reply = await client.call('reserve', { topic, partition: 0, bytes: batch.byteLength,
+    records: records.length, producerId: -1, sequence: -1 }) as Message<'reserved'>;
+  setBaseOffset(batch, 0, reply.baseOffset);
+  const node = welcome.storageNodes.find((n) => n.nodeId === reply.nodeId)!;
+  await client.transport.writeValidated(await client.storage(node.nodeId, node.host, node.port),
+    { id: reply.grantId, epoch: reply.grantEpoch, key: reply.grantKey }, reply.address, batch, 0,
+    batch.byteLength);
+  const acked = await client.call('commit', { topic, partition: 0, epoch: reply.epoch,
+    reservationId: reply.reservationId }) as Message<'acked'>;
+  return acked.baseOffset;
+}
+
+/** Bytes and mtime of each metadata file of a data dir. */
+function metadataFiles(dataDir: string): Record<string, { bytes: string; mtimeMs: number }> {
+  const files: Record<string, { bytes: string; mtimeMs: number }> = {};
+  for (const name of ['topics.pmqmeta', 'group-offsets.pmqmeta']) {
+    const path = `${dataDir}/${name}`;
+    files[name] = { bytes: readFileSync(path).toString('hex'), mtimeMs: statSync(path).mtimeMs };
+  }
+  return files;
+}
+
+// One transport per process: one client, moved from broker to broker.
+const client = new Client();
+t.teardown(() => client.transport.close());
+
+/** The error-level log lines (pino JSON) that say the broker was fenced. */
+function fencedLines(stderr: string): { level: number; msg: string; why?: string }[] {
+  return stderr.split('\n').filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { level: number; msg: string; why?: string })
+    .filter((line) => line.level >= 50 && /fenced/.test(line.msg));
+}
+
+function collectStderr(proc: Proc): () => string {
+  let errors = '';
+  proc.child.stderr!.on('data', (chunk) => { errors += String(chunk); });
+  return () => errors;
+}
+
+t.test('a paused broker resumed after a newer one started exits 2 and acknowledges nothing',
+  async (t) => {
+    const { dir, remove } = tempDir('pmq-fence-');
+    const procs: Proc[] = [];
+    t.teardown(() => {
+      for (const proc of procs) proc.child.kill('SIGKILL');
+      remove();
+    });
+    let storage = await startStorage(`${dir}/region`, 1);
+    procs.push(storage);
+    const brokerA = await startBroker(`${dir}/a`, [storage]);
+    procs.push(brokerA);
+    const stderrA = collectStderr(brokerA);
+    const welcome = await client.connect(brokerA);
+    t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
+    t.equal(await produce(client, welcome, 'orders', values('a', 3)), 0);
+    t.equal((await client.call('offsetCommit', { group: 'g', topic: 'orders', partition: 0,
+      offset: 1 })).kind, 'done');
+
+    brokerA.child.kill('SIGSTOP');
+    // The storage node restarts while A is paused, so A comes back to a lost connection and
+    // learns of B on its reconnect (the path the issue saw refused, forever, at debug level).
+    storage.child.kill('SIGKILL');
+    await exitOf(storage.child);
+    storage = await startStorage(`${dir}/region`, 1, storage.port);
+    procs.push(storage);
+    cpSync(`${dir}/a`, `${dir}/b`, { recursive: true });
+    const brokerB = await startBroker(`${dir}/b`, [storage]);
+    procs.push(brokerB);
+    t.ok(Number(brokerB.match[3]) > welcome.brokerEpoch,
+      `B's epoch ${brokerB.match[3]} is above A's ${welcome.brokerEpoch}`);
+
+    // Asked of A while it is paused: they wait in its socket.
+    const queued = {
+      offsetCommit: outcome(client.call('offsetCommit', { group: 'g', topic: 'orders',
+        partition: 0, offset: 3 }, 20_000)),
+      topicCreate: outcome(client.call('topicCreate', { topic: 'onlyA', partitions: 1 },
+        20_000)),
+    };
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const filesBefore = metadataFiles(`${dir}/a`);
+
+    const resumedAt = Date.now();
+    brokerA.child.kill('SIGCONT');
+    const code = await Promise.race([exitOf(brokerA.child),
+      new Promise((resolve) => setTimeout(() => resolve('still running'), 8000))]);
+    t.equal(code, 2, 'A exits with code 2');
+    t.ok(Date.now() - resumedAt < 8000, `within ${Date.now() - resumedAt} ms`);
+    const errorLines = fencedLines(stderrA());
+    t.equal(errorLines.length, 1, 'one error-level line says A was fenced');
+    t.match(errorLines[0]?.why ?? '', /epoch/, 'and why');
+
+    for (const [what, result] of Object.entries(queued)) {
+      const answer = await result;
+      t.ok(answer === 'PMQ_ERR_FENCED' || CONNECTION_GONE.test(answer),
+        `${what} queued at A: ${answer} (never done)`);
+    }
+    t.same(metadataFiles(`${dir}/a`), filesBefore, 'A wrote no metadata file after the fence');
+
+    await client.connect(brokerB);
+    const topics = await client.call('topicList', {}) as Message<'topics'>;
+    t.same(topics.topics.map((topic) => topic.topic), ['orders'], 'B has no topic onlyA');
+    const offset = await client.call('offsetFetch', { group: 'g', topic: 'orders',
+      partition: 0 }) as Message<'offset'>;
+    t.equal(offset.offset, 1, 'B has the group offset committed before the pause');
+  });
+
+t.test('a storage request refused as stale while serving fences the broker once', async (t) => {
+  const { dir, remove } = tempDir('pmq-fence-serving-');
+  const procs: Proc[] = [];
+  t.teardown(() => {
+    for (const proc of procs) proc.child.kill('SIGKILL');
+    remove();
+  });
+  const storage = await startStorage(`${dir}/region`, 1);
+  procs.push(storage);
+  const brokerA = await startBroker(`${dir}/a`, [storage]);
+  procs.push(brokerA);
+  const stderrA = collectStderr(brokerA);
+  const welcome = await client.connect(brokerA);
+  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
+  t.equal((await client.call('offsetCommit', { group: 'g', topic: 'orders', partition: 0,
+    offset: 0 })).kind, 'done');
+
+  // B raises the epoch; A's storage connection stays up, so A learns it only from a refusal.
+  cpSync(`${dir}/a`, `${dir}/b`, { recursive: true });
+  procs.push(await startBroker(`${dir}/b`, [storage]));
+  t.equal(brokerA.child.exitCode, null, 'A serves on until it asks storage something');
+  const filesBefore = metadataFiles(`${dir}/a`);
+
+  // The first produce needs a segment: A's segmentAllocate is refused PMQ_ERR_EPOCH_STALE.
+  const exited = exitOf(brokerA.child);
+  t.equal(await outcome(produce(client, welcome, 'orders', values('x', 1))), 'PMQ_ERR_FENCED',
+    'the request that met the refusal is answered PMQ_ERR_FENCED');
+  const after = await Promise.all([
+    outcome(client.call('offsetCommit', { group: 'g', topic: 'orders', partition: 0,
+      offset: 5 })),
+    outcome(client.call('topicCreate', { topic: 'late', partitions: 1 })),
+    outcome(client.call('topicDescribe', { topic: 'orders' })),
+    outcome(client.call('fetchView', { topic: 'orders', partition: 0, offset: 0, waitMs: 0 })),
+    outcome(client.call('hello', { clientId: 'late', role: 'admin' })),
+  ]);
+  for (const answer of after) {
+    t.ok(answer === 'PMQ_ERR_FENCED' || CONNECTION_GONE.test(answer),
+      `a later request: ${answer}`);
+  }
+  t.equal(await exited, 2, 'A exits with code 2');
+  const lines = fencedLines(stderrA());
+  t.equal(lines.length, 1, 'fenced once, logged once at error level');
+  t.match(lines[0]?.why ?? '', /refused epoch \d+ on segmentAllocate/);
+  t.equal(stderrA().split('pmq: fenced by a newer broker').length - 1, 1, 'onFenced ran once');
+  t.same(metadataFiles(`${dir}/a`), filesBefore, 'no metadata file written after the fence');
+});
