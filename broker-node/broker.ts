@@ -24,6 +24,7 @@ import { ClientAccess, TICKET_TTL_MS_DEFAULT } from './client-access.js';
 import { Fence } from './fence.js';
 import { MetadataStore } from './metadata-store.js';
 import type { Partition, PartitionDeps } from './partition.js';
+import { Quarantine } from './quarantine.js';
 import { recoverPartitions, type RecoverySummary } from './recovery.js';
 import { registerHandlers } from './server.js';
 import { StoragePool } from './storage-pool.js';
@@ -108,12 +109,13 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   metadata.setGuard({ fenced: () => fence.fenced(), confirm: () => pool.confirmEpoch() });
   try {
     const infos = await pool.start(metadata.epochLast);
+    const quarantine = new Quarantine();
     await metadata.recordEpoch(pool.epoch);
     const reservationTimeoutMs = opts.reservationTimeoutMs ??
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
       now: () => performance.now(), reservationTimeoutMs };
-    const { topics, summary } = await recoverPartitions(deps, metadata, infos, log);
+    const { topics, summary } = await recoverPartitions(deps, metadata, infos, quarantine, log);
     // A restarted storage node lost its grants: cached read grants must be created again.
     pool.onUp((nodeId) => {
       for (const list of topics.values()) {
@@ -122,7 +124,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     });
     const access = new ClientAccess({ auth, clusterKey, epoch: () => pool.epoch, transport,
       ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
-    registerHandlers(channel, { deps, metadata, topics, log, access, fence,
+    registerHandlers(channel, { deps, metadata, topics, log, access, quarantine, fence,
       producerId: idAllocator(pool.epoch) });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
     const address = transport.listen(opts.host, opts.port);

@@ -27,6 +27,8 @@ import type { ClientAccess, Session } from './client-access.js';
 import type { Fence } from './fence.js';
 import type { MetadataStore } from './metadata-store.js';
 import { Partition, type PartitionDeps } from './partition.js';
+import type { Quarantine } from './quarantine.js';
+import { registerQuarantineHandlers } from './quarantine-handlers.js';
 
 export interface ServerContext {
   readonly deps: PartitionDeps;
@@ -39,6 +41,8 @@ export interface ServerContext {
   readonly producerId: () => number;
   /** Trips when a newer broker fenced this one: nothing is acknowledged after (fence.ts). */
   readonly fence: Fence;
+  /** Segments no topic claims, kept until an operator frees them (quarantine.ts). */
+  readonly quarantine: Quarantine;
 }
 
 const DONE: Reply<'done'> = { kind: 'done', body: {} };
@@ -68,6 +72,12 @@ async function createTopic(context: ServerContext, topic: string, partitions: nu
   if (partitions < 1 || partitions > BROKER_LIMITS.partitionsPerTopicMax) {
     throw new PmqError('PMQ_ERR_ARGUMENT', `partitions must be 1..` +
       `${BROKER_LIMITS.partitionsPerTopicMax}, got ${partitions}`);
+  }
+  if (context.quarantine.holdsTopic(topic)) {
+    throw new PmqError('PMQ_ERR_TOPIC_QUARANTINED', `segments of an earlier topic ${topic} are ` +
+      'quarantined (no topic of this broker claims them; they may hold acknowledged records): ' +
+      'look at them with `pmq quarantine list`, free them with `pmq quarantine free ' +
+      'NODE/SEGMENT --yes`, then create the topic');
   }
   if (partitionCount(context) + partitions > BROKER_LIMITS.partitionsMax) {
     throw new PmqError('PMQ_ERR_LIMIT', `the broker holds at most ` +
@@ -149,7 +159,7 @@ function segmentSizeBytesOf(pool: ServerContext['deps']['pool']): number {
   return Number.isSafeInteger(size) && size > 0 ? size : 0;
 }
 
-type Serve = <K extends RequestKind>(kind: K,
+export type Serve = <K extends RequestKind>(kind: K,
   handler: (ep: Endpoint, request: Message<K>, session: Session) => Reply | Promise<Reply>) =>
   void;
 
@@ -161,7 +171,7 @@ function gated(channel: ControlChannel, access: ClientAccess, fence: Fence): Ser
   };
 }
 
-const topicOf = (name: string): Resource => ({ type: 'topic', name });
+export const topicOf = (name: string): Resource => ({ type: 'topic', name });
 const groupOf = (name: string): Resource => ({ type: 'group', name });
 
 export function registerHandlers(channel: ControlChannel, context: ServerContext): void {
@@ -206,6 +216,7 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
     return fetchView(context, r, session.id);
   });
   registerOffsetHandlers(serve, context);
+  registerQuarantineHandlers(serve, context);
   access.onSessionEnd((sessionId) => {
     for (const list of context.topics.values()) {
       for (const partition of list) partition.endSession(sessionId);

@@ -39,7 +39,7 @@ export type SegmentEntryMessage = Body<'segment'>;
 type EpochRequest = Exclude<RequestKind, 'storageHello' | 'epochRaise' | 'hello' | 'topicCreate' |
   'topicDelete' | 'topicList' | 'topicDescribe' | 'producerInit' | 'reserve' | 'commit' |
   'fetchView' | 'offsetCommit' | 'offsetFetch' | 'authStart' | 'authFinish' | 'ticketRefresh' |
-  'brokerAuth' | 'sessionBind' | 'directKey'>;
+  'brokerAuth' | 'sessionBind' | 'directKey' | 'quarantineList' | 'quarantineFree'>;
 type WithoutEpoch<K extends EpochRequest> = Omit<Body<K>, 'epoch'>;
 
 interface StorageNodeState {

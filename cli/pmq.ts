@@ -16,6 +16,7 @@ import { registerKeygenCommand } from './keygen.js';
 import { registerProduceCommand } from './produce.js';
 import { reportFatal } from './report.js';
 import { registerStorageCommand } from './storage.js';
+import { registerQuarantineCommand } from './quarantine.js';
 import { registerTopicCommand } from './topic.js';
 import { registerUserCommand } from './user.js';
 
@@ -29,6 +30,7 @@ function main(argv: string[]): void {
   registerDevCommand(program);
   registerKeygenCommand(program);
   registerTopicCommand(program);
+  registerQuarantineCommand(program);
   registerProduceCommand(program);
   registerConsumeCommand(program);
   registerInspectCommand(program);

@@ -8,6 +8,21 @@ import type { Metadata, TopicDescription } from './metadata.js';
 
 export interface TopicListing { topic: string; partitions: number }
 
+/** A segment no topic claims, kept by the broker until an operator frees it (docs/broker.md). */
+export interface QuarantinedSegment {
+  nodeId: number;
+  segmentIndex: number;
+  topic: string;
+  partition: number;
+  chainPosition: number;
+  baseOffset: number;
+  /** Its durable watermark: bytes and the last offset it holds. */
+  position: number;
+  offsetLast: number;
+  sealed: boolean;
+  reason: string;
+}
+
 export class Admin {
   constructor(private readonly connection: Connection, private readonly metadata: Metadata) {}
 
@@ -31,6 +46,19 @@ export class Admin {
     const reply = await this.connection.call('topicList', {}, 'topics',
       { what: 'listing topics' });
     return reply.topics.map(({ topic, partitions }) => ({ topic, partitions }));
+  }
+
+  /** Segments no topic of the broker's metadata claims (quarantined, never freed by itself). */
+  async listQuarantined(): Promise<QuarantinedSegment[]> {
+    const reply = await this.connection.call('quarantineList', {}, 'quarantined',
+      { what: 'listing quarantined segments' });
+    return reply.segments.map((segment) => ({ ...segment }));
+  }
+
+  /** Frees one quarantined segment: its records are gone for good. */
+  async freeQuarantined(nodeId: number, segmentIndex: number): Promise<void> {
+    await this.connection.call('quarantineFree', { nodeId, segmentIndex }, 'done',
+      { what: `freeing quarantined segment ${nodeId}/${segmentIndex}` });
   }
 
   /** Partitions with their high watermark (next offset to be written durably) and segments. */

@@ -19,7 +19,7 @@ import { Producer, type ProducerOptions } from './producer.js';
 import { DATA_PATHS, type DataPath, type DataPathInfo } from './storage-reads.js';
 
 export * from './errors.js';
-export type { TopicListing } from './admin.js';
+export type { QuarantinedSegment, TopicListing } from './admin.js';
 export type { ConsumerOptions, StartPosition, TopicPartition, TopicPartitionOffset } from
   './consumer.js';
 export type { PartitionInfo, TopicDescription } from './metadata.js';

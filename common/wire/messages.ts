@@ -68,6 +68,12 @@ export const MESSAGES = {
   /** Where `offset` is, and how far it may be read; waits up to waitMs for data past offset. */
   fetchView: { topic: 'topic', partition: 'uint', offset: 'uint', waitMs: 'uint' },
   view: { highWatermark: 'uint', segment: { list: segmentView, max: 1 } },
+  /** Segments no topic claims (docs/broker.md, "Quarantine"): listed, freed only on request. */
+  quarantineList: {},
+  quarantined: { segments: { list: { nodeId: 'uint', segmentIndex: 'uint', topic: 'topic',
+    partition: 'uint', chainPosition: 'uint', baseOffset: 'uint', position: 'uint',
+    offsetLast: 'int', sealed: 'bool', reason: 'string' }, max: 65_536 } },
+  quarantineFree: { nodeId: 'uint', segmentIndex: 'uint' },
   offsetCommit: { group: 'string', topic: 'topic', partition: 'uint', offset: 'uint' },
   offsetFetch: { group: 'string', topic: 'topic', partition: 'uint' },
   offset: { offset: 'int' },
@@ -112,7 +118,7 @@ export type MessageKind = keyof typeof MESSAGES;
 const REPLY_KIND_LIST = [
   'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked',
   'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
-  'authChallenge', 'authOk', 'ticket', 'brokerChallenge',
+  'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined',
 ] as const satisfies readonly MessageKind[];
 export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
 export type RequestKind = Exclude<MessageKind, ReplyKind>;

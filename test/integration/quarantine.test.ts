@@ -1,0 +1,89 @@
+// A broker never frees a segment because its own metadata does not claim it (issue 10,
+// docs/broker.md "Quarantine"): started on an empty data directory over a storage node that
+// holds another broker's acknowledged records, it quarantines them, lists them, refuses to
+// create a topic of the same name, and frees one only on `pmq quarantine free … --yes`. The
+// broker with the real metadata then still reads every record. All through the CLI, as an
+// operator would.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+
+import t from 'tap';
+
+import { startBroker, startStorage, tempDir, type Proc } from '../helpers/broker-cluster.js';
+
+const PMQ = ['--import', 'tsx', new URL('../../cli/pmq.ts', import.meta.url).pathname];
+const RECORDS = 50;
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+async function pmq(broker: Proc, args: string[], input = ''): Promise<Run> {
+  const child = spawn(process.execPath, [...PMQ, ...args, '--broker',
+    `${broker.host}:${broker.port}`, '--transports', 'tcp'],
+  { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, UCX_NET_DEVICES: 'lo' } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => { stdout += String(chunk); });
+  child.stderr.on('data', (chunk: Buffer) => { stderr += String(chunk); });
+  child.stdin.on('error', () => undefined);
+  child.stdin.end(input);
+  const [code] = await once(child, 'close');
+  return { code: code as number | null, stdout, stderr };
+}
+
+async function stop(proc: Proc): Promise<void> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGKILL');
+  await once(proc.child, 'exit');
+}
+
+const { dir, remove } = tempDir('pmq-quarantine-');
+const storage = await startStorage(`${dir}/region`, 1);
+t.teardown(async () => {
+  await stop(storage);
+  remove();
+});
+
+t.test('an empty data directory quarantines, never frees, what it does not know', async (t) => {
+  let owner = await startBroker(`${dir}/owner`, [storage]);
+  const created = await pmq(owner, ['topic', 'create', 'orders', '--partitions', '1']);
+  t.equal(created.code, 0, created.stderr);
+  const input = Array.from({ length: RECORDS }, (_, i) => `record-${i}`).join('\n') + '\n';
+  const produced = await pmq(owner, ['produce', 'orders'], input);
+  t.equal(produced.code, 0, produced.stderr);
+  await stop(owner);
+
+  let stranger = await startBroker(`${dir}/empty`, [storage]);
+  const listed = await pmq(stranger, ['quarantine', 'list', '--json']);
+  t.equal(listed.code, 0, listed.stderr);
+  const segments = JSON.parse(listed.stdout) as { nodeId: number; segmentIndex: number;
+    topic: string; baseOffset: number; offsetLast: number; reason: string }[];
+  t.match(segments, [{ topic: 'orders', baseOffset: 0, offsetLast: RECORDS - 1,
+    reason: 'unknown topic' }], 'the other broker\'s segment is listed, not freed');
+  const name = `${segments[0]!.nodeId}/${segments[0]!.segmentIndex}`;
+  const create = await pmq(stranger, ['topic', 'create', 'orders', '--partitions', '1']);
+  t.not(create.code, 0, 'a topic of the same name is refused while its segments are held');
+  t.match(create.stderr, /quarantined/);
+  const unsure = await pmq(stranger, ['quarantine', 'free', name]);
+  t.equal(unsure.code, 1, 'free without --yes does nothing');
+  t.match(unsure.stderr, /--yes/);
+  await stop(stranger);
+
+  owner = await startBroker(`${dir}/owner`, [storage]);
+  const consumed = await pmq(owner, ['consume', 'orders', '--max', String(RECORDS),
+    '--timeout-ms', '5000']);
+  t.equal(consumed.code, 0, consumed.stderr);
+  t.same(consumed.stdout.trim().split('\n'), input.trim().split('\n'),
+    'every acknowledged record is still there for the broker that knows the topic');
+  await stop(owner);
+
+  stranger = await startBroker(`${dir}/empty`, [storage]);
+  const freed = await pmq(stranger, ['quarantine', 'free', name, '--yes']);
+  t.equal(freed.code, 0, freed.stderr);
+  t.same(JSON.parse((await pmq(stranger, ['quarantine', 'list', '--json'])).stdout), [],
+    'freed on request, and only then');
+  t.equal((await pmq(stranger, ['topic', 'create', 'orders', '--partitions', '1'])).code, 0,
+    'the name is free again');
+  t.equal((await pmq(stranger, ['quarantine', 'free', name, '--yes'])).code, 1,
+    'a segment that is not quarantined is not freed');
+  await stop(stranger);
+});
