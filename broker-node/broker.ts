@@ -12,6 +12,8 @@
  * answered PMQ_ERR_FENCED, no metadata file is written any more, the timer stops, the reason
  * is logged at error level and opts.onFenced is called (the CLI stops and exits with code 2).
  */
+import { mkdir } from 'node:fs/promises';
+
 import type { ClusterKey } from '../common/auth/keys.js';
 import { invariant } from '../common/invariant.js';
 import { EPOCH_MAX, IDS_PER_EPOCH, SEQUENCER_LIMITS } from '../common/limits.js';
@@ -21,6 +23,7 @@ import { Transport } from '../native/transport.js';
 import { ControlChannel } from '../rpc/control-channel.js';
 import { AuthStore } from './auth-store.js';
 import { ClientAccess, TICKET_TTL_MS_DEFAULT } from './client-access.js';
+import { lockDataDir } from './data-dir-lock.js';
 import { Fence } from './fence.js';
 import { MetadataStore } from './metadata-store.js';
 import type { Partition, PartitionDeps } from './partition.js';
@@ -81,7 +84,15 @@ function idAllocator(epoch: number): () => number {
 
 export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const log = opts.log.child({ component: 'broker' });
-  const metadata = await MetadataStore.open(opts.dataDir, log);
+  await mkdir(opts.dataDir, { recursive: true }).catch(() => undefined); // open() says why
+  const dirLock = lockDataDir(opts.dataDir);
+  let metadata: MetadataStore;
+  try {
+    metadata = await MetadataStore.open(opts.dataDir, log);
+  } catch (error) {
+    dirLock.release();
+    throw error;
+  }
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
   const clusterKey = opts.clusterKey;
@@ -94,6 +105,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     auth.close();
     pool.close();
     transport.close();
+    dirLock.release();
     log.info({}, 'broker stopped');
   };
   const channel = new ControlChannel(transport, log);
