@@ -192,15 +192,11 @@ export class Partition {
       this.producers.reserved(input.producerId, { baseSequence: input.sequence,
         records: input.records, baseOffset: reservation.baseOffset }, reservation);
       const place = this.#place(reservation.segmentId);
-      const grantKey = randomGrantKey();
-      const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId,
-        session: sessionId, key: grantKey, segmentIndex: place.segmentIndex,
-        position: reservation.position, sizeBytes: input.bytes, direction: 'write' });
-      this.#writeGrants.set(grantId, { nodeId: place.nodeId,
-        created: creating.then(() => true, () => false) });
-      this.#owners.set(reservation.id, { sessionId, epoch: reservation.epoch,
-        sequencerGrant: grantId, nodeId: place.nodeId, segmentIndex: place.segmentIndex,
-        position: reservation.position, bytes: input.bytes });
+      const owner: Owner = { sessionId, epoch: reservation.epoch, sequencerGrant: grantId,
+        nodeId: place.nodeId, segmentIndex: place.segmentIndex, position: reservation.position,
+        bytes: input.bytes };
+      this.#owners.set(reservation.id, owner);
+      const { grantKey, creating } = this.#createWriteGrant(grantId, owner);
       // A failure leaves the reservation to expire: its hole is filled like a dead producer's.
       const reply = creating.then(() => ({ epoch: reservation.epoch,
         reservationId: reservation.id, nodeId: place.nodeId, grantId, grantKey,
@@ -386,12 +382,7 @@ export class Partition {
           'while moving to the reconnected producer: reserve again', { retriable: true });
       }
       const grantId = this.deps.grantId();
-      const grantKey = randomGrantKey();
-      const creating = this.deps.pool.request(owner.nodeId, 'grantCreate', { grantId,
-        session: sessionId, key: grantKey, segmentIndex: owner.segmentIndex,
-        position: owner.position, sizeBytes: owner.bytes, direction: 'write' });
-      this.#writeGrants.set(grantId, { nodeId: owner.nodeId,
-        created: creating.then(() => true, () => false) });
+      const { grantKey, creating } = this.#createWriteGrant(grantId, owner);
       this.#movedGrants.set(owner.sequencerGrant, grantId);
       await creating;
       this.log.debug({ reservation: ref.id, grantId, session: sessionId }, 'reservation moved');
@@ -400,6 +391,22 @@ export class Partition {
     this.#reservedReplies.set(ref.id, moved);
     moved.catch(() => undefined);
     return moved;
+  }
+
+  /**
+   * Asks the storage node for a write grant over exactly the reservation's range, for the
+   * session that holds it now, under a fresh random key; remembered in #writeGrants (for
+   * revocation) once asked.
+   */
+  #createWriteGrant(grantId: number, owner: Owner):
+    { grantKey: number; creating: Promise<unknown> } {
+    const grantKey = randomGrantKey();
+    const creating = this.deps.pool.request(owner.nodeId, 'grantCreate', { grantId,
+      session: owner.sessionId, key: grantKey, segmentIndex: owner.segmentIndex,
+      position: owner.position, sizeBytes: owner.bytes, direction: 'write' });
+    this.#writeGrants.set(grantId, { nodeId: owner.nodeId,
+      created: creating.then(() => true, () => false) });
+    return { grantKey, creating };
   }
 
   /** Rebuilds the idempotent producers' state from the last durable batches' headers. */
