@@ -28,7 +28,7 @@ import type { Body, Message } from '../common/wire/messages.js';
 import type { Endpoint, Transport } from '../native/transport.js';
 import type { ControlChannel, Handler, Reply } from '../rpc/control-channel.js';
 import type { BrokerAuth } from './broker-auth.js';
-import type { GrantRegistry } from './grant-registry.js';
+import { readablePrefix, type GrantRegistry } from './grant-registry.js';
 import type { PersistQueue } from './persist-queue.js';
 import type { RegionStore, SegmentInfo } from './region-store.js';
 
@@ -171,8 +171,8 @@ export class BrokerService {
       'a grant stays inside its segment', { grantId: m.grantId, address });
     // A read grant reads only durable bytes: up to the watermark now, further as it moves
     // (PersistQueue raises it after each persist).
-    const readableBytes = m.direction === 'write' ? m.sizeBytes
-      : Math.min(m.sizeBytes, Math.max(0, segment.watermark.position - m.position));
+    const readableBytes = m.direction === 'write' ? m.sizeBytes : readablePrefix(
+      { address, sizeBytes: m.sizeBytes }, segment.address + segment.watermark.position);
     this.#grants.create({ grantId: m.grantId, epoch: m.epoch, segmentIndex: m.segmentIndex,
       address, sizeBytes: m.sizeBytes, direction: m.direction, session: m.session, key: m.key,
       readableBytes });

@@ -51,6 +51,15 @@ interface Entry extends GrantRecord {
   revoked: Promise<void> | null;
 }
 
+/**
+ * The bytes of a grant's range below region address `durableEnd` (the segment's durable
+ * watermark): what a read grant may read.
+ */
+export function readablePrefix(grant: { address: number; sizeBytes: number },
+  durableEnd: number): number {
+  return Math.min(grant.sizeBytes, Math.max(0, durableEnd - grant.address));
+}
+
 export class GrantRegistry {
   readonly #transport: Transport;
   readonly #grants = new Map<number, Entry>();
@@ -137,7 +146,7 @@ export class GrantRegistry {
     if (live === undefined) return;
     for (const entry of live) {
       if (entry.direction !== 'read') continue;
-      const readable = Math.min(entry.sizeBytes, Math.max(0, addressEnd - entry.address));
+      const readable = readablePrefix(entry, addressEnd);
       if (readable <= entry.readableBytes) continue;
       this.#transport.setGrantReadable(entry.grantId, readable);
       entry.readableBytes = readable;
