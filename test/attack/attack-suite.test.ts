@@ -8,19 +8,16 @@
 //
 // PMQ_ATTACK_TABLE=1 writes the attack table to test/attack/RESULTS.md; it is always printed as a
 // comment in the tap output.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 import t, { type Test } from 'tap';
 
 import { formatAuthFile, type AuthUser } from '../../common/auth/auth-file.js';
 import { scramCredentials } from '../../common/auth/scram.js';
-import { tempDir } from '../helpers/broker-cluster.js';
+import { runPmq as pmq, tempDir } from '../helpers/broker-cluster.js';
 import { E2eCluster, runFixture, type FixtureRun } from '../helpers/e2e-cluster.js';
 
 const TRANSPORTS = ['tcp', 'sm,tcp'] as const;
-const PMQ = ['--import', 'tsx', new URL('../../cli/pmq.ts', import.meta.url).pathname];
 const PASSWORDS = { alice: 'alice-pw', mallory: 'mallory-pw' };
 
 interface Line {
@@ -90,19 +87,6 @@ const MESSAGE_MUST_MATCH: Record<string, RegExp> = {
 
 const table = new Map<string, Map<string, string>>();
 
-async function pmq(args: string[], input = ''): Promise<{ code: number | null; stdout: string;
-  stderr: string }> {
-  const child = spawn(process.execPath, [...PMQ, ...args], { stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, UCX_NET_DEVICES: 'lo' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => { stdout += String(chunk); });
-  child.stderr.on('data', (chunk: Buffer) => { stderr += String(chunk); });
-  child.stdin.on('error', () => undefined);
-  child.stdin.end(input);
-  const [code] = await once(child, 'close');
-  return { code: code as number | null, stdout, stderr };
-}
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0;

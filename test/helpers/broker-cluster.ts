@@ -45,6 +45,29 @@ export async function exitOf(child: ChildProcess): Promise<number | null> {
   return code as number | null;
 }
 
+/** SIGKILLs a node process (unless it ended already) and waits for its exit. */
+export async function stopProc(proc: Proc): Promise<void> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGKILL');
+  await exitOf(proc.child);
+}
+
+export interface PmqRun { code: number | null; stdout: string; stderr: string }
+
+/** Runs `pmq args` as a user would, `input` on its stdin; collects both outputs. */
+export async function runPmq(args: string[], input = ''): Promise<PmqRun> {
+  const child = spawn(process.execPath, ['--import', 'tsx', PMQ, ...args],
+    { stdio: ['pipe', 'pipe', 'pipe'], env: ENV });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => { stdout += String(chunk); });
+  child.stderr!.on('data', (chunk: Buffer) => { stderr += String(chunk); });
+  child.stdin!.on('error', () => undefined); // a command that fails early stops reading
+  child.stdin!.end(input);
+  const [code] = await once(child, 'close');
+  return { code: code as number | null, stdout, stderr };
+}
+
 /**
  * `pmq storage` on a 4 MiB region of 64 KiB segments; `extra` flags win (the last wins). The
  * cluster key is `cluster.key` beside the region (testKeyFile), the broker's beside its data

@@ -5,7 +5,7 @@
 // refused as stale while A serves normally trips the same fence, exactly once.
 import { cpSync, readFileSync, statSync } from 'node:fs';
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 import {
   encodeRecordBatch, setBaseOffset, type RecordInput,
@@ -73,21 +73,33 @@ function collectStderr(proc: Proc): () => string {
   return () => errors;
 }
 
+/**
+ * A storage node and broker A in a temp dir (killed and removed at teardown), the test's
+ * client connected to A, and topic `orders` created there.
+ */
+async function startWithBrokerA(t: Test, prefix: string): Promise<{ dir: string; procs: Proc[];
+  storage: Proc; brokerA: Proc; stderrA: () => string; welcome: Message<'welcome'> }> {
+  const { dir, remove } = tempDir(prefix);
+  const procs: Proc[] = [];
+  t.teardown(() => {
+    for (const proc of procs) proc.child.kill('SIGKILL');
+    remove();
+  });
+  const storage = await startStorage(`${dir}/region`, 1);
+  procs.push(storage);
+  const brokerA = await startBroker(`${dir}/a`, [storage]);
+  procs.push(brokerA);
+  const stderrA = collectStderr(brokerA);
+  const welcome = await client.connect(brokerA);
+  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
+  return { dir, procs, storage, brokerA, stderrA, welcome };
+}
+
 t.test('a paused broker resumed after a newer one started exits 2 and acknowledges nothing',
   async (t) => {
-    const { dir, remove } = tempDir('pmq-fence-');
-    const procs: Proc[] = [];
-    t.teardown(() => {
-      for (const proc of procs) proc.child.kill('SIGKILL');
-      remove();
-    });
-    let storage = await startStorage(`${dir}/region`, 1);
-    procs.push(storage);
-    const brokerA = await startBroker(`${dir}/a`, [storage]);
-    procs.push(brokerA);
-    const stderrA = collectStderr(brokerA);
-    const welcome = await client.connect(brokerA);
-    t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
+    const { dir, procs, brokerA, stderrA, welcome, ...started } =
+      await startWithBrokerA(t, 'pmq-fence-');
+    let storage = started.storage;
     t.equal(await produce(client, welcome, 'orders', values('a', 3)), 0);
     t.equal((await client.call('offsetCommit', { group: 'g', topic: 'orders', partition: 0,
       offset: 1 })).kind, 'done');
@@ -141,19 +153,8 @@ t.test('a paused broker resumed after a newer one started exits 2 and acknowledg
   });
 
 t.test('a storage request refused as stale while serving fences the broker once', async (t) => {
-  const { dir, remove } = tempDir('pmq-fence-serving-');
-  const procs: Proc[] = [];
-  t.teardown(() => {
-    for (const proc of procs) proc.child.kill('SIGKILL');
-    remove();
-  });
-  const storage = await startStorage(`${dir}/region`, 1);
-  procs.push(storage);
-  const brokerA = await startBroker(`${dir}/a`, [storage]);
-  procs.push(brokerA);
-  const stderrA = collectStderr(brokerA);
-  const welcome = await client.connect(brokerA);
-  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
+  const { dir, procs, storage, brokerA, stderrA, welcome } =
+    await startWithBrokerA(t, 'pmq-fence-serving-');
   t.equal((await client.call('offsetCommit', { group: 'g', topic: 'orders', partition: 0,
     offset: 0 })).kind, 'done');
 

@@ -9,15 +9,10 @@ import t from 'tap';
 
 import { lockDataDir } from '../../broker-node/data-dir-lock.js';
 import { testKeyFile } from '../helpers/cluster-key.js';
-import { startBroker, startStorage, tempDir, type Proc } from '../helpers/broker-cluster.js';
+import { startBroker, startStorage, stopProc as stop, tempDir } from
+  '../helpers/broker-cluster.js';
 
 const PMQ = ['--import', 'tsx', new URL('../../cli/pmq.ts', import.meta.url).pathname];
-
-async function stop(proc: Proc): Promise<void> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGKILL');
-  await once(proc.child, 'exit');
-}
 
 const { dir, remove } = tempDir('pmq-dir-lock-');
 const storage = await startStorage(`${dir}/region`, 1);

@@ -4,36 +4,17 @@
 // create a topic of the same name, and frees one only on `pmq quarantine free … --yes`. The
 // broker with the real metadata then still reads every record. All through the CLI, as an
 // operator would.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-
 import t from 'tap';
 
-import { startBroker, startStorage, tempDir, type Proc } from '../helpers/broker-cluster.js';
+import { runPmq, startBroker, startStorage, stopProc as stop, tempDir, type PmqRun, type Proc }
+  from '../helpers/broker-cluster.js';
 
-const PMQ = ['--import', 'tsx', new URL('../../cli/pmq.ts', import.meta.url).pathname];
 const RECORDS = 50;
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-async function pmq(broker: Proc, args: string[], input = ''): Promise<Run> {
-  const child = spawn(process.execPath, [...PMQ, ...args, '--broker',
-    `${broker.host}:${broker.port}`, '--transports', 'tcp'],
-  { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, UCX_NET_DEVICES: 'lo' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => { stdout += String(chunk); });
-  child.stderr.on('data', (chunk: Buffer) => { stderr += String(chunk); });
-  child.stdin.on('error', () => undefined);
-  child.stdin.end(input);
-  const [code] = await once(child, 'close');
-  return { code: code as number | null, stdout, stderr };
-}
-
-async function stop(proc: Proc): Promise<void> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGKILL');
-  await once(proc.child, 'exit');
+/** `pmq args` against `broker`, over tcp. */
+function pmq(broker: Proc, args: string[], input = ''): Promise<PmqRun> {
+  return runPmq([...args, '--broker', `${broker.host}:${broker.port}`, '--transports', 'tcp'],
+    input);
 }
 
 const { dir, remove } = tempDir('pmq-quarantine-');
