@@ -20,7 +20,7 @@
  *
  * Concurrency: JS thread only.
  */
-import type { ClusterKey } from '../common/auth/keys.js';
+import { type ClusterKey, randomGrantKey } from '../common/auth/keys.js';
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { BROKER_LIMITS, EPOCH_MAX } from '../common/limits.js';
@@ -87,6 +87,11 @@ function checkEpochInRange(epoch: number, why: string): number {
 
 export class StoragePool {
   #epoch = 0;
+  /**
+   * This broker process among all brokers ever: a storage node lets only the instance that
+   * raised it to its epoch hello again at that epoch, so two brokers never share an epoch.
+   */
+  readonly instance = randomGrantKey();
   readonly #nodes: StorageNodeState[];
   readonly #byNodeId = new Map<number, StorageNodeState>();
   readonly #upListeners = new Set<(nodeId: number) => void>();
@@ -301,7 +306,8 @@ export class StoragePool {
   async #hello(node: StorageNodeState): Promise<StorageInfo> {
     const ep = await this.transport.connect(node.address.host, node.address.port);
     try {
-      const reply = await helloWithKey(this.channel, ep, this.key, this.#epoch,
+      const reply = await helloWithKey(this.channel, ep, this.key,
+        { epoch: this.#epoch, instance: this.instance },
         `${node.address.host}:${node.address.port}`, STORAGE_REQUEST_TIMEOUT_MS);
       node.ep = ep;
       return reply;

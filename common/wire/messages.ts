@@ -8,7 +8,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 4;
+export const WIRE_VERSION = 5;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -85,8 +85,12 @@ export const MESSAGES = {
   brokerChallenge: { nonce: 'bytes', proof: 'bytes' },
 
   // --- broker → storage
-  /** After brokerChallenge: proof = MAC(broker-proof, its nonce, brokerAuth's nonce, u64 epoch). */
-  storageHello: { epoch: 'uint', proof: 'bytes' },
+  /**
+   * After brokerChallenge: proof = MAC(broker-proof, its nonce, brokerAuth's nonce, u64 epoch,
+   * u64 instance). instance: random per broker process; only the instance that raised a node to
+   * its epoch may hello at that epoch again (a reconnect).
+   */
+  storageHello: { epoch: 'uint', instance: 'uint', proof: 'bytes' },
   storageInfo: { nodeId: 'uint', regionId: 'string', epoch: 'uint', segmentSizeBytes: 'uint',
     segmentCount: 'uint', segments: { list: segmentEntry, max: 65_536 } },
   segmentAllocate: { epoch: 'uint', topic: 'topic', partition: 'uint', chainPosition: 'uint',

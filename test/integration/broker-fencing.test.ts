@@ -187,3 +187,18 @@ t.test('a storage request refused as stale while serving fences the broker once'
   t.equal(stderrA().split('pmq: fenced by a newer broker').length - 1, 1, 'onFenced ran once');
   t.same(metadataFiles(`${dir}/a`), filesBefore, 'no metadata file written after the fence');
 });
+
+t.test('a broker on an empty data dir never shares the live broker\'s epoch', async (t) => {
+  // Before epochs had owners, B (no memory of any epoch) helloed at 1, A's own epoch, and was
+  // accepted: two brokers at one epoch, fencing neither (the issue's PMQ_ERR_GRANT_EXISTS).
+  const { dir, procs, brokerA, welcome } = await startWithBrokerA(t, 'pmq-fence-epoch-');
+  const storage = procs[0]!;
+  const brokerB = await startBroker(`${dir}/empty`, [storage]);
+  procs.push(brokerB);
+  t.equal(Number(brokerB.match[3]), welcome.brokerEpoch + 1,
+    `B is at epoch ${brokerB.match[3]}, one above A's ${welcome.brokerEpoch}`);
+  const exited = exitOf(brokerA.child);
+  t.equal(await outcome(produce(client, welcome, 'orders', values('x', 1))), 'PMQ_ERR_FENCED',
+    'A, asked to produce, is fenced');
+  t.equal(await exited, 2, 'and exits with code 2');
+});
