@@ -3,8 +3,9 @@
  * "Broker ↔ storage: the cluster key"; the storage side is storage-node/broker-auth.ts):
  * `brokerAuth { Nb }` → `brokerChallenge { Ns, MAC(storage-proof, Nb, Ns) }`, which the broker
  * checks before it proves anything itself → `storageHello { epoch, instance, MAC(broker-proof,
- * Ns, Nb, u64(epoch), u64(instance)) }` → `storageInfo`. A fresh Nb per hello: a storage node's proof cannot be
- * replayed to the broker, nor the broker's to a storage node (Ns is fresh and single-use).
+ * Ns, Nb, u64(epoch), u64(instance)) }` → `storageInfo`. A fresh Nb per hello: a storage
+ * node's proof cannot be replayed to the broker, nor the broker's to a storage node (Ns is
+ * fresh and single-use).
  */
 import {
   type ClusterKey, NONCE_BYTES, nonce as freshNonce, u64,

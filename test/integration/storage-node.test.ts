@@ -12,7 +12,9 @@ import t from 'tap';
 import { BROKER_SESSION } from '../../common/auth/keys.js';
 import { encodeRecordBatch, validateRecordBatch } from '../../common/record-batch/index.js';
 import { decodeFrame, encodeMessage, FRAME_HEADER } from '../../common/wire/codec.js';
-import { type Body, type Message, type RequestKind, WIRE_VERSION } from '../../common/wire/messages.js';
+import {
+  type Body, type Message, type RequestKind, WIRE_VERSION,
+} from '../../common/wire/messages.js';
 import { Transport, type Endpoint, type MessageHandler } from '../../native/transport.js';
 import { helloWithKey } from '../../broker-node/storage-auth.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
