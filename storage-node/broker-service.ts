@@ -27,7 +27,9 @@ import type { Logger } from '../common/log.js';
 import type { Body, Message } from '../common/wire/messages.js';
 import type { Endpoint, Transport } from '../native/transport.js';
 import type { ControlChannel, Handler, Reply } from '../rpc/control-channel.js';
+import { joinChunks, toChunks } from '../common/wire/chunks.js';
 import type { BrokerAuth } from './broker-auth.js';
+import { MetadataLog } from './metadata-log.js';
 import { readablePrefix, type GrantRegistry } from './grant-registry.js';
 import type { PersistQueue } from './persist-queue.js';
 import type { RegionStore, SegmentInfo } from './region-store.js';
@@ -36,7 +38,7 @@ const DONE: Reply<'done'> = { kind: 'done', body: {} };
 
 /** The broker's requests that need an authenticated endpoint (storageHello is the proof). */
 type BrokerRequest = 'epochRaise' | 'segmentAllocate' | 'grantCreate' | 'grantRevoke' |
-  'persist' | 'segmentFree';
+  'persist' | 'segmentFree' | 'metaAppend' | 'metaRead';
 
 export function segmentEntryBody(segment: SegmentInfo): Body<'segment'> {
   invariant(segment.state !== 'free', 'only live segments are described', { ...segment });
@@ -54,7 +56,9 @@ export class BrokerService {
   readonly #persists: PersistQueue;
   readonly #log: Logger;
   readonly #auth: BrokerAuth;
-  #raising: Promise<void> = Promise.resolve();
+  readonly #metadata: MetadataLog;
+  /** Epoch raises and metadata log calls, one at a time, in arrival order. */
+  #serial: Promise<void> = Promise.resolve();
 
   constructor(parts: { store: RegionStore; transport: Transport; grants: GrantRegistry;
     persists: PersistQueue; auth: BrokerAuth; log: Logger }) {
@@ -64,6 +68,7 @@ export class BrokerService {
     this.#persists = parts.persists;
     this.#log = parts.log;
     this.#auth = parts.auth;
+    this.#metadata = new MetadataLog(parts.store);
   }
 
   register(channel: ControlChannel): void {
@@ -93,6 +98,16 @@ export class BrokerService {
     broker('grantRevoke', (m) => this.grantRevoke(m));
     broker('persist', (m) => this.persist(m));
     broker('segmentFree', (m) => this.segmentFree(m));
+    broker('metaAppend', (m) => this.#inTurn(async () => {
+      this.#checkEpoch(m.epoch);
+      const use = await this.#metadata.append(m.epoch, joinChunks(m.chunks), m.snapshot);
+      return { kind: 'metaAppended', body: use };
+    }));
+    broker('metaRead', (m) => this.#inTurn(() => {
+      this.#checkEpoch(m.epoch);
+      const { framed, ...rest } = this.#metadata.read(m.from);
+      return Promise.resolve({ kind: 'metaValues', body: { chunks: toChunks(framed), ...rest } });
+    }));
   }
 
   async storageHello(m: Message<'storageHello'>): Promise<Reply<'storageInfo'>> {
@@ -111,8 +126,13 @@ export class BrokerService {
    * a broker that is not the owner must go higher, which fences the owner).
    */
   raiseEpoch(epoch: number, instance: number): Promise<void> {
-    const run = this.#raising.then(() => this.#raiseNow(epoch, instance));
-    this.#raising = run.catch(() => undefined);
+    return this.#inTurn(() => this.#raiseNow(epoch, instance));
+  }
+
+  /** Runs `work` after every raise and metadata call before it has finished. */
+  #inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#serial.then(work);
+    this.#serial = run.then(() => undefined, () => undefined);
     return run;
   }
 

@@ -106,6 +106,17 @@ export const MESSAGES = {
   persisted: { segmentIndex: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool' },
   segmentFree: { epoch: 'uint', segmentIndex: 'uint' },
   epochRaise: { epoch: 'uint' },
+  /**
+   * The metadata log (docs/broker.md, "Where metadata lives"): one value, sent as chunks of at
+   * most 64 KiB, appended durably under the epoch; a snapshot starts a new segment.
+   */
+  metaAppend: { epoch: 'uint', snapshot: 'bool', chunks: { list: { bytes: 'bytes' }, max: 128 } },
+  metaAppended: { usedBytes: 'uint', sizeBytes: 'uint' },
+  /** Values from record `from` of the log's current segment (0: its snapshot). */
+  metaRead: { epoch: 'uint', from: 'uint' },
+  /** chunks, joined: each value as u32 length + bytes; next: the record after the last one. */
+  metaValues: { chunks: { list: { bytes: 'bytes' }, max: 128 }, next: 'uint', end: 'bool',
+    usedBytes: 'uint', sizeBytes: 'uint' },
 
   // --- client → storage: bind this endpoint to the ticket's session (docs/security.md)
   sessionBind: { ticket: 'bytes' },
@@ -122,7 +133,8 @@ export type MessageKind = keyof typeof MESSAGES;
 const REPLY_KIND_LIST = [
   'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked',
   'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
-  'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined',
+  'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined', 'metaAppended',
+  'metaValues',
 ] as const satisfies readonly MessageKind[];
 export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
 export type RequestKind = Exclude<MessageKind, ReplyKind>;
