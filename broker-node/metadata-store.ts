@@ -225,7 +225,7 @@ export class MetadataStore {
       METADATA_VALUE_BYTES_MAX);
     if (this.#stateBytes + opBytes(op) > limit) {
       throw new PmqError('PMQ_ERR_LIMIT', `the cluster metadata would exceed ${limit} bytes ` +
-        '(half a storage segment, at most 8 MiB): delete topics or groups, or use larger ' +
+        '(half a storage segment, at most 7 MiB): delete topics or groups, or use larger ' +
         'segments (pmq storage --segment-size)');
     }
   }
