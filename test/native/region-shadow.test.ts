@@ -37,6 +37,7 @@ for (const base of BASES) {
     seed.close();
     const region = withShadow(shadowPath, () => Region.open({ path, mode: 'open' }));
     const shadow = (): Uint8Array => new Uint8Array(readFileSync(shadowPath));
+    t.equal(region.durableShadow, shadowPath, 'the region names its shadow');
     t.equal(shadow().byteLength, SIZE_BYTES, 'the shadow has the region size');
     t.equal(shadow()[0], 7, 'initialised from the region at open');
     fill(region, 1000, 10, 1);                      // stored only
@@ -67,6 +68,7 @@ t.test('unset: no shadow, and the region refuses itself as shadow', async (t) =>
   const dir = tempDir(t, '/dev/shm');
   const path = join(dir, 'r.region');
   const region = withShadow(undefined, () => Region.open({ path, sizeBytes: SIZE_BYTES }));
+  t.equal(region.durableShadow, null);
   region.persist(0, 64);
   region.close();
   t.same(readFileSync(path).byteLength, SIZE_BYTES);
