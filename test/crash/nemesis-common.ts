@@ -10,8 +10,26 @@
 import { openSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
-import { connect, PmqError, type Client } from '../../clients/index.js';
+import { connect, PmqError, type Client, type ProducerOptions } from '../../clients/index.js';
 import { HistoryRecorder } from './history.js';
+
+/** The one JSON argument of a nemesis-producer.ts process. */
+export interface ProducerArgs {
+  broker: string;
+  topic: string;
+  partitions: number;
+  /** The history's process name (`producer-1#2`). */
+  process: string;
+  historyPath: string;
+  seed: number;
+  /** Sends outstanding at most, and the longest pause between two sends. */
+  window: number;
+  pauseMsMax: number;
+  /** Bytes per record value. */
+  valueBytes: number;
+  requestTimeoutMs: number;
+  options: ProducerOptions;
+}
 
 /** Milliseconds on a clock all processes of the machine share (sortHistory merges by it). */
 export function sharedMonotonicMs(): number {

@@ -23,7 +23,8 @@ import { E2eCluster, runFixture, type FixtureRun } from '../helpers/e2e-cluster.
 import { prngFrom, type Prng } from '../fixtures/record-batch-random.js';
 import { checkHistory, formatReport, type CheckResult } from './history-checker.js';
 import { parseHistory, sortHistory, type HistoryEvent, type SeenRecord } from './history.js';
-import { connectRetrying, fileRecorder, retrying, sleep } from './nemesis-common.js';
+import { connectRetrying, fileRecorder, retrying, sleep, type ProducerArgs }
+  from './nemesis-common.js';
 
 export type Target = 'storage' | 'broker' | 'producer' | 'consumer';
 export const TARGETS: Target[] = ['storage', 'broker', 'producer', 'consumer'];
@@ -71,24 +72,12 @@ const zero = (): Record<Target, number> => ({ storage: 0, broker: 0, producer: 0
 interface Worker { role: 'producer' | 'consumer'; index: number; incarnation: number;
   name: string; run: FixtureRun<{ event: string }> }
 
-export interface ProducerArgs {
-  broker: string;
-  topic: string;
-  partitions: number;
-  /** The history's process name (`producer-1#2`). */
-  process: string;
-  historyPath: string;
-  seed: number;
-  requestTimeoutMs: number;
-  /** Bytes per record value. Default 48. */
-  valueBytes?: number;
-}
-
 /**
  * A nemesis-producer.ts process: single-record sends, two outstanding, idempotent, acks 'all',
  * maxInFlightBatches 1 (order must hold), recording its history in `historyPath`.
  */
-export function spawnProducer(args: ProducerArgs): FixtureRun<{ event: string }> {
+export function spawnProducer(args: Omit<ProducerArgs, 'window' | 'pauseMsMax' | 'valueBytes' |
+  'options'> & { valueBytes?: number }): FixtureRun<{ event: string }> {
   return runFixture<{ event: string }>('../crash/nemesis-producer.ts', { window: 2,
     pauseMsMax: 15, valueBytes: 48, ...args,
     options: { maxInFlightBatches: 1, lingerMs: 2, retries: 8, retryBackoffMs: 50 } });

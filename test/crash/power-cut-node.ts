@@ -126,14 +126,22 @@ export function verifyImage(regionPath: string, problems: string[]): number {
   }
 }
 
-/** Problems where a partition's final read is not offsets 0, 1, 2, … in order. */
-export function denseProblems(stored: readonly { offset: number }[][]): string[] {
+/**
+ * Problems where a partition's final read is not offsets 0, 1, 2, … in order, or does not reach
+ * the high watermark the restarted broker reports (`ends`: the next offset per partition).
+ */
+export function denseProblems(stored: readonly { offset: number }[][],
+  ends: readonly number[]): string[] {
   const problems: string[] = [];
   stored.forEach((records, partition) => {
     const at = records.findIndex((record, index) => record.offset !== index);
     if (at >= 0) {
       problems.push(`partition ${partition}: offset ${records[at]!.offset} read at position ` +
         `${at} of the final read (offsets not dense)`);
+    }
+    if (ends[partition] !== records.length) {
+      problems.push(`partition ${partition}: high watermark ${ends[partition]} after the ` +
+        `restart, ${records.length} records readable`);
     }
   });
   return problems;
@@ -221,7 +229,7 @@ async function restartAndRead(cut: Cut, opts: NodeCutOptions):
   const read = await finalRead({ broker: cut.cluster.brokerAddress, topic: TOPIC,
     partitions: opts.partitions ?? 3, historyDir: cut.historyDir,
     requestTimeoutMs: REQUEST_TIMEOUT_MS, log: opts.log ?? (() => undefined) });
-  cut.problems.push(...read.problems, ...denseProblems(read.stored));
+  cut.problems.push(...read.problems, ...denseProblems(read.stored, read.ends));
   const check = checkHistory(readHistory(cut.historyDir));
   return { check, recordsRead: read.stored.reduce((sum, records) => sum + records.length, 0) };
 }
