@@ -11,6 +11,7 @@
  * fails loudly instead of passing as a no-op), the native addon is rebuilt there when the
  * mutation touches native/ (else the built one is copied), and each test runs there with tap.
  * This tree is never modified. A test that exits non-zero is red: it caught the mutation.
+ * Each test's whole output goes to $TMPDIR/pmq-mutate-<mutation>-<test>.log.
  * Environment: PMQ_MUTATE_NODE_CUTS (default 8) cuts for power-cut-node, PMQ_MUTATE_KEEP=1
  * keeps the scratch directories.
  */
@@ -141,11 +142,13 @@ function runMutation(mutation: Mutation): Row[] {
       const result = run('npx', ['tap', '--timeout', String(test.timeoutS), test.file], dir,
         test.env, test.timeoutS + 60);
       const seconds = Math.round((Date.now() - started) / 1000);
+      const log = join(tmpdir(), `pmq-mutate-${mutation.name}-${test.name.split(' ')[0]}.log`);
+      writeFileSync(log, result.output);
       rows.push({ mutation: mutation.name, test: test.name,
         verdict: result.code === 0 ? 'green' : 'red',
         note: `${seconds} s ${result.code === 0 ? '' : failureNote(result.output)}`.trim() });
       process.stdout.write(`${mutation.name} | ${test.name} | ${rows.at(-1)!.verdict} | ` +
-        `${rows.at(-1)!.note}\n`);
+        `${rows.at(-1)!.note} (output: ${log})\n`);
     }
   } catch (error) {
     rows.push({ mutation: mutation.name, test: '-', verdict: 'error', note: String(error) });

@@ -7,7 +7,7 @@
  * a SIGKILLed process loses nothing it recorded (the page cache survives the process); a torn
  * last line is dropped by parseHistory({ tornTailAllowed }).
  */
-import { openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 import { connect, PmqError, type Client, type ProducerOptions } from '../../clients/index.js';
@@ -36,10 +36,12 @@ export function sharedMonotonicMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
-export function fileRecorder(path: string): HistoryRecorder {
+/** A recorder appending to `path`; close() releases the file (processes may just exit). */
+export function fileRecorder(path: string): HistoryRecorder & { close(): void } {
   const fd = openSync(path, 'a');
-  return new HistoryRecorder((line) => { writeSync(fd, `${line}\n`); },
+  const recorder = new HistoryRecorder((line) => { writeSync(fd, `${line}\n`); },
     { monotonicMs: sharedMonotonicMs, wallMs: () => Date.now() });
+  return Object.assign(recorder, { close: () => closeSync(fd) });
 }
 
 export function sleep(ms: number): Promise<void> {

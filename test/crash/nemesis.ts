@@ -77,7 +77,8 @@ interface Worker { role: 'producer' | 'consumer'; index: number; incarnation: nu
  * maxInFlightBatches 1 (order must hold), recording its history in `historyPath`.
  */
 export function spawnProducer(args: Omit<ProducerArgs, 'window' | 'pauseMsMax' | 'valueBytes' |
-  'options'> & { valueBytes?: number }): FixtureRun<{ event: string }> {
+  'options'> & Partial<Pick<ProducerArgs, 'pauseMsMax' | 'valueBytes'>>):
+  FixtureRun<{ event: string }> {
   return runFixture<{ event: string }>('../crash/nemesis-producer.ts', { window: 2,
     pauseMsMax: 15, valueBytes: 48, ...args,
     options: { maxInFlightBatches: 1, lingerMs: 2, retries: 8, retryBackoffMs: 50 } });
@@ -251,13 +252,14 @@ async function finish(run: Run, worker: Worker, ms: number): Promise<void> {
 
 /** Every partition from offset 0 to its high watermark; a trailing hole (control batch)
  *  yields nothing, so reading also ends after `idleMs` without a batch. */
-async function readAll(client: Client, topic: string, partitions: number, idleMs: number):
-  Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
-  const described = await retrying(() => client.admin().describeTopic(topic));
+async function readAll(client: Client, topic: string, partitions: number, idleMs: number,
+  withinMs: number): Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
+  const described = await retrying(() => client.admin().describeTopic(topic), withinMs);
   const ends = described.partitions.map((p) => p.highWatermark);
   const consumer = client.consumer({ start: 'earliest', maxWaitMs: 200 });
   const all = Array.from({ length: partitions }, (_, partition) => partition);
-  await retrying(() => consumer.assign(all.map((partition) => ({ topic, partition }))));
+  await retrying(() => consumer.assign(all.map((partition) => ({ topic, partition }))),
+    withinMs);
   const records: SeenRecord[][] = all.map(() => []);
   const text = new TextDecoder();
   const batches = consumer.batches()[Symbol.asyncIterator]();
@@ -299,24 +301,32 @@ async function settle(run: Run): Promise<void> {
  * hole: it is read again, and reported as a problem if it stays that way.
  */
 export async function finalRead(opts: { broker: string; topic: string; partitions: number;
-  historyDir: string; requestTimeoutMs: number; log: (line: string) => void }):
-  Promise<{ stored: SeenRecord[][]; ends: number[]; problems: string[] }> {
-  const client = await connectRetrying(opts.broker, 'nemesis-final-read', opts.requestTimeoutMs);
+  historyDir: string; requestTimeoutMs: number; log: (line: string) => void;
+  /** How long retriable failures (broker restarting) are retried, per step. Default 60 s. */
+  withinMs?: number }): Promise<{ stored: SeenRecord[][]; ends: number[]; problems: string[] }> {
+  const withinMs = opts.withinMs ?? 60_000;
+  const client = await connectRetrying(opts.broker, 'nemesis-final-read', opts.requestTimeoutMs,
+    withinMs);
   let read: Awaited<ReturnType<typeof readAll>> = { records: [], ends: [], positions: [] };
   const problems: string[] = [];
-  for (let attempt = 1; attempt <= 3; attempt += 1) {
-    read = await readAll(client, opts.topic, opts.partitions, 8000);
-    const stuck = read.ends.filter((end, p) => end > 0 && read.records[p]!.length === 0);
-    if (stuck.length === 0) break;
-    const what = `final read attempt ${attempt} got nothing from ${stuck.length} partition(s) ` +
-      `(high watermarks ${read.ends.join(', ')}; positions ${read.positions.join(', ')})`;
-    opts.log(what);
-    if (attempt === 3) problems.push(what);
+  try {
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      read = await readAll(client, opts.topic, opts.partitions, 8000, withinMs);
+      const stuck = read.ends.filter((end, p) => end > 0 && read.records[p]!.length === 0);
+      if (stuck.length === 0) break;
+      const what = `final read attempt ${attempt} got nothing from ${stuck.length} ` +
+        `partition(s) (high watermarks ${read.ends.join(', ')}; positions ` +
+        `${read.positions.join(', ')})`;
+      opts.log(what);
+      if (attempt === 3) problems.push(what);
+    }
+  } finally {
+    await client.close();
   }
-  await client.close();
   const final = fileRecorder(join(opts.historyDir, 'final-read.jsonl'));
   read.records.forEach((records, partition) => final.record('final-read', { kind: 'final-read',
     topic: opts.topic, partition, records }));
+  final.close();
   return { stored: read.records, ends: read.ends, problems };
 }
 

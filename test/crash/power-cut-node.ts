@@ -25,7 +25,8 @@ import { join } from 'node:path';
 
 import { Region } from '../../native/region.js';
 import { RegionStore } from '../../storage-node/region-store.js';
-import { E2eCluster, type FixtureRun } from '../helpers/e2e-cluster.js';
+import { exitOf } from '../helpers/broker-cluster.js';
+import { E2eCluster, type FixtureRun, type Running } from '../helpers/e2e-cluster.js';
 import { prngFrom, type Prng } from '../fixtures/record-batch-random.js';
 import { checkHistory, formatReport, type CheckResult } from './history-checker.js';
 import { connectRetrying, sleep } from './nemesis-common.js';
@@ -40,8 +41,12 @@ const REQUEST_TIMEOUT_MS = 2500;
 const IMAGES_PER_CUT = 3;
 /** Large enough that 64 KiB segments roll within a cut (seal and allocate run too). */
 const VALUE_BYTES = 400;
+/** Short pauses between sends: persists are in flight most of the time, so most cuts hit one. */
+const PAUSE_MS_MAX = 4;
 /** Time for replies sent before the cut to reach the producers (loopback: well under 1 ms). */
 const REPLIES_LAND_MS = 100;
+/** Retriable failures of the final read are retried this long per step (nodes are up). */
+const FINAL_READ_WITHIN_MS = 15_000;
 
 export interface NodeCutOptions {
   seed: number;
@@ -181,7 +186,7 @@ async function load(cut: Cut, opts: NodeCutOptions): Promise<number> {
     cut.producers.push(spawnProducer({ broker: cut.cluster.brokerAddress, topic: TOPIC,
       partitions, process, historyPath: join(cut.historyDir, `${process}.jsonl`),
       seed: cut.prng.int(0x1_0000_0000), requestTimeoutMs: REQUEST_TIMEOUT_MS,
-      valueBytes: VALUE_BYTES }));
+      valueBytes: VALUE_BYTES, pauseMsMax: PAUSE_MS_MAX }));
   }
   await firstAck(cut.historyDir, 30_000);
   const cutAfterMs = cut.prng.int((opts.cutAfterMsMax ?? 1500) + 1);
@@ -216,6 +221,15 @@ async function powerCut(cut: Cut): Promise<{ image: ImageFacts; segmentsVerified
   return { image: image!, segmentsVerified };
 }
 
+/** Resolves with a description once the storage node or the broker exits. */
+function deathOf(cluster: E2eCluster): Promise<string> {
+  const watch = (name: string, running: Running): Promise<string> => exitOf(running.child)
+    .then((code) => `${name} exited (${code ?? running.child.signalCode}) after the restart ` +
+      `on the image: ${running.stderr().slice(-1500)}`);
+  return Promise.race([watch('storage node', cluster.storage!), watch('broker',
+    cluster.broker!)]);
+}
+
 async function restartAndRead(cut: Cut, opts: NodeCutOptions):
   Promise<{ check: CheckResult; recordsRead: number }> {
   try {
@@ -226,9 +240,19 @@ async function restartAndRead(cut: Cut, opts: NodeCutOptions):
       `${cut.cluster.storage?.stderr().slice(-2000) ?? ''}`);
     return { check: checkHistory(readHistory(cut.historyDir)), recordsRead: 0 };
   }
-  const read = await finalRead({ broker: cut.cluster.brokerAddress, topic: TOPIC,
+  const reading = finalRead({ broker: cut.cluster.brokerAddress, topic: TOPIC,
     partitions: opts.partitions ?? 3, historyDir: cut.historyDir,
-    requestTimeoutMs: REQUEST_TIMEOUT_MS, log: opts.log ?? (() => undefined) });
+    requestTimeoutMs: REQUEST_TIMEOUT_MS, log: opts.log ?? (() => undefined),
+    withinMs: FINAL_READ_WITHIN_MS });
+  const outcome = await Promise.race([reading.then((read) => ({ read }),
+    (error: unknown) => ({ failed: `final read: ${String(error).slice(0, 2000)}` })),
+  deathOf(cut.cluster).then((died) => ({ failed: died }))]);
+  if ('failed' in outcome) {
+    cut.problems.push(outcome.failed);
+    await reading.catch(() => undefined); // it gives up within FINAL_READ_WITHIN_MS per step
+    return { check: checkHistory(readHistory(cut.historyDir)), recordsRead: 0 };
+  }
+  const { read } = outcome;
   cut.problems.push(...read.problems, ...denseProblems(read.stored, read.ends));
   const check = checkHistory(readHistory(cut.historyDir));
   return { check, recordsRead: read.stored.reduce((sum, records) => sum + records.length, 0) };
