@@ -9,6 +9,7 @@
         "native/crc32c.cc",
         "native/crc32c_napi.cc",
         "native/region.cc",
+        "native/region_shadow.cc",
         "native/region_napi.cc",
         "native/transport.cc",
         "native/transport_am.cc",

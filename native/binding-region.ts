@@ -27,6 +27,8 @@ export interface RegionInfo {
   readonly granularity: RegionGranularity;
   readonly backing: RegionBacking;
   readonly durability: RegionDurability;
+  /** Test mode: the durable shadow file (PMQ_REGION_DURABLE_SHADOW at open), else null. */
+  readonly durableShadow: string | null;
 }
 
 export interface RegionBinding {

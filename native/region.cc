@@ -14,6 +14,7 @@
 #include <string>
 
 #include "assert.h"
+#include "region_shadow.h"
 
 namespace pmq::region {
 
@@ -213,6 +214,7 @@ Status classify(Region* region_p) {
 
 void release(Region* region_p) {
   Region& region = *region_p;
+  shadow_close(&region.shadow);
   if (region.map != nullptr) pmem2_map_delete(&region.map);
   if (region.source != nullptr) pmem2_source_delete(&region.source);
   if (region.fd >= 0) close(region.fd);
@@ -284,6 +286,7 @@ Status open_region(const std::string& path, uint64_t size_bytes, Mode mode, Regi
     status = map_file(region_p);
   }
   if (status.ok()) status = classify(region_p);
+  if (status.ok()) status = shadow_open(path, region.base, region.size_bytes, &region.shadow);
   if (!status.ok()) {
     // Nothing half-made stays behind: a file this call created goes (unlinked while locked).
     if (created) unlink(path.c_str());
@@ -298,23 +301,28 @@ Status persist_range(const Region& region, uint64_t address, uint64_t size_bytes
   PMQ_ASSERT(region.open);
   PMQ_ASSERT(in_bounds(region, address, size_bytes));
   if (size_bytes == 0) return Status{};
-  if (region.granularity == Granularity::page) return msync_range(region, address, size_bytes);
-  region.persist_fn(region.base + address, size_bytes);
-  return Status{};
+  Status status;
+  if (region.granularity == Granularity::page) status = msync_range(region, address, size_bytes);
+  else region.persist_fn(region.base + address, size_bytes);
+  if (region.shadow != nullptr) shadow_copy(region.shadow, region.base, address, size_bytes);
+  return status;
 }
 
 Status flush_range(const Region& region, uint64_t address, uint64_t size_bytes) {
   PMQ_ASSERT(region.open);
   PMQ_ASSERT(in_bounds(region, address, size_bytes));
   if (size_bytes == 0) return Status{};
-  if (region.granularity == Granularity::page) return msync_range(region, address, size_bytes);
-  region.flush_fn(region.base + address, size_bytes);
-  return Status{};
+  Status status;
+  if (region.granularity == Granularity::page) status = msync_range(region, address, size_bytes);
+  else region.flush_fn(region.base + address, size_bytes);
+  if (region.shadow != nullptr) shadow_stage(region.shadow, address, size_bytes);
+  return status;
 }
 
 void drain(const Region& region) {
   PMQ_ASSERT(region.open);
   region.drain_fn();
+  if (region.shadow != nullptr) shadow_drain(region.shadow, region.base);
 }
 
 Status copy_persist(const Region& region, uint64_t address, const uint8_t* source,
@@ -323,13 +331,20 @@ Status copy_persist(const Region& region, uint64_t address, const uint8_t* sourc
   PMQ_ASSERT(in_bounds(region, address, size_bytes));
   PMQ_ASSERT(source != nullptr || size_bytes == 0);
   if (size_bytes == 0) return Status{};
+  Status status;
   if (region.granularity == Granularity::page) {
     std::memmove(region.base + address, source, size_bytes);
-    return msync_range(region, address, size_bytes);
+    status = msync_range(region, address, size_bytes);
+  } else {
+    const unsigned flags = drain ? 0u : PMEM2_F_MEM_NODRAIN;
+    region.memmove_fn(region.base + address, source, size_bytes, flags);
   }
-  const unsigned flags = drain ? 0u : PMEM2_F_MEM_NODRAIN;
-  region.memmove_fn(region.base + address, source, size_bytes, flags);
-  return Status{};
+  if (region.shadow != nullptr && drain) {
+    shadow_copy(region.shadow, region.base, address, size_bytes);
+  } else if (region.shadow != nullptr) {
+    shadow_stage(region.shadow, address, size_bytes);
+  }
+  return status;
 }
 
 #ifndef MADV_POPULATE_WRITE

@@ -21,6 +21,8 @@
 
 namespace pmq::region {
 
+struct Shadow;  // region_shadow.h: the durable shadow test mode
+
 enum class Mode {
   create,      // create with size_bytes if missing, else open (size must match if given)
   open,        // open an existing file; size_bytes 0 takes the size from the file
@@ -58,6 +60,8 @@ struct Region {
   pmem2_flush_fn flush_fn = nullptr;
   pmem2_drain_fn drain_fn = nullptr;
   pmem2_memmove_fn memmove_fn = nullptr;
+  // Null unless PMQ_REGION_DURABLE_SHADOW was set at open (test mode, region_shadow.h).
+  Shadow* shadow = nullptr;
   bool open = false;
 };
 

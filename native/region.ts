@@ -85,6 +85,11 @@ export class Region {
   readonly granularity: RegionGranularity;
   readonly backing: RegionBacking;
   readonly durability: RegionDurability;
+  /**
+   * Test mode (docs/native-region.md, "Durable shadow"): the file that receives every persisted
+   * line, set from PMQ_REGION_DURABLE_SHADOW at open; null in production.
+   */
+  readonly durableShadow: string | null;
   #handle: RegionHandle | null;
   #bytes: Uint8Array | null = null;
 
@@ -97,6 +102,7 @@ export class Region {
     this.granularity = info.granularity;
     this.backing = info.backing;
     this.durability = info.durability;
+    this.durableShadow = info.durableShadow;
     this.#handle = handle;
   }
 

@@ -17,6 +17,7 @@
 #include "assert.h"
 #include "errors.h"
 #include "region.h"
+#include "region_shadow.h"
 
 namespace pmq {
 
@@ -124,6 +125,9 @@ Napi::Value region_info(const Napi::CallbackInfo& info) {
   result.Set("granularity", region::granularity_name(region.granularity));
   result.Set("backing", region::backing_name(region.backing));
   result.Set("durability", region::durability_name(region.durability));
+  // Test mode only (region_shadow.h): the shadow's path, else null.
+  if (region.shadow == nullptr) result.Set("durableShadow", env.Null());
+  else result.Set("durableShadow", region.shadow->path);
   return result;
 }
 

@@ -74,6 +74,9 @@ export async function startStorageNode(opts: StorageNodeOptions): Promise<Storag
   if (region.durability !== 'power-fail') {
     log.warn({ durability: region.durability }, 'region is not on persistent memory');
   }
+  if (region.durableShadow !== null) {
+    log.warn({ shadow: region.durableShadow }, 'region durable shadow on (test mode)');
+  }
   let store: RegionStore;
   try {
     store = await openOrFormat(region, opts, log);

@@ -7,21 +7,41 @@
  * a SIGKILLed process loses nothing it recorded (the page cache survives the process); a torn
  * last line is dropped by parseHistory({ tornTailAllowed }).
  */
-import { openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
-import { connect, PmqError, type Client } from '../../clients/index.js';
+import { connect, PmqError, type Client, type ProducerOptions } from '../../clients/index.js';
 import { HistoryRecorder } from './history.js';
+
+/** The one JSON argument of a nemesis-producer.ts process. */
+export interface ProducerArgs {
+  broker: string;
+  topic: string;
+  partitions: number;
+  /** The history's process name (`producer-1#2`). */
+  process: string;
+  historyPath: string;
+  seed: number;
+  /** Sends outstanding at most, and the longest pause between two sends. */
+  window: number;
+  pauseMsMax: number;
+  /** Bytes per record value. */
+  valueBytes: number;
+  requestTimeoutMs: number;
+  options: ProducerOptions;
+}
 
 /** Milliseconds on a clock all processes of the machine share (sortHistory merges by it). */
 export function sharedMonotonicMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
-export function fileRecorder(path: string): HistoryRecorder {
+/** A recorder appending to `path`; close() releases the file (processes may just exit). */
+export function fileRecorder(path: string): HistoryRecorder & { close(): void } {
   const fd = openSync(path, 'a');
-  return new HistoryRecorder((line) => { writeSync(fd, `${line}\n`); },
+  const recorder = new HistoryRecorder((line) => { writeSync(fd, `${line}\n`); },
     { monotonicMs: sharedMonotonicMs, wallMs: () => Date.now() });
+  return Object.assign(recorder, { close: () => closeSync(fd) });
 }
 
 export function sleep(ms: number): Promise<void> {

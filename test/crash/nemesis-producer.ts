@@ -8,29 +8,15 @@
  */
 import { createInterface } from 'node:readline';
 
-import { PmqError, type ProducerOptions } from '../../clients/index.js';
+import { PmqError } from '../../clients/index.js';
 import { prngFrom } from '../fixtures/record-batch-random.js';
-import { connectRetrying, fileRecorder, sleep } from './nemesis-common.js';
-
-interface Args {
-  broker: string;
-  topic: string;
-  partitions: number;
-  process: string;
-  historyPath: string;
-  seed: number;
-  window: number;
-  pauseMsMax: number;
-  valueBytes: number;
-  requestTimeoutMs: number;
-  options: ProducerOptions;
-}
+import { connectRetrying, fileRecorder, sleep, type ProducerArgs } from './nemesis-common.js';
 
 /** Errors that prove nothing was stored: refused by the client or before any reservation. */
 const DEFINITE = new Set(['PMQ_ERR_ARGUMENT', 'PMQ_ERR_UNKNOWN_TOPIC', 'PMQ_ERR_PARTITION_RANGE',
   'PMQ_ERR_RECORD_TOO_LARGE']);
 
-const args = JSON.parse(process.argv[2]!) as Args;
+const args = JSON.parse(process.argv[2]!) as ProducerArgs;
 const history = fileRecorder(args.historyPath);
 const prng = prngFrom(args.seed);
 let stopping = false;

@@ -24,7 +24,7 @@ import { prngFrom, type Prng } from '../fixtures/record-batch-random.js';
 import { checkHistory, formatReport, type CheckResult } from './history-checker.js';
 import { parseHistory, sortHistory, type HistoryEvent, type SeenRecord } from './history.js';
 import {
-  connectRetrying, fileRecorder, retrying, sharedMonotonicMs, sleep,
+  connectRetrying, fileRecorder, retrying, sharedMonotonicMs, sleep, type ProducerArgs,
 } from './nemesis-common.js';
 
 export type Target = 'storage' | 'broker' | 'producer' | 'consumer';
@@ -79,6 +79,18 @@ const zero = (): Record<Target, number> => ({ storage: 0, broker: 0, producer: 0
 interface Worker { role: 'producer' | 'consumer'; index: number; incarnation: number;
   name: string; run: FixtureRun<{ event: string }> }
 
+/**
+ * A nemesis-producer.ts process: single-record sends, two outstanding, idempotent, acks 'all',
+ * maxInFlightBatches 1 (order must hold), recording its history in `historyPath`.
+ */
+export function spawnProducer(args: Omit<ProducerArgs, 'window' | 'pauseMsMax' | 'valueBytes' |
+  'options'> & Partial<Pick<ProducerArgs, 'pauseMsMax' | 'valueBytes'>>):
+  FixtureRun<{ event: string }> {
+  return runFixture<{ event: string }>('../crash/nemesis-producer.ts', { window: 2,
+    pauseMsMax: 15, valueBytes: 48, ...args,
+    options: { maxInFlightBatches: 1, lingerMs: 2, retries: 8, retryBackoffMs: 50 } });
+}
+
 /** Holds the cluster, the client processes and what the nemesis did to them. */
 class Run {
   readonly kills = zero();
@@ -117,9 +129,7 @@ class Run {
       partitions: this.partitions, process: name, requestTimeoutMs: this.requestTimeoutMs,
       historyPath: join(this.options.historyDir, `${name}.jsonl`) };
     const run = role === 'producer'
-      ? runFixture<{ event: string }>('../crash/nemesis-producer.ts', { ...common,
-        seed: this.prng.int(0x1_0000_0000), window: 2, pauseMsMax: 15, valueBytes: 48,
-        options: { maxInFlightBatches: 1, lingerMs: 2, retries: 8, retryBackoffMs: 50 } })
+      ? spawnProducer({ ...common, seed: this.prng.int(0x1_0000_0000) })
       : runFixture<{ event: string }>('../crash/nemesis-consumer.ts', { ...common,
         groupId: `group-${base}`, commitEveryMs: 300 });
     const worker = { role, index, incarnation, name, run };
@@ -255,13 +265,14 @@ async function finish(run: Run, worker: Worker, ms: number): Promise<void> {
 
 /** Every partition from offset 0 to its high watermark; a trailing hole (control batch)
  *  yields nothing, so reading also ends after `idleMs` without a batch. */
-async function readAll(client: Client, partitions: number, idleMs: number):
-  Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
-  const described = await retrying(() => client.admin().describeTopic(TOPIC));
+async function readAll(client: Client, topic: string, partitions: number, idleMs: number,
+  withinMs: number): Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
+  const described = await retrying(() => client.admin().describeTopic(topic), withinMs);
   const ends = described.partitions.map((p) => p.highWatermark);
   const consumer = client.consumer({ start: 'earliest', maxWaitMs: 200 });
   const all = Array.from({ length: partitions }, (_, partition) => partition);
-  await retrying(() => consumer.assign(all.map((partition) => ({ topic: TOPIC, partition }))));
+  await retrying(() => consumer.assign(all.map((partition) => ({ topic, partition }))),
+    withinMs);
   const records: SeenRecord[][] = all.map(() => []);
   const text = new TextDecoder();
   const batches = consumer.batches()[Symbol.asyncIterator]();
@@ -284,25 +295,11 @@ async function settle(run: Run): Promise<void> {
   await Promise.all(producers.map((worker) => finish(run, worker, 30_000)));
   // Reservations of killed producers expire and are filled within the reservation timeout.
   await sleep(2 * run.reservationTimeoutMs);
-  const client = await connectRetrying(run.cluster.brokerAddress, 'nemesis-final-read',
-    run.requestTimeoutMs);
-  // A partition with a high watermark above 0 and no record read means the read got stuck
-  // (no batch for the idle time), not a hole: read again, and say so if it stays that way.
-  let stored: SeenRecord[][] = [];
-  for (let attempt = 1; attempt <= 3; attempt += 1) {
-    const read = await readAll(client, run.partitions, 8000);
-    stored = read.records;
-    const stuck = read.ends.filter((end, p) => end > 0 && read.records[p]!.length === 0);
-    if (stuck.length === 0) break;
-    const what = `final read attempt ${attempt} got nothing from ${stuck.length} partition(s) ` +
-      `(high watermarks ${read.ends.join(', ')}; positions ${read.positions.join(', ')})`;
-    run.log(what);
-    if (attempt === 3) run.problems.push(what);
-  }
-  await client.close();
-  const final = fileRecorder(join(run.options.historyDir, 'final-read.jsonl'));
-  stored.forEach((records, partition) => final.record('final-read', { kind: 'final-read',
-    topic: TOPIC, partition, records }));
+  const read = await finalRead({ broker: run.cluster.brokerAddress, topic: TOPIC,
+    partitions: run.partitions, historyDir: run.options.historyDir,
+    requestTimeoutMs: run.requestTimeoutMs, log: (line) => run.log(line) });
+  run.problems.push(...read.problems);
+  const stored = read.stored;
   const until = Object.fromEntries(stored.map((records, partition) =>
     [String(partition), (records.at(-1)?.offset ?? -1) + 1]));
   const consumers = run.workers.filter((w) => w.role === 'consumer');
@@ -310,7 +307,44 @@ async function settle(run: Run): Promise<void> {
   await Promise.all(consumers.map((worker) => finish(run, worker, 30_000)));
 }
 
-function readHistory(dir: string): HistoryEvent[] {
+/**
+ * Reads every partition of `topic` from offset 0 to its high watermark and records the result
+ * as `final-read` events in `historyDir`/final-read.jsonl. A partition with a high watermark
+ * above 0 and no record read means the read got stuck (no batch for the idle time), not a
+ * hole: it is read again, and reported as a problem if it stays that way.
+ */
+export async function finalRead(opts: { broker: string; topic: string; partitions: number;
+  historyDir: string; requestTimeoutMs: number; log: (line: string) => void;
+  /** How long retriable failures (broker restarting) are retried, per step. Default 60 s. */
+  withinMs?: number }): Promise<{ stored: SeenRecord[][]; ends: number[]; problems: string[] }> {
+  const withinMs = opts.withinMs ?? 60_000;
+  const client = await connectRetrying(opts.broker, 'nemesis-final-read', opts.requestTimeoutMs,
+    withinMs);
+  let read: Awaited<ReturnType<typeof readAll>> = { records: [], ends: [], positions: [] };
+  const problems: string[] = [];
+  try {
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      read = await readAll(client, opts.topic, opts.partitions, 8000, withinMs);
+      const stuck = read.ends.filter((end, p) => end > 0 && read.records[p]!.length === 0);
+      if (stuck.length === 0) break;
+      const what = `final read attempt ${attempt} got nothing from ${stuck.length} ` +
+        `partition(s) (high watermarks ${read.ends.join(', ')}; positions ` +
+        `${read.positions.join(', ')})`;
+      opts.log(what);
+      if (attempt === 3) problems.push(what);
+    }
+  } finally {
+    await client.close();
+  }
+  const final = fileRecorder(join(opts.historyDir, 'final-read.jsonl'));
+  read.records.forEach((records, partition) => final.record('final-read', { kind: 'final-read',
+    topic: opts.topic, partition, records }));
+  final.close();
+  return { stored: read.records, ends: read.ends, problems };
+}
+
+/** The merged history of every `*.jsonl` file in `dir` (a torn last line is dropped). */
+export function readHistory(dir: string): HistoryEvent[] {
   const events = readdirSync(dir).filter((name) => name.endsWith('.jsonl')).flatMap((name) =>
     parseHistory(readFileSync(join(dir, name), 'utf8'), { tornTailAllowed: true }));
   return sortHistory(events);

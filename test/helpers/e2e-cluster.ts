@@ -27,13 +27,18 @@ export interface E2eOptions {
   authFile?: string;
   /** Extra flags for `pmq storage` (e.g. `--direct`). */
   storageFlags?: string[];
+  /** The region file. Default `region` in the cluster's temp dir under /dev/shm. */
+  regionPath?: string;
+  /** Extra environment of `pmq storage` (e.g. PMQ_REGION_DURABLE_SHADOW). */
+  storageEnv?: Record<string, string>;
 }
 
 export interface Running { child: ChildProcess; host: string; port: number; stderr: () => string }
 
-function spawnPmq(args: string[]): { child: ChildProcess; stderr: () => string } {
+function spawnPmq(args: string[], env: Record<string, string> = {}):
+  { child: ChildProcess; stderr: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', PMQ, ...args],
-    { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+    { env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let errors = '';
   child.stderr!.on('data', (chunk) => { errors = (errors + String(chunk)).slice(-20_000); });
   return { child, stderr: () => errors };
@@ -80,7 +85,7 @@ export class E2eCluster {
 
   /** Starts (or restarts, on the same port and region) the storage node. */
   async startStorage(): Promise<Running> {
-    const { child, stderr } = spawnPmq(this.storageArgs());
+    const { child, stderr } = spawnPmq(this.storageArgs(), this.options.storageEnv);
     const match = await waitForLine(child, /listening on ([\d.]+):(\d+)/);
     this.storagePort = Number(match[2]);
     this.storage = { child, host: match[1]!, port: this.storagePort, stderr };
@@ -97,7 +102,7 @@ export class E2eCluster {
   }
 
   private storageArgs(): string[] {
-    return ['storage', '--path', `${this.dir}/region`,
+    return ['storage', '--path', this.options.regionPath ?? `${this.dir}/region`,
       '--size', this.options.regionSize ?? '16MiB', '--segment-size',
       this.options.segmentSize ?? '64KiB', '--node-id', '1', '--listen',
       `127.0.0.1:${this.storagePort}`, '--transports', this.options.transports ?? 'tcp',
@@ -120,7 +125,8 @@ export class E2eCluster {
    * properly). For crash tests: a crash during recovery must lose nothing either.
    */
   async startAndKill(which: 'storage' | 'broker', delayMs: number): Promise<void> {
-    const { child } = spawnPmq(which === 'storage' ? this.storageArgs() : this.brokerArgs());
+    const { child } = which === 'storage' ? spawnPmq(this.storageArgs(),
+      this.options.storageEnv) : spawnPmq(this.brokerArgs());
     await new Promise((resolve) => setTimeout(resolve, delayMs));
     await stopHard(child);
   }
