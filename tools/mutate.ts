@@ -36,6 +36,9 @@ const TESTS: TestRun[] = [
     env: { PMQ_POWERCUT_SEED: '1000' }, timeoutS: 300 },
   { name: 'region-shadow (native)', file: 'test/native/region-shadow.test.ts', env: {},
     timeoutS: 120 },
+  // A stale broker that is not refused never exits: the file times out (red) instead.
+  { name: 'broker-fencing', file: 'test/integration/broker-fencing.test.ts', env: {},
+    timeoutS: 120 },
 ];
 
 const PERSIST_RANGE = 'Status persist_range(const Region& region, uint64_t address, ' +
@@ -65,11 +68,22 @@ const MUTATIONS: Mutation[] = [
         replace: `${ENTRY_PERSIST}      if (data !== undefined && data.sizeBytes > 0) {\n` +
           '        await persistRange(this.region, data.address, data.sizeBytes); // (c)\n' +
           '      }\n' }] },
-  // (d) Metadata in the storage region. TODO(#10): when the broker's metadata (topics,
-  // partitions, segment chains, group offsets) moves from its data dir into the storage
-  // region, add its persistence-order mutation here, e.g. { name: 'd-metadata-...', what:
-  // '(d) metadata record made visible before its body is persisted', edits: [{ file, find,
-  // replace }] }, and the test that must catch it to TESTS if it is a new one.
+  // (d) Metadata in the storage region (docs/broker.md, "Where metadata lives").
+  { name: 'd-metadata-unfenced',
+    what: '(d1) the storage node appends metadata for any broker instance, at its own epoch ' +
+      '(no owner or epoch check on metaAppend; broker-service.ts)',
+    edits: [{ file: 'storage-node/broker-service.ts',
+      find: '        if (instance !== this.#store.ownerInstance) {',
+      replace: '        if (instance !== this.#store.ownerInstance && kind !== \'metaAppend\') {' },
+    { file: 'storage-node/broker-service.ts',
+      find: '      this.#checkEpoch(m.epoch);\n' +
+        '      const use = await this.#metadata.append(m.epoch,',
+      replace: '      const use = await this.#metadata.append(this.#store.epoch,' }] },
+  { name: 'd-metadata-reply-before-persist',
+    what: '(d2) the storage node answers a metadata append before its persist (metadata-log.ts)',
+    edits: [{ file: 'storage-node/metadata-log.ts',
+      find: '    await this.store.persistWatermark(segment.segmentIndex,',
+      replace: '    void this.store.persistWatermark(segment.segmentIndex,' }] },
 ];
 
 function run(command: string, args: string[], cwd: string, env: Record<string, string> = {},

@@ -37,7 +37,10 @@ for (let i = 0; i < CUTS; i += 1) {
       if (!ok) totals.failed += 1;
       if (!ok || verbose || CUTS <= 10) t.comment(description);
       t.ok(result.check.stats.acked > 0, 'records were acknowledged before the cut');
-      t.same(result.problems, [], 'image verifies, node restarts on it, offsets dense');
+      t.ok(result.metadataAcked.offset >= 0, `group commits were acknowledged before the cut ` +
+        `(last ${result.metadataAcked.offset}; ${result.metadataAcked.topics} topic creates)`);
+      t.same(result.problems, [], 'image verifies, node restarts on it, offsets dense, ' +
+        'acknowledged group commits and topic creates kept');
       t.ok(result.check.valid, 'every acknowledged record is read back at its offset, ' +
         'nothing unknown served');
     });

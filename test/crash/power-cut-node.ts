@@ -31,6 +31,7 @@ import { prngFrom, type Prng } from '../fixtures/record-batch-random.js';
 import { checkHistory, formatReport, type CheckResult } from './history-checker.js';
 import { connectRetrying, sleep } from './nemesis-common.js';
 import { finalRead, readHistory, spawnProducer } from './nemesis.js';
+import { metadataProblems, startMetadataLoad, type MetadataLoad } from './power-cut-metadata.js';
 import { buildImage, pendingWords, planImage, type ImagePlan } from './power-cut-image.js';
 import type { CutSnapshot } from './power-cut-region.js';
 
@@ -74,8 +75,10 @@ export interface NodeCutResult {
   readonly check: CheckResult;
   /** Records in the final read. */
   readonly recordsRead: number;
-  /** Problems outside the history: image checks, restart, offsets not dense. */
+  /** Problems outside the history: image checks, restart, offsets not dense, metadata. */
   readonly problems: string[];
+  /** Metadata acknowledged before the cut: the group's last offset, topics created. */
+  readonly metadataAcked: { offset: number; topics: number };
   readonly timeMs: number;
 }
 
@@ -173,6 +176,8 @@ interface Cut {
   readonly cluster: E2eCluster;
   readonly producers: FixtureRun<{ event: string }>[];
   readonly problems: string[];
+  /** Group commits and topic creates alongside the producers (power-cut-metadata.ts). */
+  metadata: MetadataLoad | null;
 }
 
 async function load(cut: Cut, opts: NodeCutOptions): Promise<number> {
@@ -188,6 +193,7 @@ async function load(cut: Cut, opts: NodeCutOptions): Promise<number> {
       seed: cut.prng.int(0x1_0000_0000), requestTimeoutMs: REQUEST_TIMEOUT_MS,
       valueBytes: VALUE_BYTES, pauseMsMax: PAUSE_MS_MAX }));
   }
+  cut.metadata = startMetadataLoad(cut.cluster.brokerAddress, TOPIC, REQUEST_TIMEOUT_MS);
   await firstAck(cut.historyDir, 30_000);
   const cutAfterMs = cut.prng.int((opts.cutAfterMsMax ?? 1500) + 1);
   await sleep(cutAfterMs);
@@ -204,9 +210,11 @@ async function powerCut(cut: Cut): Promise<{ image: ImageFacts; segmentsVerified
   const storage = cut.cluster.storage!.child;
   storage.kill('SIGSTOP');
   await sleep(REPLIES_LAND_MS);
+  cut.metadata?.freeze();
   await cut.cluster.killStorage();
   await cut.cluster.killBroker();
   await Promise.all(cut.producers.map((producer) => producer.kill()));
+  await cut.metadata?.done;
   const snapshot = readCut(cut.regionPath, cut.shadowPath);
   const pending = pendingWords(snapshot);
   let image: ImageFacts | null = null;
@@ -254,6 +262,15 @@ async function restartAndRead(cut: Cut, opts: NodeCutOptions):
   }
   const { read } = outcome;
   cut.problems.push(...read.problems, ...denseProblems(read.stored, read.ends));
+  if (cut.metadata !== null) {
+    const client = await connectRetrying(cut.cluster.brokerAddress, 'powercut-check',
+      REQUEST_TIMEOUT_MS);
+    try {
+      cut.problems.push(...await metadataProblems(client, TOPIC, cut.metadata.acked));
+    } finally {
+      await client.close();
+    }
+  }
   const check = checkHistory(readHistory(cut.historyDir));
   return { check, recordsRead: read.stored.reduce((sum, records) => sum + records.length, 0) };
 }
@@ -273,7 +290,7 @@ export async function runNodeCut(opts: NodeCutOptions): Promise<NodeCutResult> {
   const cluster = new E2eCluster({ regionSize: '16MiB', segmentSize: '64KiB',
     reservationTimeoutMs: 1000, regionPath, storageEnv: { [SHADOW_ENV]: shadowPath } });
   const cut: Cut = { prng, dir, historyDir, regionPath, shadowPath, cluster, producers: [],
-    problems: [] };
+    problems: [], metadata: null };
   try {
     await cluster.startStorage();
     await cluster.startBroker();
@@ -283,8 +300,10 @@ export async function runNodeCut(opts: NodeCutOptions): Promise<NodeCutResult> {
       `tear ${image.plan.mode}/${image.plan.newShare}, ${image.wordsPending} words pending, ` +
       `${image.wordsNew} taken new`);
     const { check, recordsRead } = await restartAndRead(cut, opts);
+    const acked = cut.metadata?.acked;
     return { seed: opts.seed, backing, cutAfterMs, image, segmentsVerified, check, recordsRead,
-      problems: cut.problems, timeMs: Date.now() - started };
+      problems: cut.problems, metadataAcked: { offset: acked?.offset ?? -1,
+        topics: acked?.topics.length ?? 0 }, timeMs: Date.now() - started };
   } finally {
     await Promise.all(cut.producers.map((producer) => producer.kill()));
     await cluster.stop();
@@ -301,6 +320,8 @@ export function describeCut(result: NodeCutResult): string {
     `${result.image.wordsNew} new; ${result.segmentsVerified} live segments verified; sends ` +
     `${stats.sends}: acked ${stats.acked}, indeterminate ${stats.indeterminate} ` +
     `(${stats.indeterminateRead} read); final read ${result.recordsRead}; ` +
+    `metadata acked: group offset ${result.metadataAcked.offset}, ` +
+    `${result.metadataAcked.topics} topic creates; ` +
     `${result.problems.length} problems; ${result.timeMs} ms`];
   if (!result.check.valid) lines.push(formatReport(result.check));
   lines.push(...result.problems);
