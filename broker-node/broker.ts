@@ -1,16 +1,19 @@
 /**
- * The broker process's wiring: metadata, transport, control channel, storage pool, recovery,
+ * The broker process's wiring: transport, control channel, storage pool, metadata, recovery,
  * request handlers, the expiry timer.
  *
- * Lifecycle: startBroker() loads the metadata files, opens the process's transport, connects
- * to and fences every storage node (the broker's epoch = 1 + the highest any node has seen),
- * rebuilds every partition (recovery.ts), and only then listens for clients. stop() closes the
- * transport (every client and storage connection) and the timer.
+ * Lifecycle: startBroker() locks its data directory (one broker per directory), opens the
+ * process's transport, connects to and fences every storage node (an epoch above every epoch
+ * any node has seen: storage-pool.ts), reads the cluster metadata from the storage nodes'
+ * metadata log (metadata-store.ts), rebuilds every partition (recovery.ts), and only then
+ * listens for clients. stop() closes the transport (every client and storage connection) and
+ * the timer.
  *
  * Fencing (fence.ts): when any storage request, hello or reconnect learns that a newer broker
  * raised the epoch, the fence trips once: every client request in flight or still to come is
- * answered PMQ_ERR_FENCED, no metadata file is written any more, the timer stops, the reason
- * is logged at error level and opts.onFenced is called (the CLI stops and exits with code 2).
+ * answered PMQ_ERR_FENCED, the timer stops, the reason is logged at error level and
+ * opts.onFenced is called (the CLI stops and exits with code 2). A fenced broker can change no
+ * metadata: the storage node refuses its appends.
  */
 import { mkdir } from 'node:fs/promises';
 
@@ -84,15 +87,8 @@ function idAllocator(epoch: number): () => number {
 
 export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const log = opts.log.child({ component: 'broker' });
-  await mkdir(opts.dataDir, { recursive: true }).catch(() => undefined); // open() says why
+  await mkdir(opts.dataDir, { recursive: true }).catch(() => undefined); // the lock says why
   const dirLock = lockDataDir(opts.dataDir);
-  let metadata: MetadataStore;
-  try {
-    metadata = await MetadataStore.open(opts.dataDir, log);
-  } catch (error) {
-    dirLock.release();
-    throw error;
-  }
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
   const clusterKey = opts.clusterKey;
@@ -118,11 +114,10 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
       'PMQ_ERR_FENCED and stopping');
     opts.onFenced(why);
   });
-  metadata.setGuard({ fenced: () => fence.fenced(), confirm: () => pool.confirmEpoch() });
   try {
-    const infos = await pool.start(metadata.epochLast);
+    const infos = await pool.start();
+    const metadata = await MetadataStore.open(pool, infos, opts.dataDir, log);
     const quarantine = new Quarantine();
-    await metadata.recordEpoch(pool.epoch);
     const reservationTimeoutMs = opts.reservationTimeoutMs ??
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),

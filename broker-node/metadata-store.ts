@@ -1,260 +1,164 @@
 /**
- * The broker's own durable metadata: topics (name → partition count) and consumer-group
- * committed offsets, each in one small file of the broker's data directory
- * (docs/broker.md, "Metadata files", byte by byte).
+ * The cluster's metadata — topics and consumer-group committed offsets — kept where fencing
+ * applies: in the metadata log of one storage node's region (storage-node/metadata-log.ts;
+ * docs/broker.md, "Where metadata lives"). The broker's data directory holds none of it, so an
+ * empty, stale, copied or shared directory can lose nothing.
  *
- * Durability: a change is acknowledged only after the file holding it is durable: the whole
- * document is written to `<name>.tmp`, fsynced, renamed over `<name>`, and the directory
- * fsynced, so a crash leaves the old or the new file, never a torn one. Writes are batched:
- * changes made while a write is in flight go out together in the next write (many offset
- * commits, one fsync).
+ * Durability: a change is acknowledged only after the storage node has persisted it under
+ * this broker's epoch (`metaAppend`). A fenced broker's append is refused (PMQ_ERR_EPOCH_STALE
+ * fences it: storage-pool.ts), and the storage node runs appends in turn with epoch raises, so
+ * a newer broker reads every change an older one acknowledged. Changes made while an append is
+ * in flight go out together in the next one (group commit). After any failed append the next
+ * one is a whole snapshot, so the log always ends in the state this broker holds.
  *
- * Fencing (guard()): with a guard set (broker.ts), each write first has every storage node
- * confirm the broker's epoch (one round trip per batched write), and none is written, nor
- * renamed into place, once the broker is fenced: the waiters get PMQ_ERR_FENCED and the file
- * keeps its bytes. This narrows, but does not close, the window in which a broker that is
- * about to be fenced writes; metadata that only fenced storage can hold closes it.
+ * The log: the first value of each of its segments is a snapshot (`{v, topics, offsets}`), the
+ * rest are changes (`{v, ops}`); JSON, version METADATA_VALUE_VERSION. A snapshot is written
+ * when the log is empty, after a failure, and when the segment would fill.
  *
- * Concurrency: JS thread only; at most one write per file in flight.
+ * Which node: the one whose region holds the log; with none (a new cluster), the lowest node
+ * id. Several brokers with etcd later replace this class behind the same methods.
+ *
+ * Concurrency: JS thread only; at most one append in flight.
  */
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
-import { crc32c } from '../native/crc32c.js';
+import { joinChunks, toChunks } from '../common/wire/chunks.js';
+import type { Message } from '../common/wire/messages.js';
+import { METADATA_TOPIC, METADATA_VALUE_BYTES_MAX } from '../common/metadata-log.js';
+import {
+  readLegacyMetadata, retireLegacyMetadata, type OffsetRecord, type TopicRecord,
+} from './metadata-legacy.js';
+import type { StorageInfo, StoragePool } from './storage-pool.js';
 
-export const METADATA_FORMAT_VERSION = 1;
-const MAGIC = [0x50, 0x4d, 0x51, 0x4d] as const; // "PMQM"
-export const METADATA_HEADER_SIZE_BYTES = 24;
-const BODY_SIZE_BYTES_MAX = 64 * 1024 * 1024;
+export type { OffsetRecord, TopicRecord } from './metadata-legacy.js';
+export const METADATA_VALUE_VERSION = 1;
+/** Room left in a segment before a change goes into a new one as a snapshot. */
+const SEGMENT_SLACK_BYTES = 4096;
 
-export const DocumentKind = { topics: 1, groupOffsets: 2 } as const;
-export type DocumentKind = (typeof DocumentKind)[keyof typeof DocumentKind];
-
-/** What a metadata write asks first (broker.ts wires it to the fence and the storage pool). */
-export interface MetadataGuard {
-  /** PMQ_ERR_FENCED once the broker is fenced, else null. */
-  fenced(): PmqError | null;
-  /** Resolves while the broker's epoch is current; throws PMQ_ERR_FENCED when it is not. */
-  confirm(): Promise<void>;
-}
-
-export interface TopicRecord { topic: string; partitions: number; createdAtMs: number }
-export interface OffsetRecord { group: string; topic: string; partition: number; offset: number }
-
-function metadataError(code: string, message: string): PmqError {
-  return new PmqError(code, message);
-}
-
-/** Header + UTF-8 JSON body (docs/broker.md). Pure. */
-export function encodeDocument(kind: DocumentKind, generation: number, body: unknown):
-  Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify(body));
-  invariant(json.byteLength <= BODY_SIZE_BYTES_MAX, 'metadata document within limit',
-    { sizeBytes: json.byteLength });
-  const bytes = new Uint8Array(METADATA_HEADER_SIZE_BYTES + json.byteLength);
-  const view = new DataView(bytes.buffer);
-  bytes.set(MAGIC, 0);
-  view.setUint16(4, METADATA_FORMAT_VERSION, true);
-  view.setUint8(6, kind);
-  view.setBigUint64(8, BigInt(generation), true);
-  view.setUint32(16, json.byteLength, true);
-  view.setUint32(20, crc32c(json, 0, json.byteLength), true);
-  bytes.set(json, METADATA_HEADER_SIZE_BYTES);
-  return bytes;
-}
-
-/** Checks header, version, kind, length and CRC; returns the generation and parsed body. */
-export function decodeDocument(bytes: Uint8Array, kind: DocumentKind, path: string):
-  { generation: number; body: unknown } {
-  const corrupt = (what: string): PmqError => metadataError('PMQ_ERR_METADATA_CORRUPT',
-    `${path}: ${what}: restore the file from a backup or remove it (loses its contents)`);
-  if (bytes.byteLength < METADATA_HEADER_SIZE_BYTES) throw corrupt('shorter than its header');
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (MAGIC.some((byte, index) => bytes[index] !== byte)) throw corrupt('bad magic');
-  const version = view.getUint16(4, true);
-  if (version !== METADATA_FORMAT_VERSION) {
-    throw metadataError('PMQ_ERR_METADATA_VERSION', `${path}: format version ${version}; ` +
-      `this broker reads ${METADATA_FORMAT_VERSION}: run the pmq version that wrote it`);
-  }
-  if (view.getUint8(6) !== kind || view.getUint8(7) !== 0) throw corrupt('wrong kind');
-  const generation = Number(view.getBigUint64(8, true));
-  const length = view.getUint32(16, true);
-  if (length !== bytes.byteLength - METADATA_HEADER_SIZE_BYTES) throw corrupt('bad length');
-  if (crc32c(bytes, METADATA_HEADER_SIZE_BYTES, length) !== view.getUint32(20, true)) {
-    throw corrupt('CRC mismatch');
-  }
-  try {
-    const text = new TextDecoder('utf-8', { fatal: true })
-      .decode(bytes.subarray(METADATA_HEADER_SIZE_BYTES));
-    return { generation, body: JSON.parse(text) as unknown };
-  } catch (error) {
-    throw corrupt(`body is not JSON (${String(error)})`);
-  }
-}
-
-/** Writes `bytes` to dir/name atomically and durably (temp file, fsync, rename, fsync dir). */
-export async function writeFileDurably(dir: string, name: string, bytes: Uint8Array,
-  beforeRename: () => void = () => undefined): Promise<void> {
-  const temp = join(dir, `${name}.tmp`);
-  const file = await open(temp, 'w', 0o644);
-  try {
-    await file.writeFile(bytes);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  try {
-    beforeRename();
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-  await rename(temp, join(dir, name));
-  const directory = await open(dir, 'r');
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
-  }
-}
-
-/** One durable document: save() resolves once a write that began after the call is durable. */
-class DurableDocument {
-  #generation = 0;
-  #writing = false;
-  #waiting: { resolve: () => void; reject: (error: Error) => void }[] = [];
-
-  constructor(private readonly dir: string, private readonly name: string,
-    private readonly kind: DocumentKind, private readonly snapshot: () => unknown,
-    private readonly guard: () => MetadataGuard | null) {}
-
-  async load(): Promise<unknown> {
-    const path = join(this.dir, this.name);
-    let bytes: Uint8Array;
-    try {
-      bytes = await readFile(path);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw metadataError('PMQ_ERR_METADATA_IO', `${path}: ${String(error)}`);
-    }
-    const { generation, body } = decodeDocument(bytes, this.kind, path);
-    this.#generation = generation;
-    return body;
-  }
-
-  save(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#waiting.push({ resolve, reject });
-      this.#writeNext();
-    });
-  }
-
-  #writeNext(): void {
-    if (this.#writing || this.#waiting.length === 0) return;
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    this.#writing = true;
-    this.#write().then(
-      () => { for (const waiter of waiting) waiter.resolve(); },
-      (error: unknown) => {
-        const failure = error instanceof PmqError ? error : new PmqError('PMQ_ERR_METADATA_IO',
-          `writing ${this.name} failed: ${String(error)}: check the data directory (space, ` +
-          'permissions)', { cause: error, retriable: true });
-        for (const waiter of waiting) waiter.reject(failure);
-      },
-    ).finally(() => {
-      this.#writing = false;
-      this.#writeNext();
-    });
-  }
-
-  /** Confirms the epoch (with a guard), then writes; never once fenced. */
-  async #write(): Promise<void> {
-    const guard = this.guard();
-    const checkFence = (): void => {
-      const fenced = guard?.fenced() ?? null;
-      if (fenced !== null) throw fenced;
-    };
-    checkFence();
-    await guard?.confirm();
-    checkFence();
-    this.#generation += 1;
-    const bytes = encodeDocument(this.kind, this.#generation, this.snapshot());
-    try {
-      await writeFileDurably(this.dir, this.name, bytes, checkFence);
-    } catch (error) {
-      if (error instanceof PmqError) throw error;
-      throw new PmqError('PMQ_ERR_METADATA_IO', `writing ${this.name} failed: ` +
-        `${String(error)}: check the data directory (space, permissions)`,
-      { cause: error, retriable: true });
-    }
-  }
-}
+type Op = ['topic', string, number, number] | ['untopic', string] |
+  ['offset', string, string, number, number];
 
 const offsetKey = (group: string, topic: string, partition: number): string =>
   JSON.stringify([group, topic, partition]);
+const text = new TextEncoder();
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function corrupt(nodeId: number, what: string): PmqError {
+  return new PmqError('PMQ_ERR_METADATA_CORRUPT', `the metadata log on storage node ${nodeId}: ` +
+    `${what}`);
+}
+
+/** Where the log is: the node holding metadata segments written at the highest epoch. */
+function chooseLogNode(infos: readonly StorageInfo[], log: Logger): number {
+  const holders = infos.map((info) => ({ nodeId: info.nodeId, epoch: Math.max(-1,
+    ...info.segments.filter((s) => s.topic === METADATA_TOPIC).map((s) => s.epoch)) }))
+    .filter((holder) => holder.epoch >= 0).sort((a, b) => b.epoch - a.epoch);
+  if (holders.length > 1) {
+    log.warn({ holders }, 'several storage nodes hold a metadata log: using the one written ' +
+      'at the highest epoch; the others are left untouched');
+  }
+  return holders[0]?.nodeId ?? Math.min(...infos.map((info) => info.nodeId));
+}
 
 export class MetadataStore {
   readonly #topics = new Map<string, TopicRecord>();
-  #epochLast = 0;
   readonly #offsets = new Map<string, OffsetRecord>();
-  readonly #topicsDocument: DurableDocument;
-  readonly #offsetsDocument: DurableDocument;
-  #guard: MetadataGuard | null = null;
+  /** JSON bytes of the state as a snapshot would hold it (bounded: see #reserve). */
+  #stateBytes = 64;
+  #pending: Op[] = [];
+  #waiting: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  #writing = false;
+  #snapshotNext = false;
+  #use = { usedBytes: 0, sizeBytes: 0 };
 
-  private constructor(readonly dir: string) {
-    const guard = (): MetadataGuard | null => this.#guard;
-    this.#topicsDocument = new DurableDocument(dir, 'topics.pmqmeta', DocumentKind.topics,
-      () => ({ epoch: this.#epochLast, topics: [...this.#topics.values()] }), guard);
-    this.#offsetsDocument = new DurableDocument(dir, 'group-offsets.pmqmeta',
-      DocumentKind.groupOffsets, () => ({ offsets: [...this.#offsets.values()] }), guard);
-  }
+  private constructor(private readonly pool: StoragePool, readonly nodeId: number,
+    private readonly log: Logger) {}
 
-  /** From now on every write asks `guard` first (see the file comment, "Fencing"). */
-  setGuard(guard: MetadataGuard): void {
-    this.#guard = guard;
-  }
-
-  /** Opens (creating the directory if needed) and loads both files. */
-  static async open(dir: string, log: Logger): Promise<MetadataStore> {
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (error) {
-      throw metadataError('PMQ_ERR_METADATA_IO', `cannot create data directory ${dir}: ` +
-        `${String(error)}`);
+  /**
+   * Reads the log from the storage nodes (after pool.start()). An empty log takes the
+   * metadata files of a version-1 data directory, if `dataDir` has them.
+   */
+  static async open(pool: StoragePool, infos: readonly StorageInfo[], dataDir: string,
+    log: Logger): Promise<MetadataStore> {
+    const store = new MetadataStore(pool, chooseLogNode(infos, log), log);
+    const values = await store.#readLog();
+    if (values.length === 0) {
+      store.#snapshotNext = true;
+      const legacy = await readLegacyMetadata(dataDir);
+      if (legacy !== null) {
+        for (const topic of legacy.topics) store.#apply(['topic', topic.topic, topic.partitions,
+          topic.createdAtMs]);
+        for (const o of legacy.offsets) store.#apply(['offset', o.group, o.topic, o.partition,
+          o.offset]);
+        await store.#save();
+        await retireLegacyMetadata(dataDir);
+        log.warn({ dataDir, topics: legacy.topics.length, groupOffsets: legacy.offsets.length },
+          'metadata files of the data directory moved into the storage nodes\' metadata log');
+      }
+    } else {
+      values.forEach((value, index) => store.#replay(value, index === 0));
     }
-    const store = new MetadataStore(dir);
-    await rm(join(dir, 'topics.pmqmeta.tmp'), { force: true });
-    await rm(join(dir, 'group-offsets.pmqmeta.tmp'), { force: true });
-    const topicsBody = await store.#topicsDocument.load();
-    for (const topic of parseTopics(topicsBody, dir)) store.#topics.set(topic.topic, topic);
-    const epoch = (topicsBody as { epoch?: unknown } | null)?.epoch ?? 0;
-    if (!Number.isSafeInteger(epoch) || (epoch as number) < 0) {
-      throw metadataError('PMQ_ERR_METADATA_CORRUPT', `${dir}/topics.pmqmeta: bad epoch`);
-    }
-    store.#epochLast = epoch as number;
-    for (const offset of parseOffsets(await store.#offsetsDocument.load(), dir)) {
-      store.#offsets.set(offsetKey(offset.group, offset.topic, offset.partition), offset);
-    }
-    log.info({ dir, topics: store.#topics.size, groupOffsets: store.#offsets.size },
-      'metadata loaded');
+    log.info({ nodeId: store.nodeId, topics: store.#topics.size,
+      groupOffsets: store.#offsets.size, values: values.length }, 'metadata loaded');
     return store;
   }
 
-  /** The broker's fencing epoch when it last started (0: never). */
-  get epochLast(): number {
-    return this.#epochLast;
+  async #readLog(): Promise<Uint8Array[]> {
+    const values: Uint8Array[] = [];
+    for (let from = 0; ;) {
+      const reply = await this.pool.request(this.nodeId, 'metaRead', { from }) as
+        Message<'metaValues'>;
+      const framed = joinChunks(reply.chunks);
+      const view = new DataView(framed.buffer, framed.byteOffset, framed.byteLength);
+      for (let at = 0; at < framed.byteLength;) {
+        const length = view.getUint32(at, true);
+        values.push(framed.subarray(at + 4, at + 4 + length));
+        at += 4 + length;
+      }
+      this.#use = { usedBytes: reply.usedBytes, sizeBytes: reply.sizeBytes };
+      if (reply.end) return values;
+      invariant(reply.next > from, 'metadata reads move on', { from, next: reply.next });
+      from = reply.next;
+    }
   }
 
-  /** Remembers the broker's new epoch; durable on return. */
-  async recordEpoch(epoch: number): Promise<void> {
-    invariant(epoch >= this.#epochLast, 'epochs never go down', { epoch, last: this.#epochLast });
-    this.#epochLast = epoch;
-    await this.#topicsDocument.save();
+  #replay(value: Uint8Array, snapshot: boolean): void {
+    let body: { v?: unknown; topics?: unknown; offsets?: unknown; ops?: unknown };
+    try {
+      body = JSON.parse(utf8.decode(value)) as typeof body;
+    } catch (error) {
+      throw corrupt(this.nodeId, `a value is not JSON (${String(error)})`);
+    }
+    if (body.v !== METADATA_VALUE_VERSION) {
+      throw new PmqError('PMQ_ERR_METADATA_VERSION', `the metadata log on storage node ` +
+        `${this.nodeId} has a value of version ${String(body.v)}; this broker reads ` +
+        `${METADATA_VALUE_VERSION}: run the pmq version that wrote it`);
+    }
+    const ops: unknown[] = snapshot ? [
+      ...(Array.isArray(body.topics) ? body.topics : [null]).map((t) => ['topic', ...t as []]),
+      ...(Array.isArray(body.offsets) ? body.offsets : [null]).map((o) => ['offset', ...o as []]),
+    ] : Array.isArray(body.ops) ? body.ops : [null];
+    for (const op of ops) {
+      if (!validOp(op)) throw corrupt(this.nodeId, `bad entry ${JSON.stringify(op)}`);
+      this.#apply(op);
+    }
+  }
+
+  #apply(op: Op): void {
+    if (op[0] === 'topic') {
+      this.#topics.set(op[1], { topic: op[1], partitions: op[2], createdAtMs: op[3] });
+    } else if (op[0] === 'untopic') {
+      this.#topics.delete(op[1]);
+      for (const [key, offset] of this.#offsets) {
+        if (offset.topic === op[1]) this.#offsets.delete(key);
+      }
+    } else {
+      this.#offsets.set(offsetKey(op[1], op[2], op[3]),
+        { group: op[1], topic: op[2], partition: op[3], offset: op[4] });
+    }
+    this.#stateBytes = Math.max(64, this.#stateBytes + opBytes(op));
   }
 
   topics(): TopicRecord[] {
@@ -265,78 +169,144 @@ export class MetadataStore {
     return this.#topics.get(name);
   }
 
-  /** Durable on return. Throws PMQ_ERR_TOPIC_EXISTS. */
+  /** Durable on return. Throws PMQ_ERR_TOPIC_EXISTS, PMQ_ERR_LIMIT. */
   async createTopic(topic: string, partitions: number): Promise<TopicRecord> {
     if (this.#topics.has(topic)) {
       throw new PmqError('PMQ_ERR_TOPIC_EXISTS', `topic ${topic} exists: use it, or delete it ` +
         'first');
     }
-    const record = { topic, partitions, createdAtMs: Date.now() };
-    this.#topics.set(topic, record);
+    const op: Op = ['topic', topic, partitions, Date.now()];
+    this.#reserve(op);
+    this.#apply(op);
     try {
-      await this.#topicsDocument.save();
+      await this.#change(op);
     } catch (error) {
-      this.#topics.delete(topic);
+      this.#apply(['untopic', topic]);
       throw error;
     }
-    return record;
+    return this.#topics.get(topic)!;
   }
 
   /** Durable on return; the topic's group offsets go too. */
   async deleteTopic(topic: string): Promise<void> {
     const record = this.#topics.get(topic);
     invariant(record !== undefined, 'deleteTopic of a known topic', { topic });
-    this.#topics.delete(topic);
-    for (const [key, offset] of this.#offsets) {
-      if (offset.topic === topic) this.#offsets.delete(key);
-    }
+    this.#apply(['untopic', topic]);
     try {
-      await this.#topicsDocument.save();
+      await this.#change(['untopic', topic]);
     } catch (error) {
-      this.#topics.set(topic, record);
+      this.#apply(['topic', record.topic, record.partitions, record.createdAtMs]);
       throw error;
     }
-    await this.#offsetsDocument.save();
   }
 
   groupOffset(group: string, topic: string, partition: number): number {
     return this.#offsets.get(offsetKey(group, topic, partition))?.offset ?? -1;
   }
 
-  /** Durable on return; commits made meanwhile share one write. */
+  /** Durable on return; commits made meanwhile share one append. */
   async commitGroupOffset(record: OffsetRecord): Promise<void> {
     const key = offsetKey(record.group, record.topic, record.partition);
-    if (!this.#offsets.has(key) && this.#offsets.size >= BROKER_LIMITS.groupOffsetsMax) {
-      throw new PmqError('PMQ_ERR_LIMIT', `${BROKER_LIMITS.groupOffsetsMax} group offsets are ` +
-        'stored (the maximum): delete unused topics');
+    const op: Op = ['offset', record.group, record.topic, record.partition, record.offset];
+    if (!this.#offsets.has(key)) {
+      if (this.#offsets.size >= BROKER_LIMITS.groupOffsetsMax) {
+        throw new PmqError('PMQ_ERR_LIMIT', `${BROKER_LIMITS.groupOffsetsMax} group offsets ` +
+          'are stored (the maximum): delete unused topics');
+      }
+      this.#reserve(op);
     }
-    this.#offsets.set(key, { ...record });
-    await this.#offsetsDocument.save();
+    this.#apply(op);
+    await this.#change(op);
+  }
+
+  /** Refuses a new entry when the snapshot would outgrow what one append may carry. */
+  #reserve(op: Op): void {
+    const limit = Math.min(METADATA_VALUE_BYTES_MAX, Math.floor(this.#use.sizeBytes / 2) ||
+      METADATA_VALUE_BYTES_MAX);
+    if (this.#stateBytes + opBytes(op) > limit) {
+      throw new PmqError('PMQ_ERR_LIMIT', `the cluster metadata would exceed ${limit} bytes ` +
+        '(half a storage segment, at most 8 MiB): delete topics or groups, or use larger ' +
+        'segments (pmq storage --segment-size)');
+    }
+  }
+
+  #change(op: Op): Promise<void> {
+    this.#pending.push(op);
+    return this.#save();
+  }
+
+  #save(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ resolve, reject });
+      this.#writeNext();
+    });
+  }
+
+  #writeNext(): void {
+    if (this.#writing || this.#waiting.length === 0) return;
+    const waiting = this.#waiting;
+    const ops = this.#pending;
+    this.#waiting = [];
+    this.#pending = [];
+    this.#writing = true;
+    this.#append(ops).then(
+      () => { for (const waiter of waiting) waiter.resolve(); },
+      (error: unknown) => {
+        this.#snapshotNext = true;
+        const failure = error instanceof PmqError ? error : new PmqError('PMQ_ERR_METADATA_IO',
+          `metadata append failed: ${String(error)}`, { cause: error, retriable: true });
+        for (const waiter of waiting) waiter.reject(failure);
+      },
+    ).finally(() => {
+      this.#writing = false;
+      this.#writeNext();
+    });
+  }
+
+  /** One append: the changes, or a snapshot when due (or when the node asks for one). */
+  async #append(ops: Op[]): Promise<void> {
+    const change = text.encode(JSON.stringify({ v: METADATA_VALUE_VERSION, ops }));
+    const full = this.#use.usedBytes + change.byteLength + SEGMENT_SLACK_BYTES >
+      this.#use.sizeBytes;
+    if (!this.#snapshotNext && !full) {
+      try {
+        return await this.#send(change, false);
+      } catch (error) {
+        const code = error instanceof PmqError ? error.code : '';
+        if (code !== 'PMQ_ERR_METADATA_FULL' && code !== 'PMQ_ERR_METADATA_SNAPSHOT') throw error;
+      }
+    }
+    const snapshot = text.encode(JSON.stringify({ v: METADATA_VALUE_VERSION,
+      topics: [...this.#topics.values()].map((t) => [t.topic, t.partitions, t.createdAtMs]),
+      offsets: [...this.#offsets.values()].map((o) => [o.group, o.topic, o.partition,
+        o.offset]) }));
+    await this.#send(snapshot, true);
+    this.#snapshotNext = false;
+    this.#stateBytes = snapshot.byteLength;
+    this.log.debug({ bytes: snapshot.byteLength }, 'metadata snapshot written');
+  }
+
+  async #send(value: Uint8Array, snapshot: boolean): Promise<void> {
+    const reply = await this.pool.request(this.nodeId, 'metaAppend',
+      { snapshot, chunks: toChunks(value) }) as Message<'metaAppended'>;
+    this.#use = { usedBytes: reply.usedBytes, sizeBytes: reply.sizeBytes };
   }
 }
 
-function parseTopics(body: unknown, dir: string): TopicRecord[] {
-  if (body === null) return [];
-  const list = (body as { topics?: unknown }).topics;
-  const valid = Array.isArray(list) && list.every((item: unknown) => {
-    const record = item as TopicRecord;
-    return typeof record?.topic === 'string' && Number.isSafeInteger(record.partitions) &&
-      record.partitions >= 1 && Number.isSafeInteger(record.createdAtMs);
-  });
-  if (!valid) throw metadataError('PMQ_ERR_METADATA_CORRUPT', `${dir}/topics.pmqmeta: bad body`);
-  return list as TopicRecord[];
+/** What an op adds to (or, for a removal, roughly takes from) the snapshot's JSON. */
+function opBytes(op: Op): number {
+  if (op[0] === 'untopic') return 0;
+  return JSON.stringify(op.slice(1)).length + 1;
 }
 
-function parseOffsets(body: unknown, dir: string): OffsetRecord[] {
-  if (body === null) return [];
-  const list = (body as { offsets?: unknown }).offsets;
-  const valid = Array.isArray(list) && list.every((item: unknown) => {
-    const record = item as OffsetRecord;
-    return typeof record?.group === 'string' && typeof record.topic === 'string' &&
-      Number.isSafeInteger(record.partition) && Number.isSafeInteger(record.offset);
-  });
-  if (!valid) {
-    throw metadataError('PMQ_ERR_METADATA_CORRUPT', `${dir}/group-offsets.pmqmeta: bad body`);
+function validOp(op: unknown): op is Op {
+  if (!Array.isArray(op)) return false;
+  const [kind, a, b, c, d] = op as unknown[];
+  const count = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (kind === 'topic') {
+    return op.length === 4 && typeof a === 'string' && count(b) && (b as number) >= 1 && count(c);
   }
-  return list as OffsetRecord[];
+  if (kind === 'untopic') return op.length === 2 && typeof a === 'string';
+  return kind === 'offset' && op.length === 5 && typeof a === 'string' && typeof b === 'string' &&
+    count(c) && Number.isSafeInteger(d);
 }

@@ -10,6 +10,7 @@
  * records. They are quarantined (quarantine.ts) until an operator frees them.
  */
 import type { Logger } from '../common/log.js';
+import { METADATA_TOPIC } from '../common/metadata-log.js';
 import type { MetadataStore } from './metadata-store.js';
 import { Partition, type PartitionDeps } from './partition.js';
 import type { Quarantine } from './quarantine.js';
@@ -34,6 +35,7 @@ export async function recoverPartitions(deps: PartitionDeps, metadata: MetadataS
   const byPlace = new Map<string, Located[]>();
   for (const info of infos) {
     for (const entry of info.segments) {
+      if (entry.topic === METADATA_TOPIC) continue; // the metadata log: metadata-store.ts
       const topic = metadata.topic(entry.topic);
       if (topic === undefined || entry.partition >= topic.partitions) {
         const reason = topic === undefined ? 'unknown topic' : 'partition out of range';

@@ -16,6 +16,7 @@
  * removal durable first, then frees its segments (a crash in between leaves segments that the
  * next recovery frees).
  */
+import { reservedTopic } from '../common/metadata-log.js';
 import { PmqError } from '../common/errors.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
@@ -72,6 +73,10 @@ async function createTopic(context: ServerContext, topic: string, partitions: nu
   if (partitions < 1 || partitions > BROKER_LIMITS.partitionsPerTopicMax) {
     throw new PmqError('PMQ_ERR_ARGUMENT', `partitions must be 1..` +
       `${BROKER_LIMITS.partitionsPerTopicMax}, got ${partitions}`);
+  }
+  if (reservedTopic(topic)) {
+    throw new PmqError('PMQ_ERR_ARGUMENT', `topic names starting with __pmq are reserved for ` +
+      `pmq's own use: choose another name than ${topic}`);
   }
   if (context.quarantine.holdsTopic(topic)) {
     throw new PmqError('PMQ_ERR_TOPIC_QUARANTINED', `segments of an earlier topic ${topic} are ` +

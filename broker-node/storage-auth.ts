@@ -2,9 +2,10 @@
  * The broker's side of the cluster-key handshake with a storage node (docs/security.md,
  * "Broker ↔ storage: the cluster key"; the storage side is storage-node/broker-auth.ts):
  * `brokerAuth { Nb }` → `brokerChallenge { Ns, MAC(storage-proof, Nb, Ns) }`, which the broker
- * checks before it proves anything itself → `storageHello { epoch, MAC(broker-proof, Ns, Nb,
- * u64(epoch)) }` → `storageInfo`. A fresh Nb per hello: a storage node's proof cannot be
- * replayed to the broker, nor the broker's to a storage node (Ns is fresh and single-use).
+ * checks before it proves anything itself → `storageHello { epoch, instance, MAC(broker-proof,
+ * Ns, Nb, u64(epoch), u64(instance)) }` → `storageInfo`. A fresh Nb per hello: a storage
+ * node's proof cannot be replayed to the broker, nor the broker's to a storage node (Ns is
+ * fresh and single-use).
  */
 import {
   type ClusterKey, NONCE_BYTES, nonce as freshNonce, u64,
@@ -19,9 +20,14 @@ export function notOurKey(where: string): PmqError {
     'key: give every storage node and broker the same --cluster-key-file');
 }
 
-/** Authenticates both ways on `ep`, then sends storageHello at `epoch`; returns storageInfo. */
+/**
+ * Authenticates both ways on `ep`, then sends storageHello at `epoch` as broker `instance`;
+ * returns storageInfo.
+ */
 export async function helloWithKey(channel: ControlChannel, ep: Endpoint, key: ClusterKey,
-  epoch: number, where: string, timeoutMs: number): Promise<Message<'storageInfo'>> {
+  hello: { epoch: number; instance: number }, where: string, timeoutMs: number):
+  Promise<Message<'storageInfo'>> {
+  const { epoch, instance } = hello;
   const brokerNonce = freshNonce();
   const challenge = await channel.request(ep, 'brokerAuth', { nonce: brokerNonce }, timeoutMs);
   if (challenge.kind !== 'brokerChallenge') {
@@ -31,8 +37,9 @@ export async function helloWithKey(channel: ControlChannel, ep: Endpoint, key: C
       !key.verify('storage-proof', challenge.proof, brokerNonce, challenge.nonce)) {
     throw notOurKey(where);
   }
-  const proof = key.mac('broker-proof', challenge.nonce, brokerNonce, u64(epoch));
-  const reply = await channel.request(ep, 'storageHello', { epoch, proof }, timeoutMs);
+  const proof = key.mac('broker-proof', challenge.nonce, brokerNonce, u64(epoch), u64(instance));
+  const reply = await channel.request(ep, 'storageHello', { epoch, instance, proof },
+    timeoutMs);
   if (reply.kind !== 'storageInfo') {
     throw new PmqError('PMQ_ERR_PROTOCOL', `storageHello answered with ${reply.kind}`);
   }

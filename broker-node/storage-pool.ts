@@ -11,8 +11,6 @@
  * or refuses ours as stale (PMQ_ERR_EPOCH_STALE on any request, hello, epochRaise or
  * reconnect), means a newer broker owns the cluster: onFenced() is called, exactly once, and
  * from then on every request fails at once with PMQ_ERR_FENCED; this broker must stop.
- * `confirmEpoch()` asks every node whether the epoch is still current, for what is
- * acknowledged without a storage request (metadata writes).
  *
  * Every connection first proves both ways that the peer holds the cluster key
  * (storage-auth.ts); a node that does not is a start-up error, as is a node that refuses our
@@ -20,7 +18,7 @@
  *
  * Concurrency: JS thread only.
  */
-import type { ClusterKey } from '../common/auth/keys.js';
+import { type ClusterKey, randomGrantKey } from '../common/auth/keys.js';
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { BROKER_LIMITS, EPOCH_MAX } from '../common/limits.js';
@@ -54,8 +52,6 @@ interface StorageNodeState {
 }
 
 export const STORAGE_REQUEST_TIMEOUT_MS = 10_000;
-/** How long confirmEpoch() waits for a node that is away (reconnecting) before giving up. */
-export const EPOCH_CONFIRM_TIMEOUT_MS = 5_000;
 
 function isStale(error: unknown): boolean {
   return error instanceof PmqError && error.code === 'PMQ_ERR_EPOCH_STALE';
@@ -87,6 +83,11 @@ function checkEpochInRange(epoch: number, why: string): number {
 
 export class StoragePool {
   #epoch = 0;
+  /**
+   * This broker process among all brokers ever: a storage node lets only the instance that
+   * raised it to its epoch hello again at that epoch, so two brokers never share an epoch.
+   */
+  readonly instance = randomGrantKey();
   readonly #nodes: StorageNodeState[];
   readonly #byNodeId = new Map<number, StorageNodeState>();
   readonly #upListeners = new Set<(nodeId: number) => void>();
@@ -114,16 +115,15 @@ export class StoragePool {
   }
 
   /**
-   * Connects, hellos and fences every node; returns their segment tables. `epochLast`: the
-   * highest epoch this broker's data directory remembers. storageHello raises a node to the
-   * epoch it carries and refuses one below the node's (PMQ_ERR_EPOCH_STALE), so the broker
-   * hellos with epochLast + 1 and, when a node is further (its data directory was lost, or
-   * another broker ran), starts again above the epoch that node names.
+   * Connects, hellos and fences every node; returns their segment tables. storageHello raises
+   * a node to the epoch it carries and refuses one at or below the node's (PMQ_ERR_EPOCH_STALE
+   * names the node's epoch; the same epoch is accepted only from the instance that raised the
+   * node to it), so the broker starts at 1 and, refused, starts again one above the epoch the
+   * node named: above every epoch any node has seen, never one another broker had.
    */
-  async start(epochLast: number): Promise<StorageInfo[]> {
+  async start(): Promise<StorageInfo[]> {
     const deadline = Date.now() + BROKER_LIMITS.storageStartTimeoutMs;
-    this.#epoch = checkEpochInRange(epochLast + 1, 'its data directory (--data-dir) remembers ' +
-      `epoch ${epochLast}`);
+    this.#epoch = 1;
     let infos: StorageInfo[] = [];
     for (let attempt = 0; ; attempt += 1) {
       try {
@@ -132,7 +132,7 @@ export class StoragePool {
         break;
       } catch (error) {
         const nodeEpoch = staleEpochOf(error);
-        if (nodeEpoch === null || attempt >= 4) throw error;
+        if (nodeEpoch === null || attempt >= 8) throw error;
         this.log.warn({ epoch: this.#epoch, nodeEpoch }, 'a storage node is at a higher epoch');
         this.#epoch = checkEpochInRange(Math.max(this.#epoch, nodeEpoch) + 1,
           `a storage node is at epoch ${nodeEpoch}`);
@@ -231,41 +231,6 @@ export class StoragePool {
     }
   }
 
-  /**
-   * Resolves once every storage node has confirmed that this broker's epoch is current
-   * (`epochRaise` at that epoch: a no-op on a node already there); waits up to
-   * EPOCH_CONFIRM_TIMEOUT_MS for nodes that are away. Throws PMQ_ERR_FENCED when a node
-   * refuses it (and fences this broker), PMQ_ERR_STORAGE_UNAVAILABLE when a node does not
-   * answer in time.
-   */
-  async confirmEpoch(): Promise<void> {
-    const deadline = Date.now() + EPOCH_CONFIRM_TIMEOUT_MS;
-    await Promise.all(this.#nodes.map((node) => this.#confirm(node, deadline)));
-  }
-
-  async #confirm(node: StorageNodeState, deadline: number): Promise<void> {
-    for (;;) {
-      if (this.#fenced) throw fencedError(this.#epoch);
-      const left = deadline - Date.now();
-      if (node.ep !== null && left > 0) {
-        try {
-          await this.channel.request(node.ep, 'epochRaise', { epoch: this.#epoch }, left);
-          return;
-        } catch (error) {
-          if (isStale(error)) {
-            this.#fence(`storage node ${node.nodeId} refused epoch ${this.#epoch} on ` +
-              `epochRaise: ${(error as PmqError).message}`);
-            throw fencedError(this.#epoch);
-          }
-        }
-      }
-      if (Date.now() >= deadline) {
-        throw unavailable(node, 'not confirming this broker\'s epoch');
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
   close(): void {
     this.#closed = true;
   }
@@ -301,7 +266,8 @@ export class StoragePool {
   async #hello(node: StorageNodeState): Promise<StorageInfo> {
     const ep = await this.transport.connect(node.address.host, node.address.port);
     try {
-      const reply = await helloWithKey(this.channel, ep, this.key, this.#epoch,
+      const reply = await helloWithKey(this.channel, ep, this.key,
+        { epoch: this.#epoch, instance: this.instance },
         `${node.address.host}:${node.address.port}`, STORAGE_REQUEST_TIMEOUT_MS);
       node.ep = ep;
       return reply;

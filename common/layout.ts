@@ -25,7 +25,8 @@ export const LAYOUT_ALIGNMENT_BYTES = 4096;
 /** The data area is aligned to the formatting machine's page size, at most this. */
 export const DATA_ALIGNMENT_BYTES_MAX = 65_536;
 
-export const SUPERBLOCK_VERSION = 1;
+/** Version 2 added ownerInstance (version 1 copies still decode, with ownerInstance 0). */
+export const SUPERBLOCK_VERSION = 2;
 export const SUPERBLOCK_COPY_COUNT = 2;
 /** Each copy owns 4 KiB (its own page); only the header at its start is written. */
 export const SUPERBLOCK_COPY_SIZE_BYTES = 4096;
@@ -35,7 +36,7 @@ export const SUPERBLOCK_FIELD_AT = {
   magic: 0, version: 8, headerSizeBytes: 10, flags: 12, sequence: 16, regionId: 24,
   nodeId: 40, reserved0: 44, regionSizeBytes: 48, segmentSizeBytes: 56, segmentCount: 64,
   entrySizeBytes: 68, entrySlotCount: 70, tableAddress: 72, dataAddress: 80, epoch: 88,
-  createdAtMs: 96, reserved1: 104, crc: 124,
+  createdAtMs: 96, ownerInstance: 104, reserved1: 112, crc: 124,
 } as const;
 
 export const SEGMENT_ENTRY_VERSION = 1;
@@ -89,6 +90,11 @@ export interface Superblock {
   readonly dataAddress: number;
   /** The fencing epoch: only rises. */
   readonly epoch: number;
+  /**
+   * The broker instance that raised the region to `epoch` (0: none yet, or a version 1 copy):
+   * only that instance may hello again at the same epoch (docs/broker.md, "Epochs").
+   */
+  readonly ownerInstance: number;
   readonly createdAtMs: number;
 }
 
@@ -268,6 +274,7 @@ export function superblockProblem(sb: Superblock): string | null {
   if (!isU32(sb.nodeId)) return `node id ${sb.nodeId} is not a uint32`;
   if (!isCount(sb.epoch)) return `epoch ${sb.epoch} is not a count`;
   if (!isCount(sb.createdAtMs)) return `created time ${sb.createdAtMs} is not a count`;
+  if (!isCount(sb.ownerInstance)) return `owner instance ${sb.ownerInstance} is not a count`;
   return geometryProblem(sb);
 }
 
@@ -294,6 +301,7 @@ export function encodeSuperblock(bytes: Uint8Array, at: number, sb: Superblock):
   setU64(view, SB.dataAddress, sb.dataAddress);
   setU64(view, SB.epoch, sb.epoch);
   setU64(view, SB.createdAtMs, sb.createdAtMs);
+  setU64(view, SB.ownerInstance, sb.ownerInstance);
   view.setUint32(SB.crc, crc32c(header, 0, SB.crc), true);
 }
 
@@ -308,13 +316,15 @@ export function decodeSuperblock(bytes: Uint8Array, at: number): Decoded<Superbl
   const version = view.getUint16(SB.version, true);
   switch (version) {
     case 0: return bad(`superblock version 0 is never written: a torn or damaged header`);
-    case 1: return decodeSuperblockV1(header, view);
+    case 1: case 2: return decodeSuperblockV1V2(header, view, version);
     default: return bad(`superblock version ${version}; this build reads ${SUPERBLOCK_VERSION}`,
       'version');
   }
 }
 
-function decodeSuperblockV1(header: Uint8Array, view: DataView): Decoded<Superblock> {
+/** Version 2 is version 1 with ownerInstance in the first 8 bytes of version 1's reserved1. */
+function decodeSuperblockV1V2(header: Uint8Array, view: DataView, version: number):
+  Decoded<Superblock> {
   const crc = crcProblem(header, view, SB.crc);
   if (crc !== null) return bad(crc);
   if (view.getUint16(SB.headerSizeBytes, true) !== SUPERBLOCK_HEADER_SIZE_BYTES ||
@@ -323,7 +333,7 @@ function decodeSuperblockV1(header: Uint8Array, view: DataView): Decoded<Superbl
     return bad('header size, entry size or slot count differ from version 1');
   }
   if (view.getUint32(SB.flags, true) !== 0 || !allZero(header, SB.reserved0, SB.regionSizeBytes) ||
-      !allZero(header, SB.reserved1, SB.crc)) {
+      !allZero(header, version === 1 ? SB.ownerInstance : SB.reserved1, SB.crc)) {
     return bad('flags or reserved bytes are not zero');
   }
   const u64 = {
@@ -332,6 +342,7 @@ function decodeSuperblockV1(header: Uint8Array, view: DataView): Decoded<Superbl
     tableAddress: getU64(view, SB.tableAddress),
     dataAddress: getU64(view, SB.dataAddress), epoch: getU64(view, SB.epoch),
     createdAtMs: getU64(view, SB.createdAtMs),
+    ownerInstance: version === 1 ? 0 : getU64(view, SB.ownerInstance),
   };
   for (const [name, value] of Object.entries(u64)) {
     if (value === null) return bad(`${name} is not below 2^53`);
@@ -343,6 +354,7 @@ function decodeSuperblockV1(header: Uint8Array, view: DataView): Decoded<Superbl
     regionSizeBytes: u64.regionSizeBytes ?? 0, segmentSizeBytes: u64.segmentSizeBytes ?? 0,
     segmentCount: view.getUint32(SB.segmentCount, true), tableAddress: u64.tableAddress ?? 0,
     dataAddress: u64.dataAddress ?? 0, epoch: u64.epoch ?? 0, createdAtMs: u64.createdAtMs ?? 0,
+    ownerInstance: u64.ownerInstance ?? 0,
   };
   const problem = superblockProblem(sb);
   return problem === null ? ok(sb) : bad(problem);

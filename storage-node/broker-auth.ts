@@ -5,7 +5,8 @@
  *
  *   broker → `brokerAuth { nonce: Nb }`
  *   storage ← `brokerChallenge { nonce: Ns, proof: MAC(storage-proof, Nb, Ns) }`
- *   broker → `storageHello { epoch, proof: MAC(broker-proof, Ns, Nb, u64(epoch)) }`
+ *   broker → `storageHello { epoch, instance, proof: MAC(broker-proof, Ns, Nb, u64(epoch),
+ *            u64(instance)) }`
  *
  * Ns is fresh per brokerAuth and used at most once: the first storageHello after it consumes
  * it, valid or not, and a new brokerAuth replaces it. Only after a valid proof is the endpoint
@@ -25,6 +26,8 @@ interface EndpointAuth {
   /** The challenge of the last brokerAuth, until a storageHello consumes it. */
   pending: { brokerNonce: Uint8Array; nodeNonce: Uint8Array } | null;
   broker: boolean;
+  /** The broker instance that authenticated on this endpoint (its last valid storageHello). */
+  instance: number;
 }
 
 export function authRefused(why: string): PmqError {
@@ -53,7 +56,7 @@ export class BrokerAuth {
     }
     const brokerNonce = Uint8Array.from(m.nonce);
     const nodeNonce = nonce();
-    const state = this.#endpoints.get(ep) ?? { pending: null, broker: false };
+    const state = this.#endpoints.get(ep) ?? { pending: null, broker: false, instance: 0 };
     state.pending = { brokerNonce, nodeNonce };
     this.#endpoints.set(ep, state);
     return { kind: 'brokerChallenge', body: { nonce: nodeNonce,
@@ -72,11 +75,12 @@ export class BrokerAuth {
     }
     state.pending = null;
     if (!this.#key.verify('broker-proof', m.proof, pending.nodeNonce, pending.brokerNonce,
-      u64(m.epoch))) {
+      u64(m.epoch), u64(m.instance))) {
       this.#log.warn({ ep }, 'storageHello with a proof that does not verify: a peer without ' +
         'this cluster\'s key, or a replay');
       throw authRefused('the proof does not verify (another cluster\'s key, or a replay)');
     }
+    state.instance = m.instance;
     if (!state.broker) {
       state.broker = true;
       bindBrokerSession(this.#transport, ep);
@@ -84,12 +88,17 @@ export class BrokerAuth {
     }
   }
 
-  /** Every broker request other than storageHello: only on an authenticated endpoint. */
-  require(ep: Endpoint, kind: string): void {
-    if (this.#endpoints.get(ep)?.broker !== true) {
+  /**
+   * Every broker request other than storageHello: only on an authenticated endpoint. Returns
+   * the broker instance that authenticated there.
+   */
+  require(ep: Endpoint, kind: string): number {
+    const state = this.#endpoints.get(ep);
+    if (state?.broker !== true) {
       throw authRefused(`${kind} is a broker request; authenticate first (brokerAuth, ` +
         'storageHello)');
     }
+    return state.instance;
   }
 
   isBroker(ep: Endpoint): boolean {

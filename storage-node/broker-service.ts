@@ -27,7 +27,9 @@ import type { Logger } from '../common/log.js';
 import type { Body, Message } from '../common/wire/messages.js';
 import type { Endpoint, Transport } from '../native/transport.js';
 import type { ControlChannel, Handler, Reply } from '../rpc/control-channel.js';
+import { joinChunks, toChunks } from '../common/wire/chunks.js';
 import type { BrokerAuth } from './broker-auth.js';
+import { MetadataLog } from './metadata-log.js';
 import { readablePrefix, type GrantRegistry } from './grant-registry.js';
 import type { PersistQueue } from './persist-queue.js';
 import type { RegionStore, SegmentInfo } from './region-store.js';
@@ -36,7 +38,7 @@ const DONE: Reply<'done'> = { kind: 'done', body: {} };
 
 /** The broker's requests that need an authenticated endpoint (storageHello is the proof). */
 type BrokerRequest = 'epochRaise' | 'segmentAllocate' | 'grantCreate' | 'grantRevoke' |
-  'persist' | 'segmentFree';
+  'persist' | 'segmentFree' | 'metaAppend' | 'metaRead';
 
 export function segmentEntryBody(segment: SegmentInfo): Body<'segment'> {
   invariant(segment.state !== 'free', 'only live segments are described', { ...segment });
@@ -54,7 +56,9 @@ export class BrokerService {
   readonly #persists: PersistQueue;
   readonly #log: Logger;
   readonly #auth: BrokerAuth;
-  #raising: Promise<void> = Promise.resolve();
+  readonly #metadata: MetadataLog;
+  /** Epoch raises and metadata log calls, one at a time, in arrival order. */
+  #serial: Promise<void> = Promise.resolve();
 
   constructor(parts: { store: RegionStore; transport: Transport; grants: GrantRegistry;
     persists: PersistQueue; auth: BrokerAuth; log: Logger }) {
@@ -64,6 +68,7 @@ export class BrokerService {
     this.#persists = parts.persists;
     this.#log = parts.log;
     this.#auth = parts.auth;
+    this.#metadata = new MetadataLog(parts.store);
   }
 
   register(channel: ControlChannel): void {
@@ -72,27 +77,41 @@ export class BrokerService {
       this.#auth.acceptHello(ep, m); // PMQ_ERR_AUTH before anything else is looked at
       return this.storageHello(m);
     });
-    const broker = <K extends BrokerRequest>(kind: K,
+    channel.handle('epochRaise', async (ep, m) => {
+      await this.raiseEpoch(m.epoch, this.#auth.require(ep, 'epochRaise'));
+      return DONE;
+    });
+    // Only the instance that raised the node to its epoch is served: an epoch has one owner.
+    const broker = <K extends Exclude<BrokerRequest, 'epochRaise'>>(kind: K,
       serve: (m: Message<K>) => Reply | Promise<Reply>): void => {
       const handler: Handler<K> = (ep: Endpoint, m: Message<K>) => {
-        this.#auth.require(ep, kind);
+        const instance = this.#auth.require(ep, kind);
+        if (instance !== this.#store.ownerInstance) {
+          throw staleEpoch(m.epoch, this.#store.epoch, 'raised by another broker instance');
+        }
         return serve(m);
       };
       channel.handle(kind, handler);
     };
-    broker('epochRaise', async (m) => {
-      await this.raiseEpoch(m.epoch);
-      return DONE;
-    });
     broker('segmentAllocate', (m) => this.segmentAllocate(m));
     broker('grantCreate', (m) => this.grantCreate(m));
     broker('grantRevoke', (m) => this.grantRevoke(m));
     broker('persist', (m) => this.persist(m));
     broker('segmentFree', (m) => this.segmentFree(m));
+    broker('metaAppend', (m) => this.#inTurn(async () => {
+      this.#checkEpoch(m.epoch);
+      const use = await this.#metadata.append(m.epoch, joinChunks(m.chunks), m.snapshot);
+      return { kind: 'metaAppended', body: use };
+    }));
+    broker('metaRead', (m) => this.#inTurn(() => {
+      this.#checkEpoch(m.epoch);
+      const { framed, ...rest } = this.#metadata.read(m.from);
+      return Promise.resolve({ kind: 'metaValues', body: { chunks: toChunks(framed), ...rest } });
+    }));
   }
 
   async storageHello(m: Message<'storageHello'>): Promise<Reply<'storageInfo'>> {
-    await this.raiseEpoch(m.epoch);
+    await this.raiseEpoch(m.epoch, m.instance);
     const sb = this.#store.superblock;
     const segments = this.#store.segments().filter((s) => s.state !== 'free')
       .map(segmentEntryBody);
@@ -101,23 +120,35 @@ export class BrokerService {
       segments } };
   }
 
-  /** Raises the epoch to `epoch` (the same epoch is a no-op); refuses a lower one. */
-  raiseEpoch(epoch: number): Promise<void> {
-    const run = this.#raising.then(() => this.#raiseNow(epoch));
-    this.#raising = run.catch(() => undefined);
+  /**
+   * Raises the epoch to `epoch` for broker `instance`; refuses a lower epoch, and the same
+   * epoch from any instance but the one that raised the node to it (epochs are never reused:
+   * a broker that is not the owner must go higher, which fences the owner).
+   */
+  raiseEpoch(epoch: number, instance: number): Promise<void> {
+    return this.#inTurn(() => this.#raiseNow(epoch, instance));
+  }
+
+  /** Runs `work` after every raise and metadata call before it has finished. */
+  #inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#serial.then(work);
+    this.#serial = run.then(() => undefined, () => undefined);
     return run;
   }
 
-  async #raiseNow(epoch: number): Promise<void> {
+  async #raiseNow(epoch: number, instance: number): Promise<void> {
     const before = this.#store.epoch;
     if (epoch < before) throw staleEpoch(epoch, before);
-    if (epoch === before) return;
+    if (epoch === before) {
+      if (instance !== 0 && instance === this.#store.ownerInstance) return;
+      throw staleEpoch(epoch, before, 'raised by another broker instance');
+    }
     if (epoch > EPOCH_MAX || epoch - before > EPOCH_RAISE_STEP_MAX) {
       throw new PmqError('PMQ_ERR_EPOCH_RANGE', `epoch ${epoch} is out of range: this node ` +
         `is at epoch ${before}, a raise may add at most ${EPOCH_RAISE_STEP_MAX} and no epoch ` +
         `may exceed ${EPOCH_MAX}`);
     }
-    await this.#store.raiseEpoch(epoch);                   // 1. durable in the superblock
+    await this.#store.raiseEpoch(epoch, instance);         // 1. durable in the superblock
     invariant(this.#store.epoch === epoch, 'region epoch raised', { epoch });
     this.#transport.raiseEpoch(epoch);                     // 2. older grants are stale now
     await this.#grants.revokeOlderThan(epoch);             // 3. and gone, none in flight
@@ -223,7 +254,7 @@ export class BrokerService {
   }
 }
 
-function staleEpoch(epoch: number, current: number): PmqError {
+function staleEpoch(epoch: number, current: number, how = ''): PmqError {
   return new PmqError('PMQ_ERR_EPOCH_STALE', `epoch ${epoch} is fenced: this storage node is ` +
-    `at epoch ${current} (a newer broker owns it)`);
+    `at epoch ${current}${how === '' ? '' : `, ${how}`} (a newer broker owns it)`);
 }

@@ -213,7 +213,7 @@ export class RegionStore {
     }
     await persistRange(region, TABLE_ADDRESS, tableSizeBytes(g.segmentCount));
     const first: Superblock = { ...g, sequence: 0, regionId: randomBytes(16).toString('hex'),
-      nodeId: opts.nodeId, epoch: 0, createdAtMs: Date.now() };
+      nodeId: opts.nodeId, epoch: 0, ownerInstance: 0, createdAtMs: Date.now() };
     for (const [copy, sb] of formatSuperblocks(first).entries()) {
       encodeSuperblock(bytes, superblockAddress(copy), sb);
       await persistRange(region, superblockAddress(copy), SUPERBLOCK_HEADER_SIZE_BYTES);
@@ -254,6 +254,11 @@ export class RegionStore {
 
   get epoch(): number {
     return this.#superblock.epoch;
+  }
+
+  /** The broker instance that raised the region to its epoch (0: unknown). */
+  get ownerInstance(): number {
+    return this.#superblock.ownerInstance;
   }
 
   /** The whole table, for the broker to rebuild its partitions from. */
@@ -373,9 +378,14 @@ export class RegionStore {
     }
   }
 
-  /** Raises the fencing epoch (the same epoch again is a no-op); durable on return. */
-  async raiseEpoch(epoch: number): Promise<Superblock> {
+  /**
+   * Raises the fencing epoch and records the broker instance that raised it; durable on return.
+   * The same epoch again is a no-op for its owner (or with ownerInstance 0: "any"), and
+   * PMQ_ERR_EPOCH_STALE for another instance: an epoch is never shared by two brokers.
+   */
+  async raiseEpoch(epoch: number, ownerInstance = 0): Promise<Superblock> {
     checkCount('raiseEpoch', 'epoch', epoch, Number.MAX_SAFE_INTEGER);
+    checkCount('raiseEpoch', 'ownerInstance', ownerInstance, Number.MAX_SAFE_INTEGER);
     if (this.#epochRaising !== null) {
       throw fail('PMQ_ERR_EPOCH_BUSY', `epoch ${this.#epochRaising} is being raised`, true);
     }
@@ -383,8 +393,12 @@ export class RegionStore {
     if (epoch < current.epoch) {
       throw fail('PMQ_ERR_EPOCH_STALE', `epoch ${epoch} is below the region's ${current.epoch}`);
     }
-    if (epoch === current.epoch) return current;
-    const { superblock, copy } = nextSuperblock(current, { epoch });
+    if (epoch === current.epoch) {
+      if (ownerInstance === 0 || ownerInstance === current.ownerInstance) return current;
+      throw fail('PMQ_ERR_EPOCH_STALE', `epoch ${epoch} is fenced: this storage node is at ` +
+        `epoch ${current.epoch}, raised by another broker instance (a newer broker owns it)`);
+    }
+    const { superblock, copy } = nextSuperblock(current, { epoch, ownerInstance });
     const address = superblockAddress(copy);
     this.#epochRaising = epoch;
     try {

@@ -2,8 +2,9 @@
  * Choosing between the two superblock copies, and building the next one. No I/O and no
  * persistence ordering: region-store.ts reads the bytes, calls in here, writes and persists.
  *
- * Durability: an update (today only a raised epoch) writes a whole new copy with sequence + 1
- * into copy (sequence + 1) % 2 — never the copy that currently wins — and persists it. A crash
+ * Durability: an update (today only a raised epoch and its owner) writes a whole new copy with
+ * sequence + 1 into copy (sequence + 1) % 2 — never the copy that currently wins — and persists
+ * it. A crash
  * that tears the write leaves the other copy, the previous durable state, intact and winning.
  * Both copies valid means their sequences differ by exactly one and their geometry agrees.
  */
@@ -88,7 +89,7 @@ export function chooseSuperblock(bytes: Uint8Array): SuperblockChoice {
 /** The superblock that replaces `current` with a new epoch, and the copy it goes into. */
 export function nextSuperblock(
   current: Superblock,
-  change: { readonly epoch: number },
+  change: { readonly epoch: number; readonly ownerInstance: number },
 ): { readonly superblock: Superblock; readonly copy: number } {
   invariant(change.epoch >= current.epoch, 'the epoch only rises',
     { current: current.epoch, next: change.epoch });

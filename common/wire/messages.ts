@@ -8,7 +8,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 4;
+export const WIRE_VERSION = 5;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -85,8 +85,12 @@ export const MESSAGES = {
   brokerChallenge: { nonce: 'bytes', proof: 'bytes' },
 
   // --- broker → storage
-  /** After brokerChallenge: proof = MAC(broker-proof, its nonce, brokerAuth's nonce, u64 epoch). */
-  storageHello: { epoch: 'uint', proof: 'bytes' },
+  /**
+   * After brokerChallenge: proof = MAC(broker-proof, its nonce, brokerAuth's nonce, u64 epoch,
+   * u64 instance). instance: random per broker process; only the instance that raised a node to
+   * its epoch may hello at that epoch again (a reconnect).
+   */
+  storageHello: { epoch: 'uint', instance: 'uint', proof: 'bytes' },
   storageInfo: { nodeId: 'uint', regionId: 'string', epoch: 'uint', segmentSizeBytes: 'uint',
     segmentCount: 'uint', segments: { list: segmentEntry, max: 65_536 } },
   segmentAllocate: { epoch: 'uint', topic: 'topic', partition: 'uint', chainPosition: 'uint',
@@ -102,6 +106,17 @@ export const MESSAGES = {
   persisted: { segmentIndex: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool' },
   segmentFree: { epoch: 'uint', segmentIndex: 'uint' },
   epochRaise: { epoch: 'uint' },
+  /**
+   * The metadata log (docs/broker.md, "Where metadata lives"): one value, sent as chunks of at
+   * most 64 KiB, appended durably under the epoch; a snapshot starts a new segment.
+   */
+  metaAppend: { epoch: 'uint', snapshot: 'bool', chunks: { list: { bytes: 'bytes' }, max: 128 } },
+  metaAppended: { usedBytes: 'uint', sizeBytes: 'uint' },
+  /** Values from record `from` of the log's current segment (0: its snapshot). */
+  metaRead: { epoch: 'uint', from: 'uint' },
+  /** chunks, joined: each value as u32 length + bytes; next: the record after the last one. */
+  metaValues: { chunks: { list: { bytes: 'bytes' }, max: 128 }, next: 'uint', end: 'bool',
+    usedBytes: 'uint', sizeBytes: 'uint' },
 
   // --- client → storage: bind this endpoint to the ticket's session (docs/security.md)
   sessionBind: { ticket: 'bytes' },
@@ -118,7 +133,8 @@ export type MessageKind = keyof typeof MESSAGES;
 const REPLY_KIND_LIST = [
   'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked',
   'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
-  'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined',
+  'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined', 'metaAppended',
+  'metaValues',
 ] as const satisfies readonly MessageKind[];
 export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
 export type RequestKind = Exclude<MessageKind, ReplyKind>;

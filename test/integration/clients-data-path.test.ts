@@ -122,8 +122,11 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   const call = async <K extends RequestKind>(proc: Proc, kind: K, body: Body<K>):
     Promise<Message> => channel.request(await connectTo(proc), kind, body, 5000);
   const eps = new Map<Proc, ReturnType<typeof transport.connect>>();
-  // Broker requests to the --direct node need the cluster key's handshake first (at the
-  // broker's own epoch: no raise).
+  // Broker requests to the --direct node need the cluster key's handshake first, as a broker
+  // instance of its own: one epoch above the cluster's broker, which it fences (an epoch has one
+  // owner; nothing after this test needs that broker).
+  const epoch = brokerEpoch + 1;
+  const instance = 0x7e57;
   const key = testKey(testKeyFile(dir));
   // The client session the grants below belong to (the ticket bound further down names it).
   const SESSION = randomSessionId();
@@ -131,7 +134,9 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   const connectTo = (proc: Proc): ReturnType<typeof transport.connect> => {
     if (!eps.has(proc)) {
       eps.set(proc, transport.connect(proc.host, proc.port).then(async (ep) => {
-        if (proc === storage) await helloWithKey(channel, ep, key, brokerEpoch, 'test', 5000);
+        if (proc === storage) {
+          await helloWithKey(channel, ep, key, { epoch, instance }, 'test', 5000);
+        }
         return ep;
       }));
     }
@@ -139,19 +144,19 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   };
   const refused = async (proc: Proc, grantId: number, code: string, message: RegExp):
     Promise<void> => {
-    await t.rejects(call(proc, 'directKey', { grantId, grantKey: GRANT_KEY, grantEpoch: 1 }),
+    await t.rejects(call(proc, 'directKey', { grantId, grantKey: GRANT_KEY, grantEpoch: epoch }),
       { code, message },
       `grant ${grantId}: ${code}`);
   };
   await refused(plain, 1, 'PMQ_ERR_DIRECT_UNSUPPORTED', /without --direct/);
   // A segment of its own on the --direct node, under the broker's epoch (the broker ignores it).
-  const allocate = await call(storage, 'segmentAllocate', { epoch: brokerEpoch,
+  const allocate = await call(storage, 'segmentAllocate', { epoch,
     topic: 'raw', partition: 0, chainPosition: 0, baseOffset: 0 });
   t.equal(allocate.kind, 'segment');
   const segmentIndex = (allocate as Message<'segment'>).segmentIndex;
   const grant = (grantId: number, position: number, sizeBytes: number,
     direction: 'read' | 'write'): Promise<Message> => call(storage, 'grantCreate',
-    { epoch: brokerEpoch, grantId, session: SESSION, key: GRANT_KEY, segmentIndex, position,
+    { epoch, grantId, session: SESSION, key: GRANT_KEY, segmentIndex, position,
       sizeBytes, direction });
   await grant(9001, 0, 64 * 1024, 'write');
   await grant(9002, 4096, 8192, 'read');
@@ -160,15 +165,15 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   // refusals): a ticket signed with the nodes' cluster key.
   const now = Date.now();
   await call(storage, 'sessionBind', { ticket: issueTicket(key, {
-    epoch: brokerEpoch, sessionId: SESSION, issuedAtMs: now,
+    epoch, sessionId: SESSION, issuedAtMs: now,
     expiresAtMs: now + 60_000, principal: '', authenticated: false, directAllowed: true }) });
   await refused(storage, 9999, 'PMQ_ERR_GRANT_UNKNOWN', /no such grant/);
   await refused(storage, 9001, 'PMQ_ERR_DIRECT_UNSUPPORTED', /read grants only/);
   await refused(storage, 9002, 'PMQ_ERR_DIRECT_UNALIGNED', /not its whole segment/);
   await refused(storage, 9003, 'PMQ_ERR_DIRECT_UNSUPPORTED', /uses tcp, not RDMA/);
   await t.rejects(call(storage, 'directKey', { grantId: 9003, grantKey: GRANT_KEY,
-    grantEpoch: 2 }),
+    grantEpoch: epoch + 1 }),
     { code: 'PMQ_ERR_GRANT_STALE_EPOCH' });
-  await call(storage, 'grantRevoke', { epoch: brokerEpoch, grantId: 9003 });
+  await call(storage, 'grantRevoke', { epoch, grantId: 9003 });
   await refused(storage, 9003, 'PMQ_ERR_GRANT_REVOKED', /revoked/);
 });

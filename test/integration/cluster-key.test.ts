@@ -102,8 +102,20 @@ t.test('an impostor broker with another key is refused', async (t) => {
   for (const line of lines) t.notMatch(line.message ?? '', /\d/, `${line.case}: no epoch`);
 });
 
+t.test('the key alone cannot take the live broker\'s epoch: an epoch has one owner', async (t) => {
+  const lines = await impostor({ mode: 'raise', keyFile: testKeyFile(dir), epoch, raises: [] },
+    storage);
+  t.match(lines, [
+    { case: 'valid hello: node proof verifies', kind: true },
+    { case: 'valid hello', code: 'PMQ_ERR_EPOCH_STALE',
+      message: new RegExp(`at epoch ${epoch}, raised by another broker instance`) },
+  ]);
+});
+
+// From here on the cluster's broker is fenced (the replay below hellos one epoch above it).
 t.test('a proof cannot be replayed or reused', async (t) => {
-  const lines = await impostor({ mode: 'replay', keyFile: testKeyFile(dir), epoch }, storage);
+  const lines = await impostor({ mode: 'replay', keyFile: testKeyFile(dir), epoch: epoch + 1 },
+    storage);
   t.match(lines, [
     { case: 'valid hello: node proof verifies', kind: true },
     { case: 'valid hello', kind: 'storageInfo' },

@@ -12,7 +12,9 @@ import t from 'tap';
 import { BROKER_SESSION } from '../../common/auth/keys.js';
 import { encodeRecordBatch, validateRecordBatch } from '../../common/record-batch/index.js';
 import { decodeFrame, encodeMessage, FRAME_HEADER } from '../../common/wire/codec.js';
-import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
+import {
+  type Body, type Message, type RequestKind, WIRE_VERSION,
+} from '../../common/wire/messages.js';
 import { Transport, type Endpoint, type MessageHandler } from '../../native/transport.js';
 import { helloWithKey } from '../../broker-node/storage-auth.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
@@ -20,6 +22,8 @@ import { testKey, testKeyFile } from '../helpers/cluster-key.js';
 import { exitOf, spawnPmq, startStorage, type StorageProcess } from '../helpers/storage-process.js';
 
 const KIB = 1024;
+/** This test speaks as one broker instance throughout. */
+const TEST_INSTANCE = 0x7e57;
 const transport = Transport.open({ transports: 'tcp', netDevices: 'lo' });
 const channel = new ControlChannel(transport, pino({ level: 'silent' }));
 t.teardown(() => transport.close());
@@ -44,7 +48,7 @@ function call<K extends RequestKind>(ep: Endpoint, kind: K, body: Body<K>): Prom
 
 /** As the broker does: brokerAuth, check the node's proof, storageHello with ours. */
 function hello(ep: Endpoint, epoch: number): Promise<Message<'storageInfo'>> {
-  return helloWithKey(channel, ep, key, epoch, 'test', 5000);
+  return helloWithKey(channel, ep, key, { epoch, instance: TEST_INSTANCE }, 'test', 5000);
 }
 
 async function callAs<R extends Message['kind'], K extends RequestKind>(ep: Endpoint, kind: K,
@@ -62,7 +66,7 @@ function rawRequest(ep: Endpoint, fields: Record<string, unknown>): Promise<Mess
   const id = rawId;
   return new Promise((resolve, reject) => {
     rawWaiters.set(id, resolve);
-    transport.send(ep, FRAME_HEADER, raw.pack({ v: 4, id, ...fields })).catch(reject);
+    transport.send(ep, FRAME_HEADER, raw.pack({ v: WIRE_VERSION, id, ...fields })).catch(reject);
     setTimeout(() => reject(new Error(`no reply to raw message ${id}`)), 5000).unref();
   });
 }
@@ -286,7 +290,8 @@ t.test('garbage on the control channel drops that connection only', async (t) =>
     };
     transport.on('closed', onClosed);
   });
-  const whole = encodeMessage('storageHello', 1, { epoch: 1, proof: new Uint8Array(32) });
+  const whole = encodeMessage('storageHello', 1,
+    { epoch: 1, instance: 1, proof: new Uint8Array(32) });
   const cases: [string, Uint8Array, Uint8Array][] = [
     ['random bytes', FRAME_HEADER, Uint8Array.from({ length: 64 }, (_, i) => (i * 37) & 0xff)],
     ['truncated message', FRAME_HEADER, whole.subarray(0, whole.byteLength - 3)],
@@ -324,7 +329,8 @@ t.test('garbage on the control channel drops that connection only', async (t) =>
     t.match(await rawRequest(strict, { kind: 'nonsense' }), { code: 'PMQ_ERR_PROTOCOL' });
   }
   t.notOk(dropped, '16 malformed messages in a row are answered');
-  await transport.send(strict, FRAME_HEADER, raw.pack({ v: 4, id: 999, kind: 'nonsense' }));
+  await transport.send(strict, FRAME_HEADER,
+    raw.pack({ v: WIRE_VERSION, id: 999, kind: 'nonsense' }));
   await strictClosed;
   t.pass('the 17th in a row closes the connection');
   t.equal(node.child.exitCode, null, 'the node is still running');

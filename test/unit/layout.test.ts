@@ -35,7 +35,7 @@ function superblock(overrides: Partial<Superblock> = {}): Superblock {
   const g = computeGeometry(16 * MIB, MIB, 4096);
   if (!g.ok) throw new Error(g.problem);
   return { ...g.value, sequence: 0, regionId: '00112233445566778899aabbccddeeff', nodeId: 7,
-    epoch: 3, createdAtMs: 1_700_000_000_000, ...overrides };
+    epoch: 3, ownerInstance: 0x1234_5678_9abc, createdAtMs: 1_700_000_000_000, ...overrides };
 }
 
 const CTX: EntryContext = { segmentIndex: 5, slot: 1, segmentSizeBytes: MIB };
@@ -115,8 +115,15 @@ t.test('superblock: versions and valid-crc nonsense are rejected', async (t) => 
     recrc();
     return decodeSuperblock(bytes, 0);
   };
-  t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 2, true)),
-    { ok: false, kind: 'version', problem: /version 2/ });
+  t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 3, true)),
+    { ok: false, kind: 'version', problem: /version 3/ });
+  // Version 1 (before ownerInstance): decodes with owner 0, and only with those bytes zero.
+  t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 1, true)),
+    { ok: false, kind: 'corrupt', problem: /reserved/ });
+  t.match(tamper(() => {
+    view.setUint16(SUPERBLOCK_FIELD_AT.version, 1, true);
+    view.setBigUint64(SUPERBLOCK_FIELD_AT.ownerInstance, 0n, true);
+  }), { ok: true, value: { ...superblock(), ownerInstance: 0 } });
   // A torn first write (magic stored, the version word not yet): corrupt, not another version.
   t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 0, true)),
     { ok: false, kind: 'corrupt', problem: /version 0 is never written/ });
@@ -227,7 +234,7 @@ t.test('superblock copies: newest wins, torn falls back, nonsense refused', asyn
   encodeSuperblock(bytes, superblockAddress(0), a);
   encodeSuperblock(bytes, superblockAddress(1), b);
   t.match(chooseSuperblock(bytes), { ok: true, copy: 1, fallback: null });
-  const next = nextSuperblock(b, { epoch: 9 });
+  const next = nextSuperblock(b, { epoch: 9, ownerInstance: 5 });
   t.equal(next.copy, 0, 'the update goes into the losing copy');
   encodeSuperblock(bytes, superblockAddress(next.copy), next.superblock);
   t.match(chooseSuperblock(bytes), { ok: true, copy: 0, superblock: { epoch: 9, sequence: 2 } });
