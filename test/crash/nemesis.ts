@@ -239,15 +239,15 @@ async function finish(run: Run, worker: Worker, ms: number): Promise<void> {
   }
 }
 
-/** Every partition from offset 0 to its high watermark; a trailing hole (control batch)
- *  yields nothing, so reading also ends after `idleMs` without a batch. */
-async function readAll(client: Client, partitions: number, idleMs: number):
-  Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
-  const described = await retrying(() => client.admin().describeTopic(TOPIC));
+/** Every partition of `topic` from offset 0 to its high watermark; a trailing hole (control
+ *  batch) yields nothing, so reading also ends after `idleMs` without a batch. */
+export async function readAll(client: Client, partitions: number, idleMs: number,
+  topic = TOPIC): Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
+  const described = await retrying(() => client.admin().describeTopic(topic));
   const ends = described.partitions.map((p) => p.highWatermark);
   const consumer = client.consumer({ start: 'earliest', maxWaitMs: 200 });
   const all = Array.from({ length: partitions }, (_, partition) => partition);
-  await retrying(() => consumer.assign(all.map((partition) => ({ topic: TOPIC, partition }))));
+  await retrying(() => consumer.assign(all.map((partition) => ({ topic, partition }))));
   const records: SeenRecord[][] = all.map(() => []);
   const text = new TextDecoder();
   const batches = consumer.batches()[Symbol.asyncIterator]();
@@ -296,7 +296,7 @@ async function settle(run: Run): Promise<void> {
   await Promise.all(consumers.map((worker) => finish(run, worker, 30_000)));
 }
 
-function readHistory(dir: string): HistoryEvent[] {
+export function readHistory(dir: string): HistoryEvent[] {
   const events = readdirSync(dir).filter((name) => name.endsWith('.jsonl')).flatMap((name) =>
     parseHistory(readFileSync(join(dir, name), 'utf8'), { tornTailAllowed: true }));
   return sortHistory(events);
