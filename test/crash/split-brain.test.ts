@@ -62,12 +62,13 @@ for (let round = 0; round < rounds; round += 1) {
 }
 
 t.teardown(() => {
-  const by = new Map<string, { rounds: number; acked: number; commits: number;
+  const by = new Map<string, { rounds: number; faults: number; acked: number; commits: number;
     creates: number; data: number; lostCommits: number; lostTopics: number; ms: number }>();
   for (const r of results) {
-    const s = by.get(r.scenario) ?? { rounds: 0, acked: 0, commits: 0, creates: 0, data: 0,
-      lostCommits: 0, lostTopics: 0, ms: 0 };
+    const s = by.get(r.scenario) ?? { rounds: 0, faults: 0, acked: 0, commits: 0, creates: 0,
+      data: 0, lostCommits: 0, lostTopics: 0, ms: 0 };
     s.rounds += 1;
+    s.faults += Object.values(r.faults).reduce((a, b) => a + b, 0);
     s.acked += r.check.stats.acked;
     s.commits += r.check.stats.commitsAcked;
     s.creates += r.check.stats.createsAcked;
@@ -80,4 +81,7 @@ t.teardown(() => {
   for (const [scenario, s] of by) {
     process.stdout.write(`# split brain ${scenario}: ${JSON.stringify(s)}\n`);
   }
+  const total = [...by.values()].reduce((sum, s) => Object.fromEntries(Object.entries(s)
+    .map(([k, v]) => [k, v + (sum[k] ?? 0)])), {} as Record<string, number>);
+  process.stdout.write(`# split brain total (PMQ_SEED=${seed}): ${JSON.stringify(total)}\n`);
 });

@@ -77,6 +77,9 @@ export interface RoundResult {
   dataAnomalies: number;
   lostCommits: number;
   lostTopics: number;
+  /** Faults delivered: sigstop, sigcont, sigkill (brokers), fenced-exit, refused-start,
+   *  client-kill (a worker SIGKILLed with its broker gone). */
+  faults: Record<string, number>;
   /** Epochs from the brokers' banners; `aRestarted` in stale-restart. */
   epochs: { a: number; b: number; aRestarted: number | null };
   ms: number;
@@ -93,6 +96,7 @@ class Round {
   readonly recorder: HistoryRecorder;
   readonly dataTopics = [TOPIC];
   readonly epochs = { a: 0, b: 0, aRestarted: null as number | null };
+  readonly faults: Record<string, number> = {};
   storage!: Proc;
   brokerA!: Proc;
 
@@ -102,6 +106,10 @@ class Round {
 
   log(line: string): void {
     this.options.log?.(`round ${this.options.round} (${this.options.scenario}): ${line}`);
+  }
+
+  fault(kind: string): void {
+    this.faults[kind] = (this.faults[kind] ?? 0) + 1;
   }
 
   claim(what: string, ok: boolean): void {
@@ -161,6 +169,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'late'> {
 async function pauseProc(round: Round, proc: Proc, name: string): Promise<void> {
   const pid = proc.child.pid!;
   process.kill(pid, 'SIGSTOP');
+  round.fault('sigstop');
   let state = '?';
   for (let i = 0; i < 50 && state !== 'T'; i += 1) {
     await sleep(20);
@@ -175,6 +184,7 @@ async function fencedExit(round: Round, proc: Proc, name: string, since: number)
   const code = await within(exitOf(proc.child), FENCED_EXIT_WITHIN_MS);
   round.claim(`${name} exited with code 2 when fenced (${String(code)}, ` +
     `${Date.now() - since} ms)`, code === 2);
+  if (code === 2) round.fault('fenced-exit');
   if (code === 'late') await stopProc(proc);
 }
 
@@ -206,6 +216,7 @@ async function pauseAndResume(round: Round, empty: boolean): Promise<Proc> {
   await round.load();
   const resumed = Date.now();
   process.kill(round.brokerA.child.pid!, 'SIGCONT');
+  round.fault('sigcont');
   round.log('SIGCONT A');
   await fencedExit(round, round.brokerA, 'A', resumed);
   return brokerB;
@@ -221,8 +232,10 @@ async function sharedDir(round: Round): Promise<Proc> {
   round.claim(`a broker on A's dir while A lives is refused (exit ${String(refused.code)}, ` +
     'PMQ_ERR_DATA_DIR_LOCKED)', refused.code === 1 &&
     /PMQ_ERR_DATA_DIR_LOCKED/.test(refused.stderr));
+  round.fault('refused-start');
   await stopProc(round.brokerA);
   round.claim('A was SIGKILLed', round.brokerA.child.signalCode === 'SIGKILL');
+  round.fault('sigkill');
   const brokerB = await round.broker('a');
   round.epochs.b = claimEpochs(round, brokerB, 'B (A\'s dir)', round.epochs.a, 'A');
   round.spawnWorker('b', brokerB, TOPIC);
@@ -235,6 +248,7 @@ async function staleRestart(round: Round): Promise<Proc> {
   const portA = round.brokerA.port;
   await stopProc(round.brokerA);
   round.claim('A was SIGKILLed', round.brokerA.child.signalCode === 'SIGKILL');
+  round.fault('sigkill');
   cpSync(join(round.dir, 'a'), join(round.dir, 'b'), { recursive: true });
   const brokerB = await round.broker('b');
   round.epochs.b = claimEpochs(round, brokerB, 'B (copied dir)', round.epochs.a, 'A');
@@ -345,7 +359,10 @@ async function play(round: Round): Promise<void> {
   const survivor = round.options.scenario === 'stale-restart' ? 'a' : 'b';
   for (const worker of round.workers) {
     if (worker.side === survivor) await stopWorker(round, worker, 30_000);
-    else await worker.run.kill();   // its broker is gone: what it had in flight is open
+    else {
+      await worker.run.kill();   // its broker is gone: what it had in flight is open
+      round.fault('client-kill');
+    }
   }
   round.log(`final read from ${survivor.toUpperCase()} (${current.host}:${current.port})`);
   await finalRead(round, current);
@@ -371,7 +388,8 @@ export async function runRound(options: RoundOptions): Promise<RoundResult> {
   return { round: options.round, seed: options.seed, scenario: options.scenario,
     historyDir: options.historyDir, claims: round.claims, problems: round.problems, check,
     report: formatReport(check), dataAnomalies, lostCommits: counts.lostCommits,
-    lostTopics: counts.lostTopics, epochs: round.epochs, ms: Date.now() - started };
+    lostTopics: counts.lostTopics, faults: round.faults, epochs: round.epochs,
+    ms: Date.now() - started };
 }
 
 /** One line per round for logs and the test's comments. */
@@ -384,6 +402,7 @@ export function roundLine(result: RoundResult): string {
     `${stats.commitsAcked}/${stats.commits}; creates acked ${stats.createsAcked}/` +
     `${stats.creates}; final read ${stats.finalRecords}; data anomalies ` +
     `${result.dataAnomalies}; lost-commit ${result.lostCommits}; lost-topic ` +
-    `${result.lostTopics} (acked sends in lost topics ${stats.sendsInLostTopics}); problems ` +
+    `${result.lostTopics} (acked sends in lost topics ${stats.sendsInLostTopics}); faults ` +
+    `${JSON.stringify(result.faults)}; problems ` +
     `${result.problems.length}; ${result.ms} ms`;
 }
