@@ -51,10 +51,10 @@ for (let round = 0; round < rounds; round += 1) {
     metadataStrict ? {} : { todo: METADATA_TODO });
     const failed = result.dataAnomalies > 0 || result.problems.length > 0 ||
       result.claims.some((c) => !c.ok) || (metadataStrict && metadata > 0);
-    if (failed || metadata > 0) t.comment(result.report);
-    if (failed) {
-      t.comment(`FAILED: replay with PMQ_SEED=${seed} PMQ_SPLITBRAIN_ROUNDS=${round + 1}; ` +
-        `histories kept in ${historyDir}`);
+    if (failed || metadata > 0) {
+      t.comment(result.report);
+      t.comment(`${failed ? 'FAILED' : 'REPORTED'}: replay with PMQ_SEED=${seed} ` +
+        `PMQ_SPLITBRAIN_ROUNDS=${round + 1}; histories kept in ${historyDir}`);
     } else {
       rmSync(historyDir, { recursive: true, force: true });
     }

@@ -399,8 +399,9 @@ export function roundLine(result: RoundResult): string {
     `${result.epochs.a} B ${result.epochs.b}` + (result.epochs.aRestarted === null ? '' :
     ` A' ${result.epochs.aRestarted}`) + `; sends ${stats.sends}: acked ${stats.acked}, ` +
     `failed ${stats.failed}, indeterminate ${stats.indeterminate}; commits acked ` +
-    `${stats.commitsAcked}/${stats.commits}; creates acked ${stats.createsAcked}/` +
-    `${stats.creates}; final read ${stats.finalRecords}; data anomalies ` +
+    `${stats.commitsAcked}/${stats.commits} (failed ${stats.commitsFailed}); creates acked ` +
+    `${stats.createsAcked}/${stats.creates} (failed ${stats.createsFailed}); final read ` +
+    `${stats.finalRecords}; data anomalies ` +
     `${result.dataAnomalies}; lost-commit ${result.lostCommits}; lost-topic ` +
     `${result.lostTopics} (acked sends in lost topics ${stats.sendsInLostTopics}); faults ` +
     `${JSON.stringify(result.faults)}; problems ` +
