@@ -129,8 +129,8 @@ class HistoryIndex {
       case 'poll': return this.addPoll(event, index);
       case 'final-read': return this.addFinalRead(event, index);
       case 'commit-invoke': case 'commit-ok': case 'commit-fail': case 'commit-info':
-      case 'final-offsets': case 'create-invoke': case 'create-ok': case 'create-fail':
-      case 'create-info': case 'final-topics':
+      case 'commit-read': case 'final-offsets': case 'create-invoke': case 'create-ok':
+      case 'create-fail': case 'create-info': case 'final-topics':
         this.metadata.add(event, index);
         return;
       default: {
@@ -548,7 +548,9 @@ export function formatReport(result: CheckResult): string {
     `commits ${stats.commits}: acked ${stats.commitsAcked}, failed ${stats.commitsFailed}, ` +
       `indeterminate ${stats.commitsIndeterminate}; creates ${stats.creates}: acked ` +
       `${stats.createsAcked}, failed ${stats.createsFailed}, indeterminate ` +
-      `${stats.createsIndeterminate}; acked sends in lost topics ${stats.sendsInLostTopics}`,
+      `${stats.createsIndeterminate}; commit reads ${stats.commitReads} (` +
+      `${stats.commitReadsFound} found an offset); acked sends in lost topics ` +
+      `${stats.sendsInLostTopics}`,
     Object.entries(counts).map(([name, count]) => `${name} ${count}`).join(', '),
   ];
   for (const kind of Object.keys(COUNT_KEYS) as AnomalyKind[]) {

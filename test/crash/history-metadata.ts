@@ -4,10 +4,12 @@
  *
  * Rules (docs/crash-testing.md, "Metadata"):
  * - `lost-commit`: for a key (group, topic, partition), the final committed offset is lower
- *   than the highest offset a commit to that key was acknowledged for (or there is none). This
- *   relies on the workload rule of history.ts: one committer per key at a time, offsets that
- *   never go down; a correct broker may then only show the last acknowledged commit or a later
- *   one (acknowledged or indeterminate), never an earlier one.
+ *   than the highest offset a commit to that key was acknowledged for (or there is none); or a
+ *   consumer's read of the committed offset (`commit-read`, at its start) is lower than the
+ *   highest acknowledged before that read. This relies on the workload rule of history.ts: one
+ *   committer per key at a time, offsets that never go down; a correct broker may then only
+ *   show the last acknowledged commit or a later one (acknowledged or indeterminate), never an
+ *   earlier one.
  * - `lost-topic`: an acknowledged create whose topic the final topic list does not have.
  *
  * Records sent to a lost topic, and commits to it, are not judged on their own: the topic is
@@ -16,7 +18,7 @@
  * reports one cause, not hundreds of lost writes.
  */
 import type {
-  CommitEvent, CreateEvent, FinalOffsets, FinalTopics, HistoryEvent, OffsetKey,
+  CommitEvent, CommitRead, CreateEvent, FinalOffsets, FinalTopics, HistoryEvent, OffsetKey,
 } from './history.js';
 
 /** Who acknowledged what, where in the history. */
@@ -24,14 +26,19 @@ export interface MetadataAck { offset: number; event: number; process: string }
 
 export type MetadataAnomaly =
   | { kind: 'lost-commit'; group: string; topic: string; partition: number;
-      /** the highest acknowledged commit */
-      acked: MetadataAck; acks: number; final: number | null; finalEvent: number }
+      /** 'final': the final offsets; 'read': a consumer's commit-read */
+      reason: 'final' | 'read';
+      /** the highest commit acknowledged (before the read) */
+      acked: MetadataAck; acks: number; final: number | null; finalEvent: number;
+      reader: string | null }
   | { kind: 'lost-topic'; topic: string; create: { event: number; process: string };
       finalEvent: number; sendsAcked: number; commitsAcked: number };
 
 export interface MetadataStats {
   commits: number; commitsAcked: number; commitsFailed: number; commitsIndeterminate: number;
   creates: number; createsAcked: number; createsFailed: number; createsIndeterminate: number;
+  /** commit-read events, and those that found a committed offset (a group continued) */
+  commitReads: number; commitReadsFound: number;
   /** acknowledged sends to topics reported lost (not judged as records) */
   sendsInLostTopics: number;
 }
@@ -43,7 +50,8 @@ const keyOf = (k: OffsetKey): string => `${k.group}\n${k.partition}\n${k.topic}`
 
 export function emptyMetadataStats(): MetadataStats {
   return { commits: 0, commitsAcked: 0, commitsFailed: 0, commitsIndeterminate: 0, creates: 0,
-    createsAcked: 0, createsFailed: 0, createsIndeterminate: 0, sendsInLostTopics: 0 };
+    createsAcked: 0, createsFailed: 0, createsIndeterminate: 0, commitReads: 0,
+    commitReadsFound: 0, sendsInLostTopics: 0 };
 }
 
 /** Indexes the metadata events of one history; `malformed` reports broken recorder rules. */
@@ -51,6 +59,7 @@ export class MetadataIndex {
   readonly commits: Pending<CommitEvent & { kind: 'commit-invoke' }>[] = [];
   private readonly openCommits = new Map<string, Pending<CommitEvent>[]>();
   readonly creates = new Map<string, Pending<CreateEvent & { kind: 'create-invoke' }>>();
+  readonly reads: { event: CommitRead; index: number }[] = [];
   finalOffsets: { event: FinalOffsets; index: number } | null = null;
   finalTopics: { event: FinalTopics; index: number } | null = null;
   readonly stats = emptyMetadataStats();
@@ -62,6 +71,9 @@ export class MetadataIndex {
       case 'commit-invoke': return this.commitInvoke(event, index);
       case 'commit-ok': case 'commit-fail': case 'commit-info':
         return this.commitDone(event, index);
+      case 'commit-read':
+        this.reads.push({ event, index });
+        return true;
       case 'create-invoke': return this.createInvoke(event, index);
       case 'create-ok': case 'create-fail': case 'create-info':
         return this.createDone(event, index);
@@ -142,6 +154,8 @@ function countOutcomes(index: MetadataIndex): void {
     else if (commit.outcome === 'fail') stats.commitsFailed += 1;
     else stats.commitsIndeterminate += 1;
   }
+  stats.commitReads = index.reads.length;
+  stats.commitReadsFound = index.reads.filter((read) => read.event.offset !== null).length;
   for (const create of index.creates.values()) {
     stats.creates += 1;
     if (create.outcome === 'ok') stats.createsAcked += 1;
@@ -150,12 +164,15 @@ function countOutcomes(index: MetadataIndex): void {
   }
 }
 
-/** The highest acknowledged commit per key, with how many acks the key had. */
-function highestAcks(index: MetadataIndex, lost: Set<string>):
+/** The highest acknowledged commit per key (acknowledged before event `before`), with how many
+ *  acks the key had. */
+function highestAcks(index: MetadataIndex, lost: Set<string>, before = Infinity):
     Map<string, { key: OffsetKey; acked: MetadataAck; acks: number }> {
   const highest = new Map<string, { key: OffsetKey; acked: MetadataAck; acks: number }>();
   for (const commit of index.commits) {
-    if (commit.outcome !== 'ok' || lost.has(commit.invoke.topic)) continue;
+    if (commit.outcome !== 'ok' || lost.has(commit.invoke.topic) || commit.event >= before) {
+      continue;
+    }
     const { invoke } = commit;
     const known = highest.get(keyOf(invoke));
     const acked = { offset: invoke.offset, event: commit.event, process: invoke.process };
@@ -193,6 +210,15 @@ export function checkMetadata(index: MetadataIndex, sendsAcked: Map<string, numb
     commitsAcked: index.commits.filter((c) => c.outcome === 'ok' && c.invoke.topic === topic)
       .length });
   }
+  for (const { event, index: at } of index.reads) {
+    if (lost.has(event.topic)) continue;
+    const known = highestAcks(index, lost, at).get(keyOf(event));
+    if (known === undefined || (event.offset !== null && event.offset >= known.acked.offset)) {
+      continue;
+    }
+    anomalies.push({ kind: 'lost-commit', reason: 'read', ...known.key, acked: known.acked,
+      acks: known.acks, final: event.offset, finalEvent: at, reader: event.process });
+  }
   const highest = highestAcks(index, lost);
   const offsets = index.finalOffsets;
   if (offsets === null) {
@@ -211,8 +237,8 @@ export function checkMetadata(index: MetadataIndex, sendsAcked: Map<string, numb
     }
     const final = finals.get(key) ?? null;
     if (final === null || final < acked.offset) {
-      anomalies.push({ kind: 'lost-commit', ...where, acked, acks, final,
-        finalEvent: offsets.index });
+      anomalies.push({ kind: 'lost-commit', reason: 'final', ...where, acked, acks, final,
+        finalEvent: offsets.index, reader: null });
     }
   }
   return anomalies;
@@ -224,8 +250,9 @@ export function describeMetadataAnomaly(anomaly: MetadataAnomaly): string {
     const { acked } = anomaly;
     return `group ${anomaly.group} ${anomaly.topic}/${anomaly.partition}: commit of offset ` +
       `${acked.offset} acknowledged to ${acked.process} (event ${acked.event}; the highest of ` +
-      `${anomaly.acks} acks), final committed offset ${anomaly.final ?? 'none'} (event ` +
-      `${anomaly.finalEvent})`;
+      `${anomaly.acks} acks${anomaly.reason === 'read' ? ' before the read' : ''}), ` +
+      (anomaly.reason === 'read' ? `then ${anomaly.reader ?? '?'} read committed offset ` :
+        'final committed offset ') + `${anomaly.final ?? 'none'} (event ${anomaly.finalEvent})`;
   }
   return `topic ${anomaly.topic}: create acknowledged to ${anomaly.create.process} (event ` +
     `${anomaly.create.event}), absent from the final topic list (event ${anomaly.finalEvent}); ` +

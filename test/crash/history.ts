@@ -12,12 +12,13 @@
  * which then read as sends without a completion: indeterminate.
  */
 
-/** 2 added group-offset commits and topic creates (commit-*, final-offsets, create-*,
- *  final-topics); version 1 histories (records only) still parse. */
+/** 2 added group-offset commits and topic creates (commit-*, commit-read, final-offsets,
+ *  create-*, final-topics); version 1 histories (records only) still parse. */
 export const HISTORY_VERSION = 2;
 const HISTORY_VERSIONS: readonly number[] = [1, 2];
 const METADATA_KINDS = new Set(['commit-invoke', 'commit-ok', 'commit-fail', 'commit-info',
-  'final-offsets', 'create-invoke', 'create-ok', 'create-fail', 'create-info', 'final-topics']);
+  'commit-read', 'final-offsets', 'create-invoke', 'create-ok', 'create-fail', 'create-info',
+  'final-topics']);
 
 /** One record as a consumer (or the final read) saw it. Values are unique per send. */
 export interface SeenRecord { offset: number; value: string }
@@ -76,6 +77,10 @@ export interface CommitFail extends EventHeader, OffsetKey { kind: 'commit-fail'
 /** Indeterminate: timed out, connection lost. */
 export interface CommitInfo extends EventHeader, OffsetKey { kind: 'commit-info';
   offset: number; error: string }
+/** A consumer read the group's committed offset (at its start; null: none). Under the workload
+ *  rule it must not be below a commit to that key acknowledged before it. */
+export interface CommitRead extends EventHeader, OffsetKey { kind: 'commit-read';
+  offset: number | null }
 /** After the run, from the current broker: the committed offset of each key that was committed
  *  (null: none, or the topic is unknown there). */
 export interface FinalOffsets extends EventHeader { kind: 'final-offsets';
@@ -93,7 +98,7 @@ export interface FinalTopics extends EventHeader { kind: 'final-topics'; topics:
 
 export type CommitEvent = CommitInvoke | CommitOk | CommitFail | CommitInfo;
 export type CreateEvent = CreateInvoke | CreateOk | CreateFail | CreateInfo;
-export type MetadataEvent = CommitEvent | FinalOffsets | CreateEvent | FinalTopics;
+export type MetadataEvent = CommitEvent | CommitRead | FinalOffsets | CreateEvent | FinalTopics;
 export type HistoryEvent = SendInvoke | SendOk | SendFail | SendInfo | Assign | Seek | Poll |
   FinalRead | MetadataEvent;
 export type HistoryKind = HistoryEvent['kind'];
@@ -234,6 +239,7 @@ function parseBody(raw: Raw, line: number): HistoryBody {
     case 'final-read':
       return { kind, ...where(), records: records(raw, line) };
     case 'commit-invoke': case 'commit-ok': case 'commit-fail': case 'commit-info':
+    case 'commit-read':
     case 'final-offsets': case 'create-invoke': case 'create-ok': case 'create-fail':
     case 'create-info': case 'final-topics':
       return parseMetadataBody(kind, raw, line);
@@ -261,6 +267,8 @@ function parseMetadataBody(kind: MetadataEvent['kind'], raw: Raw, line: number):
     case 'commit-fail': case 'commit-info':
       return { kind, ...offsetKey(raw, line), offset: whole(raw, 'offset', line),
         error: str(raw, 'error', line) };
+    case 'commit-read':
+      return { kind, ...offsetKey(raw, line), offset: nullableWhole(raw, 'offset', line) };
     case 'final-offsets':
       return { kind, offsets: list(raw, 'offsets', line).map((item) => {
         if (typeof item !== 'object' || item === null) fail(line, 'an offset must be an object');

@@ -6,7 +6,9 @@
  * group's committed offset and commits its positions per partition every `commitEveryMs`, one
  * commit at a time, offsets that never go down: the committer of history.ts's workload rule),
  * and a topic creator (`<side>-creator`: creates `<side>-t<n>` with one partition every
- * 150..300 ms). Every step is recorded in the history file before the process acts on it.
+ * 150..300 ms). The consumer records the committed offsets it starts from (`commit-read`): a
+ * worker that replaces one whose broker died continues its group on the current broker. Every
+ * step is recorded in the history file before the process acts on it.
  *
  * A stdin line "stop" ends the loops: outstanding sends and the commit in flight settle, the
  * client closes, it prints {"event":"done", ...} and exits 0. It may be SIGKILLed at any moment
@@ -137,7 +139,10 @@ async function consume(client: Client): Promise<void> {
   await retrying(() => consumer.assign(partitions.map((partition) => ({ topic, partition }))));
   const last = new Map<number, number>();
   for (const partition of partitions) {
-    const offset = Math.max(0, starts[partition]!);
+    const committed = starts[partition]!;
+    history.record(name, { kind: 'commit-read', group: args.groupId, topic, partition,
+      offset: committed < 0 ? null : committed });
+    const offset = Math.max(0, committed);
     if (offset > 0) consumer.seek(topic, partition, offset);
     last.set(partition, offset);
     history.record(name, { kind: 'assign', topic, partition, offset });

@@ -42,6 +42,9 @@ for (let round = 0; round < rounds; round += 1) {
     t.ok(result.check.stats.acked > 0, 'records were acknowledged');
     t.ok(result.check.stats.commitsAcked > 0, 'group commits were acknowledged');
     t.ok(result.check.stats.createsAcked > 0, 'topic creates were acknowledged');
+    t.ok(result.check.stats.commitReadsFound > 0, 'a moved worker continued its group from ' +
+      `the offsets the current broker had committed (${result.check.stats.commitReadsFound} ` +
+      'partitions)');
     t.same(result.problems, [], 'every worker finished by itself');
     t.equal(result.dataAnomalies, 0, 'no anomaly in the records (lost, duplicated, moved, ' +
       'reordered, skipped, failed-but-read, unknown) and a well-formed history');

@@ -85,7 +85,9 @@ export interface RoundResult {
   ms: number;
 }
 
-interface Worker { side: 'a' | 'b'; run: FixtureRun<{ event: string }> }
+/** One side's worker process; `side` names its processes ("a", "a2" for its replacement). */
+interface Worker { side: string; group: string; topic: string; alive: boolean;
+  run: FixtureRun<{ event: string }> }
 
 /** Processes and facts of one round. */
 class Round {
@@ -124,15 +126,30 @@ class Round {
     return proc;
   }
 
-  spawnWorker(side: 'a' | 'b', broker: Proc, topic: string): Worker {
+  spawnWorker(side: string, broker: Proc, topic: string, group = `g-${side}`): Worker {
     const run = runFixture<{ event: string }>('../crash/split-brain-worker.ts', {
       broker: `${broker.host}:${broker.port}`, side, topic, partitions: PARTITIONS,
-      groupId: `g-${side}`, historyPath: join(this.options.historyDir, `worker-${side}.jsonl`),
+      groupId: group, historyPath: join(this.options.historyDir, `worker-${side}.jsonl`),
       seed: this.prng.int(0x1_0000_0000), requestTimeoutMs: REQUEST_TIMEOUT_MS,
       commitEveryMs: 300 });
-    const worker = { side, run };
+    const worker = { side, group, topic, alive: true, run };
     this.workers.push(worker);
     return worker;
+  }
+
+  /**
+   * The worker of a broker that died or was fenced: SIGKILLed (what it had in flight stays
+   * indeterminate) and replaced by `<side>2` on the current broker, in the same group and
+   * topic, so its group's commits continue there from what that broker has committed.
+   */
+  async moveWorker(side: string, current: Proc): Promise<void> {
+    const worker = this.workers.find((w) => w.side === side && w.alive)!;
+    await worker.run.kill();
+    worker.alive = false;
+    this.fault('client-kill');
+    this.log(`worker ${side} moved to ${current.host}:${current.port}`);
+    const moved = this.spawnWorker(`${side}2`, current, worker.topic, worker.group);
+    await moved.run.waitFor((line) => line.event === 'ready').catch(() => undefined);
   }
 
   /** Creates a topic from the test process, recorded as process "setup". */
@@ -219,6 +236,8 @@ async function pauseAndResume(round: Round, empty: boolean): Promise<Proc> {
   round.fault('sigcont');
   round.log('SIGCONT A');
   await fencedExit(round, round.brokerA, 'A', resumed);
+  await round.moveWorker('a', brokerB);
+  await round.load();
   return brokerB;
 }
 
@@ -239,6 +258,7 @@ async function sharedDir(round: Round): Promise<Proc> {
   const brokerB = await round.broker('a');
   round.epochs.b = claimEpochs(round, brokerB, 'B (A\'s dir)', round.epochs.a, 'A');
   round.spawnWorker('b', brokerB, TOPIC);
+  await round.moveWorker('a', brokerB);
   await round.load();
   return brokerB;
 }
@@ -259,6 +279,7 @@ async function staleRestart(round: Round): Promise<Proc> {
   round.epochs.aRestarted = claimEpochs(round, brokerA, 'A (restarted on its stale dir)',
     round.epochs.b, 'B');
   await fencedExit(round, brokerB, 'B', restarted);
+  await round.moveWorker('b', brokerA);
   await round.load();
   return brokerA;
 }
@@ -356,15 +377,10 @@ async function play(round: Round): Promise<void> {
   await workerA.run.waitFor((line) => line.event === 'ready');
   await round.load();
   const current = await scenario(round);
-  const survivor = round.options.scenario === 'stale-restart' ? 'a' : 'b';
-  for (const worker of round.workers) {
-    if (worker.side === survivor) await stopWorker(round, worker, 30_000);
-    else {
-      await worker.run.kill();   // its broker is gone: what it had in flight is open
-      round.fault('client-kill');
-    }
-  }
-  round.log(`final read from ${survivor.toUpperCase()} (${current.host}:${current.port})`);
+  await Promise.all(round.workers.filter((worker) => worker.alive).map((worker) =>
+    stopWorker(round, worker, 30_000)));
+  const which = round.options.scenario === 'stale-restart' ? 'A' : 'B';
+  round.log(`final read from ${which} (${current.host}:${current.port})`);
   await finalRead(round, current);
 }
 

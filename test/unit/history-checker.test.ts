@@ -555,8 +555,8 @@ t.test('commits: the final offset may be the highest ack or a later commit, neve
     const lower = new Builder().commit('c', 'g', 1).commit('c', 'g', 4).commit('c', 'g', 5, 'info')
       .finalOffsets([['g', 1]]).check();
     t.same(nonZero(lower), { lostCommits: 1 });
-    t.match(lower.anomalies[0], { kind: 'lost-commit', group: 'g', topic: 't', partition: 0,
-      acked: { offset: 4, process: 'c', event: 3 }, acks: 2, final: 1 });
+    t.match(lower.anomalies[0], { kind: 'lost-commit', reason: 'final', group: 'g', topic: 't',
+      partition: 0, acked: { offset: 4, process: 'c', event: 3 }, acks: 2, final: 1 });
     t.match(formatReport(lower),
       /group g t\/0: commit of offset 4 acknowledged to c .*final committed offset 1/);
     const none = new Builder().commit('c', 'g', 1).finalOffsets([['g', null]]).check();
@@ -564,6 +564,29 @@ t.test('commits: the final offset may be the highest ack or a later commit, neve
     t.match(formatReport(none), /final committed offset none/);
     t.end();
   });
+
+t.test('commit reads: a consumer starting after acks must not read a lower offset', (t) => {
+  const read = (offset: number | null): HistoryBody =>
+    ({ kind: 'commit-read', group: 'g', topic: 't', partition: 0, offset });
+  const clean = new Builder().add('c#2', read(null)).commit('c#2', 'g', 2)
+    .commit('c#2', 'g', 5, 'info').add('c#3', read(2)).add('c#4', read(5))
+    .finalOffsets([['g', 5]]).check();
+  t.ok(clean.valid,
+    `the acknowledged 2 or the indeterminate 5 may be read: ${formatReport(clean)}`);
+  const ok = new Builder().add('c', read(null)).commit('c', 'g', 2).add('c#2', read(2))
+    .commit('c#2', 'g', 4).add('c#3', read(6)).finalOffsets([['g', 6]]).check();
+  t.ok(ok.valid, formatReport(ok));
+  const lower = new Builder().commit('c', 'g', 2).commit('c', 'g', 4).add('c#2', read(2))
+    .commit('c#2', 'g', 5).finalOffsets([['g', 5]]).check();
+  t.same(nonZero(lower), { lostCommits: 1 }, 'a lower read, even if later commits pass it');
+  t.match(lower.anomalies[0], { kind: 'lost-commit', reason: 'read', reader: 'c#2', final: 2,
+    acked: { offset: 4 } });
+  t.match(formatReport(lower), /then c#2 read committed offset 2/);
+  const none = new Builder().commit('c', 'g', 2).add('c#2', read(null))
+    .finalOffsets([['g', 2]]).check();
+  t.same(nonZero(none), { lostCommits: 1 }, 'no committed offset after an ack');
+  t.end();
+});
 
 t.test('creates: an acknowledged topic must be listed at the end; its records count there',
   (t) => {
