@@ -9,20 +9,21 @@
  *
  * - `copy`: SIGSTOP A; copy `a` to `b`; start B on `b`; a second worker runs against B; SIGCONT
  *   A, which must learn it is fenced and exit with code 2. B is the current broker.
- * - `empty`: the same with B on an empty directory (it knows no topic: the test creates `sb-b`
- *   on B for B's worker). B is the current broker.
+ * - `empty`: the same with B on an empty directory (the test creates `sb-b` on B for B's
+ *   worker). B is the current broker.
  * - `shared`: SIGSTOP A; a broker on `a` itself must be refused (PMQ_ERR_DATA_DIR_LOCKED, exit
  *   1) while A's process lives; SIGKILL A; B starts on `a`. B is the current broker.
  * - `stale-restart`: SIGKILL A (its worker keeps retrying A's address); copy `a` to `b`; start
  *   B on `b` with its worker; restart A on its stale `a`, on its old port: B must exit 2, A's
  *   worker reconnects to it. A is the current broker.
  *
- * Afterwards the surviving workers stop (sends settle), the dead or fenced broker's worker is
- * SIGKILLed, and the test process reads from the current broker: the topic list
- * (`final-topics`), every partition of every data topic it lists (`final-read`) and the
- * committed offset of every key that was committed (`final-offsets`). Every history is merged
- * and checked. Each round also reports the facts that show it did what it claims (A stopped,
- * B's epoch above A's, the exit codes).
+ * The worker of the broker that died or was fenced moves to the current broker (SIGKILLed, and
+ * replaced by one in the same group: it continues from the offsets committed there). After more
+ * load the live workers stop (sends settle), and the test process reads from the current
+ * broker: the topic list (`final-topics`), every partition of every data topic it lists
+ * (`final-read`) and the committed offset of every key that was committed (`final-offsets`).
+ * Every history is merged and checked. Each round also reports the facts that show it did what
+ * it claims (A stopped, B's epoch above A's, the exit codes).
  *
  * Clients: sends that end in PMQ_ERR_FENCED are indeterminate (the producer retries; an earlier
  * attempt may be durable); commits and creates are one request each, and a fenced broker
