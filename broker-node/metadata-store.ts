@@ -72,9 +72,13 @@ export class MetadataStore {
   #writing = false;
   #snapshotNext = false;
   #use = { usedBytes: 0, sizeBytes: 0 };
+  /** Whether the pool counts a metadata segment on the log's node (placement, region full). */
+  #segmentCounted: boolean;
 
   private constructor(private readonly pool: StoragePool, readonly nodeId: number,
-    private readonly log: Logger) {}
+    private readonly log: Logger, segmentCounted: boolean) {
+    this.#segmentCounted = segmentCounted;
+  }
 
   /**
    * Reads the log from the storage nodes (after pool.start()). An empty log takes the
@@ -82,7 +86,11 @@ export class MetadataStore {
    */
   static async open(pool: StoragePool, infos: readonly StorageInfo[], dataDir: string,
     log: Logger): Promise<MetadataStore> {
-    const store = new MetadataStore(pool, chooseLogNode(infos, log), log);
+    const nodeId = chooseLogNode(infos, log);
+    const held = infos.find((info) => info.nodeId === nodeId)?.segments
+      .some((segment) => segment.topic === METADATA_TOPIC) ?? false;
+    const store = new MetadataStore(pool, nodeId, log, held);
+    pool.reserveSegments(nodeId, 1);
     const values = await store.#readLog();
     if (values.length === 0) {
       store.#snapshotNext = true;
@@ -225,7 +233,7 @@ export class MetadataStore {
       METADATA_VALUE_BYTES_MAX);
     if (this.#stateBytes + opBytes(op) > limit) {
       throw new PmqError('PMQ_ERR_LIMIT', `the cluster metadata would exceed ${limit} bytes ` +
-        '(half a storage segment, at most 8 MiB): delete topics or groups, or use larger ' +
+        '(half a storage segment, at most 7 MiB): delete topics or groups, or use larger ' +
         'segments (pmq storage --segment-size)');
     }
   }
@@ -281,6 +289,11 @@ export class MetadataStore {
       offsets: [...this.#offsets.values()].map((o) => [o.group, o.topic, o.partition,
         o.offset]) }));
     await this.#send(snapshot, true);
+    if (!this.#segmentCounted) {
+      // The log's first segment; a rotation after it allocates one and frees one.
+      this.pool.countSegment(this.nodeId, 1);
+      this.#segmentCounted = true;
+    }
     this.#snapshotNext = false;
     this.#stateBytes = snapshot.byteLength;
     this.log.debug({ bytes: snapshot.byteLength }, 'metadata snapshot written');

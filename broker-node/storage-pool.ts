@@ -47,6 +47,8 @@ interface StorageNodeState {
   segmentSizeBytes: number;
   segmentCount: number;
   segmentsUsed: number;
+  /** Free segments data may not take: the metadata log's next snapshot needs one. */
+  segmentsReserved: number;
   ep: Endpoint | null;
   reconnecting: boolean;
 }
@@ -99,7 +101,8 @@ export class StoragePool {
     private readonly log: Logger, private readonly onFenced: (why: string) => void) {
     invariant(addresses.length > 0, 'at least one storage node');
     this.#nodes = addresses.map((address) => ({ address, nodeId: -1, regionId: '',
-      segmentSizeBytes: 0, segmentCount: 0, segmentsUsed: 0, ep: null, reconnecting: false }));
+      segmentSizeBytes: 0, segmentCount: 0, segmentsUsed: 0, segmentsReserved: 0, ep: null,
+      reconnecting: false }));
     const onGone = (ep: Endpoint): void => this.#onEndpointGone(ep);
     transport.on('closed', onGone);
     transport.on('error', onGone);
@@ -168,7 +171,8 @@ export class StoragePool {
   chooseNode(): number {
     let best: StorageNodeState | null = null;
     for (const node of this.#nodes) {
-      if (node.ep === null || node.segmentsUsed >= node.segmentCount) continue;
+      if (node.ep === null ||
+        node.segmentsUsed + node.segmentsReserved >= node.segmentCount) continue;
       const share = node.segmentsUsed / node.segmentCount;
       if (best === null || share < best.segmentsUsed / best.segmentCount) best = node;
     }
@@ -184,12 +188,23 @@ export class StoragePool {
       return new PmqError('PMQ_ERR_STORAGE_UNAVAILABLE', 'no storage node is connected: retry ' +
         'shortly, or start the storage nodes', { retriable: true });
     }
-    const used = connected.reduce((sum, node) => sum + node.segmentsUsed, 0);
+    const used = connected.reduce((sum, node) => sum + node.segmentsUsed +
+      node.segmentsReserved, 0);
     const count = connected.reduce((sum, node) => sum + node.segmentCount, 0);
+    const reserved = connected.reduce((sum, node) => sum + node.segmentsReserved, 0);
     return new PmqError('PMQ_ERR_REGION_FULL', `region full: all ${count} segments of the ` +
-      `connected storage nodes are in use (${used} of ${count})` +
+      `connected storage nodes are in use (${used} of ${count}` +
+      (reserved > 0 ? `, ${reserved} kept free for the metadata log)` : ')') +
       (away > 0 ? `, ${away} storage node(s) not connected` : '') +
       ': delete topics, add storage nodes, or use larger regions', { retriable: true });
+  }
+
+  /**
+   * Keeps `count` free segments of a node from data: the metadata log rotates into a new
+   * segment before it frees the old one, so a region full of data must still have one.
+   */
+  reserveSegments(nodeId: number, count: number): void {
+    this.#node(nodeId).segmentsReserved = count;
   }
 
   /** Counts a segment allocated (+1) or freed (-1) on a node, for placement. */

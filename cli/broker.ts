@@ -82,7 +82,8 @@ export function registerBrokerCommand(program: Command): void {
     .description('run the broker: topics, sequencing, group offsets, over storage nodes')
     .requiredOption('--storage <host:port,...>', 'storage nodes (all of them: recovery reads ' +
       'every segment table)')
-    .requiredOption('--data-dir <dir>', 'directory for the broker\'s metadata files')
+    .requiredOption('--data-dir <dir>', 'the broker\'s directory: its lock (one broker per ' +
+      'directory); the cluster metadata lives on the storage nodes')
     .addOption(new Option('--transports <list>', 'UCX transports, UCX_TLS syntax'))
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
     .addOption(clusterKeyFileOption())

@@ -124,7 +124,7 @@ export function registerDevCommand(program: Command): void {
     .description('run a local development cluster: a storage node on a /dev/shm region and a ' +
       'broker in front of it')
     .option('--broker-listen <host:port>', 'address the broker listens on', '127.0.0.1:9092')
-    .option('--data-dir <dir>', 'the broker\'s metadata directory', DEFAULT_DEV_DATA_DIR)
+    .option('--data-dir <dir>', 'the broker\'s directory (and cluster.key)', DEFAULT_DEV_DATA_DIR)
     .addOption(logLevelOption());
   addStorageOptions(command, '127.0.0.1:7100').action(async (opts: DevCliOptions) => {
     await runDev(opts);

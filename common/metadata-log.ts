@@ -6,8 +6,8 @@
 
 /** The reserved topic of the metadata log (no client may create a topic named `__pmq…`). */
 export const METADATA_TOPIC = '__pmq_meta';
-/** The largest value (a snapshot): 128 wire chunks of 64 KiB. */
-export const METADATA_VALUE_BYTES_MAX = 8 * 1024 * 1024;
+/** The largest value (a snapshot): with its framing, within 112 wire chunks of 64 KiB. */
+export const METADATA_VALUE_BYTES_MAX = 7 * 1024 * 1024 - 4096;
 
 /** Is a topic name reserved for pmq's own use? */
 export function reservedTopic(topic: string): boolean {

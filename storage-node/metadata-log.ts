@@ -25,7 +25,7 @@ import { encodeRecordBatch, openRecordBatch, setBaseOffset } from '../common/rec
 import type { RegionStore, SegmentInfo } from './region-store.js';
 
 /** Bytes of the framed values one read returns at most (a reply stays under a message). */
-export const METADATA_READ_BYTES_MAX = 8 * 1024 * 1024;
+export const METADATA_READ_BYTES_MAX = 7 * 1024 * 1024;
 
 const SNAPSHOT_KEY = Uint8Array.of(0x73); // "s"
 const CHANGE_KEY = Uint8Array.of(0x63); // "c"

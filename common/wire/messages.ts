@@ -110,12 +110,12 @@ export const MESSAGES = {
    * The metadata log (docs/broker.md, "Where metadata lives"): one value, sent as chunks of at
    * most 64 KiB, appended durably under the epoch; a snapshot starts a new segment.
    */
-  metaAppend: { epoch: 'uint', snapshot: 'bool', chunks: { list: { bytes: 'bytes' }, max: 128 } },
+  metaAppend: { epoch: 'uint', snapshot: 'bool', chunks: { list: { bytes: 'bytes' }, max: 112 } },
   metaAppended: { usedBytes: 'uint', sizeBytes: 'uint' },
   /** Values from record `from` of the log's current segment (0: its snapshot). */
   metaRead: { epoch: 'uint', from: 'uint' },
   /** chunks, joined: each value as u32 length + bytes; next: the record after the last one. */
-  metaValues: { chunks: { list: { bytes: 'bytes' }, max: 128 }, next: 'uint', end: 'bool',
+  metaValues: { chunks: { list: { bytes: 'bytes' }, max: 112 }, next: 'uint', end: 'bool',
     usedBytes: 'uint', sizeBytes: 'uint' },
 
   // --- client → storage: bind this endpoint to the ticket's session (docs/security.md)

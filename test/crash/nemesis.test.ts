@@ -31,6 +31,8 @@ t.test(`nemesis: ${kills} kills under load (PMQ_SEED=${seed})`, async (t) => {
     for (const [role, count] of Object.entries(result.kills)) {
       t.ok(count > 0, `the ${role} was killed (${count} times)`);
     }
+    t.ok(result.storageKillsInFlight > 0, `${result.storageKillsInFlight} storage kills came ` +
+      'with sends (so writes, persists or replies) in flight');
   }
   t.same(result.problems, [], 'every client finished or gave up by itself');
   t.ok(result.check.valid, 'the history checks clean');

@@ -23,7 +23,9 @@ import { E2eCluster, runFixture, type FixtureRun } from '../helpers/e2e-cluster.
 import { prngFrom, type Prng } from '../fixtures/record-batch-random.js';
 import { checkHistory, formatReport, type CheckResult } from './history-checker.js';
 import { parseHistory, sortHistory, type HistoryEvent, type SeenRecord } from './history.js';
-import { connectRetrying, fileRecorder, retrying, sleep } from './nemesis-common.js';
+import {
+  connectRetrying, fileRecorder, retrying, sharedMonotonicMs, sleep,
+} from './nemesis-common.js';
 
 export type Target = 'storage' | 'broker' | 'producer' | 'consumer';
 export const TARGETS: Target[] = ['storage', 'broker', 'producer', 'consumer'];
@@ -60,6 +62,12 @@ export interface NemesisResult {
    * them). Evidence that the nemesis hit that window.
    */
   holes: number;
+  /**
+   * Storage-node kills that came while sends were in flight (invoked, not yet completed): the
+   * node died with their writes, persists or replies under way. Evidence that the nemesis hit
+   * persists in flight, not only an idle node.
+   */
+  storageKillsInFlight: number;
   report: string;
   nemesisMs: number;
   totalMs: number;
@@ -78,6 +86,8 @@ class Run {
   longStops = 0;
   /** Kills of a storage node or broker during its own start-up or recovery. */
   recoveryKills = 0;
+  /** When each storage kill happened, on the histories' clock. */
+  readonly storageKillTimes: number[] = [];
   readonly problems: string[] = [];
   readonly workers: Worker[] = [];
   private readonly retired: Worker[] = [];
@@ -143,7 +153,11 @@ class Run {
 async function killNode(run: Run, target: 'storage' | 'broker' | 'both'): Promise<void> {
   const { cluster, prng } = run;
   if (target !== 'storage') { await cluster.killBroker(); run.kills.broker += 1; }
-  if (target !== 'broker') { await cluster.killStorage(); run.kills.storage += 1; }
+  if (target !== 'broker') {
+    run.storageKillTimes.push(sharedMonotonicMs());
+    await cluster.killStorage();
+    run.kills.storage += 1;
+  }
   await sleep(prng.int(500));
   // Sometimes the restarted node is killed again during its start-up or recovery (its
   // dependency, if also down, comes back first so the broker's recovery really runs).
@@ -334,7 +348,24 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
     stops: run.stops, longStops: run.longStops, recoveryKills: run.recoveryKills,
     problems: run.problems, check,
     holes: countHoles(history),
+    storageKillsInFlight: killsInFlight(history, run.storageKillTimes),
     report: formatReport(check), nemesisMs, totalMs: Date.now() - started };
+}
+
+/** How many of `times` fell while at least one send was invoked and not yet completed. */
+function killsInFlight(history: HistoryEvent[], times: readonly number[]): number {
+  const spans: [number, number][] = [];
+  const open = new Map<string, number>();
+  for (const event of history) {
+    if (event.kind === 'send-invoke') open.set(event.value, event.timeMs);
+    if (event.kind === 'send-ok' || event.kind === 'send-fail' || event.kind === 'send-info') {
+      const start = open.get(event.value);
+      if (start !== undefined) spans.push([start, event.timeMs]);
+      open.delete(event.value);
+    }
+  }
+  for (const start of open.values()) spans.push([start, Number.POSITIVE_INFINITY]);
+  return times.filter((time) => spans.some(([from, to]) => from < time && time < to)).length;
 }
 
 function countHoles(history: HistoryEvent[]): number {
@@ -361,7 +392,8 @@ export function summaryLine(result: NemesisResult): string {
     `acked ${stats.acked}, failed ${stats.failed}, indeterminate ${stats.indeterminate} ` +
     `(${stats.uncompleted} uncompleted, ${stats.indeterminateRead} read); polled ` +
     `${stats.polled} in ${stats.polls} polls; final read ${stats.finalRecords} (${result.holes} ` +
-    `hole offsets filled); anomalies ` +
+    `hole offsets filled); storage kills with sends in flight ${result.storageKillsInFlight}; ` +
+    `anomalies ` +
     `${anomalies}; problems ${result.problems.length}; nemesis ${result.nemesisMs} ms, total ` +
     `${result.totalMs} ms`;
 }

@@ -197,3 +197,24 @@ t.test('a broker on an empty data dir never shares the live broker\'s epoch', as
     'A, asked to produce, is fenced');
   t.equal(await exited, 2, 'and exits with code 2');
 });
+
+t.test('a metadata change from a broker that lost its epoch is refused by the storage node',
+  async (t) => {
+    // A's first storage request after B took over is a metadata append: only the storage
+    // node's epoch check stands between it and B's metadata (no earlier refusal fenced A).
+    const { dir, procs, storage, brokerA, welcome } =
+      await startWithBrokerA(t, 'pmq-fence-meta-');
+    t.equal((await client.call('offsetCommit', { group: 'g', topic: 'orders', partition: 0,
+      offset: 1 })).kind, 'done');
+    const brokerB = await startBroker(`${dir}/b`, [storage]);
+    procs.push(brokerB);
+    t.ok(Number(brokerB.match[3]) > welcome.brokerEpoch, 'B raised the epoch');
+    const exited = exitOf(brokerA.child);
+    t.equal(await outcome(client.call('offsetCommit', { group: 'g', topic: 'orders',
+      partition: 0, offset: 9 })), 'PMQ_ERR_FENCED', 'A\'s offset commit: fenced');
+    t.equal(await exited, 2, 'A exits with code 2');
+    await client.connect(brokerB);
+    const offset = await client.call('offsetFetch', { group: 'g', topic: 'orders',
+      partition: 0 }) as Message<'offset'>;
+    t.equal(offset.offset, 1, 'B has the offset committed before it started, not A\'s 9');
+  });

@@ -1,9 +1,10 @@
-// A broker never frees a segment because its own metadata does not claim it (issue 10,
-// docs/broker.md "Quarantine"): started on an empty data directory over a storage node that
-// holds another broker's acknowledged records, it quarantines them, lists them, refuses to
-// create a topic of the same name, and frees one only on `pmq quarantine free … --yes`. The
-// broker with the real metadata then still reads every record. All through the CLI, as an
-// operator would.
+// A broker never frees a segment because its metadata does not claim it (issue 10,
+// docs/broker.md "Quarantine"). Metadata lives in the storage nodes' metadata log, so an empty
+// data directory knows every topic; what no metadata claims is a storage node of another
+// cluster attached to this one (or the segments of a topic whose delete a crash cut short).
+// Given such a node, the broker quarantines its segments, lists them, refuses to create a
+// topic of the same name, and frees one only on `pmq quarantine free … --yes`; the broker of
+// the other cluster then still reads every record. All through the CLI, as an operator would.
 import t from 'tap';
 
 import { runPmq, startBroker, startStorage, stopProc as stop, tempDir, type PmqRun, type Proc }
@@ -19,12 +20,22 @@ function pmq(broker: Proc, args: string[], input = ''): Promise<PmqRun> {
 
 const { dir, remove } = tempDir('pmq-quarantine-');
 const storage = await startStorage(`${dir}/region`, 1);
+const strangers = await startStorage(`${dir}/region-2`, 2);
 t.teardown(async () => {
   await stop(storage);
+  await stop(strangers);
   remove();
 });
 
-t.test('an empty data directory quarantines, never frees, what it does not know', async (t) => {
+t.test('a node of another cluster is quarantined, never freed, until asked', async (t) => {
+  // The other cluster: node 2 with a metadata log of its own (written at a higher epoch).
+  let stranger = await startBroker(`${dir}/stranger`, [strangers]);
+  t.equal((await pmq(stranger, ['topic', 'create', 'theirs', '--partitions', '1'])).code, 0);
+  await stop(stranger);
+  stranger = await startBroker(`${dir}/stranger`, [strangers]);
+  t.equal((await pmq(stranger, ['topic', 'create', 'later', '--partitions', '1'])).code, 0);
+  await stop(stranger);
+
   let owner = await startBroker(`${dir}/owner`, [storage]);
   const created = await pmq(owner, ['topic', 'create', 'orders', '--partitions', '1']);
   t.equal(created.code, 0, created.stderr);
@@ -33,7 +44,7 @@ t.test('an empty data directory quarantines, never frees, what it does not know'
   t.equal(produced.code, 0, produced.stderr);
   await stop(owner);
 
-  let stranger = await startBroker(`${dir}/empty`, [storage]);
+  stranger = await startBroker(`${dir}/stranger`, [strangers, storage]);
   const listed = await pmq(stranger, ['quarantine', 'list', '--json']);
   t.equal(listed.code, 0, listed.stderr);
   const segments = JSON.parse(listed.stdout) as { nodeId: number; segmentIndex: number;
@@ -57,7 +68,7 @@ t.test('an empty data directory quarantines, never frees, what it does not know'
     'every acknowledged record is still there for the broker that knows the topic');
   await stop(owner);
 
-  stranger = await startBroker(`${dir}/empty`, [storage]);
+  stranger = await startBroker(`${dir}/stranger`, [strangers, storage]);
   const freed = await pmq(stranger, ['quarantine', 'free', name, '--yes']);
   t.equal(freed.code, 0, freed.stderr);
   t.same(JSON.parse((await pmq(stranger, ['quarantine', 'list', '--json'])).stdout), [],
