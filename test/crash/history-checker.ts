@@ -7,9 +7,14 @@
  * partition is the ground truth of what is stored, so offsets are compared directly instead of
  * through an inferred version order. Hole fillers (control batches) take offsets that neither
  * consumers nor the final read see; a gap that the final read also has is therefore not a skip.
- * docs/crash-testing.md explains each kind and how to read the report.
+ * Group-offset commits and topic creates (lost-commit, lost-topic) are judged by
+ * history-metadata.ts. docs/crash-testing.md explains each kind and how to read the report.
  */
 import type { Assign, FinalRead, HistoryEvent, Poll, Seek, SendInvoke, SendOk } from './history.js';
+import {
+  checkMetadata, describeMetadataAnomaly, emptyMetadataStats, MetadataIndex,
+  type MetadataAnomaly, type MetadataStats,
+} from './history-metadata.js';
 
 export interface Place { topic: string; partition: number; offset: number }
 export type SightingSource = 'ack' | 'poll' | 'final-read';
@@ -38,18 +43,20 @@ export type Anomaly =
   | { kind: 'nonmonotonic-send'; process: string; topic: string; partition: number;
       previous: PollStep; next: PollStep }
   | { kind: 'unknown-value'; value: string; sightings: Sighting[] }
-  | { kind: 'malformed'; event: number; problem: string };
+  | { kind: 'malformed'; event: number; problem: string }
+  | MetadataAnomaly;
 export type AnomalyKind = Anomaly['kind'];
 
 export const COUNT_KEYS = {
   'lost-write': 'lostWrites', 'duplicate': 'duplicates', 'inconsistent-offset':
     'inconsistentOffsets', 'nonmonotonic-poll': 'nonMonotonicPolls', 'skipped-offset':
     'skippedOffsets', 'failed-read': 'failedReads', 'nonmonotonic-send': 'nonMonotonicSends',
-  'unknown-value': 'unknownValues', 'malformed': 'malformed',
+  'unknown-value': 'unknownValues', 'lost-commit': 'lostCommits', 'lost-topic': 'lostTopics',
+  'malformed': 'malformed',
 } as const satisfies Record<AnomalyKind, string>;
 export type Counts = Record<(typeof COUNT_KEYS)[AnomalyKind], number>;
 
-export interface Stats {
+export interface Stats extends MetadataStats {
   events: number; sends: number; acked: number; failed: number;
   /** send-info plus sends without any completion (`uncompleted`, e.g. the producer was killed) */
   indeterminate: number; uncompleted: number;
@@ -81,7 +88,8 @@ const placeKey = (place: Place): string => `${place.partition}:${place.offset}:$
 
 function emptyStats(): Stats {
   return { events: 0, sends: 0, acked: 0, failed: 0, indeterminate: 0, uncompleted: 0,
-    indeterminateRead: 0, polls: 0, polled: 0, finalRecords: 0, partitions: 0 };
+    indeterminateRead: 0, polls: 0, polled: 0, finalRecords: 0, partitions: 0,
+    ...emptyMetadataStats() };
 }
 
 /** Everything the checks need, built in one pass over the history. */
@@ -97,9 +105,14 @@ class HistoryIndex {
   readonly touched = new Map<string, { topic: string; partition: number; event: number }>();
   private readonly seqLast = new Map<string, number>();
   readonly stats = emptyStats();
+  readonly metadata = new MetadataIndex((event, problem) => this.malformed(event, problem));
+  /** Topics with an acknowledged create that the final topic list lacks: their records and
+   *  commits are counted in the lost-topic anomaly, not judged one by one. */
+  lostTopics = new Set<string>();
 
   constructor(readonly events: readonly HistoryEvent[], readonly findings: Findings) {
     events.forEach((event, index) => this.add(event, index));
+    this.lostTopics = this.metadata.lostTopics();
   }
 
   private add(event: HistoryEvent, index: number): void {
@@ -115,6 +128,11 @@ class HistoryIndex {
       case 'assign': case 'seek': return this.startSequence(event, index);
       case 'poll': return this.addPoll(event, index);
       case 'final-read': return this.addFinalRead(event, index);
+      case 'commit-invoke': case 'commit-ok': case 'commit-fail': case 'commit-info':
+      case 'commit-read': case 'final-offsets': case 'create-invoke': case 'create-ok':
+      case 'create-fail': case 'create-info': case 'final-topics':
+        this.metadata.add(event, index);
+        return;
       default: {
         const unknown: never = event;
         return this.malformed(index, `unknown kind ${JSON.stringify(unknown)}`);
@@ -295,6 +313,7 @@ function checkValue(index: HistoryIndex, value: string, sightings: Sighting[]): 
     index.findings.add({ kind: 'unknown-value', value, sightings });
     return;
   }
+  if (index.lostTopics.has(send.invoke.topic)) return;   // counted in its lost-topic
   if (send.outcome === 'fail' && reads.length > 0) {
     index.findings.add({ kind: 'failed-read', value, sightings: reads, fail: {
       event: send.completionEvent ?? -1, process: send.invoke.process, error: send.error } });
@@ -417,7 +436,7 @@ function checkNeverPolled(index: HistoryIndex): void {
 
 function checkFinalReadsPresent(index: HistoryIndex): void {
   for (const [key, where] of index.touched) {
-    if (!index.finals.has(key)) {
+    if (!index.finals.has(key) && !index.lostTopics.has(where.topic)) {
       index.malformed(where.event, `no final read of ${where.topic}/${where.partition}, which ` +
         'was written or polled (the final read must cover every partition)');
     }
@@ -434,6 +453,14 @@ export function checkHistory(events: readonly HistoryEvent[], options: CheckOpti
   checkPlaces(index);
   for (const sequence of index.sequences) checkSequence(index, sequence);
   checkNeverPolled(index);
+  const sendsAcked = new Map<string, number>();
+  for (const send of index.sends.values()) {
+    const topic = send.ack?.topic;
+    if (topic !== undefined) sendsAcked.set(topic, (sendsAcked.get(topic) ?? 0) + 1);
+  }
+  for (const anomaly of checkMetadata(index.metadata, sendsAcked,
+    (event, problem) => index.malformed(event, problem))) findings.add(anomaly);
+  Object.assign(index.stats, index.metadata.stats);
   index.stats.partitions = index.finals.size;
   const allowed = options.allowed ?? [];
   const valid = (Object.keys(COUNT_KEYS) as AnomalyKind[]).every((kind) =>
@@ -497,6 +524,9 @@ export function describeAnomaly(anomaly: Anomaly): string {
       return `${JSON.stringify(anomaly.value)} was never sent: ${listed(anomaly.sightings)}`;
     case 'malformed':
       return `event ${anomaly.event}: ${anomaly.problem}`;
+    case 'lost-commit':
+    case 'lost-topic':
+      return describeMetadataAnomaly(anomaly);
     default: {
       const unknown: never = anomaly;
       return JSON.stringify(unknown);
@@ -515,6 +545,12 @@ export function formatReport(result: CheckResult): string {
       `completed; ${stats.indeterminateRead} read, which is allowed)`,
     `polls ${stats.polls} (${stats.polled} records); final read ${stats.finalRecords} records ` +
       `in ${stats.partitions} partitions`,
+    `commits ${stats.commits}: acked ${stats.commitsAcked}, failed ${stats.commitsFailed}, ` +
+      `indeterminate ${stats.commitsIndeterminate}; creates ${stats.creates}: acked ` +
+      `${stats.createsAcked}, failed ${stats.createsFailed}, indeterminate ` +
+      `${stats.createsIndeterminate}; commit reads ${stats.commitReads} (` +
+      `${stats.commitReadsFound} found an offset); acked sends in lost topics ` +
+      `${stats.sendsInLostTopics}`,
     Object.entries(counts).map(([name, count]) => `${name} ${count}`).join(', '),
   ];
   for (const kind of Object.keys(COUNT_KEYS) as AnomalyKind[]) {

@@ -12,7 +12,13 @@
  * which then read as sends without a completion: indeterminate.
  */
 
-export const HISTORY_VERSION = 1;
+/** 2 added group-offset commits and topic creates (commit-*, commit-read, final-offsets,
+ *  create-*, final-topics); version 1 histories (records only) still parse. */
+export const HISTORY_VERSION = 2;
+const HISTORY_VERSIONS: readonly number[] = [1, 2];
+const METADATA_KINDS = new Set(['commit-invoke', 'commit-ok', 'commit-fail', 'commit-info',
+  'commit-read', 'final-offsets', 'create-invoke', 'create-ok', 'create-fail', 'create-info',
+  'final-topics']);
 
 /** One record as a consumer (or the final read) saw it. Values are unique per send. */
 export interface SeenRecord { offset: number; value: string }
@@ -56,8 +62,45 @@ export interface FinalRead extends EventHeader {
   kind: 'final-read'; topic: string; partition: number; records: SeenRecord[];
 }
 
+/** Where a group's committed offset lives: (group, topic, partition). */
+export interface OffsetKey { group: string; topic: string; partition: number }
+/** A consumer asks the broker to store `offset` as the group's committed offset. Workload rule
+ *  (the checker relies on it): commits to one key come from one committer at a time, and its
+ *  offsets never go down, so the committed offset must never fall below an acknowledged one. */
+export interface CommitInvoke extends EventHeader, OffsetKey { kind: 'commit-invoke';
+  offset: number }
+/** The commit was answered `done`: durable at the broker. */
+export interface CommitOk extends EventHeader, OffsetKey { kind: 'commit-ok'; offset: number }
+/** Definite failure: the broker says the commit was not done. */
+export interface CommitFail extends EventHeader, OffsetKey { kind: 'commit-fail';
+  offset: number; error: string }
+/** Indeterminate: timed out, connection lost. */
+export interface CommitInfo extends EventHeader, OffsetKey { kind: 'commit-info';
+  offset: number; error: string }
+/** A consumer read the group's committed offset (at its start; null: none). Under the workload
+ *  rule it must not be below a commit to that key acknowledged before it. */
+export interface CommitRead extends EventHeader, OffsetKey { kind: 'commit-read';
+  offset: number | null }
+/** After the run, from the current broker: the committed offset of each key that was committed
+ *  (null: none, or the topic is unknown there). */
+export interface FinalOffsets extends EventHeader { kind: 'final-offsets';
+  offsets: (OffsetKey & { offset: number | null })[] }
+/** A topic create; topic names are unique per create in a history. */
+export interface CreateInvoke extends EventHeader { kind: 'create-invoke'; topic: string;
+  partitions: number }
+export interface CreateOk extends EventHeader { kind: 'create-ok'; topic: string }
+export interface CreateFail extends EventHeader { kind: 'create-fail'; topic: string;
+  error: string }
+export interface CreateInfo extends EventHeader { kind: 'create-info'; topic: string;
+  error: string }
+/** After the run, from the current broker: every topic it lists. */
+export interface FinalTopics extends EventHeader { kind: 'final-topics'; topics: string[] }
+
+export type CommitEvent = CommitInvoke | CommitOk | CommitFail | CommitInfo;
+export type CreateEvent = CreateInvoke | CreateOk | CreateFail | CreateInfo;
+export type MetadataEvent = CommitEvent | CommitRead | FinalOffsets | CreateEvent | FinalTopics;
 export type HistoryEvent = SendInvoke | SendOk | SendFail | SendInfo | Assign | Seek | Poll |
-  FinalRead;
+  FinalRead | MetadataEvent;
 export type HistoryKind = HistoryEvent['kind'];
 type Body<E> = E extends HistoryEvent ? Omit<E, keyof EventHeader> : never;
 export type HistoryBody = Body<HistoryEvent>;
@@ -158,10 +201,16 @@ function records(raw: Raw, line: number): SeenRecord[] {
 }
 
 function parseHeader(raw: Raw, line: number): EventHeader {
-  if (raw.v !== HISTORY_VERSION) fail(line, `unknown history version ${String(raw.v)}`);
+  const v = raw.v;
+  if (typeof v !== 'number' || !HISTORY_VERSIONS.includes(v)) {
+    fail(line, `unknown history version ${String(v)}`);
+  }
+  if (v < 2 && METADATA_KINDS.has(String(raw.kind))) {
+    fail(line, `${String(raw.kind)} needs history version 2`);
+  }
   const timeMs = raw.timeMs;
   if (typeof timeMs !== 'number' || !Number.isFinite(timeMs)) fail(line, 'timeMs: a number');
-  const header: EventHeader = { v: HISTORY_VERSION, process: str(raw, 'process', line),
+  const header: EventHeader = { v, process: str(raw, 'process', line),
     seq: whole(raw, 'seq', line), timeMs };
   if (raw.wallMs !== undefined) header.wallMs = whole(raw, 'wallMs', line);
   return header;
@@ -189,6 +238,52 @@ function parseBody(raw: Raw, line: number): HistoryBody {
     case 'poll':
     case 'final-read':
       return { kind, ...where(), records: records(raw, line) };
+    case 'commit-invoke': case 'commit-ok': case 'commit-fail': case 'commit-info':
+    case 'commit-read':
+    case 'final-offsets': case 'create-invoke': case 'create-ok': case 'create-fail':
+    case 'create-info': case 'final-topics':
+      return parseMetadataBody(kind, raw, line);
+    default: {
+      const unknown: never = kind;
+      return fail(line, `unknown event kind ${String(unknown)}`);
+    }
+  }
+}
+
+function offsetKey(raw: Raw, line: number): OffsetKey {
+  return { group: str(raw, 'group', line), topic: str(raw, 'topic', line),
+    partition: whole(raw, 'partition', line) };
+}
+
+function list(raw: Raw, field: string, line: number): unknown[] {
+  const value = raw[field];
+  return Array.isArray(value) ? value : fail(line, `${field} must be an array`);
+}
+
+function parseMetadataBody(kind: MetadataEvent['kind'], raw: Raw, line: number): HistoryBody {
+  switch (kind) {
+    case 'commit-invoke': case 'commit-ok':
+      return { kind, ...offsetKey(raw, line), offset: whole(raw, 'offset', line) };
+    case 'commit-fail': case 'commit-info':
+      return { kind, ...offsetKey(raw, line), offset: whole(raw, 'offset', line),
+        error: str(raw, 'error', line) };
+    case 'commit-read':
+      return { kind, ...offsetKey(raw, line), offset: nullableWhole(raw, 'offset', line) };
+    case 'final-offsets':
+      return { kind, offsets: list(raw, 'offsets', line).map((item) => {
+        if (typeof item !== 'object' || item === null) fail(line, 'an offset must be an object');
+        const entry = item as Raw;
+        return { ...offsetKey(entry, line), offset: nullableWhole(entry, 'offset', line) };
+      }) };
+    case 'create-invoke':
+      return { kind, topic: str(raw, 'topic', line), partitions: whole(raw, 'partitions', line) };
+    case 'create-ok':
+      return { kind, topic: str(raw, 'topic', line) };
+    case 'create-fail': case 'create-info':
+      return { kind, topic: str(raw, 'topic', line), error: str(raw, 'error', line) };
+    case 'final-topics':
+      return { kind, topics: list(raw, 'topics', line).map((topic) =>
+        (typeof topic === 'string' ? topic : fail(line, 'a topic must be a string'))) };
     default: {
       const unknown: never = kind;
       return fail(line, `unknown event kind ${String(unknown)}`);

@@ -265,7 +265,7 @@ async function finish(run: Run, worker: Worker, ms: number): Promise<void> {
 
 /** Every partition from offset 0 to its high watermark; a trailing hole (control batch)
  *  yields nothing, so reading also ends after `idleMs` without a batch. */
-async function readAll(client: Client, topic: string, partitions: number, idleMs: number,
+export async function readAll(client: Client, topic: string, partitions: number, idleMs: number,
   withinMs: number): Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
   const described = await retrying(() => client.admin().describeTopic(topic), withinMs);
   const ends = described.partitions.map((p) => p.highWatermark);

@@ -53,6 +53,29 @@ class Builder {
     return this.add('final', { kind: 'final-read', topic: 't', partition,
       records: records.map(([offset, value]) => ({ offset, value })) });
   }
+  commit(process: string, group: string, offset: number,
+    outcome: 'ok' | 'fail' | 'info' | null = 'ok', partition = 0, topic = 't'): this {
+    const key = { group, topic, partition, offset };
+    this.add(process, { kind: 'commit-invoke', ...key });
+    if (outcome === 'ok') return this.add(process, { kind: 'commit-ok', ...key });
+    if (outcome === null) return this;
+    return this.add(process, { kind: outcome === 'fail' ? 'commit-fail' : 'commit-info', ...key,
+      error: outcome === 'fail' ? 'PMQ_ERR_FENCED' : 'PMQ_ERR_TIMEOUT' });
+  }
+  finalOffsets(offsets: [string, number | null][], partition = 0, topic = 't'): this {
+    return this.add('final-metadata', { kind: 'final-offsets',
+      offsets: offsets.map(([group, offset]) => ({ group, topic, partition, offset })) });
+  }
+  create(process: string, topic: string, outcome: 'ok' | 'fail' | 'info' | null = 'ok'): this {
+    this.add(process, { kind: 'create-invoke', topic, partitions: 1 });
+    if (outcome === 'ok') return this.add(process, { kind: 'create-ok', topic });
+    if (outcome === null) return this;
+    return this.add(process, { kind: outcome === 'fail' ? 'create-fail' : 'create-info', topic,
+      error: outcome === 'fail' ? 'PMQ_ERR_FENCED' : 'PMQ_ERR_TIMEOUT' });
+  }
+  finalTopics(topics: string[]): this {
+    return this.add('final-metadata', { kind: 'final-topics', topics });
+  }
   events(): HistoryEvent[] {
     return parseHistory(this.lines.join('\n'));
   }
@@ -245,12 +268,16 @@ t.test('JSON lines: round trip, strict fields, versions, torn tail', (t) => {
   t.same(parseHistory(encodeHistory(events)), events);
   t.same(sortHistory([...events].reverse()), events);
   const line = encodeHistory(events.slice(0, 1));
-  t.throws(() => parseHistory(line.replace('"v":1', '"v":2')), HistoryFormatError);
+  t.throws(() => parseHistory(line.replace('"v":2', '"v":3')), HistoryFormatError);
+  t.same(parseHistory(line.replace('"v":2', '"v":1')), [{ ...events[0], v: 1 }],
+    'version 1 (records only) still parses');
+  const commit = encodeHistory(new Builder().commit('c', 'g', 3).events());
+  t.throws(() => parseHistory(commit.replace('"v":2', '"v":1')), /needs history version 2/);
   t.throws(() => parseHistory(line.replace('"kind":"send-invoke"', '"kind":"send-maybe"')),
     /unknown event kind/);
   t.throws(() => parseHistory(line.replace('"seq":0', '"seq":-1')), /seq must be a whole/);
-  t.throws(() => parseHistory(`${line}{"v":1,"pro`), /line 2: not JSON/);
-  t.same(parseHistory(`${line}{"v":1,"pro`, { tornTailAllowed: true }), events.slice(0, 1));
+  t.throws(() => parseHistory(`${line}{"v":2,"pro`), /line 2: not JSON/);
+  t.same(parseHistory(`${line}{"v":2,"pro`, { tornTailAllowed: true }), events.slice(0, 1));
   t.end();
 });
 
@@ -502,6 +529,192 @@ for (const seed of seeds()) {
     const { events } = validHistory(seed);
     const prng = prngFrom(seed ^ 0x5eed);
     for (const mutation of MUTATIONS) {
+      const mutated = structuredClone(events);
+      t.ok(mutation.apply(mutated, prng), `${mutation.name}: applicable`);
+      const result = checkHistory(mutated);
+      const kinds = [...new Set(result.anomalies.map((a) => a.kind))];
+      t.ok(kinds.includes(mutation.kind), `${mutation.name}: found as ${mutation.kind}`);
+      t.same(kinds.filter((k) => k !== mutation.kind && !mutation.alsoAllowed.includes(k)), [],
+        `${mutation.name}: nothing else`);
+      t.notOk(result.valid, `${mutation.name}: invalid`);
+    }
+    t.end();
+  });
+}
+
+// ---- metadata: group-offset commits and topic creates (history version 2) ----
+
+t.test('commits: the final offset may be the highest ack or a later commit, never lower',
+  (t) => {
+    const clean = new Builder().commit('c', 'g', 1).commit('c', 'g', 4).commit('c', 'g', 6, 'info')
+      .commit('c', 'g', 9, 'fail').commit('c', 'h', 2, null).finalOffsets([['g', 6], ['h', null]])
+      .check();
+    t.ok(clean.valid, formatReport(clean));
+    t.match(clean.stats, { commits: 5, commitsAcked: 2, commitsFailed: 1,
+      commitsIndeterminate: 2 });
+    const lower = new Builder().commit('c', 'g', 1).commit('c', 'g', 4).commit('c', 'g', 5, 'info')
+      .finalOffsets([['g', 1]]).check();
+    t.same(nonZero(lower), { lostCommits: 1 });
+    t.match(lower.anomalies[0], { kind: 'lost-commit', reason: 'final', group: 'g', topic: 't',
+      partition: 0, acked: { offset: 4, process: 'c', event: 3 }, acks: 2, final: 1 });
+    t.match(formatReport(lower),
+      /group g t\/0: commit of offset 4 acknowledged to c .*final committed offset 1/);
+    const none = new Builder().commit('c', 'g', 1).finalOffsets([['g', null]]).check();
+    t.same(nonZero(none), { lostCommits: 1 });
+    t.match(formatReport(none), /final committed offset none/);
+    t.end();
+  });
+
+t.test('commit reads: a consumer starting after acks must not read a lower offset', (t) => {
+  const read = (offset: number | null): HistoryBody =>
+    ({ kind: 'commit-read', group: 'g', topic: 't', partition: 0, offset });
+  const clean = new Builder().add('c#2', read(null)).commit('c#2', 'g', 2)
+    .commit('c#2', 'g', 5, 'info').add('c#3', read(2)).add('c#4', read(5))
+    .finalOffsets([['g', 5]]).check();
+  t.ok(clean.valid,
+    `the acknowledged 2 or the indeterminate 5 may be read: ${formatReport(clean)}`);
+  const ok = new Builder().add('c', read(null)).commit('c', 'g', 2).add('c#2', read(2))
+    .commit('c#2', 'g', 4).add('c#3', read(6)).finalOffsets([['g', 6]]).check();
+  t.ok(ok.valid, formatReport(ok));
+  const lower = new Builder().commit('c', 'g', 2).commit('c', 'g', 4).add('c#2', read(2))
+    .commit('c#2', 'g', 5).finalOffsets([['g', 5]]).check();
+  t.same(nonZero(lower), { lostCommits: 1 }, 'a lower read, even if later commits pass it');
+  t.match(lower.anomalies[0], { kind: 'lost-commit', reason: 'read', reader: 'c#2', final: 2,
+    acked: { offset: 4 } });
+  t.match(formatReport(lower), /then c#2 read committed offset 2/);
+  const none = new Builder().commit('c', 'g', 2).add('c#2', read(null))
+    .finalOffsets([['g', 2]]).check();
+  t.same(nonZero(none), { lostCommits: 1 }, 'no committed offset after an ack');
+  t.end();
+});
+
+t.test('creates: an acknowledged topic must be listed at the end; its records count there',
+  (t) => {
+    const clean = new Builder().create('x', 'one').create('x', 'two', 'info')
+      .create('x', 'three', 'fail').create('x', 'four', null).finalTopics(['one', 'two'])
+      .check();
+    t.ok(clean.valid, formatReport(clean));
+    t.match(clean.stats, { creates: 4, createsAcked: 1, createsFailed: 1,
+      createsIndeterminate: 2 });
+    const lost = new Builder().create('x', 'one').create('x', 't').acked('p', 'a', 0)
+      .commit('c', 'g', 1).finalTopics(['one']).finalOffsets([['g', null]]).check();
+    t.same(nonZero(lost), { lostTopics: 1 }, 'no lost write or commit for the lost topic');
+    t.match(lost.anomalies[0], { kind: 'lost-topic', topic: 't', sendsAcked: 1,
+      commitsAcked: 1 });
+    t.equal(lost.stats.sendsInLostTopics, 1);
+    t.match(formatReport(lost), /topic t: create acknowledged to x .*absent from the final/);
+    const unrecorded = new Builder().acked('p', 'a', 0).finalTopics([]).check();
+    t.same(nonZero(unrecorded), { lostWrites: 1, malformed: 1 },
+      'a topic without an acknowledged create is still judged record by record');
+    t.end();
+  });
+
+t.test('metadata recorder rules: completions, finals, names', (t) => {
+  const cases: [string, Builder][] = [
+    ['commit-ok without an invoke', new Builder().add('c', { kind: 'commit-ok', group: 'g',
+      topic: 't', partition: 0, offset: 1 }).finalOffsets([['g', 1]])],
+    ['commit by another process', new Builder().add('c', { kind: 'commit-invoke', group: 'g',
+      topic: 't', partition: 0, offset: 1 }).add('d', { kind: 'commit-ok', group: 'g',
+      topic: 't', partition: 0, offset: 1 }).finalOffsets([['g', 1]])],
+    ['no final-offsets', new Builder().commit('c', 'g', 1)],
+    ['a key missing from final-offsets', new Builder().commit('c', 'g', 1)
+      .finalOffsets([['h', 1]])],
+    ['no final-topics', new Builder().create('x', 'one')],
+    ['a topic created twice', new Builder().create('x', 'one').create('y', 'one', 'info')
+      .finalTopics(['one'])],
+    ['two final-topics', new Builder().finalTopics([]).finalTopics([])],
+  ];
+  for (const [name, builder] of cases) {
+    const result = builder.check();
+    t.ok(result.counts.malformed > 0 && !result.valid, `${name}: malformed`);
+  }
+  t.end();
+});
+
+/** Appends a correct metadata workload to a history: committers (one per group at a time,
+ *  offsets that only grow) and topic creators, with every outcome, then the finals. */
+function withMetadata(events: HistoryEvent[], prng: Prng): HistoryEvent[] {
+  const history = new Builder();
+  const outcomes = ['ok', 'ok', 'fail', 'info', null] as const;
+  const outcomeOf = (): (typeof outcomes)[number] => outcomes[prng.int(outcomes.length)]!;
+  const finals: [string, number | null][] = [];
+  for (let group = 0; group < 4; group += 1) {
+    let offset = 0;
+    let final: number | null = null;
+    for (let commit = 0; commit < 20; commit += 1) {
+      offset += prng.int(5);
+      const outcome = outcomeOf();
+      history.commit(`committer-${group}`, `g${group}`, offset, outcome);
+      if (outcome === 'ok' || (outcome !== 'fail' && prng.chance(0.5))) final = offset;
+    }
+    finals.push([`g${group}`, final]);
+  }
+  const listed = ['a', 'b'];
+  history.create('setup', 'a').create('setup', 'b');
+  for (let n = 0; n < 30; n += 1) {
+    const outcome = outcomeOf();
+    history.create('creator', `topic-${n}`, outcome);
+    if (outcome === 'ok' || (outcome !== 'fail' && prng.chance(0.5))) listed.push(`topic-${n}`);
+  }
+  history.finalOffsets(finals).finalTopics(listed);
+  return [...events, ...history.events()];
+}
+
+type FinalOffsetsEvent = Extract<HistoryEvent, { kind: 'final-offsets' }>;
+type FinalTopicsEvent = Extract<HistoryEvent, { kind: 'final-topics' }>;
+const ackedCommits = (events: HistoryEvent[]): Extract<HistoryEvent, { kind: 'commit-ok' }>[] =>
+  events.filter((e): e is Extract<HistoryEvent, { kind: 'commit-ok' }> => e.kind === 'commit-ok');
+const finalOffsetsOf = (events: HistoryEvent[]): FinalOffsetsEvent =>
+  events.find((e): e is FinalOffsetsEvent => e.kind === 'final-offsets')!;
+const finalTopicsOf = (events: HistoryEvent[]): FinalTopicsEvent =>
+  events.find((e): e is FinalTopicsEvent => e.kind === 'final-topics')!;
+
+const METADATA_MUTATIONS: Mutation[] = [
+  { name: 'lower a final offset below its highest ack', kind: 'lost-commit', alsoAllowed: [],
+    apply: (events, prng) => {
+      const ok = ackedCommits(events)[prng.int(ackedCommits(events).length)];
+      const entry = finalOffsetsOf(events).offsets.find((o) => o.group === ok?.group);
+      if (ok === undefined || entry === undefined) return false;
+      const highest = Math.max(...ackedCommits(events).filter((c) => c.group === ok.group)
+        .map((c) => c.offset));
+      entry.offset = highest === 0 ? null : highest - 1;
+      return true;
+    } },
+  { name: 'forget a committed group', kind: 'lost-commit', alsoAllowed: [],
+    apply: (events, prng) => {
+      const ok = ackedCommits(events)[prng.int(ackedCommits(events).length)];
+      const entry = finalOffsetsOf(events).offsets.find((o) => o.group === ok?.group);
+      if (entry === undefined) return false;
+      entry.offset = null;
+      return true;
+    } },
+  { name: 'drop an acknowledged created topic', kind: 'lost-topic', alsoAllowed: [],
+    apply: (events, prng) => {
+      const oks = events.filter((e) => e.kind === 'create-ok' && e.topic.startsWith('topic-'));
+      const ok = oks[prng.int(oks.length)];
+      if (ok === undefined || ok.kind !== 'create-ok') return false;
+      const final = finalTopicsOf(events);
+      final.topics = final.topics.filter((topic) => topic !== ok.topic);
+      return true;
+    } },
+  { name: 'drop a data topic (its records count in lost-topic)', kind: 'lost-topic',
+    alsoAllowed: [], apply: (events) => {
+      const final = finalTopicsOf(events);
+      final.topics = final.topics.filter((topic) => topic !== 'b');
+      return oksOf(events).some((ok) => ok.topic === 'b');
+    } },
+];
+
+for (const seed of seeds()) {
+  t.test(`metadata: valid history checks clean, mutations caught (seed ${seed}; ` +
+    `PMQ_SEED=${seed})`, (t) => {
+    const events = withMetadata(validHistory(seed).events, prngFrom(seed ^ 0x3e7a));
+    const clean = checkHistory(events);
+    t.ok(clean.valid, formatReport(clean));
+    t.ok(clean.stats.commitsAcked > 10 && clean.stats.createsAcked > 5 &&
+      clean.stats.commitsFailed > 0 && clean.stats.createsIndeterminate > 0, 'it did things');
+    const prng = prngFrom(seed ^ 0x5eed);
+    for (const mutation of METADATA_MUTATIONS) {
       const mutated = structuredClone(events);
       t.ok(mutation.apply(mutated, prng), `${mutation.name}: applicable`);
       const result = checkHistory(mutated);
