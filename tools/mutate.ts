@@ -79,11 +79,12 @@ const MUTATIONS: Mutation[] = [
       find: '      this.#checkEpoch(m.epoch);\n' +
         '      const use = await this.#metadata.append(m.epoch,',
       replace: '      const use = await this.#metadata.append(this.#store.epoch,' }] },
-  { name: 'd-metadata-reply-before-persist',
-    what: '(d2) the storage node answers a metadata append before its persist (metadata-log.ts)',
-    edits: [{ file: 'storage-node/metadata-log.ts',
-      find: '    await this.store.persistWatermark(segment.segmentIndex,',
-      replace: '    void this.store.persistWatermark(segment.segmentIndex,' }] },
+  { name: 'd-metadata-ack-before-durable',
+    what: '(d2) the broker acknowledges a group commit before its metadata append is durable ' +
+      '(metadata-store.ts)',
+    edits: [{ file: 'broker-node/metadata-store.ts', find: '    this.#apply(op);\n' +
+      '    await this.#change(op);\n',
+    replace: '    this.#apply(op);\n    void this.#change(op).catch(() => undefined);\n' }] },
 ];
 
 function run(command: string, args: string[], cwd: string, env: Record<string, string> = {},
