@@ -85,6 +85,17 @@ async function startWithBrokerA(t: Test, prefix: string): Promise<{ dir: string;
   return { dir, procs, storage, brokerA, stderrA, welcome };
 }
 
+/** What B holds: exactly `topics`, and the group offset of g on orders/0. */
+async function expectAtB(t: Test, brokerB: Proc, topics: string[], offset: number,
+  why: string): Promise<void> {
+  await client.connect(brokerB);
+  const listed = await client.call('topicList', {}) as Message<'topics'>;
+  t.same(listed.topics.map((topic) => topic.topic), topics, `B's topics: ${why}`);
+  const fetched = await client.call('offsetFetch', { group: 'g', topic: 'orders',
+    partition: 0 }) as Message<'offset'>;
+  t.equal(fetched.offset, offset, `B's group offset: ${why}`);
+}
+
 t.test('a paused broker resumed after a newer one started exits 2 and acknowledges nothing',
   async (t) => {
     const { dir, procs, brokerA, stderrA, welcome, ...started } =
@@ -134,12 +145,7 @@ t.test('a paused broker resumed after a newer one started exits 2 and acknowledg
         CONNECTION_GONE.test(answer), `${what} queued at A: ${answer} (never done)`);
     }
 
-    await client.connect(brokerB);
-    const topics = await client.call('topicList', {}) as Message<'topics'>;
-    t.same(topics.topics.map((topic) => topic.topic), ['orders'], 'B has no topic onlyA');
-    const offset = await client.call('offsetFetch', { group: 'g', topic: 'orders',
-      partition: 0 }) as Message<'offset'>;
-    t.equal(offset.offset, 1, 'B has the group offset committed before the pause');
+    await expectAtB(t, brokerB, ['orders'], 1, 'no onlyA, the offset committed before the pause');
   });
 
 t.test('a storage request refused as stale while serving fences the broker once', async (t) => {
@@ -175,12 +181,7 @@ t.test('a storage request refused as stale while serving fences the broker once'
   t.equal(lines.length, 1, 'fenced once, logged once at error level');
   t.match(lines[0]?.why ?? '', /refused epoch \d+ on segmentAllocate/);
   t.equal(stderrA().split('pmq: fenced by a newer broker').length - 1, 1, 'onFenced ran once');
-  await client.connect(brokerB);
-  const topics = await client.call('topicList', {}) as Message<'topics'>;
-  t.same(topics.topics.map((topic) => topic.topic), ['orders'], 'B has no topic late');
-  const offset = await client.call('offsetFetch', { group: 'g', topic: 'orders',
-    partition: 0 }) as Message<'offset'>;
-  t.equal(offset.offset, 0, 'B has the group offset committed before B started, not A\'s 5');
+  await expectAtB(t, brokerB, ['orders'], 0, 'no late, the offset from before B, not A\'s 5');
 });
 
 t.test('a broker on an empty data dir never shares the live broker\'s epoch', async (t) => {
@@ -213,8 +214,5 @@ t.test('a metadata change from a broker that lost its epoch is refused by the st
     t.equal(await outcome(client.call('offsetCommit', { group: 'g', topic: 'orders',
       partition: 0, offset: 9 })), 'PMQ_ERR_FENCED', 'A\'s offset commit: fenced');
     t.equal(await exited, 2, 'A exits with code 2');
-    await client.connect(brokerB);
-    const offset = await client.call('offsetFetch', { group: 'g', topic: 'orders',
-      partition: 0 }) as Message<'offset'>;
-    t.equal(offset.offset, 1, 'B has the offset committed before it started, not A\'s 9');
+    await expectAtB(t, brokerB, ['orders'], 1, 'the offset from before B, not A\'s 9');
   });

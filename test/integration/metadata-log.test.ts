@@ -5,7 +5,7 @@
 // (in bounded reads) after the region is closed and opened again.
 import { join } from 'node:path';
 
-import t from 'tap';
+import t, { type Test as Tap } from 'tap';
 
 import { METADATA_TOPIC } from '../../common/metadata-log.js';
 import { Region } from '../../native/region.js';
@@ -31,13 +31,21 @@ function values(read: ReturnType<MetadataLog['read']>): string[] {
 const metaSegments = (store: RegionStore): number =>
   store.segments().filter((s) => s.state !== 'free' && s.topic === METADATA_TOPIC).length;
 
-t.test('snapshot first, changes, rotation, reuse, reopen', async (t) => {
+/** A new 1 MiB region in /dev/shm at epoch 1 (closed at teardown) and a log over it. */
+async function freshLog(t: Tap): Promise<{ path: string; region: Region; store: RegionStore;
+  log: MetadataLog }> {
   const path = join(tempDir(t, '/dev/shm'), 'node.region');
-  let region = Region.open({ path, sizeBytes: 1024 * KIB, mode: 'create-new' });
+  const region = Region.open({ path, sizeBytes: 1024 * KIB, mode: 'create-new' });
   t.teardown(() => { if (!region.closed) region.close(); });
-  let store = await RegionStore.format(region, { nodeId: 1, segmentSizeBytes: SEGMENT_BYTES });
+  const store = await RegionStore.format(region, { nodeId: 1, segmentSizeBytes: SEGMENT_BYTES });
   await store.raiseEpoch(1, 9);
-  let log = new MetadataLog(store);
+  return { path, region, store, log: new MetadataLog(store) };
+}
+
+t.test('snapshot first, changes, rotation, reuse, reopen', async (t) => {
+  const fresh = await freshLog(t);
+  const { path } = fresh;
+  let { region, store, log } = fresh;
 
   t.same(values(log.read(0)), [], 'an empty log reads empty');
   await t.rejects(log.append(1, text.encode('c0'), false), { code: 'PMQ_ERR_METADATA_SNAPSHOT' },
@@ -76,6 +84,8 @@ t.test('snapshot first, changes, rotation, reuse, reopen', async (t) => {
 
   region.close();
   region = Region.open({ path, mode: 'open' });
+  const reopened = region;
+  t.teardown(() => { if (!reopened.closed) reopened.close(); });
   store = RegionStore.open(region);
   log = new MetadataLog(store);
   t.same(values(log.read(0)), ['snap-3', 'c-last'], 'durable across close and open');
@@ -86,12 +96,7 @@ t.test('snapshot first, changes, rotation, reuse, reopen', async (t) => {
 });
 
 t.test('a value too large for a segment is refused with what to do', async (t) => {
-  const path = join(tempDir(t, '/dev/shm'), 'node.region');
-  const region = Region.open({ path, sizeBytes: 1024 * KIB, mode: 'create-new' });
-  t.teardown(() => { if (!region.closed) region.close(); });
-  const store = await RegionStore.format(region, { nodeId: 1, segmentSizeBytes: SEGMENT_BYTES });
-  await store.raiseEpoch(1, 9);
-  const log = new MetadataLog(store);
+  const { store, log } = await freshLog(t);
   await t.rejects(log.append(1, new Uint8Array(SEGMENT_BYTES), true),
     { code: 'PMQ_ERR_LIMIT', message: /--segment-size/ });
   t.equal(metaSegments(store), 0, 'nothing allocated for it');

@@ -4,7 +4,7 @@
 // simulated correct log (concurrent producers, indeterminate and failed sends, holes, consumers
 // that restart and seek) that must check clean, and mutations of them that must be caught as the
 // right kind. The seed is in the test names; PMQ_SEED=<seed> replays one run.
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 import { type AnomalyKind, type CheckResult, checkHistory, formatReport } from
   '../crash/history-checker.js';
@@ -451,6 +451,21 @@ const oksOf = (events: HistoryEvent[]): Oks[] =>
 interface Mutation { name: string; kind: AnomalyKind; alsoAllowed: AnomalyKind[];
   apply(events: HistoryEvent[], prng: Prng): boolean }
 
+/** Each mutation applied to a copy of `events` is found as its kind, and nothing else. */
+function expectEachCaught(t: Test, events: HistoryEvent[], mutations: Mutation[],
+  prng: Prng): void {
+  for (const mutation of mutations) {
+    const mutated = structuredClone(events);
+    t.ok(mutation.apply(mutated, prng), `${mutation.name}: applicable`);
+    const result = checkHistory(mutated);
+    const kinds = [...new Set(result.anomalies.map((a) => a.kind))];
+    t.ok(kinds.includes(mutation.kind), `${mutation.name}: found as ${mutation.kind}`);
+    t.same(kinds.filter((k) => k !== mutation.kind && !mutation.alsoAllowed.includes(k)), [],
+      `${mutation.name}: nothing else`);
+    t.notOk(result.valid, `${mutation.name}: invalid`);
+  }
+}
+
 const MUTATIONS: Mutation[] = [
   { name: 'drop an acknowledged record from the final read', kind: 'lost-write', alsoAllowed: [],
     apply: (events, prng) => {
@@ -527,17 +542,7 @@ for (const seed of seeds()) {
     });
   t.test(`mutations of a valid history are caught (seed ${seed}; PMQ_SEED=${seed})`, (t) => {
     const { events } = validHistory(seed);
-    const prng = prngFrom(seed ^ 0x5eed);
-    for (const mutation of MUTATIONS) {
-      const mutated = structuredClone(events);
-      t.ok(mutation.apply(mutated, prng), `${mutation.name}: applicable`);
-      const result = checkHistory(mutated);
-      const kinds = [...new Set(result.anomalies.map((a) => a.kind))];
-      t.ok(kinds.includes(mutation.kind), `${mutation.name}: found as ${mutation.kind}`);
-      t.same(kinds.filter((k) => k !== mutation.kind && !mutation.alsoAllowed.includes(k)), [],
-        `${mutation.name}: nothing else`);
-      t.notOk(result.valid, `${mutation.name}: invalid`);
-    }
+    expectEachCaught(t, events, MUTATIONS, prngFrom(seed ^ 0x5eed));
     t.end();
   });
 }
@@ -713,17 +718,7 @@ for (const seed of seeds()) {
     t.ok(clean.valid, formatReport(clean));
     t.ok(clean.stats.commitsAcked > 10 && clean.stats.createsAcked > 5 &&
       clean.stats.commitsFailed > 0 && clean.stats.createsIndeterminate > 0, 'it did things');
-    const prng = prngFrom(seed ^ 0x5eed);
-    for (const mutation of METADATA_MUTATIONS) {
-      const mutated = structuredClone(events);
-      t.ok(mutation.apply(mutated, prng), `${mutation.name}: applicable`);
-      const result = checkHistory(mutated);
-      const kinds = [...new Set(result.anomalies.map((a) => a.kind))];
-      t.ok(kinds.includes(mutation.kind), `${mutation.name}: found as ${mutation.kind}`);
-      t.same(kinds.filter((k) => k !== mutation.kind && !mutation.alsoAllowed.includes(k)), [],
-        `${mutation.name}: nothing else`);
-      t.notOk(result.valid, `${mutation.name}: invalid`);
-    }
+    expectEachCaught(t, events, METADATA_MUTATIONS, prngFrom(seed ^ 0x5eed));
     t.end();
   });
 }
