@@ -228,7 +228,14 @@ export class Partition {
       case 'durable':
         return Promise.resolve(result.ack.baseOffset);
       case 'refused':
-        if (result.revoke !== null) void this.revokeWriteGrant(Number(result.revoke));
+        if (result.revoke !== null) {
+          // Best effort: a node away, restarted or at a newer epoch (this broker fenced) has
+          // revoked the grant itself. Unhandled, the rejection would end the broker with code 1.
+          const grantId = Number(result.revoke);
+          this.revokeWriteGrant(grantId).catch((error: unknown) => {
+            this.log.debug({ grantId, err: String(error) }, 'write grant not revoked');
+          });
+        }
         return Promise.reject(result.error);
       case 'committed':
         if (result.persist !== null) this.#issuePersist(result.persist);

@@ -203,6 +203,7 @@ async function fencedExit(round: Round, proc: Proc, name: string, since: number)
   round.claim(`${name} exited with code 2 when fenced (${String(code)}, ` +
     `${Date.now() - since} ms)`, code === 2);
   if (code === 2) round.fault('fenced-exit');
+  else round.log(`${name}'s stderr: ${proc.stderr?.().slice(-3000) ?? ''}`);
   if (code === 'late') await stopProc(proc);
 }
 

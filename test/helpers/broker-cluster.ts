@@ -18,7 +18,16 @@ import { testKeyFile } from './cluster-key.js';
 const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
 const ENV = { ...process.env, UCX_NET_DEVICES: 'lo' };
 
-export interface Proc { child: ChildProcess; host: string; port: number; match: RegExpExecArray }
+export interface Proc { child: ChildProcess; host: string; port: number; match: RegExpExecArray;
+  /** The last 16 KiB the process wrote to stderr (its logs at warn and above). */
+  stderr?: () => string }
+
+/** Keeps the tail of a child's stderr. */
+function stderrTail(child: ChildProcess): () => string {
+  let tail = '';
+  child.stderr?.on('data', (chunk) => { tail = (tail + String(chunk)).slice(-16_384); });
+  return () => tail;
+}
 
 /** Resolves with the first match in the child's stdout; keeps draining it afterwards. */
 export function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
@@ -91,8 +100,9 @@ export async function startBroker(dataDir: string, storage: Proc[], extra: strin
     '--data-dir', dataDir, '--transports', 'tcp', '--log-level', 'warn', '--cluster-key-file',
     testKeyFile(dirname(dataDir)), ...extra],
   { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr = stderrTail(child);
   const match = await waitForLine(child, /listening on ([\d.]+):(\d+) \(epoch (\d+)/);
-  return { child, host: match[1]!, port: Number(match[2]), match };
+  return { child, host: match[1]!, port: Number(match[2]), match, stderr };
 }
 
 export class Client {
