@@ -2,7 +2,8 @@
 // and of pmq's on-media structures. Pure C++: no JS types here (crc32c_napi.cc holds the glue).
 //
 // Two implementations compute the same function: SSE4.2 (the crc32 instruction, chosen at run
-// time with __builtin_cpu_supports, never with -march flags) and portable slicing-by-8.
+// time with __builtin_cpu_supports, never with -march flags; three interleaved lanes on blocks
+// of 3 × 4 KiB and 3 × 256 B) and portable slicing-by-8.
 // Chaining: crc32c(b, crc32c(a, 0)) == crc32c(a ‖ b, 0); a seed is a previous finished CRC.
 #pragma once
 

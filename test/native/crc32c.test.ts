@@ -1,5 +1,6 @@
 // CRC32C against published vectors (RFC 3720 B.4, the "123456789" check value), hardware ==
-// software on random buffers of many sizes and alignments, chaining, argument checks.
+// software on random buffers of many sizes and alignments (three-lane block edges included),
+// chaining, argument checks.
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 
@@ -48,6 +49,26 @@ t.test('hardware equals software on many sizes and alignments', async (t) => {
   t.equal(mismatches, 0, `${sizes.length * 9 * 2} comparisons`);
   const view = new Uint8Array(pool.buffer, pool.byteOffset + 5, 1000);
   t.equal(crc32c(view), crc32cSoftware(pool, 5, 1000), 'a view with its own byteOffset');
+});
+
+t.test('three-lane blocks: every lane boundary, hardware equals software', async (t) => {
+  // The hardware path runs 3 × 4096- and 3 × 256-byte blocks as three lanes joined by shift
+  // tables (native/crc32c.cc); sizes around each block edge and several blocks, at odd starts.
+  const pool = randomBytes(200_000);
+  const edges = [768, 3 * 4096, 2 * 3 * 4096 + 768, 5 * 3 * 4096];
+  const sizes = edges.flatMap((edge) => [edge - 9, edge - 8, edge - 1, edge, edge + 1, edge + 8,
+    edge + 767]).concat([150_001, 199_990]);
+  let mismatches = 0;
+  for (const size of sizes) {
+    for (const start of [0, 3, 8]) {
+      if (crc32c(pool, start, size) !== crc32cSoftware(pool, start, size)) mismatches += 1;
+      const seed = (size * 40503) >>> 0;
+      if (crc32c(pool, start, size, seed) !== crc32cSoftware(pool, start, size, seed)) {
+        mismatches += 1;
+      }
+    }
+  }
+  t.equal(mismatches, 0, `${sizes.length * 3 * 2} comparisons`);
 });
 
 t.test('chaining with a seed equals one pass', async (t) => {
