@@ -31,10 +31,20 @@ export type Handler<K extends RequestKind> =
 
 interface PendingRequest {
   ep: Endpoint;
+  kind: RequestKind;
   resolve: (reply: Message) => void;
   reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which the request fails with PMQ_ERR_TIMEOUT. */
+  deadline: number;
+  timeoutMs: number;
 }
+
+/**
+ * How often pending requests are checked for their deadline. No timer per request (a Timeout
+ * object and a timer-list entry per message; issue 11): one sweep timer runs while any request
+ * is pending, so a timeout fires up to this much late.
+ */
+export const TIMEOUT_SWEEP_MS = 25;
 
 export const REQUEST_TIMEOUT_MS_DEFAULT = 10_000;
 /**
@@ -51,6 +61,7 @@ export class ControlChannel {
   /** Schema-failing messages in a row, per endpoint that sent any (forgotten on close). */
   private readonly malformed = new Map<Endpoint, number>();
   private nextId = 1;
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(private readonly transport: Transport, private readonly log: Logger) {
     transport.setMessageHandler({
@@ -71,12 +82,9 @@ export class ControlChannel {
     const id = this.nextId;
     this.nextId = this.nextId === REQUEST_ID_MAX ? 1 : this.nextId + 1;
     return new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new PmqError('PMQ_ERR_TIMEOUT', `no reply to ${kind} within ${timeoutMs} ms`,
-          { retriable: true }));
-      }, timeoutMs);
-      this.pending.set(id, { ep, resolve, reject, timer });
+      this.pending.set(id, { ep, kind, resolve, reject, timeoutMs,
+        deadline: performance.now() + timeoutMs });
+      this.sweeper ??= setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS);
       this.send(ep, encodeMessage(kind, id, body)).catch((error: unknown) => {
         this.settle(id)?.reject(asRetriable(error, `sending ${kind} failed`));
       });
@@ -97,9 +105,23 @@ export class ControlChannel {
   private settle(id: number): PendingRequest | undefined {
     const request = this.pending.get(id);
     if (request === undefined) return undefined;
-    clearTimeout(request.timer);
     this.pending.delete(id);
+    if (this.pending.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
     return request;
+  }
+
+  /** Fails every pending request whose deadline passed. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const [id, request] of this.pending) {
+      if (request.deadline > now) continue;
+      this.settle(id);
+      request.reject(new PmqError('PMQ_ERR_TIMEOUT', `no reply to ${request.kind} within ` +
+        `${request.timeoutMs} ms`, { retriable: true }));
+    }
   }
 
   private onMessage(ep: Endpoint, header: Uint8Array, payload: Uint8Array): void {
