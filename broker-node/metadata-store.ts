@@ -26,7 +26,9 @@ import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import { joinChunks, toChunks } from '../common/wire/chunks.js';
 import type { Message } from '../common/wire/messages.js';
-import { METADATA_TOPIC, METADATA_VALUE_BYTES_MAX } from '../common/metadata-log.js';
+import {
+  METADATA_TOPIC, METADATA_VALUE_BYTES_MAX, unframeValues,
+} from '../common/metadata-log.js';
 import {
   readLegacyMetadata, retireLegacyMetadata, type OffsetRecord, type TopicRecord,
 } from './metadata-legacy.js';
@@ -118,13 +120,9 @@ export class MetadataStore {
     for (let from = 0; ;) {
       const reply = await this.pool.request(this.nodeId, 'metaRead', { from }) as
         Message<'metaValues'>;
-      const framed = joinChunks(reply.chunks);
-      const view = new DataView(framed.buffer, framed.byteOffset, framed.byteLength);
-      for (let at = 0; at < framed.byteLength;) {
-        const length = view.getUint32(at, true);
-        values.push(framed.subarray(at + 4, at + 4 + length));
-        at += 4 + length;
-      }
+      const read = unframeValues(joinChunks(reply.chunks));
+      if (read === null) throw corrupt(this.nodeId, 'a metaRead reply is not framed values');
+      for (const value of read) values.push(value);
       this.#use = { usedBytes: reply.usedBytes, sizeBytes: reply.sizeBytes };
       if (reply.end) return values;
       invariant(reply.next > from, 'metadata reads move on', { from, next: reply.next });

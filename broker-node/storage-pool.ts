@@ -112,11 +112,6 @@ export class StoragePool {
     return this.#epoch;
   }
 
-  /** True once a node refused this broker's epoch as stale or reported a higher one. */
-  get fenced(): boolean {
-    return this.#fenced;
-  }
-
   /**
    * Connects, hellos and fences every node; returns their segment tables. storageHello raises
    * a node to the epoch it carries and refuses one at or below the node's (PMQ_ERR_EPOCH_STALE

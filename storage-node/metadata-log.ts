@@ -20,7 +20,9 @@
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
-import { METADATA_TOPIC, METADATA_VALUE_BYTES_MAX } from '../common/metadata-log.js';
+import {
+  FRAME_LENGTH_BYTES, frameValues, METADATA_TOPIC, METADATA_VALUE_BYTES_MAX,
+} from '../common/metadata-log.js';
 import { encodeRecordBatch, openRecordBatch, setBaseOffset } from '../common/record-batch/index.js';
 import type { RegionStore, SegmentInfo } from './region-store.js';
 
@@ -37,7 +39,7 @@ export interface MetadataLogUse {
 }
 
 export interface MetadataRead extends MetadataLogUse {
-  /** Values from record `from` of the current segment, each as u32 length + bytes. */
+  /** Values from record `from` of the current segment, framed (frameValues). */
   readonly framed: Uint8Array;
   /** The record index after the last value returned. */
   readonly next: number;
@@ -145,7 +147,7 @@ export class MetadataLog {
     const start = this.store.segmentAddress(current.segmentIndex);
     const end = start + current.watermark.position;
     const values: Uint8Array[] = [];
-    let framedBytes = 0;
+    let framedBytes = 0; // what frameValues(values) will take
     let index = 0;
     let at = start;
     for (; at < end; index += 1) {
@@ -157,22 +159,13 @@ export class MetadataLog {
       const value = cursor.value;
       invariant(!cursor.next(), 'one value per metadata batch');
       if (index >= from) {
-        if (values.length > 0 && framedBytes + 4 + value.byteLength > METADATA_READ_BYTES_MAX) {
-          break;
-        }
+        const bytes = FRAME_LENGTH_BYTES + value.byteLength;
+        if (values.length > 0 && framedBytes + bytes > METADATA_READ_BYTES_MAX) break;
         values.push(value);
-        framedBytes += 4 + value.byteLength;
+        framedBytes += bytes;
       }
       at += cursor.header.batchLength + 12;
     }
-    const framed = new Uint8Array(framedBytes);
-    const view = new DataView(framed.buffer);
-    let position = 0;
-    for (const value of values) {
-      view.setUint32(position, value.byteLength, true);
-      framed.set(value, position + 4);
-      position += 4 + value.byteLength;
-    }
-    return { ...use, framed, next: index, end: at >= end };
+    return { ...use, framed: frameValues(values), next: index, end: at >= end };
   }
 }

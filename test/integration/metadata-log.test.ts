@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import t, { type Test as Tap } from 'tap';
 
-import { METADATA_TOPIC } from '../../common/metadata-log.js';
+import { frameValues, METADATA_TOPIC, unframeValues } from '../../common/metadata-log.js';
 import { Region } from '../../native/region.js';
 import { MetadataLog } from '../../storage-node/metadata-log.js';
 import { RegionStore } from '../../storage-node/region-store.js';
@@ -18,14 +18,8 @@ const SEGMENT_BYTES = 64 * KIB;
 const text = new TextEncoder();
 
 function values(read: ReturnType<MetadataLog['read']>): string[] {
-  const out: string[] = [];
-  const view = new DataView(read.framed.buffer, read.framed.byteOffset, read.framed.byteLength);
-  for (let at = 0; at < read.framed.byteLength;) {
-    const length = view.getUint32(at, true);
-    out.push(new TextDecoder().decode(read.framed.subarray(at + 4, at + 4 + length)));
-    at += 4 + length;
-  }
-  return out;
+  const decoder = new TextDecoder();
+  return (unframeValues(read.framed) ?? []).map((value) => decoder.decode(value));
 }
 
 const metaSegments = (store: RegionStore): number =>
@@ -93,6 +87,15 @@ t.test('snapshot first, changes, rotation, reuse, reopen', async (t) => {
     if (segment.state !== 'free') store.verifySegmentData(segment.segmentIndex);
   }
   t.pass('the metadata segments are valid RecordBatch v2 data');
+});
+
+t.test('framing: values round-trip; a length past the end is refused', async (t) => {
+  const framed = frameValues([text.encode('a'), new Uint8Array(0), text.encode('snapshot')]);
+  t.same((unframeValues(framed) ?? []).map((v) => new TextDecoder().decode(v)),
+    ['a', '', 'snapshot']);
+  t.equal(unframeValues(framed.subarray(0, framed.byteLength - 1)), null, 'value cut short');
+  t.equal(unframeValues(framed.subarray(0, 3)), null, 'length cut short');
+  t.same(unframeValues(new Uint8Array(0)), [], 'nothing framed');
 });
 
 t.test('a value too large for a segment is refused with what to do', async (t) => {
