@@ -32,7 +32,9 @@ export interface Child<L> {
 
 export function spawnNode<L>(script: string, args: string[], env: NodeJS.ProcessEnv,
   onLine: (line: L) => void = () => undefined): Child<L> {
-  const child = spawn(process.execPath, [...process.execArgv, script, ...args],
+  // PMQ_BENCH_NODE_FLAGS: extra node flags for every process (--cpu-prof, --trace-gc).
+  const extra = (process.env.PMQ_BENCH_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
+  const child = spawn(process.execPath, [...process.execArgv, ...extra, script, ...args],
     { env, stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: L[] = [];
   const watchers: { test: (text: string) => boolean }[] = [];

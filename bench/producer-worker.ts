@@ -89,6 +89,9 @@ async function closedLoop(producer: Producer, endMs: number): Promise<void> {
   await Promise.all(inFlight);
 }
 
+/** How long before a record is due the open loop stops sleeping on timers. */
+const PACE_SPIN_MS = 2;
+
 async function openLoop(producer: Producer, endMs: number): Promise<void> {
   const intervalMs = 1000 / args.rate;
   const startMs = wallMs();
@@ -98,7 +101,14 @@ async function openLoop(producer: Producer, endMs: number): Promise<void> {
     if (dueMs >= endMs) break;
     const now = wallMs();
     if (dueMs > now) {
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, dueMs - now - 0.5)));
+      // A timer fires up to ~1 ms late, and every record it delays would carry that lateness
+      // in its latency (stamped with its intended time): sleep until ~2 ms before the record
+      // is due, then yield one loop turn at a time (acks still run) until it is.
+      if (dueMs - now > PACE_SPIN_MS) {
+        await new Promise((resolve) => setTimeout(resolve, dueMs - now - PACE_SPIN_MS));
+      } else {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
       continue;
     }
     // Everything due by now goes out at once, each stamped with its own intended time.
