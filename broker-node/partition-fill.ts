@@ -22,7 +22,8 @@ export async function fillPartitionHole(deps: PartitionDeps, place: SegmentPlace
     segmentIndex: place.segmentIndex, position: fill.position, sizeBytes: fill.bytes,
     direction: 'write' });
   try {
-    const filler = encodeFiller(fill.bytes, fill.records, fill.baseOffset);
+    // baseOffset 0: the storage node patches the real one in before it persists the fill.
+    const filler = encodeFiller(fill.bytes, fill.records, 0);
     const grant = { id: grantId, epoch: pool.epoch, key };
     for (let done = 0; done < filler.byteLength; done += FILL_CHUNK_BYTES_MAX) {
       const length = Math.min(FILL_CHUNK_BYTES_MAX, filler.byteLength - done);

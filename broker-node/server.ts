@@ -1,6 +1,6 @@
 /**
  * The broker's request handlers (docs/wire-protocol.md, "Client → broker"): topics, produce
- * (reserve/commit), fetch views with long polls, group offsets. Every refusal is a PmqError
+ * (lease/append), fetch views with long polls, group offsets. Every refusal is a PmqError
  * with a code from docs/error-codes.md and a message saying what to do; the control channel
  * turns it into an `error` reply and the broker keeps serving.
  *
@@ -206,15 +206,20 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
   });
   serve('producerInit', () => ({ kind: 'producerId',
     body: { producerId: context.producerId(), producerEpoch: 0 } }));
-  serve('reserve', (_ep, r, session) => {
-    access.check(session, topicOf(r.topic), 'write');
-    return partitionOf(context, r.topic, r.partition).reserve(r, session.id);
-  });
-  serve('commit', async (_ep, r, session) => {
+  serve('lease', async (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'write');
     const partition = partitionOf(context, r.topic, r.partition);
-    return { kind: 'acked', body: { baseOffset: await partition.commit(r.epoch,
-      r.reservationId, session.id) } };
+    return { kind: 'leased', body: await partition.lease(r, session.id) };
+  });
+  serve('append', (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'write');
+    return partitionOf(context, r.topic, r.partition).append(r, session.id);
+  });
+  serve('leaseRelease', (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'write');
+    partitionOf(context, r.topic, r.partition).release({ epoch: r.epoch, id: r.leaseId },
+      session.id);
+    return DONE;
   });
   serve('fetchView', (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'read');

@@ -21,7 +21,7 @@ import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { STORAGE_LIMITS } from '../common/limits.js';
 import type { GrantRegistry } from './grant-registry.js';
-import type { RegionStore, SegmentInfo } from './region-store.js';
+import type { OffsetPatch, RegionStore, SegmentInfo } from './region-store.js';
 
 export interface PersistRequest {
   readonly segmentIndex: number;
@@ -29,6 +29,8 @@ export interface PersistRequest {
   readonly offsetLast: number;
   readonly seal: boolean;
   readonly epoch: number;
+  /** Batch baseOffsets to write into their headers before the bytes persist. */
+  readonly patches?: readonly OffsetPatch[];
 }
 
 export interface PersistResult {
@@ -160,12 +162,14 @@ export class PersistQueue {
     if (!request.seal) {
       const segment = this.#store.segment(segmentIndex);
       await this.#grants.revokeWritesEndingBy(segmentIndex, segment.address + position);
+      this.#store.patchBaseOffsets(segmentIndex, request.patches ?? [], position);
       const durable = await this.#store.persistWatermark(segmentIndex, { position, offsetLast },
         epoch);
       this.#grants.raiseReadable(segmentIndex, durable.address + durable.watermark.position);
       return;
     }
     await this.#grants.revokeSegment(segmentIndex, 'write');
+    this.#store.patchBaseOffsets(segmentIndex, request.patches ?? [], position);
     const sealed = await this.#store.sealSegment(segmentIndex, { position, offsetLast }, epoch);
     invariant(sealed.state === 'sealed' && sealed.watermark.position === position,
       'a sealed segment ends at the requested watermark', { segmentIndex, position });

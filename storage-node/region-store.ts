@@ -33,6 +33,8 @@ import {
   type SegmentEntry, type Superblock, type Watermark,
 } from '../common/layout.js';
 import { LIMITS } from '../common/limits.js';
+import { setBaseOffset } from '../common/record-batch/base-offset.js';
+import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/layout.js';
 import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
 import type { PersistentMemory } from './persistent-memory.js';
 import { checkSegmentData, type SegmentDataSummary } from './segment-data.js';
@@ -46,6 +48,12 @@ export type { PersistentMemory } from './persistent-memory.js';
 export type { SegmentDataSummary } from './segment-data.js';
 
 /** A segment as the broker sees it: its entry plus where its bytes are. */
+/** A batch's baseOffset to write into its header at `position` (segment-relative). */
+export interface OffsetPatch {
+  readonly position: number;
+  readonly baseOffset: number;
+}
+
 export interface SegmentInfo extends SegmentEntry {
   /** Region address of the segment's first byte. */
   readonly address: number;
@@ -336,6 +344,26 @@ export class RegionStore {
    */
   async persistWatermark(index: number, watermark: Watermark, epoch: number): Promise<SegmentInfo> {
     return this.#advance('persistWatermark', index, watermark, epoch, 'active');
+  }
+
+  /**
+   * Writes each batch's baseOffset (sequenced by the broker after the producer wrote it) into
+   * its header, before the bytes are persisted. Only above the durable watermark and inside
+   * [durable, positionEnd): durable bytes are never rewritten. The CRC does not cover the field.
+   */
+  patchBaseOffsets(index: number, patches: readonly OffsetPatch[], positionEnd: number): void {
+    this.#checkIndex('patchBaseOffsets', index);
+    const segment = this.#table.get(index);
+    const durable = segment.watermark.position;
+    for (const { position, baseOffset } of patches) {
+      if (position < durable) continue; // a repeat: durable already, with this very offset
+      if (!Number.isSafeInteger(position) || position + RECORD_BATCH_HEADER_SIZE_BYTES >
+          positionEnd || !Number.isSafeInteger(baseOffset) || baseOffset < 0) {
+        throw new ArgumentError(`patchBaseOffsets: a batch header at ${position} (offset ` +
+          `${baseOffset}) does not lie inside ${durable}..${positionEnd} of segment ${index}`);
+      }
+      setBaseOffset(this.region.bytes, this.segmentAddress(index) + position, baseOffset);
+    }
   }
 
   /** persistWatermark that also seals: no further watermark moves. Sealing again is a no-op. */
