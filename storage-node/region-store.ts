@@ -355,14 +355,17 @@ export class RegionStore {
     this.#checkIndex('patchBaseOffsets', index);
     const segment = this.#table.get(index);
     const durable = segment.watermark.position;
-    for (const { position, baseOffset } of patches) {
-      if (position < durable) continue; // a repeat: durable already, with this very offset
+    const due = patches.filter((patch) => patch.position >= durable); // below: repeats
+    for (const { position, baseOffset } of due) {
       if (!Number.isSafeInteger(position) || position + RECORD_BATCH_HEADER_SIZE_BYTES >
           positionEnd || !Number.isSafeInteger(baseOffset) || baseOffset < 0) {
         throw new ArgumentError(`patchBaseOffsets: a batch header at ${position} (offset ` +
           `${baseOffset}) does not lie inside ${durable}..${positionEnd} of segment ${index}`);
       }
-      setBaseOffset(this.region.bytes, this.segmentAddress(index) + position, baseOffset);
+    }
+    const address = this.segmentAddress(index);
+    for (const { position, baseOffset } of due) {
+      setBaseOffset(this.region.bytes, address + position, baseOffset);
     }
   }
 
