@@ -238,7 +238,10 @@ export class Partition {
     }
     const check = this.producers.check(input.producerId, input.sequence, input.records);
     if (check.kind === 'duplicate') {
-      this.release(lease, sessionId);
+      // An exact repeat of an append already taken keeps its lease; a copy elsewhere is filled.
+      if (this.sequencer.appendedAt(lease, input.position) === null) {
+        this.release(lease, sessionId);
+      }
       return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
     }
     if (check.kind === 'in-flight') {

@@ -211,7 +211,13 @@ export class Sequencer {
     }
     const refusal = this.#checkAppend(lease, position, bytes, records);
     if (refusal !== null) return { kind: 'refused', error: refusal };
-    if (this.reservationsInFlight() >= this.#settings.reservationsMax) {
+    // At the limit, one batch is still taken: the one at the written prefix of a segment that
+    // is durable up to it. Nothing else could make that segment's pieces durable and bring the
+    // count down (the pieces behind a hole wait for it), so refusing it would stall the
+    // partition until the lease expired. Once it is in, a persist is due and the rest waits.
+    const { written, durable } = lease.segment;
+    const unblocks = position === written.position && written.position === durable.position;
+    if (this.reservationsInFlight() >= this.#settings.reservationsMax && !unblocks) {
       return { kind: 'refused', error: new SequencerError('PMQ_ERR_BUSY', 'partition has ' +
         `${this.reservationsInFlight()} leases and batches in flight (the maximum): append ` +
         'again after some are durable', { retriable: true }) };

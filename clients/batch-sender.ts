@@ -103,6 +103,9 @@ interface Placement {
 const RETRY_AS_NEW_BATCH = new Set(['PMQ_ERR_LEASE_EXPIRED', 'PMQ_ERR_GRANT_REVOKED',
   'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_FENCED']);
 
+/** What a batch meets when the broker closed its lease under it. */
+const LEASE_CLOSED = new Set(['PMQ_ERR_LEASE_EXPIRED', 'PMQ_ERR_GRANT_REVOKED']);
+
 /** Kafka's sequences are int32 and wrap. */
 const SEQUENCE_MODULUS = 0x8000_0000;
 
@@ -261,6 +264,7 @@ export class PartitionSender<S> {
    * itself is gone.
    */
   private async deliver(batch: ProducerBatch<S>, encoded: Encoded): Promise<number> {
+    let reported = false; // acks 'none': written() once, whatever the retries
     for (let attempt = 0; ; attempt += 1) {
       let stage: 'request' | 'write' = 'request';
       let placement: Placement | undefined;
@@ -273,7 +277,10 @@ export class PartitionSender<S> {
           epoch: body.grantEpoch, key: body.grantKey }, placement.address, encoded.buffer,
         0, encoded.sizeBytes);
         stage = 'request';
-        if (this.options.acks === 'none') this.outcome.written(batch, -1);
+        if (this.options.acks === 'none' && !reported) {
+          reported = true;
+          this.outcome.written(batch, -1);
+        }
         return await this.append(batch, encoded, placement);
       } catch (error) {
         if (placement !== undefined) this.settle(placement);
@@ -286,7 +293,9 @@ export class PartitionSender<S> {
         if (again && placement !== undefined) this.dropLease(placement.lease);
         if (!again || attempt >= this.options.retries) throw mapped;
         this.log.debug({ code: mapped.code, attempt }, 'batch retried');
-        await sleep(this.options.retryBackoffMs * 2 ** attempt);
+        // A lease closed under the batch (expired, its segment full) is routine: no backoff.
+        const routine = attempt === 0 && LEASE_CLOSED.has(mapped.code);
+        if (!routine) await sleep(this.options.retryBackoffMs * 2 ** attempt);
       }
     }
   }
@@ -366,12 +375,18 @@ export class PartitionSender<S> {
     this.released = null;
     const session = this.connection.session;
     const context = { what: 'leasing', topic: this.topic, partition: this.partition };
-    const body = await this.withRetries('lease', () => this.connection.call('lease', {
-      topic: this.topic, partition: this.partition,
-      bytes: Math.max(this.options.leaseBytes, bytesMin), bytesMin,
-      releaseEpoch: released?.epoch ?? 0,
-      releaseId: released !== null && released.session === this.connection.session
-        ? released.leaseId : -1 }, 'leased', context));
+    let body: Body<'leased'>;
+    try {
+      body = await this.withRetries('lease', () => this.connection.call('lease', {
+        topic: this.topic, partition: this.partition,
+        bytes: Math.max(this.options.leaseBytes, bytesMin), bytesMin,
+        releaseEpoch: released?.epoch ?? 0,
+        releaseId: released !== null && released.session === this.connection.session
+          ? released.leaseId : -1 }, 'leased', context));
+    } catch (error) {
+      this.released ??= released; // released with the next lease request, or expired
+      throw error;
+    }
     const lease: HeldLease = { body, session, used: 0, unsent: 0, onDrained: null };
     this.lease = lease;
     return lease;
@@ -380,9 +395,13 @@ export class PartitionSender<S> {
   /** The lease the next lease request gives back (the broker fills its rest). */
   private released: { epoch: number; leaseId: number; session: number } | null = null;
 
-  /** Forgets a lease that failed (the broker closes it: expiry, or the session's end). */
+  /**
+   * Gives up a lease a batch failed in: released (its unwritten rest would hold back the
+   * batch's retry, placed after it, until the lease expired), unless it is already closed.
+   */
   private dropLease(lease: HeldLease): void {
-    if (this.lease === lease) this.lease = null;
+    if (this.lease !== lease) return;
+    this.releaseLease();
   }
 
   /** Gives the current lease back now (idle or closing); failures only cost the broker time. */

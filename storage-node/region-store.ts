@@ -33,7 +33,6 @@ import {
   type SegmentEntry, type Superblock, type Watermark,
 } from '../common/layout.js';
 import { LIMITS } from '../common/limits.js';
-import { setBaseOffset } from '../common/record-batch/base-offset.js';
 import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/layout.js';
 import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
 import type { PersistentMemory } from './persistent-memory.js';
@@ -363,9 +362,14 @@ export class RegionStore {
           `${baseOffset}) does not lie inside ${durable}..${positionEnd} of segment ${index}`);
       }
     }
+    // Written whatever the bytes there are: a producer that appended bytes it never wrote (or
+    // overwrote) corrupts only its own batch, and the persist, which other producers' acks
+    // wait for, still goes through (setBaseOffset would refuse a header that is not a batch).
+    const bytes = this.region.bytes;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const address = this.segmentAddress(index);
     for (const { position, baseOffset } of due) {
-      setBaseOffset(this.region.bytes, address + position, baseOffset);
+      view.setBigInt64(address + position, BigInt(baseOffset));
     }
   }
 
