@@ -1,5 +1,5 @@
-// Boundary contracts of native/transport.ts: argument checks, one transport per process,
-// no CPU when idle, and a process that has nothing to do exits.
+// Boundary contracts of native/transport.ts: argument checks, independent transports in one
+// process, no CPU when idle, and a process that has nothing to do exits.
 import '../helpers/ucx-env.js';  // first: before the addon loads
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -12,10 +12,9 @@ import { testOptions } from '../helpers/transport-config.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-t.test('one transport per process; arguments are checked before native code', async (t) => {
+t.test('arguments are checked before native code', async (t) => {
   const transport = Transport.open(testOptions('tcp'));
   t.teardown(() => transport.close());
-  t.throws(() => Transport.open(testOptions('tcp')), { code: 'PMQ_ERR_TRANSPORT_OPEN' });
   t.throws(() => transport.listen('127.0.0.1', 70000), ArgumentError);
   t.throws(() => transport.send(7 as Endpoint, new Uint8Array(1), new Uint8Array(1)),
     { code: 'PMQ_ERR_ENDPOINT_CLOSED' });
