@@ -65,6 +65,28 @@ t.test('an idle listening worker uses no CPU', async (t) => {
   t.ok(usedMs < 200, `used ${usedMs.toFixed(1)} ms of CPU in 1 s`);
 });
 
+t.test('several idle listening transports in one process use no CPU', async (t) => {
+  const transports = [Transport.open(testOptions('sm,tcp')), Transport.open(testOptions('tcp')),
+    Transport.open(testOptions('sm,tcp'))];
+  t.teardown(() => { for (const transport of transports) transport.close(); });
+  for (const transport of transports) transport.listen();
+  const before = process.cpuUsage();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const used = process.cpuUsage(before);
+  const usedMs = (used.user + used.system) / 1000;
+  t.ok(usedMs < 200, `used ${usedMs.toFixed(1)} ms of CPU in 1 s`);
+});
+
+t.test('a process with several open but idle transports exits', async (t) => {
+  const script = "import { Transport } from './native/transport.ts';" +
+    "const o = { transports: 'sm,tcp', netDevices: 'lo' };" +
+    'const a = Transport.open(o); const b = Transport.open(o); a.listen(); a.close();' +
+    "Transport.open({ transports: 'tcp', netDevices: 'lo' });";
+  const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e',
+    script], { cwd: ROOT, timeout: 20_000, encoding: 'utf8' });
+  t.equal(result.status, 0, `exited by itself ${result.stderr}`);
+});
+
 t.test('a process with an open but idle transport exits', async (t) => {
   const script = "import { Transport } from './native/transport.ts';" +
     "const t = Transport.open({ transports: 'tcp', netDevices: 'lo' });" +
