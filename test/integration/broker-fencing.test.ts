@@ -39,7 +39,7 @@ async function produce(client: Client, welcome: Message<'welcome'>, topic: strin
   return acked.baseOffset;
 }
 
-// One transport per process: one client, moved from broker to broker.
+// One client (one transport), moved from broker to broker.
 const client = new Client();
 t.teardown(() => client.transport.close());
 
