@@ -178,7 +178,7 @@ export class Partition {
    */
   async lease(input: LeaseInput, sessionId: number): Promise<Body<'leased'>> {
     if (input.releaseId >= 0) {
-      this.release({ epoch: input.releaseEpoch, id: input.releaseId }, sessionId);
+      await this.release({ epoch: input.releaseEpoch, id: input.releaseId }, sessionId);
     }
     for (let polls = 0; ; polls += 1) {
       const grantId = this.deps.grantId();
@@ -212,7 +212,7 @@ export class Partition {
       try {
         await creating;
       } catch (error) {
-        this.release(lease, sessionId);
+        void this.release(lease, sessionId);
         throw error;
       }
       return { epoch: lease.epoch, leaseId: lease.id, nodeId: place.nodeId, grantId, grantKey,
@@ -240,13 +240,13 @@ export class Partition {
     if (check.kind === 'duplicate') {
       // An exact repeat of an append already taken keeps its lease; a copy elsewhere is filled.
       if (this.sequencer.appendedAt(lease, input.position) === null) {
-        this.release(lease, sessionId);
+        void this.release(lease, sessionId);
       }
       return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
     }
     if (check.kind === 'in-flight') {
       const here = this.sequencer.appendedAt(lease, input.position);
-      if (here === null || here.id !== check.ref.id) this.release(lease, sessionId);
+      if (here === null || here.id !== check.ref.id) void this.release(lease, sessionId);
       return { kind: 'duplicate', body: { baseOffset: await this.#ackOf(check.ref) } };
     }
     const result = this.sequencer.append({ lease, position: input.position, bytes: input.bytes,
@@ -268,36 +268,43 @@ export class Partition {
   }
 
   /**
-   * Closes a lease of `sessionId` (unknown, closed or another session's: nothing): its grant is
-   * revoked and its unwritten gaps filled.
+   * Closes a lease of `sessionId` (unknown, closed, of another epoch or another session's:
+   * nothing). Its grant is revoked first (waiting for its writes in flight), so an unwritten
+   * rest at the segment's end goes back to the segment instead of being filled; its other
+   * gaps are filled.
    */
-  release(ref: { epoch: number; id: number }, sessionId: number): void {
+  async release(ref: { epoch: number; id: number }, sessionId: number): Promise<void> {
     const owner = this.#leaseOwners.get(ref.id);
-    if (owner === undefined || owner.sessionId !== sessionId) return;
+    if (owner === undefined || owner.sessionId !== sessionId ||
+        ref.epoch !== this.sequencer.epoch) return;
     this.#leaseOwners.delete(ref.id);
-    const { fills, persist } = this.sequencer.release(ref, this.deps.now());
+    let revoked = true;
+    await this.revokeWriteGrant(owner.grantId).catch((error: unknown) => {
+      // A node away, restarted or at a newer epoch: its gaps are filled (after revoking again).
+      revoked = false;
+      this.log.debug({ grantId: owner.grantId, err: String(error) }, 'write grant not revoked');
+    });
+    if (this.#closed) return;
+    const { fills, persist } = this.sequencer.release(ref, this.deps.now(), { revoked });
     if (persist !== null) this.#issuePersist(persist);
-    this.#leaseClosed(owner.grantId, fills);
+    for (const fill of fills) void this.#fill(fill);
   }
 
   /** Expires idle leases and fills their holes (called by the broker's timer). */
   tick(): void {
     if (this.#sequencer === null || this.#closed) return;
     const { fills } = this.#sequencer.expire(this.deps.now());
+    for (const fill of fills) void this.#fill(fill); // each revokes its lease's grant first
     for (const [id, owner] of [...this.#leaseOwners]) {
       if (this.#sequencer.leaseProducer({ epoch: this.#sequencer.epoch, id }) !== null) continue;
+      // Closed (expired, or by a seal): its grant goes even when no gap needed a fill.
       this.#leaseOwners.delete(id);
-      this.#leaseClosed(owner.grantId, fills.filter((fill) =>
-        fill.revoke === String(owner.grantId)));
+      this.#revokeClosed(owner.grantId);
     }
   }
 
-  /** A lease closed: revoke its grant (waiting for its writes), then fill its gaps. */
-  #leaseClosed(grantId: number, fills: readonly Fill[]): void {
-    if (fills.length > 0) {
-      for (const fill of fills) void this.#fill(fill);
-      return;
-    }
+  /** A lease closed with no gap to fill: its grant goes anyway (best effort). */
+  #revokeClosed(grantId: number): void {
     this.revokeWriteGrant(grantId).catch((error: unknown) => {
       // A node away, restarted or at a newer epoch (this broker fenced) revoked it itself.
       this.log.debug({ grantId, err: String(error) }, 'write grant not revoked');
@@ -372,7 +379,9 @@ export class Partition {
   endSession(session: number): void {
     if (this.#sequencer !== null && !this.#closed) {
       for (const [id, owner] of [...this.#leaseOwners]) {
-        if (owner.sessionId === session) this.release({ epoch: this.#sequencer.epoch, id }, session);
+        if (owner.sessionId === session) {
+          void this.release({ epoch: this.#sequencer.epoch, id }, session);
+        }
       }
     }
     for (const place of this.places.values()) {

@@ -147,7 +147,8 @@ export class SequencedSegment {
    * Ends a lease: its gaps (never appended) become fills of `fillRef`'s making, in position
    * order among the batches appended ahead. Returns the fills.
    */
-  closeLease(lease: LeaseEntry, fill: (position: number, bytes: number) => Piece): Piece[] {
+  closeLease(lease: LeaseEntry, giveBack: boolean,
+    fill: (position: number, bytes: number) => Piece): Piece[] {
     invariant(lease.open, 'a lease closes once', { position: lease.position });
     lease.open = false;
     const at = this.#pending.indexOf(lease);
@@ -156,11 +157,21 @@ export class SequencedSegment {
         'pending list only when all of it is appended', { position: lease.position });
       return [];
     }
+    // The rest after the last batch appended, when it ends the active segment's handed-out
+    // space, goes back to the segment: the next lease starts there, no fill needed.
+    const last = lease.ahead[lease.ahead.length - 1];
+    const restStart = last === undefined ? lease.front : last.position + last.bytes;
+    let end = lease.end;
+    if (giveBack && this.state === 'active' && lease.end === this.positionNext &&
+        at === this.#pending.length - 1) {
+      end = restStart;
+      this.positionNext = restStart;
+    }
     const pieces: Piece[] = [];
     const fills: Piece[] = [];
     let position = lease.front;
     for (const batch of [...lease.ahead, null]) {
-      const gapEnd = batch === null ? lease.end : batch.position;
+      const gapEnd = batch === null ? end : batch.position;
       if (gapEnd > position) {
         const hole = fill(position, gapEnd - position);
         pieces.push(hole);

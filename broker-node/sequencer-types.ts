@@ -30,6 +30,11 @@ export interface SequencerConfig {
   readonly reservationTimeoutMs?: number;
   /** Default SEQUENCER_LIMITS.reservationsMax. */
   readonly reservationsMax?: number;
+  /**
+   * A lease is at most 1/leaseFraction of its segment (default 8): a full segment seals by
+   * closing every lease in it, so leases as large as segments would close each other.
+   */
+  readonly leaseFraction?: number;
   /** Offset of a new partition's first record (default 0). Ignored by restore. */
   readonly offsetFirst?: number;
 }

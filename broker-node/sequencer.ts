@@ -36,6 +36,8 @@ interface Settings {
   readonly segmentSizeBytes: number;
   readonly reservationTimeoutMs: number;
   readonly reservationsMax: number;
+  /** Segments per lease at least: a lease is at most 1/leaseFraction of its segment. */
+  readonly leaseFraction: number;
 }
 
 function settingsFrom(config: SequencerConfig): Settings {
@@ -50,8 +52,10 @@ function settingsFrom(config: SequencerConfig): Settings {
     timeoutMs <= SEQUENCER_LIMITS.reservationTimeoutMsMax, 'timeout within limits', fields);
   invariant(Number.isSafeInteger(reservationsMax) && reservationsMax >= 1 &&
     reservationsMax <= SEQUENCER_LIMITS.reservationsMax, 'reservationsMax within limits', fields);
+  const leaseFraction = config.leaseFraction ?? LEASES_PER_SEGMENT_MIN;
+  invariant(Number.isSafeInteger(leaseFraction) && leaseFraction >= 1, 'leaseFraction', fields);
   return { segmentSizeBytes: config.segmentSizeBytes, reservationTimeoutMs: timeoutMs,
-    reservationsMax };
+    reservationsMax, leaseFraction };
 }
 
 function ackOf(piece: Piece): Ack {
@@ -82,6 +86,9 @@ export function fillRecords(bytes: number): number {
 }
 
 const gapFillable = (bytes: number): boolean => bytes === 0 || bytes >= FILL_BYTES_MIN;
+
+/** By default a lease is at most 1/8 of its segment (see #checkLease). */
+const LEASES_PER_SEGMENT_MIN = 8;
 
 const PERSISTED_NOTHING: PersistedResult = { acks: [], filled: [], persist: null, sealed: null };
 
@@ -142,7 +149,7 @@ export class Sequencer {
     const last = this.#segments[this.#segments.length - 1];
     const bytesMax = this.#checkLease(request, last?.sizeBytes ?? this.#settings.segmentSizeBytes);
     if (last?.state === 'active' && last.roomBytes() >= request.bytesMin) {
-      const bytes = Math.min(bytesMax, last.roomBytes());
+      const bytes = this.#leaseBytes(bytesMax, request.bytesMin, last.roomBytes());
       const entry: LeaseEntry = { kind: 'lease', ref: this.#ref(), producer: request.producer,
         segment: last, position: last.positionNext, end: last.positionNext + bytes,
         front: last.positionNext, ahead: [], batches: new Map(), activeAtMs: request.now,
@@ -234,11 +241,12 @@ export class Sequencer {
    * The producer is done with a lease (or the broker ends it: the producer's session ended, a
    * duplicate was written into it). Its gaps become fills. Unknown or closed: nothing.
    */
-  release(ref: ReservationRef, now: number): { fills: Fill[]; persist: PersistRequest | null } {
+  release(ref: ReservationRef, now: number, options: { revoked?: boolean } = {}):
+    { fills: Fill[]; persist: PersistRequest | null } {
     this.#observe(now);
     const lease = ref.epoch === this.epoch ? this.#leases.get(ref.id) : undefined;
     if (lease === undefined) return { fills: [], persist: null };
-    const fills = this.#close(lease);
+    const fills = this.#close(lease, options.revoked === true);
     return { fills, persist: this.#takePersist() };
   }
 
@@ -424,8 +432,21 @@ export class Sequencer {
       { retriable: true });
     }
     // Not past the largest batch either: a hole can be as large as its lease, and its fill is
-    // one control batch (segments may be larger than a batch can be).
-    return Math.min(Math.max(bytes, bytesMin), limit);
+    // one control batch (segments may be larger than a batch can be). And at most a fraction
+    // of the segment: a full segment seals by closing every lease in it, so a lease as large
+    // as the segment would be closed by the next producer's lease, and that one by the next.
+    const cap = Math.max(bytesMin, Math.floor(segmentSizeBytes / this.#settings.leaseFraction));
+    return Math.min(Math.max(bytes, bytesMin), limit, cap);
+  }
+
+  /**
+   * The size of a lease for `bytesMin` in `room`: what #checkLease allowed, cut to the room,
+   * and never leaving 1..FILL_BYTES_MIN-1 bytes after the first batch (no batch could follow
+   * there, and no control batch could fill it).
+   */
+  #leaseBytes(bytesMax: number, bytesMin: number, room: number): number {
+    const bytes = Math.min(bytesMax, room);
+    return gapFillable(bytes - bytesMin) ? bytes : bytesMin;
   }
 
   /** Why an append cannot be taken (a producer's numbers), or null. */
@@ -460,10 +481,14 @@ export class Sequencer {
     return null;
   }
 
-  /** Closes an open lease: its gaps become fills (returned, state filling). */
-  #close(lease: LeaseEntry): Fill[] {
+  /**
+   * Closes an open lease: its gaps become fills (returned, state filling). `revoked`: its grant
+   * is revoked already, so an unwritten rest at the active segment's end is given back
+   * instead of filled (nothing can land there any more).
+   */
+  #close(lease: LeaseEntry, revoked = false): Fill[] {
     this.#leases.delete(lease.ref.id);
-    const pieces = lease.segment.closeLease(lease, (position, bytes) => {
+    const pieces = lease.segment.closeLease(lease, revoked, (position, bytes) => {
       const piece: Piece = { kind: 'fill', ref: this.#ref(), producer: lease.producer,
         segment: lease.segment, position, bytes, records: fillRecords(bytes), baseOffset: -1,
         state: 'filling' };

@@ -215,9 +215,9 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
     access.check(session, topicOf(r.topic), 'write');
     return partitionOf(context, r.topic, r.partition).append(r, session.id);
   });
-  serve('leaseRelease', (_ep, r, session) => {
+  serve('leaseRelease', async (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'write');
-    partitionOf(context, r.topic, r.partition).release({ epoch: r.epoch, id: r.leaseId },
+    await partitionOf(context, r.topic, r.partition).release({ epoch: r.epoch, id: r.leaseId },
       session.id);
     return DONE;
   });

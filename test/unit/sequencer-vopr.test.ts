@@ -104,7 +104,7 @@ class Simulation {
   readonly stats = { leases: 0, appended: 0, appendedBytes: 0, acked: 0, again: 0, fills: 0,
     fillBytes: 0, fillBytesBy: {} as Record<string, number>, filled: 0, wild: 0, invalid: 0,
     appendBusy: 0, expiredRefusals: 0, expiredLeases: 0, released: 0, busy: 0, tooLarge: 0,
-    waits: 0, segments: 0, restores: 0, orphans: 0, persists: 0, failedPersists: 0,
+    waits: 0, givenBack: 0, segments: 0, restores: 0, orphans: 0, persists: 0, failedPersists: 0,
     staleReplies: 0, sealRaces: 0 };
 
   constructor(seed: number) {
@@ -115,6 +115,7 @@ class Simulation {
 
   config(): SequencerConfig {
     return { epoch: this.epoch, segmentSizeBytes: SEGMENT, reservationTimeoutMs: TIMEOUT_MS,
+      leaseFraction: 1,
       reservationsMax: RESERVATIONS_MAX };
   }
 
@@ -220,7 +221,8 @@ class Simulation {
       check(result.kind === 'leased', 'a lease where there is room', { result, request });
       const lease = result.lease;
       const want = { epoch: this.epoch, segmentId: last.id, position: last.positionNext,
-        bytes: Math.min(Math.max(bytes, bytesMin), last.sizeBytes - last.positionNext, limit) };
+        bytes: restFillable(Math.min(Math.max(bytes, bytesMin), last.sizeBytes - last.positionNext,
+          limit), bytesMin) };
       check(lease.epoch === want.epoch && lease.segmentId === want.segmentId &&
         lease.position === want.position && lease.bytes === want.bytes, 'lease placed',
       { lease, want });
@@ -335,15 +337,26 @@ class Simulation {
     return planned;
   }
 
-  /** The model closes a lease: its gaps (never appended) become fills. */
-  close(lease: SimLease): Fill[] {
+  /**
+   * The model closes a lease: its gaps (never appended) become fills. `revoked` (its grant is
+   * gone): a rest at the active segment's end goes back to the segment instead.
+   */
+  close(lease: SimLease, revoked = false): Fill[] {
     check(lease.open, 'close an open lease', lease.ref);
     lease.open = false;
     this.leases.delete(tagOf(lease.ref));
     const batches = [...lease.appended.entries()].sort((a, b) => a[0] - b[0]);
+    let end = lease.end;
+    const segment = this.storage.get(lease.segmentId)!;
+    if (revoked && segment.state === 'active' && segment.positionNext === lease.end) {
+      const last = batches[batches.length - 1];
+      end = last === undefined ? lease.position : last[0] + last[1].bytes;
+      segment.positionNext = end;
+      this.stats.givenBack += 1;
+    }
     const gaps: Fill[] = [];
     let at = lease.position;
-    for (const [position, batch] of [...batches, [lease.end, null] as const]) {
+    for (const [position, batch] of [...batches, [end, null] as const]) {
       if (position > at) {
         gaps.push({ ref: { epoch: 0, id: 0 }, revoke: lease.producer, segmentId: lease.segmentId,
           position: at, bytes: position - at, records: fillRecords(position - at) });
@@ -560,8 +573,10 @@ class Simulation {
   }
 
   release(lease: SimLease): void {
-    const predicted = lease.open && lease.ref.epoch === this.epoch ? this.close(lease) : [];
-    const { fills, persist } = this.sequencer.release(lease.ref, this.now);
+    const revoked = this.prng.chance(0.5);
+    const predicted = lease.open && lease.ref.epoch === this.epoch
+      ? this.close(lease, revoked) : [];
+    const { fills, persist } = this.sequencer.release(lease.ref, this.now, { revoked });
     this.takeFills(predicted, fills, 'release');
     check(this.sequencer.leaseProducer(lease.ref) === null, 'released lease has no producer');
     this.stats.released += 1;
@@ -966,6 +981,12 @@ function withInvariantsThrowing(fn: () => void): void {
       process.stderr.write(`${JSON.stringify({ level: 'fatal', msg, ...fields })}\n`);
     });
   }
+}
+
+/** A lease never leaves 1..FILL_BYTES_MIN-1 bytes after its first batch. */
+function restFillable(bytes: number, bytesMin: number): number {
+  const rest = bytes - bytesMin;
+  return rest === 0 || rest >= FILL_BYTES_MIN ? bytes : bytesMin;
 }
 
 for (const seed of seeds()) {

@@ -14,7 +14,9 @@ import {
 } from '../../broker-node/sequencer.js';
 
 const SEGMENT = 64 * 1024;
-const CONFIG: SequencerConfig = { epoch: 1, segmentSizeBytes: SEGMENT, reservationTimeoutMs: 100 };
+// leaseFraction 1: leases up to a whole segment, so the rules below show on small numbers.
+const CONFIG: SequencerConfig = { epoch: 1, segmentSizeBytes: SEGMENT, reservationTimeoutMs: 100,
+  leaseFraction: 1 };
 const NOTHING = { acks: [], filled: [], persist: null, sealed: null };
 
 function started(config: Partial<SequencerConfig> = {}): Sequencer {
@@ -31,8 +33,10 @@ function leased(result: LeaseResult): Lease {
   return result.lease;
 }
 
+/** bytesMin defaults to the whole lease (or the smallest batch, for larger ones). */
 function lease(sequencer: Sequencer, bytes: number,
-  { bytesMin = FILL_BYTES_MIN, producer = 'p', now = 0 } = {}): Lease {
+  { bytesMin = bytes > 0 && bytes < 4096 ? Math.max(bytes, FILL_BYTES_MIN) : FILL_BYTES_MIN,
+    producer = 'p', now = 0 } = {}): Lease {
   return leased(sequencer.lease({ bytes, bytesMin, producer, now }));
 }
 
@@ -708,5 +712,41 @@ t.test('time never goes back: every call that takes it checks', (t) => {
   t.match(abortMessage(() => sequencer.expire(Number.NaN)), monotonic, 'not a number');
   t.equal(sequencer.leaseProducer(l), 'p', 'the lease is still open');
   t.same(sequencer.expire(10), { fills: [] }, 'the same time again is fine');
+  t.end();
+});
+
+t.test('by default a lease is at most 1/8 of its segment, never below bytesMin', (t) => {
+  const sequencer = started({ leaseFraction: undefined });
+  t.equal(lease(sequencer, SEGMENT, { bytesMin: 100 }).bytes, SEGMENT / 8);
+  t.equal(lease(sequencer, SEGMENT, { bytesMin: SEGMENT / 2 }).bytes, SEGMENT / 2,
+    'a batch larger than the cap gets a lease of its size');
+  t.end();
+});
+
+t.test('a lease never leaves 1..67 bytes after its first batch', (t) => {
+  const sequencer = started();
+  t.equal(lease(sequencer, 200, { bytesMin: 150 }).bytes, 150, 'a rest of 50: cut to bytesMin');
+  t.equal(lease(sequencer, 218, { bytesMin: 150 }).bytes, 218, 'a rest of 68 stays');
+  const tail = started();
+  lease(tail, SEGMENT - 170, { bytesMin: FILL_BYTES_MIN });
+  t.equal(lease(tail, 4096, { bytesMin: 150 }).bytes, 150,
+    'nor by the segment\'s room: 20 bytes stay unused at its end');
+  t.end();
+});
+
+t.test('a released lease whose grant is revoked gives its rest back to the segment', (t) => {
+  const sequencer = started();
+  const a = lease(sequencer, 4096, { bytesMin: 100 });
+  put(sequencer, a, 0, 100);
+  const released = sequencer.release(a, 0, { revoked: true });
+  t.same(released.fills, [], 'nothing to fill');
+  const next = lease(sequencer, 4096, { bytesMin: 100 });
+  t.equal(next.position, 100, 'the next lease starts where the last batch ended');
+  const b = lease(sequencer, 4096, { bytesMin: 100 });
+  put(sequencer, next, 100, 100);
+  t.same(sequencer.release(next, 0, { revoked: true }).fills.map((f) => [f.position, f.bytes]),
+    [[200, 3996]], 'not at the segment\'s end (a lease follows): filled');
+  t.same(sequencer.release(b, 0).fills.map((f) => [f.position, f.bytes]), [[4196, 4096]],
+    'grant not revoked: filled even at the end');
   t.end();
 });
