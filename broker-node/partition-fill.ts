@@ -6,7 +6,7 @@
  */
 import { BROKER_SESSION, randomGrantKey } from '../common/auth/keys.js';
 import type { Fill } from './sequencer.js';
-import { encodeFiller } from './filler.js';
+import { encodeFiller } from '../common/record-batch/filler.js';
 import type { PartitionDeps, SegmentPlace } from './partition.js';
 import { revokeGrant } from './partition.js';
 

@@ -219,7 +219,8 @@ export class SequencedSegment {
     const patches: OffsetPatch[] = [];
     for (let index = 0; index < this.#writtenCount; index += 1) {
       const piece = this.#pending[index] as Piece;
-      patches.push({ position: piece.position, baseOffset: piece.baseOffset });
+      patches.push({ position: piece.position, baseOffset: piece.baseOffset,
+        bytes: piece.bytes, records: piece.records });
     }
     return {
       segmentId: this.segmentId, chainPosition: this.chainPosition,

@@ -62,10 +62,15 @@ export interface LeaseRequest {
   readonly now: number;
 }
 
-/** The baseOffset the storage node writes into the batch header at `position`. */
+/**
+ * The baseOffset the storage node writes into the batch header at `position`, and what the
+ * batch there must be (its producer said so): `bytes` long with `records` records.
+ */
 export interface OffsetPatch {
   readonly position: number;
   readonly baseOffset: number;
+  readonly bytes: number;
+  readonly records: number;
 }
 
 /**

@@ -91,9 +91,14 @@ export class PersistQueue {
   readonly #grants: GrantRegistry;
   readonly #lanes = new Map<number, Lane>();
 
-  constructor(store: RegionStore, grants: GrantRegistry) {
+  readonly #onReplaced: (segmentIndex: number, positions: readonly number[]) => void;
+
+  /** onReplaced: batches that were not what their producer appended (replaced, see below). */
+  constructor(store: RegionStore, grants: GrantRegistry,
+    onReplaced: (segmentIndex: number, positions: readonly number[]) => void = () => undefined) {
     this.#store = store;
     this.#grants = grants;
+    this.#onReplaced = onReplaced;
   }
 
   /** True while `segmentIndex` has a persist in flight or waiting. */
@@ -157,19 +162,25 @@ export class PersistQueue {
     }
   }
 
+  /** Checks and patches the appended batches (RegionStore.settleBatches) before a persist. */
+  #settle(segmentIndex: number, patches: readonly OffsetPatch[], position: number): void {
+    const replaced = this.#store.settleBatches(segmentIndex, patches, position);
+    if (replaced.length > 0) this.#onReplaced(segmentIndex, replaced);
+  }
+
   async #persistOne(request: PersistRequest): Promise<void> {
     const { segmentIndex, position, offsetLast, epoch } = request;
     if (!request.seal) {
       const segment = this.#store.segment(segmentIndex);
       await this.#grants.revokeWritesEndingBy(segmentIndex, segment.address + position);
-      this.#store.patchBaseOffsets(segmentIndex, request.patches ?? [], position);
+      this.#settle(segmentIndex, request.patches ?? [], position);
       const durable = await this.#store.persistWatermark(segmentIndex, { position, offsetLast },
         epoch);
       this.#grants.raiseReadable(segmentIndex, durable.address + durable.watermark.position);
       return;
     }
     await this.#grants.revokeSegment(segmentIndex, 'write');
-    this.#store.patchBaseOffsets(segmentIndex, request.patches ?? [], position);
+    this.#settle(segmentIndex, request.patches ?? [], position);
     const sealed = await this.#store.sealSegment(segmentIndex, { position, offsetLast }, epoch);
     invariant(sealed.state === 'sealed' && sealed.watermark.position === position,
       'a sealed segment ends at the requested watermark', { segmentIndex, position });

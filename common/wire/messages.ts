@@ -112,9 +112,13 @@ export const MESSAGES = {
     segmentIndex: 'uint', position: 'uint',
     sizeBytes: 'uint', direction },
   grantRevoke: { epoch: 'uint', grantId: 'uint' },
-  /** patches: each batch's baseOffset, written into its header before the bytes persist. */
+  /**
+   * patches: each batch's baseOffset, written into its header before the bytes persist, with
+   * the batch's size and record count (a batch that is not that is replaced by a control one).
+   */
   persist: { epoch: 'uint', segmentIndex: 'uint', position: 'uint', offsetLast: 'int',
-    seal: 'bool', patches: { list: { position: 'uint', baseOffset: 'uint' }, max: 4096 } },
+    seal: 'bool', patches: { list: { position: 'uint', baseOffset: 'uint', bytes: 'uint',
+      records: 'uint' }, max: 4096 } },
   persisted: { segmentIndex: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool' },
   segmentFree: { epoch: 'uint', segmentIndex: 'uint' },
   epochRaise: { epoch: 'uint' },

@@ -39,6 +39,11 @@ function baseOffsetOf(bytes: Uint8Array): number {
   return Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigInt64(0));
 }
 
+/** The record count of an encoded batch (its last 4 header bytes). */
+function recordCountOf(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, 61).getInt32(57);
+}
+
 export type CallKind = 'format' | 'raiseEpoch' | 'allocateSegment' | 'persistWatermark' |
   'sealSegment' | 'freeSegment';
 
@@ -243,10 +248,11 @@ class Workload {
   async #persist(a: Allocation, epoch: number): Promise<boolean> {
     const watermark = { position: a.position, offsetLast: a.offsetNext - 1 };
     const patches = a.batches.filter((batch) => batch.position >= a.durable.position)
-      .map((batch) => ({ position: batch.position, baseOffset: baseOffsetOf(batch.bytes) }));
+      .map((batch) => ({ position: batch.position, baseOffset: baseOffsetOf(batch.bytes),
+        bytes: batch.bytes.byteLength, records: recordCountOf(batch.bytes) }));
     try {
       await this.#track('persistWatermark', epoch, a, () => {
-        this.store.patchBaseOffsets(a.segmentIndex, patches, watermark.position);
+        this.store.settleBatches(a.segmentIndex, patches, watermark.position);
         return this.store.persistWatermark(a.segmentIndex, watermark, epoch);
       }, entryOf);
     } catch (error) {

@@ -219,35 +219,41 @@ t.test('bad requests are refused and change nothing', async (t) => {
   t.equal(node.child.exitCode, null, 'the node is still running');
 });
 
-t.test('a persist patches each batch\'s baseOffset into its header first', async (t) => {
+t.test('a persist checks and patches each appended batch first', async (t) => {
   const { node, ep } = await start(['--path', join(dir, 'patch.region'), '--size', '1MiB',
     '--segment-size', '64KiB']);
   await hello(ep, 1);
   const segment = await callAs(ep, 'segmentAllocate', { epoch: 1, ...allocate,
     baseOffset: 100 }, 'segment');
-  const size = batch.byteLength; // written with baseOffset 0, as producers do
+  const size = batch.byteLength; // 5 records written with baseOffset 0, as producers do
   await call(ep, 'grantCreate', { ...B, epoch: 1, grantId: 1, segmentIndex: 0, position: 0,
     sizeBytes: 4 * size, direction: 'write' });
   for (const n of [0, 1]) {
     await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address + n * size,
       batch, 0, size);
   }
+  const patch = (n: number, baseOffset: number) => ({ position: n * size, baseOffset,
+    bytes: size, records: 5 });
   await t.rejects(call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: size,
-    offsetLast: 104, seal: false, patches: [{ position: size, baseOffset: 105 }] }),
+    offsetLast: 104, seal: false, patches: [patch(1, 105)] }),
   { code: 'PMQ_ERR_ARGUMENT' }, 'a patch past the persisted range is refused');
-  t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: 2 * size,
-    offsetLast: 109, seal: false, patches: [{ position: 0, baseOffset: 100 },
-      { position: size, baseOffset: 105 }] }), { kind: 'persisted', position: 2 * size });
-  t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: 2 * size,
-    offsetLast: 109, seal: false, patches: [{ position: 0, baseOffset: 7 }] }),
+  // The third batch was never written (a producer appended bytes it did not write).
+  t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: 3 * size,
+    offsetLast: 114, seal: false, patches: [patch(0, 100), patch(1, 105), patch(2, 110)] }),
+  { kind: 'persisted', position: 3 * size });
+  t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: 3 * size,
+    offsetLast: 114, seal: false, patches: [patch(0, 7)] }),
   { kind: 'persisted' }, 'a repeat below the durable watermark changes nothing');
   await call(ep, 'grantCreate', { ...B, epoch: 1, grantId: 2, segmentIndex: 0, position: 0,
-    sizeBytes: 2 * size, direction: 'read' });
-  const back = new Uint8Array(2 * size);
+    sizeBytes: 3 * size, direction: 'read' });
+  const back = new Uint8Array(3 * size);
   await transport.readValidated(ep, { id: 2, epoch: 1, key: 1 }, segment.address, back, 0,
     back.byteLength);
-  t.same([decodeRecordBatch(back, 0).baseOffset, decodeRecordBatch(back, size).baseOffset],
-    [100, 105], 'patched headers, CRCs still good');
+  const read = [0, 1, 2].map((n) => decodeRecordBatch(back, n * size));
+  t.same(read.map((b) => [b.baseOffset, b.attributes.isControl, b.records.length]),
+    [[100, false, 5], [105, false, 5], [110, true, 5]],
+  'patched headers, CRCs good; the batch that was not there is a control batch of its shape');
+  t.match(node.stderr(), /were replaced by control batches/, 'and the node says so');
   t.equal(node.child.exitCode, null, 'the node is still running');
 });
 

@@ -4,8 +4,8 @@
 import t from 'tap';
 
 import { recordBatchSizeBytesMin, recordBatchSizeReachable } from
-  '../../broker-node/batch-size.js';
-import { encodeFiller } from '../../broker-node/filler.js';
+  '../../common/record-batch/batch-size.js';
+import { encodeFiller } from '../../common/record-batch/filler.js';
 import { decodeRecordBatch } from '../../common/record-batch/index.js';
 import { FILL_BYTES_MIN, Sequencer, fillRecords } from '../../broker-node/sequencer.js';
 

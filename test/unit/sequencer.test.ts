@@ -4,7 +4,7 @@
 // restore, monotonic time. The seeded random workload is in sequencer-vopr.test.ts.
 import t from 'tap';
 
-import { recordBatchSizeBytesMin, recordBatchSizeReachable } from '../../broker-node/batch-size.js';
+import { recordBatchSizeBytesMin, recordBatchSizeReachable } from '../../common/record-batch/batch-size.js';
 import { setFatalSink } from '../../common/invariant.js';
 import { LIMITS, SEQUENCER_LIMITS } from '../../common/limits.js';
 import { recordBatchSizeBytes } from '../../common/record-batch/index.js';
@@ -84,7 +84,13 @@ const persistOf = (s0: { positionEnd: number; offsetLast: number; seal?: boolean
   patches: [number, number][]; segmentId?: string; chainPosition?: number }): PersistRequest => ({
   segmentId: s0.segmentId ?? 's0', chainPosition: s0.chainPosition ?? 0,
   positionEnd: s0.positionEnd, offsetLast: s0.offsetLast, seal: s0.seal ?? false,
-  patches: s0.patches.map(([position, baseOffset]) => ({ position, baseOffset })),
+  // Patches tile [durable, positionEnd) with dense offsets: each piece's size and record count
+  // follow from the next patch (or the persist's end).
+  patches: s0.patches.map(([position, baseOffset], i) => {
+    const [nextPosition, nextOffset] = s0.patches[i + 1] ?? [s0.positionEnd, s0.offsetLast + 1];
+    return { position, baseOffset, bytes: nextPosition - position,
+      records: nextOffset - baseOffset };
+  }),
 });
 
 t.test('a new partition asks for its first segment; leases go back to back, without offsets',
@@ -484,7 +490,7 @@ t.test('persisted() must name the request in flight; repeats and foreign replies
     t.same(sequencer.persisted(first), NOTHING, 'a repeat');
     t.same(sequencer.persisted({ ...first, segmentId: 'other' }), NOTHING, 'unknown segment');
     const second = must(put(sequencer, l, 100, 100).persist);
-    t.same(second.patches, [{ position: 100, baseOffset: 1 }], 'only above the durable mark');
+    t.same(second.patches, [{ position: 100, baseOffset: 1, bytes: 100, records: 1 }], 'only above the durable mark');
     t.same(sequencer.persisted(first), NOTHING, 'a stale reply while another is in flight');
     t.match(abortMessage(() => sequencer.persisted({ ...second, positionEnd: 150 })),
       /answers the request in flight/, 'a watermark never asked for');
