@@ -14,8 +14,9 @@
  * watermark (a retry, or a request that lost the race to a later one) is answered at once.
  * Sealing first revokes the segment's write grants (waiting for accesses in flight), so no
  * write can land once the segment is sealed. A watermark persist first revokes the write
- * grants that end at or below it: a batch's grant lives until its bytes are durable, never
- * after, and the broker need not send a grantRevoke per batch.
+ * grants that end at or below it, raises the floor of those reaching past it (a lease's: no
+ * write below the new watermark any more), then checks and patches the appended batches
+ * (RegionStore.settleBatches): durable bytes never change, and they always parse.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -162,8 +163,13 @@ export class PersistQueue {
     }
   }
 
-  /** Checks and patches the appended batches (RegionStore.settleBatches) before a persist. */
+  /**
+   * Before a persist up to `position`: no write grant may write below it any more, then the
+   * appended batches there are checked and patched (RegionStore.settleBatches).
+   */
   #settle(segmentIndex: number, patches: readonly OffsetPatch[], position: number): void {
+    const segment = this.#store.segment(segmentIndex);
+    this.#grants.raiseWriteFloor(segmentIndex, segment.address + position);
     const replaced = this.#store.settleBatches(segmentIndex, patches, position);
     if (replaced.length > 0) this.#onReplaced(segmentIndex, replaced);
   }

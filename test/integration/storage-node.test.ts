@@ -297,6 +297,9 @@ t.test('a persist revokes the write grants it makes durable, and only those', as
   await transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 }, segment.address + size, batch, 0,
     size);
   t.pass('grants ending past the watermark still write');
+  await t.rejects(transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 }, segment.address,
+    batch, 0, size), { code: 'PMQ_ERR_GRANT_OUT_OF_RANGE' },
+  'but not below it: durable bytes never change (a lease\'s grant has a floor)');
   t.match(await call(ep, 'grantRevoke', { epoch: 1, grantId: 1 }), { kind: 'done' },
     'revoking it again is a no-op');
   t.equal(node.child.exitCode, null, 'the node is still running');
