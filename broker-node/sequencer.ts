@@ -14,7 +14,9 @@
 import { invariant } from '../common/invariant.js';
 import { LIMITS, SEQUENCER_LIMITS } from '../common/limits.js';
 import { RECORD_BATCH_SIZE_BYTES_MAX } from '../common/record-batch/layout.js';
-import { recordBatchSizeBytesMin, recordBatchSizeReachable } from '../common/record-batch/batch-size.js';
+import {
+  recordBatchSizeBytesMin, recordBatchSizeReachable,
+} from '../common/record-batch/batch-size.js';
 import { restoreChain } from './sequencer-restore.js';
 import { type LeaseEntry, type Piece, SequencedSegment } from './sequencer-segment.js';
 import {

@@ -17,6 +17,7 @@
  * next recovery frees).
  */
 import { reservedTopic } from '../common/metadata-log.js';
+import { ProducerOwners } from './producer-owners.js';
 import { PmqError } from '../common/errors.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
@@ -204,8 +205,13 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
     access.check(session, topicOf(r.topic), 'describe');
     return describeTopic(context, r.topic);
   });
-  serve('producerInit', () => ({ kind: 'producerId',
-    body: { producerId: context.producerId(), producerEpoch: 0 } }));
+  const producerOwners = new ProducerOwners();
+  serve('producerInit', (_ep, _r, session) => {
+    const producerId = context.producerId();
+    // Without authentication every session is anyone: there is no user to bind the id to.
+    if (session.authenticated) producerOwners.issued(producerId, session.principal);
+    return { kind: 'producerId', body: { producerId, producerEpoch: 0 } };
+  });
   serve('lease', async (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'write');
     const partition = partitionOf(context, r.topic, r.partition);
@@ -213,6 +219,7 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
   });
   serve('append', (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'write');
+    if (session.authenticated) producerOwners.check(r.producerId, session.principal);
     return partitionOf(context, r.topic, r.partition).append(r, session.id);
   });
   serve('leaseRelease', async (_ep, r, session) => {

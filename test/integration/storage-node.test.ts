@@ -162,8 +162,8 @@ t.test('bad requests are refused and change nothing', async (t) => {
   await refuse('stale epoch', call(ep, 'grantCreate', { ...B, ...base, epoch: 1, grantId: 9,
     position: 0, sizeBytes: 4096 }), 'PMQ_ERR_EPOCH_STALE');
   await refuse('stale hello', hello(ep, 1), 'PMQ_ERR_EPOCH_STALE');
-  await refuse('future epoch', call(ep, 'persist', { patches: [], epoch: 3, segmentIndex: 0, position: 0,
-    offsetLast: -1, seal: false }), 'PMQ_ERR_EPOCH_FUTURE');
+  await refuse('future epoch', call(ep, 'persist', { epoch: 3, segmentIndex: 0, position: 0,
+    offsetLast: -1, seal: false, patches: [] }), 'PMQ_ERR_EPOCH_FUTURE');
   await refuse('grant past the segment', call(ep, 'grantCreate', { ...B, ...base, grantId: 9,
     position: 60 * KIB, sizeBytes: 8 * KIB }), 'PMQ_ERR_GRANT_RANGE');
   await refuse('unknown segment', call(ep, 'grantCreate', { ...B, ...base, grantId: 9,
@@ -200,16 +200,18 @@ t.test('bad requests are refused and change nothing', async (t) => {
     batch.byteLength);
   await refuse('write outside the grant', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address + 8 * KIB - 10, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_OUT_OF_RANGE');
-  t.match(await call(ep, 'persist', { patches: [], epoch: 2, segmentIndex: 0, position: batch.byteLength,
-    offsetLast: 4, seal: true }), { kind: 'persisted', sealed: true });
+  t.match(await call(ep, 'persist', { epoch: 2, segmentIndex: 0, position: batch.byteLength,
+    offsetLast: 4, seal: true, patches: [] }), { kind: 'persisted', sealed: true });
   await refuse('write after seal', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
   await refuse('write grant on a sealed segment', call(ep, 'grantCreate', { ...B, ...base,
     grantId: 13, position: 4 * KIB, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_STATE');
-  await refuse('persist on a sealed segment', call(ep, 'persist', { patches: [], epoch: 2, segmentIndex: 0,
-    position: batch.byteLength + 10, offsetLast: 5, seal: false }), 'PMQ_ERR_SEGMENT_STATE');
-  t.match(await call(ep, 'persist', { patches: [], epoch: 2, segmentIndex: 0, position: batch.byteLength,
-    offsetLast: 4, seal: true }), { kind: 'persisted', sealed: true }, 'seal retry answers');
+  await refuse('persist on a sealed segment', call(ep, 'persist', { epoch: 2, segmentIndex: 0,
+    position: batch.byteLength + 10, offsetLast: 5, seal: false, patches: [] }),
+  'PMQ_ERR_SEGMENT_STATE');
+  t.match(await call(ep, 'persist', { epoch: 2, segmentIndex: 0, position: batch.byteLength,
+    offsetLast: 4, seal: true, patches: [] }), { kind: 'persisted', sealed: true },
+  'seal retry answers');
 
   // A newer broker fences the old one's grants.
   await call(ep, 'epochRaise', { epoch: 3 });

@@ -24,7 +24,9 @@ import {
 } from '../../broker-node/sequencer.js';
 import { setFatalSink } from '../../common/invariant.js';
 import { type Prng, prngFrom } from '../fixtures/record-batch-random.js';
-import { recordBatchSizeBytesMin, recordBatchSizeReachable } from '../../common/record-batch/batch-size.js';
+import {
+  recordBatchSizeBytesMin, recordBatchSizeReachable,
+} from '../../common/record-batch/batch-size.js';
 
 const SEGMENT = 64 * 1024;
 const TIMEOUT_MS = 300;

@@ -4,7 +4,9 @@
 // restore, monotonic time. The seeded random workload is in sequencer-vopr.test.ts.
 import t from 'tap';
 
-import { recordBatchSizeBytesMin, recordBatchSizeReachable } from '../../common/record-batch/batch-size.js';
+import {
+  recordBatchSizeBytesMin, recordBatchSizeReachable,
+} from '../../common/record-batch/batch-size.js';
 import { setFatalSink } from '../../common/invariant.js';
 import { LIMITS, SEQUENCER_LIMITS } from '../../common/limits.js';
 import { recordBatchSizeBytes } from '../../common/record-batch/index.js';
@@ -490,7 +492,8 @@ t.test('persisted() must name the request in flight; repeats and foreign replies
     t.same(sequencer.persisted(first), NOTHING, 'a repeat');
     t.same(sequencer.persisted({ ...first, segmentId: 'other' }), NOTHING, 'unknown segment');
     const second = must(put(sequencer, l, 100, 100).persist);
-    t.same(second.patches, [{ position: 100, baseOffset: 1, bytes: 100, records: 1 }], 'only above the durable mark');
+    t.same(second.patches, [{ position: 100, baseOffset: 1, bytes: 100, records: 1 }],
+      'only above the durable mark');
     t.same(sequencer.persisted(first), NOTHING, 'a stale reply while another is in flight');
     t.match(abortMessage(() => sequencer.persisted({ ...second, positionEnd: 150 })),
       /answers the request in flight/, 'a watermark never asked for');
