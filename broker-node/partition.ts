@@ -191,11 +191,10 @@ export class Partition {
       }
       if (result.kind === 'wait') {
         if (result.persist !== null) this.#issuePersist(result.persist);
-        for (const fill of result.fills) void this.#fill(fill);
         if (polls >= SEGMENT_WRITTEN_POLLS_MAX) {
           throw new PmqError('PMQ_ERR_BUSY', `${this.topic}/${this.partition}: the full ` +
-            'segment\'s last holes are not filled yet (storage node slow or away): lease again',
-          { retriable: true });
+            'segment still has open leases or holes being filled (their producers end them ' +
+            'on their next ack, idle ones expire): lease again', { retriable: true });
         }
         await new Promise((resolve) => setTimeout(resolve, SEGMENT_WRITTEN_POLL_MS));
         continue;
@@ -254,14 +253,17 @@ export class Partition {
     switch (result.kind) {
       case 'refused':
         throw result.error;
-      case 'again':
-        return { kind: 'acked', body: { baseOffset: result.ack?.baseOffset ??
-          await this.#ackOf(result.ref) } };
-      case 'appended':
+      case 'again': {
+        const baseOffset = result.ack?.baseOffset ?? await this.#ackOf(result.ref);
+        return { kind: 'acked', body: { baseOffset, leaseEnd: this.#leaseEnding(lease) } };
+      }
+      case 'appended': {
         this.producers.appended(input.producerId, { baseSequence: input.sequence,
           records: input.records }, result.ref);
         if (result.persist !== null) this.#issuePersist(result.persist);
-        return { kind: 'acked', body: { baseOffset: await this.#ackOf(result.ref) } };
+        const baseOffset = await this.#ackOf(result.ref);
+        return { kind: 'acked', body: { baseOffset, leaseEnd: this.#leaseEnding(lease) } };
+      }
       default:
         return result satisfies never;
     }
@@ -309,6 +311,11 @@ export class Partition {
       // A node away, restarted or at a newer epoch (this broker fenced) revoked it itself.
       this.log.debug({ grantId, err: String(error) }, 'write grant not revoked');
     });
+  }
+
+  /** The lease is closed or its segment full: its producer should end it (acked.leaseEnd). */
+  #leaseEnding(lease: { epoch: number; id: number }): boolean {
+    return this.#closed || this.#sequencer === null || this.#sequencer.leaseEnding(lease);
   }
 
   /** The base offset of an appended batch, once durable. */

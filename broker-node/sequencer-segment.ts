@@ -157,12 +157,13 @@ export class SequencedSegment {
         'pending list only when all of it is appended', { position: lease.position });
       return [];
     }
-    // The rest after the last batch appended, when it ends the active segment's handed-out
-    // space, goes back to the segment: the next lease starts there, no fill needed.
+    // The rest after the last batch appended, when it ends the segment's handed-out space,
+    // goes back to the segment: the next lease starts there (or, in a full segment, the seal
+    // ends there), no fill needed.
     const last = lease.ahead[lease.ahead.length - 1];
     const restStart = last === undefined ? lease.front : last.position + last.bytes;
     let end = lease.end;
-    if (giveBack && this.state === 'active' && lease.end === this.positionNext &&
+    if (giveBack && this.state !== 'sealed' && lease.end === this.positionNext &&
         at === this.#pending.length - 1) {
       end = restStart;
       this.positionNext = restStart;

@@ -104,12 +104,11 @@ export type LeaseResult =
   }
   | {
     /**
-     * The sealing segment's offsets are not final yet: the open leases in it were closed and
-     * their gaps are `fills` (revoke, write, fillWritten), or earlier fills are still being
-     * written. Lease again once they are written.
+     * The full (sealing) segment's offsets are not final yet: leases in it are still open
+     * with unwritten room (their appends answer `ending`, and they are released, used up or
+     * expire), or fills are still being written. Lease again later.
      */
     readonly kind: 'wait';
-    readonly fills: readonly Fill[];
     readonly persist: PersistRequest | null;
   };
 

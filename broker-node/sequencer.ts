@@ -161,18 +161,13 @@ export class Sequencer {
       return { kind: 'leased', lease: { ...entry.ref, segmentId: last.segmentId,
         position: entry.position, bytes } };
     }
-    const fills: Fill[] = [];
-    if (last?.state === 'active') {
-      last.state = 'sealing';
-      // Its offsets are final only once every lease in it is closed and its holes filled.
-      for (const lease of [...this.#leases.values()]) {
-        if (lease.segment === last) fills.push(...this.#close(lease));
-      }
-    }
+    // Full: no more leases in it. Its offsets are final once every lease in it is used up or
+    // closed and its holes are filled; the leases are not closed here (their batches in flight
+    // would be refused and retried out of order): appends tell their holders to end them.
+    if (last?.state === 'active') last.state = 'sealing';
     if (last !== undefined && last.state === 'sealing' && !last.fullyWritten()) {
-      return { kind: 'wait', fills, persist: this.#takePersist() };
+      return { kind: 'wait', persist: this.#takePersist() };
     }
-    invariant(fills.length === 0, 'no fills once the segment is written');
     return { kind: 'need-segment', chainPosition: this.#chainPositionNext(),
       baseOffset: this.offsetNext(), persist: this.#takePersist() };
   }
@@ -256,6 +251,16 @@ export class Sequencer {
   appendedAt(lease: ReservationRef, position: number): ReservationRef | null {
     if (lease.epoch !== this.epoch) return null;
     return this.#leases.get(lease.id)?.batches.get(position)?.ref ?? null;
+  }
+
+  /**
+   * Whether a lease's producer should place no more batches in it: it is closed, or its
+   * segment is full (the seal waits for its leases to be released or used up).
+   */
+  leaseEnding(ref: ReservationRef): boolean {
+    if (ref.epoch !== this.epoch) return true;
+    const lease = this.#leases.get(ref.id);
+    return lease === undefined || lease.segment.state !== 'active';
   }
 
   /** The producer that holds an open lease (its grant's name), or null. */

@@ -86,6 +86,8 @@ interface HeldLease {
   unsent: number;
   /** Wakes the lease's retirement once `unsent` reaches 0. */
   onDrained: (() => void) | null;
+  /** The broker said its segment is full (acked.leaseEnd): place nothing more in it. */
+  ending: boolean;
 }
 
 /** One batch's place: its lease, segment position and region address. */
@@ -319,6 +321,8 @@ export class PartitionSender<S> {
       }
       return sending;
     });
+    // The segment is full and waits for its leases to end: the next batch takes a new lease.
+    if (reply.kind === 'acked' && reply.leaseEnd) placement.lease.ending = true;
     if (reply.kind === 'acked' || reply.kind === 'duplicate') return reply.baseOffset;
     throw toClientError(new Error(`append answered by ${reply.kind}`), context);
   }
@@ -387,7 +391,8 @@ export class PartitionSender<S> {
       this.released ??= released; // released with the next lease request, or expired
       throw error;
     }
-    const lease: HeldLease = { body, session, used: 0, unsent: 0, onDrained: null };
+    const lease: HeldLease = { body, session, used: 0, unsent: 0, onDrained: null,
+      ending: false };
     this.lease = lease;
     return lease;
   }
@@ -434,6 +439,7 @@ export class PartitionSender<S> {
 
 /** Whether `bytes` more fit the lease and leave a rest the broker can fill. */
 function fits(lease: HeldLease, bytes: number): boolean {
+  if (lease.ending) return false;
   const rest = lease.body.sizeBytes - lease.used - bytes;
   return rest === 0 || rest >= LEASE_REST_BYTES_MIN;
 }

@@ -72,7 +72,8 @@ export const MESSAGES = {
    */
   append: { topic: 'topic', partition: 'uint', epoch: 'uint', leaseId: 'uint',
     position: 'uint', bytes: 'uint', records: 'uint', producerId: 'int', sequence: 'int' },
-  acked: { baseOffset: 'uint' },
+  /** leaseEnd: the lease's segment is full: place no more batches in it, release it. */
+  acked: { baseOffset: 'uint', leaseEnd: 'bool' },
   duplicate: { baseOffset: 'uint' },
   /** The session is done with a lease: its unwritten rest is filled. Answered `done`. */
   leaseRelease: { topic: 'topic', partition: 'uint', epoch: 'uint', leaseId: 'uint' },

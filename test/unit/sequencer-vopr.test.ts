@@ -245,26 +245,28 @@ class Simulation {
     this.rolled(result, last);
   }
 
-  /** No room: the last segment seals, its leases close and their gaps become fills. */
+  /**
+   * No room: the last segment seals; its leases stay open (their producers are told to end
+   * them) and the seal waits until they are used up, released or expired.
+   */
   rolled(result: Exclude<LeaseResult, { kind: 'leased' }>, last: StoredSegment | undefined):
     void {
-    const predicted: Fill[] = [];
-    if (last !== undefined && last.state === 'active') {
-      last.state = 'sealing';
-      for (const lease of [...this.leases.values()]) {
-        if (lease.segmentId === last.id) predicted.push(...this.close(lease));
+    if (last !== undefined && last.state === 'active') last.state = 'sealing';
+    if (last !== undefined) {
+      for (const lease of this.leases.values()) {
+        if (lease.segmentId !== last.id) continue;
+        check(this.sequencer.leaseEnding(lease.ref), 'a lease in a full segment is ending',
+          lease.ref);
       }
     }
     if (result.kind === 'wait') {
       check(last !== undefined && last.state === 'sealing' &&
         this.writtenPrefix(last).position < last.positionNext, 'wait while not fully written',
       { result });
-      this.takeFills(predicted, result.fills, 'seal');
       this.stats.waits += 1;
       this.issue(result.persist);
       return;
     }
-    check(predicted.length === 0, 'need-segment only when no fill is due', { predicted });
     const written = last === undefined ? null : this.writtenPrefix(last);
     check(last === undefined || last.state === 'sealed' ||
       written?.position === last.positionNext, 'need-segment once fully written', { result });
@@ -350,7 +352,7 @@ class Simulation {
     const batches = [...lease.appended.entries()].sort((a, b) => a[0] - b[0]);
     let end = lease.end;
     const segment = this.storage.get(lease.segmentId)!;
-    if (revoked && segment.state === 'active' && segment.positionNext === lease.end) {
+    if (revoked && segment.state !== 'sealed' && segment.positionNext === lease.end) {
       const last = batches[batches.length - 1];
       end = last === undefined ? lease.position : last[0] + last[1].bytes;
       segment.positionNext = end;

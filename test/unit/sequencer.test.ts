@@ -521,51 +521,56 @@ t.test('a failed persist is issued again, patching again and coalescing what cam
   t.end();
 });
 
-t.test('a segment without room seals: its leases close, wait for the fills, then roll', (t) => {
+t.test('a segment without room seals: its leases end on their own, then it rolls', (t) => {
   const sequencer = started();
   const a = lease(sequencer, 40_000, { producer: 'pa' });
   const b = lease(sequencer, 20_000, { producer: 'pb' });
   const p1 = must(put(sequencer, a, 0, 40_000, 10).persist);
   t.equal(put(sequencer, b, 40_000, 10_000, 5).persist, null);
   const request = { bytes: 10_000, bytesMin: 6000, producer: 'pc', now: 0 };
-  t.same(sequencer.lease(request), { kind: 'wait', fills: [{ ref: { epoch: 1, id: 5 },
-    revoke: 'pb', segmentId: 's0', position: 50_000, bytes: 10_000, records: 1 }],
-  persist: null }, 'room 5536 < 6000: sealing, b closed and its gap a fill');
+  t.same(sequencer.lease(request), { kind: 'wait', persist: null },
+    'room 5536 < 6000: sealing; b still has unwritten room');
   t.match(sequencer.segments()[0], { state: 'sealing', positionNext: 60_000 });
-  t.same(sequencer.lease({ ...request, producer: 'pd' }), { kind: 'wait', fills: [],
-    persist: null }, 'the fills are handed out once');
-  t.same([sequencer.leaseProducer(a), sequencer.leaseProducer(b)], [null, null]);
-  t.match(appendAt(sequencer, b, 50_000, 10_000), { kind: 'refused',
-    error: { code: 'PMQ_ERR_LEASE_EXPIRED' } }, 'a sealing segment takes no appends');
+  t.same([sequencer.leaseProducer(a), sequencer.leaseProducer(b)], ['pa', 'pb'],
+    'its leases stay open: batches in flight in them are not refused');
+  t.same([sequencer.leaseEnding(a), sequencer.leaseEnding(b)], [true, true],
+    'and their producers are told to end them (acked.leaseEnd)');
+  t.equal(put(sequencer, b, 50_000, 4000, 2).persist, null, 'a sealing segment takes appends');
+  const { fills } = sequencer.release(b, 0);
+  t.same(fills.map((f) => [f.position, f.bytes, f.records]), [[54_000, 6000, 1]],
+    'released without its grant revoked: the rest is filled');
+  t.same(sequencer.lease({ ...request, producer: 'pd' }), { kind: 'wait', persist: null },
+    'until the fill is written');
   t.match(abortMessage(() => sequencer.segmentAdded({ segmentId: 's1', chainPosition: 1,
-    baseOffset: 15, sizeBytes: SEGMENT })), /fully written/,
+    baseOffset: 18, sizeBytes: SEGMENT })), /fully written/,
   'no next segment before the last offset of this one is known');
-  t.same(sequencer.fillWritten({ epoch: 1, id: 5 }), { persist: null }, 'p1 is in flight');
+  t.same(sequencer.fillWritten(must(fills[0]).ref), { persist: null }, 'p1 is in flight');
   const need = sequencer.lease(request);
-  t.same(need, { kind: 'need-segment', chainPosition: 1, baseOffset: 16, persist: null });
+  t.same(need, { kind: 'need-segment', chainPosition: 1, baseOffset: 18, persist: null });
   t.same(sequencer.lease({ ...request, producer: 'pd' }), need, 'asked again until added');
   t.match(abortMessage(() => sequencer.segmentAdded({ segmentId: 's1', chainPosition: 1,
-    baseOffset: 17, sizeBytes: SEGMENT })), /continues the chain/);
+    baseOffset: 19, sizeBytes: SEGMENT })), /continues the chain/);
   t.match(abortMessage(() => sequencer.segmentAdded({ segmentId: 's1', chainPosition: 2,
-    baseOffset: 16, sizeBytes: SEGMENT })), /continues the chain/);
-  sequencer.segmentAdded({ segmentId: 's1', chainPosition: 1, baseOffset: 16, sizeBytes: SEGMENT });
+    baseOffset: 18, sizeBytes: SEGMENT })), /continues the chain/);
+  sequencer.segmentAdded({ segmentId: 's1', chainPosition: 1, baseOffset: 18, sizeBytes: SEGMENT });
   t.match(abortMessage(() => sequencer.segmentAdded({ segmentId: 's2', chainPosition: 2,
-    baseOffset: 16, sizeBytes: SEGMENT })), /after a seal/);
+    baseOffset: 18, sizeBytes: SEGMENT })), /after a seal/);
   const c = leased(sequencer.lease(request));
-  t.same(c, { epoch: 1, id: 6, segmentId: 's1', position: 0, bytes: 10_000 });
+  t.match(c, { segmentId: 's1', position: 0, bytes: 10_000 });
   t.equal(put(sequencer, c, 0, 10_000, 2).persist, null, 's1 waits for s0 to be sealed');
   const one = sequencer.persisted(p1);
   t.same([one.acks.length, one.sealed], [1, null]);
-  t.same(one.persist, persistOf({ positionEnd: 60_000, offsetLast: 15, seal: true,
-    patches: [[40_000, 10], [50_000, 15]] }), 'the seal ends at positionNext, not the size');
+  t.same(one.persist, persistOf({ positionEnd: 60_000, offsetLast: 17, seal: true,
+    patches: [[40_000, 10], [50_000, 15], [54_000, 17]] }),
+  'the seal ends at positionNext, not the size');
   const two = sequencer.persisted(must(one.persist));
   t.same([two.acks.map((ack) => ack.baseOffset), two.filled, two.sealed],
-    [[10], [{ epoch: 1, id: 5 }], 's0']);
+    [[10, 15], [must(fills[0]).ref], 's0']);
   t.same(two.persist, persistOf({ segmentId: 's1', chainPosition: 1, positionEnd: 10_000,
-    offsetLast: 17, patches: [[0, 16]] }));
+    offsetLast: 19, patches: [[0, 18]] }));
   t.same(sequencer.persisted(must(one.persist)), NOTHING, 'a sealed segment ignores replies');
-  t.same(sequencer.persisted(must(two.persist)).acks.map((ack) => ack.baseOffset), [16]);
-  t.equal(sequencer.highWatermark(), 18);
+  t.same(sequencer.persisted(must(two.persist)).acks.map((ack) => ack.baseOffset), [18]);
+  t.equal(sequencer.highWatermark(), 20);
   t.same(sequencer.segments().map((view) => view.state), ['sealed', 'active']);
   t.end();
 });
@@ -579,7 +584,8 @@ t.test('sealing a fully durable segment asks for the seal at once; an old reply 
     const need = sequencer.lease({ bytes: 10_000, bytesMin: 10_000, producer: 'p', now: 0 });
     const seal = persistOf({ positionEnd: 60_000, offsetLast: 0, seal: true, patches: [] });
     t.same(need, { kind: 'need-segment', chainPosition: 1, baseOffset: 1, persist: seal });
-    t.equal(sequencer.leaseProducer(a), null, 'the full lease is closed too');
+    t.same([sequencer.leaseProducer(a), sequencer.leaseEnding(a)], ['p', true],
+      'the full lease stays open until released or expired, and ends');
     t.same(sequencer.persisted(p), NOTHING, 'the non-seal reply at the same position');
     t.equal(sequencer.segments()[0]?.state, 'sealing');
     t.same(sequencer.persistFailed(p), { persist: null }, 'a non-seal failure is not the seal');
