@@ -90,6 +90,7 @@ export interface TransportBinding {
     length: number, direction: number, session: number, key: number, readable: number): void;
   /** A read grant's readable prefix; only grows. */
   transportGrantSetReadable(handle: TransportHandle, grantId: number, readable: number): void;
+  transportGrantSetFloor(handle: TransportHandle, grantId: number, floor: number): void;
   /** True when no access of the grant is in flight; otherwise `revokeDone` follows. */
   transportGrantRevoke(handle: TransportHandle, grantId: number): boolean;
   /** A revoked grant with nothing in flight leaves the table (true); false while in flight. */
@@ -119,6 +120,7 @@ export const TRANSPORT_EXPORTS = [
   'transportEndpointClose', 'transportLanes', 'transportSend', 'transportSendRaw',
   'transportBindSession', 'transportStats',
   'transportAttachMemory', 'transportGrantCreate', 'transportGrantSetReadable',
+  'transportGrantSetFloor',
   'transportGrantRevoke',
   'transportGrantForget', 'transportEpochRaise',
   'transportWriteValidated', 'transportReadValidated', 'transportDirectExport',

@@ -145,6 +145,7 @@ struct Grant {
   uint64_t session = 0;  // only endpoints bound to this session may use it (never 0)
   uint64_t key = 0;      // the grant's secret: every request names it (AccessHeader.grant_key)
   uint64_t readable = 0;  // read grants: reads stay inside [address, address + readable)
+  uint64_t floor = 0;     // write grants: writes start at or above address + floor
   bool revoked = false;
   uint32_t in_flight = 0;
   // Direct mode: the registration of exactly [address, address+length), made on the first
@@ -239,6 +240,9 @@ class Transport {
   bool grant_forget(uint64_t grant_id);
   // Raises a read grant's readable prefix (only grows, never past the grant's length).
   void grant_set_readable(uint64_t grant_id, uint64_t readable);
+  // Raises a write grant's floor (only grows, never past the grant's length): the bytes below
+  // it are durable, and no write of the grant may change them any more.
+  void grant_set_floor(uint64_t grant_id, uint64_t floor);
   void epoch_raise(uint64_t epoch);
   uint64_t epoch() const { return epoch_; }
   void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);

@@ -294,7 +294,8 @@ export class Transport extends TransportCore {
     native.transportGrantCreate(this.handle, grant.id, grant.epoch, grant.address, grant.length,
       grant.direction === 'read' ? 0 : 1, grant.session, grant.key, readableBytes);
     this.grants.set(grant.id, { revoked: false, direction: grant.direction,
-      length: grant.length, session: grant.session, key: grant.key, readableBytes });
+      length: grant.length, session: grant.session, key: grant.key, readableBytes,
+      floorBytes: 0 });
   }
 
   /**
@@ -311,6 +312,22 @@ export class Transport extends TransportCore {
     checkCount('readableBytes', readableBytes, grant.readableBytes, grant.length);
     native.transportGrantSetReadable(this.handle, grantId, readableBytes);
     grant.readableBytes = readableBytes;
+  }
+
+  /**
+   * Raises a write grant's floor (the bytes of its range below the segment's durable watermark):
+   * writes must start at or above address + floorBytes from now on. Only grows.
+   */
+  setGrantWriteFloor(grantId: number, floorBytes: number): void {
+    this.checkOpen();
+    const grant = this.grants.get(grantId);
+    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    if (grant.direction !== 'write') {
+      throw new ArgumentError(`grant ${grantId} is a read grant: it has no write floor`);
+    }
+    checkCount('floorBytes', floorBytes, grant.floorBytes, grant.length);
+    native.transportGrantSetFloor(this.handle, grantId, floorBytes);
+    grant.floorBytes = floorBytes;
   }
 
   /** Refuses new requests of the grant at once; resolves when none is in flight any more. */

@@ -48,6 +48,11 @@ Napi::Value grant_set_readable(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value grant_set_floor(const Napi::CallbackInfo& info) {
+  napi_transport(info[0])->grant_set_floor(napi_to_u64(info[1]), napi_to_u64(info[2]));
+  return info.Env().Undefined();
+}
+
 Napi::Value grant_revoke(const Napi::CallbackInfo& info) {
   bool done = napi_transport(info[0])->grant_revoke(napi_to_u64(info[1]));
   return Napi::Boolean::New(info.Env(), done);
@@ -107,6 +112,8 @@ void register_transport_data(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, grant_forget, "transportGrantForget"));
   exports.Set("transportGrantSetReadable",
               Napi::Function::New(env, grant_set_readable, "transportGrantSetReadable"));
+  exports.Set("transportGrantSetFloor",
+              Napi::Function::New(env, grant_set_floor, "transportGrantSetFloor"));
   exports.Set("transportEpochRaise", Napi::Function::New(env, epoch_raise, "transportEpochRaise"));
   exports.Set("transportWriteValidated",
               Napi::Function::New(env, write_validated, "transportWriteValidated"));

@@ -9,8 +9,8 @@
  * so 6 + v(i) bytes. v(i) is the size of the zigzag varint 2i: 1 byte below i = 64, 2 below
  * 8192 (2^13), 3 below 2^20, 4 below 2^27, 5 above.
  */
-import { invariant } from '../common/invariant.js';
-import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/layout.js';
+import { invariant } from '../invariant.js';
+import { RECORD_BATCH_HEADER_SIZE_BYTES } from './layout.js';
 
 /** First record index whose offsetDelta varint takes one byte more (zigzag 2i ≥ 2^(7k)). */
 const VARINT_STEPS = [64, 8192, 2 ** 20, 2 ** 27] as const;

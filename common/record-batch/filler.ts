@@ -6,11 +6,11 @@
  * padded with a value and a second record (or the key) with a few bytes more, because a
  * record's length varint skips some sizes, until the batch is exactly `bytes` long. Pure: no I/O.
  */
-import { ArgumentError } from '../common/errors.js';
-import { invariant } from '../common/invariant.js';
+import { ArgumentError } from '../errors.js';
+import { invariant } from '../invariant.js';
 import {
   encodeRecordBatchInto, recordBatchSizeBytes, type EncodeOptions, type RecordInput,
-} from '../common/record-batch/index.js';
+} from './index.js';
 import { recordBatchSizeBytesMin, recordBatchSizeReachable } from './batch-size.js';
 
 /** Padding tried per byte count: a varint grows by at most a few bytes at each boundary. */
