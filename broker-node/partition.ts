@@ -8,7 +8,7 @@
  * storage nodes' segment tables at broker start; `close()` when the topic is deleted (frees its
  * segments). Concurrency: JS thread only; the sequencer is called synchronously and every
  * persist it returns is sent at once (it keeps at most one in flight per partition).
- * Durability: a committer's `acked` is sent only after the storage node answered `persisted`
+ * Durability: an append's `acked` is sent only after the storage node answered `persisted`
  * for a watermark covering its batch (the sequencer's acks); reads never go past the durable
  * watermark.
  */

@@ -5,8 +5,8 @@
  * segment allocations, hole fills and grant revocations. docs/sequencer.md has the model.
  *
  * Lifecycle: `Sequencer.create` for a new partition, `Sequencer.restore` from the storage
- * nodes' segment tables after a broker restart (a new epoch: reservations of the old
- * instance are gone and their commits refused). Durability: nothing is acknowledged before
+ * nodes' segment tables after a broker restart (a new epoch: leases of the old instance are
+ * gone and appends to them refused). Durability: nothing is acknowledged before
  * the storage node reports the watermark covering it durable (`persisted`); the sequencer
  * asks for persists in chain order, one at a time, so the durable part of a partition is
  * always a prefix: sealed segments, then the head segment up to its durable watermark.

@@ -69,8 +69,8 @@ export function addBrokerOptions(command: Command, defaultListen: string): Comma
   return command
     .option('--listen <host:port>', 'address clients connect to (port 0: a free one)',
       defaultListen)
-    .addOption(new Option('--reservation-timeout-ms <ms>', 'expire a reservation not ' +
-      'committed within this long and fill its hole')
+    .addOption(new Option('--reservation-timeout-ms <ms>', 'close a producer\'s lease ' +
+      'after this long without an append and fill its unwritten rest')
       .argParser(integerArgument('--reservation-timeout-ms',
         SEQUENCER_LIMITS.reservationTimeoutMsMin, SEQUENCER_LIMITS.reservationTimeoutMsMax)))
     .addOption(new Option('--auth-file <file>', 'turn client authentication on: SCRAM users ' +

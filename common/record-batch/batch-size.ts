@@ -1,8 +1,8 @@
 /**
  * The smallest Kafka RecordBatch v2 that holds n records, in closed form: the sequencer
- * refuses reservations below it, so that every hole can be filled with a control batch of
- * exactly the reserved bytes and records (the filler pads a record's key or value up to the
- * reserved size). Pure arithmetic on the record-batch layout; no I/O.
+ * refuses appends below it (and the storage node checks batches against it), so that every
+ * hole can be filled with a control batch of exactly its bytes and records (the filler pads a
+ * record's key or value up to the size). Pure arithmetic on the record-batch layout; no I/O.
  *
  * The smallest record has attributes, timestampDelta 0, null key, null value and no headers
  * (one byte each) plus its offsetDelta varint: 5 + v(i) bytes of body and a one-byte length,
