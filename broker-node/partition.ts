@@ -89,7 +89,7 @@ export type AppendReply =
   | { kind: 'acked'; body: Body<'acked'> }
   | { kind: 'duplicate'; body: Body<'duplicate'> };
 
-/** How often a lease waiting for a full segment's last holes looks again, and how many times. */
+/** How often a lease waiting for a full segment's leases and holes looks again, how often. */
 const SEGMENT_WRITTEN_POLL_MS = 5;
 const SEGMENT_WRITTEN_POLLS_MAX = 2000;
 
@@ -172,9 +172,9 @@ export class Partition {
 
   /**
    * A write range for `sessionId` under one write grant (created now: the only storage round
-   * trip of a lease). `releaseId`: the session's previous lease, closed first (its unwritten
-   * rest is filled). When the active segment is full, waits for its last holes to be filled,
-   * allocates the next segment and leases there.
+   * trip of a lease). `releaseId`: the session's previous lease, closed first (release: its
+   * unwritten rest goes back or is filled). When the active segment is full, waits until its
+   * leases have ended and its holes are filled, allocates the next segment and leases there.
    */
   async lease(input: LeaseInput, sessionId: number): Promise<Body<'leased'>> {
     if (input.releaseId >= 0) {

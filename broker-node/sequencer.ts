@@ -144,7 +144,7 @@ export class Sequencer {
 
   /**
    * Hands out a write range, or says which segment to allocate first, or to wait while the
-   * full segment's last holes are filled.
+   * full segment's leases end and its holes are filled.
    */
   lease(request: LeaseRequest): LeaseResult {
     this.#observe(request.now);
