@@ -94,7 +94,10 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const clusterKey = opts.clusterKey;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices });
   let timer: NodeJS.Timeout | undefined;
+  // Partitions' own timers (a blocking lease's cut) run only while this is true.
+  let ticking = true;
   const stop = async (): Promise<void> => {
+    ticking = false;
     if (timer !== undefined) clearInterval(timer);
     // Fenced: let the PMQ_ERR_FENCED answers already handed to the transport go out first.
     if (fence.why !== null) await new Promise((resolve) => setTimeout(resolve, FENCED_DRAIN_MS));
@@ -109,6 +112,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const pool = new StoragePool(transport, channel, opts.storage, opts.clusterKey, log,
     (why) => { fence.trip(why); });
   fence.onTrip((why) => {
+    ticking = false;
     if (timer !== undefined) clearInterval(timer);
     log.error({ why, epoch: pool.epoch }, 'fenced by a newer broker: answering every request ' +
       'PMQ_ERR_FENCED and stopping');
@@ -121,7 +125,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     const reservationTimeoutMs = opts.reservationTimeoutMs ??
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
-      now: () => performance.now(), reservationTimeoutMs };
+      now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking };
     const { topics, summary } = await recoverPartitions(deps, metadata, infos, quarantine, log);
     // A restarted storage node lost its grants: cached read grants must be created again.
     pool.onUp((nodeId) => {

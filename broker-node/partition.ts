@@ -15,7 +15,7 @@
 import { BROKER_SESSION, randomGrantKey } from '../common/auth/keys.js';
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
-import { BROKER_LIMITS } from '../common/limits.js';
+import { BROKER_LIMITS, SEQUENCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { Body } from '../common/wire/messages.js';
 import type { Transport } from '../native/transport.js';
@@ -37,6 +37,8 @@ export interface PartitionDeps {
   /** Monotonic milliseconds. */
   readonly now: () => number;
   readonly reservationTimeoutMs: number;
+  /** False once the broker stops or is fenced: a partition's own timers do nothing then. */
+  readonly ticking: () => boolean;
 }
 
 /** A grant as the client names it: id and secret key. */
@@ -109,6 +111,8 @@ export class Partition {
   readonly producers = new ProducerStates();
   /** Open leases' holders, by lease id (closed ones are dropped by tick). */
   readonly #leaseOwners = new Map<number, LeaseOwner>();
+  /** Wakes tick() when a lease holding others back may be cut (one per partition). */
+  #blockingCutTimer: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
 
   private constructor(readonly deps: PartitionDeps, readonly topic: string,
@@ -119,8 +123,11 @@ export class Partition {
   }
 
   static config(deps: PartitionDeps): SequencerConfig {
+    // A cut comes well before the expiry it stands in for (tests run with short timeouts).
+    const leaseBlockingIdleMs = Math.min(SEQUENCER_LIMITS.leaseBlockingIdleMsDefault,
+      Math.floor(deps.reservationTimeoutMs / 2));
     return { epoch: deps.pool.epoch, segmentSizeBytes: deps.pool.segmentSizeBytesMin(),
-      reservationTimeoutMs: deps.reservationTimeoutMs };
+      reservationTimeoutMs: deps.reservationTimeoutMs, leaseBlockingIdleMs };
   }
 
   static create(deps: PartitionDeps, topic: string, partition: number): Partition {
@@ -191,6 +198,7 @@ export class Partition {
       }
       if (result.kind === 'wait') {
         if (result.persist !== null) this.#issuePersist(result.persist);
+        this.#armBlockingCut();
         if (polls >= SEGMENT_WRITTEN_POLLS_MAX) {
           throw new PmqError('PMQ_ERR_BUSY', `${this.topic}/${this.partition}: the full ` +
             'segment still has open leases or holes being filled (their producers end them ' +
@@ -261,6 +269,7 @@ export class Partition {
         this.producers.appended(input.producerId, { baseSequence: input.sequence,
           records: input.records }, result.ref);
         if (result.persist !== null) this.#issuePersist(result.persist);
+        this.#armBlockingCut();
         const baseOffset = await this.#ackOf(result.ref);
         return { kind: 'acked', body: { baseOffset, leaseEnd: this.#leaseEnding(lease) } };
       }
@@ -303,6 +312,26 @@ export class Partition {
       this.#leaseOwners.delete(id);
       this.#revokeClosed(owner.grantId);
     }
+  }
+
+  /**
+   * Arms the partition's one timer for the moment a lease that holds back a written batch (or
+   * a full segment's seal) may be cut, unless armed already or nothing is held back. Checked
+   * after appends and lease waits, so a partition without contention never arms it.
+   */
+  #armBlockingCut(): void {
+    if (this.#blockingCutTimer !== null || this.#sequencer === null || this.#closed) return;
+    const due = this.#sequencer.blockingCutDueAt();
+    if (due === null) return;
+    // +1: the timer may fire a little early against performance.now()'s finer clock.
+    const delayMs = Math.max(0, due - this.deps.now()) + 1;
+    this.#blockingCutTimer = setTimeout(() => {
+      this.#blockingCutTimer = null;
+      if (!this.deps.ticking()) return;
+      this.tick();
+      this.#armBlockingCut(); // still held back by a lease that was busy meanwhile
+    }, delayMs);
+    this.#blockingCutTimer.unref?.();
   }
 
   /** A lease closed with no gap to fill: its grant goes anyway (best effort). */
@@ -421,6 +450,7 @@ export class Partition {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#blockingCutTimer !== null) clearTimeout(this.#blockingCutTimer);
     for (const list of this.#committers.values()) {
       for (const committer of list) committer.reject(this.#gone());
     }

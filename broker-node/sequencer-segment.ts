@@ -64,6 +64,11 @@ export function isWritten(piece: Pending): piece is Piece {
   return piece.kind !== 'lease' && (piece.state === 'written' || piece.state === 'filled');
 }
 
+function flush(candidates: LeaseEntry[], into: LeaseEntry[]): LeaseEntry[] {
+  for (const lease of candidates) into.push(lease);
+  return [];
+}
+
 export class SequencedSegment {
   readonly segmentId: SegmentId;
   readonly chainPosition: number;
@@ -188,6 +193,26 @@ export class SequencedSegment {
     this.#pending.splice(at, 1, ...pieces);
     this.advanceWritten();
     return fills;
+  }
+
+  /**
+   * Adds the open leases that hold something back here: in a sealing segment all of them (the
+   * seal waits for each), else those with a written piece after them (it waits for offsets).
+   */
+  collectBlockingLeases(into: LeaseEntry[]): void {
+    if (this.state === 'sealed') return;
+    let candidates: LeaseEntry[] = []; // open leases met since the last written piece
+    for (let index = this.#writtenCount; index < this.#pending.length; index += 1) {
+      const entry = this.#pending[index]!;
+      if (entry.kind === 'lease') {
+        // Batches appended ahead of a lease's front wait for the leases before it too.
+        if (entry.ahead.length > 0) candidates = flush(candidates, into);
+        if (entry.open) candidates.push(entry);
+      } else if (isWritten(entry)) {
+        candidates = flush(candidates, into);
+      }
+    }
+    if (this.state === 'sealing') flush(candidates, into);
   }
 
   /** Moves `written` over every written piece that follows it, giving each its offsets. */

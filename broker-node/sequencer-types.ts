@@ -35,6 +35,19 @@ export interface SequencerConfig {
    * closing every lease in it, so leases as large as segments would close each other.
    */
   readonly leaseFraction?: number;
+  /**
+   * The most a lease is given while another producer holds an open lease in the partition
+   * (default SEQUENCER_LIMITS.leaseContendedBytesDefault, never below the batch it is for):
+   * offsets follow positions, so every batch behind a lease waits until all of the lease is
+   * written, released or cut.
+   */
+  readonly leaseContendedBytes?: number;
+  /**
+   * A lease with no append for this long is cut (closed, its rest filled) when it holds back
+   * something: a written batch behind it, or the seal of its full segment (default
+   * SEQUENCER_LIMITS.leaseBlockingIdleMsDefault).
+   */
+  readonly leaseBlockingIdleMs?: number;
   /** Offset of a new partition's first record (default 0). Ignored by restore. */
   readonly offsetFirst?: number;
 }

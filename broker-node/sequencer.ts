@@ -40,6 +40,8 @@ interface Settings {
   readonly reservationsMax: number;
   /** Segments per lease at least: a lease is at most 1/leaseFraction of its segment. */
   readonly leaseFraction: number;
+  readonly leaseContendedBytes: number;
+  readonly leaseBlockingIdleMs: number;
 }
 
 function settingsFrom(config: SequencerConfig): Settings {
@@ -56,8 +58,16 @@ function settingsFrom(config: SequencerConfig): Settings {
     reservationsMax <= SEQUENCER_LIMITS.reservationsMax, 'reservationsMax within limits', fields);
   const leaseFraction = config.leaseFraction ?? LEASES_PER_SEGMENT_MIN;
   invariant(Number.isSafeInteger(leaseFraction) && leaseFraction >= 1, 'leaseFraction', fields);
+  const leaseContendedBytes = config.leaseContendedBytes ??
+    SEQUENCER_LIMITS.leaseContendedBytesDefault;
+  invariant(Number.isSafeInteger(leaseContendedBytes) && leaseContendedBytes >= FILL_BYTES_MIN,
+    'leaseContendedBytes', fields);
+  const leaseBlockingIdleMs = config.leaseBlockingIdleMs ??
+    SEQUENCER_LIMITS.leaseBlockingIdleMsDefault;
+  invariant(Number.isFinite(leaseBlockingIdleMs) && leaseBlockingIdleMs >= 0,
+    'leaseBlockingIdleMs', fields);
   return { segmentSizeBytes: config.segmentSizeBytes, reservationTimeoutMs: timeoutMs,
-    reservationsMax, leaseFraction };
+    reservationsMax, leaseFraction, leaseContendedBytes, leaseBlockingIdleMs };
 }
 
 function ackOf(piece: Piece): Ack {
@@ -149,7 +159,10 @@ export class Sequencer {
   lease(request: LeaseRequest): LeaseResult {
     this.#observe(request.now);
     const last = this.#segments[this.#segments.length - 1];
-    const bytesMax = this.#checkLease(request, last?.sizeBytes ?? this.#settings.segmentSizeBytes);
+    let bytesMax = this.#checkLease(request, last?.sizeBytes ?? this.#settings.segmentSizeBytes);
+    if (this.#contended(request.producer)) {
+      bytesMax = Math.min(bytesMax, Math.max(request.bytesMin, this.#settings.leaseContendedBytes));
+    }
     if (last?.state === 'active' && last.roomBytes() >= request.bytesMin) {
       const bytes = this.#leaseBytes(bytesMax, request.bytesMin, last.roomBytes());
       const entry: LeaseEntry = { kind: 'lease', ref: this.#ref(), producer: request.producer,
@@ -254,13 +267,17 @@ export class Sequencer {
   }
 
   /**
-   * Whether a lease's producer should place no more batches in it: it is closed, or its
-   * segment is full (the seal waits for its leases to be released or used up).
+   * Whether a lease's producer should place no more batches in it: it is closed, its segment
+   * is full (the seal waits for its leases to be released or used up), or another lease was
+   * placed after it while more than a contended lease's worth of it is unwritten (the batches
+   * there wait for all of it).
    */
   leaseEnding(ref: ReservationRef): boolean {
     if (ref.epoch !== this.epoch) return true;
     const lease = this.#leases.get(ref.id);
-    return lease === undefined || lease.segment.state !== 'active';
+    if (lease === undefined || lease.segment.state !== 'active') return true;
+    return lease.end !== lease.segment.positionNext &&
+      lease.end - lease.front > this.#settings.leaseContendedBytes;
   }
 
   /** The producer that holds an open lease (its grant's name), or null. */
@@ -288,8 +305,9 @@ export class Sequencer {
   }
 
   /**
-   * Leases without an append for the timeout are closed: revoke each fill's producer, write
-   * the control batch, then call fillWritten.
+   * Leases without an append for the timeout are closed, and so are those idle for
+   * leaseBlockingIdleMs that hold something back (#blockingLeases): revoke each fill's
+   * producer, write the control batch, then call fillWritten.
    */
   expire(now: number): { fills: Fill[] } {
     this.#observe(now);
@@ -298,7 +316,24 @@ export class Sequencer {
       if (lease.activeAtMs + this.#settings.reservationTimeoutMs > now) continue;
       fills.push(...this.#close(lease));
     }
+    for (const lease of this.#blockingLeases()) {
+      if (lease.activeAtMs + this.#settings.leaseBlockingIdleMs > now) continue;
+      fills.push(...this.#close(lease));
+    }
     return { fills };
+  }
+
+  /**
+   * When expire() will next cut a lease that holds something back (it may become busy again
+   * meanwhile), or null while none does. The broker arms one timer for it.
+   */
+  blockingCutDueAt(): number | null {
+    let due: number | null = null;
+    for (const lease of this.#blockingLeases()) {
+      const at = lease.activeAtMs + this.#settings.leaseBlockingIdleMs;
+      if (due === null || at < due) due = at;
+    }
+    return due;
   }
 
   /** The broker wrote the control batch of a fill. */
@@ -411,6 +446,27 @@ export class Sequencer {
     invariant(Number.isFinite(now) && now >= this.#nowLast, 'time is monotonic',
       { now, nowLast: this.#nowLast });
     this.#nowLast = now;
+  }
+
+  /** Whether another producer holds an open lease in the partition. */
+  #contended(producer: ProducerId): boolean {
+    for (const lease of this.#leases.values()) {
+      if (lease.producer !== producer) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Open leases that hold something back: a written batch placed after them (it waits for all
+   * of the lease), or the seal of their full segment (the next segment waits for it).
+   */
+  #blockingLeases(): LeaseEntry[] {
+    if (this.#leases.size === 0) return [];
+    const blocking: LeaseEntry[] = [];
+    for (let index = this.#head; index < this.#segments.length; index += 1) {
+      this.#segments[index]!.collectBlockingLeases(blocking);
+    }
+    return blocking;
   }
 
   #ref(): ReservationRef {

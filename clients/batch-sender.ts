@@ -28,7 +28,9 @@
  * restart at 0) and sent again.
  *
  * An idle sender (nothing queued or in flight for LEASE_IDLE_RELEASE_MS) releases its lease:
- * until then, the rest of its lease holds back other producers' batches placed after it.
+ * until then, the rest of its lease holds back other producers' batches placed after it. A
+ * lease the broker answered `leaseEnd` for (its segment is full, or another producer's lease
+ * waits behind a large rest of it) is released as soon as the sender is idle.
  */
 import { PmqError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -200,7 +202,10 @@ export class PartitionSender<S> {
         this.pump();
       });
     }
-    if (!this.busy && this.lease !== null) {
+    if (!this.busy && this.lease !== null && this.lease.ending) {
+      // The broker asked for it back (others wait behind it): no reason to keep it.
+      this.releaseLease();
+    } else if (!this.busy && this.lease !== null) {
       this.idleTimer = setTimeout(() => {
         this.idleTimer = undefined;
         if (!this.busy) this.releaseLease();

@@ -50,6 +50,23 @@ export const SEQUENCER_LIMITS = {
    * and bounds how long a dead producer holds back visibility.
    */
   reservationTimeoutMsDefault: 10_000,
+  /**
+   * A lease given while another producer holds one in the partition. Whatever is behind a
+   * lease waits until all of it is written, released or cut, so under contention leases are
+   * small: 64 KiB is ~8 ms of a producer writing 8 MB/s into one partition (W4's share), and a
+   * batch larger than this gets a lease of just its size.
+   */
+  leaseContendedBytesDefault: 64 * 1024,
+  /**
+   * A lease idle this long while it holds something back (a written batch behind it, or its
+   * full segment's seal) is cut: its grant revoked, its rest filled. Its holder's batches in
+   * flight then start over in a new lease, after later ones (as at expiry), so this is far
+   * above a busy producer's gap between appends, even with GC pauses on a loaded machine (5 ms
+   * cut healthy producers in e2e-load on 2 cores and reordered their batches). An idle client
+   * releases its lease itself after 50 ms; this bounds what a stalled or dead one costs the
+   * others: 1 s instead of the 10 s reservation timeout.
+   */
+  leaseBlockingIdleMsDefault: 1000,
   /** Below 10 ms a scheduling hiccup would expire healthy producers. */
   reservationTimeoutMsMin: 10,
   /** Above 10 min a dead producer would stall its partition's readers for too long. */

@@ -30,6 +30,10 @@ import {
 
 const SEGMENT = 64 * 1024;
 const TIMEOUT_MS = 300;
+/** A lease held back others this long without an append is cut (below TIMEOUT_MS). */
+const BLOCKING_IDLE_MS = 60;
+/** Leases given while another producer holds one are at most this (or their batch). */
+const CONTENDED_BYTES = 2048;
 const RESERVATIONS_MAX = 40;
 const STEPS = 4000;
 const PRODUCERS = 6;
@@ -107,7 +111,7 @@ class Simulation {
     fillBytes: 0, fillBytesBy: {} as Record<string, number>, filled: 0, wild: 0, invalid: 0,
     appendBusy: 0, expiredRefusals: 0, expiredLeases: 0, released: 0, busy: 0, tooLarge: 0,
     waits: 0, givenBack: 0, segments: 0, restores: 0, orphans: 0, persists: 0, failedPersists: 0,
-    staleReplies: 0, sealRaces: 0 };
+    staleReplies: 0, sealRaces: 0, contended: 0, blockingCuts: 0, ending: 0 };
 
   constructor(seed: number) {
     this.prng = prngFrom(seed);
@@ -117,8 +121,8 @@ class Simulation {
 
   config(): SequencerConfig {
     return { epoch: this.epoch, segmentSizeBytes: SEGMENT, reservationTimeoutMs: TIMEOUT_MS,
-      leaseFraction: 1,
-      reservationsMax: RESERVATIONS_MAX };
+      leaseFraction: 1, leaseContendedBytes: CONTENDED_BYTES,
+      leaseBlockingIdleMs: BLOCKING_IDLE_MS, reservationsMax: RESERVATIONS_MAX };
   }
 
   chain(): StoredSegment[] {
@@ -177,6 +181,7 @@ class Simulation {
     else if (roll < 999) this.sealNow();
     else this.restart();
     this.checkState();
+    this.checkEnding();
   }
 
   // --- leases ---------------------------------------------------------------------------
@@ -222,9 +227,14 @@ class Simulation {
         last.sizeBytes - last.positionNext >= bytesMin) {
       check(result.kind === 'leased', 'a lease where there is room', { result, request });
       const lease = result.lease;
+      const contended = [...this.leases.values()].some((l) => l.producer !== producer.name);
+      const cap = contended ? Math.max(bytesMin, CONTENDED_BYTES) : Infinity;
       const want = { epoch: this.epoch, segmentId: last.id, position: last.positionNext,
         bytes: restFillable(Math.min(Math.max(bytes, bytesMin), last.sizeBytes - last.positionNext,
-          limit), bytesMin) };
+          limit, cap), bytesMin) };
+      if (contended && want.bytes < Math.min(Math.max(bytes, bytesMin), limit)) {
+        this.stats.contended += 1;
+      }
       check(lease.epoch === want.epoch && lease.segmentId === want.segmentId &&
         lease.position === want.position && lease.bytes === want.bytes, 'lease placed',
       { lease, want });
@@ -604,6 +614,12 @@ class Simulation {
     if (this.prng.chance(0.5) && deadline >= this.now && deadline < this.now + 200) {
       this.now = deadline;
     }
+    const before = [...this.leases.values()].filter((lease) => this.blocks(lease));
+    const due = before.length === 0 ? null
+      : Math.min(...before.map((lease) => lease.activeAt + BLOCKING_IDLE_MS));
+    check(due === this.sequencer.blockingCutDueAt(),
+      'the next blocking cut is due when the model says', { due,
+        got: this.sequencer.blockingCutDueAt() });
     const predicted: Fill[] = [];
     let closed = 0;
     for (const lease of [...this.leases.values()]) {
@@ -611,8 +627,46 @@ class Simulation {
       predicted.push(...this.close(lease));
       closed += 1;
     }
+    const blocking = [...this.leases.values()].filter((lease) => this.blocks(lease));
+    for (const lease of blocking) {
+      if (lease.activeAt + BLOCKING_IDLE_MS > this.now) continue;
+      predicted.push(...this.close(lease));
+      this.stats.blockingCuts += 1;
+    }
     this.takeFills(predicted, this.sequencer.expire(this.now).fills, 'expire');
     this.stats.expiredLeases += closed;
+  }
+
+  /**
+   * Whether an open lease holds something back (the model of the sequencer's rule): its
+   * segment is sealing (the seal waits for it), or a written piece not yet durable lies after
+   * it (an appended batch or a written fill, waiting for its offsets).
+   */
+  blocks(lease: SimLease): boolean {
+    const segment = this.storage.get(lease.segmentId)!;
+    if (this.front(lease) === lease.end) return false; // all appended: nothing waits for it
+    if (segment.state === 'sealing') return true;
+    return segment.content.some((batch) => batch.position >= lease.end && this.live(batch) &&
+      batch.ref !== null && this.pendingPieces.has(batch.ref));
+  }
+
+  /** The sequencer's front of a lease: its start plus the batches appended back to back. */
+  front(lease: SimLease): number {
+    let front = lease.position;
+    while (lease.appended.has(front)) front += lease.appended.get(front)!.bytes;
+    return front;
+  }
+
+  /** leaseEnding as the model says: closed, full segment, or a large rest holding others. */
+  checkEnding(): void {
+    for (const lease of this.leases.values()) {
+      const segment = this.storage.get(lease.segmentId)!;
+      const want = segment.state !== 'active' || (lease.end !== segment.positionNext &&
+        lease.end - this.front(lease) > CONTENDED_BYTES);
+      check(this.sequencer.leaseEnding(lease.ref) === want, 'leaseEnding as the model says',
+        { ref: lease.ref, want });
+      if (want && segment.state === 'active') this.stats.ending += 1;
+    }
   }
 
   // --- storage --------------------------------------------------------------------------
@@ -1010,7 +1064,8 @@ for (const seed of seeds()) {
     }
     const { stats } = simulation;
     t.ok(stats.acked > 0 && stats.filled > 0 && stats.segments > 2 && stats.invalid > 0 &&
-      stats.expiredLeases > 0 && stats.persists > 0, 'the workload did things');
+      stats.expiredLeases > 0 && stats.persists > 0 && stats.contended > 0 &&
+      stats.blockingCuts > 0 && stats.ending > 0, 'the workload did things');
     t.comment(JSON.stringify(stats));
     t.end();
   });

@@ -434,7 +434,8 @@ t.test('huge segments: a lease is at most the largest batch, so a fill always fi
   });
 
 t.test('leases with no append for the timeout expire; an append restarts the clock', (t) => {
-  const sequencer = started();
+  // The idle lease holds back busy's batch: no blocking cut here (see the next tests).
+  const sequencer = started({ leaseBlockingIdleMs: 1000 });
   const idle = lease(sequencer, 500, { producer: 'idle', now: 0 });
   const busy = lease(sequencer, 500, { producer: 'busy', now: 10 });
   put(sequencer, busy, 500, 100, 1, 60);
@@ -451,6 +452,71 @@ t.test('leases with no append for the timeout expire; an append restarts the clo
     segmentId: 's0', position: 600, bytes: 400, records: 1 }]);
   t.same(sequencer.expire(1000).fills, [], 'a fill is returned once');
   t.equal(sequencer.reservationsInFlight(), 3, 'a batch and two fills');
+  t.end();
+});
+
+t.test('contended leases: small while another producer holds one, at least the batch', (t) => {
+  const sequencer = started({ leaseContendedBytes: 2048 });
+  const a = lease(sequencer, 10_000, { producer: 'a', bytesMin: 100 });
+  t.equal(a.bytes, 10_000, 'alone: what was asked for');
+  t.equal(lease(sequencer, 10_000, { producer: 'a', bytesMin: 100 }).bytes, 10_000,
+    "a producer's own leases are no contention");
+  const b = lease(sequencer, 10_000, { producer: 'b', bytesMin: 100 });
+  t.equal(b.bytes, 2048, 'another producer holds one: the contended size');
+  t.equal(lease(sequencer, 10_000, { producer: 'c', bytesMin: 3000 }).bytes, 3000,
+    'never below the batch');
+  t.equal(lease(sequencer, 1000, { producer: 'd', bytesMin: 100 }).bytes, 1000,
+    'less when asked for less');
+  t.end();
+});
+
+t.test('leaseEnding: a large lease with another placed after it ends; a small rest runs on',
+  (t) => {
+    const sequencer = started({ leaseContendedBytes: 2048 });
+    const a = lease(sequencer, 10_000, { producer: 'a', bytesMin: 100 });
+    t.notOk(sequencer.leaseEnding(a), 'nobody behind it');
+    const b = lease(sequencer, 1000, { producer: 'b' });
+    t.ok(sequencer.leaseEnding(a), '10 000 bytes unwritten hold b back');
+    t.notOk(sequencer.leaseEnding(b), 'the last lease holds nobody back');
+    put(sequencer, a, 0, 4000);
+    put(sequencer, a, 4000, 4000);
+    t.notOk(sequencer.leaseEnding(a), 'a rest of 2000 bytes (the contended size) runs on');
+    t.end();
+  });
+
+t.test('a lease idle for leaseBlockingIdleMs is cut only while it holds something back', (t) => {
+  const sequencer = started({ leaseBlockingIdleMs: 5 });
+  const a = lease(sequencer, 1000, { producer: 'a', now: 0 });
+  put(sequencer, a, 0, 200, 1, 1);
+  t.equal(sequencer.blockingCutDueAt(), null, 'alone: it holds nothing back');
+  t.same(sequencer.expire(50).fills, [], 'not cut, however idle');
+  const b = lease(sequencer, 500, { producer: 'b', now: 50 });
+  t.equal(sequencer.blockingCutDueAt(), null, "b's lease has no batch yet: nothing waits");
+  const zb = put(sequencer, b, 1000, 500, 2, 51);
+  t.equal(zb.persist, null, "b's batch waits for a's rest");
+  t.equal(sequencer.blockingCutDueAt(), 6, "due at a's last append + 5 ms");
+  put(sequencer, a, 200, 100, 1, 52);
+  t.equal(sequencer.blockingCutDueAt(), 57, 'an append restarts the clock');
+  t.same(sequencer.expire(56).fills, [], 'not yet');
+  t.same(sequencer.expire(57).fills, [{ ref: { epoch: 1, id: 6 }, revoke: 'a',
+    segmentId: 's0', position: 300, bytes: 700, records: 1 }], "a's rest is cut and filled");
+  t.equal(sequencer.leaseProducer(a), null, 'a is closed');
+  t.match(appendAt(sequencer, a, 300, 100, 1, 58), { kind: 'refused',
+    error: { code: 'PMQ_ERR_LEASE_EXPIRED' } }, 'its next batch starts over');
+  t.notOk(sequencer.leaseEnding(b), 'b runs on');
+  t.equal(sequencer.blockingCutDueAt(), null, 'b holds nothing back');
+  t.end();
+});
+
+t.test('in a full segment every idle lease holds the seal back and is cut', (t) => {
+  const sequencer = started({ leaseBlockingIdleMs: 5 });
+  const a = lease(sequencer, 60_000, { producer: 'a', bytesMin: 100, now: 0 });
+  t.equal(a.bytes, 60_000);
+  t.match(sequencer.lease({ bytes: 8000, bytesMin: 8000, producer: 'b', now: 1 }),
+    { kind: 'wait' }, 'no room: the segment seals once a is done');
+  t.equal(sequencer.blockingCutDueAt(), 5, 'a holds the seal back: due at its lease + 5');
+  t.same(sequencer.expire(5).fills.map((fill) => [fill.position, fill.bytes]), [[0, 60_000]],
+    'cut');
   t.end();
 });
 
