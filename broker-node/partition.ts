@@ -190,7 +190,7 @@ export class Partition {
     for (let polls = 0; ; polls += 1) {
       const grantId = this.deps.grantId();
       const result = this.sequencer.lease({ bytes: input.bytes, bytesMin: input.bytesMin,
-        producer: String(grantId), now: this.deps.now() });
+        producer: String(grantId), holder: String(sessionId), now: this.deps.now() });
       if (result.kind === 'need-segment') {
         if (result.persist !== null) this.#issuePersist(result.persist);
         await this.#allocate(result.chainPosition, result.baseOffset);
@@ -289,6 +289,14 @@ export class Partition {
     if (owner === undefined || owner.sessionId !== sessionId ||
         ref.epoch !== this.sequencer.epoch) return;
     this.#leaseOwners.delete(ref.id);
+    if (this.sequencer.leaseUsedUp(ref)) {
+      // Nothing to fill or give back: the next lease (released with it) need not wait for the
+      // revocation's storage round trip.
+      const { persist } = this.sequencer.release(ref, this.deps.now());
+      if (persist !== null) this.#issuePersist(persist);
+      this.#revokeClosed(owner.grantId);
+      return;
+    }
     let revoked = true;
     await this.revokeWriteGrant(owner.grantId).catch((error: unknown) => {
       // A node away, restarted or at a newer epoch: its gaps are filled (after revoking again).

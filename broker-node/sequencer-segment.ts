@@ -45,6 +45,8 @@ export interface LeaseEntry {
   readonly kind: 'lease';
   readonly ref: ReservationRef;
   readonly producer: ProducerId;
+  /** Who asked for it (LeaseRequest.holder): other holders' leases make a partition contended. */
+  readonly holder: string;
   readonly segment: SequencedSegment;
   readonly position: number;
   readonly end: number;

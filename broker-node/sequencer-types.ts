@@ -71,6 +71,11 @@ export interface LeaseRequest {
   /** The batch the producer must place next: a lease smaller than this is no use. */
   readonly bytesMin: number;
   readonly producer: ProducerId;
+  /**
+   * Who asks (the broker: the client session; default `producer`): leases of other holders
+   * make the partition contended, one holder's own leases do not.
+   */
+  readonly holder?: string;
   /** Milliseconds on a monotonic clock; never goes down between calls. */
   readonly now: number;
 }

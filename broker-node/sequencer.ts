@@ -60,7 +60,7 @@ function settingsFrom(config: SequencerConfig): Settings {
   invariant(Number.isSafeInteger(leaseFraction) && leaseFraction >= 1, 'leaseFraction', fields);
   const leaseContendedBytes = config.leaseContendedBytes ??
     SEQUENCER_LIMITS.leaseContendedBytesDefault;
-  invariant(Number.isSafeInteger(leaseContendedBytes) && leaseContendedBytes >= FILL_BYTES_MIN,
+  invariant(Number.isSafeInteger(leaseContendedBytes) && leaseContendedBytes >= 0,
     'leaseContendedBytes', fields);
   const leaseBlockingIdleMs = config.leaseBlockingIdleMs ??
     SEQUENCER_LIMITS.leaseBlockingIdleMsDefault;
@@ -160,13 +160,14 @@ export class Sequencer {
     this.#observe(request.now);
     const last = this.#segments[this.#segments.length - 1];
     let bytesMax = this.#checkLease(request, last?.sizeBytes ?? this.#settings.segmentSizeBytes);
-    if (this.#contended(request.producer)) {
+    const holder = request.holder ?? request.producer;
+    if (this.#contended(holder)) {
       bytesMax = Math.min(bytesMax, Math.max(request.bytesMin, this.#settings.leaseContendedBytes));
     }
     if (last?.state === 'active' && last.roomBytes() >= request.bytesMin) {
       const bytes = this.#leaseBytes(bytesMax, request.bytesMin, last.roomBytes());
       const entry: LeaseEntry = { kind: 'lease', ref: this.#ref(), producer: request.producer,
-        segment: last, position: last.positionNext, end: last.positionNext + bytes,
+        holder, segment: last, position: last.positionNext, end: last.positionNext + bytes,
         front: last.positionNext, ahead: [], batches: new Map(), activeAtMs: request.now,
         open: true };
       last.placeLease(entry);
@@ -278,6 +279,13 @@ export class Sequencer {
     if (lease === undefined || lease.segment.state !== 'active') return true;
     return lease.end !== lease.segment.positionNext &&
       lease.end - lease.front > this.#settings.leaseContendedBytes;
+  }
+
+  /** Whether an open lease is all appended: closing it fills nothing and gives nothing back. */
+  leaseUsedUp(ref: ReservationRef): boolean {
+    if (ref.epoch !== this.epoch) return false;
+    const lease = this.#leases.get(ref.id);
+    return lease !== undefined && lease.front === lease.end && lease.ahead.length === 0;
   }
 
   /** The producer that holds an open lease (its grant's name), or null. */
@@ -448,10 +456,10 @@ export class Sequencer {
     this.#nowLast = now;
   }
 
-  /** Whether another producer holds an open lease in the partition. */
-  #contended(producer: ProducerId): boolean {
+  /** Whether another holder has an open lease in the partition. */
+  #contended(holder: string): boolean {
     for (const lease of this.#leases.values()) {
-      if (lease.producer !== producer) return true;
+      if (lease.holder !== holder) return true;
     }
     return false;
   }

@@ -484,6 +484,19 @@ t.test('leaseEnding: a large lease with another placed after it ends; a small re
     t.end();
   });
 
+t.test('leaseUsedUp: all of an open lease appended, nothing ahead of a gap', (t) => {
+  const sequencer = started();
+  const a = lease(sequencer, 300, { producer: 'a', bytesMin: 100 });
+  t.notOk(sequencer.leaseUsedUp(a), 'nothing appended');
+  put(sequencer, a, 200, 100);
+  t.notOk(sequencer.leaseUsedUp(a), 'a batch ahead of a gap');
+  put(sequencer, a, 0, 200);
+  t.ok(sequencer.leaseUsedUp(a), 'all appended');
+  t.same(sequencer.release(a, 0).fills, [], 'its release fills nothing');
+  t.notOk(sequencer.leaseUsedUp(a), 'closed');
+  t.end();
+});
+
 t.test('a lease idle for leaseBlockingIdleMs is cut only while it holds something back', (t) => {
   const sequencer = started({ leaseBlockingIdleMs: 5 });
   const a = lease(sequencer, 1000, { producer: 'a', now: 0 });
@@ -588,7 +601,7 @@ t.test('a failed persist is issued again, patching again and coalescing what cam
 });
 
 t.test('a segment without room seals: its leases end on their own, then it rolls', (t) => {
-  const sequencer = started();
+  const sequencer = started({ leaseContendedBytes: SEGMENT }); // leases as asked
   const a = lease(sequencer, 40_000, { producer: 'pa' });
   const b = lease(sequencer, 20_000, { producer: 'pb' });
   const p1 = must(put(sequencer, a, 0, 40_000, 10).persist);
