@@ -8,7 +8,7 @@ import {
 import { PmqError } from '../../common/errors.js';
 import type { Message } from '../../common/wire/messages.js';
 import {
-  Client, exitOf, startBroker, startStorage, tempDir, type Proc,
+  appendWritten, Client, exitOf, startBroker, startStorage, tempDir, type Proc, writeInLease,
 } from '../helpers/broker-cluster.js';
 
 const { dir, remove } = tempDir('pmq-broker-');
@@ -243,6 +243,36 @@ t.test('bad requests get clear errors and the broker keeps serving', async (t) =
   await closed;
   t.pass('the rogue connection was closed');
   t.equal((await client.call('topicList', {})).kind, 'topics', 'others are still served');
+});
+
+t.test('two sessions on one partition: one-batch leases, and the large rest ends', async (t) => {
+  t.equal((await client.call('topicCreate', { topic: 'shared', partitions: 1 })).kind, 'done');
+  const big = await lease('shared', 0, 8192);
+  t.equal(big.sizeBytes, 8192, 'alone: the lease asked for');
+  const other = new Client();
+  t.teardown(() => other.transport.close());
+  const otherWelcome = await other.connect(broker);
+  const batch = encodeRecordBatch(values('o', 2));
+  const mine = await writeInLease(other, otherWelcome, 'shared', 0, batch, 2);
+  const asked = await other.call('lease', { topic: 'shared', partition: 0, bytes: 8192,
+    bytesMin: batch.byteLength, releaseEpoch: mine.lease.epoch, releaseId: -1 }) as
+    Message<'leased'>;
+  t.equal(asked.sizeBytes, batch.byteLength, 'shared: just the batch asked for');
+  t.equal(mine.lease.sizeBytes, batch.byteLength);
+  const acking = appendWritten(other, 'shared', 0, mine);
+  const first = await write(big, 0, values('b', 1));
+  const ack = await client.call('append', { topic: 'shared', partition: 0, epoch: big.epoch,
+    leaseId: big.leaseId, position: first.position, bytes: first.bytes, records: 1,
+    producerId: -1, sequence: -1 }) as Message<'acked'>;
+  t.equal(ack.baseOffset, 0);
+  t.ok(ack.leaseEnd, 'its rest holds the other session back: leaseEnd');
+  await client.call('leaseRelease', { topic: 'shared', partition: 0, epoch: big.epoch,
+    leaseId: big.leaseId });
+  t.equal((await acking as Message<'acked'>).baseOffset, 2,
+    "the other session's batch after the filled rest (a control offset at 1)");
+  await other.call('leaseRelease', { topic: 'shared', partition: 0, epoch: asked.epoch,
+    leaseId: asked.leaseId });
+  t.equal((await client.call('topicDelete', { topic: 'shared' })).kind, 'done');
 });
 
 t.test('group offsets commit and fetch', async (t) => {
