@@ -28,8 +28,7 @@
  * restart at 0) and sent again.
  *
  * An idle sender (nothing queued or in flight for LEASE_IDLE_RELEASE_MS) releases its lease:
- * until then, the rest of its lease holds back other producers' batches placed after it (after
- * LEASE_IDLE_RELEASE_SMALL_MS for a lease smaller than asked: others likely wait behind it). A
+ * until then, the rest of its lease holds back other producers' batches placed after it. A
  * lease the broker answered `leaseEnd` for (its segment is full, or another producer's lease
  * waits behind a large rest of it) is released as soon as the sender is idle.
  */
@@ -91,11 +90,6 @@ interface HeldLease {
   onDrained: (() => void) | null;
   /** The broker said its segment is full (acked.leaseEnd): place nothing more in it. */
   ending: boolean;
-  /**
-   * Smaller than asked: the broker sizes leases down while another producer holds one in the
-   * partition (or at a segment's end), so batches placed after this one likely wait for it.
-   */
-  readonly small: boolean;
 }
 
 /** One batch's place: its lease, segment position and region address. */
@@ -127,12 +121,7 @@ export const LEASE_REST_BYTES_MIN = 68;
 
 /** An idle sender gives its lease back after this long (other producers wait behind it). */
 export const LEASE_IDLE_RELEASE_MS = 50;
-/**
- * ... and after this long when the lease was smaller than asked: others likely wait behind it
- * now (a lease is given back with its next batch's lease request otherwise, so this costs a
- * sparse producer one lease round trip per batch only while it shares the partition).
- */
-export const LEASE_IDLE_RELEASE_SMALL_MS = 2;
+
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -221,7 +210,7 @@ export class PartitionSender<S> {
       this.idleTimer = setTimeout(() => {
         this.idleTimer = undefined;
         if (!this.busy) this.releaseLease();
-      }, this.lease.small ? LEASE_IDLE_RELEASE_SMALL_MS : LEASE_IDLE_RELEASE_MS);
+      }, LEASE_IDLE_RELEASE_MS);
       this.idleTimer.unref?.();
     }
   }
@@ -410,7 +399,7 @@ export class PartitionSender<S> {
       throw error;
     }
     const lease: HeldLease = { body, session, used: 0, unsent: 0, onDrained: null,
-      ending: false, small: body.sizeBytes < bytes };
+      ending: false };
     this.lease = lease;
     return lease;
   }
