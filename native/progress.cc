@@ -2,10 +2,12 @@
 //
 // Sleeping mode (default): the worker has UCP_FEATURE_WAKEUP; a uv_poll_t watches its event
 // fd. drain() progresses until ucp_worker_arm() returns UCS_OK (UCS_ERR_BUSY means more work
-// arrived: progress again), so a wake-up is never lost and an idle process uses no CPU.
+// arrived: progress again), so a wake-up is never lost and an idle process uses no CPU. Before
+// arming it spins for an adaptive window after the last activity (spin_policy.h).
 // Operations started from JS mark the worker as needing progress; a uv_prepare_t runs drain()
 // before the loop next blocks. Busy-poll mode (opt-in) adds a uv_idle_t that progresses every
-// loop turn while anything is active: lowest latency, one core spinning.
+// loop turn while anything is active: lowest latency, one core spinning (yielding to other
+// runnable threads when a turn found nothing).
 // ucp_worker_progress never runs JS: callbacks queue events, dispatched after it returns.
 // Loop liveness: the poll (and idle) handles are referenced only while a listener, an endpoint,
 // an operation in flight or a message waiting to be placed exists; the keepalive timer and the
@@ -135,22 +137,55 @@ void Transport::update_loop_ref() {
   }
 }
 
-// Sleeping mode with spin_us > 0: before arming, keep progressing for up to spin_us while
-// nothing happens. A message arriving within that time is handled without the cost of
-// sleeping in epoll and being woken (tens of µs per wake-up on a VM), and its sender pays no
-// signal (UCX signals only an armed peer); an idle process spins once after its last
-// activity and then sleeps. True when the spin found work.
+namespace {
+
+uint64_t nanoseconds(std::chrono::steady_clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+}  // namespace
+
+// Activity: a drain progressed something, handed events to JS, or JS started an operation.
+// It ends the idle period; a message found after that period's spin (or with no spin at all)
+// tells the policy how long a spin would have had to be (`arrived`).
+void Transport::note_activity(bool arrived) {
+  const auto now = std::chrono::steady_clock::now();
+  if (idle_ && arrived) spin_.arrived_late(nanoseconds(now - last_activity_));
+  idle_ = false;
+  last_activity_ = now;
+}
+
+// Sleeping mode: before arming, keep progressing until the idle period's window (the adaptive
+// budget, spin_policy.h; at most spin_us) has passed since the last activity. A message
+// arriving within it is handled without the cost of sleeping in epoll and being woken (tens of
+// µs per wake-up on a VM), and its sender pays no signal (UCX signals only an armed peer). The
+// window is anchored at the last activity, not at this call: however many loop turns an idle
+// period has (each runs drain() from the prepare handle), it spins at most once. True when the
+// spin found work.
 bool Transport::spin_for_activity() {
-  if (options_.spin_us == 0) return false;
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::microseconds(options_.spin_us);
+  if (!idle_) {
+    idle_ = true;
+    const uint64_t window_ns = spin_.start_idle();
+    PMQ_ASSERT(window_ns <= spin_.max_ns());
+    spin_left_ = window_ns > 0;
+    spin_deadline_ = last_activity_ + std::chrono::nanoseconds(window_ns);
+  }
+  if (!spin_left_) return false;
   do {
     in_progress_ = true;
     const unsigned progressed = ucp_worker_progress(worker_);
     in_progress_ = false;
-    if (progressed != 0 || !events.empty() || needs_progress_) return true;
+    if (progressed != 0 || !events.empty() || needs_progress_) {
+      const auto now = std::chrono::steady_clock::now();
+      spin_.rewarded(nanoseconds(now - last_activity_));
+      idle_ = false;
+      last_activity_ = now;
+      return true;
+    }
     sched_yield();  // a spinning process must not delay the one that will message it
-  } while (std::chrono::steady_clock::now() < deadline);
+  } while (std::chrono::steady_clock::now() < spin_deadline_);
+  spin_left_ = false;
+  spin_.wasted();
   return false;
 }
 
@@ -159,16 +194,32 @@ void Transport::drain() {
   PMQ_ASSERT(!in_progress_);
   PMQ_ASSERT(!closed_);
   draining_ = true;
+  bool worked = false;
   for (;;) {
+    const bool requested = needs_progress_;
     needs_progress_ = false;
     in_progress_ = true;
-    while (ucp_worker_progress(worker_) != 0) {
+    unsigned progressed = 0;
+    for (unsigned n = ucp_worker_progress(worker_); n != 0; n = ucp_worker_progress(worker_)) {
+      progressed += n;
     }
     in_progress_ = false;
     run_deferred();
     bool dispatched = dispatch_events(this);  // JS runs here, and may call close()
     if (closed_) break;
+    const bool arrived = progressed != 0 || dispatched;
+    if (arrived || requested) {
+      worked = true;
+      note_activity(arrived);
+    }
     if (dispatched || needs_progress_) continue;
+    // Nothing to do at all: let any other runnable thread on this core go first. A process
+    // whose loop never blocks (busy polling; a JS loop that polls with setImmediate, like the
+    // bench's open-loop producer) would otherwise hold the core until preempted, and on a
+    // machine with fewer cores than processes the peer that will message it may be waiting for
+    // it (measured: ack p50 of 1 000 records/s from ~1 to 3-14 ms without this once the spin,
+    // which yields, had adapted to 0). Costs one syscall when nothing else is runnable.
+    if (!worked) sched_yield();
     if (options_.busy_poll) break;  // the idle handle comes back next loop turn
     if (spin_for_activity()) continue;
     ucs_status_t status = ucp_worker_arm(worker_);

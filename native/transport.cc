@@ -104,6 +104,7 @@ std::string Transport::open(const Options& options, uv_loop_t* loop, Transport**
   PMQ_ASSERT(g_open == nullptr);  // TS refuses a second open first
   auto* transport = new Transport();
   transport->options_ = options;
+  transport->spin_ = AdaptiveSpin(options.busy_poll ? 0 : options.spin_us);
   std::string failure = transport->create_worker(options);
   if (failure.empty()) failure = transport->start_progress(loop);
   if (!failure.empty()) {

@@ -13,6 +13,7 @@
 #include <ucp/api/ucp.h>
 #include <uv.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -20,6 +21,8 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include "spin_policy.h"
 
 namespace pmq::transport {
 
@@ -92,7 +95,8 @@ struct Options {
   std::string tls;          // "" = UCX default
   std::string net_devices;  // "" = UCX default
   bool busy_poll = false;
-  uint32_t spin_us = 0;  // sleeping mode: poll this long after the last activity before sleeping
+  // Sleeping mode: the most an adaptive spin polls after the last activity before sleeping.
+  uint32_t spin_us = 0;
   uint32_t keepalive_ms = 1000;
   uint32_t peer_timeout_ms = 5000;
   bool direct = false;
@@ -253,6 +257,9 @@ class Transport {
   // progress.cc
   void drain();
   bool spin_for_activity();
+  void note_activity(bool arrived);
+  const AdaptiveSpin& spin() const { return spin_; }
+  bool busy_poll() const { return options_.busy_poll; }
   void mark_needs_progress() { needs_progress_ = true; }
   void update_loop_ref();
   bool closed() const { return closed_; }
@@ -317,6 +324,13 @@ class Transport {
   bool in_progress_ = false;
   bool draining_ = false;
   bool needs_progress_ = false;
+  // Sleeping mode's adaptive spin (progress.cc): the policy, when activity last ended, and
+  // whether the idle period since then has started (idle_) and still has spin time left.
+  AdaptiveSpin spin_{0};
+  std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point spin_deadline_;
+  bool idle_ = false;
+  bool spin_left_ = false;
   uint32_t next_ep_id_ = 1;
   size_t detached_ = 0;  // endpoints whose close waits on a silent peer (not keeping us alive)
   uint64_t next_receive_id_ = 1;

@@ -283,6 +283,15 @@ Napi::Value transport_stats(const Napi::CallbackInfo& info) {
   stats.Set("endpoints", open ? g_state->transport->endpoint_count() : 0);
   stats.Set("pendingOps", open ? g_state->transport->pending_ops() : 0);
   stats.Set("epoch", open ? static_cast<double>(g_state->transport->epoch()) : 0);
+  stats.Set("busyPoll", open && g_state->transport->busy_poll());
+  // The sleeping mode's adaptive spin (spin_policy.h); zeros when closed or busy polling.
+  transport::AdaptiveSpin closed_spin(0);
+  const transport::AdaptiveSpin& spin = open ? g_state->transport->spin() : closed_spin;
+  stats.Set("spinMaxUs", static_cast<double>(spin.max_ns()) / 1000);
+  stats.Set("spinBudgetUs", static_cast<double>(spin.budget_ns()) / 1000);
+  stats.Set("spinsRewarded", static_cast<double>(spin.counters().rewarded));
+  stats.Set("spinsWasted", static_cast<double>(spin.counters().wasted));
+  stats.Set("spinProbes", static_cast<double>(spin.counters().probes));
   return stats;
 }
 

@@ -1,0 +1,68 @@
+// The sleeping mode's adaptive spin (native/spin_policy.h), seen through stats(): it starts at
+// spinUs, its spins catch the answers of a ping-pong partner, and spins that find nothing
+// shrink it toward 0. spinUs 0 and busy polling never spin. No timed assertions: counts only.
+import '../helpers/ucx-env.js';  // first: before the addon loads
+import t, { type Test } from 'tap';
+
+import { Transport, type Endpoint } from '../../native/transport.js';
+import { pattern } from '../helpers/pattern.js';
+import { spawnPeer, type Peer } from '../helpers/transport-peer.js';
+import { connectRetrying, testOptions } from '../helpers/transport-config.js';
+
+/** 1 ms: an echo from the partner process comes back well within it, even on a busy VM. */
+const SPIN_MAX_US = 1000;
+
+/** `rounds` messages to the echoing peer, each waiting for its echo. */
+async function pingPong(transport: Transport, ep: Endpoint, rounds: number): Promise<void> {
+  let echoed: (() => void) | undefined;
+  transport.setMessageHandler({ deliver: () => echoed?.() });
+  for (let i = 0; i < rounds; i += 1) {
+    const back = new Promise<void>((resolve) => { echoed = resolve; });
+    await transport.send(ep, Buffer.from('ping'), pattern(64, i));
+    await back;
+  }
+}
+
+async function echoPeer(t: Test): Promise<Peer> {
+  const peer = await spawnPeer(testOptions('sm,tcp'), t);
+  await peer.call('echo', { on: true });
+  return peer;
+}
+
+t.test('spins catch a ping-pong partner; unanswered ones shrink the window', async (t) => {
+  const peer = await echoPeer(t);
+  const transport = Transport.open(testOptions('sm,tcp', { spinUs: SPIN_MAX_US }));
+  t.teardown(async () => { transport.close(); await peer.stop(); });
+  t.match(transport.stats(), { spinMaxUs: SPIN_MAX_US, spinBudgetUs: SPIN_MAX_US,
+    spinsRewarded: 0, spinsWasted: 0 }, 'starts at spinUs, the bound');
+  const ep = await connectRetrying(transport, peer.host, peer.port);
+  await pingPong(transport, ep, 50);
+  const played = transport.stats();
+  t.ok(played.spinsRewarded > 0, `${played.spinsRewarded} spins caught an echo`);
+  t.ok(played.spinBudgetUs <= SPIN_MAX_US, `window ${played.spinBudgetUs} µs within the bound`);
+  await peer.call('echo', { on: false });
+  for (let i = 0; i < 30; i += 1) {  // one-way: nothing answers a spin any more
+    await transport.send(ep, Buffer.from('one-way'), pattern(64, i));
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  const idle = transport.stats();
+  t.ok(idle.spinsWasted >= played.spinsWasted + 9, `${idle.spinsWasted - played.spinsWasted} ` +
+    'spins ran out');
+  // Halving from ≤ 1000 µs reaches 0 within 9 wasted spins; a probe may have just raised it.
+  t.ok(idle.spinBudgetUs < 10, `window shrank to ${idle.spinBudgetUs} µs`);
+});
+
+t.test('spinUs 0 and busy polling never spin', async (t) => {
+  const peer = await echoPeer(t);
+  t.teardown(() => peer.stop());
+  for (const extra of [{ spinUs: 0 }, { busyPoll: true, spinUs: SPIN_MAX_US }]) {
+    const transport = Transport.open(testOptions('sm,tcp', extra));
+    const ep = await connectRetrying(transport, peer.host, peer.port);
+    await pingPong(transport, ep, 20);
+    t.match(transport.stats(), { busyPoll: extra.busyPoll === true, spinMaxUs: 0,
+      spinBudgetUs: 0, spinsRewarded: 0,
+      spinsWasted: 0, spinProbes: 0 }, JSON.stringify(extra));
+    await transport.closeEndpoint(ep);
+    transport.close();
+  }
+});
