@@ -21,7 +21,7 @@
  * (the broker lost track of this producer's sequence) drops the producer id: the batch is
  * encoded again under a new one (sequences restart at 0) and sent again.
  */
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import {
   encodePlannedRecordBatchInto, planRecordBatch, setBaseOffset, type EncodeOptions,
@@ -67,8 +67,8 @@ interface Encoded {
   baseSequence: number;
 }
 
-const RETRY_AS_NEW_BATCH = new Set(['PMQ_ERR_RESERVATION_EXPIRED', 'PMQ_ERR_GRANT_REVOKED',
-  'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_FENCED']);
+const RETRY_AS_NEW_BATCH = new Set<ErrorCode>(['PMQ_ERR_RESERVATION_EXPIRED',
+  'PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_FENCED']);
 
 /** Kafka's sequences are int32 and wrap. */
 const SEQUENCE_MODULUS = 0x8000_0000;

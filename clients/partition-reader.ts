@@ -18,7 +18,7 @@
  * Not re-entrant: one fetch() at a time (the consumer's loop guarantees it); a seek makes a
  * new reader, so a fetch still in flight on the old one cannot move the new position.
  */
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import {
   BATCH_LENGTH_POSITION, LOG_OVERHEAD_SIZE_BYTES, openRecordBatch,
@@ -28,7 +28,7 @@ import { toConsumerRecord, type ConsumerBatch, type ConsumerRecord } from './rec
 import type { SegmentView } from './storage-reads.js';
 
 /** Read failures after which the broker is asked again for the segment (a new grant). */
-const ASK_AGAIN_CODES = new Set(['PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN',
+const ASK_AGAIN_CODES = new Set<ErrorCode>(['PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN',
   'PMQ_ERR_GRANT_STALE_EPOCH', 'PMQ_ERR_DIRECT_FAILED', 'PMQ_ERR_DIRECT_KEY']);
 
 interface Cursor {

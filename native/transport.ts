@@ -8,7 +8,7 @@
  * operation has completed. Arguments are validated here and rejected with ArgumentError; the
  * native side only asserts. Operating failures are PmqError with a stable code.
  */
-import { ArgumentError, PmqError } from '../common/errors.js';
+import { ArgumentError, PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
 import { EventKind, type TransportNativeOptions, type TransportStats } from
@@ -89,7 +89,8 @@ export interface MessageHandler {
 
 export interface TransportEvents {
   accepted: (ep: Endpoint, remoteAddress: string) => void;
-  closed: (ep: Endpoint, code: string, reason: string) => void;
+  /** `code` '' = a graceful close. */
+  closed: (ep: Endpoint, code: ErrorCode | '', reason: string) => void;
   error: (ep: Endpoint, error: PmqError) => void;
 }
 
