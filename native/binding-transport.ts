@@ -56,7 +56,6 @@ export interface TransportStats {
   spinBudgetUs: number;
   spinsRewarded: number;
   spinsWasted: number;
-  spinProbes: number;
 }
 
 export interface TransportBinding {

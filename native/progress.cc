@@ -145,12 +145,12 @@ uint64_t nanoseconds(std::chrono::steady_clock::duration d) {
 
 }  // namespace
 
-// Activity: a drain progressed something, handed events to JS, or JS started an operation.
-// It ends the idle period; a message found after that period's spin (or with no spin at all)
-// tells the policy how long a spin would have had to be (`arrived`).
+// Activity: a drain progressed the worker or found work (has_work: events for JS, replies or
+// reads to send), or JS started an operation. It ends the idle period, and tells the policy
+// how long that was and whether a peer's work ended it (`arrived`).
 void Transport::note_activity(bool arrived) {
   const auto now = std::chrono::steady_clock::now();
-  if (idle_ && arrived) spin_.arrived_late(nanoseconds(now - last_activity_));
+  if (idle_) spin_.active_after(nanoseconds(now - last_activity_), arrived);
   idle_ = false;
   last_activity_ = now;
 }
@@ -165,7 +165,7 @@ void Transport::note_activity(bool arrived) {
 bool Transport::spin_for_activity() {
   if (!idle_) {
     idle_ = true;
-    const uint64_t window_ns = spin_.start_idle();
+    const uint64_t window_ns = spin_.budget_ns();
     PMQ_ASSERT(window_ns <= spin_.max_ns());
     spin_left_ = window_ns > 0;
     spin_deadline_ = last_activity_ + std::chrono::nanoseconds(window_ns);
@@ -175,7 +175,9 @@ bool Transport::spin_for_activity() {
     in_progress_ = true;
     const unsigned progressed = ucp_worker_progress(worker_);
     in_progress_ = false;
-    if (progressed != 0 || !events.empty() || needs_progress_) {
+    // Any progress pays: a peer's message, or a step of our own sends or of UCX's protocols that
+    // would otherwise wait for the next wake-up (docs/native-transport.md, "Adaptive spin").
+    if (progressed != 0 || has_work()) {
       const auto now = std::chrono::steady_clock::now();
       spin_.rewarded(nanoseconds(now - last_activity_));
       idle_ = false;
@@ -185,7 +187,7 @@ bool Transport::spin_for_activity() {
     sched_yield();  // a spinning process must not delay the one that will message it
   } while (std::chrono::steady_clock::now() < spin_deadline_);
   spin_left_ = false;
-  spin_.wasted();
+  spin_.ran_out();
   return false;
 }
 
@@ -204,13 +206,15 @@ void Transport::drain() {
       progressed += n;
     }
     in_progress_ = false;
+    const bool found = progressed != 0 || has_work();
+    const bool arrived = has_peer_work();
     run_deferred();
     bool dispatched = dispatch_events(this);  // JS runs here, and may call close()
     if (closed_) break;
-    const bool arrived = progressed != 0 || dispatched;
-    if (arrived || requested) {
+    if (found || requested) {
       worked = true;
-      note_activity(arrived);
+      // What a drain JS asked for finds may be its own operations completing: no arrival.
+      note_activity(arrived && !requested);
     }
     if (dispatched || needs_progress_) continue;
     // Nothing to do at all: let any other runnable thread on this core go first. A process

@@ -2,27 +2,26 @@
 // the last activity before it arms the worker and the process sleeps in epoll. Plain C++ that
 // sees only durations (no UCX, no clock): progress.cc measures, this decides.
 //
-// Why adaptive (docs/native-transport.md, "Adaptive spin"): a spin pays when the next message
-// arrives within it — we skip an epoll wake-up and the sender skips UCX's wake-up signal, ~30 µs
-// each on a VM — and is pure waste when the next message comes later. How long is worth it
-// depends on the traffic, so it is learned, within [0, max] (max = spinUs / PMQ_SPIN_US):
-// - The window of an idle period (from the last activity) is budget = min(max, want).
-// - A spin rewarded g after the activity: want = max(2g, want × 7/8) — twice the gap for
-//   jitter, and a window far above the gaps that pay drifts down to them (each waste costs the
-//   whole window). `want` may exceed max (up to 2 max): gaps near max keep the window at max
-//   while shorter ones decay it. Never below kFloorNs.
-// - A message found after the window with g ≤ max (sleeping: a longer spin would have caught
-//   it): want ≥ 2g.
-// - A spin that ran out its window: if fewer than 1 in 4 recent spins paid (an average over
-//   about the last 8), the window halves; below kFloorNs it is 0 (sleep at once). Spins that often
-//   pay keep their window although some do not: a broker between a producer and a storage node
-//   sees short gaps inside each request and a long one after it, and halving on every long gap
-//   lost the short ones (two W3-like runs: ack p50 at 1 000 records/s 0.7-0.9 -> 1.2-1.4 ms).
-// - At budget 0, every kProbeEvery-th idle period spins max once (a probe): a sleeper sees a
-//   gap only after its own wake-up (~30 µs here), which can hide a gap a spin would catch.
-// So a stream with short gaps keeps spinning (as the fixed spin did, for about twice the gaps),
-// gaps that a spin rarely catches cost a probe's max / kProbeEvery per idle period instead of
-// max, and an idle process decays to sleeping at once.
+// Why adaptive (docs/native-transport.md, "Adaptive spin"): a spin pays when UCX has work for it
+// within the window — a peer's message (we skip an epoll wake-up, the sender skips UCX's wake-up
+// signal, ~30 µs each on a VM) or a step of our own sends — and, on a VM, by keeping the vCPU
+// from halting while the process is busy: waking a halted vCPU costs every process on it tens
+// of µs. On the 2-core VM a fixed 50 µs spin in the storage node and broker caught almost
+// nothing (0.3-4% of spins found work) and still halved W3's ack p50 against sleeping at once.
+// It is waste when the process is idle. So the window (from the last activity) is learned,
+// within [0, max] (max = spinUs / PMQ_SPIN_US), as min(max, want):
+// - A spin that found work g after the activity: want = max(2g, want × 15/16) — twice the gap
+//   for jitter, and a window far above the gaps that pay drifts down to them.
+// - Work that came after the window, g ≤ max after the activity: want ≥ 2g (a longer spin
+//   would have caught it).
+// - The process active again within kBusyGapNs (1 ms) of its last activity, its spin having
+//   run out (or no window): busy, want doubles (from kFloorNs; at most 2 max).
+// - Active again later, its spin having run out: idle. Once fewer than 1 in 8 recent idle
+//   periods paid (caught work or were busy; an average over ~16), each idle one halves the
+//   window; below kFloorNs it is 0 (sleep at once).
+// So a busy process spins (as the fixed spin did; about twice the paying gaps when they are
+// shorter), an idle one decays to sleeping at once, and its first busy activity brings the
+// window back (a sleeper sees gaps only after its own wake-up, ~30 µs here: they still count).
 #pragma once
 
 #include <algorithm>
@@ -33,77 +32,82 @@ namespace pmq::transport {
 class AdaptiveSpin {
  public:
   static constexpr uint64_t kFloorNs = 2'000;  // shorter spins catch almost nothing: 0 instead
-  static constexpr uint32_t kProbeEvery = 16;  // idle periods per probe at budget 0
+  static constexpr uint64_t kBusyGapNs = 1'000'000;  // next activity within 1 ms: busy
   static constexpr uint64_t kHeadroom = 2;     // wanted window = gap × this
-  static constexpr uint64_t kRewardDecay = 8;  // a rewarded spin keeps 7/8 of the wanted window
-  static constexpr uint32_t kPaidOne = 1024;   // paid_: 1024 = every recent spin paid
-  static constexpr uint32_t kPaidKeep = kPaidOne / 4;  // below it, a wasted spin halves
-  static constexpr uint32_t kPaidWeight = 8;   // paid_ averages over ~this many spins
+  static constexpr uint64_t kRewardDecay = 16;  // a paying spin keeps 15/16 of the wanted window
+  // paid_: kPaidOne = every recent idle period paid (a catch, or busy). Fine-grained: the
+  // integer average stops falling at kPaidWeight - 1, far below the keep threshold.
+  static constexpr uint32_t kPaidOne = 1 << 16;
+  static constexpr uint32_t kPaidWeight = 16;  // paid_ averages over ~this many idle periods
+  static constexpr uint32_t kPaidKeepInverse = 8;  // keep the window while ≥ 1 in 8 paid
+  static constexpr uint32_t kPaidKeep = kPaidOne / kPaidKeepInverse;
+  static_assert(kPaidWeight - 1 < kPaidKeep, "the average must be able to fall below keep");
 
   struct Counters {
     uint64_t rewarded = 0;  // spins that found work
-    uint64_t wasted = 0;    // spins that ran out their window
-    uint64_t probes = 0;    // idle periods spun at max while the budget was 0
+    uint64_t wasted = 0;    // spins that ran out their window (the process busy or idle)
   };
 
   // Starts at max: a new process behaves as the fixed spin did until it has seen its traffic.
   explicit AdaptiveSpin(uint32_t max_us)
       : max_ns_(uint64_t{max_us} * 1000), want_ns_(max_ns_) {}
 
-  // An idle period begins (the last activity just ended): how long to spin, in ns; 0 = sleep.
-  uint64_t start_idle() {
-    if (max_ns_ == 0) return 0;
-    if (want_ns_ > 0) return budget_ns();
-    idle_at_zero_ += 1;
-    if (idle_at_zero_ < kProbeEvery) return 0;
-    idle_at_zero_ = 0;
-    counters_.probes += 1;
-    return max_ns_;
-  }
+  // The window of the next idle period, in ns (0: sleep at once): what the traffic wants,
+  // within max.
+  uint64_t budget_ns() const { return std::min(want_ns_, max_ns_); }
 
   // The spin found work `gap_ns` after the activity that started its idle period.
   void rewarded(uint64_t gap_ns) {
     counters_.rewarded += 1;
+    missed_ = false;
     paid(true);
     want_ns_ -= want_ns_ / kRewardDecay;
     cover(gap_ns);
   }
 
-  // The spin ran out its window without finding work.
-  void wasted() {
+  // The spin ran out its window without finding work; judged at the next activity.
+  void ran_out() {
     counters_.wasted += 1;
+    missed_ = true;
+  }
+
+  // The process is active again `gap_ns` after the last activity (an idle period without a
+  // paying spin ended), by work that came in (`arrived`: a peer's, not our own operations') or
+  // that it started itself.
+  void active_after(uint64_t gap_ns, bool arrived) {
+    if (arrived && gap_ns <= max_ns_) cover(gap_ns);  // a longer spin would have caught it
+    const bool missed = missed_;
+    missed_ = false;
+    if (gap_ns <= kBusyGapNs) {  // busy: spinning pays here even when it catches nothing
+      paid(true);
+      if (missed || want_ns_ == 0) want_ns_ = std::max(kFloorNs, want_ns_ * 2);
+      want_ns_ = std::min(want_ns_, max_ns_ * kHeadroom);
+      return;
+    }
+    if (!missed) return;  // idle, and no spin ran: nothing was spent
     paid(false);
     if (paid_ >= kPaidKeep) return;
-    want_ns_ = std::min(want_ns_, max_ns_) / 2;
+    want_ns_ = budget_ns() / 2;
     if (want_ns_ < kFloorNs) want_ns_ = 0;
   }
 
-  // Work was found `gap_ns` after the last activity, after the window had been spent (or with
-  // no window): a spin of that length would have caught it, if max allows one.
-  void arrived_late(uint64_t gap_ns) {
-    if (gap_ns <= max_ns_) cover(gap_ns);
-  }
-
-  // The window of the next idle period: what the traffic wants, within max.
-  uint64_t budget_ns() const { return std::min(want_ns_, max_ns_); }
   uint64_t max_ns() const { return max_ns_; }
   const Counters& counters() const { return counters_; }
 
  private:
-  void paid(bool hit) {  // a moving average: paid_ / kPaidOne of the recent spins paid
+  void paid(bool hit) {  // a moving average: paid_ / kPaidOne of the recent idle periods paid
     paid_ = paid_ - paid_ / kPaidWeight + (hit ? kPaidOne / kPaidWeight : 0);
   }
 
-  // Wants at least twice the gap. Kept above max when gaps near it were seen (at most 2 max),
-  // so the decay of rewards at shorter gaps does not cut the window below them at once.
+  // Wants at least twice the gap (at most 2 max), never less than kFloorNs.
   void cover(uint64_t gap_ns) {
     want_ns_ = std::max({want_ns_, kFloorNs, std::min(gap_ns, max_ns_) * kHeadroom});
   }
 
   uint64_t max_ns_;
-  uint64_t want_ns_;  // twice the recent gaps that paid (decaying); the window is min(max, it)
-  uint32_t idle_at_zero_ = 0;
+  uint64_t want_ns_;  // the window the traffic asks for, up to 2 max; the window is min(max, it)
   uint32_t paid_ = kPaidOne;
+  bool missed_ = false;  // the last spin ran out; judged at the next activity
   Counters counters_;
 };
 

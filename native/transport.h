@@ -13,6 +13,7 @@
 #include <ucp/api/ucp.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -258,6 +259,21 @@ class Transport {
   void drain();
   bool spin_for_activity();
   void note_activity(bool arrived);
+  // Work progress produced for us: events for JS, or replies, reads and closes to run. A peer's
+  // keepalive or UCX's own protocol traffic progresses the worker but is none of it.
+  bool has_work() const {
+    return !events.empty() || !deferred_replies_.empty() || !deferred_reads_.empty() ||
+           !deferred_closes_.empty() || !ready_closes_.empty();
+  }
+  // Work a peer's traffic produced: has_work() but the completions of our own operations
+  // (sends, revocations), which UCX may report only when the next one starts.
+  bool has_peer_work() const {
+    return !deferred_replies_.empty() || !deferred_reads_.empty() ||
+           !deferred_closes_.empty() || !ready_closes_.empty() ||
+           std::any_of(events.begin(), events.end(), [](const Event& event) {
+             return event.kind != EventKind::send_done && event.kind != EventKind::revoke_done;
+           });
+  }
   const AdaptiveSpin& spin() const { return spin_; }
   bool busy_poll() const { return options_.busy_poll; }
   void mark_needs_progress() { needs_progress_ = true; }

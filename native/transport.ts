@@ -40,10 +40,10 @@ export interface TransportOptions {
    * Sleeping mode: the most µs to keep polling for the next message after the last activity
    * before sleeping (yielding the core to any other runnable thread meanwhile). A message
    * arriving within it costs no wake-up: neither the sender's signal nor our epoll wake (tens of
-   * µs each on a VM). The spin adapts below this bound: about twice the gaps that it catches,
-   * halved by each spin that finds nothing, down to 0 (native/spin_policy.h). Default: the
-   * environment variable PMQ_SPIN_US, else SPIN_US_DEFAULT (50); 0 sleeps at once. At most
-   * 10 000. Ignored with busyPoll.
+   * µs each on a VM). The spin adapts below this bound: it spins while the process is busy
+   * (activity within 1 ms), about twice the gaps it catches, and shrinks to 0 once the process
+   * is idle (native/spin_policy.h). Default: the environment variable PMQ_SPIN_US, else
+   * SPIN_US_DEFAULT (50); 0 sleeps at once. At most 10 000. Ignored with busyPoll.
    */
   spinUs?: number;
   /** Send a keepalive after this long without sending. Default 1000. */

@@ -291,7 +291,6 @@ Napi::Value transport_stats(const Napi::CallbackInfo& info) {
   stats.Set("spinBudgetUs", static_cast<double>(spin.budget_ns()) / 1000);
   stats.Set("spinsRewarded", static_cast<double>(spin.counters().rewarded));
   stats.Set("spinsWasted", static_cast<double>(spin.counters().wasted));
-  stats.Set("spinProbes", static_cast<double>(spin.counters().probes));
   return stats;
 }
 
