@@ -221,8 +221,9 @@ void Transport::drain() {
     // whose loop never blocks (busy polling; a JS loop that polls with setImmediate, like the
     // bench's open-loop producer) would otherwise hold the core until preempted, and on a
     // machine with fewer cores than processes the peer that will message it may be waiting for
-    // it (measured: ack p50 of 1 000 records/s from ~1 to 3-14 ms without this once the spin,
-    // which yields, had adapted to 0). Costs one syscall when nothing else is runnable.
+    // it (measured with a first adaptive policy, whose window fell to 0: ack p50 at 1 000
+    // records/s 3-14 ms without this yield, the fixed spin's loop turns yielding 1-3 ms; noisy
+    // runs). Costs one syscall when nothing else is runnable.
     if (!worked) sched_yield();
     if (options_.busy_poll) break;  // the idle handle comes back next loop turn
     if (spin_for_activity()) continue;
