@@ -1,6 +1,6 @@
 /**
  * One measurement run of `npm run bench:transport` for one transport and progress mode
- * (a process has one UCX worker, so each combination runs in its own process pair).
+ * (each combination runs in its own process pair, so runs never share a core's loop).
  * argv: <transports> <busyPoll 0|1> <sizes comma list> <metrics comma list>.
  * Prints one JSON line per measurement on stdout.
  */

@@ -6,7 +6,7 @@
  */
 import { BROKER_SESSION, randomGrantKey } from '../common/auth/keys.js';
 import type { Fill } from './sequencer.js';
-import { encodeFiller } from './filler.js';
+import { encodeFiller } from '../common/record-batch/filler.js';
 import type { PartitionDeps, SegmentPlace } from './partition.js';
 import { revokeGrant } from './partition.js';
 
@@ -22,7 +22,8 @@ export async function fillPartitionHole(deps: PartitionDeps, place: SegmentPlace
     segmentIndex: place.segmentIndex, position: fill.position, sizeBytes: fill.bytes,
     direction: 'write' });
   try {
-    const filler = encodeFiller(fill.bytes, fill.records, fill.baseOffset);
+    // baseOffset 0: the storage node patches the real one in before it persists the fill.
+    const filler = encodeFiller(fill.bytes, fill.records, 0);
     const grant = { id: grantId, epoch: pool.epoch, key };
     for (let done = 0; done < filler.byteLength; done += FILL_CHUNK_BYTES_MAX) {
       const length = Math.min(FILL_CHUNK_BYTES_MAX, filler.byteLength - done);

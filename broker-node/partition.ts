@@ -1,13 +1,14 @@
 /**
  * One partition at the broker: its Sequencer (pure) plus everything the sequencer asks for,
  * carried out against the storage nodes: segment allocation and read grants, a write grant per
- * reservation, the one persist in flight, acknowledgements, hole fills, long polls.
+ * lease, the one persist in flight (with the batches' baseOffsets to patch), acknowledgements,
+ * hole fills, long polls.
  *
  * Lifecycle: `Partition.create` for a new topic's partition, `Partition.restore` from the
  * storage nodes' segment tables at broker start; `close()` when the topic is deleted (frees its
  * segments). Concurrency: JS thread only; the sequencer is called synchronously and every
  * persist it returns is sent at once (it keeps at most one in flight per partition).
- * Durability: a committer's `acked` is sent only after the storage node answered `persisted`
+ * Durability: an append's `acked` is sent only after the storage node answered `persisted`
  * for a watermark covering its batch (the sequencer's acks); reads never go past the durable
  * watermark.
  */
@@ -55,25 +56,28 @@ export interface SegmentPlace {
 }
 
 interface WriteGrant { readonly nodeId: number; readonly created: Promise<boolean> }
-/**
- * Which client session a reservation belongs to (only its session may commit it), and what a
- * move to another session needs: the write grant's range. `grantId` is the grant in force;
- * `sequencerGrant` the one the sequencer names the reservation's producer by.
- */
-interface Owner {
-  sessionId: number;
-  readonly epoch: number;
-  readonly sequencerGrant: number;
-  readonly nodeId: number;
-  readonly segmentIndex: number;
-  readonly position: number;
-  readonly bytes: number;
+/** Which client session holds a lease (only it may append to it) and its write grant. */
+interface LeaseOwner {
+  readonly sessionId: number;
+  readonly grantId: number;
 }
 interface Committer { resolve: (baseOffset: number) => void; reject: (error: Error) => void }
 interface FetchWaiter { wake: () => void }
 
-/** A reserve as the broker received it (wire message `reserve`). */
-export interface ReserveInput {
+/** A lease request as the broker received it (wire message `lease`). */
+export interface LeaseInput {
+  readonly bytes: number;
+  readonly bytesMin: number;
+  readonly releaseEpoch: number;
+  /** -1: release nothing. */
+  readonly releaseId: number;
+}
+
+/** An append as the broker received it (wire message `append`). */
+export interface AppendInput {
+  readonly epoch: number;
+  readonly leaseId: number;
+  readonly position: number;
   readonly bytes: number;
   readonly records: number;
   /** -1: not idempotent (sequence ignored). */
@@ -81,9 +85,13 @@ export interface ReserveInput {
   readonly sequence: number;
 }
 
-export type ReserveReply =
-  | { kind: 'reserved'; body: Body<'reserved'> }
+export type AppendReply =
+  | { kind: 'acked'; body: Body<'acked'> }
   | { kind: 'duplicate'; body: Body<'duplicate'> };
+
+/** How often a lease waiting for a full segment's leases and holes looks again, how often. */
+const SEGMENT_WRITTEN_POLL_MS = 5;
+const SEGMENT_WRITTEN_POLLS_MAX = 2000;
 
 export const segmentIdOf = (nodeId: number, segmentIndex: number): SegmentId =>
   `${nodeId}/${segmentIndex}`;
@@ -99,12 +107,8 @@ export class Partition {
   readonly #fetchWaiters = new Set<FetchWaiter>();
   /** Idempotent producers' sequences (docs/broker.md, "Producer state"). */
   readonly producers = new ProducerStates();
-  /** The `reserved` reply of each reservation not yet durable: a retry gets it again. */
-  readonly #reservedReplies = new Map<number, Promise<Body<'reserved'>>>();
-  /** The session of each reservation not yet durable or expired, by reservation id. */
-  readonly #owners = new Map<number, Owner>();
-  /** A moved reservation's grant: the sequencer's producer grant → the grant in force. */
-  readonly #movedGrants = new Map<number, number>();
+  /** Open leases' holders, by lease id (closed ones are dropped by tick). */
+  readonly #leaseOwners = new Map<number, LeaseOwner>();
   #closed = false;
 
   private constructor(readonly deps: PartitionDeps, readonly topic: string,
@@ -167,97 +171,167 @@ export class Partition {
   }
 
   /**
-   * Room for one batch: a write grant over exactly its bytes, the offset of its first record.
-   * An idempotent producer's retry of a batch in flight gets its reservation again (or, once
-   * committed, waits for its ack); of a durable batch, `duplicate` with the original offset.
-   * The reservation belongs to `sessionId`; a retry from another session (the producer
-   * reconnected) moves it there (docs/broker.md, "Sessions").
+   * A write range for `sessionId` under one write grant (created now: the only storage round
+   * trip of a lease). `releaseId`: the session's previous lease, closed first (release: its
+   * unwritten rest goes back or is filled). When the active segment is full, waits until its
+   * leases have ended and its holes are filled, allocates the next segment and leases there.
    */
-  async reserve(input: ReserveInput, sessionId: number): Promise<ReserveReply> {
-    for (;;) {
-      const check = this.producers.check(input.producerId, input.sequence, input.records);
-      if (check.kind === 'duplicate') {
-        return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
-      }
-      if (check.kind === 'in-flight') return this.#retryInFlight(check, sessionId);
+  async lease(input: LeaseInput, sessionId: number): Promise<Body<'leased'>> {
+    if (input.releaseId >= 0) {
+      await this.release({ epoch: input.releaseEpoch, id: input.releaseId }, sessionId);
+    }
+    for (let polls = 0; ; polls += 1) {
       const grantId = this.deps.grantId();
-      const result = this.sequencer.reserve({ bytes: input.bytes, records: input.records,
+      const result = this.sequencer.lease({ bytes: input.bytes, bytesMin: input.bytesMin,
         producer: String(grantId), now: this.deps.now() });
       if (result.kind === 'need-segment') {
         if (result.persist !== null) this.#issuePersist(result.persist);
         await this.#allocate(result.chainPosition, result.baseOffset);
         continue;
       }
-      const reservation = result.reservation;
-      this.producers.reserved(input.producerId, { baseSequence: input.sequence,
-        records: input.records, baseOffset: reservation.baseOffset }, reservation);
-      const place = this.#place(reservation.segmentId);
-      const owner: Owner = { sessionId, epoch: reservation.epoch, sequencerGrant: grantId,
-        nodeId: place.nodeId, segmentIndex: place.segmentIndex, position: reservation.position,
-        bytes: input.bytes };
-      this.#owners.set(reservation.id, owner);
-      const { grantKey, creating } = this.#createWriteGrant(grantId, owner);
-      // A failure leaves the reservation to expire: its hole is filled like a dead producer's.
-      const reply = creating.then(() => ({ epoch: reservation.epoch,
-        reservationId: reservation.id, nodeId: place.nodeId, grantId, grantKey,
-        grantEpoch: this.deps.pool.epoch, address: place.address + reservation.position,
-        baseOffset: reservation.baseOffset }));
-      this.#reservedReplies.set(reservation.id, reply);
-      reply.catch(() => undefined);
-      return { kind: 'reserved', body: await reply };
+      if (result.kind === 'wait') {
+        if (result.persist !== null) this.#issuePersist(result.persist);
+        if (polls >= SEGMENT_WRITTEN_POLLS_MAX) {
+          throw new PmqError('PMQ_ERR_BUSY', `${this.topic}/${this.partition}: the full ` +
+            'segment still has open leases or holes being filled (their producers end them ' +
+            'on their next ack, idle ones expire): lease again', { retriable: true });
+        }
+        await new Promise((resolve) => setTimeout(resolve, SEGMENT_WRITTEN_POLL_MS));
+        continue;
+      }
+      const { lease } = result;
+      const place = this.#place(lease.segmentId);
+      this.#leaseOwners.set(lease.id, { sessionId, grantId });
+      const grantKey = randomGrantKey();
+      const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId,
+        session: sessionId, key: grantKey, segmentIndex: place.segmentIndex,
+        position: lease.position, sizeBytes: lease.bytes, direction: 'write' });
+      this.#writeGrants.set(grantId, { nodeId: place.nodeId,
+        created: creating.then(() => true, () => false) });
+      try {
+        await creating;
+      } catch (error) {
+        void this.release(lease, sessionId);
+        throw error;
+      }
+      return { epoch: lease.epoch, leaseId: lease.id, nodeId: place.nodeId, grantId, grantKey,
+        grantEpoch: this.deps.pool.epoch, address: place.address + lease.position,
+        position: lease.position, sizeBytes: lease.bytes };
     }
   }
 
   /**
-   * Resolves with the batch's base offset once it is durable (acks=all). Only the session
-   * that holds the reservation may commit it (PMQ_ERR_DENIED, naming the reservation only).
+   * Resolves with the batch's base offset once it is durable. Only the session holding the
+   * lease may append to it (PMQ_ERR_DENIED). An idempotent producer's batch already appended
+   * (from an earlier attempt, maybe in another lease) is not stored twice: this copy's lease is
+   * closed (its bytes become a filled hole) and the answer is the original's offset.
    */
-  commit(epoch: number, reservationId: number, sessionId: number): Promise<number> {
-    const owner = this.#owners.get(reservationId);
-    if (owner !== undefined && owner.epoch === epoch && owner.sessionId !== sessionId) {
-      return Promise.reject(new PmqError('PMQ_ERR_DENIED', `reservation ${reservationId} of ` +
-        `${this.topic}/${this.partition} belongs to another session: commit it from the ` +
-        'connection that reserved it (a producer that reconnected reserves the batch again)'));
+  async append(input: AppendInput, sessionId: number): Promise<AppendReply> {
+    const lease = { epoch: input.epoch, id: input.leaseId };
+    const owner = this.#leaseOwners.get(input.leaseId);
+    if (owner !== undefined && input.epoch === this.sequencer.epoch &&
+        owner.sessionId !== sessionId) {
+      throw new PmqError('PMQ_ERR_DENIED', `lease ${input.leaseId} of ${this.topic}/` +
+        `${this.partition} belongs to another session: append from the connection that leased ` +
+        'it (a producer that reconnected leases again)');
     }
-    return this.#commit(epoch, reservationId);
-  }
-
-  #commit(epoch: number, reservationId: number): Promise<number> {
-    const result = this.sequencer.commit({ epoch, id: reservationId }, this.deps.now());
+    const check = this.producers.check(input.producerId, input.sequence, input.records);
+    if (check.kind === 'duplicate') {
+      // An exact repeat of an append already taken keeps its lease; a copy elsewhere is filled.
+      if (this.sequencer.appendedAt(lease, input.position) === null) {
+        void this.release(lease, sessionId);
+      }
+      return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
+    }
+    if (check.kind === 'in-flight') {
+      const here = this.sequencer.appendedAt(lease, input.position);
+      if (here === null || here.id !== check.ref.id) void this.release(lease, sessionId);
+      return { kind: 'duplicate', body: { baseOffset: await this.#ackOf(check.ref) } };
+    }
+    const result = this.sequencer.append({ lease, position: input.position, bytes: input.bytes,
+      records: input.records, now: this.deps.now() });
     switch (result.kind) {
-      case 'durable':
-        return Promise.resolve(result.ack.baseOffset);
       case 'refused':
-        if (result.revoke !== null) {
-          // Best effort: a node away, restarted or at a newer epoch (this broker fenced) has
-          // revoked the grant itself. Unhandled, the rejection would end the broker with code 1.
-          const grantId = Number(result.revoke);
-          this.revokeWriteGrant(grantId).catch((error: unknown) => {
-            this.log.debug({ grantId, err: String(error) }, 'write grant not revoked');
-          });
-        }
-        return Promise.reject(result.error);
-      case 'committed':
+        throw result.error;
+      case 'again': {
+        const baseOffset = result.ack?.baseOffset ?? await this.#ackOf(result.ref);
+        return { kind: 'acked', body: { baseOffset, leaseEnd: this.#leaseEnding(lease) } };
+      }
+      case 'appended': {
+        this.producers.appended(input.producerId, { baseSequence: input.sequence,
+          records: input.records }, result.ref);
         if (result.persist !== null) this.#issuePersist(result.persist);
-        return new Promise((resolve, reject) => {
-          const list = this.#committers.get(reservationId) ?? [];
-          list.push({ resolve, reject });
-          this.#committers.set(reservationId, list);
-        });
+        const baseOffset = await this.#ackOf(result.ref);
+        return { kind: 'acked', body: { baseOffset, leaseEnd: this.#leaseEnding(lease) } };
+      }
       default:
         return result satisfies never;
     }
   }
 
-  /** Expires old reservations and fills their holes (called by the broker's timer). */
+  /**
+   * Closes a lease of `sessionId` (unknown, closed, of another epoch or another session's:
+   * nothing). Its grant is revoked first (waiting for its writes in flight), so an unwritten
+   * rest at the segment's end goes back to the segment instead of being filled; its other
+   * gaps are filled.
+   */
+  async release(ref: { epoch: number; id: number }, sessionId: number): Promise<void> {
+    const owner = this.#leaseOwners.get(ref.id);
+    if (owner === undefined || owner.sessionId !== sessionId ||
+        ref.epoch !== this.sequencer.epoch) return;
+    this.#leaseOwners.delete(ref.id);
+    let revoked = true;
+    await this.revokeWriteGrant(owner.grantId).catch((error: unknown) => {
+      // A node away, restarted or at a newer epoch: its gaps are filled (after revoking again).
+      revoked = false;
+      this.log.debug({ grantId: owner.grantId, err: String(error) }, 'write grant not revoked');
+    });
+    if (this.#closed) return;
+    const { fills, persist } = this.sequencer.release(ref, this.deps.now(), { revoked });
+    if (persist !== null) this.#issuePersist(persist);
+    for (const fill of fills) void this.#fill(fill);
+  }
+
+  /** Expires idle leases and fills their holes (called by the broker's timer). */
   tick(): void {
     if (this.#sequencer === null || this.#closed) return;
-    for (const fill of this.#sequencer.expire(this.deps.now()).fills) {
-      this.producers.released(fill.ref);
-      this.#reservedReplies.delete(fill.ref.id);
-      this.#owners.delete(fill.ref.id);
-      void this.#fill(fill);
+    const { fills } = this.#sequencer.expire(this.deps.now());
+    for (const fill of fills) void this.#fill(fill); // each revokes its lease's grant first
+    for (const [id, owner] of [...this.#leaseOwners]) {
+      if (this.#sequencer.leaseProducer({ epoch: this.#sequencer.epoch, id }) !== null) continue;
+      // Closed (expired, or by a seal): its grant goes even when no gap needed a fill.
+      this.#leaseOwners.delete(id);
+      this.#revokeClosed(owner.grantId);
     }
+  }
+
+  /** A lease closed with no gap to fill: its grant goes anyway (best effort). */
+  #revokeClosed(grantId: number): void {
+    this.revokeWriteGrant(grantId).catch((error: unknown) => {
+      // A node away, restarted or at a newer epoch (this broker fenced) revoked it itself.
+      this.log.debug({ grantId, err: String(error) }, 'write grant not revoked');
+    });
+  }
+
+  /** The lease is closed or its segment full: its producer should end it (acked.leaseEnd). */
+  #leaseEnding(lease: { epoch: number; id: number }): boolean {
+    return this.#closed || this.#sequencer === null || this.#sequencer.leaseEnding(lease);
+  }
+
+  /** The base offset of an appended batch, once durable. */
+  #ackOf(ref: { epoch: number; id: number }): Promise<number> {
+    const ack = this.sequencer.ackOf(ref);
+    if (ack !== null) return Promise.resolve(ack.baseOffset);
+    if (this.sequencer.batchState(ref) !== 'written') {
+      return Promise.reject(new PmqError('PMQ_ERR_LEASE_EXPIRED', `batch ${ref.id} of ` +
+        `${this.topic}/${this.partition} is no longer known (an earlier broker's, or long ` +
+        'acknowledged): send it again', { retriable: true }));
+    }
+    return new Promise((resolve, reject) => {
+      const list = this.#committers.get(ref.id) ?? [];
+      list.push({ resolve, reject });
+      this.#committers.set(ref.id, list);
+    });
   }
 
   /** Parks until the high watermark passes `offset` or waitMs passes. */
@@ -305,8 +379,18 @@ export class Partition {
     return creating;
   }
 
-  /** A client session ended: its read grants are revoked (best effort) and forgotten. */
+  /**
+   * A client session ended: its leases are closed (their gaps filled; its appended batches
+   * still become durable), its read grants revoked (best effort) and forgotten.
+   */
   endSession(session: number): void {
+    if (this.#sequencer !== null && !this.#closed) {
+      for (const [id, owner] of [...this.#leaseOwners]) {
+        if (owner.sessionId === session) {
+          void this.release({ epoch: this.#sequencer.epoch, id }, session);
+        }
+      }
+    }
     for (const place of this.places.values()) {
       const grant = place.readGrants.get(session);
       if (grant === undefined) continue;
@@ -320,12 +404,8 @@ export class Partition {
     return this.#place(segmentId);
   }
 
-  /**
-   * Revokes a producer's write grant (idempotent); waits for its creation first. `grantId`
-   * may be the sequencer's name of a moved reservation's grant: the one in force is revoked.
-   */
-  async revokeWriteGrant(sequencerGrant: number): Promise<void> {
-    const grantId = this.#movedGrants.get(sequencerGrant) ?? sequencerGrant;
+  /** Revokes a lease's write grant (idempotent); waits for its creation first. */
+  async revokeWriteGrant(grantId: number): Promise<void> {
     const grant = this.#writeGrants.get(grantId);
     if (grant === undefined) return;
     const created = await grant.created;
@@ -350,70 +430,6 @@ export class Partition {
       await this.revokeWriteGrant(grantId).catch(() => undefined);
     }
     for (const segmentId of [...this.places.keys()]) await this.#freeSegment(segmentId);
-  }
-
-  /** A retried reserve of a batch whose reservation is in flight. */
-  async #retryInFlight(check: SequenceCheck & { kind: 'in-flight' }, sessionId: number):
-    Promise<ReserveReply> {
-    const { ref } = check;
-    const state = this.sequencer.reservationState(ref);
-    const reply = this.#reservedReplies.get(ref.id);
-    if (state === 'reserved' && reply !== undefined) {
-      const owner = this.#owners.get(ref.id);
-      if (owner !== undefined && owner.sessionId !== sessionId) {
-        return { kind: 'reserved', body: await this.#move(ref, owner, sessionId) };
-      }
-      return { kind: 'reserved', body: await reply };
-    }
-    if (state === 'committed') {
-      return { kind: 'duplicate', body: { baseOffset: await this.#commit(ref.epoch, ref.id) } };
-    }
-    invariant(false, 'producer state follows the sequencer', { ...ref, state });
-  }
-
-  /**
-   * Moves a reservation to another session (its producer reconnected and retried the reserve):
-   * from now on only the new session may commit it; the old write grant is revoked (waiting
-   * for its accesses in flight) and a new one is made for exactly the same range. If the
-   * reservation expired meanwhile (its hole is being filled), no new grant is made.
-   */
-  #move(ref: { epoch: number; id: number }, owner: Owner, sessionId: number):
-    Promise<Body<'reserved'>> {
-    owner.sessionId = sessionId;
-    const previous = this.#reservedReplies.get(ref.id)!;
-    const moved = (async () => {
-      const body = await previous;
-      await this.revokeWriteGrant(owner.sequencerGrant);
-      if (this.#closed || this.sequencer.reservationState(ref) !== 'reserved') {
-        throw new PmqError('PMQ_ERR_RESERVATION_EXPIRED', `reservation ${ref.id} expired ` +
-          'while moving to the reconnected producer: reserve again', { retriable: true });
-      }
-      const grantId = this.deps.grantId();
-      const { grantKey, creating } = this.#createWriteGrant(grantId, owner);
-      this.#movedGrants.set(owner.sequencerGrant, grantId);
-      await creating;
-      this.log.debug({ reservation: ref.id, grantId, session: sessionId }, 'reservation moved');
-      return { ...body, grantId, grantKey };
-    })();
-    this.#reservedReplies.set(ref.id, moved);
-    moved.catch(() => undefined);
-    return moved;
-  }
-
-  /**
-   * Asks the storage node for a write grant over exactly the reservation's range, for the
-   * session that holds it now, under a fresh random key; remembered in #writeGrants (for
-   * revocation) once asked.
-   */
-  #createWriteGrant(grantId: number, owner: Owner):
-    { grantKey: number; creating: Promise<unknown> } {
-    const grantKey = randomGrantKey();
-    const creating = this.deps.pool.request(owner.nodeId, 'grantCreate', { grantId,
-      session: owner.sessionId, key: grantKey, segmentIndex: owner.segmentIndex,
-      position: owner.position, sizeBytes: owner.bytes, direction: 'write' });
-    this.#writeGrants.set(grantId, { nodeId: owner.nodeId,
-      created: creating.then(() => true, () => false) });
-    return { grantKey, creating };
   }
 
   /** Rebuilds the idempotent producers' state from the last durable batches' headers. */
@@ -481,7 +497,8 @@ export class Partition {
   #issuePersist(request: PersistRequest): void {
     const place = this.#place(request.segmentId);
     this.deps.pool.request(place.nodeId, 'persist', { segmentIndex: place.segmentIndex,
-      position: request.positionEnd, offsetLast: request.offsetLast, seal: request.seal })
+      position: request.positionEnd, offsetLast: request.offsetLast, seal: request.seal,
+      patches: [...request.patches] })
       .then((reply) => {
         if (reply.kind !== 'persisted' || reply.position !== request.positionEnd ||
             reply.offsetLast !== request.offsetLast || reply.segmentIndex !== place.segmentIndex) {
@@ -503,17 +520,10 @@ export class Partition {
 
   #onPersisted(result: PersistedResult): void {
     for (const ack of result.acks) {
-      this.producers.durable(ack);
-      this.#reservedReplies.delete(ack.id);
+      this.producers.durable(ack, ack.baseOffset);
       const list = this.#committers.get(ack.id) ?? [];
       this.#committers.delete(ack.id);
       for (const committer of list) committer.resolve(ack.baseOffset);
-      // The storage node revoked the batch's write grant before persisting over it
-      // (docs/wire-protocol.md, persist): nothing to send.
-      const sequencerGrant = Number(ack.producer);
-      this.#writeGrants.delete(this.#movedGrants.get(sequencerGrant) ?? sequencerGrant);
-      this.#movedGrants.delete(sequencerGrant);
-      this.#owners.delete(ack.id);
     }
     if (result.sealed !== null) this.log.debug({ segmentId: result.sealed }, 'segment sealed');
     if (result.persist !== null) this.#issuePersist(result.persist);
@@ -533,8 +543,7 @@ export class Partition {
       return;
     }
     if (this.#closed) return;
-    this.#movedGrants.delete(Number(fill.revoke));
-    this.log.info({ baseOffset: fill.baseOffset, records: fill.records }, 'hole filled');
+    this.log.debug({ position: fill.position, bytes: fill.bytes }, 'hole filled');
     const { persist } = this.sequencer.fillWritten(fill.ref);
     if (persist !== null) this.#issuePersist(persist);
   }

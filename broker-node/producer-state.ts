@@ -1,15 +1,15 @@
 /**
- * Idempotent producers' state of one partition (Kafka's KIP-98 idea, adapted to reservations):
+ * Idempotent producers' state of one partition (Kafka's KIP-98 idea, adapted to leases):
  * per producer id, the sequences of its last few batches (PRODUCER_LIMITS.batchesPerProducer)
- * with their base offsets and whether they are durable yet. Pure: no I/O, no clock; the
- * partition calls it from one thread, around the sequencer.
+ * with their base offsets once durable. Pure: no I/O, no clock; the partition calls it from
+ * one thread, around the sequencer.
  *
- * A reserve names (producerId, baseSequence, records). `check` decides:
- * - a sequence this producer already has in flight or durable: the retry of that batch —
- *   `in-flight` (the partition hands out the same reservation, or waits for its ack) or
- *   `duplicate` (answer the original base offset, store nothing);
- * - the producer's next sequence, or exactly the range of one of its expired reservations
- *   (a filled hole is not the producer's data): `new`;
+ * An append names (producerId, baseSequence, records). `check` decides:
+ * - a sequence this producer already appended: the retry of that batch — `in-flight` (wait
+ *   for the original's ack) or `duplicate` (answer the original base offset); either way the
+ *   retry's own copy is not stored (an appended batch is never lost before it is durable, so
+ *   its sequences are never free again);
+ * - the producer's next sequence: `new`;
  * - anything else: PMQ_ERR_OUT_OF_ORDER_SEQUENCE.
  * An unknown producer (new, evicted, or older than what recovery scanned) starts at whatever
  * sequence it sends: the broker cannot tell a first batch from a retry it has forgotten.
@@ -26,16 +26,17 @@ import type { ReservationRef } from './sequencer-types.js';
 export const SEQUENCE_MODULUS = 0x8000_0000;
 
 export type SequenceCheck =
-  /** Reserve a new batch, then call `reserved`. */
+  /** Append a new batch, then call `appended`. */
   | { readonly kind: 'new' }
   /** The batch is durable at baseOffset: reply with it, write nothing. */
   | { readonly kind: 'duplicate'; readonly baseOffset: number }
-  /** The batch's reservation is still in flight (reserved or committed): reuse `ref`. */
-  | { readonly kind: 'in-flight'; readonly ref: ReservationRef; readonly baseOffset: number };
+  /** The batch was appended and is not durable yet: wait for `ref`'s ack. */
+  | { readonly kind: 'in-flight'; readonly ref: ReservationRef };
 
 export interface BatchSequence {
   readonly baseSequence: number;
   readonly records: number;
+  /** -1 until the batch is durable. */
   readonly baseOffset: number;
 }
 
@@ -44,7 +45,10 @@ export interface RestoredBatch extends BatchSequence {
   readonly producerId: number;
 }
 
-interface Entry extends BatchSequence {
+interface Entry {
+  readonly baseSequence: number;
+  readonly records: number;
+  baseOffset: number;
   readonly producerId: number;
   /** Null for batches restored from storage. */
   readonly ref: ReservationRef | null;
@@ -54,8 +58,6 @@ interface Entry extends BatchSequence {
 interface Producer {
   /** Oldest first; at most batchesPerProducer. */
   readonly batches: Entry[];
-  /** Ranges of expired reservations, free to be reserved again (oldest first). */
-  readonly released: BatchSequence[];
   sequenceNext: number;
 }
 
@@ -67,7 +69,7 @@ export interface ProducerStateLimits {
 export class ProducerStateError extends PmqError {}
 
 const refKey = (ref: ReservationRef): string => `${ref.epoch}/${ref.id}`;
-const sequenceEnd = (batch: BatchSequence): number =>
+const sequenceEnd = (batch: { baseSequence: number; records: number }): number =>
   (batch.baseSequence + batch.records) % SEQUENCE_MODULUS;
 /** True when sequence `a` lies ahead of `b` (within half the sequence space). */
 const isAhead = (a: number, b: number): boolean => {
@@ -87,11 +89,11 @@ export class ProducerStates {
     this.#limits = limits;
   }
 
-  /** What to do with a reserve of `records` records from `producerId` at `sequence`. */
+  /** What to do with an append of `records` records from `producerId` at `sequence`. */
   check(producerId: number, sequence: number, records: number): SequenceCheck {
     if (producerId < 0) return { kind: 'new' };
     if (!Number.isSafeInteger(sequence) || sequence < 0 || sequence >= SEQUENCE_MODULUS) {
-      throw new ProducerStateError('PMQ_ERR_RESERVATION_INVALID', `sequence ${sequence} of ` +
+      throw new ProducerStateError('PMQ_ERR_LEASE_INVALID', `sequence ${sequence} of ` +
         `producer ${producerId} must be 0..2^31-1 (-1 only without a producer id)`);
     }
     const producer = this.#producers.get(producerId);
@@ -101,11 +103,9 @@ export class ProducerStates {
     if (same !== undefined && same.records === records) {
       if (same.durable) return { kind: 'duplicate', baseOffset: same.baseOffset };
       invariant(same.ref !== null, 'restored batches are durable', { producerId, sequence });
-      return { kind: 'in-flight', ref: same.ref, baseOffset: same.baseOffset };
+      return { kind: 'in-flight', ref: same.ref };
     }
     if (same === undefined && sequence === producer.sequenceNext) return { kind: 'new' };
-    if (same === undefined && producer.released.some((range) =>
-      range.baseSequence === sequence && range.records === records)) return { kind: 'new' };
     throw new ProducerStateError('PMQ_ERR_OUT_OF_ORDER_SEQUENCE', `producer ${producerId} ` +
       `sent sequence ${sequence} (${records} records) but the partition expects ` +
       `${producer.sequenceNext}${same === undefined ? '' : ` (sequence ${sequence} was a ` +
@@ -113,46 +113,28 @@ export class ProducerStates {
       'must re-initialise (producerInit) and send again');
   }
 
-  /** The sequencer reserved the batch `check` called new. */
-  reserved(producerId: number, batch: BatchSequence, ref: ReservationRef): void {
+  /** The sequencer took the batch `check` called new. */
+  appended(producerId: number, batch: { baseSequence: number; records: number },
+    ref: ReservationRef): void {
     if (producerId < 0) return;
     const producer = this.#producer(producerId);
-    const released = producer.released.findIndex((range) =>
-      range.baseSequence === batch.baseSequence && range.records === batch.records);
-    if (released >= 0) {
-      producer.released.splice(released, 1);
-    } else {
-      invariant(batch.baseSequence === producer.sequenceNext || producer.batches.length === 0,
-        'a new batch continues the sequence', { producerId, ...batch,
-          sequenceNext: producer.sequenceNext });
-      producer.sequenceNext = sequenceEnd(batch);
-    }
-    const entry: Entry = { ...batch, producerId, ref, durable: false };
+    invariant(batch.baseSequence === producer.sequenceNext || producer.batches.length === 0,
+      'a new batch continues the sequence', { producerId, baseSequence: batch.baseSequence,
+        sequenceNext: producer.sequenceNext });
+    producer.sequenceNext = sequenceEnd(batch);
+    const entry: Entry = { baseSequence: batch.baseSequence, records: batch.records,
+      baseOffset: -1, producerId, ref, durable: false };
     this.#append(producer, entry);
     this.#byRef.set(refKey(ref), entry);
   }
 
-  /** The reservation is durable (acknowledged): a retry now gets `duplicate`. */
-  durable(ref: ReservationRef): void {
+  /** The batch is durable (acknowledged) at baseOffset: a retry now gets `duplicate`. */
+  durable(ref: ReservationRef, baseOffset: number): void {
     const entry = this.#byRef.get(refKey(ref));
     if (entry === undefined) return;
     this.#byRef.delete(refKey(ref));
+    entry.baseOffset = baseOffset;
     entry.durable = true;
-  }
-
-  /** The reservation expired (its hole is filled): its sequences may be reserved again. */
-  released(ref: ReservationRef): void {
-    const entry = this.#byRef.get(refKey(ref));
-    if (entry === undefined) return;
-    this.#byRef.delete(refKey(ref));
-    invariant(!entry.durable, 'only a reservation not yet durable expires', { ...ref });
-    const producer = this.#producers.get(entry.producerId);
-    if (producer === undefined) return;
-    const index = producer.batches.indexOf(entry);
-    if (index >= 0) producer.batches.splice(index, 1);
-    producer.released.push({ baseSequence: entry.baseSequence, records: entry.records,
-      baseOffset: entry.baseOffset });
-    if (producer.released.length > this.#limits.batchesPerProducer) producer.released.shift();
   }
 
   /** Recovery: one durable batch of the log, in log order. */
@@ -170,11 +152,10 @@ export class ProducerStates {
   }
 
   /** For tests and metrics. */
-  view(producerId: number): { sequenceNext: number; batches: BatchSequence[];
-    released: BatchSequence[] } | undefined {
+  view(producerId: number): { sequenceNext: number; batches: BatchSequence[] } | undefined {
     const producer = this.#producers.get(producerId);
     if (producer === undefined) return undefined;
-    return { sequenceNext: producer.sequenceNext, released: [...producer.released],
+    return { sequenceNext: producer.sequenceNext,
       batches: producer.batches.map(({ baseSequence, records, baseOffset }) =>
         ({ baseSequence, records, baseOffset })) };
   }
@@ -187,7 +168,7 @@ export class ProducerStates {
     invariant(Number.isSafeInteger(producerId) && producerId >= 0, 'producer id', { producerId });
     let producer = this.#producers.get(producerId);
     if (producer === undefined) {
-      producer = { batches: [], released: [], sequenceNext: 0 };
+      producer = { batches: [], sequenceNext: 0 };
       this.#producers.set(producerId, producer);
       this.#evictIdle();
     }

@@ -7,7 +7,7 @@
  * a valid chain is: sealed segments whose offsets follow one another, then at most one
  * unsealed segment with data or not (it becomes the active segment again, appending at its
  * durable watermark: bytes past it are garbage from writes never acknowledged), then only
- * empty unsealed segments. Those were allocated for reservations that were never durable;
+ * empty unsealed segments. Those were allocated for leases whose batches were never durable;
  * they are orphans that the broker frees before allocating their chain places again.
  */
 import { LIMITS } from '../common/limits.js';
@@ -71,7 +71,7 @@ export function restoreChain(restored: readonly RestoredSegment[]): RestoredChai
     const before = segments[segments.length - 1];
     const open = before !== undefined && before.state !== 'sealed';
     if (open) {
-      // Past the first unsealed segment: only empty, unsealed leftovers of lost reservations.
+      // Past the first unsealed segment: only empty, unsealed leftovers of lost leases.
       if (entry.sealed || entry.watermark.position > 0) {
         throw chainInvalid('data or a seal after an unsealed segment', entry);
       }

@@ -1,39 +1,67 @@
 /**
  * One segment as the sequencer sees it: how far positions were handed out (positionNext), how
- * far the bytes are written by producers or fillers without a gap (written), how far they are
- * durable on the storage node (durable), and the reservations not yet durable, in position
- * order. Pure state, owned by one Sequencer; every change keeps
+ * far the bytes are written without a gap and have offsets (written), how far they are durable
+ * on the storage node (durable), and what lies between durable and positionNext, in position
+ * order: pieces (batches producers appended, fills over holes) and open leases (write ranges a
+ * producer still writes into). Pure state, owned by one Sequencer; every change keeps
  *   durable.position ≤ written.position ≤ positionNext ≤ sizeBytes,
- * and the pending reservations tile [durable.position, positionNext) back to back.
+ * and the pending entries tile [durable.position, positionNext) back to back (a lease covers
+ * [front, end), the batches appended ahead of its front included).
+ *
+ * Offsets are not handed out with the space: a piece gets its baseOffset when the written
+ * prefix reaches it (advanceWritten), so offsets follow positions whatever order producers
+ * append in, and the storage node patches them into the batch headers before it persists.
  */
 import { invariant } from '../common/invariant.js';
 import {
   emptyWatermark,
-  type PersistRequest, type ProducerId, type ReservationRef, type SegmentAdded, type SegmentId,
-  type SegmentState, type SegmentView, type Watermark,
+  type OffsetPatch, type PersistRequest, type ProducerId, type ReservationRef, type SegmentAdded,
+  type SegmentId, type SegmentState, type SegmentView, type Watermark,
 } from './sequencer-types.js';
 
 /**
- * reserved: handed out, not written yet. committed: the producer wrote it. filling: expired,
- * the broker is writing a control batch over it. filled: the control batch is written.
+ * written: a batch its producer wrote and appended. filling: a hole the broker is writing a
+ * control batch over. filled: that control batch is written.
  */
-export type InFlightState = 'reserved' | 'committed' | 'filling' | 'filled';
+export type PieceState = 'written' | 'filling' | 'filled';
 
-/** A reservation between reserve and durability. */
-export interface InFlight {
+/** A batch between append and durability, or a fill. */
+export interface Piece {
+  readonly kind: 'batch' | 'fill';
   readonly ref: ReservationRef;
+  /** The lease's producer: whose grant covers the piece. */
   readonly producer: ProducerId;
   readonly segment: SequencedSegment;
   readonly position: number;
   readonly bytes: number;
-  readonly baseOffset: number;
   readonly records: number;
-  readonly reservedAtMs: number;
-  state: InFlightState;
+  /** -1 until the written prefix reaches the piece. */
+  baseOffset: number;
+  state: PieceState;
 }
 
-export function isWritten(state: InFlightState): boolean {
-  return state === 'committed' || state === 'filled';
+/** A write range of one producer: [front, end) not yet split into pieces. */
+export interface LeaseEntry {
+  readonly kind: 'lease';
+  readonly ref: ReservationRef;
+  readonly producer: ProducerId;
+  readonly segment: SequencedSegment;
+  readonly position: number;
+  readonly end: number;
+  /** Everything below front is pieces already; the lease covers [front, end). */
+  front: number;
+  /** Batches appended past front, in position order. */
+  readonly ahead: Piece[];
+  /** Every batch appended to the lease, by position (exact retries find theirs here). */
+  readonly batches: Map<number, Piece>;
+  activeAtMs: number;
+  open: boolean;
+}
+
+type Pending = Piece | LeaseEntry;
+
+export function isWritten(piece: Pending): piece is Piece {
+  return piece.kind !== 'lease' && (piece.state === 'written' || piece.state === 'filled');
 }
 
 export class SequencedSegment {
@@ -43,14 +71,12 @@ export class SequencedSegment {
   readonly sizeBytes: number;
   state: SegmentState;
   positionNext: number;
-  /** The offset the next reservation in this segment starts at. */
-  offsetNext: number;
   written: Watermark;
   durable: Watermark;
   /** The one persist request issued and not yet answered. */
   persisting: PersistRequest | null = null;
-  /** Not yet durable, in position order; the first #writtenCount are written. */
-  #pending: InFlight[] = [];
+  /** Not yet durable, in position order; the first #writtenCount are written pieces. */
+  #pending: Pending[] = [];
   #writtenCount = 0;
 
   constructor(added: SegmentAdded, durable: Watermark, state: SegmentState) {
@@ -62,7 +88,6 @@ export class SequencedSegment {
     this.durable = durable;
     this.written = durable;
     this.positionNext = durable.position;
-    this.offsetNext = durable.offsetLast + 1;
     invariant(durable.position <= added.sizeBytes, 'durable watermark inside the segment',
       { segmentId: added.segmentId, position: durable.position, sizeBytes: added.sizeBytes });
     invariant(durable.position > 0 || durable.offsetLast === added.baseOffset - 1,
@@ -77,29 +102,105 @@ export class SequencedSegment {
     return this.sizeBytes - this.positionNext;
   }
 
-  /** Appends a reservation at positionNext; the caller checked that it fits. */
-  place(entry: InFlight): void {
-    invariant(this.state === 'active', 'place only into the active segment',
-      { segmentId: this.segmentId, state: this.state });
-    invariant(entry.position === this.positionNext && entry.baseOffset === this.offsetNext,
-      'reservations are contiguous in positions and offsets',
-      { position: entry.position, positionNext: this.positionNext });
-    invariant(entry.bytes > 0 && entry.position + entry.bytes <= this.sizeBytes,
-      'reservation inside the segment', { position: entry.position, bytes: entry.bytes });
-    this.#pending.push(entry);
-    this.positionNext += entry.bytes;
-    this.offsetNext += entry.records;
+  /** Every position handed out is written: the offset after the segment's last is known. */
+  fullyWritten(): boolean {
+    return this.written.position === this.positionNext;
   }
 
-  /** Moves `written` over every written reservation that follows it; true when it moved. */
+  /** Appends a lease at positionNext; the caller checked that it fits. */
+  placeLease(lease: LeaseEntry): void {
+    invariant(this.state === 'active', 'leases only in the active segment',
+      { segmentId: this.segmentId, state: this.state });
+    invariant(lease.position === this.positionNext && lease.front === lease.position &&
+      lease.end > lease.position && lease.end <= this.sizeBytes, 'lease at positionNext, inside',
+    { position: lease.position, end: lease.end, positionNext: this.positionNext });
+    this.#pending.push(lease);
+    this.positionNext = lease.end;
+  }
+
+  /**
+   * A batch appended to `lease` (the caller checked that it lies inside, overlaps nothing and
+   * leaves fillable gaps). At the lease's front it becomes a piece of its own, with every
+   * batch appended ahead that now follows on.
+   */
+  append(lease: LeaseEntry, piece: Piece): void {
+    invariant(lease.open && piece.position >= lease.front && piece.position + piece.bytes <=
+      lease.end, 'append inside the open lease', { position: piece.position, end: lease.end });
+    let index = lease.ahead.findIndex((other) => other.position > piece.position);
+    if (index < 0) index = lease.ahead.length;
+    lease.ahead.splice(index, 0, piece);
+    lease.batches.set(piece.position, piece);
+    const at = this.#pending.indexOf(lease);
+    invariant(at >= 0, 'an open lease with room is pending', { position: lease.position });
+    let split = 0;
+    while (lease.ahead[0]?.position === lease.front) {
+      const next = lease.ahead.shift()!;
+      this.#pending.splice(at + split, 0, next);
+      split += 1;
+      lease.front += next.bytes;
+    }
+    if (lease.front === lease.end) this.#pending.splice(at + split, 1);
+    this.advanceWritten();
+  }
+
+  /**
+   * Ends a lease: its gaps (never appended) become fills of `fillRef`'s making, in position
+   * order among the batches appended ahead. Returns the fills.
+   */
+  closeLease(lease: LeaseEntry, giveBack: boolean,
+    fill: (position: number, bytes: number) => Piece): Piece[] {
+    invariant(lease.open, 'a lease closes once', { position: lease.position });
+    lease.open = false;
+    const at = this.#pending.indexOf(lease);
+    if (at < 0) {
+      invariant(lease.front === lease.end && lease.ahead.length === 0, 'a lease leaves the ' +
+        'pending list only when all of it is appended', { position: lease.position });
+      return [];
+    }
+    // The rest after the last batch appended, when it ends the segment's handed-out space,
+    // goes back to the segment: the next lease starts there (or, in a full segment, the seal
+    // ends there), no fill needed.
+    const last = lease.ahead[lease.ahead.length - 1];
+    const restStart = last === undefined ? lease.front : last.position + last.bytes;
+    let end = lease.end;
+    if (giveBack && this.state !== 'sealed' && lease.end === this.positionNext &&
+        at === this.#pending.length - 1) {
+      end = restStart;
+      this.positionNext = restStart;
+    }
+    const pieces: Piece[] = [];
+    const fills: Piece[] = [];
+    let position = lease.front;
+    for (const batch of [...lease.ahead, null]) {
+      const gapEnd = batch === null ? end : batch.position;
+      if (gapEnd > position) {
+        const hole = fill(position, gapEnd - position);
+        pieces.push(hole);
+        fills.push(hole);
+      }
+      if (batch !== null) {
+        pieces.push(batch);
+        position = batch.position + batch.bytes;
+      }
+    }
+    lease.ahead.length = 0;
+    lease.front = lease.end;
+    this.#pending.splice(at, 1, ...pieces);
+    this.advanceWritten();
+    return fills;
+  }
+
+  /** Moves `written` over every written piece that follows it, giving each its offsets. */
   advanceWritten(): boolean {
     const before = this.written.position;
     for (;;) {
       const next = this.#pending[this.#writtenCount];
-      if (next === undefined || !isWritten(next.state)) break;
-      invariant(next.position === this.written.position &&
-        next.baseOffset === this.written.offsetLast + 1,
-      'written prefix is contiguous', { segmentId: this.segmentId, position: next.position });
+      if (next === undefined || !isWritten(next)) break;
+      invariant(next.position === this.written.position, 'written prefix is contiguous',
+        { segmentId: this.segmentId, position: next.position });
+      next.baseOffset = this.written.offsetLast + 1;
+      invariant(Number.isSafeInteger(next.baseOffset + next.records), 'offsets below 2^53',
+        { baseOffset: next.baseOffset });
       this.written = { position: next.position + next.bytes,
         offsetLast: next.baseOffset + next.records - 1 };
       this.#writtenCount += 1;
@@ -116,17 +217,23 @@ export class SequencedSegment {
       { segmentId: this.segmentId });
     const seal = this.state === 'sealing' && this.written.position === this.positionNext;
     if (this.written.position === this.durable.position && !seal) return null;
+    const patches: OffsetPatch[] = [];
+    for (let index = 0; index < this.#writtenCount; index += 1) {
+      const piece = this.#pending[index] as Piece;
+      patches.push({ position: piece.position, baseOffset: piece.baseOffset,
+        bytes: piece.bytes, records: piece.records });
+    }
     return {
       segmentId: this.segmentId, chainPosition: this.chainPosition,
-      positionEnd: this.written.position, offsetLast: this.written.offsetLast, seal,
+      positionEnd: this.written.position, offsetLast: this.written.offsetLast, seal, patches,
     };
   }
 
   /**
-   * The storage node made `request` durable. Returns the reservations now entirely under the
+   * The storage node made `request` durable. Returns the pieces now entirely under the
    * durable watermark, in order; they leave the pending list.
    */
-  applyPersisted(request: PersistRequest): InFlight[] {
+  applyPersisted(request: PersistRequest): Piece[] {
     invariant(request.positionEnd >= this.durable.position &&
       request.offsetLast >= this.durable.offsetLast, 'durable watermark only grows',
     { segmentId: this.segmentId, position: request.positionEnd, durable: this.durable.position });
@@ -141,16 +248,16 @@ export class SequencedSegment {
     }
     let count = 0;
     while (count < this.#writtenCount) {
-      const entry = this.#pending[count];
-      invariant(entry !== undefined, 'written count within pending', { count });
+      const entry = this.#pending[count] as Piece;
       if (entry.position + entry.bytes > this.durable.position) break;
       count += 1;
     }
-    const durableEntries = this.#pending.slice(0, count);
-    this.#pending = this.#pending.slice(count);
+    const durableEntries = this.#pending.splice(0, count) as Piece[];
     this.#writtenCount -= count;
-    invariant(this.#pending[0] === undefined || this.#pending[0].position === this.durable.position,
-      'durable watermark lies on a batch boundary', { segmentId: this.segmentId });
+    const first = this.#pending[0];
+    invariant(first === undefined || (first.kind === 'lease' ? first.front : first.position) ===
+      this.durable.position, 'durable watermark lies on a batch boundary',
+    { segmentId: this.segmentId });
     return durableEntries;
   }
 

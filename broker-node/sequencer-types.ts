@@ -30,6 +30,11 @@ export interface SequencerConfig {
   readonly reservationTimeoutMs?: number;
   /** Default SEQUENCER_LIMITS.reservationsMax. */
   readonly reservationsMax?: number;
+  /**
+   * A lease is at most 1/leaseFraction of its segment (default 8): a full segment seals by
+   * closing every lease in it, so leases as large as segments would close each other.
+   */
+  readonly leaseFraction?: number;
   /** Offset of a new partition's first record (default 0). Ignored by restore. */
   readonly offsetFirst?: number;
 }
@@ -40,26 +45,39 @@ export interface ReservationRef {
   readonly id: number;
 }
 
-/** What a producer is told: write `bytes` at `position` of `segmentId`, offsets from base. */
-export interface Reservation extends ReservationRef {
+/** A producer's write range: batches go back to back from `position`, up to `bytes`. */
+export interface Lease extends ReservationRef {
   readonly segmentId: SegmentId;
   readonly position: number;
-  readonly baseOffset: number;
   readonly bytes: number;
-  readonly records: number;
 }
 
-export interface ReserveRequest {
+export interface LeaseRequest {
+  /** The range wanted; the lease may be smaller (the segment's room), never below bytesMin. */
   readonly bytes: number;
-  readonly records: number;
+  /** The batch the producer must place next: a lease smaller than this is no use. */
+  readonly bytesMin: number;
   readonly producer: ProducerId;
   /** Milliseconds on a monotonic clock; never goes down between calls. */
   readonly now: number;
 }
 
 /**
- * Ask the storage node to persist `segmentId` up to `positionEnd` (data first, then the
- * watermark). `seal`: this is the segment's final watermark; persist it with sealSegment.
+ * The baseOffset the storage node writes into the batch header at `position`, and what the
+ * batch there must be (its producer said so): `bytes` long with `records` records.
+ */
+export interface OffsetPatch {
+  readonly position: number;
+  readonly baseOffset: number;
+  readonly bytes: number;
+  readonly records: number;
+}
+
+/**
+ * Ask the storage node to persist `segmentId` up to `positionEnd`: patch each batch's
+ * baseOffset, then the data, then the watermark. `seal`: this is the segment's final
+ * watermark; persist it with sealSegment. `patches` covers every piece from the durable
+ * watermark to positionEnd (a repeat patches the same offsets again).
  */
 export interface PersistRequest {
   readonly segmentId: SegmentId;
@@ -67,22 +85,50 @@ export interface PersistRequest {
   readonly positionEnd: number;
   readonly offsetLast: number;
   readonly seal: boolean;
+  readonly patches: readonly OffsetPatch[];
 }
 
-export type ReserveResult =
-  | { readonly kind: 'reserved'; readonly reservation: Reservation }
+export type LeaseResult =
+  | { readonly kind: 'leased'; readonly lease: Lease }
   | {
     /**
      * The active segment has no room (it is now sealing) or there is none: allocate the
-     * segment at chainPosition with baseOffset, call segmentAdded, then reserve again. Every
-     * reserve answers the same until then; the caller allocates once per chainPosition.
+     * segment at chainPosition with baseOffset, call segmentAdded, then lease again. Every
+     * lease answers the same until then; the caller allocates once per chainPosition.
      */
     readonly kind: 'need-segment';
     readonly chainPosition: number;
     readonly baseOffset: number;
     /** Sealing made a persist due (the segment's seal, when all of it was durable already). */
     readonly persist: PersistRequest | null;
+  }
+  | {
+    /**
+     * The full (sealing) segment's offsets are not final yet: leases in it are still open
+     * with unwritten room (their appends answer `ending`, and they are released, used up or
+     * expire), or fills are still being written. Lease again later.
+     */
+    readonly kind: 'wait';
+    readonly persist: PersistRequest | null;
   };
+
+/** What append did with a batch. */
+export type AppendResult =
+  /** Written; acknowledged when a later `persisted` covers it. */
+  | { readonly kind: 'appended'; readonly ref: ReservationRef;
+    readonly persist: PersistRequest | null }
+  /** The same batch was appended before: its ack is `ack` (null: not durable yet, wait). */
+  | { readonly kind: 'again'; readonly ref: ReservationRef; readonly ack: Ack | null }
+  /** PMQ_ERR_LEASE_EXPIRED (retriable: lease again, write again) or PMQ_ERR_LEASE_INVALID. */
+  | { readonly kind: 'refused'; readonly error: PmqError };
+
+export interface AppendRequest {
+  readonly lease: ReservationRef;
+  readonly position: number;
+  readonly bytes: number;
+  readonly records: number;
+  readonly now: number;
+}
 
 /** A batch now entirely under the durable watermark: tell its producer. */
 export interface Ack extends ReservationRef {
@@ -94,19 +140,8 @@ export interface Ack extends ReservationRef {
   readonly records: number;
 }
 
-export type CommitResult =
-  /** Written; acknowledged when a later `persisted` covers it. */
-  | { readonly kind: 'committed'; readonly persist: PersistRequest | null }
-  /** A retried commit of a batch acknowledged already: send this acknowledgement again. */
-  | { readonly kind: 'durable'; readonly ack: Ack }
-  /**
-   * Refused with PMQ_ERR_RESERVATION_EXPIRED. `revoke`: the producer whose storage grant the
-   * broker must revoke (it wrote into a hole that was filled), when the sequencer knows it.
-   */
-  | { readonly kind: 'refused'; readonly error: PmqError; readonly revoke: ProducerId | null };
-
 export interface PersistedResult {
-  /** Acknowledge these producers, in offset order. Never the same reservation twice. */
+  /** Acknowledge these producers, in offset order. Never the same batch twice. */
   readonly acks: readonly Ack[];
   /** Filled holes now durable: nobody to acknowledge. */
   readonly filled: readonly ReservationRef[];
@@ -117,9 +152,10 @@ export interface PersistedResult {
 }
 
 /**
- * An expired reservation. The broker revokes `revoke`'s storage grant first (so the late
- * producer cannot overwrite it), writes a control batch of exactly `bytes` bytes and
- * `records` offsets from `baseOffset` at `position`, then calls fillWritten(ref).
+ * A hole of a closed lease (never appended). The broker revokes `revoke`'s storage grant
+ * first (so the late producer cannot overwrite it), writes a control batch of exactly
+ * `bytes` bytes and `records` records at `position` (its baseOffset is patched at persist),
+ * then calls fillWritten(ref).
  */
 export interface Fill {
   readonly ref: ReservationRef;
@@ -127,7 +163,6 @@ export interface Fill {
   readonly segmentId: SegmentId;
   readonly position: number;
   readonly bytes: number;
-  readonly baseOffset: number;
   readonly records: number;
 }
 
@@ -166,9 +201,9 @@ export interface SegmentView extends SegmentAdded {
 /** The catalogue's codes (common/error-codes.ts) the sequencer refuses with. */
 export type SequencerErrorCode = Extract<ErrorCode,
   | 'PMQ_ERR_RECORD_TOO_LARGE'
-  | 'PMQ_ERR_RESERVATION_INVALID'
+  | 'PMQ_ERR_LEASE_INVALID'
   | 'PMQ_ERR_BUSY'
-  | 'PMQ_ERR_RESERVATION_EXPIRED'
+  | 'PMQ_ERR_LEASE_EXPIRED'
   | 'PMQ_ERR_CHAIN_INVALID'
   | 'PMQ_ERR_OFFSET_OUT_OF_RANGE'>;
 

@@ -5,8 +5,8 @@
  * segment allocations, hole fills and grant revocations. docs/sequencer.md has the model.
  *
  * Lifecycle: `Sequencer.create` for a new partition, `Sequencer.restore` from the storage
- * nodes' segment tables after a broker restart (a new epoch: reservations of the old
- * instance are gone and their commits refused). Durability: nothing is acknowledged before
+ * nodes' segment tables after a broker restart (a new epoch: leases of the old instance are
+ * gone and appends to them refused). Durability: nothing is acknowledged before
  * the storage node reports the watermark covering it durable (`persisted`); the sequencer
  * asks for persists in chain order, one at a time, so the durable part of a partition is
  * always a prefix: sealed segments, then the head segment up to its durable watermark.
@@ -14,14 +14,16 @@
 import { invariant } from '../common/invariant.js';
 import { LIMITS, SEQUENCER_LIMITS } from '../common/limits.js';
 import { RECORD_BATCH_SIZE_BYTES_MAX } from '../common/record-batch/layout.js';
-import { recordBatchSizeBytesMin, recordBatchSizeReachable } from './batch-size.js';
-import { restoreChain } from './sequencer-restore.js';
-import { type InFlight, SequencedSegment } from './sequencer-segment.js';
 import {
-  type Ack, type CommitResult, type Fill, type FetchView, type PersistedResult,
-  type PersistRequest, type ProducerId, type ReservationRef, type ReserveRequest,
-  type ReserveResult, type RestoredSegment, type SegmentAdded, type SegmentId,
-  type SegmentView, SequencerError, type SequencerConfig,
+  recordBatchSizeBytesMin, recordBatchSizeReachable,
+} from '../common/record-batch/batch-size.js';
+import { restoreChain } from './sequencer-restore.js';
+import { type LeaseEntry, type Piece, SequencedSegment } from './sequencer-segment.js';
+import {
+  type Ack, type AppendRequest, type AppendResult, type Fill, type FetchView, type LeaseRequest,
+  type LeaseResult, type PersistedResult, type PersistRequest, type ProducerId,
+  type ReservationRef, type RestoredSegment, type SegmentAdded, type SegmentId, type SegmentView,
+  SequencerError, type SequencerConfig,
 } from './sequencer-types.js';
 
 export * from './sequencer-types.js';
@@ -29,13 +31,15 @@ export * from './sequencer-types.js';
 /** Records per batch: Kafka's lastOffsetDelta is an int32. */
 const RECORDS_PER_BATCH_MAX = 0x7fff_ffff;
 
-/** What happened to a reservation after it left the in-flight set. */
-type Outcome = { kind: 'acked'; ack: Ack } | { kind: 'expired'; producer: ProducerId };
+/** What happened to a batch after it became durable. */
+type Outcome = { kind: 'acked'; ack: Ack };
 
 interface Settings {
   readonly segmentSizeBytes: number;
   readonly reservationTimeoutMs: number;
   readonly reservationsMax: number;
+  /** Segments per lease at least: a lease is at most 1/leaseFraction of its segment. */
+  readonly leaseFraction: number;
 }
 
 function settingsFrom(config: SequencerConfig): Settings {
@@ -50,20 +54,43 @@ function settingsFrom(config: SequencerConfig): Settings {
     timeoutMs <= SEQUENCER_LIMITS.reservationTimeoutMsMax, 'timeout within limits', fields);
   invariant(Number.isSafeInteger(reservationsMax) && reservationsMax >= 1 &&
     reservationsMax <= SEQUENCER_LIMITS.reservationsMax, 'reservationsMax within limits', fields);
+  const leaseFraction = config.leaseFraction ?? LEASES_PER_SEGMENT_MIN;
+  invariant(Number.isSafeInteger(leaseFraction) && leaseFraction >= 1, 'leaseFraction', fields);
   return { segmentSizeBytes: config.segmentSizeBytes, reservationTimeoutMs: timeoutMs,
-    reservationsMax };
+    reservationsMax, leaseFraction };
 }
 
-function ackOf(entry: InFlight): Ack {
-  return { ...entry.ref, producer: entry.producer, segmentId: entry.segment.segmentId,
-    position: entry.position, bytes: entry.bytes, baseOffset: entry.baseOffset,
-    records: entry.records };
+function ackOf(piece: Piece): Ack {
+  return { ...piece.ref, producer: piece.producer, segmentId: piece.segment.segmentId,
+    position: piece.position, bytes: piece.bytes, baseOffset: piece.baseOffset,
+    records: piece.records };
 }
 
 function expired(message: string): SequencerError {
-  return new SequencerError('PMQ_ERR_RESERVATION_EXPIRED', `${message}: reserve again and ` +
-    'write the batch again');
+  return new SequencerError('PMQ_ERR_LEASE_EXPIRED', `${message}: lease again and write the ` +
+    'batch again', { retriable: true });
 }
+
+function invalid(message: string): SequencerError {
+  return new SequencerError('PMQ_ERR_LEASE_INVALID', message);
+}
+
+/**
+ * The smallest hole a fill can cover: a one-record control batch. Every size from here on is
+ * some control batch of one record or, where a record's length varint skips the size, of two
+ * (batch-size.ts), so gaps of 0 or at least this many bytes can always be filled.
+ */
+export const FILL_BYTES_MIN = recordBatchSizeBytesMin(1);
+
+/** Records of the control batch that fills `bytes` exactly (1, or 2 where 1 cannot). */
+export function fillRecords(bytes: number): number {
+  return recordBatchSizeReachable(bytes, 1) ? 1 : 2;
+}
+
+const gapFillable = (bytes: number): boolean => bytes === 0 || bytes >= FILL_BYTES_MIN;
+
+/** By default a lease is at most 1/8 of its segment (see #checkLease). */
+const LEASES_PER_SEGMENT_MIN = 8;
 
 const PERSISTED_NOTHING: PersistedResult = { acks: [], filled: [], persist: null, sealed: null };
 
@@ -77,8 +104,10 @@ export class Sequencer {
   #head = 0;
   /** Offset of the first record of an empty chain. */
   readonly #offsetFirst: number;
-  /** Reservations not yet durable, by id; insertion order is reservation (= time) order. */
-  readonly #inFlight = new Map<number, InFlight>();
+  /** Open leases, by id. */
+  readonly #leases = new Map<number, LeaseEntry>();
+  /** Pieces (batches and fills) not yet durable, by id. */
+  readonly #pieces = new Map<number, Piece>();
   readonly #outcomes = new Map<number, Outcome>();
   #idNext = 1;
   #nowLast = Number.NEGATIVE_INFINITY;
@@ -95,7 +124,7 @@ export class Sequencer {
     invariant(this.#byId.size === segments.length, 'segment ids unique');
   }
 
-  /** A new, empty partition: the first reserve asks for chainPosition 0. */
+  /** A new, empty partition: the first lease asks for chainPosition 0. */
   static create(config: SequencerConfig): Sequencer {
     return new Sequencer(config, [], config.offsetFirst ?? 0);
   }
@@ -113,36 +142,41 @@ export class Sequencer {
     return { sequencer, orphans: chain.orphans };
   }
 
-  /** Hands out room for one batch, or says which segment to allocate first. */
-  reserve(request: ReserveRequest): ReserveResult {
+  /**
+   * Hands out a write range, or says which segment to allocate first, or to wait while the
+   * full segment's leases end and its holes are filled.
+   */
+  lease(request: LeaseRequest): LeaseResult {
     this.#observe(request.now);
     const last = this.#segments[this.#segments.length - 1];
-    const active = last?.state === 'active' ? last : null;
-    this.#checkReserve(request, active?.sizeBytes ?? this.#settings.segmentSizeBytes);
-    if (active === null || active.roomBytes() < request.bytes) {
-      if (active !== null) active.state = 'sealing';
-      return { kind: 'need-segment', chainPosition: this.#chainPositionNext(),
-        baseOffset: this.offsetNext(), persist: this.#takePersist() };
+    const bytesMax = this.#checkLease(request, last?.sizeBytes ?? this.#settings.segmentSizeBytes);
+    if (last?.state === 'active' && last.roomBytes() >= request.bytesMin) {
+      const bytes = this.#leaseBytes(bytesMax, request.bytesMin, last.roomBytes());
+      const entry: LeaseEntry = { kind: 'lease', ref: this.#ref(), producer: request.producer,
+        segment: last, position: last.positionNext, end: last.positionNext + bytes,
+        front: last.positionNext, ahead: [], batches: new Map(), activeAtMs: request.now,
+        open: true };
+      last.placeLease(entry);
+      this.#leases.set(entry.ref.id, entry);
+      return { kind: 'leased', lease: { ...entry.ref, segmentId: last.segmentId,
+        position: entry.position, bytes } };
     }
-    const entry: InFlight = {
-      ref: { epoch: this.epoch, id: this.#idNext }, producer: request.producer, segment: active,
-      position: active.positionNext, bytes: request.bytes, baseOffset: active.offsetNext,
-      records: request.records, reservedAtMs: request.now, state: 'reserved',
-    };
-    invariant(Number.isSafeInteger(entry.baseOffset + entry.records), 'offsets below 2^53',
-      { baseOffset: entry.baseOffset });
-    this.#idNext += 1;
-    active.place(entry);
-    this.#inFlight.set(entry.ref.id, entry);
-    const { ref, position, bytes, baseOffset, records } = entry;
-    return { kind: 'reserved', reservation: { ...ref, segmentId: active.segmentId, position,
-      baseOffset, bytes, records } };
+    // Full: no more leases in it. Its offsets are final once every lease in it is used up or
+    // closed and its holes are filled; the leases are not closed here (their batches in flight
+    // would be refused and retried out of order): appends tell their holders to end them.
+    if (last?.state === 'active') last.state = 'sealing';
+    if (last !== undefined && last.state === 'sealing' && !last.fullyWritten()) {
+      return { kind: 'wait', persist: this.#takePersist() };
+    }
+    return { kind: 'need-segment', chainPosition: this.#chainPositionNext(),
+      baseOffset: this.offsetNext(), persist: this.#takePersist() };
   }
 
   /** The broker allocated the segment a `need-segment` asked for. */
   segmentAdded(added: SegmentAdded): void {
     const last = this.#segments[this.#segments.length - 1];
-    invariant(last === undefined || last.state !== 'active', 'a segment is added after a seal',
+    invariant(last === undefined || (last.state !== 'active' && last.fullyWritten()),
+      'a segment is added after a seal, once the sealing segment is fully written',
       { segmentId: added.segmentId });
     invariant(added.chainPosition === this.#chainPositionNext() &&
       added.baseOffset === this.offsetNext(), 'added segment continues the chain',
@@ -156,69 +190,125 @@ export class Sequencer {
     this.#byId.set(segment.segmentId, segment);
   }
 
-  /** The producer wrote its batch. Commits may come in any order; a retry is harmless. */
-  commit(ref: ReservationRef, now: number): CommitResult {
-    this.#observe(now);
-    if (ref.epoch !== this.epoch) {
-      return { kind: 'refused', revoke: null,
-        error: expired(`reservation ${ref.id} of epoch ${ref.epoch} is from an earlier broker`) };
-    }
-    const entry = this.#inFlight.get(ref.id);
-    if (entry !== undefined) {
-      if (entry.state === 'reserved') {
-        entry.state = 'committed';
-        entry.segment.advanceWritten();
-        return { kind: 'committed', persist: this.#takePersist() };
-      }
-      if (entry.state === 'committed') return { kind: 'committed', persist: null };
-      return { kind: 'refused', revoke: entry.producer,
-        error: expired(`reservation ${ref.id} expired and its hole is being filled`) };
-    }
-    const outcome = this.#outcomes.get(ref.id);
-    if (outcome?.kind === 'acked') return { kind: 'durable', ack: outcome.ack };
-    if (outcome?.kind === 'expired') {
-      return { kind: 'refused', revoke: outcome.producer,
-        error: expired(`reservation ${ref.id} expired and its hole was filled`) };
-    }
-    const what = Number.isSafeInteger(ref.id) && ref.id >= 1 && ref.id < this.#idNext
-      ? 'is no longer remembered' : 'was never issued';
-    return { kind: 'refused', revoke: null, error: expired(`reservation ${ref.id} ${what}`) };
-  }
-
   /**
-   * Where a reservation stands (idempotent retries ask): in flight (its state), `acked`,
-   * `expired`, or `unknown` (another epoch, never issued, or no longer remembered).
+   * A producer wrote a batch into its lease and says where. Batches of a lease may be
+   * appended in any order; an exact repeat (a retry) answers `again`.
    */
-  reservationState(ref: ReservationRef): InFlight['state'] | Outcome['kind'] | 'unknown' {
-    if (ref.epoch !== this.epoch) return 'unknown';
-    return this.#inFlight.get(ref.id)?.state ?? this.#outcomes.get(ref.id)?.kind ?? 'unknown';
+  append(request: AppendRequest): AppendResult {
+    this.#observe(request.now);
+    const { lease: ref, position, bytes, records } = request;
+    if (ref.epoch !== this.epoch) {
+      return { kind: 'refused', error: expired(`lease ${ref.id} of epoch ${ref.epoch} is from ` +
+        'an earlier broker') };
+    }
+    const lease = this.#leases.get(ref.id);
+    if (lease === undefined) {
+      return { kind: 'refused', error: expired(`lease ${ref.id} is closed (expired, released ` +
+        'or its segment full)') };
+    }
+    const known = lease.batches.get(position);
+    if (known !== undefined && known.bytes === bytes && known.records === records) {
+      // A batch leaves #pieces only when it is acknowledged: its ack, even once the outcome
+      // is no longer remembered (a long lease outlives outcomesRememberedMax other acks).
+      const ack = this.#pieces.has(known.ref.id) ? null : ackOf(known);
+      return { kind: 'again', ref: known.ref, ack };
+    }
+    const refusal = this.#checkAppend(lease, position, bytes, records);
+    if (refusal !== null) return { kind: 'refused', error: refusal };
+    // At the limit, one batch is still taken: the one at the written prefix of a segment that
+    // is durable up to it. Nothing else could make that segment's pieces durable and bring the
+    // count down (the pieces behind a hole wait for it), so refusing it would stall the
+    // partition until the lease expired. Once it is in, a persist is due and the rest waits.
+    const { written, durable } = lease.segment;
+    const unblocks = position === written.position && written.position === durable.position;
+    if (this.reservationsInFlight() >= this.#settings.reservationsMax && !unblocks) {
+      return { kind: 'refused', error: new SequencerError('PMQ_ERR_BUSY', 'partition has ' +
+        `${this.reservationsInFlight()} leases and batches in flight (the maximum): append ` +
+        'again after some are durable', { retriable: true }) };
+    }
+    const piece: Piece = { kind: 'batch', ref: this.#ref(), producer: lease.producer,
+      segment: lease.segment, position, bytes, records, baseOffset: -1, state: 'written' };
+    lease.activeAtMs = request.now;
+    this.#pieces.set(piece.ref.id, piece);
+    lease.segment.append(lease, piece);
+    return { kind: 'appended', ref: piece.ref, persist: this.#takePersist() };
   }
 
   /**
-   * Reservations older than the timeout and not committed become fills. Revoke each fill's
-   * producer, write the control batch, then call fillWritten.
+   * The producer is done with a lease (or the broker ends it: the producer's session ended, a
+   * duplicate was written into it). Its gaps become fills. Unknown or closed: nothing.
+   */
+  release(ref: ReservationRef, now: number, options: { revoked?: boolean } = {}):
+    { fills: Fill[]; persist: PersistRequest | null } {
+    this.#observe(now);
+    const lease = ref.epoch === this.epoch ? this.#leases.get(ref.id) : undefined;
+    if (lease === undefined) return { fills: [], persist: null };
+    const fills = this.#close(lease, options.revoked === true);
+    return { fills, persist: this.#takePersist() };
+  }
+
+  /** The batch appended at `position` of an open lease, or null. */
+  appendedAt(lease: ReservationRef, position: number): ReservationRef | null {
+    if (lease.epoch !== this.epoch) return null;
+    return this.#leases.get(lease.id)?.batches.get(position)?.ref ?? null;
+  }
+
+  /**
+   * Whether a lease's producer should place no more batches in it: it is closed, or its
+   * segment is full (the seal waits for its leases to be released or used up).
+   */
+  leaseEnding(ref: ReservationRef): boolean {
+    if (ref.epoch !== this.epoch) return true;
+    const lease = this.#leases.get(ref.id);
+    return lease === undefined || lease.segment.state !== 'active';
+  }
+
+  /** The producer that holds an open lease (its grant's name), or null. */
+  leaseProducer(ref: ReservationRef): ProducerId | null {
+    if (ref.epoch !== this.epoch) return null;
+    return this.#leases.get(ref.id)?.producer ?? null;
+  }
+
+  /**
+   * Where a batch stands (idempotent retries ask): `written` (appended, not yet durable),
+   * `acked`, or `unknown` (another epoch, a fill, or no longer remembered).
+   */
+  batchState(ref: ReservationRef): 'written' | 'acked' | 'unknown' {
+    if (ref.epoch !== this.epoch) return 'unknown';
+    const piece = this.#pieces.get(ref.id);
+    if (piece !== undefined) return piece.kind === 'batch' ? 'written' : 'unknown';
+    return this.#outcomes.get(ref.id)?.kind === 'acked' ? 'acked' : 'unknown';
+  }
+
+  /** The ack of a durable batch still remembered, or null. */
+  ackOf(ref: ReservationRef): Ack | null {
+    if (ref.epoch !== this.epoch) return null;
+    const outcome = this.#outcomes.get(ref.id);
+    return outcome?.kind === 'acked' ? outcome.ack : null;
+  }
+
+  /**
+   * Leases without an append for the timeout are closed: revoke each fill's producer, write
+   * the control batch, then call fillWritten.
    */
   expire(now: number): { fills: Fill[] } {
     this.#observe(now);
     const fills: Fill[] = [];
-    for (const entry of this.#inFlight.values()) {
-      if (entry.reservedAtMs + this.#settings.reservationTimeoutMs > now) break;
-      if (entry.state !== 'reserved') continue;
-      entry.state = 'filling';
-      fills.push({ ref: entry.ref, revoke: entry.producer, segmentId: entry.segment.segmentId,
-        position: entry.position, bytes: entry.bytes, baseOffset: entry.baseOffset,
-        records: entry.records });
+    for (const lease of [...this.#leases.values()]) {
+      if (lease.activeAtMs + this.#settings.reservationTimeoutMs > now) continue;
+      fills.push(...this.#close(lease));
     }
     return { fills };
   }
 
   /** The broker wrote the control batch of a fill. */
   fillWritten(ref: ReservationRef): { persist: PersistRequest | null } {
-    const entry = this.#inFlight.get(ref.id);
-    invariant(ref.epoch === this.epoch && entry !== undefined && entry.state === 'filling',
-      'fillWritten names a fill that expire() returned', { ...ref, state: entry?.state });
-    entry.state = 'filled';
-    entry.segment.advanceWritten();
+    const piece = this.#pieces.get(ref.id);
+    invariant(ref.epoch === this.epoch && piece !== undefined && piece.kind === 'fill' &&
+      piece.state === 'filling', 'fillWritten names a fill that the sequencer returned',
+    { ...ref, state: piece?.state });
+    piece.state = 'filled';
+    piece.segment.advanceWritten();
     return { persist: this.#takePersist() };
   }
 
@@ -237,17 +327,14 @@ export class Sequencer {
       { segmentId: segment.segmentId });
     const acks: Ack[] = [];
     const filled: ReservationRef[] = [];
-    for (const entry of segment.applyPersisted(request)) {
-      invariant(entry.state === 'committed' || entry.state === 'filled', 'durable means written',
-        { id: entry.ref.id, state: entry.state });
-      this.#inFlight.delete(entry.ref.id);
-      if (entry.state === 'committed') {
-        const ack = ackOf(entry);
+    for (const piece of segment.applyPersisted(request)) {
+      this.#pieces.delete(piece.ref.id);
+      if (piece.kind === 'batch') {
+        const ack = ackOf(piece);
         acks.push(ack);
-        this.#remember(entry.ref.id, { kind: 'acked', ack });
+        this.#remember(piece.ref.id, { kind: 'acked', ack });
       } else {
-        filled.push(entry.ref);
-        this.#remember(entry.ref.id, { kind: 'expired', producer: entry.producer });
+        filled.push(piece.ref);
       }
     }
     let sealed: SegmentId | null = null;
@@ -305,14 +392,15 @@ export class Sequencer {
     return head === undefined ? this.#offsetFirst : head.durable.offsetLast + 1;
   }
 
-  /** The offset the next reservation starts at. */
+  /** The offset after the last one handed out (the next segment's baseOffset once full). */
   offsetNext(): number {
     const last = this.#segments[this.#segments.length - 1];
-    return last === undefined ? this.#offsetFirst : last.offsetNext;
+    return last === undefined ? this.#offsetFirst : last.written.offsetLast + 1;
   }
 
+  /** Open leases and pieces not yet durable: what the partition holds in memory. */
   reservationsInFlight(): number {
-    return this.#inFlight.size;
+    return this.#pieces.size + this.#leases.size;
   }
 
   segments(): SegmentView[] {
@@ -325,32 +413,98 @@ export class Sequencer {
     this.#nowLast = now;
   }
 
-  #checkReserve(request: ReserveRequest, segmentSizeBytes: number): void {
-    const { bytes, records } = request;
-    const countValid = Number.isSafeInteger(records) && records >= 1 &&
-      records <= RECORDS_PER_BATCH_MAX;
-    const sizeBytesMin = countValid ? recordBatchSizeBytesMin(records) : Number.NaN;
-    if (!countValid || !Number.isSafeInteger(bytes) || bytes < sizeBytesMin) {
-      throw new SequencerError('PMQ_ERR_RESERVATION_INVALID', `reserve of ${bytes} bytes for ` +
-        `${records} records: records must be 1..${RECORDS_PER_BATCH_MAX} and a RecordBatch v2 ` +
-        `of that many records needs at least ${sizeBytesMin} bytes`);
-    }
-    if (!recordBatchSizeReachable(bytes, records)) {
-      throw new SequencerError('PMQ_ERR_RESERVATION_INVALID', `no RecordBatch v2 of ${records} ` +
-        `record is exactly ${bytes} bytes long (a record's length varint skips this size): ` +
-        'fix the producer\'s size computation');
-    }
+  #ref(): ReservationRef {
+    const ref = { epoch: this.epoch, id: this.#idNext };
+    this.#idNext += 1;
+    return ref;
+  }
+
+  /** Checks a lease request (a producer's numbers); returns the lease size to aim for. */
+  #checkLease(request: LeaseRequest, segmentSizeBytes: number): number {
+    const { bytes, bytesMin } = request;
     const limit = Math.min(segmentSizeBytes, RECORD_BATCH_SIZE_BYTES_MAX);
-    if (bytes > limit) {
-      throw new SequencerError('PMQ_ERR_RECORD_TOO_LARGE', `batch of ${bytes} bytes exceeds ` +
+    if (!Number.isSafeInteger(bytesMin) || bytesMin < FILL_BYTES_MIN ||
+        !Number.isSafeInteger(bytes)) {
+      throw invalid(`lease of ${bytes} bytes for a batch of ${bytesMin}: both must be whole ` +
+        `numbers and a batch at least ${FILL_BYTES_MIN} bytes (one record)`);
+    }
+    if (bytesMin > limit) {
+      throw new SequencerError('PMQ_ERR_RECORD_TOO_LARGE', `batch of ${bytesMin} bytes exceeds ` +
         `the ${limit}-byte limit (the partition's segment size): split it into smaller ` +
         'batches (lower batch.size / max.request.size) or use larger segments');
     }
-    if (this.#inFlight.size >= this.#settings.reservationsMax) {
-      throw new SequencerError('PMQ_ERR_BUSY', `partition has ${this.#inFlight.size} ` +
-        'reservations in flight (the maximum): retry after some are committed',
+    if (this.reservationsInFlight() >= this.#settings.reservationsMax) {
+      throw new SequencerError('PMQ_ERR_BUSY', `partition has ${this.reservationsInFlight()} ` +
+        'leases and batches in flight (the maximum): retry after some are durable',
       { retriable: true });
     }
+    // Not past the largest batch either: a hole can be as large as its lease, and its fill is
+    // one control batch (segments may be larger than a batch can be). And at most a fraction
+    // of the segment: a full segment seals by closing every lease in it, so a lease as large
+    // as the segment would be closed by the next producer's lease, and that one by the next.
+    const cap = Math.max(bytesMin, Math.floor(segmentSizeBytes / this.#settings.leaseFraction));
+    return Math.min(Math.max(bytes, bytesMin), limit, cap);
+  }
+
+  /**
+   * The size of a lease for `bytesMin` in `room`: what #checkLease allowed, cut to the room,
+   * and never leaving 1..FILL_BYTES_MIN-1 bytes after the first batch (no batch could follow
+   * there, and no control batch could fill it).
+   */
+  #leaseBytes(bytesMax: number, bytesMin: number, room: number): number {
+    const bytes = Math.min(bytesMax, room);
+    return gapFillable(bytes - bytesMin) ? bytes : bytesMin;
+  }
+
+  /** Why an append cannot be taken (a producer's numbers), or null. */
+  #checkAppend(lease: LeaseEntry, position: number, bytes: number, records: number):
+    SequencerError | null {
+    const countValid = Number.isSafeInteger(records) && records >= 1 &&
+      records <= RECORDS_PER_BATCH_MAX;
+    const sizeBytesMin = countValid ? recordBatchSizeBytesMin(records) : Number.NaN;
+    if (!countValid || !Number.isSafeInteger(bytes) || bytes < sizeBytesMin ||
+        !recordBatchSizeReachable(bytes, records)) {
+      return invalid(`append of ${bytes} bytes for ${records} records: records must be ` +
+        `1..${RECORDS_PER_BATCH_MAX} and some RecordBatch v2 of that many records exactly ` +
+        `that long (at least ${sizeBytesMin} bytes)`);
+    }
+    if (!Number.isSafeInteger(position) || position < lease.front ||
+        position + bytes > lease.end) {
+      return invalid(`append at ${position} of ${bytes} bytes lies outside the unwritten part ` +
+        `${lease.front}..${lease.end} of lease ${lease.ref.id}`);
+    }
+    const next = lease.ahead.find((other) => other.position + other.bytes > position);
+    const previousEnd = lease.ahead.reduce((end, other) => other.position < position
+      ? other.position + other.bytes : end, lease.front);
+    const nextStart = next?.position ?? lease.end;
+    if (nextStart < position + bytes || previousEnd > position) {
+      return invalid(`append at ${position} of ${bytes} bytes overlaps a batch appended before`);
+    }
+    if (!gapFillable(position - previousEnd) || !gapFillable(nextStart - position - bytes)) {
+      return invalid(`append at ${position} of ${bytes} bytes leaves a gap of 1..` +
+        `${FILL_BYTES_MIN - 1} bytes in lease ${lease.ref.id}, which no batch can fill: ` +
+        `place batches back to back and leave 0 or at least ${FILL_BYTES_MIN} bytes`);
+    }
+    return null;
+  }
+
+  /**
+   * Closes an open lease: its gaps become fills (returned, state filling). `revoked`: its grant
+   * is revoked already, so an unwritten rest at the active segment's end is given back
+   * instead of filled (nothing can land there any more).
+   */
+  #close(lease: LeaseEntry, revoked = false): Fill[] {
+    this.#leases.delete(lease.ref.id);
+    const pieces = lease.segment.closeLease(lease, revoked, (position, bytes) => {
+      const piece: Piece = { kind: 'fill', ref: this.#ref(), producer: lease.producer,
+        segment: lease.segment, position, bytes, records: fillRecords(bytes), baseOffset: -1,
+        state: 'filling' };
+      this.#pieces.set(piece.ref.id, piece);
+      return piece;
+    });
+    return pieces.map((piece) => ({ ref: piece.ref, revoke: piece.producer,
+      segmentId: piece.segment.segmentId, position: piece.position, bytes: piece.bytes,
+      records: piece.records }));
   }
 
   #chainPositionNext(): number {

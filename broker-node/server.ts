@@ -1,6 +1,6 @@
 /**
  * The broker's request handlers (docs/wire-protocol.md, "Client → broker"): topics, produce
- * (reserve/commit), fetch views with long polls, group offsets. Every refusal is a PmqError
+ * (lease/append), fetch views with long polls, group offsets. Every refusal is a PmqError
  * with a code from docs/error-codes.md and a message saying what to do; the control channel
  * turns it into an `error` reply and the broker keeps serving.
  *
@@ -17,6 +17,7 @@
  * next recovery frees).
  */
 import { reservedTopic } from '../common/metadata-log.js';
+import { ProducerOwners } from './producer-owners.js';
 import { PmqError } from '../common/errors.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
@@ -204,17 +205,28 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
     access.check(session, topicOf(r.topic), 'describe');
     return describeTopic(context, r.topic);
   });
-  serve('producerInit', () => ({ kind: 'producerId',
-    body: { producerId: context.producerId(), producerEpoch: 0 } }));
-  serve('reserve', (_ep, r, session) => {
-    access.check(session, topicOf(r.topic), 'write');
-    return partitionOf(context, r.topic, r.partition).reserve(r, session.id);
+  const producerOwners = new ProducerOwners();
+  serve('producerInit', (_ep, _r, session) => {
+    const producerId = context.producerId();
+    // Without authentication every session is anyone: there is no user to bind the id to.
+    if (session.authenticated) producerOwners.issued(producerId, session.principal);
+    return { kind: 'producerId', body: { producerId, producerEpoch: 0 } };
   });
-  serve('commit', async (_ep, r, session) => {
+  serve('lease', async (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'write');
     const partition = partitionOf(context, r.topic, r.partition);
-    return { kind: 'acked', body: { baseOffset: await partition.commit(r.epoch,
-      r.reservationId, session.id) } };
+    return { kind: 'leased', body: await partition.lease(r, session.id) };
+  });
+  serve('append', (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'write');
+    if (session.authenticated) producerOwners.check(r.producerId, session.principal);
+    return partitionOf(context, r.topic, r.partition).append(r, session.id);
+  });
+  serve('leaseRelease', async (_ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'write');
+    await partitionOf(context, r.topic, r.partition).release({ epoch: r.epoch, id: r.leaseId },
+      session.id);
+    return DONE;
   });
   serve('fetchView', (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'read');

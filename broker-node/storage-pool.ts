@@ -35,7 +35,8 @@ export type SegmentEntryMessage = Body<'segment'>;
 
 /** Requests to storage whose body carries the broker's epoch (filled in by the pool). */
 type EpochRequest = Exclude<RequestKind, 'storageHello' | 'epochRaise' | 'hello' | 'topicCreate' |
-  'topicDelete' | 'topicList' | 'topicDescribe' | 'producerInit' | 'reserve' | 'commit' |
+  'topicDelete' | 'topicList' | 'topicDescribe' | 'producerInit' | 'lease' | 'append' |
+  'leaseRelease' |
   'fetchView' | 'offsetCommit' | 'offsetFetch' | 'authStart' | 'authFinish' | 'ticketRefresh' |
   'brokerAuth' | 'sessionBind' | 'directKey' | 'quarantineList' | 'quarantineFree'>;
 type WithoutEpoch<K extends EpochRequest> = Omit<Body<K>, 'epoch'>;

@@ -12,6 +12,8 @@ import { loadClusterKey } from './storage.js';
 
 /** A fenced broker exits (code 2) within this long, whatever its stop is waiting for. */
 const FENCED_EXIT_MS = 2_000;
+/** Time for the PMQ_ERR_FENCED answers already sent to leave (loopback: well under 1 ms). */
+const FENCED_REPLY_GRACE_MS = 200;
 
 export interface BrokerCliOptions {
   listen: string;
@@ -32,16 +34,18 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
   const storage = opts.storage.split(',').filter((text) => text.length > 0)
     .map((text) => parseHostPort(text));
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
-  let broker: Broker | undefined;
   // The broker logged why at error level and answers every request PMQ_ERR_FENCED by now
-  // (broker.ts); stop, and exit 2 within FENCED_EXIT_MS even if a stop step hangs.
+  // (broker.ts). It exits without a graceful stop: nothing it could still do helps (its
+  // storage requests are refused), and a stop would run more of its code — lease revocations,
+  // hole fills, closing its transport with requests in flight — after it lost its epoch. It
+  // waits FENCED_REPLY_GRACE_MS so the PMQ_ERR_FENCED answers already given reach their
+  // clients, flushes the log, and exits 2 (within FENCED_EXIT_MS even if the flush hangs).
   const onFenced = (why: string): void => {
-    process.stderr.write(`pmq: fenced by a newer broker (${why}); stopping, exit code 2\n`);
-    const exit = (): void => { log.flush(() => process.exit(2)); };
+    process.stderr.write(`pmq: fenced by a newer broker (${why}); exiting with code 2\n`);
     setTimeout(() => process.exit(2), FENCED_EXIT_MS);
-    (broker?.stop() ?? Promise.resolve()).catch(() => undefined).finally(exit);
+    setTimeout(() => log.flush(() => process.exit(2)), FENCED_REPLY_GRACE_MS);
   };
-  broker = await startBroker({ host: listen.host, port: listen.port, storage,
+  const broker = await startBroker({ host: listen.host, port: listen.port, storage,
     dataDir: opts.dataDir, log, clusterKey, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll,
     reservationTimeoutMs: opts.reservationTimeoutMs, onFenced,
@@ -72,8 +76,8 @@ export function addBrokerOptions(command: Command, defaultListen: string): Comma
   return command
     .option('--listen <host:port>', 'address clients connect to (port 0: a free one)',
       defaultListen)
-    .addOption(new Option('--reservation-timeout-ms <ms>', 'expire a reservation not ' +
-      'committed within this long and fill its hole')
+    .addOption(new Option('--reservation-timeout-ms <ms>', 'close a producer\'s lease ' +
+      'after this long without an append and fill its unwritten rest')
       .argParser(integerArgument('--reservation-timeout-ms',
         SEQUENCER_LIMITS.reservationTimeoutMsMin, SEQUENCER_LIMITS.reservationTimeoutMsMax)))
     .addOption(new Option('--auth-file <file>', 'turn client authentication on: SCRAM users ' +

@@ -1,7 +1,8 @@
 /**
  * `pmq dev`: the embedded default for development, one command on one machine: a storage node
  * on a /dev/shm region and a broker in front of it, as two child processes of `pmq` itself
- * (each process may open only one UCX transport). Prints both addresses; Ctrl-C (SIGINT) or
+ * (a process could hold both transports now, docs/native-transport.md "Handles"; two processes
+ * is what `pmq dev` does today). Prints both addresses; Ctrl-C (SIGINT) or
  * SIGTERM stops the broker, then the storage node. If either child dies, the other is stopped
  * and `pmq dev` exits 1. Both children get the same cluster key: --cluster-key-file (or
  * PMQ_CLUSTER_KEY_FILE) when given, else `cluster.key` in the data directory, made on first run.

@@ -1,32 +1,41 @@
 /**
- * Sends one partition's batches: encode → reserve → write → commit → acked.
+ * Sends one partition's batches: encode → place in the session's lease → write → append →
+ * acked. Two sequential round trips per batch (the write to the storage node, the append to
+ * the broker); the lease itself (one broker round trip, with one grant creation on the
+ * storage node) is taken once per `leaseBytes` of batches (docs/clients.md, "Leases").
  *
- * Each batch is encoded once, straight into a pooled buffer (its exact size is what `reserve`
- * asks for), gets the sequencer's baseOffset patched in (setBaseOffset; the CRC does not cover
- * it), and is written with writeValidated to the storage node at the reserved address under
- * the reservation's grant. Up to `maxInFlightBatches` batches of a partition are in flight;
- * their `reserve` requests are issued one after another, so offsets follow send order.
+ * Each batch is encoded once, straight into a pooled buffer, with baseOffset 0: offsets are
+ * assigned by the broker when the batch is appended (in position order) and patched into the
+ * header by the storage node before it persists (the CRC does not cover the field). Batches
+ * are placed back to back in the lease, in send order, and their appends are sent in that
+ * order too (so an idempotent producer's sequences arrive in order); up to
+ * `maxInFlightBatches` batches of a partition are in flight. A placement always leaves the
+ * lease's rest either empty or large enough for the control batch that fills it when the lease
+ * ends (FILL_BYTES_MIN).
  *
- * Retries (up to `retries`, exponential backoff from `retryBackoffMs`): a retriable reserve
- * failure repeats the reserve; a failed write or an expired reservation starts the batch over
- * with a new reserve (the abandoned reservation expires and the broker fills it); a commit
- * whose reply was lost is repeated (commits are idempotent at the sequencer). A batch that
- * starts over while later batches of the partition are in flight lands after them, as in
- * Kafka without idempotence: set maxInFlightBatches to 1 for strict order under failures.
+ * Retries (up to `retries`, exponential backoff from `retryBackoffMs`): a retriable append
+ * failure repeats the append (an exact repeat is answered like the first); a failed write, a
+ * closed lease or a lost grant starts the batch over in a new lease (the abandoned bytes are
+ * filled by the broker). A batch that starts over while later batches of the partition are in
+ * flight lands after them, as in Kafka without idempotence: set maxInFlightBatches to 1 for
+ * strict order under failures.
  *
  * Idempotence (producerId ≥ 0): each batch carries the partition's next sequence, fixed at
- * encode time, and every retry of the batch (reserve, or starting over) sends the same one, so
- * the broker stores it once: a retry of a batch already durable is answered `duplicate` with
- * its original offset (nothing is written or committed again). PMQ_ERR_OUT_OF_ORDER_SEQUENCE
- * (the broker lost track of this producer's sequence) drops the producer id: the batch is
- * encoded again under a new one (sequences restart at 0) and sent again.
+ * encode time, and every retry sends the same one, so the broker stores it once: a retry of a
+ * batch already appended is answered `duplicate` with its original offset (the retry's copy is
+ * filled over). PMQ_ERR_OUT_OF_ORDER_SEQUENCE (the broker lost track of this producer's
+ * sequence) drops the producer id: the batch is encoded again under a new one (sequences
+ * restart at 0) and sent again.
+ *
+ * An idle sender (nothing queued or in flight for LEASE_IDLE_RELEASE_MS) releases its lease:
+ * until then, the rest of its lease holds back other producers' batches placed after it.
  */
 import { PmqError, type ErrorCode } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import {
-  encodePlannedRecordBatchInto, planRecordBatch, setBaseOffset, type EncodeOptions,
+  encodePlannedRecordBatchInto, planRecordBatch, type EncodeOptions,
 } from '../common/record-batch/index.js';
-import type { Body, Message } from '../common/wire/messages.js';
+import type { Body } from '../common/wire/messages.js';
 import type { ProducerBatch } from './accumulator.js';
 import type { Connection } from './connection.js';
 import { RecordTooLargeError, toClientError } from './errors.js';
@@ -37,6 +46,8 @@ export interface SenderOptions {
   idempotent: boolean;
   maxInFlightBatches: number;
   maxRecordBatchBytes: number;
+  /** The write range asked for per lease (the broker may give less: a segment's room). */
+  leaseBytes: number;
   retries: number;
   retryBackoffMs: number;
   requestTimeoutMs: number;
@@ -51,9 +62,7 @@ export interface IdentitySource {
   forget(producerId: number): void;
 }
 
-type ReserveAnswer = Message<'reserved'> | Message<'duplicate'>;
-
-/** What the producer does when a batch settles. */
+/** What the producer does when a batch settles. baseOffset -1: not known (acks 'none'). */
 export interface BatchOutcome<S> {
   written(batch: ProducerBatch<S>, baseOffset: number): void;
   failed(batch: ProducerBatch<S>, error: PmqError): void;
@@ -67,11 +76,49 @@ interface Encoded {
   baseSequence: number;
 }
 
-const RETRY_AS_NEW_BATCH = new Set<ErrorCode>(['PMQ_ERR_RESERVATION_EXPIRED',
+/** A lease this sender holds: where its next batch goes, and what is still being written. */
+interface HeldLease {
+  readonly body: Body<'leased'>;
+  readonly session: number;
+  /** Bytes of the lease placed so far. */
+  used: number;
+  /** Placements whose append is not issued yet (nor given up). */
+  unsent: number;
+  /** Wakes the lease's retirement once `unsent` reaches 0. */
+  onDrained: (() => void) | null;
+  /** The broker said its segment is full (acked.leaseEnd): place nothing more in it. */
+  ending: boolean;
+}
+
+/** One batch's place: its lease, segment position and region address. */
+interface Placement {
+  readonly lease: HeldLease;
+  readonly position: number;
+  readonly address: number;
+  /** Resolves once the append of the placement before it was issued (or given up). */
+  readonly turn: Promise<void>;
+  /** Issued (or given up): lets the next placement's append go. */
+  readonly issued: () => void;
+  done: boolean;
+}
+
+const RETRY_AS_NEW_BATCH = new Set<ErrorCode>(['PMQ_ERR_LEASE_EXPIRED',
   'PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_FENCED']);
+
+/** What a batch meets when the broker closed its lease under it. */
+const LEASE_CLOSED = new Set<ErrorCode>(['PMQ_ERR_LEASE_EXPIRED', 'PMQ_ERR_GRANT_REVOKED']);
 
 /** Kafka's sequences are int32 and wrap. */
 const SEQUENCE_MODULUS = 0x8000_0000;
+
+/**
+ * The smallest rest of a lease the broker can fill (a one-record control batch): a placement
+ * leaves 0 or at least this many bytes (broker-node/sequencer.ts, FILL_BYTES_MIN).
+ */
+export const LEASE_REST_BYTES_MIN = 68;
+
+/** An idle sender gives its lease back after this long (other producers wait behind it). */
+export const LEASE_IDLE_RELEASE_MS = 50;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -83,10 +130,15 @@ export class PartitionSender<S> {
   /** Start order of the batches not yet settled (ascending), and the next one's. */
   private readonly unsettled: number[] = [];
   private ordinalNext = 0;
-  private reserveTurn: Promise<unknown> = Promise.resolve();
   /** The next sequence of `sequenceOwner` (a producer id) on this partition. */
   private sequence = 0;
   private sequenceOwner = -1;
+  private lease: HeldLease | null = null;
+  /** Placements happen one at a time, in start order (a new lease may be awaited). */
+  private placeTurn: Promise<unknown> = Promise.resolve();
+  /** The issue signal of the latest placement: the next one's append waits for it. */
+  private lastIssued: Promise<void> = Promise.resolve();
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly topic: string, private readonly partition: number,
     private readonly connection: Connection, private readonly pool: BufferPool,
@@ -112,6 +164,11 @@ export class PartitionSender<S> {
     return this.queue.length === 0 && this.hasRoom();
   }
 
+  /** Gives the lease back (the producer closes). */
+  close(): void {
+    this.releaseLease();
+  }
+
   private hasRoom(): boolean {
     const oldest = this.unsettled[0] ?? this.ordinalNext;
     return this.options.idempotent
@@ -125,8 +182,12 @@ export class PartitionSender<S> {
    * keeps retrying is never pushed out of the broker's producer state (PRODUCER_LIMITS).
    */
   private pump(): void {
+    if (this.idleTimer !== undefined) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+    }
     for (;;) {
-      if (!this.hasRoom() || this.queue.length === 0) return;
+      if (!this.hasRoom() || this.queue.length === 0) break;
       const batch = this.queue.shift()!;
       const ordinal = this.ordinalNext;
       this.ordinalNext += 1;
@@ -138,6 +199,13 @@ export class PartitionSender<S> {
         this.outcome.done(batch);
         this.pump();
       });
+    }
+    if (!this.busy && this.lease !== null) {
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = undefined;
+        if (!this.busy) this.releaseLease();
+      }, LEASE_IDLE_RELEASE_MS);
+      this.idleTimer.unref?.();
     }
   }
 
@@ -169,7 +237,7 @@ export class PartitionSender<S> {
     }
   }
 
-  /** Encodes the batch into a pooled buffer; the exact size is what reserve asks for. */
+  /** Encodes the batch into a pooled buffer (baseOffset 0: the storage node patches it). */
   private encode(batch: ProducerBatch<S>, identity: ProducerIdentity): Encoded {
     if (identity.producerId !== this.sequenceOwner) {
       this.sequenceOwner = identity.producerId;
@@ -181,7 +249,6 @@ export class PartitionSender<S> {
     if (identity.producerId >= 0) {
       this.sequence = (this.sequence + batch.records.length) % SEQUENCE_MODULUS;
     }
-    // Planned once: the plan's exact size is both what reserve asks for and what is written.
     const plan = planRecordBatch(batch.records, options);
     const { sizeBytes } = plan;
     if (sizeBytes > this.options.maxRecordBatchBytes) {
@@ -194,68 +261,165 @@ export class PartitionSender<S> {
   }
 
   /**
-   * Reserve, write, commit; starts over after a failed write or a lost reservation. Reserve
-   * and commit retry their own request first, so their failures start over only when the
-   * reservation itself is gone.
+   * Place, write, append; starts over in a new lease after a failed write or a lost lease.
+   * The append retries its own request first, so its failures start over only when the lease
+   * itself is gone.
    */
   private async deliver(batch: ProducerBatch<S>, encoded: Encoded): Promise<number> {
+    let reported = false; // acks 'none': written() once, whatever the retries
     for (let attempt = 0; ; attempt += 1) {
       let stage: 'request' | 'write' = 'request';
-      let session = -1;
+      let placement: Placement | undefined;
       try {
-        const reserved = await this.reserveInTurn(batch, encoded);
-        session = this.connection.session;
-        if (reserved.kind === 'duplicate') {
-          // Durable already (an earlier attempt's ack was lost): store nothing again.
-          if (this.options.acks === 'none') this.outcome.written(batch, reserved.baseOffset);
-          return reserved.baseOffset;
-        }
-        setBaseOffset(encoded.buffer, 0, reserved.baseOffset);
+        placement = await this.placeInTurn(encoded.sizeBytes);
+        const { body } = placement.lease;
         stage = 'write';
-        const ep = await this.connection.storageEndpoint(reserved.nodeId);
-        await this.connection.transport.writeValidated(ep, { id: reserved.grantId,
-          epoch: reserved.grantEpoch, key: reserved.grantKey }, reserved.address, encoded.buffer,
-            0, encoded.sizeBytes);
+        const ep = await this.connection.storageEndpoint(body.nodeId);
+        await this.connection.transport.writeValidated(ep, { id: body.grantId,
+          epoch: body.grantEpoch, key: body.grantKey }, placement.address, encoded.buffer,
+        0, encoded.sizeBytes);
         stage = 'request';
-        if (this.options.acks === 'none') this.outcome.written(batch, reserved.baseOffset);
-        await this.commit(reserved);
-        return reserved.baseOffset;
+        if (this.options.acks === 'none' && !reported) {
+          reported = true;
+          this.outcome.written(batch, -1);
+        }
+        return await this.append(batch, encoded, placement);
       } catch (error) {
+        if (placement !== undefined) this.settle(placement);
         const mapped = toClientError(error, { what: 'sending a batch', topic: this.topic,
           partition: this.partition });
-        // A commit refused because the broker connection (its session) changed since the
-        // reserve: reserve again from the new session, which takes the reservation over.
         const again = RETRY_AS_NEW_BATCH.has(mapped.code) ||
           (stage === 'write' && mapped.retriable) ||
-          (mapped.code === 'PMQ_ERR_DENIED' && session >= 0 &&
-            session !== this.connection.session);
+          (mapped.code === 'PMQ_ERR_DENIED' && placement !== undefined &&
+            placement.lease.session !== this.connection.session);
+        if (again && placement !== undefined) this.dropLease(placement.lease);
         if (!again || attempt >= this.options.retries) throw mapped;
         this.log.debug({ code: mapped.code, attempt }, 'batch retried');
-        await sleep(this.options.retryBackoffMs * 2 ** attempt);
+        // A lease closed under the batch (expired, its segment full) is routine: no backoff.
+        const routine = attempt === 0 && LEASE_CLOSED.has(mapped.code);
+        if (!routine) await sleep(this.options.retryBackoffMs * 2 ** attempt);
       }
     }
   }
 
-  /** Reserves after every earlier batch of this partition has reserved (offsets in order). */
-  private reserveInTurn(batch: ProducerBatch<S>, encoded: Encoded): Promise<ReserveAnswer> {
-    const body: Body<'reserve'> = { topic: this.topic, partition: this.partition,
+  /** Issues the append after the previous placement's, then waits for the ack. */
+  private async append(batch: ProducerBatch<S>, encoded: Encoded, placement: Placement):
+    Promise<number> {
+    await placement.turn;
+    const { body } = placement.lease;
+    const request: Body<'append'> = { topic: this.topic, partition: this.partition,
+      epoch: body.epoch, leaseId: body.leaseId, position: placement.position,
       bytes: encoded.sizeBytes, records: batch.records.length, producerId: encoded.producerId,
       sequence: encoded.baseSequence };
-    const context = { what: 'reserving', topic: this.topic, partition: this.partition };
-    const turn = this.reserveTurn.then(() => this.withRetries('reserve', async () => {
-      const reply = await this.connection.request('reserve', body, context);
-      if (reply.kind === 'reserved' || reply.kind === 'duplicate') return reply;
-      throw toClientError(new Error(`reserve answered by ${reply.kind}`), context);
-    }));
-    this.reserveTurn = turn.catch(() => undefined);
+    const context = { what: 'appending', topic: this.topic, partition: this.partition };
+    let first = true;
+    const reply = await this.withRetries('append', async () => {
+      const sending = this.connection.request('append', request, context);
+      if (first) {
+        first = false;
+        this.settle(placement);
+      }
+      return sending;
+    });
+    // The segment is full and waits for its leases to end: the next batch takes a new lease.
+    if (reply.kind === 'acked' && reply.leaseEnd) placement.lease.ending = true;
+    if (reply.kind === 'acked' || reply.kind === 'duplicate') return reply.baseOffset;
+    throw toClientError(new Error(`append answered by ${reply.kind}`), context);
+  }
+
+  /** The placement's append is issued, or it was given up: the next one may go. */
+  private settle(placement: Placement): void {
+    if (placement.done) return;
+    placement.done = true;
+    placement.issued();
+    const { lease } = placement;
+    lease.unsent -= 1;
+    if (lease.unsent === 0 && lease.onDrained !== null) lease.onDrained();
+  }
+
+  /** The next place for `bytes`, in start order; leases again when the lease is full. */
+  private placeInTurn(bytes: number): Promise<Placement> {
+    const turn = this.placeTurn.then(() => this.place(bytes));
+    this.placeTurn = turn.catch(() => undefined);
     return turn;
   }
 
-  private commit(reserved: Message<'reserved'>): Promise<Message<'acked'>> {
-    return this.withRetries('commit', () => this.connection.call('commit', {
-      topic: this.topic, partition: this.partition, epoch: reserved.epoch,
-      reservationId: reserved.reservationId }, 'acked', { what: 'committing',
-      topic: this.topic, partition: this.partition }));
+  private async place(bytes: number): Promise<Placement> {
+    let lease = this.lease;
+    if (lease !== null && (lease.session !== this.connection.session || !fits(lease, bytes))) {
+      await this.retire(lease);
+      lease = null;
+    }
+    if (lease === null) lease = await this.takeLease(bytes);
+    const position = lease.body.position + lease.used;
+    const address = lease.body.address + lease.used;
+    lease.used += bytes;
+    lease.unsent += 1;
+    let issued!: () => void;
+    const signal = new Promise<void>((resolve) => { issued = resolve; });
+    const placement: Placement = { lease, position, address, turn: this.lastIssued, issued,
+      done: false };
+    this.lastIssued = signal;
+    return placement;
+  }
+
+  /** Waits until every placement in `lease` has issued its append, then forgets it. */
+  private async retire(lease: HeldLease): Promise<void> {
+    if (this.lease === lease) this.lease = null;
+    this.released = { epoch: lease.body.epoch, leaseId: lease.body.leaseId,
+      session: lease.session };
+    if (lease.unsent > 0) {
+      await new Promise<void>((resolve) => { lease.onDrained = resolve; });
+    }
+  }
+
+  /** Asks for a lease of at least `bytesMin`, releasing the one retired before it. */
+  private async takeLease(bytesMin: number): Promise<HeldLease> {
+    const released = this.released;
+    this.released = null;
+    const session = this.connection.session;
+    const context = { what: 'leasing', topic: this.topic, partition: this.partition };
+    let body: Body<'leased'>;
+    try {
+      body = await this.withRetries('lease', () => this.connection.call('lease', {
+        topic: this.topic, partition: this.partition,
+        bytes: Math.max(this.options.leaseBytes, bytesMin), bytesMin,
+        releaseEpoch: released?.epoch ?? 0,
+        releaseId: released !== null && released.session === this.connection.session
+          ? released.leaseId : -1 }, 'leased', context));
+    } catch (error) {
+      this.released ??= released; // released with the next lease request, or expired
+      throw error;
+    }
+    const lease: HeldLease = { body, session, used: 0, unsent: 0, onDrained: null,
+      ending: false };
+    this.lease = lease;
+    return lease;
+  }
+
+  /** The lease the next lease request gives back (the broker fills its rest). */
+  private released: { epoch: number; leaseId: number; session: number } | null = null;
+
+  /**
+   * Gives up a lease a batch failed in: released (its unwritten rest would hold back the
+   * batch's retry, placed after it, until the lease expired), unless it is already closed.
+   */
+  private dropLease(lease: HeldLease): void {
+    if (this.lease !== lease) return;
+    this.releaseLease();
+  }
+
+  /** Gives the current lease back now (idle or closing); failures only cost the broker time. */
+  private releaseLease(): void {
+    const lease = this.lease;
+    if (lease === null) return;
+    this.lease = null;
+    if (lease.session !== this.connection.session) return;
+    this.connection.call('leaseRelease', { topic: this.topic, partition: this.partition,
+      epoch: lease.body.epoch, leaseId: lease.body.leaseId }, 'done', { what: 'releasing a lease',
+      topic: this.topic, partition: this.partition }).catch((error: unknown) => {
+      this.log.debug({ err: String(error) }, 'lease not released (the broker expires it)');
+    });
   }
 
   /** Repeats a request while it fails retriably (timeouts, broker busy or reconnecting). */
@@ -271,4 +435,11 @@ export class PartitionSender<S> {
       }
     }
   }
+}
+
+/** Whether `bytes` more fit the lease and leave a rest the broker can fill. */
+function fits(lease: HeldLease, bytes: number): boolean {
+  if (lease.ending) return false;
+  const rest = lease.body.sizeBytes - lease.used - bytes;
+  return rest === 0 || rest >= LEASE_REST_BYTES_MIN;
 }

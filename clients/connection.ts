@@ -1,11 +1,12 @@
 /**
  * A client's connections: the broker's control endpoint and the storage nodes' data endpoints.
  *
- * Lifecycle: UCX allows one transport (context + worker) per process, and the control channel
- * owns the transport's message handler, so both live in a process-wide `SharedTransport` that
- * the first client opens and the last client's close() closes (reference counted). Every
- * client of a process therefore shares one transport; its options are the first client's
- * (a later client asking for different ones gets an ArgumentError).
+ * Lifecycle: the control channel owns its transport's message handler, and one UCX worker
+ * serves any number of clients, so both live in a process-wide `SharedTransport` that the
+ * first client opens and the last client's close() closes (reference counted). Every client
+ * of a process therefore shares one transport; its options are the first client's (a later
+ * client asking for different ones gets an ArgumentError). It is the clients' own: other
+ * transports of the process (a storage node's, a broker's, a test's) are separate ones.
  *
  * Reconnection: the broker endpoint is connected on the first request and again on the next
  * request after it closed; a request that fails because the broker is gone rejects with

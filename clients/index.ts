@@ -3,10 +3,11 @@
  * and consumers. docs/clients.md is the guide (API, errors, acks, backpressure, waiting).
  *
  * Lifecycle: a Client owns a control connection to the broker and, on demand, data
- * connections to storage nodes. All clients of a process share the process's one UCX
- * transport (UCX allows one per process): the first connect() opens it, the last close()
- * closes it. `client.close()` closes the client's producers and consumers first (producers
- * flush). Concurrency: everything runs on the JS thread; calls may be made concurrently.
+ * connections to storage nodes. All clients of a process share one UCX transport of their
+ * own (other transports of the process, a storage node's or a broker's, are separate): the
+ * first connect() opens it, the last close() closes it. `client.close()` closes the client's
+ * producers and consumers first (producers flush). Concurrency: everything runs on the JS
+ * thread; calls may be made concurrently.
  */
 import { ArgumentError } from '../common/errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../common/log.js';

@@ -51,6 +51,12 @@ export interface ProducerOptions {
   maxInFlightBatches?: number;
   /** Largest encoded batch (hence record) sent. Default 1 MiB. */
   maxRecordBatchBytes?: number;
+  /**
+   * Write range asked for per lease and partition (docs/clients.md, "Leases"): larger means
+   * fewer lease round trips, but an unused rest holds back other producers of the partition
+   * until it is released. Default 4 MiB (at least one largest batch).
+   */
+  leaseBytes?: number;
   /** Retries of a retriable failure, per request and per batch. Default 5. */
   retries?: number;
   /** First retry delay, doubled each time. Default 100 ms. */
@@ -102,6 +108,7 @@ function senderOptions(options: ProducerOptions, requestTimeoutMs: number): Send
     maxInFlightBatches: positive('maxInFlightBatches', options.maxInFlightBatches, 5),
     maxRecordBatchBytes: positive('maxRecordBatchBytes', options.maxRecordBatchBytes, MIB,
       RECORD_BATCH_HEADER_SIZE_BYTES + 8),
+    leaseBytes: positive('leaseBytes', options.leaseBytes, 4 * MIB, 1),
     retries: positive('retries', options.retries, 5, 0),
     retryBackoffMs: positive('retryBackoffMs', options.retryBackoffMs, 100, 0),
     requestTimeoutMs,
@@ -210,6 +217,7 @@ export class Producer {
   async close(): Promise<void> {
     if (this.closed) return;
     await this.flush();
+    for (const sender of this.senders.values()) sender.close();
     this.closed = true;
     this.onClose();
   }
@@ -297,15 +305,17 @@ export class Producer {
 
   private written(batch: ProducerBatch<SendSink>, baseOffset: number): void {
     const { topic, partition } = batch;
+    // -1 (acks 'none'): offsets are not known when the write completes; every record gets -1.
+    const step = baseOffset < 0 ? 0 : 1;
     let offset = baseOffset;
     for (const { sink, index, count } of batch.sinks) {
       if (sink.settled) {
-        offset += count;
+        offset += step * count;
         continue;
       }
       for (let i = index; i < index + count; i += 1) {
         sink.results[i] = { topic, partition, offset };
-        offset += 1;
+        offset += step;
       }
       sink.remaining -= count;
       if (sink.remaining === 0) {

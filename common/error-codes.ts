@@ -69,9 +69,10 @@ export const ERROR_CODES = {
 
   // Sequencer (broker-node/sequencer.ts).
   PMQ_ERR_RECORD_TOO_LARGE: fatal('the batch is larger than a segment (or the client\'s limit)'),
-  PMQ_ERR_RESERVATION_INVALID: fatal('a reservation that can hold no RecordBatch of its size'),
+  PMQ_ERR_LEASE_INVALID: fatal('lease or append sizes no RecordBatch has, a batch outside its ' +
+    'lease, or a bad sequence'),
   PMQ_ERR_BUSY: retriable('the partition or segment has its maximum of requests in flight'),
-  PMQ_ERR_RESERVATION_EXPIRED: fatal('commit of a reservation that expired or is not known'),
+  PMQ_ERR_LEASE_EXPIRED: retriable('append to a closed lease (or an unknown batch): lease again'),
   PMQ_ERR_CHAIN_INVALID: fatal('the segment tables read at recovery form no chain'),
   PMQ_ERR_OFFSET_OUT_OF_RANGE: fatal('an offset outside what the partition holds'),
 
@@ -90,7 +91,7 @@ export const ERROR_CODES = {
   PMQ_ERR_UNKNOWN_TOPIC: fatal('the topic does not exist'),
   PMQ_ERR_PARTITION_RANGE: fatal('the partition is outside the topic\'s'),
   PMQ_ERR_TOPIC_EXISTS: fatal('topicCreate of a topic that exists'),
-  PMQ_ERR_OUT_OF_ORDER_SEQUENCE: fatal('an idempotent reserve out of the producer\'s sequence'),
+  PMQ_ERR_OUT_OF_ORDER_SEQUENCE: fatal('an idempotent append out of the producer\'s sequence'),
   PMQ_ERR_PARTITION_UNAVAILABLE: fatal('the partition\'s segment chain did not restore'),
   PMQ_ERR_STORAGE_UNAVAILABLE: retriable('the storage node needed is not connected'),
   PMQ_ERR_FENCED: retriable('a newer broker owns the cluster (retriable at that broker)'),
@@ -119,12 +120,12 @@ export const ERROR_CODES = {
 
   // Transport (native/transport.ts).
   PMQ_ERR_TRANSPORT: fatal('a UCX call failed'),
-  PMQ_ERR_TRANSPORT_OPEN: fatal('a transport is already open in this process'),
   PMQ_ERR_TRANSPORT_CLOSED: fatal('the transport was closed'),
   PMQ_ERR_ENDPOINT_CLOSED: retriable('the endpoint is closed or closing'),
   PMQ_ERR_PEER_FAILED: retriable('UCX reported the peer\'s failure'),
   PMQ_ERR_PEER_TIMEOUT: retriable('nothing heard from the peer for peerTimeoutMs'),
-  PMQ_ERR_GRANT_OUT_OF_RANGE: fatal('the access is not inside the grant (or its readable part)'),
+  PMQ_ERR_GRANT_OUT_OF_RANGE: fatal('the access is not inside the grant (reads: its readable ' +
+    'part; writes: from its floor)'),
   PMQ_ERR_GRANT_DIRECTION: fatal('an access against the grant\'s direction'),
   PMQ_ERR_GRANT_REVOKED: fatal('the grant was revoked'),
   PMQ_ERR_GRANT_STALE_EPOCH: fatal('the grant is of another epoch than the request or node'),

@@ -37,16 +37,17 @@ export const LIMITS = {
  */
 export const SEQUENCER_LIMITS = {
   /**
-   * Reservations in flight (reserved, committed or being filled, not yet durable) per
-   * partition. Each costs ~250 bytes of heap (record, map entry, pending-list slot), so
-   * 1024 × 250 B ≈ 256 KiB per partition; 1 000 busy partitions ≈ 256 MiB at worst. 1024
-   * batches of 16 KiB are 16 MiB in flight per partition, far more than one persist covers.
+   * Open leases and pieces (appended batches, fills) not yet durable per partition. Each
+   * costs ~250 bytes of heap (record, map entry, pending-list slot), so 1024 × 250 B ≈ 256 KiB
+   * per partition; 1 000 busy partitions ≈ 256 MiB at worst. 1024 batches of 16 KiB are
+   * 16 MiB in flight per partition, far more than one persist covers.
    */
   reservationsMax: 1024,
   /**
-   * A reservation not committed within this long is expired and its hole filled. A producer
-   * writes one batch (≤ 1 MiB at ≥ 1 GB/s ≈ 1 ms); 10 s leaves room for GC pauses and a
-   * reconnect, and bounds how long a dead producer holds back visibility.
+   * A lease without an append for this long is closed and its unwritten rest filled
+   * (`--reservation-timeout-ms`). A producer appends a batch at least every few ms while busy
+   * and releases an idle lease after 50 ms; 10 s leaves room for GC pauses and a reconnect,
+   * and bounds how long a dead producer holds back visibility.
    */
   reservationTimeoutMsDefault: 10_000,
   /** Below 10 ms a scheduling hiccup would expire healthy producers. */
@@ -54,10 +55,9 @@ export const SEQUENCER_LIMITS = {
   /** Above 10 min a dead producer would stall its partition's readers for too long. */
   reservationTimeoutMsMax: 600_000,
   /**
-   * Outcomes (acknowledged or expired) remembered per partition after a reservation leaves
-   * the in-flight set, to answer a retried commit exactly and to name the producer whose
-   * grant a late commit must revoke. ~100 B each: 1024 × 100 B ≈ 100 KiB per partition;
-   * equal to reservationsMax, so every reservation of one full window is remembered.
+   * Acknowledgements remembered per partition after a batch leaves the in-flight set, to
+   * answer a retried append exactly. ~100 B each: 1024 × 100 B ≈ 100 KiB per partition;
+   * equal to reservationsMax, so every batch of one full window is remembered.
    */
   outcomesRememberedMax: 1024,
 } as const;
@@ -110,10 +110,11 @@ export const PRODUCER_LIMITS = {
   /**
    * Recovery reads the headers of at least this many of a partition's last durable batches,
    * segment by segment from the head backwards (whole segments). Every batch whose ack a crash
-   * can have lost was in flight then, and at most reservationsMax were: so they are all among
-   * the last reservationsMax batches of the durable log.
+   * can have lost was in flight then, and at most reservationsMax (plus the one batch an
+   * append at the limit still takes) were: so they are all among the last reservationsMax + 1
+   * batches of the durable log.
    */
-  recoveryBatchesMin: 1024,
+  recoveryBatchesMin: 1025,
   /** Largest validated read recovery issues: whole headers are parsed out of each chunk. */
   recoveryReadChunkBytes: 1024 * 1024,
 } as const;

@@ -1,8 +1,19 @@
 /**
- * UCX transport slice of the native binding (native/transport_napi.cc and
- * native/transport_data_napi.cc). Use it through native/transport.ts, which validates every
- * argument first: the native side only asserts.
+ * UCX transport slice of the native binding (native/transport_napi.cc,
+ * native/transport_data_napi.cc, native/transport_direct_napi.cc). Use it through
+ * native/transport.ts, which validates every argument first: the native side only asserts.
+ *
+ * A process may open several transports: transportOpen returns a TransportHandle and every
+ * other function takes the handle of the transport it acts on, first. Endpoint ids, request
+ * ids, grant ids, direct key ids and events are per transport.
  */
+
+/**
+ * The native side's name for one open transport: a small integer, never reused in the process
+ * (in the JS thread). Valid from transportOpen until transportClose; only transportStats
+ * accepts a closed one.
+ */
+export type TransportHandle = number & { readonly __brand: 'pmq.TransportHandle' };
 
 /** Options as the native side takes them; transport.ts fills in every default. */
 export interface TransportNativeOptions {
@@ -34,7 +45,8 @@ export const EventKind = {
 } as const;
 
 /**
- * Receives every native event after progress has returned, on the JS thread. For `place`
+ * Receives every native event of one transport (the one whose open was given this callback)
+ * after progress has returned, on the JS thread. For `place`
  * (a rendezvous message) `payload` is the byte count and the return value the destination (an
  * array of exactly that length) or undefined (the native side allocates one).
  */
@@ -59,49 +71,56 @@ export interface TransportStats {
 }
 
 export interface TransportBinding {
-  transportOpen(options: TransportNativeOptions, onEvent: TransportEventCallback): void;
-  transportClose(): void;
+  transportOpen(options: TransportNativeOptions, onEvent: TransportEventCallback):
+    TransportHandle;
+  /** Closes that transport only; its handle names nothing afterwards. */
+  transportClose(handle: TransportHandle): void;
   /** Returns the bound address "host:port". */
-  transportListen(host: string, port: number): string;
+  transportListen(handle: TransportHandle, host: string, port: number): string;
   /** Returns the endpoint id; `connected` (or `error`) follows. */
-  transportConnect(host: string, port: number): number;
-  transportEndpointClose(ep: number): void;
-  transportLanes(ep: number): string[];
-  transportSend(ep: number, requestId: number, header: Uint8Array, payload: Uint8Array,
-    offset: number, length: number): void;
+  transportConnect(handle: TransportHandle, host: string, port: number): number;
+  transportEndpointClose(handle: TransportHandle, ep: number): void;
+  transportLanes(handle: TransportHandle, ep: number): string[];
+  transportSend(handle: TransportHandle, ep: number, requestId: number, header: Uint8Array,
+    payload: Uint8Array, offset: number, length: number): void;
   /**
    * One active message with exactly these header bytes (no prefix) and payload; mode 0 = auto,
    * 1 = eager, 2 = rendezvous. For attack/fuzz tests speaking as a hostile peer.
    */
-  transportSendRaw(ep: number, requestId: number, header: Uint8Array, payload: Uint8Array,
-    mode: number): void;
-  transportBindSession(ep: number, session: number): void;
-  transportStats(): TransportStats;
-  transportAttachMemory(memory: Uint8Array): void;
+  transportSendRaw(handle: TransportHandle, ep: number, requestId: number, header: Uint8Array,
+    payload: Uint8Array, mode: number): void;
+  transportBindSession(handle: TransportHandle, ep: number, session: number): void;
+  /** Also for a closed handle: `open` false, zeros. */
+  transportStats(handle: TransportHandle): TransportStats;
+  transportAttachMemory(handle: TransportHandle, memory: Uint8Array): void;
   /** direction: 0 = read, 1 = write; readable = length for write grants. */
-  transportGrantCreate(grantId: number, epoch: number, address: number, length: number,
-    direction: number, session: number, key: number, readable: number): void;
+  transportGrantCreate(handle: TransportHandle, grantId: number, epoch: number, address: number,
+    length: number, direction: number, session: number, key: number, readable: number): void;
   /** A read grant's readable prefix; only grows. */
-  transportGrantSetReadable(grantId: number, readable: number): void;
+  transportGrantSetReadable(handle: TransportHandle, grantId: number, readable: number): void;
+  transportGrantSetFloor(handle: TransportHandle, grantId: number, floor: number): void;
   /** True when no access of the grant is in flight; otherwise `revokeDone` follows. */
-  transportGrantRevoke(grantId: number): boolean;
+  transportGrantRevoke(handle: TransportHandle, grantId: number): boolean;
   /** A revoked grant with nothing in flight leaves the table (true); false while in flight. */
-  transportGrantForget(grantId: number): boolean;
-  transportEpochRaise(epoch: number): void;
-  transportWriteValidated(ep: number, requestId: number, grantId: number, epoch: number,
-    grantKey: number, address: number, src: Uint8Array, offset: number, length: number): void;
-  transportReadValidated(ep: number, requestId: number, grantId: number, epoch: number,
-    grantKey: number, address: number, dst: Uint8Array, offset: number, length: number): void;
+  transportGrantForget(handle: TransportHandle, grantId: number): boolean;
+  transportEpochRaise(handle: TransportHandle, epoch: number): void;
+  transportWriteValidated(handle: TransportHandle, ep: number, requestId: number,
+    grantId: number, epoch: number, grantKey: number, address: number, src: Uint8Array,
+    offset: number, length: number): void;
+  transportReadValidated(handle: TransportHandle, ep: number, requestId: number,
+    grantId: number, epoch: number, grantKey: number, address: number, dst: Uint8Array,
+    offset: number, length: number): void;
   /** Direct mode, storage side: the grant's key (registers the grant's range on first use). */
-  transportDirectExport(ep: number, grantId: number, grantKey: number): Uint8Array;
+  transportDirectExport(handle: TransportHandle, ep: number, grantId: number, grantKey: number):
+    Uint8Array;
   /** Direct mode, client side: unpacks a key for `ep`; returns its id. */
-  transportDirectImport(ep: number, key: Uint8Array): number;
-  transportDirectRelease(keyId: number): void;
+  transportDirectImport(handle: TransportHandle, ep: number, key: Uint8Array): number;
+  transportDirectRelease(handle: TransportHandle, keyId: number): void;
   /** write: 1 = put buffer → remote, 0 = get remote → buffer; `sendDone` follows. */
-  transportDirectTransfer(requestId: number, keyId: number, write: number, address: number,
-    buffer: Uint8Array, offset: number, length: number): void;
+  transportDirectTransfer(handle: TransportHandle, requestId: number, keyId: number,
+    write: number, address: number, buffer: Uint8Array, offset: number, length: number): void;
   /** Remote completion of every put on `ep` before it; `sendDone` follows. */
-  transportDirectFlush(ep: number, requestId: number): void;
+  transportDirectFlush(handle: TransportHandle, ep: number, requestId: number): void;
 }
 
 export const TRANSPORT_EXPORTS = [
@@ -109,6 +128,7 @@ export const TRANSPORT_EXPORTS = [
   'transportEndpointClose', 'transportLanes', 'transportSend', 'transportSendRaw',
   'transportBindSession', 'transportStats',
   'transportAttachMemory', 'transportGrantCreate', 'transportGrantSetReadable',
+  'transportGrantSetFloor',
   'transportGrantRevoke',
   'transportGrantForget', 'transportEpochRaise',
   'transportWriteValidated', 'transportReadValidated', 'transportDirectExport',

@@ -12,10 +12,19 @@
 // Loop liveness: the poll (and idle) handles are referenced only while a listener, an endpoint,
 // an operation in flight or a message waiting to be placed exists; the keepalive timer and the
 // prepare handle are never referenced, so an idle process can exit.
+//
+// Several transports in one thread (a storage node, a broker and clients in one process) each
+// have their own handles and drain loop. One thread runs one worker at a time, though, so a
+// transport that waits on its worker would starve a sibling that is often its own peer: a
+// spinning drain stops as soon as a sibling has work (sibling_waiting), and close()'s bounded
+// wait for its endpoints' closes progresses the siblings too (progress_siblings), since an
+// in-process peer acknowledges our flush only when its worker runs.
+#include <poll.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "assert.h"
 #include "transport.h"
@@ -25,9 +34,10 @@ namespace pmq::transport {
 struct Transport::Handles {
   uv_poll_t poll;
   uv_prepare_t prepare;
-  uv_idle_t idle;
+  uv_idle_t idle;  // busy-poll turns; in sleeping mode one turn after request_drain()
   uv_timer_t timer;
   Transport* owner;
+  int fd;  // the worker's event fd (ucp_worker_get_efd)
   int open_handles;
   bool busy;
 };
@@ -35,6 +45,13 @@ struct Transport::Handles {
 struct ProgressAccess {
   static Transport* owner(uv_handle_t* handle) {
     return static_cast<Transport::Handles*>(handle->data)->owner;
+  }
+  // Busy-poll mode: every loop turn while anything is active. Sleeping mode: the one turn
+  // that request_drain() asked for, without blocking in epoll first.
+  static void on_idle(uv_idle_t* idle) {
+    auto* handles = static_cast<Transport::Handles*>(idle->data);
+    if (!handles->owner->closed()) handles->owner->drain();
+    if (!handles->busy) uv_idle_stop(idle);  // busy mode: update_loop_ref decides
   }
   static void on_closed(uv_handle_t* handle) {
     auto* handles = static_cast<Transport::Handles*>(handle->data);
@@ -48,6 +65,10 @@ struct ProgressAccess {
 
 namespace {
 
+// The transports whose progress handles run on this thread's loop (start_progress until
+// stop_progress), in opening order. Per thread: a loop belongs to one thread.
+thread_local std::vector<Transport*> t_transports;
+
 void on_poll(uv_poll_t* poll, int status, int events) {
   Transport* transport = ProgressAccess::owner(reinterpret_cast<uv_handle_t*>(poll));
   if (!transport->closed()) transport->drain();
@@ -57,6 +78,8 @@ void on_prepare(uv_prepare_t* prepare) {
   Transport* transport = ProgressAccess::owner(reinterpret_cast<uv_handle_t*>(prepare));
   if (!transport->closed()) transport->drain();
 }
+
+void on_idle(uv_idle_t* idle) { ProgressAccess::on_idle(idle); }
 
 void on_timer(uv_timer_t* timer) {
   Transport* transport = ProgressAccess::owner(reinterpret_cast<uv_handle_t*>(timer));
@@ -73,6 +96,7 @@ std::string Transport::start_progress(uv_loop_t* loop) {
   if (status != UCS_OK) return status_reason("ucp_worker_get_efd", status);
   auto* handles = new Handles{};
   handles->owner = this;
+  handles->fd = fd;
   handles->busy = options_.busy_poll;
   if (uv_poll_init(loop, &handles->poll, fd) != 0) {
     delete handles;
@@ -87,6 +111,7 @@ std::string Transport::start_progress(uv_loop_t* loop) {
   handles->timer.data = handles;
   handles->open_handles = 4;
   handles_ = handles;
+  t_transports.push_back(this);
   uv_poll_start(&handles->poll, UV_READABLE, on_poll);
   uv_prepare_start(&handles->prepare, on_prepare);
   uv_unref(reinterpret_cast<uv_handle_t*>(&handles->prepare));
@@ -103,6 +128,7 @@ void Transport::stop_progress() {
   if (handles_ == nullptr) {
     return;
   }
+  t_transports.erase(std::find(t_transports.begin(), t_transports.end(), this));
   uv_poll_stop(&handles_->poll);  // removes the fd from epoll before the worker closes it
   uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), ProgressAccess::on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&handles_->prepare), ProgressAccess::on_closed);
@@ -127,13 +153,32 @@ void Transport::update_loop_ref() {
   if (handles_->busy) {
     bool running = uv_is_active(reinterpret_cast<uv_handle_t*>(&handles_->idle)) != 0;
     if (active && !running) {
-      uv_idle_start(&handles_->idle, [](uv_idle_t* idle) {
-        Transport* transport = ProgressAccess::owner(reinterpret_cast<uv_handle_t*>(idle));
-        if (!transport->closed()) transport->drain();
-      });
+      uv_idle_start(&handles_->idle, on_idle);
     } else if (!active && running) {
       uv_idle_stop(&handles_->idle);
     }
+  }
+}
+
+void Transport::request_drain() {
+  mark_needs_progress();
+  if (handles_ == nullptr || closed_) return;
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&handles_->idle)) == 0) {
+    uv_idle_start(&handles_->idle, on_idle);  // an active idle handle: the loop polls, no wait
+  }
+}
+
+void Transport::progress_siblings() {
+  PMQ_ASSERT(in_progress_ == false);
+  for (Transport* sibling : t_transports) {
+    if (sibling == this || sibling->closed_) continue;
+    PMQ_ASSERT(!sibling->in_progress_);  // JS (our caller) never runs inside progress
+    sibling->in_progress_ = true;
+    const unsigned progressed = ucp_worker_progress(sibling->worker_);
+    sibling->in_progress_ = false;
+    // Its callbacks queued events (no JS here) and may have taken the wake-up its event fd
+    // had: have it drained on the loop's next turn.
+    if (progressed != 0 || !sibling->events.empty()) sibling->request_drain();
   }
 }
 
@@ -141,6 +186,18 @@ namespace {
 
 uint64_t nanoseconds(std::chrono::steady_clock::duration d) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+// The event fds of this thread's other transports, or nothing (the usual single transport);
+// `busy` when one of them has work queued or a busy-poll turn due: then we must not spin.
+std::vector<pollfd> sibling_fds(const Transport* self, bool* busy_p) {
+  std::vector<pollfd> fds;
+  for (Transport* sibling : t_transports) {
+    if (sibling == self || sibling->closed()) continue;
+    if (sibling->has_queued_work()) *busy_p = true;
+    fds.push_back(pollfd{sibling->event_fd(), POLLIN, 0});
+  }
+  return fds;
 }
 
 }  // namespace
@@ -162,6 +219,12 @@ void Transport::note_activity(bool arrived) {
 // window is anchored at the last activity, not at this call: however many loop turns an idle
 // period has (each runs drain() from the prepare handle), it spins at most once. True when the
 // spin found work.
+//
+// With other transports on this thread it stops (false) as soon as one of them has work: their
+// event fd is signalled (a poll that does not wait, and takes nothing from them) or work is
+// queued; spinning on would only delay them, and they are often the peer we wait for. Such a
+// stop neither pays nor wastes the window: it keeps what is left of it (spin_left_), and a later
+// drain in the same idle period (the next loop turn's prepare) spins on until the deadline.
 bool Transport::spin_for_activity() {
   if (!idle_) {
     idle_ = true;
@@ -171,6 +234,9 @@ bool Transport::spin_for_activity() {
     spin_deadline_ = last_activity_ + std::chrono::nanoseconds(window_ns);
   }
   if (!spin_left_) return false;
+  bool sibling_busy = false;
+  std::vector<pollfd> siblings = sibling_fds(this, &sibling_busy);
+  if (sibling_busy) return false;
   do {
     in_progress_ = true;
     const unsigned progressed = ucp_worker_progress(worker_);
@@ -184,11 +250,24 @@ bool Transport::spin_for_activity() {
       last_activity_ = now;
       return true;
     }
+    if (!siblings.empty() && poll(siblings.data(), siblings.size(), 0) > 0) return false;
     sched_yield();  // a spinning process must not delay the one that will message it
   } while (std::chrono::steady_clock::now() < spin_deadline_);
   spin_left_ = false;
   spin_.ran_out();
   return false;
+}
+
+bool Transport::has_queued_work() const {
+  if (closed_ || handles_ == nullptr) return false;
+  bool busy_turn = handles_->busy &&
+                   uv_is_active(reinterpret_cast<const uv_handle_t*>(&handles_->idle)) != 0;
+  return needs_progress_ || !events.empty() || busy_turn;
+}
+
+int Transport::event_fd() const {
+  PMQ_ASSERT(handles_ != nullptr);
+  return handles_->fd;
 }
 
 void Transport::drain() {

@@ -74,6 +74,8 @@ export interface GrantState {
   session: number;
   key: number;
   readableBytes: number;
+  /** Write grants: writes start at or above address + floorBytes (setGrantWriteFloor). */
+  floorBytes: number;
 }
 
 type Listeners = { [K in keyof TransportEvents]: Set<TransportEvents[K]> };

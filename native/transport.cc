@@ -17,8 +17,6 @@ namespace pmq::transport {
 
 namespace {
 
-Transport* g_open = nullptr;  // one transport per process: a second open is refused
-
 ucs_status_t am_trampoline(void* arg, const void* header, size_t header_bytes, void* data,
                            size_t length, const ucp_am_recv_param_t* param) {
   return static_cast<Transport*>(arg)->on_am(header, header_bytes, data, length, param);
@@ -100,10 +98,12 @@ std::string status_reason(const char* what, ucs_status_t status) {
   return std::string(what) + ": " + ucs_status_string(status);
 }
 
-std::string Transport::open(const Options& options, uv_loop_t* loop, Transport** transport_p) {
-  PMQ_ASSERT(g_open == nullptr);  // TS refuses a second open first
+std::string Transport::open(const Options& options, uv_loop_t* loop, uint32_t id,
+                            Transport** transport_p) {
+  PMQ_ASSERT(id > 0);
   auto* transport = new Transport();
   transport->options_ = options;
+  transport->id_ = id;
   transport->spin_ = AdaptiveSpin(options.busy_poll ? 0 : options.spin_us);
   std::string failure = transport->create_worker(options);
   if (failure.empty()) failure = transport->start_progress(loop);
@@ -113,7 +113,6 @@ std::string Transport::open(const Options& options, uv_loop_t* loop, Transport**
     if (!handles) delete transport;
     return failure;
   }
-  g_open = transport;
   *transport_p = transport;
   return "";
 }
@@ -193,6 +192,9 @@ void Transport::close() {
       in_progress_ = true;
       ucp_worker_progress(worker_);
       in_progress_ = false;
+      // A peer in this process (another transport on this thread) acknowledges our flush only
+      // if its worker runs, and nothing else runs it while we wait here.
+      progress_siblings();
       run_ready_closes();
     }
     if (listener_ != nullptr) ucp_listener_destroy(listener_);
@@ -213,7 +215,6 @@ void Transport::close() {
   worker_ = nullptr;
   context_ = nullptr;
   listener_ = nullptr;
-  if (g_open == this) g_open = nullptr;
   // `this` is freed by progress.cc once libuv has closed the handles (stop_progress).
 }
 

@@ -1,5 +1,7 @@
-// UCX transport: one context and one worker per process, endpoints, a listener, two-sided
-// messages, and the storage side's grant table with the validated data path.
+// UCX transport: one context and one worker per Transport, endpoints, a listener, two-sided
+// messages, and the storage side's grant table with the validated data path. A process may
+// open several (a storage node, a broker and clients in one process): nothing here is global,
+// every endpoint id, request, event, grant and libuv handle belongs to one instance.
 //
 // Lifecycle: Transport::open() creates the context and worker; close() closes endpoints and the
 // listener, unmaps every registration, then destroys the worker and the context (ucp_cleanup
@@ -148,6 +150,7 @@ struct Grant {
   uint64_t session = 0;  // only endpoints bound to this session may use it (never 0)
   uint64_t key = 0;      // the grant's secret: every request names it (AccessHeader.grant_key)
   uint64_t readable = 0;  // read grants: reads stay inside [address, address + readable)
+  uint64_t floor = 0;     // write grants: writes start at or above address + floor
   bool revoked = false;
   uint32_t in_flight = 0;
   // Direct mode: the registration of exactly [address, address+length), made on the first
@@ -204,9 +207,12 @@ struct Op {
 
 class Transport {
  public:
-  // Returns "" or the failing call's reason; status_p gets the ucs status.
-  static std::string open(const Options& options, uv_loop_t* loop, Transport** transport_p);
+  // Returns "" or the failing call's reason. `id` is the handle JS names it by (the napi
+  // layer's registry, transport_napi.cc): dispatch_events finds the instance's JS side by it.
+  static std::string open(const Options& options, uv_loop_t* loop, uint32_t id,
+                          Transport** transport_p);
   void close();
+  uint32_t id() const { return id_; }
 
   std::string listen(const std::string& host, uint16_t port, std::string* bound_p);
   std::string connect(const std::string& host, uint16_t port, uint32_t* ep_p);
@@ -239,6 +245,9 @@ class Transport {
   bool grant_forget(uint64_t grant_id);
   // Raises a read grant's readable prefix (only grows, never past the grant's length).
   void grant_set_readable(uint64_t grant_id, uint64_t readable);
+  // Raises a write grant's floor (only grows, never past the grant's length): the bytes below
+  // it are durable, and no write of the grant may change them any more.
+  void grant_set_floor(uint64_t grant_id, uint64_t floor);
   void epoch_raise(uint64_t epoch);
   uint64_t epoch() const { return epoch_; }
   void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);
@@ -277,6 +286,14 @@ class Transport {
   const AdaptiveSpin& spin() const { return spin_; }
   bool busy_poll() const { return options_.busy_poll; }
   void mark_needs_progress() { needs_progress_ = true; }
+  // Work was queued outside our drain (a sibling progressed our worker): drain on the loop's
+  // next turn without blocking in epoll first.
+  void request_drain();
+  // Progresses the other transports of this thread once each, without JS (close() waits on
+  // endpoints whose peer may be one of them).
+  void progress_siblings();
+  bool has_queued_work() const;  // events, a JS-started operation or a busy-poll turn pending
+  int event_fd() const;          // the worker's event fd; only while progress handles exist
   void update_loop_ref();
   bool closed() const { return closed_; }
   bool owned_by_handles() const;  // false: close() must free the object itself
@@ -332,6 +349,7 @@ class Transport {
   void direct_keys_destroy(uint32_t ep, bool all);
 
   Options options_;
+  uint32_t id_ = 0;
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   ucp_listener_h listener_ = nullptr;

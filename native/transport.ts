@@ -1,8 +1,11 @@
 /**
  * The UCX transport, typed and validated (docs/native-transport.md).
  *
- * Lifecycle: `Transport.open()` creates the process's one UCX context and worker (a second open
- * is refused); `close()` closes endpoints, the listener and registrations, then the worker.
+ * Lifecycle: `Transport.open()` creates a UCX context and worker of its own; a process may open
+ * several (a storage node, a broker and clients in one process), each with its own listener,
+ * endpoints, grant table and progress handles. `close()` closes that transport's endpoints,
+ * listener and registrations, then its worker; the others stay open. Each Transport names its
+ * native side by a handle passed first to every native call (native/binding-transport.ts).
  * Concurrency: everything runs on the JS thread; native events arrive after the worker's
  * progress has returned. A buffer handed to send/write/read stays referenced here until its
  * operation has completed. Arguments are validated here and rejected with ArgumentError; the
@@ -11,7 +14,7 @@
 import { ArgumentError, PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
-import { EventKind, type TransportNativeOptions, type TransportStats } from
+import { EventKind, type TransportHandle, type TransportNativeOptions, type TransportStats } from
   './binding-transport.js';
 import { native } from './index.js';
 import { TransportCore, type Pending } from './transport-core.js';
@@ -19,7 +22,7 @@ import { TransportCore, type Pending } from './transport-core.js';
 export type { TransportStats } from './binding-transport.js';
 export { TransportCore } from './transport-core.js';
 
-/** An endpoint handle: a small integer, opaque to callers. */
+/** An endpoint handle: a small integer, opaque to callers, meaningful to its transport only. */
 export type Endpoint = number & { readonly __brand: 'pmq.Endpoint' };
 /** Direct mode: an imported remote key, usable on the endpoint it was imported for. */
 export type DirectKey = number & { readonly __brand: 'pmq.DirectKey' };
@@ -105,8 +108,6 @@ export function hasRdmaLane(lanes: readonly string[]): boolean {
   return lanes.some((lane) => RDMA_LANES.includes(lane));
 }
 
-let openTransport: Transport | undefined;
-
 function checkCount(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new ArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
@@ -162,22 +163,21 @@ function spinUsFromEnvironment(): number {
 
 export class Transport extends TransportCore {
   private readonly options: TransportNativeOptions;
+  /** What the native side calls this transport: passed first to every native call. */
+  private readonly handle: TransportHandle;
 
   private constructor(options: TransportNativeOptions) {
     super();
     this.options = options;
+    this.handle = native.transportOpen(options, this.onNativeEvent);
   }
 
-  /** Opens the process's one UCX context and worker. */
+  /**
+   * Opens a UCX context and worker of its own; independent of every other open transport of
+   * the process (its events reach only this object).
+   */
   static open(options: TransportOptions = {}): Transport {
-    const checked = nativeOptions(options);
-    if (openTransport !== undefined) {
-      throw new PmqError('PMQ_ERR_TRANSPORT_OPEN', 'a transport is already open in this process');
-    }
-    const transport = new Transport(checked);
-    native.transportOpen(transport.options, transport.onNativeEvent);
-    openTransport = transport;
-    return transport;
+    return new Transport(nativeOptions(options));
   }
 
   /** Listens on host:port (port 0: a free one); returns the bound address. */
@@ -186,7 +186,7 @@ export class Transport extends TransportCore {
     if (typeof host !== 'string' || host.length === 0) throw new ArgumentError('host needed');
     checkCount('port', port, 0, 65535);
     if (this.listening) throw new ArgumentError('already listening');
-    const bound = native.transportListen(host, port);
+    const bound = native.transportListen(this.handle, host, port);
     this.listening = true;
     const colon = bound.lastIndexOf(':');
     return { host: bound.slice(0, colon), port: Number(bound.slice(colon + 1)) };
@@ -197,7 +197,7 @@ export class Transport extends TransportCore {
     this.checkOpen();
     if (typeof host !== 'string' || host.length === 0) throw new ArgumentError('host needed');
     checkCount('port', port, 1, 65535);
-    const ep = native.transportConnect(host, port) as Endpoint;
+    const ep = native.transportConnect(this.handle, host, port) as Endpoint;
     this.endpoints.add(ep);
     return new Promise((resolve, reject) => this.connecting.set(ep, { resolve, reject }));
   }
@@ -206,14 +206,14 @@ export class Transport extends TransportCore {
   closeEndpoint(ep: Endpoint): Promise<void> {
     this.checkEndpoint(ep);
     const closed = new Promise<void>((resolve) => this.closeWaiters.set(ep, resolve));
-    native.transportEndpointClose(ep);
+    native.transportEndpointClose(this.handle, ep);
     return closed;
   }
 
   /** The transports UCX chose for this endpoint, e.g. ['tcp'] or ['sysv', 'posix', 'cma']. */
   lanes(ep: Endpoint): string[] {
     this.checkEndpoint(ep);
-    return native.transportLanes(ep);
+    return native.transportLanes(this.handle, ep);
   }
 
   setMessageHandler(handler: MessageHandler): void {
@@ -229,7 +229,7 @@ export class Transport extends TransportCore {
     checkCount('header length', header.byteLength, 0, MESSAGE_HEADER_BYTES_MAX);
     checkBytes('payload', payload, offset, length);
     return this.startRequest(ep, { kind: 'send', buffer: payload, header }, (id) =>
-      native.transportSend(ep, id, header, payload, offset, length));
+      native.transportSend(this.handle, ep, id, header, payload, offset, length));
   }
 
   /**
@@ -247,7 +247,7 @@ export class Transport extends TransportCore {
     const code = RAW_MODES[mode];
     if (code === undefined) throw new ArgumentError(`mode must be auto, eager or rndv: ${mode}`);
     return this.startRequest(ep, { kind: 'send', buffer: payload, header }, (id) =>
-      native.transportSendRaw(ep, id, header, payload, code));
+      native.transportSendRaw(this.handle, ep, id, header, payload, code));
   }
 
   /**
@@ -261,7 +261,7 @@ export class Transport extends TransportCore {
     if (this.sessions.get(ep) === session) return;
     // A re-bind (a client that reconnected to the broker presents its new session's ticket)
     // replaces the session: the old session's grants stop working on this endpoint at once.
-    native.transportBindSession(ep, session);
+    native.transportBindSession(this.handle, ep, session);
     this.sessions.set(ep, session);
   }
 
@@ -276,7 +276,7 @@ export class Transport extends TransportCore {
     checkBytes('memory', memory, 0, memory.byteLength);
     if (memory.byteLength === 0) throw new ArgumentError('memory must not be empty');
     if (this.memoryBytes > 0) throw new ArgumentError('memory already attached');
-    native.transportAttachMemory(memory);
+    native.transportAttachMemory(this.handle, memory);
     this.memoryBytes = memory.byteLength;
   }
 
@@ -298,10 +298,11 @@ export class Transport extends TransportCore {
     if (this.grants.has(grant.id) || grant.id <= this.forgottenMaxId) {
       throw new ArgumentError(`grant ${grant.id} exists or existed: grant ids are never reused`);
     }
-    native.transportGrantCreate(grant.id, grant.epoch, grant.address, grant.length,
+    native.transportGrantCreate(this.handle, grant.id, grant.epoch, grant.address, grant.length,
       grant.direction === 'read' ? 0 : 1, grant.session, grant.key, readableBytes);
     this.grants.set(grant.id, { revoked: false, direction: grant.direction,
-      length: grant.length, session: grant.session, key: grant.key, readableBytes });
+      length: grant.length, session: grant.session, key: grant.key, readableBytes,
+      floorBytes: 0 });
   }
 
   /**
@@ -316,8 +317,24 @@ export class Transport extends TransportCore {
       throw new ArgumentError(`grant ${grantId} is a write grant: its readable bytes are fixed`);
     }
     checkCount('readableBytes', readableBytes, grant.readableBytes, grant.length);
-    native.transportGrantSetReadable(grantId, readableBytes);
+    native.transportGrantSetReadable(this.handle, grantId, readableBytes);
     grant.readableBytes = readableBytes;
+  }
+
+  /**
+   * Raises a write grant's floor (the bytes of its range below the segment's durable watermark):
+   * writes must start at or above address + floorBytes from now on. Only grows.
+   */
+  setGrantWriteFloor(grantId: number, floorBytes: number): void {
+    this.checkOpen();
+    const grant = this.grants.get(grantId);
+    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    if (grant.direction !== 'write') {
+      throw new ArgumentError(`grant ${grantId} is a read grant: it has no write floor`);
+    }
+    checkCount('floorBytes', floorBytes, grant.floorBytes, grant.length);
+    native.transportGrantSetFloor(this.handle, grantId, floorBytes);
+    grant.floorBytes = floorBytes;
   }
 
   /** Refuses new requests of the grant at once; resolves when none is in flight any more. */
@@ -327,7 +344,7 @@ export class Transport extends TransportCore {
     if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
     if (grant.revoked) throw new ArgumentError(`grant ${grantId} already revoked`);
     grant.revoked = true;
-    if (native.transportGrantRevoke(grantId)) return Promise.resolve();
+    if (native.transportGrantRevoke(this.handle, grantId)) return Promise.resolve();
     return new Promise((resolve) => this.revokeWaiters.set(grantId, resolve));
   }
 
@@ -342,7 +359,8 @@ export class Transport extends TransportCore {
     const grant = this.grants.get(grantId);
     if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
     if (!grant.revoked) throw new ArgumentError(`grant ${grantId} is not revoked`);
-    if (this.revokeWaiters.has(grantId) || !native.transportGrantForget(grantId)) return false;
+    if (this.revokeWaiters.has(grantId)) return false;
+    if (!native.transportGrantForget(this.handle, grantId)) return false;
     this.grants.delete(grantId);
     this.forgottenMaxId = Math.max(this.forgottenMaxId, grantId);
     return true;
@@ -352,9 +370,10 @@ export class Transport extends TransportCore {
   raiseEpoch(epoch: number): void {
     this.checkOpen();
     checkCount('epoch', epoch, this.epoch + 1, Number.MAX_SAFE_INTEGER);
-    native.transportEpochRaise(epoch);
+    native.transportEpochRaise(this.handle, epoch);
     this.epoch = epoch;
-    invariant(native.transportStats().epoch === epoch, 'native epoch mismatch', { epoch });
+    invariant(native.transportStats(this.handle).epoch === epoch, 'native epoch mismatch',
+      { epoch });
   }
 
   /** Writes src[srcOffset, +length) at `address` of the peer's memory, checked by the peer. */
@@ -363,8 +382,8 @@ export class Transport extends TransportCore {
     this.checkAccess(ep, grant, address, length);
     checkBytes('src', src, srcOffset, length);
     return this.startRequest(ep, { kind: 'write', buffer: src }, (id) =>
-      native.transportWriteValidated(ep, id, grant.id, grant.epoch, grant.key, address, src,
-        srcOffset, length));
+      native.transportWriteValidated(this.handle, ep, id, grant.id, grant.epoch, grant.key,
+        address, src, srcOffset, length));
   }
 
   /** Reads `length` bytes at `address` of the peer's memory into dst[dstOffset, +length). */
@@ -373,8 +392,8 @@ export class Transport extends TransportCore {
     this.checkAccess(ep, grant, address, length);
     checkBytes('dst', dst, dstOffset, length);
     return this.startRequest(ep, { kind: 'read', buffer: dst }, (id) =>
-      native.transportReadValidated(ep, id, grant.id, grant.epoch, grant.key, address, dst,
-        dstOffset, length));
+      native.transportReadValidated(this.handle, ep, id, grant.id, grant.epoch, grant.key,
+        address, dst, dstOffset, length));
   }
 
   /**
@@ -399,7 +418,7 @@ export class Transport extends TransportCore {
     }
     this.checkDirect(ep);
     if (grant.revoked) throw new PmqError('PMQ_ERR_GRANT_REVOKED', `grant ${grantId} revoked`);
-    return native.transportDirectExport(ep, grantId, grantKey);
+    return native.transportDirectExport(this.handle, ep, grantId, grantKey);
   }
 
   /**
@@ -415,7 +434,7 @@ export class Transport extends TransportCore {
     checkBytes('key', key, 0, key.byteLength);
     checkCount('range address', range?.address, 0, Number.MAX_SAFE_INTEGER);
     checkCount('range length', range.length, 1, Number.MAX_SAFE_INTEGER - range.address);
-    const id = native.transportDirectImport(ep, key) as DirectKey;
+    const id = native.transportDirectImport(this.handle, ep, key) as DirectKey;
     this.directKeys.set(id, { ep, address: range.address, length: range.length });
     return id;
   }
@@ -423,7 +442,7 @@ export class Transport extends TransportCore {
   releaseDirectKey(key: DirectKey): void {
     this.checkOpen();
     if (!this.directKeys.delete(key)) return;  // released, or gone with its endpoint
-    native.transportDirectRelease(key);
+    native.transportDirectRelease(this.handle, key);
   }
 
   /**
@@ -448,7 +467,7 @@ export class Transport extends TransportCore {
     this.checkEndpoint(ep);
     this.checkDirectEnabled();
     return this.startRequest(ep, { kind: 'direct', buffer: new Uint8Array(0) }, (id) =>
-      native.transportDirectFlush(ep, id));
+      native.transportDirectFlush(this.handle, ep, id));
   }
 
   /** Whether this transport was opened with `direct: true`. */
@@ -457,15 +476,17 @@ export class Transport extends TransportCore {
   }
 
   stats(): TransportStats {
-    return native.transportStats();
+    return native.transportStats(this.handle);
   }
 
-  /** Closes endpoints, listener and worker; pending requests reject with ..._TRANSPORT_CLOSED. */
+  /**
+   * Closes this transport's endpoints, listener and worker (no other transport's); its pending
+   * requests reject with PMQ_ERR_TRANSPORT_CLOSED.
+   */
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    openTransport = undefined;
-    native.transportClose();
+    native.transportClose(this.handle);
     this.failEverything(new PmqError('PMQ_ERR_TRANSPORT_CLOSED', 'transport closed'));
   }
 
@@ -499,7 +520,8 @@ export class Transport extends TransportCore {
     checkCount('length', length, 1, entry.address + entry.length - remoteAddress);
     checkBytes(write === 1 ? 'src' : 'dst', buffer, offset, length);
     return this.startRequest(entry.ep, { kind: 'direct', buffer }, (id) =>
-      native.transportDirectTransfer(id, key, write, remoteAddress, buffer, offset, length));
+      native.transportDirectTransfer(this.handle, id, key, write, remoteAddress, buffer, offset,
+        length));
   }
 
   private checkAccess(ep: Endpoint, grant: GrantRef, address: number, length: number): void {

@@ -265,6 +265,11 @@ Status Transport::check_access(const Endpoint& ep, const AccessHeader& request,
   if (!inside(request.address, request.length, grant.address, limit)) {
     return Status::out_of_range;
   }
+  // Writes stay at or above the floor (the segment's durable watermark, set by JS): durable
+  // bytes never change, even under a grant (a lease's) that reaches below them.
+  if (direction == Direction::write && request.address - grant.address < grant.floor) {
+    return Status::out_of_range;
+  }
   PMQ_ASSERT(inside(request.address, request.length, 0, memory_bytes_));  // pair: grant_create
   return Status::ok;
 }

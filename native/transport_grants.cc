@@ -179,6 +179,7 @@ void Transport::grant_create(const Grant& grant) {
   PMQ_ASSERT(grant.key > 0 && grant.session > 0);  // transport.ts checked both
   PMQ_ASSERT(grant.readable <= grant.length);
   PMQ_ASSERT(grant.direction == Direction::read || grant.readable == grant.length);
+  PMQ_ASSERT(grant.floor == 0);
   grants_[grant.id] = grant;
 }
 
@@ -189,6 +190,15 @@ void Transport::grant_set_readable(uint64_t grant_id, uint64_t readable) {
   PMQ_ASSERT(grant.direction == Direction::read);
   PMQ_ASSERT(readable >= grant.readable && readable <= grant.length);  // only grows
   grant.readable = readable;
+}
+
+void Transport::grant_set_floor(uint64_t grant_id, uint64_t floor) {
+  auto found = grants_.find(grant_id);
+  PMQ_ASSERT(found != grants_.end());  // transport.ts checked all of it
+  Grant& grant = found->second;
+  PMQ_ASSERT(grant.direction == Direction::write);
+  PMQ_ASSERT(floor >= grant.floor && floor <= grant.length);  // only grows
+  grant.floor = floor;
 }
 
 bool Transport::grant_revoke(uint64_t grant_id) {

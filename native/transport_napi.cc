@@ -1,15 +1,25 @@
 // JS glue for the transport: converts arguments (TS validated them: here they are asserted),
 // maps failures to NativeError, and hands queued events to JS after progress has returned.
 //
-// Events reach one JS function, onEvent(kind, ep, id, status, code, text, header, payload),
-// called with MakeCallback semantics (its own HandleScope and async context; microtasks run
-// after each call). For a `place` event its return value is the destination Uint8Array (or
-// undefined: a fresh Buffer is allocated here); that array stays referenced until the data
-// has landed and the `message` event has handed it back.
+// Handles: a process may open several transports. transportOpen returns a handle, a small
+// integer (1, 2, ...; never reused by this thread), and every other function takes it first.
+// The handle names a State in this thread's registry; a handle of a closed transport is no
+// longer there (asserted: transport.ts only passes handles of open transports), so a stale one
+// can never reach freed memory. A plain number rather than an N-API external: nothing to
+// garbage-collect, and the same shape as endpoint ids.
+//
+// Events reach the JS function given to that transport's open, onEvent(kind, ep, id, status,
+// code, text, header, payload), called with MakeCallback semantics (its own HandleScope and
+// async context; microtasks run after each call). Each State has its own callback, async
+// context and placed arrays: events of one transport never reach another. For a `place` event
+// the return value is the destination Uint8Array (or undefined: a fresh Buffer is allocated
+// here); that array stays referenced until the data has landed and the `message` event has
+// handed it back.
 #include <napi.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <unordered_map>
 
 #include "assert.h"
@@ -27,20 +37,34 @@ struct Placed {
   Napi::Reference<Napi::Uint8Array> header;
 };
 
+// The JS side of one open transport.
 struct State {
+  uint32_t id = 0;
   Transport* transport = nullptr;
   napi_env env = nullptr;
   Napi::FunctionReference on_event;
   // napi_async_init holds a resource object given to it only weakly: keep ours alive, or a
   // garbage-collected resource crashes MakeCallback (seen as SIGSEGV in push_async_context).
   Napi::ObjectReference resource;
-  Napi::AsyncContext* context = nullptr;
+  std::unique_ptr<Napi::AsyncContext> context;
   Napi::Reference<Napi::Uint8Array> memory;
   std::unordered_map<uint64_t, Placed> placed;
+  bool dispatching = false;  // dispatch_events is handing its events to JS right now
+  bool closed = false;       // closed by a callback while dispatching: freed when that ends
 };
 
-State* g_state = nullptr;
-State* g_dispatching = nullptr;  // the state whose events are being handed to JS right now
+// The open transports of this thread by handle. Per thread because an env (the main thread's
+// or a worker's) only ever calls in on its own thread, and its handles mean nothing elsewhere;
+// heap-allocated and never destroyed, so no napi reference is released after its env is gone.
+struct Registry {
+  std::unordered_map<uint32_t, std::unique_ptr<State>> open;
+  uint32_t next_id = 1;
+};
+
+Registry& registry() {
+  thread_local Registry* registry = new Registry();
+  return *registry;
+}
 
 uint64_t to_u64(const Napi::Value& value) {
   PMQ_ASSERT(value.IsNumber());
@@ -63,10 +87,18 @@ uint8_t* to_bytes(const Napi::Value& value, uint64_t offset, uint64_t length) {
   return array.Data() + offset;
 }
 
-Transport* open_transport() {
-  PMQ_ASSERT(g_state != nullptr && !g_state->transport->closed());
-  return g_state->transport;
+// The State a handle names; asserted open (transport.ts checks before calling in).
+State* state_of(const Napi::Value& handle) {
+  uint64_t id = to_u64(handle);
+  PMQ_ASSERT(id > 0 && id <= UINT32_MAX);
+  auto& open = registry().open;
+  auto found = open.find(static_cast<uint32_t>(id));
+  PMQ_ASSERT(found != open.end());
+  PMQ_ASSERT(!found->second->closed && !found->second->transport->closed());
+  return found->second.get();
 }
+
+Transport* transport_of(const Napi::Value& handle) { return state_of(handle)->transport; }
 
 Napi::Value make_uint8(Napi::Env env, uint8_t* owned, uint64_t length) {
   if (length == 0) return Napi::Uint8Array::New(env, 0);
@@ -75,7 +107,8 @@ Napi::Value make_uint8(Napi::Env env, uint8_t* owned, uint64_t length) {
   return buffer;
 }
 
-Napi::Value event_payload(Napi::Env env, transport::Event& event, Napi::Value* header_p) {
+Napi::Value event_payload(Napi::Env env, State& state, transport::Event& event,
+                          Napi::Value* header_p) {
   if (event.kind == transport::EventKind::place) {
     *header_p = Napi::Buffer<uint8_t>::Copy(env, event.header.data(), event.header.size());
     return Napi::Number::New(env, static_cast<double>(event.length));
@@ -87,15 +120,16 @@ Napi::Value event_payload(Napi::Env env, transport::Event& event, Napi::Value* h
     event.payload = nullptr;
     return payload;
   }
-  auto found = g_state->placed.find(event.id);  // rendezvous: the array JS placed
-  PMQ_ASSERT(found != g_state->placed.end());
+  auto found = state.placed.find(event.id);  // rendezvous: the array JS placed
+  PMQ_ASSERT(found != state.placed.end());
   *header_p = found->second.header.Value();
   Napi::Value payload = found->second.destination.Value();
-  g_state->placed.erase(found);
+  state.placed.erase(found);
   return payload;
 }
 
-void place(Napi::Env env, const transport::Event& event, Napi::Value header, Napi::Value chosen) {
+void place(Napi::Env env, State& state, const transport::Event& event, Napi::Value header,
+           Napi::Value chosen) {
   Napi::Uint8Array destination;
   if (chosen.IsTypedArray() && chosen.As<Napi::TypedArray>().TypedArrayType() ==
                                    napi_uint8_array) {
@@ -105,14 +139,14 @@ void place(Napi::Env env, const transport::Event& event, Napi::Value header, Nap
     destination = Napi::Buffer<uint8_t>::New(env, event.length);
   }
   Placed placed{Napi::Persistent(destination), Napi::Persistent(header.As<Napi::Uint8Array>())};
-  g_state->placed.emplace(event.id, std::move(placed));
-  g_state->transport->receive_into(event.id, destination.Data());
+  state.placed.emplace(event.id, std::move(placed));
+  state.transport->receive_into(event.id, destination.Data());
 }
 
-void call_js(Napi::Env env, transport::Event& event) {
+void call_js(Napi::Env env, State& state, transport::Event& event) {
   Napi::HandleScope scope(env);
   Napi::Value header = env.Undefined();
-  Napi::Value payload = event_payload(env, event, &header);
+  Napi::Value payload = event_payload(env, state, event, &header);
   std::vector<napi_value> args = {
       Napi::Number::New(env, static_cast<double>(event.kind)),
       Napi::Number::New(env, event.ep),
@@ -122,14 +156,14 @@ void call_js(Napi::Env env, transport::Event& event) {
       Napi::String::New(env, event.text),
       header,
       payload};
-  Napi::Value result = g_state->on_event.MakeCallback(env.Global(), args, *g_state->context);
+  Napi::Value result = state.on_event.MakeCallback(env.Global(), args, *state.context);
   if (env.IsExceptionPending()) {
     Napi::Error error = env.GetAndClearPendingException();
     napi_fatal_exception(env, error.Value());  // like an uncaught exception in a callback
     return;
   }
-  if (event.kind == transport::EventKind::place && g_state != nullptr) {
-    place(env, event, header, result);
+  if (event.kind == transport::EventKind::place && !state.closed) {  // JS may have closed it
+    place(env, state, event, header, result);
   }
 }
 
@@ -138,22 +172,24 @@ void call_js(Napi::Env env, transport::Event& event) {
 namespace transport {
 
 bool dispatch_events(Transport* transport) {
-  PMQ_ASSERT(g_state != nullptr && g_state->transport == transport);
+  auto& open = registry().open;
+  auto found = open.find(transport->id());
+  PMQ_ASSERT(found != open.end() && found->second->transport == transport);
   if (transport->events.empty()) return false;
-  Napi::Env env(g_state->env);
-  State* state = g_state;
-  g_dispatching = state;
-  while (!transport->events.empty() && !transport->closed()) {  // JS may close() in a callback
+  State* state = found->second.get();
+  PMQ_ASSERT(!state->dispatching);  // progress is not re-entrant (progress.cc)
+  state->dispatching = true;
+  Napi::Env env(state->env);
+  while (!transport->events.empty() && !state->closed) {  // JS may close() in a callback
     Event event = std::move(transport->events.front());
     transport->events.pop_front();
-    call_js(env, event);
+    call_js(env, *state, event);
     if (event.payload != nullptr) std::free(event.payload);
   }
-  g_dispatching = nullptr;
-  if (state != g_state) {  // closed by a callback: its async context outlived that callback
-    delete state->context;
-    delete state;
-  }
+  state->dispatching = false;
+  // Closed by a callback: transport_close left the State to us, as its async context had to
+  // outlive that callback.
+  if (state->closed) delete state;
   return true;
 }
 
@@ -164,10 +200,7 @@ void register_transport_direct(Napi::Env env, Napi::Object exports);
 
 namespace {
 
-Napi::Value transport_open(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  PMQ_ASSERT(g_state == nullptr);  // transport.ts refuses a second open
-  Napi::Object given = info[0].As<Napi::Object>();
+transport::Options options_of(const Napi::Object& given) {
   transport::Options options;
   options.tls = given.Get("tls").As<Napi::String>().Utf8Value();
   options.net_devices = given.Get("netDevices").As<Napi::String>().Utf8Value();
@@ -178,39 +211,52 @@ Napi::Value transport_open(const Napi::CallbackInfo& info) {
   options.request_bytes_max = to_u64(given.Get("requestBytesMax"));
   options.message_bytes_max = to_u64(given.Get("messageBytesMax"));
   options.spin_us = static_cast<uint32_t>(to_u64(given.Get("spinUs")));
+  return options;
+}
+
+Napi::Value transport_open(const Napi::CallbackInfo& info) {
+  // (options, onEvent) → handle
+  Napi::Env env = info.Env();
+  transport::Options options = options_of(info[0].As<Napi::Object>());
   uv_loop_t* loop = nullptr;
   PMQ_ASSERT(napi_get_uv_event_loop(env, &loop) == napi_ok);
+  Registry& registry_ = registry();
+  PMQ_ASSERT(registry_.next_id < UINT32_MAX);  // ids are never reused
+  uint32_t id = registry_.next_id++;
   Transport* transport = nullptr;
-  std::string failure = Transport::open(options, loop, &transport);
+  std::string failure = Transport::open(options, loop, id, &transport);
   if (!failure.empty()) {
     return throw_native_error(env, "PMQ_ERR_TRANSPORT", "transport open failed", failure);
   }
-  g_state = new State();
-  g_state->transport = transport;
-  g_state->env = env;
-  g_state->on_event = Napi::Persistent(info[1].As<Napi::Function>());
+  auto state = std::make_unique<State>();
+  state->id = id;
+  state->transport = transport;
+  state->env = env;
+  state->on_event = Napi::Persistent(info[1].As<Napi::Function>());
   Napi::Object resource = Napi::Object::New(env);
-  g_state->resource = Napi::Persistent(resource);
-  g_state->context = new Napi::AsyncContext(env, "pmq:transport", resource);
-  return env.Undefined();
+  state->resource = Napi::Persistent(resource);
+  state->context = std::make_unique<Napi::AsyncContext>(env, "pmq:transport", resource);
+  PMQ_ASSERT(registry_.open.emplace(id, std::move(state)).second);
+  return Napi::Number::New(env, id);
 }
 
 Napi::Value transport_close(const Napi::CallbackInfo& info) {
-  PMQ_ASSERT(g_state != nullptr);
-  g_state->transport->close();  // freed later, once libuv has closed its handles
-  if (g_dispatching != g_state) {
-    delete g_state->context;
-    delete g_state;
-  }
-  g_state = nullptr;
+  // (handle): that transport only; every other one stays open
+  State* state = state_of(info[0]);
+  std::unique_ptr<State> owned = std::move(registry().open[state->id]);
+  registry().open.erase(state->id);  // from now on its handle names nothing
+  state->closed = true;
+  state->transport->close();  // freed later, once libuv has closed its handles
+  // Closed from one of its own event callbacks: dispatch_events frees it when that returns.
+  if (state->dispatching) owned.release();
   return info.Env().Undefined();
 }
 
 Napi::Value transport_listen(const Napi::CallbackInfo& info) {
   std::string bound;
-  std::string failure = open_transport()->listen(info[0].As<Napi::String>().Utf8Value(),
-                                                 static_cast<uint16_t>(to_u64(info[1])),
-                                                 &bound);
+  std::string failure = transport_of(info[0])->listen(info[1].As<Napi::String>().Utf8Value(),
+                                                      static_cast<uint16_t>(to_u64(info[2])),
+                                                      &bound);
   if (!failure.empty()) {
     return throw_native_error(info.Env(), "PMQ_ERR_TRANSPORT", "listen failed", failure);
   }
@@ -219,8 +265,9 @@ Napi::Value transport_listen(const Napi::CallbackInfo& info) {
 
 Napi::Value transport_connect(const Napi::CallbackInfo& info) {
   uint32_t ep = 0;
-  std::string failure = open_transport()->connect(info[0].As<Napi::String>().Utf8Value(),
-                                                  static_cast<uint16_t>(to_u64(info[1])), &ep);
+  std::string failure = transport_of(info[0])->connect(info[1].As<Napi::String>().Utf8Value(),
+                                                       static_cast<uint16_t>(to_u64(info[2])),
+                                                       &ep);
   if (!failure.empty()) {
     return throw_native_error(info.Env(), "PMQ_ERR_TRANSPORT", "connect failed", failure);
   }
@@ -228,14 +275,15 @@ Napi::Value transport_connect(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value transport_endpoint_close(const Napi::CallbackInfo& info) {
-  open_transport()->close_endpoint(to_ep(info[0]));
-  open_transport()->mark_needs_progress();
+  Transport* transport = transport_of(info[0]);
+  transport->close_endpoint(to_ep(info[1]));
+  transport->mark_needs_progress();
   return info.Env().Undefined();
 }
 
 Napi::Value transport_lanes(const Napi::CallbackInfo& info) {
   std::vector<std::string> lanes;
-  std::string failure = open_transport()->lanes(to_ep(info[0]), &lanes);
+  std::string failure = transport_of(info[0])->lanes(to_ep(info[1]), &lanes);
   if (!failure.empty()) {
     return throw_native_error(info.Env(), "PMQ_ERR_TRANSPORT", "lane query failed", failure);
   }
@@ -245,48 +293,54 @@ Napi::Value transport_lanes(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value transport_send(const Napi::CallbackInfo& info) {
-  // (ep, requestId, header, payload, offset, length)
-  uint32_t ep = to_ep(info[0]);
-  uint64_t request_id = to_u64(info[1]);
-  auto header = info[2].As<Napi::Uint8Array>();
-  uint64_t offset = to_u64(info[4]);
-  uint64_t length = to_u64(info[5]);
-  uint8_t* payload = to_bytes(info[3], offset, length);
-  open_transport()->send(ep, request_id, to_bytes(header, 0, header.ByteLength()),
-                         header.ByteLength(), payload, length);
+  // (handle, ep, requestId, header, payload, offset, length)
+  Transport* transport = transport_of(info[0]);
+  uint32_t ep = to_ep(info[1]);
+  uint64_t request_id = to_u64(info[2]);
+  auto header = info[3].As<Napi::Uint8Array>();
+  uint64_t offset = to_u64(info[5]);
+  uint64_t length = to_u64(info[6]);
+  uint8_t* payload = to_bytes(info[4], offset, length);
+  transport->send(ep, request_id, to_bytes(header, 0, header.ByteLength()),
+                  header.ByteLength(), payload, length);
   return info.Env().Undefined();
 }
 
 Napi::Value transport_send_raw(const Napi::CallbackInfo& info) {
-  // (ep, requestId, header, payload, mode 0 = auto / 1 = eager / 2 = rndv)
-  uint32_t ep = to_ep(info[0]);
-  uint64_t request_id = to_u64(info[1]);
-  auto header = info[2].As<Napi::Uint8Array>();
-  auto payload = info[3].As<Napi::Uint8Array>();
-  uint64_t mode = to_u64(info[4]);
+  // (handle, ep, requestId, header, payload, mode 0 = auto / 1 = eager / 2 = rndv)
+  Transport* transport = transport_of(info[0]);
+  uint32_t ep = to_ep(info[1]);
+  uint64_t request_id = to_u64(info[2]);
+  auto header = info[3].As<Napi::Uint8Array>();
+  auto payload = info[4].As<Napi::Uint8Array>();
+  uint64_t mode = to_u64(info[5]);
   PMQ_ASSERT(mode <= 2);
-  open_transport()->send_raw(ep, request_id, to_bytes(header, 0, header.ByteLength()),
-                             header.ByteLength(), to_bytes(payload, 0, payload.ByteLength()),
-                             payload.ByteLength(), static_cast<transport::RawMode>(mode));
+  transport->send_raw(ep, request_id, to_bytes(header, 0, header.ByteLength()),
+                      header.ByteLength(), to_bytes(payload, 0, payload.ByteLength()),
+                      payload.ByteLength(), static_cast<transport::RawMode>(mode));
   return info.Env().Undefined();
 }
 
 Napi::Value transport_bind_session(const Napi::CallbackInfo& info) {
-  open_transport()->bind_session(to_ep(info[0]), to_u64(info[1]));
+  transport_of(info[0])->bind_session(to_ep(info[1]), to_u64(info[2]));
   return info.Env().Undefined();
 }
 
 Napi::Value transport_stats(const Napi::CallbackInfo& info) {
+  // (handle): a closed transport's handle is allowed here and reads as closed
+  uint64_t id = to_u64(info[0]);
+  auto& open = registry().open;
+  auto found = id <= UINT32_MAX ? open.find(static_cast<uint32_t>(id)) : open.end();
+  Transport* transport = found == open.end() ? nullptr : found->second->transport;
   Napi::Object stats = Napi::Object::New(info.Env());
-  bool open = g_state != nullptr;
-  stats.Set("open", open);
-  stats.Set("endpoints", open ? g_state->transport->endpoint_count() : 0);
-  stats.Set("pendingOps", open ? g_state->transport->pending_ops() : 0);
-  stats.Set("epoch", open ? static_cast<double>(g_state->transport->epoch()) : 0);
-  stats.Set("busyPoll", open && g_state->transport->busy_poll());
+  stats.Set("open", transport != nullptr);
+  stats.Set("endpoints", transport != nullptr ? transport->endpoint_count() : 0);
+  stats.Set("pendingOps", transport != nullptr ? transport->pending_ops() : 0);
+  stats.Set("epoch", transport != nullptr ? static_cast<double>(transport->epoch()) : 0);
+  stats.Set("busyPoll", transport != nullptr && transport->busy_poll());
   // The sleeping mode's adaptive spin (spin_policy.h); zeros when closed or busy polling.
-  transport::AdaptiveSpin closed_spin(0);
-  const transport::AdaptiveSpin& spin = open ? g_state->transport->spin() : closed_spin;
+  const transport::AdaptiveSpin closed_spin(0);
+  const transport::AdaptiveSpin& spin = transport != nullptr ? transport->spin() : closed_spin;
   stats.Set("spinMaxUs", static_cast<double>(spin.max_ns()) / 1000);
   stats.Set("spinBudgetUs", static_cast<double>(spin.budget_ns()) / 1000);
   stats.Set("spinsRewarded", static_cast<double>(spin.counters().rewarded));
@@ -296,16 +350,17 @@ Napi::Value transport_stats(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-// Shared with transport_data_napi.cc.
-transport::Transport* napi_open_transport() { return open_transport(); }
+// Shared with transport_data_napi.cc and transport_direct_napi.cc.
+transport::Transport* napi_transport(const Napi::Value& handle) { return transport_of(handle); }
 uint64_t napi_to_u64(const Napi::Value& value) { return to_u64(value); }
 uint32_t napi_to_ep(const Napi::Value& value) { return to_ep(value); }
 uint8_t* napi_to_bytes(const Napi::Value& value, uint64_t offset, uint64_t length) {
   return to_bytes(value, offset, length);
 }
-void napi_keep_memory(const Napi::Uint8Array& memory) {
-  PMQ_ASSERT(g_state != nullptr && g_state->memory.IsEmpty());
-  g_state->memory = Napi::Persistent(memory);  // the exposed memory lives as long as we do
+void napi_keep_memory(const Napi::Value& handle, const Napi::Uint8Array& memory) {
+  State* state = state_of(handle);
+  PMQ_ASSERT(state->memory.IsEmpty());
+  state->memory = Napi::Persistent(memory);  // the exposed memory lives as long as its transport
 }
 
 void register_transport(Napi::Env env, Napi::Object exports) {

@@ -222,7 +222,8 @@ export class BrokerService {
   async persist(m: Message<'persist'>): Promise<Reply<'persisted'>> {
     this.#checkEpoch(m.epoch);
     const result = await this.#persists.persist({ segmentIndex: m.segmentIndex,
-      position: m.position, offsetLast: m.offsetLast, seal: m.seal, epoch: m.epoch });
+      position: m.position, offsetLast: m.offsetLast, seal: m.seal, epoch: m.epoch,
+      patches: m.patches });
     if (result.sealed) {
       this.#log.info({ segment: m.segmentIndex, position: m.position,
         offsetLast: m.offsetLast }, 'segment sealed');

@@ -47,6 +47,8 @@ export interface GrantRecord {
 
 interface Entry extends GrantRecord {
   readableBytes: number;
+  /** Write grants: the bytes of its range below the durable watermark, no longer writable. */
+  floorBytes: number;
   /** Set once revocation started; resolves when no access of the grant is in flight. */
   revoked: Promise<void> | null;
 }
@@ -100,7 +102,7 @@ export class GrantRegistry {
     this.#transport.createGrant({ id: grant.grantId, epoch: grant.epoch,
       address: grant.address, length: grant.sizeBytes, direction: grant.direction,
       session: grant.session, key: grant.key, readableBytes: grant.readableBytes });
-    const entry: Entry = { ...grant, revoked: null };
+    const entry: Entry = { ...grant, floorBytes: 0, revoked: null };
     this.#grants.set(grant.grantId, entry);
     let live = this.#liveBySegment.get(grant.segmentIndex);
     if (live === undefined) {
@@ -150,6 +152,24 @@ export class GrantRegistry {
       if (readable <= entry.readableBytes) continue;
       this.#transport.setGrantReadable(entry.grantId, readable);
       entry.readableBytes = readable;
+    }
+  }
+
+  /**
+   * The bytes below region address `addressEnd` are about to be checked and persisted: the
+   * segment's live write grants (a lease's, reaching past it) may no longer write there.
+   * Called before the check, so what is checked is what becomes durable (a rendezvous write
+   * the grant accepted before this may still land: docs/security.md, "Known gaps").
+   */
+  raiseWriteFloor(segmentIndex: number, addressEnd: number): void {
+    const live = this.#liveBySegment.get(segmentIndex);
+    if (live === undefined) return;
+    for (const entry of live) {
+      if (entry.direction !== 'write' || entry.revoked !== null) continue;
+      const floor = readablePrefix(entry, addressEnd);
+      if (floor <= entry.floorBytes) continue;
+      this.#transport.setGrantWriteFloor(entry.grantId, floor);
+      entry.floorBytes = floor;
     }
   }
 

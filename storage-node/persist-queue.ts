@@ -14,14 +14,15 @@
  * watermark (a retry, or a request that lost the race to a later one) is answered at once.
  * Sealing first revokes the segment's write grants (waiting for accesses in flight), so no
  * write can land once the segment is sealed. A watermark persist first revokes the write
- * grants that end at or below it: a batch's grant lives until its bytes are durable, never
- * after, and the broker need not send a grantRevoke per batch.
+ * grants that end at or below it, raises the floor of those reaching past it (a lease's: no
+ * write below the new watermark any more), then checks and patches the appended batches
+ * (RegionStore.settleBatches): durable bytes never change, and they always parse.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { STORAGE_LIMITS } from '../common/limits.js';
 import type { GrantRegistry } from './grant-registry.js';
-import type { RegionStore, SegmentInfo } from './region-store.js';
+import type { OffsetPatch, RegionStore, SegmentInfo } from './region-store.js';
 
 export interface PersistRequest {
   readonly segmentIndex: number;
@@ -29,6 +30,8 @@ export interface PersistRequest {
   readonly offsetLast: number;
   readonly seal: boolean;
   readonly epoch: number;
+  /** Batch baseOffsets to write into their headers before the bytes persist. */
+  readonly patches?: readonly OffsetPatch[];
 }
 
 export interface PersistResult {
@@ -89,9 +92,14 @@ export class PersistQueue {
   readonly #grants: GrantRegistry;
   readonly #lanes = new Map<number, Lane>();
 
-  constructor(store: RegionStore, grants: GrantRegistry) {
+  readonly #onReplaced: (segmentIndex: number, positions: readonly number[]) => void;
+
+  /** onReplaced: batches that were not what their producer appended (replaced, see below). */
+  constructor(store: RegionStore, grants: GrantRegistry,
+    onReplaced: (segmentIndex: number, positions: readonly number[]) => void = () => undefined) {
     this.#store = store;
     this.#grants = grants;
+    this.#onReplaced = onReplaced;
   }
 
   /** True while `segmentIndex` has a persist in flight or waiting. */
@@ -155,17 +163,30 @@ export class PersistQueue {
     }
   }
 
+  /**
+   * Before a persist up to `position`: no write grant may write below it any more, then the
+   * appended batches there are checked and patched (RegionStore.settleBatches).
+   */
+  #settle(segmentIndex: number, patches: readonly OffsetPatch[], position: number): void {
+    const segment = this.#store.segment(segmentIndex);
+    this.#grants.raiseWriteFloor(segmentIndex, segment.address + position);
+    const replaced = this.#store.settleBatches(segmentIndex, patches, position);
+    if (replaced.length > 0) this.#onReplaced(segmentIndex, replaced);
+  }
+
   async #persistOne(request: PersistRequest): Promise<void> {
     const { segmentIndex, position, offsetLast, epoch } = request;
     if (!request.seal) {
       const segment = this.#store.segment(segmentIndex);
       await this.#grants.revokeWritesEndingBy(segmentIndex, segment.address + position);
+      this.#settle(segmentIndex, request.patches ?? [], position);
       const durable = await this.#store.persistWatermark(segmentIndex, { position, offsetLast },
         epoch);
       this.#grants.raiseReadable(segmentIndex, durable.address + durable.watermark.position);
       return;
     }
     await this.#grants.revokeSegment(segmentIndex, 'write');
+    this.#settle(segmentIndex, request.patches ?? [], position);
     const sealed = await this.#store.sealSegment(segmentIndex, { position, offsetLast }, epoch);
     invariant(sealed.state === 'sealed' && sealed.watermark.position === position,
       'a sealed segment ends at the requested watermark', { segmentIndex, position });

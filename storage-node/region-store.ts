@@ -33,6 +33,10 @@ import {
   type SegmentEntry, type Superblock, type Watermark,
 } from '../common/layout.js';
 import { LIMITS } from '../common/limits.js';
+import { recordBatchSizeReachable } from '../common/record-batch/batch-size.js';
+import { validateRecordBatch } from '../common/record-batch/decode.js';
+import { encodeFiller } from '../common/record-batch/filler.js';
+import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/layout.js';
 import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
 import type { PersistentMemory } from './persistent-memory.js';
 import { checkSegmentData, type SegmentDataSummary } from './segment-data.js';
@@ -46,6 +50,17 @@ export type { PersistentMemory } from './persistent-memory.js';
 export type { SegmentDataSummary } from './segment-data.js';
 
 /** A segment as the broker sees it: its entry plus where its bytes are. */
+/**
+ * A batch's baseOffset to write into its header at `position` (segment-relative), and what the
+ * batch must be: `bytes` long, `records` records.
+ */
+export interface OffsetPatch {
+  readonly position: number;
+  readonly baseOffset: number;
+  readonly bytes: number;
+  readonly records: number;
+}
+
 export interface SegmentInfo extends SegmentEntry {
   /** Region address of the segment's first byte. */
   readonly address: number;
@@ -118,6 +133,16 @@ const fail = (code: ErrorCode, message: string, retriable?: boolean): PmqError =
 function checkCount(what: string, name: string, value: number, max: number): void {
   if (!Number.isSafeInteger(value) || value < 0 || value > max) {
     throw new ArgumentError(`${what}: ${name} ${String(value)} is not an integer in 0..${max}`);
+  }
+}
+
+/** Whether `bytes` at `address` are one whole, valid RecordBatch v2 of `records` records. */
+function batchIs(region: Uint8Array, address: number, bytes: number, records: number): boolean {
+  try {
+    const header = validateRecordBatch(region, address, bytes);
+    return header.sizeBytes === bytes && header.recordCount === records;
+  } catch {
+    return false; // whatever is wrong with it, a control batch takes its place
   }
 }
 
@@ -338,6 +363,43 @@ export class RegionStore {
    */
   async persistWatermark(index: number, watermark: Watermark, epoch: number): Promise<SegmentInfo> {
     return this.#advance('persistWatermark', index, watermark, epoch, 'active');
+  }
+
+  /**
+   * Before the bytes of [durable, positionEnd) persist: checks each batch a producer appended
+   * there (a whole RecordBatch v2 of exactly the bytes and records it claimed, CRC included)
+   * and replaces one that is not with a control batch of that size and record count, so what
+   * becomes durable always parses and its offsets hold; then writes each batch's baseOffset
+   * (sequenced by the broker after the producer wrote it; the CRC does not cover it). Only
+   * above the durable watermark: durable bytes are never rewritten. Returns the positions
+   * replaced (the producers that lied about them lose only those records).
+   */
+  settleBatches(index: number, patches: readonly OffsetPatch[], positionEnd: number): number[] {
+    this.#checkIndex('settleBatches', index);
+    const durable = this.#table.get(index).watermark.position;
+    const due = patches.filter((patch) => patch.position >= durable); // below: repeats
+    for (const { position, baseOffset, bytes, records } of due) {
+      if (!Number.isSafeInteger(position) || !Number.isSafeInteger(bytes) ||
+          bytes < RECORD_BATCH_HEADER_SIZE_BYTES || position + bytes > positionEnd ||
+          !Number.isSafeInteger(baseOffset) || baseOffset < 0 ||
+          !recordBatchSizeReachable(bytes, records)) {
+        throw new ArgumentError(`settleBatches: a batch of ${bytes} bytes and ${records} ` +
+          `records at ${position} (offset ${baseOffset}) does not lie inside ${durable}..` +
+          `${positionEnd} of segment ${index}, or no batch has that shape`);
+      }
+    }
+    const region = this.region.bytes;
+    const view = new DataView(region.buffer, region.byteOffset, region.byteLength);
+    const address = this.segmentAddress(index);
+    const replaced: number[] = [];
+    for (const { position, baseOffset, bytes, records } of due) {
+      if (!batchIs(region, address + position, bytes, records)) {
+        region.set(encodeFiller(bytes, records, baseOffset), address + position);
+        replaced.push(position);
+      }
+      view.setBigInt64(address + position, BigInt(baseOffset));
+    }
+    return replaced;
   }
 
   /** persistWatermark that also seals: no further watermark moves. Sealing again is a no-op. */

@@ -100,7 +100,10 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
     busyPoll: opts.busyPoll, direct });
   let address: { host: string; port: number };
   const grants = new GrantRegistry(transport);
-  const persists = new PersistQueue(store, grants);
+  const persists = new PersistQueue(store, grants, (segment, positions) => {
+    log.warn({ segment, positions }, 'appended batches that were not what their producer ' +
+      'claimed (size, record count or CRC) were replaced by control batches before persisting');
+  });
   try {
     if (store.epoch > 0) transport.raiseEpoch(store.epoch);
     transport.attachMemory(region.bytes);

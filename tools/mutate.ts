@@ -85,6 +85,19 @@ const MUTATIONS: Mutation[] = [
     edits: [{ file: 'broker-node/metadata-store.ts', find: '    this.#apply(op);\n' +
       '    await this.#change(op);\n',
     replace: '    this.#apply(op);\n    void this.#change(op).catch(() => undefined);\n' }] },
+  // (e) Leases: the storage node writes each batch's baseOffset before persisting its bytes.
+  { name: 'e-patch-after-persist',
+    what: '(e) the storage node checks and patches the appended batches after the data and ' +
+      'watermark persist, so ' +
+      'the durable headers keep the producer\'s 0 (persist-queue.ts)',
+    edits: [{ file: 'storage-node/persist-queue.ts',
+      find: '      this.#settle(segmentIndex, request.patches ?? [], position);\n' +
+        '      const durable = await this.#store.persistWatermark(segmentIndex, ' +
+        '{ position, offsetLast },\n        epoch);\n',
+      replace: '      const durable = await this.#store.persistWatermark(segmentIndex, ' +
+        '{ position, offsetLast },\n        epoch);\n' +
+        '      this.#settle(segmentIndex, request.patches ?? [], position); // (e)\n',
+    }] },
 ];
 
 function run(command: string, args: string[], cwd: string, env: Record<string, string> = {},

@@ -8,7 +8,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 5;
+export const WIRE_VERSION = 6;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -56,15 +56,27 @@ export const MESSAGES = {
     segments: 'uint' }, max: 100_000 } },
   producerInit: {},
   producerId: { producerId: 'uint', producerEpoch: 'uint' },
-  reserve: { topic: 'topic', partition: 'uint', bytes: 'uint', records: 'uint',
-    producerId: 'int', sequence: 'int' },
-  reserved: { epoch: 'uint', reservationId: 'uint', nodeId: 'uint', grantId: 'uint',
-    grantKey: 'uint',
-    grantEpoch: 'uint', address: 'uint', baseOffset: 'uint' },
-  commit: { topic: 'topic', partition: 'uint', epoch: 'uint', reservationId: 'uint' },
-  acked: { baseOffset: 'uint' },
-  /** reserve's reply to a retried idempotent batch already durable: nothing to write. */
+  /**
+   * A write range of the partition for this session (docs/broker.md, "Leases"): at least
+   * bytesMin (the next batch), up to bytes. releaseId ≥ 0: first close that lease of this
+   * session (at releaseEpoch); its unwritten rest is filled.
+   */
+  lease: { topic: 'topic', partition: 'uint', bytes: 'uint', bytesMin: 'uint',
+    releaseEpoch: 'uint', releaseId: 'int' },
+  /** address: the region address of `position` (segment-relative); the grant covers sizeBytes. */
+  leased: { epoch: 'uint', leaseId: 'uint', nodeId: 'uint', grantId: 'uint', grantKey: 'uint',
+    grantEpoch: 'uint', address: 'uint', position: 'uint', sizeBytes: 'uint' },
+  /**
+   * A batch written at `position` (segment-relative) of the lease; answered `acked` with its
+   * first offset once durable, or `duplicate` (an idempotent retry of a durable batch).
+   */
+  append: { topic: 'topic', partition: 'uint', epoch: 'uint', leaseId: 'uint',
+    position: 'uint', bytes: 'uint', records: 'uint', producerId: 'int', sequence: 'int' },
+  /** leaseEnd: the lease's segment is full: place no more batches in it, release it. */
+  acked: { baseOffset: 'uint', leaseEnd: 'bool' },
   duplicate: { baseOffset: 'uint' },
+  /** The session is done with a lease: its unwritten rest is filled. Answered `done`. */
+  leaseRelease: { topic: 'topic', partition: 'uint', epoch: 'uint', leaseId: 'uint' },
   /** Where `offset` is, and how far it may be read; waits up to waitMs for data past offset. */
   fetchView: { topic: 'topic', partition: 'uint', offset: 'uint', waitMs: 'uint' },
   view: { highWatermark: 'uint', segment: { list: segmentView, max: 1 } },
@@ -101,8 +113,13 @@ export const MESSAGES = {
     segmentIndex: 'uint', position: 'uint',
     sizeBytes: 'uint', direction },
   grantRevoke: { epoch: 'uint', grantId: 'uint' },
+  /**
+   * patches: each batch's baseOffset, written into its header before the bytes persist, with
+   * the batch's size and record count (a batch that is not that is replaced by a control one).
+   */
   persist: { epoch: 'uint', segmentIndex: 'uint', position: 'uint', offsetLast: 'int',
-    seal: 'bool' },
+    seal: 'bool', patches: { list: { position: 'uint', baseOffset: 'uint', bytes: 'uint',
+      records: 'uint' }, max: 4096 } },
   persisted: { segmentIndex: 'uint', position: 'uint', offsetLast: 'int', sealed: 'bool' },
   segmentFree: { epoch: 'uint', segmentIndex: 'uint' },
   epochRaise: { epoch: 'uint' },
@@ -131,7 +148,7 @@ export type MessageKind = keyof typeof MESSAGES;
 
 /** Kinds that answer a request (matched by id); every other kind is a request. */
 const REPLY_KIND_LIST = [
-  'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'reserved', 'acked',
+  'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'leased', 'acked',
   'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
   'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined', 'metaAppended',
   'metaValues',

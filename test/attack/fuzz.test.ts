@@ -2,7 +2,9 @@
 // `pmq storage` and `pmq broker` (CLI processes, /dev/shm, a cluster key), on tcp and on sm,tcp.
 // Before the fuzz a legitimate client produces a few hundred records; after each node's run:
 // both processes alive (no exit, no abort in stderr), a fresh legitimate connection is served
-// (produce and consume), and the records acknowledged before read back unchanged.
+// (produce and consume), and the records acknowledged before read back unchanged. Some of the
+// fuzzer's connections are lease sessions (its own topic `fuzz-lease`): a real lease, then
+// hostile appends, releases and writes about it (test/fixtures/fuzz-peer.ts).
 // PMQ_FUZZ_MESSAGES per node per transport (default 1500; `npm run test:fuzz`: 20 000),
 // PMQ_TEST_SEED replays a run (the seed is printed). docs/security.md, "Fuzzing". First, the
 // regression test of what it found in native code: closing an endpoint with rendezvous
@@ -60,13 +62,15 @@ class LegitClient {
 }
 
 interface Stats { generated: number; sent: number; connections: number; closedByNode: number;
-  sendFailed: number; ms: number; unreachable?: boolean }
+  sendFailed: number; ms: number; unreachable?: boolean;
+  kinds?: { leaseSessions: number; leased: number; leaseMessages: number } }
 
 async function fuzz(node: Proc, role: 'storage' | 'broker', transports: string,
-  seed: number): Promise<{ code: number | null; stats: Stats | undefined; stderr: string }> {
+  seed: number, broker: Proc): Promise<{ code: number | null; stats: Stats | undefined;
+  stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(FIXTURES, 'fuzz-peer.ts'),
     JSON.stringify({ host: node.host, port: node.port, transports, messages: MESSAGES,
-      perConnection: PER_CONNECTION, seed, role })],
+      perConnection: PER_CONNECTION, seed, role, broker: `${broker.host}:${broker.port}` })],
   { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, UCX_NET_DEVICES: 'lo' } });
   let stdout = '';
   let stderr = '';
@@ -126,7 +130,7 @@ for (const [index, transports] of (['tcp', 'sm,tcp'] as const).entries()) {
       remove();
     });
     // A 64 MiB region: the fuzzer (an admin of this broker without --auth-file, as every client)
-    // may create topics and reserve in them; that must not starve the test's own topic.
+    // may create topics and lease in them; that must not starve the test's own topic.
     const storage = await startStorage(join(dir, 'region'), 1, 0, ['--transports', transports,
       '--size', '64MiB']);
     procs.push(storage);
@@ -150,14 +154,17 @@ for (const [index, transports] of (['tcp', 'sm,tcp'] as const).entries()) {
     for (const [step, [role, node]] of ([['storage', storage], ['broker', broker]] as const)
       .entries()) {
       const seed = (SEED + index * 2 + step) >>> 0;
-      const run = await fuzz(node, role, transports, seed);
+      const run = await fuzz(node, role, transports, seed, broker);
       t.equal(run.code, 0, `fuzz peer (seed ${seed}) ended normally ${run.stderr.slice(-2000)}`);
       const stats = run.stats;
       t.ok(stats !== undefined && stats.sent === MESSAGES && stats.unreachable !== true,
         `${role} over ${transports}: ${JSON.stringify(stats)}`);
       t.comment(`${role} over ${transports}: ${stats?.sent} messages sent (${stats?.sendFailed} ` +
         `refused or cut; ${stats?.generated} generated), ${stats?.connections} connections ` +
-        `(${stats?.closedByNode} closed by the node), ${stats?.ms} ms, seed ${seed}`);
+        `(${stats?.closedByNode} closed by the node), ${stats?.ms} ms, seed ${seed}; ` +
+        `${stats?.kinds?.leaseSessions} lease sessions (${stats?.kinds?.leased} leased, ` +
+        `${stats?.kinds?.leaseMessages} messages about their leases)`);
+      t.ok((stats?.kinds?.leased ?? 0) > 0, 'the fuzzer held real leases');
 
       for (const [name, proc, stderr] of [['storage', storage, storageErr],
         ['broker', broker, brokerErr]] as const) {

@@ -12,7 +12,7 @@ import { PmqError } from '../../clients/index.js';
 import { prngFrom } from '../fixtures/record-batch-random.js';
 import { connectRetrying, fileRecorder, sleep, type ProducerArgs } from './nemesis-common.js';
 
-/** Errors that prove nothing was stored: refused by the client or before any reservation. */
+/** Errors that prove nothing was stored: refused by the client or before any lease. */
 const DEFINITE = new Set(['PMQ_ERR_ARGUMENT', 'PMQ_ERR_UNKNOWN_TOPIC', 'PMQ_ERR_PARTITION_RANGE',
   'PMQ_ERR_RECORD_TOO_LARGE']);
 

@@ -20,7 +20,7 @@
  */
 import { PmqError } from '../../common/errors.js';
 import type { Watermark } from '../../common/layout.js';
-import { encodeRecordBatch } from '../../common/record-batch/index.js';
+import { encodeRecordBatch, setBaseOffset } from '../../common/record-batch/index.js';
 import {
   RegionStore, type SegmentEntry, type SegmentInfo,
 } from '../../storage-node/region-store.js';
@@ -33,6 +33,16 @@ export const REGION_BYTES = 512 * KIB;
 export const SEGMENT_BYTES = 64 * KIB;
 export const NODE_ID = 7;
 const TIMESTAMP = 1_700_000_000_000;
+
+/** The baseOffset field of an encoded batch (8 bytes big-endian at its start). */
+function baseOffsetOf(bytes: Uint8Array): number {
+  return Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigInt64(0));
+}
+
+/** The record count of an encoded batch (its last 4 header bytes). */
+function recordCountOf(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, 61).getInt32(57);
+}
 
 export type CallKind = 'format' | 'raiseEpoch' | 'allocateSegment' | 'persistWatermark' |
   'sealSegment' | 'freeSegment';
@@ -212,7 +222,11 @@ class Workload {
     if (current === undefined) throw new Error('workload: roll left no segment');
     const address = this.store.segmentAddress(current.segmentIndex);
     for (const [i, bytes] of encoded.entries()) {
-      this.#region.bytes.set(bytes, address + current.position); // the producer's write
+      // The producer's write: baseOffset 0, as producers write into a lease; the store patches
+      // the offset in before the bytes persist (#persist), so a patch lost to a power cut
+      // shows up as a batch that differs from `bytes`.
+      this.#region.bytes.set(bytes, address + current.position);
+      setBaseOffset(this.#region.bytes, address + current.position, 0);
       current.batches.push({ position: current.position, bytes });
       current.position += bytes.byteLength;
       part.offsetNext += batches[i]?.length ?? 0;
@@ -233,9 +247,14 @@ class Workload {
   /** Persists the watermark over everything written to `a`; false if fenced meanwhile. */
   async #persist(a: Allocation, epoch: number): Promise<boolean> {
     const watermark = { position: a.position, offsetLast: a.offsetNext - 1 };
+    const patches = a.batches.filter((batch) => batch.position >= a.durable.position)
+      .map((batch) => ({ position: batch.position, baseOffset: baseOffsetOf(batch.bytes),
+        bytes: batch.bytes.byteLength, records: recordCountOf(batch.bytes) }));
     try {
-      await this.#track('persistWatermark', epoch, a,
-        () => this.store.persistWatermark(a.segmentIndex, watermark, epoch), entryOf);
+      await this.#track('persistWatermark', epoch, a, () => {
+        this.store.settleBatches(a.segmentIndex, patches, watermark.position);
+        return this.store.persistWatermark(a.segmentIndex, watermark, epoch);
+      }, entryOf);
     } catch (error) {
       if (error instanceof PmqError && error.code === 'PMQ_ERR_EPOCH_STALE') return false;
       throw error;

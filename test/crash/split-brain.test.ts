@@ -34,8 +34,14 @@ for (let round = 0; round < rounds; round += 1) {
   const roundSeed = (seed + round) >>> 0;
   t.test(`split brain round ${round}: ${scenario} (PMQ_SEED=${seed})`, async (t) => {
     const historyDir = mkdtempSync(join(tmpdir(), 'pmq-splitbrain-history-'));
+    // The round's log (a fenced broker's stderr among it) is printed when the round fails.
+    const verbose = process.env.PMQ_SPLITBRAIN_VERBOSE === '1';
+    const lines: string[] = [];
     const result = await runRound({ round, seed: roundSeed, scenario, historyDir,
-      log: process.env.PMQ_SPLITBRAIN_VERBOSE === '1' ? (line) => t.comment(line) : undefined });
+      log: (line) => {
+        lines.push(line);
+        if (verbose) t.comment(line);
+      } });
     results.push(result);
     t.comment(roundLine(result));
     for (const claim of result.claims) t.ok(claim.ok, claim.what);
@@ -55,6 +61,7 @@ for (let round = 0; round < rounds; round += 1) {
     const failed = result.dataAnomalies > 0 || result.problems.length > 0 ||
       result.claims.some((c) => !c.ok) || (metadataStrict && metadata > 0);
     if (failed || metadata > 0) {
+      if (failed && !verbose) for (const line of lines) t.comment(line);
       t.comment(result.report);
       t.comment(`${failed ? 'FAILED' : 'REPORTED'}: replay with PMQ_SEED=${seed} ` +
         `PMQ_SPLITBRAIN_ROUNDS=${round + 1}; histories kept in ${historyDir}`);

@@ -200,7 +200,8 @@ async function pauseProc(round: Round, proc: Proc, name: string): Promise<void> 
 async function fencedExit(round: Round, proc: Proc, name: string, since: number):
     Promise<void> {
   const code = await within(exitOf(proc.child), FENCED_EXIT_WITHIN_MS);
-  round.claim(`${name} exited with code 2 when fenced (${String(code)}, ` +
+  const signal = proc.child.signalCode === null ? '' : ` by ${proc.child.signalCode}`;
+  round.claim(`${name} exited with code 2 when fenced (${String(code)}${signal}, ` +
     `${Date.now() - since} ms)`, code === 2);
   if (code === 2) round.fault('fenced-exit');
   else round.log(`${name}'s stderr: ${proc.stderr?.().slice(-3000) ?? ''}`);

@@ -143,6 +143,38 @@ export class Client {
   }
 }
 
+/** A batch written into a lease and ready to append. */
+export interface WrittenBatch {
+  readonly lease: Message<'leased'>;
+  readonly position: number;
+  readonly bytes: number;
+  readonly records: number;
+}
+
+/**
+ * The raw produce path, as clients/batch-sender.ts runs it: `batch` (encoded, baseOffset 0)
+ * written into a new lease of exactly its size on `client`'s session.
+ */
+export async function writeInLease(client: Client, welcome: Message<'welcome'>, topic: string,
+  partition: number, batch: Uint8Array, records: number): Promise<WrittenBatch> {
+  const lease = await client.call('lease', { topic, partition, bytes: batch.byteLength,
+    bytesMin: batch.byteLength, releaseEpoch: 0, releaseId: -1 });
+  if (lease.kind !== 'leased') throw new Error(`lease answered ${lease.kind}`);
+  const node = welcome.storageNodes.find((n) => n.nodeId === lease.nodeId)!;
+  await client.transport.writeValidated(await client.storage(node.nodeId, node.host, node.port),
+    { id: lease.grantId, epoch: lease.grantEpoch, key: lease.grantKey }, lease.address, batch, 0,
+    batch.byteLength);
+  return { lease, position: lease.position, bytes: batch.byteLength, records };
+}
+
+/** Appends a written batch; resolves with the reply (acked or duplicate). */
+export function appendWritten(client: Client, topic: string, partition: number,
+  written: WrittenBatch, producerId = -1, sequence = -1): Promise<Message> {
+  return client.call('append', { topic, partition, epoch: written.lease.epoch,
+    leaseId: written.lease.leaseId, position: written.position, bytes: written.bytes,
+    records: written.records, producerId, sequence });
+}
+
 export function tempDir(prefix: string): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join('/dev/shm', prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };

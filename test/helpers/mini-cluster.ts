@@ -16,6 +16,19 @@ export interface MiniCluster {
   stop(): Promise<void>;
 }
 
+/** The fixture's `stats` hook (leases and appends are counted over all partitions). */
+export interface MiniClusterStats {
+  leasesOpen: number;
+  /** Leases granted so far. */
+  leasesGranted: number;
+  /** Batches appended so far (repeats of an append not counted). */
+  appends: number;
+  /** Batches appended and not yet acknowledged (see holdAcks). */
+  appendsInFlight: number;
+  /** Segments allocated so far. */
+  segments: number;
+}
+
 export interface MiniClusterOptions { segmentSizeBytes?: number; regionBytes?: number }
 
 export async function startMiniCluster(options: MiniClusterOptions = {}): Promise<MiniCluster> {

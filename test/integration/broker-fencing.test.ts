@@ -8,12 +8,12 @@ import { cpSync } from 'node:fs';
 import t, { type Test } from 'tap';
 
 import {
-  encodeRecordBatch, setBaseOffset, type RecordInput,
+  encodeRecordBatch, type RecordInput,
 } from '../../common/record-batch/index.js';
 import { PmqError } from '../../common/errors.js';
 import type { Message } from '../../common/wire/messages.js';
 import {
-  Client, exitOf, startBroker, startStorage, tempDir, type Proc,
+  Client, appendWritten, exitOf, startBroker, startStorage, tempDir, writeInLease, type Proc,
 } from '../helpers/broker-cluster.js';
 
 const CONNECTION_GONE =
@@ -33,20 +33,13 @@ async function outcome(promise: Promise<unknown>): Promise<string> {
 
 async function produce(client: Client, welcome: Message<'welcome'>, topic: string,
   records: RecordInput[]): Promise<number> {
-  const batch = encodeRecordBatch(records);
-  const reply = await client.call('reserve', { topic, partition: 0, bytes: batch.byteLength,
-    records: records.length, producerId: -1, sequence: -1 }) as Message<'reserved'>;
-  setBaseOffset(batch, 0, reply.baseOffset);
-  const node = welcome.storageNodes.find((n) => n.nodeId === reply.nodeId)!;
-  await client.transport.writeValidated(await client.storage(node.nodeId, node.host, node.port),
-    { id: reply.grantId, epoch: reply.grantEpoch, key: reply.grantKey }, reply.address, batch, 0,
-    batch.byteLength);
-  const acked = await client.call('commit', { topic, partition: 0, epoch: reply.epoch,
-    reservationId: reply.reservationId }) as Message<'acked'>;
+  const written = await writeInLease(client, welcome, topic, 0, encodeRecordBatch(records),
+    records.length);
+  const acked = await appendWritten(client, topic, 0, written) as Message<'acked'>;
   return acked.baseOffset;
 }
 
-// One transport per process: one client, moved from broker to broker.
+// One client (one transport), moved from broker to broker.
 const client = new Client();
 t.teardown(() => client.transport.close());
 

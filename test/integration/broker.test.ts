@@ -3,7 +3,7 @@
 import t from 'tap';
 
 import {
-  decodeRecordBatch, encodeRecordBatch, setBaseOffset, type RecordInput,
+  decodeRecordBatch, encodeRecordBatch, type RecordInput,
 } from '../../common/record-batch/index.js';
 import { PmqError } from '../../common/errors.js';
 import type { Message } from '../../common/wire/messages.js';
@@ -44,29 +44,39 @@ async function storageEp(nodeId: number) {
   return client.storage(nodeId, node.host, node.port);
 }
 
-/** Reserves and writes a batch (not committed); returns the reservation. */
-async function reserveAndWrite(topic: string, partition: number, records: RecordInput[]):
-  Promise<Message<'reserved'>> {
-  const batch = encodeRecordBatch(records);
-  const reply = await client.call('reserve', { topic, partition, bytes: batch.byteLength,
-    records: records.length, producerId: -1, sequence: -1 }) as Message<'reserved'>;
-  setBaseOffset(batch, 0, reply.baseOffset);
-  await client.transport.writeValidated(await storageEp(reply.nodeId),
-    { id: reply.grantId, epoch: reply.grantEpoch, key: reply.grantKey }, reply.address, batch, 0,
-      batch.byteLength);
-  return reply;
+/** A lease of `bytes` (at least `bytesMin`) of this client's session. */
+async function lease(topic: string, partition: number, bytes: number, bytesMin = 68):
+  Promise<Message<'leased'>> {
+  return await client.call('lease', { topic, partition, bytes, bytesMin, releaseEpoch: 0,
+    releaseId: -1 }) as Message<'leased'>;
 }
 
-async function commit(topic: string, partition: number, r: Message<'reserved'>):
-  Promise<number> {
-  const acked = await client.call('commit', { topic, partition, epoch: r.epoch,
-    reservationId: r.reservationId });
+interface Written { lease: Message<'leased'>; position: number; bytes: number; records: number }
+
+/** Writes a batch `at` bytes into the lease (baseOffset 0: the storage node patches it). */
+async function write(l: Message<'leased'>, at: number, records: RecordInput[]):
+  Promise<Written> {
+  const batch = encodeRecordBatch(records);
+  await client.transport.writeValidated(await storageEp(l.nodeId),
+    { id: l.grantId, epoch: l.grantEpoch, key: l.grantKey }, l.address + at, batch, 0,
+  batch.byteLength);
+  return { lease: l, position: l.position + at, bytes: batch.byteLength,
+    records: records.length };
+}
+
+async function append(topic: string, partition: number, w: Written): Promise<number> {
+  const acked = await client.call('append', { topic, partition, epoch: w.lease.epoch,
+    leaseId: w.lease.leaseId, position: w.position, bytes: w.bytes, records: w.records,
+    producerId: -1, sequence: -1 });
   return (acked as Message<'acked'>).baseOffset;
 }
 
+/** One batch in a lease of exactly its size (no gap left to fill). */
 async function produce(topic: string, partition: number, records: RecordInput[]):
   Promise<number> {
-  return commit(topic, partition, await reserveAndWrite(topic, partition, records));
+  const size = encodeRecordBatch(records).byteLength;
+  return append(topic, partition, await write(await lease(topic, partition, size, size), 0,
+    records));
 }
 
 /** Reads every batch of a partition from `offset` up to the high watermark. */
@@ -109,24 +119,43 @@ t.test('topics: create, list, describe, delete, errors', async (t) => {
     'PMQ_ERR_UNKNOWN_TOPIC');
 });
 
-t.test('produce: reserve, validated write, commit, acked with dense offsets', async (t) => {
-  t.equal(await produce('orders', 0, values('a', 5)), 0);
-  t.equal(await produce('orders', 0, values('b', 2)), 5);
-  const batches = await readAll('orders', 0);
-  t.same(batches.map((b) => b.baseOffset), [0, 5]);
-  t.equal(new TextDecoder().decode(batches[1]!.records[1]!.value!), 'b-1-xxxx');
-});
+t.test('produce: lease, validated writes back to back, appends, acked with dense offsets',
+  async (t) => {
+    const l = await lease('orders', 0, 4096);
+    t.equal(l.sizeBytes, 4096);
+    const a = await write(l, 0, values('a', 5));
+    const b = await write(l, a.bytes, values('b', 2));
+    t.equal(await append('orders', 0, a), 0);
+    t.equal(await append('orders', 0, b), 5);
+    t.equal(await append('orders', 0, b), 5, 'an exact repeat gets the same ack');
+    await client.call('leaseRelease', { topic: 'orders', partition: 0, epoch: l.epoch,
+      leaseId: l.leaseId });
+    const next = await lease('orders', 0, 4096);
+    t.equal(next.position, l.position + a.bytes + b.bytes,
+      'the released rest at the segment\'s end went back: the next lease starts there');
+    await client.call('leaseRelease', { topic: 'orders', partition: 0, epoch: next.epoch,
+      leaseId: next.leaseId });
+    const batches = await readAll('orders', 0);
+    t.same(batches.map((x) => [x.baseOffset, x.attributes.isControl]),
+      [[0, false], [5, false]], 'no control batch, no offset spent');
+    t.equal(new TextDecoder().decode(batches[1]!.records[1]!.value!), 'b-1-xxxx');
+  });
 
-t.test('commits out of order are acknowledged in offset order', async (t) => {
-  const reservations: Message<'reserved'>[] = [];
+t.test('appends out of order are acknowledged in position order', async (t) => {
+  const l = await lease('orders', 1, 4096);
+  const written: Written[] = [];
+  let at = 0;
   for (let i = 0; i < 4; i += 1) {
-    reservations.push(await reserveAndWrite('orders', 1, values(`o${i}`, 2)));
+    written.push(await write(l, at, values(`o${i}`, 2)));
+    at += written[i]!.bytes;
   }
   const order: number[] = [];
-  const acks = [3, 1, 2, 0].map((i) => commit('orders', 1, reservations[i]!)
+  const acks = [3, 1, 2, 0].map((i) => append('orders', 1, written[i]!)
     .then((baseOffset) => { order.push(baseOffset); return baseOffset; }));
   t.same(await Promise.all(acks), [6, 2, 4, 0]);
-  t.same([...order].sort((a, b) => a - b), [0, 2, 4, 6]);
+  t.same([...order].sort((x, y) => x - y), [0, 2, 4, 6]);
+  await client.call('leaseRelease', { topic: 'orders', partition: 1, epoch: l.epoch,
+    leaseId: l.leaseId });
   t.same((await readAll('orders', 1)).map((b) => b.baseOffset), [0, 2, 4, 6]);
 });
 
@@ -161,26 +190,45 @@ t.test('fetchView long poll wakes when new data is durable', async (t) => {
   t.ok(Date.now() - producedAt < 2000, 'woke on the new data, not at the timeout');
 });
 
-t.test('an abandoned reservation expires and its hole is filled', async (t) => {
-  const abandoned = await client.call('reserve', { topic: 'orders', partition: 0, bytes: 200,
-    records: 3, producerId: -1, sequence: -1 }) as Message<'reserved'>;
-  t.equal(abandoned.baseOffset, 8);
-  const after = await reserveAndWrite('orders', 0, values('d', 1));
-  const acked = commit('orders', 0, after);
-  t.equal(await acked, 11, 'acked once the hole before it is filled');
-  const batches = await readAll('orders', 0, 8);
-  t.ok(batches[0]!.attributes.isControl, 'the filler is a control batch');
-  t.equal(batches[0]!.records.length, 3);
-  t.equal(await codeOf(commit('orders', 0, abandoned)), 'PMQ_ERR_RESERVATION_EXPIRED');
-});
+t.test('an abandoned lease expires and its gap is filled; appends after it are acked',
+  async (t) => {
+    const abandoned = await lease('orders', 0, 200);
+    const dLease = await lease('orders', 0, 4096);
+    const d = await write(dLease, 0, values('d', 1));
+    const started = Date.now();
+    const acking = append('orders', 0, d);
+    // Released at once (else it too would expire while d waits, and its rest be filled).
+    await client.call('leaseRelease', { topic: 'orders', partition: 0, epoch: dLease.epoch,
+      leaseId: dLease.leaseId });
+    t.equal(await acking, 9, 'acked once the gap before it is filled');
+    t.ok(Date.now() - started >= 1000, 'not before the abandoned lease expired');
+    const batches = await readAll('orders', 0, 8);
+    t.ok(batches[0]!.attributes.isControl, 'the filler is a control batch');
+    t.equal(batches[0]!.records.length, 1, 'a gap costs one offset (two for some sizes)');
+    t.equal(await codeOf(append('orders', 0, { lease: abandoned, position: abandoned.position,
+      bytes: 100, records: 1 })), 'PMQ_ERR_LEASE_EXPIRED');
+  });
 
 t.test('bad requests get clear errors and the broker keeps serving', async (t) => {
-  const reserve = (topic: string, partition: number, bytes: number) => client.call('reserve',
-    { topic, partition, bytes, records: 1, producerId: -1, sequence: -1 });
-  t.equal(await codeOf(reserve('nope', 0, 100)), 'PMQ_ERR_UNKNOWN_TOPIC');
-  t.equal(await codeOf(reserve('orders', 3, 100)), 'PMQ_ERR_PARTITION_RANGE');
-  t.equal(await codeOf(reserve('orders', 0, 65537)), 'PMQ_ERR_RECORD_TOO_LARGE');
-  t.equal(await codeOf(reserve('orders', 0, 10)), 'PMQ_ERR_RESERVATION_INVALID');
+  const leaseOf = (topic: string, partition: number, bytesMin: number) =>
+    lease(topic, partition, 4096, bytesMin);
+  t.equal(await codeOf(leaseOf('nope', 0, 100)), 'PMQ_ERR_UNKNOWN_TOPIC');
+  t.equal(await codeOf(leaseOf('orders', 3, 100)), 'PMQ_ERR_PARTITION_RANGE');
+  t.equal(await codeOf(leaseOf('orders', 0, 65537)), 'PMQ_ERR_RECORD_TOO_LARGE');
+  t.equal(await codeOf(leaseOf('orders', 0, 10)), 'PMQ_ERR_LEASE_INVALID');
+  const l = await lease('orders', 0, 1024);
+  const w = await write(l, 0, values('e', 1));
+  const wrong = (change: Partial<Written>) => codeOf(append('orders', 0, { ...w, ...change }));
+  t.equal(await wrong({ position: l.position + 10 }), 'PMQ_ERR_LEASE_INVALID', 'a 10-byte gap');
+  t.equal(await wrong({ position: l.position + 1000 }), 'PMQ_ERR_LEASE_INVALID',
+    'past the lease');
+  t.equal(await wrong({ records: 1000 }), 'PMQ_ERR_LEASE_INVALID', 'more records than bytes');
+  t.equal(await append('orders', 0, w), 10,
+    'right after the lease before (its rest went back)');
+  t.equal(await wrong({ bytes: w.bytes + 80 }), 'PMQ_ERR_LEASE_INVALID',
+    'overlapping an appended batch');
+  await client.call('leaseRelease', { topic: 'orders', partition: 0, epoch: l.epoch,
+    leaseId: l.leaseId });
   t.equal(await codeOf(client.call('fetchView', { topic: 'orders', partition: 0, offset: 999,
     waitMs: 0 })), 'PMQ_ERR_OFFSET_OUT_OF_RANGE');
   t.equal(await codeOf(client.call('topicCreate', { topic: 'zero', partitions: 0 })),
@@ -210,7 +258,7 @@ t.test('group offsets commit and fetch', async (t) => {
 t.test('a broker restart (SIGKILL) keeps topics, data and offsets, and fences the old epoch',
   async (t) => {
     const epochBefore = welcome.brokerEpoch;
-    const stale = await reserveAndWrite('orders', 0, values('stale', 1));
+    const stale = await write(await lease('orders', 0, 4096), 0, values('stale', 1));
     broker.child.kill('SIGKILL');
     await exitOf(broker.child);
     broker = await startBroker(`${dir}/data`, storage, BROKER_ARGS);
@@ -219,18 +267,19 @@ t.test('a broker restart (SIGKILL) keeps topics, data and offsets, and fences th
     const list = await client.call('topicList', {}) as Message<'topics'>;
     t.same(list.topics, [{ topic: 'orders', partitions: 3 }]);
     const info = await client.call('topicDescribe', { topic: 'orders' }) as Message<'topicInfo'>;
-    t.same(info.partitions.map((p) => p.highWatermark), [12, 8, 240]);
+    t.same(info.partitions.map((p) => p.highWatermark), [11, 8, 240]);
     t.equal((await client.call('offsetFetch', { group: 'g', topic: 'orders', partition: 2 }) as
       Message<'offset'>).offset, 30);
-    t.equal(await codeOf(commit('orders', 0, stale)), 'PMQ_ERR_RESERVATION_EXPIRED',
-      'a commit of the old epoch is refused');
+    t.equal(await codeOf(append('orders', 0, stale)), 'PMQ_ERR_LEASE_EXPIRED',
+      'an append to a lease of the old epoch is refused');
     const batch = encodeRecordBatch(values('late', 1));
     // The storage node revokes every older grant when the epoch rises (stale, then revoked);
     // and the endpoint now speaks for the new broker's session, not the old grant's.
-    t.match(await codeOf(client.transport.writeValidated(await storageEp(stale.nodeId),
-      { id: stale.grantId, epoch: stale.grantEpoch, key: stale.grantKey }, stale.address, batch, 0,
+    const old = stale.lease;
+    t.match(await codeOf(client.transport.writeValidated(await storageEp(old.nodeId),
+      { id: old.grantId, epoch: old.grantEpoch, key: old.grantKey }, old.address, batch, 0,
       batch.byteLength)), /^PMQ_ERR_GRANT_(STALE_EPOCH|REVOKED|UNKNOWN)$/,
     'a write with the old grant is refused');
-    t.equal(await produce('orders', 0, values('new', 2)), 12, 'appends after the durable data');
+    t.equal(await produce('orders', 0, values('new', 2)), 11, 'appends after the durable data');
     t.same((await readAll('orders', 2)).length, 24, 'rolled segments read back');
   });

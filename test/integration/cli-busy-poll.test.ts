@@ -8,8 +8,8 @@ import { join } from 'node:path';
 
 import t from 'tap';
 
+import type { Connection } from '../../clients/connection.js';
 import { connect } from '../../clients/index.js';
-import { native } from '../../native/index.js';
 import { exitOf, runPmq, waitForLine } from '../helpers/broker-cluster.js';
 
 const PMQ = ['--import', 'tsx', new URL('../../cli/pmq.ts', import.meta.url).pathname];
@@ -64,8 +64,11 @@ t.test('connect({ busyPoll: true }) busy-polls; a second client must agree', asy
   const options = { brokers: [broker], transports: 'tcp', netDevices: 'lo' };
   const client = await connect({ ...options, busyPoll: true });
   t.teardown(() => client.close());
-  t.match(native.transportStats(), { open: true, busyPoll: true, spinMaxUs: 0 },
-    'the process\'s one transport busy-polls');
+  // The clients' transport (native state is per handle): reached through the client's
+  // connection, which the public API does not expose.
+  const transport = (client as unknown as { connection: Connection }).connection.transport;
+  t.match(transport.stats(), { open: true, busyPoll: true, spinMaxUs: 0 },
+    'the clients\' one transport busy-polls');
   await t.rejects(connect({ ...options, busyPoll: false }), { code: 'PMQ_ERR_ARGUMENT' });
   await t.rejects(connect({ ...options, busyPoll: 'yes' as unknown as boolean }),
     { code: 'PMQ_ERR_ARGUMENT' });

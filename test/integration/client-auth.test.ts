@@ -11,7 +11,7 @@ import { scramCredentials } from '../../common/auth/scram.js';
 import { issueTicket, type Ticket } from '../../common/auth/ticket.js';
 import { PmqError } from '../../common/errors.js';
 import {
-  decodeRecordBatch, encodeRecordBatch, setBaseOffset,
+  decodeRecordBatch, encodeRecordBatch,
 } from '../../common/record-batch/index.js';
 import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
 import { ScramClient } from '../../clients/auth.js';
@@ -110,28 +110,24 @@ t.test('the client refuses a broker that cannot sign for the user', async (t) =>
   t.match(error.message, /signature does not match/);
 });
 
-/** Reserves and writes one batch of `n` records on `s`'s session. */
-async function reserveAndWrite(s: Session, n: number, producerId = -1, sequence = -1):
-  Promise<{ reserved: Message<'reserved'>; batch: Uint8Array }> {
+interface Written { lease: Message<'leased'>; batch: Uint8Array; records: number }
+
+/** Leases exactly one batch of `n` records on `s`'s session and writes it there. */
+async function leaseAndWrite(s: Session, n: number, producerId = -1, sequence = -1):
+  Promise<Written> {
   const batch = encodeRecordBatch(Array.from({ length: n }, (_, i) =>
     ({ value: new TextEncoder().encode(`v${i}`) })), producerId < 0 ? {}
     : { producerId, producerEpoch: 0, baseSequence: sequence });
-  const reserved = await s.call('reserve', { topic: 'orders', partition: 0,
-    bytes: batch.byteLength, records: n, producerId, sequence }) as Message<'reserved'>;
-  setBaseOffset(batch, 0, reserved.baseOffset);
-  await write(s, reserved, batch);
-  return { reserved, batch };
+  const lease = await s.call('lease', { topic: 'orders', partition: 0, bytes: batch.byteLength,
+    bytesMin: batch.byteLength, releaseEpoch: 0, releaseId: -1 }) as Message<'leased'>;
+  await client.transport.writeValidated(s.storage, { id: lease.grantId,
+    epoch: lease.grantEpoch, key: lease.grantKey }, lease.address, batch, 0, batch.byteLength);
+  return { lease, batch, records: n };
 }
 
-async function write(s: Session, reserved: Message<'reserved'>, batch: Uint8Array):
-  Promise<void> {
-  await client.transport.writeValidated(s.storage, { id: reserved.grantId,
-    epoch: reserved.grantEpoch, key: reserved.grantKey }, reserved.address, batch, 0,
-  batch.byteLength);
-}
-
-const commitOf = (r: Message<'reserved'>) => ({ topic: 'orders', partition: 0, epoch: r.epoch,
-  reservationId: r.reservationId });
+const appendOf = (w: Written, producerId = -1, sequence = -1) => ({ topic: 'orders',
+  partition: 0, epoch: w.lease.epoch, leaseId: w.lease.leaseId, position: w.lease.position,
+  bytes: w.batch.byteLength, records: w.records, producerId, sequence });
 
 t.test('allowed produce and consume; each denied operation names who, what, which',
   async (t) => {
@@ -139,8 +135,8 @@ t.test('allowed produce and consume; each denied operation names who, what, whic
     t.ok(alice.welcome.ticket.byteLength > 0 && alice.welcome.ticketExpiresInMs > 0, 'a ticket');
     t.equal((await alice.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
     t.equal((await alice.call('topicCreate', { topic: 'secret', partitions: 1 })).kind, 'done');
-    const { reserved } = await reserveAndWrite(alice, 3);
-    t.equal((await alice.call('commit', commitOf(reserved))).kind, 'acked');
+    const written = await leaseAndWrite(alice, 3);
+    t.equal((await alice.call('append', appendOf(written))).kind, 'acked');
     const view = await alice.call('fetchView', { topic: 'orders', partition: 0, offset: 0,
       waitMs: 0 }) as Message<'view'>;
     t.equal(view.highWatermark, 3, 'alice reads what she wrote');
@@ -151,9 +147,11 @@ t.test('allowed produce and consume; each denied operation names who, what, whic
     const denied: [string, Promise<Message>][] = [
       ['create topic other', bob.call('topicCreate', { topic: 'other', partitions: 1 })],
       ['delete topic orders', bob.call('topicDelete', { topic: 'orders' })],
-      ['write topic orders', bob.call('reserve', { topic: 'orders', partition: 0, bytes: 100,
-        records: 1, producerId: -1, sequence: -1 })],
-      ['write topic orders', bob.call('commit', commitOf(reserved))],
+      ['write topic orders', bob.call('lease', { topic: 'orders', partition: 0, bytes: 100,
+        bytesMin: 100, releaseEpoch: 0, releaseId: -1 })],
+      ['write topic orders', bob.call('append', appendOf(written))],
+      ['write topic orders', bob.call('leaseRelease', { topic: 'orders', partition: 0,
+        epoch: written.lease.epoch, leaseId: written.lease.leaseId })],
       ['read group g1', bob.call('offsetCommit', { group: 'g1', topic: 'orders', partition: 0,
         offset: 0 })],
       ['describe group g1', bob.call('offsetFetch', { group: 'g1', topic: 'orders',
@@ -175,42 +173,47 @@ t.test('allowed produce and consume; each denied operation names who, what, whic
       waitMs: 0 })).kind, 'view', 'bob may read');
   });
 
-t.test('a commit of another session\'s reservation is refused; the partition reads clean',
+t.test('an append to another session\'s lease is refused; the partition reads clean',
   async (t) => {
     const owner = await session('alice', 'a-pw');
     const other = await session('alice', 'a-pw');
-    const { reserved } = await reserveAndWrite(owner, 2);
-    const error = await failure(other.call('commit', commitOf(reserved)));
+    const written = await leaseAndWrite(owner, 2);
+    const error = await failure(other.call('append', appendOf(written)));
     t.equal(error.code, 'PMQ_ERR_DENIED');
-    t.match(error.message, new RegExp(`reservation ${reserved.reservationId} of orders/0 ` +
+    t.match(error.message, new RegExp(`lease ${written.lease.leaseId} of orders/0 ` +
       'belongs to another session'));
     t.notMatch(error.message, /alice/, 'the other principal is not named');
-    t.equal((await owner.call('commit', commitOf(reserved))).kind, 'acked');
-    await checkReadsClean(t, owner, reserved.baseOffset + 2);
+    t.equal((await other.call('leaseRelease', { topic: 'orders', partition: 0,
+      epoch: written.lease.epoch, leaseId: written.lease.leaseId })).kind, 'done',
+    'another session\'s release is a no-op');
+    const acked = await owner.call('append', appendOf(written)) as Message<'acked'>;
+    t.equal(acked.kind, 'acked', 'the owner\'s lease still stands');
+    await checkReadsClean(t, owner, acked.baseOffset + 2);
   });
 
-t.test('an idempotent retry from a new session moves the reservation there', async (t) => {
+t.test('an idempotent retry from a new session is stored once', async (t) => {
   const first = await session('alice', 'a-pw');
   const { producerId } = await first.call('producerInit', {}) as Message<'producerId'>;
-  const { reserved, batch } = await reserveAndWrite(first, 2, producerId, 0);
+  const original = await leaseAndWrite(first, 2, producerId, 0);
+  const appending = first.call('append', appendOf(original, producerId, 0));
+  // The producer lost its connection before the ack and sends the batch again elsewhere.
   const second = await session('alice', 'a-pw');
-  const again = await second.call('reserve', { topic: 'orders', partition: 0,
-    bytes: batch.byteLength, records: 2, producerId, sequence: 0 }) as Message<'reserved'>;
-  t.equal(again.reservationId, reserved.reservationId, 'the same reservation');
-  t.equal(again.address, reserved.address, 'the same range');
-  t.not(again.grantId, reserved.grantId, 'under a new grant');
-  const revoked = await failure(write(first, reserved, batch));
-  t.match(revoked.code, /PMQ_ERR_GRANT_(REVOKED|UNKNOWN)/, 'the old grant is revoked');
-  t.equal((await failure(first.call('commit', commitOf(reserved)))).code, 'PMQ_ERR_DENIED',
-    'the old session may not commit it any more');
-  await write(second, again, batch);
-  t.equal((await second.call('commit', commitOf(again))).kind, 'acked');
-  await checkReadsClean(t, second, again.baseOffset + 2);
+  const copy = await leaseAndWrite(second, 2, producerId, 0);
+  const retried = await second.call('append', appendOf(copy, producerId, 0)) as
+    Message<'duplicate'>;
+  const acked = await appending as Message<'acked'>;
+  t.same([retried.kind, retried.baseOffset], ['duplicate', acked.baseOffset],
+    'the retry answers the original\'s offset');
+  t.equal((await failure(second.call('append', appendOf(original, producerId, 0)))).code,
+    'PMQ_ERR_DENIED', 'the new session may not append to the old one\'s lease');
+  // The copy's lease was closed (its grant revoked first, then its rest given back to the
+  // segment): the copy never becomes visible, and no offset is spent on it.
+  await checkReadsClean(t, second, acked.baseOffset + 2);
 });
 
 async function checkReadsClean(t: Test, s: Session, highWatermark: number): Promise<void> {
-  const view = await s.call('fetchView', { topic: 'orders', partition: 0, offset: 0,
-    waitMs: 0 }) as Message<'view'>;
+  const view = await s.call('fetchView', { topic: 'orders', partition: 0,
+    offset: highWatermark - 1, waitMs: 5000 }) as Message<'view'>;
   t.equal(view.highWatermark, highWatermark);
   const segment = view.segment[0]!;
   const bytes = new Uint8Array(segment.position);

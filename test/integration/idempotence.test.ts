@@ -1,12 +1,13 @@
 // Idempotent producers against the real processes: `pmq broker` over one `pmq storage`, this
-// process as the producer (reserve → validated write → commit, batch headers carrying the
+// process as the producer (lease → validated write → append, batch headers carrying the
 // producer id and sequence). A retried batch is stored once — while in flight, once durable,
-// after an expiry, and after a broker restart (state rebuilt from the batch headers).
+// and after a broker restart (state rebuilt from the batch headers); a batch whose append never
+// came is not stored, and its retry is.
 import t from 'tap';
 
 import { PmqError } from '../../common/errors.js';
 import {
-  decodeRecordBatch, encodeRecordBatch, setBaseOffset, type RecordInput,
+  decodeRecordBatch, encodeRecordBatch, type RecordInput,
 } from '../../common/record-batch/index.js';
 import type { Message } from '../../common/wire/messages.js';
 import {
@@ -43,31 +44,38 @@ function batchOf(name: string, count: number, sequence: number, padBytes = 8): B
     baseSequence: sequence }), records: count, sequence };
 }
 
-function reserve(batch: Batch): Promise<Message> {
-  return client.call('reserve', { topic: TOPIC, partition: 0, bytes: batch.bytes.byteLength,
-    records: batch.records, producerId, sequence: batch.sequence });
+interface Written { lease: Message<'leased'>; batch: Batch; position: number }
+
+function lease(bytes: number): Promise<Message<'leased'>> {
+  return client.call('lease', { topic: TOPIC, partition: 0, bytes, bytesMin: bytes,
+    releaseEpoch: 0, releaseId: -1 }) as Promise<Message<'leased'>>;
 }
 
-async function write(batch: Batch, reply: Message<'reserved'>): Promise<void> {
-  const node = welcome.storageNodes.find((n) => n.nodeId === reply.nodeId)!;
-  setBaseOffset(batch.bytes, 0, reply.baseOffset);
+/** Writes the batch at the start of a new lease of exactly its size. */
+async function write(batch: Batch, into?: Message<'leased'>): Promise<Written> {
+  const l = into ?? await lease(batch.bytes.byteLength);
+  const node = welcome.storageNodes.find((n) => n.nodeId === l.nodeId)!;
   await client.transport.writeValidated(await client.storage(node.nodeId, node.host, node.port),
-    { id: reply.grantId, epoch: reply.grantEpoch, key: reply.grantKey }, reply.address,
-    batch.bytes, 0,
+    { id: l.grantId, epoch: l.grantEpoch, key: l.grantKey }, l.address, batch.bytes, 0,
     batch.bytes.byteLength);
+  return { lease: l, batch, position: l.position };
 }
 
-async function commit(reply: Message<'reserved'>): Promise<number> {
-  const acked = await client.call('commit', { topic: TOPIC, partition: 0, epoch: reply.epoch,
-    reservationId: reply.reservationId });
-  return (acked as Message<'acked'>).baseOffset;
+function append(w: Written): Promise<Message> {
+  return client.call('append', { topic: TOPIC, partition: 0, epoch: w.lease.epoch,
+    leaseId: w.lease.leaseId, position: w.position, bytes: w.batch.bytes.byteLength,
+    records: w.batch.records, producerId, sequence: w.batch.sequence });
 }
 
 async function produce(batch: Batch): Promise<number> {
-  const reply = await reserve(batch);
-  if (reply.kind !== 'reserved') throw new Error(`reserve answered ${reply.kind}`);
-  await write(batch, reply);
-  return commit(reply);
+  const reply = await append(await write(batch));
+  if (reply.kind !== 'acked') throw new Error(`append answered ${reply.kind}`);
+  return reply.baseOffset;
+}
+
+/** The batch written again (a new lease) and appended again: a retry after a lost ack. */
+async function resend(batch: Batch): Promise<Message> {
+  return append(await write(batch));
 }
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -118,36 +126,37 @@ function next(name: string, count: number, padBytes?: number): Batch {
   return batch;
 }
 
-t.test('a retried reserve of a durable batch answers its offset and stores nothing', async (t) => {
+t.test('a retried append of a durable batch answers its offset and stores nothing', async (t) => {
   const a = next('a', 3);
   const offset = await produce(a);
-  const again = await reserve(a); // the ack was lost: the producer sends the batch again
+  const again = await resend(a); // the ack was lost: the producer sends the batch again
   t.same({ kind: again.kind, baseOffset: (again as Message<'duplicate'>).baseOffset },
     { kind: 'duplicate', baseOffset: offset });
   const b = next('b', 2);
-  const first = await reserve(b) as Message<'reserved'>;
-  const retry = await reserve(b); // the reserve's reply was lost
-  t.same(retry, { ...first, id: retry.id }, 'a reservation in flight is handed out again');
-  await write(b, retry as Message<'reserved'>);
-  t.equal(await commit(retry as Message<'reserved'>), first.baseOffset);
-  t.equal(await codeOf(reserve(batchOf('gap', 1, sequence + 7))),
+  const written = await write(b);
+  const [first, repeat, copy] = await Promise.all([append(written), append(written),
+    resend(b)]);
+  const offsetOf = (m: Message) => (m as Message<'acked'>).baseOffset;
+  t.equal(first.kind, 'acked');
+  t.same([repeat.kind, offsetOf(repeat)], ['duplicate', offsetOf(first)],
+    'an exact repeat (the reply was lost) gets the original\'s offset');
+  t.same([copy.kind, offsetOf(copy)], ['duplicate', offsetOf(first)],
+    'a copy written elsewhere waits for the original and is not stored');
+  t.equal(await codeOf(resend(batchOf('gap', 1, sequence + 7))),
     'PMQ_ERR_OUT_OF_ORDER_SEQUENCE', 'a gap in the sequence is refused');
   t.same(onceEach(await consumeAll()), [], 'each value once');
 });
 
-t.test('an expired reservation is not the producer\'s batch: its retry is stored', async (t) => {
+t.test('a batch whose append never came is not stored: its retry is', async (t) => {
   const c = next('c', 1);
-  const lost = await reserve(c) as Message<'reserved'>;
-  await new Promise((resolve) => setTimeout(resolve, 1500)); // expired and filled
-  t.equal(await codeOf(commit(lost)), 'PMQ_ERR_RESERVATION_EXPIRED');
-  const again = await reserve(c) as Message<'reserved'>;
-  t.equal(again.kind, 'reserved');
-  t.not(again.reservationId, lost.reservationId, 'a new reservation for the same sequence');
-  await write(c, again);
-  await commit(again);
+  const lost = await write(c); // the producer died between its write and its append
+  await new Promise((resolve) => setTimeout(resolve, 1500)); // the lease expired and was filled
+  t.equal(await codeOf(append(lost)), 'PMQ_ERR_LEASE_EXPIRED');
+  const again = await resend(c);
+  t.equal(again.kind, 'acked');
   const values = await consumeAll();
   t.same(onceEach(values), []);
-  t.ok(values.some((value) => value.startsWith('c-0|')), 'stored once, after the hole');
+  t.ok(values.some((value) => value.startsWith('c-0|')), 'stored once, after the filled gap');
 });
 
 t.test('after a broker restart, retries of durable batches are still duplicates', async (t) => {
@@ -162,11 +171,12 @@ t.test('after a broker restart, retries of durable batches are still duplicates'
   broker = await startBroker(`${dir}/data`, storage, BROKER_ARGS);
   welcome = await client.connect(broker);
   // The last 10 batches (the state's window) span both segments.
-  const answers = await Promise.all(many.slice(-10).map(reserve));
+  const answers: Message[] = [];
+  for (const batch of many.slice(-10)) answers.push(await resend(batch));
   t.same(answers.map((a) => a.kind), Array(10).fill('duplicate'));
   t.same(answers.map((a) => (a as Message<'duplicate'>).baseOffset), offsets.slice(-10),
     'the original offsets');
-  t.equal(await codeOf(reserve(sent[0]!)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE',
+  t.equal(await codeOf(resend(sent[0]!)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE',
     'a batch older than the window is refused, not stored again');
   const d = next('d', 1);
   await produce(d);

@@ -25,7 +25,8 @@ async function setup(t: Teardown) {
     revoked.push([index, direction]);
   }, revokeWritesEndingBy: async (index: number) => {
     revoked.push([index, 'ending']);
-  } } as unknown as GrantRegistry;
+  }, raiseWriteFloor: () => undefined, raiseReadable: () => undefined,
+  } as unknown as GrantRegistry;
   return { store, queue: new PersistQueue(store, grants), revoked };
 }
 

@@ -10,7 +10,9 @@ import { pino } from 'pino';
 import t from 'tap';
 
 import { BROKER_SESSION } from '../../common/auth/keys.js';
-import { encodeRecordBatch, validateRecordBatch } from '../../common/record-batch/index.js';
+import {
+  decodeRecordBatch, encodeRecordBatch, validateRecordBatch,
+} from '../../common/record-batch/index.js';
 import { decodeFrame, encodeMessage, FRAME_HEADER } from '../../common/wire/codec.js';
 import {
   type Body, type Message, type RequestKind, WIRE_VERSION,
@@ -122,7 +124,7 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
     sizeBytes: 8 * KIB, direction: 'write' });
   await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address, batch, 0,
     batch.byteLength);
-  const persisted = await call(ep, 'persist', { epoch: 1, segmentIndex: 0,
+  const persisted = await call(ep, 'persist', { patches: [], epoch: 1, segmentIndex: 0,
     position: batch.byteLength, offsetLast: 4, seal: false });
   t.match(persisted, { kind: 'persisted', position: batch.byteLength, offsetLast: 4,
     sealed: false });
@@ -161,14 +163,14 @@ t.test('bad requests are refused and change nothing', async (t) => {
     position: 0, sizeBytes: 4096 }), 'PMQ_ERR_EPOCH_STALE');
   await refuse('stale hello', hello(ep, 1), 'PMQ_ERR_EPOCH_STALE');
   await refuse('future epoch', call(ep, 'persist', { epoch: 3, segmentIndex: 0, position: 0,
-    offsetLast: -1, seal: false }), 'PMQ_ERR_EPOCH_FUTURE');
+    offsetLast: -1, seal: false, patches: [] }), 'PMQ_ERR_EPOCH_FUTURE');
   await refuse('grant past the segment', call(ep, 'grantCreate', { ...B, ...base, grantId: 9,
     position: 60 * KIB, sizeBytes: 8 * KIB }), 'PMQ_ERR_GRANT_RANGE');
   await refuse('unknown segment', call(ep, 'grantCreate', { ...B, ...base, grantId: 9,
     segmentIndex: 999, position: 0, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_UNKNOWN');
   await refuse('grant on a free segment', call(ep, 'grantCreate', { ...B, ...base, grantId: 9,
     segmentIndex: 1, position: 0, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_STATE');
-  await refuse('persist past the end', call(ep, 'persist', { epoch: 2, segmentIndex: 0,
+  await refuse('persist past the end', call(ep, 'persist', { patches: [], epoch: 2, segmentIndex: 0,
     position: 64 * KIB + 1, offsetLast: 10, seal: false }), 'PMQ_ERR_WATERMARK_BEYOND_SEGMENT');
 
   // Revoked grant: the write is refused and the bytes stay as they were.
@@ -199,15 +201,17 @@ t.test('bad requests are refused and change nothing', async (t) => {
   await refuse('write outside the grant', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address + 8 * KIB - 10, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_OUT_OF_RANGE');
   t.match(await call(ep, 'persist', { epoch: 2, segmentIndex: 0, position: batch.byteLength,
-    offsetLast: 4, seal: true }), { kind: 'persisted', sealed: true });
+    offsetLast: 4, seal: true, patches: [] }), { kind: 'persisted', sealed: true });
   await refuse('write after seal', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
   await refuse('write grant on a sealed segment', call(ep, 'grantCreate', { ...B, ...base,
     grantId: 13, position: 4 * KIB, sizeBytes: 4096 }), 'PMQ_ERR_SEGMENT_STATE');
   await refuse('persist on a sealed segment', call(ep, 'persist', { epoch: 2, segmentIndex: 0,
-    position: batch.byteLength + 10, offsetLast: 5, seal: false }), 'PMQ_ERR_SEGMENT_STATE');
+    position: batch.byteLength + 10, offsetLast: 5, seal: false, patches: [] }),
+  'PMQ_ERR_SEGMENT_STATE');
   t.match(await call(ep, 'persist', { epoch: 2, segmentIndex: 0, position: batch.byteLength,
-    offsetLast: 4, seal: true }), { kind: 'persisted', sealed: true }, 'seal retry answers');
+    offsetLast: 4, seal: true, patches: [] }), { kind: 'persisted', sealed: true },
+  'seal retry answers');
 
   // A newer broker fences the old one's grants.
   await call(ep, 'epochRaise', { epoch: 3 });
@@ -217,13 +221,51 @@ t.test('bad requests are refused and change nothing', async (t) => {
   t.equal(node.child.exitCode, null, 'the node is still running');
 });
 
+t.test('a persist checks and patches each appended batch first', async (t) => {
+  const { node, ep } = await start(['--path', join(dir, 'patch.region'), '--size', '1MiB',
+    '--segment-size', '64KiB']);
+  await hello(ep, 1);
+  const segment = await callAs(ep, 'segmentAllocate', { epoch: 1, ...allocate,
+    baseOffset: 100 }, 'segment');
+  const size = batch.byteLength; // 5 records written with baseOffset 0, as producers do
+  await call(ep, 'grantCreate', { ...B, epoch: 1, grantId: 1, segmentIndex: 0, position: 0,
+    sizeBytes: 4 * size, direction: 'write' });
+  for (const n of [0, 1]) {
+    await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address + n * size,
+      batch, 0, size);
+  }
+  const patch = (n: number, baseOffset: number) => ({ position: n * size, baseOffset,
+    bytes: size, records: 5 });
+  await t.rejects(call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: size,
+    offsetLast: 104, seal: false, patches: [patch(1, 105)] }),
+  { code: 'PMQ_ERR_ARGUMENT' }, 'a patch past the persisted range is refused');
+  // The third batch was never written (a producer appended bytes it did not write).
+  t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: 3 * size,
+    offsetLast: 114, seal: false, patches: [patch(0, 100), patch(1, 105), patch(2, 110)] }),
+  { kind: 'persisted', position: 3 * size });
+  t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: 3 * size,
+    offsetLast: 114, seal: false, patches: [patch(0, 7)] }),
+  { kind: 'persisted' }, 'a repeat below the durable watermark changes nothing');
+  await call(ep, 'grantCreate', { ...B, epoch: 1, grantId: 2, segmentIndex: 0, position: 0,
+    sizeBytes: 3 * size, direction: 'read' });
+  const back = new Uint8Array(3 * size);
+  await transport.readValidated(ep, { id: 2, epoch: 1, key: 1 }, segment.address, back, 0,
+    back.byteLength);
+  const read = [0, 1, 2].map((n) => decodeRecordBatch(back, n * size));
+  t.same(read.map((b) => [b.baseOffset, b.attributes.isControl, b.records.length]),
+    [[100, false, 5], [105, false, 5], [110, true, 5]],
+  'patched headers, CRCs good; the batch that was not there is a control batch of its shape');
+  t.match(node.stderr(), /were replaced by control batches/, 'and the node says so');
+  t.equal(node.child.exitCode, null, 'the node is still running');
+});
+
 t.test('group commit: concurrent persists of one segment all answer', async (t) => {
   const { ep } = await start(['--path', join(dir, 'group.region'), '--size', '1MiB',
     '--segment-size', '64KiB']);
   await hello(ep, 1);
   await call(ep, 'segmentAllocate', { epoch: 1, ...allocate });
   const at = (n: number) => ({ epoch: 1, segmentIndex: 0, position: n * 100, offsetLast: n - 1,
-    seal: false });
+    seal: false, patches: [] });
   const replies = await Promise.all([1, 2, 3, 4, 5].map((n) => call(ep, 'persist', at(n))));
   t.same(replies.map((r) => r.kind === 'persisted' && r.position), [100, 200, 300, 400, 500]);
   const info = await hello(ep, 1);
@@ -247,7 +289,7 @@ t.test('a persist revokes the write grants it makes durable, and only those', as
   await grant(2, size, size);              // the next one, not yet durable
   await grant(3, 0, 2 * size);             // reaches past the new watermark
   await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address, batch, 0, size);
-  t.match(await call(ep, 'persist', { epoch: 1, segmentIndex: 0, position: size,
+  t.match(await call(ep, 'persist', { patches: [], epoch: 1, segmentIndex: 0, position: size,
     offsetLast: 4, seal: false }), { kind: 'persisted', position: size });
   await t.rejects(transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address,
     batch, 0,
@@ -257,6 +299,9 @@ t.test('a persist revokes the write grants it makes durable, and only those', as
   await transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 }, segment.address + size, batch, 0,
     size);
   t.pass('grants ending past the watermark still write');
+  await t.rejects(transport.writeValidated(ep, { id: 3, epoch: 1, key: 1 }, segment.address,
+    batch, 0, size), { code: 'PMQ_ERR_GRANT_OUT_OF_RANGE' },
+  'but not below it: durable bytes never change (a lease\'s grant has a floor)');
   t.match(await call(ep, 'grantRevoke', { epoch: 1, grantId: 1 }), { kind: 'done' },
     'revoking it again is a no-op');
   t.equal(node.child.exitCode, null, 'the node is still running');

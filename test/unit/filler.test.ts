@@ -1,12 +1,13 @@
 // Hole fillers: for every reachable (bytes, records) a control batch of exactly that size,
-// which validates and decodes with the reserved record count and base offset.
+// which validates and decodes with that record count and base offset; and one for every gap a
+// closed lease can leave.
 import t from 'tap';
 
 import { recordBatchSizeBytesMin, recordBatchSizeReachable } from
-  '../../broker-node/batch-size.js';
-import { encodeFiller } from '../../broker-node/filler.js';
+  '../../common/record-batch/batch-size.js';
+import { encodeFiller } from '../../common/record-batch/filler.js';
 import { decodeRecordBatch } from '../../common/record-batch/index.js';
-import { Sequencer } from '../../broker-node/sequencer.js';
+import { FILL_BYTES_MIN, Sequencer, fillRecords } from '../../broker-node/sequencer.js';
 
 t.test('a filler of exactly the hole for every reachable size near varint steps', async (t) => {
   let checked = 0;
@@ -28,11 +29,26 @@ t.test('a filler of exactly the hole for every reachable size near varint steps'
   t.ok(checked > 1000, `${checked} fillers checked`);
 });
 
-t.test('one-record sizes that no batch has are refused at reserve', async (t) => {
+t.test('one-record sizes that no batch has are refused at append; every gap fills', async (t) => {
   t.notOk(recordBatchSizeReachable(61 + 65, 1));
   t.notOk(recordBatchSizeReachable(61 + 8194, 1));
   t.ok(recordBatchSizeReachable(61 + 65, 2));
   const sequencer = Sequencer.create({ epoch: 1, segmentSizeBytes: 65536 });
-  t.throws(() => sequencer.reserve({ bytes: 126, records: 1, producer: 'p', now: 0 }),
-    { code: 'PMQ_ERR_RESERVATION_INVALID' });
+  const first = sequencer.lease({ bytes: 4096, bytesMin: 126, producer: 'p', now: 0 });
+  t.equal(first.kind, 'need-segment');
+  sequencer.segmentAdded({ segmentId: 's', chainPosition: 0, baseOffset: 0, sizeBytes: 65536 });
+  const lease = sequencer.lease({ bytes: 4096, bytesMin: 126, producer: 'p', now: 0 });
+  if (lease.kind !== 'leased') throw new Error(`lease answered ${lease.kind}`);
+  const refused = sequencer.append({ lease: lease.lease, position: 0, bytes: 126, records: 1,
+    now: 0 });
+  t.equal(refused.kind === 'refused' && refused.error.code, 'PMQ_ERR_LEASE_INVALID');
+  // The gaps a closed lease leaves are filled with 1 or 2 records, whatever their size.
+  const wrong: number[] = [];
+  for (let bytes = FILL_BYTES_MIN; bytes < 20_000; bytes += 1) {
+    const filler = encodeFiller(bytes, fillRecords(bytes), 0);
+    if (filler.byteLength !== bytes || decodeRecordBatch(filler).records.length < 1) {
+      wrong.push(bytes);
+    }
+  }
+  t.same(wrong, [], `a filler for every gap of ${FILL_BYTES_MIN}..19 999 bytes`);
 });

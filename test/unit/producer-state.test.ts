@@ -1,5 +1,5 @@
 // Idempotent producers' state (broker-node/producer-state.ts): each rule, then a seeded random
-// workload of retries, lost replies, expiries and broker restarts against a model partition.
+// workload of retries, lost replies and broker restarts against a model partition.
 // The seed is in the test name; PMQ_SEED=<seed> replays one run.
 import t, { type Test } from 'tap';
 
@@ -22,51 +22,39 @@ function codeOf(run: () => unknown): string {
 t.test('first batch, retry in flight, retry once durable', async (t) => {
   const states = new ProducerStates();
   t.same(states.check(7, 40, 3), { kind: 'new' }, 'an unknown producer starts anywhere');
-  states.reserved(7, { baseSequence: 40, records: 3, baseOffset: 100 }, ref(1));
-  t.same(states.check(7, 40, 3), { kind: 'in-flight', ref: ref(1), baseOffset: 100 });
+  states.appended(7, { baseSequence: 40, records: 3 }, ref(1));
+  t.same(states.check(7, 40, 3), { kind: 'in-flight', ref: ref(1) });
   t.same(states.check(7, 43, 2), { kind: 'new' }, 'the next sequence');
-  states.durable(ref(1));
+  states.durable(ref(1), 100);
   t.same(states.check(7, 40, 3), { kind: 'duplicate', baseOffset: 100 });
   t.equal(states.view(7)?.sequenceNext, 43);
 });
 
 t.test('gaps, reused sequences and bad values are refused', async (t) => {
   const states = new ProducerStates();
-  states.reserved(7, { baseSequence: 0, records: 3, baseOffset: 0 }, ref(1));
+  states.appended(7, { baseSequence: 0, records: 3 }, ref(1));
   t.equal(codeOf(() => states.check(7, 4, 1)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE', 'gap');
   t.equal(codeOf(() => states.check(7, 0, 2)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE',
     'same sequence, other record count');
-  t.equal(codeOf(() => states.check(7, -1, 1)), 'PMQ_ERR_RESERVATION_INVALID');
-  t.equal(codeOf(() => states.check(7, 2 ** 31, 1)), 'PMQ_ERR_RESERVATION_INVALID');
+  t.equal(codeOf(() => states.check(7, -1, 1)), 'PMQ_ERR_LEASE_INVALID');
+  t.equal(codeOf(() => states.check(7, 2 ** 31, 1)), 'PMQ_ERR_LEASE_INVALID');
   t.same(states.check(-1, -1, 1), { kind: 'new' }, 'not idempotent: no state');
-  states.reserved(-1, { baseSequence: -1, records: 1, baseOffset: 3 }, ref(2));
+  states.appended(-1, { baseSequence: -1, records: 1 }, ref(2));
   t.equal(states.producers, 1);
-});
-
-t.test('an expired reservation releases its sequences', async (t) => {
-  const states = new ProducerStates();
-  states.reserved(7, { baseSequence: 0, records: 2, baseOffset: 0 }, ref(1));
-  states.reserved(7, { baseSequence: 2, records: 2, baseOffset: 2 }, ref(2));
-  states.released(ref(1));
-  t.same(states.check(7, 0, 2), { kind: 'new' }, 'the hole is not the producer\'s data');
-  states.reserved(7, { baseSequence: 0, records: 2, baseOffset: 4 }, ref(3));
-  t.equal(states.view(7)?.sequenceNext, 4, 'reserving a released range keeps the next sequence');
-  t.same(states.check(7, 0, 2), { kind: 'in-flight', ref: ref(3), baseOffset: 4 });
-  t.same(states.check(7, 4, 1), { kind: 'new' });
 });
 
 t.test('batches and producers are bounded', async (t) => {
   const states = new ProducerStates({ batchesPerProducer: 3, producersMax: 2 });
   for (let i = 0; i < 4; i += 1) {
-    states.reserved(7, { baseSequence: i, records: 1, baseOffset: i }, ref(i + 1));
-    states.durable(ref(i + 1));
+    states.appended(7, { baseSequence: i, records: 1 }, ref(i + 1));
+    states.durable(ref(i + 1), i);
   }
   t.equal(states.view(7)?.batches.length, 3);
   t.equal(codeOf(() => states.check(7, 0, 1)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE',
     'a batch older than the window is not taken for new');
-  states.reserved(8, { baseSequence: 0, records: 1, baseOffset: 10 }, ref(10));
+  states.appended(8, { baseSequence: 0, records: 1 }, ref(10));
   states.check(7, 4, 1); // touches 7: 8 is now the least recently used
-  states.reserved(9, { baseSequence: 0, records: 1, baseOffset: 11 }, ref(11));
+  states.appended(9, { baseSequence: 0, records: 1 }, ref(11));
   t.equal(states.producers, 2);
   t.equal(states.view(8), undefined, 'the least recently used producer was forgotten');
   t.same(states.check(8, 5, 1), { kind: 'new' }, 'a forgotten producer is unknown');
@@ -78,7 +66,7 @@ t.test('restore from the log: duplicates, next sequence, wrap-around', async (t)
   states.restoreBatch({ producerId: 5, baseSequence: top, records: 2, baseOffset: 0 });
   states.restoreBatch({ producerId: 5, baseSequence: 0, records: 3, baseOffset: 2 });
   states.restoreBatch({ producerId: 6, baseSequence: 10, records: 1, baseOffset: 5 });
-  // A released range reserved again after later batches: log order is not sequence order.
+  // A batch stored after later ones (a broker before leases): log order is not sequence order.
   states.restoreBatch({ producerId: 6, baseSequence: 8, records: 2, baseOffset: 6 });
   states.restoreBatch({ producerId: -1, baseSequence: -1, records: 1, baseOffset: 8 });
   t.same(states.check(5, top, 2), { kind: 'duplicate', baseOffset: 0 });
@@ -91,21 +79,20 @@ t.test('restore from the log: duplicates, next sequence, wrap-around', async (t)
 
 // ---- seeded random workload ------------------------------------------------------------
 
-interface Reservation {
+interface Appended {
   ref: ReservationRef;
   uid: number;
   producerId: number;
   sequence: number;
   records: number;
-  baseOffset: number;
-  state: 'reserved' | 'committed' | 'expired';
 }
 
 interface Stored { uid: number; producerId: number; sequence: number; records: number;
   baseOffset: number }
 
-type Status = { kind: 'idle' } | { kind: 'holding'; res: Reservation }
-  | { kind: 'committed'; res: Reservation } | { kind: 'done'; baseOffset: number };
+/** idle: to append (again); appended: waiting for the ack of `res`; done: acknowledged. */
+type Status = { kind: 'idle' } | { kind: 'appended'; res: Appended }
+  | { kind: 'done'; baseOffset: number };
 
 interface Batch { uid: number; producer: ModelProducer; producerId: number; sequence: number;
   records: number; status: Status }
@@ -115,55 +102,43 @@ interface ModelProducer { producerId: number; sequenceNext: number }
 /** A partition as the broker runs it, reduced to what idempotence depends on. */
 class ModelPartition {
   states = new ProducerStates();
-  inFlight: Reservation[] = [];
+  inFlight: Appended[] = [];
   readonly log: Stored[] = [];
   epoch = 1;
   idNext = 1;
-  offsetNext = 0;
   outOfOrder = 0;
 
-  reserve(batch: Batch): SequenceCheck | { kind: 'reserved'; res: Reservation } {
+  append(batch: Batch): SequenceCheck | { kind: 'appended'; res: Appended } {
     const check = this.states.check(batch.producerId, batch.sequence, batch.records);
     if (check.kind !== 'new') return check;
-    const res: Reservation = { ref: { epoch: this.epoch, id: this.idNext }, uid: batch.uid,
-      producerId: batch.producerId, sequence: batch.sequence, records: batch.records,
-      baseOffset: this.offsetNext, state: 'reserved' };
+    const res: Appended = { ref: { epoch: this.epoch, id: this.idNext }, uid: batch.uid,
+      producerId: batch.producerId, sequence: batch.sequence, records: batch.records };
     this.idNext += 1;
-    this.offsetNext += batch.records;
     this.inFlight.push(res);
-    this.states.reserved(batch.producerId, { baseSequence: batch.sequence,
-      records: batch.records, baseOffset: res.baseOffset }, res.ref);
-    return { kind: 'reserved', res };
+    this.states.appended(batch.producerId, { baseSequence: batch.sequence,
+      records: batch.records }, res.ref);
+    return { kind: 'appended', res };
   }
 
-  find(target: ReservationRef): Reservation | undefined {
+  find(target: ReservationRef): Appended | undefined {
     return this.inFlight.find((res) => res.ref.epoch === target.epoch &&
       res.ref.id === target.id);
   }
 
-  /** Durable watermark moves over the committed or filled prefix. */
-  persist(): void {
-    while (this.inFlight.length > 0 && this.inFlight[0]!.state !== 'reserved') {
-      const res = this.inFlight.shift()!;
-      if (res.state === 'expired') continue;
+  /** The durable watermark moves over a prefix of the appended batches: offsets now. */
+  persist(count: number): void {
+    for (const res of this.inFlight.splice(0, count)) {
+      const baseOffset = this.log.reduce((end, s) => Math.max(end, s.baseOffset + s.records), 0);
       this.log.push({ uid: res.uid, producerId: res.producerId, sequence: res.sequence,
-        records: res.records, baseOffset: res.baseOffset });
-      this.states.durable(res.ref);
+        records: res.records, baseOffset });
+      this.states.durable(res.ref, baseOffset);
     }
   }
 
-  expire(prng: Prng, probability: number): void {
-    for (const res of this.inFlight) {
-      if (res.state !== 'reserved' || !prng.chance(probability)) continue;
-      res.state = 'expired';
-      this.states.released(res.ref);
-    }
-  }
-
+  /** A new broker: what was appended but not durable is gone; the state comes from the log. */
   restart(): void {
     this.epoch += 1;
     this.inFlight = [];
-    this.offsetNext = this.log.reduce((end, s) => Math.max(end, s.baseOffset + s.records), 0);
     this.states = new ProducerStates();
     for (const stored of this.log) {
       this.states.restoreBatch({ producerId: stored.producerId, baseSequence: stored.sequence,
@@ -185,13 +160,13 @@ class Workload {
       sequence: producer.sequenceNext, records, status: { kind: 'idle' } };
     producer.sequenceNext += records;
     this.batches.push(batch);
-    this.reserve(batch, 0.2);
+    this.append(batch, 0.2);
   }
 
-  reserve(batch: Batch, lossChance: number): void {
-    let answer: ReturnType<ModelPartition['reserve']>;
+  append(batch: Batch, lossChance: number): void {
+    let answer: ReturnType<ModelPartition['append']>;
     try {
-      answer = this.partition.reserve(batch);
+      answer = this.partition.append(batch);
     } catch (error) {
       this.reinit(batch, error);
       return;
@@ -203,12 +178,11 @@ class Workload {
       if (!lost) batch.status = { kind: 'done', baseOffset: answer.baseOffset };
       return;
     }
-    const res = answer.kind === 'reserved' ? answer.res
+    const res = answer.kind === 'appended' ? answer.res
       : answer.kind === 'in-flight' ? this.partition.find(answer.ref) : undefined;
-    this.check(res?.uid === batch.uid, 'a retry gets its own reservation', batch);
+    this.check(res?.uid === batch.uid, 'a retry waits for its own batch', batch);
     if (res === undefined || lost) return;
-    batch.status = res.state === 'committed' ? { kind: 'committed', res }
-      : { kind: 'holding', res };
+    batch.status = { kind: 'appended', res };
   }
 
   /** Out of order: allowed only for a batch not stored; the producer takes a new id. */
@@ -229,20 +203,10 @@ class Workload {
     producer.sequenceNext += batch.records;
   }
 
-  commit(batch: Batch, holding: Reservation): void {
-    const res = this.partition.find(holding.ref);
-    if (res === undefined || res.state === 'expired') {
-      batch.status = { kind: 'idle' }; // refused as expired: start over, same sequence
-      return;
-    }
-    res.state = 'committed';
-    batch.status = this.prng.chance(0.2) ? { kind: 'idle' } : { kind: 'committed', res };
-  }
-
-  /** Acks of committed batches that became durable (some lost: those retry). */
+  /** Acks of appended batches that became durable (some lost: those retry). */
   settle(lossChance: number): void {
     for (const batch of this.batches) {
-      if (batch.status.kind !== 'committed') continue;
+      if (batch.status.kind !== 'appended') continue;
       const { res } = batch.status;
       const stored = this.partition.log.find((s) => s.uid === batch.uid);
       if (this.partition.find(res.ref) !== undefined) continue;
@@ -272,25 +236,17 @@ function runWorkload(t: Test, seed: number): void {
     const mine = work.batches.filter((b) => b.producer === producer && b.uid >= (oldest ?? 0));
     const open = oldest === undefined ? 0 : mine.length;
     const batch = active[prng.int(active.length)];
-    if (roll < 25 && open < 5) work.newBatch(producer);
-    else if (roll < 55 && batch?.status.kind === 'idle') work.reserve(batch, 0.2);
-    else if (roll < 75 && batch?.status.kind === 'holding') {
-      work.commit(batch, batch.status.res);
-    } else if (roll < 90) work.partition.persist();
-    else if (roll < 97) work.partition.expire(prng, 0.3);
+    if (roll < 30 && open < 5) work.newBatch(producer);
+    else if (roll < 65 && batch?.status.kind === 'idle') work.append(batch, 0.2);
+    else if (roll < 97) work.partition.persist(prng.int(work.partition.inFlight.length + 1));
     else if (roll < 98) work.partition.restart();
     work.settle(0.2);
   }
   for (let round = 0; round < 60; round += 1) {
     for (const batch of work.batches) {
-      if (batch.status.kind === 'idle') work.reserve(batch, 0);
-      if (batch.status.kind === 'holding') {
-        work.commit(batch, batch.status.res);
-      }
+      if (batch.status.kind === 'idle') work.append(batch, 0);
     }
-    work.partition.persist();
-    work.partition.expire(prng, 1);
-    work.partition.persist();
+    work.partition.persist(work.partition.inFlight.length);
     work.settle(0);
   }
   const uids = work.partition.log.map((s) => s.uid);

@@ -45,8 +45,8 @@ t.test('every message round-trips', async (t) => {
 
 t.test('the decoder refuses what it does not know', async (t) => {
   const raw = new Packr({ useRecords: false });
-  const good = { v: WIRE_VERSION, kind: 'reserve', id: 1, topic: 't', partition: 0, bytes: 100,
-    records: 1, producerId: -1, sequence: -1 };
+  const good = { v: WIRE_VERSION, kind: 'append', id: 1, topic: 't', partition: 0, epoch: 1,
+    leaseId: 1, position: 0, bytes: 100, records: 1, producerId: -1, sequence: -1 };
   t.ok(decodeMessage(raw.pack(good)));
   const bad: [string, unknown][] = [
     ['version', { ...good, v: 99 }],

@@ -1,16 +1,17 @@
 /**
- * Hole fillers: a Kafka control batch of exactly the bytes and records of an expired
- * reservation, so the partition's offsets stay dense and consumers skip it (attribute bit 5).
- * The sequencer refuses reservations below the smallest batch of their record count
- * (batch-size.ts), so a filler always exists: records with null key and value, the first one
+ * Hole fillers: a Kafka control batch of exactly the bytes and records of a gap a closed lease
+ * left (the broker writes it), or of a batch that was not what its producer appended (the
+ * storage node puts it in its place); consumers skip it (attribute bit 5). Gaps are 0 or at
+ * least one one-record batch, and appends are refused below the smallest batch of their record
+ * count (batch-size.ts), so a filler always exists: records with null key and value, the first one
  * padded with a value and a second record (or the key) with a few bytes more, because a
  * record's length varint skips some sizes, until the batch is exactly `bytes` long. Pure: no I/O.
  */
-import { ArgumentError } from '../common/errors.js';
-import { invariant } from '../common/invariant.js';
+import { ArgumentError } from '../errors.js';
+import { invariant } from '../invariant.js';
 import {
   encodeRecordBatchInto, recordBatchSizeBytes, type EncodeOptions, type RecordInput,
-} from '../common/record-batch/index.js';
+} from './index.js';
 import { recordBatchSizeBytesMin, recordBatchSizeReachable } from './batch-size.js';
 
 /** Padding tried per byte count: a varint grows by at most a few bytes at each boundary. */

@@ -1,16 +1,16 @@
 /**
  * The smallest Kafka RecordBatch v2 that holds n records, in closed form: the sequencer
- * refuses reservations below it, so that every hole can be filled with a control batch of
- * exactly the reserved bytes and records (the filler pads a record's key or value up to the
- * reserved size). Pure arithmetic on the record-batch layout; no I/O.
+ * refuses appends below it (and the storage node checks batches against it), so that every
+ * hole can be filled with a control batch of exactly its bytes and records (the filler pads a
+ * record's key or value up to the size). Pure arithmetic on the record-batch layout; no I/O.
  *
  * The smallest record has attributes, timestampDelta 0, null key, null value and no headers
  * (one byte each) plus its offsetDelta varint: 5 + v(i) bytes of body and a one-byte length,
  * so 6 + v(i) bytes. v(i) is the size of the zigzag varint 2i: 1 byte below i = 64, 2 below
  * 8192 (2^13), 3 below 2^20, 4 below 2^27, 5 above.
  */
-import { invariant } from '../common/invariant.js';
-import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/layout.js';
+import { invariant } from '../invariant.js';
+import { RECORD_BATCH_HEADER_SIZE_BYTES } from './layout.js';
 
 /** First record index whose offsetDelta varint takes one byte more (zigzag 2i ≥ 2^(7k)). */
 const VARINT_STEPS = [64, 8192, 2 ** 20, 2 ** 27] as const;
