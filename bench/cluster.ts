@@ -1,9 +1,10 @@
 /**
  * The cluster a benchmark run starts for itself: one `pmq storage` on a fresh region (in
  * /dev/shm, or an ordinary file) and one `pmq broker`, as child processes on 127.0.0.1 with
- * free ports, on the run's transport. Each workload gets a fresh cluster, so one workload's
- * segments, caches and garbage never weigh on the next. The storage node and broker are
- * sampled for CPU time (/proc/<pid>/stat) from when both listen until just before they stop.
+ * free ports, on the run's transport (busy polling if asked). Each workload gets a fresh
+ * cluster, so one workload's segments, caches and garbage never weigh on the next. The storage
+ * node and broker are sampled for CPU time (/proc/<pid>/stat) from when both listen until just
+ * before they stop.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +17,8 @@ export interface ClusterOptions {
   transports: string;
   /** PMQ_SPIN_US of every process (native/transport.ts spinUs). */
   spinUs: number;
+  /** `--busy-poll` for the storage node and the broker (native/transport.ts busyPoll). */
+  busyPoll: boolean;
   /** Directory the region file is created in: /dev/shm (tmpfs) or an ordinary filesystem. */
   regionDir: string;
   regionSizeBytes: number;
@@ -40,6 +43,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const dir = mkdtempSync(join(options.regionDir, 'pmq-bench-'));
   const pmq = modulePath('../cli/pmq');
   const env = childEnv(options.transports, options.spinUs);
+  const poll = options.busyPoll ? ['--busy-poll'] : [];
   const children: Child<unknown>[] = [];
   const stop = async (): Promise<void> => {
     for (const child of children.reverse()) await child.stop('SIGTERM');
@@ -51,7 +55,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const storage = spawnNode(pmq, ['storage', '--path', join(dir, 'region'), '--size',
       String(options.regionSizeBytes), '--segment-size', String(options.segmentSizeBytes),
       '--listen', '127.0.0.1:0', '--transports', options.transports, '--log-level', 'warn',
-      '--cluster-key-file', keyFile], env);
+      '--cluster-key-file', keyFile, ...poll], env);
     children.push(storage);
     // Both watched from the start: the two lines may arrive in one chunk.
     const listeningAt = storage.waitForText(/listening on ([\d.]+):(\d+)/);
@@ -61,7 +65,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await pagesMapped;
     const broker = spawnNode(pmq, ['broker', '--listen', '127.0.0.1:0', '--storage',
       `${at[1]}:${at[2]}`, '--data-dir', join(dir, 'broker'), '--transports',
-      options.transports, '--log-level', 'warn', '--cluster-key-file', keyFile], env);
+      options.transports, '--log-level', 'warn', '--cluster-key-file', keyFile, ...poll], env);
     children.push(broker);
     const listening = await broker.waitForText(/listening on ([\d.]+):(\d+)/);
     const cpu = { storage: new CpuMeter(storage.child.pid!), broker: new CpuMeter(

@@ -16,7 +16,8 @@ const PROGRESS_MS = 500;
 
 const args = JSON.parse(process.argv[2]!) as ConsumerArgs;
 const client = await connect({ brokers: [args.broker], transports: args.transports,
-  netDevices: args.netDevices, clientId: `bench-consumer-${args.partitions.join('-')}` });
+  netDevices: args.netDevices, busyPoll: args.busyPoll,
+  clientId: `bench-consumer-${args.partitions.join('-')}` });
 const consumer = client.consumer({ start: 'earliest', maxWaitMs: 100 });
 await consumer.assign(args.partitions.map((partition) => ({ topic: args.topic, partition })));
 

@@ -132,7 +132,7 @@ async function warmUp(producer: Producer): Promise<void> {
 }
 
 const client = await connect({ brokers: [args.broker], transports: args.transports,
-  netDevices: args.netDevices,
+  netDevices: args.netDevices, busyPoll: args.busyPoll,
   clientId: `bench-producer-${args.producer}` });
 const producer = client.producer({ acks: args.acks, lingerMs: args.lingerMs,
   maxBatchBytes: args.batchBytes,

@@ -24,8 +24,10 @@ export interface Workload {
   acks: 'all' | 'none';
   batchBytes: number;
   lingerMs: number;
-  /** Every process polls this long before sleeping (PMQ_SPIN_US; 0 = sleep at once). */
+  /** Every process polls at most this long before sleeping (PMQ_SPIN_US; 0 = sleep at once). */
   spinUs: number;
+  /** Every process busy-polls instead of sleeping (`--busy-poll`, connect({ busyPoll })). */
+  busyPoll: boolean;
   /** Open loop: records per second over all producers; 0 = closed loop. */
   rate: number;
   /** Consume only after everything is produced (consumer catch-up). */
@@ -56,7 +58,8 @@ const isDone = (line: WorkerLine): line is WorkerDone => line.event === 'done';
 
 function spawnTopicCreate(w: Workload, broker: string, topic: string): Promise<unknown> {
   return spawnNode(modulePath('../cli/pmq'), ['topic', 'create', topic, '--partitions',
-    String(w.partitions), '--broker', broker, '--transports', w.transports],
+    String(w.partitions), '--broker', broker, '--transports', w.transports,
+    ...(w.busyPoll ? ['--busy-poll'] : [])],
   childEnv(w.transports, w.spinUs, w.brokers === undefined)).done;
 }
 
@@ -65,7 +68,7 @@ function spawnProducers(w: Workload, broker: string, topic: string,
   return Array.from({ length: w.producers }, (_, producer) => {
     const share = Math.floor(w.count / w.producers) + (producer < w.count % w.producers ? 1 : 0);
     const args: ProducerArgs = { broker, topic, transports: w.transports,
-      netDevices: netDevicesOf(w),
+      netDevices: netDevicesOf(w), busyPoll: w.busyPoll,
       producer, producers: w.producers, partitions: w.partitions, recordBytes: w.recordBytes,
       count: share,
       durationMs: w.durationMs, rate: w.rate / w.producers, acks: w.acks,
@@ -85,7 +88,7 @@ function spawnConsumers(w: Workload, broker: string, topic: string,
     const partitions = Array.from({ length: w.partitions }, (_, p) => p)
       .filter((p) => p % count === consumer);
     const args: ConsumerArgs = { broker, topic, transports: w.transports,
-      netDevices: netDevicesOf(w),
+      netDevices: netDevicesOf(w), busyPoll: w.busyPoll,
       partitions };
     return spawnNode<WorkerLine>(modulePath('./consumer-worker'), [JSON.stringify(args)],
       childEnv(w.transports, w.spinUs, w.brokers === undefined), (line) => {
@@ -138,6 +141,7 @@ export async function runWorkload(w: Workload): Promise<RawResult> {
   let cluster: Cluster | null = null;
   if (w.brokers === undefined) {
     cluster = await startCluster({ transports: w.transports, spinUs: w.spinUs,
+      busyPoll: w.busyPoll,
       regionDir: w.regionDir,
       regionSizeBytes: regionSizeFor(w), segmentSizeBytes: w.segmentSizeBytes });
   }

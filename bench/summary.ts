@@ -3,7 +3,8 @@
  * per workload) and formats them as a table. Throughput is records (and value bytes) over the
  * span from the first producer's start to the last acknowledgement (produce), or from the
  * first record received to the last (consume). Latencies are in microseconds. CPU is seconds
- * per GB of values produced, per role (all processes of a role summed).
+ * per GB of values produced, per role (all processes of a role summed), and the raw seconds of
+ * each process (what busy polling costs shows there, whatever the bytes).
  */
 import { round } from './stats.js';
 import { mergedLatency, type RawResult, type Workload } from './run.js';
@@ -11,6 +12,10 @@ import type { WorkerDone } from './worker-io.js';
 
 export interface Throughput { records: number; bytes: number; seconds: number;
   recordsPerSecond: number; MBps: number }
+
+/** Storage node and broker: null with --brokers (not ours to measure). */
+export interface CpuPerProcess { storage: number | null; broker: number | null;
+  producers: number[]; consumers: number[] }
 
 export interface LatencyUs { count: number; p50: number; p90: number; p99: number;
   p999: number; max: number; mean: number }
@@ -28,6 +33,8 @@ export interface Summary {
   batchBytes: number;
   lingerMs: number;
   spinUs: number;
+  /** Every process busy-polled (spinUs then does not apply). */
+  busyPoll: boolean;
   rate: number;
   mode: 'closed' | 'open' | 'catch-up';
   produce: Throughput;
@@ -36,6 +43,8 @@ export interface Summary {
   ackLatencyUs: LatencyUs;
   e2eLatencyUs: LatencyUs | null;
   cpuSeconds: Record<'storage' | 'broker' | 'producer' | 'consumer', number | null>;
+  /** CPU seconds of each process (cpuSeconds sums them per role): what busy polling costs. */
+  cpuSecondsPerProcess: CpuPerProcess;
   cpuSecondsPerGB: Record<'storage' | 'broker' | 'producer' | 'consumer', number | null>;
 }
 
@@ -69,7 +78,7 @@ export function summarize(w: Workload, raw: RawResult): Summary {
   return { bench: 'pmq', workload: w.name, transport: w.transports, backing: w.backing,
     recordBytes: w.recordBytes, partitions: w.partitions, producers: w.producers,
     consumers: Math.min(w.consumers, w.partitions), acks: w.acks, batchBytes: w.batchBytes,
-    lingerMs: w.lingerMs, spinUs: w.spinUs, rate: w.rate,
+    lingerMs: w.lingerMs, spinUs: w.spinUs, busyPoll: w.busyPoll, rate: w.rate,
     mode: w.catchUp ? 'catch-up' : w.rate > 0 ? 'open' : 'closed',
     produce, consume: throughput(raw.consumers),
     failed: raw.producers.reduce((a, p) => a + p.failed, 0),
@@ -80,24 +89,40 @@ export function summarize(w: Workload, raw: RawResult): Summary {
       broker: cpuSeconds.broker === null ? null : round(cpuSeconds.broker),
       producer: round(cpuSeconds.producer), consumer: round(cpuSeconds.consumer) },
     cpuSecondsPerGB: { storage: perGB(cpuSeconds.storage), broker: perGB(cpuSeconds.broker),
-      producer: perGB(cpuSeconds.producer), consumer: perGB(cpuSeconds.consumer) } };
+      producer: perGB(cpuSeconds.producer), consumer: perGB(cpuSeconds.consumer) },
+    cpuSecondsPerProcess: perProcess(raw) };
 }
 
-const HEADER = ['workload', 'transport', 'size', 'mode', 'prod rec/s', 'prod MB/s',
+function perProcess(raw: RawResult): CpuPerProcess {
+  const seconds = (s: number | null): number | null => s === null ? null : round(s);
+  return { storage: seconds(raw.cpu.storage), broker: seconds(raw.cpu.broker),
+    producers: raw.producers.map((p) => round(p.cpuSeconds)),
+    consumers: raw.consumers.map((c) => round(c.cpuSeconds)) };
+}
+
+const HEADER = ['workload', 'transport', 'size', 'mode', 'poll', 'prod rec/s', 'prod MB/s',
   'cons rec/s', 'cons MB/s', 'ack p50/p99/p99.9/max µs', 'e2e p50/p99/p99.9/max µs',
-  'cpu s/GB st/br/pr/co'];
+  'cpu s/GB st/br/pr/co', 'cpu s st/br/pr/co'];
 
 function latencyCell(l: LatencyUs | null): string {
   return l === null || l.count === 0 ? '-' : `${l.p50}/${l.p99}/${l.p999}/${l.max}`;
 }
 
+/** Seconds per process: storage/broker/producers/consumers, processes of a role joined by +. */
+function cpuCell(p: CpuPerProcess): string {
+  return [String(p.storage ?? '-'), String(p.broker ?? '-'), p.producers.join('+') || '-',
+    p.consumers.join('+') || '-'].join('/');
+}
+
 export function tableRow(s: Summary): string[] {
   const c = s.cpuSecondsPerGB;
   return [s.workload, s.transport, String(s.recordBytes), s.mode,
+    s.busyPoll ? 'busy' : `spin≤${s.spinUs}µs`,
     String(s.produce.recordsPerSecond), String(s.produce.MBps),
     String(s.consume.recordsPerSecond), String(s.consume.MBps),
     latencyCell(s.ackLatencyUs), latencyCell(s.e2eLatencyUs),
-    [c.storage, c.broker, c.producer, c.consumer].map((v) => v ?? '-').join('/')];
+    [c.storage, c.broker, c.producer, c.consumer].map((v) => v ?? '-').join('/'),
+    cpuCell(s.cpuSecondsPerProcess)];
 }
 
 /** A plain-text table (columns padded) of `rows` under `header`. */

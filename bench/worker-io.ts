@@ -27,6 +27,7 @@ export interface ProducerArgs {
   topic: string;
   transports?: string;
   netDevices?: string;
+  busyPoll?: boolean;
   producer: number;
   producers: number;
   partitions: number;
@@ -46,6 +47,7 @@ export interface ConsumerArgs {
   topic: string;
   transports?: string;
   netDevices?: string;
+  busyPoll?: boolean;
   partitions: number[];
 }
 

@@ -51,6 +51,8 @@ export interface BrokerOptions {
   readonly clusterKey: ClusterKey;
   readonly transports?: string;
   readonly netDevices?: string;
+  /** Progress UCX every loop turn (native/transport.ts busyPoll). Default false. */
+  readonly busyPoll?: boolean;
   /** Default SEQUENCER_LIMITS.reservationTimeoutMsDefault (10 s). */
   readonly reservationTimeoutMs?: number;
   readonly onFenced: (why: string) => void;
@@ -92,7 +94,8 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
   const clusterKey = opts.clusterKey;
-  const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices });
+  const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
+    busyPoll: opts.busyPoll });
   let timer: NodeJS.Timeout | undefined;
   // Partitions' own timers (a blocking lease's cut) run only while this is true.
   let ticking = true;

@@ -7,7 +7,7 @@
 import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
@@ -26,7 +26,7 @@ export type DocumentKind = (typeof DocumentKind)[keyof typeof DocumentKind];
 export interface TopicRecord { topic: string; partitions: number; createdAtMs: number }
 export interface OffsetRecord { group: string; topic: string; partition: number; offset: number }
 
-function metadataError(code: string, message: string): PmqError {
+function metadataError(code: ErrorCode, message: string): PmqError {
   return new PmqError(code, message);
 }
 

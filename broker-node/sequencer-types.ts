@@ -2,7 +2,7 @@
  * The sequencer's vocabulary: what goes in, what comes out, and the errors it replies with.
  * No state lives here; broker-node/sequencer.ts holds it. docs/sequencer.md explains the model.
  */
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import type { Watermark } from '../common/layout.js';
 
 export type { Watermark };
@@ -216,13 +216,14 @@ export interface SegmentView extends SegmentAdded {
   readonly persistInFlight: PersistRequest | null;
 }
 
-export type SequencerErrorCode =
+/** The catalogue's codes (common/error-codes.ts) the sequencer refuses with. */
+export type SequencerErrorCode = Extract<ErrorCode,
   | 'PMQ_ERR_RECORD_TOO_LARGE'
   | 'PMQ_ERR_LEASE_INVALID'
   | 'PMQ_ERR_BUSY'
   | 'PMQ_ERR_LEASE_EXPIRED'
   | 'PMQ_ERR_CHAIN_INVALID'
-  | 'PMQ_ERR_OFFSET_OUT_OF_RANGE';
+  | 'PMQ_ERR_OFFSET_OUT_OF_RANGE'>;
 
 /** A request the sequencer refuses; the connection layer turns it into an error reply. */
 export class SequencerError extends PmqError {

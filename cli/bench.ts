@@ -17,12 +17,13 @@ import { runWorkload, type Workload } from '../bench/run.js';
 import { suiteWorkloads } from '../bench/suite.js';
 import { formatSummaries, summarize, type Summary } from '../bench/summary.js';
 import { parseSizeBytes } from '../common/units.js';
-import { integerArgument } from './options.js';
+import { busyPollOption, integerArgument } from './options.js';
 
 interface BenchCliOptions {
   brokers?: string; transports?: string; recordSize: number; count: number; duration?: number;
   partitions: number; producers: number; consumers: number; acks: 'all' | 'none';
-  batchBytes: number; lingerMs: number; spinUs: number; rate: number; catchUp: boolean;
+  batchBytes: number; lingerMs: number; spinUs: number; busyPoll: boolean; rate: number;
+  catchUp: boolean;
   backing: 'shm' | 'file'; regionDir?: string; segmentSize: number; json: boolean;
   suite: boolean; quick: boolean; report?: string; workloads?: string; machine: boolean;
 }
@@ -51,7 +52,8 @@ function baseOf(opts: BenchCliOptions): Omit<Workload, 'name' | 'transports' | '
   'count' | 'partitions' | 'producers' | 'consumers' | 'rate' | 'catchUp'> {
   const regionDir = opts.regionDir ?? (opts.backing === 'shm' ? '/dev/shm' : tmpdir());
   return { backing: opts.backing, regionDir, acks: opts.acks, batchBytes: opts.batchBytes,
-    lingerMs: opts.lingerMs, spinUs: opts.spinUs, segmentSizeBytes: opts.segmentSize,
+    lingerMs: opts.lingerMs, spinUs: opts.spinUs, busyPoll: opts.busyPoll,
+    segmentSizeBytes: opts.segmentSize,
     brokers: opts.brokers };
 }
 
@@ -142,8 +144,11 @@ export function registerBenchCommand(program: Command): void {
     .option('--batch-bytes <bytes>', 'producer maxBatchBytes (default: the producer\'s, ' +
       '256KiB)', sizeArgument('--batch-bytes'), PRODUCER_BATCH_BYTES_DEFAULT)
     .option('--linger-ms <ms>', 'producer lingerMs', int('--linger-ms', 0, 60_000), 5)
-    .option('--spin-us <µs>', 'every process polls this long before sleeping (PMQ_SPIN_US; ' +
+    .option('--spin-us <µs>', 'every process polls at most this long before sleeping (the ' +
+      'bound of the adaptive spin, PMQ_SPIN_US; ' +
       '0: sleep at once)', int('--spin-us', 0, SPIN_US_MAX), SPIN_US_DEFAULT)
+    .addOption(busyPollOption('one each: every process the bench starts, storage node, ' +
+      'broker, producers, consumers; the suite\'s W3-busy always busy-polls'))
     .option('--rate <records/s>', 'open loop at this rate over all producers (0: closed loop)',
       int('--rate', 0, 100_000_000), 0)
     .option('--catch-up', 'consume only after everything is produced', false)

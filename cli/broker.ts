@@ -6,7 +6,8 @@ import { createLogger } from '../common/log.js';
 import { SEQUENCER_LIMITS } from '../common/limits.js';
 import { parseHostPort } from '../common/units.js';
 import { startBroker, type Broker } from '../broker-node/broker.js';
-import { clusterKeyFileOption, integerArgument, logLevelOption } from './options.js';
+import { busyPollOption, clusterKeyFileOption, integerArgument, logLevelOption } from
+  './options.js';
 import { loadClusterKey } from './storage.js';
 
 /** A fenced broker exits (code 2) within this long, whatever its stop is waiting for. */
@@ -20,6 +21,7 @@ export interface BrokerCliOptions {
   dataDir: string;
   transports?: string;
   netDevices?: string;
+  busyPoll: boolean;
   reservationTimeoutMs?: number;
   authFile?: string;
   clusterKeyFile?: string;
@@ -45,7 +47,8 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
   };
   const broker = await startBroker({ host: listen.host, port: listen.port, storage,
     dataDir: opts.dataDir, log, clusterKey, transports: opts.transports,
-    netDevices: opts.netDevices, reservationTimeoutMs: opts.reservationTimeoutMs, onFenced,
+    netDevices: opts.netDevices, busyPoll: opts.busyPoll,
+    reservationTimeoutMs: opts.reservationTimeoutMs, onFenced,
     ...(opts.authFile === undefined ? {} : { authFile: opts.authFile }) });
   process.stdout.write(`${banner} listening on ${broker.address.host}:${broker.address.port} ` +
     `(epoch ${broker.epoch}, ${broker.recovery.topics} topics, ` +
@@ -90,6 +93,7 @@ export function registerBrokerCommand(program: Command): void {
       'directory); the cluster metadata lives on the storage nodes')
     .addOption(new Option('--transports <list>', 'UCX transports, UCX_TLS syntax'))
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
+    .addOption(busyPollOption())
     .addOption(clusterKeyFileOption())
     .addOption(logLevelOption());
   addBrokerOptions(command, '127.0.0.1:9092').action(async (opts: BrokerCliOptions) => {

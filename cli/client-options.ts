@@ -11,7 +11,7 @@ import { parseBroker } from '../clients/connection.js';
 import { connect, type Client } from '../clients/index.js';
 import { DATA_PATHS, type DataPath } from '../clients/storage-reads.js';
 import { readPassword } from './auth-file-io.js';
-import { integerArgument } from './options.js';
+import { busyPollOption, integerArgument } from './options.js';
 
 /** Where `pmq broker` and `pmq dev` listen by default (cli/broker.ts, cli/dev.ts). */
 export const DEFAULT_BROKER = '127.0.0.1:9092';
@@ -20,6 +20,7 @@ export interface ClientCliOptions {
   broker: string;
   transports?: string;
   netDevices?: string;
+  busyPoll: boolean;
   dataPath: DataPath;
   requestTimeoutMs: number;
   logLevel: string;
@@ -36,8 +37,8 @@ function brokerArgument(text: string): string {
   return text;
 }
 
-/** --broker (env PMQ_BROKER), --transports, --net-devices, --data-path, --request-timeout-ms,
- *  --log-level. */
+/** --broker (env PMQ_BROKER), --transports, --net-devices, --busy-poll, --data-path,
+ *  --request-timeout-ms, --log-level. */
 export function addClientOptions(command: Command): Command {
   return command
     .addOption(new Option('--broker <host:port>', 'the broker to talk to')
@@ -45,6 +46,7 @@ export function addClientOptions(command: Command): Command {
     .addOption(new Option('--transports <list>', 'UCX transports, UCX_TLS syntax ' +
       '(e.g. tcp, sm,tcp); default: UCX picks'))
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
+    .addOption(busyPollOption())
     .addOption(new Option('--data-path <path>', 'how records are read from storage: ' +
       'validated, direct (trusted clients on RDMA only) or auto').choices(DATA_PATHS)
       .default('validated'))
@@ -76,7 +78,8 @@ export async function withClient<T>(opts: ClientCliOptions, log: Logger,
     : { user: opts.user, password: await readPassword(opts.passwordFile, `user ${opts.user}`) };
   try {
     client = await connect({ brokers: [opts.broker], clientId: `pmq-cli-${process.pid}`,
-      transports: opts.transports, netDevices: opts.netDevices, dataPath: opts.dataPath,
+      transports: opts.transports, netDevices: opts.netDevices, busyPoll: opts.busyPoll,
+      dataPath: opts.dataPath,
       requestTimeoutMs: opts.requestTimeoutMs, logger: log,
       ...(auth === undefined ? {} : { auth }) });
   } catch (error) {

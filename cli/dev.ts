@@ -50,10 +50,11 @@ async function startChild(args: string[], pattern: RegExp, started: (c: ChildPro
   });
 }
 
+/** What both children get: transports, net devices, busy polling, log level. */
 function transportArgs(opts: DevCliOptions): string[] {
   return [...(opts.transports === undefined ? [] : ['--transports', opts.transports]),
     ...(opts.netDevices === undefined ? [] : ['--net-devices', opts.netDevices]),
-    '--log-level', opts.logLevel];
+    ...(opts.busyPoll ? ['--busy-poll'] : []), '--log-level', opts.logLevel];
 }
 
 async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals):
@@ -102,7 +103,7 @@ async function runDev(opts: DevCliOptions): Promise<void> {
     ...(opts.size === undefined ? [] : ['--size', opts.size]),
     ...(opts.segmentSize === undefined ? [] : ['--segment-size', opts.segmentSize]),
     ...(opts.nodeId === undefined ? [] : ['--node-id', String(opts.nodeId)]),
-    ...(opts.busyPoll ? ['--busy-poll'] : []), ...(opts.direct ? ['--direct'] : []),
+    ...(opts.direct ? ['--direct'] : []),
     '--cluster-key-file', keyFile, ...transportArgs(opts)],
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.storage = child;
@@ -127,7 +128,6 @@ export function registerDevCommand(program: Command): void {
     .option('--broker-listen <host:port>', 'address the broker listens on', '127.0.0.1:9092')
     .option('--data-dir <dir>', 'the broker\'s directory (and cluster.key)', DEFAULT_DEV_DATA_DIR)
     .addOption(logLevelOption());
-  addStorageOptions(command, '127.0.0.1:7100').action(async (opts: DevCliOptions) => {
-    await runDev(opts);
-  });
+  addStorageOptions(command, '127.0.0.1:7100', 'one each: the storage node and the broker')
+    .action(async (opts: DevCliOptions) => { await runDev(opts); });
 }

@@ -7,7 +7,18 @@ import { LOG_LEVELS } from '../common/log.js';
 export const DEFAULT_REGION_PATH = '/dev/shm/pmq/storage-0.region';
 export const DEFAULT_REGION_SIZE_BYTES = 1024 ** 3;
 
-export function addStorageOptions(command: Command, defaultListen: string): Command {
+/**
+ * --busy-poll (native/transport.ts busyPoll) for every command that opens a transport; `who`
+ * says which processes poll (`pmq dev`, `pmq bench`: every one they start).
+ */
+export function busyPollOption(who = 'this process'): Option {
+  return new Option('--busy-poll', 'progress UCX on every event-loop turn instead of sleeping ' +
+    'after an adaptive spin of at most PMQ_SPIN_US µs: the lowest latency, for a busy core ' +
+    `(${who})`).default(false);
+}
+
+export function addStorageOptions(command: Command, defaultListen: string,
+  busyPollWho?: string): Command {
   return command
     .option('--path <file>', 'region file (DAX file, /dev/shm file or ordinary file)',
       DEFAULT_REGION_PATH)
@@ -18,8 +29,7 @@ export function addStorageOptions(command: Command, defaultListen: string): Comm
     .addOption(new Option('--transports <list>',
       'UCX transports, UCX_TLS syntax (e.g. tcp, sm,tcp); default: UCX picks (sm + tcp)'))
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
-    .option('--busy-poll', 'progress UCX on every loop turn: lowest latency, one core busy',
-      false)
+    .addOption(busyPollOption(busyPollWho))
     .option('--direct', 'offer direct mode: consumers on RDMA lanes may read segments ' +
       'one-sided with keys (trusted clients only: a key can also write)', false)
     .option('--segment-size <bytes>', 'segment size when a blank region is formatted ' +

@@ -15,7 +15,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import {
   TABLE_ADDRESS, superblockAddress, type SegmentEntry, type Superblock,
 } from '../common/layout.js';
@@ -60,7 +60,7 @@ export interface InspectProblem {
   segmentIndex: number;
   position: number;
   address: number;
-  code: string;
+  code: ErrorCode;
   problem: string;
 }
 
@@ -144,7 +144,7 @@ function walkSegment(reader: FileReader, segment: SegmentSummary, withRecords: b
   let nextOffset = segment.baseOffset;
   let batches = 0;
   let records = 0;
-  const report = (at: number, code: string, problem: string): void => visitor.problem({
+  const report = (at: number, code: ErrorCode, problem: string): void => visitor.problem({
     segmentIndex: segment.segmentIndex, position: at, address: segment.address + at, code,
     problem });
   while (position < end) {

@@ -32,7 +32,7 @@
  * lease the broker answered `leaseEnd` for (its segment is full, or another producer's lease
  * waits behind a large rest of it) is released as soon as the sender is idle.
  */
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import {
   encodePlannedRecordBatchInto, planRecordBatch, type EncodeOptions,
@@ -104,11 +104,11 @@ interface Placement {
   done: boolean;
 }
 
-const RETRY_AS_NEW_BATCH = new Set(['PMQ_ERR_LEASE_EXPIRED', 'PMQ_ERR_GRANT_REVOKED',
-  'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_FENCED']);
+const RETRY_AS_NEW_BATCH = new Set<ErrorCode>(['PMQ_ERR_LEASE_EXPIRED',
+  'PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_FENCED']);
 
 /** What a batch meets when the broker closed its lease under it. */
-const LEASE_CLOSED = new Set(['PMQ_ERR_LEASE_EXPIRED', 'PMQ_ERR_GRANT_REVOKED']);
+const LEASE_CLOSED = new Set<ErrorCode>(['PMQ_ERR_LEASE_EXPIRED', 'PMQ_ERR_GRANT_REVOKED']);
 
 /** Kafka's sequences are int32 and wrap. */
 const SEQUENCE_MODULUS = 0x8000_0000;

@@ -42,7 +42,8 @@ function acquireTransport(options: TransportOptions, log: Logger): SharedTranspo
   if (shared !== undefined) {
     const same = (options.transports ?? shared.options.transports) ===
       shared.options.transports && (options.netDevices ?? shared.options.netDevices) ===
-      shared.options.netDevices && (options.direct ?? false) === (shared.options.direct ?? false);
+      shared.options.netDevices && (options.direct ?? false) === (shared.options.direct ?? false)
+      && (options.busyPoll ?? false) === (shared.options.busyPoll ?? false);
     if (!same) {
       throw new ArgumentError('this process already has a pmq transport with other options ' +
         `(${JSON.stringify(shared.options)}; direct: dataPath other than 'validated'): all ` +

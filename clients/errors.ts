@@ -7,7 +7,7 @@
  * `retriable` is true when the same call may succeed later unchanged; the producer already
  * retries those itself where that is safe, so a user sees one only once retries ran out.
  */
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import { AccessError } from '../native/transport-core.js';
 
 export { PmqError };
@@ -86,12 +86,12 @@ export interface ErrorContext {
   offset?: number;
 }
 
-const NOT_CONNECTED_CODES = new Set([
+const NOT_CONNECTED_CODES = new Set<ErrorCode>([
   'PMQ_ERR_PEER_GONE', 'PMQ_ERR_ENDPOINT_CLOSED', 'PMQ_ERR_TRANSPORT_CLOSED',
   'PMQ_ERR_PEER_FAILED', 'PMQ_ERR_PEER_TIMEOUT', 'PMQ_ERR_TRANSPORT', 'PMQ_ERR_TRANSFER_FAILED',
 ]);
 /** A fenced broker answers PMQ_ERR_FENCED itself (broker-node/fence.ts). */
-const FENCED_CODES = new Set(['PMQ_ERR_FENCED', 'PMQ_ERR_EPOCH_STALE',
+const FENCED_CODES = new Set<ErrorCode>(['PMQ_ERR_FENCED', 'PMQ_ERR_EPOCH_STALE',
   'PMQ_ERR_GRANT_STALE_EPOCH']);
 
 /** Maps any failure of a request onto the client's typed errors (original kept as cause). */

@@ -40,6 +40,13 @@ export interface ClientOptions {
   /** UCX network devices (UCX_NET_DEVICES syntax), e.g. 'lo'. Default: UCX's choice. */
   netDevices?: string;
   /**
+   * Busy-poll the transport: progress UCX on every event-loop turn instead of sleeping between
+   * messages, for the lowest latency at the cost of one busy core while the client is open
+   * (docs/clients.md, "Latency"). All clients of a process share one transport, so they must
+   * agree. Default false: sleep after an adaptive spin of at most PMQ_SPIN_US µs (50).
+   */
+  busyPoll?: boolean;
+  /**
    * How consumers read record batches from storage nodes (docs/clients.md, "Data path"):
    * 'validated' (default; every transport), 'direct' (one-sided RDMA reads with keys from the
    * storage node: trusted clients on RDMA lanes only, an error otherwise) or 'auto' (direct
@@ -106,6 +113,13 @@ export class Client {
   }
 }
 
+function checkedBusyPoll(value: unknown): boolean {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new ArgumentError(`busyPoll must be a boolean, got ${String(value)}`);
+  }
+  return value ?? false;
+}
+
 /** Connects to the broker (hello → welcome) and returns a Client. */
 export async function connect(options: ClientOptions): Promise<Client> {
   if (!Array.isArray(options?.brokers) || options.brokers.length === 0) {
@@ -127,6 +141,7 @@ export async function connect(options: ClientOptions): Promise<Client> {
   const transport = {
     ...(options.transports === undefined ? {} : { transports: options.transports }),
     ...(options.netDevices === undefined ? {} : { netDevices: options.netDevices }),
+    busyPoll: checkedBusyPoll(options.busyPoll),
   };
   const auth = options.auth;
   if (auth !== undefined && (typeof auth.user !== 'string' || auth.user.length === 0 ||

@@ -4,8 +4,8 @@
  * straight from the storage node (storage-reads.ts: validated, or one-sided in direct mode),
  * in chunks of at most `readChunkBytes`, each into a fresh buffer that its records view (so
  * they are safe to keep without a copy per batch), and never past the watermark. A read
- * refused because the grant is gone (revoked, stale, its direct key dead) forgets the segment
- * and fails retriable, so the next round asks the broker again.
+ * refused because the grant is gone (revoked, stale, its direct key dead), or whose transfer
+ * failed, forgets the segment and fails retriable, so the next round asks the broker again.
  *
  * The cursor {segment, position, offset} remembers the byte position of the next batch, so a
  * caught-up reader continues where it stopped. Batch boundaries are found by walking
@@ -18,7 +18,7 @@
  * Not re-entrant: one fetch() at a time (the consumer's loop guarantees it); a seek makes a
  * new reader, so a fetch still in flight on the old one cannot move the new position.
  */
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import {
   BATCH_LENGTH_POSITION, LOG_OVERHEAD_SIZE_BYTES, openRecordBatch,
@@ -27,9 +27,16 @@ import type { Connection } from './connection.js';
 import { toConsumerRecord, type ConsumerBatch, type ConsumerRecord } from './records.js';
 import type { SegmentView } from './storage-reads.js';
 
-/** Read failures after which the broker is asked again for the segment (a new grant). */
-const ASK_AGAIN_CODES = new Set(['PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN',
-  'PMQ_ERR_GRANT_STALE_EPOCH', 'PMQ_ERR_DIRECT_FAILED', 'PMQ_ERR_DIRECT_KEY']);
+/**
+ * Read failures after which the broker is asked again for the segment (a new grant). A
+ * validated read whose data transfer failed (PMQ_ERR_TRANSFER_FAILED: the storage node died
+ * or went away while sending it) is asked again too: the refusal codes of AccessError are not
+ * retriable as sent, but this one says nothing about the grant, and a consumer must outlive a
+ * storage node's restart (the nemesis suite saw a consumer give up on it).
+ */
+const ASK_AGAIN_CODES = new Set<ErrorCode>(['PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN',
+  'PMQ_ERR_GRANT_STALE_EPOCH', 'PMQ_ERR_DIRECT_FAILED', 'PMQ_ERR_DIRECT_KEY',
+  'PMQ_ERR_TRANSFER_FAILED']);
 
 interface Cursor {
   segment: SegmentView;

@@ -1,19 +1,31 @@
 /**
- * Operating errors: typed, with a stable `code` documented in docs/error-codes.md.
- * Bad input from a peer becomes an error reply carrying one of these codes; broken invariants
- * never become a PmqError (see invariant.ts).
+ * Operating errors: typed, with a stable `code` from the catalogue (common/error-codes.ts,
+ * documented in docs/error-codes.md). Bad input from a peer becomes an error reply carrying one
+ * of these codes; broken invariants never become a PmqError (see invariant.ts).
  */
+import { ERROR_CODES, isErrorCode, type ErrorCode } from './error-codes.js';
+import { invariant } from './invariant.js';
+
+export type { ErrorCode } from './error-codes.js';
+export { isErrorCode } from './error-codes.js';
 
 export class PmqError extends Error {
-  readonly code: string;
-  /** True when the same request may succeed later (peer restarting, timeout, region busy). */
+  readonly code: ErrorCode;
+  /**
+   * True when the same request may succeed later (peer restarting, timeout, region busy).
+   * Default: the catalogue's for the code.
+   */
   readonly retriable: boolean;
 
-  constructor(code: string, message: string, opts: { cause?: unknown; retriable?: boolean } = {}) {
+  constructor(code: ErrorCode, message: string,
+    opts: { cause?: unknown; retriable?: boolean } = {}) {
+    // Typed callers cannot miss; this guards codes that crossed an untyped boundary (native
+    // code builds NativeErrors; peers' codes are narrowed before they get here).
+    invariant(isErrorCode(code), 'error codes come from common/error-codes.ts', { code });
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
-    this.retriable = opts.retriable ?? false;
+    this.retriable = opts.retriable ?? ERROR_CODES[code].retriable;
   }
 }
 
@@ -24,7 +36,7 @@ export class PmqError extends Error {
 export class NativeError extends PmqError {
   readonly reason: string;
 
-  constructor(code: string, message: string, reason: string) {
+  constructor(code: ErrorCode, message: string, reason: string) {
     super(code, reason.length > 0 ? `${message}: ${reason}` : message);
     this.reason = reason;
   }

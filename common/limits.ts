@@ -177,10 +177,11 @@ export const CLIENT_LIMITS = {
 } as const;
 
 /**
- * How long a process polls for the next message before sleeping (native/transport.ts spinUs,
- * PMQ_SPIN_US). 50 µs: on the 2-core bench VM it doubled W4's throughput and cut the CPU per
- * GB of every process by a third to a half (docs/benchmarks.md), for ~6% more time in
- * `npm test`; an idle process spins once after its last message, then sleeps.
+ * The longest a process polls for the next message before sleeping (native/transport.ts
+ * spinUs, PMQ_SPIN_US): the bound of the adaptive spin (native/spin_policy.h), which spins
+ * while the process is busy and shrinks to 0 once it is idle. 50 µs: on the 2-core bench VM
+ * a fixed spin of it doubled W4's throughput and cut the CPU per GB of every process by a third
+ * to a half (docs/benchmarks.md), for ~6% more time in `npm test`.
  */
 export const SPIN_US_DEFAULT = 50;
 /** The longest spin accepted (10 ms): beyond it a process might as well busy-poll. */

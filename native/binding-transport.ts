@@ -60,6 +60,14 @@ export interface TransportStats {
   endpoints: number;
   pendingOps: number;
   epoch: number;
+  /** Progressing on every loop turn (busyPoll) instead of sleeping. */
+  busyPoll: boolean;
+  /** Sleeping mode's adaptive spin (native/spin_policy.h): its bound (spinUs; 0 when busy
+   *  polling), its current window, and how its spins went. */
+  spinMaxUs: number;
+  spinBudgetUs: number;
+  spinsRewarded: number;
+  spinsWasted: number;
 }
 
 export interface TransportBinding {

@@ -2,10 +2,12 @@
 //
 // Sleeping mode (default): the worker has UCP_FEATURE_WAKEUP; a uv_poll_t watches its event
 // fd. drain() progresses until ucp_worker_arm() returns UCS_OK (UCS_ERR_BUSY means more work
-// arrived: progress again), so a wake-up is never lost and an idle process uses no CPU.
+// arrived: progress again), so a wake-up is never lost and an idle process uses no CPU. Before
+// arming it spins for an adaptive window after the last activity (spin_policy.h).
 // Operations started from JS mark the worker as needing progress; a uv_prepare_t runs drain()
 // before the loop next blocks. Busy-poll mode (opt-in) adds a uv_idle_t that progresses every
-// loop turn while anything is active: lowest latency, one core spinning.
+// loop turn while anything is active: lowest latency, one core spinning (yielding to other
+// runnable threads when a turn found nothing).
 // ucp_worker_progress never runs JS: callbacks queue events, dispatched after it returns.
 // Loop liveness: the poll (and idle) handles are referenced only while a listener, an endpoint,
 // an operation in flight or a message waiting to be placed exists; the keepalive timer and the
@@ -180,9 +182,15 @@ void Transport::progress_siblings() {
   }
 }
 
+namespace {
+
+uint64_t nanoseconds(std::chrono::steady_clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
 // The event fds of this thread's other transports, or nothing (the usual single transport);
 // `busy` when one of them has work queued or a busy-poll turn due: then we must not spin.
-static std::vector<pollfd> sibling_fds(const Transport* self, bool* busy_p) {
+std::vector<pollfd> sibling_fds(const Transport* self, bool* busy_p) {
   std::vector<pollfd> fds;
   for (Transport* sibling : t_transports) {
     if (sibling == self || sibling->closed()) continue;
@@ -192,29 +200,61 @@ static std::vector<pollfd> sibling_fds(const Transport* self, bool* busy_p) {
   return fds;
 }
 
-// Sleeping mode with spin_us > 0: before arming, keep progressing for up to spin_us while
-// nothing happens. A message arriving within that time is handled without the cost of
-// sleeping in epoll and being woken (tens of µs per wake-up on a VM), and its sender pays no
-// signal (UCX signals only an armed peer); an idle process spins once after its last
-// activity and then sleeps. True when the spin found work. With other transports on this
-// thread it stops (false) as soon as one of them has work: their event fd is signalled (a poll
-// that does not wait, and takes nothing from them) or work is queued; spinning on would only
-// delay them, and they are often the peer we wait for.
+}  // namespace
+
+// Activity: a drain progressed the worker or found work (has_work: events for JS, replies or
+// reads to send), or JS started an operation. It ends the idle period, and tells the policy
+// how long that was and whether a peer's work ended it (`arrived`).
+void Transport::note_activity(bool arrived) {
+  const auto now = std::chrono::steady_clock::now();
+  if (idle_) spin_.active_after(nanoseconds(now - last_activity_), arrived);
+  idle_ = false;
+  last_activity_ = now;
+}
+
+// Sleeping mode: before arming, keep progressing until the idle period's window (the adaptive
+// budget, spin_policy.h; at most spin_us) has passed since the last activity. A message
+// arriving within it is handled without the cost of sleeping in epoll and being woken (tens of
+// µs per wake-up on a VM), and its sender pays no signal (UCX signals only an armed peer). The
+// window is anchored at the last activity, not at this call: however many loop turns an idle
+// period has (each runs drain() from the prepare handle), it spins at most once. True when the
+// spin found work.
+//
+// With other transports on this thread it stops (false) as soon as one of them has work: their
+// event fd is signalled (a poll that does not wait, and takes nothing from them) or work is
+// queued; spinning on would only delay them, and they are often the peer we wait for. Such a
+// stop neither pays nor wastes the window: it keeps what is left of it (spin_left_), and a later
+// drain in the same idle period (the next loop turn's prepare) spins on until the deadline.
 bool Transport::spin_for_activity() {
-  if (options_.spin_us == 0) return false;
+  if (!idle_) {
+    idle_ = true;
+    const uint64_t window_ns = spin_.budget_ns();
+    PMQ_ASSERT(window_ns <= spin_.max_ns());
+    spin_left_ = window_ns > 0;
+    spin_deadline_ = last_activity_ + std::chrono::nanoseconds(window_ns);
+  }
+  if (!spin_left_) return false;
   bool sibling_busy = false;
   std::vector<pollfd> siblings = sibling_fds(this, &sibling_busy);
   if (sibling_busy) return false;
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::microseconds(options_.spin_us);
   do {
     in_progress_ = true;
     const unsigned progressed = ucp_worker_progress(worker_);
     in_progress_ = false;
-    if (progressed != 0 || !events.empty() || needs_progress_) return true;
+    // Any progress pays: a peer's message, or a step of our own sends or of UCX's protocols that
+    // would otherwise wait for the next wake-up (docs/native-transport.md, "Adaptive spin").
+    if (progressed != 0 || has_work()) {
+      const auto now = std::chrono::steady_clock::now();
+      spin_.rewarded(nanoseconds(now - last_activity_));
+      idle_ = false;
+      last_activity_ = now;
+      return true;
+    }
     if (!siblings.empty() && poll(siblings.data(), siblings.size(), 0) > 0) return false;
     sched_yield();  // a spinning process must not delay the one that will message it
-  } while (std::chrono::steady_clock::now() < deadline);
+  } while (std::chrono::steady_clock::now() < spin_deadline_);
+  spin_left_ = false;
+  spin_.ran_out();
   return false;
 }
 
@@ -235,16 +275,35 @@ void Transport::drain() {
   PMQ_ASSERT(!in_progress_);
   PMQ_ASSERT(!closed_);
   draining_ = true;
+  bool worked = false;
   for (;;) {
+    const bool requested = needs_progress_;
     needs_progress_ = false;
     in_progress_ = true;
-    while (ucp_worker_progress(worker_) != 0) {
+    unsigned progressed = 0;
+    for (unsigned n = ucp_worker_progress(worker_); n != 0; n = ucp_worker_progress(worker_)) {
+      progressed += n;
     }
     in_progress_ = false;
+    const bool found = progressed != 0 || has_work();
+    const bool arrived = has_peer_work();
     run_deferred();
     bool dispatched = dispatch_events(this);  // JS runs here, and may call close()
     if (closed_) break;
+    if (found || requested) {
+      worked = true;
+      // What a drain JS asked for finds may be its own operations completing: no arrival.
+      note_activity(arrived && !requested);
+    }
     if (dispatched || needs_progress_) continue;
+    // Nothing to do at all: let any other runnable thread on this core go first. A process
+    // whose loop never blocks (busy polling; a JS loop that polls with setImmediate, like the
+    // bench's open-loop producer) would otherwise hold the core until preempted, and on a
+    // machine with fewer cores than processes the peer that will message it may be waiting for
+    // it (measured with a first adaptive policy, whose window fell to 0: ack p50 at 1 000
+    // records/s 3-14 ms without this yield, the fixed spin's loop turns yielding 1-3 ms; noisy
+    // runs). Costs one syscall when nothing else is runnable.
+    if (!worked) sched_yield();
     if (options_.busy_poll) break;  // the idle handle comes back next loop turn
     if (spin_for_activity()) continue;
     ucs_status_t status = ucp_worker_arm(worker_);

@@ -4,17 +4,18 @@
  * the JS thread). Requests keep their buffer referenced until they settle; a validated write
  * or read settles when both its send has completed and the storage peer's reply has arrived.
  */
-import { ArgumentError, NativeError, PmqError } from '../common/errors.js';
+import { ArgumentError, isErrorCode, NativeError, PmqError, type ErrorCode } from
+  '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { EventKind } from './binding-transport.js';
 import type { DirectKey, Endpoint, MessageHandler, TransportEvents } from './transport.js';
 
 /** Reply status (native/transport.h Status) → error code. Index = status. */
-export const REPLY_CODES = [
+export const REPLY_CODES: readonly ('' | ErrorCode)[] = [
   '', 'PMQ_ERR_GRANT_UNKNOWN', 'PMQ_ERR_GRANT_OUT_OF_RANGE', 'PMQ_ERR_GRANT_DIRECTION',
   'PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_STALE_EPOCH', 'PMQ_ERR_REQUEST_MALFORMED',
   'PMQ_ERR_TRANSFER_FAILED', 'PMQ_ERR_NO_MEMORY_ATTACHED',
-] as const;
+];
 
 const REPLY_MESSAGES = [
   '', 'no such grant', 'outside the grant', 'the grant does not allow this direction',
@@ -28,9 +29,25 @@ const STATUS_REJECTED = 23;
 /** A validated access refused by the storage peer; `code` says why (docs/error-codes.md). */
 export class AccessError extends PmqError {
   constructor(status: number) {
-    const code = REPLY_CODES[status] ?? 'PMQ_ERR_REQUEST_MALFORMED';
-    super(code, `validated access refused by the peer: ${REPLY_MESSAGES[status] ?? status}`);
+    const code = REPLY_CODES[status] || 'PMQ_ERR_REQUEST_MALFORMED';
+    // Refused as sent: asking again unchanged gets the same answer. The client library decides
+    // what to retry (a new grant; TRANSFER_FAILED maps to a retriable NotConnectedError).
+    super(code, `validated access refused by the peer: ${REPLY_MESSAGES[status] ?? status}`,
+      { retriable: false });
   }
+}
+
+/** A code from a native event: '' (none: a graceful close, a success) or a catalogue code. */
+function nativeCode(text: string): ErrorCode | '' {
+  invariant(text === '' || isErrorCode(text), 'native codes come from common/error-codes.ts',
+    { code: text });
+  return text;
+}
+
+/** The code of a native failure event: never empty. */
+function failureCode(code: ErrorCode | ''): ErrorCode {
+  invariant(code !== '', 'a native failure carries a code');
+  return code;
 }
 
 export interface Pending {
@@ -116,14 +133,17 @@ export class TransportCore {
     this.checkOpen();
     if (!Number.isSafeInteger(ep)) throw new ArgumentError('endpoint must be an Endpoint');
     if (!this.endpoints.has(ep)) {
-      throw new PmqError('PMQ_ERR_ENDPOINT_CLOSED', `endpoint ${ep} is not open`);
+      // The caller's own endpoint: the same call fails again (not the catalogue's default).
+      throw new PmqError('PMQ_ERR_ENDPOINT_CLOSED', `endpoint ${ep} is not open`,
+        { retriable: false });
     }
   }
 
   protected readonly onNativeEvent = (kind: number, ep: number, id: number, status: number,
-    code: string, text: string, header: Uint8Array | undefined,
+    nativeText: string, text: string, header: Uint8Array | undefined,
     payload: Uint8Array | number | undefined): Uint8Array | undefined => {
     const endpoint = ep as Endpoint;
+    const code = nativeCode(nativeText);
     switch (kind) {
       case EventKind.accepted:
         this.endpoints.add(endpoint);
@@ -137,7 +157,7 @@ export class TransportCore {
         this.onClosed(endpoint, code, text);
         return undefined;
       case EventKind.error:
-        this.onError(endpoint, new PmqError(code, text, { retriable: true }));
+        this.onError(endpoint, new PmqError(failureCode(code), text, { retriable: true }));
         return undefined;
       case EventKind.place:
         return this.onPlace(endpoint, header, payload);
@@ -159,7 +179,7 @@ export class TransportCore {
     }
   };
 
-  private onClosed(ep: Endpoint, code: string, reason: string): void {
+  private onClosed(ep: Endpoint, code: ErrorCode | '', reason: string): void {
     this.endpoints.delete(ep);
     this.sessions.delete(ep);
     for (const [key, entry] of this.directKeys) {  // native destroyed them with the endpoint
@@ -198,10 +218,11 @@ export class TransportCore {
     return chosen;
   }
 
-  private onMessage(ep: Endpoint, status: number, code: string, text: string,
+  private onMessage(ep: Endpoint, status: number, code: ErrorCode | '', text: string,
     header: Uint8Array | undefined, payload: Uint8Array | number | undefined): void {
     if (status !== 0) {
-      const error = new PmqError(code, `message lost: ${text}`, { retriable: true });
+      const error = new PmqError(failureCode(code), `message lost: ${text}`,
+        { retriable: true });
       for (const listener of this.listeners.error) listener(ep, error);
       return;
     }
@@ -209,7 +230,7 @@ export class TransportCore {
     this.messageHandler?.deliver(ep, header, payload);
   }
 
-  private onSendDone(id: number, status: number, code: string, text: string): void {
+  private onSendDone(id: number, status: number, code: ErrorCode | '', text: string): void {
     const request = this.pending.get(id);
     if (request === undefined) return;
     if (request.orphaned === true) {  // already rejected; UCX is done with the buffer now
@@ -220,7 +241,7 @@ export class TransportCore {
     if (status !== 0) {
       const error = request.kind === 'direct' && code === 'PMQ_ERR_DIRECT_FAILED'
         ? new NativeError(code, 'direct access failed (its endpoint fails with it)', text)
-        : new PmqError(code, text, { retriable: true });
+        : new PmqError(failureCode(code), text, { retriable: true });
       request.sendError = Object.assign(error, { status });
     }
     this.settle(id, request);

@@ -104,6 +104,7 @@ std::string Transport::open(const Options& options, uv_loop_t* loop, uint32_t id
   auto* transport = new Transport();
   transport->options_ = options;
   transport->id_ = id;
+  transport->spin_ = AdaptiveSpin(options.busy_poll ? 0 : options.spin_us);
   std::string failure = transport->create_worker(options);
   if (failure.empty()) failure = transport->start_progress(loop);
   if (!failure.empty()) {

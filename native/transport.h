@@ -15,6 +15,8 @@
 #include <ucp/api/ucp.h>
 #include <uv.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -22,6 +24,8 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include "spin_policy.h"
 
 namespace pmq::transport {
 
@@ -94,7 +98,8 @@ struct Options {
   std::string tls;          // "" = UCX default
   std::string net_devices;  // "" = UCX default
   bool busy_poll = false;
-  uint32_t spin_us = 0;  // sleeping mode: poll this long after the last activity before sleeping
+  // Sleeping mode: the most an adaptive spin polls after the last activity before sleeping.
+  uint32_t spin_us = 0;
   uint32_t keepalive_ms = 1000;
   uint32_t peer_timeout_ms = 5000;
   bool direct = false;
@@ -262,6 +267,24 @@ class Transport {
   // progress.cc
   void drain();
   bool spin_for_activity();
+  void note_activity(bool arrived);
+  // Work progress produced for us: events for JS, or replies, reads and closes to run. A peer's
+  // keepalive or UCX's own protocol traffic progresses the worker but is none of it.
+  bool has_work() const {
+    return !events.empty() || !deferred_replies_.empty() || !deferred_reads_.empty() ||
+           !deferred_closes_.empty() || !ready_closes_.empty();
+  }
+  // Work a peer's traffic produced: has_work() but the completions of our own operations
+  // (sends, revocations), which UCX may report only when the next one starts.
+  bool has_peer_work() const {
+    return !deferred_replies_.empty() || !deferred_reads_.empty() ||
+           !deferred_closes_.empty() || !ready_closes_.empty() ||
+           std::any_of(events.begin(), events.end(), [](const Event& event) {
+             return event.kind != EventKind::send_done && event.kind != EventKind::revoke_done;
+           });
+  }
+  const AdaptiveSpin& spin() const { return spin_; }
+  bool busy_poll() const { return options_.busy_poll; }
   void mark_needs_progress() { needs_progress_ = true; }
   // Work was queued outside our drain (a sibling progressed our worker): drain on the loop's
   // next turn without blocking in epoll first.
@@ -335,6 +358,13 @@ class Transport {
   bool in_progress_ = false;
   bool draining_ = false;
   bool needs_progress_ = false;
+  // Sleeping mode's adaptive spin (progress.cc): the policy, when activity last ended, and
+  // whether the idle period since then has started (idle_) and still has spin time left.
+  AdaptiveSpin spin_{0};
+  std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point spin_deadline_;
+  bool idle_ = false;
+  bool spin_left_ = false;
   uint32_t next_ep_id_ = 1;
   size_t detached_ = 0;  // endpoints whose close waits on a silent peer (not keeping us alive)
   uint64_t next_receive_id_ = 1;

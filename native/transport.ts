@@ -11,7 +11,7 @@
  * operation has completed. Arguments are validated here and rejected with ArgumentError; the
  * native side only asserts. Operating failures are PmqError with a stable code.
  */
-import { ArgumentError, PmqError } from '../common/errors.js';
+import { ArgumentError, PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
 import { EventKind, type TransportHandle, type TransportNativeOptions, type TransportStats } from
@@ -33,14 +33,20 @@ export interface TransportOptions {
   transports?: string;
   /** UCX_NET_DEVICES-style list, e.g. 'lo'. Default: UCX's default. */
   netDevices?: string;
-  /** Progress every loop turn (lowest latency, one core spinning). Default false. */
+  /**
+   * Progress every loop turn while anything is open: the lowest latency, one core busy (it
+   * yields to other runnable threads on turns that found nothing). Default false: sleep in
+   * epoll, after an adaptive spin (spinUs).
+   */
   busyPoll?: boolean;
   /**
-   * Sleeping mode: before sleeping, keep polling this many µs for the next message (yielding
-   * the core to any other runnable thread meanwhile). A message arriving within it costs no
-   * wake-up: neither the sender's signal nor our epoll wake (tens of µs each on a VM). Default:
-   * the environment variable PMQ_SPIN_US, else SPIN_US_DEFAULT (50); 0 sleeps at once. At most
-   * 10 000.
+   * Sleeping mode: the most µs to keep polling for the next message after the last activity
+   * before sleeping (yielding the core to any other runnable thread meanwhile). A message
+   * arriving within it costs no wake-up: neither the sender's signal nor our epoll wake (tens of
+   * µs each on a VM). The spin adapts below this bound: it spins while the process is busy
+   * (activity within 1 ms), about twice the gaps it catches, and shrinks to 0 once the process
+   * is idle (native/spin_policy.h). Default: the environment variable PMQ_SPIN_US, else
+   * SPIN_US_DEFAULT (50); 0 sleeps at once. At most 10 000. Ignored with busyPoll.
    */
   spinUs?: number;
   /** Send a keepalive after this long without sending. Default 1000. */
@@ -86,7 +92,8 @@ export interface MessageHandler {
 
 export interface TransportEvents {
   accepted: (ep: Endpoint, remoteAddress: string) => void;
-  closed: (ep: Endpoint, code: string, reason: string) => void;
+  /** `code` '' = a graceful close. */
+  closed: (ep: Endpoint, code: ErrorCode | '', reason: string) => void;
   error: (ep: Endpoint, error: PmqError) => void;
 }
 

@@ -337,6 +337,14 @@ Napi::Value transport_stats(const Napi::CallbackInfo& info) {
   stats.Set("endpoints", transport != nullptr ? transport->endpoint_count() : 0);
   stats.Set("pendingOps", transport != nullptr ? transport->pending_ops() : 0);
   stats.Set("epoch", transport != nullptr ? static_cast<double>(transport->epoch()) : 0);
+  stats.Set("busyPoll", transport != nullptr && transport->busy_poll());
+  // The sleeping mode's adaptive spin (spin_policy.h); zeros when closed or busy polling.
+  const transport::AdaptiveSpin closed_spin(0);
+  const transport::AdaptiveSpin& spin = transport != nullptr ? transport->spin() : closed_spin;
+  stats.Set("spinMaxUs", static_cast<double>(spin.max_ns()) / 1000);
+  stats.Set("spinBudgetUs", static_cast<double>(spin.budget_ns()) / 1000);
+  stats.Set("spinsRewarded", static_cast<double>(spin.counters().rewarded));
+  stats.Set("spinsWasted", static_cast<double>(spin.counters().wasted));
   return stats;
 }
 

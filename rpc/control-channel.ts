@@ -14,7 +14,7 @@
  * and ignored. A handler's PmqError becomes an `error` reply; anything else thrown by a handler
  * is our bug and aborts through invariant().
  */
-import { PmqError } from '../common/errors.js';
+import { isErrorCode, PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import type { Logger } from '../common/log.js';
 import {
@@ -180,8 +180,7 @@ export class ControlChannel {
     }
     this.settle(message.id);
     if (message.kind === 'error') {
-      request.reject(new PmqError(message.code, message.message,
-        { retriable: message.retriable }));
+      request.reject(peerError(message.code, message.message, message.retriable));
     } else {
       request.resolve(message);
     }
@@ -221,6 +220,16 @@ export class ControlChannel {
         { retriable: true }));
     }
   }
+}
+
+/**
+ * A peer's error reply as a PmqError. A code this version does not know (a peer of another pmq
+ * version, or a hostile one) is PMQ_ERR_PROTOCOL naming it: codes come from the catalogue.
+ */
+export function peerError(code: string, message: string, retriable: boolean): PmqError {
+  if (isErrorCode(code)) return new PmqError(code, message, { retriable });
+  return new PmqError('PMQ_ERR_PROTOCOL', `the peer answered with the unknown error code ` +
+    `${JSON.stringify(code.slice(0, 64))}: ${message}`, { retriable });
 }
 
 export function errorReply(error: PmqError): Reply<'error'> {

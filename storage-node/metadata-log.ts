@@ -18,7 +18,7 @@
  *
  * Concurrency: JS thread only; the caller (BrokerService) runs calls one at a time.
  */
-import { PmqError } from '../common/errors.js';
+import { PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import {
   FRAME_LENGTH_BYTES, frameValues, METADATA_TOPIC, METADATA_VALUE_BYTES_MAX,
@@ -47,7 +47,7 @@ export interface MetadataRead extends MetadataLogUse {
   readonly end: boolean;
 }
 
-function metaError(code: string, message: string, retriable = false): PmqError {
+function metaError(code: ErrorCode, message: string, retriable?: boolean): PmqError {
   return new PmqError(code, message, { retriable });
 }
 

@@ -23,7 +23,7 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { ArgumentError, PmqError } from '../common/errors.js';
+import { ArgumentError, PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import {
   DATA_ALIGNMENT_BYTES_MAX, LAYOUT_ALIGNMENT_BYTES, SEGMENT_ENTRY_SIZE_BYTES,
@@ -101,11 +101,12 @@ export interface MediaSite {
   readonly problem: string;
 }
 
-/** The region's bytes cannot be trusted or read: code PMQ_ERR_REGION_{CORRUPT,VERSION,…}. */
+/** The region's bytes cannot be trusted or read (MEDIA_CODES: PMQ_ERR_REGION_NOT_FORMATTED,
+ *  PMQ_ERR_REGION_VERSION, PMQ_ERR_REGION_CORRUPT). */
 export class RegionMediaError extends PmqError {
   readonly sites: readonly MediaSite[];
 
-  constructor(code: string, path: string, sites: readonly MediaSite[]) {
+  constructor(code: MediaCode, path: string, sites: readonly MediaSite[]) {
     super(code, `region ${path}: ${sites.map(describeSite).join('; ')}`);
     this.sites = sites;
   }
@@ -123,9 +124,10 @@ function describeSite(site: MediaSite): string {
 const MEDIA_CODES = {
   blank: 'PMQ_ERR_REGION_NOT_FORMATTED', version: 'PMQ_ERR_REGION_VERSION',
   corrupt: 'PMQ_ERR_REGION_CORRUPT',
-} as const;
+} as const satisfies Record<string, ErrorCode>;
+type MediaCode = (typeof MEDIA_CODES)[keyof typeof MEDIA_CODES];
 
-const fail = (code: string, message: string, retriable = false): PmqError =>
+const fail = (code: ErrorCode, message: string, retriable?: boolean): PmqError =>
   new PmqError(code, message, { retriable });
 
 function checkCount(what: string, name: string, value: number, max: number): void {

@@ -1,7 +1,7 @@
 /**
- * `pmq bench` end to end at a tiny size: a few hundred records in open loop,
- * JSON lines on stdout that parse and carry every field. Numbers are not checked (no timed
- * assertions): this proves the harness runs, not how fast pmq is.
+ * `pmq bench` end to end at a tiny size: a few hundred records in open loop, sleeping and
+ * busy-polling, JSON lines on stdout that parse and carry every field. Numbers are not checked
+ * (no timed assertions): this proves the harness runs, not how fast pmq is.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -25,11 +25,23 @@ t.test('pmq bench prints a JSON line per workload with every field', async (t) =
   const [line] = bench(['--count', '300', '--rate', '600', '--partitions', '2', '--producers',
     '2', '--consumers', '2', '--spin-us', '20']);
   t.ok(line, 'one line');
-  t.match(line, { bench: 'pmq', mode: 'open', rate: 600, spinUs: 20, transport: 'tcp', failed: 0,
+  t.match(line, { bench: 'pmq', mode: 'open', rate: 600, spinUs: 20, busyPoll: false,
+    transport: 'tcp', failed: 0,
     produce: { records: 300, bytes: 30_000, recordsPerSecond: Number, MBps: Number },
     consume: { records: 300, bytes: 30_000 },
     ackLatencyUs: { count: 300, p50: Number, p90: Number, p99: Number, p999: Number,
       max: Number },
     e2eLatencyUs: { count: 300, p50: Number, p99: Number, max: Number },
-    cpuSecondsPerGB: { storage: Number, broker: Number, producer: Number, consumer: Number } });
+    cpuSecondsPerGB: { storage: Number, broker: Number, producer: Number, consumer: Number },
+    cpuSecondsPerProcess: { storage: Number, broker: Number, producers: [Number, Number],
+      consumers: [Number, Number] } });
 });
+
+t.test('pmq bench --busy-poll: every process busy-polls, each one\'s CPU is reported',
+  async (t) => {
+    const [line] = bench(['--count', '100', '--rate', '500', '--linger-ms', '0', '--busy-poll']);
+    t.match(line, { bench: 'pmq', mode: 'open', busyPoll: true, failed: 0,
+      ackLatencyUs: { count: 100 }, e2eLatencyUs: { count: 100 },
+      cpuSecondsPerProcess: { storage: Number, broker: Number, producers: [Number],
+        consumers: [Number] } });
+  });

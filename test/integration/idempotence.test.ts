@@ -87,7 +87,12 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
   }
 }
 
-/** Every value of the partition, in offset order (control batches skipped). */
+/**
+ * Every value of the partition, in offset order (control batches skipped). A view may name a
+ * segment that ends below its highWatermark (the broker reads the watermark again after
+ * creating the read grant, and a hole fill may land meanwhile): the loop then views the same
+ * segment again.
+ */
 async function consumeAll(): Promise<string[]> {
   const values: string[] = [];
   let offset = 0;
@@ -105,7 +110,8 @@ async function consumeAll(): Promise<string[]> {
     bytes.byteLength);
     for (let position = 0; position < bytes.byteLength;) {
       const batch = decodeRecordBatch(bytes, position);
-      if (!batch.attributes.isControl) {
+      // Each view's segment is read from its start: skip what an earlier view's read took.
+      if (!batch.attributes.isControl && batch.baseOffset >= offset) {
         for (const record of batch.records) values.push(decoder.decode(record.value!));
       }
       position += batch.sizeBytes;

@@ -34,7 +34,7 @@ class Builder {
     return this.send(process, value, partition).ok(process, value, offset, partition);
   }
   fail(process: string, value: string): this {
-    return this.add(process, { kind: 'send-fail', value, error: 'PMQ_ERR_TOPIC_UNKNOWN' });
+    return this.add(process, { kind: 'send-fail', value, error: 'PMQ_ERR_UNKNOWN_TOPIC' });
   }
   info(process: string, value: string): this {
     return this.add(process, { kind: 'send-info', value, error: 'timeout' });

@@ -2,7 +2,8 @@
 // reads copy from it): records come back dense and intact, control batches are skipped,
 // records below the start offset dropped, batches larger than a chunk and batches cut by a
 // chunk's end read whole; records kept across fetches keep their bytes (no buffer is reused
-// under them); a damaged batch is refused.
+// under them); a damaged batch is refused; a read whose transfer failed fails retriable and the
+// next fetch asks the broker again.
 import t from 'tap';
 
 import type { Connection } from '../../clients/connection.js';
@@ -10,6 +11,7 @@ import { PartitionReader } from '../../clients/partition-reader.js';
 import type { ConsumerRecord } from '../../clients/records.js';
 import type { SegmentView } from '../../clients/storage-reads.js';
 import { encodeRecordBatch } from '../../common/record-batch/index.js';
+import { AccessError } from '../../native/transport-core.js';
 import { prngFrom, testSeed } from '../fixtures/record-batch-random.js';
 
 const seed = testSeed();
@@ -112,4 +114,27 @@ t.test('a damaged batch is refused', async (t) => {
   const segment = segmentOf(3, 20);
   segment.bytes[segment.bytes.length - 1]! ^= 0xff;
   await t.rejects(readAll(segment, 0, 1024 * 1024), { code: 'PMQ_ERR_BATCH_CRC' });
+});
+
+t.test('a read whose transfer failed fails retriable; the next fetch asks again', async (t) => {
+  const segment = segmentOf(3, 20);
+  const inner = connectionOver(segment);
+  let views = 0;
+  let failures = 1;
+  const connection = {
+    call: (...args: Parameters<Connection['call']>) => {
+      views += 1;
+      return inner.call(...args);
+    },
+    reads: { read: (...args: Parameters<Connection['reads']['read']>) => {
+      if (failures === 0) return inner.reads.read(...args);
+      failures -= 1;
+      return Promise.reject(new AccessError(7));  // native/transport.h Status::transfer_failed
+    } },
+  } as unknown as Connection;
+  const reader = new PartitionReader('topic', 3, 0, connection,
+    { readChunkBytes: 1024 * 1024, maxWaitMs: 0, requestTimeoutMs: 1000 });
+  await t.rejects(reader.fetch(), { code: 'PMQ_ERR_TRANSFER_FAILED', retriable: true });
+  t.ok((await reader.fetch()).length > 0, 'read after asking again');
+  t.equal(views, 2, 'the broker was asked again');
 });
