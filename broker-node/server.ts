@@ -142,9 +142,12 @@ async function fetchView(context: ServerContext, request: Body<'fetchView'>, ses
   if (view === null) {
     return { kind: 'view', body: { highWatermark: sequencer.highWatermark(), segment: [] } };
   }
+  // One snapshot: read with the view, not after the grant's round trip (a fill landing
+  // meanwhile would give a segment that ends below the high watermark of the same reply).
+  const highWatermark = sequencer.highWatermark();
   const place = partition.place(view.segmentId);
   const grant = await partition.readGrant(place, session);
-  return { kind: 'view', body: { highWatermark: partition.sequencer.highWatermark(), segment: [{
+  return { kind: 'view', body: { highWatermark, segment: [{
     nodeId: place.nodeId, grantId: grant.id, grantKey: grant.key,
     grantEpoch: context.deps.pool.epoch, address: place.address,
     sizeBytes: place.sizeBytes, chainPosition: view.chainPosition, baseOffset: view.baseOffset,
