@@ -7,8 +7,8 @@
  * read in flight ahead of that). Caught up, readers wait for the broker's pushed watermarks
  * (or long-poll, where the broker refuses subscriptions). Records are decoded as the
  * application iterates them. `for await (const record of consumer)` yields records;
- * `consumer.batches()` yields whole batches. A `seek` drops what was buffered for that partition (a generation number
- * makes late results of the old position harmless).
+ * `consumer.batches()` yields whole batches. A `seek` drops what was buffered for that
+ * partition (a generation number makes late results of the old position harmless).
  *
  * Positions: a partition's position is the offset after the last record handed to the
  * application; `commit()` stores those positions for `groupId` at the broker (Kafka's meaning
