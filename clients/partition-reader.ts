@@ -159,7 +159,8 @@ export class PartitionReader {
         if (this.cursor!.position >= segment.position) return [];
         continue;
       }
-      if (this.stale || this.beyond(cursor)) {
+      if (this.readable()) continue; // the subscribe reply's view
+      if (this.stale || this.beyond(this.cursor)) {
         this.stale = false;
         const segment = await this.view(0);
         if (segment !== undefined) this.place(segment);
