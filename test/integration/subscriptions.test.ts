@@ -2,7 +2,7 @@
 // watermark) against `pmq broker` over `pmq storage`, real processes on 127.0.0.1: a subscriber
 // is pushed each durable advance (coalesced, at the broker's epoch, never a head it already
 // had), unsubscribe and a session's end stop its pushes, a session holds at most
-// subscriptionsPerSessionMax, a client that sends the push kind is treated as any malformed
+// subscriptionsPerSessionMax, a client that sends the push kind is treated like a malformed
 // peer. Then the client library end to end: a caught-up consumer gets new records through
 // pushes without a single fetchView, and with pushes off it long-polls as before.
 import t from 'tap';
@@ -23,7 +23,9 @@ const broker = await startBroker(`${dir}/data`, [storage]);
 const client = new Client();
 const welcome = await client.connect(broker);
 const pushes: Message<'watermark'>[] = [];
-client.channel.listen('watermark', (ep, message) => { if (ep === client.ep) pushes.push(message); });
+client.channel.listen('watermark', (ep, message) => {
+  if (ep === client.ep) pushes.push(message);
+});
 const others: Client[] = [];
 t.teardown(() => {
   for (const other of others) other.transport.close();
