@@ -91,7 +91,7 @@ export class Subscriptions {
    */
   add(ep: Endpoint, sessionId: number, id: number, source: HeadSource,
     answered: Head | null): void {
-    if (this.#stopped) throw new PmqError('PMQ_ERR_CLOSED', 'the broker is stopping');
+    if (this.#stopped) return; // fenced or stopping: its clients reconnect elsewhere
     this.checkRoom(ep, id);
     let session = this.#byEndpoint.get(ep);
     if (session !== undefined && session.sessionId !== sessionId) {
