@@ -135,6 +135,7 @@ export class PartitionReader {
   async fetch(): Promise<ConsumerBatch[]> {
     for (let rounds = 0; ; rounds += 1) {
       invariant(rounds < 1_000_000, 'a fetch round makes progress', { rounds });
+      if (this.closed) return []; // a seek replaced this reader: no long poll on its behalf
       if (this.failure !== null) {
         const failure = this.failure; // the cursor stays on the failing batch
         this.failure = null;
