@@ -4,7 +4,9 @@
 // had), unsubscribe and a session's end stop its pushes, a session holds at most
 // subscriptionsPerSessionMax, a client that sends the push kind is treated like a malformed
 // peer. Then the client library end to end: a caught-up consumer gets new records through
-// pushes without a single fetchView, and with pushes off it long-polls as before.
+// pushes without a single fetchView, and with pushes off it long-polls as before; a client drops
+// pushes for subscriptions it does not hold or of another epoch than its broker's.
+import { pino } from 'pino';
 import t from 'tap';
 
 import { connect } from '../../clients/index.js';
@@ -12,6 +14,8 @@ import { BROKER_LIMITS } from '../../common/limits.js';
 import { PmqError } from '../../common/errors.js';
 import { encodeRecordBatch } from '../../common/record-batch/index.js';
 import type { Message } from '../../common/wire/messages.js';
+import { Transport, type Endpoint } from '../../native/transport.js';
+import { ControlChannel } from '../../rpc/control-channel.js';
 import {
   appendWritten, Client, startBroker, startStorage, tempDir, writeInLease,
 } from '../helpers/broker-cluster.js';
@@ -215,3 +219,45 @@ t.test('with pushes off the consumer long-polls fetchView, as before', async (t)
 function utf8Decode(bytes: Uint8Array | null): string {
   return new TextDecoder().decode(bytes ?? new Uint8Array());
 }
+
+t.test('the client drops pushes of unknown subscriptions and of another epoch', async (t) => {
+  // A broker of the test's own (a real transport and control channel): it answers what a
+  // consumer asks and pushes what a hostile or stale broker could.
+  const transport = Transport.open({ transports: 'tcp', netDevices: 'lo' });
+  t.teardown(() => transport.close());
+  const channel = new ControlChannel(transport, pino({ level: 'silent' }));
+  const epoch = 5;
+  const head = { chainPosition: 0, position: 0, offsetLast: -1, sealed: false,
+    highWatermark: 0 };
+  let subscribed: (ep: Endpoint, id: number) => void = () => undefined;
+  channel.handle('hello', () => ({ kind: 'welcome', body: { brokerEpoch: epoch,
+    storageNodes: [], segmentSizeBytes: 65_536, ticket: new Uint8Array(8),
+    ticketExpiresInMs: 3_600_000 } }));
+  channel.handle('topicDescribe', (_ep, r) => ({ kind: 'topicInfo', body: { topic: r.topic,
+    partitions: [{ partition: 0, highWatermark: 0, segments: 0 }] } }));
+  channel.handle('fetchView', () => ({ kind: 'view', body: { highWatermark: 0, segment: [] } }));
+  channel.handle('subscribe', (ep, r) => {
+    setImmediate(() => subscribed(ep, r.subscription));
+    return { kind: 'subscribed', body: { subscription: r.subscription, highWatermark: 0,
+      segment: [] } };
+  });
+  const address = transport.listen('127.0.0.1', 0);
+  const app = await connect({ brokers: [`${address.host}:${address.port}`], transports: 'tcp',
+    netDevices: 'lo' });
+  t.teardown(() => app.close());
+  const consumer = app.consumer({ start: { offset: 0 }, maxWaitMs: 60_000 });
+  const id = await new Promise<number>((resolve) => {
+    subscribed = (ep, subscription) => {
+      void channel.notify(ep, 'watermark', { ...head, subscription: subscription + 1000,
+        epoch, highWatermark: 1 });
+      void channel.notify(ep, 'watermark', { ...head, subscription, epoch: epoch - 1,
+        highWatermark: 1 });
+      resolve(subscription);
+    };
+    void consumer.assign([{ topic: 'impostor', partition: 0 }]);
+  });
+  await until('both pushes seen', () => app.stats().pushesDropped >= 2);
+  t.equal(app.stats().pushes, 0, 'neither delivered');
+  t.ok(id > 0, 'the consumer subscribed');
+  await consumer.close();
+});
