@@ -359,7 +359,15 @@ export class Partition {
   head(): Head | null {
     if (this.#closed || this.#broken !== null || this.#sequencer === null) return null;
     const highWatermark = this.#sequencer.highWatermark();
-    const view = this.#sequencer.fetchView(highWatermark);
+    let view: ReturnType<Sequencer['fetchView']>;
+    try {
+      view = this.#sequencer.fetchView(highWatermark);
+    } catch (error) {
+      // Out of range (no segment holds the high watermark): nothing to push. Called from the
+      // persist path, which must not fail over a push.
+      invariant(error instanceof PmqError, 'fetchView refuses with PmqError');
+      return null;
+    }
     if (view === null) return null;
     return { chainPosition: view.chainPosition, position: view.watermark.position,
       offsetLast: view.watermark.offsetLast, sealed: view.sealed, highWatermark };
