@@ -30,6 +30,7 @@ import { lockDataDir } from './data-dir-lock.js';
 import { Fence } from './fence.js';
 import { MetadataStore } from './metadata-store.js';
 import type { Partition, PartitionDeps } from './partition.js';
+import { Subscriptions } from './subscriptions.js';
 import { Quarantine } from './quarantine.js';
 import { recoverPartitions, type RecoverySummary } from './recovery.js';
 import { registerHandlers } from './server.js';
@@ -102,6 +103,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const stop = async (): Promise<void> => {
     ticking = false;
     if (timer !== undefined) clearInterval(timer);
+    subscriptions.clear();
     // Fenced: let the PMQ_ERR_FENCED answers already handed to the transport go out first.
     if (fence.why !== null) await new Promise((resolve) => setTimeout(resolve, FENCED_DRAIN_MS));
     auth.close();
@@ -114,8 +116,13 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const fence = new Fence(() => pool.epoch);
   const pool = new StoragePool(transport, channel, opts.storage, opts.clusterKey, log,
     (why) => { fence.trip(why); });
+  // Pushes go out on the same channel as replies; a fenced or stopped broker pushes nothing.
+  const subscriptions = new Subscriptions((ep, body) => channel.notify(ep, 'watermark', body),
+    () => pool.epoch, log.child({ component: 'subscriptions' }));
+  transport.on('closed', (ep) => subscriptions.endEndpoint(ep));
   fence.onTrip((why) => {
     ticking = false;
+    subscriptions.clear();
     if (timer !== undefined) clearInterval(timer);
     log.error({ why, epoch: pool.epoch }, 'fenced by a newer broker: answering every request ' +
       'PMQ_ERR_FENCED and stopping');
@@ -128,7 +135,8 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     const reservationTimeoutMs = opts.reservationTimeoutMs ??
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
-      now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking };
+      now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking,
+      onAdvance: (partition) => subscriptions.advanced(partition) };
     const { topics, summary } = await recoverPartitions(deps, metadata, infos, quarantine, log);
     // A restarted storage node lost its grants: cached read grants must be created again.
     pool.onUp((nodeId) => {
@@ -139,7 +147,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     const access = new ClientAccess({ auth, clusterKey, epoch: () => pool.epoch, transport,
       ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
     registerHandlers(channel, { deps, metadata, topics, log, access, quarantine, fence,
-      producerId: idAllocator(pool.epoch) });
+      subscriptions, producerId: idAllocator(pool.epoch) });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
     const address = transport.listen(opts.host, opts.port);
     timer = setInterval(() => tickAll(topics),

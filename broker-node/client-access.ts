@@ -110,7 +110,10 @@ export class ClientAccess {
       }
       if (this.parts.auth.user(principal) === undefined) {
         this.#authenticated.delete(ep);
+        // Its leases and subscriptions end with it (the endpoint may stay open).
+        const session = this.#sessions.get(ep);
         this.#sessions.delete(ep);
+        if (session !== undefined) for (const listener of this.#endListeners) listener(session.id);
         throw new PmqError('PMQ_ERR_AUTH', `authenticate first: user ${principal} no longer ` +
           'exists in the auth file');
       }

@@ -2,7 +2,7 @@
  * One partition at the broker: its Sequencer (pure) plus everything the sequencer asks for,
  * carried out against the storage nodes: segment allocation and read grants, a write grant per
  * lease, the one persist in flight (with the batches' baseOffsets to patch), acknowledgements,
- * hole fills, long polls.
+ * hole fills, long polls, and the durable head its subscribers are pushed (subscriptions.ts).
  *
  * Lifecycle: `Partition.create` for a new topic's partition, `Partition.restore` from the
  * storage nodes' segment tables at broker start; `close()` when the topic is deleted (frees its
@@ -27,6 +27,7 @@ import {
   type SegmentId, type SegmentView, type SequencerConfig,
 } from './sequencer.js';
 import type { SegmentEntryMessage, StoragePool } from './storage-pool.js';
+import type { Head } from './subscriptions.js';
 
 export interface PartitionDeps {
   readonly pool: StoragePool;
@@ -39,6 +40,8 @@ export interface PartitionDeps {
   readonly reservationTimeoutMs: number;
   /** False once the broker stops or is fenced: a partition's own timers do nothing then. */
   readonly ticking: () => boolean;
+  /** The durable head moved (acks, fills, a seal): subscribers are pushed it (subscriptions.ts). */
+  readonly onAdvance?: (partition: Partition) => void;
 }
 
 /** A grant as the client names it: id and secret key. */
@@ -387,6 +390,27 @@ export class Partition {
   }
 
   /**
+   * The durable head (the segment holding the high watermark, its durable watermark) that
+   * subscribers are pushed; null while there is nothing to read (no segment, closed, broken).
+   */
+  head(): Head | null {
+    if (this.#closed || this.#broken !== null || this.#sequencer === null) return null;
+    const highWatermark = this.#sequencer.highWatermark();
+    let view: ReturnType<Sequencer['fetchView']>;
+    try {
+      view = this.#sequencer.fetchView(highWatermark);
+    } catch (error) {
+      // Out of range (no segment holds the high watermark): nothing to push. Called from the
+      // persist path, which must not fail over a push.
+      invariant(error instanceof PmqError, 'fetchView refuses with PmqError');
+      return null;
+    }
+    if (view === null) return null;
+    return { chainPosition: view.chainPosition, position: view.watermark.position,
+      offsetLast: view.watermark.offsetLast, sealed: view.sealed, highWatermark };
+  }
+
+  /**
    * A storage node came back (reconnected and fenced): if it restarted, its grant table is
    * empty, so the read grants cached for its segments name nothing and every consumer read
    * under them is refused. Forget them; the next fetchView creates fresh ones.
@@ -568,6 +592,8 @@ export class Partition {
     if (result.acks.length > 0 || result.filled.length > 0) {
       for (const waiter of [...this.#fetchWaiters]) waiter.wake();
     }
+    // Every persist may move the head; subscriptions push only a head that differs.
+    this.deps.onAdvance?.(this);
   }
 
   async #fill(fill: Fill): Promise<void> {

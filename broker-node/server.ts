@@ -1,7 +1,8 @@
 /**
  * The broker's request handlers (docs/wire-protocol.md, "Client → broker"): topics, produce
- * (lease/append), fetch views with long polls, group offsets. Every refusal is a PmqError
- * with a code from docs/error-codes.md and a message saying what to do; the control channel
+ * (lease/append), fetch views with long polls, subscriptions (pushed watermarks), group
+ * offsets. Every refusal is a PmqError with a code from docs/error-codes.md and a message
+ * saying what to do; the control channel
  * turns it into an `error` reply and the broker keeps serving.
  *
  * Every handler but authStart/authFinish runs behind the session gate (client-access.ts):
@@ -31,6 +32,7 @@ import type { MetadataStore } from './metadata-store.js';
 import { Partition, type PartitionDeps } from './partition.js';
 import type { Quarantine } from './quarantine.js';
 import { registerQuarantineHandlers } from './quarantine-handlers.js';
+import type { Head, Subscriptions } from './subscriptions.js';
 
 export interface ServerContext {
   readonly deps: PartitionDeps;
@@ -45,6 +47,8 @@ export interface ServerContext {
   readonly fence: Fence;
   /** Segments no topic claims, kept until an operator frees them (quarantine.ts). */
   readonly quarantine: Quarantine;
+  /** Consumers' subscriptions: pushed watermarks (subscriptions.ts). */
+  readonly subscriptions: Subscriptions;
 }
 
 const DONE: Reply<'done'> = { kind: 'done', body: {} };
@@ -116,7 +120,10 @@ async function deleteTopic(context: ServerContext, topic: string): Promise<Reply
     context.topics.set(topic, list);
     throw error;
   }
-  for (const partition of list) await partition.close();
+  for (const partition of list) {
+    context.subscriptions.dropSource(partition);
+    await partition.close();
+  }
   context.log.info({ topic }, 'topic deleted');
   return DONE;
 }
@@ -137,23 +144,45 @@ async function fetchView(context: ServerContext, request: Body<'fetchView'>, ses
   Promise<Reply<'view'>> {
   const partition = partitionOf(context, request.topic, request.partition);
   await partition.waitForData(request.offset, request.waitMs);
-  const sequencer = partition.sequencer;
-  const view = sequencer.fetchView(request.offset);
-  if (view === null) {
-    return { kind: 'view', body: { highWatermark: sequencer.highWatermark(), segment: [] } };
+  return { kind: 'view', body: await viewOf(context, partition, request.offset, session) };
+}
+
+/**
+ * The segment holding `offset` with this session's read grant and its durable watermark (what
+ * fetchView and subscribe answer). The watermark is read after the grant is made, so it is
+ * never older than the head when the reply leaves (a subscription pushes from there on).
+ */
+async function viewOf(context: ServerContext, partition: Partition, offset: number,
+  session: number): Promise<Body<'view'>> {
+  const found = partition.sequencer.fetchView(offset);
+  if (found === null) {
+    return { highWatermark: partition.sequencer.highWatermark(), segment: [] };
   }
-  // One snapshot: read with the view, not after the grant's round trip (a fill landing
-  // meanwhile would give a segment that ends below the high watermark of the same reply).
-  const highWatermark = sequencer.highWatermark();
-  const place = partition.place(view.segmentId);
+  // The view and high watermark of one moment: a fill or seal landing during the grant's round
+  // trip must not give a segment that ends below the high watermark of the same reply.
+  const highWatermarkFound = partition.sequencer.highWatermark();
+  const place = partition.place(found.segmentId);
   const grant = await partition.readGrant(place, session);
-  return { kind: 'view', body: { highWatermark, segment: [{
+  const fresh = partition.sequencer.fetchView(offset);
+  const same = fresh?.segmentId === found.segmentId;
+  const view = same ? fresh : found;
+  const highWatermark = same ? partition.sequencer.highWatermark() : highWatermarkFound;
+  return { highWatermark, segment: [{
     nodeId: place.nodeId, grantId: grant.id, grantKey: grant.key,
     grantEpoch: context.deps.pool.epoch, address: place.address,
     sizeBytes: place.sizeBytes, chainPosition: view.chainPosition, baseOffset: view.baseOffset,
     position: view.watermark.position, offsetLast: view.watermark.offsetLast,
     sealed: view.sealed,
-  }] } };
+  }] };
+}
+
+/** The head a view names (what a subscriber was told), or null for an empty partition. */
+function headOf(view: Body<'view'>): Head | null {
+  const segment = view.segment[0];
+  if (segment === undefined) return null;
+  return { chainPosition: segment.chainPosition, position: segment.position,
+    offsetLast: segment.offsetLast, sealed: segment.sealed,
+    highWatermark: view.highWatermark };
 }
 
 function checkGroup(group: string): void {
@@ -235,12 +264,31 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
     access.check(session, topicOf(r.topic), 'read');
     return fetchView(context, r, session.id);
   });
+  registerSubscriptionHandlers(serve, context);
   registerOffsetHandlers(serve, context);
   registerQuarantineHandlers(serve, context);
   access.onSessionEnd((sessionId) => {
+    context.subscriptions.endSession(sessionId);
     for (const list of context.topics.values()) {
       for (const partition of list) partition.endSession(sessionId);
     }
+  });
+}
+
+/** subscribe / unsubscribe (docs/broker.md, "Subscriptions"): read ACL as fetchView. */
+function registerSubscriptionHandlers(serve: Serve, context: ServerContext): void {
+  const { access, subscriptions } = context;
+  serve('subscribe', async (ep, r, session) => {
+    access.check(session, topicOf(r.topic), 'read');
+    subscriptions.checkRoom(ep, r.subscription);
+    const partition = partitionOf(context, r.topic, r.partition);
+    const view = await viewOf(context, partition, r.offset, session.id);
+    subscriptions.add(ep, session.id, r.subscription, partition, headOf(view));
+    return { kind: 'subscribed', body: { subscription: r.subscription, ...view } };
+  });
+  serve('unsubscribe', (ep, r) => {
+    subscriptions.remove(ep, r.subscription);
+    return DONE;
   });
 }
 

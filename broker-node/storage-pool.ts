@@ -38,7 +38,8 @@ type EpochRequest = Exclude<RequestKind, 'storageHello' | 'epochRaise' | 'hello'
   'topicDelete' | 'topicList' | 'topicDescribe' | 'producerInit' | 'lease' | 'append' |
   'leaseRelease' |
   'fetchView' | 'offsetCommit' | 'offsetFetch' | 'authStart' | 'authFinish' | 'ticketRefresh' |
-  'brokerAuth' | 'sessionBind' | 'directKey' | 'quarantineList' | 'quarantineFree'>;
+  'brokerAuth' | 'sessionBind' | 'directKey' | 'quarantineList' | 'quarantineFree' |
+  'subscribe' | 'unsubscribe'>;
 type WithoutEpoch<K extends EpochRequest> = Omit<Body<K>, 'epoch'>;
 
 interface StorageNodeState {

@@ -14,6 +14,13 @@
  * list the broker's `welcome` gave; `reads` (storage-reads.ts) reads segments over them, validated
  * or direct by the `dataPath` option. Concurrency: JS thread only.
  *
+ * Pushes (docs/clients.md, "How a consumer waits"): consumers' partition readers register a
+ * listener per subscription (`addSubscription`: ids unique in this connection); a `watermark`
+ * push is delivered to its subscription only when it came from this connection's current
+ * broker endpoint at the broker's epoch: a push for an unknown subscription, from another
+ * endpoint or epoch, is dropped. When the broker endpoint closes, every subscription is told
+ * (`ended`): the broker forgot them with the session.
+ *
  * Sessions (docs/clients.md, "Authentication and sessions"): with `auth`, every broker
  * connection authenticates (SCRAM, clients/auth.ts) before hello. Each hello opens a broker
  * session (`session` counts them) whose ticket the client keeps, refreshing it (ticketRefresh)
@@ -88,6 +95,22 @@ export const TICKET_REFRESH_MS = 60_000;
 
 interface Bound { connecting: Promise<Endpoint>; session: number; ready: Promise<Endpoint> }
 
+/** A subscription's client side (partition-reader.ts). */
+export interface PushListener {
+  push(message: Body<'watermark'>): void;
+  /** The broker connection closed: the subscription is gone with its session. */
+  ended(): void;
+}
+
+/** What this connection sent and received, for diagnostics and tests (`client.stats()`). */
+export interface ConnectionStats {
+  /** Requests sent to the broker, by kind. */
+  requests: Record<string, number>;
+  /** Pushes delivered to a subscription, and dropped (unknown, stale or foreign). */
+  pushes: number;
+  pushesDropped: number;
+}
+
 export function parseBroker(text: string): BrokerAddress {
   const match = /^(.+):(\d{1,5})$/.exec(text);
   const port = match === null ? NaN : Number(match[2]);
@@ -115,6 +138,10 @@ export class Connection {
   segmentSizeBytes = 0;
   /** The data path of every read from storage nodes. */
   readonly reads: StorageReads;
+  private readonly subscriptions = new Map<number, PushListener>();
+  private nextSubscription = 1;
+  private readonly stopListening: () => void;
+  private readonly counts: ConnectionStats = { requests: {}, pushes: 0, pushesDropped: 0 };
 
   constructor(private readonly options: ConnectionOptions) {
     this.shared = acquireTransport({ ...options.transport,
@@ -123,6 +150,33 @@ export class Connection {
     this.reads = new StorageReads(this, options.dataPath,
       options.log.child({ component: 'reads' }));
     this.scram = options.auth === undefined ? undefined : new ScramClient(options.auth);
+    this.stopListening = this.shared.channel.listen('watermark', (ep, message) => {
+      if (ep !== this.brokerEp) return; // another client's broker connection, or a stale one
+      const listener = this.subscriptions.get(message.subscription);
+      if (listener === undefined || message.epoch !== this.brokerEpoch) {
+        this.counts.pushesDropped += 1;
+        return;
+      }
+      this.counts.pushes += 1;
+      listener.push(message);
+    });
+  }
+
+  /** A new subscription id whose pushes go to `listener` (sent by the caller's `subscribe`). */
+  addSubscription(listener: PushListener): number {
+    const id = this.nextSubscription;
+    this.nextSubscription += 1;
+    this.subscriptions.set(id, listener);
+    return id;
+  }
+
+  /** Pushes for `id` are dropped from now on. */
+  forgetSubscription(id: number): void {
+    this.subscriptions.delete(id);
+  }
+
+  stats(): ConnectionStats {
+    return { ...this.counts, requests: { ...this.counts.requests } };
   }
 
   get transport(): Transport {
@@ -140,6 +194,7 @@ export class Connection {
     timeoutMs = this.options.requestTimeoutMs): Promise<Message> {
     if (this.closed) throw new ClosedError('the client');
     const ep = await this.brokerEndpoint();
+    this.counts.requests[kind] = (this.counts.requests[kind] ?? 0) + 1;
     try {
       return await this.shared.channel.request(ep, kind, body, timeoutMs);
     } catch (error) {
@@ -223,6 +278,8 @@ export class Connection {
     if (this.closed) return;
     this.closed = true;
     this.reads.close();
+    this.stopListening();
+    this.endSubscriptions();
     this.shared.transport.off('closed', this.onClosed);
     const endpoints = [this.broker, ...this.storage.values()];
     this.broker = undefined;
@@ -233,6 +290,13 @@ export class Connection {
       if (ep !== undefined) await this.closeQuietly(ep);
     }));
     releaseTransport();
+  }
+
+  /** The broker forgot every subscription of the session: each listener learns it. */
+  private endSubscriptions(): void {
+    const listeners = [...this.subscriptions.values()];
+    this.subscriptions.clear();
+    for (const listener of listeners) listener.ended();
   }
 
   /** Closes an endpoint unless the transport already closed it. */
@@ -293,6 +357,7 @@ export class Connection {
       this.brokerEp = undefined;
       this.broker = undefined;
       this.options.log.warn({ ep }, 'broker connection closed');
+      this.endSubscriptions();
     }
     for (const [nodeId, pending] of this.storage) {
       void pending.then((known) => {

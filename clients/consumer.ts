@@ -3,10 +3,12 @@
  *
  * Each assigned partition has a PartitionReader and a fetch loop that keeps at most
  * `prefetchBatches` batches buffered ahead of the application (a bounded queue: a slow
- * application stops the fetching, never grows memory). Loops long-poll the broker when caught
- * up. `for await (const record of consumer)` yields records; `consumer.batches()` yields
- * whole batches. A `seek` drops what was buffered for that partition (a generation number
- * makes late results of the old position harmless).
+ * application stops the fetching, never grows memory; the reader keeps at most one storage
+ * read in flight ahead of that). Caught up, readers wait for the broker's pushed watermarks
+ * (or long-poll, where the broker refuses subscriptions). Records are decoded as the
+ * application iterates them. `for await (const record of consumer)` yields records;
+ * `consumer.batches()` yields whole batches. A `seek` drops what was buffered for that
+ * partition (a generation number makes late results of the old position harmless).
  *
  * Positions: a partition's position is the offset after the last record handed to the
  * application; `commit()` stores those positions for `groupId` at the broker (Kafka's meaning
@@ -22,7 +24,7 @@ import type { Connection } from './connection.js';
 import { ClosedError, PartitionOutOfRangeError } from './errors.js';
 import type { Metadata } from './metadata.js';
 import { PartitionReader, type ReaderOptions } from './partition-reader.js';
-import { partitionKey, type ConsumerBatch, type ConsumerRecord } from './records.js';
+import { partitionKey, recordsOf, type ConsumerBatch, type ConsumerRecord } from './records.js';
 
 export type StartPosition = 'earliest' | 'latest' | 'committed' | { offset: number };
 
@@ -40,6 +42,11 @@ export interface ConsumerOptions {
   readChunkBytes?: number;
   /** Batches buffered per partition ahead of the application. Default 4. */
   prefetchBatches?: number;
+  /**
+   * Learn of new data from the broker's pushes (subscribe; default true), or only by
+   * long-polling fetchView (false; also what a broker that refuses subscriptions gets).
+   */
+  push?: boolean;
 }
 
 export interface TopicPartition { topic: string; partition: number }
@@ -74,7 +81,8 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       throw new ArgumentError('groupId must be a string of 1..1024 characters');
     }
     this.readerOptions = { maxWaitMs: options.maxWaitMs ?? 500,
-      readChunkBytes: options.readChunkBytes ?? 1024 * 1024, requestTimeoutMs };
+      readChunkBytes: options.readChunkBytes ?? 1024 * 1024, requestTimeoutMs,
+      push: options.push ?? true };
     this.prefetchBatches = options.prefetchBatches ?? 4;
   }
 
@@ -115,6 +123,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     entry.generation += 1;
     entry.buffered = 0;
     entry.position = offset;
+    entry.reader.close();
     entry.reader = new PartitionReader(topic, partition, offset, this.connection,
       this.readerOptions);
     for (let i = this.ready.length - 1; i >= 0; i -= 1) {
@@ -163,7 +172,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       const next = await this.next();
       if (next === undefined) return;
       const { entry, batch, generation } = next;
-      for (const record of batch.records) {
+      for (const record of recordsOf(batch)) { // decoded one at a time, as asked for
         if (entry.generation !== generation || this.closed) break; // seek or close meanwhile
         entry.position = record.offset + 1;
         yield record;
@@ -197,6 +206,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
     this.wake?.();
+    for (const entry of this.assigned.values()) entry.reader.close();
     this.onClose();
     return Promise.resolve();
   }

@@ -13,7 +13,7 @@ import { ArgumentError } from '../common/errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../common/log.js';
 import type { LevelWithSilent } from 'pino';
 import { Admin } from './admin.js';
-import { Connection, parseBroker } from './connection.js';
+import { Connection, parseBroker, type ConnectionStats } from './connection.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { Metadata } from './metadata.js';
 import { Producer, type ProducerOptions } from './producer.js';
@@ -26,6 +26,7 @@ export type { ConsumerOptions, StartPosition, TopicPartition, TopicPartitionOffs
 export type { PartitionInfo, TopicDescription } from './metadata.js';
 export type { ProducerOptions, SendInput } from './producer.js';
 export type { DataPath, DataPathInfo } from './storage-reads.js';
+export type { ConnectionStats } from './connection.js';
 export type { ConsumerBatch, ConsumerRecord, ProducerRecord, RecordMetadata } from
   './records.js';
 export { Admin, Consumer, Producer };
@@ -82,6 +83,14 @@ export class Client {
   /** Per storage node read from so far: the data path in use, its lanes, reads by path. */
   dataPaths(): DataPathInfo[] {
     return this.connection.reads.dataPaths();
+  }
+
+  /**
+   * What this client's connection sent and received: broker requests by kind, watermark pushes
+   * delivered and dropped (diagnostics; docs/clients.md, "How a consumer waits").
+   */
+  stats(): ConnectionStats {
+    return this.connection.stats();
   }
 
   admin(): Admin {

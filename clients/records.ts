@@ -1,11 +1,12 @@
 /**
  * The record shapes a user sees, and their conversion to and from the record-batch codec's.
  * Keys, values and header values may be given as strings (UTF-8) or bytes; consumers always
- * get bytes (Uint8Array views into a fresh buffer per storage read: safe to keep).
+ * get bytes (Uint8Array views into a fresh buffer per storage read: safe to keep), decoded
+ * when the application asks for them (CheckedBatch).
  */
 import { ArgumentError } from '../common/errors.js';
-import type {
-  RecordBatchCursor, RecordHeader, RecordInput,
+import {
+  openCheckedRecordBatch, type RecordBatchCursor, type RecordHeader, type RecordInput,
 } from '../common/record-batch/index.js';
 
 export type Bytes = Uint8Array | string;
@@ -44,7 +45,47 @@ export interface ConsumerBatch {
   /** Offset of the first record in `records` (records below a seek target are dropped). */
   baseOffset: number;
   lastOffset: number;
+  /** Decoded on first access (the batch was CRC- and structure-checked before it came). */
   records: ConsumerRecord[];
+}
+
+/**
+ * A batch the reader checked whole (CRC, header, every record's structure: validateRecordBatch)
+ * and hands out undecoded: its records are decoded when the application asks for them
+ * (`records`, once, or `each()`, one at a time), from the read's own buffer, which nothing
+ * writes after the read. Decoding therefore cannot fail unless the application changed those
+ * bytes through a record it kept; it still checks as it goes and throws RecordBatchError then.
+ */
+export class CheckedBatch implements ConsumerBatch {
+  #records: ConsumerRecord[] | undefined;
+
+  constructor(readonly topic: string, readonly partition: number, readonly baseOffset: number,
+    readonly lastOffset: number, private readonly bytes: Uint8Array,
+    private readonly at: number, private readonly sizeBytes: number) {}
+
+  get records(): ConsumerRecord[] {
+    this.#records ??= [...this.each()];
+    return this.#records;
+  }
+
+  /** The records from baseOffset on, each decoded as it is asked for. */
+  *each(): Generator<ConsumerRecord> {
+    if (this.#records !== undefined) {
+      yield* this.#records;
+      return;
+    }
+    const cursor = openCheckedRecordBatch(this.bytes, this.at, this.sizeBytes);
+    while (cursor.next()) {
+      if (cursor.offset >= this.baseOffset) {
+        yield toConsumerRecord(this.topic, this.partition, cursor);
+      }
+    }
+  }
+}
+
+/** A batch's records one at a time: decoded lazily when the reader made it. */
+export function recordsOf(batch: ConsumerBatch): Iterable<ConsumerRecord> {
+  return batch instanceof CheckedBatch ? batch.each() : batch.records;
 }
 
 const utf8 = new TextEncoder();

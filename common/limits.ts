@@ -99,6 +99,14 @@ export const BROKER_LIMITS = {
   fetchWaitMsMax: 30_000,
   /** Long polls parked at once (each a timer and a closure, ~200 bytes): 10 000 ≈ 2 MiB. */
   fetchWaitersMax: 10_000,
+  /**
+   * Subscriptions (pushed watermarks, docs/broker.md "Subscriptions") per client session: a
+   * consumer needs one per partition it reads, and a topic has at most partitionsPerTopicMax.
+   * Each costs ~300 bytes (record, two map entries, the last head pushed) plus at most one
+   * push in flight (~150 bytes): 1024 × ~450 B ≈ 450 KiB per session at the limit. Beyond it
+   * `subscribe` is refused (PMQ_ERR_LIMIT) and the consumer long-polls those partitions.
+   */
+  subscriptionsPerSessionMax: 1024,
   /** Reconnect attempts to a storage node that went away: every 500 ms, forever. */
   storageReconnectMs: 500,
   /** How long start waits for every storage node to answer storageHello. */

@@ -13,6 +13,10 @@
  * Either way the process keeps serving every other peer. A reply nobody asked for is logged
  * and ignored. A handler's PmqError becomes an `error` reply; anything else thrown by a handler
  * is our bug and aborts through invariant().
+ *
+ * One-way messages (ONE_WAY_KINDS, id 0: the broker's pushes) go to the kind's listeners and
+ * are never answered; on a node that listens to no such kind they count as malformed (answered
+ * PMQ_ERR_PROTOCOL, towards the MALFORMED_IN_A_ROW_MAX drop), as any unexpected message.
  */
 import { isErrorCode, PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -21,13 +25,15 @@ import {
   decodeFrame, encodeMessage, FRAME_HEADER, ProtocolError,
 } from '../common/wire/codec.js';
 import {
-  REPLY_KINDS, type Body, type Message, type MessageKind, type ReplyKind, type RequestKind,
+  ONE_WAY_ID, ONE_WAY_KINDS, REPLY_KINDS, type Body, type Message, type MessageKind,
+  type OneWayKind, type ReplyKind, type RequestKind,
 } from '../common/wire/messages.js';
 import type { Endpoint, Transport } from '../native/transport.js';
 
 export interface Reply<K extends ReplyKind = ReplyKind> { kind: K; body: Body<K> }
 export type Handler<K extends RequestKind> =
   (ep: Endpoint, request: Message<K>) => Reply | Promise<Reply>;
+export type OneWayListener<K extends OneWayKind> = (ep: Endpoint, message: Message<K>) => void;
 
 interface PendingRequest {
   ep: Endpoint;
@@ -57,6 +63,7 @@ const REQUEST_ID_MAX = 0xffffffff;
 
 export class ControlChannel {
   private readonly handlers = new Map<MessageKind, Handler<RequestKind>>();
+  private readonly oneWay = new Map<MessageKind, Set<OneWayListener<OneWayKind>>>();
   private readonly pending = new Map<number, PendingRequest>();
   /** Schema-failing messages in a row, per endpoint that sent any (forgotten on close). */
   private readonly malformed = new Map<Endpoint, number>();
@@ -74,6 +81,23 @@ export class ControlChannel {
   handle<K extends RequestKind>(kind: K, handler: Handler<K>): void {
     invariant(!this.handlers.has(kind), 'one handler per request kind', { kind });
     this.handlers.set(kind, handler as unknown as Handler<RequestKind>);
+  }
+
+  /** Adds a listener of a one-way kind (every client of a process has one); returns its remover. */
+  listen<K extends OneWayKind>(kind: K, listener: OneWayListener<K>): () => void {
+    const listeners = this.oneWay.get(kind) ?? new Set<OneWayListener<OneWayKind>>();
+    this.oneWay.set(kind, listeners);
+    const added = listener as unknown as OneWayListener<OneWayKind>;
+    listeners.add(added);
+    return () => { listeners.delete(added); };
+  }
+
+  /**
+   * Sends a one-way message. Resolves once the transport completed the send: a peer that does
+   * not read keeps it pending, which is what lets a sender keep one in flight per subscription.
+   */
+  notify<K extends OneWayKind>(ep: Endpoint, kind: K, body: Body<K>): Promise<void> {
+    return this.send(ep, encodeMessage(kind, ONE_WAY_ID, body));
   }
 
   /** Sends a request; resolves with its reply, rejects with the peer's error as a PmqError. */
@@ -134,12 +158,29 @@ export class ControlChannel {
       this.onMalformed(ep, error);
       return;
     }
+    if (ONE_WAY_KINDS.has(message.kind)) {
+      this.onOneWay(ep, message as Message<OneWayKind>);
+      return;
+    }
     this.malformed.delete(ep);
     if (REPLY_KINDS.has(message.kind)) {
       this.onReply(ep, message);
       return;
     }
     void this.serve(ep, message);
+  }
+
+  /** Hands a one-way message to its listeners; with none, it is as unexpected as a bad field. */
+  private onOneWay(ep: Endpoint, message: Message<OneWayKind>): void {
+    const listeners = this.oneWay.get(message.kind);
+    if (listeners === undefined || listeners.size === 0) {
+      const error = new ProtocolError(`this node takes no ${message.kind}`);
+      error.replyTo = { id: message.id, kind: message.kind };
+      this.onMalformed(ep, error);
+      return;
+    }
+    this.malformed.delete(ep);
+    for (const listener of listeners) listener(ep, message);
   }
 
   /** Answers a schema-failing message (or fails the request it replies to), or drops the peer. */

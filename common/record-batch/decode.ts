@@ -56,6 +56,8 @@ export interface DecodedRecordBatch extends RecordBatchHeader {
 }
 
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+/** The headers of records read without views (validation): never exposed, never changed. */
+const NO_HEADERS: RecordHeader[] = [];
 /** A header takes at least two bytes: key length and value length. */
 const HEADER_SIZE_BYTES_MIN = 2;
 /** A record body (after its length) takes at least six bytes. */
@@ -73,8 +75,12 @@ function checkArguments(bytes: Uint8Array, position: number, lengthAvailable: nu
   }
 }
 
-/** Size, magic and CRC: the checks that come before any field is trusted. */
-function checkFrame(bytes: Uint8Array, view: DataView, lengthAvailable: number): number {
+/**
+ * Size, magic and CRC: the checks that come before any field is trusted. `crc` false only for
+ * a batch whose CRC was checked in these very bytes before (openCheckedRecordBatch).
+ */
+function checkFrame(bytes: Uint8Array, view: DataView, lengthAvailable: number,
+  crc: boolean): number {
   const needed = layout.MAGIC_POSITION + 1;
   if (lengthAvailable < needed) {
     throw new RecordBatchError('PMQ_ERR_BATCH_TRUNCATED', lengthAvailable,
@@ -95,6 +101,7 @@ function checkFrame(bytes: Uint8Array, view: DataView, lengthAvailable: number):
     throw new RecordBatchError('PMQ_ERR_BATCH_TRUNCATED', lengthAvailable,
       `batchLength ${batchLength} declares ${sizeBytes} bytes, ${lengthAvailable} available`);
   }
+  if (!crc) return sizeBytes;
   const start = view.byteOffset - bytes.byteOffset;
   const crcStored = view.getUint32(layout.CRC_POSITION);
   const crcComputed = crc32c(bytes, start + layout.ATTRIBUTES_POSITION,
@@ -200,7 +207,7 @@ function readHeader(reader: BatchReader, views: boolean): RecordHeader {
 function readHeaders(reader: BatchReader, views: boolean): RecordHeader[] {
   const start = reader.position;
   const count = reader.varint('header count');
-  if (count === 0) return [];
+  if (count === 0) return views ? [] : NO_HEADERS; // validation allocates nothing per record
   const countMax = Math.floor((reader.end - reader.position) / HEADER_SIZE_BYTES_MIN);
   if (count < 0 || count > countMax) {
     throw reader.corrupt(`${reader.fieldName('header count')} ${count} outside 0..${countMax}`,
@@ -293,11 +300,11 @@ export class RecordBatchCursor {
 }
 
 function open(bytes: Uint8Array, position: number, lengthAvailable: number | undefined,
-  views: boolean): RecordBatchCursor {
+  views: boolean, crc = true): RecordBatchCursor {
   const available = lengthAvailable ?? bytes.byteLength - position;
   checkArguments(bytes, position, available);
   const view = new DataView(bytes.buffer, bytes.byteOffset + position, available);
-  const sizeBytes = checkFrame(bytes, view, available);
+  const sizeBytes = checkFrame(bytes, view, available, crc);
   const reader = new BatchReader(bytes, view, position, position + sizeBytes);
   const header = decodeHeader(reader, sizeBytes);
   reader.position = position + layout.RECORDS_POSITION;
@@ -313,6 +320,17 @@ function open(bytes: Uint8Array, position: number, lengthAvailable: number | und
 export function openRecordBatch(bytes: Uint8Array, position = 0,
   lengthAvailable?: number): RecordBatchCursor {
   return open(bytes, position, lengthAvailable, true);
+}
+
+/**
+ * Opens again a batch that validateRecordBatch (or openRecordBatch, read to the end) accepted
+ * in these same bytes, which nobody wrote since (a consumer's own read buffer): the CRC is not
+ * computed again; every other check still runs as the records are read. For decoding records
+ * lazily, when the application asks for them (clients/records.ts).
+ */
+export function openCheckedRecordBatch(bytes: Uint8Array, position: number,
+  sizeBytes: number): RecordBatchCursor {
+  return open(bytes, position, sizeBytes, true, false);
 }
 
 /**

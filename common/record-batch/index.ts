@@ -7,7 +7,8 @@ export { setBaseOffset } from './base-offset.js';
 export { BatchReader, varintSizeBytes, varlongSizeBytes, writeVarint, writeVarlong } from
   './bytes.js';
 export {
-  decodeRecordBatch, openRecordBatch, RecordBatchCursor, validateRecordBatch,
+  decodeRecordBatch, openCheckedRecordBatch, openRecordBatch, RecordBatchCursor,
+  validateRecordBatch,
   type BatchAttributes, type DecodedRecord, type DecodedRecordBatch, type RecordBatchHeader,
 } from './decode.js';
 export {

@@ -4,11 +4,12 @@
  * docs/wire-protocol.md describes each message; bump WIRE_VERSION on any change here.
  *
  * Every message is { v: WIRE_VERSION, kind, id, ...fields }. A request's reply carries the
- * same id; any request may instead be answered by `error`.
+ * same id; any request may instead be answered by `error`. One-way kinds (ONE_WAY_KINDS: the
+ * broker's pushes) have id 0 and no reply.
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 6;
+export const WIRE_VERSION = 7;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -80,6 +81,24 @@ export const MESSAGES = {
   /** Where `offset` is, and how far it may be read; waits up to waitMs for data past offset. */
   fetchView: { topic: 'topic', partition: 'uint', offset: 'uint', waitMs: 'uint' },
   view: { highWatermark: 'uint', segment: { list: segmentView, max: 1 } },
+  /**
+   * Pushes (v7, docs/broker.md, "Subscriptions"): `subscription` is the client's id for it,
+   * unique in its session (a repeat replaces it). Answered `subscribed`, the same view as
+   * fetchView's for `offset`; then the broker pushes `watermark` when the partition advances.
+   */
+  subscribe: { subscription: 'uint', topic: 'topic', partition: 'uint', offset: 'uint' },
+  subscribed: { subscription: 'uint', highWatermark: 'uint',
+    segment: { list: segmentView, max: 1 } },
+  /** Ends a subscription of this session (an unknown one: done, nothing happens). */
+  unsubscribe: { subscription: 'uint' },
+  /**
+   * One-way, broker → client (id 0, no reply): the partition's durable head now. At most one
+   * in flight per subscription; advances meanwhile coalesce into the next (the latest).
+   * epoch: the broker's; chainPosition, position, offsetLast, sealed: the head segment's
+   * durable watermark; highWatermark: the offset after the last durable one.
+   */
+  watermark: { subscription: 'uint', epoch: 'uint', chainPosition: 'uint', position: 'uint',
+    offsetLast: 'int', sealed: 'bool', highWatermark: 'uint' },
   /** Segments no topic claims (docs/broker.md, "Quarantine"): listed, freed only on request. */
   quarantineList: {},
   quarantined: { segments: { list: { nodeId: 'uint', segmentIndex: 'uint', topic: 'topic',
@@ -151,11 +170,17 @@ const REPLY_KIND_LIST = [
   'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'leased', 'acked',
   'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
   'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined', 'metaAppended',
-  'metaValues',
+  'metaValues', 'subscribed',
 ] as const satisfies readonly MessageKind[];
+/** Kinds sent without an id (0) and never answered: the broker's pushes to subscribers. */
+const ONE_WAY_KIND_LIST = ['watermark'] as const satisfies readonly MessageKind[];
 export type ReplyKind = (typeof REPLY_KIND_LIST)[number];
-export type RequestKind = Exclude<MessageKind, ReplyKind>;
+export type OneWayKind = (typeof ONE_WAY_KIND_LIST)[number];
+export type RequestKind = Exclude<MessageKind, ReplyKind | OneWayKind>;
 export const REPLY_KINDS: ReadonlySet<MessageKind> = new Set<MessageKind>(REPLY_KIND_LIST);
+export const ONE_WAY_KINDS: ReadonlySet<MessageKind> = new Set<MessageKind>(ONE_WAY_KIND_LIST);
+/** The id of every one-way message: request ids start at 1 and never wrap to 0. */
+export const ONE_WAY_ID = 0;
 export type Body<K extends MessageKind> = SchemaType<(typeof MESSAGES)[K]>;
 export type Message<K extends MessageKind = MessageKind> =
   K extends MessageKind ? { v: number; kind: K; id: number } & Body<K> : never;

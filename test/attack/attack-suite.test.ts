@@ -92,17 +92,21 @@ const EXPECTED: Record<string, string | RegExp> = {
   '5 extra field hasOwnProperty': PROTOCOL,
   '5 extra field __proto__': PROTOCOL,
   '5 the same connections afterwards': 'brokerChallenge|topics',
+  '5 a watermark push sent to the broker and the storage node': PROTOCOL,
   '6 topicDelete without an ACL': DENIED,
   '6 offsetCommit of another group': DENIED,
   '6 lease without write permission': DENIED,
   '6 append to another session\'s lease without write permission': DENIED,
   '6 leaseRelease of another session\'s lease without write permission': DENIED,
+  '6 subscribe without read permission': DENIED,
+  '6 unsubscribe of another session\'s subscription': 'done',
   '6 unauthenticated requests': AUTH,
   '6 directKey, unbound endpoint': DENIED,
   '6 sessionBind with a forged ticket, then directKey': `${DENIED}|PMQ_ERR_TICKET_INVALID`,
   '6 directKey of another session\'s grant': UNKNOWN,
   '6 directKey, own grant, no RDMA lane': 'PMQ_ERR_DIRECT_UNSUPPORTED',
   '6 the lease holder appends afterwards': 'acked',
+  '6 the subscriber is pushed the append afterwards': 'pushed',
   '7 write outside its lease with its own grant': RANGE,
   '7 append outside its lease': INVALID,
   '7 append leaving a 1..67-byte gap': INVALID,
@@ -152,6 +156,7 @@ const MESSAGE_MUST_MATCH: Record<string, RegExp> = {
     /user mallory may not write topic acl-t/,
   '6 leaseRelease of another session\'s lease without write permission':
     /user mallory may not write topic acl-t/,
+  '6 subscribe without read permission': /user mallory may not read topic acl-t/,
 };
 
 const table = new Map<string, Map<string, string>>();

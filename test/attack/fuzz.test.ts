@@ -4,7 +4,8 @@
 // both processes alive (no exit, no abort in stderr), a fresh legitimate connection is served
 // (produce and consume), and the records acknowledged before read back unchanged. Some of the
 // fuzzer's connections are lease sessions (its own topic `fuzz-lease`): a real lease, then
-// hostile appends, releases and writes about it (test/fixtures/fuzz-peer.ts).
+// hostile appends, releases, writes, subscribes and unsubscribes about it
+// (test/fixtures/fuzz-peer.ts).
 // PMQ_FUZZ_MESSAGES per node per transport (default 1500; `npm run test:fuzz`: 20 000),
 // PMQ_TEST_SEED replays a run (the seed is printed). docs/security.md, "Fuzzing". First, the
 // regression test of what it found in native code: closing an endpoint with rendezvous
@@ -63,7 +64,7 @@ class LegitClient {
 
 interface Stats { generated: number; sent: number; connections: number; closedByNode: number;
   sendFailed: number; ms: number; unreachable?: boolean;
-  kinds?: { leaseSessions: number; leased: number; leaseMessages: number } }
+  kinds?: { leaseSessions: number; leased: number; leaseMessages: number; pushes: number } }
 
 async function fuzz(node: Proc, role: 'storage' | 'broker', transports: string,
   seed: number, broker: Proc): Promise<{ code: number | null; stats: Stats | undefined;
@@ -163,7 +164,8 @@ for (const [index, transports] of (['tcp', 'sm,tcp'] as const).entries()) {
         `refused or cut; ${stats?.generated} generated), ${stats?.connections} connections ` +
         `(${stats?.closedByNode} closed by the node), ${stats?.ms} ms, seed ${seed}; ` +
         `${stats?.kinds?.leaseSessions} lease sessions (${stats?.kinds?.leased} leased, ` +
-        `${stats?.kinds?.leaseMessages} messages about their leases)`);
+        `${stats?.kinds?.leaseMessages} messages about their leases, ` +
+        `${stats?.kinds?.pushes} watermark pushes received)`);
       t.ok((stats?.kinds?.leased ?? 0) > 0, 'the fuzzer held real leases');
 
       for (const [name, proc, stderr] of [['storage', storage, storageErr],

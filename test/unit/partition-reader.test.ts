@@ -2,13 +2,15 @@
 // reads copy from it): records come back dense and intact, control batches are skipped,
 // records below the start offset dropped, batches larger than a chunk and batches cut by a
 // chunk's end read whole; records kept across fetches keep their bytes (no buffer is reused
-// under them); a damaged batch is refused; a read whose transfer failed fails retriable and the
-// next fetch asks the broker again.
+// under them); a damaged batch is refused, and the good batches of its chunk before it are
+// returned first; a read whose transfer failed fails retriable and the next fetch asks the broker
+// again; one read is issued ahead of the application, never more; records are decoded when
+// asked for.
 import t from 'tap';
 
 import type { Connection } from '../../clients/connection.js';
 import { PartitionReader } from '../../clients/partition-reader.js';
-import type { ConsumerRecord } from '../../clients/records.js';
+import { CheckedBatch, type ConsumerRecord } from '../../clients/records.js';
 import type { SegmentView } from '../../clients/storage-reads.js';
 import { encodeRecordBatch } from '../../common/record-batch/index.js';
 import { AccessError } from '../../native/transport-core.js';
@@ -62,7 +64,7 @@ function connectionOver(segment: Segment, readBytes: number[] = []): Connection 
 async function readAll(segment: Segment, from: number, readChunkBytes: number):
   Promise<ConsumerRecord[]> {
   const reader = new PartitionReader('topic', 3, from, connectionOver(segment),
-    { readChunkBytes, maxWaitMs: 0, requestTimeoutMs: 1000 });
+    { readChunkBytes, maxWaitMs: 0, requestTimeoutMs: 1000, push: false });
   const kept: ConsumerRecord[] = [];
   while (reader.offset <= segment.view.offsetLast) {
     for (const batch of await reader.fetch()) {
@@ -100,7 +102,7 @@ t.test('batches larger than a chunk are read once each, not cut and read again',
     offsetLast: 59, sealed: false } };
   const readBytes: number[] = [];
   const reader = new PartitionReader('topic', 3, 0, connectionOver(segment, readBytes),
-    { readChunkBytes: 256, maxWaitMs: 0, requestTimeoutMs: 1000 });
+    { readChunkBytes: 256, maxWaitMs: 0, requestTimeoutMs: 1000, push: false });
   let records = 0;
   while (reader.offset <= segment.view.offsetLast) {
     for (const batch of await reader.fetch()) records += batch.records.length;
@@ -133,8 +135,54 @@ t.test('a read whose transfer failed fails retriable; the next fetch asks again'
     } },
   } as unknown as Connection;
   const reader = new PartitionReader('topic', 3, 0, connection,
-    { readChunkBytes: 1024 * 1024, maxWaitMs: 0, requestTimeoutMs: 1000 });
+    { readChunkBytes: 1024 * 1024, maxWaitMs: 0, requestTimeoutMs: 1000, push: false });
   await t.rejects(reader.fetch(), { code: 'PMQ_ERR_TRANSFER_FAILED', retriable: true });
   t.ok((await reader.fetch()).length > 0, 'read after asking again');
   t.equal(views, 2, 'the broker was asked again');
+});
+
+t.test('a damaged batch after good ones: the good ones first, then the failure', async (t) => {
+  const segment = segmentOf(4, 20);
+  segment.bytes[segment.bytes.length - 1]! ^= 0xff; // the last batch's CRC fails
+  const reader = new PartitionReader('topic', 3, 0, connectionOver(segment),
+    { readChunkBytes: 1024 * 1024, maxWaitMs: 0, requestTimeoutMs: 1000, push: false });
+  const batches = await reader.fetch(); // the whole segment is one chunk
+  const offsets = batches.flatMap((batch) => batch.records.map((r) => r.offset));
+  const lastGood = [...segment.values.keys()].filter((offset) => offset < reader.offset);
+  t.ok(batches.length > 0, 'the batches before the damaged one are returned');
+  t.same(offsets, lastGood, 'every record the cursor moved past is among them');
+  await t.rejects(reader.fetch(), { code: 'PMQ_ERR_BATCH_CRC' }, 'then the failure');
+  await t.rejects(reader.fetch(), { code: 'PMQ_ERR_BATCH_CRC' }, 'and again: nothing skipped');
+});
+
+t.test('one read ahead of the application, never more', async (t) => {
+  const segment = segmentOf(60, 100); // batches ≤ ~5 KiB: a chunk of 8 KiB holds one at least
+  let inFlight = 0;
+  let inFlightMax = 0;
+  let started = 0;
+  const fake = {
+    call: () => Promise.resolve({ segment: [segment.view] }),
+    reads: { read: (_view: SegmentView, position: number, dst: Uint8Array, length: number) => {
+      started += 1;
+      inFlight += 1;
+      inFlightMax = Math.max(inFlightMax, inFlight);
+      dst.set(segment.bytes.subarray(position, position + length));
+      return new Promise<void>((resolve) => setImmediate(() => { inFlight -= 1; resolve(); }));
+    } },
+  };
+  const reader = new PartitionReader('topic', 3, 0, fake as unknown as Connection,
+    { readChunkBytes: 8192, maxWaitMs: 0, requestTimeoutMs: 1000, push: false });
+  const batches = await reader.fetch();
+  t.ok(batches.length > 0, 'the first chunk');
+  t.equal(started, 2, 'the next chunk was asked for before the application got this one');
+  t.equal(inFlight, 1, 'one read in flight while the application works');
+  let records = batches.flatMap((batch) => batch.records).length;
+  while (reader.offset <= segment.view.offsetLast) {
+    for (const batch of await reader.fetch()) records += batch.records.length;
+  }
+  t.equal(records, segment.values.size, 'every record');
+  t.equal(inFlightMax, 1, 'never more than one read in flight');
+  t.ok(batches.every((batch) => batch instanceof CheckedBatch), 'batches decode lazily');
+  const batch = batches[0]!;
+  t.equal(batch.records, batch.records, 'records are decoded once, then kept');
 });
