@@ -3,8 +3,10 @@
  * per workload) and formats them as a table. Throughput is records (and value bytes) over the
  * span from the first producer's start to the last acknowledgement (produce), or from the
  * first record received to the last (consume). Latencies are in microseconds. CPU is seconds
- * per GB of values produced, per role (all processes of a role summed).
+ * per GB of values produced, per role (all processes of a role summed). Garbage collections of
+ * the storage node and the broker are counted over the workload and per million records.
  */
+import { perMillionRecords, type GcCounts } from './gc-meter.js';
 import { round } from './stats.js';
 import { mergedLatency, type RawResult, type Workload } from './run.js';
 import type { WorkerDone } from './worker-io.js';
@@ -37,6 +39,22 @@ export interface Summary {
   e2eLatencyUs: LatencyUs | null;
   cpuSeconds: Record<'storage' | 'broker' | 'producer' | 'consumer', number | null>;
   cpuSecondsPerGB: Record<'storage' | 'broker' | 'producer' | 'consumer', number | null>;
+  /** Collections over the workload (null: no cluster of our own, e.g. --brokers). */
+  gc: Record<'storage' | 'broker', GcCounts> | null;
+  /** The same per million records produced (acknowledged). */
+  gcPerMillionRecords: Record<'storage' | 'broker', GcCounts | null> | null;
+}
+
+function roundedGc(c: GcCounts): GcCounts {
+  return { scavenges: c.scavenges, markCompacts: c.markCompacts, pauseMs: round(c.pauseMs, 1),
+    allocatedMB: round(c.allocatedMB, 1) };
+}
+
+function gcFigures(raw: RawResult, records: number): Pick<Summary, 'gc' | 'gcPerMillionRecords'> {
+  if (raw.gc === null) return { gc: null, gcPerMillionRecords: null };
+  return { gc: { storage: roundedGc(raw.gc.storage), broker: roundedGc(raw.gc.broker) },
+    gcPerMillionRecords: { storage: perMillionRecords(raw.gc.storage, records),
+      broker: perMillionRecords(raw.gc.broker, records) } };
 }
 
 function throughput(workers: WorkerDone[]): Throughput {
@@ -80,12 +98,17 @@ export function summarize(w: Workload, raw: RawResult): Summary {
       broker: cpuSeconds.broker === null ? null : round(cpuSeconds.broker),
       producer: round(cpuSeconds.producer), consumer: round(cpuSeconds.consumer) },
     cpuSecondsPerGB: { storage: perGB(cpuSeconds.storage), broker: perGB(cpuSeconds.broker),
-      producer: perGB(cpuSeconds.producer), consumer: perGB(cpuSeconds.consumer) } };
+      producer: perGB(cpuSeconds.producer), consumer: perGB(cpuSeconds.consumer) },
+    ...gcFigures(raw, produce.records) };
 }
 
 const HEADER = ['workload', 'transport', 'size', 'mode', 'prod rec/s', 'prod MB/s',
   'cons rec/s', 'cons MB/s', 'ack p50/p99/p99.9/max µs', 'e2e p50/p99/p99.9/max µs',
-  'cpu s/GB st/br/pr/co'];
+  'cpu s/GB st/br/pr/co', 'gc/M rec st scav/mc/ms', 'gc/M rec br scav/mc/ms'];
+
+function gcCell(c: GcCounts | null | undefined): string {
+  return c === null || c === undefined ? '-' : `${c.scavenges}/${c.markCompacts}/${c.pauseMs}`;
+}
 
 function latencyCell(l: LatencyUs | null): string {
   return l === null || l.count === 0 ? '-' : `${l.p50}/${l.p99}/${l.p999}/${l.max}`;
@@ -97,7 +120,8 @@ export function tableRow(s: Summary): string[] {
     String(s.produce.recordsPerSecond), String(s.produce.MBps),
     String(s.consume.recordsPerSecond), String(s.consume.MBps),
     latencyCell(s.ackLatencyUs), latencyCell(s.e2eLatencyUs),
-    [c.storage, c.broker, c.producer, c.consumer].map((v) => v ?? '-').join('/')];
+    [c.storage, c.broker, c.producer, c.consumer].map((v) => v ?? '-').join('/'),
+    gcCell(s.gcPerMillionRecords?.storage), gcCell(s.gcPerMillionRecords?.broker)];
 }
 
 /** A plain-text table (columns padded) of `rows` under `header`. */

@@ -19,6 +19,8 @@ function bench(args: string[]): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+const gcCounts = { scavenges: Number, markCompacts: Number, pauseMs: Number, allocatedMB: Number };
+
 t.test('pmq bench prints a JSON line per workload with every field', async (t) => {
   // One run (the cluster's start-up dominates): open loop, 2 producers, 2 consumers.
   // Every process spins 20 µs before sleeping (PMQ_SPIN_US): the spin path runs end to end.
@@ -31,5 +33,7 @@ t.test('pmq bench prints a JSON line per workload with every field', async (t) =
     ackLatencyUs: { count: 300, p50: Number, p90: Number, p99: Number, p999: Number,
       max: Number },
     e2eLatencyUs: { count: 300, p50: Number, p99: Number, max: Number },
-    cpuSecondsPerGB: { storage: Number, broker: Number, producer: Number, consumer: Number } });
+    cpuSecondsPerGB: { storage: Number, broker: Number, producer: Number, consumer: Number },
+    gc: { storage: gcCounts, broker: gcCounts },
+    gcPerMillionRecords: { storage: gcCounts, broker: gcCounts } });
 });
