@@ -47,7 +47,14 @@ export interface Pending {
   reply: number;
   resolve: () => void;
   reject: (error: Error) => void;
+  /** A post(): back to the pool once settled and UCX is done with its bytes. */
+  pooled?: boolean;
 }
+
+/** Pooled post() records kept for reuse; more in flight at once are allocated and dropped. */
+export const POSTS_POOLED_MAX = 1024;
+const EMPTY = new Uint8Array(0);
+const NOTHING = (): void => undefined;
 
 /** What TS remembers of a native grant (for argument checks; the native table decides). */
 export interface GrantState {
@@ -85,6 +92,7 @@ export class TransportCore {
   protected memoryBytes = 0;
   protected epoch = 0;
   protected nextRequestId = 1;
+  private readonly postPool: Pending[] = [];
   private readonly listeners: Listeners = { accepted: new Set(), closed: new Set(),
     error: new Set() };
 
@@ -101,6 +109,32 @@ export class TransportCore {
   /** Endpoints currently open (connected or accepted, not yet closed). */
   openEndpoints(): Endpoint[] {
     return [...this.endpoints];
+  }
+
+  /** A post()'s record: from the pool, or new when the pool is empty. */
+  protected pooledSend(ep: Endpoint, header: Uint8Array, payload: Uint8Array,
+    failed: (error: Error) => void): Pending {
+    const request = this.postPool.pop() ?? { kind: 'send', ep, buffer: payload, header,
+      sendDone: false, orphaned: false, sendError: undefined, reply: -1, resolve: NOTHING,
+      reject: failed, pooled: true };
+    request.ep = ep;
+    request.buffer = payload;
+    request.header = header;
+    request.reject = failed;
+    return request;
+  }
+
+  /** Returns a settled post()'s record to the pool (dropping its references first). */
+  private release(request: Pending): void {
+    if (request.pooled !== true || this.postPool.length >= POSTS_POOLED_MAX) return;
+    invariant(request.sendDone || request.orphaned === true, 'UCX is done with a pooled send');
+    request.buffer = EMPTY;
+    request.header = EMPTY;
+    request.reject = NOTHING;
+    request.sendDone = false;
+    request.orphaned = false;
+    request.sendError = undefined;
+    this.postPool.push(request);
   }
 
   /** True once close() was called. */
@@ -173,6 +207,7 @@ export class TransportCore {
       if (request.ep !== ep || request.orphaned === true) continue;
       if (request.sendDone) this.pending.delete(id); else request.orphaned = true;
       request.reject(error);
+      if (request.sendDone) this.release(request);
     }
     this.closeWaiters.get(ep)?.();
     this.closeWaiters.delete(ep);
@@ -214,6 +249,7 @@ export class TransportCore {
     if (request === undefined) return;
     if (request.orphaned === true) {  // already rejected; UCX is done with the buffer now
       this.pending.delete(id);
+      this.release(request);
       return;
     }
     request.sendDone = true;
@@ -243,6 +279,7 @@ export class TransportCore {
       if (!request.sendDone) return;
       this.pending.delete(id);
       if (error === undefined) request.resolve(); else request.reject(error);
+      this.release(request);
       return;
     }
     if (!request.sendDone || request.reply < 0) return;

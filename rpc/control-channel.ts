@@ -85,10 +85,22 @@ export class ControlChannel {
       this.pending.set(id, { ep, kind, resolve, reject, timeoutMs,
         deadline: performance.now() + timeoutMs });
       this.sweeper ??= setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS);
-      this.send(ep, encodeMessage(kind, id, body)).catch((error: unknown) => {
+      this.post(ep, encodeMessage(kind, id, body), (error: unknown) => {
         this.settle(id)?.reject(asRetriable(error, `sending ${kind} failed`));
       });
     });
+  }
+
+  /**
+   * Sends without a promise (transport.post): the caller waits for the reply, not the send.
+   * As send(), a closed endpoint's synchronous throw becomes `failed`.
+   */
+  private post(ep: Endpoint, bytes: Uint8Array, failed: (error: unknown) => void): void {
+    try {
+      this.transport.post(ep, FRAME_HEADER, bytes, failed);
+    } catch (error) {
+      failed(error);
+    }
   }
 
   private send(ep: Endpoint, bytes: Uint8Array): Promise<void> {
@@ -139,7 +151,7 @@ export class ControlChannel {
       this.onReply(ep, message);
       return;
     }
-    void this.serve(ep, message);
+    this.serve(ep, message);
   }
 
   /** Answers a schema-failing message (or fails the request it replies to), or drops the peer. */
@@ -187,25 +199,41 @@ export class ControlChannel {
     }
   }
 
-  private async serve(ep: Endpoint, message: Message): Promise<void> {
+  /**
+   * Runs the request's handler and sends its reply. A handler that answers at once is not
+   * awaited (no promise per message: issue 11); one that returns a promise is.
+   */
+  private serve(ep: Endpoint, message: Message): void {
     const handler = this.handlers.get(message.kind);
-    let reply: Reply;
     if (handler === undefined) {
-      reply = errorReply(new ProtocolError(`this node does not serve ${message.kind}`));
-    } else {
-      try {
-        reply = await handler(ep, message as Message<RequestKind>);
-      } catch (error) {
-        invariant(error instanceof PmqError, 'handlers throw only PmqError',
-          { kind: message.kind, error: String(error) });
-        reply = errorReply(error);
-      }
+      this.reply(ep, message.id,
+        errorReply(new ProtocolError(`this node does not serve ${message.kind}`)));
+      return;
     }
-    const bytes = encodeMessage(reply.kind, message.id, reply.body as Body<typeof reply.kind>);
-    this.send(ep, bytes).catch((error: unknown) => {
-      this.log.debug({ ep, kind: reply.kind, err: String(error) }, 'reply not sent');
-    });
+    let answer: Reply | Promise<Reply>;
+    try {
+      answer = handler(ep, message as Message<RequestKind>);
+    } catch (error) {
+      this.reply(ep, message.id, handlerError(message.kind, error));
+      return;
+    }
+    if (!(answer instanceof Promise)) {
+      this.reply(ep, message.id, answer);
+      return;
+    }
+    answer.then((reply) => this.reply(ep, message.id, reply),
+      (error: unknown) => this.reply(ep, message.id, handlerError(message.kind, error)));
   }
+
+  private reply(ep: Endpoint, id: number, reply: Reply): void {
+    this.post(ep, encodeMessage(reply.kind, id, reply.body as Body<typeof reply.kind>),
+      this.replyNotSent);
+  }
+
+  /** One function for every reply's failure (transport.post wants a long-lived one). */
+  private readonly replyNotSent = (error: unknown): void => {
+    this.log.debug({ err: String(error) }, 'reply not sent');
+  };
 
   private dropPeer(ep: Endpoint, error: unknown): void {
     this.log.warn({ ep, err: error instanceof Error ? error.message : String(error) },
@@ -221,6 +249,13 @@ export class ControlChannel {
         { retriable: true }));
     }
   }
+}
+
+/** A handler's failure as its reply; anything but a PmqError is our bug. */
+function handlerError(kind: string, error: unknown): Reply<'error'> {
+  invariant(error instanceof PmqError, 'handlers throw only PmqError',
+    { kind, error: String(error) });
+  return errorReply(error);
 }
 
 export function errorReply(error: PmqError): Reply<'error'> {
