@@ -28,7 +28,10 @@ import type { ControlChannel, Reply } from '../rpc/control-channel.js';
 import type { ClientAccess, Session } from './client-access.js';
 import type { Fence } from './fence.js';
 import type { MetadataStore } from './metadata-store.js';
-import { Partition, type PartitionDeps } from './partition.js';
+import {
+  Partition, type GrantHandle, type PartitionDeps, type SegmentPlace,
+} from './partition.js';
+import type { FetchView } from './sequencer-types.js';
 import type { Quarantine } from './quarantine.js';
 import { registerQuarantineHandlers } from './quarantine-handlers.js';
 
@@ -133,17 +136,33 @@ function describeTopic(context: ServerContext, topic: string): Reply<'topicInfo'
   })) } };
 }
 
-async function fetchView(context: ServerContext, request: Body<'fetchView'>, session: number):
-  Promise<Reply<'view'>> {
+/**
+ * A view of the partition at `offset`: at once when there is data (or no wait was asked) and
+ * the session's read grant exists; after the long poll or the grant's creation otherwise.
+ */
+function fetchView(context: ServerContext, request: Body<'fetchView'>, session: number):
+  Reply<'view'> | Promise<Reply<'view'>> {
   const partition = partitionOf(context, request.topic, request.partition);
-  await partition.waitForData(request.offset, request.waitMs);
+  const waiting = partition.waitForData(request.offset, request.waitMs);
+  if (waiting !== null) return waiting.then(() => viewOf(context, partition, request, session));
+  return viewOf(context, partition, request, session);
+}
+
+function viewOf(context: ServerContext, partition: Partition, request: Body<'fetchView'>,
+  session: number): Reply<'view'> | Promise<Reply<'view'>> {
   const sequencer = partition.sequencer;
   const view = sequencer.fetchView(request.offset);
   if (view === null) {
     return { kind: 'view', body: { highWatermark: sequencer.highWatermark(), segment: [] } };
   }
   const place = partition.place(view.segmentId);
-  const grant = await partition.readGrant(place, session);
+  const grant = partition.readGrant(place, session);
+  if (grant.created !== undefined) return viewReply(context, partition, place, view, grant.created);
+  return grant.then((created) => viewReply(context, partition, place, view, created));
+}
+
+function viewReply(context: ServerContext, partition: Partition, place: SegmentPlace,
+  view: FetchView, grant: GrantHandle): Reply<'view'> {
   return { kind: 'view', body: { highWatermark: partition.sequencer.highWatermark(), segment: [{
     nodeId: place.nodeId, grantId: grant.id, grantKey: grant.key,
     grantEpoch: context.deps.pool.epoch, address: place.address,
@@ -172,7 +191,7 @@ export type Serve = <K extends RequestKind>(kind: K,
 /** Registers a handler behind the fence and the session gate (client-access.ts). */
 function gated(channel: ControlChannel, access: ClientAccess, fence: Fence): Serve {
   return (kind, handler) => {
-    channel.handle(kind, (ep, request) => fence.guard(() =>
+    channel.handle(kind, (ep, request) => fence.guardNow(() =>
       handler(ep, request, access.gate(ep, kind)!)));
   };
 }
