@@ -144,6 +144,25 @@ function batchIs(region: Uint8Array, address: number, bytes: number, records: nu
   }
 }
 
+const NONE_REPLACED: readonly number[] = Object.freeze([]);
+
+/**
+ * A batch's baseOffset (int64, big endian, its first 8 bytes) as two 32-bit halves: a
+ * DataView.setBigInt64 would need a BigInt per batch. 0 ≤ baseOffset < 2^53 (checked).
+ */
+function writeBaseOffset(region: Uint8Array, address: number, baseOffset: number): void {
+  const high = Math.floor(baseOffset / 2 ** 32);
+  const low = baseOffset - high * 2 ** 32;
+  region[address] = high >>> 24;
+  region[address + 1] = (high >>> 16) & 0xff;
+  region[address + 2] = (high >>> 8) & 0xff;
+  region[address + 3] = high & 0xff;
+  region[address + 4] = low >>> 24;
+  region[address + 5] = (low >>> 16) & 0xff;
+  region[address + 6] = (low >>> 8) & 0xff;
+  region[address + 7] = low & 0xff;
+}
+
 function checkWatermarkShape(what: string, watermark: Watermark): void {
   if (typeof watermark !== 'object' || watermark === null ||
       !Number.isSafeInteger(watermark.position) || !Number.isSafeInteger(watermark.offsetLast)) {
@@ -296,6 +315,16 @@ export class RegionStore {
     return this.#info(this.#table.get(index));
   }
 
+  /**
+   * Segment `index`'s entry as it stands, not a copy (segment() copies; the persist path asks
+   * several times per batch: issue 11). Entries are replaced whole by each update, never
+   * changed in place, so the one returned stays what it was: read it, do not keep it.
+   */
+  entry(index: number): Readonly<SegmentEntry> {
+    this.#checkIndex('entry', index);
+    return this.#table.get(index);
+  }
+
   /** Region address of segment `index`'s first byte (for grants and transfers). */
   segmentAddress(index: number): number {
     this.#checkIndex('segmentAddress', index);
@@ -372,11 +401,15 @@ export class RegionStore {
    * above the durable watermark: durable bytes are never rewritten. Returns the positions
    * replaced (the producers that lied about them lose only those records).
    */
-  settleBatches(index: number, patches: readonly OffsetPatch[], positionEnd: number): number[] {
+  settleBatches(index: number, patches: readonly OffsetPatch[], positionEnd: number):
+    readonly number[] {
     this.#checkIndex('settleBatches', index);
     const durable = this.#table.get(index).watermark.position;
-    const due = patches.filter((patch) => patch.position >= durable); // below: repeats
-    for (const { position, baseOffset, bytes, records } of due) {
+    // Index loops, no filtered copy, no DataView, no BigInt: nothing allocated per batch
+    // unless one is replaced (issue 11). Patches below `durable` are repeats: skipped.
+    for (let i = 0; i < patches.length; i += 1) {
+      const { position, baseOffset, bytes, records } = patches[i]!;
+      if (position < durable) continue;
       if (!Number.isSafeInteger(position) || !Number.isSafeInteger(bytes) ||
           bytes < RECORD_BATCH_HEADER_SIZE_BYTES || position + bytes > positionEnd ||
           !Number.isSafeInteger(baseOffset) || baseOffset < 0 ||
@@ -387,17 +420,18 @@ export class RegionStore {
       }
     }
     const region = this.region.bytes;
-    const view = new DataView(region.buffer, region.byteOffset, region.byteLength);
     const address = this.segmentAddress(index);
-    const replaced: number[] = [];
-    for (const { position, baseOffset, bytes, records } of due) {
+    let replaced: number[] | null = null;
+    for (let i = 0; i < patches.length; i += 1) {
+      const { position, baseOffset, bytes, records } = patches[i]!;
+      if (position < durable) continue;
       if (!batchIs(region, address + position, bytes, records)) {
         region.set(encodeFiller(bytes, records, baseOffset), address + position);
-        replaced.push(position);
+        (replaced ??= []).push(position);
       }
-      view.setBigInt64(address + position, BigInt(baseOffset));
+      writeBaseOffset(region, address + position, baseOffset);
     }
-    return replaced;
+    return replaced ?? NONE_REPLACED;
   }
 
   /** persistWatermark that also seals: no further watermark moves. Sealing again is a no-op. */
