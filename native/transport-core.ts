@@ -125,9 +125,12 @@ export class TransportCore {
   }
 
   /** Returns a settled post()'s record to the pool (dropping its references first). */
-  private release(request: Pending): void {
+  private release(id: number, request: Pending): void {
     if (request.pooled !== true || this.postPool.length >= POSTS_POOLED_MAX) return;
-    invariant(request.sendDone || request.orphaned === true, 'UCX is done with a pooled send');
+    // Reused while its id is still pending, a record would be settled by the old send's
+    // completion: the new send's bytes released early, its `failed` called for another's fate.
+    invariant(this.pending.get(id) !== request && (request.sendDone || request.orphaned === true),
+      'a pooled send is released once settled and UCX is done with it', { id });
     request.buffer = EMPTY;
     request.header = EMPTY;
     request.reject = NOTHING;
@@ -207,7 +210,7 @@ export class TransportCore {
       if (request.ep !== ep || request.orphaned === true) continue;
       if (request.sendDone) this.pending.delete(id); else request.orphaned = true;
       request.reject(error);
-      if (request.sendDone) this.release(request);
+      if (request.sendDone) this.release(id, request);
     }
     this.closeWaiters.get(ep)?.();
     this.closeWaiters.delete(ep);
@@ -249,7 +252,7 @@ export class TransportCore {
     if (request === undefined) return;
     if (request.orphaned === true) {  // already rejected; UCX is done with the buffer now
       this.pending.delete(id);
-      this.release(request);
+      this.release(id, request);
       return;
     }
     request.sendDone = true;
@@ -279,7 +282,7 @@ export class TransportCore {
       if (!request.sendDone) return;
       this.pending.delete(id);
       if (error === undefined) request.resolve(); else request.reject(error);
-      this.release(request);
+      this.release(id, request);
       return;
     }
     if (!request.sendDone || request.reply < 0) return;
