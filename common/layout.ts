@@ -100,6 +100,11 @@ export interface Superblock {
 
 export type SegmentState = 'free' | 'active' | 'sealed';
 const STATE_CODES: Readonly<Record<SegmentState, number>> = { free: 0, active: 1, sealed: 2 };
+/** The inverse of STATE_CODES (a lookup per decode, no list built). */
+const STATE_BY_CODE: readonly (SegmentState | undefined)[] = ['free', 'active', 'sealed'];
+invariant(STATE_BY_CODE.length === Object.keys(STATE_CODES).length &&
+  STATE_BY_CODE.every((state, code) => state !== undefined && STATE_CODES[state] === code),
+'STATE_BY_CODE inverts STATE_CODES');
 
 export interface SegmentEntry {
   readonly segmentIndex: number;
@@ -220,7 +225,6 @@ export function geometryProblem(g: RegionGeometry): string | null {
 
 // ---- field helpers -------------------------------------------------------------------------
 
-const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
 const SB = SUPERBLOCK_FIELD_AT;
 const SE = SEGMENT_ENTRY_FIELD_AT;
 
@@ -230,24 +234,41 @@ function viewAt(bytes: Uint8Array, at: number, sizeBytes: number): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset + at, sizeBytes);
 }
 
-function setU64(view: DataView, at: number, value: number): void {
+// 64-bit fields as two 32-bit halves, little endian: a BigInt per field would allocate on the
+// persist path (an entry is written and read back per batch; issue 11). Values are JS numbers
+// within ±(2^53 - 1), so every product and sum below is exact.
+const TWO_32 = 2 ** 32;
+/** The high half of 2^53: the first value that is not a safe integer. */
+const HIGH_UNSAFE = 0x200000;
+
+export function setU64(view: DataView, at: number, value: number): void {
   invariant(Number.isSafeInteger(value) && value >= 0, 'u64 field is a safe integer', { value });
-  view.setBigUint64(at, BigInt(value), true);
+  const high = Math.floor(value / TWO_32);
+  view.setUint32(at, value - high * TWO_32, true);
+  view.setUint32(at + 4, high, true);
 }
 
-function setI64(view: DataView, at: number, value: number): void {
+export function setI64(view: DataView, at: number, value: number): void {
   invariant(Number.isSafeInteger(value), 'i64 field is a safe integer', { value });
-  view.setBigInt64(at, BigInt(value), true);
+  const high = Math.floor(value / TWO_32);  // negative values: the two's complement high half
+  view.setUint32(at, value - high * TWO_32, true);
+  view.setInt32(at + 4, high, true);
 }
 
-function getU64(view: DataView, at: number): number | null {
-  const value = view.getBigUint64(at, true);
-  return value <= SAFE_MAX ? Number(value) : null;
+/** A u64 field, or null when it is not a safe integer (≥ 2^53). */
+export function getU64(view: DataView, at: number): number | null {
+  const high = view.getUint32(at + 4, true);
+  return high < HIGH_UNSAFE ? high * TWO_32 + view.getUint32(at, true) : null;
 }
 
-function getI64(view: DataView, at: number): number | null {
-  const value = view.getBigInt64(at, true);
-  return value <= SAFE_MAX && value >= -SAFE_MAX ? Number(value) : null;
+/** An i64 field, or null when it is not within ±(2^53 - 1). */
+export function getI64(view: DataView, at: number): number | null {
+  const high = view.getInt32(at + 4, true);
+  const low = view.getUint32(at, true);
+  if (high >= HIGH_UNSAFE || high < -HIGH_UNSAFE || (high === -HIGH_UNSAFE && low === 0)) {
+    return null;
+  }
+  return high * TWO_32 + low;
 }
 
 function allZero(bytes: Uint8Array, from: number, to: number): boolean {
@@ -477,8 +498,7 @@ function decodeSegmentEntryV1(
   const crc = crcProblem(slot, view, SE.crc);
   if (crc !== null) return bad(crc);
   const stateCode = view.getUint8(SE.state);
-  const state = (Object.keys(STATE_CODES) as SegmentState[])
-    .find((name) => STATE_CODES[name] === stateCode);
+  const state = STATE_BY_CODE[stateCode];
   if (state === undefined) return bad(`state ${stateCode} is not 0, 1 or 2`);
   const topicSizeBytes = view.getUint16(SE.topicSizeBytes, true);
   if (topicSizeBytes > LIMITS.topicNameBytesMax) return bad(`topic of ${topicSizeBytes} bytes`);
