@@ -74,7 +74,8 @@ interface FetchWaiter { readonly wake: () => void; readonly deadline: number }
 /**
  * How often parked long polls are checked for their deadline: one interval timer per partition
  * while any poll is parked, not a timer per poll (issue 11), so an idle poll returns up to
- * this much after its waitMs.
+ * this much after its waitMs. Only a sweep that finds none parked stops it (stopped by each
+ * wake, it would start again for the next poll: a timer per poll once more).
  */
 export const FETCH_SWEEP_MS = 25;
 
@@ -370,7 +371,6 @@ export class Partition {
     const waiters = this.#fetchWaiters;
     for (let i = 0; i < waiters.length; i += 1) waiters[i]!.wake();
     waiters.length = 0;
-    this.#stopFetchSweeper();
   }
 
   /** Wakes the long polls whose deadline has passed; keeps the others in order. */
@@ -387,6 +387,7 @@ export class Partition {
     if (kept === 0) this.#stopFetchSweeper();
   }
 
+  /** Stops the sweep timer (when nothing is parked, and on close). */
   #stopFetchSweeper(): void {
     if (this.#fetchSweeper === null) return;
     clearInterval(this.#fetchSweeper);
@@ -473,6 +474,7 @@ export class Partition {
     }
     this.#committers.clear();
     this.#wakeFetches();
+    this.#stopFetchSweeper();
     for (const grantId of [...this.#writeGrants.keys()]) {
       await this.revokeWriteGrant(grantId).catch(() => undefined);
     }

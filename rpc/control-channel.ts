@@ -42,7 +42,9 @@ interface PendingRequest {
 /**
  * How often pending requests are checked for their deadline. No timer per request (a Timeout
  * object and a timer-list entry per message; issue 11): one sweep timer runs while any request
- * is pending, so a timeout fires up to this much late.
+ * is pending, so a timeout fires up to this much late. Only a sweep that finds none pending
+ * stops it: stopped by the last reply, it would start again (a new Timeout) for the next
+ * request, which under steady load is every request.
  */
 export const TIMEOUT_SWEEP_MS = 25;
 
@@ -118,15 +120,16 @@ export class ControlChannel {
     const request = this.pending.get(id);
     if (request === undefined) return undefined;
     this.pending.delete(id);
-    if (this.pending.size === 0 && this.sweeper !== null) {
-      clearInterval(this.sweeper);
-      this.sweeper = null;
-    }
     return request;
   }
 
   /** Fails every pending request whose deadline passed. */
   private sweep(): void {
+    if (this.pending.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+      return;
+    }
     const now = performance.now();
     for (const [id, request] of this.pending) {
       if (request.deadline > now) continue;
