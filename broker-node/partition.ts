@@ -510,7 +510,9 @@ export class Partition {
 
   #place(segmentId: SegmentId): SegmentPlace {
     const place = this.places.get(segmentId);
-    invariant(place !== undefined, 'every sequenced segment has a place', { segmentId });
+    if (place === undefined) {
+      invariant(false, 'every sequenced segment has a place', { segmentId });
+    }
     return place;
   }
 

@@ -138,8 +138,9 @@ export function isPowerOfTwo(n: number): boolean {
 }
 
 export function alignUp(n: number, alignment: number): number {
-  invariant(isPowerOfTwo(alignment) && Number.isSafeInteger(n) && n >= 0, 'alignUp arguments',
-    { n, alignment });
+  if (!(isPowerOfTwo(alignment) && Number.isSafeInteger(n) && n >= 0)) {
+    invariant(false, 'alignUp arguments', { n, alignment });
+  }
   return Math.ceil(n / alignment) * alignment;
 }
 
@@ -149,13 +150,17 @@ export function tableSizeBytes(segmentCount: number): number {
 
 /** Region address of slot `slot` of segment `segmentIndex`'s table entry. */
 export function entryAddress(segmentIndex: number, slot: number): number {
-  invariant(Number.isSafeInteger(segmentIndex) && segmentIndex >= 0 && segmentIndex <
-    LIMITS.segmentCountMax && (slot === 0 || slot === 1), 'entry slot', { segmentIndex, slot });
+  if (!(Number.isSafeInteger(segmentIndex) && segmentIndex >= 0 &&
+      segmentIndex < LIMITS.segmentCountMax && (slot === 0 || slot === 1))) {
+    invariant(false, 'entry slot', { segmentIndex, slot });
+  }
   return TABLE_ADDRESS + segmentIndex * TABLE_BYTES_PER_SEGMENT + slot * SEGMENT_ENTRY_SIZE_BYTES;
 }
 
 export function superblockAddress(copy: number): number {
-  invariant(copy === 0 || copy === 1, 'superblock copy', { copy });
+  if (!(copy === 0 || copy === 1)) {
+    invariant(false, 'superblock copy', { copy });
+  }
   return copy * SUPERBLOCK_COPY_SIZE_BYTES;
 }
 
@@ -182,8 +187,10 @@ export function computeGeometry(
 ): Decoded<RegionGeometry> {
   const segmentProblem = segmentSizeProblem(segmentSizeBytes);
   if (segmentProblem !== null) return bad(segmentProblem);
-  invariant(isPowerOfTwo(dataAlignmentBytes) && dataAlignmentBytes >= LAYOUT_ALIGNMENT_BYTES &&
-    dataAlignmentBytes <= DATA_ALIGNMENT_BYTES_MAX, 'data alignment', { dataAlignmentBytes });
+  if (!(isPowerOfTwo(dataAlignmentBytes) && dataAlignmentBytes >= LAYOUT_ALIGNMENT_BYTES &&
+      dataAlignmentBytes <= DATA_ALIGNMENT_BYTES_MAX)) {
+    invariant(false, 'data alignment', { dataAlignmentBytes });
+  }
   if (!Number.isSafeInteger(regionSizeBytes) || regionSizeBytes % LAYOUT_ALIGNMENT_BYTES !== 0) {
     return bad(`region size ${regionSizeBytes} is not a multiple of ${LAYOUT_ALIGNMENT_BYTES}`);
   }
@@ -229,8 +236,10 @@ const SB = SUPERBLOCK_FIELD_AT;
 const SE = SEGMENT_ENTRY_FIELD_AT;
 
 function viewAt(bytes: Uint8Array, at: number, sizeBytes: number): DataView {
-  invariant(Number.isSafeInteger(at) && at >= 0 && at + sizeBytes <= bytes.byteLength,
-    'layout structure inside the buffer', { at, sizeBytes, bufferBytes: bytes.byteLength });
+  if (!(Number.isSafeInteger(at) && at >= 0 && at + sizeBytes <= bytes.byteLength)) {
+    invariant(false, 'layout structure inside the buffer',
+      { at, sizeBytes, bufferBytes: bytes.byteLength });
+  }
   return new DataView(bytes.buffer, bytes.byteOffset + at, sizeBytes);
 }
 
@@ -242,14 +251,18 @@ const TWO_32 = 2 ** 32;
 const HIGH_UNSAFE = 0x200000;
 
 export function setU64(view: DataView, at: number, value: number): void {
-  invariant(Number.isSafeInteger(value) && value >= 0, 'u64 field is a safe integer', { value });
+  if (!(Number.isSafeInteger(value) && value >= 0)) {
+    invariant(false, 'u64 field is a safe integer', { value });
+  }
   const high = Math.floor(value / TWO_32);
   view.setUint32(at, value - high * TWO_32, true);
   view.setUint32(at + 4, high, true);
 }
 
 export function setI64(view: DataView, at: number, value: number): void {
-  invariant(Number.isSafeInteger(value), 'i64 field is a safe integer', { value });
+  if (!Number.isSafeInteger(value)) {
+    invariant(false, 'i64 field is a safe integer', { value });
+  }
   const high = Math.floor(value / TWO_32);  // negative values: the two's complement high half
   view.setUint32(at, value - high * TWO_32, true);
   view.setInt32(at + 4, high, true);
@@ -301,7 +314,9 @@ export function superblockProblem(sb: Superblock): string | null {
 
 export function encodeSuperblock(bytes: Uint8Array, at: number, sb: Superblock): void {
   const problem = superblockProblem(sb);
-  invariant(problem === null, 'encoding a valid superblock', { problem });
+  if (problem !== null) {
+    invariant(false, 'encoding a valid superblock', { problem });
+  }
   const view = viewAt(bytes, at, SUPERBLOCK_HEADER_SIZE_BYTES);
   const header = bytes.subarray(at, at + SUPERBLOCK_HEADER_SIZE_BYTES);
   header.fill(0);
@@ -454,7 +469,9 @@ export function encodeSegmentEntry(
   ctx: EntryContext,
 ): void {
   const problem = entryProblem(e, ctx);
-  invariant(problem === null, 'encoding a valid segment entry', { problem, ...ctx });
+  if (problem !== null) {
+    invariant(false, 'encoding a valid segment entry', { problem, ...ctx });
+  }
   const view = viewAt(bytes, at, SEGMENT_ENTRY_SIZE_BYTES);
   const slot = bytes.subarray(at, at + SEGMENT_ENTRY_SIZE_BYTES);
   slot.fill(0);

@@ -129,8 +129,9 @@ export class TransportCore {
     if (request.pooled !== true || this.postPool.length >= POSTS_POOLED_MAX) return;
     // Reused while its id is still pending, a record would be settled by the old send's
     // completion: the new send's bytes released early, its `failed` called for another's fate.
-    invariant(this.pending.get(id) !== request && (request.sendDone || request.orphaned === true),
-      'a pooled send is released once settled and UCX is done with it', { id });
+    if (!(this.pending.get(id) !== request && (request.sendDone || request.orphaned === true))) {
+      invariant(false, 'a pooled send is released once settled and UCX is done with it', { id });
+    }
     request.buffer = EMPTY;
     request.header = EMPTY;
     request.reject = NOTHING;

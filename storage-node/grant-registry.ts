@@ -211,11 +211,14 @@ export class GrantRegistry {
       this.#forgetBeyondLimit();
     });
     const live = this.#liveBySegment.get(entry.segmentIndex);
-    invariant(live?.delete(entry) === true, 'a live grant is indexed by its segment',
-      { grant: entry.grantId });
+    if (live?.delete(entry) !== true) {
+      invariant(false, 'a live grant is indexed by its segment', { grant: entry.grantId });
+    }
     if (live.size === 0) this.#liveBySegment.delete(entry.segmentIndex);
     this.#liveCount -= 1;
-    invariant(this.#liveCount >= 0, 'live grant count never negative', { grant: entry.grantId });
+    if (!(this.#liveCount >= 0)) {
+      invariant(false, 'live grant count never negative', { grant: entry.grantId });
+    }
     return entry.revoked;
   }
 

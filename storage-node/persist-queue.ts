@@ -160,7 +160,9 @@ export class PersistQueue {
         lane.waiting.unshift(...retry);
       }
     } finally {
-      invariant(lane.waiting.length === 0, 'a lane ends empty', { segmentIndex });
+      if (lane.waiting.length !== 0) {
+        invariant(false, 'a lane ends empty', { segmentIndex });
+      }
       this.#lanes.delete(segmentIndex);
     }
   }
@@ -190,8 +192,10 @@ export class PersistQueue {
     await this.#grants.revokeSegment(segmentIndex, 'write');
     this.#settle(segmentIndex, request.patches ?? [], position);
     const sealed = await this.#store.sealSegment(segmentIndex, { position, offsetLast }, epoch);
-    invariant(sealed.state === 'sealed' && sealed.watermark.position === position,
-      'a sealed segment ends at the requested watermark', { segmentIndex, position });
+    if (!(sealed.state === 'sealed' && sealed.watermark.position === position)) {
+      invariant(false, 'a sealed segment ends at the requested watermark',
+        { segmentIndex, position });
+    }
     // Reads follow the durable watermark, and only after it is durable (persisted above).
     this.#grants.raiseReadable(segmentIndex, sealed.address + sealed.watermark.position);
   }

@@ -219,8 +219,10 @@ export class RegionStore {
 
   private constructor(region: PersistentMemory, sb: Superblock, table: SegmentTable,
     report: OpenReport) {
-    invariant(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount,
-      'store matches its region', { ...sb, sizeBytes: region.sizeBytes, count: table.count });
+    if (!(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount)) {
+      invariant(false, 'store matches its region',
+        { ...sb, sizeBytes: region.sizeBytes, count: table.count });
+    }
     this.region = region;
     this.#superblock = sb;
     this.#table = table;
@@ -330,8 +332,9 @@ export class RegionStore {
     this.#checkIndex('segmentAddress', index);
     const sb = this.#superblock;
     const address = sb.dataAddress + index * sb.segmentSizeBytes;
-    invariant(address + sb.segmentSizeBytes <= this.region.sizeBytes, 'segment inside region',
-      { index, address });
+    if (!(address + sb.segmentSizeBytes <= this.region.sizeBytes)) {
+      invariant(false, 'segment inside region', { index, address });
+    }
     return address;
   }
 
@@ -461,7 +464,9 @@ export class RegionStore {
   /** Zeroes a free segment's bytes durably; marks it cleared unless it was taken meanwhile. */
   async #clear(index: number): Promise<void> {
     if (this.#busy.has(index)) return; // being allocated again: allocation zeroes it
-    invariant(this.#table.get(index).state === 'free', 'only free segments are cleared', { index });
+    if (this.#table.get(index).state !== 'free') {
+      invariant(false, 'only free segments are cleared', { index });
+    }
     this.#busy.add(index);
     try {
       const address = this.segmentAddress(index);
@@ -501,8 +506,9 @@ export class RegionStore {
       encodeSuperblock(this.region.bytes, address, superblock);
       await persistRange(this.region, address, SUPERBLOCK_HEADER_SIZE_BYTES);
       const back = decodeSuperblock(this.region.bytes, address);
-      invariant(back.ok && back.value.epoch === epoch && back.value.sequence ===
-        superblock.sequence, 'superblock reads back as written', { address });
+      if (!(back.ok && back.value.epoch === epoch && back.value.sequence === superblock.sequence)) {
+        invariant(false, 'superblock reads back as written', { address });
+      }
       this.#superblock = superblock;
     } finally {
       this.#epochRaising = null;
@@ -527,8 +533,10 @@ export class RegionStore {
     const error = advanceError(current, watermark, sizeBytes);
     if (error !== null) throw error;
     const before = current.watermark.position;
-    invariant(watermark.position >= before && watermark.position <= sizeBytes,
-      'checked above: the watermark only grows, within the segment', { index, before });
+    if (!(watermark.position >= before && watermark.position <= sizeBytes)) {
+      invariant(false, 'checked above: the watermark only grows, within the segment',
+        { index, before });
+    }
     const data = { address: this.segmentAddress(index) + before,
       sizeBytes: watermark.position - before };
     await this.#update(index, [], { ...current, generation: current.generation + 1, epoch,
@@ -543,14 +551,17 @@ export class RegionStore {
    */
   async #update(index: number, places: readonly string[], entry: SegmentEntry,
     data?: { address: number; sizeBytes: number; zero?: boolean }): Promise<void> {
-    invariant(!this.#busy.has(index), 'one update per segment at a time', { index });
+    if (this.#busy.has(index)) {
+      invariant(false, 'one update per segment at a time', { index });
+    }
     this.#busy.add(index);
     for (const place of places) this.#allocating.add(place);
     try {
       if (data !== undefined && data.sizeBytes > 0) {
-        invariant(data.address >= this.#superblock.dataAddress &&
-          data.address + data.sizeBytes <= this.region.sizeBytes, 'data inside the region',
-        { index, ...data });
+        if (!(data.address >= this.#superblock.dataAddress &&
+            data.address + data.sizeBytes <= this.region.sizeBytes)) {
+          invariant(false, 'data inside the region', { index, ...data });
+        }
         if (data.zero === true) {
           this.region.bytes.fill(0, data.address, data.address + data.sizeBytes);
         }
@@ -559,15 +570,17 @@ export class RegionStore {
       }
       const slot = this.#table.nextSlot(index);
       const address = entryAddress(index, slot);
-      invariant(address + SEGMENT_ENTRY_SIZE_BYTES <= this.#superblock.dataAddress,
-        'entry inside the table', { index, slot, address });
+      if (!(address + SEGMENT_ENTRY_SIZE_BYTES <= this.#superblock.dataAddress)) {
+        invariant(false, 'entry inside the table', { index, slot, address });
+      }
       const context = { segmentIndex: index, slot,
         segmentSizeBytes: this.#superblock.segmentSizeBytes };
       encodeSegmentEntry(this.region.bytes, address, entry, context);
       await persistRange(this.region, address, SEGMENT_ENTRY_SIZE_BYTES); // 2. entry
       const back = decodeSegmentEntry(this.region.bytes, address, context);
-      invariant(back.ok && sameEntry(back.value, entry), 'entry reads back as written',
-        { index, slot, address });
+      if (!(back.ok && sameEntry(back.value, entry))) {
+        invariant(false, 'entry reads back as written', { index, slot, address });
+      }
       this.#table.set(entry);
     } finally {
       this.#busy.delete(index);
