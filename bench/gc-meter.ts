@@ -68,8 +68,18 @@ export class GcMeter {
 
 /** `counts` scaled to one million records (null when no record was produced). */
 export function perMillionRecords(counts: GcCounts, records: number): GcCounts | null {
-  if (records <= 0) return null;
-  const scale = 1e6 / records;
+  return scaled(counts, records, 1e6);
+}
+
+/** `counts` scaled to one thousand batches (null when no batch was sent). */
+export function perThousandBatches(counts: GcCounts, batches: number): GcCounts | null {
+  return scaled(counts, batches, 1e3);
+}
+
+/** `counts` over `amount` of something, scaled to `per` of it, to one decimal. */
+function scaled(counts: GcCounts, amount: number, per: number): GcCounts | null {
+  if (amount <= 0) return null;
+  const scale = per / amount;
   const r = (value: number): number => Math.round(value * scale * 10) / 10;
   return { scavenges: r(counts.scavenges), markCompacts: r(counts.markCompacts),
     pauseMs: r(counts.pauseMs), allocatedMB: r(counts.allocatedMB) };

@@ -6,7 +6,7 @@
  * per GB of values produced, per role (all processes of a role summed). Garbage collections of
  * the storage node and the broker are counted over the workload and per million records.
  */
-import { perMillionRecords, type GcCounts } from './gc-meter.js';
+import { perMillionRecords, perThousandBatches, type GcCounts } from './gc-meter.js';
 import { round } from './stats.js';
 import { mergedLatency, type RawResult, type Workload } from './run.js';
 import type { WorkerDone } from './worker-io.js';
@@ -43,6 +43,11 @@ export interface Summary {
   gc: Record<'storage' | 'broker', GcCounts> | null;
   /** The same per million records produced (acknowledged). */
   gcPerMillionRecords: Record<'storage' | 'broker', GcCounts | null> | null;
+  /** Batches the producers sent (appends), and the collections per thousand of them: with
+   *  linger 0 a batch holds as many records as were due, which varies with the machine's
+   *  load, so per batch is the steadier figure for per-message garbage. */
+  batches: number;
+  gcPerThousandBatches: Record<'storage' | 'broker', GcCounts | null> | null;
 }
 
 function roundedGc(c: GcCounts): GcCounts {
@@ -50,11 +55,17 @@ function roundedGc(c: GcCounts): GcCounts {
     allocatedMB: round(c.allocatedMB, 1) };
 }
 
-function gcFigures(raw: RawResult, records: number): Pick<Summary, 'gc' | 'gcPerMillionRecords'> {
-  if (raw.gc === null) return { gc: null, gcPerMillionRecords: null };
+function gcFigures(raw: RawResult, records: number):
+  Pick<Summary, 'gc' | 'gcPerMillionRecords' | 'batches' | 'gcPerThousandBatches'> {
+  const batches = raw.producers.reduce((a, p) => a + (p.batches ?? 0), 0);
+  if (raw.gc === null) {
+    return { gc: null, gcPerMillionRecords: null, batches, gcPerThousandBatches: null };
+  }
   return { gc: { storage: roundedGc(raw.gc.storage), broker: roundedGc(raw.gc.broker) },
     gcPerMillionRecords: { storage: perMillionRecords(raw.gc.storage, records),
-      broker: perMillionRecords(raw.gc.broker, records) } };
+      broker: perMillionRecords(raw.gc.broker, records) },
+    batches, gcPerThousandBatches: { storage: perThousandBatches(raw.gc.storage, batches),
+      broker: perThousandBatches(raw.gc.broker, batches) } };
 }
 
 function throughput(workers: WorkerDone[]): Throughput {
@@ -104,7 +115,7 @@ export function summarize(w: Workload, raw: RawResult): Summary {
 
 const HEADER = ['workload', 'transport', 'size', 'mode', 'prod rec/s', 'prod MB/s',
   'cons rec/s', 'cons MB/s', 'ack p50/p99/p99.9/max µs', 'e2e p50/p99/p99.9/max µs',
-  'cpu s/GB st/br/pr/co', 'gc/M rec st scav/mc/ms', 'gc/M rec br scav/mc/ms'];
+  'cpu s/GB st/br/pr/co', 'batches', 'gc/M rec st scav/mc/ms', 'gc/M rec br scav/mc/ms'];
 
 function gcCell(c: GcCounts | null | undefined): string {
   return c === null || c === undefined ? '-' : `${c.scavenges}/${c.markCompacts}/${c.pauseMs}`;
@@ -121,7 +132,8 @@ export function tableRow(s: Summary): string[] {
     String(s.consume.recordsPerSecond), String(s.consume.MBps),
     latencyCell(s.ackLatencyUs), latencyCell(s.e2eLatencyUs),
     [c.storage, c.broker, c.producer, c.consumer].map((v) => v ?? '-').join('/'),
-    gcCell(s.gcPerMillionRecords?.storage), gcCell(s.gcPerMillionRecords?.broker)];
+    String(s.batches), gcCell(s.gcPerMillionRecords?.storage),
+    gcCell(s.gcPerMillionRecords?.broker)];
 }
 
 /** A plain-text table (columns padded) of `rows` under `header`. */

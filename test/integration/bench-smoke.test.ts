@@ -35,5 +35,6 @@ t.test('pmq bench prints a JSON line per workload with every field', async (t) =
     e2eLatencyUs: { count: 300, p50: Number, p99: Number, max: Number },
     cpuSecondsPerGB: { storage: Number, broker: Number, producer: Number, consumer: Number },
     gc: { storage: gcCounts, broker: gcCounts },
-    gcPerMillionRecords: { storage: gcCounts, broker: gcCounts } });
+    gcPerMillionRecords: { storage: gcCounts, broker: gcCounts },
+    batches: Number, gcPerThousandBatches: { storage: gcCounts, broker: gcCounts } });
 });

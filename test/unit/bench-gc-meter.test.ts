@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 
 import t from 'tap';
 
-import { GcMeter, perMillionRecords } from '../../bench/gc-meter.js';
+import { GcMeter, perMillionRecords, perThousandBatches } from '../../bench/gc-meter.js';
 
 const SCAVENGE = '[5189:0x2b3da490]       26 ms: Scavenge 3.8 (4.0) -> 3.4 (5.0) MB, 1.28 / ' +
   '0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure; ';
@@ -34,6 +34,8 @@ t.test('counts scavenges, full collections and their pauses', async (t) => {
   t.same(perMillionRecords({ scavenges: 3, markCompacts: 1, pauseMs: 2, allocatedMB: 5 },
     500_000), { scavenges: 6, markCompacts: 2, pauseMs: 4, allocatedMB: 10 });
   t.equal(perMillionRecords(c, 0), null);
+  t.same(perThousandBatches({ scavenges: 3, markCompacts: 0, pauseMs: 1, allocatedMB: 2 },
+    6000), { scavenges: 0.5, markCompacts: 0, pauseMs: 0.2, allocatedMB: 0.3 });
 });
 
 t.test('the format of this node\'s --trace-gc lines', async (t) => {

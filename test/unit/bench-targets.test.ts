@@ -18,7 +18,8 @@ function summary(workload: string, transport: string, fields: Partial<Summary>):
     mode: 'closed', failed: 0, ackLatencyUs: latency(1000), e2eLatencyUs: latency(2000),
     produce: { records: 1, bytes: 1, seconds: 1, recordsPerSecond: 1, MBps: 1 },
     consume: { records: 1, bytes: 1, seconds: 1, recordsPerSecond: 1, MBps: 1 },
-    cpuSeconds: none, cpuSecondsPerGB: none, gc: null, gcPerMillionRecords: null, ...fields };
+    cpuSeconds: none, cpuSecondsPerGB: none, gc: null, gcPerMillionRecords: null,
+    batches: 0, gcPerThousandBatches: null, ...fields };
 }
 
 const machine: MachineLimits = { memcpyMBps: 10_000, ucx: {
