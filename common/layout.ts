@@ -284,6 +284,15 @@ export function getI64(view: DataView, at: number): number | null {
   return high * TWO_32 + low;
 }
 
+/**
+ * The topic bytes as text (ASCII, checked by entryProblem). apply(), not a spread: a spread
+ * walks the bytes with an iterator, allocated per decode, and an entry is read back per
+ * persisted batch (issue 11).
+ */
+function topicText(slot: Uint8Array, at: number, sizeBytes: number): string {
+  return String.fromCharCode.apply(null, slot.subarray(at, at + sizeBytes) as unknown as number[]);
+}
+
 function allZero(bytes: Uint8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i += 1) if (bytes[i] !== 0) return false;
   return true;
@@ -533,7 +542,7 @@ function decodeSegmentEntryV1(
   }
   const entry: SegmentEntry = {
     segmentIndex: view.getUint32(SE.segmentIndex, true), generation, epoch, state,
-    topic: String.fromCharCode(...slot.subarray(SE.topic, SE.topic + topicSizeBytes)),
+    topic: topicText(slot, SE.topic, topicSizeBytes),
     partition: view.getUint32(SE.partition, true),
     chainPosition: view.getUint32(SE.chainPosition, true),
     baseOffset, watermark: { position, offsetLast },
