@@ -27,9 +27,15 @@ import type { Connection } from './connection.js';
 import { toConsumerRecord, type ConsumerBatch, type ConsumerRecord } from './records.js';
 import type { SegmentView } from './storage-reads.js';
 
-/** Read failures after which the broker is asked again for the segment (a new grant). */
+/**
+ * Read failures after which the broker is asked again for the segment (a new grant).
+ * PMQ_ERR_TRANSFER_FAILED: the read's data never arrived (the storage node died or its
+ * endpoint broke mid-transfer; seen under the nemesis): nothing was delivered, so reading
+ * again from the same position is safe.
+ */
 const ASK_AGAIN_CODES = new Set(['PMQ_ERR_GRANT_REVOKED', 'PMQ_ERR_GRANT_UNKNOWN',
-  'PMQ_ERR_GRANT_STALE_EPOCH', 'PMQ_ERR_DIRECT_FAILED', 'PMQ_ERR_DIRECT_KEY']);
+  'PMQ_ERR_GRANT_STALE_EPOCH', 'PMQ_ERR_DIRECT_FAILED', 'PMQ_ERR_DIRECT_KEY',
+  'PMQ_ERR_TRANSFER_FAILED']);
 
 interface Cursor {
   segment: SegmentView;
