@@ -4,14 +4,16 @@
  * free ports, on the run's transport (busy polling if asked). Each workload gets a fresh
  * cluster, so one workload's segments, caches and garbage never weigh on the next. The storage
  * node and broker are sampled for CPU time (/proc/<pid>/stat) from when both listen until just
- * before they stop.
+ * before they stop, and run with --trace-gc, whose lines count their collections over the same
+ * span.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { writeClusterKeyFile } from '../cli/cluster-key-file.js';
+import { GcMeter } from './gc-meter.js';
 import { CpuMeter } from './proc-stat.js';
-import { modulePath, spawnNode, type Child } from './processes.js';
+import { modulePath, spawnNode, type Child, type SpawnOptions } from './processes.js';
 
 export interface ClusterOptions {
   transports: string;
@@ -28,6 +30,8 @@ export interface ClusterOptions {
 export interface Cluster {
   broker: string;
   cpu: { storage: CpuMeter; broker: CpuMeter };
+  /** Collections of each server, from its --trace-gc lines (bench/gc-meter.ts). */
+  gc: { storage: GcMeter; broker: GcMeter };
   stop(): Promise<void>;
 }
 
@@ -45,6 +49,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const env = childEnv(options.transports, options.spinUs);
   const poll = options.busyPoll ? ['--busy-poll'] : [];
   const children: Child<unknown>[] = [];
+  const gc = { storage: new GcMeter(), broker: new GcMeter() };
+  const traced = (meter: GcMeter): SpawnOptions => ({ nodeFlags: ['--trace-gc'],
+    onText: (text) => meter.feed(text) });
   const stop = async (): Promise<void> => {
     for (const child of children.reverse()) await child.stop('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
@@ -55,7 +62,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const storage = spawnNode(pmq, ['storage', '--path', join(dir, 'region'), '--size',
       String(options.regionSizeBytes), '--segment-size', String(options.segmentSizeBytes),
       '--listen', '127.0.0.1:0', '--transports', options.transports, '--log-level', 'warn',
-      '--cluster-key-file', keyFile, ...poll], env);
+      '--cluster-key-file', keyFile, ...poll], env, undefined, traced(gc.storage));
     children.push(storage);
     // Both watched from the start: the two lines may arrive in one chunk.
     const listeningAt = storage.waitForText(/listening on ([\d.]+):(\d+)/);
@@ -65,12 +72,13 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await pagesMapped;
     const broker = spawnNode(pmq, ['broker', '--listen', '127.0.0.1:0', '--storage',
       `${at[1]}:${at[2]}`, '--data-dir', join(dir, 'broker'), '--transports',
-      options.transports, '--log-level', 'warn', '--cluster-key-file', keyFile, ...poll], env);
+      options.transports, '--log-level', 'warn', '--cluster-key-file', keyFile, ...poll], env,
+    undefined, traced(gc.broker));
     children.push(broker);
     const listening = await broker.waitForText(/listening on ([\d.]+):(\d+)/);
     const cpu = { storage: new CpuMeter(storage.child.pid!), broker: new CpuMeter(
       broker.child.pid!) };
-    return { broker: `${listening[1]}:${listening[2]}`, cpu, stop };
+    return { broker: `${listening[1]}:${listening[2]}`, cpu, gc, stop };
   } catch (error) {
     await stop();
     throw error;

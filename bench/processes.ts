@@ -30,11 +30,19 @@ export interface Child<L> {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
+export interface SpawnOptions {
+  /** Node flags of this child only (e.g. --trace-gc for a GcMeter). */
+  nodeFlags?: string[];
+  /** Every stdout line that is not JSON (e.g. V8's --trace-gc lines). */
+  onText?: (text: string) => void;
+}
+
 export function spawnNode<L>(script: string, args: string[], env: NodeJS.ProcessEnv,
-  onLine: (line: L) => void = () => undefined): Child<L> {
+  onLine: (line: L) => void = () => undefined, options: SpawnOptions = {}): Child<L> {
   // PMQ_BENCH_NODE_FLAGS: extra node flags for every process (--cpu-prof, --trace-gc).
   const extra = (process.env.PMQ_BENCH_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
-  const child = spawn(process.execPath, [...process.execArgv, ...extra, script, ...args],
+  const flags = [...process.execArgv, ...extra, ...(options.nodeFlags ?? [])];
+  const child = spawn(process.execPath, [...flags, script, ...args],
     { env, stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: L[] = [];
   const watchers: { test: (text: string) => boolean }[] = [];
@@ -45,6 +53,8 @@ export function spawnNode<L>(script: string, args: string[], env: NodeJS.Process
       const line = JSON.parse(text) as L;
       lines.push(line);
       onLine(line);
+    } else {
+      options.onText?.(text);
     }
     for (let i = watchers.length - 1; i >= 0; i -= 1) {
       if (watchers[i]!.test(text)) watchers.splice(i, 1);

@@ -141,6 +141,7 @@ const progress = setInterval(() => emit({ event: 'progress', records: totals.rec
   PROGRESS_MS);
 await warmUp(producer);
 emit({ event: 'ready' });
+const warmUpBatches = producer.batchesDispatched;
 const cpuStart = ownCpuSeconds();
 totals.firstMs = wallMs();
 const endMs = args.durationMs === undefined ? Number.POSITIVE_INFINITY
@@ -153,4 +154,5 @@ const cpuSeconds = ownCpuSeconds() - cpuStart;
 await client.close();
 emit({ event: 'done', role: 'producer', records: totals.records, bytes: totals.records *
   args.recordBytes, failed: totals.failed, firstMs: totals.firstMs, lastMs: totals.lastMs,
-cpuSeconds, latency: latency.toJSON(), ends });
+cpuSeconds, latency: latency.toJSON(), ends,
+batches: producer.batchesDispatched - warmUpBatches });

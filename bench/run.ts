@@ -7,6 +7,7 @@
 import { spawnNode, modulePath, type Child } from './processes.js';
 import { childEnv, startCluster, type Cluster } from './cluster.js';
 import { Histogram } from './histogram.js';
+import type { GcCounts } from './gc-meter.js';
 import type { ConsumerArgs, ProducerArgs, WorkerDone, WorkerLine } from './worker-io.js';
 
 export interface Workload {
@@ -118,9 +119,10 @@ function endsOf(producers: WorkerDone[]): Record<string, number> {
 }
 
 export interface RawResult { producers: WorkerDone[]; consumers: WorkerDone[];
-  cpu: { storage: number | null; broker: number | null } }
+  cpu: { storage: number | null; broker: number | null };
+  gc: { storage: GcCounts; broker: GcCounts } | null }
 
-async function drive(w: Workload, broker: string): Promise<Omit<RawResult, 'cpu'>> {
+async function drive(w: Workload, broker: string): Promise<Omit<RawResult, 'cpu' | 'gc'>> {
   const topic = `bench-${w.name.toLowerCase()}-${process.pid}-${Date.now()}`;
   await spawnTopicCreate(w, broker, topic);
   const produced: number[] = [];
@@ -148,6 +150,8 @@ export async function runWorkload(w: Workload): Promise<RawResult> {
   try {
     cluster?.cpu.storage.reset();
     cluster?.cpu.broker.reset();
+    cluster?.gc.storage.reset();
+    cluster?.gc.broker.reset();
     const sampler = setInterval(() => {
       cluster?.cpu.storage.sample();
       cluster?.cpu.broker.sample();
@@ -157,7 +161,9 @@ export async function runWorkload(w: Workload): Promise<RawResult> {
     cluster?.cpu.storage.sample();
     cluster?.cpu.broker.sample();
     return { ...result, cpu: { storage: cluster?.cpu.storage.seconds ?? null,
-      broker: cluster?.cpu.broker.seconds ?? null } };
+      broker: cluster?.cpu.broker.seconds ?? null },
+    gc: cluster === null ? null
+      : { storage: cluster.gc.storage.counts, broker: cluster.gc.broker.counts } };
   } finally {
     await cluster?.stop();
   }

@@ -4,8 +4,10 @@
  * span from the first producer's start to the last acknowledgement (produce), or from the
  * first record received to the last (consume). Latencies are in microseconds. CPU is seconds
  * per GB of values produced, per role (all processes of a role summed), and the raw seconds of
- * each process (what busy polling costs shows there, whatever the bytes).
+ * each process (what busy polling costs shows there, whatever the bytes). Garbage collections
+ * of the storage node and the broker are counted over the workload and per million records.
  */
+import { perMillionRecords, perThousandBatches, type GcCounts } from './gc-meter.js';
 import { round } from './stats.js';
 import { mergedLatency, type RawResult, type Workload } from './run.js';
 import type { WorkerDone } from './worker-io.js';
@@ -46,6 +48,33 @@ export interface Summary {
   /** CPU seconds of each process (cpuSeconds sums them per role): what busy polling costs. */
   cpuSecondsPerProcess: CpuPerProcess;
   cpuSecondsPerGB: Record<'storage' | 'broker' | 'producer' | 'consumer', number | null>;
+  /** Collections over the workload (null: no cluster of our own, e.g. --brokers). */
+  gc: Record<'storage' | 'broker', GcCounts> | null;
+  /** The same per million records produced (acknowledged). */
+  gcPerMillionRecords: Record<'storage' | 'broker', GcCounts | null> | null;
+  /** Batches the producers sent (appends), and the collections per thousand of them: with
+   *  linger 0 a batch holds as many records as were due, which varies with the machine's
+   *  load, so per batch is the steadier figure for per-message garbage. */
+  batches: number;
+  gcPerThousandBatches: Record<'storage' | 'broker', GcCounts | null> | null;
+}
+
+function roundedGc(c: GcCounts): GcCounts {
+  return { scavenges: c.scavenges, markCompacts: c.markCompacts, pauseMs: round(c.pauseMs, 1),
+    allocatedMB: round(c.allocatedMB, 1) };
+}
+
+function gcFigures(raw: RawResult, records: number):
+  Pick<Summary, 'gc' | 'gcPerMillionRecords' | 'batches' | 'gcPerThousandBatches'> {
+  const batches = raw.producers.reduce((a, p) => a + (p.batches ?? 0), 0);
+  if (raw.gc === null) {
+    return { gc: null, gcPerMillionRecords: null, batches, gcPerThousandBatches: null };
+  }
+  return { gc: { storage: roundedGc(raw.gc.storage), broker: roundedGc(raw.gc.broker) },
+    gcPerMillionRecords: { storage: perMillionRecords(raw.gc.storage, records),
+      broker: perMillionRecords(raw.gc.broker, records) },
+    batches, gcPerThousandBatches: { storage: perThousandBatches(raw.gc.storage, batches),
+      broker: perThousandBatches(raw.gc.broker, batches) } };
 }
 
 function throughput(workers: WorkerDone[]): Throughput {
@@ -90,7 +119,7 @@ export function summarize(w: Workload, raw: RawResult): Summary {
       producer: round(cpuSeconds.producer), consumer: round(cpuSeconds.consumer) },
     cpuSecondsPerGB: { storage: perGB(cpuSeconds.storage), broker: perGB(cpuSeconds.broker),
       producer: perGB(cpuSeconds.producer), consumer: perGB(cpuSeconds.consumer) },
-    cpuSecondsPerProcess: perProcess(raw) };
+    cpuSecondsPerProcess: perProcess(raw), ...gcFigures(raw, produce.records) };
 }
 
 function perProcess(raw: RawResult): CpuPerProcess {
@@ -102,7 +131,12 @@ function perProcess(raw: RawResult): CpuPerProcess {
 
 const HEADER = ['workload', 'transport', 'size', 'mode', 'poll', 'prod rec/s', 'prod MB/s',
   'cons rec/s', 'cons MB/s', 'ack p50/p99/p99.9/max µs', 'e2e p50/p99/p99.9/max µs',
-  'cpu s/GB st/br/pr/co', 'cpu s st/br/pr/co'];
+  'cpu s/GB st/br/pr/co', 'cpu s st/br/pr/co', 'batches', 'gc/M rec st scav/mc/ms',
+  'gc/M rec br scav/mc/ms'];
+
+function gcCell(c: GcCounts | null | undefined): string {
+  return c === null || c === undefined ? '-' : `${c.scavenges}/${c.markCompacts}/${c.pauseMs}`;
+}
 
 function latencyCell(l: LatencyUs | null): string {
   return l === null || l.count === 0 ? '-' : `${l.p50}/${l.p99}/${l.p999}/${l.max}`;
@@ -122,7 +156,8 @@ export function tableRow(s: Summary): string[] {
     String(s.consume.recordsPerSecond), String(s.consume.MBps),
     latencyCell(s.ackLatencyUs), latencyCell(s.e2eLatencyUs),
     [c.storage, c.broker, c.producer, c.consumer].map((v) => v ?? '-').join('/'),
-    cpuCell(s.cpuSecondsPerProcess)];
+    cpuCell(s.cpuSecondsPerProcess), String(s.batches), gcCell(s.gcPerMillionRecords?.storage),
+    gcCell(s.gcPerMillionRecords?.broker)];
 }
 
 /** A plain-text table (columns padded) of `rows` under `header`. */

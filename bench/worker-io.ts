@@ -64,6 +64,8 @@ export interface WorkerDone {
   cpuSeconds: number;
   /** Nanoseconds: acked latency (producer) or end-to-end latency (consumer). */
   latency: HistogramJson;
+  /** Producers: batches sent after warm-up (each one append to the broker). */
+  batches?: number;
   /** Producers: per partition, the offset after their last acknowledged record. */
   ends?: Record<string, number>;
 }

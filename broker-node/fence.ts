@@ -63,6 +63,29 @@ export class Fence {
     return true;
   }
 
+  /**
+   * guard() without a promise for `work` that answers at once (most requests: no promise and
+   * no closures per message, issue 11): its value or its throw, or PMQ_ERR_FENCED thrown when
+   * fenced before it ran or by the time it returned. A promise from `work` is guarded as by
+   * guard().
+   */
+  guardNow<T>(work: () => T | Promise<T>): T | Promise<T> {
+    this.check();
+    let value: T | Promise<T>;
+    try {
+      value = work();
+    } catch (failure) {
+      this.check();  // fenced while it ran: the refusal wins, as in guard()
+      throw failure;
+    }
+    if (value instanceof Promise) {
+      const promise = value;
+      return this.guard(() => promise);
+    }
+    this.check();
+    return value;
+  }
+
   /** `work`'s outcome, unless the fence trips first: then PMQ_ERR_FENCED at once. */
   guard<T>(work: () => T | Promise<T>): Promise<T> {
     const error = this.fenced();

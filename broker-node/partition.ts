@@ -57,8 +57,14 @@ export interface SegmentPlace {
   readonly segmentIndex: number;
   readonly address: number;
   readonly sizeBytes: number;
-  readonly readGrants: Map<number, Promise<GrantHandle>>;
+  readonly readGrants: Map<number, ReadGrant>;
 }
+
+/**
+ * A session's read grant being created; `created` is set once it is (so a fetch can use it
+ * without awaiting: issue 11). Forgetting the grant forgets both, as one map entry.
+ */
+export type ReadGrant = Promise<GrantHandle> & { created?: GrantHandle };
 
 interface WriteGrant { readonly nodeId: number; readonly created: Promise<boolean> }
 /** Which client session holds a lease (only it may append to it) and its write grant. */
@@ -67,7 +73,16 @@ interface LeaseOwner {
   readonly grantId: number;
 }
 interface Committer { resolve: (baseOffset: number) => void; reject: (error: Error) => void }
-interface FetchWaiter { wake: () => void }
+/** A parked fetchView long poll: woken by new data, or by the sweep once past its deadline. */
+interface FetchWaiter { readonly wake: () => void; readonly deadline: number }
+
+/**
+ * How often parked long polls are checked for their deadline: one interval timer per partition
+ * while any poll is parked, not a timer per poll (issue 11), so an idle poll returns up to
+ * this much after its waitMs. Only a sweep that finds none parked stops it (stopped by each
+ * wake, it would start again for the next poll: a timer per poll once more).
+ */
+export const FETCH_SWEEP_MS = 25;
 
 /** A lease request as the broker received it (wire message `lease`). */
 export interface LeaseInput {
@@ -109,7 +124,9 @@ export class Partition {
   #allocating: { chainPosition: number; done: Promise<void> } | null = null;
   readonly #writeGrants = new Map<number, WriteGrant>();
   readonly #committers = new Map<number, Committer[]>();
-  readonly #fetchWaiters = new Set<FetchWaiter>();
+  /** Parked long polls, in arrival order. */
+  readonly #fetchWaiters: FetchWaiter[] = [];
+  #fetchSweeper: NodeJS.Timeout | null = null;
   /** Idempotent producers' sequences (docs/broker.md, "Producer state"). */
   readonly producers = new ProducerStates();
   /** Open leases' holders, by lease id (closed ones are dropped by tick). */
@@ -375,18 +392,46 @@ export class Partition {
   }
 
   /** Parks until the high watermark passes `offset` or waitMs passes. */
-  async waitForData(offset: number, waitMs: number): Promise<void> {
-    if (waitMs <= 0 || this.sequencer.highWatermark() > offset) return;
-    if (this.#fetchWaiters.size >= BROKER_LIMITS.fetchWaitersMax) return;
-    await new Promise<void>((resolve) => {
-      const waiter: FetchWaiter = { wake: () => {
-        clearTimeout(timer);
-        this.#fetchWaiters.delete(waiter);
-        resolve();
-      } };
-      const timer = setTimeout(waiter.wake, Math.min(waitMs, BROKER_LIMITS.fetchWaitMsMax));
-      this.#fetchWaiters.add(waiter);
+  /**
+   * Null when a fetch at `offset` may go on at once (data past it, no wait asked, or too many
+   * parked); else a promise that resolves when data arrives or waitMs has passed.
+   */
+  waitForData(offset: number, waitMs: number): Promise<void> | null {
+    if (waitMs <= 0 || this.sequencer.highWatermark() > offset) return null;
+    if (this.#fetchWaiters.length >= BROKER_LIMITS.fetchWaitersMax) return null;
+    const deadline = performance.now() + Math.min(waitMs, BROKER_LIMITS.fetchWaitMsMax);
+    return new Promise<void>((resolve) => {
+      this.#fetchWaiters.push({ wake: resolve, deadline });
+      this.#fetchSweeper ??= setInterval(() => this.#sweepFetches(), FETCH_SWEEP_MS);
     });
+  }
+
+  /** Wakes every parked long poll (resolving runs nothing now: their fetches go on later). */
+  #wakeFetches(): void {
+    const waiters = this.#fetchWaiters;
+    for (let i = 0; i < waiters.length; i += 1) waiters[i]!.wake();
+    waiters.length = 0;
+  }
+
+  /** Wakes the long polls whose deadline has passed; keeps the others in order. */
+  #sweepFetches(): void {
+    const now = performance.now();
+    const waiters = this.#fetchWaiters;
+    let kept = 0;
+    for (let i = 0; i < waiters.length; i += 1) {
+      const waiter = waiters[i]!;
+      if (waiter.deadline <= now) waiter.wake();
+      else waiters[kept++] = waiter;
+    }
+    waiters.length = kept;
+    if (kept === 0) this.#stopFetchSweeper();
+  }
+
+  /** Stops the sweep timer (when nothing is parked, and on close). */
+  #stopFetchSweeper(): void {
+    if (this.#fetchSweeper === null) return;
+    clearInterval(this.#fetchSweeper);
+    this.#fetchSweeper = null;
   }
 
   /**
@@ -426,13 +471,16 @@ export class Partition {
    * bounds its reads by the segment's durable watermark). `session`: the client's, or
    * BROKER_SESSION for the broker's own reads.
    */
-  readGrant(place: SegmentPlace, session: number): Promise<GrantHandle> {
+  readGrant(place: SegmentPlace, session: number): ReadGrant {
     const known = place.readGrants.get(session);
     if (known !== undefined) return known;
     const handle = { id: this.deps.grantId(), key: randomGrantKey() };
-    const creating = this.deps.pool.request(place.nodeId, 'grantCreate', { grantId: handle.id,
-      session, key: handle.key, segmentIndex: place.segmentIndex, position: 0,
-      sizeBytes: place.sizeBytes, direction: 'read' }).then(() => handle);
+    const creating: ReadGrant = this.deps.pool.request(place.nodeId, 'grantCreate', {
+      grantId: handle.id, session, key: handle.key, segmentIndex: place.segmentIndex,
+      position: 0, sizeBytes: place.sizeBytes, direction: 'read' }).then(() => {
+      creating.created = handle;
+      return handle;
+    });
     place.readGrants.set(session, creating);
     creating.catch(() => {
       if (place.readGrants.get(session) === creating) place.readGrants.delete(session);
@@ -487,7 +535,8 @@ export class Partition {
       for (const committer of list) committer.reject(this.#gone());
     }
     this.#committers.clear();
-    for (const waiter of [...this.#fetchWaiters]) waiter.wake();
+    this.#wakeFetches();
+    this.#stopFetchSweeper();
     for (const grantId of [...this.#writeGrants.keys()]) {
       await this.revokeWriteGrant(grantId).catch(() => undefined);
     }
@@ -523,7 +572,9 @@ export class Partition {
 
   #place(segmentId: SegmentId): SegmentPlace {
     const place = this.places.get(segmentId);
-    invariant(place !== undefined, 'every sequenced segment has a place', { segmentId });
+    if (place === undefined) {
+      invariant(false, 'every sequenced segment has a place', { segmentId });
+    }
     return place;
   }
 
@@ -590,7 +641,7 @@ export class Partition {
     if (result.sealed !== null) this.log.debug({ segmentId: result.sealed }, 'segment sealed');
     if (result.persist !== null) this.#issuePersist(result.persist);
     if (result.acks.length > 0 || result.filled.length > 0) {
-      for (const waiter of [...this.#fetchWaiters]) waiter.wake();
+      this.#wakeFetches();
     }
     // Every persist may move the head; subscriptions push only a head that differs.
     this.deps.onAdvance?.(this);

@@ -84,8 +84,9 @@ export class ProducerStates {
   readonly #byRef = new Map<string, Entry>();
 
   constructor(limits: ProducerStateLimits = PRODUCER_LIMITS) {
-    invariant(limits.batchesPerProducer >= 1 && limits.producersMax >= 1, 'limits',
-      { ...limits });
+    if (!(limits.batchesPerProducer >= 1 && limits.producersMax >= 1)) {
+      invariant(false, 'limits', { ...limits });
+    }
     this.#limits = limits;
   }
 
@@ -102,7 +103,9 @@ export class ProducerStates {
     const same = producer.batches.find((entry) => entry.baseSequence === sequence);
     if (same !== undefined && same.records === records) {
       if (same.durable) return { kind: 'duplicate', baseOffset: same.baseOffset };
-      invariant(same.ref !== null, 'restored batches are durable', { producerId, sequence });
+      if (same.ref === null) {
+        invariant(false, 'restored batches are durable', { producerId, sequence });
+      }
       return { kind: 'in-flight', ref: same.ref };
     }
     if (same === undefined && sequence === producer.sequenceNext) return { kind: 'new' };
@@ -118,9 +121,10 @@ export class ProducerStates {
     ref: ReservationRef): void {
     if (producerId < 0) return;
     const producer = this.#producer(producerId);
-    invariant(batch.baseSequence === producer.sequenceNext || producer.batches.length === 0,
-      'a new batch continues the sequence', { producerId, baseSequence: batch.baseSequence,
-        sequenceNext: producer.sequenceNext });
+    if (!(batch.baseSequence === producer.sequenceNext || producer.batches.length === 0)) {
+      invariant(false, 'a new batch continues the sequence',
+        { producerId, baseSequence: batch.baseSequence, sequenceNext: producer.sequenceNext });
+    }
     producer.sequenceNext = sequenceEnd(batch);
     const entry: Entry = { baseSequence: batch.baseSequence, records: batch.records,
       baseOffset: -1, producerId, ref, durable: false };
@@ -165,7 +169,9 @@ export class ProducerStates {
   }
 
   #producer(producerId: number): Producer {
-    invariant(Number.isSafeInteger(producerId) && producerId >= 0, 'producer id', { producerId });
+    if (!(Number.isSafeInteger(producerId) && producerId >= 0)) {
+      invariant(false, 'producer id', { producerId });
+    }
     let producer = this.#producers.get(producerId);
     if (producer === undefined) {
       producer = { batches: [], sequenceNext: 0 };

@@ -95,10 +95,14 @@ export class SequencedSegment {
     this.durable = durable;
     this.written = durable;
     this.positionNext = durable.position;
-    invariant(durable.position <= added.sizeBytes, 'durable watermark inside the segment',
-      { segmentId: added.segmentId, position: durable.position, sizeBytes: added.sizeBytes });
-    invariant(durable.position > 0 || durable.offsetLast === added.baseOffset - 1,
-      'empty segment has offsetLast baseOffset - 1', { segmentId: added.segmentId });
+    if (!(durable.position <= added.sizeBytes)) {
+      invariant(false, 'durable watermark inside the segment',
+        { segmentId: added.segmentId, position: durable.position, sizeBytes: added.sizeBytes });
+    }
+    if (!(durable.position > 0 || durable.offsetLast === added.baseOffset - 1)) {
+      invariant(false, 'empty segment has offsetLast baseOffset - 1',
+        { segmentId: added.segmentId });
+    }
   }
 
   static empty(added: SegmentAdded): SequencedSegment {
@@ -116,11 +120,15 @@ export class SequencedSegment {
 
   /** Appends a lease at positionNext; the caller checked that it fits. */
   placeLease(lease: LeaseEntry): void {
-    invariant(this.state === 'active', 'leases only in the active segment',
-      { segmentId: this.segmentId, state: this.state });
-    invariant(lease.position === this.positionNext && lease.front === lease.position &&
-      lease.end > lease.position && lease.end <= this.sizeBytes, 'lease at positionNext, inside',
-    { position: lease.position, end: lease.end, positionNext: this.positionNext });
+    if (this.state !== 'active') {
+      invariant(false, 'leases only in the active segment',
+        { segmentId: this.segmentId, state: this.state });
+    }
+    if (!(lease.position === this.positionNext && lease.front === lease.position &&
+        lease.end > lease.position && lease.end <= this.sizeBytes)) {
+      invariant(false, 'lease at positionNext, inside',
+        { position: lease.position, end: lease.end, positionNext: this.positionNext });
+    }
     this.#pending.push(lease);
     this.positionNext = lease.end;
   }
@@ -131,14 +139,19 @@ export class SequencedSegment {
    * batch appended ahead that now follows on.
    */
   append(lease: LeaseEntry, piece: Piece): void {
-    invariant(lease.open && piece.position >= lease.front && piece.position + piece.bytes <=
-      lease.end, 'append inside the open lease', { position: piece.position, end: lease.end });
+    if (!(lease.open && piece.position >= lease.front &&
+        piece.position + piece.bytes <= lease.end)) {
+      invariant(false, 'append inside the open lease',
+        { position: piece.position, end: lease.end });
+    }
     let index = lease.ahead.findIndex((other) => other.position > piece.position);
     if (index < 0) index = lease.ahead.length;
     lease.ahead.splice(index, 0, piece);
     lease.batches.set(piece.position, piece);
     const at = this.#pending.indexOf(lease);
-    invariant(at >= 0, 'an open lease with room is pending', { position: lease.position });
+    if (!(at >= 0)) {
+      invariant(false, 'an open lease with room is pending', { position: lease.position });
+    }
     let split = 0;
     while (lease.ahead[0]?.position === lease.front) {
       const next = lease.ahead.shift()!;
@@ -156,12 +169,16 @@ export class SequencedSegment {
    */
   closeLease(lease: LeaseEntry, giveBack: boolean,
     fill: (position: number, bytes: number) => Piece): Piece[] {
-    invariant(lease.open, 'a lease closes once', { position: lease.position });
+    if (!lease.open) {
+      invariant(false, 'a lease closes once', { position: lease.position });
+    }
     lease.open = false;
     const at = this.#pending.indexOf(lease);
     if (at < 0) {
-      invariant(lease.front === lease.end && lease.ahead.length === 0, 'a lease leaves the ' +
-        'pending list only when all of it is appended', { position: lease.position });
+      if (!(lease.front === lease.end && lease.ahead.length === 0)) {
+        invariant(false, 'a lease leaves the ' + 'pending list only when all of it is appended',
+          { position: lease.position });
+      }
       return [];
     }
     // The rest after the last batch appended, when it ends the segment's handed-out space,
@@ -223,25 +240,31 @@ export class SequencedSegment {
     for (;;) {
       const next = this.#pending[this.#writtenCount];
       if (next === undefined || !isWritten(next)) break;
-      invariant(next.position === this.written.position, 'written prefix is contiguous',
-        { segmentId: this.segmentId, position: next.position });
+      if (next.position !== this.written.position) {
+        invariant(false, 'written prefix is contiguous',
+          { segmentId: this.segmentId, position: next.position });
+      }
       next.baseOffset = this.written.offsetLast + 1;
-      invariant(Number.isSafeInteger(next.baseOffset + next.records), 'offsets below 2^53',
-        { baseOffset: next.baseOffset });
+      if (!Number.isSafeInteger(next.baseOffset + next.records)) {
+        invariant(false, 'offsets below 2^53', { baseOffset: next.baseOffset });
+      }
       this.written = { position: next.position + next.bytes,
         offsetLast: next.baseOffset + next.records - 1 };
       this.#writtenCount += 1;
     }
-    invariant(this.written.position <= this.positionNext, 'written within handed out',
-      { written: this.written.position, positionNext: this.positionNext });
+    if (!(this.written.position <= this.positionNext)) {
+      invariant(false, 'written within handed out',
+        { written: this.written.position, positionNext: this.positionNext });
+    }
     return this.written.position !== before;
   }
 
   /** The persist this segment needs now, or null (one in flight, or nothing new). */
   persistDue(): PersistRequest | null {
     if (this.state === 'sealed' || this.persisting !== null) return null;
-    invariant(this.durable.position <= this.written.position, 'durable within written',
-      { segmentId: this.segmentId });
+    if (!(this.durable.position <= this.written.position)) {
+      invariant(false, 'durable within written', { segmentId: this.segmentId });
+    }
     const seal = this.state === 'sealing' && this.written.position === this.positionNext;
     if (this.written.position === this.durable.position && !seal) return null;
     const patches: OffsetPatch[] = [];
@@ -261,16 +284,22 @@ export class SequencedSegment {
    * durable watermark, in order; they leave the pending list.
    */
   applyPersisted(request: PersistRequest): Piece[] {
-    invariant(request.positionEnd >= this.durable.position &&
-      request.offsetLast >= this.durable.offsetLast, 'durable watermark only grows',
-    { segmentId: this.segmentId, position: request.positionEnd, durable: this.durable.position });
-    invariant(request.positionEnd <= this.written.position, 'durable only over written bytes',
-      { segmentId: this.segmentId, position: request.positionEnd });
+    if (!(request.positionEnd >= this.durable.position &&
+        request.offsetLast >= this.durable.offsetLast)) {
+      invariant(false, 'durable watermark only grows',
+        { segmentId: this.segmentId, position: request.positionEnd,
+          durable: this.durable.position });
+    }
+    if (!(request.positionEnd <= this.written.position)) {
+      invariant(false, 'durable only over written bytes',
+        { segmentId: this.segmentId, position: request.positionEnd });
+    }
     this.durable = { position: request.positionEnd, offsetLast: request.offsetLast };
     this.persisting = null;
     if (request.seal) {
-      invariant(this.state === 'sealing' && this.durable.position === this.positionNext,
-        'seal only a sealing segment at its end', { segmentId: this.segmentId });
+      if (!(this.state === 'sealing' && this.durable.position === this.positionNext)) {
+        invariant(false, 'seal only a sealing segment at its end', { segmentId: this.segmentId });
+      }
       this.state = 'sealed';
     }
     let count = 0;
@@ -282,9 +311,10 @@ export class SequencedSegment {
     const durableEntries = this.#pending.splice(0, count) as Piece[];
     this.#writtenCount -= count;
     const first = this.#pending[0];
-    invariant(first === undefined || (first.kind === 'lease' ? first.front : first.position) ===
-      this.durable.position, 'durable watermark lies on a batch boundary',
-    { segmentId: this.segmentId });
+    if (!(first === undefined ||
+        (first.kind === 'lease' ? first.front : first.position) === this.durable.position)) {
+      invariant(false, 'durable watermark lies on a batch boundary', { segmentId: this.segmentId });
+    }
     return durableEntries;
   }
 

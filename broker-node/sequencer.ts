@@ -129,8 +129,9 @@ export class Sequencer {
     this.#offsetFirst = offsetFirst;
     for (const segment of segments) this.#byId.set(segment.segmentId, segment);
     while (this.#segments[this.#head]?.state === 'sealed') this.#head += 1;
-    invariant(Number.isSafeInteger(offsetFirst) && offsetFirst >= 0, 'offsetFirst',
-      { offsetFirst });
+    if (!(Number.isSafeInteger(offsetFirst) && offsetFirst >= 0)) {
+      invariant(false, 'offsetFirst', { offsetFirst });
+    }
     invariant(this.#byId.size === segments.length, 'segment ids unique');
   }
 
@@ -189,16 +190,22 @@ export class Sequencer {
   /** The broker allocated the segment a `need-segment` asked for. */
   segmentAdded(added: SegmentAdded): void {
     const last = this.#segments[this.#segments.length - 1];
-    invariant(last === undefined || (last.state !== 'active' && last.fullyWritten()),
-      'a segment is added after a seal, once the sealing segment is fully written',
-      { segmentId: added.segmentId });
-    invariant(added.chainPosition === this.#chainPositionNext() &&
-      added.baseOffset === this.offsetNext(), 'added segment continues the chain',
-    { ...added, chainPositionNext: this.#chainPositionNext(), offsetNext: this.offsetNext() });
-    invariant(Number.isSafeInteger(added.sizeBytes) &&
-      added.sizeBytes >= LIMITS.segmentSizeBytesMin &&
-      added.sizeBytes <= LIMITS.segmentSizeBytesMax, 'segment size within limits', { ...added });
-    invariant(!this.#byId.has(added.segmentId), 'segment added once', { ...added });
+    if (!(last === undefined || (last.state !== 'active' && last.fullyWritten()))) {
+      invariant(false, 'a segment is added after a seal, once the sealing segment is fully written',
+        { segmentId: added.segmentId });
+    }
+    if (!(added.chainPosition === this.#chainPositionNext() &&
+        added.baseOffset === this.offsetNext())) {
+      invariant(false, 'added segment continues the chain',
+        { ...added, chainPositionNext: this.#chainPositionNext(), offsetNext: this.offsetNext() });
+    }
+    if (!(Number.isSafeInteger(added.sizeBytes) && added.sizeBytes >= LIMITS.segmentSizeBytesMin &&
+        added.sizeBytes <= LIMITS.segmentSizeBytesMax)) {
+      invariant(false, 'segment size within limits', { ...added });
+    }
+    if (this.#byId.has(added.segmentId)) {
+      invariant(false, 'segment added once', { ...added });
+    }
     const segment = SequencedSegment.empty(added);
     this.#segments.push(segment);
     this.#byId.set(segment.segmentId, segment);
@@ -347,9 +354,11 @@ export class Sequencer {
   /** The broker wrote the control batch of a fill. */
   fillWritten(ref: ReservationRef): { persist: PersistRequest | null } {
     const piece = this.#pieces.get(ref.id);
-    invariant(ref.epoch === this.epoch && piece !== undefined && piece.kind === 'fill' &&
-      piece.state === 'filling', 'fillWritten names a fill that the sequencer returned',
-    { ...ref, state: piece?.state });
+    if (!(ref.epoch === this.epoch && piece !== undefined && piece.kind === 'fill' &&
+        piece.state === 'filling')) {
+      invariant(false, 'fillWritten names a fill that the sequencer returned',
+        { ...ref, state: piece?.state });
+    }
     piece.state = 'filled';
     piece.segment.advanceWritten();
     return { persist: this.#takePersist() };
@@ -363,11 +372,13 @@ export class Sequencer {
     const segment = this.#byId.get(done.segmentId);
     if (segment === undefined || this.#isStale(segment, done)) return PERSISTED_NOTHING;
     const request = segment.persisting;
-    invariant(request !== null && request.positionEnd === done.positionEnd &&
-      request.offsetLast === done.offsetLast && request.seal === done.seal,
-    'persisted() answers the request in flight', { ...done, inFlight: request });
-    invariant(segment === this.#segments[this.#head], 'only the head segment persists',
-      { segmentId: segment.segmentId });
+    if (!(request !== null && request.positionEnd === done.positionEnd &&
+        request.offsetLast === done.offsetLast && request.seal === done.seal)) {
+      invariant(false, 'persisted() answers the request in flight', { ...done, inFlight: request });
+    }
+    if (segment !== this.#segments[this.#head]) {
+      invariant(false, 'only the head segment persists', { segmentId: segment.segmentId });
+    }
     const acks: Ack[] = [];
     const filled: ReservationRef[] = [];
     for (const piece of segment.applyPersisted(request)) {
@@ -422,8 +433,9 @@ export class Sequencer {
     }
     const segment = this.#segments[low];
     if (segment === undefined) return null;
-    invariant(segment.baseOffset <= offset && offset <= segment.durable.offsetLast + 1,
-      'fetch view covers the offset', { offset, segmentId: segment.segmentId });
+    if (!(segment.baseOffset <= offset && offset <= segment.durable.offsetLast + 1)) {
+      invariant(false, 'fetch view covers the offset', { offset, segmentId: segment.segmentId });
+    }
     return { segmentId: segment.segmentId, chainPosition: segment.chainPosition,
       baseOffset: segment.baseOffset, watermark: segment.durable,
       sealed: segment.state === 'sealed' };
@@ -451,8 +463,9 @@ export class Sequencer {
   }
 
   #observe(now: number): void {
-    invariant(Number.isFinite(now) && now >= this.#nowLast, 'time is monotonic',
-      { now, nowLast: this.#nowLast });
+    if (!(Number.isFinite(now) && now >= this.#nowLast)) {
+      invariant(false, 'time is monotonic', { now, nowLast: this.#nowLast });
+    }
     this.#nowLast = now;
   }
 
@@ -582,8 +595,9 @@ export class Sequencer {
     if (head === undefined) return null;
     const request = head.persistDue();
     if (request !== null) head.persisting = request;
-    invariant(this.#head === 0 || this.#segments[this.#head - 1]?.state === 'sealed',
-      'segments before the head are sealed', { head: this.#head });
+    if (!(this.#head === 0 || this.#segments[this.#head - 1]?.state === 'sealed')) {
+      invariant(false, 'segments before the head are sealed', { head: this.#head });
+    }
     return request;
   }
 

@@ -29,7 +29,10 @@ import type { ControlChannel, Reply } from '../rpc/control-channel.js';
 import type { ClientAccess, Session } from './client-access.js';
 import type { Fence } from './fence.js';
 import type { MetadataStore } from './metadata-store.js';
-import { Partition, type PartitionDeps } from './partition.js';
+import {
+  Partition, type GrantHandle, type PartitionDeps, type SegmentPlace,
+} from './partition.js';
+import type { FetchView } from './sequencer-types.js';
 import type { Quarantine } from './quarantine.js';
 import { registerQuarantineHandlers } from './quarantine-handlers.js';
 import type { Head, Subscriptions } from './subscriptions.js';
@@ -140,33 +143,56 @@ function describeTopic(context: ServerContext, topic: string): Reply<'topicInfo'
   })) } };
 }
 
-async function fetchView(context: ServerContext, request: Body<'fetchView'>, session: number):
-  Promise<Reply<'view'>> {
+/**
+ * A view of the partition at `offset`: at once when there is data (or no wait was asked) and
+ * the session's read grant exists; after the long poll or the grant's creation otherwise.
+ */
+function fetchView(context: ServerContext, request: Body<'fetchView'>, session: number):
+  Reply<'view'> | Promise<Reply<'view'>> {
   const partition = partitionOf(context, request.topic, request.partition);
-  await partition.waitForData(request.offset, request.waitMs);
-  return { kind: 'view', body: await viewOf(context, partition, request.offset, session) };
+  const waiting = partition.waitForData(request.offset, request.waitMs);
+  if (waiting !== null) {
+    return waiting.then(() => asView(viewOf(context, partition, request.offset, session)));
+  }
+  return asView(viewOf(context, partition, request.offset, session));
+}
+
+function asView(body: Body<'view'> | Promise<Body<'view'>>):
+  Reply<'view'> | Promise<Reply<'view'>> {
+  if (body instanceof Promise) return body.then((view) => ({ kind: 'view', body: view }));
+  return { kind: 'view', body };
 }
 
 /**
  * The segment holding `offset` with this session's read grant and its durable watermark (what
- * fetchView and subscribe answer). The watermark is read after the grant is made, so it is
- * never older than the head when the reply leaves (a subscription pushes from there on).
+ * fetchView and subscribe answer): at once when the grant exists. Else the watermark is read
+ * after the grant is made, so it is never older than the head when the reply leaves (a
+ * subscription pushes from there on), and the high watermark with it, of the same moment.
  */
-async function viewOf(context: ServerContext, partition: Partition, offset: number,
-  session: number): Promise<Body<'view'>> {
+function viewOf(context: ServerContext, partition: Partition, offset: number,
+  session: number): Body<'view'> | Promise<Body<'view'>> {
   const found = partition.sequencer.fetchView(offset);
   if (found === null) {
     return { highWatermark: partition.sequencer.highWatermark(), segment: [] };
   }
-  // The view and high watermark of one moment: a fill or seal landing during the grant's round
-  // trip must not give a segment that ends below the high watermark of the same reply.
-  const highWatermarkFound = partition.sequencer.highWatermark();
   const place = partition.place(found.segmentId);
-  const grant = await partition.readGrant(place, session);
-  const fresh = partition.sequencer.fetchView(offset);
-  const same = fresh?.segmentId === found.segmentId;
-  const view = same ? fresh : found;
-  const highWatermark = same ? partition.sequencer.highWatermark() : highWatermarkFound;
+  const grant = partition.readGrant(place, session);
+  if (grant.created !== undefined) {
+    return viewBody(context, place, found, partition.sequencer.highWatermark(), grant.created);
+  }
+  // A fill or seal landing during the grant's round trip must not give a segment that ends
+  // below the high watermark of the same reply.
+  const highWatermarkFound = partition.sequencer.highWatermark();
+  return grant.then((created) => {
+    const fresh = partition.sequencer.fetchView(offset);
+    return fresh !== null && fresh.segmentId === found.segmentId
+      ? viewBody(context, place, fresh, partition.sequencer.highWatermark(), created)
+      : viewBody(context, place, found, highWatermarkFound, created);
+  });
+}
+
+function viewBody(context: ServerContext, place: SegmentPlace, view: FetchView,
+  highWatermark: number, grant: GrantHandle): Body<'view'> {
   return { highWatermark, segment: [{
     nodeId: place.nodeId, grantId: grant.id, grantKey: grant.key,
     grantEpoch: context.deps.pool.epoch, address: place.address,
@@ -204,7 +230,7 @@ export type Serve = <K extends RequestKind>(kind: K,
 /** Registers a handler behind the fence and the session gate (client-access.ts). */
 function gated(channel: ControlChannel, access: ClientAccess, fence: Fence): Serve {
   return (kind, handler) => {
-    channel.handle(kind, (ep, request) => fence.guard(() =>
+    channel.handle(kind, (ep, request) => fence.guardNow(() =>
       handler(ep, request, access.gate(ep, kind)!)));
   };
 }

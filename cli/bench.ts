@@ -126,7 +126,7 @@ export function registerBenchCommand(program: Command): void {
   const int = (name: string, min: number, max: number): ((t: string) => number) =>
     integerArgument(name, min, max);
   program.command('bench')
-    .description('measure pmq: throughput, acked and end-to-end latency, CPU per GB')
+    .description('measure pmq: throughput, acked and end-to-end latency, CPU per GB, GC counts')
     .option('--brokers <host:port>', 'use this broker instead of starting a cluster')
     .option('--transports <list>', 'UCX_TLS of every process; several runs separated by ; ' +
       '(default sm,tcp; the suite: tcp;sm,tcp)')

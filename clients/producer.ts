@@ -134,6 +134,7 @@ export class Producer {
   /** The pending linger wake-up: a timer, or an immediate when a batch is due now. */
   private lingerTimer: { cancel(): void } | undefined;
   private batchesInFlight = 0;
+  private batchesDispatchedCount = 0;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
 
@@ -207,6 +208,11 @@ export class Producer {
   }
 
   /** Sends everything batched, then waits until every batch in flight has settled. */
+  /** Batches handed to their partition's sender so far (each one append; retries aside). */
+  get batchesDispatched(): number {
+    return this.batchesDispatchedCount;
+  }
+
   async flush(): Promise<void> {
     this.drain(-1);
     if (this.batchesInFlight === 0) return;
@@ -261,6 +267,7 @@ export class Producer {
   private dispatch(batch: ProducerBatch<SendSink>): void {
     this.sticky.batchClosed(batch.topic, batch.partition);
     this.batchesInFlight += 1;
+    this.batchesDispatchedCount += 1;
     this.sender(batch.topic, batch.partition).enqueue(batch);
   }
 

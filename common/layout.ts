@@ -100,6 +100,11 @@ export interface Superblock {
 
 export type SegmentState = 'free' | 'active' | 'sealed';
 const STATE_CODES: Readonly<Record<SegmentState, number>> = { free: 0, active: 1, sealed: 2 };
+/** The inverse of STATE_CODES (a lookup per decode, no list built). */
+const STATE_BY_CODE: readonly (SegmentState | undefined)[] = ['free', 'active', 'sealed'];
+invariant(STATE_BY_CODE.length === Object.keys(STATE_CODES).length &&
+  STATE_BY_CODE.every((state, code) => state !== undefined && STATE_CODES[state] === code),
+'STATE_BY_CODE inverts STATE_CODES');
 
 export interface SegmentEntry {
   readonly segmentIndex: number;
@@ -133,8 +138,9 @@ export function isPowerOfTwo(n: number): boolean {
 }
 
 export function alignUp(n: number, alignment: number): number {
-  invariant(isPowerOfTwo(alignment) && Number.isSafeInteger(n) && n >= 0, 'alignUp arguments',
-    { n, alignment });
+  if (!(isPowerOfTwo(alignment) && Number.isSafeInteger(n) && n >= 0)) {
+    invariant(false, 'alignUp arguments', { n, alignment });
+  }
   return Math.ceil(n / alignment) * alignment;
 }
 
@@ -144,13 +150,17 @@ export function tableSizeBytes(segmentCount: number): number {
 
 /** Region address of slot `slot` of segment `segmentIndex`'s table entry. */
 export function entryAddress(segmentIndex: number, slot: number): number {
-  invariant(Number.isSafeInteger(segmentIndex) && segmentIndex >= 0 && segmentIndex <
-    LIMITS.segmentCountMax && (slot === 0 || slot === 1), 'entry slot', { segmentIndex, slot });
+  if (!(Number.isSafeInteger(segmentIndex) && segmentIndex >= 0 &&
+      segmentIndex < LIMITS.segmentCountMax && (slot === 0 || slot === 1))) {
+    invariant(false, 'entry slot', { segmentIndex, slot });
+  }
   return TABLE_ADDRESS + segmentIndex * TABLE_BYTES_PER_SEGMENT + slot * SEGMENT_ENTRY_SIZE_BYTES;
 }
 
 export function superblockAddress(copy: number): number {
-  invariant(copy === 0 || copy === 1, 'superblock copy', { copy });
+  if (!(copy === 0 || copy === 1)) {
+    invariant(false, 'superblock copy', { copy });
+  }
   return copy * SUPERBLOCK_COPY_SIZE_BYTES;
 }
 
@@ -177,8 +187,10 @@ export function computeGeometry(
 ): Decoded<RegionGeometry> {
   const segmentProblem = segmentSizeProblem(segmentSizeBytes);
   if (segmentProblem !== null) return bad(segmentProblem);
-  invariant(isPowerOfTwo(dataAlignmentBytes) && dataAlignmentBytes >= LAYOUT_ALIGNMENT_BYTES &&
-    dataAlignmentBytes <= DATA_ALIGNMENT_BYTES_MAX, 'data alignment', { dataAlignmentBytes });
+  if (!(isPowerOfTwo(dataAlignmentBytes) && dataAlignmentBytes >= LAYOUT_ALIGNMENT_BYTES &&
+      dataAlignmentBytes <= DATA_ALIGNMENT_BYTES_MAX)) {
+    invariant(false, 'data alignment', { dataAlignmentBytes });
+  }
   if (!Number.isSafeInteger(regionSizeBytes) || regionSizeBytes % LAYOUT_ALIGNMENT_BYTES !== 0) {
     return bad(`region size ${regionSizeBytes} is not a multiple of ${LAYOUT_ALIGNMENT_BYTES}`);
   }
@@ -220,34 +232,65 @@ export function geometryProblem(g: RegionGeometry): string | null {
 
 // ---- field helpers -------------------------------------------------------------------------
 
-const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
 const SB = SUPERBLOCK_FIELD_AT;
 const SE = SEGMENT_ENTRY_FIELD_AT;
 
 function viewAt(bytes: Uint8Array, at: number, sizeBytes: number): DataView {
-  invariant(Number.isSafeInteger(at) && at >= 0 && at + sizeBytes <= bytes.byteLength,
-    'layout structure inside the buffer', { at, sizeBytes, bufferBytes: bytes.byteLength });
+  if (!(Number.isSafeInteger(at) && at >= 0 && at + sizeBytes <= bytes.byteLength)) {
+    invariant(false, 'layout structure inside the buffer',
+      { at, sizeBytes, bufferBytes: bytes.byteLength });
+  }
   return new DataView(bytes.buffer, bytes.byteOffset + at, sizeBytes);
 }
 
-function setU64(view: DataView, at: number, value: number): void {
-  invariant(Number.isSafeInteger(value) && value >= 0, 'u64 field is a safe integer', { value });
-  view.setBigUint64(at, BigInt(value), true);
+// 64-bit fields as two 32-bit halves, little endian: a BigInt per field would allocate on the
+// persist path (an entry is written and read back per batch; issue 11). Values are JS numbers
+// within ±(2^53 - 1), so every product and sum below is exact.
+const TWO_32 = 2 ** 32;
+/** The high half of 2^53: the first value that is not a safe integer. */
+const HIGH_UNSAFE = 0x200000;
+
+export function setU64(view: DataView, at: number, value: number): void {
+  if (!(Number.isSafeInteger(value) && value >= 0)) {
+    invariant(false, 'u64 field is a safe integer', { value });
+  }
+  const high = Math.floor(value / TWO_32);
+  view.setUint32(at, value - high * TWO_32, true);
+  view.setUint32(at + 4, high, true);
 }
 
-function setI64(view: DataView, at: number, value: number): void {
-  invariant(Number.isSafeInteger(value), 'i64 field is a safe integer', { value });
-  view.setBigInt64(at, BigInt(value), true);
+export function setI64(view: DataView, at: number, value: number): void {
+  if (!Number.isSafeInteger(value)) {
+    invariant(false, 'i64 field is a safe integer', { value });
+  }
+  const high = Math.floor(value / TWO_32);  // negative values: the two's complement high half
+  view.setUint32(at, value - high * TWO_32, true);
+  view.setInt32(at + 4, high, true);
 }
 
-function getU64(view: DataView, at: number): number | null {
-  const value = view.getBigUint64(at, true);
-  return value <= SAFE_MAX ? Number(value) : null;
+/** A u64 field, or null when it is not a safe integer (≥ 2^53). */
+export function getU64(view: DataView, at: number): number | null {
+  const high = view.getUint32(at + 4, true);
+  return high < HIGH_UNSAFE ? high * TWO_32 + view.getUint32(at, true) : null;
 }
 
-function getI64(view: DataView, at: number): number | null {
-  const value = view.getBigInt64(at, true);
-  return value <= SAFE_MAX && value >= -SAFE_MAX ? Number(value) : null;
+/** An i64 field, or null when it is not within ±(2^53 - 1). */
+export function getI64(view: DataView, at: number): number | null {
+  const high = view.getInt32(at + 4, true);
+  const low = view.getUint32(at, true);
+  if (high >= HIGH_UNSAFE || high < -HIGH_UNSAFE || (high === -HIGH_UNSAFE && low === 0)) {
+    return null;
+  }
+  return high * TWO_32 + low;
+}
+
+/**
+ * The topic bytes as text (ASCII, checked by entryProblem). apply(), not a spread: a spread
+ * walks the bytes with an iterator, allocated per decode, and an entry is read back per
+ * persisted batch (issue 11).
+ */
+function topicText(slot: Uint8Array, at: number, sizeBytes: number): string {
+  return String.fromCharCode.apply(null, slot.subarray(at, at + sizeBytes) as unknown as number[]);
 }
 
 function allZero(bytes: Uint8Array, from: number, to: number): boolean {
@@ -280,7 +323,9 @@ export function superblockProblem(sb: Superblock): string | null {
 
 export function encodeSuperblock(bytes: Uint8Array, at: number, sb: Superblock): void {
   const problem = superblockProblem(sb);
-  invariant(problem === null, 'encoding a valid superblock', { problem });
+  if (problem !== null) {
+    invariant(false, 'encoding a valid superblock', { problem });
+  }
   const view = viewAt(bytes, at, SUPERBLOCK_HEADER_SIZE_BYTES);
   const header = bytes.subarray(at, at + SUPERBLOCK_HEADER_SIZE_BYTES);
   header.fill(0);
@@ -433,7 +478,9 @@ export function encodeSegmentEntry(
   ctx: EntryContext,
 ): void {
   const problem = entryProblem(e, ctx);
-  invariant(problem === null, 'encoding a valid segment entry', { problem, ...ctx });
+  if (problem !== null) {
+    invariant(false, 'encoding a valid segment entry', { problem, ...ctx });
+  }
   const view = viewAt(bytes, at, SEGMENT_ENTRY_SIZE_BYTES);
   const slot = bytes.subarray(at, at + SEGMENT_ENTRY_SIZE_BYTES);
   slot.fill(0);
@@ -477,8 +524,7 @@ function decodeSegmentEntryV1(
   const crc = crcProblem(slot, view, SE.crc);
   if (crc !== null) return bad(crc);
   const stateCode = view.getUint8(SE.state);
-  const state = (Object.keys(STATE_CODES) as SegmentState[])
-    .find((name) => STATE_CODES[name] === stateCode);
+  const state = STATE_BY_CODE[stateCode];
   if (state === undefined) return bad(`state ${stateCode} is not 0, 1 or 2`);
   const topicSizeBytes = view.getUint16(SE.topicSizeBytes, true);
   if (topicSizeBytes > LIMITS.topicNameBytesMax) return bad(`topic of ${topicSizeBytes} bytes`);
@@ -496,7 +542,7 @@ function decodeSegmentEntryV1(
   }
   const entry: SegmentEntry = {
     segmentIndex: view.getUint32(SE.segmentIndex, true), generation, epoch, state,
-    topic: String.fromCharCode(...slot.subarray(SE.topic, SE.topic + topicSizeBytes)),
+    topic: topicText(slot, SE.topic, topicSizeBytes),
     partition: view.getUint32(SE.partition, true),
     chainPosition: view.getUint32(SE.chainPosition, true),
     baseOffset, watermark: { position, offsetLast },

@@ -97,7 +97,7 @@ export const BROKER_LIMITS = {
   groupOffsetsMax: 100_000,
   /** Longest fetchView long poll: long enough to idle cheaply, short enough to notice a peer. */
   fetchWaitMsMax: 30_000,
-  /** Long polls parked at once (each a timer and a closure, ~200 bytes): 10 000 ≈ 2 MiB. */
+  /** Long polls parked at once (each a promise and a waiter, ~200 bytes): 10 000 ≈ 2 MiB. */
   fetchWaitersMax: 10_000,
   /**
    * Subscriptions (pushed watermarks, docs/broker.md "Subscriptions") per client session: a

@@ -64,7 +64,14 @@ export interface Pending {
   reply: number;
   resolve: () => void;
   reject: (error: Error) => void;
+  /** A post(): back to the pool once settled and UCX is done with its bytes. */
+  pooled?: boolean;
 }
+
+/** Pooled post() records kept for reuse; more in flight at once are allocated and dropped. */
+export const POSTS_POOLED_MAX = 1024;
+const EMPTY = new Uint8Array(0);
+const NOTHING = (): void => undefined;
 
 /** What TS remembers of a native grant (for argument checks; the native table decides). */
 export interface GrantState {
@@ -102,6 +109,7 @@ export class TransportCore {
   protected memoryBytes = 0;
   protected epoch = 0;
   protected nextRequestId = 1;
+  private readonly postPool: Pending[] = [];
   private readonly listeners: Listeners = { accepted: new Set(), closed: new Set(),
     error: new Set() };
 
@@ -118,6 +126,36 @@ export class TransportCore {
   /** Endpoints currently open (connected or accepted, not yet closed). */
   openEndpoints(): Endpoint[] {
     return [...this.endpoints];
+  }
+
+  /** A post()'s record: from the pool, or new when the pool is empty. */
+  protected pooledSend(ep: Endpoint, header: Uint8Array, payload: Uint8Array,
+    failed: (error: Error) => void): Pending {
+    const request = this.postPool.pop() ?? { kind: 'send', ep, buffer: payload, header,
+      sendDone: false, orphaned: false, sendError: undefined, reply: -1, resolve: NOTHING,
+      reject: failed, pooled: true };
+    request.ep = ep;
+    request.buffer = payload;
+    request.header = header;
+    request.reject = failed;
+    return request;
+  }
+
+  /** Returns a settled post()'s record to the pool (dropping its references first). */
+  private release(id: number, request: Pending): void {
+    if (request.pooled !== true || this.postPool.length >= POSTS_POOLED_MAX) return;
+    // Reused while its id is still pending, a record would be settled by the old send's
+    // completion: the new send's bytes released early, its `failed` called for another's fate.
+    if (!(this.pending.get(id) !== request && (request.sendDone || request.orphaned === true))) {
+      invariant(false, 'a pooled send is released once settled and UCX is done with it', { id });
+    }
+    request.buffer = EMPTY;
+    request.header = EMPTY;
+    request.reject = NOTHING;
+    request.sendDone = false;
+    request.orphaned = false;
+    request.sendError = undefined;
+    this.postPool.push(request);
   }
 
   /** True once close() was called. */
@@ -193,6 +231,7 @@ export class TransportCore {
       if (request.ep !== ep || request.orphaned === true) continue;
       if (request.sendDone) this.pending.delete(id); else request.orphaned = true;
       request.reject(error);
+      if (request.sendDone) this.release(id, request);
     }
     this.closeWaiters.get(ep)?.();
     this.closeWaiters.delete(ep);
@@ -235,6 +274,7 @@ export class TransportCore {
     if (request === undefined) return;
     if (request.orphaned === true) {  // already rejected; UCX is done with the buffer now
       this.pending.delete(id);
+      this.release(id, request);
       return;
     }
     request.sendDone = true;
@@ -264,6 +304,7 @@ export class TransportCore {
       if (!request.sendDone) return;
       this.pending.delete(id);
       if (error === undefined) request.resolve(); else request.reject(error);
+      this.release(id, request);
       return;
     }
     if (!request.sendDone || request.reply < 0) return;

@@ -233,6 +233,25 @@ export class Transport extends TransportCore {
   }
 
   /**
+   * send() for a caller that does not wait for it (a node's replies, a request whose reply is
+   * what it waits for): no promise, no closure and, from a pool, no bookkeeping object per
+   * message (issue 11). `failed` runs if the send fails or its endpoint closes first; pass a
+   * long-lived function, not a fresh closure per call. The bytes stay referenced until UCX is
+   * done with them, as with send(); throws as send() does for an endpoint that is not open.
+   */
+  post(ep: Endpoint, header: Uint8Array, payload: Uint8Array, failed: (error: Error) => void):
+    void {
+    this.checkEndpoint(ep);
+    checkBytes('header', header, 0, header.byteLength);
+    checkCount('header length', header.byteLength, 0, MESSAGE_HEADER_BYTES_MAX);
+    checkBytes('payload', payload, 0, payload.byteLength);
+    const id = this.nextRequestId;
+    this.nextRequestId += 1;
+    this.pending.set(id, this.pooledSend(ep, header, payload, failed));
+    native.transportSend(this.handle, ep, id, header, payload, 0, payload.byteLength);
+  }
+
+  /**
    * Sends one active message (pmq's AM id) with exactly these header bytes — no pmq prefix,
    * no checks of what they say — and this payload, eagerly, by rendezvous or as UCX chooses.
    * The tool attack and fuzz tests use to speak as a hostile peer; nothing else should.

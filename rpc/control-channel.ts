@@ -48,7 +48,9 @@ interface PendingRequest {
 /**
  * How often pending requests are checked for their deadline. No timer per request (a Timeout
  * object and a timer-list entry per message; issue 11): one sweep timer runs while any request
- * is pending, so a timeout fires up to this much late.
+ * is pending, so a timeout fires up to this much late. Only a sweep that finds none pending
+ * stops it: stopped by the last reply, it would start again (a new Timeout) for the next
+ * request, which under steady load is every request.
  */
 export const TIMEOUT_SWEEP_MS = 25;
 
@@ -109,10 +111,22 @@ export class ControlChannel {
       this.pending.set(id, { ep, kind, resolve, reject, timeoutMs,
         deadline: performance.now() + timeoutMs });
       this.sweeper ??= setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS);
-      this.send(ep, encodeMessage(kind, id, body)).catch((error: unknown) => {
+      this.post(ep, encodeMessage(kind, id, body), (error: unknown) => {
         this.settle(id)?.reject(asRetriable(error, `sending ${kind} failed`));
       });
     });
+  }
+
+  /**
+   * Sends without a promise (transport.post): the caller waits for the reply, not the send.
+   * As send(), a closed endpoint's synchronous throw becomes `failed`.
+   */
+  private post(ep: Endpoint, bytes: Uint8Array, failed: (error: unknown) => void): void {
+    try {
+      this.transport.post(ep, FRAME_HEADER, bytes, failed);
+    } catch (error) {
+      failed(error);
+    }
   }
 
   private send(ep: Endpoint, bytes: Uint8Array): Promise<void> {
@@ -130,15 +144,16 @@ export class ControlChannel {
     const request = this.pending.get(id);
     if (request === undefined) return undefined;
     this.pending.delete(id);
-    if (this.pending.size === 0 && this.sweeper !== null) {
-      clearInterval(this.sweeper);
-      this.sweeper = null;
-    }
     return request;
   }
 
   /** Fails every pending request whose deadline passed. */
   private sweep(): void {
+    if (this.pending.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+      return;
+    }
     const now = performance.now();
     for (const [id, request] of this.pending) {
       if (request.deadline > now) continue;
@@ -167,7 +182,7 @@ export class ControlChannel {
       this.onReply(ep, message);
       return;
     }
-    void this.serve(ep, message);
+    this.serve(ep, message);
   }
 
   /** Hands a one-way message to its listeners; with none, it is as unexpected as a bad field. */
@@ -227,25 +242,41 @@ export class ControlChannel {
     }
   }
 
-  private async serve(ep: Endpoint, message: Message): Promise<void> {
+  /**
+   * Runs the request's handler and sends its reply. A handler that answers at once is not
+   * awaited (no promise per message: issue 11); one that returns a promise is.
+   */
+  private serve(ep: Endpoint, message: Message): void {
     const handler = this.handlers.get(message.kind);
-    let reply: Reply;
     if (handler === undefined) {
-      reply = errorReply(new ProtocolError(`this node does not serve ${message.kind}`));
-    } else {
-      try {
-        reply = await handler(ep, message as Message<RequestKind>);
-      } catch (error) {
-        invariant(error instanceof PmqError, 'handlers throw only PmqError',
-          { kind: message.kind, error: String(error) });
-        reply = errorReply(error);
-      }
+      this.reply(ep, message.id,
+        errorReply(new ProtocolError(`this node does not serve ${message.kind}`)));
+      return;
     }
-    const bytes = encodeMessage(reply.kind, message.id, reply.body as Body<typeof reply.kind>);
-    this.send(ep, bytes).catch((error: unknown) => {
-      this.log.debug({ ep, kind: reply.kind, err: String(error) }, 'reply not sent');
-    });
+    let answer: Reply | Promise<Reply>;
+    try {
+      answer = handler(ep, message as Message<RequestKind>);
+    } catch (error) {
+      this.reply(ep, message.id, handlerError(message.kind, error));
+      return;
+    }
+    if (!(answer instanceof Promise)) {
+      this.reply(ep, message.id, answer);
+      return;
+    }
+    answer.then((reply) => this.reply(ep, message.id, reply),
+      (error: unknown) => this.reply(ep, message.id, handlerError(message.kind, error)));
   }
+
+  private reply(ep: Endpoint, id: number, reply: Reply): void {
+    this.post(ep, encodeMessage(reply.kind, id, reply.body as Body<typeof reply.kind>),
+      this.replyNotSent);
+  }
+
+  /** One function for every reply's failure (transport.post wants a long-lived one). */
+  private readonly replyNotSent = (error: unknown): void => {
+    this.log.debug({ err: String(error) }, 'reply not sent');
+  };
 
   private dropPeer(ep: Endpoint, error: unknown): void {
     this.log.warn({ ep, err: error instanceof Error ? error.message : String(error) },
@@ -271,6 +302,13 @@ export function peerError(code: string, message: string, retriable: boolean): Pm
   if (isErrorCode(code)) return new PmqError(code, message, { retriable });
   return new PmqError('PMQ_ERR_PROTOCOL', `the peer answered with the unknown error code ` +
     `${JSON.stringify(code.slice(0, 64))}: ${message}`, { retriable });
+}
+
+/** A handler's failure as its reply; anything but a PmqError is our bug. */
+function handlerError(kind: string, error: unknown): Reply<'error'> {
+  invariant(error instanceof PmqError, 'handlers throw only PmqError',
+    { kind, error: String(error) });
+  return errorReply(error);
 }
 
 export function errorReply(error: PmqError): Reply<'error'> {

@@ -228,7 +228,7 @@ export class BrokerService {
       this.#log.info({ segment: m.segmentIndex, position: m.position,
         offsetLast: m.offsetLast }, 'segment sealed');
     }
-    return { kind: 'persisted', body: { ...result } };
+    return { kind: 'persisted', body: result };
   }
 
   async segmentFree(m: Message<'segmentFree'>): Promise<Reply<'done'>> {

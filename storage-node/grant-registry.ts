@@ -62,6 +62,9 @@ export function readablePrefix(grant: { address: number; sizeBytes: number },
   return Math.min(grant.sizeBytes, Math.max(0, durableEnd - grant.address));
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+const NOTHING = (): void => undefined;
+
 export class GrantRegistry {
   readonly #transport: Transport;
   readonly #grants = new Map<number, Entry>();
@@ -134,8 +137,16 @@ export class GrantRegistry {
    * the bytes they cover are about to become durable, and durable bytes never change again.
    */
   revokeWritesEndingBy(segmentIndex: number, addressEnd: number): Promise<void> {
-    return this.#revokeIn(segmentIndex,
-      (g) => g.direction === 'write' && g.address + g.sizeBytes <= addressEnd);
+    // Asked before every persist, and usually nothing matches: no closure, no list, no
+    // promise of its own then (issue 11).
+    const live = this.#liveBySegment.get(segmentIndex);
+    if (live === undefined) return RESOLVED;
+    let chosen: Promise<void>[] | null = null;
+    for (const g of live) {
+      if (g.direction !== 'write' || g.address + g.sizeBytes > addressEnd) continue;
+      (chosen ??= []).push(this.#revokeEntry(g));
+    }
+    return chosen === null ? RESOLVED : Promise.all(chosen).then(NOTHING);
   }
 
   /**
@@ -211,11 +222,14 @@ export class GrantRegistry {
       this.#forgetBeyondLimit();
     });
     const live = this.#liveBySegment.get(entry.segmentIndex);
-    invariant(live?.delete(entry) === true, 'a live grant is indexed by its segment',
-      { grant: entry.grantId });
+    if (live?.delete(entry) !== true) {
+      invariant(false, 'a live grant is indexed by its segment', { grant: entry.grantId });
+    }
     if (live.size === 0) this.#liveBySegment.delete(entry.segmentIndex);
     this.#liveCount -= 1;
-    invariant(this.#liveCount >= 0, 'live grant count never negative', { grant: entry.grantId });
+    if (!(this.#liveCount >= 0)) {
+      invariant(false, 'live grant count never negative', { grant: entry.grantId });
+    }
     return entry.revoked;
   }
 

@@ -20,9 +20,10 @@
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
+import type { SegmentEntry } from '../common/layout.js';
 import { STORAGE_LIMITS } from '../common/limits.js';
 import type { GrantRegistry } from './grant-registry.js';
-import type { OffsetPatch, RegionStore, SegmentInfo } from './region-store.js';
+import type { OffsetPatch, RegionStore } from './region-store.js';
 
 export interface PersistRequest {
   readonly segmentIndex: number;
@@ -53,7 +54,8 @@ interface Lane {
 }
 
 /** True when the segment's durable state already makes `request` durable. */
-export function persistCovered(segment: SegmentInfo, request: PersistRequest): boolean {
+export function persistCovered(segment: Readonly<SegmentEntry>, request: PersistRequest):
+  boolean {
   if (segment.state === 'free') return false;
   const durable = segment.watermark;
   if (request.seal && segment.state !== 'sealed') return false;
@@ -109,7 +111,7 @@ export class PersistQueue {
 
   /** Resolves once the durable watermark covers the request; rejects with a PmqError. */
   persist(request: PersistRequest): Promise<PersistResult> {
-    const segment = this.#store.segment(request.segmentIndex); // PMQ_ERR_SEGMENT_UNKNOWN
+    const segment = this.#store.entry(request.segmentIndex); // PMQ_ERR_SEGMENT_UNKNOWN
     if (persistCovered(segment, request)) return Promise.resolve(resultOf(request));
     let lane = this.#lanes.get(request.segmentIndex);
     if (lane !== undefined && lane.waiting.length >= STORAGE_LIMITS.persistWaitersMax) {
@@ -148,7 +150,7 @@ export class PersistQueue {
         } catch (error) {
           failure = error;
         }
-        const segment = this.#store.segment(segmentIndex);
+        const segment = this.#store.entry(segmentIndex);
         const retry: Waiter[] = [];
         for (const waiter of round) {
           if (persistCovered(segment, waiter.request)) waiter.resolve(resultOf(waiter.request));
@@ -158,7 +160,9 @@ export class PersistQueue {
         lane.waiting.unshift(...retry);
       }
     } finally {
-      invariant(lane.waiting.length === 0, 'a lane ends empty', { segmentIndex });
+      if (lane.waiting.length !== 0) {
+        invariant(false, 'a lane ends empty', { segmentIndex });
+      }
       this.#lanes.delete(segmentIndex);
     }
   }
@@ -168,8 +172,8 @@ export class PersistQueue {
    * appended batches there are checked and patched (RegionStore.settleBatches).
    */
   #settle(segmentIndex: number, patches: readonly OffsetPatch[], position: number): void {
-    const segment = this.#store.segment(segmentIndex);
-    this.#grants.raiseWriteFloor(segmentIndex, segment.address + position);
+    this.#grants.raiseWriteFloor(segmentIndex, this.#store.segmentAddress(segmentIndex) +
+      position);
     const replaced = this.#store.settleBatches(segmentIndex, patches, position);
     if (replaced.length > 0) this.#onReplaced(segmentIndex, replaced);
   }
@@ -177,8 +181,8 @@ export class PersistQueue {
   async #persistOne(request: PersistRequest): Promise<void> {
     const { segmentIndex, position, offsetLast, epoch } = request;
     if (!request.seal) {
-      const segment = this.#store.segment(segmentIndex);
-      await this.#grants.revokeWritesEndingBy(segmentIndex, segment.address + position);
+      await this.#grants.revokeWritesEndingBy(segmentIndex,
+        this.#store.segmentAddress(segmentIndex) + position);
       this.#settle(segmentIndex, request.patches ?? [], position);
       const durable = await this.#store.persistWatermark(segmentIndex, { position, offsetLast },
         epoch);
@@ -188,8 +192,10 @@ export class PersistQueue {
     await this.#grants.revokeSegment(segmentIndex, 'write');
     this.#settle(segmentIndex, request.patches ?? [], position);
     const sealed = await this.#store.sealSegment(segmentIndex, { position, offsetLast }, epoch);
-    invariant(sealed.state === 'sealed' && sealed.watermark.position === position,
-      'a sealed segment ends at the requested watermark', { segmentIndex, position });
+    if (!(sealed.state === 'sealed' && sealed.watermark.position === position)) {
+      invariant(false, 'a sealed segment ends at the requested watermark',
+        { segmentIndex, position });
+    }
     // Reads follow the durable watermark, and only after it is durable (persisted above).
     this.#grants.raiseReadable(segmentIndex, sealed.address + sealed.watermark.position);
   }

@@ -146,6 +146,25 @@ function batchIs(region: Uint8Array, address: number, bytes: number, records: nu
   }
 }
 
+const NONE_REPLACED: readonly number[] = Object.freeze([]);
+
+/**
+ * A batch's baseOffset (int64, big endian, its first 8 bytes) as two 32-bit halves: a
+ * DataView.setBigInt64 would need a BigInt per batch. 0 ≤ baseOffset < 2^53 (checked).
+ */
+function writeBaseOffset(region: Uint8Array, address: number, baseOffset: number): void {
+  const high = Math.floor(baseOffset / 2 ** 32);
+  const low = baseOffset - high * 2 ** 32;
+  region[address] = high >>> 24;
+  region[address + 1] = (high >>> 16) & 0xff;
+  region[address + 2] = (high >>> 8) & 0xff;
+  region[address + 3] = high & 0xff;
+  region[address + 4] = low >>> 24;
+  region[address + 5] = (low >>> 16) & 0xff;
+  region[address + 6] = (low >>> 8) & 0xff;
+  region[address + 7] = low & 0xff;
+}
+
 function checkWatermarkShape(what: string, watermark: Watermark): void {
   if (typeof watermark !== 'object' || watermark === null ||
       !Number.isSafeInteger(watermark.position) || !Number.isSafeInteger(watermark.offsetLast)) {
@@ -202,8 +221,10 @@ export class RegionStore {
 
   private constructor(region: PersistentMemory, sb: Superblock, table: SegmentTable,
     report: OpenReport) {
-    invariant(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount,
-      'store matches its region', { ...sb, sizeBytes: region.sizeBytes, count: table.count });
+    if (!(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount)) {
+      invariant(false, 'store matches its region',
+        { ...sb, sizeBytes: region.sizeBytes, count: table.count });
+    }
     this.region = region;
     this.#superblock = sb;
     this.#table = table;
@@ -298,13 +319,24 @@ export class RegionStore {
     return this.#info(this.#table.get(index));
   }
 
+  /**
+   * Segment `index`'s entry as it stands, not a copy (segment() copies; the persist path asks
+   * several times per batch: issue 11). Entries are replaced whole by each update, never
+   * changed in place, so the one returned stays what it was: read it, do not keep it.
+   */
+  entry(index: number): Readonly<SegmentEntry> {
+    this.#checkIndex('entry', index);
+    return this.#table.get(index);
+  }
+
   /** Region address of segment `index`'s first byte (for grants and transfers). */
   segmentAddress(index: number): number {
     this.#checkIndex('segmentAddress', index);
     const sb = this.#superblock;
     const address = sb.dataAddress + index * sb.segmentSizeBytes;
-    invariant(address + sb.segmentSizeBytes <= this.region.sizeBytes, 'segment inside region',
-      { index, address });
+    if (!(address + sb.segmentSizeBytes <= this.region.sizeBytes)) {
+      invariant(false, 'segment inside region', { index, address });
+    }
     return address;
   }
 
@@ -374,11 +406,15 @@ export class RegionStore {
    * above the durable watermark: durable bytes are never rewritten. Returns the positions
    * replaced (the producers that lied about them lose only those records).
    */
-  settleBatches(index: number, patches: readonly OffsetPatch[], positionEnd: number): number[] {
+  settleBatches(index: number, patches: readonly OffsetPatch[], positionEnd: number):
+    readonly number[] {
     this.#checkIndex('settleBatches', index);
     const durable = this.#table.get(index).watermark.position;
-    const due = patches.filter((patch) => patch.position >= durable); // below: repeats
-    for (const { position, baseOffset, bytes, records } of due) {
+    // Index loops, no filtered copy, no DataView, no BigInt: nothing allocated per batch
+    // unless one is replaced (issue 11). Patches below `durable` are repeats: skipped.
+    for (let i = 0; i < patches.length; i += 1) {
+      const { position, baseOffset, bytes, records } = patches[i]!;
+      if (position < durable) continue;
       if (!Number.isSafeInteger(position) || !Number.isSafeInteger(bytes) ||
           bytes < RECORD_BATCH_HEADER_SIZE_BYTES || position + bytes > positionEnd ||
           !Number.isSafeInteger(baseOffset) || baseOffset < 0 ||
@@ -389,17 +425,18 @@ export class RegionStore {
       }
     }
     const region = this.region.bytes;
-    const view = new DataView(region.buffer, region.byteOffset, region.byteLength);
     const address = this.segmentAddress(index);
-    const replaced: number[] = [];
-    for (const { position, baseOffset, bytes, records } of due) {
+    let replaced: number[] | null = null;
+    for (let i = 0; i < patches.length; i += 1) {
+      const { position, baseOffset, bytes, records } = patches[i]!;
+      if (position < durable) continue;
       if (!batchIs(region, address + position, bytes, records)) {
         region.set(encodeFiller(bytes, records, baseOffset), address + position);
-        replaced.push(position);
+        (replaced ??= []).push(position);
       }
-      view.setBigInt64(address + position, BigInt(baseOffset));
+      writeBaseOffset(region, address + position, baseOffset);
     }
-    return replaced;
+    return replaced ?? NONE_REPLACED;
   }
 
   /** persistWatermark that also seals: no further watermark moves. Sealing again is a no-op. */
@@ -429,7 +466,9 @@ export class RegionStore {
   /** Zeroes a free segment's bytes durably; marks it cleared unless it was taken meanwhile. */
   async #clear(index: number): Promise<void> {
     if (this.#busy.has(index)) return; // being allocated again: allocation zeroes it
-    invariant(this.#table.get(index).state === 'free', 'only free segments are cleared', { index });
+    if (this.#table.get(index).state !== 'free') {
+      invariant(false, 'only free segments are cleared', { index });
+    }
     this.#busy.add(index);
     try {
       const address = this.segmentAddress(index);
@@ -469,8 +508,9 @@ export class RegionStore {
       encodeSuperblock(this.region.bytes, address, superblock);
       await persistRange(this.region, address, SUPERBLOCK_HEADER_SIZE_BYTES);
       const back = decodeSuperblock(this.region.bytes, address);
-      invariant(back.ok && back.value.epoch === epoch && back.value.sequence ===
-        superblock.sequence, 'superblock reads back as written', { address });
+      if (!(back.ok && back.value.epoch === epoch && back.value.sequence === superblock.sequence)) {
+        invariant(false, 'superblock reads back as written', { address });
+      }
       this.#superblock = superblock;
     } finally {
       this.#epochRaising = null;
@@ -495,8 +535,10 @@ export class RegionStore {
     const error = advanceError(current, watermark, sizeBytes);
     if (error !== null) throw error;
     const before = current.watermark.position;
-    invariant(watermark.position >= before && watermark.position <= sizeBytes,
-      'checked above: the watermark only grows, within the segment', { index, before });
+    if (!(watermark.position >= before && watermark.position <= sizeBytes)) {
+      invariant(false, 'checked above: the watermark only grows, within the segment',
+        { index, before });
+    }
     const data = { address: this.segmentAddress(index) + before,
       sizeBytes: watermark.position - before };
     await this.#update(index, [], { ...current, generation: current.generation + 1, epoch,
@@ -511,14 +553,17 @@ export class RegionStore {
    */
   async #update(index: number, places: readonly string[], entry: SegmentEntry,
     data?: { address: number; sizeBytes: number; zero?: boolean }): Promise<void> {
-    invariant(!this.#busy.has(index), 'one update per segment at a time', { index });
+    if (this.#busy.has(index)) {
+      invariant(false, 'one update per segment at a time', { index });
+    }
     this.#busy.add(index);
     for (const place of places) this.#allocating.add(place);
     try {
       if (data !== undefined && data.sizeBytes > 0) {
-        invariant(data.address >= this.#superblock.dataAddress &&
-          data.address + data.sizeBytes <= this.region.sizeBytes, 'data inside the region',
-        { index, ...data });
+        if (!(data.address >= this.#superblock.dataAddress &&
+            data.address + data.sizeBytes <= this.region.sizeBytes)) {
+          invariant(false, 'data inside the region', { index, ...data });
+        }
         if (data.zero === true) {
           this.region.bytes.fill(0, data.address, data.address + data.sizeBytes);
         }
@@ -527,15 +572,17 @@ export class RegionStore {
       }
       const slot = this.#table.nextSlot(index);
       const address = entryAddress(index, slot);
-      invariant(address + SEGMENT_ENTRY_SIZE_BYTES <= this.#superblock.dataAddress,
-        'entry inside the table', { index, slot, address });
+      if (!(address + SEGMENT_ENTRY_SIZE_BYTES <= this.#superblock.dataAddress)) {
+        invariant(false, 'entry inside the table', { index, slot, address });
+      }
       const context = { segmentIndex: index, slot,
         segmentSizeBytes: this.#superblock.segmentSizeBytes };
       encodeSegmentEntry(this.region.bytes, address, entry, context);
       await persistRange(this.region, address, SEGMENT_ENTRY_SIZE_BYTES); // 2. entry
       const back = decodeSegmentEntry(this.region.bytes, address, context);
-      invariant(back.ok && sameEntry(back.value, entry), 'entry reads back as written',
-        { index, slot, address });
+      if (!(back.ok && sameEntry(back.value, entry))) {
+        invariant(false, 'entry reads back as written', { index, slot, address });
+      }
       this.#table.set(entry);
     } finally {
       this.#busy.delete(index);

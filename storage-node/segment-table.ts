@@ -94,7 +94,9 @@ export class SegmentTable {
 
   get(index: number): SegmentEntry {
     const entry = this.#entries[index];
-    invariant(entry !== undefined, 'segment index inside the table', { index });
+    if (entry === undefined) {
+      invariant(false, 'segment index inside the table', { index });
+    }
     return entry;
   }
 
@@ -110,8 +112,10 @@ export class SegmentTable {
   /** Records an entry that is durable in nextSlot(index). */
   set(entry: SegmentEntry): void {
     const current = this.get(entry.segmentIndex);
-    invariant(entry.generation === current.generation + 1, 'generations rise by one',
-      { index: entry.segmentIndex, current: current.generation, next: entry.generation });
+    if (entry.generation !== current.generation + 1) {
+      invariant(false, 'generations rise by one',
+        { index: entry.segmentIndex, current: current.generation, next: entry.generation });
+    }
     this.#entries[entry.segmentIndex] = entry;
   }
 

@@ -56,8 +56,6 @@ export interface DecodedRecordBatch extends RecordBatchHeader {
 }
 
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
-/** The headers of records read without views (validation): never exposed, never changed. */
-const NO_HEADERS: RecordHeader[] = [];
 /** A header takes at least two bytes: key length and value length. */
 const HEADER_SIZE_BYTES_MIN = 2;
 /** A record body (after its length) takes at least six bytes. */
@@ -204,10 +202,14 @@ function readHeader(reader: BatchReader, views: boolean): RecordHeader {
 }
 
 /** A record's headers: a fresh array (callers may keep and change it), empty for most. */
+const NO_HEADERS: RecordHeader[] = Object.freeze([]) as unknown as RecordHeader[];
+
 function readHeaders(reader: BatchReader, views: boolean): RecordHeader[] {
   const start = reader.position;
   const count = reader.varint('header count');
-  if (count === 0) return views ? [] : NO_HEADERS; // validation allocates nothing per record
+  // Validation only (no views): one shared empty list, not an array per record (the storage
+  // node checks every record of every batch it persists; issue 11). Views get their own.
+  if (count === 0) return views ? [] : NO_HEADERS;
   const countMax = Math.floor((reader.end - reader.position) / HEADER_SIZE_BYTES_MIN);
   if (count < 0 || count > countMax) {
     throw reader.corrupt(`${reader.fieldName('header count')} ${count} outside 0..${countMax}`,

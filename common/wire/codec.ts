@@ -83,6 +83,9 @@ function shown(value: unknown): string {
   return String(value);
 }
 
+/** The fields every message has besides its kind's (checked by decodeMessage itself). */
+const ENVELOPE: ReadonlySet<string> = new Set(['v', 'kind', 'id']);
+
 export function decodeMessage(bytes: Uint8Array): Message {
   if (bytes.byteLength > CONTROL_MESSAGE_BYTES_MAX) {
     throw new ProtocolError(`control message of ${bytes.byteLength} bytes is too large`);
@@ -96,7 +99,8 @@ export function decodeMessage(bytes: Uint8Array): Message {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || raw instanceof Uint8Array) {
     throw new ProtocolError('message is not a map');
   }
-  const { v, kind, id, ...fields } = raw as Record<string, unknown>;
+  // Not `{ v, kind, id, ...fields }`: that copies every message into a second object.
+  const { v, kind, id } = raw as Record<string, unknown>;
   if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) > 0xffffffff) {
     throw new ProtocolError(`message id ${shown(id)} is not a uint32`);
   }
@@ -112,7 +116,7 @@ export function decodeMessage(bytes: Uint8Array): Message {
     throw answerable(new ProtocolError(`unknown message kind ${shown(kind)}`));
   }
   try {
-    checkFields(MESSAGES[kind as MessageKind], fields, kind);
+    checkFields(MESSAGES[kind as MessageKind], raw, kind, ENVELOPE);
   } catch (error) {
     if (error instanceof FieldError) {
       throw answerable(new ProtocolError(`bad ${kind}: ${error.message}`));

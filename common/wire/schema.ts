@@ -38,64 +38,96 @@ export type SchemaType<S extends Schema> = { -readonly [N in keyof S]: FieldType
 /** Thrown by checkFields; the codec turns it into a ProtocolError with the message kind. */
 export class FieldError extends Error {}
 
-function checkKind(kind: FieldKind, value: unknown, path: string): void {
-  const fail = (what: string): never => { throw new FieldError(`${path}: ${what}`); };
+/**
+ * What is wrong with `value` as a `kind`, or null. Checks run on every message on the hot path
+ * (issue 11), so nothing here allocates unless the value is refused: the problem's text, and
+ * the path to the field (checkFields), are built only then.
+ */
+function kindProblem(kind: FieldKind, value: unknown): string | null {
   switch (kind) {
     case 'uint':
-      if (!Number.isSafeInteger(value) || (value as number) < 0) fail('not an unsigned integer');
-      return;
+      return Number.isSafeInteger(value) && (value as number) >= 0 ? null
+        : 'not an unsigned integer';
     case 'int':
-      if (!Number.isSafeInteger(value)) fail('not an integer');
-      return;
+      return Number.isSafeInteger(value) ? null : 'not an integer';
     case 'bool':
-      if (typeof value !== 'boolean') fail('not a boolean');
-      return;
+      return typeof value === 'boolean' ? null : 'not a boolean';
     case 'string':
-      if (typeof value !== 'string' || value.length > STRING_CHARS_MAX) fail('not a string');
-      return;
+      return typeof value === 'string' && value.length <= STRING_CHARS_MAX ? null
+        : 'not a string';
     case 'topic':
-      if (typeof value !== 'string' || !TOPIC_PATTERN.test(value)) {
-        fail('not a topic name (1..249 characters of a-z A-Z 0-9 . _ -)');
-      }
-      return;
+      return typeof value === 'string' && TOPIC_PATTERN.test(value) ? null
+        : 'not a topic name (1..249 characters of a-z A-Z 0-9 . _ -)';
     case 'bytes':
-      if (!(value instanceof Uint8Array) || value.byteLength > BYTES_MAX) fail('not bytes');
-      return;
+      return value instanceof Uint8Array && value.byteLength <= BYTES_MAX ? null : 'not bytes';
     default: {
       const never: never = kind;
-      fail(`unknown field kind ${String(never)}`);
+      return `unknown field kind ${String(never)}`;
     }
   }
 }
 
-function checkField(field: Field, value: unknown, path: string): void {
-  if (typeof field === 'string') return checkKind(field, value, path);
+/** The problem with `value` as `field`, as a path suffix and reason (`[3].x: not …`), or null. */
+function fieldProblem(field: Field, value: unknown): string | null {
+  if (typeof field === 'string') {
+    const problem = kindProblem(field, value);
+    return problem === null ? null : `: ${problem}`;
+  }
   if ('optional' in field) {
-    if (value !== undefined && value !== null) checkKind(field.optional, value, path);
-    return;
+    if (value === undefined || value === null) return null;
+    const problem = kindProblem(field.optional, value);
+    return problem === null ? null : `: ${problem}`;
   }
   if ('oneOf' in field) {
-    if (typeof value !== 'string' || !field.oneOf.includes(value)) {
-      throw new FieldError(`${path}: not one of ${field.oneOf.join(', ')}`);
-    }
-    return;
+    return typeof value === 'string' && field.oneOf.includes(value) ? null
+      : `: not one of ${field.oneOf.join(', ')}`;
   }
   if (!Array.isArray(value) || value.length > field.max) {
-    throw new FieldError(`${path}: not a list of at most ${field.max}`);
+    return `: not a list of at most ${field.max}`;
   }
-  value.forEach((item, index) => checkFields(field.list, item, `${path}[${index}]`));
+  for (let index = 0; index < value.length; index += 1) {
+    const problem = fieldsProblem(field.list, value[index], null);
+    if (problem !== null) return `[${index}]${problem}`;
+  }
+  return null;
 }
 
-/** Checks every field of `value` against `schema`; unknown fields are refused too. */
-export function checkFields(schema: Schema, value: unknown, path: string): void {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new FieldError(`${path}: not a map`);
+/** Each schema's field names, listed once (Object.entries per message would allocate). */
+const FIELD_NAMES = new WeakMap<Schema, readonly string[]>();
+
+function fieldNames(schema: Schema): readonly string[] {
+  let names = FIELD_NAMES.get(schema);
+  if (names === undefined) {
+    names = Object.keys(schema);
+    FIELD_NAMES.set(schema, names);
   }
+  return names;
+}
+
+function fieldsProblem(schema: Schema, value: unknown, allowed: ReadonlySet<string> | null):
+  string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return ': not a map';
   const record = value as Record<string, unknown>;
-  for (const name of Object.keys(record)) {
-    if (!Object.hasOwn(schema, name)) throw new FieldError(`${path}.${name}: unknown field`);
+  // for…in, not Object.keys(): no array per message. Own keys only, as Object.keys().
+  for (const name in record) {
+    if (!Object.hasOwn(record, name) || Object.hasOwn(schema, name)) continue;
+    if (allowed === null || !allowed.has(name)) return `.${name}: unknown field`;
   }
-  for (const [name, field] of Object.entries(schema)) {
-    checkField(field, record[name], `${path}.${name}`);
+  const names = fieldNames(schema);
+  for (let i = 0; i < names.length; i += 1) {
+    const name = names[i]!;
+    const problem = fieldProblem(schema[name]!, record[name]);
+    if (problem !== null) return `.${name}${problem}`;
   }
+  return null;
+}
+
+/**
+ * Checks every field of `value` against `schema`; unknown fields are refused too, except the
+ * names in `allowed` (a message's envelope: v, kind, id), which the caller checks itself.
+ */
+export function checkFields(schema: Schema, value: unknown, path: string,
+  allowed: ReadonlySet<string> | null = null): void {
+  const problem = fieldsProblem(schema, value, allowed);
+  if (problem !== null) throw new FieldError(`${path}${problem}`);
 }

@@ -19,6 +19,8 @@ function bench(args: string[]): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+const gcCounts = { scavenges: Number, markCompacts: Number, pauseMs: Number, allocatedMB: Number };
+
 t.test('pmq bench prints a JSON line per workload with every field', async (t) => {
   // One run (the cluster's start-up dominates): open loop, 2 producers, 2 consumers.
   // Every process spins 20 µs before sleeping (PMQ_SPIN_US): the spin path runs end to end.
@@ -34,7 +36,10 @@ t.test('pmq bench prints a JSON line per workload with every field', async (t) =
     e2eLatencyUs: { count: 300, p50: Number, p99: Number, max: Number },
     cpuSecondsPerGB: { storage: Number, broker: Number, producer: Number, consumer: Number },
     cpuSecondsPerProcess: { storage: Number, broker: Number, producers: [Number, Number],
-      consumers: [Number, Number] } });
+      consumers: [Number, Number] },
+    gc: { storage: gcCounts, broker: gcCounts },
+    gcPerMillionRecords: { storage: gcCounts, broker: gcCounts },
+    batches: Number, gcPerThousandBatches: { storage: gcCounts, broker: gcCounts } });
 });
 
 t.test('pmq bench --busy-poll: every process busy-polls, each one\'s CPU is reported',

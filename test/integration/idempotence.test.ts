@@ -88,10 +88,9 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 }
 
 /**
- * Every value of the partition, in offset order (control batches skipped). A view may name a
- * segment that ends below its highWatermark (the broker reads the watermark again after
- * creating the read grant, and a hole fill may land meanwhile): the loop then views the same
- * segment again.
+ * Every value of the partition, in offset order (control batches skipped). A view's segment is
+ * read from its start, so records below the offset asked for are skipped: a fill persisted
+ * between two views (a released lease's) makes the second view name the same segment again.
  */
 async function consumeAll(): Promise<string[]> {
   const values: string[] = [];
@@ -110,9 +109,10 @@ async function consumeAll(): Promise<string[]> {
     bytes.byteLength);
     for (let position = 0; position < bytes.byteLength;) {
       const batch = decodeRecordBatch(bytes, position);
-      // Each view's segment is read from its start: skip what an earlier view's read took.
-      if (!batch.attributes.isControl && batch.baseOffset >= offset) {
-        for (const record of batch.records) values.push(decoder.decode(record.value!));
+      if (!batch.attributes.isControl) {
+        for (const record of batch.records) {
+          if (record.offset >= offset) values.push(decoder.decode(record.value!));
+        }
       }
       position += batch.sizeBytes;
     }

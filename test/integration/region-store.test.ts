@@ -10,6 +10,7 @@ import t from 'tap';
 import {
   SEGMENT_ENTRY_FIELD_AT, SUPERBLOCK_FIELD_AT, entryAddress, superblockAddress,
 } from '../../common/layout.js';
+import { encodeRecordBatch } from '../../common/record-batch/encode.js';
 import { Region } from '../../native/region.js';
 import { RegionStore, type AllocateRequest } from '../../storage-node/region-store.js';
 import { BASES, REPO_ROOT, tempDir, type Teardown } from '../fixtures/region-helpers.js';
@@ -296,4 +297,28 @@ t.test(`SIGKILL after acknowledged watermarks: they and their data survive (seed
     const pattern = regionPattern(MIB, CRASH_PATTERN_SEED).subarray(0, position);
     t.same(region.bytes.subarray(segment.address, segment.address + position), pattern,
       'every byte under the watermark is the acknowledged data');
+  });
+
+t.test('settleBatches writes each baseOffset whole (beyond 2^32) and replaces a false batch',
+  async (t) => {
+    const { region, store } = await formatted(t);
+    const segment = await store.allocateSegment(request());
+    const batch = encodeRecordBatch([{ value: Uint8Array.of(1, 2, 3) }, { value: null }]);
+    region.bytes.set(batch, segment.address);
+    region.bytes.set(batch, segment.address + batch.byteLength);
+    const baseOffset = 2 ** 40 + 2 ** 32 + 0x01020304;
+    const replaced = store.settleBatches(segment.segmentIndex, [
+      { position: 0, baseOffset, bytes: batch.byteLength, records: 2 },
+      // Claims 1 record: not what lies there, so a control batch of that shape replaces it.
+      { position: batch.byteLength, baseOffset: baseOffset + 2, bytes: batch.byteLength,
+        records: 1 },
+    ], 2 * batch.byteLength);
+    t.same(replaced, [batch.byteLength], 'only the false batch is replaced');
+    const view = new DataView(region.bytes.buffer, region.bytes.byteOffset);
+    t.equal(view.getBigInt64(segment.address), BigInt(baseOffset), 'big endian, all 64 bits');
+    t.equal(view.getBigInt64(segment.address + batch.byteLength), BigInt(baseOffset + 2));
+    t.same(store.settleBatches(segment.segmentIndex, [
+      { position: 0, baseOffset: 7, bytes: batch.byteLength, records: 2 }],
+    batch.byteLength), [], 'nothing replaced: an empty list');
+    t.equal(view.getBigInt64(segment.address), 7n);
   });

@@ -30,9 +30,10 @@ t.test('a row shows the poll mode and every process\'s CPU seconds', async (t) =
     batchBytes: 1, lingerMs: 0, spinUs: 50, busyPoll: true, rate: 1000, mode: 'open',
     produce: flow, consume: flow, failed: 0, ackLatencyUs: latency, e2eLatencyUs: latency,
     cpuSeconds: none, cpuSecondsPerGB: none,
-    cpuSecondsPerProcess: { storage: 3.1, broker: 3.2, producers: [2.5, 2.6], consumers: [3] } };
+    cpuSecondsPerProcess: { storage: 3.1, broker: 3.2, producers: [2.5, 2.6], consumers: [3] },
+    gc: null, gcPerMillionRecords: null, batches: 0, gcPerThousandBatches: null };
   const row = tableRow(summary);
   t.equal(row[4], 'busy');
-  t.equal(row.at(-1), '3.1/3.2/2.5+2.6/3');
+  t.equal(row.at(-4), '3.1/3.2/2.5+2.6/3', 'before the batches and GC columns');
   t.equal(tableRow({ ...summary, busyPoll: false })[4], 'spin≤50µs');
 });

@@ -21,7 +21,7 @@ function summary(workload: string, transport: string, fields: Partial<Summary>):
     consume: { records: 1, bytes: 1, seconds: 1, recordsPerSecond: 1, MBps: 1 },
     cpuSeconds: none, cpuSecondsPerGB: none,
     cpuSecondsPerProcess: { storage: null, broker: null, producers: [], consumers: [] },
-    ...fields };
+    gc: null, gcPerMillionRecords: null, batches: 0, gcPerThousandBatches: null, ...fields };
 }
 
 const machine: MachineLimits = { memcpyMBps: 10_000, ucx: {

@@ -37,6 +37,24 @@ t.test('a trip answers what is in flight and all that follows, once', async (t) 
   t.equal(fence.why, 'storage node 1 refused epoch 7');
 });
 
+t.test('guardNow: at once when the work answers at once, guarded like guard() otherwise',
+  async (t) => {
+    const fence = new Fence(() => 7);
+    t.equal(fence.guardNow(() => 'done'), 'done', 'a value, not a promise');
+    t.throws(() => fence.guardNow(() => { throw new PmqError('PMQ_ERR_ARGUMENT', 'no'); }),
+      { code: 'PMQ_ERR_ARGUMENT' }, 'a handler\'s own refusal passes through');
+    let finishLater: (value: string) => void = () => undefined;
+    const parked = fence.guardNow(() => new Promise<string>((resolve) => {
+      finishLater = resolve;
+    }));
+    t.ok(parked instanceof Promise, 'a promise stays one');
+    t.throws(() => fence.guardNow(() => { fence.trip('during'); return 'done'; }),
+      { code: 'PMQ_ERR_FENCED' }, 'fenced while it ran: refused, not done');
+    finishLater('done');
+    t.equal(await codeOf(parked as Promise<string>), 'PMQ_ERR_FENCED', 'in flight: fenced');
+    t.throws(() => fence.guardNow(() => 'done'), { code: 'PMQ_ERR_FENCED' }, 'later: refused');
+  });
+
 t.test('the client maps the broker\'s PMQ_ERR_FENCED to a retriable FencedError', (t) => {
   const error = toClientError(new PmqError('PMQ_ERR_FENCED', 'this broker (epoch 3) was ' +
     'fenced by a newer broker: reconnect to the current broker'), { what: 'offsetCommit' });

@@ -10,6 +10,7 @@ import {
   SUPERBLOCK_FIELD_AT, SUPERBLOCK_HEADER_SIZE_BYTES, TABLE_ADDRESS, TABLE_BYTES_PER_SEGMENT,
   computeGeometry, decodeSegmentEntry, decodeSuperblock, encodeSegmentEntry, encodeSuperblock,
   geometryProblem, superblockAddress, type EntryContext, type SegmentEntry, type Superblock,
+  getI64, getU64, setI64, setU64,
 } from '../../common/layout.js';
 import { LIMITS } from '../../common/limits.js';
 import { crc32c } from '../../native/crc32c.js';
@@ -253,3 +254,30 @@ t.test('superblock copies: newest wins, torn falls back, nonsense refused', asyn
   t.match(chooseSuperblock(bytes), { ok: true, copy: 1,
     fallback: { copy: 0, problem: /does not belong in copy 0/ } }, 'a misplaced copy is noticed');
 });
+
+t.test('64-bit fields: every safe integer round trips, nothing past ±(2^53 - 1) is read',
+  async (t) => {
+    const view = new DataView(new ArrayBuffer(8));
+    const unsigned = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 0x01020304_05060708 % 2 ** 53,
+      Number.MAX_SAFE_INTEGER];
+    for (const value of unsigned) {
+      setU64(view, 0, value);
+      t.equal(view.getBigUint64(0, true), BigInt(value), `u64 ${value} little endian`);
+      t.equal(getU64(view, 0), value);
+    }
+    for (const value of [...unsigned, ...unsigned.map((v) => -v), -1, -(2 ** 32) - 1]) {
+      setI64(view, 0, value);
+      t.equal(view.getBigInt64(0, true), BigInt(value), `i64 ${value} two's complement`);
+      t.equal(getI64(view, 0), value);
+    }
+    view.setBigUint64(0, 2n ** 53n, true);
+    t.equal(getU64(view, 0), null, 'u64 2^53 refused');
+    view.setBigUint64(0, 2n ** 64n - 1n, true);
+    t.equal(getU64(view, 0), null, 'u64 2^64 - 1 refused');
+    view.setBigInt64(0, 2n ** 53n, true);
+    t.equal(getI64(view, 0), null, 'i64 2^53 refused');
+    view.setBigInt64(0, -(2n ** 53n), true);
+    t.equal(getI64(view, 0), null, 'i64 -2^53 refused');
+    view.setBigInt64(0, -(2n ** 63n), true);
+    t.equal(getI64(view, 0), null, 'i64 -2^63 refused');
+  });
