@@ -73,7 +73,10 @@ export const MESSAGES = {
    */
   append: { topic: 'topic', partition: 'uint', epoch: 'uint', leaseId: 'uint',
     position: 'uint', bytes: 'uint', records: 'uint', producerId: 'int', sequence: 'int' },
-  /** leaseEnd: the lease's segment is full: place no more batches in it, release it. */
+  /**
+   * leaseEnd: place no more batches in the lease and release it (its segment is full, or
+   * another session's lease waits behind its unwritten rest).
+   */
   acked: { baseOffset: 'uint', leaseEnd: 'bool' },
   duplicate: { baseOffset: 'uint' },
   /** The session is done with a lease: its unwritten rest is filled. Answered `done`. */
