@@ -66,11 +66,6 @@ export function isWritten(piece: Pending): piece is Piece {
   return piece.kind !== 'lease' && (piece.state === 'written' || piece.state === 'filled');
 }
 
-function flush(candidates: LeaseEntry[], into: LeaseEntry[]): LeaseEntry[] {
-  for (const lease of candidates) into.push(lease);
-  return [];
-}
-
 export class SequencedSegment {
   readonly segmentId: SegmentId;
   readonly chainPosition: number;
@@ -215,23 +210,34 @@ export class SequencedSegment {
   }
 
   /**
-   * Adds the open leases that hold something back here: in a sealing segment all of them (the
-   * seal waits for each), else those with a written piece after them (it waits for offsets).
+   * The open leases that hold something back here: in a sealing segment all of them (the seal
+   * waits for each), else those with a written piece after them (it waits for offsets). Adds
+   * them to `into` when given and returns the earliest last activity among them (Infinity:
+   * none). Allocates nothing: the broker asks after every append.
    */
-  collectBlockingLeases(into: LeaseEntry[]): void {
-    if (this.state === 'sealed') return;
-    let candidates: LeaseEntry[] = []; // open leases met since the last written piece
+  blockingLeases(into: LeaseEntry[] | null): number {
+    if (this.state === 'sealed') return Infinity;
+    let earliest = Infinity;
+    // The open leases met since the last written piece: blocking only if one follows.
+    let metCount = 0;
+    let metEarliest = Infinity;
     for (let index = this.#writtenCount; index < this.#pending.length; index += 1) {
       const entry = this.#pending[index]!;
-      if (entry.kind === 'lease') {
-        // Batches appended ahead of a lease's front wait for the leases before it too.
-        if (entry.ahead.length > 0) candidates = flush(candidates, into);
-        if (entry.open) candidates.push(entry);
-      } else if (isWritten(entry)) {
-        candidates = flush(candidates, into);
+      // Batches appended ahead of a lease's front wait for the leases before it too.
+      if (entry.kind === 'lease' ? entry.ahead.length > 0 : isWritten(entry)) {
+        earliest = Math.min(earliest, metEarliest);
+        metCount = 0;
+        metEarliest = Infinity;
+      }
+      if (entry.kind === 'lease' && entry.open) {
+        into?.push(entry);
+        metCount += 1;
+        metEarliest = Math.min(metEarliest, entry.activeAtMs);
       }
     }
-    if (this.state === 'sealing') flush(candidates, into);
+    if (this.state === 'sealing') return Math.min(earliest, metEarliest);
+    if (into !== null) into.length -= metCount;
+    return earliest;
   }
 
   /** Moves `written` over every written piece that follows it, giving each its offsets. */

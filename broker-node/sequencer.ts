@@ -343,12 +343,12 @@ export class Sequencer {
    * meanwhile), or null while none does. The broker arms one timer for it.
    */
   blockingCutDueAt(): number | null {
-    let due: number | null = null;
-    for (const lease of this.#blockingLeases()) {
-      const at = lease.activeAtMs + this.#settings.leaseBlockingIdleMs;
-      if (due === null || at < due) due = at;
+    if (this.#leases.size === 0) return null;
+    let earliest = Infinity;
+    for (let index = this.#head; index < this.#segments.length; index += 1) {
+      earliest = Math.min(earliest, this.#segments[index]!.blockingLeases(null));
     }
-    return due;
+    return earliest === Infinity ? null : earliest + this.#settings.leaseBlockingIdleMs;
   }
 
   /** The broker wrote the control batch of a fill. */
@@ -485,7 +485,7 @@ export class Sequencer {
     if (this.#leases.size === 0) return [];
     const blocking: LeaseEntry[] = [];
     for (let index = this.#head; index < this.#segments.length; index += 1) {
-      this.#segments[index]!.collectBlockingLeases(blocking);
+      this.#segments[index]!.blockingLeases(blocking);
     }
     return blocking;
   }

@@ -122,7 +122,6 @@ export const LEASE_REST_BYTES_MIN = 68;
 /** An idle sender gives its lease back after this long (other producers wait behind it). */
 export const LEASE_IDLE_RELEASE_MS = 50;
 
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
