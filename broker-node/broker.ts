@@ -98,12 +98,14 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
     busyPoll: opts.busyPoll });
   let timer: NodeJS.Timeout | undefined;
-  // Partitions' own timers (a blocking lease's cut) run only while this is true.
-  let ticking = true;
-  const stop = async (): Promise<void> => {
+  let ticking = true; // partitions' own timers (a blocking lease's cut) run only while true
+  const quiesce = (): void => { // stopping or fenced: no more expiry, cuts or pushes
     ticking = false;
     if (timer !== undefined) clearInterval(timer);
     subscriptions.clear();
+  };
+  const stop = async (): Promise<void> => {
+    quiesce();
     // Fenced: let the PMQ_ERR_FENCED answers already handed to the transport go out first.
     if (fence.why !== null) await new Promise((resolve) => setTimeout(resolve, FENCED_DRAIN_MS));
     auth.close();
@@ -121,9 +123,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     () => pool.epoch, log.child({ component: 'subscriptions' }));
   transport.on('closed', (ep) => subscriptions.endEndpoint(ep));
   fence.onTrip((why) => {
-    ticking = false;
-    subscriptions.clear();
-    if (timer !== undefined) clearInterval(timer);
+    quiesce();
     log.error({ why, epoch: pool.epoch }, 'fenced by a newer broker: answering every request ' +
       'PMQ_ERR_FENCED and stopping');
     opts.onFenced(why);
