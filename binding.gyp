@@ -14,6 +14,8 @@
         "native/transport.cc",
         "native/transport_am.cc",
         "native/transport_grants.cc",
+        "native/batch_check.cc",
+        "native/persist_native.cc",
         "native/transport_direct.cc",
         "native/progress.cc",
         "native/transport_napi.cc",

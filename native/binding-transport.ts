@@ -42,6 +42,7 @@ export const EventKind = {
   sendDone: 7,
   reply: 8,
   revokeDone: 9,
+  grantRevoked: 10,
 } as const;
 
 /**
@@ -94,8 +95,19 @@ export interface TransportBinding {
   transportStats(handle: TransportHandle): TransportStats;
   transportAttachMemory(handle: TransportHandle, memory: Uint8Array): void;
   /** direction: 0 = read, 1 = write; readable = length for write grants. */
+  /**
+   * The native persist path (native/persist_native.cc): the region (a region handle), its
+   * table and data addresses, segment size and count, and the state shared with JS
+   * (segmentCount × 8 numbers, storage-node/native-persist.ts).
+   */
+  transportPersistConfigure(handle: TransportHandle, region: unknown, tableAddress: number,
+    dataAddress: number, segmentBytes: number, segmentCount: number, state: Float64Array): void;
+  /** Whether `ep` speaks for the broker instance that owns the node's epoch. */
+  transportSetPersistOwner(handle: TransportHandle, ep: number, owner: boolean): void;
+  transportClearPersistOwners(handle: TransportHandle): void;
   transportGrantCreate(handle: TransportHandle, grantId: number, epoch: number, address: number,
-    length: number, direction: number, session: number, key: number, readable: number): void;
+    length: number, direction: number, session: number, key: number, readable: number,
+    segment: number): void;
   /** A read grant's readable prefix; only grows. */
   transportGrantSetReadable(handle: TransportHandle, grantId: number, readable: number): void;
   transportGrantSetFloor(handle: TransportHandle, grantId: number, floor: number): void;
@@ -127,7 +139,8 @@ export const TRANSPORT_EXPORTS = [
   'transportOpen', 'transportClose', 'transportListen', 'transportConnect',
   'transportEndpointClose', 'transportLanes', 'transportSend', 'transportSendRaw',
   'transportBindSession', 'transportStats',
-  'transportAttachMemory', 'transportGrantCreate', 'transportGrantSetReadable',
+  'transportAttachMemory', 'transportPersistConfigure', 'transportSetPersistOwner',
+  'transportClearPersistOwners', 'transportGrantCreate', 'transportGrantSetReadable',
   'transportGrantSetFloor',
   'transportGrantRevoke',
   'transportGrantForget', 'transportEpochRaise',

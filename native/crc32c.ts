@@ -52,3 +52,18 @@ export function crc32cSoftware(
 export function crc32cImplementation(): Crc32cImplementation {
   return native.crc32cImplementation();
 }
+
+/**
+ * Whether the storage node's native persist path accepts data[offset, +length) as one whole
+ * RecordBatch v2 of `records` records. Conservative: never true where validateRecordBatch
+ * refuses the batch or counts other records; may be false where it accepts (the persist then
+ * goes to the JS path). For the differential test of the two checks.
+ */
+export function nativeRecordBatchCheck(data: Uint8Array, offset: number, length: number,
+  records: number): boolean {
+  checkArguments(data, offset, length, 0);
+  if (!Number.isSafeInteger(records) || records < 0) {
+    throw new ArgumentError(`records ${records} is not a count`);
+  }
+  return native.recordBatchCheck(data, offset, length, records);
+}

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "assert.h"
+#include "batch_check.h"
 #include "crc32c.h"
 
 namespace pmq {
@@ -50,11 +51,28 @@ Napi::Value crc32c_implementation_js(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), sse42 ? "sse4.2" : "software");
 }
 
+// (data, offset, length, records) -> whether the storage node's native persist path accepts
+// the batch at data[offset, +length) as one whole RecordBatch v2 of `records` records.
+Napi::Value record_batch_check_js(const Napi::CallbackInfo& info) {
+  PMQ_ASSERT(info.Length() == 4 && info[0].IsTypedArray());
+  PMQ_ASSERT(info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array);
+  Napi::Uint8Array data = info[0].As<Napi::Uint8Array>();
+  const uint64_t offset = to_index(info[1]);
+  const uint64_t length = to_index(info[2]);
+  const uint64_t records = to_index(info[3]);
+  PMQ_ASSERT(offset <= data.ByteLength() && length <= data.ByteLength() - offset);
+  const bool ok = length >= batch::kHeaderSizeBytes &&
+                  batch::check(data.Data() + offset, length, records);
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
 }  // namespace
 
 void register_crc32c(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32c", Napi::Function::New(env, crc32c_js, "crc32c"));
   exports.Set("crc32cSoftware", Napi::Function::New(env, crc32c_software_js, "crc32cSoftware"));
+  exports.Set("recordBatchCheck",
+              Napi::Function::New(env, record_batch_check_js, "recordBatchCheck"));
   exports.Set("crc32cImplementation",
               Napi::Function::New(env, crc32c_implementation_js, "crc32cImplementation"));
 }

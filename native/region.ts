@@ -117,6 +117,14 @@ export class Region {
     return this.#handle === null;
   }
 
+  /**
+   * The native handle, for the transport's native persist path (Transport.configurePersist),
+   * which persists through the same native calls as persist() (the durable shadow included).
+   */
+  get nativeHandle(): unknown {
+    return this.#open();
+  }
+
   /** The mapping itself (external ArrayBuffer, no copy); detached by close(). */
   get buffer(): ArrayBuffer {
     return native.regionBuffer(this.#open());

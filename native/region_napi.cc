@@ -367,6 +367,11 @@ Napi::Value region_page_size_bytes(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// For the transport's native persist path (transport_data_napi.cc): the Region a handle names,
+// open or not (the persist path checks `open` before each use; transport.ts keeps the handle
+// referenced while the transport lives, so the state is not finalized under it).
+const region::Region* napi_region(const Napi::Value& handle) { return &unwrap(handle)->region; }
+
 void register_region(Napi::Env env, Napi::Object exports) {
   exports.Set("regionOpen", Napi::Function::New(env, region_open, "regionOpen"));
   exports.Set("regionInfo", Napi::Function::New(env, region_info, "regionInfo"));

@@ -111,7 +111,9 @@ export class TransportCore {
   protected nextRequestId = 1;
   private readonly postPool: Pending[] = [];
   private readonly listeners: Listeners = { accepted: new Set(), closed: new Set(),
-    error: new Set() };
+    error: new Set(), grantRevoked: new Set() };
+  /** configurePersist's region handle and shared state, referenced while native uses them. */
+  protected persistRefs: [unknown, Float64Array] | null = null;
 
   on<K extends keyof TransportEvents>(event: K, listener: TransportEvents[K]): this {
     this.listeners[event].add(listener);
@@ -212,6 +214,12 @@ export class TransportCore {
         this.revokeWaiters.get(id)?.();
         this.revokeWaiters.delete(id);
         return undefined;
+      case EventKind.grantRevoked: {
+        const grant = this.grants.get(id);
+        if (grant !== undefined) grant.revoked = true;
+        for (const listener of this.listeners.grantRevoked) listener(id);
+        return undefined;
+      }
       default:
         invariant(false, 'unknown native transport event', { kind });
     }

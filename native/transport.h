@@ -27,6 +27,10 @@
 
 #include "spin_policy.h"
 
+namespace pmq::region {
+struct Region;
+}
+
 namespace pmq::transport {
 
 // Wire: every active message carries one of these kinds in byte 1 of its header; byte 0 is the
@@ -80,6 +84,7 @@ enum class Status : uint8_t {
 enum class EventKind : uint8_t {
   accepted = 1, connected = 2, closed = 3, error = 4, message = 5, place = 6,
   send_done = 7, reply = 8, revoke_done = 9,
+  grant_revoked = 10,  // the native persist path revoked a grant (id): JS updates its records
 };
 
 struct Event {
@@ -132,6 +137,9 @@ struct Endpoint {
   uint32_t in_flight = 0;
   bool close_waiting = false;
   uint64_t session = 0;  // bind_session: the client session it speaks for; 0 = unbound
+  // set_persist_owner: the broker instance that owns the node's epoch speaks on it, so its
+  // persist frames may be served natively (persist_native.cc).
+  bool persist_owner = false;
   uint64_t last_rx_ms;
   uint64_t last_tx_ms;
   std::string remote;
@@ -140,6 +148,30 @@ struct Endpoint {
 };
 
 enum class Direction : uint8_t { read = 0, write = 1 };
+constexpr uint32_t kNoSegment = 0xffffffffu;
+
+// The native persist path (persist_native.cc, docs/wire-protocol.md "Persist frames"): where
+// the segment table lives and the per-segment state shared with JS (storage-node/
+// native-persist.ts), a Float64Array of segment_count × kPersistFields numbers.
+constexpr uint32_t kPersistFields = 8;
+enum PersistField : uint32_t {
+  kPfOwner = 0,       // 1: native may persist the segment; 0: JS holds it (JS writes)
+  kPfGeneration = 1,  // the winning entry's generation (native writes after a persist)
+  kPfPosition = 2,    // its durable watermark
+  kPfOffsetLast = 3,
+  kPfEpoch = 4,       // its epoch
+  kPfBaseOffset = 5,  // the segment's first offset (JS writes)
+  kPfPersisted = 6,   // persists served natively (a counter, for stats and tests)
+  kPfDeclined = 7,    // persist frames handed to JS
+};
+struct PersistConfig {
+  const region::Region* region = nullptr;
+  uint64_t table_address = 0;
+  uint64_t data_address = 0;
+  uint64_t segment_bytes = 0;
+  uint32_t segment_count = 0;
+  double* state = nullptr;  // kept alive by the napi layer's reference
+};
 
 struct Grant {
   uint64_t id;
@@ -153,6 +185,7 @@ struct Grant {
   uint64_t floor = 0;     // write grants: writes start at or above address + floor
   bool revoked = false;
   uint32_t in_flight = 0;
+  uint32_t segment = kNoSegment;  // the segment it points into (the native persist path's index)
   // Direct mode: the registration of exactly [address, address+length), made on the first
   // export and unmapped on revocation, on a rise of the epoch above the grant's, and on close.
   ucp_mem_h direct_memh = nullptr;
@@ -250,6 +283,12 @@ class Transport {
   void grant_set_floor(uint64_t grant_id, uint64_t floor);
   void epoch_raise(uint64_t epoch);
   uint64_t epoch() const { return epoch_; }
+
+  // The native persist path (persist_native.cc). configure once memory is attached; owners
+  // are set by JS where it decides a broker endpoint speaks for the epoch's owner.
+  void persist_configure(const PersistConfig& config);
+  void set_persist_owner(uint32_t ep, bool owner);
+  void clear_persist_owners();
   void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);
   void read_validated(uint32_t ep, AccessHeader request, uint8_t* dst);
 
@@ -272,13 +311,14 @@ class Transport {
   // keepalive or UCX's own protocol traffic progresses the worker but is none of it.
   bool has_work() const {
     return !events.empty() || !deferred_replies_.empty() || !deferred_reads_.empty() ||
+           !deferred_messages_.empty() ||
            !deferred_closes_.empty() || !ready_closes_.empty();
   }
   // Work a peer's traffic produced: has_work() but the completions of our own operations
   // (sends, revocations), which UCX may report only when the next one starts.
   bool has_peer_work() const {
     return !deferred_replies_.empty() || !deferred_reads_.empty() ||
-           !deferred_closes_.empty() || !ready_closes_.empty() ||
+           !deferred_messages_.empty() || !deferred_closes_.empty() || !ready_closes_.empty() ||
            std::any_of(events.begin(), events.end(), [](const Event& event) {
              return event.kind != EventKind::send_done && event.kind != EventKind::revoke_done;
            });
@@ -334,6 +374,11 @@ class Transport {
   ucs_status_t on_read_request(Endpoint* ep, const void* header, size_t header_bytes);
   ucs_status_t on_message(Endpoint* ep, const void* header, size_t header_bytes, void* data,
                           size_t length, bool rndv);
+  // true: served natively (reply queued); false: JS serves it as any other message.
+  bool persist_natively(Endpoint* ep, const uint8_t* user_header, size_t user_header_bytes,
+                        const uint8_t* payload, size_t length);
+  void revoke_now(Grant* grant);  // no access in flight; records it as revoked and unindexed
+  void unindex_grant(const Grant& grant);
   void on_reply(Endpoint* ep, const void* header, size_t header_bytes);
   void landing_done(Op* op, ucs_status_t status);
   void read_landing_done(Op* op, ucs_status_t status);
@@ -395,9 +440,14 @@ class Transport {
   };
   std::deque<DeferredRead> deferred_reads_;
   std::deque<std::pair<uint32_t, ReplyHeader>> deferred_replies_;
+  // Messages the native persist path answers with: prefix + user header + payload, sent after
+  // progress returns (the second of the pair is where the payload starts).
+  std::deque<std::pair<uint32_t, std::pair<std::vector<uint8_t>, size_t>>> deferred_messages_;
   std::deque<uint32_t> deferred_closes_;
   std::deque<uint32_t> ready_closes_;  // close_waiting endpoints whose operations have ended
   std::unordered_map<uint64_t, Grant> grants_;
+  std::unordered_map<uint32_t, std::vector<uint64_t>> live_by_segment_;  // unrevoked grant ids
+  PersistConfig persist_;
   uint64_t forgotten_max_id_ = 0;  // the highest grant id forgotten (grant_forget)
   uint64_t epoch_ = 0;
   uint8_t* memory_ = nullptr;

@@ -78,7 +78,20 @@ export interface Grant extends GrantRef {
   session: number;
   /** Read grants: reads must lie in [address, address + readableBytes). Default: length. */
   readableBytes?: number;
+  /** The segment it points into: the native persist path raises and revokes it with it. */
+  segmentIndex?: number;
 }
+
+/** Where the native persist path finds the segment table (storage-node/native-persist.ts). */
+export interface PersistLayout {
+  tableAddress: number;
+  dataAddress: number;
+  segmentBytes: number;
+  segmentCount: number;
+}
+
+/** No segment (a grant made outside any segment, e.g. by transport tests). */
+const NO_SEGMENT = 0xffff_ffff;
 
 /** sendRaw's protocol: UCX's choice, eager or rendezvous. */
 export type RawSendMode = 'auto' | 'eager' | 'rndv';
@@ -95,6 +108,8 @@ export interface TransportEvents {
   /** `code` '' = a graceful close. */
   closed: (ep: Endpoint, code: ErrorCode | '', reason: string) => void;
   error: (ep: Endpoint, error: PmqError) => void;
+  /** The native persist path revoked this grant (nothing of it was in flight). */
+  grantRevoked: (grantId: number) => void;
 }
 
 export const REQUEST_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
@@ -299,6 +314,40 @@ export class Transport extends TransportCore {
     this.memoryBytes = memory.byteLength;
   }
 
+  /**
+   * Storage side: lets the native path serve persist frames (docs/wire-protocol.md, "Persist
+   * frames") for the region whose mapping is the attached memory. `state` is shared with the
+   * native side for the transport's life (storage-node/native-persist.ts says what is in it).
+   */
+  configurePersist(region: unknown, layout: PersistLayout, state: Float64Array): void {
+    this.checkOpen();
+    if (this.memoryBytes === 0) throw new ArgumentError('attachMemory() first');
+    if (this.persistRefs !== null) throw new ArgumentError('persist already configured');
+    const { tableAddress, dataAddress, segmentBytes, segmentCount } = layout;
+    checkCount('segmentCount', segmentCount, 1, NO_SEGMENT - 1);
+    checkCount('segmentBytes', segmentBytes, 1, this.memoryBytes);
+    checkCount('dataAddress', dataAddress, 0, this.memoryBytes - segmentBytes * segmentCount);
+    checkCount('tableAddress', tableAddress, 0, dataAddress);
+    if (!(state instanceof Float64Array) || state.length !== segmentCount * 8) {
+      throw new ArgumentError(`persist state must be a Float64Array of ${segmentCount * 8}`);
+    }
+    native.transportPersistConfigure(this.handle, region, tableAddress, dataAddress,
+      segmentBytes, segmentCount, state);
+    this.persistRefs = [region, state]; // native reads them until close
+  }
+
+  /** Storage side: whether `ep` speaks for the broker instance that owns the epoch. */
+  setPersistOwner(ep: Endpoint, owner: boolean): void {
+    this.checkOpen();
+    native.transportSetPersistOwner(this.handle, ep, owner);
+  }
+
+  /** Storage side: no endpoint speaks for the epoch's owner (an epoch is being raised). */
+  clearPersistOwners(): void {
+    this.checkOpen();
+    native.transportClearPersistOwners(this.handle);
+  }
+
   createGrant(grant: Grant): void {
     this.checkOpen();
     if (this.memoryBytes === 0) throw new ArgumentError('attachMemory() first');
@@ -317,8 +366,10 @@ export class Transport extends TransportCore {
     if (this.grants.has(grant.id) || grant.id <= this.forgottenMaxId) {
       throw new ArgumentError(`grant ${grant.id} exists or existed: grant ids are never reused`);
     }
+    const segment = grant.segmentIndex ?? NO_SEGMENT;
+    checkCount('grant segmentIndex', segment, 0, NO_SEGMENT);
     native.transportGrantCreate(this.handle, grant.id, grant.epoch, grant.address, grant.length,
-      grant.direction === 'read' ? 0 : 1, grant.session, grant.key, readableBytes);
+      grant.direction === 'read' ? 0 : 1, grant.session, grant.key, readableBytes, segment);
     this.grants.set(grant.id, { revoked: false, direction: grant.direction,
       length: grant.length, session: grant.session, key: grant.key, readableBytes,
       floorBytes: 0 });

@@ -205,8 +205,12 @@ ucs_status_t Transport::on_message(Endpoint* ep, const void* header, size_t head
       (length > 0 && data == nullptr)) {
     return rndv ? UCS_ERR_REJECTED : UCS_OK;  // malformed or oversized: JS never sees it
   }
-  Event event{EventKind::message, ep->id};
   const auto* user = static_cast<const uint8_t*>(header) + sizeof prefix;
+  if (!rndv && persist_natively(ep, user, prefix.user_header_bytes,
+                                static_cast<const uint8_t*>(data), length)) {
+    return UCS_OK;  // served and answered natively: JS never sees it
+  }
+  Event event{EventKind::message, ep->id};
   event.header.assign(user, user + prefix.user_header_bytes);
   event.length = length;
   if (rndv) {  // JS chooses the destination after progress returns (a place event)

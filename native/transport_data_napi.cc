@@ -11,6 +11,7 @@ namespace pmq {
 
 transport::Transport* napi_transport(const Napi::Value& handle);
 uint64_t napi_to_u64(const Napi::Value& value);
+const region::Region* napi_region(const Napi::Value& handle);  // region_napi.cc
 uint32_t napi_to_ep(const Napi::Value& value);
 uint8_t* napi_to_bytes(const Napi::Value& value, uint64_t offset, uint64_t length);
 void napi_keep_memory(const Napi::Value& handle, const Napi::Uint8Array& memory);
@@ -39,6 +40,9 @@ Napi::Value grant_create(const Napi::CallbackInfo& info) {
   grant.session = napi_to_u64(info[6]);
   grant.key = napi_to_u64(info[7]);
   grant.readable = napi_to_u64(info[8]);
+  const uint64_t segment = napi_to_u64(info[9]);  // kNoSegment: none (tests' bare grants)
+  PMQ_ASSERT(segment <= transport::kNoSegment);
+  grant.segment = static_cast<uint32_t>(segment);
   napi_transport(info[0])->grant_create(grant);
   return info.Env().Undefined();
 }
@@ -61,6 +65,39 @@ Napi::Value grant_revoke(const Napi::CallbackInfo& info) {
 Napi::Value grant_forget(const Napi::CallbackInfo& info) {
   bool forgotten = napi_transport(info[0])->grant_forget(napi_to_u64(info[1]));
   return Napi::Boolean::New(info.Env(), forgotten);
+}
+
+// (handle, regionHandle, tableAddress, dataAddress, segmentBytes, segmentCount, state): state is
+// a Float64Array of segmentCount × kPersistFields that transport.ts keeps referenced until close.
+Napi::Value persist_configure(const Napi::CallbackInfo& info) {
+  transport::PersistConfig config;
+  config.region = napi_region(info[1]);
+  config.table_address = napi_to_u64(info[2]);
+  config.data_address = napi_to_u64(info[3]);
+  config.segment_bytes = napi_to_u64(info[4]);
+  const uint64_t count = napi_to_u64(info[5]);
+  PMQ_ASSERT(count > 0 && count < transport::kNoSegment);
+  config.segment_count = static_cast<uint32_t>(count);
+  PMQ_ASSERT(info[6].IsTypedArray() &&
+             info[6].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array);
+  auto state = info[6].As<Napi::Float64Array>();
+  PMQ_ASSERT(state.ElementLength() == count * transport::kPersistFields);
+  config.state = state.Data();
+  napi_transport(info[0])->persist_configure(config);
+  return info.Env().Undefined();
+}
+
+Napi::Value set_persist_owner(const Napi::CallbackInfo& info) {
+  const uint64_t ep = napi_to_u64(info[1]);
+  PMQ_ASSERT(ep <= UINT32_MAX && info[2].IsBoolean());
+  napi_transport(info[0])->set_persist_owner(static_cast<uint32_t>(ep),
+                                             info[2].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value clear_persist_owners(const Napi::CallbackInfo& info) {
+  napi_transport(info[0])->clear_persist_owners();
+  return info.Env().Undefined();
 }
 
 Napi::Value epoch_raise(const Napi::CallbackInfo& info) {
@@ -104,6 +141,12 @@ Napi::Value read_validated(const Napi::CallbackInfo& info) {
 void register_transport_data(Napi::Env env, Napi::Object exports) {
   exports.Set("transportAttachMemory",
               Napi::Function::New(env, attach_memory, "transportAttachMemory"));
+  exports.Set("transportPersistConfigure",
+              Napi::Function::New(env, persist_configure, "transportPersistConfigure"));
+  exports.Set("transportSetPersistOwner",
+              Napi::Function::New(env, set_persist_owner, "transportSetPersistOwner"));
+  exports.Set("transportClearPersistOwners",
+              Napi::Function::New(env, clear_persist_owners, "transportClearPersistOwners"));
   exports.Set("transportGrantCreate",
               Napi::Function::New(env, grant_create, "transportGrantCreate"));
   exports.Set("transportGrantRevoke",

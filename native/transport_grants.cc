@@ -152,6 +152,22 @@ void Transport::run_deferred() {
     track(op, ucp_am_send_nbx(found->second->handle, kAmId, op->header.data(),
                               op->header.size(), memory_ + read.address, read.length, &param));
   }
+  while (!deferred_messages_.empty()) {
+    auto [ep_id, message] = std::move(deferred_messages_.front());
+    deferred_messages_.pop_front();
+    auto found = endpoints_.find(ep_id);
+    if (found == endpoints_.end() || found->second->state == EpState::closing) continue;
+    auto* op = new Op{OpKind::control, ep_id};
+    op->header = std::move(message.first);
+    const size_t header_bytes = message.second;
+    ucp_request_param_t param = op_param(op);
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
+    found->second->last_tx_ms = now_ms();
+    track(op, ucp_am_send_nbx(found->second->handle, kAmId, op->header.data(), header_bytes,
+                              op->header.data() + header_bytes,
+                              op->header.size() - header_bytes, &param));
+  }
   run_ready_closes();
   while (!deferred_closes_.empty()) {
     uint32_t ep_id = deferred_closes_.front();
@@ -181,6 +197,27 @@ void Transport::grant_create(const Grant& grant) {
   PMQ_ASSERT(grant.direction == Direction::read || grant.readable == grant.length);
   PMQ_ASSERT(grant.floor == 0);
   grants_[grant.id] = grant;
+  if (grant.segment != kNoSegment) live_by_segment_[grant.segment].push_back(grant.id);
+}
+
+void Transport::unindex_grant(const Grant& grant) {
+  if (grant.segment == kNoSegment) return;
+  auto found = live_by_segment_.find(grant.segment);
+  PMQ_ASSERT(found != live_by_segment_.end());  // a live grant is indexed by its segment
+  std::vector<uint64_t>& ids = found->second;
+  auto at = std::find(ids.begin(), ids.end(), grant.id);
+  PMQ_ASSERT(at != ids.end());
+  *at = ids.back();
+  ids.pop_back();
+  if (ids.empty()) live_by_segment_.erase(found);
+}
+
+void Transport::revoke_now(Grant* grant) {
+  PMQ_ASSERT(!grant->revoked && grant->in_flight == 0);
+  grant->revoked = true;
+  direct_unmap(grant);
+  unindex_grant(*grant);
+  events.push_back(Event{EventKind::grant_revoked, 0, grant->id});
 }
 
 void Transport::grant_set_readable(uint64_t grant_id, uint64_t readable) {
@@ -188,8 +225,9 @@ void Transport::grant_set_readable(uint64_t grant_id, uint64_t readable) {
   PMQ_ASSERT(found != grants_.end());  // transport.ts checked all of it
   Grant& grant = found->second;
   PMQ_ASSERT(grant.direction == Direction::read);
-  PMQ_ASSERT(readable >= grant.readable && readable <= grant.length);  // only grows
-  grant.readable = readable;
+  PMQ_ASSERT(readable <= grant.length);
+  // Only grows; the native persist path may have raised it already (JS's record lags).
+  grant.readable = std::max(grant.readable, readable);
 }
 
 void Transport::grant_set_floor(uint64_t grant_id, uint64_t floor) {
@@ -197,15 +235,17 @@ void Transport::grant_set_floor(uint64_t grant_id, uint64_t floor) {
   PMQ_ASSERT(found != grants_.end());  // transport.ts checked all of it
   Grant& grant = found->second;
   PMQ_ASSERT(grant.direction == Direction::write);
-  PMQ_ASSERT(floor >= grant.floor && floor <= grant.length);  // only grows
-  grant.floor = floor;
+  PMQ_ASSERT(floor <= grant.length);
+  grant.floor = std::max(grant.floor, floor);  // only grows (as readable above)
 }
 
 bool Transport::grant_revoke(uint64_t grant_id) {
   auto found = grants_.find(grant_id);
   PMQ_ASSERT(found != grants_.end());
-  PMQ_ASSERT(!found->second.revoked);
+  // The native persist path may have revoked it before JS learnt (a grant_revoked event).
+  if (found->second.revoked) return found->second.in_flight == 0;
   found->second.revoked = true;  // from now on every request of this grant is refused
+  unindex_grant(found->second);
   // Direct mode: the NIC refuses the grant's key from now on. Nothing to wait for: an access
   // it accepted before has completed or completes; none can start after this.
   direct_unmap(&found->second);

@@ -28,6 +28,9 @@ import {
   ONE_WAY_ID, ONE_WAY_KINDS, REPLY_KINDS, type Body, type Message, type MessageKind,
   type OneWayKind, type ReplyKind, type RequestKind,
 } from '../common/wire/messages.js';
+import {
+  decodePersistFrame, encodePersistFrame, isPersistFrameHeader, PERSIST_FRAME_HEADER,
+} from '../common/wire/persist-frame.js';
 import type { Endpoint, Transport } from '../native/transport.js';
 
 export interface Reply<K extends ReplyKind = ReplyKind> { kind: K; body: Body<K> }
@@ -111,9 +114,16 @@ export class ControlChannel {
       this.pending.set(id, { ep, kind, resolve, reject, timeoutMs,
         deadline: performance.now() + timeoutMs });
       this.sweeper ??= setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS);
-      this.post(ep, encodeMessage(kind, id, body), (error: unknown) => {
+      const failed = (error: unknown): void => {
         this.settle(id)?.reject(asRetriable(error, `sending ${kind} failed`));
-      });
+      };
+      // A persist goes as a fixed-layout frame: the storage node's native path serves it.
+      if (kind === 'persist') {
+        this.post(ep, encodePersistFrame(id, body as Body<'persist'>), failed,
+          PERSIST_FRAME_HEADER);
+      } else {
+        this.post(ep, encodeMessage(kind, id, body), failed);
+      }
     });
   }
 
@@ -121,9 +131,10 @@ export class ControlChannel {
    * Sends without a promise (transport.post): the caller waits for the reply, not the send.
    * As send(), a closed endpoint's synchronous throw becomes `failed`.
    */
-  private post(ep: Endpoint, bytes: Uint8Array, failed: (error: unknown) => void): void {
+  private post(ep: Endpoint, bytes: Uint8Array, failed: (error: unknown) => void,
+    header: Uint8Array = FRAME_HEADER): void {
     try {
-      this.transport.post(ep, FRAME_HEADER, bytes, failed);
+      this.transport.post(ep, header, bytes, failed);
     } catch (error) {
       failed(error);
     }
@@ -166,7 +177,8 @@ export class ControlChannel {
   private onMessage(ep: Endpoint, header: Uint8Array, payload: Uint8Array): void {
     let message: Message;
     try {
-      message = decodeFrame(header, payload);
+      message = isPersistFrameHeader(header) ? decodePersistFrame(header, payload) :
+        decodeFrame(header, payload);
     } catch (error) {
       invariant(error instanceof ProtocolError, 'the decoder throws only ProtocolError',
         { error: String(error) });

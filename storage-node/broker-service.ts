@@ -73,12 +73,16 @@ export class BrokerService {
 
   register(channel: ControlChannel): void {
     channel.handle('brokerAuth', (ep, m) => this.#auth.challenge(ep, m));
-    channel.handle('storageHello', (ep, m) => {
+    channel.handle('storageHello', async (ep, m) => {
       this.#auth.acceptHello(ep, m); // PMQ_ERR_AUTH before anything else is looked at
-      return this.storageHello(m);
+      const reply = await this.storageHello(m);
+      this.#markOwner(ep, m.instance);
+      return reply;
     });
     channel.handle('epochRaise', async (ep, m) => {
-      await this.raiseEpoch(m.epoch, this.#auth.require(ep, 'epochRaise'));
+      const instance = this.#auth.require(ep, 'epochRaise');
+      await this.raiseEpoch(m.epoch, instance);
+      this.#markOwner(ep, instance);
       return DONE;
     });
     // Only the instance that raised the node to its epoch is served: an epoch has one owner.
@@ -129,6 +133,16 @@ export class BrokerService {
     return this.#inTurn(() => this.#raiseNow(epoch, instance));
   }
 
+  /**
+   * The native persist path serves only endpoints of the instance that owns the epoch (the
+   * check `broker()` makes for JS); a raise clears them all first (#raiseNow).
+   */
+  #markOwner(ep: Endpoint, instance: number): void {
+    if (instance !== 0 && instance === this.#store.ownerInstance) {
+      this.#transport.setPersistOwner(ep, true);
+    }
+  }
+
   /** Runs `work` after every raise and metadata call before it has finished. */
   #inTurn<T>(work: () => Promise<T>): Promise<T> {
     const run = this.#serial.then(work);
@@ -148,6 +162,7 @@ export class BrokerService {
         `is at epoch ${before}, a raise may add at most ${EPOCH_RAISE_STEP_MAX} and no epoch ` +
         `may exceed ${EPOCH_MAX}`);
     }
+    this.#transport.clearPersistOwners();                  // 0. no native persist meanwhile
     await this.#store.raiseEpoch(epoch, instance);         // 1. durable in the superblock
     invariant(this.#store.epoch === epoch, 'region epoch raised', { epoch });
     this.#transport.raiseEpoch(epoch);                     // 2. older grants are stale now

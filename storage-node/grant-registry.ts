@@ -81,6 +81,7 @@ export class GrantRegistry {
     revokedRemembered: number = STORAGE_LIMITS.grantsRevokedRemembered) {
     this.#transport = transport;
     this.#revokedRemembered = revokedRemembered;
+    transport.on('grantRevoked', (grantId) => this.#revokedNatively(grantId));
   }
 
   /** Grants remembered, live or revoked (bounded: see the module comment). */
@@ -104,7 +105,8 @@ export class GrantRegistry {
     }
     this.#transport.createGrant({ id: grant.grantId, epoch: grant.epoch,
       address: grant.address, length: grant.sizeBytes, direction: grant.direction,
-      session: grant.session, key: grant.key, readableBytes: grant.readableBytes });
+      session: grant.session, key: grant.key, readableBytes: grant.readableBytes,
+      segmentIndex: grant.segmentIndex });
     const entry: Entry = { ...grant, floorBytes: 0, revoked: null };
     this.#grants.set(grant.grantId, entry);
     let live = this.#liveBySegment.get(grant.segmentIndex);
@@ -221,6 +223,24 @@ export class GrantRegistry {
       this.#revokedOrder.push(entry.grantId);
       this.#forgetBeyondLimit();
     });
+    this.#unindex(entry);
+    return entry.revoked;
+  }
+
+  /**
+   * The native persist path revoked the grant (it ended inside a persisted range and nothing
+   * of it was in flight): the same bookkeeping as a revocation made here, without the call.
+   */
+  #revokedNatively(grantId: number): void {
+    const entry = this.#grants.get(grantId);
+    if (entry === undefined || entry.revoked !== null) return; // revoked here meanwhile
+    entry.revoked = RESOLVED;
+    this.#unindex(entry);
+    this.#revokedOrder.push(grantId);
+    this.#forgetBeyondLimit();
+  }
+
+  #unindex(entry: Entry): void {
     const live = this.#liveBySegment.get(entry.segmentIndex);
     if (live?.delete(entry) !== true) {
       invariant(false, 'a live grant is indexed by its segment', { grant: entry.grantId });
@@ -230,7 +250,6 @@ export class GrantRegistry {
     if (!(this.#liveCount >= 0)) {
       invariant(false, 'live grant count never negative', { grant: entry.grantId });
     }
-    return entry.revoked;
   }
 
   #forgetBeyondLimit(): void {

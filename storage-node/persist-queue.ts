@@ -17,6 +17,9 @@
  * grants that end at or below it, raises the floor of those reaching past it (a lease's: no
  * write below the new watermark any more), then checks and patches the appended batches
  * (RegionStore.settleBatches): durable bytes never change, and they always parse.
+ *
+ * The transport's native path (native/persist_native.cc) serves the plain persists of the
+ * segments no lane holds, in the same order, without JavaScript; everything else comes here.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -122,6 +125,9 @@ export class PersistQueue {
       if (lane === undefined) {
         lane = { waiting: [], running: Promise.resolve() };
         this.#lanes.set(request.segmentIndex, lane);
+        // While a lane exists, the native path keeps off the segment: its persists would
+        // overtake the ones waiting here.
+        this.#store.holdSegment(request.segmentIndex);
         lane.waiting.push({ request, resolve, reject });
         lane.running = this.#drain(request.segmentIndex, lane);
       } else {
@@ -164,6 +170,7 @@ export class PersistQueue {
         invariant(false, 'a lane ends empty', { segmentIndex });
       }
       this.#lanes.delete(segmentIndex);
+      this.#store.releaseSegment(segmentIndex);
     }
   }
 

@@ -37,7 +37,8 @@ import { recordBatchSizeReachable } from '../common/record-batch/batch-size.js';
 import { validateRecordBatch } from '../common/record-batch/decode.js';
 import { encodeFiller } from '../common/record-batch/filler.js';
 import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/layout.js';
-import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
+import { REGION_PAGE_SIZE_BYTES, type Region } from '../native/region.js';
+import type { Transport } from '../native/transport.js';
 import type { PersistentMemory } from './persistent-memory.js';
 import { checkSegmentData, type SegmentDataSummary } from './segment-data.js';
 import { SegmentTable, formatEntries, type SlotProblem } from './segment-table.js';
@@ -557,6 +558,7 @@ export class RegionStore {
       invariant(false, 'one update per segment at a time', { index });
     }
     this.#busy.add(index);
+    this.#table.hold(index);
     for (const place of places) this.#allocating.add(place);
     try {
       if (data !== undefined && data.sizeBytes > 0) {
@@ -586,8 +588,40 @@ export class RegionStore {
       this.#table.set(entry);
     } finally {
       this.#busy.delete(index);
+      this.#table.release(index);
       for (const place of places) this.#allocating.delete(place);
     }
+  }
+
+  /**
+   * Lets the transport's native path persist this region's active segments (docs/wire-
+   * protocol.md, "Persist frames"); not for an ordinary-file region, whose msync must not
+   * block the thread. False when not enabled.
+   */
+  enableNativePersist(transport: Transport, region: Region): boolean {
+    if (region.bytes !== this.region.bytes) {
+      invariant(false, 'native persists go to the region this store runs on');
+    }
+    if (this.region.backing === 'file') return false;
+    transport.configurePersist(region.nativeHandle, { tableAddress: TABLE_ADDRESS,
+      dataAddress: this.#superblock.dataAddress, segmentBytes: this.#superblock.segmentSizeBytes,
+      segmentCount: this.#table.count }, this.#table.persistState);
+    this.#table.enableNativePersist();
+    return true;
+  }
+
+  /** JS is about to work on segment `index` outside an update (a persist lane): native off. */
+  holdSegment(index: number): void {
+    this.#checkIndex('holdSegment', index);
+    this.#table.hold(index);
+  }
+
+  releaseSegment(index: number): void {
+    this.#table.release(index);
+  }
+
+  nativePersistStats(): { persisted: number; declined: number } {
+    return this.#table.nativePersistStats();
   }
 
   #info(entry: SegmentEntry): SegmentInfo {

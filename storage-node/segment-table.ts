@@ -68,11 +68,34 @@ function chooseEntry(bytes: Uint8Array, segmentIndex: number, sb: Superblock): E
   return { ok: true, entry: newer, fallback: null };
 }
 
+/** Numbers per segment in the state shared with the native persist path (transport.h). */
+export const PERSIST_FIELDS = 8;
+const F_OWNER = 0;
+const F_GENERATION = 1;
+const F_POSITION = 2;
+const F_OFFSET_LAST = 3;
+const F_EPOCH = 4;
+const F_BASE_OFFSET = 5;
+const F_PERSISTED = 6;
+const F_DECLINED = 7;
+
 export class SegmentTable {
   readonly #entries: SegmentEntry[];
+  /**
+   * Shared with the native persist path (native/persist_native.cc) once enabled: per segment
+   * whether native may persist it (owner), and the winning entry's generation, watermark,
+   * epoch and baseOffset. Native persists move the generation and watermark on; get() takes
+   * them over. JS holds a segment (owner 0) while it updates it or queues persists of it.
+   */
+  readonly persistState: Float64Array;
+  readonly #holds: Uint32Array;
+  #nativePersist = false;
 
   private constructor(entries: SegmentEntry[]) {
     this.#entries = entries;
+    this.persistState = new Float64Array(entries.length * PERSIST_FIELDS);
+    this.#holds = new Uint32Array(entries.length);
+    for (const entry of entries) this.#publish(entry);
   }
 
   /** Decodes every slot of every segment; any segment without a valid slot fails the load. */
@@ -97,10 +120,69 @@ export class SegmentTable {
     if (entry === undefined) {
       invariant(false, 'segment index inside the table', { index });
     }
-    return entry;
+    const at = index * PERSIST_FIELDS;
+    const generation = this.persistState[at + F_GENERATION]!;
+    if (generation === entry.generation) return entry;
+    // The native path persisted it (only while native owned it, only an active segment's
+    // watermark): durable on media, in the slot of that generation.
+    if (!(generation > entry.generation && entry.state === 'active')) {
+      invariant(false, 'native persists only move an active entry on', { index, generation });
+    }
+    const synced: SegmentEntry = { ...entry, generation,
+      epoch: this.persistState[at + F_EPOCH]!,
+      watermark: { position: this.persistState[at + F_POSITION]!,
+        offsetLast: this.persistState[at + F_OFFSET_LAST]! } };
+    this.#entries[index] = synced;
+    return synced;
+  }
+
+  /** Lets native persist the active segments JS does not hold (the region is not a file). */
+  enableNativePersist(): void {
+    this.#nativePersist = true;
+    for (let index = 0; index < this.#entries.length; index += 1) this.#setOwner(index);
+  }
+
+  /** JS is about to update segment `index`, or queue persists of it: native keeps off. */
+  hold(index: number): void {
+    this.get(index); // take over what native did before it stops
+    this.#holds[index] = this.#holds[index]! + 1;
+    this.persistState[index * PERSIST_FIELDS + F_OWNER] = 0;
+  }
+
+  release(index: number): void {
+    if (!(this.#holds[index]! > 0)) invariant(false, 'a release follows a hold', { index });
+    this.#holds[index] = this.#holds[index]! - 1;
+    this.#setOwner(index);
+  }
+
+  /** Persists served natively and persist frames handed to JS, over all segments. */
+  nativePersistStats(): { persisted: number; declined: number } {
+    let persisted = 0;
+    let declined = 0;
+    for (let at = 0; at < this.persistState.length; at += PERSIST_FIELDS) {
+      persisted += this.persistState[at + F_PERSISTED]!;
+      declined += this.persistState[at + F_DECLINED]!;
+    }
+    return { persisted, declined };
+  }
+
+  #setOwner(index: number): void {
+    const native = this.#nativePersist && this.#holds[index] === 0 &&
+      this.get(index).state === 'active';
+    this.persistState[index * PERSIST_FIELDS + F_OWNER] = native ? 1 : 0;
+  }
+
+  #publish(entry: SegmentEntry): void {
+    const at = entry.segmentIndex * PERSIST_FIELDS;
+    this.persistState[at + F_GENERATION] = entry.generation;
+    this.persistState[at + F_POSITION] = entry.watermark.position;
+    this.persistState[at + F_OFFSET_LAST] = entry.watermark.offsetLast;
+    this.persistState[at + F_EPOCH] = entry.epoch;
+    this.persistState[at + F_BASE_OFFSET] = entry.baseOffset;
   }
 
   all(): readonly SegmentEntry[] {
+    for (let index = 0; index < this.#entries.length; index += 1) this.get(index);
     return this.#entries;
   }
 
@@ -117,6 +199,8 @@ export class SegmentTable {
         { index: entry.segmentIndex, current: current.generation, next: entry.generation });
     }
     this.#entries[entry.segmentIndex] = entry;
+    this.#publish(entry);
+    if (this.#holds[entry.segmentIndex] === 0) this.#setOwner(entry.segmentIndex);
   }
 
   /** The lowest-indexed free segment not in `busy`, or -1. */

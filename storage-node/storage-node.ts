@@ -99,6 +99,7 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
     busyPoll: opts.busyPoll, direct });
   let address: { host: string; port: number };
+  let nativePersist = false;
   const grants = new GrantRegistry(transport);
   const persists = new PersistQueue(store, grants, (segment, positions) => {
     log.warn({ segment, positions }, 'appended batches that were not what their producer ' +
@@ -107,6 +108,7 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   try {
     if (store.epoch > 0) transport.raiseEpoch(store.epoch);
     transport.attachMemory(region.bytes);
+    nativePersist = store.enableNativePersist(transport, region);
     const channel = new ControlChannel(transport, log);
     const auth = new BrokerAuth(opts.clusterKey, transport, log);
     new BrokerService({ store, transport, grants, persists, auth, log }).register(channel);
@@ -121,8 +123,8 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
     log.info({ ep, remoteAddress, lanes: transport.lanes(ep) }, 'peer connected');
   });
   transport.on('closed', (ep, code, reason) => log.info({ ep, code, reason }, 'peer gone'));
-  log.info({ ...address, region: formatBytes(region.sizeBytes), epoch: store.epoch, direct },
-    'storage node listening');
+  log.info({ ...address, region: formatBytes(region.sizeBytes), epoch: store.epoch, direct,
+    nativePersist }, 'storage node listening');
   const prefaulted = prefaultInBackground(region, log);
   if (direct) {
     log.warn({}, 'direct mode offered: clients on RDMA lanes may get keys that can also write ' +

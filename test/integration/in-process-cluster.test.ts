@@ -56,6 +56,10 @@ t.test('a storage node, a broker and clients in one process', async (t) => {
   t.same(await produceAndConsume(first, 'first'), expected('first'),
     'every record produced in this process is consumed back');
   await first.close();
+  // Steady-state persists never reach the storage node's JavaScript (native/persist_native.cc).
+  const native = storage.store.nativePersistStats();
+  t.ok(native.persisted >= RECORDS / 2, `${native.persisted} persists served natively, ` +
+    `${native.declined} handed to JS`);
 
   const second = await connect({ brokers, transports: 'tcp', netDevices: 'lo' });
   t.same(await produceAndConsume(second, 'second'), expected('second'),
