@@ -131,6 +131,9 @@ export function decodePersistFrame(header: Uint8Array, payload: Uint8Array): Mes
   if ((flags & ~FLAG_SEAL) !== 0) throw bad(id, kind, `flags ${flags}`);
   if (kind === 'persisted') return decodePersisted(view, id, flags);
   if (kind === null) throw bad(id, null, `kind ${kindCode}`);
+  if (payload.byteLength < PERSIST_BYTES) {
+    throw bad(id, kind, `${payload.byteLength} bytes, a persist has at least ${PERSIST_BYTES}`);
+  }
   const count = view.getUint32(20, true);
   if (count > PIECES_MAX || payload.byteLength !== PERSIST_BYTES + count * PIECE_BYTES) {
     throw bad(id, kind, `${payload.byteLength} bytes for ${count} pieces`);
