@@ -4,7 +4,7 @@
  * (native/persist_native.cc) can serve a persist without JavaScript (docs/wire-protocol.md,
  * "Persist frames"). They travel in the same transport messages as every control message, with
  * their own 4-byte frame header ("PN", layout version, 0). The storage node's JS serves the
- * frames its native path hands on, and answers them in msgpack as any request; the broker takes
+ * frames its native path hands on, and answers them in msgpack as every request; the broker takes
  * either reply.
  *
  * Decoding is as strict as the msgpack decoder's: exact length, known kind, flags and reserved
