@@ -36,6 +36,8 @@ const TESTS: TestRun[] = [
     env: { PMQ_POWERCUT_SEED: '1000' }, timeoutS: 300 },
   { name: 'region-shadow (native)', file: 'test/native/region-shadow.test.ts', env: {},
     timeoutS: 120 },
+  { name: 'persist-native', file: 'test/integration/persist-native.test.ts', env: {},
+    timeoutS: 180 },
   // A stale broker that is not refused never exits: the file times out (red) instead.
   { name: 'broker-fencing', file: 'test/integration/broker-fencing.test.ts', env: {},
     timeoutS: 120 },
@@ -98,6 +100,31 @@ const MUTATIONS: Mutation[] = [
         '{ position, offsetLast },\n        epoch);\n' +
         '      this.#settle(segmentIndex, request.patches ?? [], position); // (e)\n',
     }] },
+  // (f-i) The storage node's native persist path (native/persist_native.cc).
+  { name: 'f-native-data-unpersisted',
+    what: '(f) the native persist path persists the segment entry but not the data below it',
+    edits: [{ file: 'native/persist_native.cc',
+      find: '  region::Status status =\n      region::persist_range(region, segment_address + ' +
+        'durable, request.position - durable);\n',
+      replace: '  region::Status status;  // MUTATION (f): the data is not persisted\n' }] },
+  { name: 'g-native-unchecked',
+    what: '(g) the native persist path takes every appended batch as valid (no batch check)',
+    edits: [{ file: 'native/persist_native.cc',
+      find: '        !batch::check(memory_ + segment_address + piece.position, piece.bytes, ' +
+        'piece.records)) {',
+      replace: '        false) {  // MUTATION (g)' }] },
+  { name: 'h-native-no-floor',
+    what: '(h) the native persist path leaves a lease\'s write grant writable below the ' +
+      'watermark',
+    edits: [{ file: 'native/persist_native.cc',
+      find: '        grant.floor = std::max(grant.floor, std::min(grant.length, end_address - ' +
+        'grant.address));\n',
+      replace: '        (void)0;  // MUTATION (h)\n' }] },
+  { name: 'i-native-any-broker',
+    what: '(i) the native persist path serves endpoints that do not speak for the epoch\'s ' +
+      'owner',
+    edits: [{ file: 'native/persist_native.cc', find: '  if (!ep->persist_owner || ',
+      replace: '  if (' }] },
 ];
 
 function run(command: string, args: string[], cwd: string, env: Record<string, string> = {},
