@@ -14,6 +14,7 @@
         "native/transport.cc",
         "native/transport_am.cc",
         "native/transport_grants.cc",
+        "native/grant_table.cc",
         "native/batch_check.cc",
         "native/persist_native.cc",
         "native/transport_direct.cc",

@@ -45,6 +45,12 @@ export const EventKind = {
   grantRevoked: 10,
 } as const;
 
+/** native/transport.h GrantResult. */
+export const GRANT_RESULT = {
+  ok: 0, inFlight: 1, wasRevoked: 2, wasRevokedInFlight: 3, unknown: 4, exists: 5, limit: 6,
+  direction: 7, range: 8,
+} as const;
+
 /**
  * Receives every native event of one transport (the one whose open was given this callback)
  * after progress has returned, on the JS thread. For `place`
@@ -94,27 +100,39 @@ export interface TransportBinding {
   /** Also for a closed handle: `open` false, zeros. */
   transportStats(handle: TransportHandle): TransportStats;
   transportAttachMemory(handle: TransportHandle, memory: Uint8Array): void;
-  /** direction: 0 = read, 1 = write; readable = length for write grants. */
   /**
    * The native persist path (native/persist_native.cc): the region (a region handle), its
    * table and data addresses, segment size and count, and the state shared with JS
-   * (segmentCount × 8 numbers, storage-node/native-persist.ts).
+   * (segmentCount × 8 numbers, storage-node/segment-table.ts).
    */
   transportPersistConfigure(handle: TransportHandle, region: unknown, tableAddress: number,
     dataAddress: number, segmentBytes: number, segmentCount: number, state: Float64Array): void;
   /** Whether `ep` speaks for the broker instance that owns the node's epoch. */
   transportSetPersistOwner(handle: TransportHandle, ep: number, owner: boolean): void;
   transportClearPersistOwners(handle: TransportHandle): void;
+  /**
+   * The grant table (native/grant_table.cc). Results are GrantResult codes (GRANT_RESULT).
+   * direction: 0 = read, 1 = write; readable = length for write grants; segment 0xffffffff =
+   * none.
+   */
   transportGrantCreate(handle: TransportHandle, grantId: number, epoch: number, address: number,
     length: number, direction: number, session: number, key: number, readable: number,
-    segment: number): void;
-  /** A read grant's readable prefix; only grows. */
-  transportGrantSetReadable(handle: TransportHandle, grantId: number, readable: number): void;
-  transportGrantSetFloor(handle: TransportHandle, grantId: number, floor: number): void;
-  /** True when no access of the grant is in flight; otherwise `revokeDone` follows. */
-  transportGrantRevoke(handle: TransportHandle, grantId: number): boolean;
-  /** A revoked grant with nothing in flight leaves the table (true); false while in flight. */
-  transportGrantForget(handle: TransportHandle, grantId: number): boolean;
+    segment: number): number;
+  transportGrantSetReadable(handle: TransportHandle, grantId: number, readable: number): number;
+  transportGrantSetFloor(handle: TransportHandle, grantId: number, floor: number): number;
+  transportGrantRevoke(handle: TransportHandle, grantId: number): number;
+  transportGrantForget(handle: TransportHandle, grantId: number): number;
+  /** direction 2 = both; returns the ids still in flight (revokeDone follows each), if any. */
+  transportGrantsRevokeWhere(handle: TransportHandle, segment: number, direction: number,
+    endMax: number, epochBelow: number): number[] | undefined;
+  transportGrantsRaise(handle: TransportHandle, segment: number, direction: number,
+    addressEnd: number): void;
+  /** [epoch, segment, address, length, direction, session, key, readable, floor, revoked,
+   *  inFlight] */
+  transportGrantFind(handle: TransportHandle, grantId: number): Float64Array | undefined;
+  transportSetGrantLimits(handle: TransportHandle, liveMax: number, rememberedMax: number): void;
+  /** [live, remembered, ...live ids] */
+  transportGrantCensus(handle: TransportHandle): number[];
   transportEpochRaise(handle: TransportHandle, epoch: number): void;
   transportWriteValidated(handle: TransportHandle, ep: number, requestId: number,
     grantId: number, epoch: number, grantKey: number, address: number, src: Uint8Array,
@@ -143,7 +161,8 @@ export const TRANSPORT_EXPORTS = [
   'transportClearPersistOwners', 'transportGrantCreate', 'transportGrantSetReadable',
   'transportGrantSetFloor',
   'transportGrantRevoke',
-  'transportGrantForget', 'transportEpochRaise',
+  'transportGrantForget', 'transportGrantsRevokeWhere', 'transportGrantsRaise',
+  'transportGrantFind', 'transportSetGrantLimits', 'transportGrantCensus', 'transportEpochRaise',
   'transportWriteValidated', 'transportReadValidated', 'transportDirectExport',
   'transportDirectImport', 'transportDirectRelease', 'transportDirectTransfer',
   'transportDirectFlush',

@@ -196,19 +196,19 @@ bool Transport::persist_natively(Endpoint* ep, const uint8_t* user_header,
     return decline();
   }
 
-  // From here on nothing declines. 4. Grants: the range is about to become durable.
+  // From here on nothing declines. 4. Grants: the range is about to become durable. Those
+  // ending inside it are revoked (nothing in flight, checked above), the rest get a floor.
   if (live != live_by_segment_.end()) {
-    std::vector<uint64_t> ids = live->second;  // revoke_now edits the index
-    for (uint64_t id : ids) {
-      Grant& grant = grants_.at(id);
-      if (grant.direction != Direction::write) continue;
-      if (grant.address + grant.length <= end_address) {
-        revoke_now(&grant);
-      } else if (end_address > grant.address) {
-        grant.floor = std::max(grant.floor, std::min(grant.length, end_address - grant.address));
+    std::vector<uint64_t> ending;
+    for (uint64_t id : live->second) {
+      const Grant& grant = grants_.at(id);
+      if (grant.direction == Direction::write && grant.address + grant.length <= end_address) {
+        ending.push_back(id);
       }
     }
+    for (uint64_t id : ending) revoke_now(&grants_.at(id));  // edits the index: after the walk
   }
+  grants_raise(request.segment, Direction::write, end_address);
   // 5. baseOffsets, then the data.
   for (uint32_t i = 0; i < request.piece_count; i += 1) {
     const Piece piece = piece_at(request, i);
@@ -242,14 +242,7 @@ bool Transport::persist_natively(Endpoint* ep, const uint8_t* user_header,
   state[kPfEpoch] = static_cast<double>(request.epoch);
   state[kPfPersisted] += 1;
   // 7. Reads may reach the new watermark.
-  if (live != live_by_segment_.end()) {
-    for (uint64_t id : live->second) {
-      Grant& grant = grants_.at(id);
-      if (grant.direction != Direction::read || end_address <= grant.address) continue;
-      grant.readable = std::max(grant.readable, std::min(grant.length,
-                                                         end_address - grant.address));
-    }
-  }
+  grants_raise(request.segment, Direction::read, end_address);
   // 8. The reply: prefix, "PN" header, persisted.
   std::vector<uint8_t> message(sizeof(PrefixHeader) + 4 + kPersistedBytes, 0);
   PrefixHeader prefix{kWireVersion, static_cast<uint8_t>(Kind::message), 0, 4};

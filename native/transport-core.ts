@@ -8,6 +8,7 @@ import { ArgumentError, isErrorCode, NativeError, PmqError, type ErrorCode } fro
   '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { EventKind } from './binding-transport.js';
+import type { GrantTable } from './grant-table.js';
 import type { DirectKey, Endpoint, MessageHandler, TransportEvents } from './transport.js';
 
 /** Reply status (native/transport.h Status) → error code. Index = status. */
@@ -73,18 +74,6 @@ export const POSTS_POOLED_MAX = 1024;
 const EMPTY = new Uint8Array(0);
 const NOTHING = (): void => undefined;
 
-/** What TS remembers of a native grant (for argument checks; the native table decides). */
-export interface GrantState {
-  revoked: boolean;
-  direction: 'read' | 'write';
-  length: number;
-  session: number;
-  key: number;
-  readableBytes: number;
-  /** Write grants: writes start at or above address + floorBytes (setGrantWriteFloor). */
-  floorBytes: number;
-}
-
 type Listeners = { [K in keyof TransportEvents]: Set<TransportEvents[K]> };
 
 export class TransportCore {
@@ -96,12 +85,10 @@ export class TransportCore {
   }>();
   protected readonly closeWaiters = new Map<Endpoint, () => void>();
   protected readonly pending = new Map<number, Pending>();
-  protected readonly grants = new Map<number, GrantState>();
+  /** The native grant table's view (set by Transport once its handle exists). */
+  protected grantTable: GrantTable | null = null;
   /** Endpoints bound to a client session (bindSession). */
   protected readonly sessions = new Map<Endpoint, number>();
-  /** The highest grant id forgotten (forgetGrant): ids at or below it are never created again. */
-  protected forgottenMaxId = 0;
-  protected readonly revokeWaiters = new Map<number, () => void>();
   /** Direct mode, client side: imported keys and the range each was imported for. */
   protected readonly directKeys = new Map<DirectKey, { ep: Endpoint; address: number;
     length: number; }>();
@@ -211,15 +198,11 @@ export class TransportCore {
         this.onReply(endpoint, id, status);
         return undefined;
       case EventKind.revokeDone:
-        this.revokeWaiters.get(id)?.();
-        this.revokeWaiters.delete(id);
+        this.grantTable?.revokeDone(id);
         return undefined;
-      case EventKind.grantRevoked: {
-        const grant = this.grants.get(id);
-        if (grant !== undefined) grant.revoked = true;
+      case EventKind.grantRevoked:
         for (const listener of this.listeners.grantRevoked) listener(id);
         return undefined;
-      }
       default:
         invariant(false, 'unknown native transport event', { kind });
     }
@@ -327,8 +310,7 @@ export class TransportCore {
     this.connecting.clear();
     for (const resolve of this.closeWaiters.values()) resolve();
     this.closeWaiters.clear();
-    for (const resolve of this.revokeWaiters.values()) resolve();
-    this.revokeWaiters.clear();
+    this.grantTable?.settleAll();
     this.endpoints.clear();
     this.sessions.clear();
     this.directKeys.clear();

@@ -148,6 +148,10 @@ struct Endpoint {
 };
 
 enum class Direction : uint8_t { read = 0, write = 1 };
+enum class GrantResult : uint8_t {
+  ok = 0, in_flight = 1, was_revoked = 2, was_revoked_in_flight = 3, unknown = 4, exists = 5,
+  limit = 6, direction = 7, range = 8,
+};
 constexpr uint32_t kNoSegment = 0xffffffffu;
 
 // The native persist path (persist_native.cc, docs/wire-protocol.md "Persist frames"): where
@@ -271,16 +275,37 @@ class Transport {
   void receive_into(uint64_t receive_id, uint8_t* dst);
 
   void attach_memory(uint8_t* base, uint64_t length);
-  void grant_create(const Grant& grant);
-  bool grant_revoke(uint64_t grant_id);  // true = no landing in flight, revoked now
+
+  // The grant table (grant_table.cc): the one record of every grant, checked by every access
+  // and asked by the storage node's JS (storage-node/grant-registry.ts) and the native persist
+  // path by segment. Results are GrantResult; a peer's id never trips an assertion here.
+  GrantResult grant_create(const Grant& grant);  // ok, exists (id used, or at or below a
+                                                 // forgotten one), limit (live_max live)
+  // ok (revoked, nothing in flight), in_flight (revoke_done follows), was_revoked(_in_flight),
+  // unknown.
+  GrantResult grant_revoke(uint64_t grant_id);
+  // Revokes the live grants of `segment` (kNoSegment: of every segment) of `direction` (-1:
+  // both) that end at or below `end_max` and were made under an epoch below `epoch_below`;
+  // appends the ids whose accesses are still in flight (each gets revoke_done).
+  void grants_revoke_where(uint32_t segment, int direction, uint64_t end_max,
+                           uint64_t epoch_below, std::vector<uint64_t>* in_flight);
+  // The segment's durable watermark now ends at `address_end`: its live write grants (direction
+  // write) get their floor there, its read grants (direction read) may read up to there.
+  void grants_raise(uint32_t segment, Direction direction, uint64_t address_end);
   // Drops a revoked grant with nothing in flight from the table (false otherwise). Grant ids
   // only rise, so a later request naming any forgotten id is still told `revoked`.
-  bool grant_forget(uint64_t grant_id);
-  // Raises a read grant's readable prefix (only grows, never past the grant's length).
-  void grant_set_readable(uint64_t grant_id, uint64_t readable);
-  // Raises a write grant's floor (only grows, never past the grant's length): the bytes below
-  // it are durable, and no write of the grant may change them any more.
-  void grant_set_floor(uint64_t grant_id, uint64_t floor);
+  GrantResult grant_forget(uint64_t grant_id);
+  // Raises a read grant's readable prefix / a write grant's floor (the larger value wins: the
+  // native persist path may have raised it before): ok, unknown, direction, range.
+  GrantResult grant_set_readable(uint64_t grant_id, uint64_t readable);
+  GrantResult grant_set_floor(uint64_t grant_id, uint64_t floor);
+  const Grant* grant_find(uint64_t grant_id) const;
+  // Live grants at most (grant_create answers limit beyond); revoked grants remembered at most
+  // (the oldest completed revocations are forgotten beyond).
+  void set_grant_limits(uint64_t live_max, uint64_t remembered_max);
+  uint64_t live_grants() const { return live_grants_; }
+  size_t remembered_grants() const { return grants_.size(); }
+  void live_grant_ids(std::vector<uint64_t>* ids) const;
   void epoch_raise(uint64_t epoch);
   uint64_t epoch() const { return epoch_; }
 
@@ -379,6 +404,8 @@ class Transport {
                         const uint8_t* payload, size_t length);
   void revoke_now(Grant* grant);  // no access in flight; records it as revoked and unindexed
   void unindex_grant(const Grant& grant);
+  GrantResult revoke(Grant* grant);  // a live grant: revoked, unindexed, completion recorded
+  void revocation_complete(uint64_t grant_id);  // no access in flight any more: forgettable
   void on_reply(Endpoint* ep, const void* header, size_t header_bytes);
   void landing_done(Op* op, ucs_status_t status);
   void read_landing_done(Op* op, ucs_status_t status);
@@ -447,6 +474,10 @@ class Transport {
   std::deque<uint32_t> ready_closes_;  // close_waiting endpoints whose operations have ended
   std::unordered_map<uint64_t, Grant> grants_;
   std::unordered_map<uint32_t, std::vector<uint64_t>> live_by_segment_;  // unrevoked grant ids
+  std::deque<uint64_t> revoked_order_;  // completed revocations, oldest first
+  uint64_t live_grants_ = 0;
+  uint64_t live_max_ = UINT64_MAX;
+  uint64_t remembered_max_ = UINT64_MAX;
   PersistConfig persist_;
   uint64_t forgotten_max_id_ = 0;  // the highest grant id forgotten (grant_forget)
   uint64_t epoch_ = 0;

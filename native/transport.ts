@@ -17,6 +17,7 @@ import { SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
 import { EventKind, type TransportHandle, type TransportNativeOptions, type TransportStats } from
   './binding-transport.js';
 import { native } from './index.js';
+import { GrantTable, NO_SEGMENT } from './grant-table.js';
 import { TransportCore, type Pending } from './transport-core.js';
 
 export type { TransportStats } from './binding-transport.js';
@@ -90,8 +91,7 @@ export interface PersistLayout {
   segmentCount: number;
 }
 
-/** No segment (a grant made outside any segment, e.g. by transport tests). */
-const NO_SEGMENT = 0xffff_ffff;
+
 
 /** sendRaw's protocol: UCX's choice, eager or rendezvous. */
 export type RawSendMode = 'auto' | 'eager' | 'rndv';
@@ -180,11 +180,14 @@ export class Transport extends TransportCore {
   private readonly options: TransportNativeOptions;
   /** What the native side calls this transport: passed first to every native call. */
   private readonly handle: TransportHandle;
+  readonly #grants: GrantTable;
 
   private constructor(options: TransportNativeOptions) {
     super();
     this.options = options;
     this.handle = native.transportOpen(options, this.onNativeEvent);
+    this.#grants = new GrantTable(this.handle);
+    this.grantTable = this.#grants;
   }
 
   /**
@@ -348,6 +351,16 @@ export class Transport extends TransportCore {
     native.transportClearPersistOwners(this.handle);
   }
 
+  /** The storage side's grant table (native): the one record of this transport's grants. */
+  get grants(): GrantTable {
+    this.checkOpen();
+    return this.#grants;
+  }
+
+  /**
+   * Creates a grant. ArgumentError for bad arguments and for an id that is or was in use
+   * (ids are never reused); PMQ_ERR_GRANT_LIMIT (retriable) beyond the live-grant limit.
+   */
   createGrant(grant: Grant): void {
     this.checkOpen();
     if (this.memoryBytes === 0) throw new ArgumentError('attachMemory() first');
@@ -363,16 +376,16 @@ export class Transport extends TransportCore {
     const readableBytes = grant.readableBytes ?? grant.length;
     checkCount('grant readableBytes', readableBytes, grant.direction === 'read' ? 0 :
       grant.length, grant.length);
-    if (this.grants.has(grant.id) || grant.id <= this.forgottenMaxId) {
+    const segmentIndex = grant.segmentIndex ?? NO_SEGMENT;
+    checkCount('grant segmentIndex', segmentIndex, 0, NO_SEGMENT);
+    const result = this.#grants.create({ ...grant, readableBytes, segmentIndex });
+    if (result === 'exists') {
       throw new ArgumentError(`grant ${grant.id} exists or existed: grant ids are never reused`);
     }
-    const segment = grant.segmentIndex ?? NO_SEGMENT;
-    checkCount('grant segmentIndex', segment, 0, NO_SEGMENT);
-    native.transportGrantCreate(this.handle, grant.id, grant.epoch, grant.address, grant.length,
-      grant.direction === 'read' ? 0 : 1, grant.session, grant.key, readableBytes, segment);
-    this.grants.set(grant.id, { revoked: false, direction: grant.direction,
-      length: grant.length, session: grant.session, key: grant.key, readableBytes,
-      floorBytes: 0 });
+    if (result === 'limit') {
+      throw new PmqError('PMQ_ERR_GRANT_LIMIT', 'too many live grants: revoke some before ' +
+        'creating more', { retriable: true });
+    }
   }
 
   /**
@@ -380,15 +393,7 @@ export class Transport extends TransportCore {
    * reads of [address, address + readableBytes) are allowed from now on. Only grows.
    */
   setGrantReadable(grantId: number, readableBytes: number): void {
-    this.checkOpen();
-    const grant = this.grants.get(grantId);
-    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
-    if (grant.direction !== 'read') {
-      throw new ArgumentError(`grant ${grantId} is a write grant: its readable bytes are fixed`);
-    }
-    checkCount('readableBytes', readableBytes, grant.readableBytes, grant.length);
-    native.transportGrantSetReadable(this.handle, grantId, readableBytes);
-    grant.readableBytes = readableBytes;
+    this.#setPrefix(grantId, 'read', readableBytes);
   }
 
   /**
@@ -396,26 +401,31 @@ export class Transport extends TransportCore {
    * writes must start at or above address + floorBytes from now on. Only grows.
    */
   setGrantWriteFloor(grantId: number, floorBytes: number): void {
-    this.checkOpen();
-    const grant = this.grants.get(grantId);
-    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
-    if (grant.direction !== 'write') {
-      throw new ArgumentError(`grant ${grantId} is a read grant: it has no write floor`);
-    }
-    checkCount('floorBytes', floorBytes, grant.floorBytes, grant.length);
-    native.transportGrantSetFloor(this.handle, grantId, floorBytes);
-    grant.floorBytes = floorBytes;
+    this.#setPrefix(grantId, 'write', floorBytes);
   }
 
-  /** Refuses new requests of the grant at once; resolves when none is in flight any more. */
+  #setPrefix(grantId: number, direction: Direction, bytes: number): void {
+    this.checkOpen();
+    const grant = this.#grants.find(grantId);
+    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    const current = direction === 'read' ? grant.readableBytes : grant.floorBytes;
+    if (grant.direction === direction) {
+      checkCount(direction === 'read' ? 'readableBytes' : 'floorBytes', bytes, current,
+        grant.sizeBytes);
+    }
+    this.#grants.setPrefix(grantId, direction, bytes);
+  }
+
+  /**
+   * Refuses new requests of the grant at once; resolves when none is in flight any more.
+   * ArgumentError for an unknown or an already revoked grant (GrantTable.revoke joins instead).
+   */
   revokeGrant(grantId: number): Promise<void> {
     this.checkOpen();
-    const grant = this.grants.get(grantId);
-    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
-    if (grant.revoked) throw new ArgumentError(`grant ${grantId} already revoked`);
-    grant.revoked = true;
-    if (native.transportGrantRevoke(this.handle, grantId)) return Promise.resolve();
-    return new Promise((resolve) => this.revokeWaiters.set(grantId, resolve));
+    const revoked = this.#grants.isRevoked(grantId);
+    if (revoked === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
+    if (revoked) throw new ArgumentError(`grant ${grantId} already revoked`);
+    return this.#grants.revoke(grantId);
   }
 
   /**
@@ -426,14 +436,8 @@ export class Transport extends TransportCore {
    */
   forgetGrant(grantId: number): boolean {
     this.checkOpen();
-    const grant = this.grants.get(grantId);
-    if (grant === undefined) throw new ArgumentError(`grant ${grantId} unknown`);
-    if (!grant.revoked) throw new ArgumentError(`grant ${grantId} is not revoked`);
-    if (this.revokeWaiters.has(grantId)) return false;
-    if (!native.transportGrantForget(this.handle, grantId)) return false;
-    this.grants.delete(grantId);
-    this.forgottenMaxId = Math.max(this.forgottenMaxId, grantId);
-    return true;
+    if (this.#grants.waiting(grantId)) return false;
+    return this.#grants.forget(grantId);
   }
 
   /** Raises the grant table's epoch: grants of older epochs become stale. Epochs only rise. */
@@ -482,7 +486,7 @@ export class Transport extends TransportCore {
     checkCount('grant key', grantKey, 0, Number.MAX_SAFE_INTEGER);
     // As the native check (which runs too): another session's grant, a wrong key and an
     // unknown id look the same, and before anything else is said about the grant.
-    const grant = this.grants.get(grantId);
+    const grant = this.#grants.find(grantId);
     if (grant === undefined || grant.key !== grantKey || grant.session !== this.sessionOf(ep)) {
       throw new PmqError('PMQ_ERR_GRANT_UNKNOWN', `no grant ${grantId} for this endpoint`);
     }

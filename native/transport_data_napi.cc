@@ -4,6 +4,9 @@
 // transport only: its grant table, its memory, its endpoints.
 #include <napi.h>
 
+#include <iterator>
+#include <vector>
+
 #include "assert.h"
 #include "transport.h"
 
@@ -26,6 +29,10 @@ Napi::Value attach_memory(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value result_of(const Napi::CallbackInfo& info, transport::GrantResult result) {
+  return Napi::Number::New(info.Env(), static_cast<double>(result));
+}
+
 Napi::Value grant_create(const Napi::CallbackInfo& info) {
   // (handle, grantId, epoch, address, length, direction 0 = read / 1 = write, session, key,
   //  readable)
@@ -43,28 +50,98 @@ Napi::Value grant_create(const Napi::CallbackInfo& info) {
   const uint64_t segment = napi_to_u64(info[9]);  // kNoSegment: none (tests' bare grants)
   PMQ_ASSERT(segment <= transport::kNoSegment);
   grant.segment = static_cast<uint32_t>(segment);
-  napi_transport(info[0])->grant_create(grant);
-  return info.Env().Undefined();
+  return result_of(info, napi_transport(info[0])->grant_create(grant));
 }
 
 Napi::Value grant_set_readable(const Napi::CallbackInfo& info) {
-  napi_transport(info[0])->grant_set_readable(napi_to_u64(info[1]), napi_to_u64(info[2]));
-  return info.Env().Undefined();
+  return result_of(info, napi_transport(info[0])->grant_set_readable(napi_to_u64(info[1]),
+                                                                      napi_to_u64(info[2])));
 }
 
 Napi::Value grant_set_floor(const Napi::CallbackInfo& info) {
-  napi_transport(info[0])->grant_set_floor(napi_to_u64(info[1]), napi_to_u64(info[2]));
-  return info.Env().Undefined();
+  return result_of(info, napi_transport(info[0])->grant_set_floor(napi_to_u64(info[1]),
+                                                                   napi_to_u64(info[2])));
 }
 
 Napi::Value grant_revoke(const Napi::CallbackInfo& info) {
-  bool done = napi_transport(info[0])->grant_revoke(napi_to_u64(info[1]));
-  return Napi::Boolean::New(info.Env(), done);
+  return result_of(info, napi_transport(info[0])->grant_revoke(napi_to_u64(info[1])));
 }
 
 Napi::Value grant_forget(const Napi::CallbackInfo& info) {
-  bool forgotten = napi_transport(info[0])->grant_forget(napi_to_u64(info[1]));
-  return Napi::Boolean::New(info.Env(), forgotten);
+  return result_of(info, napi_transport(info[0])->grant_forget(napi_to_u64(info[1])));
+}
+
+uint32_t to_segment(const Napi::Value& value) {
+  const uint64_t segment = napi_to_u64(value);
+  PMQ_ASSERT(segment <= transport::kNoSegment);
+  return static_cast<uint32_t>(segment);
+}
+
+// (handle, segment (kNoSegment: all), direction (0 read, 1 write, 2 both), endMax, epochBelow)
+// -> the ids still in flight (revokeDone follows for each), or undefined for none.
+Napi::Value grants_revoke_where(const Napi::CallbackInfo& info) {
+  const uint64_t direction = napi_to_u64(info[2]);
+  PMQ_ASSERT(direction <= 2);
+  std::vector<uint64_t> in_flight;
+  napi_transport(info[0])->grants_revoke_where(to_segment(info[1]),
+                                               direction == 2 ? -1 : static_cast<int>(direction),
+                                               napi_to_u64(info[3]), napi_to_u64(info[4]),
+                                               &in_flight);
+  if (in_flight.empty()) return info.Env().Undefined();
+  Napi::Array ids = Napi::Array::New(info.Env(), in_flight.size());
+  for (size_t i = 0; i < in_flight.size(); i += 1) {
+    ids.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(),
+                                                        static_cast<double>(in_flight[i])));
+  }
+  return ids;
+}
+
+// (handle, segment, direction 0 read / 1 write, addressEnd)
+Napi::Value grants_raise(const Napi::CallbackInfo& info) {
+  const uint64_t direction = napi_to_u64(info[2]);
+  PMQ_ASSERT(direction <= 1);
+  napi_transport(info[0])->grants_raise(to_segment(info[1]),
+                                        static_cast<transport::Direction>(direction),
+                                        napi_to_u64(info[3]));
+  return info.Env().Undefined();
+}
+
+// (handle, grantId) -> [epoch, segment, address, length, direction, session, key, readable,
+//  floor, revoked, inFlight] or undefined
+Napi::Value grant_find(const Napi::CallbackInfo& info) {
+  const transport::Grant* grant = napi_transport(info[0])->grant_find(napi_to_u64(info[1]));
+  if (grant == nullptr) return info.Env().Undefined();
+  const double fields[] = {
+      static_cast<double>(grant->epoch), static_cast<double>(grant->segment),
+      static_cast<double>(grant->address), static_cast<double>(grant->length),
+      static_cast<double>(grant->direction), static_cast<double>(grant->session),
+      static_cast<double>(grant->key), static_cast<double>(grant->readable),
+      static_cast<double>(grant->floor), grant->revoked ? 1.0 : 0.0,
+      static_cast<double>(grant->in_flight)};
+  Napi::Float64Array out = Napi::Float64Array::New(info.Env(), std::size(fields));
+  for (size_t i = 0; i < std::size(fields); i += 1) out[i] = fields[i];
+  return out;
+}
+
+Napi::Value set_grant_limits(const Napi::CallbackInfo& info) {
+  napi_transport(info[0])->set_grant_limits(napi_to_u64(info[1]), napi_to_u64(info[2]));
+  return info.Env().Undefined();
+}
+
+// (handle) -> [live, remembered, ...live ids]
+Napi::Value grant_census(const Napi::CallbackInfo& info) {
+  transport::Transport* transport = napi_transport(info[0]);
+  std::vector<uint64_t> ids;
+  transport->live_grant_ids(&ids);
+  Napi::Array out = Napi::Array::New(info.Env(), ids.size() + 2);
+  out.Set(0u, Napi::Number::New(info.Env(), static_cast<double>(transport->live_grants())));
+  out.Set(1u, Napi::Number::New(info.Env(),
+                                static_cast<double>(transport->remembered_grants())));
+  for (size_t i = 0; i < ids.size(); i += 1) {
+    out.Set(static_cast<uint32_t>(i + 2), Napi::Number::New(info.Env(),
+                                                            static_cast<double>(ids[i])));
+  }
+  return out;
 }
 
 // (handle, regionHandle, tableAddress, dataAddress, segmentBytes, segmentCount, state): state is
@@ -149,6 +226,15 @@ void register_transport_data(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, clear_persist_owners, "transportClearPersistOwners"));
   exports.Set("transportGrantCreate",
               Napi::Function::New(env, grant_create, "transportGrantCreate"));
+  exports.Set("transportGrantsRevokeWhere",
+              Napi::Function::New(env, grants_revoke_where, "transportGrantsRevokeWhere"));
+  exports.Set("transportGrantsRaise", Napi::Function::New(env, grants_raise,
+                                                          "transportGrantsRaise"));
+  exports.Set("transportGrantFind", Napi::Function::New(env, grant_find, "transportGrantFind"));
+  exports.Set("transportSetGrantLimits",
+              Napi::Function::New(env, set_grant_limits, "transportSetGrantLimits"));
+  exports.Set("transportGrantCensus",
+              Napi::Function::New(env, grant_census, "transportGrantCensus"));
   exports.Set("transportGrantRevoke",
               Napi::Function::New(env, grant_revoke, "transportGrantRevoke"));
   exports.Set("transportGrantForget",

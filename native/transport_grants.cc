@@ -1,9 +1,5 @@
-// Completions, work deferred until ucp_worker_progress has returned, and the grant table.
-//
-// Grant table invariants: every grant's range lies inside the exposed memory (checked at
-// creation and again on every access); the table's epoch only rises; a revoked grant stays in
-// the table (so late requests are told `revoked`, not `unknown`) and its revocation completes
-// only when no landing or read of it is in flight.
+// Completions, work deferred until ucp_worker_progress has returned, attached memory and the
+// table's epoch (the grant table itself: grant_table.cc).
 #include <algorithm>
 #include <cstring>
 
@@ -13,10 +9,6 @@
 namespace pmq::transport {
 
 namespace {
-
-bool inside(uint64_t address, uint64_t length, uint64_t base, uint64_t base_length) {
-  return address >= base && length <= base_length && address - base <= base_length - length;
-}
 
 const char* code_of(ucs_status_t status) {
   return status == UCS_OK ? "" : "PMQ_ERR_TRANSPORT";
@@ -112,6 +104,7 @@ void Transport::release_grant_flight(uint64_t grant_id) {
   grant.in_flight -= 1;
   if (grant.revoked && grant.in_flight == 0) {
     events.push_back(Event{EventKind::revoke_done, 0, grant_id});
+    revocation_complete(grant_id);
   }
 }
 
@@ -184,82 +177,6 @@ void Transport::attach_memory(uint8_t* base, uint64_t length) {
   PMQ_ASSERT(base != nullptr && length > 0);
   memory_ = base;
   memory_bytes_ = length;
-}
-
-void Transport::grant_create(const Grant& grant) {
-  PMQ_ASSERT(memory_ != nullptr);
-  PMQ_ASSERT(grants_.count(grant.id) == 0 && grant.id > forgotten_max_id_);  // ids never reused
-  PMQ_ASSERT(grant.length > 0 && inside(grant.address, grant.length, 0, memory_bytes_));
-  PMQ_ASSERT(grant.epoch >= epoch_);
-  PMQ_ASSERT(!grant.revoked && grant.in_flight == 0);
-  PMQ_ASSERT(grant.key > 0 && grant.session > 0);  // transport.ts checked both
-  PMQ_ASSERT(grant.readable <= grant.length);
-  PMQ_ASSERT(grant.direction == Direction::read || grant.readable == grant.length);
-  PMQ_ASSERT(grant.floor == 0);
-  grants_[grant.id] = grant;
-  if (grant.segment != kNoSegment) live_by_segment_[grant.segment].push_back(grant.id);
-}
-
-void Transport::unindex_grant(const Grant& grant) {
-  if (grant.segment == kNoSegment) return;
-  auto found = live_by_segment_.find(grant.segment);
-  PMQ_ASSERT(found != live_by_segment_.end());  // a live grant is indexed by its segment
-  std::vector<uint64_t>& ids = found->second;
-  auto at = std::find(ids.begin(), ids.end(), grant.id);
-  PMQ_ASSERT(at != ids.end());
-  *at = ids.back();
-  ids.pop_back();
-  if (ids.empty()) live_by_segment_.erase(found);
-}
-
-void Transport::revoke_now(Grant* grant) {
-  PMQ_ASSERT(!grant->revoked && grant->in_flight == 0);
-  grant->revoked = true;
-  direct_unmap(grant);
-  unindex_grant(*grant);
-  events.push_back(Event{EventKind::grant_revoked, 0, grant->id});
-}
-
-void Transport::grant_set_readable(uint64_t grant_id, uint64_t readable) {
-  auto found = grants_.find(grant_id);
-  PMQ_ASSERT(found != grants_.end());  // transport.ts checked all of it
-  Grant& grant = found->second;
-  PMQ_ASSERT(grant.direction == Direction::read);
-  PMQ_ASSERT(readable <= grant.length);
-  // Only grows; the native persist path may have raised it already (JS's record lags).
-  grant.readable = std::max(grant.readable, readable);
-}
-
-void Transport::grant_set_floor(uint64_t grant_id, uint64_t floor) {
-  auto found = grants_.find(grant_id);
-  PMQ_ASSERT(found != grants_.end());  // transport.ts checked all of it
-  Grant& grant = found->second;
-  PMQ_ASSERT(grant.direction == Direction::write);
-  PMQ_ASSERT(floor <= grant.length);
-  grant.floor = std::max(grant.floor, floor);  // only grows (as readable above)
-}
-
-bool Transport::grant_revoke(uint64_t grant_id) {
-  auto found = grants_.find(grant_id);
-  PMQ_ASSERT(found != grants_.end());
-  // The native persist path may have revoked it before JS learnt (a grant_revoked event).
-  if (found->second.revoked) return found->second.in_flight == 0;
-  found->second.revoked = true;  // from now on every request of this grant is refused
-  unindex_grant(found->second);
-  // Direct mode: the NIC refuses the grant's key from now on. Nothing to wait for: an access
-  // it accepted before has completed or completes; none can start after this.
-  direct_unmap(&found->second);
-  return found->second.in_flight == 0;
-}
-
-bool Transport::grant_forget(uint64_t grant_id) {
-  auto found = grants_.find(grant_id);
-  PMQ_ASSERT(found != grants_.end());
-  PMQ_ASSERT(found->second.revoked);  // only a revoked grant can be forgotten
-  if (found->second.in_flight > 0) return false;
-  grants_.erase(found);
-  forgotten_max_id_ = std::max(forgotten_max_id_, grant_id);
-  return true;
 }
 
 void Transport::epoch_raise(uint64_t epoch) {

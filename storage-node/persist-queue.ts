@@ -23,7 +23,7 @@
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
-import type { SegmentEntry } from '../common/layout.js';
+import type { SegmentEntry, Watermark } from '../common/layout.js';
 import { STORAGE_LIMITS } from '../common/limits.js';
 import type { GrantRegistry } from './grant-registry.js';
 import type { OffsetPatch, RegionStore } from './region-store.js';
@@ -178,26 +178,28 @@ export class PersistQueue {
    * Before a persist up to `position`: no write grant may write below it any more, then the
    * appended batches there are checked and patched (RegionStore.settleBatches).
    */
-  #settle(segmentIndex: number, patches: readonly OffsetPatch[], position: number): void {
+  #settle(segmentIndex: number, patches: readonly OffsetPatch[], end: Watermark): void {
     this.#grants.raiseWriteFloor(segmentIndex, this.#store.segmentAddress(segmentIndex) +
-      position);
-    const replaced = this.#store.settleBatches(segmentIndex, patches, position);
+      end.position);
+    const replaced = this.#store.settleBatches(segmentIndex, patches, end);
     if (replaced.length > 0) this.#onReplaced(segmentIndex, replaced);
   }
 
   async #persistOne(request: PersistRequest): Promise<void> {
     const { segmentIndex, position, offsetLast, epoch } = request;
+    this.#store.checkAdvance('persist', segmentIndex, { position, offsetLast },
+      request.seal ? 'sealed' : 'active');
     if (!request.seal) {
       await this.#grants.revokeWritesEndingBy(segmentIndex,
         this.#store.segmentAddress(segmentIndex) + position);
-      this.#settle(segmentIndex, request.patches ?? [], position);
+      this.#settle(segmentIndex, request.patches ?? [], { position, offsetLast });
       const durable = await this.#store.persistWatermark(segmentIndex, { position, offsetLast },
         epoch);
       this.#grants.raiseReadable(segmentIndex, durable.address + durable.watermark.position);
       return;
     }
     await this.#grants.revokeSegment(segmentIndex, 'write');
-    this.#settle(segmentIndex, request.patches ?? [], position);
+    this.#settle(segmentIndex, request.patches ?? [], { position, offsetLast });
     const sealed = await this.#store.sealSegment(segmentIndex, { position, offsetLast }, epoch);
     if (!(sealed.state === 'sealed' && sealed.watermark.position === position)) {
       invariant(false, 'a sealed segment ends at the requested watermark',

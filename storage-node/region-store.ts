@@ -407,30 +407,43 @@ export class RegionStore {
    * above the durable watermark: durable bytes are never rewritten. Returns the positions
    * replaced (the producers that lied about them lose only those records).
    */
-  settleBatches(index: number, patches: readonly OffsetPatch[], positionEnd: number):
+  settleBatches(index: number, patches: readonly OffsetPatch[], end: Watermark):
     readonly number[] {
     this.#checkIndex('settleBatches', index);
-    const durable = this.#table.get(index).watermark.position;
+    const positionEnd = end.position;
+    const { position: durable, offsetLast: durableLast } = this.#table.get(index).watermark;
     // Index loops, no filtered copy, no DataView, no BigInt: nothing allocated per batch
-    // unless one is replaced (issue 11). Patches below `durable` are repeats: skipped.
+    // unless one is replaced (issue 11). Patches wholly below `durable` are repeats: skipped.
+    // The rest must tile [durable, positionEnd) in order: a byte no piece covers would become
+    // durable unchecked, and might not parse.
+    let next = durable;
+    let nextOffset = durableLast + 1;
     for (let i = 0; i < patches.length; i += 1) {
       const { position, baseOffset, bytes, records } = patches[i]!;
-      if (position < durable) continue;
-      if (!Number.isSafeInteger(position) || !Number.isSafeInteger(bytes) ||
+      if (position < durable && position + bytes <= durable) continue;
+      if (position !== next || baseOffset !== nextOffset || !Number.isSafeInteger(bytes) ||
           bytes < RECORD_BATCH_HEADER_SIZE_BYTES || position + bytes > positionEnd ||
           !Number.isSafeInteger(baseOffset) || baseOffset < 0 ||
           !recordBatchSizeReachable(bytes, records)) {
         throw new ArgumentError(`settleBatches: a batch of ${bytes} bytes and ${records} ` +
           `records at ${position} (offset ${baseOffset}) does not lie inside ${durable}..` +
-          `${positionEnd} of segment ${index}, or no batch has that shape`);
+          `${positionEnd} of segment ${index} right after the one before (at ${next}, offset ` +
+          `${nextOffset}), or no batch has that shape`);
       }
+      next = position + bytes;
+      nextOffset = baseOffset + records;
+    }
+    if (next !== positionEnd || (next > durable && nextOffset - 1 !== end.offsetLast)) {
+      throw new ArgumentError(`settleBatches: the pieces cover ${durable}..${next} of segment ` +
+        `${index} with offsets up to ${nextOffset - 1}, not ${durable}..${positionEnd} up to ` +
+        `${end.offsetLast}: every byte that becomes durable is in one, offsets dense`);
     }
     const region = this.region.bytes;
     const address = this.segmentAddress(index);
     let replaced: number[] | null = null;
     for (let i = 0; i < patches.length; i += 1) {
       const { position, baseOffset, bytes, records } = patches[i]!;
-      if (position < durable) continue;
+      if (position < durable) continue;  // a repeat (checked above: wholly below)
       if (!batchIs(region, address + position, bytes, records)) {
         region.set(encodeFiller(bytes, records, baseOffset), address + position);
         (replaced ??= []).push(position);
@@ -519,22 +532,37 @@ export class RegionStore {
     return superblock;
   }
 
+  /**
+   * Throws what persistWatermark (state 'active') or sealSegment ('sealed') would throw for
+   * `watermark` before persisting anything; false when it would be a retry (nothing to do).
+   * The persist queue asks first, so a bad watermark is named as such before its pieces are
+   * looked at.
+   */
+  checkAdvance(what: string, index: number, watermark: Watermark,
+    state: 'active' | 'sealed'): boolean {
+    this.#checkIndex(what, index);
+    checkWatermarkShape(what, watermark);
+    const current = this.#table.get(index);
+    const same = current.watermark.position === watermark.position &&
+      current.watermark.offsetLast === watermark.offsetLast;
+    if (same && current.state === state) return false; // a retry
+    if (current.state !== 'active') {
+      throw fail('PMQ_ERR_SEGMENT_STATE', `${what}: segment ${index} is ${current.state}`);
+    }
+    const error = advanceError(current, watermark, this.#superblock.segmentSizeBytes);
+    if (error !== null) throw error;
+    return true;
+  }
+
   async #advance(what: string, index: number, watermark: Watermark, epoch: number,
     state: 'active' | 'sealed'): Promise<SegmentInfo> {
     this.#checkIndex(what, index);
     checkWatermarkShape(what, watermark);
     this.#checkEpoch(epoch);
-    const current = this.#table.get(index);
-    const same = current.watermark.position === watermark.position &&
-      current.watermark.offsetLast === watermark.offsetLast;
-    if (same && current.state === state) return this.segment(index); // a retry
-    if (current.state !== 'active') {
-      throw fail('PMQ_ERR_SEGMENT_STATE', `${what}: segment ${index} is ${current.state}`);
-    }
+    if (!this.checkAdvance(what, index, watermark, state)) return this.segment(index);
     this.#checkIdle(index);
     const sizeBytes = this.#superblock.segmentSizeBytes;
-    const error = advanceError(current, watermark, sizeBytes);
-    if (error !== null) throw error;
+    const current = this.#table.get(index);
     const before = current.watermark.position;
     if (!(watermark.position >= before && watermark.position <= sizeBytes)) {
       invariant(false, 'checked above: the watermark only grows, within the segment',

@@ -252,7 +252,7 @@ class Workload {
         bytes: batch.bytes.byteLength, records: recordCountOf(batch.bytes) }));
     try {
       await this.#track('persistWatermark', epoch, a, () => {
-        this.store.settleBatches(a.segmentIndex, patches, watermark.position);
+        this.store.settleBatches(a.segmentIndex, patches, watermark);
         return this.store.persistWatermark(a.segmentIndex, watermark, epoch);
       }, entryOf);
     } catch (error) {

@@ -151,9 +151,13 @@ t.test('what native does not serve goes to JS, which answers it', async (t) => {
   await t.rejects(call(ep, 'persist', { ...persistUpTo(3), patches: [piece(2), piece(3)] }),
     { code: 'PMQ_ERR_ARGUMENT' }, 'a piece past the persisted range: JS refuses');
   t.equal(lastReply, 'js');
-  t.match(await call(ep, 'persist', { ...persistUpTo(3), patches: [] }),
-    { kind: 'persisted', position: 3 * size });
-  t.equal(lastReply, 'js', 'pieces that do not tile the range: JS (which checks what it gets)');
+  await t.rejects(call(ep, 'persist', { ...persistUpTo(3), patches: [] }),
+    { code: 'PMQ_ERR_ARGUMENT' }, 'pieces that do not tile the range: JS refuses too');
+  await t.rejects(call(ep, 'persist', { ...persistUpTo(3), offsetLast: 20 }),
+    { code: 'PMQ_ERR_ARGUMENT' }, 'offsets that do not add up: JS refuses too');
+  t.equal(lastReply, 'js');
+  t.match(await call(ep, 'persist', persistUpTo(3)), { kind: 'persisted', position: 3 * size });
+  t.equal(lastReply, 'native');
   await writeBatches(ep, 1, segment.address, 1, 3);
   t.match(await call(ep, 'persist', { ...persistUpTo(4), seal: true }),
     { kind: 'persisted', sealed: true });

@@ -30,8 +30,11 @@ async function setup(t: Teardown) {
   return { store, queue: new PersistQueue(store, grants), revoked };
 }
 
+/** Up to n × 100 bytes: n pieces of one record each (nothing written: control batches). */
 const at = (n: number, seal = false): PersistRequest =>
-  ({ segmentIndex: 0, position: n * 100, offsetLast: 9 + n, seal, epoch: 0 });
+  ({ segmentIndex: 0, position: n * 100, offsetLast: 9 + n, seal, epoch: 0,
+    patches: Array.from({ length: n }, (_, i) => ({ position: i * 100, baseOffset: 10 + i,
+      bytes: 100, records: 1 })) });
 
 t.test('requests of one turn coalesce into one update', async (t) => {
   const { store, queue } = await setup(t);

@@ -302,23 +302,32 @@ t.test(`SIGKILL after acknowledged watermarks: they and their data survive (seed
 t.test('settleBatches writes each baseOffset whole (beyond 2^32) and replaces a false batch',
   async (t) => {
     const { region, store } = await formatted(t);
-    const segment = await store.allocateSegment(request());
+    const baseOffset = 2 ** 40 + 2 ** 32 + 0x01020304;
+    const segment = await store.allocateSegment(request({ baseOffset }));
     const batch = encodeRecordBatch([{ value: Uint8Array.of(1, 2, 3) }, { value: null }]);
     region.bytes.set(batch, segment.address);
     region.bytes.set(batch, segment.address + batch.byteLength);
-    const baseOffset = 2 ** 40 + 2 ** 32 + 0x01020304;
     const replaced = store.settleBatches(segment.segmentIndex, [
       { position: 0, baseOffset, bytes: batch.byteLength, records: 2 },
       // Claims 1 record: not what lies there, so a control batch of that shape replaces it.
       { position: batch.byteLength, baseOffset: baseOffset + 2, bytes: batch.byteLength,
         records: 1 },
-    ], 2 * batch.byteLength);
+    ], { position: 2 * batch.byteLength, offsetLast: baseOffset + 2 });
     t.same(replaced, [batch.byteLength], 'only the false batch is replaced');
     const view = new DataView(region.bytes.buffer, region.bytes.byteOffset);
     t.equal(view.getBigInt64(segment.address), BigInt(baseOffset), 'big endian, all 64 bits');
     t.equal(view.getBigInt64(segment.address + batch.byteLength), BigInt(baseOffset + 2));
+    view.setBigInt64(segment.address, 0n); // as its producer wrote it
     t.same(store.settleBatches(segment.segmentIndex, [
-      { position: 0, baseOffset: 7, bytes: batch.byteLength, records: 2 }],
-    batch.byteLength), [], 'nothing replaced: an empty list');
-    t.equal(view.getBigInt64(segment.address), 7n);
+      { position: 0, baseOffset, bytes: batch.byteLength, records: 2 }],
+    { position: batch.byteLength, offsetLast: baseOffset + 1 }), [],
+    'nothing replaced: an empty list');
+    t.equal(view.getBigInt64(segment.address), BigInt(baseOffset));
+    t.throws(() => store.settleBatches(segment.segmentIndex, [
+      { position: 0, baseOffset: baseOffset + 1, bytes: batch.byteLength, records: 2 }],
+    { position: batch.byteLength, offsetLast: baseOffset + 2 }), { code: 'PMQ_ERR_ARGUMENT' },
+    'offsets that do not follow the durable watermark are refused');
+    t.throws(() => store.settleBatches(segment.segmentIndex, [],
+      { position: batch.byteLength, offsetLast: baseOffset + 1 }), { code: 'PMQ_ERR_ARGUMENT' },
+    'bytes no piece covers are refused');
   });

@@ -17,6 +17,7 @@ import { decodeFrame, encodeMessage, FRAME_HEADER } from '../../common/wire/code
 import {
   type Body, type Message, type RequestKind, WIRE_VERSION,
 } from '../../common/wire/messages.js';
+import { isPersistFrameHeader } from '../../common/wire/persist-frame.js';
 import { Transport, type Endpoint, type MessageHandler } from '../../native/transport.js';
 import { helloWithKey } from '../../broker-node/storage-auth.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
@@ -79,6 +80,10 @@ const channelHandler = (transport as unknown as { messageHandler: MessageHandler
   .messageHandler;
 transport.setMessageHandler({
   deliver(ep, header, payload) {
+    if (isPersistFrameHeader(header)) { // the native persist path's replies: not raw ones
+      channelHandler.deliver(ep, header, payload);
+      return;
+    }
     const message = decodeFrame(header, payload);
     const waiter = rawWaiters.get(message.id);
     if (waiter === undefined) {
@@ -110,6 +115,8 @@ function fileBytes(path: string, address: number, length: number): Uint8Array {
 }
 
 const batch = encodeRecordBatch(records, { baseOffset: 0, timestampDefault: 1_700_000_000_000 });
+/** The piece of a persist that covers `batch` written at segment position 0. */
+const firstBatch = [{ position: 0, baseOffset: 0, bytes: batch.byteLength, records: 5 }];
 const allocate = { topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0 };
 
 t.test('a persisted batch survives SIGKILL and reads back byte for byte', async (t) => {
@@ -124,7 +131,7 @@ t.test('a persisted batch survives SIGKILL and reads back byte for byte', async 
     sizeBytes: 8 * KIB, direction: 'write' });
   await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address, batch, 0,
     batch.byteLength);
-  const persisted = await call(ep, 'persist', { patches: [], epoch: 1, segmentIndex: 0,
+  const persisted = await call(ep, 'persist', { patches: firstBatch, epoch: 1, segmentIndex: 0,
     position: batch.byteLength, offsetLast: 4, seal: false });
   t.match(persisted, { kind: 'persisted', position: batch.byteLength, offsetLast: 4,
     sealed: false });
@@ -201,7 +208,7 @@ t.test('bad requests are refused and change nothing', async (t) => {
   await refuse('write outside the grant', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address + 8 * KIB - 10, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_OUT_OF_RANGE');
   t.match(await call(ep, 'persist', { epoch: 2, segmentIndex: 0, position: batch.byteLength,
-    offsetLast: 4, seal: true, patches: [] }), { kind: 'persisted', sealed: true });
+    offsetLast: 4, seal: true, patches: firstBatch }), { kind: 'persisted', sealed: true });
   await refuse('write after seal', transport.writeValidated(ep, { id: 12, epoch: 2, key: 1 },
     segment.address, batch, 0, batch.byteLength), 'PMQ_ERR_GRANT_REVOKED');
   await refuse('write grant on a sealed segment', call(ep, 'grantCreate', { ...B, ...base,
@@ -264,8 +271,10 @@ t.test('group commit: concurrent persists of one segment all answer', async (t) 
     '--segment-size', '64KiB']);
   await hello(ep, 1);
   await call(ep, 'segmentAllocate', { epoch: 1, ...allocate });
+  // n pieces of 100 bytes and one record each: nothing written there, control batches result.
   const at = (n: number) => ({ epoch: 1, segmentIndex: 0, position: n * 100, offsetLast: n - 1,
-    seal: false, patches: [] });
+    seal: false, patches: Array.from({ length: n }, (_, i) => ({ position: i * 100,
+      baseOffset: i, bytes: 100, records: 1 })) });
   const replies = await Promise.all([1, 2, 3, 4, 5].map((n) => call(ep, 'persist', at(n))));
   t.same(replies.map((r) => r.kind === 'persisted' && r.position), [100, 200, 300, 400, 500]);
   const info = await hello(ep, 1);
@@ -289,8 +298,8 @@ t.test('a persist revokes the write grants it makes durable, and only those', as
   await grant(2, size, size);              // the next one, not yet durable
   await grant(3, 0, 2 * size);             // reaches past the new watermark
   await transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address, batch, 0, size);
-  t.match(await call(ep, 'persist', { patches: [], epoch: 1, segmentIndex: 0, position: size,
-    offsetLast: 4, seal: false }), { kind: 'persisted', position: size });
+  t.match(await call(ep, 'persist', { patches: firstBatch, epoch: 1, segmentIndex: 0,
+    position: size, offsetLast: 4, seal: false }), { kind: 'persisted', position: size });
   await t.rejects(transport.writeValidated(ep, { id: 1, epoch: 1, key: 1 }, segment.address,
     batch, 0,
     size), { code: 'PMQ_ERR_GRANT_REVOKED' }, 'a durable batch cannot be overwritten');

@@ -3,7 +3,7 @@
  * which must only ever fail as ProtocolError (a RangeError escaping the decoder stops a node:
  * the fuzz in test/integration/persist-native.test.ts found one).
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 import { ProtocolError } from '../../common/wire/codec.js';
 import {
@@ -27,7 +27,7 @@ t.test('persist and persisted round-trip', async (t) => {
     { v: 7, kind: 'persisted', id: 9, ...persisted });
 });
 
-function refused(t: Tap.Test, bytes: Uint8Array, problem: RegExp, answerable = true,
+function refused(t: Test, bytes: Uint8Array, problem: RegExp, answerable = true,
   header = PERSIST_FRAME_HEADER): void {
   try {
     decodePersistFrame(header, bytes);
