@@ -54,7 +54,7 @@ export interface NewGrant {
   segmentIndex: number;
 }
 
-/** Which live grants revokeWhere takes; every field narrows (absent: any). */
+/** Which live grants revokeWhere takes; every field narrows (absent: no narrowing). */
 export interface GrantFilter {
   segmentIndex?: number;
   direction?: Direction;
