@@ -148,6 +148,8 @@ function batchIs(region: Uint8Array, address: number, bytes: number, records: nu
 }
 
 const NONE_REPLACED: readonly number[] = Object.freeze([]);
+/** A batch's recordCount is an int32 (and recordBatchSizeReachable's domain starts at 1). */
+const RECORDS_PER_BATCH_MAX = 0x7fff_ffff;
 
 /**
  * A batch's baseOffset (int64, big endian, its first 8 bytes) as two 32-bit halves: a
@@ -421,9 +423,12 @@ export class RegionStore {
     for (let i = 0; i < patches.length; i += 1) {
       const { position, baseOffset, bytes, records } = patches[i]!;
       if (position < durable && position + bytes <= durable) continue;
+      // records is checked before recordBatchSizeReachable, which asserts it (a broker's
+      // number must never reach an invariant: the owner-side fuzz aborted a node with it).
       if (position !== next || baseOffset !== nextOffset || !Number.isSafeInteger(bytes) ||
           bytes < RECORD_BATCH_HEADER_SIZE_BYTES || position + bytes > positionEnd ||
           !Number.isSafeInteger(baseOffset) || baseOffset < 0 ||
+          !Number.isSafeInteger(records) || records < 1 || records > RECORDS_PER_BATCH_MAX ||
           !recordBatchSizeReachable(bytes, records)) {
         throw new ArgumentError(`settleBatches: a batch of ${bytes} bytes and ${records} ` +
           `records at ${position} (offset ${baseOffset}) does not lie inside ${durable}..` +

@@ -155,6 +155,12 @@ t.test('what native does not serve goes to JS, which answers it', async (t) => {
     { code: 'PMQ_ERR_ARGUMENT' }, 'pieces that do not tile the range: JS refuses too');
   await t.rejects(call(ep, 'persist', { ...persistUpTo(3), offsetLast: 20 }),
     { code: 'PMQ_ERR_ARGUMENT' }, 'offsets that do not add up: JS refuses too');
+  // Found by the hostile frames below: a record count outside 1..2^31-1 reached an invariant.
+  for (const records of [0, 2 ** 31, 3_305_111_556]) {
+    await t.rejects(call(ep, 'persist', { ...persistUpTo(3), offsetLast: 7 + records,
+      patches: [piece(0), piece(1), { ...piece(2), records }] }), { code: 'PMQ_ERR_ARGUMENT' },
+    `a piece of ${records} records is refused, the node stays up`);
+  }
   t.equal(lastReply, 'js');
   t.match(await call(ep, 'persist', persistUpTo(3)), { kind: 'persisted', position: 3 * size });
   t.equal(lastReply, 'native');
