@@ -162,6 +162,13 @@ t.test('what native does not serve goes to JS, which answers it', async (t) => {
     `a piece of ${records} records is refused, the node stays up`);
   }
   t.equal(lastReply, 'js');
+  // Another connection, authenticated as another instance of the same epoch: not the owner.
+  const other = await transport.connect(node.host, node.port);
+  await t.rejects(helloWithKey(channel, other, key, { epoch: 1, instance: 0x1234 }, 'test',
+    5000), { code: 'PMQ_ERR_EPOCH_STALE' });
+  const stale = await call(other, 'persist', persistUpTo(3)).catch((error: unknown) => error);
+  t.match(stale, { code: /PMQ_ERR_(AUTH|EPOCH_STALE)/ }, 'a non-owner gets the JS refusal');
+  t.equal(lastReply, 'js');
   t.match(await call(ep, 'persist', persistUpTo(3)), { kind: 'persisted', position: 3 * size });
   t.equal(lastReply, 'native');
   await writeBatches(ep, 1, segment.address, 1, 3);
@@ -171,13 +178,6 @@ t.test('what native does not serve goes to JS, which answers it', async (t) => {
   await t.rejects(call(ep, 'persist', { ...persistUpTo(5) }), { code: 'PMQ_ERR_SEGMENT_STATE' },
     'a sealed segment: JS refuses');
 
-  // Another connection, authenticated as another instance of the same epoch: not the owner.
-  const other = await transport.connect(node.host, node.port);
-  await t.rejects(helloWithKey(channel, other, key, { epoch: 1, instance: 0x1234 }, 'test',
-    5000), { code: 'PMQ_ERR_EPOCH_STALE' });
-  const stale = await call(other, 'persist', persistUpTo(5)).catch((error: unknown) => error);
-  t.match(stale, { code: /PMQ_ERR_(AUTH|EPOCH_STALE)/ }, 'a non-owner gets the JS refusal');
-  t.equal(lastReply, 'js');
   t.equal(node.child.exitCode, null, 'the node is still running');
 });
 
