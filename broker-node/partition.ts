@@ -554,23 +554,12 @@ export class Partition {
 
   /**
    * The durable head (the segment holding the high watermark, its durable watermark) that
-   * subscribers are pushed; null while there is nothing to read (no segment, closed, broken).
+   * subscribers are pushed, into `into`; false while there is nothing to read (no segment,
+   * closed, broken). Allocates nothing: asked after every persist.
    */
-  head(): Head | null {
-    if (this.#closed || this.#broken !== null || this.#sequencer === null) return null;
-    const highWatermark = this.#sequencer.highWatermark();
-    let view: ReturnType<Sequencer['fetchView']>;
-    try {
-      view = this.#sequencer.fetchView(highWatermark);
-    } catch (error) {
-      // Out of range (no segment holds the high watermark): nothing to push. Called from the
-      // persist path, which must not fail over a push.
-      invariant(error instanceof PmqError, 'fetchView refuses with PmqError');
-      return null;
-    }
-    if (view === null) return null;
-    return { chainPosition: view.chainPosition, position: view.watermark.position,
-      offsetLast: view.watermark.offsetLast, sealed: view.sealed, highWatermark };
+  headInto(into: Head): boolean {
+    if (this.#closed || this.#broken !== null || this.#sequencer === null) return false;
+    return this.#sequencer.durableHeadInto(into);
   }
 
   /**

@@ -22,7 +22,7 @@ import { OutcomeRing } from './outcome-ring.js';
 import { restoreChain } from './sequencer-restore.js';
 import { type LeaseEntry, type Piece, SequencedSegment } from './sequencer-segment.js';
 import {
-  type Ack, type AppendRequest, type AppendResult, type Fill, type FetchView, type LeaseRequest,
+  type Ack, type AppendRequest, type DurableHead, type AppendResult, type Fill, type FetchView, type LeaseRequest,
   type LeaseResult, type PersistedResult, type PersistRequest, type ProducerId,
   type ReservationRef, type RestoredSegment, type SegmentAdded, type SegmentId, type SegmentView,
   SequencerError, type SequencerConfig,
@@ -450,15 +450,7 @@ export class Sequencer {
       throw new SequencerError('PMQ_ERR_OFFSET_OUT_OF_RANGE', `offset ${offset} outside ` +
         `${lowest}..${highWatermark}: fetch from the high watermark or the first offset held`);
     }
-    // Visible: the sealed segments and the head. The last one starting at or before offset.
-    let low = 0;
-    let high = Math.min(this.#head, this.#segments.length - 1);
-    while (low < high) {
-      const middle = Math.ceil((low + high) / 2);
-      if ((this.#segments[middle]?.baseOffset ?? Infinity) <= offset) low = middle;
-      else high = middle - 1;
-    }
-    const segment = this.#segments[low];
+    const segment = this.#visibleSegmentOf(offset);
     if (segment === undefined) return null;
     if (!(segment.baseOffset <= offset && offset <= segment.durable.offsetLast + 1)) {
       invariant(false, 'fetch view covers the offset', { offset, segmentId: segment.segmentId });
@@ -466,6 +458,25 @@ export class Sequencer {
     return { segmentId: segment.segmentId, chainPosition: segment.chainPosition,
       baseOffset: segment.baseOffset, watermark: segment.durable,
       sealed: segment.state === 'sealed' };
+  }
+
+  /**
+   * fetchView(highWatermark()) as a consumer's push carries it, without allocating (issue 11:
+   * the broker asks after every persist): fills `into` and returns true, or returns false
+   * while there is no segment.
+   */
+  durableHeadInto(into: DurableHead): boolean {
+    // The segment highWatermark() reads is the last visible one starting at or before it
+    // (the one fetchView(highWatermark) finds): the head, or the last when all are sealed.
+    const segment = this.#segments[Math.min(this.#head, this.#segments.length - 1)];
+    if (segment === undefined) return false;
+    const highWatermark = segment.durable.offsetLast + 1;
+    into.chainPosition = segment.chainPosition;
+    into.position = segment.durable.position;
+    into.offsetLast = segment.durable.offsetLast;
+    into.sealed = segment.state === 'sealed';
+    into.highWatermark = highWatermark;
+    return true;
   }
 
   /** The offset after the durable prefix: consumers see offsets below it. */
@@ -487,6 +498,18 @@ export class Sequencer {
 
   segments(): SegmentView[] {
     return this.#segments.map((segment) => segment.view());
+  }
+
+  /** Of the visible segments (the sealed ones and the head), the last starting at or before. */
+  #visibleSegmentOf(offset: number): SequencedSegment | undefined {
+    let low = 0;
+    let high = Math.min(this.#head, this.#segments.length - 1);
+    while (low < high) {
+      const middle = Math.ceil((low + high) / 2);
+      if ((this.#segments[middle]?.baseOffset ?? Infinity) <= offset) low = middle;
+      else high = middle - 1;
+    }
+    return this.#segments[low];
   }
 
   #observe(now: number): void {

@@ -924,6 +924,15 @@ class Simulation {
     check(highWatermark >= this.highWatermarkLast, 'the durable prefix never moves back',
       { highWatermark, before: this.highWatermarkLast });
     this.highWatermarkLast = highWatermark;
+    // The push's head (allocation-free) is what a fetch at the high watermark sees.
+    const head = { chainPosition: -1, position: -1, offsetLast: -2, sealed: false,
+      highWatermark: -1 };
+    const view = seq.fetchView(highWatermark);
+    check(seq.durableHeadInto(head) === (view !== null) && (view === null ||
+      (head.chainPosition === view.chainPosition && head.position === view.watermark.position &&
+        head.offsetLast === view.watermark.offsetLast && head.sealed === view.sealed &&
+        head.highWatermark === highWatermark)), 'durableHeadInto is fetchView(highWatermark)',
+    { head, view });
     const chain = this.chain();
     const last = chain.at(-1);
     const offsetNext = last === undefined ? 0 : this.writtenPrefix(last).offsetLast + 1;
