@@ -22,10 +22,11 @@ import type { Transport } from '../native/transport.js';
 import { fillPartitionHole } from './partition-fill.js';
 import { scanProducerBatches } from './producer-scan.js';
 import { ProducerStates, type SequenceCheck } from './producer-state.js';
+import { IntMap } from './int-map.js';
 import { checkLive, type Pooled, RecordPool } from './record-pool.js';
 import {
-  Sequencer, type Fill, type OffsetPatch, type PersistRequest, type PersistedResult, type RestoredSegment,
-  type SegmentId, type SegmentView, type SequencerConfig,
+  Sequencer, type Fill, type OffsetPatch, type PersistRequest, type PersistedResult,
+  type RestoredSegment, type SegmentId, type SegmentView, type SequencerConfig,
 } from './sequencer.js';
 import type { SegmentEntryMessage, StoragePool } from './storage-pool.js';
 import type { Head } from './subscriptions.js';
@@ -167,7 +168,7 @@ export class Partition {
   #allocating: { chainPosition: number; done: Promise<void> } | null = null;
   readonly #writeGrants = new Map<number, WriteGrant>();
   /** Appends waiting for their batch's ack, by the batch's ref id (chains: see AckWaiter). */
-  readonly #waiters = new Map<number, AckWaiter>();
+  readonly #waiters = new IntMap<AckWaiter>();
   readonly #waiterPool = new RecordPool(makeWaiter, resetWaiter, ACK_WAITERS_KEPT);
   /**
    * The sequencer's append request, refilled per append: Sequencer.append reads it and keeps

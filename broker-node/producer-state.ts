@@ -21,6 +21,7 @@
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { PRODUCER_LIMITS } from '../common/limits.js';
+import { IntMap } from './int-map.js';
 import type { ReservationRef } from './sequencer-types.js';
 
 export const SEQUENCE_MODULUS = 0x8000_0000;
@@ -108,7 +109,7 @@ export class ProducerStates {
   #oldest: Producer | null = null;
   #newest: Producer | null = null;
   /** The producer of each batch appended and not yet durable, by ref id (numbers: no keys). */
-  readonly #pending = new Map<number, Producer>();
+  readonly #pending = new IntMap<Producer>();
   #pendingEpoch = -1;
 
   constructor(limits: ProducerStateLimits = PRODUCER_LIMITS) {
@@ -195,10 +196,9 @@ export class ProducerStates {
     if (batch.producerId < 0 || batch.baseSequence < 0) return;
     const producer = this.#producer(batch.producerId);
     const end = sequenceEnd(batch.baseSequence, batch.records);
-    if (producer.count === 0 || batch.baseSequence === producer.sequenceNext ||
-        isAhead(end, producer.sequenceNext)) {
-      producer.sequenceNext = end;
-    }
+    const furthest = producer.count === 0 || batch.baseSequence === producer.sequenceNext ||
+      isAhead(end, producer.sequenceNext);
+    if (furthest) producer.sequenceNext = end;
     this.#append(producer, batch.baseSequence, batch.records, batch.baseOffset, REF_NONE,
       REF_NONE);
   }

@@ -14,6 +14,7 @@
  */
 import { invariant } from '../common/invariant.js';
 import type { BatchLog } from './batch-log.js';
+import type { IntMap } from './int-map.js';
 import {
   emptyWatermark,
   type OffsetPatch, type PersistRequest, type ProducerId, type ReservationRef, type SegmentAdded,
@@ -69,7 +70,7 @@ export interface LeaseEntry {
    * The batches appended to the lease and not yet durable, by position; the durable ones are
    * in `durable` (created at the first). Exact retries find theirs in one or the other.
    */
-  readonly batches: Map<number, Piece>;
+  readonly batches: IntMap<Piece>;
   durable: BatchLog | null;
   activeAtMs: number;
   open: boolean;

@@ -18,12 +18,13 @@ import {
   recordBatchSizeBytesMin, recordBatchSizeReachable,
 } from '../common/record-batch/batch-size.js';
 import { BatchLog, type LoggedBatch } from './batch-log.js';
+import { IntMap } from './int-map.js';
 import { OutcomeRing } from './outcome-ring.js';
 import { restoreChain } from './sequencer-restore.js';
 import { type LeaseEntry, type Piece, SequencedSegment } from './sequencer-segment.js';
 import {
-  type Ack, type AppendRequest, type DurableHead, type AppendResult, type Fill, type FetchView, type LeaseRequest,
-  type LeaseResult, type PersistedResult, type PersistRequest, type ProducerId,
+  type Ack, type AppendRequest, type AppendResult, type DurableHead, type Fill, type FetchView,
+  type LeaseRequest, type LeaseResult, type PersistedResult, type PersistRequest, type ProducerId,
   type ReservationRef, type RestoredSegment, type SegmentAdded, type SegmentId, type SegmentView,
   SequencerError, type SequencerConfig,
 } from './sequencer-types.js';
@@ -120,7 +121,7 @@ export class Sequencer {
   /** Open leases, by id. */
   readonly #leases = new Map<number, LeaseEntry>();
   /** Pieces (batches and fills) not yet durable, by id. */
-  readonly #pieces = new Map<number, Piece>();
+  readonly #pieces = new IntMap<Piece>();
   /** Acks remembered after their batch left #pieces (retries and duplicates ask). */
   readonly #outcomes = new OutcomeRing(SEQUENCER_LIMITS.outcomesRememberedMax);
   /** Scratch for the pieces a persist made durable (emptied before persisted() returns). */
@@ -177,7 +178,7 @@ export class Sequencer {
       const bytes = this.#leaseBytes(bytesMax, request.bytesMin, last.roomBytes());
       const entry: LeaseEntry = { kind: 'lease', ref: this.#ref(), producer: request.producer,
         holder, segment: last, position: last.positionNext, end: last.positionNext + bytes,
-        front: last.positionNext, ahead: [], batches: new Map(), durable: null,
+        front: last.positionNext, ahead: [], batches: new IntMap(), durable: null,
         activeAtMs: request.now, open: true };
       last.placeLease(entry);
       this.#leases.set(entry.ref.id, entry);
