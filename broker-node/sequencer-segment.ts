@@ -320,10 +320,11 @@ export class SequencedSegment {
   }
 
   /**
-   * The storage node made `request` durable. Adds the pieces now entirely under the durable
-   * watermark to `into`, in order; they leave the pending list.
+   * The storage node made `request` durable. Writes the pieces now entirely under the durable
+   * watermark to `into` from index 0, in order, and returns how many; they leave the pending
+   * list. (`into` is the caller's scratch: written by index, it grows only past its peak.)
    */
-  applyPersisted(request: PersistRequest, into: Piece[]): void {
+  applyPersisted(request: PersistRequest, into: (Piece | null)[]): number {
     if (!(request.positionEnd >= this.durable.position &&
         request.offsetLast >= this.durable.offsetLast)) {
       invariant(false, 'durable watermark only grows',
@@ -348,7 +349,11 @@ export class SequencedSegment {
       if (entry.position + entry.bytes > this.durable.position) break;
       count += 1;
     }
-    for (let index = 0; index < count; index += 1) into.push(this.#pending[index] as Piece);
+    for (let index = 0; index < count; index += 1) {
+      const piece = this.#pending[index] as Piece;
+      if (index < into.length) into[index] = piece;
+      else into.push(piece);
+    }
     // In place (splice would return a fresh array of them): shift the rest down.
     const rest = this.#pending.length - count;
     for (let index = 0; index < rest; index += 1) {
@@ -361,6 +366,7 @@ export class SequencedSegment {
         (first.kind === 'lease' ? first.front : first.position) === this.durable.position)) {
       invariant(false, 'durable watermark lies on a batch boundary', { segmentId: this.segmentId });
     }
+    return count;
   }
 
   pendingCount(): number {

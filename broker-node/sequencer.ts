@@ -124,8 +124,11 @@ export class Sequencer {
   readonly #pieces = new IntMap<Piece>();
   /** Acks remembered after their batch left #pieces (retries and duplicates ask). */
   readonly #outcomes = new OutcomeRing(SEQUENCER_LIMITS.outcomesRememberedMax);
-  /** Scratch for the pieces a persist made durable (emptied before persisted() returns). */
-  readonly #durableScratch: Piece[] = [];
+  /**
+   * Scratch for the pieces a persist made durable, cleared slot by slot before persisted()
+   * returns; never shortened, so it allocates only when a persist covers more than ever before.
+   */
+  readonly #durableScratch: (Piece | null)[] = [];
   /** Scratch for lookups in a lease's BatchLog (retries). */
   readonly #logged: LoggedBatch = { position: 0, bytes: 0, records: 0, baseOffset: 0, id: 0 };
   #idNext = 1;
@@ -406,9 +409,10 @@ export class Sequencer {
     const acks: Ack[] = [];
     let filled: ReservationRef[] | null = null;
     const durable = this.#durableScratch;
-    segment.applyPersisted(request, durable);
-    for (let index = 0; index < durable.length; index += 1) {
+    const count = segment.applyPersisted(request, durable);
+    for (let index = 0; index < count; index += 1) {
       const piece = durable[index]!;
+      durable[index] = null; // kept no longer than this call
       this.#pieces.delete(piece.id);
       if (piece.kind === 'batch') {
         this.#logDurable(piece);
@@ -418,7 +422,6 @@ export class Sequencer {
         (filled ??= []).push(piece.ref);
       }
     }
-    durable.length = 0;
     let sealed: SegmentId | null = null;
     if (segment.state === 'sealed') {
       sealed = segment.segmentId;
@@ -601,10 +604,17 @@ export class Sequencer {
       return invalid(`append at ${position} of ${bytes} bytes lies outside the unwritten part ` +
         `${lease.front}..${lease.end} of lease ${lease.ref.id}`);
     }
-    const next = lease.ahead.find((other) => other.position + other.bytes > position);
-    const previousEnd = lease.ahead.reduce((end, other) => other.position < position
-      ? other.position + other.bytes : end, lease.front);
-    const nextStart = next?.position ?? lease.end;
+    // Loops, not find/reduce with closures: this runs per append (issue 11).
+    let nextStart = lease.end;
+    let previousEnd = lease.front;
+    for (let index = 0; index < lease.ahead.length; index += 1) {
+      const other = lease.ahead[index]!;
+      if (other.position < position) previousEnd = other.position + other.bytes;
+      if (other.position + other.bytes > position) {
+        nextStart = other.position;
+        break;
+      }
+    }
     if (nextStart < position + bytes || previousEnd > position) {
       return invalid(`append at ${position} of ${bytes} bytes overlaps a batch appended before`);
     }
