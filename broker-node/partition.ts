@@ -17,14 +17,16 @@ import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { BROKER_LIMITS, SEQUENCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
-import type { Body } from '../common/wire/messages.js';
+import type { Body, Message } from '../common/wire/messages.js';
 import type { Transport } from '../native/transport.js';
 import { fillPartitionHole } from './partition-fill.js';
 import { scanProducerBatches } from './producer-scan.js';
 import { ProducerStates, type SequenceCheck } from './producer-state.js';
+import { IntMap } from './int-map.js';
+import { checkLive, type Pooled, RecordPool } from './record-pool.js';
 import {
-  Sequencer, type Fill, type PersistRequest, type PersistedResult, type RestoredSegment,
-  type SegmentId, type SegmentView, type SequencerConfig,
+  Sequencer, type Fill, type OffsetPatch, type PersistRequest, type PersistedResult,
+  type RestoredSegment, type SegmentId, type SegmentView, type SequencerConfig,
 } from './sequencer.js';
 import type { SegmentEntryMessage, StoragePool } from './storage-pool.js';
 import type { Head } from './subscriptions.js';
@@ -72,7 +74,49 @@ interface LeaseOwner {
   readonly sessionId: number;
   readonly grantId: number;
 }
-interface Committer { resolve: (baseOffset: number) => void; reject: (error: Error) => void }
+/**
+ * An append (or a duplicate retry of it) waiting for its batch to become durable: pooled, one
+ * per batch in flight in steady state (issue 11: it was a closure, a committer object and an
+ * array per append). Appends waiting for the same batch are chained through `next`.
+ */
+interface AckWaiter extends Pooled {
+  /** The batch's ref id (the sequencer's epoch is the partition's). */
+  refId: number;
+  /** Answer `duplicate` (a retry of an idempotent batch) instead of `acked`. */
+  duplicate: boolean;
+  /** The lease the append named, for acked.leaseEnd. */
+  leaseEpoch: number;
+  leaseId: number;
+  resolve: ((reply: AppendReply) => void) | null;
+  reject: ((error: Error) => void) | null;
+  next: AckWaiter | null;
+  /** The pool generation when queued: checked when settled (reuse is never observed). */
+  queuedAt: number;
+}
+
+/** Appends in flight whose waiters the pool keeps for reuse (more are made and dropped). */
+const ACK_WAITERS_KEPT = SEQUENCER_LIMITS.reservationsMax;
+
+const makeWaiter = (): AckWaiter => ({ generation: 0, live: false, refId: -1, duplicate: false,
+  leaseEpoch: -1, leaseId: -1, resolve: null, reject: null, next: null, queuedAt: -1 });
+const resetWaiter = (waiter: AckWaiter): void => {
+  waiter.refId = -1;
+  waiter.resolve = null;
+  waiter.reject = null;
+  waiter.next = null;
+};
+
+/**
+ * The Promise executor for acks: one function for every promise (a closure per append would
+ * be garbage), handing the resolvers over through these two variables, read at once.
+ */
+let capturedResolve: ((reply: AppendReply) => void) | null = null;
+let capturedReject: ((error: Error) => void) | null = null;
+function captureResolvers(resolve: (reply: AppendReply) => void,
+  reject: (error: Error) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
 /** A parked fetchView long poll: woken by new data, or by the sweep once past its deadline. */
 interface FetchWaiter { readonly wake: () => void; readonly deadline: number }
 
@@ -123,7 +167,20 @@ export class Partition {
   readonly #broken: PmqError | null;
   #allocating: { chainPosition: number; done: Promise<void> } | null = null;
   readonly #writeGrants = new Map<number, WriteGrant>();
-  readonly #committers = new Map<number, Committer[]>();
+  /** Appends waiting for their batch's ack, by the batch's ref id (chains: see AckWaiter). */
+  readonly #waiters = new IntMap<AckWaiter>();
+  readonly #waiterPool = new RecordPool(makeWaiter, resetWaiter, ACK_WAITERS_KEPT);
+  /**
+   * The sequencer's append request, refilled per append: Sequencer.append reads it and keeps
+   * neither it nor its lease (the piece gets a ref of its own).
+   */
+  readonly #appendRequest = { lease: { epoch: 0, id: 0 }, position: 0, bytes: 0, records: 0,
+    now: 0 };
+  /** The persist in flight and its segment's place (#issuePersist). */
+  #persisting: PersistRequest | null = null;
+  #persistingPlace: SegmentPlace | null = null;
+  /** A lease ref for synchronous questions to the sequencer (leaseEnding), refilled per use. */
+  readonly #leaseRef = { epoch: 0, id: 0 };
   /** Parked long polls, in arrival order. */
   readonly #fetchWaiters: FetchWaiter[] = [];
   #fetchSweeper: NodeJS.Timeout | null = null;
@@ -254,8 +311,7 @@ export class Partition {
    * (from an earlier attempt, maybe in another lease) is not stored twice: this copy's lease is
    * closed (its bytes become a filled hole) and the answer is the original's offset.
    */
-  async append(input: AppendInput, sessionId: number): Promise<AppendReply> {
-    const lease = { epoch: input.epoch, id: input.leaseId };
+  append(input: AppendInput, sessionId: number): AppendReply | Promise<AppendReply> {
     const owner = this.#leaseOwners.get(input.leaseId);
     if (owner !== undefined && input.epoch === this.sequencer.epoch &&
         owner.sessionId !== sessionId) {
@@ -264,38 +320,49 @@ export class Partition {
         'it (a producer that reconnected leases again)');
     }
     const check = this.producers.check(input.producerId, input.sequence, input.records);
-    if (check.kind === 'duplicate') {
-      // An exact repeat of an append already taken keeps its lease; a copy elsewhere is filled.
-      if (this.sequencer.appendedAt(lease, input.position) === null) {
-        void this.release(lease, sessionId);
-      }
-      return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
-    }
-    if (check.kind === 'in-flight') {
-      const here = this.sequencer.appendedAt(lease, input.position);
-      if (here === null || here.id !== check.ref.id) void this.release(lease, sessionId);
-      return { kind: 'duplicate', body: { baseOffset: await this.#ackOf(check.ref) } };
-    }
-    const result = this.sequencer.append({ lease, position: input.position, bytes: input.bytes,
-      records: input.records, now: this.deps.now() });
+    if (check.kind !== 'new') return this.#appendDuplicate(input, sessionId, check);
+    const request = this.#appendRequest;
+    request.lease.epoch = input.epoch;
+    request.lease.id = input.leaseId;
+    request.position = input.position;
+    request.bytes = input.bytes;
+    request.records = input.records;
+    request.now = this.deps.now();
+    const result = this.sequencer.append(request);
     switch (result.kind) {
       case 'refused':
         throw result.error;
-      case 'again': {
-        const baseOffset = result.ack?.baseOffset ?? await this.#ackOf(result.ref);
-        return { kind: 'acked', body: { baseOffset, leaseEnd: this.#leaseEnding(lease) } };
-      }
+      case 'again':
+        if (result.ack !== null) {
+          return { kind: 'acked', body: { baseOffset: result.ack.baseOffset,
+            leaseEnd: this.#leaseEnding(input.epoch, input.leaseId) } };
+        }
+        return this.#waitAck(result.ref, false, input.epoch, input.leaseId);
       case 'appended': {
-        this.producers.appended(input.producerId, { baseSequence: input.sequence,
-          records: input.records }, result.ref);
+        this.producers.appended(input.producerId, input.sequence, input.records, result.ref);
         if (result.persist !== null) this.#issuePersist(result.persist);
         this.#armBlockingCut();
-        const baseOffset = await this.#ackOf(result.ref);
-        return { kind: 'acked', body: { baseOffset, leaseEnd: this.#leaseEnding(lease) } };
+        return this.#waitAck(result.ref, false, input.epoch, input.leaseId);
       }
       default:
         return result satisfies never;
     }
+  }
+
+  /**
+   * An idempotent producer's batch appended before: an exact repeat of an append already taken
+   * keeps its lease; a copy elsewhere is not stored (its lease is closed, its bytes filled).
+   */
+  #appendDuplicate(input: AppendInput, sessionId: number,
+    check: Exclude<SequenceCheck, { kind: 'new' }>): AppendReply | Promise<AppendReply> {
+    const lease = { epoch: input.epoch, id: input.leaseId };
+    const here = this.sequencer.appendedAt(lease, input.position);
+    if (check.kind === 'duplicate') {
+      if (here === null) void this.release(lease, sessionId);
+      return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
+    }
+    if (here === null || here.id !== check.ref.id) void this.release(lease, sessionId);
+    return this.#waitAck(check.ref, true, input.epoch, input.leaseId);
   }
 
   /**
@@ -371,24 +438,76 @@ export class Partition {
   }
 
   /** The lease is closed or its segment full: its producer should end it (acked.leaseEnd). */
-  #leaseEnding(lease: { epoch: number; id: number }): boolean {
-    return this.#closed || this.#sequencer === null || this.#sequencer.leaseEnding(lease);
+  #leaseEnding(epoch: number, id: number): boolean {
+    if (this.#closed || this.#sequencer === null) return true;
+    this.#leaseRef.epoch = epoch;
+    this.#leaseRef.id = id;
+    return this.#sequencer.leaseEnding(this.#leaseRef);
   }
 
-  /** The base offset of an appended batch, once durable. */
-  #ackOf(ref: { epoch: number; id: number }): Promise<number> {
-    const ack = this.sequencer.ackOf(ref);
-    if (ack !== null) return Promise.resolve(ack.baseOffset);
-    if (this.sequencer.batchState(ref) !== 'written') {
-      return Promise.reject(new PmqError('PMQ_ERR_LEASE_EXPIRED', `batch ${ref.id} of ` +
-        `${this.topic}/${this.partition} is no longer known (an earlier broker's, or long ` +
-        'acknowledged): send it again', { retriable: true }));
+  /**
+   * The reply to an append of batch `ref` once it is durable: at once when it is already, a
+   * pooled waiter settled by #onPersisted when it is in flight, PMQ_ERR_LEASE_EXPIRED when the
+   * sequencer no longer knows it.
+   */
+  #waitAck(ref: { epoch: number; id: number }, duplicate: boolean, leaseEpoch: number,
+    leaseId: number): AppendReply | Promise<AppendReply> {
+    const sequencer = this.sequencer;
+    // In flight first: the steady-state case, and it does not scan the remembered acks.
+    if (sequencer.batchState(ref) !== 'written') {
+      const ack = sequencer.ackOf(ref);
+      if (ack === null) {
+        throw new PmqError('PMQ_ERR_LEASE_EXPIRED', `batch ${ref.id} of ` +
+          `${this.topic}/${this.partition} is no longer known (an earlier broker's, or long ` +
+          'acknowledged): send it again', { retriable: true });
+      }
+      return this.#ackReply(duplicate, ack.baseOffset, leaseEpoch, leaseId);
     }
-    return new Promise((resolve, reject) => {
-      const list = this.#committers.get(ref.id) ?? [];
-      list.push({ resolve, reject });
-      this.#committers.set(ref.id, list);
-    });
+    const waiter = this.#waiterPool.acquire();
+    const promise = new Promise<AppendReply>(captureResolvers);
+    waiter.resolve = capturedResolve;
+    waiter.reject = capturedReject;
+    capturedResolve = null;
+    capturedReject = null;
+    waiter.refId = ref.id;
+    waiter.duplicate = duplicate;
+    waiter.leaseEpoch = leaseEpoch;
+    waiter.leaseId = leaseId;
+    waiter.queuedAt = waiter.generation;
+    waiter.next = this.#waiters.get(ref.id) ?? null;
+    this.#waiters.set(ref.id, waiter);
+    return promise;
+  }
+
+  #ackReply(duplicate: boolean, baseOffset: number, leaseEpoch: number, leaseId: number):
+    AppendReply {
+    return duplicate ? { kind: 'duplicate', body: { baseOffset } }
+      : { kind: 'acked', body: { baseOffset, leaseEnd: this.#leaseEnding(leaseEpoch, leaseId) } };
+  }
+
+  /**
+   * Settles and releases the chain of waiters for batch `refId`: with its reply, or `error`.
+   * Each is checked live at the generation it was queued with before it is read.
+   */
+  #settleWaiters(refId: number, baseOffset: number, error: Error | null): void {
+    let waiter = this.#waiters.get(refId) ?? null;
+    if (waiter === null) return;
+    this.#waiters.delete(refId);
+    while (waiter !== null) {
+      checkLive(waiter, waiter.queuedAt, 'ack waiter');
+      if (waiter.refId !== refId) {
+        invariant(false, 'an ack waiter waits for the batch it is filed under',
+          { refId, waiting: waiter.refId });
+      }
+      const next: AckWaiter | null = waiter.next;
+      const { resolve, reject } = waiter;
+      const reply = error === null
+        ? this.#ackReply(waiter.duplicate, baseOffset, waiter.leaseEpoch, waiter.leaseId) : null;
+      this.#waiterPool.release(waiter);
+      if (reply !== null) resolve!(reply);
+      else reject!(error!);
+      waiter = next;
+    }
   }
 
   /** Parks until the high watermark passes `offset` or waitMs passes. */
@@ -436,23 +555,12 @@ export class Partition {
 
   /**
    * The durable head (the segment holding the high watermark, its durable watermark) that
-   * subscribers are pushed; null while there is nothing to read (no segment, closed, broken).
+   * subscribers are pushed, into `into`; false while there is nothing to read (no segment,
+   * closed, broken). Allocates nothing: asked after every persist.
    */
-  head(): Head | null {
-    if (this.#closed || this.#broken !== null || this.#sequencer === null) return null;
-    const highWatermark = this.#sequencer.highWatermark();
-    let view: ReturnType<Sequencer['fetchView']>;
-    try {
-      view = this.#sequencer.fetchView(highWatermark);
-    } catch (error) {
-      // Out of range (no segment holds the high watermark): nothing to push. Called from the
-      // persist path, which must not fail over a push.
-      invariant(error instanceof PmqError, 'fetchView refuses with PmqError');
-      return null;
-    }
-    if (view === null) return null;
-    return { chainPosition: view.chainPosition, position: view.watermark.position,
-      offsetLast: view.watermark.offsetLast, sealed: view.sealed, highWatermark };
+  headInto(into: Head): boolean {
+    if (this.#closed || this.#broken !== null || this.#sequencer === null) return false;
+    return this.#sequencer.durableHeadInto(into);
   }
 
   /**
@@ -531,10 +639,7 @@ export class Partition {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#blockingCutTimer !== null) clearTimeout(this.#blockingCutTimer);
-    for (const list of this.#committers.values()) {
-      for (const committer of list) committer.reject(this.#gone());
-    }
-    this.#committers.clear();
+    for (const refId of [...this.#waiters.keys()]) this.#settleWaiters(refId, -1, this.#gone());
     this.#wakeFetches();
     this.#stopFetchSweeper();
     for (const grantId of [...this.#writeGrants.keys()]) {
@@ -607,36 +712,64 @@ export class Partition {
     return done;
   }
 
+  /**
+   * Sends the persist the sequencer asked for. At most one is in flight per partition (the
+   * sequencer asks for the next only once this one is answered or failed), so its request and
+   * place live in fields and its two callbacks are made once: nothing per persist but the
+   * message and the transport's promise (issue 11).
+   */
   #issuePersist(request: PersistRequest): void {
+    if (this.#persisting !== null) {
+      invariant(false, 'one persist in flight per partition',
+        { segmentId: request.segmentId, inFlight: this.#persisting.segmentId });
+    }
     const place = this.#place(request.segmentId);
+    this.#persisting = request;
+    this.#persistingPlace = place;
+    // The message names the sequencer's patches as they are: the encoder only reads them.
     this.deps.pool.request(place.nodeId, 'persist', { segmentIndex: place.segmentIndex,
       position: request.positionEnd, offsetLast: request.offsetLast, seal: request.seal,
-      patches: [...request.patches] })
-      .then((reply) => {
-        if (reply.kind !== 'persisted' || reply.position !== request.positionEnd ||
-            reply.offsetLast !== request.offsetLast || reply.segmentIndex !== place.segmentIndex) {
-          throw new PmqError('PMQ_ERR_PROTOCOL', `persist answered with ${reply.kind} for ` +
-            'another watermark', { retriable: true });
-        }
-        if (!this.#closed) this.#onPersisted(this.sequencer.persisted(request));
-      })
-      .catch((error: unknown) => {
-        if (this.#closed) return;
-        this.log.warn({ ...request, err: String(error) }, 'persist failed, retrying');
-        setTimeout(() => {
-          if (this.#closed) return;
-          const { persist } = this.sequencer.persistFailed(request);
-          if (persist !== null) this.#issuePersist(persist);
-        }, BROKER_LIMITS.persistRetryMs);
-      });
+      patches: request.patches as OffsetPatch[] })
+      .then(this.#onPersistReply, this.#onPersistError);
   }
 
+  readonly #onPersistReply = (reply: Message): void => {
+    const request = this.#persisting;
+    const place = this.#persistingPlace;
+    if (request === null || place === null) {
+      invariant(false, 'a persist reply answers the persist in flight');
+    }
+    if (reply.kind !== 'persisted' || reply.position !== request.positionEnd ||
+        reply.offsetLast !== request.offsetLast || reply.segmentIndex !== place.segmentIndex) {
+      this.#onPersistError(new PmqError('PMQ_ERR_PROTOCOL', `persist answered with ` +
+        `${reply.kind} for another watermark`, { retriable: true }));
+      return;
+    }
+    this.#persisting = null;
+    this.#persistingPlace = null;
+    if (!this.#closed) this.#onPersisted(this.sequencer.persisted(request));
+  };
+
+  readonly #onPersistError = (error: unknown): void => {
+    const request = this.#persisting;
+    if (request === null) invariant(false, 'a persist failure is of the persist in flight');
+    this.#persisting = null;
+    this.#persistingPlace = null;
+    if (this.#closed) return;
+    this.log.warn({ ...request, err: String(error) }, 'persist failed, retrying');
+    setTimeout(() => {
+      if (this.#closed) return;
+      const { persist } = this.sequencer.persistFailed(request);
+      if (persist !== null) this.#issuePersist(persist);
+    }, BROKER_LIMITS.persistRetryMs);
+  };
+
   #onPersisted(result: PersistedResult): void {
-    for (const ack of result.acks) {
+    const { acks } = result;
+    for (let index = 0; index < acks.length; index += 1) {
+      const ack = acks[index]!;
       this.producers.durable(ack, ack.baseOffset);
-      const list = this.#committers.get(ack.id) ?? [];
-      this.#committers.delete(ack.id);
-      for (const committer of list) committer.resolve(ack.baseOffset);
+      this.#settleWaiters(ack.id, ack.baseOffset, null);
     }
     if (result.sealed !== null) this.log.debug({ segmentId: result.sealed }, 'segment sealed');
     if (result.persist !== null) this.#issuePersist(result.persist);

@@ -13,6 +13,8 @@
  * append in, and the storage node patches them into the batch headers before it persists.
  */
 import { invariant } from '../common/invariant.js';
+import type { BatchLog } from './batch-log.js';
+import type { IntMap } from './int-map.js';
 import {
   emptyWatermark,
   type OffsetPatch, type PersistRequest, type ProducerId, type ReservationRef, type SegmentAdded,
@@ -25,10 +27,20 @@ import {
  */
 export type PieceState = 'written' | 'filling' | 'filled';
 
-/** A batch between append and durability, or a fill. */
+/**
+ * A batch between append and durability, or a fill. It carries its ref's and segment's
+ * fields too, so that a durable batch is its own Ack (sequencer-types.ts): acknowledging
+ * allocates no record per batch (issue 11). Fields only: no reference to its lease (a cycle
+ * through lease.ahead would make it unprintable in an invariant's fields).
+ */
 export interface Piece {
   readonly kind: 'batch' | 'fill';
   readonly ref: ReservationRef;
+  readonly epoch: number;
+  readonly id: number;
+  /** The lease the batch was appended to (fills: their lease too). */
+  readonly leaseId: number;
+  readonly segmentId: SegmentId;
   /** The lease's producer: whose grant covers the piece. */
   readonly producer: ProducerId;
   readonly segment: SequencedSegment;
@@ -54,13 +66,33 @@ export interface LeaseEntry {
   front: number;
   /** Batches appended past front, in position order. */
   readonly ahead: Piece[];
-  /** Every batch appended to the lease, by position (exact retries find theirs here). */
-  readonly batches: Map<number, Piece>;
+  /**
+   * The batches appended to the lease and not yet durable, by position; the durable ones are
+   * in `durable` (created at the first). Exact retries find theirs in one or the other.
+   */
+  readonly batches: IntMap<Piece>;
+  durable: BatchLog | null;
   activeAtMs: number;
   open: boolean;
 }
 
 type Pending = Piece | LeaseEntry;
+
+/**
+ * Inserts into / removes from the middle of an array in place. Array.prototype.splice returns
+ * an array of what it removed, a fresh one per call even when nothing was removed: per append
+ * that was two allocations (issue 11). push and pop only grow or trim the backing store.
+ */
+function insertAt<T>(array: T[], index: number, value: T): void {
+  array.push(value);
+  for (let at = array.length - 1; at > index; at -= 1) array[at] = array[at - 1]!;
+  array[index] = value;
+}
+
+function removeAt<T>(array: T[], index: number): void {
+  for (let at = index; at < array.length - 1; at += 1) array[at] = array[at + 1]!;
+  array.pop();
+}
 
 export function isWritten(piece: Pending): piece is Piece {
   return piece.kind !== 'lease' && (piece.state === 'written' || piece.state === 'filled');
@@ -139,9 +171,11 @@ export class SequencedSegment {
       invariant(false, 'append inside the open lease',
         { position: piece.position, end: lease.end });
     }
-    let index = lease.ahead.findIndex((other) => other.position > piece.position);
-    if (index < 0) index = lease.ahead.length;
-    lease.ahead.splice(index, 0, piece);
+    let index = 0;
+    while (index < lease.ahead.length && lease.ahead[index]!.position <= piece.position) {
+      index += 1;
+    }
+    insertAt(lease.ahead, index, piece);
     lease.batches.set(piece.position, piece);
     const at = this.#pending.indexOf(lease);
     if (!(at >= 0)) {
@@ -150,11 +184,11 @@ export class SequencedSegment {
     let split = 0;
     while (lease.ahead[0]?.position === lease.front) {
       const next = lease.ahead.shift()!;
-      this.#pending.splice(at + split, 0, next);
+      insertAt(this.#pending, at + split, next);
       split += 1;
       lease.front += next.bytes;
     }
-    if (lease.front === lease.end) this.#pending.splice(at + split, 1);
+    if (lease.front === lease.end) removeAt(this.#pending, at + split);
     this.advanceWritten();
   }
 
@@ -286,10 +320,11 @@ export class SequencedSegment {
   }
 
   /**
-   * The storage node made `request` durable. Returns the pieces now entirely under the
-   * durable watermark, in order; they leave the pending list.
+   * The storage node made `request` durable. Writes the pieces now entirely under the durable
+   * watermark to `into` from index 0, in order, and returns how many; they leave the pending
+   * list. (`into` is the caller's scratch: written by index, it grows only past its peak.)
    */
-  applyPersisted(request: PersistRequest): Piece[] {
+  applyPersisted(request: PersistRequest, into: (Piece | null)[]): number {
     if (!(request.positionEnd >= this.durable.position &&
         request.offsetLast >= this.durable.offsetLast)) {
       invariant(false, 'durable watermark only grows',
@@ -314,14 +349,24 @@ export class SequencedSegment {
       if (entry.position + entry.bytes > this.durable.position) break;
       count += 1;
     }
-    const durableEntries = this.#pending.splice(0, count) as Piece[];
+    for (let index = 0; index < count; index += 1) {
+      const piece = this.#pending[index] as Piece;
+      if (index < into.length) into[index] = piece;
+      else into.push(piece);
+    }
+    // In place (splice would return a fresh array of them): shift the rest down.
+    const rest = this.#pending.length - count;
+    for (let index = 0; index < rest; index += 1) {
+      this.#pending[index] = this.#pending[index + count]!;
+    }
+    this.#pending.length = rest;
     this.#writtenCount -= count;
     const first = this.#pending[0];
     if (!(first === undefined ||
         (first.kind === 'lease' ? first.front : first.position) === this.durable.position)) {
       invariant(false, 'durable watermark lies on a batch boundary', { segmentId: this.segmentId });
     }
-    return durableEntries;
+    return count;
   }
 
   pendingCount(): number {

@@ -207,6 +207,16 @@ export interface FetchView {
   readonly sealed: boolean;
 }
 
+/** The durable head as consumers are pushed it (durableHeadInto fills one). */
+export interface DurableHead {
+  chainPosition: number;
+  /** The head segment's durable watermark. */
+  position: number;
+  offsetLast: number;
+  sealed: boolean;
+  highWatermark: number;
+}
+
 /** Read-only view of one segment, for tests, metrics and the admin API. */
 export interface SegmentView extends SegmentAdded {
   readonly state: SegmentState;

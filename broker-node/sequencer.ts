@@ -17,11 +17,14 @@ import { RECORD_BATCH_SIZE_BYTES_MAX } from '../common/record-batch/layout.js';
 import {
   recordBatchSizeBytesMin, recordBatchSizeReachable,
 } from '../common/record-batch/batch-size.js';
+import { BatchLog, type LoggedBatch } from './batch-log.js';
+import { IntMap } from './int-map.js';
+import { OutcomeRing } from './outcome-ring.js';
 import { restoreChain } from './sequencer-restore.js';
 import { type LeaseEntry, type Piece, SequencedSegment } from './sequencer-segment.js';
 import {
-  type Ack, type AppendRequest, type AppendResult, type Fill, type FetchView, type LeaseRequest,
-  type LeaseResult, type PersistedResult, type PersistRequest, type ProducerId,
+  type Ack, type AppendRequest, type AppendResult, type DurableHead, type Fill, type FetchView,
+  type LeaseRequest, type LeaseResult, type PersistedResult, type PersistRequest, type ProducerId,
   type ReservationRef, type RestoredSegment, type SegmentAdded, type SegmentId, type SegmentView,
   SequencerError, type SequencerConfig,
 } from './sequencer-types.js';
@@ -30,9 +33,6 @@ export * from './sequencer-types.js';
 
 /** Records per batch: Kafka's lastOffsetDelta is an int32. */
 const RECORDS_PER_BATCH_MAX = 0x7fff_ffff;
-
-/** What happened to a batch after it became durable. */
-type Outcome = { kind: 'acked'; ack: Ack };
 
 interface Settings {
   readonly segmentSizeBytes: number;
@@ -70,10 +70,11 @@ function settingsFrom(config: SequencerConfig): Settings {
     reservationsMax, leaseFraction, leaseContendedBytes, leaseBlockingIdleMs };
 }
 
-function ackOf(piece: Piece): Ack {
-  return { ...piece.ref, producer: piece.producer, segmentId: piece.segment.segmentId,
-    position: piece.position, bytes: piece.bytes, baseOffset: piece.baseOffset,
-    records: piece.records };
+/** A durable batch of an open lease's log as an Ack (a fresh object: retries only). */
+function loggedAck(lease: LeaseEntry, batch: LoggedBatch): Ack {
+  return { epoch: lease.ref.epoch, id: batch.id, producer: lease.producer,
+    segmentId: lease.segment.segmentId, position: batch.position, bytes: batch.bytes,
+    baseOffset: batch.baseOffset, records: batch.records };
 }
 
 function expired(message: string): SequencerError {
@@ -102,7 +103,10 @@ const gapFillable = (bytes: number): boolean => bytes === 0 || bytes >= FILL_BYT
 /** By default a lease is at most 1/8 of its segment (see #checkLease). */
 const LEASES_PER_SEGMENT_MIN = 8;
 
-const PERSISTED_NOTHING: PersistedResult = { acks: [], filled: [], persist: null, sealed: null };
+/** Shared by every answer without fills (most): frozen, so no caller can add to it. */
+const NO_FILLS: readonly ReservationRef[] = Object.freeze([]);
+const PERSISTED_NOTHING: PersistedResult = Object.freeze({ acks: Object.freeze([]),
+  filled: NO_FILLS, persist: null, sealed: null });
 
 export class Sequencer {
   readonly epoch: number;
@@ -117,8 +121,16 @@ export class Sequencer {
   /** Open leases, by id. */
   readonly #leases = new Map<number, LeaseEntry>();
   /** Pieces (batches and fills) not yet durable, by id. */
-  readonly #pieces = new Map<number, Piece>();
-  readonly #outcomes = new Map<number, Outcome>();
+  readonly #pieces = new IntMap<Piece>();
+  /** Acks remembered after their batch left #pieces (retries and duplicates ask). */
+  readonly #outcomes = new OutcomeRing(SEQUENCER_LIMITS.outcomesRememberedMax);
+  /**
+   * Scratch for the pieces a persist made durable, cleared slot by slot before persisted()
+   * returns; never shortened, so it allocates only when a persist covers more than ever before.
+   */
+  readonly #durableScratch: (Piece | null)[] = [];
+  /** Scratch for lookups in a lease's BatchLog (retries). */
+  readonly #logged: LoggedBatch = { position: 0, bytes: 0, records: 0, baseOffset: 0, id: 0 };
   #idNext = 1;
   #nowLast = Number.NEGATIVE_INFINITY;
 
@@ -169,8 +181,8 @@ export class Sequencer {
       const bytes = this.#leaseBytes(bytesMax, request.bytesMin, last.roomBytes());
       const entry: LeaseEntry = { kind: 'lease', ref: this.#ref(), producer: request.producer,
         holder, segment: last, position: last.positionNext, end: last.positionNext + bytes,
-        front: last.positionNext, ahead: [], batches: new Map(), activeAtMs: request.now,
-        open: true };
+        front: last.positionNext, ahead: [], batches: new IntMap(), durable: null,
+        activeAtMs: request.now, open: true };
       last.placeLease(entry);
       this.#leases.set(entry.ref.id, entry);
       return { kind: 'leased', lease: { ...entry.ref, segmentId: last.segmentId,
@@ -229,10 +241,15 @@ export class Sequencer {
     }
     const known = lease.batches.get(position);
     if (known !== undefined && known.bytes === bytes && known.records === records) {
-      // A batch leaves #pieces only when it is acknowledged: its ack, even once the outcome
-      // is no longer remembered (a long lease outlives outcomesRememberedMax other acks).
-      const ack = this.#pieces.has(known.ref.id) ? null : ackOf(known);
-      return { kind: 'again', ref: known.ref, ack };
+      return { kind: 'again', ref: known.ref, ack: null }; // not durable yet
+    }
+    // Durable already: its ack, even once the outcome is no longer remembered (a long lease
+    // outlives outcomesRememberedMax other acks).
+    const logged = this.#logged;
+    if (known === undefined && lease.durable?.find(position, logged) === true &&
+        logged.bytes === bytes && logged.records === records) {
+      return { kind: 'again', ref: { epoch: ref.epoch, id: logged.id },
+        ack: loggedAck(lease, logged) };
     }
     const refusal = this.#checkAppend(lease, position, bytes, records);
     if (refusal !== null) return { kind: 'refused', error: refusal };
@@ -247,7 +264,9 @@ export class Sequencer {
         `${this.reservationsInFlight()} leases and batches in flight (the maximum): append ` +
         'again after some are durable', { retriable: true }) };
     }
-    const piece: Piece = { kind: 'batch', ref: this.#ref(), producer: lease.producer,
+    const pieceRef = this.#ref();
+    const piece: Piece = { kind: 'batch', ref: pieceRef, epoch: pieceRef.epoch, id: pieceRef.id,
+      leaseId: lease.ref.id, segmentId: lease.segment.segmentId, producer: lease.producer,
       segment: lease.segment, position, bytes, records, baseOffset: -1, state: 'written' };
     lease.activeAtMs = request.now;
     this.#pieces.set(piece.ref.id, piece);
@@ -271,7 +290,12 @@ export class Sequencer {
   /** The batch appended at `position` of an open lease, or null. */
   appendedAt(lease: ReservationRef, position: number): ReservationRef | null {
     if (lease.epoch !== this.epoch) return null;
-    return this.#leases.get(lease.id)?.batches.get(position)?.ref ?? null;
+    const open = this.#leases.get(lease.id);
+    if (open === undefined) return null;
+    const known = open.batches.get(position);
+    if (known !== undefined) return known.ref;
+    return open.durable?.find(position, this.#logged) === true
+      ? { epoch: lease.epoch, id: this.#logged.id } : null;
   }
 
   /**
@@ -309,14 +333,13 @@ export class Sequencer {
     if (ref.epoch !== this.epoch) return 'unknown';
     const piece = this.#pieces.get(ref.id);
     if (piece !== undefined) return piece.kind === 'batch' ? 'written' : 'unknown';
-    return this.#outcomes.get(ref.id)?.kind === 'acked' ? 'acked' : 'unknown';
+    return this.#outcomes.has(ref.epoch, ref.id) ? 'acked' : 'unknown';
   }
 
   /** The ack of a durable batch still remembered, or null. */
   ackOf(ref: ReservationRef): Ack | null {
     if (ref.epoch !== this.epoch) return null;
-    const outcome = this.#outcomes.get(ref.id);
-    return outcome?.kind === 'acked' ? outcome.ack : null;
+    return this.#outcomes.get(ref.epoch, ref.id);
   }
 
   /**
@@ -367,6 +390,10 @@ export class Sequencer {
   /**
    * The storage node made `done` (a request this sequencer issued) durable. Replies to older
    * requests, duplicates and requests of an earlier instance are ignored.
+   *
+   * The acks are the durable pieces themselves (no record per batch: issue 11). The answer is
+   * a fresh object each time, on purpose: a refilled one would change under a caller that still
+   * holds the last (the unit tests do), for three small young objects per persist.
    */
   persisted(done: PersistRequest): PersistedResult {
     const segment = this.#byId.get(done.segmentId);
@@ -380,15 +407,19 @@ export class Sequencer {
       invariant(false, 'only the head segment persists', { segmentId: segment.segmentId });
     }
     const acks: Ack[] = [];
-    const filled: ReservationRef[] = [];
-    for (const piece of segment.applyPersisted(request)) {
-      this.#pieces.delete(piece.ref.id);
+    let filled: ReservationRef[] | null = null;
+    const durable = this.#durableScratch;
+    const count = segment.applyPersisted(request, durable);
+    for (let index = 0; index < count; index += 1) {
+      const piece = durable[index]!;
+      durable[index] = null; // kept no longer than this call
+      this.#pieces.delete(piece.id);
       if (piece.kind === 'batch') {
-        const ack = ackOf(piece);
-        acks.push(ack);
-        this.#remember(piece.ref.id, { kind: 'acked', ack });
+        this.#logDurable(piece);
+        acks.push(piece);
+        this.#outcomes.remember(piece);
       } else {
-        filled.push(piece.ref);
+        (filled ??= []).push(piece.ref);
       }
     }
     let sealed: SegmentId | null = null;
@@ -397,7 +428,7 @@ export class Sequencer {
       invariant(segment.pendingCount() === 0, 'a sealed segment has nothing pending');
       this.#head += 1;
     }
-    return { acks, filled, persist: this.#takePersist(), sealed };
+    return { acks, filled: filled ?? NO_FILLS, persist: this.#takePersist(), sealed };
   }
 
   /** The storage node failed `done` (not fenced: then stop the sequencer): issue it again. */
@@ -423,15 +454,7 @@ export class Sequencer {
       throw new SequencerError('PMQ_ERR_OFFSET_OUT_OF_RANGE', `offset ${offset} outside ` +
         `${lowest}..${highWatermark}: fetch from the high watermark or the first offset held`);
     }
-    // Visible: the sealed segments and the head. The last one starting at or before offset.
-    let low = 0;
-    let high = Math.min(this.#head, this.#segments.length - 1);
-    while (low < high) {
-      const middle = Math.ceil((low + high) / 2);
-      if ((this.#segments[middle]?.baseOffset ?? Infinity) <= offset) low = middle;
-      else high = middle - 1;
-    }
-    const segment = this.#segments[low];
+    const segment = this.#visibleSegmentOf(offset);
     if (segment === undefined) return null;
     if (!(segment.baseOffset <= offset && offset <= segment.durable.offsetLast + 1)) {
       invariant(false, 'fetch view covers the offset', { offset, segmentId: segment.segmentId });
@@ -439,6 +462,25 @@ export class Sequencer {
     return { segmentId: segment.segmentId, chainPosition: segment.chainPosition,
       baseOffset: segment.baseOffset, watermark: segment.durable,
       sealed: segment.state === 'sealed' };
+  }
+
+  /**
+   * fetchView(highWatermark()) as a consumer's push carries it, without allocating (issue 11:
+   * the broker asks after every persist): fills `into` and returns true, or returns false
+   * while there is no segment.
+   */
+  durableHeadInto(into: DurableHead): boolean {
+    // The segment highWatermark() reads is the last visible one starting at or before it
+    // (the one fetchView(highWatermark) finds): the head, or the last when all are sealed.
+    const segment = this.#segments[Math.min(this.#head, this.#segments.length - 1)];
+    if (segment === undefined) return false;
+    const highWatermark = segment.durable.offsetLast + 1;
+    into.chainPosition = segment.chainPosition;
+    into.position = segment.durable.position;
+    into.offsetLast = segment.durable.offsetLast;
+    into.sealed = segment.state === 'sealed';
+    into.highWatermark = highWatermark;
+    return true;
   }
 
   /** The offset after the durable prefix: consumers see offsets below it. */
@@ -460,6 +502,18 @@ export class Sequencer {
 
   segments(): SegmentView[] {
     return this.#segments.map((segment) => segment.view());
+  }
+
+  /** Of the visible segments (the sealed ones and the head), the last starting at or before. */
+  #visibleSegmentOf(offset: number): SequencedSegment | undefined {
+    let low = 0;
+    let high = Math.min(this.#head, this.#segments.length - 1);
+    while (low < high) {
+      const middle = Math.ceil((low + high) / 2);
+      if ((this.#segments[middle]?.baseOffset ?? Infinity) <= offset) low = middle;
+      else high = middle - 1;
+    }
+    return this.#segments[low];
   }
 
   #observe(now: number): void {
@@ -550,10 +604,17 @@ export class Sequencer {
       return invalid(`append at ${position} of ${bytes} bytes lies outside the unwritten part ` +
         `${lease.front}..${lease.end} of lease ${lease.ref.id}`);
     }
-    const next = lease.ahead.find((other) => other.position + other.bytes > position);
-    const previousEnd = lease.ahead.reduce((end, other) => other.position < position
-      ? other.position + other.bytes : end, lease.front);
-    const nextStart = next?.position ?? lease.end;
+    // Loops, not find/reduce with closures: this runs per append (issue 11).
+    let nextStart = lease.end;
+    let previousEnd = lease.front;
+    for (let index = 0; index < lease.ahead.length; index += 1) {
+      const other = lease.ahead[index]!;
+      if (other.position < position) previousEnd = other.position + other.bytes;
+      if (other.position + other.bytes > position) {
+        nextStart = other.position;
+        break;
+      }
+    }
     if (nextStart < position + bytes || previousEnd > position) {
       return invalid(`append at ${position} of ${bytes} bytes overlaps a batch appended before`);
     }
@@ -573,7 +634,9 @@ export class Sequencer {
   #close(lease: LeaseEntry, revoked = false): Fill[] {
     this.#leases.delete(lease.ref.id);
     const pieces = lease.segment.closeLease(lease, revoked, (position, bytes) => {
-      const piece: Piece = { kind: 'fill', ref: this.#ref(), producer: lease.producer,
+      const ref = this.#ref();
+      const piece: Piece = { kind: 'fill', ref, epoch: ref.epoch, id: ref.id,
+        leaseId: lease.ref.id, segmentId: lease.segment.segmentId, producer: lease.producer,
         segment: lease.segment, position, bytes, records: fillRecords(bytes), baseOffset: -1,
         state: 'filling' };
       this.#pieces.set(piece.ref.id, piece);
@@ -611,10 +674,19 @@ export class Sequencer {
     return !sealAnswer;
   }
 
-  #remember(id: number, outcome: Outcome): void {
-    this.#outcomes.set(id, outcome);
-    if (this.#outcomes.size <= SEQUENCER_LIMITS.outcomesRememberedMax) return;
-    const oldest = this.#outcomes.keys().next();
-    if (oldest.done !== true) this.#outcomes.delete(oldest.value);
+  /**
+   * A durable batch moves from its open lease's in-flight map to the lease's log (a closed
+   * lease is not asked any more: nothing to keep).
+   */
+  #logDurable(piece: Piece): void {
+    const lease = this.#leases.get(piece.leaseId);
+    if (lease === undefined) return;
+    if (lease.batches.get(piece.position) !== piece) {
+      invariant(false, 'an open lease knows its batches in flight',
+        { leaseId: piece.leaseId, position: piece.position });
+    }
+    lease.batches.delete(piece.position);
+    lease.durable ??= new BatchLog();
+    lease.durable.add(piece.position, piece.bytes, piece.records, piece.baseOffset, piece.id);
   }
 }

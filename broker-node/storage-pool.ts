@@ -257,7 +257,8 @@ export class StoragePool {
 
   #node(nodeId: number): StorageNodeState {
     const node = this.#byNodeId.get(nodeId);
-    invariant(node !== undefined, 'known storage node', { nodeId });
+    // Guarded: invariant()'s fields literal would be made per request (issue 11).
+    if (node === undefined) invariant(false, 'known storage node', { nodeId });
     return node;
   }
 

@@ -14,6 +14,11 @@
  * when its partition closes (topic deleted), and all at once when the broker is fenced or stops
  * (`clear`; nothing is pushed after). A failed send ends nothing: the endpoint's close does.
  * Concurrency: JS thread only. No I/O of its own: `send` is the control channel's notify.
+ *
+ * Allocation (issue 11): an advance reads the partition's head once into a scratch record, and
+ * each subscription compares it with its own `sent` record and refills its own push body; the
+ * completion callbacks are made once per subscription. Per push that leaves the transport's
+ * promise and the `then` on it.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -25,20 +30,44 @@ import type { Endpoint } from '../native/transport.js';
 /** A partition's durable head: what a push carries besides the subscription and epoch. */
 export type Head = Omit<Body<'watermark'>, 'subscription' | 'epoch'>;
 
-/** Where heads come from (a Partition); null while there is nothing to push (no segment). */
-export interface HeadSource { head(): Head | null }
+/**
+ * Where heads come from (a Partition): fills `into` with the durable head and returns true, or
+ * returns false while there is nothing to push (no segment). Allocates nothing.
+ */
+export interface HeadSource { headInto(into: Head): boolean }
 
+/**
+ * Sends one push. `body` is the subscription's own record, refilled for its next push only
+ * once the promise returned here has settled: encode (or copy) it before that.
+ */
 export type PushSend = (ep: Endpoint, body: Body<'watermark'>) => Promise<void>;
 
 interface Subscription {
   readonly id: number;
   readonly ep: Endpoint;
   readonly source: HeadSource;
-  /** The head last sent (or answered at subscribe): a push goes out only when it differs. */
-  sent: Head | null;
+  /** The head last sent (or answered at subscribe), if hasSent: a push goes only if it differs. */
+  readonly sent: Head;
+  hasSent: boolean;
+  /** The push message, refilled per push: never while one is in flight. */
+  readonly body: Body<'watermark'>;
   inFlight: boolean;
   dirty: boolean;
   live: boolean;
+  /** A push's completion, made once per subscription. */
+  readonly onSent: () => void;
+  readonly onFailed: (error: unknown) => void;
+}
+
+const emptyHead = (): Head => ({ chainPosition: 0, position: 0, offsetLast: -1, sealed: false,
+  highWatermark: 0 });
+
+function copyHead(into: Head, from: Head): void {
+  into.chainPosition = from.chainPosition;
+  into.position = from.position;
+  into.offsetLast = from.offsetLast;
+  into.sealed = from.sealed;
+  into.highWatermark = from.highWatermark;
 }
 
 interface SessionSubscriptions {
@@ -56,14 +85,17 @@ export interface SubscriptionStats {
   inFlight: number;
 }
 
-function sameHead(a: Head | null, b: Head): boolean {
-  return a !== null && a.highWatermark === b.highWatermark && a.chainPosition ===
-    b.chainPosition && a.position === b.position && a.sealed === b.sealed;
+function sameHead(a: Head, b: Head): boolean {
+  return a.highWatermark === b.highWatermark && a.chainPosition === b.chainPosition &&
+    a.position === b.position && a.sealed === b.sealed;
 }
 
 export class Subscriptions {
   readonly #byEndpoint = new Map<Endpoint, SessionSubscriptions>();
-  readonly #bySource = new Map<HeadSource, Set<Subscription>>();
+  /** Per source, its live subscriptions (an array: iterating a Set makes an iterator). */
+  readonly #bySource = new Map<HeadSource, Subscription[]>();
+  /** The head of the source being advanced (read once per advance, not per subscriber). */
+  readonly #head: Head = emptyHead();
   #stopped = false;
   #pushed = 0;
   #coalesced = 0;
@@ -104,16 +136,19 @@ export class Subscriptions {
     }
     const old = session.byId.get(id);
     if (old !== undefined) this.#drop(session, old);
-    const subscription: Subscription = { id, ep, source, sent: answered, inFlight: false,
-      dirty: false, live: true };
+    const subscription = this.#make(id, ep, source);
+    if (answered !== null) {
+      copyHead(subscription.sent, answered);
+      subscription.hasSent = true;
+    }
     session.byId.set(id, subscription);
-    const set = this.#bySource.get(source) ?? new Set<Subscription>();
-    set.add(subscription);
-    this.#bySource.set(source, set);
+    const list = this.#bySource.get(source) ?? [];
+    list.push(subscription);
+    this.#bySource.set(source, list);
     this.#live += 1;
     invariant(session.byId.size <= BROKER_LIMITS.subscriptionsPerSessionMax,
       'subscriptions per session stay bounded', { size: session.byId.size });
-    this.#push(subscription);
+    this.#push(subscription, null);
   }
 
   /** Unsubscribes one id of the endpoint's session (unknown: nothing). */
@@ -136,7 +171,7 @@ export class Subscriptions {
 
   /** The source closed (topic deleted): its subscribers learn it on their next fetchView. */
   dropSource(source: HeadSource): void {
-    for (const subscription of [...this.#bySource.get(source) ?? []]) {
+    for (const subscription of [...this.#bySource.get(source) ?? []]) { // a copy: #drop edits
       const session = this.#byEndpoint.get(subscription.ep);
       if (session !== undefined) this.#drop(session, subscription);
     }
@@ -150,9 +185,12 @@ export class Subscriptions {
 
   /** `source`'s durable head moved: push it to each subscriber (coalesced). */
   advanced(source: HeadSource): void {
-    const set = this.#bySource.get(source);
-    if (set === undefined) return;
-    for (const subscription of set) this.#push(subscription);
+    const list = this.#bySource.get(source);
+    if (list === undefined || this.#stopped) return;
+    const head = this.#head;
+    if (!source.headInto(head)) return;
+    // #push edits no list (a subscription ends only on an endpoint's or source's close).
+    for (let index = 0; index < list.length; index += 1) this.#push(list[index]!, head);
   }
 
   stats(): SubscriptionStats {
@@ -160,32 +198,53 @@ export class Subscriptions {
       inFlight: this.#inFlight };
   }
 
-  #push(subscription: Subscription): void {
+  #make(id: number, ep: Endpoint, source: HeadSource): Subscription {
+    const subscription: Subscription = { id, ep, source, sent: emptyHead(), hasSent: false,
+      body: { subscription: id, epoch: 0, ...emptyHead() }, inFlight: false, dirty: false,
+      live: true,
+      onSent: () => this.#completed(subscription),
+      onFailed: (error: unknown) => {
+        // The endpoint is closing: its close ends the session and this subscription.
+        this.log.debug({ ep: subscription.ep, err: String(error) }, 'push not sent');
+        this.#completed(subscription);
+      } };
+    return subscription;
+  }
+
+  /** Pushes `head` (the source's, read by the caller; null: read it here) if it is news. */
+  #push(subscription: Subscription, head: Head | null): void {
     if (!subscription.live || this.#stopped) return;
     if (subscription.inFlight) {
       subscription.dirty = true;
       this.#coalesced += 1;
       return;
     }
-    const head = subscription.source.head();
-    if (head === null || sameHead(subscription.sent, head)) return;
-    invariant(!subscription.inFlight, 'one push in flight per subscription at most',
-      { id: subscription.id });
-    subscription.sent = head;
+    if (head === null) {
+      head = this.#head;
+      if (!subscription.source.headInto(head)) return;
+    }
+    if (subscription.hasSent && sameHead(subscription.sent, head)) return;
+    // Guarded by an if: invariant()'s fields literal would be made on every call.
+    if (subscription.inFlight) {
+      invariant(false, 'one push in flight per subscription at most, so its body is never ' +
+        'refilled while sent', { id: subscription.id });
+    }
+    copyHead(subscription.sent, head);
+    subscription.hasSent = true;
+    const { body } = subscription;
+    body.epoch = this.epoch();
+    copyHead(body, head);
     subscription.inFlight = true;
     subscription.dirty = false;
     this.#inFlight += 1;
     this.#pushed += 1;
-    this.send(subscription.ep, { subscription: subscription.id, epoch: this.epoch(), ...head })
-      .catch((error: unknown) => {
-        // The endpoint is closing: its close ends the session and this subscription.
-        this.log.debug({ ep: subscription.ep, err: String(error) }, 'push not sent');
-      })
-      .finally(() => {
-        subscription.inFlight = false;
-        this.#inFlight -= 1;
-        if (subscription.dirty) this.#push(subscription);
-      });
+    this.send(subscription.ep, body).then(subscription.onSent, subscription.onFailed);
+  }
+
+  #completed(subscription: Subscription): void {
+    subscription.inFlight = false;
+    this.#inFlight -= 1;
+    if (subscription.dirty) this.#push(subscription, null);
   }
 
   #dropSession(ep: Endpoint): void {
@@ -200,9 +259,13 @@ export class Subscriptions {
     subscription.live = false;
     session.byId.delete(subscription.id);
     if (session.byId.size === 0) this.#byEndpoint.delete(subscription.ep);
-    const set = this.#bySource.get(subscription.source);
-    set?.delete(subscription);
-    if (set?.size === 0) this.#bySource.delete(subscription.source);
+    const list = this.#bySource.get(subscription.source);
+    const at = list?.indexOf(subscription) ?? -1;
+    if (list !== undefined && at >= 0) {
+      list[at] = list[list.length - 1]!;
+      list.pop();
+      if (list.length === 0) this.#bySource.delete(subscription.source);
+    }
     this.#live -= 1;
   }
 }

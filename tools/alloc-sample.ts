@@ -13,6 +13,10 @@
  *
  * One sample per 4 KiB allocated on average (the profiler's sampling interval), so sizes are
  * estimates; the profiler itself costs a little CPU per sample.
+ *
+ * PMQ_ALLOC_SAMPLE_SURVIVORS=1 leaves out the objects a scavenge freed: what remains is what
+ * survived the young generation (promoted, then freed by a full collection or alive at exit),
+ * i.e. what makes the old generation grow and full collections come.
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -25,8 +29,9 @@ if (role !== undefined) {
   const session = new Session();
   session.connect();
   session.post('HeapProfiler.enable');
+  const survivors = process.env.PMQ_ALLOC_SAMPLE_SURVIVORS === '1';
   session.post('HeapProfiler.startSampling', { samplingInterval: 4096,
-    includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !survivors });
   // The in-process inspector answers synchronously, so this runs to the end inside 'exit'.
   process.on('exit', () => {
     session.post('HeapProfiler.stopSampling', (error, result) => {

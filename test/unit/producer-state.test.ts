@@ -22,7 +22,7 @@ function codeOf(run: () => unknown): string {
 t.test('first batch, retry in flight, retry once durable', async (t) => {
   const states = new ProducerStates();
   t.same(states.check(7, 40, 3), { kind: 'new' }, 'an unknown producer starts anywhere');
-  states.appended(7, { baseSequence: 40, records: 3 }, ref(1));
+  states.appended(7, 40, 3, ref(1));
   t.same(states.check(7, 40, 3), { kind: 'in-flight', ref: ref(1) });
   t.same(states.check(7, 43, 2), { kind: 'new' }, 'the next sequence');
   states.durable(ref(1), 100);
@@ -32,29 +32,29 @@ t.test('first batch, retry in flight, retry once durable', async (t) => {
 
 t.test('gaps, reused sequences and bad values are refused', async (t) => {
   const states = new ProducerStates();
-  states.appended(7, { baseSequence: 0, records: 3 }, ref(1));
+  states.appended(7, 0, 3, ref(1));
   t.equal(codeOf(() => states.check(7, 4, 1)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE', 'gap');
   t.equal(codeOf(() => states.check(7, 0, 2)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE',
     'same sequence, other record count');
   t.equal(codeOf(() => states.check(7, -1, 1)), 'PMQ_ERR_LEASE_INVALID');
   t.equal(codeOf(() => states.check(7, 2 ** 31, 1)), 'PMQ_ERR_LEASE_INVALID');
   t.same(states.check(-1, -1, 1), { kind: 'new' }, 'not idempotent: no state');
-  states.appended(-1, { baseSequence: -1, records: 1 }, ref(2));
+  states.appended(-1, -1, 1, ref(2));
   t.equal(states.producers, 1);
 });
 
 t.test('batches and producers are bounded', async (t) => {
   const states = new ProducerStates({ batchesPerProducer: 3, producersMax: 2 });
   for (let i = 0; i < 4; i += 1) {
-    states.appended(7, { baseSequence: i, records: 1 }, ref(i + 1));
+    states.appended(7, i, 1, ref(i + 1));
     states.durable(ref(i + 1), i);
   }
   t.equal(states.view(7)?.batches.length, 3);
   t.equal(codeOf(() => states.check(7, 0, 1)), 'PMQ_ERR_OUT_OF_ORDER_SEQUENCE',
     'a batch older than the window is not taken for new');
-  states.appended(8, { baseSequence: 0, records: 1 }, ref(10));
+  states.appended(8, 0, 1, ref(10));
   states.check(7, 4, 1); // touches 7: 8 is now the least recently used
-  states.appended(9, { baseSequence: 0, records: 1 }, ref(11));
+  states.appended(9, 0, 1, ref(11));
   t.equal(states.producers, 2);
   t.equal(states.view(8), undefined, 'the least recently used producer was forgotten');
   t.same(states.check(8, 5, 1), { kind: 'new' }, 'a forgotten producer is unknown');
@@ -115,8 +115,7 @@ class ModelPartition {
       producerId: batch.producerId, sequence: batch.sequence, records: batch.records };
     this.idNext += 1;
     this.inFlight.push(res);
-    this.states.appended(batch.producerId, { baseSequence: batch.sequence,
-      records: batch.records }, res.ref);
+    this.states.appended(batch.producerId, batch.sequence, batch.records, res.ref);
     return { kind: 'appended', res };
   }
 

@@ -17,9 +17,14 @@ const log = pino({ level: 'silent' });
 
 class Source implements HeadSource {
   highWatermark = 0;
-  head(): Head | null {
+  head(): Head {
     return { chainPosition: 0, position: this.highWatermark * 100,
       offsetLast: this.highWatermark - 1, sealed: false, highWatermark: this.highWatermark };
+  }
+
+  headInto(into: Head): boolean {
+    Object.assign(into, this.head());
+    return true;
   }
 }
 
@@ -27,8 +32,9 @@ interface Sent { ep: Endpoint; body: Body<'watermark'>; complete: () => void }
 
 function harness(): { subs: Subscriptions; sent: Sent[] } {
   const sent: Sent[] = [];
+  // A copy, as a transport encodes it: the body is the subscription's, refilled per push.
   const subs = new Subscriptions((ep, body) => new Promise<void>((resolve) => {
-    sent.push({ ep, body, complete: resolve });
+    sent.push({ ep, body: { ...body }, complete: resolve });
   }), () => 7, log);
   return { subs, sent };
 }
