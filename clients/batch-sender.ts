@@ -4,7 +4,9 @@
  * the broker); the lease itself (one broker round trip, with one grant creation on the
  * storage node) is taken once per `leaseBytes` of batches (docs/clients.md, "Leases").
  *
- * Each batch is encoded once, straight into a pooled buffer, with baseOffset 0: offsets are
+ * Each batch is encoded once, straight into a pooled buffer, with baseOffset 0 (zero copy: but
+ * for record values of at least `zeroCopyMinBytes`, which are written from the caller's own
+ * buffers, one validated write per piece; docs/clients.md, "Zero copy"): offsets are
  * assigned by the broker when the batch is appended (in position order) and patched into the
  * header by the storage node before it persists (the CRC does not cover the field). Batches
  * are placed back to back in the lease, in send order, and their appends are sent in that
@@ -35,9 +37,11 @@
 import { PmqError, type ErrorCode } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import {
-  encodePlannedRecordBatchInto, planRecordBatch, type EncodeOptions,
+  encodePlannedRecordBatchGather, encodePlannedRecordBatchInto, gatherCopiedBytes,
+  planRecordBatch, type EncodeOptions,
 } from '../common/record-batch/index.js';
 import type { Body } from '../common/wire/messages.js';
+import type { Endpoint, GrantRef } from '../native/transport.js';
 import type { ProducerBatch } from './accumulator.js';
 import type { Connection } from './connection.js';
 import { RecordTooLargeError, toClientError } from './errors.js';
@@ -50,6 +54,8 @@ export interface SenderOptions {
   maxRecordBatchBytes: number;
   /** The write range asked for per lease (the broker may give less: a segment's room). */
   leaseBytes: number;
+  /** Record values of at least this many bytes are sent from the caller's buffer, uncopied. */
+  zeroCopyMinBytes: number;
   retries: number;
   retryBackoffMs: number;
   requestTimeoutMs: number;
@@ -72,7 +78,10 @@ export interface BatchOutcome<S> {
 }
 
 interface Encoded {
+  /** Pooled: the whole batch, or (zero copy) the part of it that was copied. */
   buffer: Uint8Array;
+  /** Zero copy: the batch in order, views of `buffer` and the records' large values. */
+  pieces: Uint8Array[] | null;
   sizeBytes: number;
   producerId: number;
   baseSequence: number;
@@ -260,9 +269,15 @@ export class PartitionSender<S> {
       throw new RecordTooLargeError(`a batch of ${sizeBytes} bytes exceeds maxRecordBatchBytes ` +
         `${this.options.maxRecordBatchBytes}`);
     }
+    const referenceMinBytes = this.options.zeroCopyMinBytes;
+    if (batch.valueBytesMax >= referenceMinBytes) {
+      const buffer = this.pool.take(gatherCopiedBytes(plan, referenceMinBytes));
+      const pieces = encodePlannedRecordBatchGather(buffer, plan, referenceMinBytes);
+      return { buffer, pieces, sizeBytes, producerId: identity.producerId, baseSequence };
+    }
     const buffer = this.pool.take(sizeBytes);
     encodePlannedRecordBatchInto(buffer, 0, plan);
-    return { buffer, sizeBytes, producerId: identity.producerId, baseSequence };
+    return { buffer, pieces: null, sizeBytes, producerId: identity.producerId, baseSequence };
   }
 
   /**
@@ -280,9 +295,13 @@ export class PartitionSender<S> {
         const { body } = placement.lease;
         stage = 'write';
         const ep = await this.connection.storageEndpoint(body.nodeId);
-        await this.connection.transport.writeValidated(ep, { id: body.grantId,
-          epoch: body.grantEpoch, key: body.grantKey }, placement.address, encoded.buffer,
-        0, encoded.sizeBytes);
+        const grant = { id: body.grantId, epoch: body.grantEpoch, key: body.grantKey };
+        if (encoded.pieces === null) {
+          await this.connection.transport.writeValidated(ep, grant, placement.address,
+            encoded.buffer, 0, encoded.sizeBytes);
+        } else {
+          await this.writePieces(ep, grant, placement.address, encoded.pieces);
+        }
         stage = 'request';
         if (this.options.acks === 'none' && !reported) {
           reported = true;
@@ -304,6 +323,29 @@ export class PartitionSender<S> {
         const routine = attempt === 0 && LEASE_CLOSED.has(mapped.code);
         if (!routine) await sleep(this.options.retryBackoffMs * 2 ** attempt);
       }
+    }
+  }
+
+  /**
+   * Zero copy: each piece is its own validated write, at its place in the batch's range (the
+   * storage node sees the same contiguous bytes as from one write). Not one write with an iov:
+   * UCX 1.13 sends an iov through bounce buffers, slower than a copy (docs/clients.md, "Zero
+   * copy"). All writes settle before this does, failed or not: none still reads the caller's
+   * buffers or the pooled one when the batch settles or starts over.
+   */
+  private async writePieces(ep: Endpoint, grant: GrantRef, address: number,
+    pieces: readonly Uint8Array[]): Promise<void> {
+    const writes: Promise<void>[] = [];
+    let at = address;
+    for (const piece of pieces) {
+      if (piece.byteLength === 0) continue; // a write of nothing is refused (and means nothing)
+      writes.push(this.connection.transport.writeValidated(ep, grant, at, piece, 0,
+        piece.byteLength));
+      at += piece.byteLength;
+    }
+    const results = await Promise.allSettled(writes);
+    for (const result of results) {
+      if (result.status === 'rejected') throw result.reason;
     }
   }
 

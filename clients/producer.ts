@@ -57,6 +57,12 @@ export interface ProducerOptions {
    * until it is released. Default 4 MiB (at least one largest batch).
    */
   leaseBytes?: number;
+  /**
+   * Record values of at least this many bytes are sent from the caller's own buffer, without
+   * a copy (docs/clients.md, "Zero copy"): leave them unchanged until send() resolves. Default
+   * 256 KiB (ZERO_COPY_MIN_BYTES_DEFAULT); Infinity copies every value.
+   */
+  zeroCopyMinBytes?: number;
   /** Retries of a retriable failure, per request and per batch. Default 5. */
   retries?: number;
   /** First retry delay, doubled each time. Default 100 ms. */
@@ -88,6 +94,12 @@ const KIB = 1024;
 /** The broker's producer state covers this window of batches per partition (PRODUCER_LIMITS). */
 const PRODUCER_BATCHES_REMEMBERED = PRODUCER_LIMITS.inFlightWindowMax;
 const MIB = 1024 * KIB;
+/**
+ * Below this a value is copied into the batch: each uncopied value costs a validated write of
+ * its own (a message and a reply), which on loopback beat a copy only from ~256 KiB on
+ * (docs/clients.md, "Zero copy", measured).
+ */
+export const ZERO_COPY_MIN_BYTES_DEFAULT = 256 * KIB;
 
 function positive(name: string, value: number | undefined, fallback: number, min = 1): number {
   const chosen = value ?? fallback;
@@ -109,6 +121,8 @@ function senderOptions(options: ProducerOptions, requestTimeoutMs: number): Send
     maxRecordBatchBytes: positive('maxRecordBatchBytes', options.maxRecordBatchBytes, MIB,
       RECORD_BATCH_HEADER_SIZE_BYTES + 8),
     leaseBytes: positive('leaseBytes', options.leaseBytes, 4 * MIB, 1),
+    zeroCopyMinBytes: options.zeroCopyMinBytes === Infinity ? Infinity
+      : positive('zeroCopyMinBytes', options.zeroCopyMinBytes, ZERO_COPY_MIN_BYTES_DEFAULT, 1),
     retries: positive('retries', options.retries, 5, 0),
     retryBackoffMs: positive('retryBackoffMs', options.retryBackoffMs, 100, 0),
     requestTimeoutMs,
