@@ -47,6 +47,9 @@ import type { Connection } from './connection.js';
 import { RecordTooLargeError, toClientError } from './errors.js';
 import type { BufferPool } from './flow-control.js';
 
+/** docs/clients.md, "Zero copy": which is cheaper depends on UCX's protocols (measured). */
+export type ZeroCopyWrites = 'pieces' | 'iov';
+
 export interface SenderOptions {
   acks: 'all' | 'none';
   idempotent: boolean;
@@ -56,6 +59,8 @@ export interface SenderOptions {
   leaseBytes: number;
   /** Record values of at least this many bytes are sent from the caller's buffer, uncopied. */
   zeroCopyMinBytes: number;
+  /** How a batch with uncopied values is written: one write per piece, or one iov write. */
+  zeroCopyWrites: ZeroCopyWrites;
   retries: number;
   retryBackoffMs: number;
   requestTimeoutMs: number;
@@ -300,7 +305,12 @@ export class PartitionSender<S> {
           await this.connection.transport.writeValidated(ep, grant, placement.address,
             encoded.buffer, 0, encoded.sizeBytes);
         } else {
-          await this.writePieces(ep, grant, placement.address, encoded.pieces);
+          if (this.options.zeroCopyWrites === 'iov') {
+            await this.connection.transport.writeValidatedIov(ep, grant, placement.address,
+              encoded.pieces);
+          } else {
+            await this.writePieces(ep, grant, placement.address, encoded.pieces);
+          }
         }
         stage = 'request';
         if (this.options.acks === 'none' && !reported) {
@@ -327,11 +337,12 @@ export class PartitionSender<S> {
   }
 
   /**
-   * Zero copy: each piece is its own validated write, at its place in the batch's range (the
-   * storage node sees the same contiguous bytes as from one write). Not one write with an iov:
-   * UCX 1.13 sends an iov through bounce buffers, slower than a copy (docs/clients.md, "Zero
-   * copy"). All writes settle before this does, failed or not: none still reads the caller's
-   * buffers or the pooled one when the batch settles or starts over.
+   * Zero copy ('pieces'): each piece is its own validated write, at its place in the batch's
+   * range (the storage node sees the same contiguous bytes as from one write), so each large
+   * value moves by rendezvous straight from the caller's buffer. The default over one iov
+   * write: UCX 1.13 sends an iov through bounce buffers, a copy inside UCX (docs/clients.md,
+   * "Zero copy"). All writes settle before this does, failed or not: none still reads the
+   * caller's buffers or the pooled one when the batch settles or starts over.
    */
   private async writePieces(ep: Endpoint, grant: GrantRef, address: number,
     pieces: readonly Uint8Array[]): Promise<void> {

@@ -25,6 +25,7 @@ import {
 } from './accumulator.js';
 import {
   PartitionSender, type IdentitySource, type ProducerIdentity, type SenderOptions,
+  type ZeroCopyWrites,
 } from './batch-sender.js';
 import type { Connection } from './connection.js';
 import { ClosedError, PartitionOutOfRangeError, RecordTooLargeError } from './errors.js';
@@ -63,6 +64,12 @@ export interface ProducerOptions {
    * 256 KiB (ZERO_COPY_MIN_BYTES_DEFAULT); Infinity copies every value.
    */
   zeroCopyMinBytes?: number;
+  /**
+   * How a batch with uncopied values is written: 'pieces' (default: one validated write per
+   * piece, each large value by rendezvous straight from its buffer) or 'iov' (one write whose
+   * payload UCX gathers; on UCX 1.13 through bounce buffers). docs/clients.md, "Zero copy".
+   */
+  zeroCopyWrites?: ZeroCopyWrites;
   /** Retries of a retriable failure, per request and per batch. Default 5. */
   retries?: number;
   /** First retry delay, doubled each time. Default 100 ms. */
@@ -109,6 +116,11 @@ function positive(name: string, value: number | undefined, fallback: number, min
   return chosen;
 }
 
+function zeroCopyWrites(value: ZeroCopyWrites | undefined): ZeroCopyWrites {
+  if (value === undefined || value === 'pieces' || value === 'iov') return value ?? 'pieces';
+  throw new ArgumentError(`zeroCopyWrites must be 'pieces' or 'iov', got ${String(value)}`);
+}
+
 function senderOptions(options: ProducerOptions, requestTimeoutMs: number): SenderOptions {
   if (options.acks !== undefined && options.acks !== 'all' && options.acks !== 'none') {
     throw new ArgumentError(`acks must be 'all' or 'none', got ${String(options.acks)}`);
@@ -123,6 +135,7 @@ function senderOptions(options: ProducerOptions, requestTimeoutMs: number): Send
     leaseBytes: positive('leaseBytes', options.leaseBytes, 4 * MIB, 1),
     zeroCopyMinBytes: options.zeroCopyMinBytes === Infinity ? Infinity
       : positive('zeroCopyMinBytes', options.zeroCopyMinBytes, ZERO_COPY_MIN_BYTES_DEFAULT, 1),
+    zeroCopyWrites: zeroCopyWrites(options.zeroCopyWrites),
     retries: positive('retries', options.retries, 5, 0),
     retryBackoffMs: positive('retryBackoffMs', options.retryBackoffMs, 100, 0),
     requestTimeoutMs,
