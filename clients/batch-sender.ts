@@ -304,13 +304,11 @@ export class PartitionSender<S> {
         if (encoded.pieces === null) {
           await this.connection.transport.writeValidated(ep, grant, placement.address,
             encoded.buffer, 0, encoded.sizeBytes);
+        } else if (this.options.zeroCopyWrites === 'iov') {
+          await this.connection.transport.writeValidatedIov(ep, grant, placement.address,
+            encoded.pieces);
         } else {
-          if (this.options.zeroCopyWrites === 'iov') {
-            await this.connection.transport.writeValidatedIov(ep, grant, placement.address,
-              encoded.pieces);
-          } else {
-            await this.writePieces(ep, grant, placement.address, encoded.pieces);
-          }
+          await this.writePieces(ep, grant, placement.address, encoded.pieces);
         }
         stage = 'request';
         if (this.options.acks === 'none' && !reported) {
@@ -346,12 +344,16 @@ export class PartitionSender<S> {
    */
   private async writePieces(ep: Endpoint, grant: GrantRef, address: number,
     pieces: readonly Uint8Array[]): Promise<void> {
+    const { transport } = this.connection;
+    // async: a write refused at once (its endpoint closed meanwhile) rejects like the others
+    // instead of throwing past the writes already in flight.
+    const write = async (at: number, piece: Uint8Array): Promise<void> =>
+      transport.writeValidated(ep, grant, at, piece, 0, piece.byteLength);
     const writes: Promise<void>[] = [];
     let at = address;
     for (const piece of pieces) {
       if (piece.byteLength === 0) continue; // a write of nothing is refused (and means nothing)
-      writes.push(this.connection.transport.writeValidated(ep, grant, at, piece, 0,
-        piece.byteLength));
+      writes.push(write(at, piece));
       at += piece.byteLength;
     }
     const results = await Promise.allSettled(writes);
