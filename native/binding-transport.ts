@@ -135,7 +135,8 @@ export const TRANSPORT_EXPORTS = [
   'transportGrantSetFloor',
   'transportGrantRevoke',
   'transportGrantForget', 'transportEpochRaise',
-  'transportWriteValidated', 'transportWriteValidatedIov', 'transportReadValidated',
-  'transportDirectExport', 'transportDirectImport', 'transportDirectRelease',
-  'transportDirectTransfer', 'transportDirectFlush',
+  'transportWriteValidated', 'transportReadValidated', 'transportDirectExport',
+  'transportDirectImport', 'transportDirectRelease', 'transportDirectTransfer',
+  'transportDirectFlush',
+  'transportWriteValidatedIov',
 ] as const satisfies readonly (keyof TransportBinding)[];

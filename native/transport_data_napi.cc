@@ -4,8 +4,6 @@
 // transport only: its grant table, its memory, its endpoints.
 #include <napi.h>
 
-#include <vector>
-
 #include "assert.h"
 #include "transport.h"
 
