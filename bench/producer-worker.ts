@@ -8,7 +8,7 @@
  * latency is counted from (worker-io.ts, STAMP_BYTES), which consumers use for end-to-end
  * latency. Partitions are used round robin (per send, shifted by the producer's number).
  */
-import { connect, type Producer } from '../clients/index.js';
+import { connect, type Producer, type ZeroCopyWrites } from '../clients/index.js';
 import { Histogram } from './histogram.js';
 import { emit, ownCpuSeconds, STAMP_BYTES, wallMs, type ProducerArgs } from './worker-io.js';
 
@@ -134,9 +134,17 @@ async function warmUp(producer: Producer): Promise<void> {
 const client = await connect({ brokers: [args.broker], transports: args.transports,
   netDevices: args.netDevices, busyPoll: args.busyPoll,
   clientId: `bench-producer-${args.producer}` });
+/**
+ * To compare zero copy with a copy, and its two ways of writing, in one tree
+ * (docs/benchmarks.md): a number of bytes or Infinity; 'pieces' or 'iov'.
+ */
+const zeroCopyMinBytes = process.env.PMQ_BENCH_ZERO_COPY_MIN_BYTES === undefined ? undefined
+  : Number(process.env.PMQ_BENCH_ZERO_COPY_MIN_BYTES);
+const zeroCopyWrites = process.env.PMQ_BENCH_ZERO_COPY_WRITES as ZeroCopyWrites | undefined;
 const producer = client.producer({ acks: args.acks, lingerMs: args.lingerMs,
   maxBatchBytes: args.batchBytes,
-  maxRecordBatchBytes: Math.max(MIB, args.recordBytes + 4 * KIB) });
+  maxRecordBatchBytes: Math.max(MIB, args.recordBytes + 4 * KIB), zeroCopyMinBytes,
+  zeroCopyWrites });
 const progress = setInterval(() => emit({ event: 'progress', records: totals.records }),
   PROGRESS_MS);
 await warmUp(producer);

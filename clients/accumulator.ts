@@ -48,6 +48,8 @@ export interface ProducerBatch<S> {
   sinks: RecordSink<S>[];
   /** Sum of the records' upper bounds plus the batch header: ≥ the encoded size. */
   sizeBytesMax: number;
+  /** The largest record value's bytes: whether any value is large enough to send uncopied. */
+  valueBytesMax: number;
   createdAtMs: number;
 }
 
@@ -94,12 +96,14 @@ export class Accumulator<S> {
     }
     if (batch === undefined) {
       batch = { topic: slot.topic, partition: slot.partition, records: [], sinks: [],
-        sizeBytesMax: RECORD_BATCH_HEADER_SIZE_BYTES, createdAtMs: nowMs };
+        sizeBytesMax: RECORD_BATCH_HEADER_SIZE_BYTES, valueBytesMax: 0, createdAtMs: nowMs };
       slot.batch = batch;
       this.open.add(slot);
     }
     batch.records.push(record);
     batch.sizeBytesMax += sizeBytesMax;
+    const valueBytes = record.value?.byteLength ?? 0;
+    if (valueBytes > batch.valueBytesMax) batch.valueBytesMax = valueBytes;
     const last = batch.sinks[batch.sinks.length - 1];
     if (last !== undefined && last.sink === sink && last.index + last.count === index) {
       last.count += 1;

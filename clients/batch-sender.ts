@@ -4,7 +4,9 @@
  * the broker); the lease itself (one broker round trip, with one grant creation on the
  * storage node) is taken once per `leaseBytes` of batches (docs/clients.md, "Leases").
  *
- * Each batch is encoded once, straight into a pooled buffer, with baseOffset 0: offsets are
+ * Each batch is encoded once, straight into a pooled buffer, with baseOffset 0 (zero copy: but
+ * for record values of at least `zeroCopyMinBytes`, which are written from the caller's own
+ * buffers, one validated write per piece; docs/clients.md, "Zero copy"): offsets are
  * assigned by the broker when the batch is appended (in position order) and patched into the
  * header by the storage node before it persists (the CRC does not cover the field). Batches
  * are placed back to back in the lease, in send order, and their appends are sent in that
@@ -35,13 +37,18 @@
 import { PmqError, type ErrorCode } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import {
-  encodePlannedRecordBatchInto, planRecordBatch, type EncodeOptions,
+  encodePlannedRecordBatchGather, encodePlannedRecordBatchInto, gatherCopiedBytes,
+  planRecordBatch, type EncodeOptions,
 } from '../common/record-batch/index.js';
 import type { Body } from '../common/wire/messages.js';
+import type { Endpoint, GrantRef } from '../native/transport.js';
 import type { ProducerBatch } from './accumulator.js';
 import type { Connection } from './connection.js';
 import { RecordTooLargeError, toClientError } from './errors.js';
 import type { BufferPool } from './flow-control.js';
+
+/** docs/clients.md, "Zero copy": which is cheaper depends on UCX's protocols (measured). */
+export type ZeroCopyWrites = 'pieces' | 'iov';
 
 export interface SenderOptions {
   acks: 'all' | 'none';
@@ -50,6 +57,10 @@ export interface SenderOptions {
   maxRecordBatchBytes: number;
   /** The write range asked for per lease (the broker may give less: a segment's room). */
   leaseBytes: number;
+  /** Record values of at least this many bytes are sent from the caller's buffer, uncopied. */
+  zeroCopyMinBytes: number;
+  /** How a batch with uncopied values is written: one write per piece, or one iov write. */
+  zeroCopyWrites: ZeroCopyWrites;
   retries: number;
   retryBackoffMs: number;
   requestTimeoutMs: number;
@@ -72,7 +83,10 @@ export interface BatchOutcome<S> {
 }
 
 interface Encoded {
+  /** Pooled: the whole batch, or (zero copy) the part of it that was copied. */
   buffer: Uint8Array;
+  /** Zero copy: the batch in order, views of `buffer` and the records' large values. */
+  pieces: Uint8Array[] | null;
   sizeBytes: number;
   producerId: number;
   baseSequence: number;
@@ -260,9 +274,15 @@ export class PartitionSender<S> {
       throw new RecordTooLargeError(`a batch of ${sizeBytes} bytes exceeds maxRecordBatchBytes ` +
         `${this.options.maxRecordBatchBytes}`);
     }
+    const referenceMinBytes = this.options.zeroCopyMinBytes;
+    if (batch.valueBytesMax >= referenceMinBytes) {
+      const buffer = this.pool.take(gatherCopiedBytes(plan, referenceMinBytes));
+      const pieces = encodePlannedRecordBatchGather(buffer, plan, referenceMinBytes);
+      return { buffer, pieces, sizeBytes, producerId: identity.producerId, baseSequence };
+    }
     const buffer = this.pool.take(sizeBytes);
     encodePlannedRecordBatchInto(buffer, 0, plan);
-    return { buffer, sizeBytes, producerId: identity.producerId, baseSequence };
+    return { buffer, pieces: null, sizeBytes, producerId: identity.producerId, baseSequence };
   }
 
   /**
@@ -280,9 +300,16 @@ export class PartitionSender<S> {
         const { body } = placement.lease;
         stage = 'write';
         const ep = await this.connection.storageEndpoint(body.nodeId);
-        await this.connection.transport.writeValidated(ep, { id: body.grantId,
-          epoch: body.grantEpoch, key: body.grantKey }, placement.address, encoded.buffer,
-        0, encoded.sizeBytes);
+        const grant = { id: body.grantId, epoch: body.grantEpoch, key: body.grantKey };
+        if (encoded.pieces === null) {
+          await this.connection.transport.writeValidated(ep, grant, placement.address,
+            encoded.buffer, 0, encoded.sizeBytes);
+        } else if (this.options.zeroCopyWrites === 'iov') {
+          await this.connection.transport.writeValidatedIov(ep, grant, placement.address,
+            encoded.pieces);
+        } else {
+          await this.writePieces(ep, grant, placement.address, encoded.pieces);
+        }
         stage = 'request';
         if (this.options.acks === 'none' && !reported) {
           reported = true;
@@ -304,6 +331,34 @@ export class PartitionSender<S> {
         const routine = attempt === 0 && LEASE_CLOSED.has(mapped.code);
         if (!routine) await sleep(this.options.retryBackoffMs * 2 ** attempt);
       }
+    }
+  }
+
+  /**
+   * Zero copy ('pieces'): each piece is its own validated write, at its place in the batch's
+   * range (the storage node sees the same contiguous bytes as from one write), so each large
+   * value moves by rendezvous straight from the caller's buffer. The default over one iov
+   * write: UCX 1.13 sends an iov through bounce buffers, a copy inside UCX (docs/clients.md,
+   * "Zero copy"). All writes settle before this does, failed or not: none still reads the
+   * caller's buffers or the pooled one when the batch settles or starts over.
+   */
+  private async writePieces(ep: Endpoint, grant: GrantRef, address: number,
+    pieces: readonly Uint8Array[]): Promise<void> {
+    const { transport } = this.connection;
+    // async: a write refused at once (its endpoint closed meanwhile) rejects like the others
+    // instead of throwing past the writes already in flight.
+    const write = async (at: number, piece: Uint8Array): Promise<void> =>
+      transport.writeValidated(ep, grant, at, piece, 0, piece.byteLength);
+    const writes: Promise<void>[] = [];
+    let at = address;
+    for (const piece of pieces) {
+      if (piece.byteLength === 0) continue; // a write of nothing is refused (and means nothing)
+      writes.push(write(at, piece));
+      at += piece.byteLength;
+    }
+    const results = await Promise.allSettled(writes);
+    for (const result of results) {
+      if (result.status === 'rejected') throw result.reason;
     }
   }
 

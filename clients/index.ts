@@ -25,6 +25,7 @@ export type { ConsumerOptions, StartPosition, TopicPartition, TopicPartitionOffs
   './consumer.js';
 export type { PartitionInfo, TopicDescription } from './metadata.js';
 export type { ProducerOptions, SendInput } from './producer.js';
+export type { ZeroCopyWrites } from './batch-sender.js';
 export type { DataPath, DataPathInfo } from './storage-reads.js';
 export type { ConnectionStats } from './connection.js';
 export type { ConsumerBatch, ConsumerRecord, ProducerRecord, RecordMetadata } from

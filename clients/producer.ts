@@ -25,6 +25,7 @@ import {
 } from './accumulator.js';
 import {
   PartitionSender, type IdentitySource, type ProducerIdentity, type SenderOptions,
+  type ZeroCopyWrites,
 } from './batch-sender.js';
 import type { Connection } from './connection.js';
 import { ClosedError, PartitionOutOfRangeError, RecordTooLargeError } from './errors.js';
@@ -57,6 +58,18 @@ export interface ProducerOptions {
    * until it is released. Default 4 MiB (at least one largest batch).
    */
   leaseBytes?: number;
+  /**
+   * Record values of at least this many bytes are sent from the caller's own buffer, without
+   * a copy (docs/clients.md, "Zero copy"): leave them unchanged until send() resolves. Default
+   * 256 KiB (ZERO_COPY_MIN_BYTES_DEFAULT); Infinity copies every value.
+   */
+  zeroCopyMinBytes?: number;
+  /**
+   * How a batch with uncopied values is written: 'pieces' (default: one validated write per
+   * piece, each large value by rendezvous straight from its buffer) or 'iov' (one write whose
+   * payload UCX gathers; on UCX 1.13 through bounce buffers). docs/clients.md, "Zero copy".
+   */
+  zeroCopyWrites?: ZeroCopyWrites;
   /** Retries of a retriable failure, per request and per batch. Default 5. */
   retries?: number;
   /** First retry delay, doubled each time. Default 100 ms. */
@@ -88,6 +101,12 @@ const KIB = 1024;
 /** The broker's producer state covers this window of batches per partition (PRODUCER_LIMITS). */
 const PRODUCER_BATCHES_REMEMBERED = PRODUCER_LIMITS.inFlightWindowMax;
 const MIB = 1024 * KIB;
+/**
+ * Below this a value is copied into the batch: each uncopied value costs a validated write of
+ * its own (a message and a reply), which on loopback beat a copy only from ~256 KiB on
+ * (docs/clients.md, "Zero copy", measured).
+ */
+export const ZERO_COPY_MIN_BYTES_DEFAULT = 256 * KIB;
 
 function positive(name: string, value: number | undefined, fallback: number, min = 1): number {
   const chosen = value ?? fallback;
@@ -95,6 +114,11 @@ function positive(name: string, value: number | undefined, fallback: number, min
     throw new ArgumentError(`${name} must be an integer ≥ ${min}, got ${String(value)}`);
   }
   return chosen;
+}
+
+function zeroCopyWrites(value: ZeroCopyWrites | undefined): ZeroCopyWrites {
+  if (value === undefined || value === 'pieces' || value === 'iov') return value ?? 'pieces';
+  throw new ArgumentError(`zeroCopyWrites must be 'pieces' or 'iov', got ${String(value)}`);
 }
 
 function senderOptions(options: ProducerOptions, requestTimeoutMs: number): SenderOptions {
@@ -109,6 +133,9 @@ function senderOptions(options: ProducerOptions, requestTimeoutMs: number): Send
     maxRecordBatchBytes: positive('maxRecordBatchBytes', options.maxRecordBatchBytes, MIB,
       RECORD_BATCH_HEADER_SIZE_BYTES + 8),
     leaseBytes: positive('leaseBytes', options.leaseBytes, 4 * MIB, 1),
+    zeroCopyMinBytes: options.zeroCopyMinBytes === Infinity ? Infinity
+      : positive('zeroCopyMinBytes', options.zeroCopyMinBytes, ZERO_COPY_MIN_BYTES_DEFAULT, 1),
+    zeroCopyWrites: zeroCopyWrites(options.zeroCopyWrites),
     retries: positive('retries', options.retries, 5, 0),
     retryBackoffMs: positive('retryBackoffMs', options.retryBackoffMs, 100, 0),
     requestTimeoutMs,

@@ -137,6 +137,10 @@ export interface TransportBinding {
   transportWriteValidated(handle: TransportHandle, ep: number, requestId: number,
     grantId: number, epoch: number, grantKey: number, address: number, src: Uint8Array,
     offset: number, length: number): void;
+  /** One write_request whose payload UCX gathers from `pieces` (an iov); length = their sum. */
+  transportWriteValidatedIov(handle: TransportHandle, ep: number, requestId: number,
+    grantId: number, epoch: number, grantKey: number, address: number,
+    pieces: readonly Uint8Array[], unused: 0, length: number): void;
   transportReadValidated(handle: TransportHandle, ep: number, requestId: number,
     grantId: number, epoch: number, grantKey: number, address: number, dst: Uint8Array,
     offset: number, length: number): void;
@@ -166,4 +170,5 @@ export const TRANSPORT_EXPORTS = [
   'transportWriteValidated', 'transportReadValidated', 'transportDirectExport',
   'transportDirectImport', 'transportDirectRelease', 'transportDirectTransfer',
   'transportDirectFlush',
+  'transportWriteValidatedIov',
 ] as const satisfies readonly (keyof TransportBinding)[];

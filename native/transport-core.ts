@@ -57,6 +57,8 @@ export interface Pending {
   ep: Endpoint;
   /** Referenced until the request settles: UCX reads or writes it until then. */
   buffer: Uint8Array;
+  /** A gathered write's pieces (writeValidatedIov): referenced until it settles, as `buffer`. */
+  pieces?: readonly Uint8Array[];
   header?: Uint8Array;
   sendDone: boolean;
   /** Rejected by its endpoint's close before UCX was done with the buffer: kept until then. */

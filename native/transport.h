@@ -233,6 +233,7 @@ struct Op {
   uint64_t id = 0;           // request id (JS), grant id, or receive id
   uint64_t grant_id = 0;
   std::vector<uint8_t> header;  // must outlive the send (UCX 1.13 has no COPY_HEADER)
+  std::vector<ucp_dt_iov_t> iov;  // write_validated_iov's pieces: UCX reads them until done
   Transport* owner = nullptr;
   // Set by op_param (the op is in ops_ from then on) until track() has seen the UCX call
   // return: a completion during the call (UCX may complete inside it, e.g. a rendezvous receive
@@ -315,6 +316,10 @@ class Transport {
   void set_persist_owner(uint32_t ep, bool owner);
   void clear_persist_owners();
   void write_validated(uint32_t ep, const AccessHeader& request, const uint8_t* src);
+  // write_validated of the pieces' concatenation as one message (a UCX iov payload): the peer
+  // sees one write_request of request.length bytes. Pieces non-empty, summing to the length.
+  void write_validated_iov(uint32_t ep, const AccessHeader& request,
+                           std::vector<ucp_dt_iov_t> iov);
   void read_validated(uint32_t ep, AccessHeader request, uint8_t* dst);
 
   // Direct mode (transport_direct.cc). Failures: *code_p = PMQ_ERR_*, returns the reason.

@@ -130,6 +130,9 @@ function checkCount(name: string, value: unknown, min: number, max: number): num
   return value;
 }
 
+/** Pieces of one writeValidatedIov (UCX's iov count is not limited; a sane bound is). */
+export const WRITE_PIECES_MAX = 1024;
+
 function checkBytes(name: string, value: unknown, offset: number, length: number): Uint8Array {
   if (!(value instanceof Uint8Array)) throw new ArgumentError(`${name} must be a Uint8Array`);
   checkCount(`${name} offset`, offset, 0, value.byteLength);
@@ -458,6 +461,31 @@ export class Transport extends TransportCore {
     return this.startRequest(ep, { kind: 'write', buffer: src }, (id) =>
       native.transportWriteValidated(this.handle, ep, id, grant.id, grant.epoch, grant.key,
         address, src, srcOffset, length));
+  }
+
+  /**
+   * writeValidated of the pieces' concatenation in one message: UCX gathers the payload from
+   * the pieces (an iov), so the peer sees one write of their total length, exactly as from
+   * writeValidated. Every piece must be non-empty (at most WRITE_PIECES_MAX) and stay
+   * unchanged until the promise settles. On UCX 1.13 an iov is sent through bounce buffers,
+   * slower than one contiguous buffer (docs/native-transport.md, "Gathered writes").
+   */
+  writeValidatedIov(ep: Endpoint, grant: GrantRef, address: number,
+    pieces: readonly Uint8Array[]): Promise<void> {
+    if (!Array.isArray(pieces) || pieces.length === 0 || pieces.length > WRITE_PIECES_MAX) {
+      throw new ArgumentError(`pieces must be an array of 1..${WRITE_PIECES_MAX} Uint8Arrays`);
+    }
+    let length = 0;
+    for (const piece of pieces) {
+      checkBytes('piece', piece, 0, 0);
+      if (piece.byteLength === 0) throw new ArgumentError('a piece of a write is empty');
+      length += piece.byteLength;
+    }
+    this.checkAccess(ep, grant, address, length);
+    const kept = [...pieces]; // the caller's array may change; UCX reads these until done
+    return this.startRequest(ep, { kind: 'write', buffer: kept[0]!, pieces: kept }, (id) =>
+      native.transportWriteValidatedIov(this.handle, ep, id, grant.id, grant.epoch, grant.key,
+        address, kept, 0, length));
   }
 
   /** Reads `length` bytes at `address` of the peer's memory into dst[dstOffset, +length). */

@@ -205,6 +205,24 @@ Napi::Value write_validated(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value write_validated_iov(const Napi::CallbackInfo& info) {
+  // (handle, ep, requestId, grantId, epoch, grantKey, address, pieces: Uint8Array[], 0, length)
+  uint32_t ep = napi_to_ep(info[1]);
+  transport::AccessHeader request = access_header(info, transport::Kind::write_request);
+  PMQ_ASSERT(info[7].IsArray());
+  auto pieces = info[7].As<Napi::Array>();
+  std::vector<ucp_dt_iov_t> iov(pieces.Length());
+  for (uint32_t i = 0; i < pieces.Length(); i += 1) {
+    Napi::Value piece = pieces.Get(i);
+    PMQ_ASSERT(piece.IsTypedArray());
+    uint64_t length = piece.As<Napi::Uint8Array>().ByteLength();
+    iov[i].buffer = napi_to_bytes(piece, 0, length);
+    iov[i].length = length;
+  }
+  napi_transport(info[0])->write_validated_iov(ep, request, std::move(iov));
+  return info.Env().Undefined();
+}
+
 Napi::Value read_validated(const Napi::CallbackInfo& info) {
   uint32_t ep = napi_to_ep(info[1]);
   transport::AccessHeader request = access_header(info, transport::Kind::read_request);
@@ -246,6 +264,8 @@ void register_transport_data(Napi::Env env, Napi::Object exports) {
   exports.Set("transportEpochRaise", Napi::Function::New(env, epoch_raise, "transportEpochRaise"));
   exports.Set("transportWriteValidated",
               Napi::Function::New(env, write_validated, "transportWriteValidated"));
+  exports.Set("transportWriteValidatedIov",
+              Napi::Function::New(env, write_validated_iov, "transportWriteValidatedIov"));
   exports.Set("transportReadValidated",
               Napi::Function::New(env, read_validated, "transportReadValidated"));
 }

@@ -322,3 +322,95 @@ export function encodeRecordBatch(records: readonly RecordInput[],
   writeBatch(target, 0, plan);
   return target;
 }
+
+/**
+ * Bytes of the part of a planned batch that encodePlannedRecordBatchGather copies: the whole
+ * batch less the values of at least `referenceMinBytes` (sent from the records' own buffers).
+ */
+export function gatherCopiedBytes(plan: RecordBatchPlan, referenceMinBytes: number): number {
+  if (!(plan instanceof BatchPlan)) {
+    throw new ArgumentError('record batch: a plan must come from planRecordBatch');
+  }
+  let copied = plan.sizeBytes;
+  for (const record of plan.records) {
+    const value = record.value;
+    if (value !== null && value !== undefined && value.byteLength >= referenceMinBytes) {
+      copied -= value.byteLength;
+    }
+  }
+  return copied;
+}
+
+/**
+ * Encodes a planned batch as pieces whose concatenation is exactly encodePlannedRecordBatchInto's
+ * bytes (CRC included), without copying record values of at least `referenceMinBytes`: those
+ * pieces are the records' own Uint8Arrays; every other piece is a view of `target` (the header,
+ * each record's framing, keys, headers and the smaller values), which needs
+ * gatherCopiedBytes(plan, referenceMinBytes) bytes. The CRC is computed over the pieces in
+ * order, once. The referenced values must stay unchanged until the pieces are sent: a change
+ * after this call makes the bytes sent disagree with the CRC (docs/clients.md, "Zero copy").
+ * Throws ArgumentError, writing nothing, if the target is too small.
+ */
+export function encodePlannedRecordBatchGather(target: Uint8Array, plan: RecordBatchPlan,
+  referenceMinBytes: number): Uint8Array[] {
+  const copied = gatherCopiedBytes(plan, referenceMinBytes);
+  checkTarget(target, 0);
+  if (!(plan instanceof BatchPlan)) invariant(false, 'checked by gatherCopiedBytes');
+  checkInteger('referenceMinBytes', referenceMinBytes, 1, Number.MAX_SAFE_INTEGER);
+  if (copied > target.byteLength) {
+    throw new ArgumentError(`record batch: ${copied} copied bytes do not fit a target of ` +
+      `${target.byteLength}`);
+  }
+  const view = new DataView(target.buffer, target.byteOffset, layout.RECORDS_POSITION);
+  writeHeader(view, plan, plan.records.length, plan.options);
+  const pieces: Uint8Array[] = [];
+  const end = writeRecordsGather(target, plan, referenceMinBytes, pieces);
+  invariant(end === copied, 'gathered batch written as planned', { end, copied });
+  let crc = 0;
+  let sent = 0;
+  for (let i = 0; i < pieces.length; i += 1) {
+    const piece = pieces[i]!;
+    // The CRC covers attributes..end: the first piece (a view of target) starts at 0.
+    const skip = i === 0 ? layout.ATTRIBUTES_POSITION : 0;
+    crc = crc32c(piece, skip, piece.byteLength - skip, crc);
+    sent += piece.byteLength;
+  }
+  invariant(sent === plan.sizeBytes, 'pieces cover the batch', { sent });
+  view.setUint32(layout.CRC_POSITION, crc);
+  return pieces;
+}
+
+/** writeRecords, leaving large values out of `target`: they become pieces of their own. */
+function writeRecordsGather(target: Uint8Array, plan: BatchPlan, referenceMinBytes: number,
+  pieces: Uint8Array[]): number {
+  const { records, bodySizes, baseTimestamp, timestampDefault } = plan;
+  let p = layout.RECORDS_POSITION;
+  let runStart = 0;
+  for (let index = 0; index < records.length; index += 1) {
+    const record = records[index]!;
+    const bodySize = bodySizes[index]!;
+    p = writeVarint(target, p, bodySize);
+    const bodyStart = p;
+    target[p] = 0; // record attributes: unused
+    const timestamp = record.timestamp ?? timestampDefault;
+    p = writeVarlong(target, p + 1, timestamp - baseTimestamp);
+    p = writeVarint(target, p, index);
+    p = writeBytesField(target, p, record.key);
+    const value = record.value;
+    let referenced = 0;
+    if (value !== null && value !== undefined && value.byteLength >= referenceMinBytes) {
+      p = writeVarint(target, p, value.byteLength);
+      pieces.push(target.subarray(runStart, p), value);
+      runStart = p;
+      referenced = value.byteLength;
+    } else {
+      p = writeBytesField(target, p, value);
+    }
+    p = writeHeaders(target, p, record.headers);
+    if (p + referenced - bodyStart !== bodySize) {
+      invariant(false, 'record written as planned', { index, bodySize });
+    }
+  }
+  if (p > runStart) pieces.push(target.subarray(runStart, p));
+  return p;
+}

@@ -12,9 +12,10 @@ export {
   type BatchAttributes, type DecodedRecord, type DecodedRecordBatch, type RecordBatchHeader,
 } from './decode.js';
 export {
-  batchAttributes, encodePlannedRecordBatchInto, encodeRecordBatch, encodeRecordBatchInto,
-  planRecordBatch, recordBatchSizeBytes, type EncodeOptions, type RecordBatchPlan,
-  type RecordHeader, type RecordInput, type TimestampType,
+  batchAttributes, encodePlannedRecordBatchGather, encodePlannedRecordBatchInto,
+  encodeRecordBatch, encodeRecordBatchInto, gatherCopiedBytes, planRecordBatch,
+  recordBatchSizeBytes, type EncodeOptions, type RecordBatchPlan, type RecordHeader,
+  type RecordInput, type TimestampType,
 } from './encode.js';
 export { RecordBatchError, type RecordBatchErrorCode } from './errors.js';
 export * from './layout.js';
