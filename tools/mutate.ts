@@ -93,12 +93,13 @@ const MUTATIONS: Mutation[] = [
       'watermark persist, so ' +
       'the durable headers keep the producer\'s 0 (persist-queue.ts)',
     edits: [{ file: 'storage-node/persist-queue.ts',
-      find: '      this.#settle(segmentIndex, request.patches ?? [], position);\n' +
+      find: '      this.#settle(segmentIndex, request.patches ?? [], { position, offsetLast });\n' +
         '      const durable = await this.#store.persistWatermark(segmentIndex, ' +
         '{ position, offsetLast },\n        epoch);\n',
       replace: '      const durable = await this.#store.persistWatermark(segmentIndex, ' +
         '{ position, offsetLast },\n        epoch);\n' +
-        '      this.#settle(segmentIndex, request.patches ?? [], position); // (e)\n',
+        '      this.#settle(segmentIndex, request.patches ?? [], { position, offsetLast });' +
+        ' // (e)\n',
     }] },
   // (f-i) The storage node's native persist path (native/persist_native.cc).
   { name: 'f-native-data-unpersisted',
