@@ -89,6 +89,8 @@ export class ControlChannel {
   private readonly fixedDecoder = new FixedDecoder();
   /** One buffer for every fixed message sent (the transport copies a header when sending). */
   private readonly fixedEncoder = new FixedEncoder();
+  /** Fixed-layout messages taken (decoded) and sent: what shows the fast path is in use. */
+  readonly fixedCounts = { received: 0, sent: 0 };
   private readonly oneWay = new Map<MessageKind, Set<OneWayListener<OneWayKind>>>();
   private readonly pending = new Map<number, PendingRequest>();
   /** Schema-failing messages in a row, per endpoint that sent any (forgotten on close). */
@@ -130,7 +132,10 @@ export class ControlChannel {
    */
   notify<K extends OneWayKind>(ep: Endpoint, kind: K, body: Body<K>): Promise<void> {
     const fixed = isFixedKind(kind) ? this.fixedEncoder.encode(kind, ONE_WAY_ID, body) : null;
-    if (fixed !== null) return this.sendRaw(ep, fixed, EMPTY);
+    if (fixed !== null) {
+      this.fixedCounts.sent += 1;
+      return this.sendRaw(ep, fixed, EMPTY);
+    }
     return this.send(ep, encodeMessage(kind, ONE_WAY_ID, body));
   }
 
@@ -153,6 +158,7 @@ export class ControlChannel {
       const fixed = topicId !== undefined && isFixedKind(kind)
         ? this.fixedEncoder.encode(kind, id, body, topicId) : null;
       if (fixed !== null) {
+        this.fixedCounts.sent += 1;
         this.postRaw(ep, fixed, EMPTY, failed);
       } else {
         this.post(ep, encodeMessage(kind, id, body), failed);
@@ -255,6 +261,7 @@ export class ControlChannel {
       this.onMalformed(ep, error);
       return;
     }
+    this.fixedCounts.received += 1;
     if (ONE_WAY_KINDS.has(message.kind)) {
       this.onOneWay(ep, fixedCopy(message) as unknown as Message<OneWayKind>);
       return;
@@ -299,6 +306,7 @@ export class ControlChannel {
       this.reply(ep, id, reply);
       return;
     }
+    this.fixedCounts.sent += 1;
     this.postRaw(ep, fixed, EMPTY, this.replyNotSent);
   }
 
