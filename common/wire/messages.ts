@@ -68,7 +68,8 @@ export const MESSAGES = {
    * address: the region address of `position` (segment-relative); the grant covers sizeBytes.
    * topicId (v8): the topic's id, which fixed-layout messages name it by (fixed.ts).
    */
-  leased: { topicId: 'uint', epoch: 'uint', leaseId: 'uint', nodeId: 'uint', grantId: 'uint', grantKey: 'uint',
+  leased: { topicId: 'uint', epoch: 'uint', leaseId: 'uint', nodeId: 'uint', grantId: 'uint',
+    grantKey: 'uint',
     grantEpoch: 'uint', address: 'uint', position: 'uint', sizeBytes: 'uint' },
   /**
    * A batch written at `position` (segment-relative) of the lease; answered `acked` with its

@@ -65,7 +65,7 @@ t.test('the fixed kinds are catalogue kinds, topic named by id', async (t) => {
   }
 });
 
-t.test('the encoder takes a msgpack body and the topic id; refuses what does not fit', async (t) => {
+t.test('the encoder takes a msgpack body and a topic id; refuses what does not fit', async (t) => {
   const encoder = new FixedEncoder();
   const append = { topic: 'orders', partition: 3, epoch: 2, leaseId: 9, position: 4096,
     bytes: 200, records: 4, producerId: -1, sequence: -1 };
