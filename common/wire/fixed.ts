@@ -13,10 +13,18 @@
  *
  * Decoding is strict, as msgpack's: the version, the kind, the exact length, the reserved
  * bytes, every field's range. A message too short to carry its id is not answerable; any other
- * failure is a ProtocolError with `replyTo` set. Decoding allocates nothing unless it fails:
- * the fields land in one reused object per kind (`FixedDecoder`), valid until the next decode.
+ * failure is a ProtocolError with `replyTo` set. The fields land in one reused object per kind
+ * (`FixedDecoder`), valid until the next decode. What a broker decodes and encodes per batch
+ * goes through fixed-fast.ts, which allocates nothing (test/fixtures/fixed-wire-alloc.ts counts
+ * it); everything else through the table, whose loop boxes numbers above 2^31 (a client's
+ * replies and pushes: it copies them anyway).
  */
 import { ProtocolError } from './codec.js';
+import {
+  AppendFields, LeaseFields, LeaseReleaseFields, readAppend, readLease, readLeaseRelease,
+  writeAcked, writeDuplicate, writeLeased, writeWatermark, type AckedBody, type DuplicateBody,
+  type LeasedBody, type WatermarkBody,
+} from './fixed-fast.js';
 import { WIRE_VERSION, type MessageKind } from './messages.js';
 
 /** Frame header byte 3: how the message is laid out. */
@@ -145,19 +153,34 @@ export class FixedEncoder {
    * a msgpack body naming its topic).
    */
   encode(kind: FixedKind, id: number, body: object, topicId = -1): Uint8Array | null {
+    let fits: boolean;
+    switch (kind) {
+      case 'acked':
+        fits = this.#prefix(kind, id) && writeAcked(this.#view, body as AckedBody);
+        break;
+      case 'duplicate':
+        fits = this.#prefix(kind, id) && writeDuplicate(this.#view, body as DuplicateBody);
+        break;
+      case 'leased':
+        fits = this.#prefix(kind, id) && writeLeased(this.#view, body as LeasedBody);
+        break;
+      case 'done':
+        fits = this.#prefix(kind, id);
+        break;
+      case 'watermark':
+        fits = this.#prefix(kind, id) && writeWatermark(this.#view, body as WatermarkBody);
+        break;
+      default:
+        return this.encodeByTable(kind, id, body, topicId);
+    }
+    return fits ? this.#frames.get(kind)! : null;
+  }
+
+  /** encode() by the table, field by field (what fixed-fast.ts must equal). */
+  encodeByTable(kind: FixedKind, id: number, body: object, topicId = -1): Uint8Array | null {
     const compiled = COMPILED.get(kind)!;
     const view = this.#view;
-    const buffer = this.#buffer;
-    if (!fitsU32(id)) return null;
-    buffer[0] = 0x50;
-    buffer[1] = 0x51;
-    buffer[2] = WIRE_VERSION;
-    buffer[3] = FIXED_FORMAT;
-    buffer[4] = compiled.code;
-    buffer[5] = 0;
-    buffer[6] = 0;
-    buffer[7] = 0;
-    view.setUint32(8, id, true);
+    if (!this.#prefix(kind, id)) return null;
     const record = body as Record<string, unknown>;
     for (let index = 0; index < compiled.names.length; index += 1) {
       const name = compiled.names[index]!;
@@ -167,6 +190,22 @@ export class FixedEncoder {
       }
     }
     return this.#frames.get(kind)!;
+  }
+
+  /** The 12-byte prefix; false when `id` is no uint32. */
+  #prefix(kind: FixedKind, id: number): boolean {
+    if (!fitsU32(id)) return false;
+    const buffer = this.#buffer;
+    buffer[0] = 0x50;
+    buffer[1] = 0x51;
+    buffer[2] = WIRE_VERSION;
+    buffer[3] = FIXED_FORMAT;
+    buffer[4] = FIXED_LAYOUTS[kind].code;
+    buffer[5] = 0;
+    buffer[6] = 0;
+    buffer[7] = 0;
+    this.#view.setUint32(8, id, true);
+    return true;
   }
 }
 
@@ -213,8 +252,14 @@ export class FixedDecoder {
   readonly #bytes = new Uint8Array(FIXED_BYTES_MAX);
   readonly #view = new DataView(this.#bytes.buffer);
   readonly #messages = new Map<FixedKind, Record<string, unknown>>();
+  readonly #append = new AppendFields();
+  readonly #lease = new LeaseFields();
+  readonly #leaseRelease = new LeaseReleaseFields();
+  /** Decode by the table only (tests compare the two ways). */
+  readonly #byTable: boolean;
 
-  constructor() {
+  constructor(options: { byTable?: boolean } = {}) {
+    this.#byTable = options.byTable ?? false;
     for (const [kind, compiled] of COMPILED) {
       const message: Record<string, unknown> = { v: WIRE_VERSION, kind, id: 0 };
       for (let index = 0; index < compiled.names.length; index += 1) {
@@ -234,27 +279,53 @@ export class FixedDecoder {
       throw new ProtocolError(`not a pmq control message (fixed-layout frame of ` +
         `${header.byteLength} bytes, bad magic or no id)`);
     }
-    const id = (header[8]! | (header[9]! << 8) | (header[10]! << 16)) + header[11]! * 0x100_0000;
     const compiled = BY_CODE[header[4]!];
     const kind = compiled?.kind ?? null;
+    // The id is read where needed (a number kept across calls may be boxed: fixed-fast.ts).
     if (header[2] !== WIRE_VERSION) {
-      throw answerable(id, kind, `wire version ${header[2]} not supported (this is ` +
+      throw answerable(header, kind, `wire version ${header[2]} not supported (this is ` +
         `${WIRE_VERSION})`);
     }
     if (compiled === undefined) {
-      throw answerable(id, kind, `unknown fixed-layout kind ${header[4]}`);
+      throw answerable(header, kind, `unknown fixed-layout kind ${header[4]}`);
     }
     if (header[5] !== 0 || header[6] !== 0 || header[7] !== 0) {
-      throw answerable(id, kind, `bad ${compiled.kind}: reserved bytes are not 0`);
+      throw answerable(header, kind, `bad ${compiled.kind}: reserved bytes are not 0`);
     }
     if (header.byteLength !== compiled.bytes || payload.byteLength !== 0) {
-      throw answerable(id, kind, `bad ${compiled.kind}: ${header.byteLength} bytes and a ` +
+      throw answerable(header, kind, `bad ${compiled.kind}: ${header.byteLength} bytes and a ` +
         `payload of ${payload.byteLength}; the layout is ${compiled.bytes} bytes, no payload`);
     }
     this.#bytes.set(header);
     const view = this.#view;
+    if (!this.#byTable) {
+      let problem: string | null = null;
+      switch (compiled.kind) {
+        case 'append':
+          problem = readAppend(view, this.#append);
+          if (problem === null) return this.#append;
+          break;
+        case 'lease':
+          problem = readLease(view, this.#lease);
+          if (problem === null) return this.#lease;
+          break;
+        case 'leaseRelease':
+          problem = readLeaseRelease(view, this.#leaseRelease);
+          if (problem === null) return this.#leaseRelease;
+          break;
+        default:
+          return this.#decodeByTable(compiled, header);
+      }
+      throw answerable(header, kind, `bad ${compiled.kind}.${problem}: out of range`);
+    }
+    return this.#decodeByTable(compiled, header);
+  }
+
+  #decodeByTable(compiled: Compiled, header: Uint8Array): FixedMessage {
+    const view = this.#view;
+    const kind = compiled.kind;
     const message = this.#messages.get(compiled.kind)!;
-    message.id = id;
+    message.id = idOf(header);
     for (let index = 0; index < compiled.names.length; index += 1) {
       const at = compiled.offsets[index]!;
       const type = compiled.types[index]!;
@@ -264,18 +335,18 @@ export class FixedDecoder {
         value = view.getUint32(at, true);
       } else if (type === 'bool') {
         const byte = view.getUint8(at);
-        if (byte > 1) throw answerable(id, kind, `bad ${compiled.kind}.${name}: not 0 or 1`);
+        if (byte > 1) throw answerable(header, kind, `bad ${compiled.kind}.${name}: not 0 or 1`);
         value = byte === 1;
       } else {
         const high = view.getInt32(at + 4, true);
         if (high > SAFE_HIGH_MAX || high < (type === 'u64' ? 0 : -SAFE_HIGH_MAX - 1)) {
-          throw answerable(id, kind, `bad ${compiled.kind}.${name}: out of range (a ` +
+          throw answerable(header, kind, `bad ${compiled.kind}.${name}: out of range (a ` +
             `${type === 'u64' ? 'non-negative ' : ''}safe integer)`);
         }
         value = high * TWO_32 + view.getUint32(at, true);
         // -2^53 has a valid high word but is one past the smallest safe integer.
         if (!Number.isSafeInteger(value)) {
-          throw answerable(id, kind, `bad ${compiled.kind}.${name}: out of range`);
+          throw answerable(header, kind, `bad ${compiled.kind}.${name}: out of range`);
         }
       }
       message[name] = value;
@@ -284,10 +355,16 @@ export class FixedDecoder {
   }
 }
 
+/** The id of a fixed-layout frame (at least FIXED_PREFIX_BYTES long). */
+function idOf(header: Uint8Array): number {
+  return (header[8]! | (header[9]! << 8) | (header[10]! << 16)) + header[11]! * 0x100_0000;
+}
+
 /** A refusal the receiver answers (no closure per decode: this runs only on failure). */
-function answerable(id: number, kind: FixedKind | null, message: string): ProtocolError {
+function answerable(header: Uint8Array, kind: FixedKind | null, message: string):
+  ProtocolError {
   const error = new ProtocolError(message);
-  error.replyTo = { id, kind };
+  error.replyTo = { id: idOf(header), kind };
   return error;
 }
 

@@ -2,6 +2,8 @@
 // field holds, every malformed frame is refused with the grade docs/wire-protocol.md names, the
 // decoder reuses its objects, and the docs' byte tables are the layouts.
 import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 import t, { type Test } from 'tap';
 
@@ -171,6 +173,64 @@ t.test('docs/wire-protocol.md lists every layout, byte by byte', async (t) => {
       const width = { u32: 4, u64: 8, i64: 8, bool: 1 }[type];
       t.ok(table.includes(`| ${offset} | ${width} | ${name} | ${type} |`),
         `${kind}.${name} at ${offset}, ${width} bytes, ${type}`);
+    }
+  }
+});
+
+/** Large values (boxed numbers in V8): what the spelt-out layouts must equal the table for. */
+function largeSample(kind: FixedKind): Record<string, number | boolean> {
+  const body: Record<string, number | boolean> = {};
+  for (const { name, type } of fixedFields(kind)) {
+    body[name] = type === 'bool' ? true : type === 'u32' ? 2 ** 31 + 5
+      : type === 'i64' ? -(2 ** 40) - 3 : 2 ** 40 + 7;
+  }
+  return body;
+}
+
+t.test('the broker\'s decodes and encodes allocate nothing (no scavenge in 1 M)', async (t) => {
+  // A process of its own (test/fixtures/fixed-wire-alloc.ts): this one's other tests would
+  // shape V8's code for these functions.
+  const run = spawnSync(process.execPath, ['--import', 'tsx',
+    fileURLToPath(new URL('../fixtures/fixed-wire-alloc.ts', import.meta.url))],
+  { encoding: 'utf8', timeout: 120_000 });
+  t.equal(run.status, 0, run.stderr);
+  const counts = JSON.parse(run.stdout) as { decodes: number;
+    encodes: { interleaved: number }; msgpack: number };
+  t.comment(`scavenges per 1 M: ${JSON.stringify(counts)} (msgpack: 200 k decodes)`);
+  t.ok(counts.decodes <= 1, `append, lease, leaseRelease: ${counts.decodes} in 1 M decodes`);
+  t.ok(counts.encodes.interleaved <= 1, `acked, duplicate, leased, done, watermark: ` +
+    `${counts.encodes.interleaved} in 1 M encodes`);
+  t.ok(counts.msgpack > 1, 'msgpack (a map per message) does collect: the meter sees allocation');
+});
+
+t.test('the spelt-out layouts equal the table, byte for byte', async (t) => {
+  const fast = new FixedEncoder();
+  const table = new FixedEncoder();
+  const fastDecoder = new FixedDecoder();
+  const tableDecoder = new FixedDecoder({ byTable: true });
+  for (const kind of kinds) {
+    for (const body of [sample(kind, 1), sample(kind, 8), largeSample(kind)]) {
+      const a = Uint8Array.from(fast.encode(kind, 5, body)!);
+      const b = Uint8Array.from(table.encodeByTable(kind, 5, body)!);
+      t.same([...a], [...b], `${kind}: encoded alike`);
+      t.same({ ...fastDecoder.decode(a, EMPTY) }, { ...tableDecoder.decode(a, EMPTY) },
+        `${kind}: decoded alike`);
+    }
+    for (const { name, type, offset } of fixedFields(kind)) {
+      if (type === 'u32' || type === 'bool') continue;
+      const bytes = Uint8Array.from(table.encodeByTable(kind, 5, sample(kind, 2))!);
+      new DataView(bytes.buffer).setInt32(offset + 4, type === 'u64' ? 0x20_0000 : -0x20_0001,
+        true);
+      const message = (decoder: FixedDecoder): string => {
+        try {
+          decoder.decode(bytes, EMPTY);
+          return 'decoded';
+        } catch (error) {
+          return error instanceof ProtocolError ? error.message.split(':')[0]! : String(error);
+        }
+      };
+      t.equal(message(fastDecoder), `bad ${kind}.${name}`, `${kind}.${name} out of range`);
+      t.equal(message(tableDecoder), `bad ${kind}.${name}`, `${kind}.${name} (table)`);
     }
   }
 });
