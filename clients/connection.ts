@@ -119,6 +119,8 @@ export interface ConnectionStats {
   /** Pushes delivered to a subscription, and dropped (unknown, stale or foreign). */
   pushes: number;
   pushesDropped: number;
+  /** Requests sent in the fixed layout (append, lease, leaseRelease naming a topic id). */
+  fixedRequests: number;
 }
 
 export function parseBroker(text: string): BrokerAddress {
@@ -153,7 +155,8 @@ export class Connection {
   private readonly topicIds = new Map<string, number>();
   private nextSubscription = 1;
   private readonly stopListening: () => void;
-  private readonly counts: ConnectionStats = { requests: {}, pushes: 0, pushesDropped: 0 };
+  private readonly counts: ConnectionStats = { requests: {}, pushes: 0, pushesDropped: 0,
+    fixedRequests: 0 };
 
   constructor(private readonly options: ConnectionOptions) {
     this.shared = acquireTransport({ ...options.transport,
@@ -209,6 +212,7 @@ export class Connection {
     this.counts.requests[kind] = (this.counts.requests[kind] ?? 0) + 1;
     const topic = FIXED_BY_TOPIC.has(kind) ? (body as { topic: string }).topic : undefined;
     const topicId = topic === undefined ? undefined : this.topicIds.get(topic);
+    if (topicId !== undefined) this.counts.fixedRequests += 1;
     try {
       const reply = await this.shared.channel.request(ep, kind, body, timeoutMs, topicId);
       if (reply.kind === 'leased' && topic !== undefined && ep === this.brokerEp) {
