@@ -11,9 +11,15 @@
  * in flight go out together in the next one (group commit). After any failed append the next
  * one is a whole snapshot, so the log always ends in the state this broker holds.
  *
- * The log: the first value of each of its segments is a snapshot (`{v, topics, offsets}`), the
- * rest are changes (`{v, ops}`); JSON, version METADATA_VALUE_VERSION. A snapshot is written
- * when the log is empty, after a failure, and when the segment would fill.
+ * The log: the first value of each of its segments is a snapshot (`{v, topics, offsets,
+ * nextTopicId}`), the rest are changes (`{v, ops}`); JSON, version METADATA_VALUE_VERSION. A
+ * snapshot is written when the log is empty, after a failure, and when the segment would fill.
+ *
+ * Topic ids (version 2; fixed-layout wire messages name a topic by its id): each topic created
+ * gets the next id from 1 up, recorded with the topic; `nextTopicId` in a snapshot keeps the
+ * ids of deleted topics from ever being given again, so an id names one topic for the log's
+ * life (a topic deleted and created again gets a new one). A version-1 log's topics get ids in
+ * the order its values created them, and the next append is a snapshot that records them.
  *
  * Which node: the one whose region holds the log; with none (a new cluster), the lowest node
  * id. Several brokers with etcd later replace this class behind the same methods.
@@ -30,16 +36,23 @@ import {
   METADATA_TOPIC, METADATA_VALUE_BYTES_MAX, unframeValues,
 } from '../common/metadata-log.js';
 import {
-  readLegacyMetadata, retireLegacyMetadata, type OffsetRecord, type TopicRecord,
+  readLegacyMetadata, retireLegacyMetadata, type OffsetRecord,
+  type TopicRecord as LegacyTopicRecord,
 } from './metadata-legacy.js';
 import type { StorageInfo, StoragePool } from './storage-pool.js';
 
-export type { OffsetRecord, TopicRecord } from './metadata-legacy.js';
-export const METADATA_VALUE_VERSION = 1;
+export type { OffsetRecord } from './metadata-legacy.js';
+/** A topic: topicId is never given to another topic (see above). */
+export interface TopicRecord extends LegacyTopicRecord { readonly topicId: number }
+export const METADATA_VALUE_VERSION = 2;
+/** The version before topic ids: still read. */
+const METADATA_VALUE_VERSION_NO_IDS = 1;
+/** Topic ids are u32 on the wire (common/wire/fixed.ts); 0 is never one. */
+export const TOPIC_ID_MAX = 0xffff_ffff;
 /** Room left in a segment before a change goes into a new one as a snapshot. */
 const SEGMENT_SLACK_BYTES = 4096;
 
-type Op = ['topic', string, number, number] | ['untopic', string] |
+type Op = ['topic', string, number, number, number] | ['untopic', string] |
   ['offset', string, string, number, number];
 
 const offsetKey = (group: string, topic: string, partition: number): string =>
@@ -66,6 +79,9 @@ function chooseLogNode(infos: readonly StorageInfo[], log: Logger): number {
 
 export class MetadataStore {
   readonly #topics = new Map<string, TopicRecord>();
+  readonly #byId = new Map<number, TopicRecord>();
+  /** The id the next topic created gets: above every id ever given. */
+  #nextTopicId = 1;
   readonly #offsets = new Map<string, OffsetRecord>();
   /** JSON bytes of the state as a snapshot would hold it (bounded: see #reserve). */
   #stateBytes = 64;
@@ -99,7 +115,7 @@ export class MetadataStore {
       const legacy = await readLegacyMetadata(dataDir);
       if (legacy !== null) {
         for (const topic of legacy.topics) store.#apply(['topic', topic.topic, topic.partitions,
-          topic.createdAtMs]);
+          topic.createdAtMs, store.#nextTopicId]);
         for (const o of legacy.offsets) store.#apply(['offset', o.group, o.topic, o.partition,
           o.offset]);
         await store.#save();
@@ -131,13 +147,14 @@ export class MetadataStore {
   }
 
   #replay(value: Uint8Array, snapshot: boolean): void {
-    let body: { v?: unknown; topics?: unknown; offsets?: unknown; ops?: unknown };
+    let body: { v?: unknown; topics?: unknown; offsets?: unknown; ops?: unknown;
+      nextTopicId?: unknown };
     try {
       body = JSON.parse(utf8.decode(value)) as typeof body;
     } catch (error) {
       throw corrupt(this.nodeId, `a value is not JSON (${String(error)})`);
     }
-    if (body.v !== METADATA_VALUE_VERSION) {
+    if (body.v !== METADATA_VALUE_VERSION && body.v !== METADATA_VALUE_VERSION_NO_IDS) {
       throw new PmqError('PMQ_ERR_METADATA_VERSION', `the metadata log on storage node ` +
         `${this.nodeId} has a value of version ${String(body.v)}; this broker reads ` +
         `${METADATA_VALUE_VERSION}: run the pmq version that wrote it`);
@@ -146,16 +163,38 @@ export class MetadataStore {
       ...(Array.isArray(body.topics) ? body.topics : [null]).map((t) => ['topic', ...t as []]),
       ...(Array.isArray(body.offsets) ? body.offsets : [null]).map((o) => ['offset', ...o as []]),
     ] : Array.isArray(body.ops) ? body.ops : [null];
+    const withIds = body.v === METADATA_VALUE_VERSION;
     for (const op of ops) {
+      // A version-1 topic has no id: it gets the next, in the order the log created them.
+      if (!withIds && Array.isArray(op) && op[0] === 'topic' && op.length === 4) {
+        op.push(this.#nextTopicId);
+      }
       if (!validOp(op)) throw corrupt(this.nodeId, `bad entry ${JSON.stringify(op)}`);
       this.#apply(op);
+    }
+    if (!withIds) {
+      this.#snapshotNext = true;
+    } else if (snapshot) {
+      const next = body.nextTopicId;
+      if (!Number.isSafeInteger(next) || (next as number) < 1 ||
+          (next as number) > TOPIC_ID_MAX + 1) {
+        throw corrupt(this.nodeId, `bad nextTopicId ${JSON.stringify(next)}`);
+      }
+      this.#nextTopicId = Math.max(this.#nextTopicId, next as number);
     }
   }
 
   #apply(op: Op): void {
     if (op[0] === 'topic') {
-      this.#topics.set(op[1], { topic: op[1], partitions: op[2], createdAtMs: op[3] });
+      const record = { topic: op[1], partitions: op[2], createdAtMs: op[3], topicId: op[4] };
+      const old = this.#topics.get(op[1]);
+      if (old !== undefined) this.#byId.delete(old.topicId);
+      this.#topics.set(op[1], record);
+      this.#byId.set(op[4], record);
+      this.#nextTopicId = Math.max(this.#nextTopicId, op[4] + 1);
     } else if (op[0] === 'untopic') {
+      const old = this.#topics.get(op[1]);
+      if (old !== undefined) this.#byId.delete(old.topicId);
       this.#topics.delete(op[1]);
       for (const [key, offset] of this.#offsets) {
         if (offset.topic === op[1]) this.#offsets.delete(key);
@@ -175,13 +214,22 @@ export class MetadataStore {
     return this.#topics.get(name);
   }
 
+  /** The live topic with this id (a deleted topic's id names none, ever again). */
+  topicById(topicId: number): TopicRecord | undefined {
+    return this.#byId.get(topicId);
+  }
+
   /** Durable on return. Throws PMQ_ERR_TOPIC_EXISTS, PMQ_ERR_LIMIT. */
   async createTopic(topic: string, partitions: number): Promise<TopicRecord> {
     if (this.#topics.has(topic)) {
       throw new PmqError('PMQ_ERR_TOPIC_EXISTS', `topic ${topic} exists: use it, or delete it ` +
         'first');
     }
-    const op: Op = ['topic', topic, partitions, Date.now()];
+    if (this.#nextTopicId > TOPIC_ID_MAX) {
+      throw new PmqError('PMQ_ERR_LIMIT', `all ${TOPIC_ID_MAX} topic ids of this cluster ` +
+        'have been given: no topic can be created any more');
+    }
+    const op: Op = ['topic', topic, partitions, Date.now(), this.#nextTopicId];
     this.#reserve(op);
     this.#apply(op);
     try {
@@ -201,7 +249,8 @@ export class MetadataStore {
     try {
       await this.#change(['untopic', topic]);
     } catch (error) {
-      this.#apply(['topic', record.topic, record.partitions, record.createdAtMs]);
+      this.#apply(['topic', record.topic, record.partitions, record.createdAtMs,
+        record.topicId]);
       throw error;
     }
   }
@@ -283,9 +332,11 @@ export class MetadataStore {
       }
     }
     const snapshot = text.encode(JSON.stringify({ v: METADATA_VALUE_VERSION,
-      topics: [...this.#topics.values()].map((t) => [t.topic, t.partitions, t.createdAtMs]),
+      topics: [...this.#topics.values()].map((t) => [t.topic, t.partitions, t.createdAtMs,
+        t.topicId]),
       offsets: [...this.#offsets.values()].map((o) => [o.group, o.topic, o.partition,
-        o.offset]) }));
+        o.offset]),
+      nextTopicId: this.#nextTopicId }));
     await this.#send(snapshot, true);
     if (!this.#segmentCounted) {
       // The log's first segment; a rotation after it allocates one and frees one.
@@ -315,7 +366,10 @@ function validOp(op: unknown): op is Op {
   const [kind, a, b, c, d] = op as unknown[];
   const count = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
   if (kind === 'topic') {
-    return op.length === 4 && typeof a === 'string' && count(b) && (b as number) >= 1 && count(c);
+    const topicId = op[4] as unknown;
+    return op.length === 5 && typeof a === 'string' && count(b) && (b as number) >= 1 &&
+      count(c) && count(topicId) && (topicId as number) >= 1 &&
+      (topicId as number) <= TOPIC_ID_MAX;
   }
   if (kind === 'untopic') return op.length === 2 && typeof a === 'string';
   return kind === 'offset' && op.length === 5 && typeof a === 'string' && typeof b === 'string' &&

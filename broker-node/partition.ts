@@ -137,7 +137,10 @@ export interface LeaseInput {
   readonly releaseId: number;
 }
 
-/** An append as the broker received it (wire message `append`). */
+/**
+ * An append as the broker received it (wire message `append`). A fixed-layout one is the
+ * decoder's reused object: append() reads it before its first await.
+ */
 export interface AppendInput {
   readonly epoch: number;
   readonly leaseId: number;
@@ -260,13 +263,15 @@ export class Partition {
    * unwritten rest goes back or is filled). When the active segment is full, waits until its
    * leases have ended and its holes are filled, allocates the next segment and leases there.
    */
-  async lease(input: LeaseInput, sessionId: number): Promise<Body<'leased'>> {
+  async lease(input: LeaseInput, sessionId: number): Promise<Omit<Body<'leased'>, 'topicId'>> {
+    // Read before the first await: a fixed-layout request's input is reused (control-channel).
+    const { bytes, bytesMin } = input;
     if (input.releaseId >= 0) {
       await this.release({ epoch: input.releaseEpoch, id: input.releaseId }, sessionId);
     }
     for (let polls = 0; ; polls += 1) {
       const grantId = this.deps.grantId();
-      const result = this.sequencer.lease({ bytes: input.bytes, bytesMin: input.bytesMin,
+      const result = this.sequencer.lease({ bytes, bytesMin,
         producer: String(grantId), holder: String(sessionId), now: this.deps.now() });
       if (result.kind === 'need-segment') {
         if (result.persist !== null) this.#issuePersist(result.persist);

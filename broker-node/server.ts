@@ -16,6 +16,11 @@
  * Topic lifecycle: a topic exists for clients once its metadata is durable; delete makes its
  * removal durable first, then frees its segments (a crash in between leaves segments that the
  * next recovery frees).
+ *
+ * Fixed-layout requests (WIRE_VERSION 8: append, lease, leaseRelease; common/wire/fixed.ts)
+ * name their topic by its id (metadata-store.ts, "Topic ids"), learnt from `leased`; an id that
+ * names no live topic is refused PMQ_ERR_UNKNOWN_TOPIC. Their handlers are the msgpack ones'
+ * behind the same fence, gate and ACL.
  */
 import { reservedTopic } from '../common/metadata-log.js';
 import { ProducerOwners } from './producer-owners.js';
@@ -23,12 +28,13 @@ import { PmqError } from '../common/errors.js';
 import { BROKER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { Resource } from '../common/auth/acl.js';
+import type { FixedMessage } from '../common/wire/fixed.js';
 import type { Body, Message, RequestKind } from '../common/wire/messages.js';
 import type { Endpoint } from '../native/transport.js';
 import type { ControlChannel, Reply } from '../rpc/control-channel.js';
 import type { ClientAccess, Session } from './client-access.js';
 import type { Fence } from './fence.js';
-import type { MetadataStore } from './metadata-store.js';
+import type { MetadataStore, TopicRecord } from './metadata-store.js';
 import {
   Partition, type GrantHandle, type PartitionDeps, type SegmentPlace,
 } from './partition.js';
@@ -68,6 +74,38 @@ function partitionOf(context: ServerContext, topic: string, partition: number): 
       `0..${list.length - 1}; partition ${partition} does not exist: pick one in range`);
   }
   return found;
+}
+
+/** The id fixed-layout messages name `topic` by (it exists: partitionOf found it). */
+function topicIdOf(context: ServerContext, topic: string): number {
+  const record = context.metadata.topic(topic);
+  if (record === undefined) {
+    throw new PmqError('PMQ_ERR_UNKNOWN_TOPIC', `topic ${topic} does not exist`);
+  }
+  return record.topicId;
+}
+
+/** Each live topic's ACL resource, made once (not per fixed-layout request). */
+const resources = new WeakMap<TopicRecord, Resource>();
+
+/** A fixed-layout request's topic: its record and ACL resource, or PMQ_ERR_UNKNOWN_TOPIC. */
+function topicById(context: ServerContext, topicId: number): TopicRecord {
+  const record = context.metadata.topicById(topicId);
+  if (record === undefined) {
+    throw new PmqError('PMQ_ERR_UNKNOWN_TOPIC', `topic id ${topicId} names no topic of this ` +
+      'broker (the topic was deleted, maybe created again under a new id): look the topic up ' +
+      'by its name again (a lease by name answers its id)');
+  }
+  return record;
+}
+
+function resourceOf(record: TopicRecord): Resource {
+  let resource = resources.get(record);
+  if (resource === undefined) {
+    resource = topicOf(record.topic);
+    resources.set(record, resource);
+  }
+  return resource;
 }
 
 function partitionCount(context: ServerContext): number {
@@ -273,7 +311,8 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
   serve('lease', async (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'write');
     const partition = partitionOf(context, r.topic, r.partition);
-    return { kind: 'leased', body: await partition.lease(r, session.id) };
+    const topicId = topicIdOf(context, r.topic);
+    return { kind: 'leased', body: { topicId, ...await partition.lease(r, session.id) } };
   });
   serve('append', (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'write');
@@ -290,6 +329,7 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
     access.check(session, topicOf(r.topic), 'read');
     return fetchView(context, r, session.id);
   });
+  registerFixedHandlers(channel, context, producerOwners);
   registerSubscriptionHandlers(serve, context);
   registerOffsetHandlers(serve, context);
   registerQuarantineHandlers(serve, context);
@@ -299,6 +339,38 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
       for (const partition of list) partition.endSession(sessionId);
     }
   });
+}
+
+/**
+ * The fixed-layout append, lease and leaseRelease: as the msgpack ones, the topic named by its
+ * id. Each reads its request (the decoder's reused object) before it first awaits.
+ */
+function registerFixedHandlers(channel: ControlChannel, context: ServerContext,
+  producerOwners: ProducerOwners): void {
+  const { access, fence } = context;
+  const partitionIn = (r: FixedMessage<'append' | 'lease' | 'leaseRelease'>,
+    session: Session): Partition => {
+    const record = topicById(context, r.topicId);
+    access.check(session, resourceOf(record), 'write');
+    return partitionOf(context, record.topic, r.partition);
+  };
+  channel.handleFixed('append', (ep, r) => fence.guardNow(() => {
+    const session = access.gate(ep, 'append')!;
+    const partition = partitionIn(r, session);
+    if (session.authenticated) producerOwners.check(r.producerId, session.principal);
+    return partition.append(r, session.id);
+  }));
+  channel.handleFixed('lease', (ep, r) => fence.guardNow(async () => {
+    const session = access.gate(ep, 'lease')!;
+    const partition = partitionIn(r, session);
+    const topicId = r.topicId;
+    return { kind: 'leased', body: { topicId, ...await partition.lease(r, session.id) } };
+  }));
+  channel.handleFixed('leaseRelease', (ep, r) => fence.guardNow(async () => {
+    const session = access.gate(ep, 'leaseRelease')!;
+    await partitionIn(r, session).release({ epoch: r.epoch, id: r.leaseId }, session.id);
+    return DONE;
+  }));
 }
 
 /** subscribe / unsubscribe (docs/broker.md, "Subscriptions"): read ACL as fetchView. */

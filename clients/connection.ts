@@ -26,9 +26,15 @@
  * session (`session` counts them) whose ticket the client keeps, refreshing it (ticketRefresh)
  * when less than TICKET_REFRESH_MS is left; a storage endpoint is used only after it was bound
  * to the current session (`sessionBind`), and is bound again after a reconnection.
+ *
+ * Fixed layout (docs/wire-protocol.md, "Fixed-layout messages"): once a `leased` reply told a
+ * topic's id, append, lease and leaseRelease of that topic go in the fixed layout, naming it
+ * by the id. The ids are forgotten with the broker connection, and a topic's id when the broker
+ * answers PMQ_ERR_UNKNOWN_TOPIC (deleted, maybe created again: the next request goes by name).
  */
 import { ArgumentError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { PmqError } from '../common/errors.js';
 import type { Body, Message, MessageKind, RequestKind } from '../common/wire/messages.js';
 import { Transport, type Endpoint, type TransportOptions } from '../native/transport.js';
 import { ControlChannel } from '../rpc/control-channel.js';
@@ -44,6 +50,10 @@ interface SharedTransport {
 }
 
 let shared: SharedTransport | undefined;
+
+/** Requests sent in the fixed layout once their topic's id is known. */
+const FIXED_BY_TOPIC: ReadonlySet<RequestKind> = new Set<RequestKind>(['append', 'lease',
+  'leaseRelease']);
 
 function acquireTransport(options: TransportOptions, log: Logger): SharedTransport {
   if (shared !== undefined) {
@@ -109,6 +119,8 @@ export interface ConnectionStats {
   /** Pushes delivered to a subscription, and dropped (unknown, stale or foreign). */
   pushes: number;
   pushesDropped: number;
+  /** Requests sent in the fixed layout (append, lease, leaseRelease naming a topic id). */
+  fixedRequests: number;
 }
 
 export function parseBroker(text: string): BrokerAddress {
@@ -139,9 +151,12 @@ export class Connection {
   /** The data path of every read from storage nodes. */
   readonly reads: StorageReads;
   private readonly subscriptions = new Map<number, PushListener>();
+  /** Topic ids the current broker connection told (leased), by topic name. */
+  private readonly topicIds = new Map<string, number>();
   private nextSubscription = 1;
   private readonly stopListening: () => void;
-  private readonly counts: ConnectionStats = { requests: {}, pushes: 0, pushesDropped: 0 };
+  private readonly counts: ConnectionStats = { requests: {}, pushes: 0, pushesDropped: 0,
+    fixedRequests: 0 };
 
   constructor(private readonly options: ConnectionOptions) {
     this.shared = acquireTransport({ ...options.transport,
@@ -195,9 +210,20 @@ export class Connection {
     if (this.closed) throw new ClosedError('the client');
     const ep = await this.brokerEndpoint();
     this.counts.requests[kind] = (this.counts.requests[kind] ?? 0) + 1;
+    const topic = FIXED_BY_TOPIC.has(kind) ? (body as { topic: string }).topic : undefined;
+    const topicId = topic === undefined ? undefined : this.topicIds.get(topic);
+    if (topicId !== undefined) this.counts.fixedRequests += 1;
     try {
-      return await this.shared.channel.request(ep, kind, body, timeoutMs);
+      const reply = await this.shared.channel.request(ep, kind, body, timeoutMs, topicId);
+      if (reply.kind === 'leased' && topic !== undefined && ep === this.brokerEp) {
+        this.topicIds.set(topic, reply.topicId);
+      }
+      return reply;
     } catch (error) {
+      if (topic !== undefined && error instanceof PmqError &&
+          error.code === 'PMQ_ERR_UNKNOWN_TOPIC') {
+        this.topicIds.delete(topic);
+      }
       throw toClientError(error, context);
     }
   }
@@ -334,6 +360,7 @@ export class Connection {
           expiresAt: performance.now() + welcome.ticketExpiresInMs };
         this.session += 1;
         this.brokerEp = ep;
+        this.topicIds.clear();
         return ep;
       } catch (error) {
         last = error;

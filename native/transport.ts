@@ -242,7 +242,11 @@ export class Transport extends TransportCore {
     this.messageHandler = handler;
   }
 
-  /** Sends header + payload[offset, offset+length); resolves when UCX is done with the bytes. */
+  /**
+   * Sends header + payload[offset, offset+length); resolves when UCX is done with the bytes.
+   * The header is copied before this returns (transport_am.cc): the caller may reuse it at once
+   * (fixed-layout control messages are all header: common/wire/fixed.ts). The payload it may not.
+   */
   send(ep: Endpoint, header: Uint8Array, payload: Uint8Array, offset = 0,
     length = payload.byteLength - offset): Promise<void> {
     this.checkEndpoint(ep);

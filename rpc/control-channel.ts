@@ -17,6 +17,14 @@
  * One-way messages (ONE_WAY_KINDS, id 0: the broker's pushes) go to the kind's listeners and
  * are never answered; on a node that listens to no such kind they count as malformed (answered
  * PMQ_ERR_PROTOCOL, towards the MALFORMED_IN_A_ROW_MAX drop), as any unexpected message.
+ *
+ * Fixed-layout messages (WIRE_VERSION 8, common/wire/fixed.ts: append, lease, leaseRelease and
+ * their replies, the watermark push) share the channel: the frame header's format byte tells
+ * them apart, and failures are graded and counted exactly as msgpack's. A fixed request goes to
+ * its `handleFixed` handler in the decoder's reused object, synchronously (the handler reads
+ * it before it awaits anything), and is answered in the fixed layout from one reused buffer
+ * (an `error` stays msgpack). Replies and pushes in the fixed layout reach callers and
+ * listeners as ordinary messages (copied: callers keep them).
  */
 import { isErrorCode, PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -24,6 +32,10 @@ import type { Logger } from '../common/log.js';
 import {
   decodeFrame, encodeMessage, FRAME_HEADER, ProtocolError,
 } from '../common/wire/codec.js';
+import {
+  FixedDecoder, FixedEncoder, fixedCopy, isFixedFrame, isFixedKind, type FixedMessage,
+  type FixedRequestKind,
+} from '../common/wire/fixed.js';
 import {
   ONE_WAY_ID, ONE_WAY_KINDS, REPLY_KINDS, type Body, type Message, type MessageKind,
   type OneWayKind, type ReplyKind, type RequestKind,
@@ -37,6 +49,14 @@ export interface Reply<K extends ReplyKind = ReplyKind> { kind: K; body: Body<K>
 export type Handler<K extends RequestKind> =
   (ep: Endpoint, request: Message<K>) => Reply | Promise<Reply>;
 export type OneWayListener<K extends OneWayKind> = (ep: Endpoint, message: Message<K>) => void;
+/**
+ * A fixed-layout request's handler: `request` is the decoder's reused object, valid until the
+ * handler returns or first awaits (read every field before that).
+ */
+export type FixedHandler<K extends FixedRequestKind> =
+  (ep: Endpoint, request: FixedMessage<K>) => Reply | Promise<Reply>;
+/** The payload of every fixed-layout message (its fields travel in the header). */
+const EMPTY = new Uint8Array(0);
 
 interface PendingRequest {
   ep: Endpoint;
@@ -68,6 +88,12 @@ const REQUEST_ID_MAX = 0xffffffff;
 
 export class ControlChannel {
   private readonly handlers = new Map<MessageKind, Handler<RequestKind>>();
+  private readonly fixedHandlers = new Map<MessageKind, FixedHandler<FixedRequestKind>>();
+  private readonly fixedDecoder = new FixedDecoder();
+  /** One buffer for every fixed message sent (the transport copies a header when sending). */
+  private readonly fixedEncoder = new FixedEncoder();
+  /** Fixed-layout messages taken (decoded) and sent: what shows the fast path is in use. */
+  readonly fixedCounts = { received: 0, sent: 0 };
   private readonly oneWay = new Map<MessageKind, Set<OneWayListener<OneWayKind>>>();
   private readonly pending = new Map<number, PendingRequest>();
   /** Schema-failing messages in a row, per endpoint that sent any (forgotten on close). */
@@ -88,6 +114,12 @@ export class ControlChannel {
     this.handlers.set(kind, handler as unknown as Handler<RequestKind>);
   }
 
+  /** The handler of a request kind's fixed layout (the msgpack one is `handle`'s). */
+  handleFixed<K extends FixedRequestKind>(kind: K, handler: FixedHandler<K>): void {
+    invariant(!this.fixedHandlers.has(kind), 'one fixed handler per request kind', { kind });
+    this.fixedHandlers.set(kind, handler as unknown as FixedHandler<FixedRequestKind>);
+  }
+
   /** Adds a listener of a one-way kind (every client of a process has one); returns its remover. */
   listen<K extends OneWayKind>(kind: K, listener: OneWayListener<K>): () => void {
     const listeners = this.oneWay.get(kind) ?? new Set<OneWayListener<OneWayKind>>();
@@ -102,12 +134,21 @@ export class ControlChannel {
    * not read keeps it pending, which is what lets a sender keep one in flight per subscription.
    */
   notify<K extends OneWayKind>(ep: Endpoint, kind: K, body: Body<K>): Promise<void> {
+    const fixed = isFixedKind(kind) ? this.fixedEncoder.encode(kind, ONE_WAY_ID, body) : null;
+    if (fixed !== null) {
+      this.fixedCounts.sent += 1;
+      return this.sendRaw(ep, fixed, EMPTY);
+    }
     return this.send(ep, encodeMessage(kind, ONE_WAY_ID, body));
   }
 
-  /** Sends a request; resolves with its reply, rejects with the peer's error as a PmqError. */
+  /**
+   * Sends a request; resolves with its reply, rejects with the peer's error as a PmqError.
+   * `topicId` (the broker's id of body.topic): send append, lease and leaseRelease in the fixed
+   * layout, naming the topic by it (msgpack still when a field does not fit the layout).
+   */
   request<K extends RequestKind>(ep: Endpoint, kind: K, body: Body<K>,
-    timeoutMs = REQUEST_TIMEOUT_MS_DEFAULT): Promise<Message> {
+    timeoutMs = REQUEST_TIMEOUT_MS_DEFAULT, topicId?: number): Promise<Message> {
     const id = this.nextId;
     this.nextId = this.nextId === REQUEST_ID_MAX ? 1 : this.nextId + 1;
     return new Promise<Message>((resolve, reject) => {
@@ -117,10 +158,15 @@ export class ControlChannel {
       const failed = (error: unknown): void => {
         this.settle(id)?.reject(asRetriable(error, `sending ${kind} failed`));
       };
-      // A persist goes as a fixed-layout frame: the storage node's native path serves it.
-      if (kind === 'persist') {
-        this.post(ep, encodePersistFrame(id, body as Body<'persist'>), failed,
-          PERSIST_FRAME_HEADER);
+      const fixed = topicId !== undefined && isFixedKind(kind)
+        ? this.fixedEncoder.encode(kind, id, body, topicId) : null;
+      if (fixed !== null) {
+        this.fixedCounts.sent += 1;
+        this.postRaw(ep, fixed, EMPTY, failed);
+      } else if (kind === 'persist') {
+        // A persist frame (fixed layout): the storage node's native path serves it.
+        this.postRaw(ep, PERSIST_FRAME_HEADER, encodePersistFrame(id, body as Body<'persist'>),
+          failed);
       } else {
         this.post(ep, encodeMessage(kind, id, body), failed);
       }
@@ -131,21 +177,29 @@ export class ControlChannel {
    * Sends without a promise (transport.post): the caller waits for the reply, not the send.
    * As send(), a closed endpoint's synchronous throw becomes `failed`.
    */
-  private post(ep: Endpoint, bytes: Uint8Array, failed: (error: unknown) => void,
-    header: Uint8Array = FRAME_HEADER): void {
+  private post(ep: Endpoint, bytes: Uint8Array, failed: (error: unknown) => void): void {
+    this.postRaw(ep, FRAME_HEADER, bytes, failed);
+  }
+
+  private postRaw(ep: Endpoint, header: Uint8Array, payload: Uint8Array,
+    failed: (error: unknown) => void): void {
     try {
-      this.transport.post(ep, header, bytes, failed);
+      this.transport.post(ep, header, payload, failed);
     } catch (error) {
       failed(error);
     }
   }
 
   private send(ep: Endpoint, bytes: Uint8Array): Promise<void> {
+    return this.sendRaw(ep, FRAME_HEADER, bytes);
+  }
+
+  private sendRaw(ep: Endpoint, header: Uint8Array, payload: Uint8Array): Promise<void> {
     // transport.send throws synchronously for an endpoint that closed meanwhile (a peer that
     // left before its reply); as a rejection it reaches the callers' catch instead of becoming
     // an unhandled rejection that would take the whole node down.
     try {
-      return this.transport.send(ep, FRAME_HEADER, bytes);
+      return this.transport.send(ep, header, payload);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -175,6 +229,10 @@ export class ControlChannel {
   }
 
   private onMessage(ep: Endpoint, header: Uint8Array, payload: Uint8Array): void {
+    if (isFixedFrame(header)) {
+      this.onFixed(ep, header, payload);
+      return;
+    }
     let message: Message;
     try {
       message = isPersistFrameHeader(header) ? decodePersistFrame(header, payload) :
@@ -195,6 +253,69 @@ export class ControlChannel {
       return;
     }
     this.serve(ep, message);
+  }
+
+  /**
+   * A fixed-layout message: a request is served from the decoder's object (nothing allocated
+   * to decode it); a reply or push is copied for whoever keeps it.
+   */
+  private onFixed(ep: Endpoint, header: Uint8Array, payload: Uint8Array): void {
+    let message: FixedMessage;
+    try {
+      message = this.fixedDecoder.decode(header, payload);
+    } catch (error) {
+      invariant(error instanceof ProtocolError, 'the decoder throws only ProtocolError',
+        { error: String(error) });
+      this.onMalformed(ep, error);
+      return;
+    }
+    this.fixedCounts.received += 1;
+    if (ONE_WAY_KINDS.has(message.kind)) {
+      this.onOneWay(ep, fixedCopy(message) as unknown as Message<OneWayKind>);
+      return;
+    }
+    this.malformed.delete(ep);
+    if (REPLY_KINDS.has(message.kind)) {
+      this.onReply(ep, fixedCopy(message) as unknown as Message);
+      return;
+    }
+    this.serveFixed(ep, message as FixedMessage<FixedRequestKind>);
+  }
+
+  /** serve() for a fixed-layout request; its reply goes out in the fixed layout too. */
+  private serveFixed(ep: Endpoint, message: FixedMessage<FixedRequestKind>): void {
+    const { id, kind } = message;
+    const handler = this.fixedHandlers.get(kind);
+    if (handler === undefined) {
+      this.reply(ep, id, errorReply(new ProtocolError(`this node does not serve ${kind} in ` +
+        'the fixed layout')));
+      return;
+    }
+    let answer: Reply | Promise<Reply>;
+    try {
+      answer = handler(ep, message);
+    } catch (error) {
+      this.reply(ep, id, handlerError(kind, error));
+      return;
+    }
+    if (!(answer instanceof Promise)) {
+      this.replyFixed(ep, id, answer);
+      return;
+    }
+    answer.then((reply) => this.replyFixed(ep, id, reply),
+      (error: unknown) => this.reply(ep, id, handlerError(kind, error)));
+  }
+
+  /** A reply in the fixed layout when it has one (an `error` has not: msgpack). */
+  private replyFixed(ep: Endpoint, id: number, reply: Reply): void {
+    const fixed = isFixedKind(reply.kind) ? this.fixedEncoder.encode(reply.kind, id, reply.body)
+      : null;
+    if (fixed === null) {
+      this.reply(ep, id, reply);
+      return;
+    }
+    this.fixedCounts.sent += 1;
+    this.postRaw(ep, fixed, EMPTY, this.replyNotSent);
   }
 
   /** Hands a one-way message to its listeners; with none, it is as unexpected as a bad field. */

@@ -3,7 +3,8 @@
  * Plain maps (no records/structures): nothing is learned implicitly between messages, so any
  * two processes of the same WIRE_VERSION understand each other whatever they sent before.
  * A message travels as the payload of a transport message whose 4-byte header is
- * FRAME_HEADER (magic "PQ", version, 0).
+ * FRAME_HEADER (magic "PQ", version, format 0 = msgpack). Format 1 is a fixed-layout message
+ * (fixed.ts), carried whole in a longer header; the control channel tells them apart.
  */
 import { Packr } from 'msgpackr';
 
@@ -37,7 +38,7 @@ export function encodeMessage<K extends MessageKind>(kind: K, id: number,
 
 export function checkFrameHeader(header: Uint8Array): void {
   if (header.byteLength !== FRAME_HEADER.byteLength || header[0] !== 0x50 ||
-      header[1] !== 0x51) {
+      header[1] !== 0x51 || header[3] !== 0) {
     throw new ProtocolError('not a pmq control message (bad frame header)');
   }
   if (header[2] !== WIRE_VERSION) {
@@ -55,7 +56,7 @@ export function decodeFrame(header: Uint8Array, payload: Uint8Array): Message {
     checkFrameHeader(header);
   } catch (error) {
     if (!(error instanceof ProtocolError) || header.byteLength !== FRAME_HEADER.byteLength ||
-        header[0] !== 0x50 || header[1] !== 0x51) {
+        header[0] !== 0x50 || header[1] !== 0x51 || header[3] !== 0) {
       throw error;
     }
     try {

@@ -9,7 +9,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 7;
+export const WIRE_VERSION = 8;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -64,8 +64,12 @@ export const MESSAGES = {
    */
   lease: { topic: 'topic', partition: 'uint', bytes: 'uint', bytesMin: 'uint',
     releaseEpoch: 'uint', releaseId: 'int' },
-  /** address: the region address of `position` (segment-relative); the grant covers sizeBytes. */
-  leased: { epoch: 'uint', leaseId: 'uint', nodeId: 'uint', grantId: 'uint', grantKey: 'uint',
+  /**
+   * address: the region address of `position` (segment-relative); the grant covers sizeBytes.
+   * topicId (v8): the topic's id, which fixed-layout messages name it by (fixed.ts).
+   */
+  leased: { topicId: 'uint', epoch: 'uint', leaseId: 'uint', nodeId: 'uint', grantId: 'uint',
+    grantKey: 'uint',
     grantEpoch: 'uint', address: 'uint', position: 'uint', sizeBytes: 'uint' },
   /**
    * A batch written at `position` (segment-relative) of the lease; answered `acked` with its

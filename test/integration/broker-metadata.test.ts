@@ -90,10 +90,22 @@ t.test('topic names starting with __pmq are reserved', async (t) => {
   t.notOk((await topicsOf(broker)).includes('__pmq_meta'), 'the log is no topic');
 });
 
+/** A topic's id (wire v8), as a lease by name answers it. */
+async function topicIdOf(topic: string): Promise<number> {
+  const reply = await client.call('lease', { topic, partition: 0, bytes: 4096, bytesMin: 68,
+    releaseEpoch: 0, releaseId: -1 }) as Message<'leased'>;
+  return reply.topicId;
+}
+
 t.test('many commits rotate the log and keep the last of each', async (t) => {
   const broker = await startBroker(`${dir}/rotate`, [storage]);
   await client.connect(broker);
   await client.call('topicCreate', { topic: 'busy', partitions: 1 });
+  // The newest topic id, deleted before the log rotates: only the snapshots' nextTopicId keeps
+  // it from being given again (docs/wire-protocol.md, "Topic ids").
+  await client.call('topicCreate', { topic: 'gone', partitions: 1 });
+  const goneId = await topicIdOf('gone');
+  await client.call('topicDelete', { topic: 'gone' });
   const groups = 40;
   const rounds = 100; // 100 appends of 40 commits (~1.8 KB each): several 64 KiB segments
   for (let round = 0; round < rounds; round += 1) {
@@ -106,5 +118,9 @@ t.test('many commits rotate the log and keep the last of each', async (t) => {
   for (let g = 0; g < groups; g += 1) {
     t.equal(await offsetOf(`group-${g}`, 'busy'), (rounds - 1) * 100 + g, `group-${g}`);
   }
+  await client.call('topicCreate', { topic: 'fresh', partitions: 1 });
+  const freshId = await topicIdOf('fresh');
+  t.ok(freshId > goneId, `a deleted topic's id is not given again after rotation (${freshId} > ` +
+    `${goneId})`);
   await stop(after);
 });

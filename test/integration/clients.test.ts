@@ -114,6 +114,10 @@ function suite(t: Test, backend: Backend): void {
     }
     const results = (await Promise.all(sends)).map((r) => r[0]!);
     await producer.close();
+    // Once a lease told each partition's topic id, appends went in the fixed layout (wire v8).
+    const stats = client.stats();
+    t.ok(stats.fixedRequests > 0 && stats.fixedRequests >= (stats.requests.append ?? 0) - 4,
+      `${stats.fixedRequests} fixed-layout requests for ${stats.requests.append} appends`);
     const described = await client.admin().describeTopic('orders');
     const watermarks = described.partitions.map((p) => p.highWatermark);
     const sum = watermarks.reduce((s, w) => s + w, 0);

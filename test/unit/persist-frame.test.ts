@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 
 import { ProtocolError } from '../../common/wire/codec.js';
+import { WIRE_VERSION } from '../../common/wire/messages.js';
 import {
   decodePersistFrame, encodePersistedFrame, encodePersistFrame, PERSIST_FRAME_HEADER,
 } from '../../common/wire/persist-frame.js';
@@ -17,14 +18,14 @@ const body = { epoch: 7, segmentIndex: 3, position: 2 ** 40 + 5, offsetLast: 2 *
 
 t.test('persist and persisted round-trip', async (t) => {
   t.same(decodePersistFrame(PERSIST_FRAME_HEADER, encodePersistFrame(42, body)),
-    { v: 7, kind: 'persist', id: 42, ...body });
+    { v: WIRE_VERSION, kind: 'persist', id: 42, ...body });
   const sealed = { ...body, seal: true, patches: [], offsetLast: -1 };
   t.same(decodePersistFrame(PERSIST_FRAME_HEADER, encodePersistFrame(0xffff_ffff, sealed)),
-    { v: 7, kind: 'persist', id: 0xffff_ffff, ...sealed });
+    { v: WIRE_VERSION, kind: 'persist', id: 0xffff_ffff, ...sealed });
   const persisted = { segmentIndex: 0xffff_ffff, position: 2 ** 53 - 1, offsetLast: -1,
     sealed: true };
   t.same(decodePersistFrame(PERSIST_FRAME_HEADER, encodePersistedFrame(9, persisted)),
-    { v: 7, kind: 'persisted', id: 9, ...persisted });
+    { v: WIRE_VERSION, kind: 'persisted', id: 9, ...persisted });
 });
 
 function refused(t: Test, bytes: Uint8Array, problem: RegExp, answerable = true,
