@@ -23,23 +23,8 @@ import { STORAGE_LIMITS } from '../common/limits.js';
 import type { GrantInfo, GrantTable } from '../native/grant-table.js';
 import type { Direction, Transport } from '../native/transport.js';
 
-export interface GrantRecord {
-  readonly grantId: number;
-  readonly epoch: number;
-  readonly segmentIndex: number;
-  readonly address: number;
-  readonly sizeBytes: number;
-  readonly direction: Direction;
-  /** The session whose endpoints may use it (a client's, or BROKER_SESSION). */
-  readonly session: number;
-  /** The grant's secret: every access names it. */
-  readonly key: number;
-  /**
-   * Read grants: the readable prefix, the bytes below the segment's durable watermark
-   * (raiseReadable moves it on); write grants: sizeBytes.
-   */
-  readonly readableBytes: number;
-}
+/** A grant as the registry creates it: GrantInfo without what only the table knows later. */
+export type GrantRecord = Omit<GrantInfo, 'floorBytes' | 'revoked' | 'inFlight'>;
 
 /**
  * The bytes of a grant's range below region address `durableEnd` (the segment's durable
