@@ -42,7 +42,6 @@ export const EventKind = {
   sendDone: 7,
   reply: 8,
   revokeDone: 9,
-  grantRevoked: 10,
 } as const;
 
 /** native/transport.h GrantResult. */

@@ -64,13 +64,6 @@ GrantResult Transport::revoke(Grant* grant) {
   return GrantResult::ok;
 }
 
-void Transport::revoke_now(Grant* grant) {
-  PMQ_ASSERT(grant->in_flight == 0);
-  const uint64_t id = grant->id;
-  PMQ_ASSERT(revoke(grant) == GrantResult::ok);
-  events.push_back(Event{EventKind::grant_revoked, 0, id});
-}
-
 void Transport::revocation_complete(uint64_t grant_id) {
   revoked_order_.push_back(grant_id);
   while (revoked_order_.size() > remembered_max_) {
@@ -90,7 +83,7 @@ GrantResult Transport::grant_revoke(uint64_t grant_id) {
   if (found == grants_.end()) return GrantResult::unknown;
   Grant& grant = found->second;
   if (grant.revoked) {
-    // The native persist path may have revoked it before JS learnt (a grant_revoked event).
+    // Revoked before: by the native persist path (JS is not told), or asked twice.
     return grant.in_flight == 0 ? GrantResult::was_revoked : GrantResult::was_revoked_in_flight;
   }
   return revoke(&grant);

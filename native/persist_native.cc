@@ -185,9 +185,12 @@ bool Transport::persist_natively(Endpoint* ep, const uint8_t* user_header,
     }
   }
   // 3. The winning entry is the one JS handed over: active, this segment, this generation.
-  const size_t slot_bytes = kEntrySlots * kEntryBytes;
-  uint8_t* winner = memory_ + persist_.table_address + request.segment * slot_bytes +
-                    (generation % kEntrySlots) * kEntryBytes;
+  // An entry of generation g lives in slot g % 2 of its segment (segment-table.ts).
+  auto entry_address = [&](uint64_t of_generation) {
+    return persist_.table_address + request.segment * kEntrySlots * kEntryBytes +
+           (of_generation % kEntrySlots) * kEntryBytes;
+  };
+  uint8_t* winner = memory_ + entry_address(generation);
   if (load<uint16_t>(winner) != kEntryVersion || winner[kEntryState] != kStateActive ||
       load<uint32_t>(winner + kEntrySegmentIndex) != request.segment ||
       load<uint64_t>(winner + kEntryGeneration) != generation ||
@@ -198,16 +201,10 @@ bool Transport::persist_natively(Endpoint* ep, const uint8_t* user_header,
 
   // From here on nothing declines. 4. Grants: the range is about to become durable. Those
   // ending inside it are revoked (nothing in flight, checked above), the rest get a floor.
-  if (live != live_by_segment_.end()) {
-    std::vector<uint64_t> ending;
-    for (uint64_t id : live->second) {
-      const Grant& grant = grants_.at(id);
-      if (grant.direction == Direction::write && grant.address + grant.length <= end_address) {
-        ending.push_back(id);
-      }
-    }
-    for (uint64_t id : ending) revoke_now(&grants_.at(id));  // edits the index: after the walk
-  }
+  std::vector<uint64_t> in_flight;
+  grants_revoke_where(request.segment, static_cast<int>(Direction::write), end_address,
+                      UINT64_MAX, &in_flight);
+  PMQ_ASSERT(in_flight.empty());
   grants_raise(request.segment, Direction::write, end_address);
   // 5. baseOffsets, then the data.
   for (uint32_t i = 0; i < request.piece_count; i += 1) {
@@ -231,10 +228,8 @@ bool Transport::persist_natively(Endpoint* ep, const uint8_t* user_header,
   store<uint64_t>(entry + kEntryPosition, request.position);
   store<int64_t>(entry + kEntryOffsetLast, request.offset_last);
   store<uint32_t>(entry + kEntryCrc, crc32c::compute(entry, kEntryCrc, 0));
-  const uint64_t entry_address = persist_.table_address + request.segment * slot_bytes +
-                                 ((generation + 1) % kEntrySlots) * kEntryBytes;
-  std::memcpy(memory_ + entry_address, entry, kEntryBytes);
-  status = region::persist_range(region, entry_address, kEntryBytes);
+  std::memcpy(memory_ + entry_address(generation + 1), entry, kEntryBytes);
+  status = region::persist_range(region, entry_address(generation + 1), kEntryBytes);
   PMQ_ASSERT(status.ok());
   state[kPfGeneration] = static_cast<double>(generation + 1);
   state[kPfPosition] = static_cast<double>(request.position);

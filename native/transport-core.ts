@@ -100,7 +100,7 @@ export class TransportCore {
   protected nextRequestId = 1;
   private readonly postPool: Pending[] = [];
   private readonly listeners: Listeners = { accepted: new Set(), closed: new Set(),
-    error: new Set(), grantRevoked: new Set() };
+    error: new Set() };
   /** configurePersist's region handle and shared state, referenced while native uses them. */
   protected persistRefs: [unknown, Float64Array] | null = null;
 
@@ -201,9 +201,6 @@ export class TransportCore {
         return undefined;
       case EventKind.revokeDone:
         this.grantTable?.revokeDone(id);
-        return undefined;
-      case EventKind.grantRevoked:
-        for (const listener of this.listeners.grantRevoked) listener(id);
         return undefined;
       default:
         invariant(false, 'unknown native transport event', { kind });

@@ -84,7 +84,6 @@ enum class Status : uint8_t {
 enum class EventKind : uint8_t {
   accepted = 1, connected = 2, closed = 3, error = 4, message = 5, place = 6,
   send_done = 7, reply = 8, revoke_done = 9,
-  grant_revoked = 10,  // the native persist path revoked a grant (id): JS updates its records
 };
 
 struct Event {
@@ -164,7 +163,7 @@ enum PersistField : uint32_t {
   kPfPosition = 2,    // its durable watermark
   kPfOffsetLast = 3,
   kPfEpoch = 4,       // its epoch
-  kPfBaseOffset = 5,  // the segment's first offset (JS writes)
+  kPfReserved = 5,    // 0
   kPfPersisted = 6,   // persists served natively (a counter, for stats and tests)
   kPfDeclined = 7,    // persist frames handed to JS
 };
@@ -407,7 +406,6 @@ class Transport {
   // true: served natively (reply queued); false: JS serves it as any other message.
   bool persist_natively(Endpoint* ep, const uint8_t* user_header, size_t user_header_bytes,
                         const uint8_t* payload, size_t length);
-  void revoke_now(Grant* grant);  // no access in flight; records it as revoked and unindexed
   void unindex_grant(const Grant& grant);
   GrantResult revoke(Grant* grant);  // a live grant: revoked, unindexed, completion recorded
   void revocation_complete(uint64_t grant_id);  // no access in flight any more: forgettable

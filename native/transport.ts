@@ -108,8 +108,6 @@ export interface TransportEvents {
   /** `code` '' = a graceful close. */
   closed: (ep: Endpoint, code: ErrorCode | '', reason: string) => void;
   error: (ep: Endpoint, error: PmqError) => void;
-  /** The native persist path revoked this grant (nothing of it was in flight). */
-  grantRevoked: (grantId: number) => void;
 }
 
 export const REQUEST_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;

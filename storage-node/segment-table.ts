@@ -75,7 +75,6 @@ const F_GENERATION = 1;
 const F_POSITION = 2;
 const F_OFFSET_LAST = 3;
 const F_EPOCH = 4;
-const F_BASE_OFFSET = 5;
 const F_PERSISTED = 6;
 const F_DECLINED = 7;
 
@@ -83,8 +82,8 @@ export class SegmentTable {
   readonly #entries: SegmentEntry[];
   /**
    * Shared with the native persist path (native/persist_native.cc) once enabled: per segment
-   * whether native may persist it (owner), and the winning entry's generation, watermark,
-   * epoch and baseOffset. Native persists move the generation and watermark on; get() takes
+   * whether native may persist it (owner), and the winning entry's generation, watermark and
+   * epoch. Native persists move the generation and watermark on; get() takes
    * them over. JS holds a segment (owner 0) while it updates it or queues persists of it.
    */
   readonly persistState: Float64Array;
@@ -178,7 +177,6 @@ export class SegmentTable {
     this.persistState[at + F_POSITION] = entry.watermark.position;
     this.persistState[at + F_OFFSET_LAST] = entry.watermark.offsetLast;
     this.persistState[at + F_EPOCH] = entry.epoch;
-    this.persistState[at + F_BASE_OFFSET] = entry.baseOffset;
   }
 
   all(): readonly SegmentEntry[] {
