@@ -211,19 +211,29 @@ function writeHeaders(target: Uint8Array, position: number, headers?: readonly R
   return p;
 }
 
+/**
+ * A record's body up to its value, from `bodyStart`: attributes, timestamp and offset deltas,
+ * key. Returns the position after the key.
+ */
+function writeRecordHead(target: Uint8Array, bodyStart: number, plan: BatchPlan,
+  index: number): number {
+  const record = plan.records[index]!;
+  let p = bodyStart;
+  target[p] = 0; // record attributes: unused
+  const timestamp = record.timestamp ?? plan.timestampDefault;
+  p = writeVarlong(target, p + 1, timestamp - plan.baseTimestamp);
+  p = writeVarint(target, p, index);
+  return writeBytesField(target, p, record.key);
+}
+
 function writeRecords(target: Uint8Array, position: number, plan: BatchPlan): number {
-  const { records, bodySizes, baseTimestamp, timestampDefault } = plan;
+  const { records, bodySizes } = plan;
   let p = position;
   for (let index = 0; index < records.length; index += 1) {
     const record = records[index]!;
     const bodySize = bodySizes[index]!;
-    p = writeVarint(target, p, bodySize);
-    const bodyStart = p;
-    target[p] = 0; // record attributes: unused
-    const timestamp = record.timestamp ?? timestampDefault;
-    p = writeVarlong(target, p + 1, timestamp - baseTimestamp);
-    p = writeVarint(target, p, index);
-    p = writeBytesField(target, p, record.key);
+    const bodyStart = writeVarint(target, p, bodySize);
+    p = writeRecordHead(target, bodyStart, plan, index);
     p = writeBytesField(target, p, record.value);
     p = writeHeaders(target, p, record.headers);
     // Checked before calling: the fields object would otherwise be built for every record.
@@ -383,19 +393,14 @@ export function encodePlannedRecordBatchGather(target: Uint8Array, plan: RecordB
 /** writeRecords, leaving large values out of `target`: they become pieces of their own. */
 function writeRecordsGather(target: Uint8Array, plan: BatchPlan, referenceMinBytes: number,
   pieces: Uint8Array[]): number {
-  const { records, bodySizes, baseTimestamp, timestampDefault } = plan;
+  const { records, bodySizes } = plan;
   let p = layout.RECORDS_POSITION;
   let runStart = 0;
   for (let index = 0; index < records.length; index += 1) {
     const record = records[index]!;
     const bodySize = bodySizes[index]!;
-    p = writeVarint(target, p, bodySize);
-    const bodyStart = p;
-    target[p] = 0; // record attributes: unused
-    const timestamp = record.timestamp ?? timestampDefault;
-    p = writeVarlong(target, p + 1, timestamp - baseTimestamp);
-    p = writeVarint(target, p, index);
-    p = writeBytesField(target, p, record.key);
+    const bodyStart = writeVarint(target, p, bodySize);
+    p = writeRecordHead(target, bodyStart, plan, index);
     const value = record.value;
     let referenced = 0;
     if (value !== null && value !== undefined && value.byteLength >= referenceMinBytes) {
