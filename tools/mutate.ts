@@ -118,9 +118,8 @@ const MUTATIONS: Mutation[] = [
     what: '(h) the native persist path leaves a lease\'s write grant writable below the ' +
       'watermark',
     edits: [{ file: 'native/persist_native.cc',
-      find: '        grant.floor = std::max(grant.floor, std::min(grant.length, end_address - ' +
-        'grant.address));\n',
-      replace: '        (void)0;  // MUTATION (h)\n' }] },
+      find: '  grants_raise(request.segment, Direction::write, end_address);\n',
+      replace: '  // MUTATION (h): no floor\n' }] },
   { name: 'i-native-any-broker',
     what: '(i) the native persist path serves endpoints that do not speak for the epoch\'s ' +
       'owner',
