@@ -119,7 +119,8 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const pool = new StoragePool(transport, channel, opts.storage, opts.clusterKey, log,
     (why) => { fence.trip(why); });
   // Pushes go out on the same channel as replies; a fenced or stopped broker pushes nothing.
-  const subscriptions = new Subscriptions((ep, body) => channel.notify(ep, 'watermark', body),
+  const subscriptions = new Subscriptions((ep, body, sent, failed) =>
+    channel.notifyTo(ep, 'watermark', body, sent, failed),
     () => pool.epoch, log.child({ component: 'subscriptions' }));
   transport.on('closed', (ep) => subscriptions.endEndpoint(ep));
   fence.onTrip((why) => {
@@ -136,8 +137,24 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
       now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking,
-      onAdvance: (partition) => subscriptions.advanced(partition) };
+      onAdvance: (partition) => subscriptions.advanced(partition),
+      // Behind the fence, as guard() would: a fenced broker acknowledges nothing more.
+      answers: {
+        acked: (ep, id, reply) => {
+          const fenced = fence.fenced();
+          if (fenced === null) channel.answerFixed(ep, id, reply);
+          else channel.answerError(ep, id, fenced);
+        },
+        failed: (ep, id, error) => channel.answerError(ep, id, fence.fenced() ?? error),
+      } };
     const { topics, summary } = await recoverPartitions(deps, metadata, infos, quarantine, log);
+    // Appends answered later (appendDeferred) are not under guard(): the trip fails them here.
+    fence.onTrip(() => {
+      const fenced = fence.fenced()!;
+      for (const list of topics.values()) {
+        for (const partition of list) partition.failWaiters(fenced);
+      }
+    });
     // A restarted storage node lost its grants: cached read grants must be created again.
     pool.onUp((nodeId) => {
       for (const list of topics.values()) {

@@ -6,7 +6,9 @@
  * `trip(why)` is the one way in (the storage pool calls it, once); from then on `check()`
  * throws PMQ_ERR_FENCED, and every request still in flight under `guard()` (pending commits,
  * parked fetch long polls, metadata writes waiting for their fsync) is answered PMQ_ERR_FENCED
- * at once, whatever its handler does later. The metadata store asks `fenced()` before it
+ * at once, whatever its handler does later. Appends waiting for their ack are not under
+ * guard() (no promise per append, issue 11): broker.ts answers them behind `fenced()` and fails
+ * them all from its trip listener, to the same effect. The metadata store asks `fenced()` before it
  * writes (metadata-store.ts), so no metadata file changes after the trip.
  *
  * Concurrency: JS thread only. State: the settlers of the guarded requests in flight, each

@@ -18,11 +18,12 @@ import { invariant } from '../common/invariant.js';
 import { BROKER_LIMITS, SEQUENCER_LIMITS } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import type { Body, Message } from '../common/wire/messages.js';
-import type { Transport } from '../native/transport.js';
+import type { Endpoint, Transport } from '../native/transport.js';
+import { DEFERRED, type Deferred, type ReplyCallback } from '../rpc/control-channel.js';
 import { fillPartitionHole } from './partition-fill.js';
 import { scanProducerBatches } from './producer-scan.js';
 import { ProducerStates, type SequenceCheck } from './producer-state.js';
-import { IntMap } from './int-map.js';
+import { IntMap } from '../common/int-map.js';
 import { checkLive, type Pooled, RecordPool } from './record-pool.js';
 import {
   Sequencer, type Fill, type OffsetPatch, type PersistRequest, type PersistedResult,
@@ -44,6 +45,15 @@ export interface PartitionDeps {
   readonly ticking: () => boolean;
   /** The durable head moved (acks, fills, a seal): subscribers are pushed it (subscriptions.ts). */
   readonly onAdvance?: (partition: Partition) => void;
+  /** Where appendDeferred's answers go (the control channel, behind the fence). */
+  readonly answers?: AppendAnswers;
+}
+
+/** Answers to appends taken by appendDeferred, each exactly once. */
+export interface AppendAnswers {
+  /** `reply` is a record reused for the next ack: encode it before returning. */
+  acked(ep: Endpoint, requestId: number, reply: AppendReply): void;
+  failed(ep: Endpoint, requestId: number, error: PmqError): void;
 }
 
 /** A grant as the client names it: id and secret key. */
@@ -89,6 +99,9 @@ interface AckWaiter extends Pooled {
   leaseId: number;
   resolve: ((reply: AppendReply) => void) | null;
   reject: ((error: Error) => void) | null;
+  /** A deferred answer's endpoint and request id (requestId 0: the promise's resolvers). */
+  ep: Endpoint;
+  requestId: number;
   next: AckWaiter | null;
   /** The pool generation when queued: checked when settled (reuse is never observed). */
   queuedAt: number;
@@ -98,11 +111,13 @@ interface AckWaiter extends Pooled {
 const ACK_WAITERS_KEPT = SEQUENCER_LIMITS.reservationsMax;
 
 const makeWaiter = (): AckWaiter => ({ generation: 0, live: false, refId: -1, duplicate: false,
-  leaseEpoch: -1, leaseId: -1, resolve: null, reject: null, next: null, queuedAt: -1 });
+  leaseEpoch: -1, leaseId: -1, resolve: null, reject: null, ep: 0 as Endpoint, requestId: 0,
+  next: null, queuedAt: -1 });
 const resetWaiter = (waiter: AckWaiter): void => {
   waiter.refId = -1;
   waiter.resolve = null;
   waiter.reject = null;
+  waiter.requestId = 0;
   waiter.next = null;
 };
 
@@ -157,6 +172,8 @@ export type AppendReply =
   | { kind: 'duplicate'; body: Body<'duplicate'> };
 
 /** How often a lease waiting for a full segment's leases and holes looks again, how often. */
+/** What the reused persist body names between persists (the sequencer's patches are its). */
+const NO_PATCHES: OffsetPatch[] = [];
 const SEGMENT_WRITTEN_POLL_MS = 5;
 const SEGMENT_WRITTEN_POLLS_MAX = 2000;
 
@@ -317,6 +334,25 @@ export class Partition {
    * closed (its bytes become a filled hole) and the answer is the original's offset.
    */
   append(input: AppendInput, sessionId: number): AppendReply | Promise<AppendReply> {
+    return this.#append(input, sessionId, 0 as Endpoint, 0) as AppendReply | Promise<AppendReply>;
+  }
+
+  /**
+   * append() for the fixed-layout handler: an ack that must wait is answered later through
+   * deps.answers to (`ep`, `requestId`) and this returns DEFERRED (no promise per append).
+   */
+  appendDeferred(input: AppendInput, sessionId: number, ep: Endpoint, requestId: number):
+    AppendReply | Deferred {
+    if (!(requestId > 0 && this.deps.answers !== undefined)) {
+      invariant(false, 'a deferred append names its request and has somewhere to answer',
+        { requestId });
+    }
+    return this.#append(input, sessionId, ep, requestId) as AppendReply | Deferred;
+  }
+
+  /** requestId 0: a waiting ack is a promise; else a deferred answer (appendDeferred). */
+  #append(input: AppendInput, sessionId: number, ep: Endpoint, requestId: number):
+    AppendReply | Promise<AppendReply> | Deferred {
     const owner = this.#leaseOwners.get(input.leaseId);
     if (owner !== undefined && input.epoch === this.sequencer.epoch &&
         owner.sessionId !== sessionId) {
@@ -325,7 +361,9 @@ export class Partition {
         'it (a producer that reconnected leases again)');
     }
     const check = this.producers.check(input.producerId, input.sequence, input.records);
-    if (check.kind !== 'new') return this.#appendDuplicate(input, sessionId, check);
+    if (check.kind !== 'new') {
+      return this.#appendDuplicate(input, sessionId, check, ep, requestId);
+    }
     const request = this.#appendRequest;
     request.lease.epoch = input.epoch;
     request.lease.id = input.leaseId;
@@ -342,12 +380,12 @@ export class Partition {
           return { kind: 'acked', body: { baseOffset: result.ack.baseOffset,
             leaseEnd: this.#leaseEnding(input.epoch, input.leaseId) } };
         }
-        return this.#waitAck(result.ref, false, input.epoch, input.leaseId);
+        return this.#waitAck(result.ref, false, input, ep, requestId);
       case 'appended': {
         this.producers.appended(input.producerId, input.sequence, input.records, result.ref);
         if (result.persist !== null) this.#issuePersist(result.persist);
         this.#armBlockingCut();
-        return this.#waitAck(result.ref, false, input.epoch, input.leaseId);
+        return this.#waitAck(result.ref, false, input, ep, requestId);
       }
       default:
         return result satisfies never;
@@ -359,7 +397,8 @@ export class Partition {
    * keeps its lease; a copy elsewhere is not stored (its lease is closed, its bytes filled).
    */
   #appendDuplicate(input: AppendInput, sessionId: number,
-    check: Exclude<SequenceCheck, { kind: 'new' }>): AppendReply | Promise<AppendReply> {
+    check: Exclude<SequenceCheck, { kind: 'new' }>, ep: Endpoint, requestId: number):
+    AppendReply | Promise<AppendReply> | Deferred {
     const lease = { epoch: input.epoch, id: input.leaseId };
     const here = this.sequencer.appendedAt(lease, input.position);
     if (check.kind === 'duplicate') {
@@ -367,7 +406,7 @@ export class Partition {
       return { kind: 'duplicate', body: { baseOffset: check.baseOffset } };
     }
     if (here === null || here.id !== check.ref.id) void this.release(lease, sessionId);
-    return this.#waitAck(check.ref, true, input.epoch, input.leaseId);
+    return this.#waitAck(check.ref, true, input, ep, requestId);
   }
 
   /**
@@ -455,8 +494,10 @@ export class Partition {
    * pooled waiter settled by #onPersisted when it is in flight, PMQ_ERR_LEASE_EXPIRED when the
    * sequencer no longer knows it.
    */
-  #waitAck(ref: { epoch: number; id: number }, duplicate: boolean, leaseEpoch: number,
-    leaseId: number): AppendReply | Promise<AppendReply> {
+  #waitAck(ref: { epoch: number; id: number }, duplicate: boolean, input: AppendInput,
+    ep: Endpoint, requestId: number): AppendReply | Promise<AppendReply> | Deferred {
+    const leaseEpoch = input.epoch;
+    const leaseId = input.leaseId;
     const sequencer = this.sequencer;
     // In flight first: the steady-state case, and it does not scan the remembered acks.
     if (sequencer.batchState(ref) !== 'written') {
@@ -469,11 +510,17 @@ export class Partition {
       return this.#ackReply(duplicate, ack.baseOffset, leaseEpoch, leaseId);
     }
     const waiter = this.#waiterPool.acquire();
-    const promise = new Promise<AppendReply>(captureResolvers);
-    waiter.resolve = capturedResolve;
-    waiter.reject = capturedReject;
-    capturedResolve = null;
-    capturedReject = null;
+    let promise: Promise<AppendReply> | null = null;
+    if (requestId === 0) {
+      promise = new Promise<AppendReply>(captureResolvers);
+      waiter.resolve = capturedResolve;
+      waiter.reject = capturedReject;
+      capturedResolve = null;
+      capturedReject = null;
+    } else {
+      waiter.ep = ep;
+      waiter.requestId = requestId;
+    }
     waiter.refId = ref.id;
     waiter.duplicate = duplicate;
     waiter.leaseEpoch = leaseEpoch;
@@ -481,8 +528,27 @@ export class Partition {
     waiter.queuedAt = waiter.generation;
     waiter.next = this.#waiters.get(ref.id) ?? null;
     this.#waiters.set(ref.id, waiter);
-    return promise;
+    return promise ?? DEFERRED;
   }
+
+  /**
+   * A deferred ack's reply, in one of two records reused for every deferred ack (answers.acked
+   * encodes it before it returns).
+   */
+  #ackScratch(duplicate: boolean, baseOffset: number, leaseEpoch: number, leaseId: number):
+    AppendReply {
+    if (duplicate) {
+      this.#duplicateScratch.body.baseOffset = baseOffset;
+      return this.#duplicateScratch;
+    }
+    const { body } = this.#ackedScratch;
+    body.baseOffset = baseOffset;
+    body.leaseEnd = this.#leaseEnding(leaseEpoch, leaseId);
+    return this.#ackedScratch;
+  }
+
+  readonly #ackedScratch = { kind: 'acked' as const, body: { baseOffset: 0, leaseEnd: false } };
+  readonly #duplicateScratch = { kind: 'duplicate' as const, body: { baseOffset: 0 } };
 
   #ackReply(duplicate: boolean, baseOffset: number, leaseEpoch: number, leaseId: number):
     AppendReply {
@@ -505,17 +571,28 @@ export class Partition {
           { refId, waiting: waiter.refId });
       }
       const next: AckWaiter | null = waiter.next;
-      const { resolve, reject } = waiter;
-      const reply = error === null
-        ? this.#ackReply(waiter.duplicate, baseOffset, waiter.leaseEpoch, waiter.leaseId) : null;
+      const { resolve, reject, ep, requestId } = waiter;
+      const reply = error !== null ? null : requestId !== 0
+        ? this.#ackScratch(waiter.duplicate, baseOffset, waiter.leaseEpoch, waiter.leaseId)
+        : this.#ackReply(waiter.duplicate, baseOffset, waiter.leaseEpoch, waiter.leaseId);
       this.#waiterPool.release(waiter);
-      if (reply !== null) resolve!(reply);
-      else reject!(error!);
+      if (requestId !== 0) {
+        if (reply !== null) this.deps.answers!.acked(ep, requestId, reply);
+        else this.deps.answers!.failed(ep, requestId, asPmqError(error!));
+      } else if (reply !== null) {
+        resolve!(reply);
+      } else {
+        reject!(error!);
+      }
       waiter = next;
     }
   }
 
-  /** Parks until the high watermark passes `offset` or waitMs passes. */
+  /** The broker was fenced: every append waiting for its ack is answered `error` at once. */
+  failWaiters(error: PmqError): void {
+    for (const refId of this.#waiters.keys()) this.#settleWaiters(refId, -1, error);
+  }
+
   /**
    * Null when a fetch at `offset` may go on at once (data past it, no wait asked, or too many
    * parked); else a promise that resolves when data arrives or waitMs has passed.
@@ -731,12 +808,20 @@ export class Partition {
     const place = this.#place(request.segmentId);
     this.#persisting = request;
     this.#persistingPlace = place;
-    // The message names the sequencer's patches as they are: the encoder only reads them.
-    this.deps.pool.request(place.nodeId, 'persist', { segmentIndex: place.segmentIndex,
-      position: request.positionEnd, offsetLast: request.offsetLast, seal: request.seal,
-      patches: request.patches as OffsetPatch[] })
-      .then(this.#onPersistReply, this.#onPersistError);
+    // One body for every persist, read by the encoder before requestTo returns; it names the
+    // sequencer's patches as they are (the encoder only reads them).
+    const body = this.#persistBody;
+    body.segmentIndex = place.segmentIndex;
+    body.position = request.positionEnd;
+    body.offsetLast = request.offsetLast;
+    body.seal = request.seal;
+    body.patches = request.patches as OffsetPatch[];
+    this.deps.pool.requestTo(place.nodeId, 'persist', body, this.#persistCallback);
+    body.patches = NO_PATCHES;
   }
+
+  readonly #persistBody: Body<'persist'> = { epoch: 0, segmentIndex: 0, position: 0,
+    offsetLast: -1, seal: false, patches: NO_PATCHES };
 
   readonly #onPersistReply = (reply: Message): void => {
     const request = this.#persisting;
@@ -768,6 +853,10 @@ export class Partition {
       if (persist !== null) this.#issuePersist(persist);
     }, BROKER_LIMITS.persistRetryMs);
   };
+
+  /** The persists' one callback (after the two functions it names: field order). */
+  readonly #persistCallback: ReplyCallback = { onReply: this.#onPersistReply,
+    onError: this.#onPersistError };
 
   #onPersisted(result: PersistedResult): void {
     const { acks } = result;
@@ -815,6 +904,11 @@ export class Partition {
       this.log.warn({ segmentId, err: String(error) }, 'segment not freed');
     }
   }
+}
+
+function asPmqError(error: Error): PmqError {
+  if (error instanceof PmqError) return error;
+  invariant(false, 'appends fail with PmqErrors only', { error: String(error) });
 }
 
 /** Revokes a grant; a grant the storage node does not know (any more) counts as revoked. */

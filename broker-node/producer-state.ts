@@ -21,7 +21,7 @@
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { PRODUCER_LIMITS } from '../common/limits.js';
-import { IntMap } from './int-map.js';
+import { IntMap } from '../common/int-map.js';
 import type { ReservationRef } from './sequencer-types.js';
 
 export const SEQUENCE_MODULUS = 0x8000_0000;

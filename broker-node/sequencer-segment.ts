@@ -14,7 +14,7 @@
  */
 import { invariant } from '../common/invariant.js';
 import type { BatchLog } from './batch-log.js';
-import type { IntMap } from './int-map.js';
+import type { IntMap } from '../common/int-map.js';
 import {
   emptyWatermark,
   type OffsetPatch, type PersistRequest, type ProducerId, type ReservationRef, type SegmentAdded,

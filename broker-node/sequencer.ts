@@ -18,7 +18,7 @@ import {
   recordBatchSizeBytesMin, recordBatchSizeReachable,
 } from '../common/record-batch/batch-size.js';
 import { BatchLog, type LoggedBatch } from './batch-log.js';
-import { IntMap } from './int-map.js';
+import { IntMap } from '../common/int-map.js';
 import { OutcomeRing } from './outcome-ring.js';
 import { restoreChain } from './sequencer-restore.js';
 import { type LeaseEntry, type Piece, SequencedSegment } from './sequencer-segment.js';

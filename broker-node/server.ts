@@ -354,12 +354,16 @@ function registerFixedHandlers(channel: ControlChannel, context: ServerContext,
     access.check(session, resourceOf(record), 'write');
     return partitionOf(context, record.topic, r.partition);
   };
-  channel.handleFixed('append', (ep, r) => fence.guardNow(() => {
+  // Not under fence.guardNow (a closure and promises per append, issue 11): an ack that waits
+  // is answered later through deps.answers, which checks the fence, and the trip fails every
+  // waiting one at once (broker.ts). Nothing here can trip the fence: only a storage reply can.
+  channel.handleFixed('append', (ep, r) => {
+    fence.check();
     const session = access.gate(ep, 'append')!;
     const partition = partitionIn(r, session);
     if (session.authenticated) producerOwners.check(r.producerId, session.principal);
-    return partition.append(r, session.id);
-  }));
+    return partition.appendDeferred(r, session.id, ep, r.id);
+  });
   channel.handleFixed('lease', (ep, r) => fence.guardNow(async () => {
     const session = access.gate(ep, 'lease')!;
     const partition = partitionIn(r, session);

@@ -26,7 +26,7 @@ import type { Logger } from '../common/log.js';
 import type { HostPort } from '../common/units.js';
 import type { Body, Message, RequestKind } from '../common/wire/messages.js';
 import type { Endpoint, Transport } from '../native/transport.js';
-import type { ControlChannel } from '../rpc/control-channel.js';
+import type { ControlChannel, ReplyCallback } from '../rpc/control-channel.js';
 import { fencedError } from './fence.js';
 import { helloWithKey } from './storage-auth.js';
 
@@ -97,6 +97,8 @@ export class StoragePool {
   readonly #upListeners = new Set<(nodeId: number) => void>();
   #closed = false;
   #fenced = false;
+  /** requestTo's callbacks, each wrapped once to fence on a stale refusal. */
+  readonly #fencing = new WeakMap<ReplyCallback, ReplyCallback>();
 
   constructor(private readonly transport: Transport, private readonly channel: ControlChannel,
     addresses: readonly HostPort[], private readonly key: ClusterKey,
@@ -241,6 +243,44 @@ export class StoragePool {
       }
       throw error;
     }
+  }
+
+  /**
+   * request() for a caller with one long-lived callback (issue 11: the partitions' persists; no
+   * promise or closure per request). `body` is the caller's record, reused: the broker's epoch
+   * is written into it here. Exactly one of the callback's functions runs, never before this
+   * returns; a refusal as stale fences this broker, as request() does.
+   */
+  requestTo<K extends EpochRequest>(nodeId: number, kind: K, body: Body<K> & { epoch: number },
+    callback: ReplyCallback): void {
+    const node = this.#node(nodeId);
+    const fencing = this.#fencingCallback(callback);
+    if (this.#fenced || node.ep === null) {
+      const error = this.#fenced ? fencedError(this.#epoch) : unavailable(node, 'not connected');
+      queueMicrotask(() => fencing.onError(error));
+      return;
+    }
+    (body as { epoch: number }).epoch = this.#epoch;
+    this.channel.requestTo(node.ep, kind, body as Body<K>, fencing, STORAGE_REQUEST_TIMEOUT_MS);
+  }
+
+  /** `callback` wrapped to fence on a stale refusal: made once per callback, then reused. */
+  #fencingCallback(callback: ReplyCallback): ReplyCallback {
+    const known = this.#fencing.get(callback);
+    if (known !== undefined) return known;
+    const wrapped: ReplyCallback = {
+      onReply: (reply) => callback.onReply(reply),
+      onError: (error) => {
+        if (!isStale(error)) {
+          callback.onError(error);
+          return;
+        }
+        this.#fence(`a storage node refused epoch ${this.#epoch}: ${error.message}`);
+        callback.onError(fencedError(this.#epoch));
+      },
+    };
+    this.#fencing.set(callback, wrapped);
+    return wrapped;
   }
 
   close(): void {

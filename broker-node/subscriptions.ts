@@ -17,8 +17,8 @@
  *
  * Allocation (issue 11): an advance reads the partition's head once into a scratch record, and
  * each subscription compares it with its own `sent` record and refills its own push body; the
- * completion callbacks are made once per subscription. Per push that leaves the transport's
- * promise and the `then` on it.
+ * completion callbacks are made once per subscription and handed to the send (no promise):
+ * a push allocates nothing.
  */
 import { PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
@@ -37,10 +37,12 @@ export type Head = Omit<Body<'watermark'>, 'subscription' | 'epoch'>;
 export interface HeadSource { headInto(into: Head): boolean }
 
 /**
- * Sends one push. `body` is the subscription's own record, refilled for its next push only
- * once the promise returned here has settled: encode (or copy) it before that.
+ * Sends one push; exactly one of `sent` and `failed` runs once the send is over, never before
+ * this returns. `body` is the subscription's own record, refilled for its next push only after
+ * that: encode (or copy) it before.
  */
-export type PushSend = (ep: Endpoint, body: Body<'watermark'>) => Promise<void>;
+export type PushSend = (ep: Endpoint, body: Body<'watermark'>, sent: () => void,
+  failed: (error: unknown) => void) => void;
 
 interface Subscription {
   readonly id: number;
@@ -238,7 +240,7 @@ export class Subscriptions {
     subscription.dirty = false;
     this.#inFlight += 1;
     this.#pushed += 1;
-    this.send(subscription.ep, body).then(subscription.onSent, subscription.onFailed);
+    this.send(subscription.ep, body, subscription.onSent, subscription.onFailed);
   }
 
   #completed(subscription: Subscription): void {

@@ -7,6 +7,7 @@
 import { ArgumentError, isErrorCode, NativeError, PmqError, type ErrorCode } from
   '../common/errors.js';
 import { invariant } from '../common/invariant.js';
+import { IntMap } from '../common/int-map.js';
 import { EventKind } from './binding-transport.js';
 import type { GrantTable } from './grant-table.js';
 import type { DirectKey, Endpoint, MessageHandler, TransportEvents } from './transport.js';
@@ -74,7 +75,7 @@ export interface Pending {
 /** Pooled post() records kept for reuse; more in flight at once are allocated and dropped. */
 export const POSTS_POOLED_MAX = 1024;
 const EMPTY = new Uint8Array(0);
-const NOTHING = (): void => undefined;
+export const NOTHING = (): void => undefined;
 
 type Listeners = { [K in keyof TransportEvents]: Set<TransportEvents[K]> };
 
@@ -86,7 +87,8 @@ export class TransportCore {
     resolve: (ep: Endpoint) => void; reject: (error: Error) => void;
   }>();
   protected readonly closeWaiters = new Map<Endpoint, () => void>();
-  protected readonly pending = new Map<number, Pending>();
+  /** By request id (ids rise by one per request: an IntMap, so churn allocates nothing). */
+  protected readonly pending = new IntMap<Pending>();
   /** The native grant table's view (set by Transport once its handle exists). */
   protected grantTable: GrantTable | null = null;
   /** Endpoints bound to a client session (bindSession). */
@@ -121,13 +123,14 @@ export class TransportCore {
 
   /** A post()'s record: from the pool, or new when the pool is empty. */
   protected pooledSend(ep: Endpoint, header: Uint8Array, payload: Uint8Array,
-    failed: (error: Error) => void): Pending {
+    failed: (error: Error) => void, sent: () => void): Pending {
     const request = this.postPool.pop() ?? { kind: 'send', ep, buffer: payload, header,
-      sendDone: false, orphaned: false, sendError: undefined, reply: -1, resolve: NOTHING,
+      sendDone: false, orphaned: false, sendError: undefined, reply: -1, resolve: sent,
       reject: failed, pooled: true };
     request.ep = ep;
     request.buffer = payload;
     request.header = header;
+    request.resolve = sent;
     request.reject = failed;
     return request;
   }
@@ -142,6 +145,7 @@ export class TransportCore {
     }
     request.buffer = EMPTY;
     request.header = EMPTY;
+    request.resolve = NOTHING;
     request.reject = NOTHING;
     request.sendDone = false;
     request.orphaned = false;
@@ -217,7 +221,8 @@ export class TransportCore {
       `endpoint closed: ${reason}`, { retriable: true });
     this.connecting.get(ep)?.reject(error);
     this.connecting.delete(ep);
-    for (const [id, request] of this.pending) {
+    for (const id of this.pending.keys()) {
+      const request = this.pending.get(id)!;
       if (request.ep !== ep || request.orphaned === true) continue;
       if (request.sendDone) this.pending.delete(id); else request.orphaned = true;
       request.reject(error);

@@ -18,7 +18,7 @@ import { EventKind, type TransportHandle, type TransportNativeOptions, type Tran
   './binding-transport.js';
 import { native } from './index.js';
 import { GrantTable, NO_SEGMENT } from './grant-table.js';
-import { TransportCore, type Pending } from './transport-core.js';
+import { NOTHING, TransportCore, type Pending } from './transport-core.js';
 
 export type { TransportStats } from './binding-transport.js';
 export { TransportCore } from './transport-core.js';
@@ -261,16 +261,18 @@ export class Transport extends TransportCore {
    * message (issue 11). `failed` runs if the send fails or its endpoint closes first; pass a
    * long-lived function, not a fresh closure per call. The bytes stay referenced until UCX is
    * done with them, as with send(); throws as send() does for an endpoint that is not open.
+   * `sent` (long-lived too) runs once UCX is done with the bytes of a send that succeeded: the
+   * moment a caller may reuse its payload buffer. Exactly one of `failed` and `sent` runs.
    */
-  post(ep: Endpoint, header: Uint8Array, payload: Uint8Array, failed: (error: Error) => void):
-    void {
+  post(ep: Endpoint, header: Uint8Array, payload: Uint8Array, failed: (error: Error) => void,
+    sent: () => void = NOTHING): void {
     this.checkEndpoint(ep);
     checkBytes('header', header, 0, header.byteLength);
     checkCount('header length', header.byteLength, 0, MESSAGE_HEADER_BYTES_MAX);
     checkBytes('payload', payload, 0, payload.byteLength);
     const id = this.nextRequestId;
     this.nextRequestId += 1;
-    this.pending.set(id, this.pooledSend(ep, header, payload, failed));
+    this.pending.set(id, this.pooledSend(ep, header, payload, failed, sent));
     native.transportSend(this.handle, ep, id, header, payload, 0, payload.byteLength);
   }
 

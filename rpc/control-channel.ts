@@ -41,32 +41,34 @@ import {
   type OneWayKind, type ReplyKind, type RequestKind,
 } from '../common/wire/messages.js';
 import {
-  decodePersistFrame, encodePersistFrame, isPersistFrameHeader, PERSIST_FRAME_HEADER,
+  decodePersistFrame, encodePersistFrameInto, isPersistFrameHeader, PERSIST_FRAME_HEADER,
+  PersistFramePool,
 } from '../common/wire/persist-frame.js';
 import type { Endpoint, Transport } from '../native/transport.js';
+import {
+  PendingRequests, timeoutError, type PendingRequest, type ReplyCallback,
+} from './pending-requests.js';
+
+export type { ReplyCallback } from './pending-requests.js';
 
 export interface Reply<K extends ReplyKind = ReplyKind> { kind: K; body: Body<K> }
 export type Handler<K extends RequestKind> =
   (ep: Endpoint, request: Message<K>) => Reply | Promise<Reply>;
 export type OneWayListener<K extends OneWayKind> = (ep: Endpoint, message: Message<K>) => void;
 /**
+ * What a fixed-layout handler returns when it answers later itself, with answerFixed() or
+ * answerError() exactly once (issue 11: an append waits for durability with no promise).
+ */
+export const DEFERRED: unique symbol = Symbol('pmq.deferredReply');
+export type Deferred = typeof DEFERRED;
+/**
  * A fixed-layout request's handler: `request` is the decoder's reused object, valid until the
  * handler returns or first awaits (read every field before that).
  */
 export type FixedHandler<K extends FixedRequestKind> =
-  (ep: Endpoint, request: FixedMessage<K>) => Reply | Promise<Reply>;
+  (ep: Endpoint, request: FixedMessage<K>) => Reply | Promise<Reply> | Deferred;
 /** The payload of every fixed-layout message (its fields travel in the header). */
 const EMPTY = new Uint8Array(0);
-
-interface PendingRequest {
-  ep: Endpoint;
-  kind: RequestKind;
-  resolve: (reply: Message) => void;
-  reject: (error: Error) => void;
-  /** performance.now() after which the request fails with PMQ_ERR_TIMEOUT. */
-  deadline: number;
-  timeoutMs: number;
-}
 
 /**
  * How often pending requests are checked for their deadline. No timer per request (a Timeout
@@ -95,7 +97,10 @@ export class ControlChannel {
   /** Fixed-layout messages taken (decoded) and sent: what shows the fast path is in use. */
   readonly fixedCounts = { received: 0, sent: 0 };
   private readonly oneWay = new Map<MessageKind, Set<OneWayListener<OneWayKind>>>();
-  private readonly pending = new Map<number, PendingRequest>();
+  private readonly frames = new PersistFramePool();
+  private readonly pending = new PendingRequests(this.frames, (request, error) => {
+    this.pending.settle(request)?.onError(asRetriable(error, `sending ${request.kind} failed`));
+  });
   /** Schema-failing messages in a row, per endpoint that sent any (forgotten on close). */
   private readonly malformed = new Map<Endpoint, number>();
   private nextId = 1;
@@ -143,34 +148,71 @@ export class ControlChannel {
   }
 
   /**
+   * notify() for a sender that keeps its callbacks (issue 11: no promise per push): exactly one
+   * of `sent` (the transport is done) and `failed` runs, never before this returns. Both should
+   * be long-lived functions, not closures made per call.
+   */
+  notifyTo<K extends OneWayKind>(ep: Endpoint, kind: K, body: Body<K>, sent: () => void,
+    failed: (error: unknown) => void): void {
+    const fixed = isFixedKind(kind) ? this.fixedEncoder.encode(kind, ONE_WAY_ID, body) : null;
+    if (fixed !== null) this.fixedCounts.sent += 1;
+    try {
+      if (fixed !== null) this.transport.post(ep, fixed, EMPTY, failed, sent);
+      else this.transport.post(ep, FRAME_HEADER, encodeMessage(kind, ONE_WAY_ID, body), failed,
+        sent);
+    } catch (error) {
+      queueMicrotask(() => failed(error));
+    }
+  }
+
+  /**
    * Sends a request; resolves with its reply, rejects with the peer's error as a PmqError.
    * `topicId` (the broker's id of body.topic): send append, lease and leaseRelease in the fixed
    * layout, naming the topic by it (msgpack still when a field does not fit the layout).
    */
   request<K extends RequestKind>(ep: Endpoint, kind: K, body: Body<K>,
     timeoutMs = REQUEST_TIMEOUT_MS_DEFAULT, topicId?: number): Promise<Message> {
+    return new Promise<Message>((resolve, reject) => {
+      this.requestTo(ep, kind, body, { onReply: resolve, onError: reject }, timeoutMs, topicId);
+    });
+  }
+
+  /**
+   * request() for a caller that keeps one long-lived `callback` (issue 11: no promise, closure
+   * or record per request; the broker's persists). Exactly one of its functions runs, once,
+   * never before this returns. `body` is read before this returns: the caller may reuse it.
+   */
+  requestTo<K extends RequestKind>(ep: Endpoint, kind: K, body: Body<K>,
+    callback: ReplyCallback, timeoutMs = REQUEST_TIMEOUT_MS_DEFAULT, topicId?: number): void {
     const id = this.nextId;
     this.nextId = this.nextId === REQUEST_ID_MAX ? 1 : this.nextId + 1;
-    return new Promise<Message>((resolve, reject) => {
-      this.pending.set(id, { ep, kind, resolve, reject, timeoutMs,
-        deadline: performance.now() + timeoutMs });
-      this.sweeper ??= setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS);
-      const failed = (error: unknown): void => {
-        this.settle(id)?.reject(asRetriable(error, `sending ${kind} failed`));
-      };
-      const fixed = topicId !== undefined && isFixedKind(kind)
-        ? this.fixedEncoder.encode(kind, id, body, topicId) : null;
-      if (fixed !== null) {
-        this.fixedCounts.sent += 1;
-        this.postRaw(ep, fixed, EMPTY, failed);
-      } else if (kind === 'persist') {
-        // A persist frame (fixed layout): the storage node's native path serves it.
-        this.postRaw(ep, PERSIST_FRAME_HEADER, encodePersistFrame(id, body as Body<'persist'>),
-          failed);
-      } else {
-        this.post(ep, encodeMessage(kind, id, body), failed);
-      }
-    });
+    const request = this.pending.add(id, ep, kind, callback, timeoutMs);
+    this.sweeper ??= setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS);
+    const fixed = topicId !== undefined && isFixedKind(kind)
+      ? this.fixedEncoder.encode(kind, id, body, topicId) : null;
+    let payload: Uint8Array = EMPTY;
+    let header: Uint8Array = FRAME_HEADER;
+    if (fixed !== null) {
+      this.fixedCounts.sent += 1;
+      header = fixed;
+    } else if (kind === 'persist') {
+      // A persist frame (fixed layout): the storage node's native path serves it.
+      const persist = body as Body<'persist'>;
+      const frame = this.frames.acquire(persist.patches.length);
+      encodePersistFrameInto(frame, id, persist);
+      request.frame = frame;
+      header = PERSIST_FRAME_HEADER;
+      payload = frame.bytes;
+    } else {
+      payload = encodeMessage(kind, id, body);
+    }
+    // A synchronous failure (an endpoint closed meanwhile) settles the request from within:
+    // deferred, so the callback never runs before requestTo returns.
+    try {
+      this.transport.post(ep, header, payload, request.sendFailed, request.sent);
+    } catch (error) {
+      queueMicrotask(() => request.sendFailed(error));
+    }
   }
 
   /**
@@ -205,13 +247,6 @@ export class ControlChannel {
     }
   }
 
-  private settle(id: number): PendingRequest | undefined {
-    const request = this.pending.get(id);
-    if (request === undefined) return undefined;
-    this.pending.delete(id);
-    return request;
-  }
-
   /** Fails every pending request whose deadline passed. */
   private sweep(): void {
     if (this.pending.size === 0 && this.sweeper !== null) {
@@ -219,12 +254,8 @@ export class ControlChannel {
       this.sweeper = null;
       return;
     }
-    const now = performance.now();
-    for (const [id, request] of this.pending) {
-      if (request.deadline > now) continue;
-      this.settle(id);
-      request.reject(new PmqError('PMQ_ERR_TIMEOUT', `no reply to ${request.kind} within ` +
-        `${request.timeoutMs} ms`, { retriable: true }));
+    for (const request of this.pending.select(isOverdue)) {
+      this.pending.settle(request)?.onError(timeoutError(request));
     }
   }
 
@@ -291,19 +322,30 @@ export class ControlChannel {
         'the fixed layout')));
       return;
     }
-    let answer: Reply | Promise<Reply>;
+    let answer: Reply | Promise<Reply> | Deferred;
     try {
       answer = handler(ep, message);
     } catch (error) {
       this.reply(ep, id, handlerError(kind, error));
       return;
     }
+    if (answer === DEFERRED) return;
     if (!(answer instanceof Promise)) {
       this.replyFixed(ep, id, answer);
       return;
     }
     answer.then((reply) => this.replyFixed(ep, id, reply),
       (error: unknown) => this.reply(ep, id, handlerError(kind, error)));
+  }
+
+  /** A DEFERRED request's answer: `reply` in the fixed layout when it has one. */
+  answerFixed(ep: Endpoint, id: number, reply: Reply): void {
+    this.replyFixed(ep, id, reply);
+  }
+
+  /** A DEFERRED request's failure. */
+  answerError(ep: Endpoint, id: number, error: PmqError): void {
+    this.reply(ep, id, errorReply(error));
   }
 
   /** A reply in the fixed layout when it has one (an `error` has not: msgpack). */
@@ -348,10 +390,7 @@ export class ControlChannel {
     this.log.debug({ ep, err: error.message, count }, 'malformed message answered');
     if (replyTo.kind !== null && REPLY_KINDS.has(replyTo.kind as MessageKind)) {
       const request = this.pending.get(replyTo.id);
-      if (request !== undefined && request.ep === ep) {
-        this.settle(replyTo.id);
-        request.reject(error);
-      }
+      if (request !== undefined && request.ep === ep) this.pending.settle(request)?.onError(error);
       return;
     }
     const reply = errorReply(error);
@@ -367,11 +406,12 @@ export class ControlChannel {
       this.log.debug({ ep, kind: message.kind, id: message.id }, 'reply without request');
       return;
     }
-    this.settle(message.id);
+    const callback = this.pending.settle(request);
+    if (callback === null) return;
     if (message.kind === 'error') {
-      request.reject(peerError(message.code, message.message, message.retriable));
+      callback.onError(peerError(message.code, message.message, message.retriable));
     } else {
-      request.resolve(message);
+      callback.onReply(message);
     }
   }
 
@@ -418,11 +458,9 @@ export class ControlChannel {
   }
 
   private failPending(ep: Endpoint, how: string): void {
-    for (const [id, request] of this.pending) {
-      if (request.ep !== ep) continue;
-      this.settle(id);
-      request.reject(new PmqError('PMQ_ERR_PEER_GONE', `connection ${how} before the reply`,
-        { retriable: true }));
+    for (const request of this.pending.select((pending) => pending.ep === ep)) {
+      this.pending.settle(request)?.onError(new PmqError('PMQ_ERR_PEER_GONE',
+        `connection ${how} before the reply`, { retriable: true }));
     }
   }
 }
@@ -447,6 +485,10 @@ function handlerError(kind: string, error: unknown): Reply<'error'> {
 export function errorReply(error: PmqError): Reply<'error'> {
   return { kind: 'error', body: { code: error.code, message: error.message,
     retriable: error.retriable } };
+}
+
+function isOverdue(request: PendingRequest, now: number): boolean {
+  return request.deadline <= now;
 }
 
 function asRetriable(error: unknown, message: string): PmqError {

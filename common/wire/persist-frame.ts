@@ -56,22 +56,73 @@ function getI64(view: DataView, at: number): number {
 }
 
 function checkSafe(what: string, value: number, min: number): void {
-  invariant(Number.isSafeInteger(value) && value >= min, 'persist frame field in range',
-    { what, value });
+  // Guarded: invariant()'s fields literal would be made per field of every frame (issue 11).
+  if (!(Number.isSafeInteger(value) && value >= min)) {
+    invariant(false, 'persist frame field in range', { what, value });
+  }
 }
 
+/** A persist frame's bytes and a view over them, reused through a PersistFramePool. */
+export interface PersistFrameBuffer {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+}
+
+/** Buffers kept per frame size: a partition has one persist in flight, a broker a few. */
+const FRAMES_POOLED_PER_SIZE = 16;
+
+/**
+ * Persist frames' buffers for reuse (issue 11: no buffer per persist). A frame is sent as the
+ * message's payload, which UCX may read until the send is done: release a buffer only then.
+ */
+export class PersistFramePool {
+  readonly #free = new Map<number, PersistFrameBuffer[]>();
+
+  /** A buffer of exactly the frame size for `pieces` pieces. */
+  acquire(pieces: number): PersistFrameBuffer {
+    const size = PERSIST_BYTES + pieces * PIECE_BYTES;
+    const frame = this.#free.get(size)?.pop();
+    if (frame !== undefined) return frame;
+    const bytes = new Uint8Array(size);
+    return { bytes, view: new DataView(bytes.buffer) };
+  }
+
+  release(frame: PersistFrameBuffer): void {
+    const size = frame.bytes.byteLength;
+    let free = this.#free.get(size);
+    if (free === undefined) {
+      free = [];
+      this.#free.set(size, free);
+    }
+    if (free.length < FRAMES_POOLED_PER_SIZE) free.push(frame);
+  }
+}
+
+/** A persist frame in a new buffer (tests and tools; the channel encodes into its pool's). */
 export function encodePersistFrame(id: number, body: Body<'persist'>): Uint8Array {
+  const bytes = new Uint8Array(PERSIST_BYTES + body.patches.length * PIECE_BYTES);
+  encodePersistFrameInto({ bytes, view: new DataView(bytes.buffer) }, id, body);
+  return bytes;
+}
+
+/** Encodes into `frame`, whose size must be the frame's (PersistFramePool.acquire). */
+export function encodePersistFrameInto(frame: PersistFrameBuffer, id: number,
+  body: Body<'persist'>): void {
   const pieces = body.patches;
-  invariant(id >= 1 && id <= U32_MAX && pieces.length <= PIECES_MAX,
-    'a persist frame has an id and at most 4096 pieces', { id, pieces: pieces.length });
-  const bytes = new Uint8Array(PERSIST_BYTES + pieces.length * PIECE_BYTES);
-  const view = new DataView(bytes.buffer);
+  if (!(id >= 1 && id <= U32_MAX && pieces.length <= PIECES_MAX)) {
+    invariant(false, 'a persist frame has an id and at most 4096 pieces',
+      { id, pieces: pieces.length });
+  }
+  const { view } = frame;
+  invariant(frame.bytes.byteLength === PERSIST_BYTES + pieces.length * PIECE_BYTES,
+    'a persist frame buffer of the frame\'s size');
   checkSafe('epoch', body.epoch, 0);
   checkSafe('position', body.position, 0);
   checkSafe('offsetLast', body.offsetLast, -1);
   invariant(body.segmentIndex >= 0 && body.segmentIndex <= U32_MAX, 'segment index is a u32');
   view.setUint8(0, KIND_PERSIST);
   view.setUint8(1, body.seal ? FLAG_SEAL : 0);
+  view.setUint16(2, 0, true);
   view.setUint32(4, id, true);
   setU64(view, 8, body.epoch);
   view.setUint32(16, body.segmentIndex, true);
@@ -83,14 +134,15 @@ export function encodePersistFrame(id: number, body: Body<'persist'>): Uint8Arra
     const at = PERSIST_BYTES + i * PIECE_BYTES;
     checkSafe('piece position', piece.position, 0);
     checkSafe('piece baseOffset', piece.baseOffset, 0);
-    invariant(piece.bytes <= U32_MAX && piece.records <= U32_MAX && piece.bytes >= 0 &&
-      piece.records >= 0, 'piece sizes are u32', { ...piece });
+    if (!(piece.bytes <= U32_MAX && piece.records <= U32_MAX && piece.bytes >= 0 &&
+        piece.records >= 0)) {
+      invariant(false, 'piece sizes are u32', { ...piece });
+    }
     setU64(view, at, piece.position);
     setI64(view, at + 8, piece.baseOffset);
     view.setUint32(at + 16, piece.bytes, true);
     view.setUint32(at + 20, piece.records, true);
   }
-  return bytes;
 }
 
 /** For tests and tools: the frame the native path answers with. */

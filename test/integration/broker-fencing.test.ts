@@ -177,6 +177,33 @@ t.test('a storage request refused as stale while serving fences the broker once'
   await expectAtB(t, brokerB, ['orders'], 0, 'no late, the offset from before B, not A\'s 5');
 });
 
+// Appends waiting for their ack are answered later, not under guard() (issue 11): the trip
+// itself must fail them, or a producer would wait out its timeout instead of reconnecting.
+t.test('an append waiting for a persist refused as stale is answered PMQ_ERR_FENCED',
+  async (t) => {
+    const { dir, procs, storage, brokerA, welcome } = await startWithBrokerA(t,
+      'pmq-fence-append-');
+    client.storageEps.clear(); // the storage nodes of earlier tests are gone
+    t.ok(await produce(client, welcome, 'orders', values('a', 2)) >= 0, 'a first batch');
+    // Written under A's lease before B exists; only its persist will meet B's epoch.
+    const batch = encodeRecordBatch(values('b', 3));
+    const written = await writeInLease(client, welcome, 'orders', 0, batch, 3);
+    cpSync(`${dir}/a`, `${dir}/b`, { recursive: true });
+    const brokerB = await startBroker(`${dir}/b`, [storage]);
+    procs.push(brokerB);
+    const exited = exitOf(brokerA.child);
+    const started = performance.now();
+    // In the fixed layout (by topic id), as producers send it.
+    const answer = await outcome(client.channel.request(client.ep!, 'append', {
+      topic: 'orders', partition: 0, epoch: written.lease.epoch,
+      leaseId: written.lease.leaseId, position: written.position, bytes: written.bytes,
+      records: written.records, producerId: -1, sequence: -1 }, 10_000,
+      written.lease.topicId));
+    t.equal(answer, 'PMQ_ERR_FENCED', 'the waiting append is answered PMQ_ERR_FENCED');
+    t.ok(performance.now() - started < 5_000, 'at the trip, not after a timeout');
+    t.equal(await exited, 2, 'A exits with code 2');
+  });
+
 t.test('a broker on an empty data dir never shares the live broker\'s epoch', async (t) => {
   // Before epochs had owners, B (no memory of any epoch) helloed at 1, A's own epoch, and was
   // accepted: two brokers at one epoch, fencing neither (the issue's PMQ_ERR_GRANT_EXISTS).

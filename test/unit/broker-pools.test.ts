@@ -5,7 +5,7 @@
 import t from 'tap';
 
 import { BatchLog, type LoggedBatch } from '../../broker-node/batch-log.js';
-import { IntMap } from '../../broker-node/int-map.js';
+import { IntMap } from '../../common/int-map.js';
 import { OutcomeRing } from '../../broker-node/outcome-ring.js';
 import { ProducerStates, SEQUENCE_MODULUS } from '../../broker-node/producer-state.js';
 import { checkLive, type Pooled, RecordPool } from '../../broker-node/record-pool.js';

@@ -33,9 +33,9 @@ interface Sent { ep: Endpoint; body: Body<'watermark'>; complete: () => void }
 function harness(): { subs: Subscriptions; sent: Sent[] } {
   const sent: Sent[] = [];
   // A copy, as a transport encodes it: the body is the subscription's, refilled per push.
-  const subs = new Subscriptions((ep, body) => new Promise<void>((resolve) => {
-    sent.push({ ep, body: { ...body }, complete: resolve });
-  }), () => 7, log);
+  const subs = new Subscriptions((ep, body, complete) => {
+    sent.push({ ep, body: { ...body }, complete });
+  }, () => 7, log);
   return { subs, sent };
 }
 

@@ -1,6 +1,7 @@
 /**
- * A map from non-negative integer keys (ref ids, positions) to values, for the broker's per-batch
- * tables: one set and one delete per batch in flight. A Map allocates on that churn: its table
+ * A map from non-negative integer keys (ref ids, positions) to values, for per-batch and
+ * per-request tables (the broker's, the control channel's and the transport's pending requests):
+ * one set and one delete per batch or request in flight. A Map allocates on that churn: its table
  * shrinks (a new table) when a delete leaves it a quarter full and grows again (another) on the
  * next set, so a table that swings between 0 and 2 entries allocated on most operations (issue
  * 11). This one is open addressing with linear probing in a Float64Array of keys and a packed
@@ -10,7 +11,7 @@
  * Deletion shifts the following entries of the probe run back (no tombstones), so lookups stay
  * short whatever the churn.
  */
-import { invariant } from '../common/invariant.js';
+import { invariant } from './invariant.js';
 
 const EMPTY = -1;
 const CAPACITY_MIN = 8;
