@@ -29,7 +29,7 @@ import { ClientAccess, TICKET_TTL_MS_DEFAULT } from './client-access.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { Fence } from './fence.js';
 import { MetadataStore } from './metadata-store.js';
-import type { Partition, PartitionDeps } from './partition.js';
+import type { AppendAnswers, Partition, PartitionDeps } from './partition.js';
 import { Subscriptions } from './subscriptions.js';
 import { Quarantine } from './quarantine.js';
 import { recoverPartitions, type RecoverySummary } from './recovery.js';
@@ -88,6 +88,18 @@ function idAllocator(epoch: number): () => number {
   };
 }
 
+/** Deferred append answers behind the fence, as guard() would: once fenced, no more acks. */
+function fencedAnswers(channel: ControlChannel, fence: Fence): AppendAnswers {
+  return {
+    acked: (ep, id, reply) => {
+      const fenced = fence.fenced();
+      if (fenced === null) channel.answerFixed(ep, id, reply);
+      else channel.answerError(ep, id, fenced);
+    },
+    failed: (ep, id, error) => channel.answerError(ep, id, fence.fenced() ?? error),
+  };
+}
+
 export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const log = opts.log.child({ component: 'broker' });
   await mkdir(opts.dataDir, { recursive: true }).catch(() => undefined); // the lock says why
@@ -138,21 +150,12 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
       now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking,
       onAdvance: (partition) => subscriptions.advanced(partition),
-      // Behind the fence, as guard() would: a fenced broker acknowledges nothing more.
-      answers: {
-        acked: (ep, id, reply) => {
-          const fenced = fence.fenced();
-          if (fenced === null) channel.answerFixed(ep, id, reply);
-          else channel.answerError(ep, id, fenced);
-        },
-        failed: (ep, id, error) => channel.answerError(ep, id, fence.fenced() ?? error),
-      } };
+      answers: fencedAnswers(channel, fence) };
     const { topics, summary } = await recoverPartitions(deps, metadata, infos, quarantine, log);
     // Appends answered later (appendDeferred) are not under guard(): the trip fails them here.
     fence.onTrip(() => {
-      const fenced = fence.fenced()!;
       for (const list of topics.values()) {
-        for (const partition of list) partition.failWaiters(fenced);
+        for (const partition of list) partition.failWaiters(fence.fenced()!);
       }
     });
     // A restarted storage node lost its grants: cached read grants must be created again.
