@@ -106,7 +106,6 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const dirLock = lockDataDir(opts.dataDir);
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
-  const clusterKey = opts.clusterKey;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
     busyPoll: opts.busyPoll });
   let timer: NodeJS.Timeout | undefined;
@@ -128,15 +127,15 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   };
   const channel = new ControlChannel(transport, log);
   const fence = new Fence(() => pool.epoch);
-  const pool = new StoragePool(transport, channel, opts.storage, opts.clusterKey, log,
-    (why) => { fence.trip(why); });
-  // Pushes go out on the same channel as replies; a fenced or stopped broker pushes nothing.
-  const subscriptions = new Subscriptions((ep, body, sent, failed) =>
-    channel.notifyTo(ep, 'watermark', body, sent, failed),
-    () => pool.epoch, log.child({ component: 'subscriptions' }));
-  transport.on('closed', (ep) => subscriptions.endEndpoint(ep));
+  const pool = new StoragePool(transport, channel, opts.storage, opts.clusterKey, log, (why) => {
+    fence.trip(why);
+  });
+  const subscriptions = pushSubscriptions(channel, transport, () => pool.epoch, log);
+  let topics = new Map<string, Partition[]>();
   fence.onTrip((why) => {
     quiesce();
+    // Appends answered later (appendDeferred) are not under guard(): the trip fails them here.
+    eachPartition(topics, (partition) => partition.failWaiters(fence.fenced()!));
     log.error({ why, epoch: pool.epoch }, 'fenced by a newer broker: answering every request ' +
       'PMQ_ERR_FENCED and stopping');
     opts.onFenced(why);
@@ -151,21 +150,12 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
       now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking,
       onAdvance: (partition) => subscriptions.advanced(partition),
       answers: fencedAnswers(channel, fence) };
-    const { topics, summary } = await recoverPartitions(deps, metadata, infos, quarantine, log);
-    // Appends answered later (appendDeferred) are not under guard(): the trip fails them here.
-    fence.onTrip(() => {
-      for (const list of topics.values()) {
-        for (const partition of list) partition.failWaiters(fence.fenced()!);
-      }
-    });
+    const recovered = await recoverPartitions(deps, metadata, infos, quarantine, log);
+    topics = recovered.topics;
     // A restarted storage node lost its grants: cached read grants must be created again.
-    pool.onUp((nodeId) => {
-      for (const list of topics.values()) {
-        for (const partition of list) partition.forgetReadGrants(nodeId);
-      }
-    });
-    const access = new ClientAccess({ auth, clusterKey, epoch: () => pool.epoch, transport,
-      ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
+    pool.onUp((nodeId) => eachPartition(topics, (p) => p.forgetReadGrants(nodeId)));
+    const access = new ClientAccess({ auth, clusterKey: opts.clusterKey, epoch: () => pool.epoch,
+      transport, ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
     registerHandlers(channel, { deps, metadata, topics, log, access, quarantine, fence,
       subscriptions, producerId: idAllocator(pool.epoch) });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
@@ -173,11 +163,28 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     timer = setInterval(() => tickAll(topics),
       Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4))));
     log.info({ ...address, epoch: pool.epoch, clientAuth: auth.enabled }, 'broker listening');
-    return { address, epoch: pool.epoch, recovery: summary, stop,
+    return { address, epoch: pool.epoch, recovery: recovered.summary, stop,
       get fencedWhy() { return fence.why; } };
   } catch (error) {
     await stop();
     throw error;
+  }
+}
+
+/** Pushes go out on the channel of replies (a fenced or stopped broker clears them first). */
+function pushSubscriptions(channel: ControlChannel, transport: Transport, epoch: () => number,
+  log: Logger): Subscriptions {
+  const subscriptions = new Subscriptions((ep, body, sent, failed) =>
+    channel.notifyTo(ep, 'watermark', body, sent, failed), epoch,
+  log.child({ component: 'subscriptions' }));
+  transport.on('closed', (ep) => subscriptions.endEndpoint(ep));
+  return subscriptions;
+}
+
+function eachPartition(topics: Map<string, Partition[]>, fn: (partition: Partition) => void):
+  void {
+  for (const list of topics.values()) {
+    for (const partition of list) fn(partition);
   }
 }
 
