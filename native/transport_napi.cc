@@ -48,6 +48,9 @@ struct State {
   Napi::ObjectReference resource;
   std::unique_ptr<Napi::AsyncContext> context;
   Napi::Reference<Napi::Uint8Array> memory;
+  // One empty payload for every message that has none (all fixed-layout ones): a new array
+  // per message was most of what the broker's event callbacks allocated (issue 11).
+  Napi::Reference<Napi::Uint8Array> empty;
   std::unordered_map<uint64_t, Placed> placed;
   bool dispatching = false;  // dispatch_events is handing its events to JS right now
   bool closed = false;       // closed by a callback while dispatching: freed when that ends
@@ -100,8 +103,12 @@ State* state_of(const Napi::Value& handle) {
 
 Transport* transport_of(const Napi::Value& handle) { return state_of(handle)->transport; }
 
-Napi::Value make_uint8(Napi::Env env, uint8_t* owned, uint64_t length) {
-  if (length == 0) return Napi::Uint8Array::New(env, 0);
+Napi::Value make_uint8(Napi::Env env, State& state, uint8_t* owned, uint64_t length) {
+  if (length == 0) {
+    std::free(owned);
+    if (state.empty.IsEmpty()) state.empty = Napi::Persistent(Napi::Uint8Array::New(env, 0));
+    return state.empty.Value();
+  }
   auto buffer = Napi::Buffer<uint8_t>::New(env, owned, length,
                                            [](Napi::Env, uint8_t* data) { std::free(data); });
   return buffer;
@@ -116,7 +123,7 @@ Napi::Value event_payload(Napi::Env env, State& state, transport::Event& event,
   if (event.kind != transport::EventKind::message) return env.Undefined();
   if (event.id == 0) {  // eager: the copy made in the AM handler becomes the JS buffer
     *header_p = Napi::Buffer<uint8_t>::Copy(env, event.header.data(), event.header.size());
-    Napi::Value payload = make_uint8(env, event.payload, event.length);
+    Napi::Value payload = make_uint8(env, state, event.payload, event.length);
     event.payload = nullptr;
     return payload;
   }
