@@ -160,8 +160,10 @@ export class ProducerStates {
     }
     if (this.#pendingEpoch !== ref.epoch) {
       // Refs are of the partition's one sequencer: a second epoch would alias ids.
-      invariant(this.#pending.size === 0, 'pending refs of one epoch',
-        { epoch: ref.epoch, pendingEpoch: this.#pendingEpoch });
+      if (this.#pending.size !== 0) {
+        invariant(false, 'pending refs of one epoch',
+          { epoch: ref.epoch, pendingEpoch: this.#pendingEpoch });
+      }
       this.#pendingEpoch = ref.epoch;
     }
     if (this.#pending.has(ref.id)) {

@@ -16,12 +16,17 @@ import { RECORD_BATCH_HEADER_SIZE_BYTES } from './layout.js';
 const VARINT_STEPS = [64, 8192, 2 ** 20, 2 ** 27] as const;
 
 export function recordBatchSizeBytesMin(records: number): number {
-  invariant(Number.isSafeInteger(records) && records >= 1 && records <= 0x7fff_ffff,
-    'records within 1..2^31-1', { records });
+  // Guarded: invariant()'s fields literals would be made per call, i.e. per append (issue 11).
+  if (!(Number.isSafeInteger(records) && records >= 1 && records <= 0x7fff_ffff)) {
+    invariant(false, 'records within 1..2^31-1', { records });
+  }
   let sizeBytes = RECORD_BATCH_HEADER_SIZE_BYTES + 7 * records;
-  for (const step of VARINT_STEPS) sizeBytes += Math.max(0, records - step);
-  invariant(Number.isSafeInteger(sizeBytes) && sizeBytes > RECORD_BATCH_HEADER_SIZE_BYTES,
-    'size is a whole number of bytes', { records, sizeBytes });
+  for (let index = 0; index < VARINT_STEPS.length; index += 1) {
+    sizeBytes += Math.max(0, records - VARINT_STEPS[index]!);
+  }
+  if (!(Number.isSafeInteger(sizeBytes) && sizeBytes > RECORD_BATCH_HEADER_SIZE_BYTES)) {
+    invariant(false, 'size is a whole number of bytes', { records, sizeBytes });
+  }
   return sizeBytes;
 }
 
@@ -39,5 +44,5 @@ export function recordBatchSizeReachable(sizeBytes: number, records: number): bo
   if (sizeBytes < recordBatchSizeBytesMin(records)) return false;
   if (records > 1) return true;
   const recordBytes = sizeBytes - RECORD_BATCH_HEADER_SIZE_BYTES;
-  return !ONE_RECORD_SIZES_UNREACHABLE.some((unreachable) => unreachable === recordBytes);
+  return !(ONE_RECORD_SIZES_UNREACHABLE as readonly number[]).includes(recordBytes);
 }
