@@ -107,7 +107,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
-    busyPoll: opts.busyPoll });
+    busyPoll: opts.busyPoll, sharedHeaders: true }); // the control channel copies what it keeps
   let timer: NodeJS.Timeout | undefined;
   let ticking = true; // partitions' own timers (a blocking lease's cut) run only while true
   const quiesce = (): void => { // stopping or fenced: no more expiry, cuts or pushes

@@ -69,7 +69,8 @@ function acquireTransport(options: TransportOptions, log: Logger): SharedTranspo
     shared.users += 1;
     return shared;
   }
-  const transport = Transport.open(options);
+  // The control channel is the only message handler, and it copies what it keeps.
+  const transport = Transport.open({ ...options, sharedHeaders: true });
   const channel = new ControlChannel(transport, log.child({ component: 'control' }));
   shared = { transport, channel, options, users: 1 };
   return shared;

@@ -29,6 +29,8 @@ export interface TransportNativeOptions {
   requestBytesMax: number;
   /** Largest two-sided message payload accepted from a peer (larger: rejected/dropped). */
   messageBytesMax: number;
+  /** Eager messages' headers as views of one reused buffer (TransportOptions.sharedHeaders). */
+  sharedHeaders: boolean;
 }
 
 /** Event kinds, as native/transport.h's EventKind. */

@@ -67,6 +67,14 @@ export interface TransportOptions {
    * anything. Default 9 MiB (control messages are at most 8 MiB). At most 2^31.
    */
   messageBytesMax?: number;
+  /**
+   * Hand each eager message's header to deliver() as a view of one buffer that the next
+   * message overwrites, instead of a new Buffer per message (issue 11: most of what a broker's
+   * message events allocated). Only for a message handler that reads the header before
+   * deliver() returns and keeps no reference to it (the control channel: its decoders copy).
+   * Default false.
+   */
+  sharedHeaders?: boolean;
 }
 
 /** A grant as a client names it: id, epoch and the grant's secret key. */
@@ -163,6 +171,7 @@ function nativeOptions(options: TransportOptions): TransportNativeOptions {
       REQUEST_BYTES_MAX_DEFAULT, 1, 2 ** 31),
     messageBytesMax: checkCount('messageBytesMax', options.messageBytesMax ??
       MESSAGE_BYTES_MAX_DEFAULT, 0, 2 ** 31),
+    sharedHeaders: options.sharedHeaders ?? false,
   };
 }
 

@@ -51,6 +51,12 @@ struct State {
   // One empty payload for every message that has none (all fixed-layout ones): a new array
   // per message was most of what the broker's event callbacks allocated (issue 11).
   Napi::Reference<Napi::Uint8Array> empty;
+  // sharedHeaders: eager messages' headers are copied into one buffer and handed to JS as a
+  // view of their length (one per length, made once) instead of a new Buffer per message.
+  bool shared_headers = false;
+  Napi::Reference<Napi::ArrayBuffer> header_buffer;
+  uint8_t* header_data = nullptr;
+  std::vector<Napi::Reference<Napi::Uint8Array>> header_views;
   std::unordered_map<uint64_t, Placed> placed;
   bool dispatching = false;  // dispatch_events is handing its events to JS right now
   bool closed = false;       // closed by a callback while dispatching: freed when that ends
@@ -114,6 +120,24 @@ Napi::Value make_uint8(Napi::Env env, State& state, uint8_t* owned, uint64_t len
   return buffer;
 }
 
+// An eager message's header in the shared buffer, valid until the next event (see State).
+Napi::Value shared_header(Napi::Env env, State& state, const std::vector<uint8_t>& header) {
+  const size_t length = header.size();
+  PMQ_ASSERT(length <= transport::kUserHeaderBytesMax);  // the AM handler drops larger ones
+  if (state.header_data == nullptr) {
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, transport::kUserHeaderBytesMax);
+    state.header_buffer = Napi::Persistent(buffer);
+    state.header_data = static_cast<uint8_t*>(buffer.Data());
+    state.header_views.resize(transport::kUserHeaderBytesMax + 1);
+  }
+  Napi::Reference<Napi::Uint8Array>& view = state.header_views[length];
+  if (view.IsEmpty()) {
+    view = Napi::Persistent(Napi::Uint8Array::New(env, length, state.header_buffer.Value(), 0));
+  }
+  if (length > 0) std::memcpy(state.header_data, header.data(), length);
+  return view.Value();
+}
+
 Napi::Value event_payload(Napi::Env env, State& state, transport::Event& event,
                           Napi::Value* header_p) {
   if (event.kind == transport::EventKind::place) {
@@ -122,7 +146,9 @@ Napi::Value event_payload(Napi::Env env, State& state, transport::Event& event,
   }
   if (event.kind != transport::EventKind::message) return env.Undefined();
   if (event.id == 0) {  // eager: the copy made in the AM handler becomes the JS buffer
-    *header_p = Napi::Buffer<uint8_t>::Copy(env, event.header.data(), event.header.size());
+    *header_p = state.shared_headers
+                    ? shared_header(env, state, event.header)
+                    : Napi::Buffer<uint8_t>::Copy(env, event.header.data(), event.header.size());
     Napi::Value payload = make_uint8(env, state, event.payload, event.length);
     event.payload = nullptr;
     return payload;
@@ -239,6 +265,7 @@ Napi::Value transport_open(const Napi::CallbackInfo& info) {
   state->id = id;
   state->transport = transport;
   state->env = env;
+  state->shared_headers = info[0].As<Napi::Object>().Get("sharedHeaders").ToBoolean().Value();
   state->on_event = Napi::Persistent(info[1].As<Napi::Function>());
   Napi::Object resource = Napi::Object::New(env);
   state->resource = Napi::Persistent(resource);

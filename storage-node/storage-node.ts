@@ -97,7 +97,7 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   log: Logger): StorageNode {
   const direct = opts.direct ?? false;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
-    busyPoll: opts.busyPoll, direct });
+    busyPoll: opts.busyPoll, direct, sharedHeaders: true }); // the control channel copies
   let address: { host: string; port: number };
   let nativePersist = false;
   const grants = new GrantRegistry(transport);

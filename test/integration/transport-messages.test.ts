@@ -79,3 +79,32 @@ t.test('busy-poll mode carries messages too', async (t) => {
     t.equal(got.sha, sha256(pattern(64, i)));
   }
 });
+
+// sharedHeaders (issue 11): each eager header is a view of one buffer, the same view for the
+// same length, overwritten by the next message; what deliver() reads is always its own header.
+t.test('shared headers: right bytes per message, one view per length, reused', async (t) => {
+  const peer = await spawnPeer(testOptions('sm,tcp'), t);
+  const transport = Transport.open(testOptions('sm,tcp', { sharedHeaders: true }));
+  t.teardown(async () => { transport.close(); await peer.stop(); });
+  const seen: { text: string; view: Uint8Array }[] = [];
+  let wake: (() => void) | undefined;
+  transport.setMessageHandler({
+    deliver(_ep, header) {
+      seen.push({ text: Buffer.from(header).toString(), view: header });
+      wake?.();
+    },
+  });
+  const ep = await connectRetrying(transport, peer.host, peer.port);
+  const accepted = await peer.nextEvent('accepted');
+  const headers = ['a', 'bb', 'a', 'ccc', 'bb', 'x'.repeat(4096), 'a'];
+  for (const header of headers) {
+    await peer.call('send', { ep: accepted.ep, size: 16, seed: 1, header });
+  }
+  while (seen.length < headers.length) await new Promise<void>((resolve) => { wake = resolve; });
+  t.same(seen.map((s) => s.text), headers, 'each message read its own header bytes');
+  t.equal(seen[0]!.view, seen[2]!.view, 'one view per length, reused');
+  t.equal(seen[1]!.view, seen[4]!.view);
+  t.equal(seen[0]!.view.buffer, seen[3]!.view.buffer, 'every view over one buffer');
+  // The last message ('a') overwrote byte 0 of the 4096 x's before it.
+  t.equal(Buffer.from(seen[1]!.view).toString(), 'ax', 'a kept view shows later messages');
+});
