@@ -105,8 +105,12 @@ export class SequencedSegment {
   readonly sizeBytes: number;
   state: SegmentState;
   positionNext: number;
-  written: Watermark;
-  durable: Watermark;
+  /**
+   * Refilled in place as they advance (no record per batch, issue 11): read them, never keep
+   * them; view() and fetchView hand out copies.
+   */
+  readonly written: { position: number; offsetLast: number };
+  readonly durable: { position: number; offsetLast: number };
   /** The one persist request issued and not yet answered. */
   persisting: PersistRequest | null = null;
   /** Not yet durable, in position order; the first #writtenCount are written pieces. */
@@ -119,8 +123,8 @@ export class SequencedSegment {
     this.baseOffset = added.baseOffset;
     this.sizeBytes = added.sizeBytes;
     this.state = state;
-    this.durable = durable;
-    this.written = durable;
+    this.durable = { position: durable.position, offsetLast: durable.offsetLast };
+    this.written = { position: durable.position, offsetLast: durable.offsetLast };
     this.positionNext = durable.position;
     if (!(durable.position <= added.sizeBytes)) {
       invariant(false, 'durable watermark inside the segment',
@@ -288,8 +292,8 @@ export class SequencedSegment {
       if (!Number.isSafeInteger(next.baseOffset + next.records)) {
         invariant(false, 'offsets below 2^53', { baseOffset: next.baseOffset });
       }
-      this.written = { position: next.position + next.bytes,
-        offsetLast: next.baseOffset + next.records - 1 };
+      this.written.position = next.position + next.bytes;
+      this.written.offsetLast = next.baseOffset + next.records - 1;
       this.#writtenCount += 1;
     }
     if (!(this.written.position <= this.positionNext)) {
@@ -335,7 +339,8 @@ export class SequencedSegment {
       invariant(false, 'durable only over written bytes',
         { segmentId: this.segmentId, position: request.positionEnd });
     }
-    this.durable = { position: request.positionEnd, offsetLast: request.offsetLast };
+    this.durable.position = request.positionEnd;
+    this.durable.offsetLast = request.offsetLast;
     this.persisting = null;
     if (request.seal) {
       if (!(this.state === 'sealing' && this.durable.position === this.positionNext)) {
@@ -377,7 +382,8 @@ export class SequencedSegment {
     return {
       segmentId: this.segmentId, chainPosition: this.chainPosition, baseOffset: this.baseOffset,
       sizeBytes: this.sizeBytes, state: this.state, positionNext: this.positionNext,
-      durable: this.durable, written: this.written, persistInFlight: this.persisting,
+      durable: { ...this.durable }, written: { ...this.written },
+      persistInFlight: this.persisting,
     };
   }
 }

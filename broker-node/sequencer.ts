@@ -460,7 +460,7 @@ export class Sequencer {
       invariant(false, 'fetch view covers the offset', { offset, segmentId: segment.segmentId });
     }
     return { segmentId: segment.segmentId, chainPosition: segment.chainPosition,
-      baseOffset: segment.baseOffset, watermark: segment.durable,
+      baseOffset: segment.baseOffset, watermark: { ...segment.durable },
       sealed: segment.state === 'sealed' };
   }
 
