@@ -117,7 +117,8 @@ function fileBytes(path: string, address: number, length: number): Uint8Array {
 const batch = encodeRecordBatch(records, { baseOffset: 0, timestampDefault: 1_700_000_000_000 });
 /** The piece of a persist that covers `batch` written at segment position 0. */
 const firstBatch = [{ position: 0, baseOffset: 0, bytes: batch.byteLength, records: 5 }];
-const allocate = { topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0 };
+const allocate = { topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0,
+  sizeBytesMin: 0 };
 
 t.test('a persisted batch survives SIGKILL and reads back byte for byte', async (t) => {
   const region = join(dir, 'durable.region');

@@ -59,7 +59,7 @@ t.test('gathered writes land as one write; bad ones are refused, the node keeps 
     await helloWithKey(channel, ep, testKey(keyFile), { epoch: 1, instance: 0x10f }, 'test',
       5000);
     const segment = await call(ep, 'segmentAllocate', { epoch: 1, topic: 'iov', partition: 0,
-      chainPosition: 0, baseOffset: 0 }) as Message<'segment'>;
+      chainPosition: 0, baseOffset: 0, sizeBytesMin: 0 }) as Message<'segment'>;
     const base = { session: BROKER_SESSION, key: 1, epoch: 1, segmentIndex: 0, position: 0,
       sizeBytes: 4 * MIB };
     await call(ep, 'grantCreate', { ...base, grantId: 1, direction: 'write' });
