@@ -48,7 +48,8 @@ function textVisitor(): InspectVisitor {
       current = s;
       out(`${describeSegment(s)}: ${s.state}, base offset ${s.baseOffset}, watermark ` +
         `position ${s.watermark.position} offsetLast ${s.watermark.offsetLast}, address ` +
-        `${s.address}, size ${formatBytes(s.sizeBytes)}, generation ${s.generation}, epoch ${s.epoch}\n`);
+        `${s.address}, size ${formatBytes(s.sizeBytes)}, generation ${s.generation}, epoch ` +
+        `${s.epoch}\n`);
     },
     batch(b: BatchSummary, records: DecodedRecord[] | null): void {
       out(`  batch at ${b.position}: offsets ${b.baseOffset}..${b.lastOffset}, ${b.records} ` +

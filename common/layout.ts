@@ -1,9 +1,9 @@
 /**
  * The on-media layout of a storage region, format version 2: two superblock copies, the segment
  * table (two slots per entry), then the data area, where each live entry owns a power-of-two
- * range of its own size (segments sized to need; storage-node/segment-space.ts allocates). docs/region-format.md describes every byte;
- * this module is its executable form and must change with it (and with native/layout.h once the
- * addon reads the layout too).
+ * range of its own size (segments sized to need; storage-node/segment-space.ts allocates).
+ * docs/region-format.md describes every byte; this module is its executable form and must
+ * change with it (and with native/persist_native.cc, which reads the entry fields it needs).
  *
  * Pure: encode into and decode from a caller's Uint8Array; no I/O, no persistence ordering
  * (storage-node/region-store.ts owns that). All integers are little-endian. 64-bit fields hold

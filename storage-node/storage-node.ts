@@ -212,7 +212,8 @@ function logRecovery(store: RegionStore, opts: StorageNodeOptions, log: Logger,
   }
   log.info({ regionId: sb.regionId, nodeId: sb.nodeId, epoch: sb.epoch,
     segmentSizeBytes: sb.segmentSizeBytes, segmentSizeBytesMin: sb.segmentSizeBytesMin,
-    segmentCount: sb.segmentCount, ...store.space(), free: count('free'), active: count('active'), sealed: count('sealed'),
+    segmentCount: sb.segmentCount, ...store.space(), free: count('free'),
+    active: count('active'), sealed: count('sealed'),
     superblockFallback: superblockFallback !== null, entryFallbacks: entryFallbacks.length,
     timeMs, watermarks: live.slice(0, 64) }, 'region recovered');
   if (live.length > 64) log.debug({ watermarks: live }, 'region recovered: all watermarks');

@@ -185,8 +185,8 @@ export type MessageKind = keyof typeof MESSAGES;
 
 /** Kinds that answer a request (matched by id); every other kind is a request. */
 const REPLY_KIND_LIST = [
-  'error', 'done', 'topicCreated', 'welcome', 'topics', 'topicInfo', 'producerId', 'leased', 'acked',
-  'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
+  'error', 'done', 'topicCreated', 'welcome', 'topics', 'topicInfo', 'producerId', 'leased',
+  'acked', 'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
   'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined', 'metaAppended',
   'metaValues', 'subscribed',
 ] as const satisfies readonly MessageKind[];

@@ -326,7 +326,7 @@ t.test('a full region says what to do; a freed segment can be allocated again', 
     await call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition });
   }
   await t.rejects(call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition: 3 }),
-    { code: 'PMQ_ERR_REGION_FULL', message: /segmentFree/, retriable: true });
+    { code: 'PMQ_ERR_REGION_FULL', message: /segmentFree/, retriable: false });
   await t.rejects(call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition: 1 }),
     { code: 'PMQ_ERR_SEGMENT_EXISTS' });
   await call(ep, 'segmentFree', { epoch: 1, segmentIndex: 0 });

@@ -9,7 +9,8 @@ import {
   LAYOUT_ALIGNMENT_BYTES, SEGMENT_ENTRY_FIELD_AT, SEGMENT_ENTRY_SIZE_BYTES,
   SUPERBLOCK_FIELD_AT, SUPERBLOCK_HEADER_SIZE_BYTES, TABLE_ADDRESS, TABLE_BYTES_PER_SEGMENT,
   computeGeometry, decodeSegmentEntry, decodeSuperblock, encodeSegmentEntry, encodeSuperblock,
-  geometryProblem, rangeProblem, superblockAddress, type DataArea, type EntryContext, type SegmentEntry, type Superblock,
+  geometryProblem, rangeProblem, superblockAddress, type DataArea, type EntryContext,
+  type SegmentEntry, type Superblock,
   getI64, getU64, setI64, setU64,
 } from '../../common/layout.js';
 import { LIMITS } from '../../common/limits.js';
