@@ -54,7 +54,7 @@ const concat = (pieces: readonly Uint8Array[]): Buffer => Buffer.concat(pieces);
 t.test('gathered writes land as one write; bad ones are refused, the node keeps serving',
   async (t) => {
     node = await startStorage(keyFile, ['--path', region, '--size', '8MiB',
-      '--segment-size', '4MiB', '--node-id', '3']);
+      '--segment-size', '4MiB', '--first-segment-size', '4MiB', '--node-id', '3']);
     const ep = await transport.connect(node.host, node.port);
     await helloWithKey(channel, ep, testKey(keyFile), { epoch: 1, instance: 0x10f }, 'test',
       5000);
