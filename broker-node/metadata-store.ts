@@ -276,8 +276,10 @@ export class MetadataStore {
 
   /** Refuses a new entry when the snapshot would outgrow what one append may carry. */
   #reserve(op: Op): void {
-    const limit = Math.min(METADATA_VALUE_BYTES_MAX, Math.floor(this.#use.sizeBytes / 2) ||
-      METADATA_VALUE_BYTES_MAX);
+    // Half the largest segment: a snapshot's segment is sized to it (storage-node/metadata-log.ts),
+    // the current one may be smaller.
+    const limit = Math.min(METADATA_VALUE_BYTES_MAX,
+      Math.floor(this.pool.segmentSizeBytesMax() / 2) || METADATA_VALUE_BYTES_MAX);
     if (this.#stateBytes + opBytes(op) > limit) {
       throw new PmqError('PMQ_ERR_LIMIT', `the cluster metadata would exceed ${limit} bytes ` +
         '(half a storage segment, at most 7 MiB): delete topics or groups, or use larger ' +

@@ -223,7 +223,7 @@ export class Partition {
     // A cut comes well before the expiry it stands in for (tests run with short timeouts).
     const leaseBlockingIdleMs = Math.min(SEQUENCER_LIMITS.leaseBlockingIdleMsDefault,
       Math.floor(deps.reservationTimeoutMs / 2));
-    return { epoch: deps.pool.epoch, segmentSizeBytes: deps.pool.segmentSizeBytesMin(),
+    return { epoch: deps.pool.epoch, segmentSizeBytes: deps.pool.segmentSizeBytesMax(),
       reservationTimeoutMs: deps.reservationTimeoutMs, leaseBlockingIdleMs };
   }
 
@@ -292,7 +292,7 @@ export class Partition {
         producer: String(grantId), holder: String(sessionId), now: this.deps.now() });
       if (result.kind === 'need-segment') {
         if (result.persist !== null) this.#issuePersist(result.persist);
-        await this.#allocate(result.chainPosition, result.baseOffset);
+        await this.#allocate(result.chainPosition, result.baseOffset, result.sizeBytesMin);
         continue;
       }
       if (result.kind === 'wait') {
@@ -765,20 +765,37 @@ export class Partition {
     return place;
   }
 
-  /** Allocates the segment a need-segment asked for, once per chain position. */
-  #allocate(chainPosition: number, baseOffset: number): Promise<void> {
+  /**
+   * Allocates the segment a need-segment asked for, once per chain position, on a node with
+   * room for `sizeBytesMin`; a node that answers PMQ_ERR_REGION_FULL is passed over for the
+   * others, and when none is left the producer hears PMQ_ERR_REGION_FULL at once (final).
+   */
+  #allocate(chainPosition: number, baseOffset: number, sizeBytesMin: number): Promise<void> {
     if (this.#allocating?.chainPosition === chainPosition) return this.#allocating.done;
     const done = (async () => {
       const { pool } = this.deps;
-      const nodeId = pool.chooseNode();
-      const reply = await pool.request(nodeId, 'segmentAllocate', { topic: this.topic,
-        partition: this.partition, chainPosition, baseOffset });
+      const full = new Set<number>();
+      let nodeId = pool.chooseNode(sizeBytesMin);
+      let reply;
+      for (;;) {
+        try {
+          reply = await pool.request(nodeId, 'segmentAllocate', { topic: this.topic,
+            partition: this.partition, chainPosition, baseOffset, sizeBytesMin });
+          break;
+        } catch (error) {
+          if (!(error instanceof PmqError && error.code === 'PMQ_ERR_REGION_FULL')) throw error;
+          full.add(nodeId);
+          const next = nextNode(pool, sizeBytesMin, full);
+          if (next === null) throw error; // the node's own words: what is full and what to do
+          nodeId = next;
+        }
+      }
       if (reply.kind !== 'segment' || reply.chainPosition !== chainPosition ||
           reply.baseOffset !== baseOffset) {
         throw new PmqError('PMQ_ERR_PROTOCOL', `segmentAllocate answered ${reply.kind} for ` +
           'another chain place', { retriable: true });
       }
-      pool.countSegment(nodeId, 1);
+      pool.countSegment(nodeId, 1, reply.sizeBytes);
       if (this.#closed) return;
       const segmentId = segmentIdOf(nodeId, reply.segmentIndex);
       this.places.set(segmentId, { nodeId, segmentIndex: reply.segmentIndex,
@@ -897,7 +914,7 @@ export class Partition {
       place.readGrants.clear();
       await this.deps.pool.request(place.nodeId, 'segmentFree',
         { segmentIndex: place.segmentIndex });
-      this.deps.pool.countSegment(place.nodeId, -1);
+      this.deps.pool.countSegment(place.nodeId, -1, place.sizeBytes);
       this.places.delete(segmentId);
     } catch (error) {
       // Left allocated: the next recovery frees it (its topic is gone, or it is an orphan).
@@ -909,6 +926,16 @@ export class Partition {
 function asPmqError(error: Error): PmqError {
   if (error instanceof PmqError) return error;
   invariant(false, 'appends fail with PmqErrors only', { error: String(error) });
+}
+
+/** Another node with room after `full` answered PMQ_ERR_REGION_FULL, or null. */
+function nextNode(pool: PartitionDeps['pool'], sizeBytes: number,
+  full: ReadonlySet<number>): number | null {
+  try {
+    return pool.chooseNode(sizeBytes, full);
+  } catch {
+    return null;
+  }
 }
 
 /** Revokes a grant; a grant the storage node does not know (any more) counts as revoked. */

@@ -23,7 +23,8 @@ export function registerQuarantineHandlers(serve: Serve, context: ServerContext)
     }
     access.check(session, topicOf(segment.topic), 'delete');
     await deps.pool.request(segment.nodeId, 'segmentFree', { segmentIndex: segment.segmentIndex });
-    deps.pool.countSegment(segment.nodeId, -1);
+    deps.pool.countSegment(segment.nodeId, -1,
+      quarantine.sizeBytesOf(segment.nodeId, segment.segmentIndex));
     quarantine.remove(segment.nodeId, segment.segmentIndex);
     log.warn({ ...segment, principal: session.principal }, 'quarantined segment freed on request');
     return { kind: 'done', body: {} };

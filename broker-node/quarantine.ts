@@ -28,6 +28,8 @@ export interface QuarantinedSegment {
 
 export class Quarantine {
   readonly #segments = new Map<string, QuarantinedSegment>();
+  /** Each one's size (segments are sized to need), for the pool's count when it is freed. */
+  readonly #sizes = new Map<string, number>();
 
   static keyOf(nodeId: number, segmentIndex: number): string {
     return `${nodeId}/${segmentIndex}`;
@@ -39,6 +41,11 @@ export class Quarantine {
       chainPosition: entry.chainPosition, baseOffset: entry.baseOffset,
       position: entry.position, offsetLast: entry.offsetLast, sealed: entry.state === 'sealed',
       reason });
+    this.#sizes.set(Quarantine.keyOf(nodeId, entry.segmentIndex), entry.sizeBytes);
+  }
+
+  sizeBytesOf(nodeId: number, segmentIndex: number): number {
+    return this.#sizes.get(Quarantine.keyOf(nodeId, segmentIndex)) ?? 0;
   }
 
   get size(): number {
@@ -55,6 +62,7 @@ export class Quarantine {
 
   remove(nodeId: number, segmentIndex: number): void {
     this.#segments.delete(Quarantine.keyOf(nodeId, segmentIndex));
+    this.#sizes.delete(Quarantine.keyOf(nodeId, segmentIndex));
   }
 
   /** True while any quarantined segment names this topic. */

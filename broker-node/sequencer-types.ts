@@ -24,7 +24,11 @@ export interface SequencerConfig {
    * by an earlier broker instance and is refused.
    */
   readonly epoch: number;
-  /** Size of the segments the broker allocates for this partition (a region's geometry). */
+  /**
+   * The largest segment the storage nodes allocate (a region's geometry): no batch may be
+   * larger. Segments themselves are sized by the storage node (small first, growing; at least
+   * the batch that asked for one), and each one's size comes with it (SegmentAdded).
+   */
   readonly segmentSizeBytes: number;
   /** Default SEQUENCER_LIMITS.reservationTimeoutMsDefault. */
   readonly reservationTimeoutMs?: number;
@@ -117,6 +121,8 @@ export type LeaseResult =
     readonly kind: 'need-segment';
     readonly chainPosition: number;
     readonly baseOffset: number;
+    /** The new segment must hold at least this: the batch that did not fit. */
+    readonly sizeBytesMin: number;
     /** Sealing made a persist due (the segment's seal, when all of it was durable already). */
     readonly persist: PersistRequest | null;
   }

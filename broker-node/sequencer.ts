@@ -196,7 +196,8 @@ export class Sequencer {
       return { kind: 'wait', persist: this.#takePersist() };
     }
     return { kind: 'need-segment', chainPosition: this.#chainPositionNext(),
-      baseOffset: this.offsetNext(), persist: this.#takePersist() };
+      baseOffset: this.offsetNext(), sizeBytesMin: request.bytesMin,
+      persist: this.#takePersist() };
   }
 
   /** The broker allocated the segment a `need-segment` asked for. */
@@ -550,10 +551,14 @@ export class Sequencer {
     return ref;
   }
 
-  /** Checks a lease request (a producer's numbers); returns the lease size to aim for. */
+  /**
+   * Checks a lease request (a producer's numbers); returns the lease size to aim for in a
+   * segment of `segmentSizeBytes`. A batch may be as large as the largest segment: one that
+   * does not fit the current (smaller) segment gets a new one that holds it.
+   */
   #checkLease(request: LeaseRequest, segmentSizeBytes: number): number {
     const { bytes, bytesMin } = request;
-    const limit = Math.min(segmentSizeBytes, RECORD_BATCH_SIZE_BYTES_MAX);
+    const limit = Math.min(this.#settings.segmentSizeBytes, RECORD_BATCH_SIZE_BYTES_MAX);
     if (!Number.isSafeInteger(bytesMin) || bytesMin < FILL_BYTES_MIN ||
         !Number.isSafeInteger(bytes)) {
       throw invalid(`lease of ${bytes} bytes for a batch of ${bytesMin}: both must be whole ` +
@@ -561,7 +566,7 @@ export class Sequencer {
     }
     if (bytesMin > limit) {
       throw new SequencerError('PMQ_ERR_RECORD_TOO_LARGE', `batch of ${bytesMin} bytes exceeds ` +
-        `the ${limit}-byte limit (the partition's segment size): split it into smaller ` +
+        `the ${limit}-byte limit (the largest segment): split it into smaller ` +
         'batches (lower batch.size / max.request.size) or use larger segments');
     }
     if (this.reservationsInFlight() >= this.#settings.reservationsMax) {

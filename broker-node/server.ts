@@ -144,8 +144,28 @@ async function createTopic(context: ServerContext, topic: string, partitions: nu
     list.push(Partition.create(context.deps, topic, partition));
   }
   context.topics.set(topic, list);
-  context.log.info({ topic, partitions }, 'topic created');
-  return DONE;
+  const warning = capacityWarning(context, topic, partitions);
+  context.log.info({ topic, partitions, warning }, 'topic created');
+  return { kind: 'topicCreated', body: { warning } };
+}
+
+/**
+ * '' or why not every partition can get a first segment: partitions get one at their first
+ * record, so all those without one (this topic's and older ones') are compared with the
+ * first segments the storage nodes still have room for (the pool's count: an estimate).
+ */
+function capacityWarning(context: ServerContext, topic: string, partitions: number): string {
+  let waiting = 0;
+  for (const list of context.topics.values()) {
+    for (const partition of list) if (partition.places.size === 0) waiting += 1;
+  }
+  const free = context.deps.pool.firstSegmentsFree();
+  if (waiting <= free) return '';
+  return `the storage nodes have room for about ${free} more first segments, and ${waiting} ` +
+    `partitions (${partitions} of them ${topic}'s) have none yet: partitions past that get ` +
+    'PMQ_ERR_REGION_FULL at their first record. Use fewer partitions, delete topics, add ' +
+    'storage nodes or use larger regions (or smaller first segments: pmq storage ' +
+    '--first-segment-size)';
 }
 
 async function deleteTopic(context: ServerContext, topic: string): Promise<Reply> {
@@ -257,7 +277,7 @@ function checkGroup(group: string): void {
 
 /** The smallest segment of the pool's nodes (a batch must fit one), or 0 while none is known. */
 function segmentSizeBytesOf(pool: ServerContext['deps']['pool']): number {
-  const size = pool.segmentSizeBytesMin();
+  const size = pool.segmentSizeBytesMax();
   return Number.isSafeInteger(size) && size > 0 ? size : 0;
 }
 

@@ -46,7 +46,13 @@ interface StorageNodeState {
   readonly address: HostPort;
   nodeId: number;
   regionId: string;
+  /** The largest segment the node allocates; the smallest (a first segment). */
   segmentSizeBytes: number;
+  segmentSizeBytesMin: number;
+  /** The node's data area, and the bytes of it this broker knows to be in segments. */
+  dataSizeBytes: number;
+  bytesUsed: number;
+  /** Segment-table entries (the most segments at once), and those in use. */
   segmentCount: number;
   segmentsUsed: number;
   /** Free segments data may not take: the metadata log's next snapshot needs one. */
@@ -56,6 +62,9 @@ interface StorageNodeState {
 }
 
 export const STORAGE_REQUEST_TIMEOUT_MS = 10_000;
+
+const shareUsed = (node: StorageNodeState): number =>
+  node.dataSizeBytes > 0 ? node.bytesUsed / node.dataSizeBytes : 1;
 
 function isStale(error: unknown): boolean {
   return error instanceof PmqError && error.code === 'PMQ_ERR_EPOCH_STALE';
@@ -105,8 +114,8 @@ export class StoragePool {
     private readonly log: Logger, private readonly onFenced: (why: string) => void) {
     invariant(addresses.length > 0, 'at least one storage node');
     this.#nodes = addresses.map((address) => ({ address, nodeId: -1, regionId: '',
-      segmentSizeBytes: 0, segmentCount: 0, segmentsUsed: 0, segmentsReserved: 0, ep: null,
-      reconnecting: false }));
+      segmentSizeBytes: 0, segmentSizeBytesMin: 0, dataSizeBytes: 0, bytesUsed: 0,
+      segmentCount: 0, segmentsUsed: 0, segmentsReserved: 0, ep: null, reconnecting: false }));
     const onGone = (ep: Endpoint): void => this.#onEndpointGone(ep);
     transport.on('closed', onGone);
     transport.on('error', onGone);
@@ -162,25 +171,49 @@ export class StoragePool {
     return this.#nodes.map((node) => ({ nodeId: node.nodeId, ...node.address }));
   }
 
-  segmentSizeBytesMin(): number {
+  /** The largest segment every node allocates: no batch may be larger. */
+  segmentSizeBytesMax(): number {
     return Math.min(...this.#nodes.map((node) => node.segmentSizeBytes));
   }
 
-  /** Where the next segment goes: the connected node with the smallest share in use. */
-  chooseNode(): number {
+  /**
+   * Where the next segment (of at least `sizeBytes`) goes: the connected node with the
+   * smallest share of its data area in use, among those not in `exclude` (nodes that just
+   * answered PMQ_ERR_REGION_FULL). By this broker's count, which is an estimate (the
+   * metadata log's segments are not in it): the node's own answer is final.
+   */
+  chooseNode(sizeBytes = 0, exclude?: ReadonlySet<number>): number {
     let best: StorageNodeState | null = null;
     for (const node of this.#nodes) {
-      if (node.ep === null ||
-        node.segmentsUsed + node.segmentsReserved >= node.segmentCount) continue;
-      const share = node.segmentsUsed / node.segmentCount;
-      if (best === null || share < best.segmentsUsed / best.segmentCount) best = node;
+      if (node.ep === null || exclude?.has(node.nodeId) === true ||
+        node.segmentsUsed + node.segmentsReserved >= node.segmentCount ||
+        node.dataSizeBytes - node.bytesUsed < Math.max(sizeBytes, node.segmentSizeBytesMin)) {
+        continue;
+      }
+      if (best === null || shareUsed(node) < shareUsed(best)) best = node;
     }
-    if (best === null) throw this.#noFreeSegment();
+    if (best === null) throw this.#noFreeSegment(exclude?.size ?? 0);
     return best.nodeId;
   }
 
+  /**
+   * How many more first (smallest) segments the connected nodes can give by this broker's
+   * count: the topic-create warning compares partitions without a segment with it.
+   */
+  firstSegmentsFree(): number {
+    let free = 0;
+    for (const node of this.#nodes) {
+      if (node.ep === null || node.segmentSizeBytesMin === 0) continue;
+      const entries = node.segmentCount - node.segmentsUsed - node.segmentsReserved;
+      const bytes = Math.floor((node.dataSizeBytes - node.bytesUsed) / node.segmentSizeBytesMin) -
+        node.segmentsReserved;
+      free += Math.max(0, Math.min(entries, bytes));
+    }
+    return free;
+  }
+
   /** Why no node can take a segment: every connected region is full, or none is connected. */
-  #noFreeSegment(): PmqError {
+  #noFreeSegment(refused: number): PmqError {
     const connected = this.#nodes.filter((node) => node.ep !== null);
     const away = this.#nodes.length - connected.length;
     if (connected.length === 0) {
@@ -191,11 +224,18 @@ export class StoragePool {
       node.segmentsReserved, 0);
     const count = connected.reduce((sum, node) => sum + node.segmentCount, 0);
     const reserved = connected.reduce((sum, node) => sum + node.segmentsReserved, 0);
-    return new PmqError('PMQ_ERR_REGION_FULL', `region full: all ${count} segments of the ` +
-      `connected storage nodes are in use (${used} of ${count}` +
-      (reserved > 0 ? `, ${reserved} kept free for the metadata log)` : ')') +
+    const bytesFree = connected.reduce((sum, node) => sum + node.dataSizeBytes - node.bytesUsed,
+      0);
+    // Final (not retriable): space comes back only when segments are freed (a topic deleted,
+    // retention), so the producer is told now rather than after its retries (issue 12).
+    return new PmqError('PMQ_ERR_REGION_FULL', `region full: the connected storage nodes have ` +
+      `no room for another segment (${used} of ${count} segment entries in use` +
+      (reserved > 0 ? `, ${reserved} kept free for the metadata log` : '') +
+      `, about ${bytesFree} bytes free` +
+      (refused > 0 ? `, ${refused} node(s) answered region full` : '') + ')' +
       (away > 0 ? `, ${away} storage node(s) not connected` : '') +
-      ': delete topics, add storage nodes, or use larger regions', { retriable: true });
+      ': delete topics (or let retention free segments), add storage nodes, or use larger ' +
+      'regions', { retriable: false });
   }
 
   /**
@@ -206,10 +246,11 @@ export class StoragePool {
     this.#node(nodeId).segmentsReserved = count;
   }
 
-  /** Counts a segment allocated (+1) or freed (-1) on a node, for placement. */
-  countSegment(nodeId: number, delta: 1 | -1): void {
+  /** Counts a segment of `sizeBytes` allocated (+1) or freed (-1) on a node, for placement. */
+  countSegment(nodeId: number, delta: 1 | -1, sizeBytes = 0): void {
     const node = this.#node(nodeId);
     node.segmentsUsed += delta;
+    node.bytesUsed = Math.max(0, node.bytesUsed + delta * sizeBytes);
     invariant(node.segmentsUsed >= 0 && node.segmentsUsed <= node.segmentCount,
       'segments used within the region', { nodeId, used: node.segmentsUsed });
   }
@@ -311,8 +352,11 @@ export class StoragePool {
     node.nodeId = info.nodeId;
     node.regionId = info.regionId;
     node.segmentSizeBytes = info.segmentSizeBytes;
+    node.segmentSizeBytesMin = info.segmentSizeBytesMin;
+    node.dataSizeBytes = info.dataSizeBytes;
     node.segmentCount = info.segmentCount;
     node.segmentsUsed = info.segments.length;
+    node.bytesUsed = info.segments.reduce((sum, segment) => sum + segment.sizeBytes, 0);
     this.#byNodeId.set(info.nodeId, node);
   }
 

@@ -102,6 +102,8 @@ async function runDev(opts: DevCliOptions): Promise<void> {
   const storage = await startChild(['storage', '--path', opts.path, '--listen', opts.listen,
     ...(opts.size === undefined ? [] : ['--size', opts.size]),
     ...(opts.segmentSize === undefined ? [] : ['--segment-size', opts.segmentSize]),
+    ...(opts.firstSegmentSize === undefined ? [] :
+      ['--first-segment-size', opts.firstSegmentSize]),
     ...(opts.nodeId === undefined ? [] : ['--node-id', String(opts.nodeId)]),
     ...(opts.direct ? ['--direct'] : []),
     '--cluster-key-file', keyFile, ...transportArgs(opts)],

@@ -38,7 +38,8 @@ function textVisitor(): InspectVisitor {
         `superblock: copy ${r.superblockCopy} (sequence ${sb.sequence}), region id ` +
         `${sb.regionId}, node ${sb.nodeId}, epoch ${sb.epoch}, created ` +
         `${new Date(sb.createdAtMs).toISOString()}\n` +
-        `segment table: ${sb.segmentCount} segments of ${formatBytes(sb.segmentSizeBytes)} ` +
+        `segment table: ${sb.segmentCount} entries, segments of ` +
+        `${formatBytes(sb.segmentSizeBytesMin)}..${formatBytes(sb.segmentSizeBytes)} ` +
         `(${sb.segmentCount - r.segmentsFree} live, ${r.segmentsFree} free), table at ` +
         `${sb.tableAddress}, data at ${sb.dataAddress}\n`);
       for (const fallback of r.fallbacks) out(`note: ${fallback}\n`);
@@ -47,7 +48,8 @@ function textVisitor(): InspectVisitor {
       current = s;
       out(`${describeSegment(s)}: ${s.state}, base offset ${s.baseOffset}, watermark ` +
         `position ${s.watermark.position} offsetLast ${s.watermark.offsetLast}, address ` +
-        `${s.address}, generation ${s.generation}, epoch ${s.epoch}\n`);
+        `${s.address}, size ${formatBytes(s.sizeBytes)}, generation ${s.generation}, epoch ` +
+        `${s.epoch}\n`);
     },
     batch(b: BatchSummary, records: DecodedRecord[] | null): void {
       out(`  batch at ${b.position}: offsets ${b.baseOffset}..${b.lastOffset}, ${b.records} ` +

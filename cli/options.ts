@@ -32,8 +32,11 @@ export function addStorageOptions(command: Command, defaultListen: string,
     .addOption(busyPollOption(busyPollWho))
     .option('--direct', 'offer direct mode: consumers on RDMA lanes may read segments ' +
       'one-sided with keys (trusted clients only: a key can also write)', false)
-    .option('--segment-size <bytes>', 'segment size when a blank region is formatted ' +
+    .option('--segment-size <bytes>', 'largest segment when a blank region is formatted ' +
       '(default 64MiB; power of two, 64KiB..4GiB; a formatted region keeps its own)')
+    .option('--first-segment-size <bytes>', 'smallest segment (a partition\'s first; the ' +
+      'next ones double up to --segment-size) when a blank region is formatted (default ' +
+      '256KiB, or --segment-size when smaller)')
     .option('--node-id <n>', 'storage node id when a blank region is formatted (default 0; ' +
       'a formatted region keeps its own)', integerArgument('--node-id', 0, LIMITS.nodeIdMax))
     .addOption(clusterKeyFileOption());
@@ -54,6 +57,7 @@ export interface StorageCliOptions {
   busyPoll: boolean;
   direct: boolean;
   segmentSize?: string;
+  firstSegmentSize?: string;
   nodeId?: number;
   clusterKeyFile?: string;
   logLevel: string;

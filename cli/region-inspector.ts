@@ -215,8 +215,7 @@ export function inspectRegion(path: string, opts: { records: boolean },
       visitor.problem(problem);
     } };
     for (const entry of sortedByPartition(live)) {
-      const segment = { ...entry, address: sb.dataAddress + entry.segmentIndex *
-        sb.segmentSizeBytes, sizeBytes: sb.segmentSizeBytes };
+      const segment = entry; // its entry says where it is and how large (layout 2)
       visitor.segment(segment);
       const [batches, records, bytes] = walkSegment(reader, segment, opts.records, counting);
       totals.batches += batches;

@@ -22,8 +22,11 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
   if (opts.path === DEFAULT_REGION_PATH) mkdirSync(dirname(opts.path), { recursive: true });
   const segmentSizeBytes = opts.segmentSize === undefined ? undefined :
     parseSizeBytes(opts.segmentSize, '--segment-size');
+  const segmentSizeBytesMin = opts.firstSegmentSize === undefined ? undefined :
+    parseSizeBytes(opts.firstSegmentSize, '--first-segment-size');
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
   const node = await startStorageNode({ regionPath: opts.path, sizeBytes, segmentSizeBytes,
+    segmentSizeBytesMin,
     nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
     log });

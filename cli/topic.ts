@@ -63,9 +63,12 @@ export function registerTopicCommand(program: Command): void {
     .requiredOption('--partitions <n>', 'number of partitions',
       integerArgument('--partitions', 1, BROKER_LIMITS.partitionsPerTopicMax)))
     .action(async (name: string, opts: ClientCliOptions & { partitions: number }) => {
-      await run(opts, (client) => client.admin().createTopic(name,
-        { partitions: opts.partitions }));
+      let warning: string | null = null;
+      await run(opts, async (client) => {
+        ({ warning } = await client.admin().createTopic(name, { partitions: opts.partitions }));
+      });
       process.stderr.write(`pmq: topic ${name} created with ${opts.partitions} partitions\n`);
+      if (warning !== null) process.stderr.write(`pmq: warning: ${warning}\n`);
     });
   addClientOptions(topic.command('delete').description('delete a topic and its records')
     .argument('<name>', 'topic name'))

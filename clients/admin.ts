@@ -26,14 +26,21 @@ export interface QuarantinedSegment {
 export class Admin {
   constructor(private readonly connection: Connection, private readonly metadata: Metadata) {}
 
-  async createTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
+  /**
+   * Creates the topic. `warning`: null, or why some partitions may not get a segment (the
+   * storage regions cannot hold a first segment for every partition without one); the topic
+   * exists either way.
+   */
+  async createTopic(topic: string, options: { partitions?: number } = {}):
+    Promise<{ warning: string | null }> {
     const partitions = options.partitions ?? 1;
     if (!Number.isSafeInteger(partitions) || partitions < 1) {
       throw new ArgumentError(`partitions must be an integer ≥ 1, got ${String(partitions)}`);
     }
-    await this.connection.call('topicCreate', { topic, partitions }, 'done',
-      { what: `creating topic ${topic}`, topic });
+    const reply = await this.connection.call('topicCreate', { topic, partitions },
+      'topicCreated', { what: `creating topic ${topic}`, topic });
     this.metadata.forget(topic);
+    return { warning: reply.warning === '' ? null : reply.warning };
   }
 
   async deleteTopic(topic: string): Promise<void> {

@@ -55,7 +55,7 @@ export const ERROR_CODES = {
   PMQ_ERR_REGION_GEOMETRY: fatal('segment size or region size cannot make a region'),
   PMQ_ERR_REGION_CORRUPT: fatal('the region\'s metadata or a committed batch fails its checks'),
   PMQ_ERR_REGION_VERSION: fatal('a layout version this build cannot read'),
-  PMQ_ERR_REGION_FULL: retriable('no free segment to allocate'),
+  PMQ_ERR_REGION_FULL: fatal('no room for a segment: free some (delete topics, retention) first'),
   PMQ_ERR_SEGMENT_UNKNOWN: fatal('segment index outside the table'),
   PMQ_ERR_SEGMENT_STATE: fatal('the segment is not in a state for this request'),
   PMQ_ERR_SEGMENT_BUSY: retriable('another update of the segment is in flight'),

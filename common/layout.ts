@@ -1,8 +1,9 @@
 /**
- * The on-media layout of a storage region, format version 1: two superblock copies, the segment
- * table (two slots per segment), then the segments. docs/region-format.md describes every byte;
- * this module is its executable form and must change with it (and with native/layout.h once the
- * addon reads the layout too).
+ * The on-media layout of a storage region, format version 2: two superblock copies, the segment
+ * table (two slots per entry), then the data area, where each live entry owns a power-of-two
+ * range of its own size (segments sized to need; storage-node/segment-space.ts allocates).
+ * docs/region-format.md describes every byte; this module is its executable form and must
+ * change with it (and with native/persist_native.cc, which reads the entry fields it needs).
  *
  * Pure: encode into and decode from a caller's Uint8Array; no I/O, no persistence ordering
  * (storage-node/region-store.ts owns that). All integers are little-endian. 64-bit fields hold
@@ -17,7 +18,7 @@ import { invariant } from './invariant.js';
 import { LIMITS } from './limits.js';
 import { crc32c } from '../native/crc32c.js';
 
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 /** "PMQREGON": a pmq region. The version is a separate field, not part of the magic. */
 export const REGION_MAGIC = Uint8Array.from([0x50, 0x4d, 0x51, 0x52, 0x45, 0x47, 0x4f, 0x4e]);
 /** Layout granule: every address below is a multiple of it. */
@@ -25,8 +26,12 @@ export const LAYOUT_ALIGNMENT_BYTES = 4096;
 /** The data area is aligned to the formatting machine's page size, at most this. */
 export const DATA_ALIGNMENT_BYTES_MAX = 65_536;
 
-/** Version 2 added ownerInstance (version 1 copies still decode, with ownerInstance 0). */
-export const SUPERBLOCK_VERSION = 2;
+/**
+ * Version 3 (layout 2) added segmentSizeBytesMin: segments are sized to need, from that size up
+ * to segmentSizeBytes. Versions 1 and 2 (layout 1, every segment segmentSizeBytes, at
+ * dataAddress + index × size) are refused as PMQ_ERR_REGION_VERSION: see docs/region-format.md.
+ */
+export const SUPERBLOCK_VERSION = 3;
 export const SUPERBLOCK_COPY_COUNT = 2;
 /** Each copy owns 4 KiB (its own page); only the header at its start is written. */
 export const SUPERBLOCK_COPY_SIZE_BYTES = 4096;
@@ -36,17 +41,19 @@ export const SUPERBLOCK_FIELD_AT = {
   magic: 0, version: 8, headerSizeBytes: 10, flags: 12, sequence: 16, regionId: 24,
   nodeId: 40, reserved0: 44, regionSizeBytes: 48, segmentSizeBytes: 56, segmentCount: 64,
   entrySizeBytes: 68, entrySlotCount: 70, tableAddress: 72, dataAddress: 80, epoch: 88,
-  createdAtMs: 96, ownerInstance: 104, reserved1: 112, crc: 124,
+  createdAtMs: 96, ownerInstance: 104, segmentSizeBytesMin: 112, reserved1: 120, crc: 124,
 } as const;
 
-export const SEGMENT_ENTRY_VERSION = 1;
+/** Version 2 (layout 2) added the segment's own address and size. */
+export const SEGMENT_ENTRY_VERSION = 2;
 export const SEGMENT_ENTRY_SIZE_BYTES = 512;
 export const SEGMENT_ENTRY_SLOT_COUNT = 2;
 /** Where each field of a segment-table entry starts, from the start of its slot. */
 export const SEGMENT_ENTRY_FIELD_AT = {
   version: 0, state: 2, reserved0: 3, segmentIndex: 4, generation: 8, epoch: 16,
   partition: 24, chainPosition: 28, baseOffset: 32, watermarkPosition: 40,
-  watermarkOffsetLast: 48, topicSizeBytes: 56, topic: 58, reserved1: 307, crc: 508,
+  watermarkOffsetLast: 48, topicSizeBytes: 56, topic: 58, reserved1: 307, address: 312,
+  sizeBytes: 320, reserved2: 328, crc: 508,
 } as const;
 
 /** The table starts right after the two superblock copies. */
@@ -65,6 +72,24 @@ invariant(TABLE_ADDRESS % LAYOUT_ALIGNMENT_BYTES === 0, 'table aligned');
 invariant(LIMITS.segmentSizeBytesMin % DATA_ALIGNMENT_BYTES_MAX === 0,
   'every allowed segment size is a multiple of every allowed data alignment');
 
+/** Why a live segment's range may not be where it is, or null. */
+export function rangeProblem(address: number, sizeBytes: number, area: DataArea): string | null {
+  if (!isPowerOfTwo(sizeBytes) || sizeBytes < area.sizeMin || sizeBytes > area.sizeMax) {
+    return `segment size ${sizeBytes} is not a power of two in ${area.sizeMin}..${area.sizeMax}`;
+  }
+  if (!Number.isSafeInteger(address) || address < area.dataAddress ||
+      address + sizeBytes > area.dataEnd) {
+    return `segment [${address}, +${sizeBytes}) outside the data area ` +
+      `[${area.dataAddress}, ${area.dataEnd})`;
+  }
+  // Buddy alignment (segment-space.ts): a segment starts at a multiple of its own size from
+  // dataAddress, so two live ranges either nest or are apart, never half-overlap by layout.
+  if ((address - area.dataAddress) % sizeBytes !== 0) {
+    return `segment at ${address} is not aligned to its size ${sizeBytes} from the data area`;
+  }
+  return null;
+}
+
 /** Why bytes did not decode: never written, a version this build cannot read, or damaged. */
 export type DecodeFailureKind = 'blank' | 'version' | 'corrupt';
 export type Decoded<T> = { readonly ok: true; readonly value: T } |
@@ -77,17 +102,12 @@ export interface Watermark {
   readonly offsetLast: number;
 }
 
-export interface Superblock {
+export interface Superblock extends RegionGeometry {
   /** The copy with the highest valid sequence wins; copy index = sequence % 2. */
   readonly sequence: number;
   /** 32 lower-case hex digits, random at format time. */
   readonly regionId: string;
   readonly nodeId: number;
-  readonly regionSizeBytes: number;
-  readonly segmentSizeBytes: number;
-  readonly segmentCount: number;
-  readonly tableAddress: number;
-  readonly dataAddress: number;
   /** The fencing epoch: only rises. */
   readonly epoch: number;
   /**
@@ -119,14 +139,37 @@ export interface SegmentEntry {
   readonly chainPosition: number;
   readonly baseOffset: number;
   readonly watermark: Watermark;
+  /** Region address of the segment's first byte; 0 when free. */
+  readonly address: number;
+  /** A power of two in segmentSizeBytesMin..segmentSizeBytes; 0 when free. */
+  readonly sizeBytes: number;
 }
 
 export interface RegionGeometry {
   readonly regionSizeBytes: number;
+  /** The largest segment (the top size class of the data area's allocator). */
   readonly segmentSizeBytes: number;
+  /** The smallest segment: a partition's first, and the allocator's granule. */
+  readonly segmentSizeBytesMin: number;
+  /** Entries in the segment table: the most live segments at once. */
   readonly segmentCount: number;
   readonly tableAddress: number;
   readonly dataAddress: number;
+}
+
+/** Where segments may lie: [dataAddress, dataEnd), sizes sizeMin..sizeMax (powers of two). */
+export interface DataArea {
+  readonly dataAddress: number;
+  readonly dataEnd: number;
+  readonly sizeMin: number;
+  readonly sizeMax: number;
+}
+
+/** The data area: from dataAddress, as many whole smallest segments as the region holds. */
+export function dataAreaOf(g: RegionGeometry): DataArea {
+  const blocks = Math.floor((g.regionSizeBytes - g.dataAddress) / g.segmentSizeBytesMin);
+  return { dataAddress: g.dataAddress, dataEnd: g.dataAddress + blocks * g.segmentSizeBytesMin,
+    sizeMin: g.segmentSizeBytesMin, sizeMax: g.segmentSizeBytes };
 }
 
 const ok = <T>(value: T): Decoded<T> => ({ ok: true, value });
@@ -177,16 +220,25 @@ export function segmentSizeProblem(segmentSizeBytes: number): string | null {
 }
 
 /**
- * The most segments of segmentSizeBytes that fit in a region after the superblocks and the
- * table, with the data area aligned to dataAlignmentBytes. A string names what is wrong.
+ * A table of one entry per smallest segment the region could hold (so the region fills up in
+ * bytes before it runs out of entries, whatever the sizes), after the superblocks, with the
+ * data area aligned to dataAlignmentBytes; segments from segmentSizeBytesMin up to
+ * segmentSizeBytes. A string names what is wrong.
  */
 export function computeGeometry(
   regionSizeBytes: number,
-  segmentSizeBytes: number,
+  segmentSizeBytesMax: number,
+  segmentSizeBytesMin: number,
   dataAlignmentBytes: number,
 ): Decoded<RegionGeometry> {
-  const segmentProblem = segmentSizeProblem(segmentSizeBytes);
+  const segmentProblem = segmentSizeProblem(segmentSizeBytesMax) ??
+    segmentSizeProblem(segmentSizeBytesMin);
   if (segmentProblem !== null) return bad(segmentProblem);
+  if (segmentSizeBytesMin > segmentSizeBytesMax) {
+    return bad(`smallest segment ${segmentSizeBytesMin} is above the largest ` +
+      `${segmentSizeBytesMax}`);
+  }
+  const segmentSizeBytes = segmentSizeBytesMin;
   if (!(isPowerOfTwo(dataAlignmentBytes) && dataAlignmentBytes >= LAYOUT_ALIGNMENT_BYTES &&
       dataAlignmentBytes <= DATA_ALIGNMENT_BYTES_MAX)) {
     invariant(false, 'data alignment', { dataAlignmentBytes });
@@ -206,14 +258,18 @@ export function computeGeometry(
     return bad(`region of ${regionSizeBytes} bytes holds no segment of ${segmentSizeBytes} ` +
       `bytes after superblocks and table (needs ${dataAddressFor(1) + segmentSizeBytes})`);
   }
-  return ok({ regionSizeBytes, segmentSizeBytes, segmentCount: count,
-    tableAddress: TABLE_ADDRESS, dataAddress: dataAddressFor(count) });
+  return ok({ regionSizeBytes, segmentSizeBytes: segmentSizeBytesMax, segmentSizeBytesMin,
+    segmentCount: count, tableAddress: TABLE_ADDRESS, dataAddress: dataAddressFor(count) });
 }
 
 /** What any geometry read back from media must satisfy (it need not be the maximal one). */
 export function geometryProblem(g: RegionGeometry): string | null {
-  const segmentProblem = segmentSizeProblem(g.segmentSizeBytes);
+  const segmentProblem = segmentSizeProblem(g.segmentSizeBytes) ??
+    segmentSizeProblem(g.segmentSizeBytesMin);
   if (segmentProblem !== null) return segmentProblem;
+  if (g.segmentSizeBytesMin > g.segmentSizeBytes) {
+    return `smallest segment ${g.segmentSizeBytesMin} above the largest ${g.segmentSizeBytes}`;
+  }
   if (g.regionSizeBytes % LAYOUT_ALIGNMENT_BYTES !== 0) return 'region size not aligned';
   if (g.segmentCount < 1 || g.segmentCount > LIMITS.segmentCountMax) {
     return `segment count ${g.segmentCount} outside 1..${LIMITS.segmentCountMax}`;
@@ -224,8 +280,8 @@ export function geometryProblem(g: RegionGeometry): string | null {
       g.dataAddress - tableEnd >= DATA_ALIGNMENT_BYTES_MAX) {
     return `data address ${g.dataAddress} does not follow the table ending at ${tableEnd}`;
   }
-  if (g.dataAddress + g.segmentCount * g.segmentSizeBytes > g.regionSizeBytes) {
-    return `${g.segmentCount} segments of ${g.segmentSizeBytes} bytes overrun the region`;
+  if (g.dataAddress + g.segmentCount * g.segmentSizeBytesMin > g.regionSizeBytes) {
+    return `${g.segmentCount} segments of ${g.segmentSizeBytesMin} bytes overrun the region`;
   }
   return null;
 }
@@ -347,6 +403,7 @@ export function encodeSuperblock(bytes: Uint8Array, at: number, sb: Superblock):
   setU64(view, SB.epoch, sb.epoch);
   setU64(view, SB.createdAtMs, sb.createdAtMs);
   setU64(view, SB.ownerInstance, sb.ownerInstance);
+  setU64(view, SB.segmentSizeBytesMin, sb.segmentSizeBytesMin);
   view.setUint32(SB.crc, crc32c(header, 0, SB.crc), true);
 }
 
@@ -361,24 +418,26 @@ export function decodeSuperblock(bytes: Uint8Array, at: number): Decoded<Superbl
   const version = view.getUint16(SB.version, true);
   switch (version) {
     case 0: return bad(`superblock version 0 is never written: a torn or damaged header`);
-    case 1: case 2: return decodeSuperblockV1V2(header, view, version);
+    case 1: case 2: return bad(`superblock version ${version} is layout 1 (equal segments at ` +
+      `fixed addresses); this build reads version ${SUPERBLOCK_VERSION} (layout 2, segments ` +
+      'sized to need) and does not convert: read the data out with the pmq that wrote it, ' +
+      'then format the region again (pmq storage --format)', 'version');
+    case SUPERBLOCK_VERSION: return decodeSuperblockV3(header, view);
     default: return bad(`superblock version ${version}; this build reads ${SUPERBLOCK_VERSION}`,
       'version');
   }
 }
 
-/** Version 2 is version 1 with ownerInstance in the first 8 bytes of version 1's reserved1. */
-function decodeSuperblockV1V2(header: Uint8Array, view: DataView, version: number):
-  Decoded<Superblock> {
+function decodeSuperblockV3(header: Uint8Array, view: DataView): Decoded<Superblock> {
   const crc = crcProblem(header, view, SB.crc);
   if (crc !== null) return bad(crc);
   if (view.getUint16(SB.headerSizeBytes, true) !== SUPERBLOCK_HEADER_SIZE_BYTES ||
       view.getUint16(SB.entrySizeBytes, true) !== SEGMENT_ENTRY_SIZE_BYTES ||
       view.getUint16(SB.entrySlotCount, true) !== SEGMENT_ENTRY_SLOT_COUNT) {
-    return bad('header size, entry size or slot count differ from version 1');
+    return bad('header size, entry size or slot count differ from version 3');
   }
   if (view.getUint32(SB.flags, true) !== 0 || !allZero(header, SB.reserved0, SB.regionSizeBytes) ||
-      !allZero(header, version === 1 ? SB.ownerInstance : SB.reserved1, SB.crc)) {
+      !allZero(header, SB.reserved1, SB.crc)) {
     return bad('flags or reserved bytes are not zero');
   }
   const u64 = {
@@ -387,7 +446,8 @@ function decodeSuperblockV1V2(header: Uint8Array, view: DataView, version: numbe
     tableAddress: getU64(view, SB.tableAddress),
     dataAddress: getU64(view, SB.dataAddress), epoch: getU64(view, SB.epoch),
     createdAtMs: getU64(view, SB.createdAtMs),
-    ownerInstance: version === 1 ? 0 : getU64(view, SB.ownerInstance),
+    ownerInstance: getU64(view, SB.ownerInstance),
+    segmentSizeBytesMin: getU64(view, SB.segmentSizeBytesMin),
   };
   for (const [name, value] of Object.entries(u64)) {
     if (value === null) return bad(`${name} is not below 2^53`);
@@ -397,6 +457,7 @@ function decodeSuperblockV1V2(header: Uint8Array, view: DataView, version: numbe
   const sb: Superblock = {
     sequence: u64.sequence ?? 0, regionId, nodeId: view.getUint32(SB.nodeId, true),
     regionSizeBytes: u64.regionSizeBytes ?? 0, segmentSizeBytes: u64.segmentSizeBytes ?? 0,
+    segmentSizeBytesMin: u64.segmentSizeBytesMin ?? 0,
     segmentCount: view.getUint32(SB.segmentCount, true), tableAddress: u64.tableAddress ?? 0,
     dataAddress: u64.dataAddress ?? 0, epoch: u64.epoch ?? 0, createdAtMs: u64.createdAtMs ?? 0,
     ownerInstance: u64.ownerInstance ?? 0,
@@ -411,7 +472,8 @@ function decodeSuperblockV1V2(header: Uint8Array, view: DataView, version: numbe
 export interface EntryContext {
   readonly segmentIndex: number;
   readonly slot: number;
-  readonly segmentSizeBytes: number;
+  /** The region's data area: a live entry's range must lie inside, aligned to its size. */
+  readonly area: DataArea;
 }
 
 /** Kafka's rule: 1..249 characters of [a-zA-Z0-9._-], and not "." or "..". */
@@ -453,7 +515,8 @@ function activeEntryProblem(e: SegmentEntry, ctx: EntryContext): string | null {
   }
   if (!isU32(e.chainPosition)) return `chain position ${e.chainPosition} is not a uint32`;
   if (!isCount(e.baseOffset)) return `base offset ${e.baseOffset} is not a count`;
-  return watermarkProblem(e.watermark, e.baseOffset, ctx.segmentSizeBytes);
+  return rangeProblem(e.address, e.sizeBytes, ctx.area) ??
+    watermarkProblem(e.watermark, e.baseOffset, e.sizeBytes);
 }
 
 /** Why an entry must not be written into (or trusted from) its slot, or null. */
@@ -467,8 +530,10 @@ export function entryProblem(e: SegmentEntry, ctx: EntryContext): string | null 
   if (!isCount(e.epoch)) return `epoch ${e.epoch} is not a count`;
   if (e.state !== 'free') return activeEntryProblem(e, ctx);
   const zero = e.topic === '' && e.partition === 0 && e.chainPosition === 0 &&
-    e.baseOffset === 0 && e.watermark.position === 0 && e.watermark.offsetLast === 0;
-  return zero ? null : 'a free entry has a topic, partition, chain position or watermark';
+    e.baseOffset === 0 && e.watermark.position === 0 && e.watermark.offsetLast === 0 &&
+    e.address === 0 && e.sizeBytes === 0;
+  return zero ? null :
+    'a free entry has a topic, partition, chain position, watermark, address or size';
 }
 
 export function encodeSegmentEntry(
@@ -494,6 +559,8 @@ export function encodeSegmentEntry(
   setI64(view, SE.baseOffset, e.baseOffset);
   setU64(view, SE.watermarkPosition, e.watermark.position);
   setI64(view, SE.watermarkOffsetLast, e.watermark.offsetLast);
+  setU64(view, SE.address, e.address);
+  setU64(view, SE.sizeBytes, e.sizeBytes);
   view.setUint16(SE.topicSizeBytes, e.topic.length, true);
   for (let i = 0; i < e.topic.length; i += 1) slot[SE.topic + i] = e.topic.charCodeAt(i);
   view.setUint32(SE.crc, crc32c(slot, 0, SE.crc), true);
@@ -510,13 +577,15 @@ export function decodeSegmentEntry(
   const version = view.getUint16(SE.version, true);
   switch (version) {
     case 0: return bad('entry version 0 is never written: a torn or damaged slot');
-    case 1: return decodeSegmentEntryV1(slot, view, ctx);
+    case 1: return bad('entry version 1 is layout 1 (equal segments at fixed addresses); this ' +
+      `build reads version ${SEGMENT_ENTRY_VERSION}: format the region again`, 'version');
+    case SEGMENT_ENTRY_VERSION: return decodeSegmentEntryV2(slot, view, ctx);
     default: return bad(`entry version ${version}; this build reads ${SEGMENT_ENTRY_VERSION}`,
       'version');
   }
 }
 
-function decodeSegmentEntryV1(
+function decodeSegmentEntryV2(
   slot: Uint8Array,
   view: DataView,
   ctx: EntryContext,
@@ -528,7 +597,9 @@ function decodeSegmentEntryV1(
   if (state === undefined) return bad(`state ${stateCode} is not 0, 1 or 2`);
   const topicSizeBytes = view.getUint16(SE.topicSizeBytes, true);
   if (topicSizeBytes > LIMITS.topicNameBytesMax) return bad(`topic of ${topicSizeBytes} bytes`);
-  if (view.getUint8(SE.reserved0) !== 0 || !allZero(slot, SE.topic + topicSizeBytes, SE.crc)) {
+  if (view.getUint8(SE.reserved0) !== 0 ||
+      !allZero(slot, SE.topic + topicSizeBytes, SE.address) ||
+      !allZero(slot, SE.reserved2, SE.crc)) {
     return bad('reserved bytes or topic padding are not zero');
   }
   const generation = getU64(view, SE.generation);
@@ -536,8 +607,10 @@ function decodeSegmentEntryV1(
   const baseOffset = getI64(view, SE.baseOffset);
   const position = getU64(view, SE.watermarkPosition);
   const offsetLast = getI64(view, SE.watermarkOffsetLast);
+  const address = getU64(view, SE.address);
+  const sizeBytes = getU64(view, SE.sizeBytes);
   if (generation === null || epoch === null || baseOffset === null || position === null ||
-      offsetLast === null) {
+      offsetLast === null || address === null || sizeBytes === null) {
     return bad('a 64-bit field is not within ±2^53');
   }
   const entry: SegmentEntry = {
@@ -545,7 +618,7 @@ function decodeSegmentEntryV1(
     topic: topicText(slot, SE.topic, topicSizeBytes),
     partition: view.getUint32(SE.partition, true),
     chainPosition: view.getUint32(SE.chainPosition, true),
-    baseOffset, watermark: { position, offsetLast },
+    baseOffset, watermark: { position, offsetLast }, address, sizeBytes,
   };
   const problem = entryProblem(entry, ctx);
   return problem === null ? ok(entry) : bad(problem);

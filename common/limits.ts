@@ -19,8 +19,18 @@ export const LIMITS = {
   segmentSizeBytesMin: 64 * KIB,
   /** Largest segment: positions inside a segment stay below 2^32. */
   segmentSizeBytesMax: 4 * GIB,
-  /** The default segment size (as Kafka's segment.bytes is 1 GiB; smaller suits PMEM). */
+  /**
+   * The default largest segment (as Kafka's segment.bytes is 1 GiB; smaller suits PMEM): a
+   * busy partition's segments grow to it (docs/region-format.md, "Segments sized to need").
+   */
   segmentSizeBytesDefault: 64 * MIB,
+  /**
+   * The default smallest segment, a partition's first: 1 000 partitions of a few records take
+   * 250 MiB of a 1 GiB region (4 000 fit), and one of W2's 1 MiB batches asks for a larger
+   * first segment itself. The table has an entry per smallest segment the region could hold
+   * (1 KiB per 256 KiB: 0.4 % of the region).
+   */
+  segmentSizeBytesFirstDefault: 256 * KIB,
   /** Kafka's own bound on topic names (249 characters of [a-zA-Z0-9._-]). */
   topicNameBytesMax: 249,
   /** Kafka partitions are int32 and non-negative. */

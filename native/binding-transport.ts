@@ -103,11 +103,11 @@ export interface TransportBinding {
   transportAttachMemory(handle: TransportHandle, memory: Uint8Array): void;
   /**
    * The native persist path (native/persist_native.cc): the region (a region handle), its
-   * table and data addresses, segment size and count, and the state shared with JS
-   * (segmentCount × 8 numbers, storage-node/segment-table.ts).
+   * table address, its data area [dataAddress, dataEnd), the table's entry count, and the
+   * state shared with JS (segmentCount × 10 numbers, storage-node/segment-table.ts).
    */
   transportPersistConfigure(handle: TransportHandle, region: unknown, tableAddress: number,
-    dataAddress: number, segmentBytes: number, segmentCount: number, state: Float64Array): void;
+    dataAddress: number, dataEnd: number, segmentCount: number, state: Float64Array): void;
   /** Whether `ep` speaks for the broker instance that owns the node's epoch. */
   transportSetPersistOwner(handle: TransportHandle, ep: number, owner: boolean): void;
   transportClearPersistOwners(handle: TransportHandle): void;

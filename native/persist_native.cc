@@ -50,7 +50,9 @@ constexpr size_t kEntryPosition = 40;
 constexpr size_t kEntryOffsetLast = 48;
 constexpr size_t kEntryCrc = 508;
 constexpr uint8_t kStateActive = 1;
-constexpr uint16_t kEntryVersion = 1;
+constexpr uint16_t kEntryVersion = 2;
+constexpr size_t kEntryAddress = 312;
+constexpr size_t kEntrySize = 320;
 constexpr double kSafeMax = 9007199254740991.0;
 
 template <typename T>
@@ -107,12 +109,11 @@ bool parse(const uint8_t* payload, size_t length, Request* request) {
 
 void Transport::persist_configure(const PersistConfig& config) {
   PMQ_ASSERT(persist_.region == nullptr && config.region != nullptr);
-  PMQ_ASSERT(config.state != nullptr && config.segment_count > 0 && config.segment_bytes > 0);
+  PMQ_ASSERT(config.state != nullptr && config.segment_count > 0);
   PMQ_ASSERT(memory_ != nullptr);
   PMQ_ASSERT(config.table_address + uint64_t{config.segment_count} * kEntrySlots * kEntryBytes <=
              config.data_address);
-  PMQ_ASSERT(config.data_address + uint64_t{config.segment_count} * config.segment_bytes <=
-             memory_bytes_);
+  PMQ_ASSERT(config.data_address < config.data_end && config.data_end <= memory_bytes_);
   persist_ = config;
 }
 
@@ -150,12 +151,19 @@ bool Transport::persist_natively(Endpoint* ep, const uint8_t* user_header,
   const auto generation = static_cast<uint64_t>(state[kPfGeneration]);
   const auto durable = static_cast<uint64_t>(state[kPfPosition]);
   const auto durable_last = static_cast<int64_t>(state[kPfOffsetLast]);
-  if (request.position <= durable || request.position > persist_.segment_bytes ||
+  // Segments are sized to need (docs/region-format.md): each one's range is its entry's, which
+  // JS publishes in the state; checked against the data area here and against the winning
+  // entry below, before anything is written.
+  const auto segment_address = static_cast<uint64_t>(state[kPfAddress]);
+  const auto segment_bytes = static_cast<uint64_t>(state[kPfSize]);
+  if (segment_bytes == 0 || segment_address < persist_.data_address ||
+      segment_address > persist_.data_end || segment_bytes > persist_.data_end - segment_address) {
+    return decline();
+  }
+  if (request.position <= durable || request.position > segment_bytes ||
       request.offset_last <= durable_last || static_cast<double>(request.offset_last) > kSafeMax) {
     return decline();  // covered, a retry, or wrong: PersistQueue answers it
   }
-  const uint64_t segment_address = persist_.data_address + request.segment *
-                                                               persist_.segment_bytes;
   const uint64_t end_address = segment_address + request.position;
 
   // 1. The pieces tile [durable, position) with dense offsets, each one whole good batch.
@@ -195,6 +203,8 @@ bool Transport::persist_natively(Endpoint* ep, const uint8_t* user_header,
       load<uint32_t>(winner + kEntrySegmentIndex) != request.segment ||
       load<uint64_t>(winner + kEntryGeneration) != generation ||
       load<uint64_t>(winner + kEntryPosition) != durable ||
+      load<uint64_t>(winner + kEntryAddress) != segment_address ||
+      load<uint64_t>(winner + kEntrySize) != segment_bytes ||
       load<uint32_t>(winner + kEntryCrc) != crc32c::compute(winner, kEntryCrc, 0)) {
     return decline();
   }

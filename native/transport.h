@@ -156,7 +156,7 @@ constexpr uint32_t kNoSegment = 0xffffffffu;
 // The native persist path (persist_native.cc, docs/wire-protocol.md "Persist frames"): where
 // the segment table lives and the per-segment state shared with JS (storage-node/
 // native-persist.ts), a Float64Array of segment_count × kPersistFields numbers.
-constexpr uint32_t kPersistFields = 8;
+constexpr uint32_t kPersistFields = 10;
 enum PersistField : uint32_t {
   kPfOwner = 0,       // 1: native may persist the segment; 0: JS holds it (JS writes)
   kPfGeneration = 1,  // the winning entry's generation (native writes after a persist)
@@ -166,12 +166,14 @@ enum PersistField : uint32_t {
   kPfReserved = 5,    // 0
   kPfPersisted = 6,   // persists served natively (a counter, for stats and tests)
   kPfDeclined = 7,    // persist frames handed to JS
+  kPfAddress = 8,     // the segment's region address and size (its entry's; 0 while free)
+  kPfSize = 9,
 };
 struct PersistConfig {
   const region::Region* region = nullptr;
   uint64_t table_address = 0;
   uint64_t data_address = 0;
-  uint64_t segment_bytes = 0;
+  uint64_t data_end = 0;  // segments lie in [data_address, data_end), each its own size
   uint32_t segment_count = 0;
   double* state = nullptr;  // kept alive by the napi layer's reference
 };

@@ -91,11 +91,15 @@ export interface Grant extends GrantRef {
   segmentIndex?: number;
 }
 
+/** Numbers per segment in the persist state: transport.h's kPersistFields. */
+const PERSIST_FIELDS = 10;
+
 /** Where the native persist path finds the segment table (storage-node/native-persist.ts). */
 export interface PersistLayout {
   tableAddress: number;
   dataAddress: number;
-  segmentBytes: number;
+  /** The end of the data area: every segment (its range in the shared state) lies below. */
+  dataEnd: number;
   segmentCount: number;
 }
 
@@ -342,16 +346,17 @@ export class Transport extends TransportCore {
     this.checkOpen();
     if (this.memoryBytes === 0) throw new ArgumentError('attachMemory() first');
     if (this.persistRefs !== null) throw new ArgumentError('persist already configured');
-    const { tableAddress, dataAddress, segmentBytes, segmentCount } = layout;
+    const { tableAddress, dataAddress, dataEnd, segmentCount } = layout;
     checkCount('segmentCount', segmentCount, 1, NO_SEGMENT - 1);
-    checkCount('segmentBytes', segmentBytes, 1, this.memoryBytes);
-    checkCount('dataAddress', dataAddress, 0, this.memoryBytes - segmentBytes * segmentCount);
+    checkCount('dataEnd', dataEnd, 1, this.memoryBytes);
+    checkCount('dataAddress', dataAddress, 0, dataEnd - 1);
     checkCount('tableAddress', tableAddress, 0, dataAddress);
-    if (!(state instanceof Float64Array) || state.length !== segmentCount * 8) {
-      throw new ArgumentError(`persist state must be a Float64Array of ${segmentCount * 8}`);
+    if (!(state instanceof Float64Array) || state.length !== segmentCount * PERSIST_FIELDS) {
+      throw new ArgumentError('persist state must be a Float64Array of ' +
+        `${segmentCount * PERSIST_FIELDS}`);
     }
     native.transportPersistConfigure(this.handle, region, tableAddress, dataAddress,
-      segmentBytes, segmentCount, state);
+      dataEnd, segmentCount, state);
     this.persistRefs = [region, state]; // native reads them until close
   }
 

@@ -144,14 +144,14 @@ Napi::Value grant_census(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// (handle, regionHandle, tableAddress, dataAddress, segmentBytes, segmentCount, state): state is
+// (handle, regionHandle, tableAddress, dataAddress, dataEnd, segmentCount, state): state is
 // a Float64Array of segmentCount × kPersistFields that transport.ts keeps referenced until close.
 Napi::Value persist_configure(const Napi::CallbackInfo& info) {
   transport::PersistConfig config;
   config.region = napi_region(info[1]);
   config.table_address = napi_to_u64(info[2]);
   config.data_address = napi_to_u64(info[3]);
-  config.segment_bytes = napi_to_u64(info[4]);
+  config.data_end = napi_to_u64(info[4]);
   const uint64_t count = napi_to_u64(info[5]);
   PMQ_ASSERT(count > 0 && count < transport::kNoSegment);
   config.segment_count = static_cast<uint32_t>(count);

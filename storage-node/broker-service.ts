@@ -120,8 +120,9 @@ export class BrokerService {
     const segments = this.#store.segments().filter((s) => s.state !== 'free')
       .map(segmentEntryBody);
     return { kind: 'storageInfo', body: { nodeId: sb.nodeId, regionId: sb.regionId,
-      epoch: sb.epoch, segmentSizeBytes: sb.segmentSizeBytes, segmentCount: sb.segmentCount,
-      segments } };
+      epoch: sb.epoch, segmentSizeBytes: sb.segmentSizeBytes,
+      segmentSizeBytesMin: sb.segmentSizeBytesMin, dataSizeBytes: this.#store.dataSizeBytes,
+      segmentCount: sb.segmentCount, segments } };
   }
 
   /**
@@ -175,15 +176,18 @@ export class BrokerService {
     try {
       const segment = await this.#store.allocateSegment({ topic: m.topic,
         partition: m.partition, chainPosition: m.chainPosition, baseOffset: m.baseOffset,
-        epoch: m.epoch });
+        epoch: m.epoch, sizeBytesMin: m.sizeBytesMin });
       this.#log.info({ segment: segment.segmentIndex, topic: m.topic, partition: m.partition,
-        chainPosition: m.chainPosition, baseOffset: m.baseOffset }, 'segment allocated');
+        chainPosition: m.chainPosition, baseOffset: m.baseOffset, address: segment.address,
+        sizeBytes: segment.sizeBytes }, 'segment allocated');
       return { kind: 'segment', body: segmentEntryBody(segment) };
     } catch (error) {
       if (error instanceof PmqError && error.code === 'PMQ_ERR_REGION_FULL') {
+        // Final, not retriable: only a free (a deleted topic, retention) makes room, and
+        // waiting for one would keep the producer from hearing it (issue 12).
         throw new PmqError(error.code, `${error.message}: free sealed segments the partitions ` +
           'no longer need (segmentFree), allocate on another storage node, or restart this ' +
-          'node on a larger region', { retriable: true, cause: error });
+          'node on a larger region', { retriable: false, cause: error });
       }
       throw error;
     }

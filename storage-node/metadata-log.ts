@@ -29,6 +29,8 @@ import type { RegionStore, SegmentInfo } from './region-store.js';
 /** Bytes of the framed values one read returns at most (a reply stays under a message). */
 export const METADATA_READ_BYTES_MAX = 7 * 1024 * 1024;
 
+/** A metadata segment holds its snapshot and this many times its size minus one of changes. */
+const METADATA_SEGMENT_ROOM = 8;
 const SNAPSHOT_KEY = Uint8Array.of(0x73); // "s"
 const CHANGE_KEY = Uint8Array.of(0x63); // "c"
 
@@ -73,7 +75,7 @@ export class MetadataLog {
   use(): MetadataLogUse {
     const current = this.#current();
     return { usedBytes: current?.watermark.position ?? 0,
-      sizeBytes: this.store.superblock.segmentSizeBytes };
+      sizeBytes: current?.sizeBytes ?? this.store.superblock.segmentSizeBytesMin };
   }
 
   /**
@@ -88,7 +90,7 @@ export class MetadataLog {
         `${METADATA_VALUE_BYTES_MAX}`);
     }
     const batch = encodeRecordBatch([{ key: snapshot ? SNAPSHOT_KEY : CHANGE_KEY, value }]);
-    const sizeBytes = this.store.superblock.segmentSizeBytes;
+    const sizeBytes = this.store.superblock.segmentSizeBytes; // the largest segment
     if (batch.byteLength > sizeBytes) {
       throw metaError('PMQ_ERR_LIMIT', `metadata of ${value.byteLength} bytes does not fit a ` +
         `segment of ${sizeBytes} bytes: use larger segments (pmq storage --segment-size), or ` +
@@ -102,7 +104,7 @@ export class MetadataLog {
         throw metaError('PMQ_ERR_METADATA_SNAPSHOT', 'the metadata log is empty: its first ' +
           'value must be a snapshot');
       }
-      if (current.watermark.position + batch.byteLength > sizeBytes) {
+      if (current.watermark.position + batch.byteLength > current.sizeBytes) {
         throw metaError('PMQ_ERR_METADATA_FULL', 'the metadata segment is full: send a ' +
           'snapshot', true);
       }
@@ -114,11 +116,20 @@ export class MetadataLog {
   async #appendSnapshot(epoch: number, batch: Uint8Array): Promise<void> {
     const list = this.#segments();
     const last = list.at(-1);
-    // A segment allocated for a snapshot that never became durable (a crash) is reused.
-    const target = last !== undefined && last.watermark.position === 0 ? last :
-      await this.store.allocateSegment({ topic: METADATA_TOPIC, partition: 0,
-        chainPosition: last === undefined ? 0 : last.chainPosition + 1,
-        baseOffset: last === undefined ? 0 : last.watermark.offsetLast + 1, epoch });
+    // A segment allocated for a snapshot that never became durable (a crash) is reused when
+    // the snapshot fits it.
+    const reuse = last !== undefined && last.watermark.position === 0 &&
+      batch.byteLength <= last.sizeBytes;
+    if (last !== undefined && last.watermark.position === 0 && !reuse) {
+      await this.store.freeSegment(last.segmentIndex, epoch);
+    }
+    // Sized to the snapshot, not grown by chain position (every rotation is a chain place):
+    // room for the snapshot and about seven times as many bytes of changes after it.
+    const target = reuse ? last : await this.store.allocateSegment({ topic: METADATA_TOPIC,
+      partition: 0, chainPosition: last === undefined ? 0 : last.chainPosition + 1,
+      baseOffset: last === undefined ? 0 : last.watermark.offsetLast + 1, epoch,
+      sizing: 'fit', sizeBytesMin: Math.min(this.store.superblock.segmentSizeBytes,
+        METADATA_SEGMENT_ROOM * batch.byteLength) });
     await this.#write(target, batch, epoch);
     for (const older of list) {
       if (older.chainPosition < target.chainPosition) {
@@ -130,7 +141,7 @@ export class MetadataLog {
   /** Writes one batch after the segment's watermark and persists data, then the watermark. */
   async #write(segment: SegmentInfo, batch: Uint8Array, epoch: number): Promise<void> {
     const { position, offsetLast } = segment.watermark;
-    invariant(position + batch.byteLength <= this.store.superblock.segmentSizeBytes,
+    invariant(position + batch.byteLength <= segment.sizeBytes,
       'a metadata batch inside its segment', { position, sizeBytes: batch.byteLength });
     setBaseOffset(batch, 0, offsetLast + 1);
     this.store.region.bytes.set(batch, this.store.segmentAddress(segment.segmentIndex) + position);

@@ -27,10 +27,10 @@ import { ArgumentError, PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import {
   DATA_ALIGNMENT_BYTES_MAX, LAYOUT_ALIGNMENT_BYTES, SEGMENT_ENTRY_SIZE_BYTES,
-  SUPERBLOCK_HEADER_SIZE_BYTES, TABLE_ADDRESS, computeGeometry, decodeSegmentEntry,
-  decodeSuperblock, encodeSegmentEntry, encodeSuperblock, entryAddress, superblockAddress,
-  tableSizeBytes, topicProblem, watermarkProblem,
-  type SegmentEntry, type Superblock, type Watermark,
+  SUPERBLOCK_HEADER_SIZE_BYTES, TABLE_ADDRESS, computeGeometry, dataAreaOf, decodeSegmentEntry,
+  decodeSuperblock, encodeSegmentEntry, encodeSuperblock, entryAddress, isPowerOfTwo,
+  superblockAddress, tableSizeBytes, topicProblem, watermarkProblem,
+  type DataArea, type SegmentEntry, type Superblock, type Watermark,
 } from '../common/layout.js';
 import { LIMITS } from '../common/limits.js';
 import { recordBatchSizeReachable } from '../common/record-batch/batch-size.js';
@@ -41,6 +41,7 @@ import { REGION_PAGE_SIZE_BYTES, type Region } from '../native/region.js';
 import type { Transport } from '../native/transport.js';
 import type { PersistentMemory } from './persistent-memory.js';
 import { checkSegmentData, type SegmentDataSummary } from './segment-data.js';
+import { SegmentSpace } from './segment-space.js';
 import { SegmentTable, formatEntries, type SlotProblem } from './segment-table.js';
 import {
   chooseSuperblock, formatSuperblocks, nextSuperblock, type SuperblockCopyProblem,
@@ -50,7 +51,6 @@ export type { SegmentEntry, SegmentState, Superblock, Watermark } from '../commo
 export type { PersistentMemory } from './persistent-memory.js';
 export type { SegmentDataSummary } from './segment-data.js';
 
-/** A segment as the broker sees it: its entry plus where its bytes are. */
 /**
  * A batch's baseOffset to write into its header at `position` (segment-relative), and what the
  * batch must be: `bytes` long, `records` records.
@@ -62,16 +62,21 @@ export interface OffsetPatch {
   readonly records: number;
 }
 
-export interface SegmentInfo extends SegmentEntry {
-  /** Region address of the segment's first byte. */
-  readonly address: number;
-  readonly sizeBytes: number;
-}
+/** A segment as the broker sees it: its entry, which says where its bytes are (address, size). */
+export type SegmentInfo = SegmentEntry;
 
 export interface FormatOptions {
   readonly nodeId: number;
-  /** Default LIMITS.segmentSizeBytesDefault (64 MiB). Power of two, multiple of the page size. */
+  /**
+   * The largest segment. Default LIMITS.segmentSizeBytesDefault (64 MiB). Power of two,
+   * multiple of the page size.
+   */
   readonly segmentSizeBytes?: number;
+  /**
+   * The smallest segment: a partition's first. Default LIMITS.segmentSizeBytesFirstDefault
+   * (256 KiB), or segmentSizeBytes when that is smaller (then every segment has one size).
+   */
+  readonly segmentSizeBytesMin?: number;
   /** Format over an existing superblock (destroys the region's contents). Default false. */
   readonly overwrite?: boolean;
 }
@@ -82,6 +87,28 @@ export interface AllocateRequest {
   readonly chainPosition: number;
   readonly baseOffset: number;
   readonly epoch: number;
+  /**
+   * Bytes the segment must hold at least (a batch that did not fit the one before). Default
+   * 0. The size chosen is segmentSizeFor() of it; more than the largest segment is refused.
+   */
+  readonly sizeBytesMin?: number;
+  /** 'grow' (default): sized by chain position too (segmentSizeFor); 'fit': just sizeBytesMin. */
+  readonly sizing?: 'grow' | 'fit';
+}
+
+/**
+ * The size of a new segment (docs/region-format.md, "Segments sized to need"): a partition's
+ * first segment is the smallest, each next one twice the one before up to the largest, so a
+ * partition that takes a few records holds little and a busy one soon writes into large
+ * segments; never below `sizeBytesMin` (rounded up to a size class).
+ */
+export function segmentSizeFor(area: Pick<DataArea, 'sizeMin' | 'sizeMax'>,
+  chainPosition: number, sizeBytesMin: number, sizing: 'grow' | 'fit' = 'grow'): number {
+  const grown = sizing === 'grow' ?
+    area.sizeMin * 2 ** Math.min(chainPosition, 52) : area.sizeMin;
+  let size = Math.min(area.sizeMax, grown);
+  while (size < sizeBytesMin && size < area.sizeMax) size *= 2;
+  return size;
 }
 
 /** What open() fell back over: never silent, the server logs each at warn. */
@@ -180,7 +207,8 @@ function sameEntry(a: SegmentEntry, b: SegmentEntry): boolean {
     a.epoch === b.epoch && a.state === b.state && a.topic === b.topic &&
     a.partition === b.partition && a.chainPosition === b.chainPosition &&
     a.baseOffset === b.baseOffset && a.watermark.position === b.watermark.position &&
-    a.watermark.offsetLast === b.watermark.offsetLast;
+    a.watermark.offsetLast === b.watermark.offsetLast && a.address === b.address &&
+    a.sizeBytes === b.sizeBytes;
 }
 
 /** Why `next` may not replace the current watermark of `entry`, as a typed error; or null. */
@@ -210,20 +238,20 @@ export class RegionStore {
   readonly report: OpenReport;
   #superblock: Superblock;
   readonly #table: SegmentTable;
+  /**
+   * The data area's free ranges (segment-space.ts), the complement of the live entries. A
+   * range leaves it before its entry is written and returns after its entry is free and its
+   * bytes are zeroed: a range is never in two entries, nor in one and the free space.
+   */
+  readonly #space: SegmentSpace;
   /** Segments with an update in flight. */
   readonly #busy = new Set<number>();
   /** Chain places with an allocation in flight: `${topic}/${partition}/${chainPosition}`. */
   readonly #allocating = new Set<string>();
-  /**
-   * Free segments whose bytes this process zeroed and persisted since it opened the region.
-   * Any other free segment may hold an old owner's bytes (a crash right after its free), so
-   * allocation zeroes it first.
-   */
-  readonly #cleared = new Set<number>();
   #epochRaising: number | null = null;
 
   private constructor(region: PersistentMemory, sb: Superblock, table: SegmentTable,
-    report: OpenReport) {
+    space: SegmentSpace, report: OpenReport) {
     if (!(sb.regionSizeBytes === region.sizeBytes && table.count === sb.segmentCount)) {
       invariant(false, 'store matches its region',
         { ...sb, sizeBytes: region.sizeBytes, count: table.count });
@@ -231,6 +259,7 @@ export class RegionStore {
     this.region = region;
     this.#superblock = sb;
     this.#table = table;
+    this.#space = space;
     this.report = report;
   }
 
@@ -242,12 +271,16 @@ export class RegionStore {
   static async format(region: PersistentMemory, opts: FormatOptions): Promise<RegionStore> {
     checkCount('format', 'nodeId', opts?.nodeId, LIMITS.nodeIdMax);
     const segmentSizeBytes = opts.segmentSizeBytes ?? LIMITS.segmentSizeBytesDefault;
+    const segmentSizeBytesMin = opts.segmentSizeBytesMin ??
+      Math.min(LIMITS.segmentSizeBytesFirstDefault, segmentSizeBytes);
     const alignment = Math.min(DATA_ALIGNMENT_BYTES_MAX,
       Math.max(LAYOUT_ALIGNMENT_BYTES, REGION_PAGE_SIZE_BYTES));
-    const geometry = computeGeometry(region.sizeBytes, segmentSizeBytes, alignment);
-    if (!geometry.ok || segmentSizeBytes % REGION_PAGE_SIZE_BYTES !== 0) {
+    const geometry = computeGeometry(region.sizeBytes, segmentSizeBytes, segmentSizeBytesMin,
+      alignment);
+    if (!geometry.ok || segmentSizeBytesMin % REGION_PAGE_SIZE_BYTES !== 0) {
       throw fail('PMQ_ERR_REGION_GEOMETRY', `cannot format ${region.path}: ` + (geometry.ok ?
-        `segment size ${segmentSizeBytes} is not a multiple of the page size` : geometry.problem));
+        `segment size ${segmentSizeBytesMin} is not a multiple of the page size` :
+        geometry.problem));
     }
     const existing = chooseSuperblock(region.bytes);
     if (opts.overwrite !== true && !(!existing.ok && existing.kind === 'blank')) {
@@ -260,7 +293,7 @@ export class RegionStore {
     const g = geometry.value;
     for (let index = 0; index < g.segmentCount; index += 1) {
       formatEntries(index, 0).forEach((entry, slot) => encodeSegmentEntry(bytes,
-        entryAddress(index, slot), entry, { segmentIndex: index, slot, segmentSizeBytes }));
+        entryAddress(index, slot), entry, { segmentIndex: index, slot, area: dataAreaOf(g) }));
     }
     await persistRange(region, TABLE_ADDRESS, tableSizeBytes(g.segmentCount));
     const first: Superblock = { ...g, sequence: 0, regionId: randomBytes(16).toString('hex'),
@@ -295,7 +328,17 @@ export class RegionStore {
         what: 'segment entry', address: p.address, segmentIndex: p.segmentIndex, slot: p.slot,
         problem: p.problem })));
     }
-    return new RegionStore(region, sb, load.table,
+    // Free space is the complement of the live ranges: two live entries over the same bytes
+    // (or one outside the data area) is damage open reports, never something to allocate on.
+    const live = load.table.all().filter((entry) => entry.state !== 'free');
+    const rebuilt = SegmentSpace.rebuild(dataAreaOf(sb), live);
+    if (!rebuilt.ok) {
+      const at = load.table.get(rebuilt.segmentIndex).generation % 2;
+      throw mediaError(region.path, 'corrupt', [{ what: 'segment entry',
+        address: entryAddress(rebuilt.segmentIndex, at), segmentIndex: rebuilt.segmentIndex,
+        slot: at, problem: rebuilt.problem }]);
+    }
+    return new RegionStore(region, sb, load.table, rebuilt.space,
       { superblockFallback: choice.fallback, entryFallbacks: load.fallbacks });
   }
 
@@ -332,15 +375,31 @@ export class RegionStore {
     return this.#table.get(index);
   }
 
-  /** Region address of segment `index`'s first byte (for grants and transfers). */
+  /** Region address of live segment `index`'s first byte (for grants and transfers). */
   segmentAddress(index: number): number {
     this.#checkIndex('segmentAddress', index);
-    const sb = this.#superblock;
-    const address = sb.dataAddress + index * sb.segmentSizeBytes;
-    if (!(address + sb.segmentSizeBytes <= this.region.sizeBytes)) {
-      invariant(false, 'segment inside region', { index, address });
+    const entry = this.#table.get(index);
+    if (entry.state === 'free') {
+      throw fail('PMQ_ERR_SEGMENT_STATE', `segment ${index} is free: it has no bytes`);
     }
-    return address;
+    if (!(entry.address + entry.sizeBytes <= this.region.sizeBytes)) {
+      invariant(false, 'segment inside region', { index, address: entry.address });
+    }
+    return entry.address;
+  }
+
+  /** Bytes of the data area, where segments are allocated. */
+  get dataSizeBytes(): number {
+    return this.#space.area.dataEnd - this.#space.area.dataAddress;
+  }
+
+  /** The data area's free space (bytes free, segments of a size still possible). */
+  space(): { freeBytes: number; largestFreeBytes: number; firstSegmentsFree: number;
+    entriesFree: number } {
+    const sizeMin = this.#superblock.segmentSizeBytesMin;
+    const entriesFree = this.#table.all().reduce((n, e) => n + (e.state === 'free' ? 1 : 0), 0);
+    return { freeBytes: this.#space.freeBytes, largestFreeBytes: this.#space.largestFree(),
+      firstSegmentsFree: Math.min(entriesFree, this.#space.countFree(sizeMin)), entriesFree };
   }
 
   /**
@@ -360,14 +419,20 @@ export class RegionStore {
       address: address + position, position, offset, problem }]);
   }
 
-  /** Takes the lowest free segment for a place in a partition's chain; durable on return. */
+  /**
+   * Takes the lowest free entry and a range of segmentSizeFor() bytes for a place in a
+   * partition's chain; durable on return.
+   */
   async allocateSegment(request: AllocateRequest): Promise<SegmentInfo> {
     const { topic, partition, chainPosition, baseOffset, epoch } = request ?? {};
+    const sizeBytesMin = request?.sizeBytesMin ?? 0;
     const problem = topicProblem(topic);
     if (problem !== null) throw new ArgumentError(`allocateSegment: ${problem}`);
     checkCount('allocateSegment', 'partition', partition, LIMITS.partitionMax);
     checkCount('allocateSegment', 'chainPosition', chainPosition, LIMITS.chainPositionMax);
     checkCount('allocateSegment', 'baseOffset', baseOffset, Number.MAX_SAFE_INTEGER);
+    checkCount('allocateSegment', 'sizeBytesMin', sizeBytesMin,
+      this.#superblock.segmentSizeBytes);
     this.#checkEpoch(epoch);
     const place = `${topic}/${partition}/${chainPosition}`;
     const live = this.#table.findLive(topic, partition, chainPosition);
@@ -376,19 +441,33 @@ export class RegionStore {
         (live === undefined ? ' being allocated' : `: ${live.segmentIndex}`));
     }
     const index = this.#table.findFree(this.#busy);
-    if (index < 0) {
-      throw fail('PMQ_ERR_REGION_FULL', `no free segment among ${this.#table.count} in ` +
-        this.region.path, true);
-    }
+    const sizeBytes = segmentSizeFor(this.#space.area, chainPosition, sizeBytesMin,
+      request.sizing);
+    if (!isPowerOfTwo(sizeBytes)) invariant(false, 'a size class', { sizeBytes });
+    const block = index < 0 ? null : this.#space.allocate(sizeBytes);
+    if (block === null) throw this.#full(index < 0, sizeBytes);
     const current = this.#table.get(index);
-    const zero = this.#cleared.has(index) ? undefined : { address: this.segmentAddress(index),
-      sizeBytes: this.#superblock.segmentSizeBytes, zero: true };
-    await this.#update(index, [place], {
-      segmentIndex: index, generation: current.generation + 1, epoch, state: 'active', topic,
-      partition, chainPosition, baseOffset, watermark: { position: 0, offsetLast: baseOffset - 1 },
-    }, zero);
-    this.#cleared.delete(index);
+    const zero = block.cleared ? undefined : { address: block.address, sizeBytes, zero: true };
+    try {
+      await this.#update(index, [place], {
+        segmentIndex: index, generation: current.generation + 1, epoch, state: 'active', topic,
+        partition, chainPosition, baseOffset,
+        watermark: { position: 0, offsetLast: baseOffset - 1 }, address: block.address, sizeBytes,
+      }, zero);
+    } catch (error) {
+      // Not written (fenced, or the persist failed): the range goes back, maybe half zeroed.
+      this.#space.release(block.address, sizeBytes, false);
+      throw error;
+    }
     return this.segment(index);
+  }
+
+  /** PMQ_ERR_REGION_FULL, final (not retriable: waiting does not free space), what to do. */
+  #full(noEntry: boolean, sizeBytes: number): PmqError {
+    const why = noEntry ? `all ${this.#table.count} segment-table entries are in use` :
+      `no free range of ${sizeBytes} bytes (${this.#space.freeBytes} bytes free, largest ` +
+      `free range ${this.#space.largestFree()})`;
+    return fail('PMQ_ERR_REGION_FULL', `region full: ${why} in ${this.region.path}`, false);
   }
 
   /**
@@ -478,25 +557,23 @@ export class RegionStore {
     this.#checkIdle(index);
     await this.#update(index, [], { ...formatEntries(index, epoch)[0] as SegmentEntry,
       generation: current.generation + 1 });
-    await this.#clear(index);
+    await this.#clear(current.address, current.sizeBytes);
     return this.segment(index);
   }
 
-  /** Zeroes a free segment's bytes durably; marks it cleared unless it was taken meanwhile. */
-  async #clear(index: number): Promise<void> {
-    if (this.#busy.has(index)) return; // being allocated again: allocation zeroes it
-    if (this.#table.get(index).state !== 'free') {
-      invariant(false, 'only free segments are cleared', { index });
-    }
-    this.#busy.add(index);
+  /**
+   * Zeroes a freed range durably, then gives it back to the free space as cleared. Until then
+   * no entry can take it; if the zeroing fails (or the process dies) it is free but not
+   * cleared, and allocation zeroes it first (open rebuilds every free range as not cleared).
+   */
+  async #clear(address: number, sizeBytes: number): Promise<void> {
+    let cleared = false;
     try {
-      const address = this.segmentAddress(index);
-      const sizeBytes = this.#superblock.segmentSizeBytes;
       this.region.bytes.fill(0, address, address + sizeBytes);
       await persistRange(this.region, address, sizeBytes);
-      this.#cleared.add(index);
+      cleared = true;
     } finally {
-      this.#busy.delete(index);
+      this.#space.release(address, sizeBytes, cleared);
     }
   }
 
@@ -554,7 +631,7 @@ export class RegionStore {
     if (current.state !== 'active') {
       throw fail('PMQ_ERR_SEGMENT_STATE', `${what}: segment ${index} is ${current.state}`);
     }
-    const error = advanceError(current, watermark, this.#superblock.segmentSizeBytes);
+    const error = advanceError(current, watermark, current.sizeBytes);
     if (error !== null) throw error;
     return true;
   }
@@ -566,14 +643,14 @@ export class RegionStore {
     this.#checkEpoch(epoch);
     if (!this.checkAdvance(what, index, watermark, state)) return this.segment(index);
     this.#checkIdle(index);
-    const sizeBytes = this.#superblock.segmentSizeBytes;
     const current = this.#table.get(index);
+    const sizeBytes = current.sizeBytes;
     const before = current.watermark.position;
     if (!(watermark.position >= before && watermark.position <= sizeBytes)) {
       invariant(false, 'checked above: the watermark only grows, within the segment',
         { index, before });
     }
-    const data = { address: this.segmentAddress(index) + before,
+    const data = { address: current.address + before,
       sizeBytes: watermark.position - before };
     await this.#update(index, [], { ...current, generation: current.generation + 1, epoch,
       state, watermark: { position: watermark.position, offsetLast: watermark.offsetLast } },
@@ -610,8 +687,7 @@ export class RegionStore {
       if (!(address + SEGMENT_ENTRY_SIZE_BYTES <= this.#superblock.dataAddress)) {
         invariant(false, 'entry inside the table', { index, slot, address });
       }
-      const context = { segmentIndex: index, slot,
-        segmentSizeBytes: this.#superblock.segmentSizeBytes };
+      const context = { segmentIndex: index, slot, area: this.#space.area };
       encodeSegmentEntry(this.region.bytes, address, entry, context);
       await persistRange(this.region, address, SEGMENT_ENTRY_SIZE_BYTES); // 2. entry
       const back = decodeSegmentEntry(this.region.bytes, address, context);
@@ -637,7 +713,7 @@ export class RegionStore {
     }
     if (this.region.backing === 'file') return false;
     transport.configurePersist(region.nativeHandle, { tableAddress: TABLE_ADDRESS,
-      dataAddress: this.#superblock.dataAddress, segmentBytes: this.#superblock.segmentSizeBytes,
+      dataAddress: this.#space.area.dataAddress, dataEnd: this.#space.area.dataEnd,
       segmentCount: this.#table.count }, this.#table.persistState);
     this.#table.enableNativePersist();
     return true;
@@ -658,8 +734,7 @@ export class RegionStore {
   }
 
   #info(entry: SegmentEntry): SegmentInfo {
-    return { ...entry, address: this.segmentAddress(entry.segmentIndex),
-      sizeBytes: this.#superblock.segmentSizeBytes };
+    return { ...entry };
   }
 
   #checkIndex(what: string, index: number): void {

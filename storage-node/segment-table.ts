@@ -11,8 +11,10 @@
  */
 import {
   SEGMENT_ENTRY_SLOT_COUNT,
+  dataAreaOf,
   decodeSegmentEntry,
   entryAddress,
+  type DataArea,
   type DecodeFailureKind,
   type SegmentEntry,
   type Superblock,
@@ -40,17 +42,18 @@ type EntryChoice = { ok: true; entry: SegmentEntry; fallback: SlotProblem | null
 /** The free entries format writes for a segment: generation 0 in slot 0, 1 in slot 1. */
 export function formatEntries(segmentIndex: number, epoch: number): readonly SegmentEntry[] {
   const free = { segmentIndex, epoch, state: 'free' as const, topic: '', partition: 0,
-    chainPosition: 0, baseOffset: 0, watermark: { position: 0, offsetLast: 0 } };
+    chainPosition: 0, baseOffset: 0, watermark: { position: 0, offsetLast: 0 }, address: 0,
+    sizeBytes: 0 };
   return [{ ...free, generation: 0 }, { ...free, generation: 1 }];
 }
 
-function chooseEntry(bytes: Uint8Array, segmentIndex: number, sb: Superblock): EntryChoice {
+function chooseEntry(bytes: Uint8Array, segmentIndex: number, area: DataArea): EntryChoice {
   const problems: SlotProblem[] = [];
   const valid: SegmentEntry[] = [];
   for (let slot = 0; slot < SEGMENT_ENTRY_SLOT_COUNT; slot += 1) {
     const address = entryAddress(segmentIndex, slot);
     const result = decodeSegmentEntry(bytes, address,
-      { segmentIndex, slot, segmentSizeBytes: sb.segmentSizeBytes });
+      { segmentIndex, slot, area });
     if (result.ok) valid.push(result.value);
     else problems.push({ segmentIndex, slot, address, kind: result.kind, problem: result.problem });
   }
@@ -69,7 +72,7 @@ function chooseEntry(bytes: Uint8Array, segmentIndex: number, sb: Superblock): E
 }
 
 /** Numbers per segment in the state shared with the native persist path (transport.h). */
-export const PERSIST_FIELDS = 8;
+export const PERSIST_FIELDS = 10;
 const F_OWNER = 0;
 const F_GENERATION = 1;
 const F_POSITION = 2;
@@ -77,6 +80,9 @@ const F_OFFSET_LAST = 3;
 const F_EPOCH = 4;
 const F_PERSISTED = 6;
 const F_DECLINED = 7;
+/** The segment's range: native persists inside it (0 while free). */
+const F_ADDRESS = 8;
+const F_SIZE = 9;
 
 export class SegmentTable {
   readonly #entries: SegmentEntry[];
@@ -101,8 +107,9 @@ export class SegmentTable {
   static load(bytes: Uint8Array, sb: Superblock): TableLoad {
     const entries: SegmentEntry[] = [];
     const fallbacks: SlotProblem[] = [];
+    const area = dataAreaOf(sb);
     for (let index = 0; index < sb.segmentCount; index += 1) {
-      const choice = chooseEntry(bytes, index, sb);
+      const choice = chooseEntry(bytes, index, area);
       if (!choice.ok) return { ok: false, kind: choice.kind, problems: choice.problems };
       entries.push(choice.entry);
       if (choice.fallback !== null) fallbacks.push(choice.fallback);
@@ -177,6 +184,8 @@ export class SegmentTable {
     this.persistState[at + F_POSITION] = entry.watermark.position;
     this.persistState[at + F_OFFSET_LAST] = entry.watermark.offsetLast;
     this.persistState[at + F_EPOCH] = entry.epoch;
+    this.persistState[at + F_ADDRESS] = entry.address;
+    this.persistState[at + F_SIZE] = entry.sizeBytes;
   }
 
   all(): readonly SegmentEntry[] {

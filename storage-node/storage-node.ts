@@ -33,8 +33,13 @@ export interface StorageNodeOptions {
   regionPath: string;
   /** Size when the region is created; an existing region keeps its size when omitted. */
   sizeBytes?: number;
-  /** Used when the region is blank and gets formatted. Default 64 MiB. */
+  /** The largest segment, when the region is blank and gets formatted. Default 64 MiB. */
   segmentSizeBytes?: number;
+  /**
+   * The smallest segment (a partition's first), when the region gets formatted. Default
+   * 256 KiB, or segmentSizeBytes when smaller.
+   */
+  segmentSizeBytesMin?: number;
   /** Used when the region is blank and gets formatted. Default 0. */
   nodeId?: number;
   host: string;
@@ -172,10 +177,11 @@ async function openOrFormat(region: Region, opts: StorageNodeOptions,
   } catch (error) {
     if (error instanceof PmqError && error.code === 'PMQ_ERR_REGION_NOT_FORMATTED') {
       store = await RegionStore.format(region, { nodeId: opts.nodeId ?? 0,
-        segmentSizeBytes: opts.segmentSizeBytes });
+        segmentSizeBytes: opts.segmentSizeBytes, segmentSizeBytesMin: opts.segmentSizeBytesMin });
       const sb = store.superblock;
       log.info({ regionId: sb.regionId, nodeId: sb.nodeId, segmentSizeBytes: sb.segmentSizeBytes,
-        segmentCount: sb.segmentCount, timeMs: elapsedMs(started) }, 'region formatted');
+        segmentSizeBytesMin: sb.segmentSizeBytesMin, segmentCount: sb.segmentCount,
+        timeMs: elapsedMs(started) }, 'region formatted');
       return store;
     }
     if (error instanceof RegionMediaError) {
@@ -205,8 +211,9 @@ function logRecovery(store: RegionStore, opts: StorageNodeOptions, log: Logger,
     log.warn({ ...fallback }, 'segment entry slot invalid, using the other slot');
   }
   log.info({ regionId: sb.regionId, nodeId: sb.nodeId, epoch: sb.epoch,
-    segmentSizeBytes: sb.segmentSizeBytes, segmentCount: sb.segmentCount,
-    free: count('free'), active: count('active'), sealed: count('sealed'),
+    segmentSizeBytes: sb.segmentSizeBytes, segmentSizeBytesMin: sb.segmentSizeBytesMin,
+    segmentCount: sb.segmentCount, ...store.space(), free: count('free'),
+    active: count('active'), sealed: count('sealed'),
     superblockFallback: superblockFallback !== null, entryFallbacks: entryFallbacks.length,
     timeMs, watermarks: live.slice(0, 64) }, 'region recovered');
   if (live.length > 64) log.debug({ watermarks: live }, 'region recovered: all watermarks');

@@ -37,6 +37,7 @@ const copyOf = (sequence: number): number => sequence % SUPERBLOCK_COPY_COUNT;
 function sameIdentity(a: Superblock, b: Superblock): boolean {
   return a.regionId === b.regionId && a.nodeId === b.nodeId &&
     a.regionSizeBytes === b.regionSizeBytes && a.segmentSizeBytes === b.segmentSizeBytes &&
+    a.segmentSizeBytesMin === b.segmentSizeBytesMin &&
     a.segmentCount === b.segmentCount && a.tableAddress === b.tableAddress &&
     a.dataAddress === b.dataAddress && a.createdAtMs === b.createdAtMs;
 }

@@ -9,7 +9,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 8;
+export const WIRE_VERSION = 9;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -49,6 +49,11 @@ export const MESSAGES = {
   welcome: { brokerEpoch: 'uint', storageNodes: { list: storageNode, max: 1024 },
     segmentSizeBytes: 'uint', ticket: 'bytes', ticketExpiresInMs: 'uint' },
   topicCreate: { topic: 'topic', partitions: 'uint' },
+  /**
+   * warning: '' or why some partitions may not get a segment (the storage regions hold fewer
+   * first segments than partitions without one): the topic is created all the same.
+   */
+  topicCreated: { warning: 'string' },
   topicDelete: { topic: 'topic' },
   topicList: {},
   topics: { topics: { list: { topic: 'topic', partitions: 'uint' }, max: 100_000 } },
@@ -129,10 +134,16 @@ export const MESSAGES = {
    * its epoch may hello at that epoch again (a reconnect).
    */
   storageHello: { epoch: 'uint', instance: 'uint', proof: 'bytes' },
+  /**
+   * segmentSizeBytes: the largest segment; segmentSizeBytesMin: the smallest (a partition's
+   * first); dataSizeBytes: the data area segments are allocated from.
+   */
   storageInfo: { nodeId: 'uint', regionId: 'string', epoch: 'uint', segmentSizeBytes: 'uint',
+    segmentSizeBytesMin: 'uint', dataSizeBytes: 'uint',
     segmentCount: 'uint', segments: { list: segmentEntry, max: 65_536 } },
+  /** sizeBytesMin: the segment must hold at least this (a batch; absent or 0: no need). */
   segmentAllocate: { epoch: 'uint', topic: 'topic', partition: 'uint', chainPosition: 'uint',
-    baseOffset: 'uint' },
+    baseOffset: 'uint', sizeBytesMin: { optional: 'uint' } },
   segment: segmentEntry,
   /** session: the client session (BROKER_SESSION for the broker's own); key: its secret. */
   grantCreate: { epoch: 'uint', grantId: 'uint', session: 'uint', key: 'uint',
@@ -174,8 +185,8 @@ export type MessageKind = keyof typeof MESSAGES;
 
 /** Kinds that answer a request (matched by id); every other kind is a request. */
 const REPLY_KIND_LIST = [
-  'error', 'done', 'welcome', 'topics', 'topicInfo', 'producerId', 'leased', 'acked',
-  'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
+  'error', 'done', 'topicCreated', 'welcome', 'topics', 'topicInfo', 'producerId', 'leased',
+  'acked', 'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
   'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined', 'metaAppended',
   'metaValues', 'subscribed',
 ] as const satisfies readonly MessageKind[];

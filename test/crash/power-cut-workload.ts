@@ -100,10 +100,8 @@ interface PartitionState {
   offsetNext: number;
 }
 
-const entryOf = (info: SegmentInfo): SegmentEntry => {
-  const { address: _address, sizeBytes: _sizeBytes, ...entry } = info;
-  return entry;
-};
+/** A segment's entry (layout 2: its address and size are part of it). */
+const entryOf = (info: SegmentInfo): SegmentEntry => ({ ...info });
 
 class Workload {
   readonly calls: Call[] = [];

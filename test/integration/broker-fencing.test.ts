@@ -74,7 +74,8 @@ async function startWithBrokerA(t: Test, prefix: string): Promise<{ dir: string;
   procs.push(brokerA);
   const stderrA = collectStderr(brokerA);
   const welcome = await client.connect(brokerA);
-  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
+  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 1 })).kind,
+    'topicCreated');
   return { dir, procs, storage, brokerA, stderrA, welcome };
 }
 

@@ -103,7 +103,8 @@ async function readAll(topic: string, partition: number, offset = 0) {
 
 t.test('topics: create, list, describe, delete, errors', async (t) => {
   t.equal(welcome.storageNodes.length, 2);
-  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 3 })).kind, 'done');
+  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 3 })).kind,
+    'topicCreated');
   await client.call('topicCreate', { topic: 'scratch', partitions: 1 });
   t.equal(await codeOf(client.call('topicCreate', { topic: 'orders', partitions: 1 })),
     'PMQ_ERR_TOPIC_EXISTS');
@@ -246,7 +247,8 @@ t.test('bad requests get clear errors and the broker keeps serving', async (t) =
 });
 
 t.test('two sessions on one partition: one-batch leases, and the large rest ends', async (t) => {
-  t.equal((await client.call('topicCreate', { topic: 'shared', partitions: 1 })).kind, 'done');
+  t.equal((await client.call('topicCreate', { topic: 'shared', partitions: 1 })).kind,
+    'topicCreated');
   const big = await lease('shared', 0, 8192);
   t.equal(big.sizeBytes, 8192, 'alone: the lease asked for');
   const other = new Client();

@@ -133,8 +133,10 @@ t.test('allowed produce and consume; each denied operation names who, what, whic
   async (t) => {
     const alice = await session('alice', 'a-pw');
     t.ok(alice.welcome.ticket.byteLength > 0 && alice.welcome.ticketExpiresInMs > 0, 'a ticket');
-    t.equal((await alice.call('topicCreate', { topic: 'orders', partitions: 1 })).kind, 'done');
-    t.equal((await alice.call('topicCreate', { topic: 'secret', partitions: 1 })).kind, 'done');
+    t.equal((await alice.call('topicCreate', { topic: 'orders', partitions: 1 })).kind,
+    'topicCreated');
+    t.equal((await alice.call('topicCreate', { topic: 'secret', partitions: 1 })).kind,
+    'topicCreated');
     const written = await leaseAndWrite(alice, 3);
     t.equal((await alice.call('append', appendOf(written))).kind, 'acked');
     const view = await alice.call('fetchView', { topic: 'orders', partition: 0, offset: 0,

@@ -151,7 +151,7 @@ t.test('the storage node refuses directKey where it must', async (t) => {
   await refused(plain, 1, 'PMQ_ERR_DIRECT_UNSUPPORTED', /without --direct/);
   // A segment of its own on the --direct node, under the broker's epoch (the broker ignores it).
   const allocate = await call(storage, 'segmentAllocate', { epoch,
-    topic: 'raw', partition: 0, chainPosition: 0, baseOffset: 0 });
+    topic: 'raw', partition: 0, chainPosition: 0, baseOffset: 0, sizeBytesMin: 0 });
   t.equal(allocate.kind, 'segment');
   const segmentIndex = (allocate as Message<'segment'>).segmentIndex;
   const grant = (grantId: number, position: number, sizeBytes: number,

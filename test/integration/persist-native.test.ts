@@ -66,7 +66,8 @@ function call<K extends RequestKind>(ep: Endpoint, kind: K, body: Body<K>): Prom
 
 /** Grants of the test's endpoint: authenticated as the broker, it is BROKER_SESSION's. */
 const B = { session: BROKER_SESSION, key: 1 } as const;
-const allocate = { epoch: 1, topic: 'native', partition: 0, chainPosition: 0, baseOffset: 0 };
+const allocate = { epoch: 1, topic: 'native', partition: 0, chainPosition: 0, baseOffset: 0,
+  sizeBytesMin: 0 };
 const records = Array.from({ length: 4 }, (_, i) => ({ key: null,
   value: new TextEncoder().encode(`record ${i} `.repeat(10)) }));
 const batch = encodeRecordBatch(records, { baseOffset: 0, timestampDefault: 1_700_000_000_000 });

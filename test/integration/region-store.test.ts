@@ -80,12 +80,17 @@ t.test('bad configurations and blank or formatted regions are refused clearly', 
   const region = Region.open({ path: join(dir, 'r'), sizeBytes: REGION_BYTES });
   t.teardown(() => region.close());
   t.throws(() => RegionStore.open(region), { code: 'PMQ_ERR_REGION_NOT_FORMATTED' });
+  // The largest segment may exceed the region (a region's data is allocated in its sizes),
+  // the smallest may not.
   const cases: [number, RegExp][] = [[3 * SEGMENT_BYTES, /not a power of two/],
-    [2 * MIB, /holds no segment/], [32 * KIB, /outside/], [MIB, /holds no segment/]];
+    [32 * KIB, /outside/], [MIB, /holds no segment/]];
   for (const [segmentSizeBytes, message] of cases) {
-    await t.rejects(RegionStore.format(region, { nodeId: 1, segmentSizeBytes }),
+    await t.rejects(RegionStore.format(region, { nodeId: 1, segmentSizeBytes,
+      segmentSizeBytesMin: segmentSizeBytes }),
       { code: 'PMQ_ERR_REGION_GEOMETRY', message }, String(segmentSizeBytes));
   }
+  await t.rejects(RegionStore.format(region, { nodeId: 1, segmentSizeBytes: 128 * KIB,
+    segmentSizeBytesMin: 256 * KIB }), { code: 'PMQ_ERR_REGION_GEOMETRY', message: /above/ });
   await t.rejects(RegionStore.format(region, { nodeId: -1 }), { code: 'PMQ_ERR_ARGUMENT' });
   const store = await RegionStore.format(region, { nodeId: 1, segmentSizeBytes: SEGMENT_BYTES });
   await t.rejects(RegionStore.format(region, { nodeId: 2, segmentSizeBytes: SEGMENT_BYTES }),
@@ -102,7 +107,7 @@ t.test('region full, free and reuse; duplicate chain places refused', async (t) 
     await store.allocateSegment(request({ chainPosition, baseOffset: chainPosition * 10 }));
   }
   await t.rejects(store.allocateSegment(request({ chainPosition: 15 })),
-    { code: 'PMQ_ERR_REGION_FULL', retriable: true });
+    { code: 'PMQ_ERR_REGION_FULL', retriable: false, message: /region full/ });
   await t.rejects(store.allocateSegment(request({ chainPosition: 3 })),
     { code: 'PMQ_ERR_SEGMENT_EXISTS', message: /: 3$/ });
   await store.freeSegment(7, 0);
@@ -221,7 +226,7 @@ t.test('an entry with no valid slot, or an unknown version, is a loud error', as
     `segment 6 entry slot 0 at address ${entryAddress(6, 0)}: crc32c.*slot 1`) });
   t.match(error, { sites: [{ what: 'segment entry', segmentIndex: 6, slot: 0 }, { slot: 1 }] });
   region.bytes.fill(0, entryAddress(6, 0), entryAddress(7, 0));
-  region.bytes[entryAddress(6, 0) + SEGMENT_ENTRY_FIELD_AT.version] = 2;
+  region.bytes[entryAddress(6, 0) + SEGMENT_ENTRY_FIELD_AT.version] = 3;
   t.throws(() => RegionStore.open(region), { code: 'PMQ_ERR_REGION_VERSION' });
 });
 

@@ -117,7 +117,8 @@ function fileBytes(path: string, address: number, length: number): Uint8Array {
 const batch = encodeRecordBatch(records, { baseOffset: 0, timestampDefault: 1_700_000_000_000 });
 /** The piece of a persist that covers `batch` written at segment position 0. */
 const firstBatch = [{ position: 0, baseOffset: 0, bytes: batch.byteLength, records: 5 }];
-const allocate = { topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0 };
+const allocate = { topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0,
+  sizeBytesMin: 0 };
 
 t.test('a persisted batch survives SIGKILL and reads back byte for byte', async (t) => {
   const region = join(dir, 'durable.region');
@@ -325,7 +326,7 @@ t.test('a full region says what to do; a freed segment can be allocated again', 
     await call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition });
   }
   await t.rejects(call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition: 3 }),
-    { code: 'PMQ_ERR_REGION_FULL', message: /segmentFree/, retriable: true });
+    { code: 'PMQ_ERR_REGION_FULL', message: /segmentFree/, retriable: false });
   await t.rejects(call(ep, 'segmentAllocate', { epoch: 1, ...allocate, chainPosition: 1 }),
     { code: 'PMQ_ERR_SEGMENT_EXISTS' });
   await call(ep, 'segmentFree', { epoch: 1, segmentIndex: 0 });

@@ -54,12 +54,12 @@ const concat = (pieces: readonly Uint8Array[]): Buffer => Buffer.concat(pieces);
 t.test('gathered writes land as one write; bad ones are refused, the node keeps serving',
   async (t) => {
     node = await startStorage(keyFile, ['--path', region, '--size', '8MiB',
-      '--segment-size', '4MiB', '--node-id', '3']);
+      '--segment-size', '4MiB', '--first-segment-size', '4MiB', '--node-id', '3']);
     const ep = await transport.connect(node.host, node.port);
     await helloWithKey(channel, ep, testKey(keyFile), { epoch: 1, instance: 0x10f }, 'test',
       5000);
     const segment = await call(ep, 'segmentAllocate', { epoch: 1, topic: 'iov', partition: 0,
-      chainPosition: 0, baseOffset: 0 }) as Message<'segment'>;
+      chainPosition: 0, baseOffset: 0, sizeBytesMin: 0 }) as Message<'segment'>;
     const base = { session: BROKER_SESSION, key: 1, epoch: 1, segmentIndex: 0, position: 0,
       sizeBytes: 4 * MIB };
     await call(ep, 'grantCreate', { ...base, grantId: 1, direction: 'write' });

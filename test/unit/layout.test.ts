@@ -9,7 +9,8 @@ import {
   LAYOUT_ALIGNMENT_BYTES, SEGMENT_ENTRY_FIELD_AT, SEGMENT_ENTRY_SIZE_BYTES,
   SUPERBLOCK_FIELD_AT, SUPERBLOCK_HEADER_SIZE_BYTES, TABLE_ADDRESS, TABLE_BYTES_PER_SEGMENT,
   computeGeometry, decodeSegmentEntry, decodeSuperblock, encodeSegmentEntry, encodeSuperblock,
-  geometryProblem, superblockAddress, type EntryContext, type SegmentEntry, type Superblock,
+  geometryProblem, rangeProblem, superblockAddress, type DataArea, type EntryContext,
+  type SegmentEntry, type Superblock,
   getI64, getU64, setI64, setU64,
 } from '../../common/layout.js';
 import { LIMITS } from '../../common/limits.js';
@@ -33,21 +34,23 @@ function prng(seed: number): (n: number) => number {
 }
 
 function superblock(overrides: Partial<Superblock> = {}): Superblock {
-  const g = computeGeometry(16 * MIB, MIB, 4096);
+  const g = computeGeometry(16 * MIB, 4 * MIB, MIB, 4096);
   if (!g.ok) throw new Error(g.problem);
   return { ...g.value, sequence: 0, regionId: '00112233445566778899aabbccddeeff', nodeId: 7,
     epoch: 3, ownerInstance: 0x1234_5678_9abc, createdAtMs: 1_700_000_000_000, ...overrides };
 }
 
-const CTX: EntryContext = { segmentIndex: 5, slot: 1, segmentSizeBytes: MIB };
+const AREA: DataArea = { dataAddress: MIB, dataEnd: 1025 * MIB, sizeMin: 64 * KIB,
+  sizeMax: 64 * MIB };
+const CTX: EntryContext = { segmentIndex: 5, slot: 1, area: AREA };
 function entry(overrides: Partial<SegmentEntry> = {}): SegmentEntry {
   return { segmentIndex: 5, generation: 7, epoch: 2, state: 'active', topic: 'orders.eu-1',
     partition: 12, chainPosition: 3, baseOffset: 1000, watermark: { position: 4096,
-      offsetLast: 1041 }, ...overrides };
+      offsetLast: 1041 }, address: 5 * MIB, sizeBytes: MIB, ...overrides };
 }
 
 t.test('geometry: maximal, aligned, bad configs named', async (t) => {
-  const g = computeGeometry(16 * MIB, MIB, 4096);
+  const g = computeGeometry(16 * MIB, MIB, MIB, 4096);
   t.ok(g.ok);
   if (!g.ok) return;
   t.equal(g.value.tableAddress, TABLE_ADDRESS);
@@ -63,10 +66,17 @@ t.test('geometry: maximal, aligned, bad configs named', async (t) => {
     [16 * MIB + 100, MIB, /not a multiple/],
   ];
   for (const [region, segment, problem] of cases) {
-    const bad = computeGeometry(region, segment, 4096);
+    const bad = computeGeometry(region, segment, segment, 4096);
     t.match(bad, { ok: false, problem }, `${region}/${segment}`);
   }
-  const aligned = computeGeometry(64 * MIB, LIMITS.segmentSizeBytesMin, 65_536);
+  t.match(computeGeometry(16 * MIB, MIB, 2 * MIB, 4096), { ok: false, problem: /above/ },
+    'smallest above largest');
+  // Sized to need: an entry per smallest segment, so 1 GiB holds thousands of first segments.
+  const sized = computeGeometry(1024 * MIB, 64 * MIB, 256 * KIB, 4096);
+  t.ok(sized.ok && sized.value.segmentCount >= 4000 && sized.value.segmentSizeBytes === 64 * MIB &&
+    sized.value.segmentSizeBytesMin === 256 * KIB, 'a 1 GiB region: ≥ 4000 entries');
+  const aligned = computeGeometry(64 * MIB, LIMITS.segmentSizeBytesMin,
+    LIMITS.segmentSizeBytesMin, 65_536);
   t.ok(aligned.ok && aligned.value.dataAddress % 65_536 === 0, 'data aligned to 64 KiB pages');
 });
 
@@ -75,7 +85,7 @@ t.test('geometry: random regions fit exactly (seed ' + SEED + ')', async (t) => 
   for (let round = 0; round < 200; round += 1) {
     const segment = LIMITS.segmentSizeBytesMin * 2 ** random(6);
     const region = LAYOUT_ALIGNMENT_BYTES * (2 + random(8192));
-    const g = computeGeometry(region, segment, 4096);
+    const g = computeGeometry(region, segment, segment, 4096);
     if (!g.ok) {
       t.ok(region < TABLE_ADDRESS + TABLE_BYTES_PER_SEGMENT + segment + 4096, `${region}`);
       continue;
@@ -116,15 +126,15 @@ t.test('superblock: versions and valid-crc nonsense are rejected', async (t) => 
     recrc();
     return decodeSuperblock(bytes, 0);
   };
-  t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 3, true)),
-    { ok: false, kind: 'version', problem: /version 3/ });
-  // Version 1 (before ownerInstance): decodes with owner 0, and only with those bytes zero.
-  t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 1, true)),
-    { ok: false, kind: 'corrupt', problem: /reserved/ });
-  t.match(tamper(() => {
-    view.setUint16(SUPERBLOCK_FIELD_AT.version, 1, true);
-    view.setBigUint64(SUPERBLOCK_FIELD_AT.ownerInstance, 0n, true);
-  }), { ok: true, value: { ...superblock(), ownerInstance: 0 } });
+  t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 4, true)),
+    { ok: false, kind: 'version', problem: /version 4/ });
+  // Versions 1 and 2 (layout 1, equal segments at fixed addresses) are refused, saying so.
+  for (const version of [1, 2]) {
+    t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, version, true)),
+      { ok: false, kind: 'version', problem: /layout 1 .*format the region again/ });
+  }
+  t.match(tamper(() => view.setBigUint64(SUPERBLOCK_FIELD_AT.segmentSizeBytesMin,
+    BigInt(8 * MIB), true)), { ok: false, kind: 'corrupt', problem: /smallest segment/ });
   // A torn first write (magic stored, the version word not yet): corrupt, not another version.
   t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, 0, true)),
     { ok: false, kind: 'corrupt', problem: /version 0 is never written/ });
@@ -158,7 +168,8 @@ t.test('segment entry: round trip, every byte covered, free entries strict', asy
   t.match(decodeSegmentEntry(bytes, 0, { ...CTX, segmentIndex: 6 }),
     { ok: false, problem: /names segment 5/ }, 'a misdirected entry is noticed');
   const free: SegmentEntry = { ...entry(), state: 'free', topic: '', partition: 0,
-    chainPosition: 0, baseOffset: 0, watermark: { position: 0, offsetLast: 0 } };
+    chainPosition: 0, baseOffset: 0, watermark: { position: 0, offsetLast: 0 }, address: 0,
+    sizeBytes: 0 };
   encodeSegmentEntry(bytes, 0, free, CTX);
   t.same(decodeSegmentEntry(bytes, 0, CTX), { ok: true, value: free });
   t.match(decodeSegmentEntry(new Uint8Array(512), 0, CTX), { ok: false, kind: 'blank' });
@@ -175,6 +186,17 @@ t.test('segment entry: versions, states and watermarks checked after the crc', a
     return decodeSegmentEntry(bytes, 0, CTX);
   };
   t.match(tamper(() => view.setUint16(F.version, 9, true)), { ok: false, kind: 'version' });
+  t.match(tamper(() => view.setUint16(F.version, 1, true)),
+    { ok: false, kind: 'version', problem: /layout 1/ });
+  // The segment's own range: inside the data area, a size class, aligned to its size.
+  t.match(tamper(() => view.setBigUint64(F.address, BigInt(1025 * MIB), true)),
+    { ok: false, problem: /outside the data area/ });
+  t.match(tamper(() => view.setBigUint64(F.address, BigInt(5 * MIB + 64 * KIB), true)),
+    { ok: false, problem: /not aligned/ });
+  t.match(tamper(() => view.setBigUint64(F.sizeBytes, BigInt(3 * MIB), true)),
+    { ok: false, problem: /power of two/ });
+  t.match(tamper(() => view.setBigUint64(F.sizeBytes, BigInt(128 * MIB), true)),
+    { ok: false, problem: /power of two in/ });
   t.match(tamper(() => view.setUint16(F.version, 0, true)),
     { ok: false, kind: 'corrupt', problem: /version 0 is never written/ });
   t.match(tamper(() => view.setUint8(F.state, 3)), { ok: false, problem: /state 3/ });
@@ -184,7 +206,8 @@ t.test('segment entry: versions, states and watermarks checked after the crc', a
     { ok: false, problem: /below baseOffset/ });
   t.match(tamper(() => view.setUint16(F.topicSizeBytes, 250, true)), { ok: false });
   t.match(tamper(() => { bytes[F.topic] = 0x2f; }), { ok: false, problem: /topic/ });
-  t.match(tamper(() => { bytes[F.reserved1 + 9] = 1; }), { ok: false, problem: /reserved/ });
+  t.match(tamper(() => { bytes[F.reserved1 + 2] = 1; }), { ok: false, problem: /reserved/ });
+  t.match(tamper(() => { bytes[F.reserved2 + 9] = 1; }), { ok: false, problem: /reserved/ });
   t.match(tamper(() => view.setUint32(F.partition, 2 ** 31, true)), { ok: false });
 });
 
@@ -193,18 +216,23 @@ function randomEntry(random: (n: number) => number, ctx: EntryContext): SegmentE
   const generation = 2 * random(2 ** 20) + ctx.slot;
   if (state === 'free') return { ...formatFree(ctx.segmentIndex), generation, epoch: random(99) };
   const baseOffset = random(2 ** 30) * 2 ** random(20);
-  const position = random(2) === 0 ? 0 : 1 + random(ctx.segmentSizeBytes);
+  const { area } = ctx;
+  const sizeBytes = area.sizeMin * 2 ** random(Math.log2(area.sizeMax / area.sizeMin) + 1);
+  const address = area.dataAddress +
+    sizeBytes * random((area.dataEnd - area.dataAddress) / sizeBytes);
+  const position = random(2) === 0 ? 0 : 1 + random(sizeBytes);
   const offsetLast = position === 0 ? baseOffset - 1 : baseOffset + random(position);
   const alphabet = 'abcXYZ019._-';
   const topic = Array.from({ length: 1 + random(249) }, () => alphabet[random(12)]).join('');
   return { segmentIndex: ctx.segmentIndex, generation, epoch: random(2 ** 31), state,
     topic: topic === '.' || topic === '..' ? 't' : topic, partition: random(2 ** 31),
-    chainPosition: random(2 ** 32), baseOffset, watermark: { position, offsetLast } };
+    chainPosition: random(2 ** 32), baseOffset, watermark: { position, offsetLast }, address,
+    sizeBytes };
 }
 
 function formatFree(segmentIndex: number): Omit<SegmentEntry, 'generation' | 'epoch'> {
   return { segmentIndex, state: 'free', topic: '', partition: 0, chainPosition: 0,
-    baseOffset: 0, watermark: { position: 0, offsetLast: 0 } };
+    baseOffset: 0, watermark: { position: 0, offsetLast: 0 }, address: 0, sizeBytes: 0 };
 }
 
 t.test(`segment entry: seeded random round trips and damage (seed ${SEED})`, async (t) => {
@@ -212,8 +240,11 @@ t.test(`segment entry: seeded random round trips and damage (seed ${SEED})`, asy
   const bytes = new Uint8Array(2 * SEGMENT_ENTRY_SIZE_BYTES);
   let checked = 0;
   for (let round = 0; round < 500; round += 1) {
+    const sizeMin = LIMITS.segmentSizeBytesMin * 2 ** random(4);
+    const dataAddress = 4096 * (1 + random(1000));
+    const sizeMax = sizeMin * 2 ** random(8);
     const ctx = { segmentIndex: random(LIMITS.segmentCountMax), slot: random(2),
-      segmentSizeBytes: LIMITS.segmentSizeBytesMin * 2 ** random(10) };
+      area: { dataAddress, dataEnd: dataAddress + sizeMax * (1 + random(9)), sizeMin, sizeMax } };
     const e = randomEntry(random, ctx);
     const at = random(SEGMENT_ENTRY_SIZE_BYTES);
     encodeSegmentEntry(bytes, at, e, ctx);
@@ -281,3 +312,12 @@ t.test('64-bit fields: every safe integer round trips, nothing past ±(2^53 - 1)
     view.setBigInt64(0, -(2n ** 63n), true);
     t.equal(getI64(view, 0), null, 'i64 -2^63 refused');
   });
+
+t.test('segment ranges: rangeProblem names what is wrong', async (t) => {
+  t.equal(rangeProblem(MIB, 64 * KIB, AREA), null);
+  t.equal(rangeProblem(MIB + 64 * MIB, 64 * MIB, AREA), null);
+  t.match(rangeProblem(MIB + 32 * MIB, 64 * MIB, AREA), /not aligned/);
+  t.match(rangeProblem(MIB - 64 * KIB, 64 * KIB, AREA), /outside/);
+  t.match(rangeProblem(1024 * MIB, 2 * MIB, AREA), /outside/);
+  t.match(rangeProblem(MIB, 32 * KIB, AREA), /power of two in/);
+});

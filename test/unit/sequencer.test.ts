@@ -104,10 +104,12 @@ const persistOf = (s0: { positionEnd: number; offsetLast: number; seal?: boolean
 t.test('a new partition asks for its first segment; leases go back to back, without offsets',
   (t) => {
     const sequencer = Sequencer.create(CONFIG);
-    const need = { kind: 'need-segment', chainPosition: 0, baseOffset: 0, persist: null };
+    const need = { kind: 'need-segment', chainPosition: 0, baseOffset: 0, sizeBytesMin: 100,
+      persist: null };
     t.same(sequencer.lease({ bytes: 1000, bytesMin: 100, producer: 'p', now: 0 }), need);
-    t.same(sequencer.lease({ bytes: 50, bytesMin: 70, producer: 'q', now: 0 }), need,
-      'every lease asks for the same segment until it is added');
+    t.same(sequencer.lease({ bytes: 50, bytesMin: 70, producer: 'q', now: 0 }),
+      { ...need, sizeBytesMin: 70 }, 'every lease asks for the same segment until it is added ' +
+      '(each says what it needs to fit)');
     t.equal(sequencer.highWatermark(), 0);
     t.equal(sequencer.fetchView(0), null, 'nothing to read yet');
     sequencer.segmentAdded({ segmentId: 's0', chainPosition: 0, baseOffset: 0,
@@ -631,7 +633,8 @@ t.test('a segment without room seals: its leases end on their own, then it rolls
   'no next segment before the last offset of this one is known');
   t.same(sequencer.fillWritten(must(fills[0]).ref), { persist: null }, 'p1 is in flight');
   const need = sequencer.lease(request);
-  t.same(need, { kind: 'need-segment', chainPosition: 1, baseOffset: 18, persist: null });
+  t.same(need, { kind: 'need-segment', chainPosition: 1, baseOffset: 18, sizeBytesMin: 6000,
+    persist: null });
   t.same(sequencer.lease({ ...request, producer: 'pd' }), need, 'asked again until added');
   t.match(abortMessage(() => sequencer.segmentAdded({ segmentId: 's1', chainPosition: 1,
     baseOffset: 19, sizeBytes: SEGMENT })), /continues the chain/);
@@ -668,7 +671,8 @@ t.test('sealing a fully durable segment asks for the seal at once; an old reply 
     sequencer.persisted(p);
     const need = sequencer.lease({ bytes: 10_000, bytesMin: 10_000, producer: 'p', now: 0 });
     const seal = persistOf({ positionEnd: 60_000, offsetLast: 0, seal: true, patches: [] });
-    t.same(need, { kind: 'need-segment', chainPosition: 1, baseOffset: 1, persist: seal });
+    t.same(need, { kind: 'need-segment', chainPosition: 1, baseOffset: 1, sizeBytesMin: 10_000,
+      persist: seal });
     t.same([sequencer.leaseProducer(a), sequencer.leaseEnding(a)], ['p', true],
       'the full lease stays open until released or expired, and ends');
     t.same(sequencer.persisted(p), NOTHING, 'the non-seal reply at the same position');
@@ -676,7 +680,8 @@ t.test('sealing a fully durable segment asks for the seal at once; an old reply 
     t.same(sequencer.persistFailed(p), { persist: null }, 'a non-seal failure is not the seal');
     t.same(sequencer.persisted(seal), { acks: [], filled: [], persist: null, sealed: 's0' });
     t.same(sequencer.lease({ bytes: 10_000, bytesMin: 10_000, producer: 'p', now: 0 }),
-      { kind: 'need-segment', chainPosition: 1, baseOffset: 1, persist: null });
+      { kind: 'need-segment', chainPosition: 1, baseOffset: 1, sizeBytesMin: 10_000,
+        persist: null });
     t.end();
   });
 
@@ -685,7 +690,8 @@ t.test('fetch views stop at the durable watermark', (t) => {
   const a = lease(sequencer, 40_000);
   const pa = must(put(sequencer, a, 0, 40_000, 10).persist);
   t.same(sequencer.lease({ bytes: 30_000, bytesMin: 30_000, producer: 'p', now: 0 }),
-    { kind: 'need-segment', chainPosition: 1, baseOffset: 10, persist: null });
+    { kind: 'need-segment', chainPosition: 1, baseOffset: 10, sizeBytesMin: 30_000,
+      persist: null });
   sequencer.segmentAdded({ segmentId: 's1', chainPosition: 1, baseOffset: 10, sizeBytes: SEGMENT });
   const b = lease(sequencer, 1000);
   const c = lease(sequencer, 1000);
@@ -742,7 +748,7 @@ t.test('restore continues at the durable prefix and names orphan segments', (t) 
   t.throws(() => sequencer.fetchView(19), { code: 'PMQ_ERR_OFFSET_OUT_OF_RANGE' });
   sequencer.persisted(p);
   const big = sequencer.lease({ bytes: 62_000, bytesMin: 62_000, producer: 'p', now: 0 });
-  t.same(big, { kind: 'need-segment', chainPosition: 7, baseOffset: 43,
+  t.same(big, { kind: 'need-segment', chainPosition: 7, baseOffset: 43, sizeBytesMin: 62_000,
     persist: persistOf({ segmentId: 'b', chainPosition: 6, positionEnd: 5100, offsetLast: 42,
       seal: true, patches: [] }) });
   sequencer.segmentAdded({ segmentId: 'c2', chainPosition: 7, baseOffset: 43,
@@ -755,7 +761,7 @@ t.test('restore of a fully sealed chain asks for the next segment', (t) => {
     baseOffset: 0, sizeBytes: SEGMENT, watermark: wm(100, 0), sealed: true }]);
   t.equal(sequencer.highWatermark(), 1);
   t.same(sequencer.lease({ bytes: 100, bytesMin: 100, producer: 'p', now: 0 }),
-    { kind: 'need-segment', chainPosition: 1, baseOffset: 1, persist: null });
+    { kind: 'need-segment', chainPosition: 1, baseOffset: 1, sizeBytesMin: 100, persist: null });
   t.equal(Sequencer.restore(CONFIG, []).sequencer.highWatermark(), 0);
   t.end();
 });
@@ -767,7 +773,7 @@ t.test('a restored segment with too little room is sealed at the first lease', (
   const { sequencer: full } = Sequencer.restore(CONFIG, [{ segmentId: 'a', chainPosition: 0,
     baseOffset: 0, sizeBytes: SEGMENT, watermark: wm(SEGMENT - 100, 9), sealed: false }]);
   t.same(full.lease({ bytes: 101, bytesMin: 101, producer: 'p', now: 0 }), {
-    kind: 'need-segment', chainPosition: 1, baseOffset: 10,
+    kind: 'need-segment', chainPosition: 1, baseOffset: 10, sizeBytesMin: 101,
     persist: persistOf({ segmentId: 'a', positionEnd: SEGMENT - 100, offsetLast: 9, seal: true,
       patches: [] }) });
   t.end();
