@@ -33,8 +33,12 @@ import type { Partition, PartitionDeps } from './partition.js';
 import { Subscriptions } from './subscriptions.js';
 import { Quarantine } from './quarantine.js';
 import { recoverPartitions, type RecoverySummary } from './recovery.js';
+import { Retention, type RetentionPass } from './retention.js';
 import { registerHandlers } from './server.js';
 import { StoragePool } from './storage-pool.js';
+import {
+  RETENTION_BYTES_DEFAULT, RETENTION_MS_DEFAULT, type RetentionSettings,
+} from './topic-config.js';
 
 /** How long a fenced broker's stop waits for its PMQ_ERR_FENCED answers to leave. */
 const FENCED_DRAIN_MS = 200;
@@ -61,7 +65,17 @@ export interface BrokerOptions {
   readonly authFile?: string;
   /** Lifetime of session tickets. Default TICKET_TTL_MS_DEFAULT (1 h). */
   readonly ticketTtlMs?: number;
+  /** Topics' default retention.ms and retention.bytes (topic-config.ts: Kafka's defaults). */
+  readonly retentionMs?: number;
+  readonly retentionBytes?: number;
+  /** How often retention runs (default RETENTION_CHECK_MS_DEFAULT); 0: only when asked. */
+  readonly retentionCheckMs?: number;
+  /** Wall-clock milliseconds for retention by time (default Date.now; tests fake it). */
+  readonly clock?: () => number;
 }
+
+/** How often retention looks at every partition by default (Kafka's is 5 minutes). */
+export const RETENTION_CHECK_MS_DEFAULT = 1000;
 
 export interface Broker {
   readonly address: HostPort;
@@ -69,6 +83,8 @@ export interface Broker {
   readonly recovery: RecoverySummary;
   /** Why this broker was fenced, or null while it is current. */
   readonly fencedWhy: string | null;
+  /** Runs a retention pass now (tests; the timer runs them every retentionCheckMs). */
+  enforceRetention(): Promise<RetentionPass>;
   stop(): Promise<void>;
 }
 
@@ -97,11 +113,11 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const clusterKey = opts.clusterKey;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
     busyPoll: opts.busyPoll });
-  let timer: NodeJS.Timeout | undefined;
+  const timers: NodeJS.Timeout[] = []; // lease expiry, retention
   let ticking = true; // partitions' own timers (a blocking lease's cut) run only while true
   const quiesce = (): void => { // stopping or fenced: no more expiry, cuts or pushes
     ticking = false;
-    if (timer !== undefined) clearInterval(timer);
+    for (const timer of timers) clearInterval(timer);
     subscriptions.clear();
   };
   const stop = async (): Promise<void> => {
@@ -138,27 +154,57 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
       now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking,
       onAdvance: (partition) => subscriptions.advanced(partition) };
     const { topics, summary } = await recoverPartitions(deps, metadata, infos, quarantine, log);
-    // A restarted storage node lost its grants: cached read grants must be created again.
-    pool.onUp((nodeId) => {
-      for (const list of topics.values()) {
-        for (const partition of list) partition.forgetReadGrants(nodeId);
-      }
-    });
+    forgetGrantsOnRestart(pool, topics);
     const access = new ClientAccess({ auth, clusterKey, epoch: () => pool.epoch, transport,
       ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
+    const { retention, retentionDefaults } = retentionOf(opts, topics, metadata, log);
     registerHandlers(channel, { deps, metadata, topics, log, access, quarantine, fence,
-      subscriptions, producerId: idAllocator(pool.epoch) });
+      subscriptions, producerId: idAllocator(pool.epoch), retentionDefaults });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
     const address = transport.listen(opts.host, opts.port);
-    timer = setInterval(() => tickAll(topics),
-      Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4))));
-    log.info({ ...address, epoch: pool.epoch, clientAuth: auth.enabled }, 'broker listening');
+    timers.push(setInterval(() => tickAll(topics),
+      Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4)))));
+    const retentionTimer = retentionTimerOf(opts, retention, () => ticking);
+    if (retentionTimer !== undefined) timers.push(retentionTimer);
+    log.info({ ...address, epoch: pool.epoch, clientAuth: auth.enabled, ...retentionDefaults },
+      'broker listening');
     return { address, epoch: pool.epoch, recovery: summary, stop,
+      enforceRetention: () => retention.enforce(),
       get fencedWhy() { return fence.why; } };
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+/** A restarted storage node lost its grants: cached read grants must be created again. */
+function forgetGrantsOnRestart(pool: StoragePool, topics: Map<string, Partition[]>): void {
+  pool.onUp((nodeId) => {
+    for (const list of topics.values()) {
+      for (const partition of list) partition.forgetReadGrants(nodeId);
+    }
+  });
+}
+
+function retentionOf(opts: BrokerOptions, topics: Map<string, Partition[]>,
+  metadata: MetadataStore, log: Logger): { retention: Retention;
+    retentionDefaults: RetentionSettings } {
+  const retentionDefaults = { retentionMs: opts.retentionMs ?? RETENTION_MS_DEFAULT,
+    retentionBytes: opts.retentionBytes ?? RETENTION_BYTES_DEFAULT };
+  return { retentionDefaults, retention: new Retention({ topics, metadata,
+    clock: opts.clock ?? Date.now, defaults: retentionDefaults, log }) };
+}
+
+/** Retention's passes every retentionCheckMs while the broker ticks (not stopped or fenced). */
+function retentionTimerOf(opts: BrokerOptions, retention: Retention, ticking: () => boolean):
+  NodeJS.Timeout | undefined {
+  const retentionCheckMs = opts.retentionCheckMs ?? RETENTION_CHECK_MS_DEFAULT;
+  if (retentionCheckMs <= 0) return undefined;
+  const timer = setInterval(() => {
+    if (ticking()) void retention.enforce();
+  }, retentionCheckMs);
+  timer.unref();
+  return timer;
 }
 
 function tickAll(topics: Map<string, Partition[]>): void {

@@ -72,7 +72,7 @@ async function another(): Promise<Client> {
   return other;
 }
 
-await client.call('topicCreate', { topic: 'pushed', partitions: 1 });
+await client.call('topicCreate', { configs: [], topic: 'pushed', partitions: 1 });
 
 t.test('subscribe answers the view; each durable advance is pushed', async (t) => {
   const reply = await client.call('subscribe', { subscription: 1, topic: 'pushed', partition: 0,
@@ -171,7 +171,7 @@ t.test('a client that sends the push kind is answered as a malformed peer', asyn
 });
 
 t.test('a caught-up consumer is pushed new records: no fetchView, no long poll', async (t) => {
-  await client.call('topicCreate', { topic: 'consumed', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'consumed', partitions: 1 });
   const app = await connect({ brokers: [`${broker.host}:${broker.port}`], transports: 'tcp',
     netDevices: 'lo' });
   t.teardown(() => app.close());
