@@ -43,6 +43,12 @@ export interface NemesisOptions {
   reservationTimeoutMs?: number;
   /** The clients' requestTimeoutMs. */
   requestTimeoutMs?: number;
+  /**
+   * The topic's retention.bytes (per partition; -1: none), so that retention frees segments
+   * while processes die (default PMQ_CRASH_RETENTION_BYTES, else 2 segments of 256 KiB). The
+   * checker excuses acknowledged records below the final read's log start, and only those.
+   */
+  retentionBytes?: number;
   log?: (line: string) => void;
 }
 
@@ -263,10 +269,13 @@ async function finish(run: Run, worker: Worker, ms: number): Promise<void> {
   }
 }
 
-/** Every partition from offset 0 to its high watermark; a trailing hole (control batch)
- *  yields nothing, so reading also ends after `idleMs` without a batch. */
+/** Every partition from its log start to its high watermark; a trailing hole (control batch)
+ *  yields nothing, so reading also ends after `idleMs` without a batch. `starts`: the log
+ *  starts asked after the read (retention may move them meanwhile: what it deleted during the
+ *  read is below them). */
 export async function readAll(client: Client, topic: string, partitions: number, idleMs: number,
-  withinMs: number): Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
+  withinMs: number): Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[];
+    starts: number[] }> {
   const described = await retrying(() => client.admin().describeTopic(topic), withinMs);
   const ends = described.partitions.map((p) => p.highWatermark);
   const consumer = client.consumer({ start: 'earliest', maxWaitMs: 200 });
@@ -286,7 +295,8 @@ export async function readAll(client: Client, topic: string, partitions: number,
   }
   const positions = consumer.positions().map(({ offset }) => offset);
   await consumer.close();
-  return { records, ends, positions };
+  const after = await retrying(() => client.admin().describeTopic(topic), withinMs);
+  return { records, ends, positions, starts: after.partitions.map((p) => p.logStart) };
 }
 
 async function settle(run: Run): Promise<void> {
@@ -320,12 +330,14 @@ export async function finalRead(opts: { broker: string; topic: string; partition
   const withinMs = opts.withinMs ?? 60_000;
   const client = await connectRetrying(opts.broker, 'nemesis-final-read', opts.requestTimeoutMs,
     withinMs);
-  let read: Awaited<ReturnType<typeof readAll>> = { records: [], ends: [], positions: [] };
+  let read: Awaited<ReturnType<typeof readAll>> = { records: [], ends: [], positions: [],
+    starts: [] };
   const problems: string[] = [];
   try {
     for (let attempt = 1; attempt <= 3; attempt += 1) {
       read = await readAll(client, opts.topic, opts.partitions, 8000, withinMs);
-      const stuck = read.ends.filter((end, p) => end > 0 && read.records[p]!.length === 0);
+      const stuck = read.ends.filter((end, p) => end > (read.starts[p] ?? 0) &&
+        read.records[p]!.length === 0);
       if (stuck.length === 0) break;
       const what = `final read attempt ${attempt} got nothing from ${stuck.length} ` +
         `partition(s) (high watermarks ${read.ends.join(', ')}; positions ` +
@@ -338,7 +350,7 @@ export async function finalRead(opts: { broker: string; topic: string; partition
   }
   const final = fileRecorder(join(opts.historyDir, 'final-read.jsonl'));
   read.records.forEach((records, partition) => final.record('final-read', { kind: 'final-read',
-    topic: opts.topic, partition, records }));
+    topic: opts.topic, partition, records, logStart: read.starts[partition] ?? 0 }));
   final.close();
   return { stored: read.records, ends: read.ends, problems };
 }
@@ -362,7 +374,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
   try {
     const admin = await connectRetrying(cluster.brokerAddress, 'nemesis-admin',
       run.requestTimeoutMs);
-    await admin.admin().createTopic(TOPIC, { partitions: run.partitions });
+    await admin.admin().createTopic(TOPIC, { partitions: run.partitions,
+      configs: { 'retention.bytes': options.retentionBytes ??
+        Number(process.env.PMQ_CRASH_RETENTION_BYTES ?? 512 * 1024) } });
     await admin.close();
     for (let i = 1; i <= run.producers; i += 1) run.spawn('producer', i, 1);
     for (let i = 1; i <= run.consumers; i += 1) run.spawn('consumer', i, 1);
@@ -426,7 +440,8 @@ export function summaryLine(result: NemesisResult): string {
     `acked ${stats.acked}, failed ${stats.failed}, indeterminate ${stats.indeterminate} ` +
     `(${stats.uncompleted} uncompleted, ${stats.indeterminateRead} read); polled ` +
     `${stats.polled} in ${stats.polls} polls; final read ${stats.finalRecords} (${result.holes} ` +
-    `hole offsets filled); storage kills with sends in flight ${result.storageKillsInFlight}; ` +
+    `hole offsets filled); deleted by retention ${stats.retentionDeleted}; ` +
+    `storage kills with sends in flight ${result.storageKillsInFlight}; ` +
     `anomalies ` +
     `${anomalies}; problems ${result.problems.length}; nemesis ${result.nemesisMs} ms, total ` +
     `${result.totalMs} ms`;
