@@ -44,11 +44,13 @@ export interface NemesisOptions {
   /** The clients' requestTimeoutMs. */
   requestTimeoutMs?: number;
   /**
-   * The topic's retention.bytes (per partition; -1: none), so that retention frees segments
-   * while processes die (default PMQ_CRASH_RETENTION_BYTES, else 2 segments of 256 KiB). The
-   * checker excuses acknowledged records below the final read's log start, and only those.
+   * Retention running (default: PMQ_CRASH_RETENTION, on unless "0"): 64 KiB segments, values
+   * of 1 KiB and retention.bytes of RETENTION_BYTES per partition, so segments seal and the
+   * broker frees them every second while processes die. The checker excuses acknowledged
+   * records below the final read's log start, and only those. Off: 256 KiB segments, 48-byte
+   * values, no retention (what the nemesis ran before retention existed).
    */
-  retentionBytes?: number;
+  retention?: boolean;
   log?: (line: string) => void;
 }
 
@@ -80,6 +82,11 @@ export interface NemesisResult {
 }
 
 const TOPIC = 'nemesis';
+/** With retention: two segments per partition are kept at least (Kafka's rule: size minus the
+ *  oldest segment still at or above it frees the oldest). */
+const RETENTION_BYTES = 128 * 1024;
+const retentionOn = (options: NemesisOptions): boolean =>
+  options.retention ?? process.env.PMQ_CRASH_RETENTION !== '0';
 const zero = (): Record<Target, number> => ({ storage: 0, broker: 0, producer: 0, consumer: 0 });
 
 interface Worker { role: 'producer' | 'consumer'; index: number; incarnation: number;
@@ -135,7 +142,8 @@ class Run {
       partitions: this.partitions, process: name, requestTimeoutMs: this.requestTimeoutMs,
       historyPath: join(this.options.historyDir, `${name}.jsonl`) };
     const run = role === 'producer'
-      ? spawnProducer({ ...common, seed: this.prng.int(0x1_0000_0000) })
+      ? spawnProducer({ ...common, seed: this.prng.int(0x1_0000_0000),
+        ...(retentionOn(this.options) ? { valueBytes: 1024 } : {}) })
       : runFixture<{ event: string }>('../crash/nemesis-consumer.ts', { ...common,
         groupId: `group-${base}`, commitEveryMs: 300 });
     const worker = { role, index, incarnation, name, run };
@@ -367,7 +375,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
   const started = Date.now();
   const prng = prngFrom(options.seed);
   const cluster = await E2eCluster.start({ regionSize: options.regionSize ?? '256MiB',
-    segmentSize: options.segmentSize ?? '256KiB',
+    segmentSize: options.segmentSize ?? (retentionOn(options) ? '64KiB' : '256KiB'),
     reservationTimeoutMs: options.reservationTimeoutMs ?? 1000 });
   const run = new Run(cluster, options, prng);
   let nemesisMs = 0;
@@ -375,8 +383,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
     const admin = await connectRetrying(cluster.brokerAddress, 'nemesis-admin',
       run.requestTimeoutMs);
     await admin.admin().createTopic(TOPIC, { partitions: run.partitions,
-      configs: { 'retention.bytes': options.retentionBytes ??
-        Number(process.env.PMQ_CRASH_RETENTION_BYTES ?? 512 * 1024) } });
+      configs: retentionOn(options) ? { 'retention.bytes': RETENTION_BYTES } : {} });
     await admin.close();
     for (let i = 1; i <= run.producers; i += 1) run.spawn('producer', i, 1);
     for (let i = 1; i <= run.consumers; i += 1) run.spawn('consumer', i, 1);
