@@ -82,9 +82,9 @@ export interface NemesisResult {
 }
 
 const TOPIC = 'nemesis';
-/** With retention: two segments per partition are kept at least (Kafka's rule: size minus the
- *  oldest segment still at or above it frees the oldest). */
-const RETENTION_BYTES = 128 * 1024;
+/** With retention: about one segment besides the active one is kept per partition (Kafka's
+ *  rule: the oldest goes while the partition holds at least this much without it). */
+const RETENTION_BYTES = 64 * 1024;
 const retentionOn = (options: NemesisOptions): boolean =>
   options.retention ?? process.env.PMQ_CRASH_RETENTION !== '0';
 const zero = (): Record<Target, number> => ({ storage: 0, broker: 0, producer: 0, consumer: 0 });
@@ -143,7 +143,7 @@ class Run {
       historyPath: join(this.options.historyDir, `${name}.jsonl`) };
     const run = role === 'producer'
       ? spawnProducer({ ...common, seed: this.prng.int(0x1_0000_0000),
-        ...(retentionOn(this.options) ? { valueBytes: 1024 } : {}) })
+        ...(retentionOn(this.options) ? { valueBytes: 4096 } : {}) })
       : runFixture<{ event: string }>('../crash/nemesis-consumer.ts', { ...common,
         groupId: `group-${base}`, commitEveryMs: 300 });
     const worker = { role, index, incarnation, name, run };
@@ -428,7 +428,9 @@ function countHoles(history: HistoryEvent[]): number {
   for (const event of history) {
     if (event.kind !== 'final-read' || event.records.length === 0) continue;
     const offsetLast = Math.max(...event.records.map((record) => record.offset));
-    holes += offsetLast + 1 - new Set(event.records.map((record) => record.offset)).size;
+    // From the log start: offsets below it were deleted by retention, not filled.
+    holes += offsetLast + 1 - (event.logStart ?? 0) -
+      new Set(event.records.map((record) => record.offset)).size;
   }
   return holes;
 }
