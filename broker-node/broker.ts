@@ -68,7 +68,10 @@ export interface BrokerOptions {
   /** Topics' default retention.ms and retention.bytes (topic-config.ts: Kafka's defaults). */
   readonly retentionMs?: number;
   readonly retentionBytes?: number;
-  /** How often retention runs (default RETENTION_CHECK_MS_DEFAULT); 0: only when asked. */
+  /**
+   * How often retention runs (default RETENTION_CHECK_MS_DEFAULT), and at once after a segment
+   * seals; 0: only when asked (enforceRetention).
+   */
   readonly retentionCheckMs?: number;
   /** Wall-clock milliseconds for retention by time (default Date.now; tests fake it). */
   readonly clock?: () => number;
@@ -152,20 +155,20 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
     const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
       now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking,
-      onAdvance: (partition) => subscriptions.advanced(partition) };
+      onAdvance: (partition) => subscriptions.advanced(partition),
+      onSealed: () => { if (ticking) retentionLater?.sealed(); } };
+    let retentionLater: Retention | null = null; // made once the partitions are recovered
     const { topics, summary } = await recoverPartitions(deps, metadata, infos, quarantine, log);
     forgetGrantsOnRestart(pool, topics);
     const access = new ClientAccess({ auth, clusterKey, epoch: () => pool.epoch, transport,
       ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
     const { retention, retentionDefaults } = retentionOf(opts, topics, metadata, log);
+    if ((opts.retentionCheckMs ?? RETENTION_CHECK_MS_DEFAULT) > 0) retentionLater = retention;
     registerHandlers(channel, { deps, metadata, topics, log, access, quarantine, fence,
       subscriptions, producerId: idAllocator(pool.epoch), retentionDefaults });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
     const address = transport.listen(opts.host, opts.port);
-    timers.push(setInterval(() => tickAll(topics),
-      Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4)))));
-    const retentionTimer = retentionTimerOf(opts, retention, () => ticking);
-    if (retentionTimer !== undefined) timers.push(retentionTimer);
+    timers.push(...timersOf(opts, topics, reservationTimeoutMs, retention, () => ticking));
     log.info({ ...address, epoch: pool.epoch, clientAuth: auth.enabled, ...retentionDefaults },
       'broker listening');
     return { address, epoch: pool.epoch, recovery: summary, stop,
@@ -195,16 +198,22 @@ function retentionOf(opts: BrokerOptions, topics: Map<string, Partition[]>,
     clock: opts.clock ?? Date.now, defaults: retentionDefaults, log }) };
 }
 
-/** Retention's passes every retentionCheckMs while the broker ticks (not stopped or fenced). */
-function retentionTimerOf(opts: BrokerOptions, retention: Retention, ticking: () => boolean):
-  NodeJS.Timeout | undefined {
+/**
+ * The lease expiry tick (a quarter of the timeout, 5 ms..1 s), and retention's passes every
+ * retentionCheckMs while the broker ticks (not stopped or fenced).
+ */
+function timersOf(opts: BrokerOptions, topics: Map<string, Partition[]>,
+  reservationTimeoutMs: number, retention: Retention, ticking: () => boolean):
+  NodeJS.Timeout[] {
+  const timers = [setInterval(() => tickAll(topics),
+    Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4))))];
   const retentionCheckMs = opts.retentionCheckMs ?? RETENTION_CHECK_MS_DEFAULT;
-  if (retentionCheckMs <= 0) return undefined;
+  if (retentionCheckMs <= 0) return timers;
   const timer = setInterval(() => {
     if (ticking()) void retention.enforce();
   }, retentionCheckMs);
   timer.unref();
-  return timer;
+  return [...timers, timer];
 }
 
 function tickAll(topics: Map<string, Partition[]>): void {

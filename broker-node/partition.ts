@@ -44,6 +44,8 @@ export interface PartitionDeps {
   readonly ticking: () => boolean;
   /** The durable head moved (acks, fills, a seal): subscribers are pushed it (subscriptions.ts). */
   readonly onAdvance?: (partition: Partition) => void;
+  /** A segment of the partition sealed durably: retention may free one now (retention.ts). */
+  readonly onSealed?: (partition: Partition) => void;
 }
 
 /** A grant as the client names it: id and secret key. */
@@ -696,11 +698,17 @@ export class Partition {
     return true;
   }
 
-  /** Bytes the partition holds: its segments' durable bytes (control batches included). */
+  /**
+   * Region bytes the partition holds (what retention.bytes limits): a sealed segment counts
+   * whole (its unused tail is of no use to anyone until it is freed), the others up to their
+   * durable watermark.
+   */
   bytes(): number {
     if (this.#broken !== null || this.#closed || this.#sequencer === null) return 0;
     let total = 0;
-    for (const segment of this.#sequencer.segments()) total += segment.durable.position;
+    for (const segment of this.#sequencer.segments()) {
+      total += segment.state === 'sealed' ? segment.sizeBytes : segment.durable.position;
+    }
     return total;
   }
 
@@ -834,7 +842,10 @@ export class Partition {
       this.producers.durable(ack, ack.baseOffset);
       this.#settleWaiters(ack.id, ack.baseOffset, null);
     }
-    if (result.sealed !== null) this.log.debug({ segmentId: result.sealed }, 'segment sealed');
+    if (result.sealed !== null) {
+      this.log.debug({ segmentId: result.sealed }, 'segment sealed');
+      this.deps.onSealed?.(this);
+    }
     if (result.persist !== null) this.#issuePersist(result.persist);
     if (result.acks.length > 0 || result.filled.length > 0) {
       this.#wakeFetches();

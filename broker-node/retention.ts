@@ -53,6 +53,8 @@ export class Retention {
   /** Newest record timestamp per sealed segment (immutable once sealed), by partition. */
   readonly #newest = new WeakMap<Partition, Map<SegmentId, number>>();
   #running: Promise<RetentionPass> | null = null;
+  /** A pass was asked for while one ran: run another after it (a seal it may have missed). */
+  #again = false;
   readonly #buffer = new Uint8Array(PRODUCER_LIMITS.recoveryReadChunkBytes);
 
   constructor(deps: RetentionDeps) {
@@ -65,6 +67,23 @@ export class Retention {
     const running = this.#pass().finally(() => { this.#running = null; });
     this.#running = running;
     return running;
+  }
+
+  /**
+   * A segment sealed: its partition may be over retention.bytes now. A pass runs at once (or
+   * right after the one running), so a fast producer does not wait a check interval for room.
+   */
+  sealed(): void {
+    if (this.#running === null) {
+      void this.enforce();
+      return;
+    }
+    if (this.#again) return;
+    this.#again = true;
+    void this.#running.finally(() => {
+      this.#again = false;
+      void this.enforce();
+    });
   }
 
   async #pass(): Promise<RetentionPass> {
@@ -108,7 +127,7 @@ export class Retention {
   async #due(partition: Partition, oldest: SegmentView, settings: RetentionSettings):
     Promise<boolean> {
     if (settings.retentionBytes >= 0 &&
-        partition.bytes() - oldest.durable.position >= settings.retentionBytes) {
+        partition.bytes() - oldest.sizeBytes >= settings.retentionBytes) {
       return true;
     }
     if (settings.retentionMs < 0) return false;
