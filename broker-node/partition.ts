@@ -663,7 +663,13 @@ export class Partition {
     for (const grantId of [...this.#writeGrants.keys()]) {
       await this.revokeWriteGrant(grantId).catch(() => undefined);
     }
-    for (const segmentId of [...this.places.keys()]) await this.#freeSegment(segmentId);
+    for (const segmentId of [...this.places.keys()]) {
+      // Retention's free of it is in flight: a second free could land after the segment went
+      // to a new owner, and free that owner's segment.
+      if (segmentId !== this.#retiring && this.places.has(segmentId)) {
+        await this.#freeSegment(segmentId);
+      }
+    }
   }
 
   /**
@@ -689,9 +695,9 @@ export class Partition {
     } finally {
       this.#retiring = null;
     }
-    if (this.#closed) return false; // topic deleted meanwhile: its close freed (and counted)
     this.deps.pool.countSegment(place.nodeId, -1);
     this.places.delete(segmentId);
+    if (this.#closed) return false; // topic deleted meanwhile: its close left this one to us
     this.sequencer.dropOldest(segmentId);
     this.log.info({ segmentId, logStart: this.sequencer.logStartOffset() },
       'segment deleted by retention');

@@ -498,15 +498,19 @@ export class Sequencer {
   }
 
   /**
-   * The oldest segment if retention may free it: sealed durably (so nothing in it is pending,
-   * no lease is open in it and its offsets are final) and not the last of the chain (the last
-   * one carries the partition's next baseOffset and chainPosition across restarts: a chain is
-   * never emptied). Null otherwise.
+   * The oldest segment if retention may free it: sealed durably (so nothing in it is pending
+   * and its offsets are final), no lease still open in it (a used-up lease stays open until its
+   * producer releases it or it expires: its retries are answered from it), and not the last of
+   * the chain (the last one carries the partition's next baseOffset and chainPosition across
+   * restarts: a chain is never emptied). Null otherwise.
    */
   oldestRetirable(): SegmentView | null {
     const oldest = this.#segments[0];
     if (oldest === undefined || this.#segments.length < 2 || oldest.state !== 'sealed') {
       return null;
+    }
+    for (const lease of this.#leases.values()) {
+      if (lease.segment === oldest) return null;
     }
     return oldest.view();
   }

@@ -882,3 +882,20 @@ t.test('retention: only the oldest sealed segment, never the last, goes; log sta
       'a sealed last segment stays too: it carries the next baseOffset across restarts');
     t.end();
   });
+
+t.test('retention: a sealed segment with a used-up lease still open is kept until it closes',
+  (t) => {
+    const sequencer = started();
+    const a = lease(sequencer, 60_000);
+    sequencer.persisted(must(put(sequencer, a, 0, 60_000).persist));
+    const need = sequencer.lease({ bytes: 10_000, bytesMin: 10_000, producer: 'q', now: 0 });
+    if (need.kind !== 'need-segment') throw new Error('expected need-segment');
+    sequencer.persisted(must(need.persist));
+    sequencer.segmentAdded({ segmentId: 's1', chainPosition: 1, baseOffset: 1,
+      sizeBytes: SEGMENT });
+    t.equal(sequencer.segments()[0]?.state, 'sealed');
+    t.equal(sequencer.oldestRetirable(), null, 'lease a (used up, not released) is open in s0');
+    sequencer.release(a, 0);
+    t.match(sequencer.oldestRetirable(), { segmentId: 's0' }, 'released: s0 may go');
+    t.end();
+  });
