@@ -234,7 +234,8 @@ t.test('the client drops pushes of unknown subscriptions and of another epoch', 
     storageNodes: [], segmentSizeBytes: 65_536, ticket: new Uint8Array(8),
     ticketExpiresInMs: 3_600_000 } }));
   channel.handle('topicDescribe', (_ep, r) => ({ kind: 'topicInfo', body: { topic: r.topic,
-    partitions: [{ partition: 0, highWatermark: 0, segments: 0 }] } }));
+    partitions: [{ partition: 0, logStart: 0, highWatermark: 0, bytes: 0, segments: 0 }],
+    configs: [] } }));
   channel.handle('fetchView', () => ({ kind: 'view', body: { highWatermark: 0, segment: [] } }));
   channel.handle('subscribe', (ep, r) => {
     setImmediate(() => subscribed(ep, r.subscription));
