@@ -32,6 +32,8 @@ export interface Cluster {
   cpu: { storage: CpuMeter; broker: CpuMeter };
   /** Collections of each server, from its --trace-gc lines (bench/gc-meter.ts). */
   gc: { storage: GcMeter; broker: GcMeter };
+  /** The two servers' process ids (the soak reads their resident memory). */
+  pids: { storage: number; broker: number };
   stop(): Promise<void>;
 }
 
@@ -78,7 +80,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const listening = await broker.waitForText(/listening on ([\d.]+):(\d+)/);
     const cpu = { storage: new CpuMeter(storage.child.pid!), broker: new CpuMeter(
       broker.child.pid!) };
-    return { broker: `${listening[1]}:${listening[2]}`, cpu, gc, stop };
+    return { broker: `${listening[1]}:${listening[2]}`, cpu, gc, stop,
+      pids: { storage: storage.child.pid!, broker: broker.child.pid! } };
   } catch (error) {
     await stop();
     throw error;

@@ -33,8 +33,12 @@ import type { AppendAnswers, Partition, PartitionDeps } from './partition.js';
 import { Subscriptions } from './subscriptions.js';
 import { Quarantine } from './quarantine.js';
 import { recoverPartitions, type RecoverySummary } from './recovery.js';
+import { Retention, type RetentionPass } from './retention.js';
 import { registerHandlers } from './server.js';
 import { StoragePool } from './storage-pool.js';
+import {
+  RETENTION_BYTES_DEFAULT, RETENTION_MS_DEFAULT, type RetentionSettings,
+} from './topic-config.js';
 
 /** How long a fenced broker's stop waits for its PMQ_ERR_FENCED answers to leave. */
 const FENCED_DRAIN_MS = 200;
@@ -61,7 +65,20 @@ export interface BrokerOptions {
   readonly authFile?: string;
   /** Lifetime of session tickets. Default TICKET_TTL_MS_DEFAULT (1 h). */
   readonly ticketTtlMs?: number;
+  /** Topics' default retention.ms and retention.bytes (topic-config.ts: Kafka's defaults). */
+  readonly retentionMs?: number;
+  readonly retentionBytes?: number;
+  /**
+   * How often retention runs (default RETENTION_CHECK_MS_DEFAULT), and at once after a segment
+   * seals; 0: only when asked (enforceRetention).
+   */
+  readonly retentionCheckMs?: number;
+  /** Wall-clock milliseconds for retention by time (default Date.now; tests fake it). */
+  readonly clock?: () => number;
 }
+
+/** How often retention looks at every partition by default (Kafka's is 5 minutes). */
+export const RETENTION_CHECK_MS_DEFAULT = 1000;
 
 export interface Broker {
   readonly address: HostPort;
@@ -69,6 +86,8 @@ export interface Broker {
   readonly recovery: RecoverySummary;
   /** Why this broker was fenced, or null while it is current. */
   readonly fencedWhy: string | null;
+  /** Runs a retention pass now (tests; the timer runs them every retentionCheckMs). */
+  enforceRetention(): Promise<RetentionPass>;
   stop(): Promise<void>;
 }
 
@@ -108,11 +127,11 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     : AuthStore.open(opts.authFile, log);
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
     busyPoll: opts.busyPoll, sharedHeaders: true }); // the control channel copies what it keeps
-  let timer: NodeJS.Timeout | undefined;
+  const timers: NodeJS.Timeout[] = []; // lease expiry, retention
   let ticking = true; // partitions' own timers (a blocking lease's cut) run only while true
   const quiesce = (): void => { // stopping or fenced: no more expiry, cuts or pushes
     ticking = false;
-    if (timer !== undefined) clearInterval(timer);
+    for (const timer of timers) clearInterval(timer);
     subscriptions.clear();
   };
   const stop = async (): Promise<void> => {
@@ -146,29 +165,43 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     const quarantine = new Quarantine();
     const reservationTimeoutMs = opts.reservationTimeoutMs ??
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
-    const deps: PartitionDeps = { pool, transport, log, grantId: idAllocator(pool.epoch),
-      now: () => performance.now(), reservationTimeoutMs, ticking: () => ticking,
-      onAdvance: (partition) => subscriptions.advanced(partition),
-      answers: fencedAnswers(channel, fence) };
+    const deps = partitionDeps({ pool, transport, log, channel, fence, subscriptions,
+      reservationTimeoutMs, ticking: () => ticking, sealed: () => retentionLater?.sealed() });
+    let retentionLater: Retention | null = null; // made once the partitions are recovered
     const recovered = await recoverPartitions(deps, metadata, infos, quarantine, log);
     topics = recovered.topics;
     // A restarted storage node lost its grants: cached read grants must be created again.
     pool.onUp((nodeId) => eachPartition(topics, (p) => p.forgetReadGrants(nodeId)));
     const access = new ClientAccess({ auth, clusterKey: opts.clusterKey, epoch: () => pool.epoch,
       transport, ticketTtlMs: opts.ticketTtlMs ?? TICKET_TTL_MS_DEFAULT, log });
+    const { retention, retentionDefaults } = retentionOf(opts, topics, metadata, log);
+    if ((opts.retentionCheckMs ?? RETENTION_CHECK_MS_DEFAULT) > 0) retentionLater = retention;
     registerHandlers(channel, { deps, metadata, topics, log, access, quarantine, fence,
-      subscriptions, producerId: idAllocator(pool.epoch) });
+      subscriptions, producerId: idAllocator(pool.epoch), retentionDefaults });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
     const address = transport.listen(opts.host, opts.port);
-    timer = setInterval(() => tickAll(topics),
-      Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4))));
-    log.info({ ...address, epoch: pool.epoch, clientAuth: auth.enabled }, 'broker listening');
+    timers.push(...timersOf(opts, topics, reservationTimeoutMs, retention, () => ticking));
+    log.info({ ...address, epoch: pool.epoch, clientAuth: auth.enabled, ...retentionDefaults },
+      'broker listening');
     return { address, epoch: pool.epoch, recovery: recovered.summary, stop,
+      enforceRetention: () => retention.enforce(),
       get fencedWhy() { return fence.why; } };
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+/** What every partition of this broker uses. */
+function partitionDeps(parts: { pool: StoragePool; transport: Transport; log: Logger;
+  channel: ControlChannel; fence: Fence; subscriptions: Subscriptions;
+  reservationTimeoutMs: number; ticking: () => boolean; sealed: () => void }): PartitionDeps {
+  const { pool, ticking, subscriptions } = parts;
+  return { pool, transport: parts.transport, log: parts.log, grantId: idAllocator(pool.epoch),
+    now: () => performance.now(), reservationTimeoutMs: parts.reservationTimeoutMs, ticking,
+    onAdvance: (partition) => subscriptions.advanced(partition),
+    answers: fencedAnswers(parts.channel, parts.fence),
+    onSealed: () => { if (ticking()) parts.sealed(); } };
 }
 
 /** Pushes go out on the channel of replies (a fenced or stopped broker clears them first). */
@@ -186,6 +219,33 @@ function eachPartition(topics: Map<string, Partition[]>, fn: (partition: Partiti
   for (const list of topics.values()) {
     for (const partition of list) fn(partition);
   }
+}
+
+function retentionOf(opts: BrokerOptions, topics: Map<string, Partition[]>,
+  metadata: MetadataStore, log: Logger): { retention: Retention;
+    retentionDefaults: RetentionSettings } {
+  const retentionDefaults = { retentionMs: opts.retentionMs ?? RETENTION_MS_DEFAULT,
+    retentionBytes: opts.retentionBytes ?? RETENTION_BYTES_DEFAULT };
+  return { retentionDefaults, retention: new Retention({ topics, metadata,
+    clock: opts.clock ?? Date.now, defaults: retentionDefaults, log }) };
+}
+
+/**
+ * The lease expiry tick (a quarter of the timeout, 5 ms..1 s), and retention's passes every
+ * retentionCheckMs while the broker ticks (not stopped or fenced).
+ */
+function timersOf(opts: BrokerOptions, topics: Map<string, Partition[]>,
+  reservationTimeoutMs: number, retention: Retention, ticking: () => boolean):
+  NodeJS.Timeout[] {
+  const timers = [setInterval(() => tickAll(topics),
+    Math.max(5, Math.min(1000, Math.floor(reservationTimeoutMs / 4))))];
+  const retentionCheckMs = opts.retentionCheckMs ?? RETENTION_CHECK_MS_DEFAULT;
+  if (retentionCheckMs <= 0) return timers;
+  const timer = setInterval(() => {
+    if (ticking()) void retention.enforce();
+  }, retentionCheckMs);
+  timer.unref();
+  return [...timers, timer];
 }
 
 function tickAll(topics: Map<string, Partition[]>): void {

@@ -40,11 +40,17 @@ import {
   type TopicRecord as LegacyTopicRecord,
 } from './metadata-legacy.js';
 import type { StorageInfo, StoragePool } from './storage-pool.js';
+import { configPairs, configsFromPairs, type TopicConfigs } from './topic-config.js';
 
 export type { OffsetRecord } from './metadata-legacy.js';
 /** A topic: topicId is never given to another topic (see above). */
 export interface TopicRecord extends LegacyTopicRecord { readonly topicId: number }
-export const METADATA_VALUE_VERSION = 2;
+/**
+ * Version 3 adds topic configs (op `config`, snapshot field `configs`); a version-2 value is
+ * read as one without any. Version 1 has no topic ids.
+ */
+export const METADATA_VALUE_VERSION = 3;
+const METADATA_VALUE_VERSION_NO_CONFIGS = 2;
 /** The version before topic ids: still read. */
 const METADATA_VALUE_VERSION_NO_IDS = 1;
 /** Topic ids are u32 on the wire (common/wire/fixed.ts); 0 is never one. */
@@ -52,8 +58,9 @@ export const TOPIC_ID_MAX = 0xffff_ffff;
 /** Room left in a segment before a change goes into a new one as a snapshot. */
 const SEGMENT_SLACK_BYTES = 4096;
 
+/** `config`: the topic's whole set of overrides ([key, value] pairs) from now on. */
 type Op = ['topic', string, number, number, number] | ['untopic', string] |
-  ['offset', string, string, number, number];
+  ['offset', string, string, number, number] | ['config', string, [string, number][]];
 
 const offsetKey = (group: string, topic: string, partition: number): string =>
   JSON.stringify([group, topic, partition]);
@@ -83,6 +90,8 @@ export class MetadataStore {
   /** The id the next topic created gets: above every id ever given. */
   #nextTopicId = 1;
   readonly #offsets = new Map<string, OffsetRecord>();
+  /** Each topic's config overrides (topic-config.ts); a topic without any has no entry. */
+  readonly #configs = new Map<string, TopicConfigs>();
   /** JSON bytes of the state as a snapshot would hold it (bounded: see #reserve). */
   #stateBytes = 64;
   #pending: Op[] = [];
@@ -148,13 +157,14 @@ export class MetadataStore {
 
   #replay(value: Uint8Array, snapshot: boolean): void {
     let body: { v?: unknown; topics?: unknown; offsets?: unknown; ops?: unknown;
-      nextTopicId?: unknown };
+      nextTopicId?: unknown; configs?: unknown };
     try {
       body = JSON.parse(utf8.decode(value)) as typeof body;
     } catch (error) {
       throw corrupt(this.nodeId, `a value is not JSON (${String(error)})`);
     }
-    if (body.v !== METADATA_VALUE_VERSION && body.v !== METADATA_VALUE_VERSION_NO_IDS) {
+    if (body.v !== METADATA_VALUE_VERSION && body.v !== METADATA_VALUE_VERSION_NO_CONFIGS &&
+        body.v !== METADATA_VALUE_VERSION_NO_IDS) {
       throw new PmqError('PMQ_ERR_METADATA_VERSION', `the metadata log on storage node ` +
         `${this.nodeId} has a value of version ${String(body.v)}; this broker reads ` +
         `${METADATA_VALUE_VERSION}: run the pmq version that wrote it`);
@@ -162,8 +172,10 @@ export class MetadataStore {
     const ops: unknown[] = snapshot ? [
       ...(Array.isArray(body.topics) ? body.topics : [null]).map((t) => ['topic', ...t as []]),
       ...(Array.isArray(body.offsets) ? body.offsets : [null]).map((o) => ['offset', ...o as []]),
+      ...(body.v !== METADATA_VALUE_VERSION ? [] : Array.isArray(body.configs) ? body.configs
+        : [null]).map((c) => ['config', ...c as []]),
     ] : Array.isArray(body.ops) ? body.ops : [null];
-    const withIds = body.v === METADATA_VALUE_VERSION;
+    const withIds = body.v !== METADATA_VALUE_VERSION_NO_IDS;
     for (const op of ops) {
       // A version-1 topic has no id: it gets the next, in the order the log created them.
       if (!withIds && Array.isArray(op) && op[0] === 'topic' && op.length === 4) {
@@ -199,6 +211,10 @@ export class MetadataStore {
       for (const [key, offset] of this.#offsets) {
         if (offset.topic === op[1]) this.#offsets.delete(key);
       }
+      this.#configs.delete(op[1]);
+    } else if (op[0] === 'config') {
+      if (op[2].length === 0) this.#configs.delete(op[1]);
+      else this.#configs.set(op[1], configsFromPairs(op[2])!);
     } else {
       this.#offsets.set(offsetKey(op[1], op[2], op[3]),
         { group: op[1], topic: op[2], partition: op[3], offset: op[4] });
@@ -220,7 +236,8 @@ export class MetadataStore {
   }
 
   /** Durable on return. Throws PMQ_ERR_TOPIC_EXISTS, PMQ_ERR_LIMIT. */
-  async createTopic(topic: string, partitions: number): Promise<TopicRecord> {
+  async createTopic(topic: string, partitions: number, configs: TopicConfigs = {}):
+    Promise<TopicRecord> {
     if (this.#topics.has(topic)) {
       throw new PmqError('PMQ_ERR_TOPIC_EXISTS', `topic ${topic} exists: use it, or delete it ` +
         'first');
@@ -230,10 +247,17 @@ export class MetadataStore {
         'have been given: no topic can be created any more');
     }
     const op: Op = ['topic', topic, partitions, Date.now(), this.#nextTopicId];
+    const pairs = configPairs(configs);
+    // Created with its configs in the same append: no moment where it exists without them.
+    const configOp: Op | null = pairs.length === 0 ? null : ['config', topic, pairs];
     this.#reserve(op);
+    if (configOp !== null) this.#reserve(configOp);
     this.#apply(op);
+    if (configOp !== null) this.#apply(configOp);
+    this.#pending.push(op);
+    if (configOp !== null) this.#pending.push(configOp);
     try {
-      await this.#change(op);
+      await this.#save();
     } catch (error) {
       this.#apply(['untopic', topic]);
       throw error;
@@ -253,6 +277,32 @@ export class MetadataStore {
         record.topicId]);
       throw error;
     }
+  }
+
+  /** The topic's config overrides (empty: the broker's defaults apply). */
+  topicConfigs(topic: string): TopicConfigs {
+    return this.#configs.get(topic) ?? {};
+  }
+
+  /**
+   * Replaces the topic's overrides with `configs` merged over them (alter-config: the keys
+   * given change, the others stay). Durable on return; PMQ_ERR_UNKNOWN_TOPIC, PMQ_ERR_LIMIT.
+   */
+  async alterTopicConfigs(topic: string, configs: TopicConfigs): Promise<TopicConfigs> {
+    if (!this.#topics.has(topic)) {
+      throw new PmqError('PMQ_ERR_UNKNOWN_TOPIC', `topic ${topic} does not exist`);
+    }
+    const before = this.#configs.get(topic) ?? {};
+    const op: Op = ['config', topic, configPairs({ ...before, ...configs })];
+    this.#reserve(op);
+    this.#apply(op);
+    try {
+      await this.#change(op);
+    } catch (error) {
+      this.#apply(['config', topic, configPairs(before)]);
+      throw error;
+    }
+    return this.topicConfigs(topic);
   }
 
   groupOffset(group: string, topic: string, partition: number): number {
@@ -338,6 +388,7 @@ export class MetadataStore {
         t.topicId]),
       offsets: [...this.#offsets.values()].map((o) => [o.group, o.topic, o.partition,
         o.offset]),
+      configs: [...this.#configs].map(([topic, configs]) => [topic, configPairs(configs)]),
       nextTopicId: this.#nextTopicId }));
     await this.#send(snapshot, true);
     if (!this.#segmentCounted) {
@@ -374,6 +425,9 @@ function validOp(op: unknown): op is Op {
       (topicId as number) <= TOPIC_ID_MAX;
   }
   if (kind === 'untopic') return op.length === 2 && typeof a === 'string';
+  if (kind === 'config') {
+    return op.length === 3 && typeof a === 'string' && configsFromPairs(b) !== null;
+  }
   return kind === 'offset' && op.length === 5 && typeof a === 'string' && typeof b === 'string' &&
     count(c) && Number.isSafeInteger(d);
 }

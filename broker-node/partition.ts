@@ -47,6 +47,8 @@ export interface PartitionDeps {
   readonly onAdvance?: (partition: Partition) => void;
   /** Where appendDeferred's answers go (the control channel, behind the fence). */
   readonly answers?: AppendAnswers;
+  /** A segment of the partition sealed durably: retention may free one now (retention.ts). */
+  readonly onSealed?: (partition: Partition) => void;
 }
 
 /** Answers to appends taken by appendDeferred, each exactly once. */
@@ -211,6 +213,8 @@ export class Partition {
   /** Wakes tick() when a lease holding others back may be cut (one per partition). */
   #blockingCutTimer: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
+  /** The segment retention is freeing (retireOldest): no read grant is created for it. */
+  #retiring: SegmentId | null = null;
 
   private constructor(readonly deps: PartitionDeps, readonly topic: string,
     readonly partition: number, sequencer: Sequencer | null, broken: PmqError | null) {
@@ -664,6 +668,15 @@ export class Partition {
   readGrant(place: SegmentPlace, session: number): ReadGrant {
     const known = place.readGrants.get(session);
     if (known !== undefined) return known;
+    if (this.#retiring !== null && this.places.get(this.#retiring) === place) {
+      // A grant made now could outlive the free's revocation: the client asks again, and
+      // once the segment is gone its offset is below the log start.
+      const refused: ReadGrant = Promise.reject(new PmqError('PMQ_ERR_SEGMENT_BUSY',
+        `${this.topic}/${this.partition}: the segment is being deleted by retention: fetch ` +
+        'again', { retriable: true }));
+      refused.catch(() => undefined);
+      return refused;
+    }
     const handle = { id: this.deps.grantId(), key: randomGrantKey() };
     const creating: ReadGrant = this.deps.pool.request(place.nodeId, 'grantCreate', {
       grantId: handle.id, session, key: handle.key, segmentIndex: place.segmentIndex,
@@ -727,21 +740,80 @@ export class Partition {
     for (const grantId of [...this.#writeGrants.keys()]) {
       await this.revokeWriteGrant(grantId).catch(() => undefined);
     }
-    for (const segmentId of [...this.places.keys()]) await this.#freeSegment(segmentId);
+    for (const segmentId of [...this.places.keys()]) {
+      // Retention's free of it is in flight: a second free could land after the segment went
+      // to a new owner, and free that owner's segment.
+      if (segmentId !== this.#retiring && this.places.has(segmentId)) {
+        await this.#freeSegment(segmentId);
+      }
+    }
   }
 
-  /** Rebuilds the idempotent producers' state from the last durable batches' headers. */
-  async #restoreProducers(): Promise<void> {
-    const { transport, pool } = this.deps;
-    const read = async (segment: SegmentView, position: number, dst: Uint8Array,
+  /**
+   * Retention (retention.ts): frees the oldest segment if it is still the one the sequencer
+   * may retire. Every grant of it is revoked by the storage node before the free (in-flight
+   * read-grant creations are awaited first, and none is made meanwhile), so no consumer reads
+   * it, nor its next owner's bytes, through an old grant; the node zeroes it before reuse. The
+   * log start moves only once the free is durable, so a restart never shows it further back.
+   * Throws when the storage node refuses or is away (the next pass tries again).
+   */
+  async retireOldest(segmentId: SegmentId): Promise<boolean> {
+    if (this.#closed || this.#broken !== null || this.#retiring !== null ||
+        this.sequencer.oldestRetirable()?.segmentId !== segmentId) {
+      return false;
+    }
+    const place = this.#place(segmentId);
+    this.#retiring = segmentId;
+    try {
+      await Promise.allSettled([...place.readGrants.values()]);
+      place.readGrants.clear();
+      await this.deps.pool.request(place.nodeId, 'segmentFree',
+        { segmentIndex: place.segmentIndex });
+    } finally {
+      this.#retiring = null;
+    }
+    this.deps.pool.countSegment(place.nodeId, -1);
+    this.places.delete(segmentId);
+    if (this.#closed) return false; // topic deleted meanwhile: its close left this one to us
+    this.sequencer.dropOldest(segmentId);
+    this.log.info({ segmentId, logStart: this.sequencer.logStartOffset() },
+      'segment deleted by retention');
+    return true;
+  }
+
+  /**
+   * Region bytes the partition holds (what retention.bytes limits): a sealed segment counts
+   * whole (its unused tail is of no use to anyone until it is freed), the others up to their
+   * durable watermark.
+   */
+  bytes(): number {
+    if (this.#broken !== null || this.#closed || this.#sequencer === null) return 0;
+    let total = 0;
+    for (const segment of this.#sequencer.segments()) {
+      total += segment.state === 'sealed' ? segment.sizeBytes : segment.durable.position;
+    }
+    return total;
+  }
+
+  /** Reads a segment's bytes through the broker's own read grant (headers only: scans). */
+  readonly headerReader = {
+    read: async (segment: SegmentView, position: number, dst: Uint8Array,
       length: number): Promise<void> => {
-      const place = this.#place(segment.segmentId);
+      const { transport, pool } = this.deps;
+      const place = this.places.get(segment.segmentId);
+      if (place === undefined) { // freed meanwhile (topic deleted)
+        throw new PmqError('PMQ_ERR_SEGMENT_UNKNOWN', `segment ${segment.segmentId} is gone`);
+      }
       const grant = await this.readGrant(place, BROKER_SESSION);
       await transport.readValidated(pool.endpoint(place.nodeId), { id: grant.id,
         epoch: pool.epoch, key: grant.key }, place.address + position, dst, 0, length);
-    };
+    },
+  };
+
+  /** Rebuilds the idempotent producers' state from the last durable batches' headers. */
+  async #restoreProducers(): Promise<void> {
     try {
-      const batches = await scanProducerBatches({ read }, this.sequencer.segments(),
+      const batches = await scanProducerBatches(this.headerReader, this.sequencer.segments(),
         (segment, problem) => this.log.warn({ segmentId: segment.segmentId, problem },
           'producer state scan stopped early'));
       for (const batch of batches) this.producers.restoreBatch(batch);
@@ -882,7 +954,10 @@ export class Partition {
       this.producers.durable(ack, ack.baseOffset);
       this.#settleWaiters(ack.id, ack.baseOffset, null);
     }
-    if (result.sealed !== null) this.log.debug({ segmentId: result.sealed }, 'segment sealed');
+    if (result.sealed !== null) {
+      this.log.debug({ segmentId: result.sealed }, 'segment sealed');
+      this.deps.onSealed?.(this);
+    }
     if (result.persist !== null) this.#issuePersist(result.persist);
     if (result.acks.length > 0 || result.filled.length > 0) {
       this.#wakeFetches();

@@ -19,7 +19,7 @@ import { PRODUCER_LIMITS } from '../common/limits.js';
 import {
   ATTRIBUTE_CONTROL_MASK, ATTRIBUTES_POSITION, BASE_SEQUENCE_POSITION, BATCH_LENGTH_MIN,
   BATCH_LENGTH_POSITION, LAST_OFFSET_DELTA_POSITION, LOG_OVERHEAD_SIZE_BYTES, MAGIC_POSITION,
-  MAGIC_V2, PRODUCER_ID_POSITION, RECORD_BATCH_HEADER_SIZE_BYTES,
+  MAGIC_V2, MAX_TIMESTAMP_POSITION, PRODUCER_ID_POSITION, RECORD_BATCH_HEADER_SIZE_BYTES,
 } from '../common/record-batch/layout.js';
 import type { RestoredBatch } from './producer-state.js';
 import type { SegmentView } from './sequencer-types.js';
@@ -36,6 +36,8 @@ export interface ParsedHeader {
   readonly isControl: boolean;
   readonly producerId: number;
   readonly baseSequence: number;
+  /** The batch's largest record timestamp (producer-written; NO_TIMESTAMP: none). */
+  readonly maxTimestamp: number;
 }
 
 /** The header fields recovery needs, or a reason why the bytes are not a batch header. */
@@ -53,34 +55,51 @@ export function parseBatchHeader(bytes: Uint8Array, position: number, bytesLeft:
   if (lastOffsetDelta < 0) return `lastOffsetDelta ${lastOffsetDelta}`;
   const producerId = view.getBigInt64(PRODUCER_ID_POSITION);
   const safe = producerId <= BigInt(Number.MAX_SAFE_INTEGER) && producerId >= -1n;
+  const maxTimestamp = view.getBigInt64(MAX_TIMESTAMP_POSITION);
   return { sizeBytes, records: lastOffsetDelta + 1,
     isControl: (view.getInt16(ATTRIBUTES_POSITION) & ATTRIBUTE_CONTROL_MASK) !== 0,
     producerId: safe ? Number(producerId) : -1,
-    baseSequence: view.getInt32(BASE_SEQUENCE_POSITION) };
+    baseSequence: view.getInt32(BASE_SEQUENCE_POSITION),
+    maxTimestamp: maxTimestamp >= -1n && maxTimestamp <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(maxTimestamp) : -1 };
 }
 
 /** Walks one segment's durable batches from position 0; the idempotent ones are returned. */
 async function walkSegment(reader: SegmentReader, segment: SegmentView, buffer: Uint8Array):
   Promise<{ batches: RestoredBatch[]; walked: number; problem: string | null }> {
-  const end = segment.durable.position;
   const batches: RestoredBatch[] = [];
+  const { walked, problem } = await walkSegmentHeaders(reader, segment, buffer,
+    (header, offset) => {
+      if (!header.isControl && header.producerId >= 0) {
+        batches.push({ producerId: header.producerId, baseSequence: header.baseSequence,
+          records: header.records, baseOffset: offset });
+      }
+    });
+  return { batches, walked, problem };
+}
+
+/**
+ * Walks the headers of one segment's durable batches from position 0, in log order, handing
+ * each to `visit` with the offset the walk counts. `problem`: why the walk stopped early.
+ */
+export async function walkSegmentHeaders(reader: SegmentReader, segment: SegmentView,
+  buffer: Uint8Array, visit: (header: ParsedHeader, offset: number) => void):
+  Promise<{ walked: number; problem: string | null }> {
+  const end = segment.durable.position;
   let walked = 0;
   let position = 0;
   let offset = segment.baseOffset;
   while (position < end) {
     const length = Math.min(buffer.byteLength, end - position);
     if (length < RECORD_BATCH_HEADER_SIZE_BYTES) {
-      return { batches, walked, problem: `${length} bytes before the watermark: not a header` };
+      return { walked, problem: `${length} bytes before the watermark: not a header` };
     }
     await reader.read(segment, position, buffer, length);
     let inChunk = 0;
     while (inChunk + RECORD_BATCH_HEADER_SIZE_BYTES <= length) {
       const header = parseBatchHeader(buffer, inChunk, end - position - inChunk);
-      if (typeof header === 'string') return { batches, walked, problem: header };
-      if (!header.isControl && header.producerId >= 0) {
-        batches.push({ producerId: header.producerId, baseSequence: header.baseSequence,
-          records: header.records, baseOffset: offset });
-      }
+      if (typeof header === 'string') return { walked, problem: header };
+      visit(header, offset);
       offset += header.records;
       walked += 1;
       inChunk += header.sizeBytes;
@@ -90,10 +109,10 @@ async function walkSegment(reader: SegmentReader, segment: SegmentView, buffer: 
   }
   invariant(position === end, 'walk ends at the watermark', { position, end });
   if (offset !== segment.durable.offsetLast + 1) {
-    return { batches, walked, problem: `batches hold offsets up to ${offset - 1}, the ` +
+    return { walked, problem: `batches hold offsets up to ${offset - 1}, the ` +
       `watermark says ${segment.durable.offsetLast}` };
   }
-  return { batches, walked, problem: null };
+  return { walked, problem: null };
 }
 
 /**

@@ -490,6 +490,55 @@ export class Sequencer {
     return head === undefined ? this.#offsetFirst : head.durable.offsetLast + 1;
   }
 
+  /**
+   * The log start (Kafka's logStartOffset): the first offset the partition still holds, the
+   * baseOffset of its oldest segment. Retention moves it forward (dropOldest), never back.
+   */
+  logStartOffset(): number {
+    return this.#segments[0]?.baseOffset ?? this.#offsetFirst;
+  }
+
+  /**
+   * The oldest segment if retention may free it: sealed durably (so nothing in it is pending
+   * and its offsets are final), no lease still open in it (a used-up lease stays open until its
+   * producer releases it or it expires: its retries are answered from it), and not the last of
+   * the chain (the last one carries the partition's next baseOffset and chainPosition across
+   * restarts: a chain is never emptied). Null otherwise.
+   */
+  oldestRetirable(): SegmentView | null {
+    const oldest = this.#segments[0];
+    if (oldest === undefined || this.#segments.length < 2 || oldest.state !== 'sealed') {
+      return null;
+    }
+    for (const lease of this.#leases.values()) {
+      if (lease.segment === oldest) return null;
+    }
+    return oldest.view();
+  }
+
+  /**
+   * Retention freed the oldest segment on its storage node: forget it; the log start moves to
+   * the next segment's baseOffset. Only what oldestRetirable() named.
+   */
+  dropOldest(segmentId: SegmentId): void {
+    const oldest = this.#segments[0];
+    if (!(oldest !== undefined && oldest.segmentId === segmentId && oldest.state === 'sealed' &&
+        this.#segments.length >= 2 && this.#head >= 1)) {
+      invariant(false, 'only the oldest sealed segment, never the last, is dropped',
+        { segmentId, oldest: oldest?.segmentId, count: this.#segments.length, head: this.#head });
+    }
+    invariant(oldest.pendingCount() === 0, 'a dropped segment has nothing pending', { segmentId });
+    for (const lease of this.#leases.values()) {
+      invariant(lease.segment !== oldest, 'no open lease in a dropped segment', { segmentId });
+    }
+    const logStartBefore = this.logStartOffset();
+    this.#segments.shift();
+    this.#byId.delete(segmentId);
+    this.#head -= 1;
+    invariant(this.logStartOffset() >= logStartBefore, 'the log start only moves forward',
+      { segmentId, logStartBefore, logStart: this.logStartOffset() });
+  }
+
   /** The offset after the last one handed out (the next segment's baseOffset once full). */
   offsetNext(): number {
     const last = this.#segments[this.#segments.length - 1];

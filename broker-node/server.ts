@@ -42,6 +42,9 @@ import type { FetchView } from './sequencer-types.js';
 import type { Quarantine } from './quarantine.js';
 import { registerQuarantineHandlers } from './quarantine-handlers.js';
 import type { Head, Subscriptions } from './subscriptions.js';
+import {
+  describeConfigs, parseTopicConfigs, type RetentionSettings, type TopicConfigs,
+} from './topic-config.js';
 
 export interface ServerContext {
   readonly deps: PartitionDeps;
@@ -58,6 +61,8 @@ export interface ServerContext {
   readonly quarantine: Quarantine;
   /** Consumers' subscriptions: pushed watermarks (subscriptions.ts). */
   readonly subscriptions: Subscriptions;
+  /** The broker's default retention.ms / retention.bytes (topic-config.ts). */
+  readonly retentionDefaults: RetentionSettings;
 }
 
 const DONE: Reply<'done'> = { kind: 'done', body: {} };
@@ -114,8 +119,8 @@ function partitionCount(context: ServerContext): number {
   return count;
 }
 
-async function createTopic(context: ServerContext, topic: string, partitions: number):
-  Promise<Reply> {
+async function createTopic(context: ServerContext, topic: string, partitions: number,
+  configs: TopicConfigs): Promise<Reply> {
   if (partitions < 1 || partitions > BROKER_LIMITS.partitionsPerTopicMax) {
     throw new PmqError('PMQ_ERR_ARGUMENT', `partitions must be 1..` +
       `${BROKER_LIMITS.partitionsPerTopicMax}, got ${partitions}`);
@@ -138,7 +143,7 @@ async function createTopic(context: ServerContext, topic: string, partitions: nu
     throw new PmqError('PMQ_ERR_TOPIC_EXISTS', `topic ${topic} exists: use it, or delete it ` +
       'first');
   }
-  await context.metadata.createTopic(topic, partitions);
+  await context.metadata.createTopic(topic, partitions, configs);
   const list: Partition[] = [];
   for (let partition = 0; partition < partitions; partition += 1) {
     list.push(Partition.create(context.deps, topic, partition));
@@ -194,11 +199,15 @@ function describeTopic(context: ServerContext, topic: string): Reply<'topicInfo'
   if (list === undefined) {
     throw new PmqError('PMQ_ERR_UNKNOWN_TOPIC', `topic ${topic} does not exist`);
   }
+  const served = (partition: Partition): boolean => partition.broken === null;
   return { kind: 'topicInfo', body: { topic, partitions: list.map((partition, index) => ({
     partition: index,
-    highWatermark: partition.broken === null ? partition.sequencer.highWatermark() : 0,
+    logStart: served(partition) ? partition.sequencer.logStartOffset() : 0,
+    highWatermark: served(partition) ? partition.sequencer.highWatermark() : 0,
+    bytes: partition.bytes(),
     segments: partition.places.size,
-  })) } };
+  })), configs: describeConfigs(context.metadata.topicConfigs(topic),
+    context.retentionDefaults) } };
 }
 
 /**
@@ -308,7 +317,7 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
     body: access.ticket(session) }));
   serve('topicCreate', (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'create');
-    return createTopic(context, r.topic, r.partitions);
+    return createTopic(context, r.topic, r.partitions, parseTopicConfigs(r.configs));
   });
   serve('topicDelete', (_ep, r, session) => {
     access.check(session, topicOf(r.topic), 'delete');
@@ -352,6 +361,7 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
   registerFixedHandlers(channel, context, producerOwners);
   registerSubscriptionHandlers(serve, context);
   registerOffsetHandlers(serve, context);
+  registerTopicConfigHandler(serve, context);
   registerQuarantineHandlers(serve, context);
   access.onSessionEnd((sessionId) => {
     context.subscriptions.endSession(sessionId);
@@ -395,6 +405,19 @@ function registerFixedHandlers(channel: ControlChannel, context: ServerContext,
     await partitionIn(r, session).release({ epoch: r.epoch, id: r.leaseId }, session.id);
     return DONE;
   }));
+}
+
+/** topicAlterConfig: the topic's configs (topic-config.ts), durable before `done`. */
+function registerTopicConfigHandler(serve: Serve, context: ServerContext): void {
+  serve('topicAlterConfig', async (_ep, r, session) => {
+    // Kafka's AlterConfigs on a topic needs ALTER_CONFIGS; pmq's nearest is create.
+    context.access.check(session, topicOf(r.topic), 'create');
+    const configs = parseTopicConfigs(r.configs);
+    partitionOf(context, r.topic, 0); // PMQ_ERR_UNKNOWN_TOPIC
+    await context.metadata.alterTopicConfigs(r.topic, configs);
+    context.log.info({ topic: r.topic, configs }, 'topic configs altered');
+    return DONE;
+  });
 }
 
 /** subscribe / unsubscribe (docs/broker.md, "Subscriptions"): read ACL as fetchView. */

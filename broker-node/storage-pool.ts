@@ -39,7 +39,7 @@ type EpochRequest = Exclude<RequestKind, 'storageHello' | 'epochRaise' | 'hello'
   'leaseRelease' |
   'fetchView' | 'offsetCommit' | 'offsetFetch' | 'authStart' | 'authFinish' | 'ticketRefresh' |
   'brokerAuth' | 'sessionBind' | 'directKey' | 'quarantineList' | 'quarantineFree' |
-  'subscribe' | 'unsubscribe'>;
+  'subscribe' | 'unsubscribe' | 'topicAlterConfig'>;
 type WithoutEpoch<K extends EpochRequest> = Omit<Body<K>, 'epoch'>;
 
 interface StorageNodeState {

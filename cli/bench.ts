@@ -14,6 +14,7 @@ import { markdownReport, ratiosOf } from '../bench/report.js';
 import { checkTargets, targetRows } from '../bench/targets.js';
 import { PRODUCER_BATCH_BYTES_DEFAULT, SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
 import { runWorkload, type Workload } from '../bench/run.js';
+import { runSoak, type SoakInterval, type SoakSummary } from '../bench/soak.js';
 import { suiteWorkloads } from '../bench/suite.js';
 import { formatSummaries, summarize, type Summary } from '../bench/summary.js';
 import { parseSizeBytes } from '../common/units.js';
@@ -26,6 +27,7 @@ interface BenchCliOptions {
   catchUp: boolean;
   backing: 'shm' | 'file'; regionDir?: string; segmentSize: number; json: boolean;
   suite: boolean; quick: boolean; report?: string; workloads?: string; machine: boolean;
+  soak: boolean; regionSize: number; soakFactor: number; soakInterval: number;
 }
 
 const DEFAULT_REPORT = 'bench/report.md';
@@ -85,7 +87,39 @@ async function runAll(workloads: Workload[], opts: BenchCliOptions): Promise<Sum
   return summaries;
 }
 
+/** `--soak`: retention keeping a broker running (bench/soak.ts); a line per interval. */
+async function runSoakBench(opts: BenchCliOptions): Promise<void> {
+  const regionDir = opts.regionDir ?? (opts.backing === 'shm' ? '/dev/shm' : tmpdir());
+  const summary = await runSoak({ regionSizeBytes: opts.regionSize,
+    segmentSizeBytes: opts.segmentSize, recordBytes: opts.recordSize,
+    partitions: opts.partitions, factor: opts.soakFactor, rate: opts.rate,
+    intervalMs: opts.soakInterval * 1000, transports: opts.transports ?? 'sm,tcp', regionDir,
+    onLine: (line) => process.stdout.write(opts.json ? `${JSON.stringify(line)}\n`
+      : `${formatSoakLine(line)}\n`) });
+  if (summary.full || summary.regionUsePctMax >= 100) process.exitCode = 1;
+}
+
+function formatSoakLine(line: SoakInterval | SoakSummary): string {
+  if (line.bench === 'soak-interval') {
+    return `${line.atS.toFixed(1).padStart(7)} s  ${String(line.records).padStart(9)} records  ` +
+      `${String(line.recordsPerS).padStart(7)} rec/s  region ${line.regionUsePct}% ` +
+      `(${line.segmentsInUse} segments)  ack p50 ${line.ackUs.p50} µs p99 ${line.ackUs.p99} µs ` +
+      `max ${line.ackUs.max} µs  consumer lag ${line.consumerLag}`;
+  }
+  const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(0)} MiB`;
+  return `soak: wrote ${mib(line.writtenBytes)} (${(line.writtenBytes / line.regionBytes)
+    .toFixed(1)}× the ${mib(line.regionBytes)} region) in ${line.records} records, ` +
+    `${line.tookS} s; consumed ${line.consumed}, lost to retention ${line.lostToRetention}; ` +
+    `region use max ${line.regionUsePctMax}%${line.full ? ' — REGION FULL' : ''}; RSS storage ` +
+    `${line.rssKiB.storage[0]} → ${line.rssKiB.storage[1]} KiB, broker ${line.rssKiB.broker[0]}` +
+    ` → ${line.rssKiB.broker[1]} KiB`;
+}
+
 async function runBench(opts: BenchCliOptions): Promise<void> {
+  if (opts.soak) {
+    await runSoakBench(opts);
+    return;
+  }
   const suite = opts.suite || opts.quick;
   const transports = (opts.transports ?? (suite ? 'tcp;sm,tcp' : 'sm,tcp')).split(';');
   const workloads = suite
@@ -164,5 +198,14 @@ export function registerBenchCommand(program: Command): void {
     .option('--workloads <list>', 'with --suite: only these, e.g. W1,W3')
     .option('--report <path>', `markdown report (suite default ${DEFAULT_REPORT})`)
     .option('--no-machine', 'skip measuring memcpy and ucx_perftest')
+    .option('--soak', 'soak run: a steady producer writes --soak-factor × the region through ' +
+      'a topic whose retention keeps it below the region, a consumer keeps up; a line per ' +
+      '--soak-interval (docs/benchmarks.md, "Soak")', false)
+    .option('--region-size <bytes>', 'with --soak: the region\'s size',
+      sizeArgument('--region-size'), 256 * 1024 * 1024)
+    .option('--soak-factor <n>', 'with --soak: values written, in region sizes',
+      int('--soak-factor', 1, 1000), 3)
+    .option('--soak-interval <s>', 'with --soak: seconds per report line',
+      int('--soak-interval', 1, 3600), 60)
     .action(async (opts: BenchCliOptions) => { await runBench(opts); });
 }

@@ -23,6 +23,9 @@ export interface BrokerCliOptions {
   netDevices?: string;
   busyPoll: boolean;
   reservationTimeoutMs?: number;
+  retentionMs?: number;
+  retentionBytes?: number;
+  retentionCheckMs?: number;
   authFile?: string;
   clusterKeyFile?: string;
   logLevel: string;
@@ -49,6 +52,8 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
     dataDir: opts.dataDir, log, clusterKey, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll,
     reservationTimeoutMs: opts.reservationTimeoutMs, onFenced,
+    retentionMs: opts.retentionMs, retentionBytes: opts.retentionBytes,
+    retentionCheckMs: opts.retentionCheckMs,
     ...(opts.authFile === undefined ? {} : { authFile: opts.authFile }) });
   process.stdout.write(`${banner} listening on ${broker.address.host}:${broker.address.port} ` +
     `(epoch ${broker.epoch}, ${broker.recovery.topics} topics, ` +
@@ -80,6 +85,15 @@ export function addBrokerOptions(command: Command, defaultListen: string): Comma
       'after this long without an append and fill its unwritten rest')
       .argParser(integerArgument('--reservation-timeout-ms',
         SEQUENCER_LIMITS.reservationTimeoutMsMin, SEQUENCER_LIMITS.reservationTimeoutMsMax)))
+    .addOption(new Option('--retention-ms <ms>', 'default retention.ms of topics: delete a ' +
+      'segment once its newest record is older than this; -1: no time limit (default 7 days, ' +
+      'Kafka\'s)').argParser(integerArgument('--retention-ms', -1, Number.MAX_SAFE_INTEGER)))
+    .addOption(new Option('--retention-bytes <bytes>', 'default retention.bytes of topics, ' +
+      'per partition: delete the oldest segments beyond it; -1: no size limit (the default)')
+      .argParser(integerArgument('--retention-bytes', -1, Number.MAX_SAFE_INTEGER)))
+    .addOption(new Option('--retention-check-ms <ms>', 'how often retention looks at every ' +
+      'partition (default 1000; 0: never)')
+      .argParser(integerArgument('--retention-check-ms', 0, 3_600_000)))
     .addOption(new Option('--auth-file <file>', 'turn client authentication on: SCRAM users ' +
       'and ACLs from this file (pmq user, pmq acl), reloaded when it changes'));
 }

@@ -25,6 +25,7 @@ type From = 'earliest' | 'latest' | number;
 
 interface ConsumeCliOptions extends ClientCliOptions {
   from: From;
+  autoOffsetReset?: 'earliest' | 'latest' | 'none';
   partition?: number;
   group?: string;
   max?: number;
@@ -48,11 +49,15 @@ function fromArgument(text: string): From {
 /** With --group the committed offset wins; earliest/latest only apply when none is. */
 function consumerOptions(opts: ConsumeCliOptions): ConsumerOptions {
   const { from, group } = opts;
+  // A position retention deleted moves to where --from points (earliest by default).
+  const autoOffsetReset = opts.autoOffsetReset ?? (from === 'earliest' ? 'earliest' : 'latest');
   if (typeof from === 'number') {
-    return { ...(group === undefined ? {} : { groupId: group }), start: { offset: from } };
+    return { ...(group === undefined ? {} : { groupId: group }), start: { offset: from },
+      autoOffsetReset };
   }
-  if (group === undefined) return { start: from };
-  return { groupId: group, start: 'committed', fromBeginning: from === 'earliest' };
+  if (group === undefined) return { start: from, autoOffsetReset };
+  return { groupId: group, start: 'committed', fromBeginning: from === 'earliest',
+    autoOffsetReset };
 }
 
 /** State of one run: what was printed, where each partition stands, why it stopped. */
@@ -181,6 +186,10 @@ export function registerConsumeCommand(program: Command): void {
     .addOption(new Option('--from <where>', 'earliest, latest or an offset (with --group: ' +
       'where to start when the group has no committed offset; an offset always wins)')
       .default('earliest' as From).argParser(fromArgument))
+    .addOption(new Option('--auto-offset-reset <policy>', 'where a partition goes when its ' +
+      'position is not held (deleted by retention, past the end) or the group committed ' +
+      'none: earliest, latest, or none (fail with PMQ_ERR_OFFSET_OUT_OF_RANGE); default: ' +
+      'earliest with --from earliest, else latest').choices(['earliest', 'latest', 'none']))
     .addOption(new Option('--partition <n>', 'read only this partition (default: all)')
       .argParser(integerArgument('--partition', 0, 0x7fff_ffff)))
     .addOption(new Option('--group <group>', 'consumer group: start from its committed ' +

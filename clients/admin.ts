@@ -1,12 +1,28 @@
 /**
- * Topic administration: create, delete, list, describe. Each call is one request to the broker;
- * failures are the client's typed errors (UnknownTopicError, TopicExistsError, ...).
+ * Topic administration: create, delete, list, describe, alter configs. Each call is one request
+ * to the broker; failures are the client's typed errors (UnknownTopicError, TopicExistsError,
+ * ...).
  */
 import { ArgumentError } from '../common/errors.js';
 import type { Connection } from './connection.js';
 import type { Metadata, TopicDescription } from './metadata.js';
 
 export interface TopicListing { topic: string; partitions: number }
+
+/**
+ * Topic configs by Kafka's names (docs/broker.md, "Retention"): `retention.ms`,
+ * `retention.bytes` (per partition); -1 means unlimited. Values as numbers or strings.
+ */
+export type TopicConfigInput = Readonly<Record<string, number | string>>;
+
+function configEntries(configs: TopicConfigInput): { key: string; value: string }[] {
+  return Object.entries(configs).map(([key, value]) => {
+    if (typeof value !== 'string' && !Number.isSafeInteger(value)) {
+      throw new ArgumentError(`config ${key}: ${String(value)} is not an integer`);
+    }
+    return { key, value: String(value) };
+  });
+}
 
 /** A segment no topic claims, kept by the broker until an operator frees it (docs/broker.md). */
 export interface QuarantinedSegment {
@@ -31,16 +47,24 @@ export class Admin {
    * storage regions cannot hold a first segment for every partition without one); the topic
    * exists either way.
    */
-  async createTopic(topic: string, options: { partitions?: number } = {}):
+  async createTopic(topic: string,
+    options: { partitions?: number; configs?: TopicConfigInput } = {}):
     Promise<{ warning: string | null }> {
     const partitions = options.partitions ?? 1;
     if (!Number.isSafeInteger(partitions) || partitions < 1) {
       throw new ArgumentError(`partitions must be an integer ≥ 1, got ${String(partitions)}`);
     }
-    const reply = await this.connection.call('topicCreate', { topic, partitions },
+    const configs = configEntries(options.configs ?? {});
+    const reply = await this.connection.call('topicCreate', { configs, topic, partitions },
       'topicCreated', { what: `creating topic ${topic}`, topic });
     this.metadata.forget(topic);
     return { warning: reply.warning === '' ? null : reply.warning };
+  }
+
+  /** Sets the configs given (the topic's other configs stay); durable at the broker on return. */
+  async alterTopicConfig(topic: string, configs: TopicConfigInput): Promise<void> {
+    await this.connection.call('topicAlterConfig', { topic, configs: configEntries(configs) },
+      'done', { what: `altering the configs of topic ${topic}`, topic });
   }
 
   async deleteTopic(topic: string): Promise<void> {
@@ -68,7 +92,10 @@ export class Admin {
       { what: `freeing quarantined segment ${nodeId}/${segmentIndex}` });
   }
 
-  /** Partitions with their high watermark (next offset to be written durably) and segments. */
+  /**
+   * Partitions with their log start (first offset held), high watermark (next offset to be
+   * written durably), bytes and segments; the topic's configs in force.
+   */
   describeTopic(topic: string): Promise<TopicDescription> {
     return this.metadata.describe(topic);
   }

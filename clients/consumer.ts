@@ -19,14 +19,17 @@
  * with backoff; anything else (a CRC failure, an unknown topic) is thrown from the iterator.
  */
 import { ArgumentError, PmqError } from '../common/errors.js';
+import { invariant } from '../common/invariant.js';
 import type { Logger } from '../common/log.js';
 import type { Connection } from './connection.js';
-import { ClosedError, PartitionOutOfRangeError } from './errors.js';
+import { ClosedError, OffsetOutOfRangeError, PartitionOutOfRangeError } from './errors.js';
 import type { Metadata } from './metadata.js';
 import { PartitionReader, type ReaderOptions } from './partition-reader.js';
 import { partitionKey, recordsOf, type ConsumerBatch, type ConsumerRecord } from './records.js';
 
 export type StartPosition = 'earliest' | 'latest' | 'committed' | { offset: number };
+/** Kafka's auto.offset.reset. */
+export type AutoOffsetReset = 'earliest' | 'latest' | 'none';
 
 export interface ConsumerOptions {
   /** Consumer group whose committed offsets commit() stores and 'committed' starts from. */
@@ -36,6 +39,13 @@ export interface ConsumerOptions {
   start?: StartPosition;
   /** Kafka's auto.offset.reset, as a flag: start at the beginning when nothing is committed. */
   fromBeginning?: boolean;
+  /**
+   * Kafka's auto.offset.reset: where a partition goes when its position is not held (deleted
+   * by retention, or past the high watermark) or nothing is committed: 'earliest' (the log
+   * start), 'latest' (the high watermark) or 'none' (the iterator throws
+   * OffsetOutOfRangeError). Default: 'earliest' with fromBeginning, else 'latest' (Kafka's).
+   */
+  autoOffsetReset?: AutoOffsetReset;
   /** Longest a fetch waits at the broker for new data. Default 500 ms. */
   maxWaitMs?: number;
   /** Largest single read from a storage node. Default 1 MiB. */
@@ -84,7 +94,15 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       readChunkBytes: options.readChunkBytes ?? 1024 * 1024, requestTimeoutMs,
       push: options.push ?? true };
     this.prefetchBatches = options.prefetchBatches ?? 4;
+    const reset = options.autoOffsetReset;
+    if (reset !== undefined && reset !== 'earliest' && reset !== 'latest' && reset !== 'none') {
+      throw new ArgumentError(`autoOffsetReset must be 'earliest', 'latest' or 'none', got ` +
+        String(reset));
+    }
+    this.autoOffsetReset = reset ?? (options.fromBeginning === true ? 'earliest' : 'latest');
   }
+
+  private readonly autoOffsetReset: AutoOffsetReset;
 
   /** Reads these partitions (added to any already assigned). */
   async assign(partitions: TopicPartition[]): Promise<void> {
@@ -220,13 +238,39 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       : this.options.fromBeginning === true ? 'earliest' : 'latest');
     if (typeof start === 'object') return start.offset;
     if (start === 'committed') {
+      // A committed offset below the log start is reset by the fetch loop when refused.
       const committed = await this.committed(topic, partition);
       if (committed >= 0) return committed;
-      if (this.options.fromBeginning === true) return 0;
+      if (this.autoOffsetReset === 'none') {
+        throw new OffsetOutOfRangeError(topic, partition, -1);
+      }
+      return this.resetOffset(topic, partition, this.autoOffsetReset);
     }
-    if (start === 'earliest') return 0;
+    return this.resetOffset(topic, partition, start);
+  }
+
+  /** The log start or the high watermark of the partition now. */
+  private async resetOffset(topic: string, partition: number, to: 'earliest' | 'latest'):
+    Promise<number> {
     const description = await this.metadata.describe(topic);
-    return description.partitions[partition]?.highWatermark ?? 0;
+    const info = description.partitions[partition];
+    if (info === undefined) throw new PartitionOutOfRangeError(topic, partition);
+    return to === 'earliest' ? info.logStart : info.highWatermark;
+  }
+
+  /**
+   * The partition's position is not held (retention deleted it, or it is past the high
+   * watermark): moves it as autoOffsetReset ('earliest' or 'latest') says, as a seek would.
+   */
+  private async reset(entry: Assigned, generation: number): Promise<void> {
+    const policy = this.autoOffsetReset;
+    invariant(policy !== 'none', 'reset only under a reset policy');
+    const { topic, partition } = entry.reader;
+    const offset = await this.resetOffset(topic, partition, policy);
+    if (generation !== entry.generation || this.closed) return; // a seek won
+    this.log.info({ topic, partition, from: entry.position, to: offset, policy },
+      'offset out of range: reset');
+    this.seek(topic, partition, offset);
   }
 
   private startLoop(entry: Assigned): void {
@@ -256,6 +300,15 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
           for (const batch of batches) this.push({ key, generation, batch }, entry);
         } catch (error) {
           if (generation !== entry.generation || this.closed) continue;
+          if (error instanceof PmqError && error.code === 'PMQ_ERR_OFFSET_OUT_OF_RANGE' &&
+              this.autoOffsetReset !== 'none') {
+            // The describe may fail like any request: then try again after a backoff.
+            if (!await this.reset(entry, generation).then(() => true, () => false)) {
+              failures += 1;
+              await sleep(Math.min(RETRY_BACKOFF_MS_MAX, 50 * 2 ** failures));
+            }
+            continue;
+          }
           const retriable = error instanceof PmqError && error.retriable;
           if (!retriable) {
             this.push({ key, generation, error: asPmqError(error) }, entry);

@@ -20,10 +20,10 @@ import { Producer, type ProducerOptions } from './producer.js';
 import { DATA_PATHS, type DataPath, type DataPathInfo } from './storage-reads.js';
 
 export * from './errors.js';
-export type { QuarantinedSegment, TopicListing } from './admin.js';
+export type { QuarantinedSegment, TopicConfigInput, TopicListing } from './admin.js';
 export type { ConsumerOptions, StartPosition, TopicPartition, TopicPartitionOffset } from
   './consumer.js';
-export type { PartitionInfo, TopicDescription } from './metadata.js';
+export type { PartitionInfo, TopicConfigEntry, TopicDescription } from './metadata.js';
 export type { ProducerOptions, SendInput } from './producer.js';
 export type { ZeroCopyWrites } from './batch-sender.js';
 export type { DataPath, DataPathInfo } from './storage-reads.js';

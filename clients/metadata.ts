@@ -5,8 +5,21 @@
  */
 import type { Connection } from './connection.js';
 
-export interface PartitionInfo { partition: number; highWatermark: number; segments: number }
-export interface TopicDescription { topic: string; partitions: PartitionInfo[] }
+export interface PartitionInfo {
+  partition: number;
+  /** The first offset the partition still holds (retention moves it forward). */
+  logStart: number;
+  highWatermark: number;
+  /** Durable bytes of its segments. */
+  bytes: number;
+  segments: number;
+}
+export interface TopicConfigEntry { key: string; value: string; isDefault: boolean }
+export interface TopicDescription {
+  topic: string;
+  partitions: PartitionInfo[];
+  configs: TopicConfigEntry[];
+}
 
 interface Entry { fetchedAtMs: number; description: Promise<TopicDescription> }
 
@@ -21,7 +34,8 @@ export class Metadata {
   async describe(topic: string): Promise<TopicDescription> {
     const reply = await this.connection.call('topicDescribe', { topic }, 'topicInfo',
       { what: `describing topic ${topic}`, topic });
-    return { topic: reply.topic, partitions: reply.partitions.map((p) => ({ ...p })) };
+    return { topic: reply.topic, partitions: reply.partitions.map((p) => ({ ...p })),
+      configs: reply.configs.map((c) => ({ ...c })) };
   }
 
   /** Partition count of a topic (cached); rejects with UnknownTopicError. */

@@ -23,6 +23,8 @@ const segmentView = {
   offsetLast: 'int', sealed: 'bool',
 } as const;
 const direction = { oneOf: ['read', 'write'] } as const;
+/** A topic config as Kafka spells it (v9): `retention.ms` = `3600000`. */
+const topicConfig = { key: 'string', value: 'string' } as const;
 
 /** Requests and replies, by kind. */
 export const MESSAGES = {
@@ -48,18 +50,27 @@ export const MESSAGES = {
   /** ticket: the session's ticket for `sessionBind`, valid ticketExpiresInMs from now. */
   welcome: { brokerEpoch: 'uint', storageNodes: { list: storageNode, max: 1024 },
     segmentSizeBytes: 'uint', ticket: 'bytes', ticketExpiresInMs: 'uint' },
-  topicCreate: { topic: 'topic', partitions: 'uint' },
+  /** configs (v9): the topic's config overrides (docs/broker.md, "Retention"). */
+  topicCreate: { topic: 'topic', partitions: 'uint', configs: { list: topicConfig, max: 16 } },
   /**
    * warning: '' or why some partitions may not get a segment (the storage regions hold fewer
    * first segments than partitions without one): the topic is created all the same.
    */
   topicCreated: { warning: 'string' },
+  /** Sets the configs given (the others stay); answered `done` once durable (v9). */
+  topicAlterConfig: { topic: 'topic', configs: { list: topicConfig, max: 16 } },
   topicDelete: { topic: 'topic' },
   topicList: {},
   topics: { topics: { list: { topic: 'topic', partitions: 'uint' }, max: 100_000 } },
   topicDescribe: { topic: 'topic' },
-  topicInfo: { topic: 'topic', partitions: { list: { partition: 'uint', highWatermark: 'uint',
-    segments: 'uint' }, max: 100_000 } },
+  /**
+   * Per partition (v9): logStart (the first offset held), highWatermark, bytes (durable bytes
+   * of its segments), segments. configs: every config's value in force and whether it is the
+   * broker's default.
+   */
+  topicInfo: { topic: 'topic', partitions: { list: { partition: 'uint', logStart: 'uint',
+    highWatermark: 'uint', bytes: 'uint', segments: 'uint' }, max: 100_000 },
+  configs: { list: { key: 'string', value: 'string', isDefault: 'bool' }, max: 16 } },
   producerInit: {},
   producerId: { producerId: 'uint', producerEpoch: 'uint' },
   /**

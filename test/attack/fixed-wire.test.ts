@@ -91,7 +91,7 @@ async function sendFrame(ep: Endpoint, header: Uint8Array, payload: Uint8Array =
 
 const setup = await open();
 await ask(setup, 'hello', { clientId: 'fixed-attack', role: 'admin' });
-await ask(setup, 'topicCreate', { topic: 'fw', partitions: 1 });
+await ask(setup, 'topicCreate', { configs: [], topic: 'fw', partitions: 1 });
 const leased = await ask(setup, 'lease', { topic: 'fw', partition: 0, bytes: 4096,
   bytesMin: 68, releaseEpoch: 0, releaseId: -1 }) as Message<'leased'>;
 const TOPIC_ID = leased.topicId;

@@ -63,6 +63,9 @@ export interface Stats extends MetadataStats {
   /** indeterminate sends whose value was seen in a poll or the final read: allowed, counted */
   indeterminateRead: number;
   polls: number; polled: number; finalRecords: number; partitions: number;
+  /** acknowledged values absent from the final read below its partition's log start: deleted
+   *  by retention, not lost */
+  retentionDeleted: number;
 }
 
 export interface CheckOptions {
@@ -89,6 +92,7 @@ const placeKey = (place: Place): string => `${place.partition}:${place.offset}:$
 function emptyStats(): Stats {
   return { events: 0, sends: 0, acked: 0, failed: 0, indeterminate: 0, uncompleted: 0,
     indeterminateRead: 0, polls: 0, polled: 0, finalRecords: 0, partitions: 0,
+    retentionDeleted: 0,
     ...emptyMetadataStats() };
 }
 
@@ -101,6 +105,8 @@ class HistoryIndex {
   readonly sequences: Sequence[] = [];
   private readonly openSequences = new Map<string, Sequence>();
   readonly finals = new Map<string, Map<number, string>>();
+  /** Each partition's log start at the final read (retention deleted what is below it). */
+  readonly logStarts = new Map<string, number>();
   private readonly finalOffsetsSorted = new Map<string, number[]>();
   readonly touched = new Map<string, { topic: string; partition: number; event: number }>();
   private readonly seqLast = new Map<string, number>();
@@ -204,6 +210,9 @@ class HistoryIndex {
     const key = partitionKey(event.topic, event.partition);
     const stored = this.finals.get(key) ?? new Map<number, string>();
     this.finals.set(key, stored);
+    if (event.logStart !== undefined) {
+      this.logStarts.set(key, Math.max(event.logStart, this.logStarts.get(key) ?? 0));
+    }
     this.finalOffsetsSorted.delete(key);
     for (const record of event.records) {
       this.stats.finalRecords += 1;
@@ -331,6 +340,11 @@ function checkValue(index: HistoryIndex, value: string, sightings: Sighting[]): 
   }
   // Consumers only see durable records, so an indeterminate send that was polled is stored too.
   const place = send.ack ?? polls[0];
+  if (place !== undefined && finals.length === 0 &&
+      place.offset < (index.logStarts.get(partitionKey(place.topic, place.partition)) ?? 0)) {
+    index.stats.retentionDeleted += 1; // below the log start: retention deleted it
+    return;
+  }
   if (send.outcome !== 'fail' && place !== undefined && finals.length === 0) {
     index.findings.add({ kind: 'lost-write', reason: 'absent-from-final-read', value,
       ack: send.ack, place: placeOf(place), polls, coveredBy: null,

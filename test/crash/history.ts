@@ -56,10 +56,13 @@ export interface Seek extends EventHeader {
 export interface Poll extends EventHeader {
   kind: 'poll'; topic: string; partition: number; records: SeenRecord[];
 }
-/** After the run: everything stored in one partition, read from offset 0 to the end. Control
- *  batches (hole fillers) are not records: their offsets are absent here. */
+/** After the run: everything stored in one partition, read from its log start to the end.
+ *  Control batches (hole fillers) are not records: their offsets are absent here. `logStart`:
+ *  the partition's first offset held, asked after the read; offsets below it were deleted by
+ *  retention (absent: 0, none deleted). */
 export interface FinalRead extends EventHeader {
   kind: 'final-read'; topic: string; partition: number; records: SeenRecord[];
+  logStart?: number;
 }
 
 /** Where a group's committed offset lives: (group, topic, partition). */
@@ -236,8 +239,10 @@ function parseBody(raw: Raw, line: number): HistoryBody {
     case 'seek':
       return { kind, ...where(), offset: whole(raw, 'offset', line) };
     case 'poll':
-    case 'final-read':
       return { kind, ...where(), records: records(raw, line) };
+    case 'final-read':
+      return { kind, ...where(), records: records(raw, line),
+        ...(raw.logStart === undefined ? {} : { logStart: whole(raw, 'logStart', line) }) };
     case 'commit-invoke': case 'commit-ok': case 'commit-fail': case 'commit-info':
     case 'commit-read':
     case 'final-offsets': case 'create-invoke': case 'create-ok': case 'create-fail':

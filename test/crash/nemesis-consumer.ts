@@ -27,7 +27,10 @@ const args = JSON.parse(process.argv[2]!) as Args;
 const emit = (line: unknown): void => { process.stdout.write(`${JSON.stringify(line)}\n`); };
 const history = fileRecorder(args.historyPath);
 const client = await connectRetrying(args.broker, args.process, args.requestTimeoutMs);
-const consumer = client.consumer({ groupId: args.groupId, start: 'earliest', maxWaitMs: 200 });
+// A position retention deleted moves to the log start: past deleted records only (the final
+// read does not hold them either), never past a stored one.
+const consumer = client.consumer({ groupId: args.groupId, start: 'earliest', maxWaitMs: 200,
+  autoOffsetReset: 'earliest' });
 const topic = args.topic;
 const partitions = Array.from({ length: args.partitions }, (_, partition) => partition);
 const starts = await retrying(() => Promise.all(partitions.map((partition) =>

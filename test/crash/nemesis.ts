@@ -43,6 +43,14 @@ export interface NemesisOptions {
   reservationTimeoutMs?: number;
   /** The clients' requestTimeoutMs. */
   requestTimeoutMs?: number;
+  /**
+   * Retention running (default: PMQ_CRASH_RETENTION, on unless "0"): 64 KiB segments, values
+   * of 1 KiB and retention.bytes of RETENTION_BYTES per partition, so segments seal and the
+   * broker frees them every second while processes die. The checker excuses acknowledged
+   * records below the final read's log start, and only those. Off: 256 KiB segments, 48-byte
+   * values, no retention (what the nemesis ran before retention existed).
+   */
+  retention?: boolean;
   log?: (line: string) => void;
 }
 
@@ -74,6 +82,11 @@ export interface NemesisResult {
 }
 
 const TOPIC = 'nemesis';
+/** With retention: about one segment besides the active one is kept per partition (Kafka's
+ *  rule: the oldest goes while the partition holds at least this much without it). */
+const RETENTION_BYTES = 64 * 1024;
+const retentionOn = (options: NemesisOptions): boolean =>
+  options.retention ?? process.env.PMQ_CRASH_RETENTION !== '0';
 const zero = (): Record<Target, number> => ({ storage: 0, broker: 0, producer: 0, consumer: 0 });
 
 interface Worker { role: 'producer' | 'consumer'; index: number; incarnation: number;
@@ -129,7 +142,8 @@ class Run {
       partitions: this.partitions, process: name, requestTimeoutMs: this.requestTimeoutMs,
       historyPath: join(this.options.historyDir, `${name}.jsonl`) };
     const run = role === 'producer'
-      ? spawnProducer({ ...common, seed: this.prng.int(0x1_0000_0000) })
+      ? spawnProducer({ ...common, seed: this.prng.int(0x1_0000_0000),
+        ...(retentionOn(this.options) ? { valueBytes: 4096 } : {}) })
       : runFixture<{ event: string }>('../crash/nemesis-consumer.ts', { ...common,
         groupId: `group-${base}`, commitEveryMs: 300 });
     const worker = { role, index, incarnation, name, run };
@@ -263,10 +277,13 @@ async function finish(run: Run, worker: Worker, ms: number): Promise<void> {
   }
 }
 
-/** Every partition from offset 0 to its high watermark; a trailing hole (control batch)
- *  yields nothing, so reading also ends after `idleMs` without a batch. */
+/** Every partition from its log start to its high watermark; a trailing hole (control batch)
+ *  yields nothing, so reading also ends after `idleMs` without a batch. `starts`: the log
+ *  starts asked after the read (retention may move them meanwhile: what it deleted during the
+ *  read is below them). */
 export async function readAll(client: Client, topic: string, partitions: number, idleMs: number,
-  withinMs: number): Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[] }> {
+  withinMs: number): Promise<{ records: SeenRecord[][]; ends: number[]; positions: number[];
+    starts: number[] }> {
   const described = await retrying(() => client.admin().describeTopic(topic), withinMs);
   const ends = described.partitions.map((p) => p.highWatermark);
   const consumer = client.consumer({ start: 'earliest', maxWaitMs: 200 });
@@ -286,7 +303,8 @@ export async function readAll(client: Client, topic: string, partitions: number,
   }
   const positions = consumer.positions().map(({ offset }) => offset);
   await consumer.close();
-  return { records, ends, positions };
+  const after = await retrying(() => client.admin().describeTopic(topic), withinMs);
+  return { records, ends, positions, starts: after.partitions.map((p) => p.logStart) };
 }
 
 async function settle(run: Run): Promise<void> {
@@ -320,12 +338,14 @@ export async function finalRead(opts: { broker: string; topic: string; partition
   const withinMs = opts.withinMs ?? 60_000;
   const client = await connectRetrying(opts.broker, 'nemesis-final-read', opts.requestTimeoutMs,
     withinMs);
-  let read: Awaited<ReturnType<typeof readAll>> = { records: [], ends: [], positions: [] };
+  let read: Awaited<ReturnType<typeof readAll>> = { records: [], ends: [], positions: [],
+    starts: [] };
   const problems: string[] = [];
   try {
     for (let attempt = 1; attempt <= 3; attempt += 1) {
       read = await readAll(client, opts.topic, opts.partitions, 8000, withinMs);
-      const stuck = read.ends.filter((end, p) => end > 0 && read.records[p]!.length === 0);
+      const stuck = read.ends.filter((end, p) => end > (read.starts[p] ?? 0) &&
+        read.records[p]!.length === 0);
       if (stuck.length === 0) break;
       const what = `final read attempt ${attempt} got nothing from ${stuck.length} ` +
         `partition(s) (high watermarks ${read.ends.join(', ')}; positions ` +
@@ -338,7 +358,7 @@ export async function finalRead(opts: { broker: string; topic: string; partition
   }
   const final = fileRecorder(join(opts.historyDir, 'final-read.jsonl'));
   read.records.forEach((records, partition) => final.record('final-read', { kind: 'final-read',
-    topic: opts.topic, partition, records }));
+    topic: opts.topic, partition, records, logStart: read.starts[partition] ?? 0 }));
   final.close();
   return { stored: read.records, ends: read.ends, problems };
 }
@@ -355,14 +375,15 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
   const started = Date.now();
   const prng = prngFrom(options.seed);
   const cluster = await E2eCluster.start({ regionSize: options.regionSize ?? '256MiB',
-    segmentSize: options.segmentSize ?? '256KiB',
+    segmentSize: options.segmentSize ?? (retentionOn(options) ? '64KiB' : '256KiB'),
     reservationTimeoutMs: options.reservationTimeoutMs ?? 1000 });
   const run = new Run(cluster, options, prng);
   let nemesisMs = 0;
   try {
     const admin = await connectRetrying(cluster.brokerAddress, 'nemesis-admin',
       run.requestTimeoutMs);
-    await admin.admin().createTopic(TOPIC, { partitions: run.partitions });
+    await admin.admin().createTopic(TOPIC, { partitions: run.partitions,
+      configs: retentionOn(options) ? { 'retention.bytes': RETENTION_BYTES } : {} });
     await admin.close();
     for (let i = 1; i <= run.producers; i += 1) run.spawn('producer', i, 1);
     for (let i = 1; i <= run.consumers; i += 1) run.spawn('consumer', i, 1);
@@ -407,7 +428,9 @@ function countHoles(history: HistoryEvent[]): number {
   for (const event of history) {
     if (event.kind !== 'final-read' || event.records.length === 0) continue;
     const offsetLast = Math.max(...event.records.map((record) => record.offset));
-    holes += offsetLast + 1 - new Set(event.records.map((record) => record.offset)).size;
+    // From the log start: offsets below it were deleted by retention, not filled.
+    holes += offsetLast + 1 - (event.logStart ?? 0) -
+      new Set(event.records.map((record) => record.offset)).size;
   }
   return holes;
 }
@@ -426,7 +449,8 @@ export function summaryLine(result: NemesisResult): string {
     `acked ${stats.acked}, failed ${stats.failed}, indeterminate ${stats.indeterminate} ` +
     `(${stats.uncompleted} uncompleted, ${stats.indeterminateRead} read); polled ` +
     `${stats.polled} in ${stats.polls} polls; final read ${stats.finalRecords} (${result.holes} ` +
-    `hole offsets filled); storage kills with sends in flight ${result.storageKillsInFlight}; ` +
+    `hole offsets filled); deleted by retention ${stats.retentionDeleted}; ` +
+    `storage kills with sends in flight ${result.storageKillsInFlight}; ` +
     `anomalies ` +
     `${anomalies}; problems ${result.problems.length}; nemesis ${result.nemesisMs} ms, total ` +
     `${result.totalMs} ms`;

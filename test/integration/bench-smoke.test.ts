@@ -50,3 +50,14 @@ t.test('pmq bench --busy-poll: every process busy-polls, each one\'s CPU is repo
       cpuSecondsPerProcess: { storage: Number, broker: Number, producers: [Number],
         consumers: [Number] } });
   });
+
+t.test('pmq bench --soak: 3× a small region through retention, never full', async (t) => {
+  const lines = bench(['--soak', '--region-size', '16MiB', '--segment-size', '256KiB',
+    '--record-size', '4096', '--soak-interval', '1']);
+  const summary = lines.find((line) => line.bench === 'soak');
+  t.match(summary, { regionBytes: 16 << 20, full: false, lostToRetention: 0,
+    rssKiB: { storage: [Number, Number], broker: [Number, Number] } });
+  t.ok((summary?.writtenBytes as number) >= 3 * (16 << 20), 'wrote 3× the region');
+  t.ok((summary?.regionUsePctMax as number) < 100, 'region use stayed below full');
+  t.equal(summary?.consumed, summary?.records, 'the consumer kept up: every record read');
+});

@@ -74,8 +74,8 @@ async function startWithBrokerA(t: Test, prefix: string): Promise<{ dir: string;
   procs.push(brokerA);
   const stderrA = collectStderr(brokerA);
   const welcome = await client.connect(brokerA);
-  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 1 })).kind,
-    'topicCreated');
+  t.equal((await client.call('topicCreate',
+      { topic: 'orders', partitions: 1, configs: [] })).kind, 'topicCreated');
   return { dir, procs, storage, brokerA, stderrA, welcome };
 }
 
@@ -116,7 +116,8 @@ t.test('a paused broker resumed after a newer one started exits 2 and acknowledg
     const queued = {
       offsetCommit: outcome(client.call('offsetCommit', { group: 'g', topic: 'orders',
         partition: 0, offset: 3 }, 20_000)),
-      topicCreate: outcome(client.call('topicCreate', { topic: 'onlyA', partitions: 1 },
+      topicCreate: outcome(client.call('topicCreate',
+          { topic: 'onlyA', partitions: 1, configs: [] },
         20_000)),
     };
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -161,7 +162,7 @@ t.test('a storage request refused as stale while serving fences the broker once'
   const after = await Promise.all([
     outcome(client.call('offsetCommit', { group: 'g', topic: 'orders', partition: 0,
       offset: 5 })),
-    outcome(client.call('topicCreate', { topic: 'late', partitions: 1 })),
+    outcome(client.call('topicCreate', { configs: [], topic: 'late', partitions: 1 })),
     outcome(client.call('topicDescribe', { topic: 'orders' })),
     outcome(client.call('fetchView', { topic: 'orders', partition: 0, offset: 0, waitMs: 0 })),
     outcome(client.call('hello', { clientId: 'late', role: 'admin' })),

@@ -69,8 +69,8 @@ function appendBody(topic: string, written: WrittenBatch): Body<'append'> {
     producerId: -1, sequence: -1 };
 }
 
-await client.call('topicCreate', { topic: 'fx', partitions: 1 });
-await client.call('topicCreate', { topic: 'fy', partitions: 1 });
+await client.call('topicCreate', { configs: [], topic: 'fx', partitions: 1 });
+await client.call('topicCreate', { configs: [], topic: 'fy', partitions: 1 });
 const ids = new Map<string, number>();
 
 t.test('produce in the fixed layout: leased tells the id, appends are acked fixed', async (t) => {
@@ -142,7 +142,7 @@ t.test('an id of no live topic is refused PMQ_ERR_UNKNOWN_TOPIC, never reused', 
 
   await client.call('topicDelete', { topic: 'fy' });
   t.equal(await codeOf(fixed('lease', lease, fy)), 'PMQ_ERR_UNKNOWN_TOPIC', 'deleted');
-  await client.call('topicCreate', { topic: 'fy', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'fy', partitions: 1 });
   const again = (await leaseByName('fy')).topicId;
   t.not(again, fy, 'created again: a new id');
   t.equal(await codeOf(fixed('lease', lease, fy)), 'PMQ_ERR_UNKNOWN_TOPIC',
@@ -152,7 +152,7 @@ t.test('an id of no live topic is refused PMQ_ERR_UNKNOWN_TOPIC, never reused', 
 });
 
 t.test('topic ids survive a broker restart; deleted ones stay unused', async (t) => {
-  await client.call('topicCreate', { topic: 'fz', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'fz', partitions: 1 });
   const fz = (await leaseByName('fz')).topicId;
   await client.call('topicDelete', { topic: 'fz' });
   client.transport.close();
@@ -164,7 +164,7 @@ t.test('topic ids survive a broker restart; deleted ones stay unused', async (t)
   t.equal((await leaseByName('fy')).topicId, ids.get('fy'), 'fy');
   t.equal(await codeOf(fixed('lease', { topic: 'fy', partition: 0, bytes: 4096, bytesMin: 68,
     releaseEpoch: 0, releaseId: -1 }, ids.get('fy-deleted')!)), 'PMQ_ERR_UNKNOWN_TOPIC');
-  await client.call('topicCreate', { topic: 'fz', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'fz', partitions: 1 });
   const newer = (await leaseByName('fz')).topicId;
   t.ok(newer > fz, `a topic created after the restart gets a new id (${newer} > ${fz})`);
 });

@@ -42,10 +42,10 @@ async function commit(group: string, topic: string, offset: number): Promise<voi
 t.test('an empty, a stale and a copied data directory lose nothing', async (t) => {
   const a = await startBroker(`${dir}/a`, [storage]);
   await client.connect(a);
-  await client.call('topicCreate', { topic: 'first', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'first', partitions: 1 });
   await commit('g', 'first', 5);
   cpSync(`${dir}/a`, `${dir}/stale`, { recursive: true });
-  await client.call('topicCreate', { topic: 'second', partitions: 2 });
+  await client.call('topicCreate', { configs: [], topic: 'second', partitions: 2 });
   await commit('g', 'first', 7);
   await stop(a);
   for (const name of ['empty', 'stale', 'a']) {
@@ -84,7 +84,7 @@ t.test('topic names starting with __pmq are reserved', async (t) => {
   t.teardown(() => stop(broker));
   await client.connect(broker);
   for (const topic of ['__pmq_meta', '__pmq']) {
-    await t.rejects(client.call('topicCreate', { topic, partitions: 1 }),
+    await t.rejects(client.call('topicCreate', { configs: [], topic, partitions: 1 }),
       { code: 'PMQ_ERR_ARGUMENT', message: /reserved/ }, topic);
   }
   t.notOk((await topicsOf(broker)).includes('__pmq_meta'), 'the log is no topic');
@@ -100,10 +100,10 @@ async function topicIdOf(topic: string): Promise<number> {
 t.test('many commits rotate the log and keep the last of each', async (t) => {
   const broker = await startBroker(`${dir}/rotate`, [storage]);
   await client.connect(broker);
-  await client.call('topicCreate', { topic: 'busy', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'busy', partitions: 1 });
   // The newest topic id, deleted before the log rotates: only the snapshots' nextTopicId keeps
   // it from being given again (docs/wire-protocol.md, "Topic ids").
-  await client.call('topicCreate', { topic: 'gone', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'gone', partitions: 1 });
   const goneId = await topicIdOf('gone');
   await client.call('topicDelete', { topic: 'gone' });
   const groups = 40;
@@ -118,7 +118,7 @@ t.test('many commits rotate the log and keep the last of each', async (t) => {
   for (let g = 0; g < groups; g += 1) {
     t.equal(await offsetOf(`group-${g}`, 'busy'), (rounds - 1) * 100 + g, `group-${g}`);
   }
-  await client.call('topicCreate', { topic: 'fresh', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'fresh', partitions: 1 });
   const freshId = await topicIdOf('fresh');
   t.ok(freshId > goneId, `a deleted topic's id is not given again after rotation (${freshId} > ` +
     `${goneId})`);

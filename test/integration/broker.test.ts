@@ -103,10 +103,10 @@ async function readAll(topic: string, partition: number, offset = 0) {
 
 t.test('topics: create, list, describe, delete, errors', async (t) => {
   t.equal(welcome.storageNodes.length, 2);
-  t.equal((await client.call('topicCreate', { topic: 'orders', partitions: 3 })).kind,
-    'topicCreated');
-  await client.call('topicCreate', { topic: 'scratch', partitions: 1 });
-  t.equal(await codeOf(client.call('topicCreate', { topic: 'orders', partitions: 1 })),
+  t.equal((await client.call('topicCreate',
+      { topic: 'orders', partitions: 3, configs: [] })).kind, 'topicCreated');
+  await client.call('topicCreate', { configs: [], topic: 'scratch', partitions: 1 });
+  t.equal(await codeOf(client.call('topicCreate', { configs: [], topic: 'orders', partitions: 1 })),
     'PMQ_ERR_TOPIC_EXISTS');
   const list = await client.call('topicList', {}) as Message<'topics'>;
   t.same(list.topics.map((x) => x.topic).sort(), ['orders', 'scratch']);
@@ -233,7 +233,7 @@ t.test('bad requests get clear errors and the broker keeps serving', async (t) =
     leaseId: l.leaseId });
   t.equal(await codeOf(client.call('fetchView', { topic: 'orders', partition: 0, offset: 999,
     waitMs: 0 })), 'PMQ_ERR_OFFSET_OUT_OF_RANGE');
-  t.equal(await codeOf(client.call('topicCreate', { topic: 'zero', partitions: 0 })),
+  t.equal(await codeOf(client.call('topicCreate', { configs: [], topic: 'zero', partitions: 0 })),
     'PMQ_ERR_ARGUMENT');
   // Garbage on the control channel: the broker drops that connection only.
   const rogue = await client.transport.connect(broker.host, broker.port);
@@ -247,8 +247,8 @@ t.test('bad requests get clear errors and the broker keeps serving', async (t) =
 });
 
 t.test('two sessions on one partition: one-batch leases, and the large rest ends', async (t) => {
-  t.equal((await client.call('topicCreate', { topic: 'shared', partitions: 1 })).kind,
-    'topicCreated');
+  t.equal((await client.call('topicCreate',
+      { topic: 'shared', partitions: 1, configs: [] })).kind, 'topicCreated');
   const big = await lease('shared', 0, 8192);
   t.equal(big.sizeBytes, 8192, 'alone: the lease asked for');
   const other = new Client();

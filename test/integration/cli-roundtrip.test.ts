@@ -134,7 +134,18 @@ t.test('topic list and describe show the topics', async (t) => {
   t.equal(description.partitions.reduce((sum, p) => sum + p.highWatermark, 0), 3000);
   t.ok(description.partitions.every((p) => p.segments >= 1), 'every partition has a segment');
   const text = await pmq(['topic', 'describe', 't', ...CLIENT]);
-  t.match(text.stdout, /PARTITION\s+HIGH-WATERMARK\s+SEGMENTS\n0\s+\d+\s+1\n/);
+  t.match(text.stdout,
+    /PARTITION\s+LOG-START\s+HIGH-WATERMARK\s+BYTES\s+SEGMENTS\n0\s+0\s+\d+\s+\d+\s+1\n/);
+  t.match(text.stdout,
+    /configs: retention\.ms=604800000 \(default\), retention\.bytes=-1 \(default\)/);
+  const altered = await pmq(['topic', 'alter-config', 't', '--config', 'retention.ms=-1',
+    '--config', 'retention.bytes=1073741824', ...CLIENT]);
+  t.equal(altered.code, 0, altered.stderr);
+  t.match((await pmq(['topic', 'describe', 't', ...CLIENT])).stdout,
+    /configs: retention\.ms=-1, retention\.bytes=1073741824\n/, 'alter-config is described');
+  const bad = await pmq(['topic', 'alter-config', 't', '--config', 'retention.days=1', ...CLIENT]);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /unknown topic config "retention\.days"/);
 });
 
 t.test('wrong flags and unknown topics give clear errors', async (t) => {

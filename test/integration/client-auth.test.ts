@@ -133,10 +133,10 @@ t.test('allowed produce and consume; each denied operation names who, what, whic
   async (t) => {
     const alice = await session('alice', 'a-pw');
     t.ok(alice.welcome.ticket.byteLength > 0 && alice.welcome.ticketExpiresInMs > 0, 'a ticket');
-    t.equal((await alice.call('topicCreate', { topic: 'orders', partitions: 1 })).kind,
-    'topicCreated');
-    t.equal((await alice.call('topicCreate', { topic: 'secret', partitions: 1 })).kind,
-    'topicCreated');
+    t.equal((await alice.call('topicCreate',
+        { topic: 'orders', partitions: 1, configs: [] })).kind, 'topicCreated');
+    t.equal((await alice.call('topicCreate',
+        { topic: 'secret', partitions: 1, configs: [] })).kind, 'topicCreated');
     const written = await leaseAndWrite(alice, 3);
     t.equal((await alice.call('append', appendOf(written))).kind, 'acked');
     const view = await alice.call('fetchView', { topic: 'orders', partition: 0, offset: 0,
@@ -147,7 +147,8 @@ t.test('allowed produce and consume; each denied operation names who, what, whic
 
     const bob = await session('bob', 'b-pw');
     const denied: [string, Promise<Message>][] = [
-      ['create topic other', bob.call('topicCreate', { topic: 'other', partitions: 1 })],
+      ['create topic other', bob.call('topicCreate',
+          { topic: 'other', partitions: 1, configs: [] })],
       ['delete topic orders', bob.call('topicDelete', { topic: 'orders' })],
       ['write topic orders', bob.call('lease', { topic: 'orders', partition: 0, bytes: 100,
         bytesMin: 100, releaseEpoch: 0, releaseId: -1 })],

@@ -30,7 +30,7 @@ t.teardown(async () => {
 const TOPIC = 'idem';
 const text = new TextEncoder();
 const decoder = new TextDecoder();
-await client.call('topicCreate', { topic: TOPIC, partitions: 1 });
+await client.call('topicCreate', { configs: [], topic: TOPIC, partitions: 1 });
 const init = await client.call('producerInit', {}) as Message<'producerId'>;
 const { producerId, producerEpoch } = init;
 

@@ -72,7 +72,7 @@ async function another(): Promise<Client> {
   return other;
 }
 
-await client.call('topicCreate', { topic: 'pushed', partitions: 1 });
+await client.call('topicCreate', { configs: [], topic: 'pushed', partitions: 1 });
 
 t.test('subscribe answers the view; each durable advance is pushed', async (t) => {
   const reply = await client.call('subscribe', { subscription: 1, topic: 'pushed', partition: 0,
@@ -171,7 +171,7 @@ t.test('a client that sends the push kind is answered as a malformed peer', asyn
 });
 
 t.test('a caught-up consumer is pushed new records: no fetchView, no long poll', async (t) => {
-  await client.call('topicCreate', { topic: 'consumed', partitions: 1 });
+  await client.call('topicCreate', { configs: [], topic: 'consumed', partitions: 1 });
   const app = await connect({ brokers: [`${broker.host}:${broker.port}`], transports: 'tcp',
     netDevices: 'lo' });
   t.teardown(() => app.close());
@@ -234,7 +234,8 @@ t.test('the client drops pushes of unknown subscriptions and of another epoch', 
     storageNodes: [], segmentSizeBytes: 65_536, ticket: new Uint8Array(8),
     ticketExpiresInMs: 3_600_000 } }));
   channel.handle('topicDescribe', (_ep, r) => ({ kind: 'topicInfo', body: { topic: r.topic,
-    partitions: [{ partition: 0, highWatermark: 0, segments: 0 }] } }));
+    partitions: [{ partition: 0, logStart: 0, highWatermark: 0, bytes: 0, segments: 0 }],
+    configs: [] } }));
   channel.handle('fetchView', () => ({ kind: 'view', body: { highWatermark: 0, segment: [] } }));
   channel.handle('subscribe', (ep, r) => {
     setImmediate(() => subscribed(ep, r.subscription));

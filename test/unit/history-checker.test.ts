@@ -49,9 +49,10 @@ class Builder {
     return this.add(process, { kind: 'poll', topic: 't', partition,
       records: records.map(([offset, value]) => ({ offset, value })) });
   }
-  final(records: [number, string][], partition = 0): this {
+  final(records: [number, string][], partition = 0, logStart?: number): this {
     return this.add('final', { kind: 'final-read', topic: 't', partition,
-      records: records.map(([offset, value]) => ({ offset, value })) });
+      records: records.map(([offset, value]) => ({ offset, value })),
+      ...(logStart === undefined ? {} : { logStart }) });
   }
   commit(process: string, group: string, offset: number,
     outcome: 'ok' | 'fail' | 'info' | null = 'ok', partition = 0, topic = 't'): this {
@@ -116,6 +117,19 @@ t.test('lost write: acknowledged, absent from the final read', (t) => {
   t.match(formatReport(result), /lost-write: 1\n {2}"b" acked at t\/0@1 by p \(event 3\)/);
   t.end();
 });
+
+t.test('retention: absent below the final read\'s log start is deleted, not lost; above it is',
+  (t) => {
+    const deleted = threeAcked().assign('c', 0).poll('c', [[0, 'a']]).poll('c', [[2, 'c']])
+      .final([[2, 'c']], 0, 2).check();
+    t.ok(deleted.valid, formatReport(deleted));
+    t.same(nonZero(deleted), {}, 'a consumer reset past deleted offsets skipped nothing stored');
+    t.equal(deleted.stats.retentionDeleted, 2);
+    const lost = threeAcked().final([[2, 'c']], 0, 1).check();
+    t.same(nonZero(lost), { lostWrites: 1 }, 'b at offset 1 is not below log start 1: lost');
+    t.match(lost.anomalies[0], { kind: 'lost-write', value: 'b' });
+    t.end();
+  });
 
 t.test('lost write: stored but never polled, though a consumer read past it', (t) => {
   const result = threeAcked().assign('c', 0).poll('c', [[0, 'a'], [2, 'c']]).final(ABC).check();

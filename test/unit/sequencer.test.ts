@@ -856,3 +856,52 @@ t.test('a released lease whose grant is revoked gives its rest back to the segme
     'grant not revoked: filled even at the end');
   t.end();
 });
+
+t.test('retention: only the oldest sealed segment, never the last, goes; log start follows',
+  (t) => {
+    const { sequencer } = Sequencer.restore(CONFIG, [
+      { segmentId: 'a', chainPosition: 3, baseOffset: 20, sizeBytes: SEGMENT,
+        watermark: wm(60_000, 29), sealed: true },
+      { segmentId: 'b', chainPosition: 4, baseOffset: 30, sizeBytes: SEGMENT,
+        watermark: wm(60_000, 39), sealed: true },
+      { segmentId: 'c', chainPosition: 5, baseOffset: 40, sizeBytes: SEGMENT,
+        watermark: wm(5000, 44), sealed: false },
+    ]);
+    t.equal(sequencer.logStartOffset(), 20, 'restored: the oldest segment\'s baseOffset');
+    t.match(sequencer.oldestRetirable(), { segmentId: 'a' });
+    sequencer.dropOldest('a');
+    t.equal(sequencer.logStartOffset(), 30);
+    t.throws(() => sequencer.fetchView(29), { code: 'PMQ_ERR_OFFSET_OUT_OF_RANGE' });
+    t.match(sequencer.fetchView(30), { segmentId: 'b' });
+    t.match(abortMessage(() => sequencer.dropOldest('c')), /never the last/,
+      'dropping anything but the oldest aborts');
+    sequencer.dropOldest('b');
+    t.equal(sequencer.oldestRetirable(), null, 'the active segment (the last) never goes');
+    t.equal(sequencer.highWatermark(), 45, 'the high watermark stays');
+    const l = lease(sequencer, 100);
+    t.match(l, { segmentId: 'c', position: 5000 }, 'the partition still takes leases');
+
+    const { sequencer: sealedOnly } = Sequencer.restore(CONFIG, [{ segmentId: 'x',
+      chainPosition: 0, baseOffset: 0, sizeBytes: SEGMENT, watermark: wm(100, 0),
+      sealed: true }]);
+    t.equal(sealedOnly.oldestRetirable(), null,
+      'a sealed last segment stays too: it carries the next baseOffset across restarts');
+    t.end();
+  });
+
+t.test('retention: a sealed segment with a used-up lease still open is kept until it closes',
+  (t) => {
+    const sequencer = started();
+    const a = lease(sequencer, 60_000);
+    sequencer.persisted(must(put(sequencer, a, 0, 60_000).persist));
+    const need = sequencer.lease({ bytes: 10_000, bytesMin: 10_000, producer: 'q', now: 0 });
+    if (need.kind !== 'need-segment') throw new Error('expected need-segment');
+    sequencer.persisted(must(need.persist));
+    sequencer.segmentAdded({ segmentId: 's1', chainPosition: 1, baseOffset: 1,
+      sizeBytes: SEGMENT });
+    t.equal(sequencer.segments()[0]?.state, 'sealed');
+    t.equal(sequencer.oldestRetirable(), null, 'lease a (used up, not released) is open in s0');
+    sequencer.release(a, 0);
+    t.match(sequencer.oldestRetirable(), { segmentId: 's0' }, 'released: s0 may go');
+    t.end();
+  });
