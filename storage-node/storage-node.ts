@@ -107,7 +107,7 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   });
   try {
     if (store.epoch > 0) transport.raiseEpoch(store.epoch);
-    transport.attachMemory(region.bytes);
+    transport.attachRegion(region); // by its native handle: no buffer, no 4 GiB cap
     nativePersist = store.enableNativePersist(transport, region);
     const channel = new ControlChannel(transport, log);
     const auth = new BrokerAuth(opts.clusterKey, transport, log);
