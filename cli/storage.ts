@@ -23,7 +23,8 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
   const segmentSizeBytes = opts.segmentSize === undefined ? undefined :
     parseSizeBytes(opts.segmentSize, '--segment-size');
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
-  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, segmentSizeBytes,
+  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, sparse: opts.sparse,
+    segmentSizeBytes,
     nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
     log });
