@@ -101,6 +101,7 @@ async function runDev(opts: DevCliOptions): Promise<void> {
   process.on('SIGTERM', () => { void stop('SIGTERM', false); });
   const storage = await startChild(['storage', '--path', opts.path, '--listen', opts.listen,
     ...(opts.size === undefined ? [] : ['--size', opts.size]),
+    ...(opts.sparse ? ['--sparse'] : []),
     ...(opts.segmentSize === undefined ? [] : ['--segment-size', opts.segmentSize]),
     ...(opts.firstSegmentSize === undefined ? [] :
       ['--first-segment-size', opts.firstSegmentSize]),

@@ -22,8 +22,10 @@ export function addStorageOptions(command: Command, defaultListen: string,
   return command
     .option('--path <file>', 'region file (DAX file, /dev/shm file or ordinary file)',
       DEFAULT_REGION_PATH)
-    .option('--size <bytes>', 'region size when it is created (default 1GiB; an existing ' +
-      'region keeps its size)')
+    .option('--size <bytes>', 'region size when it is created (default 1GiB, at most 64TiB; ' +
+      'an existing region keeps its size)')
+    .option('--sparse', 'create the region file sparse instead of allocating it (tests, thin ' +
+      'disks): refused unless its file system has the size free', false)
     .option('--listen <host:port>', 'address to listen on (port 0: pick a free one)',
       defaultListen)
     .addOption(new Option('--transports <list>',
@@ -33,7 +35,7 @@ export function addStorageOptions(command: Command, defaultListen: string,
     .option('--direct', 'offer direct mode: consumers on RDMA lanes may read segments ' +
       'one-sided with keys (trusted clients only: a key can also write)', false)
     .option('--segment-size <bytes>', 'largest segment when a blank region is formatted ' +
-      '(default 64MiB; power of two, 64KiB..4GiB; a formatted region keeps its own)')
+      '(default 64MiB; power of two, 64KiB..2GiB; a formatted region keeps its own)')
     .option('--first-segment-size <bytes>', 'smallest segment (a partition\'s first; the ' +
       'next ones double up to --segment-size) when a blank region is formatted (default ' +
       '256KiB, or --segment-size when smaller)')
@@ -51,6 +53,7 @@ export function clusterKeyFileOption(): Option {
 export interface StorageCliOptions {
   path: string;
   size?: string;
+  sparse: boolean;
   listen: string;
   transports?: string;
   netDevices?: string;

@@ -25,8 +25,8 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
   const segmentSizeBytesMin = opts.firstSegmentSize === undefined ? undefined :
     parseSizeBytes(opts.firstSegmentSize, '--first-segment-size');
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
-  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, segmentSizeBytes,
-    segmentSizeBytesMin,
+  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, sparse: opts.sparse,
+    segmentSizeBytes, segmentSizeBytesMin,
     nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
     log });

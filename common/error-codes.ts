@@ -30,6 +30,7 @@ export const ERROR_CODES = {
     'multiple'),
   PMQ_ERR_REGION_NO_DIR: fatal('the region\'s directory is missing'),
   PMQ_ERR_REGION_NO_SPACE: fatal('the device cannot hold a region of that size'),
+  PMQ_ERR_REGION_TOO_LARGE: fatal('the size asked for exceeds the largest region'),
   PMQ_ERR_REGION_EXISTS: fatal('create-new of a file that exists'),
   PMQ_ERR_REGION_NOT_FOUND: fatal('open of a file that does not exist'),
   PMQ_ERR_REGION_IS_DIR: fatal('the region path names a directory'),
@@ -37,10 +38,11 @@ export const ERROR_CODES = {
   PMQ_ERR_REGION_MAP: fatal('libpmem2 could not map or unmap the file'),
   PMQ_ERR_REGION_PERSIST: fatal('msync failed: the range may not be durable'),
   PMQ_ERR_REGION_CLOSED: fatal('the region was closed'),
-  PMQ_ERR_REGION_BUSY: fatal('close while persistAsync calls are in flight'),
+  PMQ_ERR_REGION_BUSY: fatal('close while persistAsync calls are in flight or a transport is ' +
+    'attached'),
   PMQ_ERR_REGION_PREFAULT: fatal('prefaulting the region\'s pages failed'),
-  PMQ_ERR_REGION_EXTERNAL_BUFFER: fatal('the runtime cannot expose the region as an ' +
-    'ArrayBuffer'),
+  PMQ_ERR_REGION_EXTERNAL_BUFFER: fatal('the runtime cannot expose a range of the region as ' +
+    'an ArrayBuffer'),
 
   // Record batches (common/record-batch/).
   PMQ_ERR_BATCH_TRUNCATED: fatal('fewer bytes than the batch header or its length needs'),

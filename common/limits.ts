@@ -6,6 +6,7 @@
 const KIB = 1024;
 const MIB = 1024 * KIB;
 const GIB = 1024 * MIB;
+const TIB = 1024 * GIB;
 
 export const LIMITS = {
   /**
@@ -17,8 +18,11 @@ export const LIMITS = {
   segmentCountMax: 65_536,
   /** Smallest segment: 16 pages of 4 KiB, so a segment still holds many record batches. */
   segmentSizeBytesMin: 64 * KIB,
-  /** Largest segment: positions inside a segment stay below 2^32. */
-  segmentSizeBytesMax: 4 * GIB,
+  /**
+   * Largest segment: one region view (REGION_LIMITS.viewBytesMax, 2 GiB) covers a whole
+   * segment, so JS reaches any segment's bytes through one Uint8Array (positions stay < 2^31).
+   */
+  segmentSizeBytesMax: 2 * GIB,
   /**
    * The default largest segment (as Kafka's segment.bytes is 1 GiB; smaller suits PMEM): a
    * busy partition's segments grow to it (docs/region-format.md, "Segments sized to need").
@@ -229,3 +233,29 @@ export const EPOCH_MAX = Math.floor(Number.MAX_SAFE_INTEGER / IDS_PER_EPOCH);
  * broker with the key raising by the maximum each time needs 32 raises to reach EPOCH_MAX.
  */
 export const EPOCH_RAISE_STEP_MAX = 65_536;
+
+/**
+ * The region (native/region.ts). The storage node maps the whole region once and the
+ * transport reaches it by the native handle; JS reaches it only through bounded views.
+ */
+export const REGION_LIMITS = {
+  /**
+   * Largest region: 64 TiB. What truly bounds it is the address space: the region is mapped
+   * whole, and x86-64's user address space is 128 TiB (47 bits; aarch64's 48-bit: 256 TiB),
+   * which V8's own reservations and the libraries share, so half of it. On media the size and
+   * every address are u64 and in JS safe integers (2^53), far above. The segment table does
+   * not bound it, but bounds what is used: at most segmentCountMax (65 536) segments, so with
+   * the 64 MiB default segments the first 4 TiB hold segments and the rest stays unused (with
+   * the 1 GiB segments a 64 TiB region needs). Nothing of size grows with the region: open
+   * reads the superblocks and the table, never the segments.
+   */
+  regionSizeBytesMax: 64 * TIB,
+  /**
+   * Longest view (Region.view): 2 GiB. Node 20 caps one ArrayBuffer at
+   * buffer.constants.MAX_LENGTH = 2^32 bytes (4 GiB; 'Cannot create a Buffer larger than
+   * 0x100000000 bytes' beyond). Region.view keeps windows of 2 × viewBytesMax = 4 GiB starting
+   * every viewBytesMax, so any range up to viewBytesMax lies inside one window and costs one
+   * subarray, wherever it starts (native/region.ts asserts 2 × this ≤ MAX_LENGTH at load).
+   */
+  viewBytesMax: 2 * GIB,
+} as const;

@@ -32,11 +32,17 @@ export interface RegionInfo {
 }
 
 export interface RegionBinding {
-  /** sizeBytes: a multiple of regionPageSizeBytes(); 0 only with 'open' (size from file). */
-  regionOpen(path: string, sizeBytes: number, mode: RegionMode): RegionHandle;
+  /**
+   * sizeBytes: a multiple of regionPageSizeBytes(); 0 only with 'open' (size from file).
+   * sparse: a file this call creates is ftruncated, not allocated (checked against free space).
+   */
+  regionOpen(path: string, sizeBytes: number, mode: RegionMode, sparse: boolean): RegionHandle;
   regionInfo(region: RegionHandle): RegionInfo;
-  /** The mapping as one external ArrayBuffer (same object each call); detached on close. */
-  regionBuffer(region: RegionHandle): ArrayBuffer;
+  /**
+   * [address, address + sizeBytes) of the mapping as a new external ArrayBuffer (no copy;
+   * 0 < sizeBytes ≤ 4 GiB); detached on close. Region.view caches them: call it, not this.
+   */
+  regionView(region: RegionHandle, address: number, sizeBytes: number): ArrayBuffer;
   /** Durable on return. On page granularity this is msync and may block. */
   regionPersist(region: RegionHandle, address: number, sizeBytes: number): void;
   /** regionPersist on a libuv worker thread; use it where msync may block (backing 'file'). */
@@ -61,7 +67,7 @@ export interface RegionBinding {
 export const REGION_EXPORTS = [
   'regionOpen',
   'regionInfo',
-  'regionBuffer',
+  'regionView',
   'regionPersist',
   'regionPersistAsync',
   'regionFlush',

@@ -101,6 +101,8 @@ export interface TransportBinding {
   /** Also for a closed handle: `open` false, zeros. */
   transportStats(handle: TransportHandle): TransportStats;
   transportAttachMemory(handle: TransportHandle, memory: Uint8Array): void;
+  /** The whole mapping of a region (its native handle), attached until the transport closes. */
+  transportAttachRegion(handle: TransportHandle, region: unknown): void;
   /**
    * The native persist path (native/persist_native.cc): the region (a region handle), its
    * table address, its data area [dataAddress, dataEnd), the table's entry count, and the
@@ -162,7 +164,8 @@ export const TRANSPORT_EXPORTS = [
   'transportOpen', 'transportClose', 'transportListen', 'transportConnect',
   'transportEndpointClose', 'transportLanes', 'transportSend', 'transportSendRaw',
   'transportBindSession', 'transportStats',
-  'transportAttachMemory', 'transportPersistConfigure', 'transportSetPersistOwner',
+  'transportAttachMemory', 'transportAttachRegion', 'transportPersistConfigure',
+  'transportSetPersistOwner',
   'transportClearPersistOwners', 'transportGrantCreate', 'transportGrantSetReadable',
   'transportGrantSetFloor',
   'transportGrantRevoke',

@@ -111,9 +111,84 @@ Status lock_file(const std::string& path, int fd) {
   return errno_failure("PMQ_ERR_REGION_OPEN", "cannot lock region " + path, error);
 }
 
-// Gives a file this call created its size (allocating every block now, so that a full device
-// fails here with ENOSPC instead of with SIGBUS on a later store), or checks an existing size.
-Status settle_size(const std::string& path, int fd, bool created, bool may_grow,
+// The size and the free space (for an unprivileged writer) of the file system holding fd.
+Status file_system_space(const std::string& path, int fd, uint64_t* total_p, uint64_t* free_p) {
+  struct statfs info {};
+  if (fstatfs(fd, &info) != 0) {
+    return errno_failure("PMQ_ERR_REGION_OPEN", "cannot statfs region " + path, errno);
+  }
+  *total_p = static_cast<uint64_t>(info.f_blocks) * static_cast<uint64_t>(info.f_frsize);
+  *free_p = static_cast<uint64_t>(info.f_bavail) * static_cast<uint64_t>(info.f_frsize);
+  return Status{};
+}
+
+Status no_space(std::string message, const char* reason) {
+  return failure("PMQ_ERR_REGION_NO_SPACE", std::move(message), reason);
+}
+
+// A new file: sized now. Allocated block by block (posix_fallocate), so that a full device
+// fails here with ENOSPC instead of with SIGBUS on a later store; or, sparse, only ftruncated,
+// which is refused unless the file system has the whole size free now (a later shortage still
+// means SIGBUS: sparse is for tests and thin-provisioned disks).
+Status size_new_file(const std::string& path, int fd, uint64_t size_bytes, bool sparse) {
+  uint64_t total = 0;
+  uint64_t free = 0;
+  Status status = file_system_space(path, fd, &total, &free);
+  if (!status.ok()) return status;
+  const std::string asked = std::to_string(size_bytes) + " bytes";
+  if (total < size_bytes) {
+    return no_space("the file system holding region " + path + " has " +
+                        std::to_string(total) + " bytes in all, less than the " + asked +
+                        " asked for: ask for less or use a larger device",
+                    "device smaller than the region");
+  }
+  if (sparse) {
+    if (free < size_bytes) {
+      return no_space("a sparse region of " + asked + " at " + path + " needs that much free " +
+                          "space, and its file system has " + std::to_string(free) + " free: " +
+                          "a store into a page it cannot allocate would kill the node (SIGBUS)" +
+                          "; free space or ask for less",
+                      "sparse file larger than the free space");
+    }
+    if (ftruncate(fd, static_cast<off_t>(size_bytes)) != 0) {
+      return errno_failure("PMQ_ERR_REGION_OPEN", "cannot size region " + path, errno);
+    }
+    return Status{};
+  }
+  const int error = posix_fallocate(fd, 0, static_cast<off_t>(size_bytes));
+  if (error == ENOSPC || error == EFBIG || error == EDQUOT) {
+    return errno_failure("PMQ_ERR_REGION_NO_SPACE", "no space for a region of " + asked + " at " +
+                             path + ": free space or ask for less",
+                         error);
+  }
+  if (error != 0) {
+    return errno_failure("PMQ_ERR_REGION_OPEN", "cannot allocate region " + path, error);
+  }
+  return Status{};
+}
+
+// An existing file with holes (made sparse, or by truncate) is refused when its file system
+// could not allocate them all: a store into a hole would then be SIGBUS, not an error.
+Status check_holes(const std::string& path, int fd, const struct stat& info) {
+  const uint64_t size_file = static_cast<uint64_t>(info.st_size);
+  const uint64_t allocated = static_cast<uint64_t>(info.st_blocks) * 512;
+  if (allocated >= size_file) return Status{};
+  uint64_t total = 0;
+  uint64_t free = 0;
+  Status status = file_system_space(path, fd, &total, &free);
+  if (!status.ok()) return status;
+  const uint64_t holes = size_file - allocated;
+  if (holes <= free) return Status{};
+  return no_space("region " + path + " is sparse: " + std::to_string(holes) + " of its bytes " +
+                      "are not allocated and its file system has " + std::to_string(free) +
+                      " free, so a store into a hole could kill the node (SIGBUS): free space, " +
+                      "then allocate it (fallocate -l " + std::to_string(size_file) + " " + path +
+                      ")",
+                  "sparse file larger than the free space");
+}
+
+// Gives a file this call created its size (size_new_file), or checks an existing one's.
+Status settle_size(const std::string& path, int fd, bool created, bool may_grow, bool sparse,
                    uint64_t* size_bytes_p) {
   struct stat info {};
   if (fstat(fd, &info) != 0) {
@@ -126,19 +201,7 @@ Status settle_size(const std::string& path, int fd, bool created, bool may_grow,
   const uint64_t size_file = static_cast<uint64_t>(info.st_size);
   // An empty file in create mode is one whose creator died before allocating: finish the job.
   const bool fresh = created || (may_grow && size_file == 0);
-  if (fresh) {
-    const int error = posix_fallocate(fd, 0, static_cast<off_t>(*size_bytes_p));
-    if (error == ENOSPC || error == EFBIG || error == EDQUOT) {
-      return errno_failure("PMQ_ERR_REGION_NO_SPACE",
-                           "no space for a region of " + std::to_string(*size_bytes_p) +
-                               " bytes at " + path + ": free space or ask for less",
-                           error);
-    }
-    if (error != 0) {
-      return errno_failure("PMQ_ERR_REGION_OPEN", "cannot allocate region " + path, error);
-    }
-    return Status{};
-  }
+  if (fresh) return size_new_file(path, fd, *size_bytes_p, sparse);
   if (size_file == 0 || size_file % page_size_bytes() != 0) {
     return failure("PMQ_ERR_REGION_SIZE_MISMATCH",
                    "region " + path + " has " + std::to_string(size_file) +
@@ -153,7 +216,7 @@ Status settle_size(const std::string& path, int fd, bool created, bool may_grow,
                    "size mismatch");
   }
   *size_bytes_p = size_file;
-  return Status{};
+  return check_holes(path, fd, info);
 }
 
 Granularity granularity_of(pmem2_granularity granularity) {
@@ -269,7 +332,8 @@ uint64_t page_size_bytes() {
   return page;
 }
 
-Status open_region(const std::string& path, uint64_t size_bytes, Mode mode, Region* region_p) {
+Status open_region(const std::string& path, uint64_t size_bytes, Mode mode, bool sparse,
+                   Region* region_p) {
   PMQ_ASSERT(size_bytes % page_size_bytes() == 0);
   PMQ_ASSERT(size_bytes > 0 || mode == Mode::open);
   PMQ_ASSERT(!region_p->open);
@@ -280,7 +344,8 @@ Status open_region(const std::string& path, uint64_t size_bytes, Mode mode, Regi
   if (status.ok()) status = open_file(path, mode, &region.fd, &created);
   if (status.ok()) status = lock_file(path, region.fd);
   const bool may_grow = mode == Mode::create;
-  if (status.ok()) status = settle_size(path, region.fd, created, may_grow, &size_bytes);
+  if (status.ok()) status = settle_size(path, region.fd, created, may_grow, sparse,
+                                             &size_bytes);
   if (status.ok()) {
     region.size_bytes = size_bytes;
     status = map_file(region_p);

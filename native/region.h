@@ -67,8 +67,12 @@ struct Region {
 
 uint64_t page_size_bytes();
 
-// size_bytes is a multiple of page_size_bytes(); 0 only with Mode::open (asserted).
-Status open_region(const std::string& path, uint64_t size_bytes, Mode mode, Region* region_p);
+// size_bytes is a multiple of page_size_bytes(); 0 only with Mode::open (asserted). A file this
+// call creates is allocated whole (posix_fallocate), or with `sparse` only ftruncated (refused
+// unless the file system has size_bytes free). Fails with PMQ_ERR_REGION_NO_SPACE when the
+// file system is smaller than size_bytes, or an existing file's holes exceed the free space.
+Status open_region(const std::string& path, uint64_t size_bytes, Mode mode, bool sparse,
+                   Region* region_p);
 
 // Makes [address, address + size_bytes) durable (see the header comment). On page granularity
 // this is msync, whose failure (EIO) is reported instead of being ignored.

@@ -2,19 +2,26 @@
  * A persistent-memory region: one file mapped with libpmem2 (DAX file system, /dev/shm or an
  * ordinary file), held by one process at a time (an exclusive flock until close or death).
  *
- * Lifecycle: Region.open() → use → close(). The mapping lives until close(); `buffer` and
- * `bytes` view it without copying. close() detaches that ArrayBuffer, so views kept past close
- * read as empty instead of touching unmapped memory, and every method throws
- * PMQ_ERR_REGION_CLOSED. close() refuses (PMQ_ERR_REGION_BUSY) while persistAsync calls run.
+ * Lifecycle: Region.open() → use → close(). The mapping lives until close(). JS reaches it
+ * only through bounded views (view(address, sizeBytes): a Uint8Array over that range, no
+ * copy, at most REGION_LIMITS.viewBytesMax), never one buffer over the whole region (V8 caps an
+ * ArrayBuffer at 4 GiB on Node 20); a transport reaches all of it by the native handle
+ * (Transport.attachRegion). close() detaches every view, so views kept past close read as empty
+ * instead of touching unmapped memory, and every method throws PMQ_ERR_REGION_CLOSED. close()
+ * refuses (PMQ_ERR_REGION_BUSY) while persistAsync calls run or a transport is attached.
  *
- * Durability: stores through `bytes` are durable only after persist (or flush + drain) of
+ * Durability: stores through views are durable only after persist (or flush + drain) of
  * their range returns; what "durable" survives is `durability`: 'power-fail' (DAX with
  * byte/cache-line granularity), 'process-crash' (/dev/shm) or 'msync' (ordinary file: persist
  * is msync and may block; prefer persistAsync there). Single-threaded: call from the JS thread.
  * Addresses are byte positions from the start of the region.
  */
+import { constants as bufferConstants } from 'node:buffer';
+
 import { ArgumentError, PmqError } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
+import { REGION_LIMITS } from '../common/limits.js';
+import { formatBytes } from '../common/units.js';
 import type {
   RegionBacking,
   RegionDurability,
@@ -39,6 +46,16 @@ invariant(
   { pageSizeBytes: REGION_PAGE_SIZE_BYTES },
 );
 
+/**
+ * Views come from windows of 2 × VIEW_BYTES_MAX starting every VIEW_BYTES_MAX (common/limits.ts
+ * says why): a window must be one ArrayBuffer on this runtime.
+ */
+const VIEW_BYTES_MAX = REGION_LIMITS.viewBytesMax;
+invariant(VIEW_BYTES_MAX % REGION_PAGE_SIZE_BYTES === 0 &&
+  2 * VIEW_BYTES_MAX <= bufferConstants.MAX_LENGTH,
+'a view window is whole pages and fits one ArrayBuffer on this runtime',
+{ viewBytesMax: VIEW_BYTES_MAX, maxLength: bufferConstants.MAX_LENGTH });
+
 const MODES: readonly RegionMode[] = ['create', 'open', 'create-new'];
 
 export interface RegionOpenOptions {
@@ -47,6 +64,12 @@ export interface RegionOpenOptions {
   readonly sizeBytes?: number;
   /** Default 'create': create if missing, else open. */
   readonly mode?: RegionMode;
+  /**
+   * Create the file sparse (ftruncate) instead of allocating every block (posix_fallocate):
+   * for tests and thin-provisioned disks. Refused where the file system's free space is below
+   * the size (a store into a page it cannot allocate would kill the process with SIGBUS).
+   */
+  readonly sparse?: boolean;
 }
 
 function checkOpenOptions(opts: RegionOpenOptions): { sizeBytes: number; mode: RegionMode } {
@@ -62,6 +85,11 @@ function checkOpenOptions(opts: RegionOpenOptions): { sizeBytes: number; mode: R
   }
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
     throw new ArgumentError(`Region.open: sizeBytes ${sizeBytes} is not a non-negative integer`);
+  }
+  if (sizeBytes > REGION_LIMITS.regionSizeBytesMax) {
+    throw new PmqError('PMQ_ERR_REGION_TOO_LARGE', `Region.open: ${formatBytes(sizeBytes)} ` +
+      `exceeds the largest region, ${formatBytes(REGION_LIMITS.regionSizeBytesMax)} ` +
+      '(common/limits.ts: the whole region is mapped into a 128 TiB address space): ask for less');
   }
   if (sizeBytes === 0 && mode !== 'open') {
     throw new ArgumentError(`Region.open: mode '${mode}' needs sizeBytes > 0`);
@@ -91,7 +119,8 @@ export class Region {
    */
   readonly durableShadow: string | null;
   #handle: RegionHandle | null;
-  #bytes: Uint8Array | null = null;
+  /** Window k covers [k × VIEW_BYTES_MAX, + 2 × VIEW_BYTES_MAX), made on first use. */
+  #windows: (Uint8Array | undefined)[] = [];
 
   private constructor(path: string, handle: RegionHandle) {
     const info = native.regionInfo(handle);
@@ -104,12 +133,18 @@ export class Region {
     this.durability = info.durability;
     this.durableShadow = info.durableShadow;
     this.#handle = handle;
+    if (info.sizeBytes > REGION_LIMITS.regionSizeBytesMax) {
+      native.regionClose(handle);  // an existing file beyond the limit: refuse it whole
+      throw new PmqError('PMQ_ERR_REGION_TOO_LARGE', `region ${path} has ` +
+        `${formatBytes(info.sizeBytes)}, more than the largest region, ` +
+        `${formatBytes(REGION_LIMITS.regionSizeBytesMax)} (common/limits.ts)`);
+    }
   }
 
   /** Throws NativeError with a PMQ_ERR_REGION_* code when the file cannot be a region. */
   static open(opts: RegionOpenOptions): Region {
     const { sizeBytes, mode } = checkOpenOptions(opts);
-    const handle = native.regionOpen(opts.path, sizeBytes, mode);
+    const handle = native.regionOpen(opts.path, sizeBytes, mode, opts.sparse === true);
     return new Region(opts.path, handle);
   }
 
@@ -125,17 +160,42 @@ export class Region {
     return this.#open();
   }
 
-  /** The mapping itself (external ArrayBuffer, no copy); detached by close(). */
-  get buffer(): ArrayBuffer {
-    return native.regionBuffer(this.#open());
+  /**
+   * [address, address + sizeBytes) of the mapping as a Uint8Array (no copy: stores land in the
+   * region; index 0 is `address`). At most REGION_LIMITS.viewBytesMax (2 GiB) long, anywhere in
+   * the region (across a 4 GiB boundary too). Cheap after the first call in a window (one
+   * subarray), so take one where needed rather than keeping it. Reads as empty after close().
+   */
+  view(address: number, sizeBytes: number): Uint8Array {
+    this.#checkRange('view', address, sizeBytes);
+    if (sizeBytes > VIEW_BYTES_MAX) {
+      throw new ArgumentError(`view: ${sizeBytes} bytes exceed the longest view, ` +
+        `${VIEW_BYTES_MAX} (REGION_LIMITS.viewBytesMax)`);
+    }
+    const k = Math.floor(address / VIEW_BYTES_MAX);
+    const start = k * VIEW_BYTES_MAX;
+    let window = this.#windows[k];
+    if (window === undefined) {
+      const length = Math.min(2 * VIEW_BYTES_MAX, this.sizeBytes - start);
+      window = new Uint8Array(native.regionView(this.#open(), start, length));
+      this.#windows[k] = window;
+    } else {
+      this.#open();
+    }
+    const from = address - start;
+    if (!(from + sizeBytes <= window.byteLength)) {
+      invariant(false, 'a view lies inside its window', { address, sizeBytes, start });
+    }
+    return window.subarray(from, from + sizeBytes);
   }
 
-  /** A Uint8Array over the whole mapping. */
-  get bytes(): Uint8Array {
-    const handle = this.#open();
-    if (this.#bytes === null) this.#bytes = new Uint8Array(native.regionBuffer(handle));
-    invariant(this.#bytes.byteLength === this.sizeBytes, 'region view covers the region');
-    return this.#bytes;
+  /** Stores `value` into [address, address + sizeBytes), any length; durable once persisted. */
+  fill(value: number, address: number, sizeBytes: number): void {
+    this.#checkRange('fill', address, sizeBytes);
+    for (let at = address; at < address + sizeBytes; at += VIEW_BYTES_MAX) {
+      const length = Math.min(VIEW_BYTES_MAX, address + sizeBytes - at);
+      this.view(at, length).fill(value);
+    }
   }
 
   /** Durable on return (see the module comment); on backing 'file' this msyncs and blocks. */
@@ -203,7 +263,7 @@ export class Region {
   close(): void {
     native.regionClose(this.#open());
     this.#handle = null;
-    this.#bytes = null;
+    this.#windows = [];
   }
 
   #open(): RegionHandle {

@@ -3,16 +3,19 @@
 // are the second half of each pair and abort on failure (PMQ_ASSERT).
 //
 // A handle is a type-tagged Napi::External owning a RegionState. The mapping lives until
-// regionClose(), which detaches the ArrayBuffer given out by regionBuffer(): JS code holding
-// it afterwards sees a zero-length buffer instead of unmapped memory. A handle collected while
-// still open is a leak: the finalizer says so on stderr and leaves mapping and lock in place
-// until the process exits (a live ArrayBuffer may still point into the mapping).
+// regionClose(), which detaches every ArrayBuffer given out by regionView(): JS code holding
+// one afterwards sees a zero-length buffer instead of unmapped memory. No buffer covers the
+// whole mapping (V8 caps one at 4 GiB on Node 20): a view covers a bounded range, and the
+// transport reaches the whole mapping through the handle (napi_region_attach). A handle
+// collected while still open is a leak: the finalizer says so on stderr and leaves mapping and
+// lock in place until the process exits (a live ArrayBuffer may still point into the mapping).
 #include <napi.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "assert.h"
 #include "errors.h"
@@ -25,14 +28,21 @@ namespace {
 
 struct RegionState {
   region::Region region;
-  Napi::Reference<Napi::ArrayBuffer> buffer;
+  // Every view given out (regionView), detached at close. Region.view (native/region.ts) caches
+  // them per window, so there are at most a few per GiB of region.
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> views;
   uint32_t persists_in_flight = 0;
+  // Transports whose exposed memory is this mapping (napi_region_attach): close refuses while
+  // any is attached, as a peer's write could otherwise land in unmapped memory.
+  uint32_t attachments = 0;
   // Set by regionClose: a prefault running on a worker stops at its next step.
   std::atomic<bool> prefault_cancel{false};
 };
 
 constexpr napi_type_tag kRegionTag = {0x706d715f72656769ull, 0x6f6e5f68616e646cull};
 constexpr double kSafeIntegerMax = 9007199254740991.0;  // 2^53 - 1
+// V8's cap on one ArrayBuffer on Node 20 (buffer.constants.MAX_LENGTH): a view is at most this.
+constexpr uint64_t kViewBytesMax = uint64_t{1} << 32;
 
 void finalize_region(Napi::Env, RegionState* state) {
   if (state->region.open) {
@@ -40,7 +50,8 @@ void finalize_region(Napi::Env, RegionState* state) {
                  "pmq: region %s was garbage-collected without regionClose(); its mapping and "
                  "lock stay until the process exits\n",
                  state->region.path.c_str());
-    state->buffer.Reset();
+    for (auto& view : state->views) view.Reset();
+    state->views.clear();
     return;  // Deliberately leaked: the mapping must outlive any ArrayBuffer still pointing in.
   }
   delete state;
@@ -95,14 +106,16 @@ region::Mode to_mode(const Napi::Value& value) {
 
 Napi::Value region_open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  PMQ_ASSERT(info.Length() == 3 && info[0].IsString());
+  PMQ_ASSERT(info.Length() == 4 && info[0].IsString() && info[3].IsBoolean());
   const std::string path = info[0].As<Napi::String>().Utf8Value();
   const uint64_t size_bytes = to_index(info[1]);
   const region::Mode mode = to_mode(info[2]);
+  const bool sparse = info[3].As<Napi::Boolean>().Value();
   PMQ_ASSERT(size_bytes % region::page_size_bytes() == 0);
   PMQ_ASSERT(size_bytes > 0 || mode == region::Mode::open);
   auto* state = new RegionState();
-  const region::Status status = region::open_region(path, size_bytes, mode, &state->region);
+  const region::Status status = region::open_region(path, size_bytes, mode, sparse,
+                                                          &state->region);
   if (!status.ok()) {
     delete state;
     return throw_status(env, status);
@@ -131,17 +144,21 @@ Napi::Value region_info(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// The one place that wraps the mapping as an external ArrayBuffer (zero copy). Runtimes with a
-// V8 memory cage (some Electron builds) refuse external buffers: that is a clear error here.
-Napi::Value region_buffer(const Napi::CallbackInfo& info) {
+// The one place that wraps part of the mapping as an external ArrayBuffer (zero copy):
+// [address, address + size_bytes), at most kViewBytesMax. Runtimes with a V8 memory cage (some
+// Electron builds) refuse external buffers: that is a clear error here.
+Napi::Value region_view(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  PMQ_ASSERT(info.Length() == 1);
+  PMQ_ASSERT(info.Length() == 3);
   RegionState* state = unwrap_open(env, info[0]);
   if (state == nullptr) return env.Undefined();
-  if (!state->buffer.IsEmpty()) return state->buffer.Value();
+  const uint64_t address = to_index(info[1]);
+  const uint64_t size_bytes = to_index(info[2]);
+  assert_range(*state, address, size_bytes);
+  PMQ_ASSERT(size_bytes > 0 && size_bytes <= kViewBytesMax);  // pair: Region.view
   napi_value buffer = nullptr;
   const napi_status status = napi_create_external_arraybuffer(
-      env, state->region.base, state->region.size_bytes, nullptr, nullptr, &buffer);
+      env, state->region.base + address, size_bytes, nullptr, nullptr, &buffer);
   if (status == napi_no_external_buffers_allowed) {
     return throw_native_error(env, "PMQ_ERR_REGION_EXTERNAL_BUFFER",
                               "this JS runtime refuses external ArrayBuffers, so the region " +
@@ -150,19 +167,17 @@ Napi::Value region_buffer(const Napi::CallbackInfo& info) {
                               "napi_no_external_buffers_allowed");
   }
   if (status != napi_ok) {
-    // V8 caps ArrayBuffer length (4 GiB on Node 20): a bigger region cannot be one buffer.
     std::string reason = "napi status " + std::to_string(static_cast<int>(status));
     if (env.IsExceptionPending()) reason = env.GetAndClearPendingException().Message();
     return throw_native_error(env, "PMQ_ERR_REGION_EXTERNAL_BUFFER",
-                              "cannot wrap region " + state->region.path + " of " +
-                                  std::to_string(state->region.size_bytes) +
-                                  " bytes as one ArrayBuffer on this runtime: use a smaller " +
-                                  "region or a newer Node.js",
+                              "cannot view " + std::to_string(size_bytes) + " bytes at " +
+                                  std::to_string(address) + " of region " + state->region.path +
+                                  " as an ArrayBuffer on this runtime",
                               reason);
   }
   Napi::ArrayBuffer result(env, buffer);
-  PMQ_ASSERT(result.ByteLength() == state->region.size_bytes);
-  state->buffer = Napi::Persistent(result);
+  PMQ_ASSERT(result.ByteLength() == size_bytes);
+  state->views.push_back(Napi::Persistent(result));
   return result;
 }
 
@@ -232,12 +247,20 @@ Napi::Value region_close(const Napi::CallbackInfo& info) {
                                   " persistAsync call(s) in flight: await them, then close",
                               "busy");
   }
-  state->prefault_cancel.store(true);
-  if (!state->buffer.IsEmpty()) {
-    const napi_status detached = napi_detach_arraybuffer(env, state->buffer.Value());
-    PMQ_ASSERT(detached == napi_ok);
-    state->buffer.Reset();
+  if (state->attachments > 0) {
+    return throw_native_error(env, "PMQ_ERR_REGION_BUSY",
+                              "region " + state->region.path + " is the exposed memory of " +
+                                  std::to_string(state->attachments) +
+                                  " open transport(s): close them, then the region",
+                              "attached");
   }
+  state->prefault_cancel.store(true);
+  for (auto& view : state->views) {
+    const napi_status detached = napi_detach_arraybuffer(env, view.Value());
+    PMQ_ASSERT(detached == napi_ok);
+    view.Reset();
+  }
+  state->views.clear();
   const region::Status status = region::close_region(&state->region);
   PMQ_ASSERT(!state->region.open);
   if (!status.ok()) return throw_status(env, status);
@@ -372,10 +395,26 @@ Napi::Value region_page_size_bytes(const Napi::CallbackInfo& info) {
 // referenced while the transport lives, so the state is not finalized under it).
 const region::Region* napi_region(const Napi::Value& handle) { return &unwrap(handle)->region; }
 
+// For Transport.attachRegion (transport_data_napi.cc): the open Region a handle names, counted
+// as attached until napi_region_detach (the transport's close), so regionClose refuses
+// meanwhile. Null (a PMQ_ERR_REGION_CLOSED thrown) when the region is closed.
+const region::Region* napi_region_attach(Napi::Env env, const Napi::Value& handle) {
+  RegionState* state = unwrap_open(env, handle);
+  if (state == nullptr) return nullptr;
+  state->attachments += 1;
+  return &state->region;
+}
+
+void napi_region_detach(const Napi::Value& handle) {
+  RegionState* state = unwrap(handle);
+  PMQ_ASSERT(state->attachments > 0);
+  state->attachments -= 1;
+}
+
 void register_region(Napi::Env env, Napi::Object exports) {
   exports.Set("regionOpen", Napi::Function::New(env, region_open, "regionOpen"));
   exports.Set("regionInfo", Napi::Function::New(env, region_info, "regionInfo"));
-  exports.Set("regionBuffer", Napi::Function::New(env, region_buffer, "regionBuffer"));
+  exports.Set("regionView", Napi::Function::New(env, region_view, "regionView"));
   exports.Set("regionPersist", Napi::Function::New(env, region_persist, "regionPersist"));
   exports.Set("regionPersistAsync",
               Napi::Function::New(env, region_persist_async, "regionPersistAsync"));

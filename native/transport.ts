@@ -338,6 +338,19 @@ export class Transport extends TransportCore {
   }
 
   /**
+   * Storage side: the whole mapping of `region` is the memory grants point into, reached by
+   * the region's native handle (no ArrayBuffer over it, so no 4 GiB cap). The region refuses
+   * to close (PMQ_ERR_REGION_BUSY) until this transport has closed.
+   */
+  attachRegion(region: { readonly nativeHandle: unknown; readonly sizeBytes: number }): void {
+    this.checkOpen();
+    if (this.memoryBytes > 0) throw new ArgumentError('memory already attached');
+    checkCount('region size', region.sizeBytes, 1, Number.MAX_SAFE_INTEGER);
+    native.transportAttachRegion(this.handle, region.nativeHandle);
+    this.memoryBytes = region.sizeBytes;
+  }
+
+  /**
    * Storage side: lets the native path serve persist frames (docs/wire-protocol.md, "Persist
    * frames") for the region whose mapping is the attached memory. `state` is shared with the
    * native side for the transport's life (storage-node/native-persist.ts says what is in it).

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "assert.h"
+#include "region.h"
 #include "transport.h"
 
 namespace pmq {
@@ -15,9 +16,11 @@ namespace pmq {
 transport::Transport* napi_transport(const Napi::Value& handle);
 uint64_t napi_to_u64(const Napi::Value& value);
 const region::Region* napi_region(const Napi::Value& handle);  // region_napi.cc
+const region::Region* napi_region_attach(Napi::Env env, const Napi::Value& handle);
 uint32_t napi_to_ep(const Napi::Value& value);
 uint8_t* napi_to_bytes(const Napi::Value& value, uint64_t offset, uint64_t length);
 void napi_keep_memory(const Napi::Value& handle, const Napi::Uint8Array& memory);
+void napi_keep_region(const Napi::Value& handle, const Napi::Value& region);
 
 namespace {
 
@@ -26,6 +29,17 @@ Napi::Value attach_memory(const Napi::CallbackInfo& info) {
   uint8_t* base = napi_to_bytes(memory, 0, memory.ByteLength());
   napi_transport(info[0])->attach_memory(base, memory.ByteLength());
   napi_keep_memory(info[0], memory);
+  return info.Env().Undefined();
+}
+
+// (handle, regionHandle): the whole mapping, by the region's native handle (no ArrayBuffer,
+// so no 4 GiB cap); the region counts the transport as attached until the transport closes.
+Napi::Value attach_region(const Napi::CallbackInfo& info) {
+  const region::Region* region = napi_region_attach(info.Env(), info[1]);
+  if (region == nullptr) return info.Env().Undefined();  // closed: PMQ_ERR_REGION_CLOSED thrown
+  PMQ_ASSERT(region->open && region->base != nullptr && region->size_bytes > 0);
+  napi_transport(info[0])->attach_memory(region->base, region->size_bytes);
+  napi_keep_region(info[0], info[1]);
   return info.Env().Undefined();
 }
 
@@ -236,6 +250,8 @@ Napi::Value read_validated(const Napi::CallbackInfo& info) {
 void register_transport_data(Napi::Env env, Napi::Object exports) {
   exports.Set("transportAttachMemory",
               Napi::Function::New(env, attach_memory, "transportAttachMemory"));
+  exports.Set("transportAttachRegion",
+              Napi::Function::New(env, attach_region, "transportAttachRegion"));
   exports.Set("transportPersistConfigure",
               Napi::Function::New(env, persist_configure, "transportPersistConfigure"));
   exports.Set("transportSetPersistOwner",

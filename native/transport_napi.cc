@@ -48,6 +48,8 @@ struct State {
   Napi::ObjectReference resource;
   std::unique_ptr<Napi::AsyncContext> context;
   Napi::Reference<Napi::Uint8Array> memory;
+  // The region whose mapping is the exposed memory (attachRegion), detached at close.
+  Napi::Reference<Napi::Value> region;
   // One empty payload for every message that has none (all fixed-layout ones): a new array
   // per message was most of what the broker's event callbacks allocated (issue 11).
   Napi::Reference<Napi::Uint8Array> empty;
@@ -229,6 +231,7 @@ bool dispatch_events(Transport* transport) {
 }  // namespace transport
 
 void register_transport_data(Napi::Env env, Napi::Object exports);
+void napi_region_detach(const Napi::Value& handle);  // region_napi.cc
 void register_transport_direct(Napi::Env env, Napi::Object exports);
 
 namespace {
@@ -281,6 +284,10 @@ Napi::Value transport_close(const Napi::CallbackInfo& info) {
   registry().open.erase(state->id);  // from now on its handle names nothing
   state->closed = true;
   state->transport->close();  // freed later, once libuv has closed its handles
+  if (!state->region.IsEmpty()) {  // the transport no longer touches the mapping
+    napi_region_detach(state->region.Value());
+    state->region.Reset();
+  }
   // Closed from one of its own event callbacks: dispatch_events frees it when that returns.
   if (state->dispatching) owned.release();
   return info.Env().Undefined();
@@ -395,6 +402,12 @@ void napi_keep_memory(const Napi::Value& handle, const Napi::Uint8Array& memory)
   State* state = state_of(handle);
   PMQ_ASSERT(state->memory.IsEmpty());
   state->memory = Napi::Persistent(memory);  // the exposed memory lives as long as its transport
+}
+
+void napi_keep_region(const Napi::Value& handle, const Napi::Value& region) {
+  State* state = state_of(handle);
+  PMQ_ASSERT(state->memory.IsEmpty() && state->region.IsEmpty());
+  state->region = Napi::Persistent(region);  // the mapping stays open as long as its transport
 }
 
 void register_transport(Napi::Env env, Napi::Object exports) {

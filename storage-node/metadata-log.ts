@@ -144,7 +144,8 @@ export class MetadataLog {
     invariant(position + batch.byteLength <= segment.sizeBytes,
       'a metadata batch inside its segment', { position, sizeBytes: batch.byteLength });
     setBaseOffset(batch, 0, offsetLast + 1);
-    this.store.region.bytes.set(batch, this.store.segmentAddress(segment.segmentIndex) + position);
+    this.store.region.view(this.store.segmentAddress(segment.segmentIndex) + position,
+      batch.byteLength).set(batch);
     await this.store.persistWatermark(segment.segmentIndex,
       { position: position + batch.byteLength, offsetLast: offsetLast + 1 }, epoch);
   }
@@ -154,13 +155,14 @@ export class MetadataLog {
     const current = this.#current();
     const use = this.use();
     if (current === null) return { ...use, framed: new Uint8Array(0), next: 0, end: true };
-    const bytes = this.store.region.bytes;
-    const start = this.store.segmentAddress(current.segmentIndex);
-    const end = start + current.watermark.position;
+    // The segment's committed bytes, indexed by position.
+    const bytes = this.store.region.view(this.store.segmentAddress(current.segmentIndex),
+      current.watermark.position);
+    const end = current.watermark.position;
     const values: Uint8Array[] = [];
     let framedBytes = 0; // what frameValues(values) will take
     let index = 0;
-    let at = start;
+    let at = 0;
     for (; at < end; index += 1) {
       const cursor = openRecordBatch(bytes, at, end - at);
       invariant(cursor.next() && cursor.value !== null, 'a metadata batch holds one value');

@@ -39,7 +39,7 @@ import { encodeFiller } from '../common/record-batch/filler.js';
 import { RECORD_BATCH_HEADER_SIZE_BYTES } from '../common/record-batch/layout.js';
 import { REGION_PAGE_SIZE_BYTES, type Region } from '../native/region.js';
 import type { Transport } from '../native/transport.js';
-import type { PersistentMemory } from './persistent-memory.js';
+import { type PersistentMemory, zeroRange } from './persistent-memory.js';
 import { checkSegmentData, type SegmentDataSummary } from './segment-data.js';
 import { SegmentSpace } from './segment-space.js';
 import { SegmentTable, formatEntries, type SlotProblem } from './segment-table.js';
@@ -282,15 +282,16 @@ export class RegionStore {
         `segment size ${segmentSizeBytesMin} is not a multiple of the page size` :
         geometry.problem));
     }
-    const existing = chooseSuperblock(region.bytes);
+    const existing = chooseSuperblock(region.view(0, TABLE_ADDRESS));
     if (opts.overwrite !== true && !(!existing.ok && existing.kind === 'blank')) {
       throw fail('PMQ_ERR_REGION_FORMATTED',
         `${region.path} holds a region (or its remains): pass overwrite to destroy it`);
     }
-    const bytes = region.bytes;
+    const g = geometry.value;
+    // Superblocks and table, from address 0 so their addresses index it as they are.
+    const bytes = region.view(0, g.dataAddress);
     bytes.fill(0, 0, TABLE_ADDRESS);
     await persistRange(region, 0, TABLE_ADDRESS);
-    const g = geometry.value;
     for (let index = 0; index < g.segmentCount; index += 1) {
       formatEntries(index, 0).forEach((entry, slot) => encodeSegmentEntry(bytes,
         entryAddress(index, slot), entry, { segmentIndex: index, slot, area: dataAreaOf(g) }));
@@ -311,7 +312,7 @@ export class RegionStore {
       throw mediaError(region.path, 'blank', [{ what: 'region', address: 0,
         problem: `${region.sizeBytes} bytes cannot hold the superblocks` }]);
     }
-    const choice = chooseSuperblock(region.bytes);
+    const choice = chooseSuperblock(region.view(0, TABLE_ADDRESS));
     if (!choice.ok) {
       throw mediaError(region.path, choice.kind, choice.problems.map((p) => ({
         what: 'superblock', address: p.address, copy: p.copy, problem: p.problem })));
@@ -322,7 +323,7 @@ export class RegionStore {
         address: superblockAddress(choice.copy),
         problem: `says ${sb.regionSizeBytes} bytes, the region has ${region.sizeBytes}` }]);
     }
-    const load = SegmentTable.load(region.bytes, sb);
+    const load = SegmentTable.load(region.view(0, sb.dataAddress), sb);
     if (!load.ok) {
       throw mediaError(region.path, load.kind, load.problems.map((p) => ({
         what: 'segment entry', address: p.address, segmentIndex: p.segmentIndex, slot: p.slot,
@@ -412,7 +413,7 @@ export class RegionStore {
   verifySegmentData(index: number): SegmentDataSummary {
     this.#checkIndex('verifySegmentData', index);
     const address = this.segmentAddress(index);
-    const check = checkSegmentData(this.region.bytes, address, this.#table.get(index));
+    const check = checkSegmentData(this.#segmentBytes(index), 0, this.#table.get(index));
     if (check.ok) return check.summary;
     const { position, offset, problem } = check.problem;
     throw mediaError(this.region.path, 'corrupt', [{ what: 'segment data', segmentIndex: index,
@@ -522,17 +523,16 @@ export class RegionStore {
         `${index} with offsets up to ${nextOffset - 1}, not ${durable}..${positionEnd} up to ` +
         `${end.offsetLast}: every byte that becomes durable is in one, offsets dense`);
     }
-    const region = this.region.bytes;
-    const address = this.segmentAddress(index);
+    const segment = this.#segmentBytes(index); // indexed by position
     let replaced: number[] | null = null;
     for (let i = 0; i < patches.length; i += 1) {
       const { position, baseOffset, bytes, records } = patches[i]!;
       if (position < durable) continue;  // a repeat (checked above: wholly below)
-      if (!batchIs(region, address + position, bytes, records)) {
-        region.set(encodeFiller(bytes, records, baseOffset), address + position);
+      if (!batchIs(segment, position, bytes, records)) {
+        segment.set(encodeFiller(bytes, records, baseOffset), position);
         (replaced ??= []).push(position);
       }
-      writeBaseOffset(region, address + position, baseOffset);
+      writeBaseOffset(segment, position, baseOffset);
     }
     return replaced ?? NONE_REPLACED;
   }
@@ -569,7 +569,7 @@ export class RegionStore {
   async #clear(address: number, sizeBytes: number): Promise<void> {
     let cleared = false;
     try {
-      this.region.bytes.fill(0, address, address + sizeBytes);
+      zeroRange(this.region, address, sizeBytes);
       await persistRange(this.region, address, sizeBytes);
       cleared = true;
     } finally {
@@ -601,9 +601,10 @@ export class RegionStore {
     const address = superblockAddress(copy);
     this.#epochRaising = epoch;
     try {
-      encodeSuperblock(this.region.bytes, address, superblock);
+      const bytes = this.#metadataBytes();
+      encodeSuperblock(bytes, address, superblock);
       await persistRange(this.region, address, SUPERBLOCK_HEADER_SIZE_BYTES);
-      const back = decodeSuperblock(this.region.bytes, address);
+      const back = decodeSuperblock(bytes, address);
       if (!(back.ok && back.value.epoch === epoch && back.value.sequence === superblock.sequence)) {
         invariant(false, 'superblock reads back as written', { address });
       }
@@ -677,7 +678,7 @@ export class RegionStore {
           invariant(false, 'data inside the region', { index, ...data });
         }
         if (data.zero === true) {
-          this.region.bytes.fill(0, data.address, data.address + data.sizeBytes);
+          zeroRange(this.region, data.address, data.sizeBytes);
         }
         await persistRange(this.region, data.address, data.sizeBytes); // 1. data
         this.#checkEpoch(entry.epoch); // fenced while it persisted: nothing becomes visible
@@ -688,9 +689,10 @@ export class RegionStore {
         invariant(false, 'entry inside the table', { index, slot, address });
       }
       const context = { segmentIndex: index, slot, area: this.#space.area };
-      encodeSegmentEntry(this.region.bytes, address, entry, context);
+      const bytes = this.#metadataBytes();
+      encodeSegmentEntry(bytes, address, entry, context);
       await persistRange(this.region, address, SEGMENT_ENTRY_SIZE_BYTES); // 2. entry
-      const back = decodeSegmentEntry(this.region.bytes, address, context);
+      const back = decodeSegmentEntry(bytes, address, context);
       if (!(back.ok && sameEntry(back.value, entry))) {
         invariant(false, 'entry reads back as written', { index, slot, address });
       }
@@ -708,7 +710,7 @@ export class RegionStore {
    * block the thread. False when not enabled.
    */
   enableNativePersist(transport: Transport, region: Region): boolean {
-    if (region.bytes !== this.region.bytes) {
+    if (region !== this.region) {
       invariant(false, 'native persists go to the region this store runs on');
     }
     if (this.region.backing === 'file') return false;
@@ -731,6 +733,16 @@ export class RegionStore {
 
   nativePersistStats(): { persisted: number; declined: number } {
     return this.#table.nativePersistStats();
+  }
+
+  /** Superblocks and table: [0, dataAddress), so region addresses index it unchanged. */
+  #metadataBytes(): Uint8Array {
+    return this.region.view(0, this.#superblock.dataAddress);
+  }
+
+  /** Segment `index`'s bytes, indexed by position (one view: a segment ≤ the longest view). */
+  #segmentBytes(index: number): Uint8Array {
+    return this.region.view(this.segmentAddress(index), this.#table.get(index).sizeBytes);
   }
 
   #info(entry: SegmentEntry): SegmentInfo {

@@ -33,6 +33,8 @@ export interface StorageNodeOptions {
   regionPath: string;
   /** Size when the region is created; an existing region keeps its size when omitted. */
   sizeBytes?: number;
+  /** Create the region file sparse (Region.open's `sparse`: tests, thin disks). Default false. */
+  sparse?: boolean;
   /** The largest segment, when the region is blank and gets formatted. Default 64 MiB. */
   segmentSizeBytes?: number;
   /**
@@ -73,7 +75,7 @@ export interface StorageNode {
 export async function startStorageNode(opts: StorageNodeOptions): Promise<StorageNode> {
   let log = opts.log.child({ component: 'storage' });
   const region = Region.open({ path: opts.regionPath, sizeBytes: opts.sizeBytes,
-    mode: opts.sizeBytes === undefined ? 'open' : 'create' });
+    mode: opts.sizeBytes === undefined ? 'open' : 'create', sparse: opts.sparse });
   log.info({ path: region.path, sizeBytes: region.sizeBytes, granularity: region.granularity,
     backing: region.backing, durability: region.durability }, 'region opened');
   if (region.durability !== 'power-fail') {
@@ -112,7 +114,7 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   });
   try {
     if (store.epoch > 0) transport.raiseEpoch(store.epoch);
-    transport.attachMemory(region.bytes);
+    transport.attachRegion(region); // by its native handle: no buffer, no 4 GiB cap
     nativePersist = store.enableNativePersist(transport, region);
     const channel = new ControlChannel(transport, log);
     const auth = new BrokerAuth(opts.clusterKey, transport, log);

@@ -48,13 +48,13 @@ async function writeRegion(t: Teardown, dir: string): Promise<Written> {
     for (let i = 0; i < 6; i += 1) {
       const records = randomRecords(prng, 1 + prng.int(5), 500);
       const bytes = encodeRecordBatch(records, { baseOffset: offset, timestampDefault: 1 });
-      region.bytes.set(bytes, info.address + position);
+      region.view(info.address + position, bytes.byteLength).set(bytes);
       batches.push(position);
       position += bytes.byteLength;
       offset += records.length;
       await store.persistWatermark(info.segmentIndex, { position, offsetLast: offset - 1 }, 1);
     }
-    region.bytes.fill(0x5a, info.address + position, info.address + position + 300); // garbage
+    region.view(info.address + position, 300).fill(0x5a); // garbage
     if (chainPosition === 0) {
       await store.sealSegment(info.segmentIndex, { position, offsetLast: offset - 1 }, 1);
     }
@@ -133,7 +133,7 @@ t.test('every byte of committed data is covered, but partitionLeaderEpoch', asyn
   const store = openStore(t, copyOf(written, dir));
   const segment = written.segments[1];
   if (segment === undefined) throw new Error('no segment');
-  const bytes = store.region.bytes;
+  const bytes = store.region.view(0, store.region.sizeBytes); // a small test region
   const summary = store.verifySegmentData(segment.index);
   t.match(summary, { batchCount: 6, positionEnd: segment.position });
   const unnoticed: number[] = [];

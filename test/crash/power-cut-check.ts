@@ -96,7 +96,7 @@ function checkData(store: RegionStore, info: SegmentInfo, allocation: Allocation
     problems.push(`${at}: ${error instanceof Error ? error.message : String(error)}`);
     return;
   }
-  const bytes = store.region.bytes;
+  const bytes = store.region.view(info.address, info.sizeBytes); // indexed by position
   let position = 0;
   for (const batch of allocation.batches) {
     if (position >= info.watermark.position) break;
@@ -105,7 +105,7 @@ function checkData(store: RegionStore, info: SegmentInfo, allocation: Allocation
       problems.push(`${at}: watermark ${info.watermark.position} cuts the batch at ${position}`);
       return;
     }
-    const stored = bytes.subarray(info.address + position, info.address + end);
+    const stored = bytes.subarray(position, end);
     if (Buffer.compare(stored, batch.bytes) !== 0) {
       problems.push(`${at}: the batch at position ${position} differs from the one written`);
       return;

@@ -22,6 +22,7 @@
  *
  * Not the production Region: no file, no lock, no close; the caller drops it.
  */
+import { REGION_LIMITS } from '../../common/limits.js';
 import type { RegionBacking } from '../../native/region.js';
 import type { PersistentMemory } from '../../storage-node/persistent-memory.js';
 
@@ -75,6 +76,16 @@ export class PowerCutRegion implements PersistentMemory {
       this.durable.set(opts.initial);
     }
     this.#capture = opts.capture ?? (() => false);
+  }
+
+  /** As Region.view: a bounded range, no copy (the store never sees all of `bytes` at once). */
+  view(address: number, sizeBytes: number): Uint8Array {
+    if (!(Number.isSafeInteger(address) && Number.isSafeInteger(sizeBytes) && address >= 0 &&
+        sizeBytes >= 0 && address + sizeBytes <= this.sizeBytes &&
+        sizeBytes <= REGION_LIMITS.viewBytesMax)) {
+      throw new Error(`view: ${sizeBytes} bytes at ${address} outside ${this.sizeBytes}`);
+    }
+    return this.bytes.subarray(address, address + sizeBytes);
   }
 
   /** Scheduling points entered so far. */

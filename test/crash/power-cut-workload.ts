@@ -223,8 +223,9 @@ class Workload {
       // The producer's write: baseOffset 0, as producers write into a lease; the store patches
       // the offset in before the bytes persist (#persist), so a patch lost to a power cut
       // shows up as a batch that differs from `bytes`.
-      this.#region.bytes.set(bytes, address + current.position);
-      setBaseOffset(this.#region.bytes, address + current.position, 0);
+      const into = this.#region.view(address + current.position, bytes.byteLength);
+      into.set(bytes);
+      setBaseOffset(into, 0, 0);
       current.batches.push({ position: current.position, bytes });
       current.position += bytes.byteLength;
       part.offsetNext += batches[i]?.length ?? 0;

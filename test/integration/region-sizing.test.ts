@@ -128,7 +128,7 @@ t.test('two entries over the same bytes are damage: open refuses, naming both', 
   // b's entry, rewritten (valid CRC, next generation) to claim a's range: a bug or a bad write.
   const sb = opened.store.superblock;
   const slot = (b.generation + 1) % 2;
-  encodeSegmentEntry(opened.region.bytes, entryAddress(b.segmentIndex, slot),
+  encodeSegmentEntry(opened.region.view(0, sb.dataAddress), entryAddress(b.segmentIndex, slot),
     { ...b, generation: b.generation + 1, address: a.address },
     { segmentIndex: b.segmentIndex, slot, area: dataAreaOf(sb) });
   opened.region.persist(entryAddress(b.segmentIndex, slot), SEGMENT_ENTRY_SIZE_BYTES);

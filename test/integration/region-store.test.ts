@@ -35,7 +35,8 @@ async function formatted(t: Teardown, base = '/dev/shm'): Promise<Opened> {
 
 /** Flips bits of one byte of the mapping (a torn or damaged write). */
 function damage(region: Region, address: number, bits: number): void {
-  region.bytes[address] = (region.bytes[address] ?? 0) ^ bits;
+  const bytes = region.view(address, 1);
+  bytes[0] = (bytes[0] ?? 0) ^ bits;
 }
 
 function reopen(t: Teardown, opened: Opened): Opened {
@@ -61,7 +62,7 @@ for (const base of BASES) {
       t.equal(a.address, store.superblock.dataAddress);
       t.equal(store.segmentAddress(1), a.address + SEGMENT_BYTES);
       const data = regionPattern(5000, 1);
-      region.bytes.set(data, a.address);
+      region.view(a.address, data.byteLength).set(data);
       await store.persistWatermark(0, { position: 5000, offsetLast: 109 }, 0);
       await store.sealSegment(1, { position: 0, offsetLast: -1 }, 0);
       const before = store.segments();
@@ -70,7 +71,7 @@ for (const base of BASES) {
       t.match(store.segment(0), { state: 'active', topic: 'orders', baseOffset: 100,
         watermark: { position: 5000, offsetLast: 109 } });
       t.match(store.segment(1), { state: 'sealed', topic: 'x', partition: 4, chainPosition: 2 });
-      t.same(region.bytes.subarray(a.address, a.address + 5000), data);
+      t.same(region.view(a.address, 5000), data);
       region.close();
     });
 }
@@ -122,12 +123,12 @@ t.test('region full, free and reuse; duplicate chain places refused', async (t) 
 t.test('a freed segment is zeroed before it is free: its next owner sees none of it', async (t) => {
   const { region, store } = await formatted(t);
   const { segmentIndex: i, address } = await store.allocateSegment(request({ baseOffset: 0 }));
-  region.bytes.fill(0xa5, address, address + SEGMENT_BYTES); // durable and unacknowledged bytes
+  region.view(address, SEGMENT_BYTES).fill(0xa5); // durable and unacknowledged bytes
   await store.persistWatermark(i, { position: 4096, offsetLast: 9 }, 0);
   await store.freeSegment(i, 0);
   const reused = await store.allocateSegment(request({ chainPosition: 1, baseOffset: 10 }));
   t.equal(reused.segmentIndex, i, 'the same segment is reused');
-  const bytes = region.bytes.subarray(address, address + SEGMENT_BYTES);
+  const bytes = region.view(address, SEGMENT_BYTES);
   t.equal(bytes.findIndex((byte) => byte !== 0), -1, 'every byte of the old owner is gone');
 });
 
@@ -137,10 +138,10 @@ t.test('a free segment with old bytes (a crash before its clearing) is zeroed on
     const { address } = await opened.store.allocateSegment(request());
     await opened.store.freeSegment(0, 0);
     const { region, store } = reopen(t, opened); // this process has cleared nothing
-    region.bytes.fill(0x5a, address, address + SEGMENT_BYTES); // as if the clearing never ran
+    region.view(address, SEGMENT_BYTES).fill(0x5a); // as if the clearing never ran
     const reused = await store.allocateSegment(request({ chainPosition: 1, baseOffset: 7 }));
     t.equal(reused.address, address, 'the same segment');
-    const bytes = region.bytes.subarray(address, address + SEGMENT_BYTES);
+    const bytes = region.view(address, SEGMENT_BYTES);
     t.equal(bytes.findIndex((byte) => byte !== 0), -1, 'zeroed before its new owner has it');
   });
 
@@ -202,7 +203,8 @@ t.test('a torn entry update falls back to the previous durable watermark', async
   const newest = opened.store.segment(i);
   const slot = newest.generation % 2;
   const address = entryAddress(i, slot);
-  opened.region.bytes.fill(0x5a, address + SEGMENT_ENTRY_FIELD_AT.watermarkPosition, address + 96);
+  const from = address + SEGMENT_ENTRY_FIELD_AT.watermarkPosition;
+  opened.region.view(from, address + 96 - from).fill(0x5a);
   opened = reopen(t, opened);
   t.match(opened.store.segment(i).watermark, { position: 100, offsetLast: 4 });
   t.equal(opened.store.segment(i).generation, newest.generation - 1);
@@ -225,8 +227,9 @@ t.test('an entry with no valid slot, or an unknown version, is a loud error', as
   t.match(error, { code: 'PMQ_ERR_REGION_CORRUPT', message: new RegExp(
     `segment 6 entry slot 0 at address ${entryAddress(6, 0)}: crc32c.*slot 1`) });
   t.match(error, { sites: [{ what: 'segment entry', segmentIndex: 6, slot: 0 }, { slot: 1 }] });
-  region.bytes.fill(0, entryAddress(6, 0), entryAddress(7, 0));
-  region.bytes[entryAddress(6, 0) + SEGMENT_ENTRY_FIELD_AT.version] = 3;
+  const entry = region.view(entryAddress(6, 0), entryAddress(7, 0) - entryAddress(6, 0));
+  entry.fill(0);
+  entry[SEGMENT_ENTRY_FIELD_AT.version] = 3;
   t.throws(() => RegionStore.open(region), { code: 'PMQ_ERR_REGION_VERSION' });
 });
 
@@ -300,7 +303,7 @@ t.test(`SIGKILL after acknowledged watermarks: they and their data survive (seed
     t.ok(position >= last.position, `durable ${position} covers acknowledged ${last.position}`);
     t.same(crashRoundWatermark(offsetLast + 1), segment.watermark, 'a watermark it wrote');
     const pattern = regionPattern(MIB, CRASH_PATTERN_SEED).subarray(0, position);
-    t.same(region.bytes.subarray(segment.address, segment.address + position), pattern,
+    t.same(region.view(segment.address, position), pattern,
       'every byte under the watermark is the acknowledged data');
   });
 
@@ -310,8 +313,9 @@ t.test('settleBatches writes each baseOffset whole (beyond 2^32) and replaces a 
     const baseOffset = 2 ** 40 + 2 ** 32 + 0x01020304;
     const segment = await store.allocateSegment(request({ baseOffset }));
     const batch = encodeRecordBatch([{ value: Uint8Array.of(1, 2, 3) }, { value: null }]);
-    region.bytes.set(batch, segment.address);
-    region.bytes.set(batch, segment.address + batch.byteLength);
+    const bytes = region.view(segment.address, segment.sizeBytes);
+    bytes.set(batch, 0);
+    bytes.set(batch, batch.byteLength);
     const replaced = store.settleBatches(segment.segmentIndex, [
       { position: 0, baseOffset, bytes: batch.byteLength, records: 2 },
       // Claims 1 record: not what lies there, so a control batch of that shape replaces it.
@@ -319,15 +323,15 @@ t.test('settleBatches writes each baseOffset whole (beyond 2^32) and replaces a 
         records: 1 },
     ], { position: 2 * batch.byteLength, offsetLast: baseOffset + 2 });
     t.same(replaced, [batch.byteLength], 'only the false batch is replaced');
-    const view = new DataView(region.bytes.buffer, region.bytes.byteOffset);
-    t.equal(view.getBigInt64(segment.address), BigInt(baseOffset), 'big endian, all 64 bits');
-    t.equal(view.getBigInt64(segment.address + batch.byteLength), BigInt(baseOffset + 2));
-    view.setBigInt64(segment.address, 0n); // as its producer wrote it
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    t.equal(view.getBigInt64(0), BigInt(baseOffset), 'big endian, all 64 bits');
+    t.equal(view.getBigInt64(batch.byteLength), BigInt(baseOffset + 2));
+    view.setBigInt64(0, 0n); // as its producer wrote it
     t.same(store.settleBatches(segment.segmentIndex, [
       { position: 0, baseOffset, bytes: batch.byteLength, records: 2 }],
     { position: batch.byteLength, offsetLast: baseOffset + 1 }), [],
     'nothing replaced: an empty list');
-    t.equal(view.getBigInt64(segment.address), BigInt(baseOffset));
+    t.equal(view.getBigInt64(0), BigInt(baseOffset));
     t.throws(() => store.settleBatches(segment.segmentIndex, [
       { position: 0, baseOffset: baseOffset + 1, bytes: batch.byteLength, records: 2 }],
     { position: batch.byteLength, offsetLast: baseOffset + 2 }), { code: 'PMQ_ERR_ARGUMENT' },

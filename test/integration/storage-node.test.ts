@@ -263,6 +263,10 @@ t.test('a persist checks and patches each appended batch first', async (t) => {
   t.same(read.map((b) => [b.baseOffset, b.attributes.isControl, b.records.length]),
     [[100, false, 5], [105, false, 5], [110, true, 5]],
   'patched headers, CRCs good; the batch that was not there is a control batch of its shape');
+  // The log line may reach stderr after the reply (a loaded full-suite run saw it lag).
+  for (let i = 0; i < 100 && !/were replaced by control batches/.test(node.stderr()); i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   t.match(node.stderr(), /were replaced by control batches/, 'and the node says so');
   t.equal(node.child.exitCode, null, 'the node is still running');
 });

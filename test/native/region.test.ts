@@ -25,48 +25,51 @@ for (const base of BASES) {
     } else {
       t.same([region.backing, region.durability], ['dax', 'power-fail']);
     }
-    t.equal(region.bytes.byteLength, SIZE_BYTES);
-    t.ok(region.bytes.every((b) => b === 0), 'a new region reads as zeros');
+    const bytes = region.view(0, SIZE_BYTES);
+    t.equal(bytes.byteLength, SIZE_BYTES);
+    t.ok(bytes.every((b) => b === 0), 'a new region reads as zeros');
     const pattern = regionPattern(3000, 1);
-    region.bytes.set(pattern, 5000);
+    region.view(5000, pattern.byteLength).set(pattern);
     region.persist(5000, pattern.byteLength);
     await region.persistAsync(5000, pattern.byteLength);
     region.close();
     const again = Region.open({ path, mode: 'open' });
     t.equal(again.sizeBytes, SIZE_BYTES, 'open without a size takes it from the file');
-    t.same(again.bytes.subarray(5000, 8000), pattern);
+    t.same(again.view(5000, 3000), pattern);
     again.close();
     const created = Region.open({ path, sizeBytes: SIZE_BYTES });
-    t.same(created.bytes.subarray(5000, 8000), pattern, "'create' opens an existing region");
+    t.same(created.view(5000, 3000), pattern, "'create' opens an existing region");
     created.close();
   });
 }
 
-t.test('the ArrayBuffer is the mapping itself (zero copy)', async (t) => {
+t.test('views are the mapping itself (zero copy)', async (t) => {
   const path = join(tempDir(t, '/dev/shm'), 'r.region');
   const region = Region.open({ path, sizeBytes: SIZE_BYTES });
-  t.equal(region.buffer, region.buffer, 'one ArrayBuffer per region');
-  t.equal(region.bytes.buffer, region.buffer);
+  t.equal(region.view(0, 10).buffer, region.view(5000, 10).buffer, 'one window, many views');
   const pattern = regionPattern(1000, 2);
-  region.bytes.set(pattern, 100);
+  region.view(100, 1000).set(pattern);
+  t.same(region.view(0, SIZE_BYTES).subarray(100, 1100), pattern, 'views share the bytes');
   // Native reads the source through the same mapping: the copy sees what JS stored.
-  region.copyPersist(40_000, region.bytes, 100, 1000);
-  t.same(region.bytes.subarray(40_000, 41_000), pattern, 'native copy read JS stores');
+  region.copyPersist(40_000, region.view(0, SIZE_BYTES), 100, 1000);
+  t.same(region.view(40_000, 1000), pattern, 'native copy read JS stores');
   region.copyPersist(60_000, pattern, 10, 20, { drain: false });
   region.drain();
-  t.same(region.bytes.subarray(60_000, 60_020), pattern.subarray(10, 30));
+  t.same(region.view(60_000, 20), pattern.subarray(10, 30));
   region.flush(0, SIZE_BYTES);
   region.drain();
-  region.copyPersist(150, region.bytes, 100, 1000);
-  t.same(region.bytes.subarray(150, 1150), pattern, 'overlapping copy is a memmove');
+  region.copyPersist(150, region.view(0, SIZE_BYTES), 100, 1000);
+  t.same(region.view(150, 1000), pattern, 'overlapping copy is a memmove');
+  region.fill(0x77, 3, 5);
+  t.same([...region.view(2, 7)], [0, 0x77, 0x77, 0x77, 0x77, 0x77, 0], 'fill: that range only');
   region.close();
 });
 
 t.test('use after close is a clean error', async (t) => {
   const path = join(tempDir(t, '/dev/shm'), 'r.region');
   const region = Region.open({ path, sizeBytes: SIZE_BYTES });
-  const buffer = region.buffer;
-  const bytes = region.bytes;
+  const bytes = region.view(0, SIZE_BYTES);
+  const buffer = bytes.buffer;
   region.close();
   t.ok(region.closed);
   t.equal(buffer.byteLength, 0, 'the ArrayBuffer is detached by close');
@@ -78,21 +81,21 @@ t.test('use after close is a clean error', async (t) => {
   t.throws(() => region.flush(0, 1), closed);
   t.throws(() => region.drain(), closed);
   t.throws(() => region.copyPersist(0, new Uint8Array(1)), closed);
-  t.throws(() => region.bytes, closed);
-  t.throws(() => region.buffer, closed);
+  t.throws(() => region.view(0, 1), closed);
+  t.throws(() => region.fill(0, 0, 1), closed);
   t.throws(() => region.close(), closed, 'closing twice');
 });
 
 t.test('raw binding: a closed handle throws NativeError, never crashes', async (t) => {
   const path = join(tempDir(t, '/dev/shm'), 'r.region');
-  const handle = native.regionOpen(path, SIZE_BYTES, 'create');
-  native.regionBuffer(handle);
+  const handle = native.regionOpen(path, SIZE_BYTES, 'create', false);
+  native.regionView(handle, 0, SIZE_BYTES);
   native.regionClose(handle);
   for (const call of [
     () => native.regionPersist(handle, 0, 1),
     () => native.regionFlush(handle, 0, 1),
     () => native.regionDrain(handle),
-    () => native.regionBuffer(handle),
+    () => native.regionView(handle, 0, 1),
     () => native.regionInfo(handle),
     () => native.regionCopyPersist(handle, 0, new Uint8Array(1), 0, 1, true),
     () => native.regionPersistAsync(handle, 0, 1),
@@ -107,11 +110,11 @@ for (const base of BASES) {
     const path = join(tempDir(t, base.dir()), 'r.region');
     const region = Region.open({ path, sizeBytes: SIZE_BYTES, mode: 'create-new' });
     const pattern = regionPattern(SIZE_BYTES, 7);
-    region.bytes.set(pattern);
+    region.view(0, SIZE_BYTES).set(pattern);
     const result = await region.prefault();
     t.same(result, { supported: region.backing !== 'file', cancelled: false },
       'supported on shm and DAX only');
-    t.same(region.bytes, pattern, 'every byte as written');
+    t.same(region.view(0, SIZE_BYTES), pattern, 'every byte as written');
     region.close();
   });
 }
