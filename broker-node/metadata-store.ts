@@ -392,8 +392,9 @@ export class MetadataStore {
       nextTopicId: this.#nextTopicId }));
     await this.#send(snapshot, true);
     if (!this.#segmentCounted) {
-      // The log's first segment; a rotation after it allocates one and frees one.
-      this.pool.countSegment(this.nodeId, 1);
+      // The log's first segment; a rotation after it allocates one and frees one. Its bytes
+      // are not counted here (an estimate; the node's own list at each connect is exact).
+      this.pool.countSegment(this.nodeId, 1, 0);
       this.#segmentCounted = true;
     }
     this.#snapshotNext = false;

@@ -772,7 +772,7 @@ export class Partition {
     } finally {
       this.#retiring = null;
     }
-    this.deps.pool.countSegment(place.nodeId, -1);
+    this.deps.pool.countSegment(place.nodeId, -1, place.sizeBytes);
     this.places.delete(segmentId);
     if (this.#closed) return false; // topic deleted meanwhile: its close left this one to us
     this.sequencer.dropOldest(segmentId);

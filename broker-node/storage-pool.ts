@@ -247,7 +247,7 @@ export class StoragePool {
   }
 
   /** Counts a segment of `sizeBytes` allocated (+1) or freed (-1) on a node, for placement. */
-  countSegment(nodeId: number, delta: 1 | -1, sizeBytes = 0): void {
+  countSegment(nodeId: number, delta: 1 | -1, sizeBytes: number): void {
     const node = this.#node(nodeId);
     node.segmentsUsed += delta;
     node.bytesUsed = Math.max(0, node.bytesUsed + delta * sizeBytes);
