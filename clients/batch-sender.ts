@@ -50,6 +50,9 @@ import type { BufferPool } from './flow-control.js';
 /** docs/clients.md, "Zero copy": which is cheaper depends on UCX's protocols (measured). */
 export type ZeroCopyWrites = 'pieces' | 'iov';
 
+/** How long a closing producer waits for each lease's release (a broker away costs no more). */
+export const RELEASE_ON_CLOSE_TIMEOUT_MS = 2000;
+
 export interface SenderOptions {
   acks: 'all' | 'none';
   idempotent: boolean;
@@ -180,9 +183,13 @@ export class PartitionSender<S> {
     return this.queue.length === 0 && this.hasRoom();
   }
 
-  /** Gives the lease back (the producer closes). */
-  close(): void {
-    this.releaseLease();
+  /**
+   * Gives the lease back (the producer closes); resolves once the broker took it back, or
+   * failed to, or after RELEASE_ON_CLOSE_TIMEOUT_MS: so a sender that leases next (another
+   * producer of this client) is not placed behind a rest still held. Never rejects.
+   */
+  close(): Promise<void> {
+    return this.releaseLease(RELEASE_ON_CLOSE_TIMEOUT_MS);
   }
 
   private hasRoom(): boolean {
@@ -218,11 +225,11 @@ export class PartitionSender<S> {
     }
     if (!this.busy && this.lease !== null && this.lease.ending) {
       // The broker asked for it back (others wait behind it): no reason to keep it.
-      this.releaseLease();
+      void this.releaseLease();
     } else if (!this.busy && this.lease !== null) {
       this.idleTimer = setTimeout(() => {
         this.idleTimer = undefined;
-        if (!this.busy) this.releaseLease();
+        if (!this.busy) void this.releaseLease();
       }, LEASE_IDLE_RELEASE_MS);
       this.idleTimer.unref?.();
     }
@@ -467,20 +474,21 @@ export class PartitionSender<S> {
    */
   private dropLease(lease: HeldLease): void {
     if (this.lease !== lease) return;
-    this.releaseLease();
+    void this.releaseLease();
   }
 
   /** Gives the current lease back now (idle or closing); failures only cost the broker time. */
-  private releaseLease(): void {
+  private releaseLease(timeoutMs?: number): Promise<void> {
     const lease = this.lease;
-    if (lease === null) return;
+    if (lease === null) return Promise.resolve();
     this.lease = null;
-    if (lease.session !== this.connection.session) return;
-    this.connection.call('leaseRelease', { topic: this.topic, partition: this.partition,
+    if (lease.session !== this.connection.session) return Promise.resolve();
+    return this.connection.call('leaseRelease', { topic: this.topic, partition: this.partition,
       epoch: lease.body.epoch, leaseId: lease.body.leaseId }, 'done', { what: 'releasing a lease',
-      topic: this.topic, partition: this.partition }).catch((error: unknown) => {
-      this.log.debug({ err: String(error) }, 'lease not released (the broker expires it)');
-    });
+      topic: this.topic, partition: this.partition }, timeoutMs).then(() => undefined,
+      (error: unknown) => {
+        this.log.debug({ err: String(error) }, 'lease not released (the broker expires it)');
+      });
   }
 
   /** Repeats a request while it fails retriably (timeouts, broker busy or reconnecting). */

@@ -246,12 +246,15 @@ export class Producer {
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Flushes, then refuses further sends. The client stays open. */
+  /**
+   * Flushes, refuses further sends, and gives its leases back (waiting for the broker's answer,
+   * at most RELEASE_ON_CLOSE_TIMEOUT_MS). The client stays open.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     await this.flush();
-    for (const sender of this.senders.values()) sender.close();
     this.closed = true;
+    await Promise.all([...this.senders.values()].map((sender) => sender.close()));
     this.onClose();
   }
 

@@ -224,7 +224,7 @@ function suite(t: Test, backend: Backend): void {
       }
       await producer.close();
       if (before !== undefined) {
-        // close() sends the release without waiting for its answer.
+        // close() waits for the release (bounded); the fixture counts it a little later.
         let open = (await stats())!.leasesOpen;
         for (let polls = 0; open !== before.leasesOpen && polls < 100; polls += 1) {
           await new Promise((resolve) => setTimeout(resolve, 20));
