@@ -421,7 +421,8 @@ export function decodeSuperblock(bytes: Uint8Array, at: number): Decoded<Superbl
     case 1: case 2: return bad(`superblock version ${version} is layout 1 (equal segments at ` +
       `fixed addresses); this build reads version ${SUPERBLOCK_VERSION} (layout 2, segments ` +
       'sized to need) and does not convert: read the data out with the pmq that wrote it, ' +
-      'then format the region again (pmq storage --format)', 'version');
+      'then move this file away and start pmq storage again (a missing file is created and ' +
+      'formatted)', 'version');
     case SUPERBLOCK_VERSION: return decodeSuperblockV3(header, view);
     default: return bad(`superblock version ${version}; this build reads ${SUPERBLOCK_VERSION}`,
       'version');

@@ -131,7 +131,7 @@ t.test('superblock: versions and valid-crc nonsense are rejected', async (t) => 
   // Versions 1 and 2 (layout 1, equal segments at fixed addresses) are refused, saying so.
   for (const version of [1, 2]) {
     t.match(tamper(() => view.setUint16(SUPERBLOCK_FIELD_AT.version, version, true)),
-      { ok: false, kind: 'version', problem: /layout 1 .*format the region again/ });
+      { ok: false, kind: 'version', problem: /layout 1 .*move this file away/ });
   }
   t.match(tamper(() => view.setBigUint64(SUPERBLOCK_FIELD_AT.segmentSizeBytesMin,
     BigInt(8 * MIB), true)), { ok: false, kind: 'corrupt', problem: /smallest segment/ });
