@@ -13,12 +13,12 @@ import { Region } from '../../native/region.js';
 import {
   RegionStore, segmentSizeFor, type AllocateRequest,
 } from '../../storage-node/region-store.js';
-import { tempDir, type Teardown } from '../fixtures/region-helpers.js';
+import {
+  allocateRequest, type Opened, reopen, tempDir, type Teardown,
+} from '../fixtures/region-helpers.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
-
-interface Opened { region: Region; store: RegionStore; path: string }
 
 async function formatted(t: Teardown, sizeBytes: number, max: number, min: number):
   Promise<Opened> {
@@ -30,15 +30,7 @@ async function formatted(t: Teardown, sizeBytes: number, max: number, min: numbe
   return { region, store, path };
 }
 
-function reopen(t: Teardown, opened: Opened): Opened {
-  opened.region.close();
-  const region = Region.open({ path: opened.path, mode: 'open' });
-  t.teardown(() => { if (!region.closed) region.close(); });
-  return { region, store: RegionStore.open(region), path: opened.path };
-}
-
-const request = (over: Partial<AllocateRequest> = {}): AllocateRequest =>
-  ({ topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0, epoch: 0, ...over });
+const request = allocateRequest;
 
 function overlapping(store: RegionStore): string | null {
   const live = store.segments().filter((s) => s.state !== 'free')

@@ -13,7 +13,9 @@ import {
 import { encodeRecordBatch } from '../../common/record-batch/encode.js';
 import { Region } from '../../native/region.js';
 import { RegionStore, type AllocateRequest } from '../../storage-node/region-store.js';
-import { BASES, REPO_ROOT, tempDir, type Teardown } from '../fixtures/region-helpers.js';
+import {
+  allocateRequest, BASES, type Opened, REPO_ROOT, reopen, tempDir, type Teardown,
+} from '../fixtures/region-helpers.js';
 import { regionPattern } from '../fixtures/region-pattern.js';
 import { CRASH_PATTERN_SEED, crashRoundWatermark } from '../fixtures/region-store-child.js';
 
@@ -22,8 +24,6 @@ const MIB = 1024 * KIB;
 const SEGMENT_BYTES = 64 * KIB;
 const REGION_BYTES = MIB; // 15 segments of 64 KiB after superblocks and table
 const SEED = Number(process.env.PMQ_SEED ?? Math.floor(Math.random() * 2 ** 31));
-
-interface Opened { region: Region; store: RegionStore; path: string }
 
 async function formatted(t: Teardown, base = '/dev/shm'): Promise<Opened> {
   const path = join(tempDir(t, base), 'node.region');
@@ -39,15 +39,7 @@ function damage(region: Region, address: number, bits: number): void {
   bytes[0] = (bytes[0] ?? 0) ^ bits;
 }
 
-function reopen(t: Teardown, opened: Opened): Opened {
-  opened.region.close();
-  const region = Region.open({ path: opened.path, mode: 'open' });
-  t.teardown(() => { if (!region.closed) region.close(); });
-  return { region, store: RegionStore.open(region), path: opened.path };
-}
-
-const request = (over: Partial<AllocateRequest> = {}): AllocateRequest =>
-  ({ topic: 'orders', partition: 0, chainPosition: 0, baseOffset: 0, epoch: 0, ...over });
+const request = allocateRequest;
 
 for (const base of BASES) {
   t.test(`format, allocate, write, persist, reopen: same table and data (${base.name})`,

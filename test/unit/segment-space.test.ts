@@ -7,20 +7,12 @@ import t from 'tap';
 
 import type { DataArea } from '../../common/layout.js';
 import { SegmentSpace, type LiveRange } from '../../storage-node/segment-space.js';
+import { prngFrom } from '../fixtures/record-batch-random.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
 const SEED = Number(process.env.PMQ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
-function prng(seed: number): (n: number) => number {
-  let state = seed >>> 0;
-  return (n) => { // mulberry32: an integer in [0, n)
-    state = (state + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(state ^ (state >>> 15), 1 | state);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return Math.floor((((x ^ (x >>> 14)) >>> 0) / 2 ** 32) * n);
-  };
-}
 
 /** 1 GiB − 16 MiB of data from 16 MiB: `pmq dev`'s region after its table. */
 const DEV: DataArea = { dataAddress: 16 * MIB, dataEnd: 1024 * MIB, sizeMin: 256 * KIB,
@@ -127,7 +119,7 @@ t.test('rebuild: the complement of the live ranges; overlap and outside refused'
 });
 
 t.test(`seeded model: allocate and free at random (seed ${SEED})`, async (t) => {
-  const random = prng(SEED);
+  const { int: random } = prngFrom(SEED);
   const area: DataArea = { dataAddress: 12 * MIB, dataEnd: 12 * MIB + 100 * MIB,
     sizeMin: 64 * KIB, sizeMax: 8 * MIB };
   const space = SegmentSpace.empty(area);
