@@ -79,6 +79,48 @@ export interface LeaseEntry {
 type Pending = Piece | LeaseEntry;
 
 /**
+ * A persist request the sequencer refills (issue 11: no request or patch records per batch).
+ * The Sequencer alternates two of them, so a request stays as issued until the persist after
+ * the next one is due: callers read it while it is in flight and compare it with its answer,
+ * and copy it to keep it longer (sequencer-types.ts, PersistRequest).
+ */
+export class PersistRecord implements PersistRequest {
+  segmentId: SegmentId = '';
+  chainPosition = 0;
+  positionEnd = 0;
+  offsetLast = -1;
+  seal = false;
+  /** Emptied and refilled from the spare records (emptyArray: its backing store stays). */
+  readonly patches: OffsetPatch[] = [];
+  /** Every patch record made so far, for the next requests: never shrunk. */
+  readonly #spare: MutablePatch[] = [];
+
+  /** Patch number `index`, refilled. */
+  patchAt(index: number, piece: Piece): OffsetPatch {
+    let patch = this.#spare[index];
+    if (patch === undefined) {
+      patch = { position: 0, baseOffset: -1, bytes: 0, records: 0 };
+      this.#spare.push(patch);
+    }
+    patch.position = piece.position;
+    patch.baseOffset = piece.baseOffset;
+    patch.bytes = piece.bytes;
+    patch.records = piece.records;
+    return patch;
+  }
+}
+
+interface MutablePatch { position: number; baseOffset: number; bytes: number; records: number }
+
+/**
+ * Empties an array and keeps its backing store: V8 drops the store when length is set to 0
+ * (and splice allocates), so the next push would allocate a new one; pop does neither.
+ */
+export function emptyArray(array: unknown[]): void {
+  while (array.length > 0) array.pop();
+}
+
+/**
  * Inserts into / removes from the middle of an array in place. Array.prototype.splice returns
  * an array of what it removed, a fresh one per call even when nothing was removed: per append
  * that was two allocations (issue 11). push and pop only grow or trim the backing store.
@@ -304,23 +346,24 @@ export class SequencedSegment {
   }
 
   /** The persist this segment needs now, or null (one in flight, or nothing new). */
-  persistDue(): PersistRequest | null {
+  persistDue(into: PersistRecord): PersistRequest | null {
     if (this.state === 'sealed' || this.persisting !== null) return null;
     if (!(this.durable.position <= this.written.position)) {
       invariant(false, 'durable within written', { segmentId: this.segmentId });
     }
     const seal = this.state === 'sealing' && this.written.position === this.positionNext;
     if (this.written.position === this.durable.position && !seal) return null;
-    const patches: OffsetPatch[] = [];
+    const { patches } = into;
+    emptyArray(patches);
     for (let index = 0; index < this.#writtenCount; index += 1) {
-      const piece = this.#pending[index] as Piece;
-      patches.push({ position: piece.position, baseOffset: piece.baseOffset,
-        bytes: piece.bytes, records: piece.records });
+      patches.push(into.patchAt(index, this.#pending[index] as Piece));
     }
-    return {
-      segmentId: this.segmentId, chainPosition: this.chainPosition,
-      positionEnd: this.written.position, offsetLast: this.written.offsetLast, seal, patches,
-    };
+    into.segmentId = this.segmentId;
+    into.chainPosition = this.chainPosition;
+    into.positionEnd = this.written.position;
+    into.offsetLast = this.written.offsetLast;
+    into.seal = seal;
+    return into;
   }
 
   /**

@@ -100,6 +100,10 @@ export interface OffsetPatch {
  * baseOffset, then the data, then the watermark. `seal`: this is the segment's final
  * watermark; persist it with sealSegment. `patches` covers every piece from the durable
  * watermark to positionEnd (a repeat patches the same offsets again).
+ *
+ * The sequencer refills its requests (two, in turn; issue 11): one stays as issued until the
+ * persist after the next is due. Read it while it is in flight and when its answer comes; copy
+ * it (copyPersistRequest) to keep it longer.
  */
 export interface PersistRequest {
   readonly segmentId: SegmentId;
@@ -108,6 +112,11 @@ export interface PersistRequest {
   readonly offsetLast: number;
   readonly seal: boolean;
   readonly patches: readonly OffsetPatch[];
+}
+
+/** A request as it is now, for a caller that keeps it past the next persist (tests). */
+export function copyPersistRequest(request: PersistRequest): PersistRequest {
+  return { ...request, patches: request.patches.map((patch) => ({ ...patch })) };
 }
 
 export type LeaseResult =
@@ -138,7 +147,10 @@ export type LeaseResult =
 
 /** What append did with a batch. */
 export type AppendResult =
-  /** Written; acknowledged when a later `persisted` covers it. */
+  /**
+   * Written; acknowledged when a later `persisted` covers it. One record refilled by every
+   * append that takes a batch (issue 11): read it before the next append (ref stays yours).
+   */
   | { readonly kind: 'appended'; readonly ref: ReservationRef;
     readonly persist: PersistRequest | null }
   /** The same batch was appended before: its ack is `ack` (null: not durable yet, wait). */
@@ -164,6 +176,10 @@ export interface Ack extends ReservationRef {
   readonly records: number;
 }
 
+/**
+ * Refilled by every persisted() call (issue 11: no arrays or result record per persist): read
+ * it before the next call, copy what you keep (its acks themselves stay as they are).
+ */
 export interface PersistedResult {
   /** Acknowledge these producers, in offset order. Never the same batch twice. */
   readonly acks: readonly Ack[];

@@ -21,7 +21,9 @@ import { BatchLog, type LoggedBatch } from './batch-log.js';
 import { IntMap } from '../common/int-map.js';
 import { OutcomeRing } from './outcome-ring.js';
 import { restoreChain } from './sequencer-restore.js';
-import { type LeaseEntry, type Piece, SequencedSegment } from './sequencer-segment.js';
+import {
+  emptyArray, type LeaseEntry, PersistRecord, type Piece, SequencedSegment,
+} from './sequencer-segment.js';
 import {
   type Ack, type AppendRequest, type AppendResult, type DurableHead, type Fill, type FetchView,
   type LeaseRequest, type LeaseResult, type PersistedResult, type PersistRequest, type ProducerId,
@@ -131,6 +133,16 @@ export class Sequencer {
   readonly #durableScratch: (Piece | null)[] = [];
   /** Scratch for lookups in a lease's BatchLog (retries). */
   readonly #logged: LoggedBatch = { position: 0, bytes: 0, records: 0, baseOffset: 0, id: 0 };
+  /** What append() answers when it takes the batch, refilled by each (AppendResult). */
+  readonly #appended: { kind: 'appended'; ref: ReservationRef; persist: PersistRequest | null } =
+    { kind: 'appended', ref: { epoch: 0, id: 0 }, persist: null };
+  /** What persisted() answers, refilled by each call (PersistedResult). */
+  readonly #persistedResult: { acks: Ack[]; filled: ReservationRef[];
+    persist: PersistRequest | null; sealed: SegmentId | null } =
+    { acks: [], filled: [], persist: null, sealed: null };
+  /** The two persist requests, refilled in turn (#takePersist; PersistRecord). */
+  readonly #persistRecords = [new PersistRecord(), new PersistRecord()] as const;
+  #persistRecordNext: 0 | 1 = 0;
   #idNext = 1;
   #nowLast = Number.NEGATIVE_INFINITY;
 
@@ -272,7 +284,10 @@ export class Sequencer {
     lease.activeAtMs = request.now;
     this.#pieces.set(piece.ref.id, piece);
     lease.segment.append(lease, piece);
-    return { kind: 'appended', ref: piece.ref, persist: this.#takePersist() };
+    const appended = this.#appended;
+    appended.ref = piece.ref;
+    appended.persist = this.#takePersist();
+    return appended;
   }
 
   /**
@@ -392,9 +407,8 @@ export class Sequencer {
    * The storage node made `done` (a request this sequencer issued) durable. Replies to older
    * requests, duplicates and requests of an earlier instance are ignored.
    *
-   * The acks are the durable pieces themselves (no record per batch: issue 11). The answer is
-   * a fresh object each time, on purpose: a refilled one would change under a caller that still
-   * holds the last (the unit tests do), for three small young objects per persist.
+   * The acks are the durable pieces themselves (no record per batch: issue 11), and the answer
+   * is one record refilled by every call: read it before the next, copy what you keep.
    */
   persisted(done: PersistRequest): PersistedResult {
     const segment = this.#byId.get(done.segmentId);
@@ -407,8 +421,10 @@ export class Sequencer {
     if (segment !== this.#segments[this.#head]) {
       invariant(false, 'only the head segment persists', { segmentId: segment.segmentId });
     }
-    const acks: Ack[] = [];
-    let filled: ReservationRef[] | null = null;
+    const result = this.#persistedResult;
+    const { acks, filled } = result;
+    emptyArray(acks);
+    emptyArray(filled);
     const durable = this.#durableScratch;
     const count = segment.applyPersisted(request, durable);
     for (let index = 0; index < count; index += 1) {
@@ -420,7 +436,7 @@ export class Sequencer {
         acks.push(piece);
         this.#outcomes.remember(piece);
       } else {
-        (filled ??= []).push(piece.ref);
+        filled.push(piece.ref);
       }
     }
     let sealed: SegmentId | null = null;
@@ -429,7 +445,9 @@ export class Sequencer {
       invariant(segment.pendingCount() === 0, 'a sealed segment has nothing pending');
       this.#head += 1;
     }
-    return { acks, filled: filled ?? NO_FILLS, persist: this.#takePersist(), sealed };
+    result.persist = this.#takePersist();
+    result.sealed = sealed;
+    return result;
   }
 
   /** The storage node failed `done` (not fenced: then stop the sequencer): issue it again. */
@@ -710,7 +728,10 @@ export class Sequencer {
   #takePersist(): PersistRequest | null {
     const head = this.#segments[this.#head];
     if (head === undefined) return null;
-    const request = head.persistDue();
+    // The record not in flight now: the other one may still be read by whoever issued it.
+    const record = this.#persistRecords[this.#persistRecordNext];
+    const request = head.persistDue(record);
+    if (request !== null) this.#persistRecordNext = this.#persistRecordNext === 0 ? 1 : 0;
     if (request !== null) head.persisting = request;
     if (!(this.#head === 0 || this.#segments[this.#head - 1]?.state === 'sealed')) {
       invariant(false, 'segments before the head are sealed', { head: this.#head });

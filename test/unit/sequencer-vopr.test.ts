@@ -19,7 +19,7 @@
 import t from 'tap';
 
 import {
-  type Ack, FILL_BYTES_MIN, type Fill, fillRecords, type LeaseResult, type PersistRequest,
+  type Ack, copyPersistRequest, FILL_BYTES_MIN, type Fill, fillRecords, type LeaseResult, type PersistRequest,
   type ReservationRef, type RestoredSegment, Sequencer, type SequencerConfig, type Watermark,
 } from '../../broker-node/sequencer.js';
 import { setFatalSink } from '../../common/invariant.js';
@@ -773,7 +773,7 @@ class Simulation {
     this.persistInFlight = null;
     const from = this.storage.get(request.segmentId)!.watermark.position;
     const segment = this.applyAtStorage(request);
-    this.replies.push(request);
+    this.replies.push(copyPersistRequest(request)); // the sequencer refills its own
     const result = this.sequencer.persisted(request);
     check(result.sealed === (request.seal ? request.segmentId : null), 'sealed reported', result);
     // Exactly the pieces now under the watermark are reported: batches acked, fills filled.

@@ -11,7 +11,7 @@ import { setFatalSink } from '../../common/invariant.js';
 import { LIMITS, SEQUENCER_LIMITS } from '../../common/limits.js';
 import { recordBatchSizeBytes } from '../../common/record-batch/index.js';
 import {
-  type Ack, type AppendResult, FILL_BYTES_MIN, fillRecords, type Lease, type LeaseResult,
+  type Ack, type AppendResult, copyPersistRequest, FILL_BYTES_MIN, fillRecords, type Lease, type LeaseResult,
   type PersistRequest, type ReservationRef, Sequencer, type SequencerConfig, SequencerError,
 } from '../../broker-node/sequencer.js';
 
@@ -44,8 +44,9 @@ function lease(sequencer: Sequencer, bytes: number,
 
 function appendAt(sequencer: Sequencer, ref: ReservationRef, position: number, bytes: number,
   records = 1, now = 0): AppendResult {
-  return sequencer.append({ lease: { epoch: ref.epoch, id: ref.id }, position, bytes, records,
-    now });
+  const result = sequencer.append({ lease: { epoch: ref.epoch, id: ref.id }, position, bytes,
+    records, now });
+  return result.kind === 'appended' ? { ...result } : result; // the sequencer refills its own
 }
 
 /** An append that must be taken: its batch's ref and the persist it made due. */
@@ -651,12 +652,13 @@ t.test('a segment without room seals: its leases end on their own, then it rolls
   t.same(one.persist, persistOf({ positionEnd: 60_000, offsetLast: 17, seal: true,
     patches: [[40_000, 10], [50_000, 15], [54_000, 17]] }),
   'the seal ends at positionNext, not the size');
+  const seal = copyPersistRequest(must(one.persist)); // persisted() refills `one`
   const two = sequencer.persisted(must(one.persist));
   t.same([two.acks.map((ack) => ack.baseOffset), two.filled, two.sealed],
     [[10, 15], [must(fills[0]).ref], 's0']);
   t.same(two.persist, persistOf({ segmentId: 's1', chainPosition: 1, positionEnd: 10_000,
     offsetLast: 19, patches: [[0, 18]] }));
-  t.same(sequencer.persisted(must(one.persist)), NOTHING, 'a sealed segment ignores replies');
+  t.same(sequencer.persisted(seal), NOTHING, 'a sealed segment ignores replies');
   t.same(sequencer.persisted(must(two.persist)).acks.map((ack) => ack.baseOffset), [18]);
   t.equal(sequencer.highWatermark(), 20);
   t.same(sequencer.segments().map((view) => view.state), ['sealed', 'active']);
