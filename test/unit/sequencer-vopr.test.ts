@@ -19,8 +19,9 @@
 import t from 'tap';
 
 import {
-  type Ack, copyPersistRequest, FILL_BYTES_MIN, type Fill, fillRecords, type LeaseResult, type PersistRequest,
-  type ReservationRef, type RestoredSegment, Sequencer, type SequencerConfig, type Watermark,
+  type Ack, copyPersistRequest, FILL_BYTES_MIN, type Fill, fillRecords, type LeaseResult,
+  type PersistRequest, type ReservationRef, type RestoredSegment, Sequencer, type SequencerConfig,
+  type Watermark,
 } from '../../broker-node/sequencer.js';
 import { setFatalSink } from '../../common/invariant.js';
 import { type Prng, prngFrom } from '../fixtures/record-batch-random.js';

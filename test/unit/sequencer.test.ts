@@ -11,7 +11,8 @@ import { setFatalSink } from '../../common/invariant.js';
 import { LIMITS, SEQUENCER_LIMITS } from '../../common/limits.js';
 import { recordBatchSizeBytes } from '../../common/record-batch/index.js';
 import {
-  type Ack, type AppendResult, copyPersistRequest, FILL_BYTES_MIN, fillRecords, type Lease, type LeaseResult,
+  type Ack, type AppendResult, copyPersistRequest, FILL_BYTES_MIN, fillRecords, type Lease,
+  type LeaseResult,
   type PersistRequest, type ReservationRef, Sequencer, type SequencerConfig, SequencerError,
 } from '../../broker-node/sequencer.js';
 
