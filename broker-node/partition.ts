@@ -944,8 +944,9 @@ export class Partition {
   };
 
   /** The persists' one callback (after the two functions it names: field order). */
+  /** #onPersistReply compares the reply with the request and keeps nothing of it. */
   readonly #persistCallback: ReplyCallback = { onReply: this.#onPersistReply,
-    onError: this.#onPersistError };
+    onError: this.#onPersistError, readsReplyAtOnce: true };
 
   #onPersisted(result: PersistedResult): void {
     const { acks } = result;

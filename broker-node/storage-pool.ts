@@ -310,6 +310,7 @@ export class StoragePool {
     const known = this.#fencing.get(callback);
     if (known !== undefined) return known;
     const wrapped: ReplyCallback = {
+      readsReplyAtOnce: callback.readsReplyAtOnce,
       onReply: (reply) => callback.onReply(reply),
       onError: (error) => {
         if (!isStale(error)) {

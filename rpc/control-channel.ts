@@ -41,7 +41,7 @@ import {
   type OneWayKind, type ReplyKind, type RequestKind,
 } from '../common/wire/messages.js';
 import {
-  decodePersistFrame, encodePersistFrameInto, isPersistFrameHeader, PERSIST_FRAME_HEADER,
+  decodePersistFrame, emptyPersistedMessage, encodePersistFrameInto, isPersistFrameHeader, PERSIST_FRAME_HEADER,
   PersistFramePool,
 } from '../common/wire/persist-frame.js';
 import type { Endpoint, Transport } from '../native/transport.js';
@@ -92,6 +92,8 @@ export class ControlChannel {
   private readonly handlers = new Map<MessageKind, Handler<RequestKind>>();
   private readonly fixedHandlers = new Map<MessageKind, FixedHandler<FixedRequestKind>>();
   private readonly fixedDecoder = new FixedDecoder();
+  /** Every `persisted` reply is decoded into this (ReplyCallback.readsReplyAtOnce). */
+  private readonly persistedScratch = emptyPersistedMessage();
   /** One buffer for every fixed message sent (the transport copies a header when sending). */
   private readonly fixedEncoder = new FixedEncoder();
   /** Fixed-layout messages taken (decoded) and sent: what shows the fast path is in use. */
@@ -266,8 +268,8 @@ export class ControlChannel {
     }
     let message: Message;
     try {
-      message = isPersistFrameHeader(header) ? decodePersistFrame(header, payload) :
-        decodeFrame(header, payload);
+      message = isPersistFrameHeader(header)
+        ? decodePersistFrame(header, payload, this.persistedScratch) : decodeFrame(header, payload);
     } catch (error) {
       invariant(error instanceof ProtocolError, 'the decoder throws only ProtocolError',
         { error: String(error) });
@@ -410,6 +412,8 @@ export class ControlChannel {
     if (callback === null) return;
     if (message.kind === 'error') {
       callback.onError(peerError(message.code, message.message, message.retriable));
+    } else if (message === this.persistedScratch && callback.readsReplyAtOnce !== true) {
+      callback.onReply({ ...this.persistedScratch });
     } else {
       callback.onReply(message);
     }

@@ -20,6 +20,12 @@ import type { Endpoint } from '../native/transport.js';
 export interface ReplyCallback {
   onReply(reply: Message): void;
   onError(error: Error): void;
+  /**
+   * onReply reads the reply before it returns and keeps nothing of it: the channel may then
+   * hand it a record it refills (a `persisted` reply, one per batch: issue 11). Otherwise
+   * every reply is the callback's to keep.
+   */
+  readonly readsReplyAtOnce?: boolean;
 }
 
 export interface PendingRequest {

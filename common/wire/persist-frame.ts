@@ -164,10 +164,33 @@ function bad(id: number, kind: string | null, problem: string): ProtocolError {
   return error;
 }
 
-/** A whole persist frame (header checked by isPersistFrameHeader) as the message it carries. */
-export function decodePersistFrame(header: Uint8Array, payload: Uint8Array): Message {
+/** A `persisted` message to refill (decodePersistFrame's `into`). */
+export type PersistedMessage =
+  { -readonly [F in keyof Message<'persisted'>]: Message<'persisted'>[F] };
+
+export function emptyPersistedMessage(): PersistedMessage {
+  return { v: WIRE_VERSION, kind: 'persisted', id: 0, segmentIndex: 0, position: 0,
+    offsetLast: -1, sealed: false };
+}
+
+function u32At(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) +
+    bytes[at + 3]! * 0x100_0000;
+}
+
+/**
+ * A whole persist frame (header checked by isPersistFrameHeader) as the message it carries.
+ * A `persisted` reply (one per batch in the broker) is written into `into` when given, read
+ * from the bytes without a DataView: nothing allocated (issue 11); the caller reads it before
+ * the next decode.
+ */
+export function decodePersistFrame(header: Uint8Array, payload: Uint8Array,
+  into?: PersistedMessage): Message {
   if (payload.byteLength < 8) {
     throw new ProtocolError(`a persist frame of ${payload.byteLength} bytes has no id`);
+  }
+  if (into !== undefined && payload[0] === KIND_PERSISTED) {
+    return decodePersistedInto(header, payload, into);
   }
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const kindCode = view.getUint8(0);
@@ -211,6 +234,40 @@ export function decodePersistFrame(header: Uint8Array, payload: Uint8Array): Mes
   }
   return { v: WIRE_VERSION, kind, id, epoch, segmentIndex: view.getUint32(16, true), position,
     offsetLast, seal: (flags & FLAG_SEAL) !== 0, patches };
+}
+
+/** decodePersisted's checks, from the bytes into a refilled message. */
+function decodePersistedInto(header: Uint8Array, payload: Uint8Array,
+  into: PersistedMessage): Message {
+  const id = u32At(payload, 4);
+  if (id === 0) throw new ProtocolError('a persist frame with id 0');
+  if (header[2] !== PERSIST_FRAME_VERSION) {
+    throw bad(id, 'persisted',
+      `layout version ${header[2]}, this build reads ${PERSIST_FRAME_VERSION}`);
+  }
+  const flags = payload[1]!;
+  if (header[3] !== 0 || payload[2] !== 0 || payload[3] !== 0) {
+    throw bad(id, 'persisted', 'reserved bytes');
+  }
+  if ((flags & ~FLAG_SEAL) !== 0) throw bad(id, 'persisted', `flags ${flags}`);
+  if (payload.byteLength !== PERSISTED_BYTES || u32At(payload, 12) !== 0) {
+    throw bad(id, 'persisted', `${payload.byteLength} bytes, or reserved bytes set`);
+  }
+  const positionHigh = u32At(payload, 20);
+  const offsetHigh = u32At(payload, 28);
+  const position = positionHigh * TWO_32 + u32At(payload, 16);
+  // Two's complement: a high word of 2^32 - 1 is -1 above, so the offset is low - 2^32.
+  const offsetLast = (offsetHigh >= 0x8000_0000 ? offsetHigh - TWO_32 : offsetHigh) * TWO_32 +
+    u32At(payload, 24);
+  if (!Number.isSafeInteger(position) || !Number.isSafeInteger(offsetLast) || offsetLast < -1) {
+    throw bad(id, 'persisted', 'position or offsetLast out of range');
+  }
+  into.id = id;
+  into.segmentIndex = u32At(payload, 8);
+  into.position = position;
+  into.offsetLast = offsetLast;
+  into.sealed = (flags & FLAG_SEAL) !== 0;
+  return into;
 }
 
 function decodePersisted(view: DataView, id: number, flags: number): Message {

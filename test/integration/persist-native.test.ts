@@ -126,6 +126,15 @@ t.test('a plain persist is served natively and does what the JS path does', asyn
     'test', 5000);
   t.match(again.segments[0], { position: 4 * size, offsetLast: 15 },
     'JS sees the durable watermark native persisted');
+
+  // The channel decodes every persisted reply into one refilled record; a promise's reply
+  // must be a copy, or two replies in a row would both read as the last.
+  await writeBatches(ep, 2, segment.address, 2, 4);
+  const [five, six] = await Promise.all([call(ep, 'persist', persistUpTo(5)),
+    call(ep, 'persist', persistUpTo(6))]);
+  t.same([five, six].map((reply) => reply.kind === 'persisted' ? reply.position : -1),
+    [5 * size, 6 * size], 'each persisted reply keeps its own watermark');
+  t.not(five, six, 'two objects');
   t.equal(node.child.exitCode, null, 'the node is still running');
 });
 

@@ -8,7 +8,8 @@ import t, { type Test } from 'tap';
 import { ProtocolError } from '../../common/wire/codec.js';
 import { WIRE_VERSION } from '../../common/wire/messages.js';
 import {
-  decodePersistFrame, encodePersistedFrame, encodePersistFrame, PERSIST_FRAME_HEADER,
+  decodePersistFrame, emptyPersistedMessage, encodePersistedFrame, encodePersistFrame,
+  PERSIST_FRAME_HEADER,
 } from '../../common/wire/persist-frame.js';
 import { prngFrom, testSeed } from '../fixtures/record-batch-random.js';
 
@@ -92,4 +93,42 @@ t.test('random and mutated bytes fail only as ProtocolError', async (t) => {
     }
   }
   t.ok(refusals > 1000, `${refusals} refused, all as ProtocolError`);
+});
+
+/** The decode's outcome as text: the message, or the error's class, message and replyTo. */
+function outcome(decode: () => unknown): string {
+  try {
+    return JSON.stringify(decode());
+  } catch (error) {
+    return `${(error as Error).name}: ${(error as Error).message} ` +
+      JSON.stringify((error as ProtocolError).replyTo);
+  }
+}
+
+t.test('the refilled decode of persisted replies answers as the allocating one', async (t) => {
+  const seed = testSeed();
+  t.comment(`seed ${seed}`);
+  const prng = prngFrom(seed);
+  const into = emptyPersistedMessage();
+  const positions = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, 2 ** 53];
+  const offsets = [-2, -1, 0, 2 ** 31, 2 ** 32 + 7, 2 ** 53 - 1];
+  let differing = 0;
+  let decoded = 0;
+  for (let i = 0; i < 20_000; i += 1) {
+    const bytes = encodePersistedFrame(1 + prng.int(0xffff_fffe), {
+      segmentIndex: prng.int(0xffff_ffff), position: positions[prng.int(positions.length)]!,
+      offsetLast: offsets[prng.int(offsets.length)]!, sealed: prng.chance(0.5) });
+    for (let f = prng.int(3); f > 0; f -= 1) bytes[prng.int(bytes.byteLength)] = prng.int(256);
+    const header = prng.chance(0.05) ? Uint8Array.of(0x50, 0x4e, prng.int(3), prng.int(2))
+      : PERSIST_FRAME_HEADER;
+    const want = outcome(() => decodePersistFrame(header, bytes));
+    const got = outcome(() => decodePersistFrame(header, bytes, into));
+    if (want !== got) {
+      differing += 1;
+      if (differing <= 3) t.fail(`case ${i}: ${got}, want ${want}`);
+    }
+    if (!want.startsWith('ProtocolError') && !want.includes('"kind":"persist"')) decoded += 1;
+  }
+  t.equal(differing, 0, 'same messages, same refusals');
+  t.ok(decoded > 1000, `${decoded} decoded`);
 });
