@@ -23,7 +23,7 @@ import { EPOCH_MAX, IDS_PER_EPOCH, SEQUENCER_LIMITS } from '../common/limits.js'
 import type { Logger } from '../common/log.js';
 import type { HostPort } from '../common/units.js';
 import { Transport } from '../native/transport.js';
-import { ControlChannel } from '../rpc/control-channel.js';
+import { CONTROL_SHARED_PAYLOAD_BYTES, ControlChannel } from '../rpc/control-channel.js';
 import { AuthStore } from './auth-store.js';
 import { ClientAccess, TICKET_TTL_MS_DEFAULT } from './client-access.js';
 import { lockDataDir } from './data-dir-lock.js';
@@ -119,14 +119,20 @@ function fencedAnswers(channel: ControlChannel, fence: Fence): AppendAnswers {
   };
 }
 
+/** Headers and small payloads shared: the control channel, the only handler, copies them. */
+function openTransport(opts: BrokerOptions): Transport {
+  return Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
+    busyPoll: opts.busyPoll, sharedHeaders: true,
+    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES });
+}
+
 export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const log = opts.log.child({ component: 'broker' });
   await mkdir(opts.dataDir, { recursive: true }).catch(() => undefined); // the lock says why
   const dirLock = lockDataDir(opts.dataDir);
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
-  const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
-    busyPoll: opts.busyPoll, sharedHeaders: true }); // the control channel copies what it keeps
+  const transport = openTransport(opts);
   const timers: NodeJS.Timeout[] = []; // lease expiry, retention
   let ticking = true; // partitions' own timers (a blocking lease's cut) run only while true
   const quiesce = (): void => { // stopping or fenced: no more expiry, cuts or pushes

@@ -37,7 +37,7 @@ import type { Logger } from '../common/log.js';
 import { PmqError } from '../common/errors.js';
 import type { Body, Message, MessageKind, RequestKind } from '../common/wire/messages.js';
 import { Transport, type Endpoint, type TransportOptions } from '../native/transport.js';
-import { ControlChannel } from '../rpc/control-channel.js';
+import { CONTROL_SHARED_PAYLOAD_BYTES, ControlChannel } from '../rpc/control-channel.js';
 import { ScramClient, type ClientAuth } from './auth.js';
 import { ClosedError, NotConnectedError, toClientError, type ErrorContext } from './errors.js';
 import { StorageReads, type DataPath } from './storage-reads.js';
@@ -70,7 +70,8 @@ function acquireTransport(options: TransportOptions, log: Logger): SharedTranspo
     return shared;
   }
   // The control channel is the only message handler, and it copies what it keeps.
-  const transport = Transport.open({ ...options, sharedHeaders: true });
+  const transport = Transport.open({ ...options, sharedHeaders: true,
+    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES });
   const channel = new ControlChannel(transport, log.child({ component: 'control' }));
   shared = { transport, channel, options, users: 1 };
   return shared;

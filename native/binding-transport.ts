@@ -31,6 +31,8 @@ export interface TransportNativeOptions {
   messageBytesMax: number;
   /** Eager messages' headers as views of one reused buffer (TransportOptions.sharedHeaders). */
   sharedHeaders: boolean;
+  /** Eager payloads up to this size likewise (TransportOptions.sharedPayloadBytesMax). */
+  sharedPayloadBytesMax: number;
 }
 
 /** Event kinds, as native/transport.h's EventKind. */

@@ -75,7 +75,19 @@ export interface TransportOptions {
    * Default false.
    */
   sharedHeaders?: boolean;
+  /**
+   * Likewise for eager payloads of at most this many bytes (0..SHARED_PAYLOAD_BYTES_LIMIT): each
+   * is a view of one reused buffer, overwritten by the next message, instead of a new Buffer
+   * with a finalizer (issue 11: the storage node's 32-byte `persisted` reply, one per batch at
+   * the broker). For the same handlers as sharedHeaders; the control channel copies a shared
+   * payload before decoding msgpack from it (its decoder hands out views into the bytes).
+   * Default 0: none shared.
+   */
+  sharedPayloadBytesMax?: number;
 }
+
+/** The largest sharedPayloadBytesMax (native/transport_napi.cc asserts it). */
+export const SHARED_PAYLOAD_BYTES_LIMIT = 4096;
 
 /** A grant as a client names it: id, epoch and the grant's secret key. */
 export interface GrantRef { id: number; epoch: number; key: number }
@@ -176,6 +188,8 @@ function nativeOptions(options: TransportOptions): TransportNativeOptions {
     messageBytesMax: checkCount('messageBytesMax', options.messageBytesMax ??
       MESSAGE_BYTES_MAX_DEFAULT, 0, 2 ** 31),
     sharedHeaders: options.sharedHeaders ?? false,
+    sharedPayloadBytesMax: checkCount('sharedPayloadBytesMax', options.sharedPayloadBytesMax ?? 0,
+      0, SHARED_PAYLOAD_BYTES_LIMIT),
   };
 }
 

@@ -59,6 +59,13 @@ struct State {
   Napi::Reference<Napi::ArrayBuffer> header_buffer;
   uint8_t* header_data = nullptr;
   std::vector<Napi::Reference<Napi::Uint8Array>> header_views;
+  // sharedPayloadBytesMax: eager payloads up to this many bytes likewise (a storage node's
+  // 32-byte persisted reply, one per batch at the broker, was a new external Buffer with a
+  // finalizer each: issue 11). 0: every payload is its own Buffer.
+  uint32_t shared_payload_max = 0;
+  Napi::Reference<Napi::ArrayBuffer> payload_buffer;
+  uint8_t* payload_data = nullptr;
+  std::vector<Napi::Reference<Napi::Uint8Array>> payload_views;
   std::unordered_map<uint64_t, Placed> placed;
   bool dispatching = false;  // dispatch_events is handing its events to JS right now
   bool closed = false;       // closed by a callback while dispatching: freed when that ends
@@ -140,6 +147,25 @@ Napi::Value shared_header(Napi::Env env, State& state, const std::vector<uint8_t
   return view.Value();
 }
 
+// An eager message's small payload in the shared payload buffer, valid until the next event;
+// `owned` (the AM handler's copy) is freed.
+Napi::Value shared_payload(Napi::Env env, State& state, uint8_t* owned, uint64_t length) {
+  PMQ_ASSERT(length > 0 && length <= state.shared_payload_max);
+  if (state.payload_data == nullptr) {
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, state.shared_payload_max);
+    state.payload_buffer = Napi::Persistent(buffer);
+    state.payload_data = static_cast<uint8_t*>(buffer.Data());
+    state.payload_views.resize(state.shared_payload_max + 1);
+  }
+  Napi::Reference<Napi::Uint8Array>& view = state.payload_views[length];
+  if (view.IsEmpty()) {
+    view = Napi::Persistent(Napi::Uint8Array::New(env, length, state.payload_buffer.Value(), 0));
+  }
+  std::memcpy(state.payload_data, owned, length);
+  std::free(owned);
+  return view.Value();
+}
+
 Napi::Value event_payload(Napi::Env env, State& state, transport::Event& event,
                           Napi::Value* header_p) {
   if (event.kind == transport::EventKind::place) {
@@ -151,7 +177,9 @@ Napi::Value event_payload(Napi::Env env, State& state, transport::Event& event,
     *header_p = state.shared_headers
                     ? shared_header(env, state, event.header)
                     : Napi::Buffer<uint8_t>::Copy(env, event.header.data(), event.header.size());
-    Napi::Value payload = make_uint8(env, state, event.payload, event.length);
+    Napi::Value payload = event.length > 0 && event.length <= state.shared_payload_max
+                              ? shared_payload(env, state, event.payload, event.length)
+                              : make_uint8(env, state, event.payload, event.length);
     event.payload = nullptr;
     return payload;
   }
@@ -269,6 +297,11 @@ Napi::Value transport_open(const Napi::CallbackInfo& info) {
   state->transport = transport;
   state->env = env;
   state->shared_headers = info[0].As<Napi::Object>().Get("sharedHeaders").ToBoolean().Value();
+  // transport.ts checked it (0..4096)
+  const uint64_t shared_payload_max =
+      to_u64(info[0].As<Napi::Object>().Get("sharedPayloadBytesMax"));
+  PMQ_ASSERT(shared_payload_max <= 4096);
+  state->shared_payload_max = static_cast<uint32_t>(shared_payload_max);
   state->on_event = Napi::Persistent(info[1].As<Napi::Function>());
   Napi::Object resource = Napi::Object::New(env);
   state->resource = Napi::Persistent(resource);

@@ -88,6 +88,13 @@ export const REQUEST_TIMEOUT_MS_DEFAULT = 10_000;
 export const MALFORMED_IN_A_ROW_MAX = 16;
 const REQUEST_ID_MAX = 0xffffffff;
 
+/**
+ * The sharedPayloadBytesMax the roles open their transports with (the channel is their only
+ * message handler): a persisted reply (32 bytes) and other small frames arrive without a new
+ * Buffer each.
+ */
+export const CONTROL_SHARED_PAYLOAD_BYTES = 256;
+
 export class ControlChannel {
   private readonly handlers = new Map<MessageKind, Handler<RequestKind>>();
   private readonly fixedHandlers = new Map<MessageKind, FixedHandler<FixedRequestKind>>();
@@ -268,8 +275,12 @@ export class ControlChannel {
     }
     let message: Message;
     try {
+      // msgpack hands out views into the bytes it decodes: a payload the transport may share
+      // (CONTROL_SHARED_PAYLOAD_BYTES) is copied first. Persist frames decode by value.
       message = isPersistFrameHeader(header)
-        ? decodePersistFrame(header, payload, this.persistedScratch) : decodeFrame(header, payload);
+        ? decodePersistFrame(header, payload, this.persistedScratch)
+        : decodeFrame(header, payload.byteLength <= CONTROL_SHARED_PAYLOAD_BYTES
+          ? payload.slice() : payload);
     } catch (error) {
       invariant(error instanceof ProtocolError, 'the decoder throws only ProtocolError',
         { error: String(error) });

@@ -21,7 +21,7 @@ import type { Logger } from '../common/log.js';
 import { formatBytes } from '../common/units.js';
 import { Region } from '../native/region.js';
 import { Transport } from '../native/transport.js';
-import { ControlChannel } from '../rpc/control-channel.js';
+import { CONTROL_SHARED_PAYLOAD_BYTES, ControlChannel } from '../rpc/control-channel.js';
 import { BrokerAuth } from './broker-auth.js';
 import { BrokerService } from './broker-service.js';
 import { ClientService } from './client-service.js';
@@ -104,7 +104,8 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   log: Logger): StorageNode {
   const direct = opts.direct ?? false;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
-    busyPoll: opts.busyPoll, direct, sharedHeaders: true }); // the control channel copies
+    busyPoll: opts.busyPoll, direct, sharedHeaders: true,
+    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES }); // the control channel copies
   let address: { host: string; port: number };
   let nativePersist = false;
   const grants = new GrantRegistry(transport);

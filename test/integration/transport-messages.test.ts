@@ -108,3 +108,41 @@ t.test('shared headers: right bytes per message, one view per length, reused', a
   // The last message ('a') overwrote byte 0 of the 4096 x's before it.
   t.equal(Buffer.from(seen[1]!.view).toString(), 'ax', 'a kept view shows later messages');
 });
+
+t.test('shared payloads: small ones are views of one buffer, each read right, larger ones own',
+  async (t) => {
+    const peer = await spawnPeer(testOptions('sm,tcp'), t);
+    const transport = Transport.open(testOptions('sm,tcp',
+      { sharedHeaders: true, sharedPayloadBytesMax: 64 }));
+    t.teardown(async () => { transport.close(); await peer.stop(); });
+    const seen: { digest: string; view: Uint8Array }[] = [];
+    let wake: (() => void) | undefined;
+    transport.setMessageHandler({
+      deliver(_ep, _header, payload) {
+        seen.push({ digest: sha256(payload), view: payload });
+        wake?.();
+      },
+    });
+    const ep = await connectRetrying(transport, peer.host, peer.port);
+    t.ok(ep > 0);
+    const accepted = await peer.nextEvent('accepted');
+    const sizes = [32, 64, 1, 32, 65, 0, 4000, 64];
+    const want: string[] = [];
+    for (const [index, size] of sizes.entries()) {
+      const digest = await peer.call('send', { ep: accepted.ep, size, seed: 7 + index,
+        header: 'h' });
+      want.push(digest as string);
+    }
+    while (seen.length < sizes.length) {
+      await new Promise<void>((resolve) => { wake = resolve; });
+    }
+    t.same(seen.map((s) => s.digest), want, 'each message read its own payload bytes');
+    t.equal(seen[0]!.view, seen[3]!.view, 'one view per length, reused');
+    t.equal(seen[1]!.view, seen[7]!.view);
+    t.equal(seen[0]!.view.buffer, seen[2]!.view.buffer, 'every small view over one buffer');
+    t.not(seen[4]!.view.buffer, seen[0]!.view.buffer, 'past the limit: its own buffer');
+    t.not(seen[6]!.view.buffer, seen[0]!.view.buffer);
+    t.equal(sha256(seen[4]!.view), want[4], 'and it keeps its bytes');
+    t.throws(() => Transport.open(testOptions('sm,tcp', { sharedPayloadBytesMax: 4097 })),
+      /sharedPayloadBytesMax must be an integer in \[0, 4096\]/);
+  });
