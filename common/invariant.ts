@@ -14,10 +14,13 @@ export function setFatalSink(sink: FatalSink): void {
   fatalSink = sink;
 }
 
+/** The default fields: a `= {}` default would be a new object on every call (issue 11). */
+const NO_FIELDS: Readonly<Record<string, unknown>> = Object.freeze({});
+
 export function invariant(
   condition: unknown,
   message: string,
-  fields: Record<string, unknown> = {},
+  fields: Readonly<Record<string, unknown>> = NO_FIELDS,
 ): asserts condition {
   if (condition) return;
   try {
