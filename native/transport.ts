@@ -145,8 +145,12 @@ export function hasRdmaLane(lanes: readonly string[]): boolean {
   return lanes.some((lane) => RDMA_LANES.includes(lane));
 }
 
+function isCount(value: unknown, min: number, max: number): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max;
+}
+
 function checkCount(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+  if (!isCount(value, min, max)) {
     throw new ArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
   }
   return value;
@@ -157,8 +161,13 @@ export const WRITE_PIECES_MAX = 1024;
 
 function checkBytes(name: string, value: unknown, offset: number, length: number): Uint8Array {
   if (!(value instanceof Uint8Array)) throw new ArgumentError(`${name} must be a Uint8Array`);
-  checkCount(`${name} offset`, offset, 0, value.byteLength);
-  checkCount(`${name} length`, length, 0, value.byteLength - offset);
+  // The names are built only to fail: per message, two strings each time (issue 11).
+  if (!isCount(offset, 0, value.byteLength)) {
+    checkCount(`${name} offset`, offset, 0, value.byteLength);
+  }
+  if (!isCount(length, 0, value.byteLength - offset)) {
+    checkCount(`${name} length`, length, 0, value.byteLength - offset);
+  }
   return value;
 }
 
