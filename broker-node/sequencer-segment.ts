@@ -28,28 +28,35 @@ import {
 export type PieceState = 'written' | 'filling' | 'filled';
 
 /**
- * A batch between append and durability, or a fill. It carries its ref's and segment's
+ * A batch between append and durability, or a fill. It is its own ref and carries its segment's
  * fields too, so that a durable batch is its own Ack (sequencer-types.ts): acknowledging
  * allocates no record per batch (issue 11). Fields only: no reference to its lease (a cycle
  * through lease.ahead would make it unprintable in an invariant's fields).
  */
-export interface Piece {
-  readonly kind: 'batch' | 'fill';
-  readonly ref: ReservationRef;
-  readonly epoch: number;
-  readonly id: number;
-  /** The lease the batch was appended to (fills: their lease too). */
-  readonly leaseId: number;
-  readonly segmentId: SegmentId;
-  /** The lease's producer: whose grant covers the piece. */
-  readonly producer: ProducerId;
-  readonly segment: SequencedSegment;
-  readonly position: number;
-  readonly bytes: number;
-  readonly records: number;
+export class Piece implements ReservationRef {
   /** -1 until the written prefix reaches the piece. */
-  baseOffset: number;
-  state: PieceState;
+  baseOffset = -1;
+
+  constructor(
+    readonly kind: 'batch' | 'fill',
+    readonly epoch: number,
+    readonly id: number,
+    /** The lease the batch was appended to (fills: their lease too). */
+    readonly leaseId: number,
+    readonly segmentId: SegmentId,
+    /** The lease's producer: whose grant covers the piece. */
+    readonly producer: ProducerId,
+    readonly segment: SequencedSegment,
+    readonly position: number,
+    readonly bytes: number,
+    readonly records: number,
+    public state: PieceState,
+  ) {}
+
+  /** The piece is its own ref (no second record per batch: issue 11). */
+  get ref(): ReservationRef {
+    return this;
+  }
 }
 
 /** A write range of one producer: [front, end) not yet split into pieces. */

@@ -22,7 +22,7 @@ import { IntMap } from '../common/int-map.js';
 import { OutcomeRing } from './outcome-ring.js';
 import { restoreChain } from './sequencer-restore.js';
 import {
-  emptyArray, type LeaseEntry, PersistRecord, type Piece, SequencedSegment,
+  emptyArray, type LeaseEntry, PersistRecord, Piece, SequencedSegment,
 } from './sequencer-segment.js';
 import {
   type Ack, type AppendRequest, type AppendResult, type DurableHead, type Fill, type FetchView,
@@ -277,10 +277,8 @@ export class Sequencer {
         `${this.reservationsInFlight()} leases and batches in flight (the maximum): append ` +
         'again after some are durable', { retriable: true }) };
     }
-    const pieceRef = this.#ref();
-    const piece: Piece = { kind: 'batch', ref: pieceRef, epoch: pieceRef.epoch, id: pieceRef.id,
-      leaseId: lease.ref.id, segmentId: lease.segment.segmentId, producer: lease.producer,
-      segment: lease.segment, position, bytes, records, baseOffset: -1, state: 'written' };
+    const piece = new Piece('batch', this.epoch, this.#nextId(), lease.ref.id,
+      lease.segment.segmentId, lease.producer, lease.segment, position, bytes, records, 'written');
     lease.activeAtMs = request.now;
     this.#pieces.set(piece.ref.id, piece);
     lease.segment.append(lease, piece);
@@ -436,7 +434,7 @@ export class Sequencer {
         acks.push(piece);
         this.#outcomes.remember(piece);
       } else {
-        filled.push(piece.ref);
+        filled.push({ epoch: piece.epoch, id: piece.id }); // fills are rare: a plain ref
       }
     }
     let sealed: SegmentId | null = null;
@@ -613,9 +611,13 @@ export class Sequencer {
   }
 
   #ref(): ReservationRef {
-    const ref = { epoch: this.epoch, id: this.#idNext };
+    return { epoch: this.epoch, id: this.#nextId() };
+  }
+
+  #nextId(): number {
+    const id = this.#idNext;
     this.#idNext += 1;
-    return ref;
+    return id;
   }
 
   /**
@@ -706,15 +708,14 @@ export class Sequencer {
   #close(lease: LeaseEntry, revoked = false): Fill[] {
     this.#leases.delete(lease.ref.id);
     const pieces = lease.segment.closeLease(lease, revoked, (position, bytes) => {
-      const ref = this.#ref();
-      const piece: Piece = { kind: 'fill', ref, epoch: ref.epoch, id: ref.id,
-        leaseId: lease.ref.id, segmentId: lease.segment.segmentId, producer: lease.producer,
-        segment: lease.segment, position, bytes, records: fillRecords(bytes), baseOffset: -1,
-        state: 'filling' };
+      const piece = new Piece('fill', this.epoch, this.#nextId(), lease.ref.id,
+        lease.segment.segmentId, lease.producer, lease.segment, position, bytes,
+        fillRecords(bytes), 'filling');
       this.#pieces.set(piece.ref.id, piece);
       return piece;
     });
-    return pieces.map((piece) => ({ ref: piece.ref, revoke: piece.producer,
+    return pieces.map((piece) => ({ ref: { epoch: piece.epoch, id: piece.id },
+      revoke: piece.producer,
       segmentId: piece.segment.segmentId, position: piece.position, bytes: piece.bytes,
       records: piece.records }));
   }

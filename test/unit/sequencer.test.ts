@@ -47,7 +47,14 @@ function appendAt(sequencer: Sequencer, ref: ReservationRef, position: number, b
   records = 1, now = 0): AppendResult {
   const result = sequencer.append({ lease: { epoch: ref.epoch, id: ref.id }, position, bytes,
     records, now });
-  return result.kind === 'appended' ? { ...result } : result; // the sequencer refills its own
+  // A copy (the sequencer refills its own), with a plain ref (a batch's ref is its piece).
+  return result.kind === 'refused' ? result : { ...result, ref: plainRef(result.ref) };
+}
+
+function plainRef(ref: ReservationRef): ReservationRef;
+function plainRef(ref: ReservationRef | null): ReservationRef | null;
+function plainRef(ref: ReservationRef | null): ReservationRef | null {
+  return ref === null ? null : { epoch: ref.epoch, id: ref.id };
 }
 
 /** An append that must be taken: its batch's ref and the persist it made due. */
@@ -356,7 +363,7 @@ t.test('an exact repeat answers again, with the ack once durable; no second batc
   t.same(appendAt(sequencer, l, 0, 100), { kind: 'again', ref: first.ref, ack },
     'after durable: the same ack');
   t.same(sequencer.persisted(persist), NOTHING);
-  t.same(sequencer.appendedAt(l, 0), first.ref, 'the batch appended at a position');
+  t.same(plainRef(sequencer.appendedAt(l, 0)), first.ref, 'the batch appended at a position');
   t.same([sequencer.appendedAt(l, 100), sequencer.appendedAt({ ...l, epoch: 2 }, 0)],
     [null, null]);
   sequencer.release(l, 0);
