@@ -18,7 +18,7 @@ import type { RegionBinding } from './binding-region.js';
 import type { TransportBinding } from './binding-transport.js';
 
 /** Must equal kAbiVersion in native/addon.cc. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export interface CoreBinding {
   readonly abiVersion: number;

@@ -8,9 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import t from 'tap';
-
-type Test = typeof t;
+import t, { type Test } from 'tap';
 
 import { reportPath } from '../../cli/bench.js';
 
