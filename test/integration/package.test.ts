@@ -63,7 +63,8 @@ console.log(JSON.stringify({ same: [...seen].sort().join() === [...values].sort(
   count: seen.length, pmqError: typeof PmqError }));
 `;
 
-const ROUND_TRIP_TS = `import { connect, type ConsumerRecord, type RecordMetadata, PmqError } from 'pmq';
+const ROUND_TRIP_TS = `import { connect, PmqError } from 'pmq';
+import type { ConsumerRecord, RecordMetadata } from 'pmq';
 const [broker, topic] = process.argv.slice(2) as [string, string];
 const client = await connect({ brokers: [broker], transports: 'tcp' });
 await client.admin().createTopic(topic, { partitions: 1 });
@@ -78,7 +79,8 @@ for await (const record of consumer) {
 }
 await client.close();
 const ok: boolean = seen.map((r) => Buffer.from(r.value ?? []).toString()).join() ===
-  'typed-0,typed-1' && metadata.length === 2 && new PmqError('PMQ_ERR_ARGUMENT', 'x') instanceof Error;
+  'typed-0,typed-1' && metadata.length === 2 &&
+  new PmqError('PMQ_ERR_ARGUMENT', 'x') instanceof Error;
 console.log(JSON.stringify({ ok }));
 `;
 
