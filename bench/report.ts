@@ -27,29 +27,38 @@ export function ratiosOf(s: Summary, machine: MachineLimits): Ratios {
       ? round(s.ackLatencyUs.p50 / ucx.amRoundTripUs, 1) : null };
 }
 
-export function markdownReport(summaries: Summary[], machine: MachineLimits, quick: boolean):
-  string {
-  const limits = Object.entries(machine.ucx).map(([tls, u]) => [tls,
-    String(u.putMBps ?? '-'), String(u.putMBps1MiB ?? '-'), String(u.amRoundTripUs ?? '-')]);
-  const ratios = summaries.map((s) => ratiosOf(s, machine)).map((r) => [r.workload,
-    r.transport, String(r.ofMemcpy ?? '-'), String(r.consumeOfMemcpy ?? '-'),
-    String(r.ofUcxPut ?? '-'), String(r.ackP50OverAmRtt ?? '-')]);
+export function markdownReport(summaries: Summary[], machine: MachineLimits | null,
+  quick: boolean): string {
   return [
     `# pmq benchmark report${quick ? ' (quick: counts scaled down 100x)' : ''}`, '',
     `${new Date().toISOString()}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ` +
       `node ${process.version}. docs/benchmarks.md says what each number means.`, '',
-    '## Machine limits', '',
+    ...(machine === null ? ['## Machine limits', '', 'not measured (--no-machine): no targets ' +
+      'or ratios to the machine', ''] : machineSections(summaries, machine)),
+    '## Workloads', '',
+    markdownSummaries(summaries),
+    ...(machine === null ? [] : ratioSections(summaries, machine)),
+  ].join('\n');
+}
+
+function machineSections(summaries: Summary[], machine: MachineLimits): string[] {
+  const limits = Object.entries(machine.ucx).map(([tls, u]) => [tls,
+    String(u.putMBps ?? '-'), String(u.putMBps1MiB ?? '-'), String(u.amRoundTripUs ?? '-')]);
+  return ['## Machine limits', '',
     `memcpy (cold, 1 MiB copies): ${machine.memcpyMBps} MB/s`, '',
     markdownTable(['transport', 'ucp_put_bw 64 KiB MB/s', 'ucp_put_bw 1 MiB MB/s',
       'ucp_am_lat 64 B round trip µs'], limits),
     '## Targets', '',
     markdownTable(['target', 'transport', 'measured', 'goal', ''],
-      targetRows(checkTargets(summaries, machine))),
-    '## Workloads', '',
-    markdownSummaries(summaries),
-    '## Ratios to the machine', '',
+      targetRows(checkTargets(summaries, machine)))];
+}
+
+function ratioSections(summaries: Summary[], machine: MachineLimits): string[] {
+  const ratios = summaries.map((s) => ratiosOf(s, machine)).map((r) => [r.workload,
+    r.transport, String(r.ofMemcpy ?? '-'), String(r.consumeOfMemcpy ?? '-'),
+    String(r.ofUcxPut ?? '-'), String(r.ackP50OverAmRtt ?? '-')]);
+  return ['## Ratios to the machine', '',
     markdownTable(['workload', 'transport', 'produce MB/s ÷ memcpy', 'consume MB/s ÷ memcpy',
       'produce MB/s ÷ ucx put (64 KiB; 1 MiB for records ≥ 1 MiB)', 'ack p50 ÷ am round trip'],
-    ratios),
-  ].join('\n');
+    ratios)];
 }

@@ -34,6 +34,7 @@ import { Subscriptions } from './subscriptions.js';
 import { Quarantine } from './quarantine.js';
 import { recoverPartitions, type RecoverySummary } from './recovery.js';
 import { Retention, type RetentionPass } from './retention.js';
+import type { BrokerMetrics } from './metrics.js';
 import { registerHandlers } from './server.js';
 import { StoragePool } from './storage-pool.js';
 import {
@@ -75,6 +76,8 @@ export interface BrokerOptions {
   readonly retentionCheckMs?: number;
   /** Wall-clock milliseconds for retention by time (default Date.now; tests fake it). */
   readonly clock?: () => number;
+  /** Prometheus metrics to count into (--metrics-listen; docs/metrics.md); none if absent. */
+  readonly metrics?: BrokerMetrics;
 }
 
 /** How often retention looks at every partition by default (Kafka's is 5 minutes). */
@@ -157,25 +160,20 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   });
   const subscriptions = pushSubscriptions(channel, transport, () => pool.epoch, log);
   let topics = new Map<string, Partition[]>();
-  fence.onTrip((why) => {
-    quiesce();
-    // Appends answered later (appendDeferred) are not under guard(): the trip fails them here.
-    eachPartition(topics, (partition) => partition.failWaiters(fence.fenced()!));
-    log.error({ why, epoch: pool.epoch }, 'fenced by a newer broker: answering every request ' +
-      'PMQ_ERR_FENCED and stopping');
-    opts.onFenced(why);
-  });
+  fence.onTrip((why) => onTripped(why, { fence, quiesce, topics, epoch: pool.epoch, log,
+    onFenced: opts.onFenced }));
   try {
     const infos = await pool.start();
     const metadata = await MetadataStore.open(pool, infos, opts.dataDir, log);
     const quarantine = new Quarantine();
     const reservationTimeoutMs = opts.reservationTimeoutMs ??
       SEQUENCER_LIMITS.reservationTimeoutMsDefault;
-    const deps = partitionDeps({ pool, transport, log, channel, fence, subscriptions,
+    const deps = partitionDeps({ ...opts, pool, transport, log, channel, fence, subscriptions,
       reservationTimeoutMs, ticking: () => ticking, sealed: () => retentionLater?.sealed() });
     let retentionLater: Retention | null = null; // made once the partitions are recovered
     const recovered = await recoverPartitions(deps, metadata, infos, quarantine, log);
     topics = recovered.topics;
+    opts.metrics?.attach({ topics: () => topics, metadata, transport, channel, pool });
     // A restarted storage node lost its grants: cached read grants must be created again.
     pool.onUp((nodeId) => eachPartition(topics, (p) => p.forgetReadGrants(nodeId)));
     const access = new ClientAccess({ auth, clusterKey: opts.clusterKey, epoch: () => pool.epoch,
@@ -198,16 +196,30 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   }
 }
 
+/** The broker was fenced: it stops ticking, fails the appends waiting, says so and goes. */
+function onTripped(why: string, parts: { fence: Fence; quiesce: () => void;
+  topics: Map<string, Partition[]>; epoch: number; log: Logger;
+  onFenced: (why: string) => void }): void {
+  parts.quiesce();
+  // Appends answered later (appendDeferred) are not under guard(): the trip fails them here.
+  eachPartition(parts.topics, (partition) => partition.failWaiters(parts.fence.fenced()!));
+  parts.log.error({ why, epoch: parts.epoch }, 'fenced by a newer broker: answering every ' +
+    'request PMQ_ERR_FENCED and stopping');
+  parts.onFenced(why);
+}
+
 /** What every partition of this broker uses. */
 function partitionDeps(parts: { pool: StoragePool; transport: Transport; log: Logger;
   channel: ControlChannel; fence: Fence; subscriptions: Subscriptions;
-  reservationTimeoutMs: number; ticking: () => boolean; sealed: () => void }): PartitionDeps {
+  reservationTimeoutMs: number; ticking: () => boolean; sealed: () => void;
+  metrics?: BrokerMetrics }): PartitionDeps {
   const { pool, ticking, subscriptions } = parts;
   return { pool, transport: parts.transport, log: parts.log, grantId: idAllocator(pool.epoch),
     now: () => performance.now(), reservationTimeoutMs: parts.reservationTimeoutMs, ticking,
     onAdvance: (partition) => subscriptions.advanced(partition),
     answers: fencedAnswers(parts.channel, parts.fence),
-    onSealed: () => { if (ticking()) parts.sealed(); } };
+    onSealed: () => { if (ticking()) parts.sealed(); },
+    ...(parts.metrics === undefined ? {} : { metrics: parts.metrics }) };
 }
 
 /** Pushes go out on the channel of replies (a fenced or stopped broker clears them first). */

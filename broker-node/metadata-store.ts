@@ -309,6 +309,11 @@ export class MetadataStore {
     return this.#offsets.get(offsetKey(group, topic, partition))?.offset ?? -1;
   }
 
+  /** Every committed group offset (metrics: lag per group, topic and partition). */
+  groupOffsets(): IterableIterator<OffsetRecord> {
+    return this.#offsets.values();
+  }
+
   /** Durable on return; commits made meanwhile share one append. */
   async commitGroupOffset(record: OffsetRecord): Promise<void> {
     const key = offsetKey(record.group, record.topic, record.partition);

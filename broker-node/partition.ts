@@ -31,6 +31,7 @@ import {
 } from './sequencer.js';
 import type { SegmentEntryMessage, StoragePool } from './storage-pool.js';
 import type { Head } from './subscriptions.js';
+import type { PartitionMetrics, ProducedCells } from './metrics.js';
 
 export interface PartitionDeps {
   readonly pool: StoragePool;
@@ -49,6 +50,8 @@ export interface PartitionDeps {
   readonly answers?: AppendAnswers;
   /** A segment of the partition sealed durably: retention may free one now (retention.ts). */
   readonly onSealed?: (partition: Partition) => void;
+  /** Produce counts, append and persist latency (broker-node/metrics.ts); none in tests. */
+  readonly metrics?: PartitionMetrics;
 }
 
 /** Answers to appends taken by appendDeferred, each exactly once. */
@@ -107,6 +110,8 @@ interface AckWaiter extends Pooled {
   next: AckWaiter | null;
   /** The pool generation when queued: checked when settled (reuse is never observed). */
   queuedAt: number;
+  /** performance.now() when the append arrived: its latency is measured when answered. */
+  receivedMs: number;
 }
 
 /** Appends in flight whose waiters the pool keeps for reuse (more are made and dropped). */
@@ -114,7 +119,7 @@ const ACK_WAITERS_KEPT = SEQUENCER_LIMITS.reservationsMax;
 
 const makeWaiter = (): AckWaiter => ({ generation: 0, live: false, refId: -1, duplicate: false,
   leaseEpoch: -1, leaseId: -1, resolve: null, reject: null, ep: 0 as Endpoint, requestId: 0,
-  next: null, queuedAt: -1 });
+  next: null, queuedAt: -1, receivedMs: 0 });
 const resetWaiter = (waiter: AckWaiter): void => {
   waiter.refId = -1;
   waiter.resolve = null;
@@ -201,6 +206,11 @@ export class Partition {
   /** The persist in flight and its segment's place (#issuePersist). */
   #persisting: PersistRequest | null = null;
   #persistingPlace: SegmentPlace | null = null;
+  /** deps.now() when the persist in flight was sent, and when the last reply came (metrics). */
+  #persistSentMs = 0;
+  #persistReplyMs = 0;
+  /** This partition's produce counters, bound once (metrics.ts: no labels per batch). */
+  readonly #produced: ProducedCells | null;
   /** A lease ref for synchronous questions to the sequencer (leaseEnding), refilled per use. */
   readonly #leaseRef = { epoch: 0, id: 0 };
   /** Parked long polls, in arrival order. */
@@ -221,6 +231,7 @@ export class Partition {
     this.#sequencer = sequencer;
     this.#broken = broken;
     this.log = deps.log.child({ topic, partition });
+    this.#produced = deps.metrics?.produced(topic) ?? null;
   }
 
   static config(deps: PartitionDeps): SequencerConfig {
@@ -364,17 +375,17 @@ export class Partition {
         `${this.partition} belongs to another session: append from the connection that leased ` +
         'it (a producer that reconnected leases again)');
     }
+    const request = this.#appendRequest;
+    request.now = this.deps.now();  // first: a duplicate's wait is timed from it too (metrics)
     const check = this.producers.check(input.producerId, input.sequence, input.records);
     if (check.kind !== 'new') {
       return this.#appendDuplicate(input, sessionId, check, ep, requestId);
     }
-    const request = this.#appendRequest;
     request.lease.epoch = input.epoch;
     request.lease.id = input.leaseId;
     request.position = input.position;
     request.bytes = input.bytes;
     request.records = input.records;
-    request.now = this.deps.now();
     const result = this.sequencer.append(request);
     switch (result.kind) {
       case 'refused':
@@ -387,6 +398,10 @@ export class Partition {
         return this.#waitAck(result.ref, false, input, ep, requestId);
       case 'appended': {
         this.producers.appended(input.producerId, input.sequence, input.records, result.ref);
+        if (this.#produced !== null) {
+          this.#produced.records.value += input.records;
+          this.#produced.bytes.value += input.bytes;
+        }
         if (result.persist !== null) this.#issuePersist(result.persist);
         this.#armBlockingCut();
         return this.#waitAck(result.ref, false, input, ep, requestId);
@@ -524,6 +539,7 @@ export class Partition {
     } else {
       waiter.ep = ep;
       waiter.requestId = requestId;
+      waiter.receivedMs = this.#appendRequest.now;  // #append's clock read: no second one
     }
     waiter.refId = ref.id;
     waiter.duplicate = duplicate;
@@ -575,7 +591,7 @@ export class Partition {
           { refId, waiting: waiter.refId });
       }
       const next: AckWaiter | null = waiter.next;
-      const { resolve, reject, ep, requestId } = waiter;
+      const { resolve, reject, ep, requestId, receivedMs } = waiter;
       const reply = error !== null ? null : requestId !== 0
         ? this.#ackScratch(waiter.duplicate, baseOffset, waiter.leaseEpoch, waiter.leaseId)
         : this.#ackReply(waiter.duplicate, baseOffset, waiter.leaseEpoch, waiter.leaseId);
@@ -583,6 +599,9 @@ export class Partition {
       if (requestId !== 0) {
         if (reply !== null) this.deps.answers!.acked(ep, requestId, reply);
         else this.deps.answers!.failed(ep, requestId, asPmqError(error!));
+        // Acks come from a persist reply: its clock read times them all (one per persist).
+        this.deps.metrics?.appendAnswered(receivedMs, error === null ? this.#persistReplyMs
+          : this.deps.now());
       } else if (reply !== null) {
         resolve!(reply);
       } else {
@@ -897,6 +916,7 @@ export class Partition {
     const place = this.#place(request.segmentId);
     this.#persisting = request;
     this.#persistingPlace = place;
+    if (this.deps.metrics !== undefined) this.#persistSentMs = this.deps.now();
     // One body for every persist, read by the encoder before requestTo returns; it names the
     // sequencer's patches as they are (the encoder only reads them).
     const body = this.#persistBody;
@@ -926,6 +946,11 @@ export class Partition {
     }
     this.#persisting = null;
     this.#persistingPlace = null;
+    if (this.deps.metrics !== undefined) {
+      this.#persistReplyMs = this.deps.now();
+      this.deps.metrics.persistLatency.observe((this.#persistReplyMs - this.#persistSentMs) /
+        1000);
+    }
     if (!this.#closed) this.#onPersisted(this.sequencer.persisted(request));
   };
 

@@ -4,8 +4,10 @@
  * Producers and consumers run as separate processes (bench/run.ts). stdout: a table, or JSON
  * lines with --json; a progress line on stderr when it is a terminal. docs/benchmarks.md.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
@@ -17,6 +19,7 @@ import { runWorkload, type Workload } from '../bench/run.js';
 import { runSoak, type SoakInterval, type SoakSummary } from '../bench/soak.js';
 import { suiteWorkloads } from '../bench/suite.js';
 import { formatSummaries, summarize, type Summary } from '../bench/summary.js';
+import { PmqError } from '../common/errors.js';
 import { parseSizeBytes } from '../common/units.js';
 import { busyPollOption, integerArgument } from './options.js';
 
@@ -30,7 +33,42 @@ interface BenchCliOptions {
   soak: boolean; regionSize: number; soakFactor: number; soakInterval: number;
 }
 
-const DEFAULT_REPORT = 'bench/report.md';
+/** The suite's report without --report: here in a checkout (docs/benchmarks.md links it). */
+const REPOSITORY_REPORT = 'bench/report.md';
+/** ... and anywhere else (an installed package, another directory): in the current one. */
+const CWD_REPORT = 'pmq-bench-report.md';
+
+/**
+ * Where the report goes (issue 13, bug 7: `pmq bench --quick` outside the repository crashed
+ * at the end on a missing bench/): --report as given (relative to the current directory);
+ * else the repository's bench/report.md when run inside a checkout (this file's tree with
+ * bench/ sources, the current directory at or below its root); else the current directory.
+ */
+export function reportPath(report: string | undefined, cwd: string = process.cwd()): string {
+  if (report !== undefined) return resolve(cwd, report);
+  // This file runs as cli/bench.ts (tsx) or as dist/cli/bench.js: the checkout is one of these.
+  for (const up of ['..', '../..']) {
+    const root = fileURLToPath(new URL(up, import.meta.url));
+    const below = relative(root, cwd);
+    const inside = below === '' || (!below.startsWith('..') && !isAbsolute(below));
+    if (inside && existsSync(join(root, 'bench', 'suite.ts'))) {
+      return join(root, REPOSITORY_REPORT);
+    }
+  }
+  return join(cwd, CWD_REPORT);
+}
+
+/** Writes the report, creating missing directories; a failure says where it tried. */
+function writeReport(path: string, text: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+  } catch (error) {
+    throw new PmqError('PMQ_ERR_ARGUMENT', `cannot write the bench report to ${path}: ` +
+      `${(error as Error).message} (choose another with --report PATH)`, { cause: error });
+  }
+  process.stderr.write(`pmq bench: report written to ${path}\n`);
+}
 
 function sizeArgument(name: string) {
   return (text: string): number => {
@@ -141,10 +179,8 @@ async function runBench(opts: BenchCliOptions): Promise<void> {
   }
   if (!opts.json) process.stdout.write(formatSummaries(summaries));
   if (!opts.json && machine !== null) process.stdout.write(formatTargets(summaries, machine));
-  if ((suite || opts.report !== undefined) && machine !== null) {
-    const path = opts.report ?? DEFAULT_REPORT;
-    writeFileSync(path, markdownReport(summaries, machine, opts.quick));
-    process.stderr.write(`pmq bench: report written to ${path}\n`);
+  if (suite || opts.report !== undefined) {
+    writeReport(reportPath(opts.report), markdownReport(summaries, machine, opts.quick));
   }
   if (summaries.some((s) => s.failed > 0)) process.exitCode = 1;
 }
@@ -196,7 +232,8 @@ export function registerBenchCommand(program: Command): void {
     .option('--suite', 'run the standard workloads W1..W5 and write a markdown report', false)
     .option('--quick', 'the suite with every count scaled down ~100x (implies --suite)', false)
     .option('--workloads <list>', 'with --suite: only these, e.g. W1,W3')
-    .option('--report <path>', `markdown report (suite default ${DEFAULT_REPORT})`)
+    .option('--report <path>', `markdown report (suite default: ${REPOSITORY_REPORT} in a ` +
+      `checkout of pmq, else ./${CWD_REPORT}; directories are created)`)
     .option('--no-machine', 'skip measuring memcpy and ucx_perftest')
     .option('--soak', 'soak run: a steady producer writes --soak-factor × the region through ' +
       'a topic whose retention keeps it below the region, a consumer keeps up; a line per ' +

@@ -6,6 +6,8 @@ import { createLogger } from '../common/log.js';
 import { SEQUENCER_LIMITS } from '../common/limits.js';
 import { parseHostPort } from '../common/units.js';
 import { startBroker, type Broker } from '../broker-node/broker.js';
+import { BrokerMetrics } from '../broker-node/metrics.js';
+import { metricsListenOption, serveMetrics, type MetricsEndpoint } from './metrics-listen.js';
 import { busyPollOption, clusterKeyFileOption, integerArgument, logLevelOption } from
   './options.js';
 import { loadClusterKey } from './storage.js';
@@ -28,6 +30,7 @@ export interface BrokerCliOptions {
   retentionCheckMs?: number;
   authFile?: string;
   clusterKeyFile?: string;
+  metricsListen?: string;
   logLevel: string;
 }
 
@@ -48,30 +51,43 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
     setTimeout(() => process.exit(2), FENCED_EXIT_MS);
     setTimeout(() => log.flush(() => process.exit(2)), FENCED_REPLY_GRACE_MS);
   };
+  // The metrics endpoint first: a port it cannot have fails before the storage nodes are asked.
+  const metrics = opts.metricsListen === undefined ? undefined : new BrokerMetrics();
+  const endpoint = metrics === undefined ? null
+    : await serveMetrics(opts.metricsListen!, metrics.metrics, log);
   const broker = await startBroker({ host: listen.host, port: listen.port, storage,
     dataDir: opts.dataDir, log, clusterKey, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll,
     reservationTimeoutMs: opts.reservationTimeoutMs, onFenced,
     retentionMs: opts.retentionMs, retentionBytes: opts.retentionBytes,
-    retentionCheckMs: opts.retentionCheckMs,
-    ...(opts.authFile === undefined ? {} : { authFile: opts.authFile }) });
+    retentionCheckMs: opts.retentionCheckMs, metrics,
+    ...(opts.authFile === undefined ? {} : { authFile: opts.authFile }) })
+    .catch(async (error: unknown) => {
+      await endpoint?.close();
+      throw error;
+    });
   process.stdout.write(`${banner} listening on ${broker.address.host}:${broker.address.port} ` +
     `(epoch ${broker.epoch}, ${broker.recovery.topics} topics, ` +
     `${broker.recovery.partitions} partitions, ${broker.recovery.segments} segments)\n`);
-  stopBrokerOnSignals(broker);
+  if (endpoint !== null) {
+    process.stdout.write(`${banner} metrics at http://${endpoint.host}:${endpoint.port}` +
+      '/metrics\n');
+  }
+  stopBrokerOnSignals(broker, endpoint);
   return broker;
 }
 
-function stopBrokerOnSignals(broker: Broker): void {
+function stopBrokerOnSignals(broker: Broker, endpoint: MetricsEndpoint | null): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`pmq: ${signal}, stopping\n`);
-    broker.stop().then(() => { process.exitCode = 0; }, (error: unknown) => {
-      process.stderr.write(`pmq: stop failed: ${String(error)}\n`);
-      process.exitCode = 1;
-    });
+    broker.stop().then(() => endpoint?.close()).then(() => { process.exitCode = 0; },
+      (error: unknown) => {
+        process.stderr.write(`pmq: stop failed: ${String(error)}\n`);
+        process.exitCode = 1;
+      });
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
@@ -95,7 +111,8 @@ export function addBrokerOptions(command: Command, defaultListen: string): Comma
       'partition (default 1000; 0: never)')
       .argParser(integerArgument('--retention-check-ms', 0, 3_600_000)))
     .addOption(new Option('--auth-file <file>', 'turn client authentication on: SCRAM users ' +
-      'and ACLs from this file (pmq user, pmq acl), reloaded when it changes'));
+      'and ACLs from this file (pmq user, pmq acl), reloaded when it changes'))
+    .addOption(metricsListenOption('--metrics-listen', 'the broker'));
 }
 
 export function registerBrokerCommand(program: Command): void {

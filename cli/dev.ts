@@ -15,12 +15,14 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 
 import { CLUSTER_KEY_ENV, writeClusterKeyFile } from './cluster-key-file.js';
+import { metricsListenOption } from './metrics-listen.js';
 import { addStorageOptions, logLevelOption, type StorageCliOptions } from './options.js';
 
 export const DEFAULT_DEV_DATA_DIR = '/dev/shm/pmq/broker';
 
 interface DevCliOptions extends StorageCliOptions {
   brokerListen: string;
+  brokerMetricsListen?: string;
   dataDir: string;
 }
 
@@ -107,6 +109,7 @@ async function runDev(opts: DevCliOptions): Promise<void> {
       ['--first-segment-size', opts.firstSegmentSize]),
     ...(opts.nodeId === undefined ? [] : ['--node-id', String(opts.nodeId)]),
     ...(opts.direct ? ['--direct'] : []),
+    ...(opts.metricsListen === undefined ? [] : ['--metrics-listen', opts.metricsListen]),
     '--cluster-key-file', keyFile, ...transportArgs(opts)],
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.storage = child;
@@ -115,6 +118,8 @@ async function runDev(opts: DevCliOptions): Promise<void> {
   if (storage === null) return;
   const broker = await startChild(['broker', '--listen', opts.brokerListen, '--storage',
     `${storage[1]}:${storage[2]}`, '--data-dir', opts.dataDir, '--cluster-key-file', keyFile,
+    ...(opts.brokerMetricsListen === undefined ? [] :
+      ['--metrics-listen', opts.brokerMetricsListen]),
     ...transportArgs(opts)],
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.broker = child;
@@ -130,6 +135,7 @@ export function registerDevCommand(program: Command): void {
       'broker in front of it')
     .option('--broker-listen <host:port>', 'address the broker listens on', '127.0.0.1:9092')
     .option('--data-dir <dir>', 'the broker\'s directory (and cluster.key)', DEFAULT_DEV_DATA_DIR)
+    .addOption(metricsListenOption('--broker-metrics-listen', 'the broker'))
     .addOption(logLevelOption());
   addStorageOptions(command, '127.0.0.1:7100', 'one each: the storage node and the broker')
     .action(async (opts: DevCliOptions) => { await runDev(opts); });

@@ -3,6 +3,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 
 import { LIMITS } from '../common/limits.js';
 import { LOG_LEVELS } from '../common/log.js';
+import { metricsListenOption } from './metrics-listen.js';
 
 export const DEFAULT_REGION_PATH = '/dev/shm/pmq/storage-0.region';
 export const DEFAULT_REGION_SIZE_BYTES = 1024 ** 3;
@@ -41,7 +42,8 @@ export function addStorageOptions(command: Command, defaultListen: string,
       '256KiB, or --segment-size when smaller)')
     .option('--node-id <n>', 'storage node id when a blank region is formatted (default 0; ' +
       'a formatted region keeps its own)', integerArgument('--node-id', 0, LIMITS.nodeIdMax))
-    .addOption(clusterKeyFileOption());
+    .addOption(clusterKeyFileOption())
+    .addOption(metricsListenOption('--metrics-listen', 'the storage node'));
 }
 
 /** --cluster-key-file (env PMQ_CLUSTER_KEY_FILE): required by `pmq storage` and `pmq broker`. */
@@ -52,6 +54,7 @@ export function clusterKeyFileOption(): Option {
 
 export interface StorageCliOptions {
   path: string;
+  metricsListen?: string;
   size?: string;
   sparse: boolean;
   listen: string;

@@ -2,8 +2,9 @@
  * A read-only walk over a storage node's region file, for `pmq inspect`.
  *
  * Read-only by construction: the bytes are read with positional reads on a descriptor opened
- * O_RDONLY (never through a writable mapping), and nothing is written. The region is also
- * opened as a `Region`, only for its lock: a region a live storage node holds is refused
+ * O_RDONLY (never through a mapping), and nothing is written, so read permission on the file
+ * is enough (issue 13, bug 9: a 0444 region, or another user's). That descriptor holds a
+ * shared lock (openRegionReadOnly): a region a live storage node holds is refused
  * (PMQ_ERR_REGION_LOCKED), and no node can open it while the walk runs.
  *
  * The superblock and the segment table are validated by the same code the storage node runs at
@@ -13,7 +14,7 @@
  * checked to continue densely from the segment's base offset to the watermark's offsetLast.
  * Memory: one read buffer, as large as the largest batch (at least 1 MiB).
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 
 import { PmqError, type ErrorCode } from '../common/errors.js';
 import {
@@ -23,7 +24,7 @@ import {
   BATCH_LENGTH_MIN, BATCH_LENGTH_POSITION, LAST_OFFSET_DELTA_POSITION, LOG_OVERHEAD_SIZE_BYTES,
   RecordBatchError, decodeRecordBatch, validateRecordBatch, type DecodedRecord,
 } from '../common/record-batch/index.js';
-import { Region } from '../native/region.js';
+import { openRegionReadOnly } from '../native/region.js';
 import { RegionMediaError, type MediaSite } from '../storage-node/region-store.js';
 import { SegmentTable } from '../storage-node/segment-table.js';
 import { chooseSuperblock } from '../storage-node/superblock.js';
@@ -198,11 +199,10 @@ function walkSegment(reader: FileReader, segment: SegmentSummary, withRecords: b
  */
 export function inspectRegion(path: string, opts: { records: boolean },
   visitor: InspectVisitor): InspectTotals {
-  const region = Region.open({ path, mode: 'open' });  // the lock: no live node holds it
-  const fd = openSync(path, 'r');
+  const region = openRegionReadOnly(path);  // O_RDONLY, shared lock: no live node holds it
   try {
-    const reader = new FileReader(fd);
-    const sizeBytes = fstatSync(fd).size;
+    const reader = new FileReader(region.fd);
+    const sizeBytes = region.sizeBytes;
     const { sb, copy, entries, fallbacks } = readTable(reader, path, sizeBytes);
     const live = entries.filter((entry) => entry.state !== 'free');
     visitor.region({ path, sizeBytes, backing: region.backing, durability: region.durability,
@@ -224,8 +224,7 @@ export function inspectRegion(path: string, opts: { records: boolean },
     }
     return totals;
   } finally {
-    closeSync(fd);
-    region.close();
+    closeSync(region.fd);  // releases the lock
   }
 }
 

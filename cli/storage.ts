@@ -7,7 +7,9 @@ import type { Command } from 'commander';
 import type { ClusterKey } from '../common/auth/keys.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { parseHostPort, parseSizeBytes, formatBytes } from '../common/units.js';
+import { StorageMetrics } from '../storage-node/metrics.js';
 import { startStorageNode, type StorageNode } from '../storage-node/storage-node.js';
+import { serveMetrics, type MetricsEndpoint } from './metrics-listen.js';
 import { clusterKeyFilePath, readClusterKeyFile } from './cluster-key-file.js';
 import { addStorageOptions, DEFAULT_REGION_PATH, DEFAULT_REGION_SIZE_BYTES, logLevelOption,
   type StorageCliOptions }
@@ -25,19 +27,30 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
   const segmentSizeBytesMin = opts.firstSegmentSize === undefined ? undefined :
     parseSizeBytes(opts.firstSegmentSize, '--first-segment-size');
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
+  // The metrics endpoint first: a port it cannot have fails before the region is opened.
+  const metrics = opts.metricsListen === undefined ? undefined : new StorageMetrics();
+  const endpoint = metrics === undefined ? null
+    : await serveMetrics(opts.metricsListen!, metrics.metrics, log);
   const node = await startStorageNode({ regionPath: opts.path, sizeBytes, sparse: opts.sparse,
     segmentSizeBytes, segmentSizeBytesMin,
     nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
-    log });
+    log, ...(metrics === undefined ? {} : { metrics }) }).catch(async (error: unknown) => {
+    await endpoint?.close();
+    throw error;
+  });
   const { region } = node;
   process.stdout.write(`${banner} listening on ${node.address.host}:${node.address.port} ` +
     `(region ${region.path}, ${formatBytes(region.sizeBytes)}, ${region.backing}, ` +
     `durability ${region.durability}${opts.direct ? ', direct mode offered' : ''})\n`);
+  if (endpoint !== null) {
+    process.stdout.write(`${banner} metrics at http://${endpoint.host}:${endpoint.port}` +
+      '/metrics\n');
+  }
   void node.prefaulted.then(({ mapped, timeMs }) => process.stdout.write(mapped
     ? `${banner} region pages mapped in ${Math.round(timeMs)} ms\n`
     : `${banner} region pages not prefaulted (they fault on first write)\n`));
-  stopOnSignals(node);
+  stopOnSignals(node, endpoint);
   return node;
 }
 
@@ -46,16 +59,17 @@ export function loadClusterKey(flag: string | undefined, log: Logger): ClusterKe
   return readClusterKeyFile(clusterKeyFilePath(flag), (message) => log.warn({}, message));
 }
 
-export function stopOnSignals(node: StorageNode): void {
+export function stopOnSignals(node: StorageNode, endpoint: MetricsEndpoint | null = null): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`pmq: ${signal}, stopping\n`);
-    node.stop().then(() => { process.exitCode = 0; }, (error: unknown) => {
-      process.stderr.write(`pmq: stop failed: ${String(error)}\n`);
-      process.exitCode = 1;
-    });
+    node.stop().then(() => endpoint?.close()).then(() => { process.exitCode = 0; },
+      (error: unknown) => {
+        process.stderr.write(`pmq: stop failed: ${String(error)}\n`);
+        process.exitCode = 1;
+      });
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));

@@ -7,10 +7,13 @@
  * `retriable` is true when the same call may succeed later unchanged; the producer already
  * retries those itself where that is safe, so a user sees one only once retries ran out.
  */
-import { PmqError, type ErrorCode } from '../common/errors.js';
+import { ArgumentError, PmqError, type ErrorCode } from '../common/errors.js';
 import { AccessError } from '../native/transport-core.js';
 
-export { PmqError };
+// Thrown to users as they are (an argument that can never work; a batch read from storage
+// that fails its checks), so the package entry exports them for `instanceof`.
+export { ArgumentError, PmqError };
+export { RecordBatchError } from '../common/record-batch/errors.js';
 
 export class UnknownTopicError extends PmqError {
   constructor(readonly topic: string, opts: { cause?: unknown } = {}) {

@@ -21,7 +21,7 @@ const fatal = (meaning: string): ErrorCodeInfo => ({ retriable: false, meaning }
 export const ERROR_CODES = {
   // Caller and build.
   PMQ_ERR_ARGUMENT: fatal('an argument can never work (wrong type, out of range, not aligned)'),
-  PMQ_ERR_NATIVE_MISSING: fatal('the native addon is not built'),
+  PMQ_ERR_NATIVE_MISSING: fatal('the native addon is not built or cannot load its libraries'),
   PMQ_ERR_NATIVE_ABI: fatal('the native addon was built from other sources than the TS'),
 
   // Region files (native/region.ts).

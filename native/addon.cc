@@ -15,7 +15,7 @@ namespace {
 
 // Bumped whenever a native function's signature or a shared layout constant changes;
 // native/index.ts refuses to run against a different build.
-constexpr int32_t kAbiVersion = 3;
+constexpr int32_t kAbiVersion = 4;
 
 Napi::Value init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -31,12 +31,25 @@ export interface RegionInfo {
   readonly durableShadow: string | null;
 }
 
+export interface RegionReadOnlyFile {
+  readonly fd: number;
+  readonly sizeBytes: number;
+  readonly granularity: RegionGranularity;
+  readonly backing: RegionBacking;
+  readonly durability: RegionDurability;
+}
+
 export interface RegionBinding {
   /**
    * sizeBytes: a multiple of regionPageSizeBytes(); 0 only with 'open' (size from file).
    * sparse: a file this call creates is ftruncated, not allocated (checked against free space).
    */
   regionOpen(path: string, sizeBytes: number, mode: RegionMode, sparse: boolean): RegionHandle;
+  /**
+   * pmq inspect: an existing region opened O_RDONLY under a shared lock (PMQ_ERR_REGION_LOCKED
+   * while a node holds it); read `fd` with positional reads, close it with fs.closeSync.
+   */
+  regionOpenReadOnly(path: string): RegionReadOnlyFile;
   regionInfo(region: RegionHandle): RegionInfo;
   /**
    * [address, address + sizeBytes) of the mapping as a new external ArrayBuffer (no copy;
@@ -66,6 +79,7 @@ export interface RegionBinding {
 
 export const REGION_EXPORTS = [
   'regionOpen',
+  'regionOpenReadOnly',
   'regionInfo',
   'regionView',
   'regionPersist',

@@ -78,6 +78,12 @@ export interface TransportStats {
   spinBudgetUs: number;
   spinsRewarded: number;
   spinsWasted: number;
+  /** Storage side: validated reads and writes checked and served, and accesses refused. */
+  readsServed: number;
+  readBytesServed: number;
+  writesServed: number;
+  writeBytesServed: number;
+  accessRefused: number;
 }
 
 export interface TransportBinding {

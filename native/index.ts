@@ -18,7 +18,7 @@ import type { RegionBinding } from './binding-region.js';
 import type { TransportBinding } from './binding-transport.js';
 
 /** Must equal kAbiVersion in native/addon.cc. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export interface CoreBinding {
   readonly abiVersion: number;
@@ -32,19 +32,53 @@ export const CORE_EXPORTS = ['abiVersion', 'init'] as const satisfies readonly (
 export interface NativeBinding
   extends CoreBinding, Crc32cBinding, RegionBinding, TransportBinding {}
 
+/** What a package user installs so the addon loads or builds (README, "Install"). */
+export const SYSTEM_LIBRARIES = 'UCX >= 1.13 and PMDK libpmem2 (Debian/Ubuntu: apt-get ' +
+  'install libucx0 libpmem2-1 to run; libucx-dev libpmem2-dev pkg-config g++ make python3 to ' +
+  'build)';
+
+/**
+ * The addon: a local build (build/Release, the checkout's or one `npm rebuild pmq` made)
+ * wins over the prebuilt binary the package ships for this platform (prebuilds/).
+ */
 function findAddon(): string {
   // Works from the sources (native/index.ts) and from the compiled tree (dist/native/index.js).
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let up = 0; up < 4; up += 1) {
-    const candidate = join(dir, 'build', 'Release', 'pmq_native.node');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
+  const prebuilt = join('prebuilds', `${process.platform}-${process.arch}`, 'pmq_native.node');
+  for (const relative of [join('build', 'Release', 'pmq_native.node'), prebuilt]) {
+    let dir = dirname(fileURLToPath(import.meta.url));
+    for (let up = 0; up < 4; up += 1) {
+      const candidate = join(dir, relative);
+      if (existsSync(candidate)) return candidate;
+      dir = dirname(dir);
+    }
   }
   throw new PmqError(
     'PMQ_ERR_NATIVE_MISSING',
-    'native addon build/Release/pmq_native.node not found: run `bash scripts/setup.sh` ' +
-      '(or `npm run build:native`) first',
+    'native addon not found (no build/Release/pmq_native.node, no prebuilt binary for ' +
+      `${process.platform}-${process.arch}): in a checkout run \`bash scripts/setup.sh\` (or ` +
+      `\`npm run build:native\`); as a package, install ${SYSTEM_LIBRARIES} and run ` +
+      '`npm rebuild pmq`',
   );
+}
+
+/**
+ * Loading fails when a system library the addon links is missing (dlopen: "libucp.so.0:
+ * cannot open shared object file"): that is an install problem, so it says what to install.
+ */
+export function addonLoadError(path: string, error: unknown): PmqError {
+  const reason = String((error as Error)?.message ?? error).split('\n')[0]!;
+  const missingLibrary = /cannot open shared object file|undefined symbol/.test(reason);
+  return new PmqError('PMQ_ERR_NATIVE_MISSING', `native addon ${path} does not load ` +
+    `(${reason}): ${missingLibrary ? `install ${SYSTEM_LIBRARIES}` : 'rebuild it with ' +
+    '`npm rebuild pmq` (in a checkout: `npm run build:native`)'}`, { cause: error });
+}
+
+function loadAddon(path: string): NativeBinding {
+  try {
+    return createRequire(import.meta.url)(path) as NativeBinding;
+  } catch (error) {
+    throw addonLoadError(path, error);
+  }
 }
 
 /**
@@ -69,7 +103,7 @@ export const UCX_LISTENER_REUSE = { UCX_TCP_CM_REUSEADDR: 'y' };
 for (const [name, value] of Object.entries(UCX_LISTENER_REUSE)) process.env[name] ??= value;
 
 const addonPath = findAddon();
-export const native = createRequire(import.meta.url)(addonPath) as NativeBinding;
+export const native = loadAddon(addonPath);
 
 if (native.abiVersion !== ABI_VERSION) {
   throw new PmqError(

@@ -298,6 +298,39 @@ Status msync_range(const Region& region, uint64_t address, uint64_t size_bytes) 
   return Status{};
 }
 
+// The granularity a mapping of fd would have, from a read-only probe mapping: page (the
+// weakest claim) when it cannot map, since only the report depends on it.
+Granularity probe_granularity(int fd) {
+  Granularity granularity = Granularity::page;
+  pmem2_config* config = nullptr;
+  if (pmem2_config_new(&config) != 0) return granularity;
+  pmem2_source* source = nullptr;
+  if (pmem2_config_set_required_store_granularity(config, PMEM2_GRANULARITY_PAGE) == 0 &&
+      pmem2_config_set_protection(config, PMEM2_PROT_READ) == 0 &&
+      pmem2_source_from_fd(&source, fd) == 0) {
+    pmem2_map* map = nullptr;
+    if (pmem2_map_new(&map, config, source) == 0) {
+      granularity = granularity_of(pmem2_map_get_store_granularity(map));
+      pmem2_map_delete(&map);
+    }
+    pmem2_source_delete(&source);
+  }
+  pmem2_config_delete(&config);
+  return granularity;
+}
+
+Status lock_shared(const std::string& path, int fd) {
+  if (flock(fd, LOCK_SH | LOCK_NB) == 0) return Status{};
+  const int error = errno;
+  if (error == EWOULDBLOCK) {
+    return errno_failure("PMQ_ERR_REGION_LOCKED",
+                         "region " + path + " is held by a live storage node: stop it first " +
+                             "(inspect reads a region no node holds)",
+                         error);
+  }
+  return errno_failure("PMQ_ERR_REGION_OPEN", "cannot lock region " + path, error);
+}
+
 }  // namespace
 
 const char* granularity_name(Granularity granularity) {
@@ -454,6 +487,38 @@ Status close_region(Region* region_p) {
   release(region_p);
   PMQ_ASSERT(!region_p->open);
   return status;
+}
+
+Status open_read_only(const std::string& path, ReadOnlyFile* file_p) {
+  PMQ_ASSERT(file_p->fd < 0);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return open_errno_failure(path, errno);
+  struct stat info {};
+  Status status;
+  if (fstat(fd, &info) != 0) {
+    status = errno_failure("PMQ_ERR_REGION_OPEN", "cannot stat region " + path, errno);
+  } else if (!S_ISREG(info.st_mode)) {
+    status = failure("PMQ_ERR_REGION_OPEN", "region " + path + " is not a regular file",
+                     "not a regular file");
+  }
+  if (status.ok()) status = lock_shared(path, fd);
+  Region probe;  // classify() reads only path, fd and granularity
+  probe.path = path;
+  probe.fd = fd;
+  if (status.ok()) {
+    probe.granularity = probe_granularity(fd);
+    status = classify(&probe);
+  }
+  if (!status.ok()) {
+    close(fd);
+    return status;
+  }
+  file_p->fd = fd;
+  file_p->size_bytes = static_cast<uint64_t>(info.st_size);
+  file_p->granularity = probe.granularity;
+  file_p->backing = probe.backing;
+  file_p->durability = probe.durability;
+  return Status{};
 }
 
 }  // namespace pmq::region

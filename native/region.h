@@ -74,6 +74,21 @@ uint64_t page_size_bytes();
 Status open_region(const std::string& path, uint64_t size_bytes, Mode mode, bool sparse,
                    Region* region_p);
 
+// An existing region opened for reading only (pmq inspect): the descriptor is O_RDONLY and
+// holds a shared flock, so a live storage node (exclusive lock) refuses it and no node can
+// open the region while it is held; closing fd releases it. Nothing is mapped writable.
+struct ReadOnlyFile {
+  int fd = -1;
+  uint64_t size_bytes = 0;
+  Granularity granularity = Granularity::page;
+  Backing backing = Backing::file;
+  Durability durability = Durability::msync;
+};
+
+// Needs only read permission on the file (a 0444 region, another user's). The granularity
+// comes from a read-only probe mapping (unmapped before return; page when it cannot map).
+Status open_read_only(const std::string& path, ReadOnlyFile* file_p);
+
 // Makes [address, address + size_bytes) durable (see the header comment). On page granularity
 // this is msync, whose failure (EIO) is reported instead of being ignored.
 Status persist_range(const Region& region, uint64_t address, uint64_t size_bytes);

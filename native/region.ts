@@ -28,6 +28,7 @@ import type {
   RegionGranularity,
   RegionHandle,
   RegionMode,
+  RegionReadOnlyFile,
 } from './binding-region.js';
 import { native } from './index.js';
 
@@ -36,6 +37,7 @@ export type {
   RegionDurability,
   RegionGranularity,
   RegionMode,
+  RegionReadOnlyFile,
 } from './binding-region.js';
 
 /** The OS page size: region sizes are multiples of it. */
@@ -101,6 +103,22 @@ function checkOpenOptions(opts: RegionOpenOptions): { sizeBytes: number; mode: R
     );
   }
   return { sizeBytes, mode };
+}
+
+/**
+ * An existing region for reading only (`pmq inspect`): a descriptor opened O_RDONLY, so read
+ * permission is enough (a 0444 file, another user's), holding a shared lock, so a live storage
+ * node's region is refused (PMQ_ERR_REGION_LOCKED) and no node opens it while the caller reads.
+ * Read it with fs.readSync at positions; fs.closeSync(fd) releases the lock. Nothing is mapped.
+ */
+export function openRegionReadOnly(path: string): RegionReadOnlyFile {
+  if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
+    throw new ArgumentError('openRegionReadOnly: path must be a non-empty string without NUL');
+  }
+  const file = native.regionOpenReadOnly(path);
+  invariant(Number.isSafeInteger(file.fd) && file.fd >= 0, 'a read-only region has a descriptor',
+    { fd: file.fd });
+  return file;
 }
 
 function closedError(path: string): PmqError {

@@ -127,6 +127,25 @@ Napi::Value region_open(const Napi::CallbackInfo& info) {
   return handle;
 }
 
+// pmq inspect's door: an O_RDONLY descriptor with a shared lock; JS reads it with
+// positional reads and closes it (fs.closeSync), which releases the lock.
+Napi::Value region_open_read_only(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PMQ_ASSERT(info.Length() == 1 && info[0].IsString());
+  region::ReadOnlyFile file;
+  const region::Status status =
+      region::open_read_only(info[0].As<Napi::String>().Utf8Value(), &file);
+  if (!status.ok()) return throw_status(env, status);
+  PMQ_ASSERT(file.fd >= 0);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("fd", Napi::Number::New(env, file.fd));
+  result.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(file.size_bytes)));
+  result.Set("granularity", region::granularity_name(file.granularity));
+  result.Set("backing", region::backing_name(file.backing));
+  result.Set("durability", region::durability_name(file.durability));
+  return result;
+}
+
 Napi::Value region_info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PMQ_ASSERT(info.Length() == 1);
@@ -413,6 +432,8 @@ void napi_region_detach(const Napi::Value& handle) {
 
 void register_region(Napi::Env env, Napi::Object exports) {
   exports.Set("regionOpen", Napi::Function::New(env, region_open, "regionOpen"));
+  exports.Set("regionOpenReadOnly",
+              Napi::Function::New(env, region_open_read_only, "regionOpenReadOnly"));
   exports.Set("regionInfo", Napi::Function::New(env, region_info, "regionInfo"));
   exports.Set("regionView", Napi::Function::New(env, region_view, "regionView"));
   exports.Set("regionPersist", Napi::Function::New(env, region_persist, "regionPersist"));

@@ -370,6 +370,16 @@ class Transport {
   bool owned_by_handles() const;  // false: close() must free the object itself
   size_t pending_ops() const { return ops_.size(); }
   size_t endpoint_count() const { return endpoints_.size() - detached_; }
+  // Storage side: validated reads and writes served (checked and accepted) and refused, for
+  // the storage node's metrics (docs/metrics.md); counted natively, since JS never sees them.
+  struct ServedCounters {
+    uint64_t reads = 0;
+    uint64_t read_bytes = 0;
+    uint64_t writes = 0;
+    uint64_t write_bytes = 0;
+    uint64_t refused = 0;
+  };
+  const ServedCounters& served() const { return served_; }
 
   std::deque<Event> events;  // drained by transport_napi.cc's dispatch_events
 
@@ -438,6 +448,7 @@ class Transport {
   // Sleeping mode's adaptive spin (progress.cc): the policy, when activity last ended, and
   // whether the idle period since then has started (idle_) and still has spin time left.
   AdaptiveSpin spin_{0};
+  ServedCounters served_;
   std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point spin_deadline_;
   bool idle_ = false;

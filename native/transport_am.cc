@@ -285,9 +285,12 @@ ucs_status_t Transport::on_write_request(Endpoint* ep, const void* header, size_
   std::memcpy(&request, header, sizeof request);
   Status status = check_access(*ep, request, Direction::write, length);
   if (status != Status::ok) {
+    served_.refused += 1;
     send_reply(ep->id, request.request_id, status);
     return rndv ? UCS_ERR_REJECTED : UCS_OK;  // the target bytes stay unchanged
   }
+  served_.writes += 1;
+  served_.write_bytes += length;
   Grant& grant = grants_[request.grant_id];
   uint8_t* dst = memory_ + request.address;
   if (length > 0 && data == nullptr) return rndv ? UCS_ERR_REJECTED : UCS_OK;
@@ -317,9 +320,12 @@ ucs_status_t Transport::on_read_request(Endpoint* ep, const void* header, size_t
   }
   Status status = check_access(*ep, request, Direction::read, 0);
   if (status != Status::ok) {
+    served_.refused += 1;
     send_reply(ep->id, request.request_id, status);
     return UCS_OK;
   }
+  served_.reads += 1;
+  served_.read_bytes += request.length;
   grants_[request.grant_id].in_flight += 1;  // until the client has the bytes (send done)
   deferred_reads_.push_back(DeferredRead{ep->id, request.request_id, request.grant_id,
                                          request.address, request.length});

@@ -419,6 +419,14 @@ Napi::Value transport_stats(const Napi::CallbackInfo& info) {
   stats.Set("spinBudgetUs", static_cast<double>(spin.budget_ns()) / 1000);
   stats.Set("spinsRewarded", static_cast<double>(spin.counters().rewarded));
   stats.Set("spinsWasted", static_cast<double>(spin.counters().wasted));
+  // Storage side: validated reads and writes served and refused (zeros when closed).
+  const transport::Transport::ServedCounters none;
+  const auto& served = transport != nullptr ? transport->served() : none;
+  stats.Set("readsServed", static_cast<double>(served.reads));
+  stats.Set("readBytesServed", static_cast<double>(served.read_bytes));
+  stats.Set("writesServed", static_cast<double>(served.writes));
+  stats.Set("writeBytesServed", static_cast<double>(served.write_bytes));
+  stats.Set("accessRefused", static_cast<double>(served.refused));
   return stats;
 }
 

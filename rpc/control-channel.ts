@@ -86,6 +86,16 @@ export const REQUEST_TIMEOUT_MS_DEFAULT = 10_000;
  * broken or hostile, and answering it forever would cost us more than it.
  */
 export const MALFORMED_IN_A_ROW_MAX = 16;
+
+/**
+ * Told of every request this channel serves (docs/metrics.md): `served` when its answer goes
+ * out (not for DEFERRED ones: whoever answers them times them), `errorSent` for every error
+ * reply. Called on the hot path: implementations add to preallocated cells, nothing more.
+ */
+export interface ChannelObserver {
+  served(kind: MessageKind, startedMs: number): void;
+  errorSent(code: string): void;
+}
 const REQUEST_ID_MAX = 0xffffffff;
 
 /**
@@ -114,6 +124,7 @@ export class ControlChannel {
   private readonly malformed = new Map<Endpoint, number>();
   private nextId = 1;
   private sweeper: NodeJS.Timeout | null = null;
+  private observer: ChannelObserver | null = null;
 
   constructor(private readonly transport: Transport, private readonly log: Logger) {
     transport.setMessageHandler({
@@ -121,6 +132,11 @@ export class ControlChannel {
     });
     transport.on('closed', (ep) => { this.malformed.delete(ep); this.failPending(ep, 'closed'); });
     transport.on('error', (ep) => { this.malformed.delete(ep); this.failPending(ep, 'failed'); });
+  }
+
+  /** Metrics: one observer (common/metrics.ts cells), set before serving. */
+  observe(observer: ChannelObserver): void {
+    this.observer = observer;
   }
 
   handle<K extends RequestKind>(kind: K, handler: Handler<K>): void {
@@ -335,20 +351,24 @@ export class ControlChannel {
         'the fixed layout')));
       return;
     }
+    const startedMs = this.observer === null ? 0 : performance.now();
     let answer: Reply | Promise<Reply> | Deferred;
     try {
       answer = handler(ep, message);
     } catch (error) {
       this.reply(ep, id, handlerError(kind, error));
+      this.observer?.served(kind, startedMs);
       return;
     }
     if (answer === DEFERRED) return;
     if (!(answer instanceof Promise)) {
       this.replyFixed(ep, id, answer);
+      this.observer?.served(kind, startedMs);
       return;
     }
     answer.then((reply) => this.replyFixed(ep, id, reply),
-      (error: unknown) => this.reply(ep, id, handlerError(kind, error)));
+      (error: unknown) => this.reply(ep, id, handlerError(kind, error)))
+      .finally(() => this.observer?.served(kind, startedMs));
   }
 
   /** A DEFERRED request's answer: `reply` in the fixed layout when it has one. */
@@ -441,22 +461,27 @@ export class ControlChannel {
         errorReply(new ProtocolError(`this node does not serve ${message.kind}`)));
       return;
     }
+    const startedMs = this.observer === null ? 0 : performance.now();
     let answer: Reply | Promise<Reply>;
     try {
       answer = handler(ep, message as Message<RequestKind>);
     } catch (error) {
       this.reply(ep, message.id, handlerError(message.kind, error));
+      this.observer?.served(message.kind, startedMs);
       return;
     }
     if (!(answer instanceof Promise)) {
       this.reply(ep, message.id, answer);
+      this.observer?.served(message.kind, startedMs);
       return;
     }
     answer.then((reply) => this.reply(ep, message.id, reply),
-      (error: unknown) => this.reply(ep, message.id, handlerError(message.kind, error)));
+      (error: unknown) => this.reply(ep, message.id, handlerError(message.kind, error)))
+      .finally(() => this.observer?.served(message.kind, startedMs));
   }
 
   private reply(ep: Endpoint, id: number, reply: Reply): void {
+    if (reply.kind === 'error') this.observer?.errorSent((reply.body as Body<'error'>).code);
     this.post(ep, encodeMessage(reply.kind, id, reply.body as Body<typeof reply.kind>),
       this.replyNotSent);
   }

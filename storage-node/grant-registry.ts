@@ -37,6 +37,7 @@ export function readablePrefix(grant: { address: number; sizeBytes: number },
 
 export class GrantRegistry {
   readonly #table: GrantTable;
+  #issued = 0;
 
   constructor(transport: Transport,
     revokedRemembered: number = STORAGE_LIMITS.grantsRevokedRemembered) {
@@ -53,6 +54,11 @@ export class GrantRegistry {
     return this.#table.census().live;
   }
 
+  /** Grants created since this registry was made (metrics: live + revoked). */
+  get issuedCount(): number {
+    return this.#issued;
+  }
+
   /** Creates the native grant. The caller checked epoch, segment and bounds. */
   create(grant: GrantRecord): void {
     const result = this.#table.create({ id: grant.grantId, epoch: grant.epoch,
@@ -67,6 +73,7 @@ export class GrantRegistry {
       throw new PmqError('PMQ_ERR_GRANT_LIMIT', `${STORAGE_LIMITS.grantsLiveMax} live grants: ` +
         'revoke some before creating more', { retriable: true });
     }
+    this.#issued += 1;
   }
 
   /** Revokes one grant; idempotent. Throws PMQ_ERR_GRANT_UNKNOWN for an id never created. */

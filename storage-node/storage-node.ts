@@ -27,6 +27,7 @@ import { BrokerService } from './broker-service.js';
 import { ClientService } from './client-service.js';
 import { GrantRegistry } from './grant-registry.js';
 import { PersistQueue } from './persist-queue.js';
+import type { StorageMetrics } from './metrics.js';
 import { RegionMediaError, RegionStore } from './region-store.js';
 
 export interface StorageNodeOptions {
@@ -61,6 +62,8 @@ export interface StorageNodeOptions {
    */
   clusterKey: ClusterKey;
   log: Logger;
+  /** Prometheus metrics to count into (--metrics-listen; docs/metrics.md); none if absent. */
+  metrics?: StorageMetrics;
 }
 
 export interface StorageNode {
@@ -118,6 +121,10 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
     transport.attachRegion(region); // by its native handle: no buffer, no 4 GiB cap
     nativePersist = store.enableNativePersist(transport, region);
     const channel = new ControlChannel(transport, log);
+    if (opts.metrics !== undefined) {
+      channel.observe(opts.metrics);
+      opts.metrics.attach({ region, store, transport, grants });
+    }
     const auth = new BrokerAuth(opts.clusterKey, transport, log);
     new BrokerService({ store, transport, grants, persists, auth, log }).register(channel);
     new ClientService({ store, transport, grants, clusterKey: opts.clusterKey, log })

@@ -1,0 +1,73 @@
+// `pmq inspect` is read-only (issue 13, bug 9): it used to open the region read-write (for
+// its lock), so a region file of mode 0444, or one owned by another user, could not be
+// inspected. Now it needs read permission only, still refuses a region a live node holds,
+// and leaves the file as it was. As root (who may write any file), the inspect also runs as
+// the unprivileged user `nobody` against root's 0444 file, which is what proves it.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+
+import t from 'tap';
+
+import { testKeyFile } from '../helpers/cluster-key.js';
+import { startStorage } from '../helpers/storage-process.js';
+
+const PMQ = [`--import=${import.meta.resolve('tsx')}`,
+  new URL('../../cli/pmq.ts', import.meta.url).pathname];
+const NOBODY = 65534;
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+async function inspect(path: string, uid?: number): Promise<Run> {
+  // As another user, without tap's NODE_OPTIONS (its hooks write into root's .tap/ at exit).
+  const env = uid === undefined ? { ...process.env, UCX_NET_DEVICES: 'lo' }
+    : { PATH: process.env.PATH, UCX_NET_DEVICES: 'lo' };
+  const child = spawn(process.execPath, [...PMQ, 'inspect', path], {
+    stdio: ['ignore', 'pipe', 'pipe'], env,
+    ...(uid === undefined ? {} : { uid, gid: uid, cwd: '/' }) });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => { stdout += String(chunk); });
+  child.stderr.on('data', (chunk) => { stderr += String(chunk); });
+  const [code] = await once(child, 'close');
+  return { code: code as number | null, stdout, stderr };
+}
+
+const fingerprint = (path: string): string =>
+  `${statSync(path).mtimeMs} ${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
+
+const dir = mkdtempSync('/dev/shm/pmq-inspect-ro-');
+chmodSync(dir, 0o755);  // `nobody` must reach the file (and only read it)
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const region = join(dir, 'region');
+
+t.test('a live node\'s region is refused; a stopped node\'s 0444 region is inspected',
+  async (t) => {
+    const storage = await startStorage(testKeyFile(join(dir, 'keys')), ['--path', region,
+      '--size', '8MiB', '--segment-size', '1MiB']);
+    const live = await inspect(region);
+    t.equal(live.code, 1, 'exit 1 while the node holds the region');
+    t.match(live.stderr, /PMQ_ERR_REGION_LOCKED/);
+    t.equal(await storage.kill('SIGINT'), 0, 'the node stops cleanly');
+
+    chmodSync(region, 0o444);
+    const before = fingerprint(region);
+    const run = await inspect(region);
+    t.equal(run.code, 0, run.stderr);
+    t.match(run.stdout, /every CRC and structure check passed/);
+    t.match(run.stdout, /region .*: 8 MiB, shm/);
+    t.equal(fingerprint(region), before, 'the file is unchanged (bytes and mtime)');
+  });
+
+t.test('another user with read permission only can inspect it', {
+  skip: process.getuid?.() === 0 ? false : 'needs root to run a child as another user',
+}, async (t) => {
+  t.equal(statSync(region).uid, 0, 'the region is root\'s');
+  const before = fingerprint(region);
+  const run = await inspect(region, NOBODY);
+  t.equal(run.code, 0, run.stderr);
+  t.match(run.stdout, /every CRC and structure check passed/);
+  t.equal(fingerprint(region), before, 'the file is unchanged');
+});
