@@ -126,7 +126,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
-    busyPoll: opts.busyPoll, sharedHeaders: true }); // the control channel copies what it keeps
+    busyPoll: opts.busyPoll, sharedHeaders: true, ucxLogVerbose: log.isLevelEnabled('debug') });
   const timers: NodeJS.Timeout[] = []; // lease expiry, retention
   let ticking = true; // partitions' own timers (a blocking lease's cut) run only while true
   const quiesce = (): void => { // stopping or fenced: no more expiry, cuts or pushes

@@ -70,7 +70,8 @@ function acquireTransport(options: TransportOptions, log: Logger): SharedTranspo
     return shared;
   }
   // The control channel is the only message handler, and it copies what it keeps.
-  const transport = Transport.open({ ...options, sharedHeaders: true });
+  const transport = Transport.open({ ...options, sharedHeaders: true,
+    ucxLogVerbose: log.isLevelEnabled('debug') });
   const channel = new ControlChannel(transport, log.child({ component: 'control' }));
   shared = { transport, channel, options, users: 1 };
   return shared;

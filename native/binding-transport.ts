@@ -31,6 +31,9 @@ export interface TransportNativeOptions {
   messageBytesMax: number;
   /** Eager messages' headers as views of one reused buffer (TransportOptions.sharedHeaders). */
   sharedHeaders: boolean;
+  /** Print UCX's own lines about traffic (peer errors, timeouts) on stderr; off: only its
+   *  lines while the transport opens and fatal ones (native/ucx_log.h). */
+  ucxLogVerbose: boolean;
 }
 
 /** Event kinds, as native/transport.h's EventKind. */

@@ -75,6 +75,14 @@ export interface TransportOptions {
    * Default false.
    */
   sharedHeaders?: boolean;
+  /**
+   * Print UCX's own log lines about traffic (a peer gone, a timeout) on stderr. pmq reports
+   * those failures itself, so they are noise at the usual levels: pass true when the process
+   * logs at debug or trace. UCX's lines while the transport opens, and fatal ones, are always
+   * printed; with UCX_LOG_LEVEL in the environment, all are. Never on stdout. Process-wide:
+   * the transport opened last decides. Default false.
+   */
+  ucxLogVerbose?: boolean;
 }
 
 /** A grant as a client names it: id, epoch and the grant's secret key. */
@@ -176,6 +184,7 @@ function nativeOptions(options: TransportOptions): TransportNativeOptions {
     messageBytesMax: checkCount('messageBytesMax', options.messageBytesMax ??
       MESSAGE_BYTES_MAX_DEFAULT, 0, 2 ** 31),
     sharedHeaders: options.sharedHeaders ?? false,
+    ucxLogVerbose: options.ucxLogVerbose ?? false,
   };
 }
 
