@@ -64,6 +64,8 @@ function consumerOptions(opts: ConsumeCliOptions): ConsumerOptions {
 class ConsumeRun {
   records = 0;
   stopReason: string | null = null;
+  /** Reads were failing when the run stopped (not --max): the cause, reported, exit 1. */
+  readFailure: ReturnType<Consumer['readFailure']> = null;
   readonly positions = new Map<number, TopicPartitionOffset>();
   #commitInFlight: Promise<void> | null = null;
   #committedAtMs = performance.now();
@@ -73,6 +75,9 @@ class ConsumeRun {
     readonly log: Logger) {}
 
   stop(reason: string): void {
+    if (this.stopReason === null && !reason.endsWith('(--max)')) {
+      this.readFailure = this.consumer.readFailure();
+    }
     this.stopReason ??= reason;
     clearTimeout(this.#idleTimer);
     void this.consumer.close();
@@ -177,6 +182,14 @@ async function runConsume(topic: string, opts: ConsumeCliOptions): Promise<void>
   process.stderr.write(`pmq consume: ${plural(run.records, 'record')} from ${topic} in ` +
     `${seconds.toFixed(2)} s; stopped: ${run.stopReason ?? 'end'}` +
     (opts.group === undefined ? '' : `; positions committed for group ${opts.group}`) + '\n');
+  const failure = run.readFailure;
+  if (failure !== null) {
+    // "0 records" must not look like an empty topic when nothing could be read.
+    process.stderr.write(`pmq: reads of ${failure.topic}/${failure.partition} were failing ` +
+      `when it stopped: ${failure.error.message}; is every storage node up? ` +
+      `[${failure.error.code}]\n`);
+    process.exitCode = 1;
+  }
 }
 
 export function registerConsumeCommand(program: Command): void {

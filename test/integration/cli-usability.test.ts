@@ -55,3 +55,21 @@ t.test('the broker answers an impossible name with PMQ_ERR_ARGUMENT and keeps go
   const listed = await raw.call('topicList', {});
   t.equal(listed.kind, 'topics', 'the same connection still serves');
 });
+
+t.test('a consumer reports a storage outage instead of "0 records" (bug 2)', async (t) => {
+  const down = await startStorage(`${dir}/down-region`, 1);
+  const downBroker = await startBroker(`${dir}/down-broker`, [down]);
+  t.teardown(async () => { await stopProc(downBroker); await stopProc(down); });
+  const at = ['--broker', `${downBroker.host}:${downBroker.port}`, '--transports', 'tcp'];
+  t.equal((await runPmq(['topic', 'create', 'd', '--partitions', '1', ...at])).code, 0);
+  t.equal((await runPmq(['produce', 'd', ...at], 'a\nb\nc\n')).code, 0);
+  const before = await runPmq(['consume', 'd', '--max', '3', '--timeout-ms', '3000', ...at]);
+  t.equal(before.code, 0, before.stderr);
+  t.equal(before.stdout, 'a\nb\nc\n');
+  await stopProc(down);
+  const run = await runPmq(['consume', 'd', '--max', '3', '--timeout-ms', '3000', ...at]);
+  t.equal(run.stdout, '', 'nothing read');
+  t.equal(run.code, 1, 'non-zero exit');
+  t.match(run.stderr, /pmq: reads of d\/0 were failing when it stopped: .*storage node/,
+    run.stderr);
+});
