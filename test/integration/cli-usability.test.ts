@@ -3,10 +3,18 @@
 // - bugs 3 and 4: impossible topic names are refused by the client (PMQ_ERR_ARGUMENT, with the
 //   rule) and, sent raw, answered by the broker with PMQ_ERR_ARGUMENT on a connection that
 //   stays usable; "." and ".." are refused like the storage node refuses them.
+// - bug 2: a consumer with its storage node down says so and exits 1.
+// - bug 11: produce stopped by Ctrl-C or PMQ_ERR_REGION_FULL says what was acknowledged and
+//   how to resume (--skip-lines), and the resume stores every line once.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+
 import t from 'tap';
 
-import { Client, runPmq, startBroker, startStorage, stopProc, tempDir, type Proc } from
-  '../helpers/broker-cluster.js';
+import { Client, runPmq, startBroker, startStorage, stopProc, tempDir, type PmqRun, type Proc }
+  from '../helpers/broker-cluster.js';
+
+const PMQ_CLI = new URL('../../cli/pmq.ts', import.meta.url).pathname;
 
 const { dir, remove } = tempDir('pmq-cli-usability-');
 let storage: Proc;
@@ -72,4 +80,75 @@ t.test('a consumer reports a storage outage instead of "0 records" (bug 2)', asy
   t.equal(run.code, 1, 'non-zero exit');
   t.match(run.stderr, /pmq: reads of d\/0 were failing when it stopped: .*storage node/,
     run.stderr);
+});
+
+/** `pmq produce` fed by the test: `write` more lines, then SIGINT or end; its outputs. */
+function startProduce(args: string[]): { child: ChildProcess; done: Promise<PmqRun> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', PMQ_CLI, 'produce', ...args],
+    { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, UCX_NET_DEVICES: 'lo' } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => { stdout += String(chunk); });
+  child.stderr!.on('data', (chunk: Buffer) => { stderr += String(chunk); });
+  child.stdin!.on('error', () => undefined);
+  const done = once(child, 'close').then(([code]) => ({ code: code as number | null, stdout,
+    stderr }));
+  return { child, done };
+}
+
+const numbered = (from: number, to: number, width = 0): string => Array.from(
+  { length: to - from + 1 }, (_, i) => `line-${from + i}`.padEnd(width, '.')).join('\n') + '\n';
+
+/** Every consumed line, counted. */
+async function consumedCounts(topic: string, at: string[]): Promise<Map<string, number>> {
+  const run = await runPmq(['consume', topic, '--timeout-ms', '3000', ...at]);
+  const counts = new Map<string, number>();
+  for (const line of run.stdout.split('\n').filter((l) => l.length > 0)) {
+    counts.set(line, (counts.get(line) ?? 0) + 1);
+  }
+  return counts;
+}
+
+t.test('Ctrl-C during produce: a summary and a resume without duplicates (bug 11)', async (t) => {
+  t.equal((await runPmq(['topic', 'create', 'sig', '--partitions', '2', ...client])).code, 0);
+  const first = startProduce(['sig', ...client]);
+  first.child.stdin!.write(numbered(1, 20_000));  // stdin stays open: produce waits for more
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  first.child.kill('SIGINT');
+  const run = await first.done;
+  t.equal(run.code, 130, run.stderr);
+  t.match(run.stderr, /acknowledged to sig .*; stopped: SIGINT/);
+  const match = /input lines 1\.\.(\d+) are acknowledged; resume with `pmq produce sig --skip-lines (\d+)`/
+    .exec(run.stderr);
+  t.ok(match, run.stderr);
+  const done = Number(match?.[1]);
+  t.equal(done, 20_000, 'everything written before Ctrl-C was acknowledged and said');
+  const rerun = await runPmq(['produce', 'sig', '--skip-lines', String(done), ...client],
+    numbered(1, 25_000));
+  t.equal(rerun.code, 0, rerun.stderr);
+  t.match(rerun.stderr, /5000 records .* acknowledged/);
+  const counts = await consumedCounts('sig', client);
+  t.equal(counts.size, 25_000, 'every line stored');
+  t.ok([...counts.values()].every((n) => n === 1), 'none twice');
+});
+
+t.test('REGION_FULL during produce: what was acknowledged and where to resume', async (t) => {
+  t.equal((await runPmq(['topic', 'create', 'full', '--partitions', '1', ...client])).code, 0);
+  const run = await runPmq(['produce', 'full', ...client], numbered(1, 8000, 1000));
+  t.equal(run.code, 1, 'exit 1');
+  t.match(run.stderr, /PMQ_ERR_REGION_FULL/);
+  t.match(run.stderr, /records .* acknowledged to full .*; stopped: PMQ_ERR_REGION_FULL/);
+  const match = /input lines 1\.\.(\d+) are acknowledged/.exec(run.stderr);
+  t.ok(match, run.stderr);
+  const done = Number(match?.[1]);
+  t.ok(done > 0 && done < 8000, `some lines acknowledged (${done})`);
+  const counts = await consumedCounts('full', client);
+  for (let line = 1; line <= done; line += 1) {
+    const count = counts.get(`line-${line}`.padEnd(1000, '.')) ?? 0;
+    if (count !== 1) {
+      t.fail(`line ${line} stored ${count} times`);
+      return;
+    }
+  }
+  t.pass(`lines 1..${done} stored once each`);
 });
