@@ -118,8 +118,8 @@ t.test('Ctrl-C during produce: a summary and a resume without duplicates (bug 11
   const run = await first.done;
   t.equal(run.code, 130, run.stderr);
   t.match(run.stderr, /acknowledged to sig .*; stopped: SIGINT/);
-  const match = /input lines 1\.\.(\d+) are acknowledged; resume with `pmq produce sig --skip-lines (\d+)`/
-    .exec(run.stderr);
+  const match = new RegExp('input lines 1\\.\\.(\\d+) are acknowledged; resume with ' +
+    '`pmq produce sig --skip-lines (\\d+)`').exec(run.stderr);
   t.ok(match, run.stderr);
   const done = Number(match?.[1]);
   t.equal(done, 20_000, 'everything written before Ctrl-C was acknowledged and said');
