@@ -8,6 +8,7 @@ import { parseHostPort } from '../common/units.js';
 import { startBroker, type Broker } from '../broker-node/broker.js';
 import { busyPollOption, clusterKeyFileOption, integerArgument, logLevelOption } from
   './options.js';
+import { checkListenAddressFree } from './listen-check.js';
 import { loadClusterKey } from './storage.js';
 
 /** A fenced broker exits (code 2) within this long, whatever its stop is waiting for. */
@@ -34,6 +35,7 @@ export interface BrokerCliOptions {
 export async function runBroker(opts: BrokerCliOptions, banner: string): Promise<Broker> {
   const log = createLogger({ level: opts.logLevel as 'info' });
   const listen = parseHostPort(opts.listen);
+  await checkListenAddressFree(listen.host, listen.port, '--listen');
   const storage = opts.storage.split(',').filter((text) => text.length > 0)
     .map((text) => parseHostPort(text));
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
@@ -48,6 +50,8 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
     setTimeout(() => process.exit(2), FENCED_EXIT_MS);
     setTimeout(() => log.flush(() => process.exit(2)), FENCED_REPLY_GRACE_MS);
   };
+  process.stdout.write(`${banner} recovering from storage node(s) ${opts.storage}: it ` +
+    'listens once every one has answered\n');
   const broker = await startBroker({ host: listen.host, port: listen.port, storage,
     dataDir: opts.dataDir, log, clusterKey, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll,

@@ -17,11 +17,10 @@ import type { Client, Consumer, ConsumerBatch, ConsumerOptions, TopicPartitionOf
   '../clients/index.js';
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
   './client-options.js';
+import { fromArgument, isPerPartition, startOffsets, type From } from './consume-start.js';
 import { integerArgument } from './options.js';
 import { textPieces, toJsonRecord } from './record-format.js';
 import { plural } from './report.js';
-
-type From = 'earliest' | 'latest' | number;
 
 interface ConsumeCliOptions extends ClientCliOptions {
   from: From;
@@ -36,23 +35,16 @@ interface ConsumeCliOptions extends ClientCliOptions {
 
 const COMMIT_INTERVAL_MS = 1000;
 
-function fromArgument(text: string): From {
-  if (text === 'earliest' || text === 'latest') return text;
-  const offset = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(offset)) {
-    throw new InvalidArgumentError('--from must be earliest, latest or an offset (an integer ' +
-      '≥ 0)');
-  }
-  return offset;
-}
-
-/** With --group the committed offset wins; earliest/latest only apply when none is. */
+/**
+ * With --group the committed offset wins; earliest/latest only apply when none is. Any other
+ * --from starts 'latest' and each partition is then sought to its own start (startOffsets).
+ */
 function consumerOptions(opts: ConsumeCliOptions): ConsumerOptions {
   const { from, group } = opts;
   // A position retention deleted moves to where --from points (earliest by default).
   const autoOffsetReset = opts.autoOffsetReset ?? (from === 'earliest' ? 'earliest' : 'latest');
-  if (typeof from === 'number') {
-    return { ...(group === undefined ? {} : { groupId: group }), start: { offset: from },
+  if (isPerPartition(from)) {
+    return { ...(group === undefined ? {} : { groupId: group }), start: 'latest',
       autoOffsetReset };
   }
   if (group === undefined) return { start: from, autoOffsetReset };
@@ -148,6 +140,17 @@ async function consumeBatches(run: ConsumeRun): Promise<void> {
   }
 }
 
+/** Where each partition starts for an offset, -N, +N or @TIME --from; empty otherwise. */
+async function perPartitionStarts(client: Client, topic: string, opts: ConsumeCliOptions):
+  Promise<Map<number, number>> {
+  const { from } = opts;
+  if (!isPerPartition(from)) return new Map();
+  const { partitions } = await client.admin().describeTopic(topic);
+  const read = opts.partition === undefined ? partitions
+    : partitions.filter((p) => p.partition === opts.partition);
+  return startOffsets(client, topic, from, read, opts.autoOffsetReset !== undefined);
+}
+
 async function consume(client: Client, topic: string, opts: ConsumeCliOptions,
   log: Logger): Promise<ConsumeRun> {
   const consumer = client.consumer(consumerOptions(opts));
@@ -163,8 +166,10 @@ async function consume(client: Client, topic: string, opts: ConsumeCliOptions,
   process.on('SIGINT', sigint).on('SIGTERM', sigterm);
   process.stdout.on('error', onOutputError);
   try {
+    const starts = await perPartitionStarts(client, topic, opts);
     if (opts.partition === undefined) await consumer.subscribe(topic);
     else await consumer.assign([{ topic, partition: opts.partition }]);
+    for (const [partition, offset] of starts) consumer.seek(topic, partition, offset);
     await consumeBatches(run);
     await run.finalCommit();
   } finally {
@@ -196,8 +201,9 @@ export function registerConsumeCommand(program: Command): void {
   const command = program.command('consume')
     .description('print the records of a topic to stdout, one per line')
     .argument('<topic>', 'topic to read')
-    .addOption(new Option('--from <where>', 'earliest, latest or an offset (with --group: ' +
-      'where to start when the group has no committed offset; an offset always wins)')
+    .addOption(new Option('-o, --from <where>', 'earliest, latest, an offset N, -N (N ' +
+      'before the end), +N (N after the start) or @TIME (ms since the epoch, or ISO 8601); ' +
+      'with --group earliest/latest apply only where the group committed nothing')
       .default('earliest' as From).argParser(fromArgument))
     .addOption(new Option('--auto-offset-reset <policy>', 'where a partition goes when its ' +
       'position is not held (deleted by retention, past the end) or the group committed ' +

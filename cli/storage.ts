@@ -1,5 +1,5 @@
 /** `pmq storage`: run one storage node until SIGINT/SIGTERM. */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import type { Command } from 'commander';
@@ -7,8 +7,10 @@ import type { Command } from 'commander';
 import type { ClusterKey } from '../common/auth/keys.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { parseHostPort, parseSizeBytes, formatBytes } from '../common/units.js';
+import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
 import { startStorageNode, type StorageNode } from '../storage-node/storage-node.js';
 import { clusterKeyFilePath, readClusterKeyFile } from './cluster-key-file.js';
+import { checkListenAddressFree } from './listen-check.js';
 import { addStorageOptions, DEFAULT_REGION_PATH, DEFAULT_REGION_SIZE_BYTES, logLevelOption,
   type StorageCliOptions }
   from './options.js';
@@ -16,20 +18,29 @@ import { addStorageOptions, DEFAULT_REGION_PATH, DEFAULT_REGION_SIZE_BYTES, logL
 export async function runStorage(opts: StorageCliOptions, banner: string): Promise<StorageNode> {
   const log = createLogger({ level: opts.logLevel as 'info' });
   const listen = parseHostPort(opts.listen);
+  await checkListenAddressFree(listen.host, listen.port, '--listen');
   // An existing region keeps its size unless --size is given (then it must match).
-  const sizeBytes = opts.size !== undefined ? parseSizeBytes(opts.size, '--size')
-    : existsSync(opts.path) ? undefined : DEFAULT_REGION_SIZE_BYTES;
+  const existed = existsSync(opts.path);
+  const sizeBytes = opts.size !== undefined ? regionSizeBytes(opts.size, log)
+    : existed ? undefined : DEFAULT_REGION_SIZE_BYTES;
   if (opts.path === DEFAULT_REGION_PATH) mkdirSync(dirname(opts.path), { recursive: true });
   const segmentSizeBytes = opts.segmentSize === undefined ? undefined :
     parseSizeBytes(opts.segmentSize, '--segment-size');
   const segmentSizeBytesMin = opts.firstSegmentSize === undefined ? undefined :
     parseSizeBytes(opts.firstSegmentSize, '--first-segment-size');
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
-  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, sparse: opts.sparse,
-    segmentSizeBytes, segmentSizeBytesMin,
-    nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
-    netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
-    log });
+  let node: StorageNode;
+  try {
+    node = await startStorageNode({ regionPath: opts.path, sizeBytes, sparse: opts.sparse,
+      segmentSizeBytes, segmentSizeBytesMin,
+      nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
+      netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
+      log });
+  } catch (error) {
+    // A node that never started leaves no new region file behind (an existing one is kept).
+    if (!existed) rmSync(opts.path, { force: true });
+    throw error;
+  }
   const { region } = node;
   process.stdout.write(`${banner} listening on ${node.address.host}:${node.address.port} ` +
     `(region ${region.path}, ${formatBytes(region.sizeBytes)}, ${region.backing}, ` +
@@ -39,6 +50,20 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
     : `${banner} region pages not prefaulted (they fault on first write)\n`));
   stopOnSignals(node);
   return node;
+}
+
+/**
+ * --size as given, rounded up to a whole page: a region is mapped in pages, and decimal units
+ * (1GB = 10^9 bytes) are rarely a multiple of one. Said at info when it rounds.
+ */
+function regionSizeBytes(text: string, log: Logger): number {
+  const given = parseSizeBytes(text, '--size');
+  const sizeBytes = Math.ceil(given / REGION_PAGE_SIZE_BYTES) * REGION_PAGE_SIZE_BYTES;
+  if (sizeBytes !== given) {
+    log.info({ given, sizeBytes, pageSizeBytes: REGION_PAGE_SIZE_BYTES },
+      'region size rounded up to a page');
+  }
+  return sizeBytes;
 }
 
 /** The key --cluster-key-file (or PMQ_CLUSTER_KEY_FILE) names; refuses to go on without. */

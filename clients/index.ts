@@ -31,6 +31,7 @@ export type { ConnectionStats } from './connection.js';
 export type { ConsumerBatch, ConsumerRecord, ProducerRecord, RecordMetadata } from
   './records.js';
 export { Admin, Consumer, Producer };
+export { offsetsForTimes } from './offsets-for-times.js';
 
 export interface ClientOptions {
   /** Bootstrap brokers as 'host:port'; the first that answers is used. */

@@ -11,7 +11,7 @@
  * operation has completed. Arguments are validated here and rejected with ArgumentError; the
  * native side only asserts. Operating failures are PmqError with a stable code.
  */
-import { ArgumentError, PmqError, type ErrorCode } from '../common/errors.js';
+import { ArgumentError, NativeError, PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
 import { EventKind, type TransportHandle, type TransportNativeOptions, type TransportStats } from
@@ -227,7 +227,17 @@ export class Transport extends TransportCore {
     if (typeof host !== 'string' || host.length === 0) throw new ArgumentError('host needed');
     checkCount('port', port, 0, 65535);
     if (this.listening) throw new ArgumentError('already listening');
-    const bound = native.transportListen(this.handle, host, port);
+    let bound: string;
+    try {
+      bound = native.transportListen(this.handle, host, port);
+    } catch (error) {
+      // UCS_ERR_BUSY is how UCX 1.13 reports EADDRINUSE: say it in the words users search for.
+      if (error instanceof NativeError && error.reason.includes('Device is busy')) {
+        throw new NativeError(error.code, `listen on ${host}:${port} failed: address in use ` +
+          '(another process listens there)', error.reason);
+      }
+      throw error;
+    }
     this.listening = true;
     const colon = bound.lastIndexOf(':');
     return { host: bound.slice(0, colon), port: Number(bound.slice(colon + 1)) };

@@ -8,6 +8,8 @@
 //   how to resume (--skip-lines), and the resume stores every line once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 
 import t from 'tap';
 
@@ -130,6 +132,60 @@ t.test('Ctrl-C during produce: a summary and a resume without duplicates (bug 11
   const counts = await consumedCounts('sig', client);
   t.equal(counts.size, 25_000, 'every line stored');
   t.ok([...counts.values()].every((n) => n === 1), 'none twice');
+});
+
+t.test('friction: port in use, --size 1GB, --from out of range', async (t) => {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => holder.close());
+  const port = (holder.address() as AddressInfo).port;
+  const regionPath = `${dir}/in-use.region`;
+  const storageRun = await runPmq(['storage', '--path', regionPath, '--size', '4MiB',
+    '--listen', `127.0.0.1:${port}`, '--transports', 'tcp', '--cluster-key-file',
+    `${dir}/cluster.key`]);
+  t.equal(storageRun.code, 1);
+  t.match(storageRun.stderr, /address 127\.0\.0\.1:\d+ is already in use/);
+  t.notOk(existsSync(regionPath), 'no region file left behind');
+  const brokerRun = await runPmq(['broker', '--listen', `127.0.0.1:${port}`, '--storage',
+    `${storage.host}:${storage.port}`, '--data-dir', `${dir}/in-use-broker`, '--transports',
+    'tcp', '--cluster-key-file', `${dir}/cluster.key`]);
+  t.equal(brokerRun.code, 1);
+  t.match(brokerRun.stderr, /already in use/);
+
+  const decimal = await startStorage(`${dir}/decimal.region`, 2, 0, ['--size', '10MB']);
+  t.pass('--size 10MB (not a whole number of pages) is accepted, rounded up to a page');
+  await stopProc(decimal);
+
+  t.equal((await runPmq(['topic', 'create', 'range', '--partitions', '2', ...client])).code, 0);
+  t.equal((await runPmq(['produce', 'range', '--partition', '0', ...client],
+    numbered(1, 10))).code, 0);
+  const outside = await runPmq(['consume', 'range', '--from', '50', ...client]);
+  t.equal(outside.code, 1);
+  t.match(outside.stderr,
+    /offset 50 is not held by range partition 0: 0\.\.10, partition 1: 0\.\.0/);
+});
+
+t.test('relative and timestamp starts: -o -N, +N, @ms, @ISO (offsetsForTimes)', async (t) => {
+  t.equal((await runPmq(['topic', 'create', 'when', '--partitions', '2', ...client])).code, 0);
+  t.equal((await runPmq(['produce', 'when', '--partition', '0', ...client],
+    numbered(1, 5))).code, 0);
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  const between = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.equal((await runPmq(['produce', 'when', '--partition', '0', ...client],
+    numbered(6, 10))).code, 0);
+  const read = async (...args: string[]): Promise<string> => {
+    const run = await runPmq(['consume', 'when', '--timeout-ms', '1500', ...args, ...client]);
+    t.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  t.equal(await read('--partition', '0', '-o', '-3'), numbered(8, 10), '-o -3: the last 3');
+  t.equal(await read('--partition', '0', '-o', '+7'), numbered(8, 10), '+7: after 7');
+  t.equal(await read('--partition', '0', '-o', `@${between}`), numbered(6, 10), '@ms');
+  t.equal(await read('--partition', '0', '-o', `@${new Date(between).toISOString()}`),
+    numbered(6, 10), '@ISO');
+  t.equal(await read('-o', '@0'), numbered(1, 10), '@0: everything (partition 1 is empty)');
+  t.equal(await read('-o', `@${Date.now() + 60_000}`), '', 'a future time: the end');
 });
 
 t.test('REGION_FULL during produce: what was acknowledged and where to resume', async (t) => {
