@@ -18,18 +18,20 @@ import type { Client, Consumer, ConsumerBatch, ConsumerOptions, TopicPartitionOf
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
   './client-options.js';
 import { fromArgument, isPerPartition, startOffsets, type From } from './consume-start.js';
-import { integerArgument } from './options.js';
-import { textPieces, toJsonRecord } from './record-format.js';
+import { integerArgument, topicOf, topicOption, type TopicOption } from './options.js';
+import { parseTemplate, templatePieces, textPieces, toJsonRecord, type Template } from
+  './record-format.js';
 import { plural } from './report.js';
 
 interface ConsumeCliOptions extends ClientCliOptions {
   from: From;
   autoOffsetReset?: 'earliest' | 'latest' | 'none';
-  partition?: number;
+  /** -p 0,2: these partitions only. */
+  partition?: number[];
   group?: string;
   max?: number;
   timeoutMs?: number;
-  format: 'text' | 'json';
+  format: 'text' | 'json' | Template;
   printKeys: boolean;
 }
 
@@ -111,9 +113,14 @@ async function writeOut(data: Buffer | string): Promise<void> {
 function formatBatch(batch: ConsumerBatch, count: number, opts: ConsumeCliOptions):
   Buffer | string {
   const records = batch.records.slice(0, count);
-  if (opts.format === 'json') {
+  const { format } = opts;
+  if (format === 'json') {
     return records.map((r) => `${JSON.stringify(toJsonRecord(batch.topic, batch.partition,
       r))}\n`).join('');
+  }
+  if (format !== 'text') {
+    return Buffer.concat(records.flatMap((r) => templatePieces(format, batch.topic,
+      batch.partition, r)));
   }
   return Buffer.concat(records.flatMap((r) => textPieces(r, opts.printKeys)));
 }
@@ -147,7 +154,7 @@ async function perPartitionStarts(client: Client, topic: string, opts: ConsumeCl
   if (!isPerPartition(from)) return new Map();
   const { partitions } = await client.admin().describeTopic(topic);
   const read = opts.partition === undefined ? partitions
-    : partitions.filter((p) => p.partition === opts.partition);
+    : partitions.filter((p) => opts.partition!.includes(p.partition));
   return startOffsets(client, topic, from, read, opts.autoOffsetReset !== undefined);
 }
 
@@ -168,7 +175,7 @@ async function consume(client: Client, topic: string, opts: ConsumeCliOptions,
   try {
     const starts = await perPartitionStarts(client, topic, opts);
     if (opts.partition === undefined) await consumer.subscribe(topic);
-    else await consumer.assign([{ topic, partition: opts.partition }]);
+    else await consumer.assign(opts.partition.map((partition) => ({ topic, partition })));
     for (const [partition, offset] of starts) consumer.seek(topic, partition, offset);
     await consumeBatches(run);
     await run.finalCommit();
@@ -197,10 +204,25 @@ async function runConsume(topic: string, opts: ConsumeCliOptions): Promise<void>
   }
 }
 
+function formatArgument(text: string): ConsumeCliOptions['format'] {
+  if (text === 'text' || text === 'json') return text;
+  const template = parseTemplate(text);
+  if (typeof template === 'string') {
+    throw new InvalidArgumentError(`text, json or a template: ${template}`);
+  }
+  return template;
+}
+
+function partitionsArgument(text: string): number[] {
+  const parse = integerArgument('--partition', 0, 0x7fff_ffff);
+  return [...new Set(text.split(',').map((one) => parse(one.trim())))];
+}
+
 export function registerConsumeCommand(program: Command): void {
   const command = program.command('consume')
     .description('print the records of a topic to stdout, one per line')
-    .argument('<topic>', 'topic to read')
+    .argument('[topic]', 'topic to read (or -t)')
+    .addOption(topicOption('topic to read'))
     .addOption(new Option('-o, --from <where>', 'earliest, latest, an offset N, -N (N ' +
       'before the end), +N (N after the start) or @TIME (ms since the epoch, or ISO 8601); ' +
       'with --group earliest/latest apply only where the group committed nothing')
@@ -209,18 +231,21 @@ export function registerConsumeCommand(program: Command): void {
       'position is not held (deleted by retention, past the end) or the group committed ' +
       'none: earliest, latest, or none (fail with PMQ_ERR_OFFSET_OUT_OF_RANGE); default: ' +
       'earliest with --from earliest, else latest').choices(['earliest', 'latest', 'none']))
-    .addOption(new Option('--partition <n>', 'read only this partition (default: all)')
-      .argParser(integerArgument('--partition', 0, 0x7fff_ffff)))
+    .addOption(new Option('-p, --partition <n,...>', 'read only these partitions (default: ' +
+      'all)').argParser(partitionsArgument))
     .addOption(new Option('--group <group>', 'consumer group: start from its committed ' +
       'offsets, commit what was printed as it goes and at exit'))
-    .addOption(new Option('--max <n>', 'exit after this many records')
+    .addOption(new Option('-n, --max <n>', 'exit after this many records')
       .argParser(integerArgument('--max', 1, Number.MAX_SAFE_INTEGER)))
     .addOption(new Option('--timeout-ms <ms>', 'exit when no record arrives for this long ' +
       '(default: wait forever)').argParser(integerArgument('--timeout-ms', 1, 2 ** 31 - 1)))
-    .addOption(new Option('--format <format>', 'text: the value (key<TAB>value with ' +
-      '--print-keys); json: one object per line').choices(['text', 'json']).default('text'))
+    .addOption(new Option('-f, --format <format>', 'text: the value (key<TAB>value with ' +
+      '--print-keys); json: one object per line; or a template such as \'%p %o %k %v\\n\' ' +
+      '(%t topic, %p partition, %o offset, %d timestamp, %k key, %h headers, %v value)')
+      .default('text').argParser(formatArgument))
     .option('--print-keys', 'text format: print key<TAB>value', false);
-  addClientOptions(command).action(async (topic: string, opts: ConsumeCliOptions) => {
-    await runConsume(topic, opts);
+  addClientOptions(command).action(async (topic: string | undefined,
+    opts: ConsumeCliOptions & TopicOption) => {
+    await runConsume(topicOf(topic, opts), opts);
   });
 }

@@ -19,10 +19,12 @@ import { addClientOptions, clientLogger, withClient, type ClientCliOptions } fro
   './client-options.js';
 import { readLineGroups, type LineGroup } from './lines.js';
 import { plural, reportFatal } from './report.js';
-import { integerArgument } from './options.js';
+import { integerArgument, topicOf, topicOption, type TopicOption } from './options.js';
 
-interface ProduceCliOptions extends ClientCliOptions {
+interface ProduceCliOptions extends ClientCliOptions, TopicOption {
   key?: string;
+  /** -H key=value, repeatable: headers of every record. */
+  header: { key: string; value: string }[];
   value?: string;
   keySeparator?: string;
   partition?: number;
@@ -92,15 +94,17 @@ function toRecords(lines: Buffer[], firstLineNumber: number, opts: ProduceCliOpt
   ProducerRecord[] {
   const separator = opts.keySeparator === undefined ? null : Buffer.from(opts.keySeparator);
   const fixedKey = opts.key ?? null;
+  const headers = opts.header.length === 0 ? undefined : opts.header;
   return lines.map((line, index) => {
-    if (separator === null) return { key: fixedKey, value: line };
+    if (separator === null) return { key: fixedKey, value: line, headers };
     const at = line.indexOf(separator);
     if (at < 0) {
       throw new PmqError('PMQ_ERR_ARGUMENT', `input line ${firstLineNumber + index} has no ` +
         `key separator ${JSON.stringify(opts.keySeparator)}: write KEY${opts.keySeparator}` +
         'VALUE on every line');
     }
-    return { key: line.subarray(0, at), value: line.subarray(at + separator.byteLength) };
+    return { key: line.subarray(0, at), value: line.subarray(at + separator.byteLength),
+      headers };
   });
 }
 
@@ -237,7 +241,8 @@ async function produce(client: Client, topic: string, opts: ProduceCliOptions,
     await produceLines(producer, topic, opts, totals, stop);
   } else {
     const [result] = await producer.send({ topic, partition: opts.partition,
-      records: [{ key: opts.key ?? null, value: opts.value }] });
+      records: [{ key: opts.key ?? null, value: opts.value,
+        headers: opts.header.length === 0 ? undefined : opts.header }] });
     totals.records += 1;
     totals.sizeBytes += Buffer.byteLength(opts.value);
     if (opts.printOffsets && result !== undefined) {
@@ -299,6 +304,13 @@ async function runProduce(topic: string, opts: ProduceCliOptions): Promise<void>
   if (stop.interrupted) process.exit(130);
 }
 
+function collectHeader(text: string, previous: ProduceCliOptions['header']):
+  ProduceCliOptions['header'] {
+  const at = text.indexOf('=');
+  if (at <= 0) throw new InvalidArgumentError('-H takes key=value (a non-empty key)');
+  return [...previous, { key: text.slice(0, at), value: text.slice(at + 1) }];
+}
+
 function separatorArgument(text: string): string {
   if (text.length === 0) throw new InvalidArgumentError('--key-separator must not be empty');
   return text;
@@ -307,12 +319,15 @@ function separatorArgument(text: string): string {
 export function registerProduceCommand(program: Command): void {
   const command = program.command('produce')
     .description('send records to a topic: one per line from stdin, or one with --value')
-    .argument('<topic>', 'topic to send to')
+    .argument('[topic]', 'topic to send to (or -t)')
+    .addOption(topicOption('topic to send to'))
     .addOption(new Option('--value <value>', 'send this one record instead of reading stdin'))
-    .addOption(new Option('--key <key>', 'key of every record (default: none)'))
+    .addOption(new Option('-k, --key <key>', 'key of every record (default: none)'))
+    .addOption(new Option('-H, --header <key=value>', 'a header of every record (Kafka ' +
+      'record headers), repeatable').default([]).argParser(collectHeader))
     .addOption(new Option('--key-separator <sep>', 'each line is KEY<sep>VALUE (split at ' +
       'the first <sep>)').conflicts(['key', 'value']).argParser(separatorArgument))
-    .addOption(new Option('--partition <n>', 'send every record to this partition (default: ' +
+    .addOption(new Option('-p, --partition <n>', 'send every record to this partition (default: ' +
       'by key, else sticky round robin)').argParser(integerArgument('--partition', 0,
       0x7fff_ffff)))
     .addOption(new Option('--acks <acks>', 'all: wait until durable; none: until written')
@@ -325,7 +340,8 @@ export function registerProduceCommand(program: Command): void {
       .default(5).argParser(integerArgument('--linger-ms', 0, 60_000)))
     .addOption(new Option('--batch-bytes <bytes>', 'largest batch per partition (default ' +
       '256KiB; keyless records stay on one partition per batch)').argParser(batchBytesArgument));
-  addClientOptions(command).action(async (topic: string, opts: ProduceCliOptions) => {
-    await runProduce(topic, opts);
+  addClientOptions(command).action(async (topic: string | undefined,
+    opts: ProduceCliOptions) => {
+    await runProduce(topicOf(topic, opts), opts);
   });
 }

@@ -4,6 +4,7 @@
 //   rule) and, sent raw, answered by the broker with PMQ_ERR_ARGUMENT on a connection that
 //   stays usable; "." and ".." are refused like the storage node refuses them.
 // - bug 2: a consumer with its storage node down says so and exits 1.
+// - the friction list, rpk's conventions (short flags, --brokers, -H, -f templates, -o starts).
 // - bug 11: produce stopped by Ctrl-C or PMQ_ERR_REGION_FULL says what was acknowledged and
 //   how to resume (--skip-lines), and the resume stores every line once.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -186,6 +187,32 @@ t.test('relative and timestamp starts: -o -N, +N, @ms, @ISO (offsetsForTimes)', 
     numbered(6, 10), '@ISO');
   t.equal(await read('-o', '@0'), numbered(1, 10), '@0: everything (partition 1 is empty)');
   t.equal(await read('-o', `@${Date.now() + 60_000}`), '', 'a future time: the end');
+});
+
+t.test('conventions as rpk: short flags, --brokers, 1 partition, -H, templates', async (t) => {
+  const brokers = ['--brokers', `${broker.host}:${broker.port}`, '--transports', 'tcp'];
+  const created = await runPmq(['topic', 'create', 'conv', ...brokers]);
+  t.equal(created.code, 0, created.stderr);
+  t.match(created.stderr, /created with 1 partition\n/, '--partitions defaults to 1');
+  t.equal((await runPmq(['topic', 'create', 'conv3', '-p', '3', ...client])).code, 0);
+  const produced = await runPmq(['produce', '-t', 'conv3', '-p', '2', '-k', 'K', '-H', 'src=web',
+    '-H', 'n=1', ...client], 'one\ntwo\n');
+  t.equal(produced.code, 0, produced.stderr);
+  const templated = await runPmq(['consume', '-t', 'conv3', '-p', '1,2', '-n', '2', '-o', '0',
+    '-f', '%t|%p|%o|%k|%h|%v\\n', ...brokers]);
+  t.equal(templated.code, 0, templated.stderr);
+  t.equal(templated.stdout, 'conv3|2|0|K|src=web,n=1|one\nconv3|2|1|K|src=web,n=1|two\n');
+  const stamped = await runPmq(['consume', 'conv3', '-p', '2', '-n', '1', '-f', '%d%%\\t%v\\n',
+    ...client]);
+  t.match(stamped.stdout, /^\d{13}%\tone\n$/, '%d timestamp, %% and \\t');
+  const json = await runPmq(['consume', 'conv3', '-n', '1', '-f', 'json', ...client]);
+  t.same((JSON.parse(json.stdout) as { headers: unknown }).headers,
+    [{ key: 'src', value: 'web' }, { key: 'n', value: '1' }], '-H: Kafka record headers');
+  const bad = await runPmq(['consume', 'conv3', '-f', '%x', ...client]);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /unknown %x/);
+  const none = await runPmq(['consume', ...client]);
+  t.match(none.stderr, /name the topic/);
 });
 
 t.test('REGION_FULL during produce: what was acknowledged and where to resume', async (t) => {
