@@ -215,6 +215,26 @@ t.test('conventions as rpk: short flags, --brokers, 1 partition, -H, templates',
   t.match(none.stderr, /name the topic/);
 });
 
+t.test('storage death during produce: the summary says where to resume (bug 11)', async (t) => {
+  const node = await startStorage(`${dir}/death-region`, 3);
+  const nodeBroker = await startBroker(`${dir}/death-broker`, [node]);
+  t.teardown(async () => { await stopProc(nodeBroker); await stopProc(node); });
+  const at = ['--broker', `${nodeBroker.host}:${nodeBroker.port}`, '--transports', 'tcp'];
+  t.equal((await runPmq(['topic', 'create', 'death', ...at])).code, 0);
+  const producer = startProduce(['death', ...at]);
+  producer.child.stdin!.write(numbered(1, 5000));
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  await stopProc(node);
+  producer.child.stdin!.write(numbered(5001, 10_000));
+  producer.child.stdin!.end(numbered(10_001, 20_000));
+  const run = await producer.done;
+  t.equal(run.code, 1, 'exit 1');
+  t.match(run.stderr, /acknowledged to death .*; stopped: PMQ_ERR_/);
+  const match = /input lines 1\.\.(\d+) are acknowledged/.exec(run.stderr);
+  t.ok(match, run.stderr);
+  t.ok(Number(match?.[1]) >= 5000, 'what was acknowledged before the death is said');
+});
+
 t.test('REGION_FULL during produce: what was acknowledged and where to resume', async (t) => {
   t.equal((await runPmq(['topic', 'create', 'full', '--partitions', '1', ...client])).code, 0);
   const run = await runPmq(['produce', 'full', ...client], numbered(1, 8000, 1000));
