@@ -12,6 +12,7 @@
         "native/region_shadow.cc",
         "native/region_napi.cc",
         "native/transport.cc",
+        "native/ucx_log.cc",
         "native/transport_am.cc",
         "native/transport_grants.cc",
         "native/grant_table.cc",

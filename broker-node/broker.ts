@@ -123,10 +123,11 @@ function fencedAnswers(channel: ControlChannel, fence: Fence): AppendAnswers {
 }
 
 /** Headers and small payloads shared: the control channel, the only handler, copies them. */
-function openTransport(opts: BrokerOptions): Transport {
+function openTransport(opts: BrokerOptions, log: Logger): Transport {
   return Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
     busyPoll: opts.busyPoll, sharedHeaders: true,
-    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES });
+    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES,
+    ucxLogVerbose: log.isLevelEnabled('debug') });
 }
 
 export async function startBroker(opts: BrokerOptions): Promise<Broker> {
@@ -135,7 +136,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const dirLock = lockDataDir(opts.dataDir);
   const auth = opts.authFile === undefined ? AuthStore.off(log)
     : AuthStore.open(opts.authFile, log);
-  const transport = openTransport(opts);
+  const transport = openTransport(opts, log);
   const timers: NodeJS.Timeout[] = []; // lease expiry, retention
   let ticking = true; // partitions' own timers (a blocking lease's cut) run only while true
   const quiesce = (): void => { // stopping or fenced: no more expiry, cuts or pushes

@@ -376,7 +376,8 @@ export class StoragePool {
   }
 
   async #helloUntil(node: StorageNodeState, deadline: number): Promise<StorageInfo> {
-    for (;;) {
+    const startedAtMs = Date.now();
+    for (let attempt = 0; ; attempt += 1) {
       try {
         return await this.#hello(node);
       } catch (error) {
@@ -393,7 +394,11 @@ export class StoragePool {
             `${node.address.port} did not answer storageHello: start it (recovery needs every ` +
             'storage node), or fix --storage', { cause: error });
         }
-        this.log.warn({ ...node.address, err: String(error) }, 'storage node not ready');
+        // Said at warn at once and every ~5 s (not per 500 ms retry): the broker opens its
+        // port only after recovery, which needs every storage node.
+        this.log[attempt % 10 === 0 ? 'warn' : 'debug']({ ...node.address, err: String(error),
+          waitedMs: Date.now() - startedAtMs, givingUpInMs: deadline - Date.now() },
+        'storage node not ready');
         await new Promise((resolve) => setTimeout(resolve, BROKER_LIMITS.storageReconnectMs));
       }
     }

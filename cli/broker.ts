@@ -10,6 +10,7 @@ import { BrokerMetrics } from '../broker-node/metrics.js';
 import { metricsListenOption, serveMetrics, type MetricsEndpoint } from './metrics-listen.js';
 import { busyPollOption, clusterKeyFileOption, integerArgument, logLevelOption } from
   './options.js';
+import { checkListenAddressFree } from './listen-check.js';
 import { loadClusterKey } from './storage.js';
 
 /** A fenced broker exits (code 2) within this long, whatever its stop is waiting for. */
@@ -37,6 +38,7 @@ export interface BrokerCliOptions {
 export async function runBroker(opts: BrokerCliOptions, banner: string): Promise<Broker> {
   const log = createLogger({ level: opts.logLevel as 'info' });
   const listen = parseHostPort(opts.listen);
+  await checkListenAddressFree(listen.host, listen.port, '--listen');
   const storage = opts.storage.split(',').filter((text) => text.length > 0)
     .map((text) => parseHostPort(text));
   const clusterKey = loadClusterKey(opts.clusterKeyFile, log);
@@ -55,6 +57,8 @@ export async function runBroker(opts: BrokerCliOptions, banner: string): Promise
   const metrics = opts.metricsListen === undefined ? undefined : new BrokerMetrics();
   const endpoint = metrics === undefined ? null
     : await serveMetrics(opts.metricsListen!, metrics.metrics, log);
+  process.stdout.write(`${banner} recovering from storage node(s) ${opts.storage}: it ` +
+    'listens once every one has answered\n');
   const broker = await startBroker({ host: listen.host, port: listen.port, storage,
     dataDir: opts.dataDir, log, clusterKey, transports: opts.transports,
     netDevices: opts.netDevices, busyPoll: opts.busyPoll,

@@ -18,6 +18,7 @@ export const DEFAULT_BROKER = '127.0.0.1:9092';
 
 export interface ClientCliOptions {
   broker: string;
+  brokers?: string;
   transports?: string;
   netDevices?: string;
   busyPoll: boolean;
@@ -28,21 +29,31 @@ export interface ClientCliOptions {
   passwordFile?: string;
 }
 
+/** One broker or several, comma-separated (the first that answers is used, as bootstrap). */
 function brokerArgument(text: string): string {
   try {
-    parseBroker(text);
+    for (const one of text.split(',')) parseBroker(one.trim());
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
   return text;
 }
 
+/** The brokers named by --broker / --brokers (Kafka and rpk spell it with an s). */
+export function brokerList(opts: ClientCliOptions): string[] {
+  return (opts.brokers ?? opts.broker).split(',').map((one) => one.trim())
+    .filter((one) => one.length > 0);
+}
+
 /** --broker (env PMQ_BROKER), --transports, --net-devices, --busy-poll, --data-path,
  *  --request-timeout-ms, --log-level. */
 export function addClientOptions(command: Command): Command {
   return command
-    .addOption(new Option('--broker <host:port>', 'the broker to talk to')
-      .env('PMQ_BROKER').default(DEFAULT_BROKER).argParser(brokerArgument))
+    .addOption(new Option('--broker <host:port>', 'the broker to talk to (several: ' +
+      'comma-separated, the first that answers)').env('PMQ_BROKER').default(DEFAULT_BROKER)
+      .argParser(brokerArgument))
+    .addOption(new Option('--brokers <host:port,...>', 'the same as --broker').hideHelp()
+      .argParser(brokerArgument))
     .addOption(new Option('--transports <list>', 'UCX transports, UCX_TLS syntax ' +
       '(e.g. tcp, sm,tcp); default: UCX picks'))
     .addOption(new Option('--net-devices <list>', 'UCX net devices, UCX_NET_DEVICES syntax'))
@@ -77,7 +88,7 @@ export async function withClient<T>(opts: ClientCliOptions, log: Logger,
   const auth = opts.user === undefined ? undefined
     : { user: opts.user, password: await readPassword(opts.passwordFile, `user ${opts.user}`) };
   try {
-    client = await connect({ brokers: [opts.broker], clientId: `pmq-cli-${process.pid}`,
+    client = await connect({ brokers: brokerList(opts), clientId: `pmq-cli-${process.pid}`,
       transports: opts.transports, netDevices: opts.netDevices, busyPoll: opts.busyPoll,
       dataPath: opts.dataPath,
       requestTimeoutMs: opts.requestTimeoutMs, logger: log,
@@ -85,7 +96,8 @@ export async function withClient<T>(opts: ClientCliOptions, log: Logger,
   } catch (error) {
     if (error instanceof PmqError && (error.code === 'PMQ_ERR_NOT_CONNECTED' ||
         error.code === 'PMQ_ERR_TIMEOUT')) {
-      throw new PmqError(error.code, `no broker answers at ${opts.broker}: start one ` +
+      throw new PmqError(error.code, `no broker answers at ${brokerList(opts).join(', ')}: ` +
+        'start one ' +
         '(pmq dev, pmq broker) or pass --broker host:port (or set PMQ_BROKER)',
       { cause: error });
     }

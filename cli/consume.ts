@@ -17,42 +17,36 @@ import type { Client, Consumer, ConsumerBatch, ConsumerOptions, TopicPartitionOf
   '../clients/index.js';
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
   './client-options.js';
-import { integerArgument } from './options.js';
-import { textPieces, toJsonRecord } from './record-format.js';
+import { fromArgument, isPerPartition, startOffsets, type From } from './consume-start.js';
+import { integerArgument, topicOf, topicOption, type TopicOption } from './options.js';
+import { parseTemplate, templatePieces, textPieces, toJsonRecord, type Template } from
+  './record-format.js';
 import { plural } from './report.js';
-
-type From = 'earliest' | 'latest' | number;
 
 interface ConsumeCliOptions extends ClientCliOptions {
   from: From;
   autoOffsetReset?: 'earliest' | 'latest' | 'none';
-  partition?: number;
+  /** -p 0,2: these partitions only. */
+  partition?: number[];
   group?: string;
   max?: number;
   timeoutMs?: number;
-  format: 'text' | 'json';
+  format: 'text' | 'json' | Template;
   printKeys: boolean;
 }
 
 const COMMIT_INTERVAL_MS = 1000;
 
-function fromArgument(text: string): From {
-  if (text === 'earliest' || text === 'latest') return text;
-  const offset = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(offset)) {
-    throw new InvalidArgumentError('--from must be earliest, latest or an offset (an integer ' +
-      '≥ 0)');
-  }
-  return offset;
-}
-
-/** With --group the committed offset wins; earliest/latest only apply when none is. */
+/**
+ * With --group the committed offset wins; earliest/latest only apply when none is. Any other
+ * --from starts 'latest' and each partition is then sought to its own start (startOffsets).
+ */
 function consumerOptions(opts: ConsumeCliOptions): ConsumerOptions {
   const { from, group } = opts;
   // A position retention deleted moves to where --from points (earliest by default).
   const autoOffsetReset = opts.autoOffsetReset ?? (from === 'earliest' ? 'earliest' : 'latest');
-  if (typeof from === 'number') {
-    return { ...(group === undefined ? {} : { groupId: group }), start: { offset: from },
+  if (isPerPartition(from)) {
+    return { ...(group === undefined ? {} : { groupId: group }), start: 'latest',
       autoOffsetReset };
   }
   if (group === undefined) return { start: from, autoOffsetReset };
@@ -64,6 +58,8 @@ function consumerOptions(opts: ConsumeCliOptions): ConsumerOptions {
 class ConsumeRun {
   records = 0;
   stopReason: string | null = null;
+  /** Reads were failing when the run stopped (not --max): the cause, reported, exit 1. */
+  readFailure: ReturnType<Consumer['readFailure']> = null;
   readonly positions = new Map<number, TopicPartitionOffset>();
   #commitInFlight: Promise<void> | null = null;
   #committedAtMs = performance.now();
@@ -73,6 +69,9 @@ class ConsumeRun {
     readonly log: Logger) {}
 
   stop(reason: string): void {
+    if (this.stopReason === null && !reason.endsWith('(--max)')) {
+      this.readFailure = this.consumer.readFailure();
+    }
     this.stopReason ??= reason;
     clearTimeout(this.#idleTimer);
     void this.consumer.close();
@@ -114,9 +113,14 @@ async function writeOut(data: Buffer | string): Promise<void> {
 function formatBatch(batch: ConsumerBatch, count: number, opts: ConsumeCliOptions):
   Buffer | string {
   const records = batch.records.slice(0, count);
-  if (opts.format === 'json') {
+  const { format } = opts;
+  if (format === 'json') {
     return records.map((r) => `${JSON.stringify(toJsonRecord(batch.topic, batch.partition,
       r))}\n`).join('');
+  }
+  if (format !== 'text') {
+    return Buffer.concat(records.flatMap((r) => templatePieces(format, batch.topic,
+      batch.partition, r)));
   }
   return Buffer.concat(records.flatMap((r) => textPieces(r, opts.printKeys)));
 }
@@ -143,6 +147,17 @@ async function consumeBatches(run: ConsumeRun): Promise<void> {
   }
 }
 
+/** Where each partition starts for an offset, -N, +N or @TIME --from; empty otherwise. */
+async function perPartitionStarts(client: Client, topic: string, opts: ConsumeCliOptions):
+  Promise<Map<number, number>> {
+  const { from } = opts;
+  if (!isPerPartition(from)) return new Map();
+  const { partitions } = await client.admin().describeTopic(topic);
+  const read = opts.partition === undefined ? partitions
+    : partitions.filter((p) => opts.partition!.includes(p.partition));
+  return startOffsets(client, topic, from, read, opts.autoOffsetReset !== undefined);
+}
+
 async function consume(client: Client, topic: string, opts: ConsumeCliOptions,
   log: Logger): Promise<ConsumeRun> {
   const consumer = client.consumer(consumerOptions(opts));
@@ -158,8 +173,10 @@ async function consume(client: Client, topic: string, opts: ConsumeCliOptions,
   process.on('SIGINT', sigint).on('SIGTERM', sigterm);
   process.stdout.on('error', onOutputError);
   try {
+    const starts = await perPartitionStarts(client, topic, opts);
     if (opts.partition === undefined) await consumer.subscribe(topic);
-    else await consumer.assign([{ topic, partition: opts.partition }]);
+    else await consumer.assign(opts.partition.map((partition) => ({ topic, partition })));
+    for (const [partition, offset] of starts) consumer.seek(topic, partition, offset);
     await consumeBatches(run);
     await run.finalCommit();
   } finally {
@@ -177,31 +194,58 @@ async function runConsume(topic: string, opts: ConsumeCliOptions): Promise<void>
   process.stderr.write(`pmq consume: ${plural(run.records, 'record')} from ${topic} in ` +
     `${seconds.toFixed(2)} s; stopped: ${run.stopReason ?? 'end'}` +
     (opts.group === undefined ? '' : `; positions committed for group ${opts.group}`) + '\n');
+  const failure = run.readFailure;
+  if (failure !== null) {
+    // "0 records" must not look like an empty topic when nothing could be read.
+    process.stderr.write(`pmq: reads of ${failure.topic}/${failure.partition} were failing ` +
+      `when it stopped: ${failure.error.message}; is every storage node up? ` +
+      `[${failure.error.code}]\n`);
+    process.exitCode = 1;
+  }
+}
+
+function formatArgument(text: string): ConsumeCliOptions['format'] {
+  if (text === 'text' || text === 'json') return text;
+  const template = parseTemplate(text);
+  if (typeof template === 'string') {
+    throw new InvalidArgumentError(`text, json or a template: ${template}`);
+  }
+  return template;
+}
+
+function partitionsArgument(text: string): number[] {
+  const parse = integerArgument('--partition', 0, 0x7fff_ffff);
+  return [...new Set(text.split(',').map((one) => parse(one.trim())))];
 }
 
 export function registerConsumeCommand(program: Command): void {
   const command = program.command('consume')
     .description('print the records of a topic to stdout, one per line')
-    .argument('<topic>', 'topic to read')
-    .addOption(new Option('--from <where>', 'earliest, latest or an offset (with --group: ' +
-      'where to start when the group has no committed offset; an offset always wins)')
+    .argument('[topic]', 'topic to read (or -t)')
+    .addOption(topicOption('topic to read'))
+    .addOption(new Option('-o, --from <where>', 'earliest, latest, an offset N, -N (N ' +
+      'before the end), +N (N after the start) or @TIME (ms since the epoch, or ISO 8601); ' +
+      'with --group earliest/latest apply only where the group committed nothing')
       .default('earliest' as From).argParser(fromArgument))
     .addOption(new Option('--auto-offset-reset <policy>', 'where a partition goes when its ' +
       'position is not held (deleted by retention, past the end) or the group committed ' +
       'none: earliest, latest, or none (fail with PMQ_ERR_OFFSET_OUT_OF_RANGE); default: ' +
       'earliest with --from earliest, else latest').choices(['earliest', 'latest', 'none']))
-    .addOption(new Option('--partition <n>', 'read only this partition (default: all)')
-      .argParser(integerArgument('--partition', 0, 0x7fff_ffff)))
+    .addOption(new Option('-p, --partition <n,...>', 'read only these partitions (default: ' +
+      'all)').argParser(partitionsArgument))
     .addOption(new Option('--group <group>', 'consumer group: start from its committed ' +
       'offsets, commit what was printed as it goes and at exit'))
-    .addOption(new Option('--max <n>', 'exit after this many records')
+    .addOption(new Option('-n, --max <n>', 'exit after this many records')
       .argParser(integerArgument('--max', 1, Number.MAX_SAFE_INTEGER)))
     .addOption(new Option('--timeout-ms <ms>', 'exit when no record arrives for this long ' +
       '(default: wait forever)').argParser(integerArgument('--timeout-ms', 1, 2 ** 31 - 1)))
-    .addOption(new Option('--format <format>', 'text: the value (key<TAB>value with ' +
-      '--print-keys); json: one object per line').choices(['text', 'json']).default('text'))
+    .addOption(new Option('-f, --format <format>', 'text: the value (key<TAB>value with ' +
+      '--print-keys); json: one object per line; or a template such as \'%p %o %k %v\\n\' ' +
+      '(%t topic, %p partition, %o offset, %d timestamp, %k key, %h headers, %v value)')
+      .default('text').argParser(formatArgument))
     .option('--print-keys', 'text format: print key<TAB>value', false);
-  addClientOptions(command).action(async (topic: string, opts: ConsumeCliOptions) => {
-    await runConsume(topic, opts);
+  addClientOptions(command).action(async (topic: string | undefined,
+    opts: ConsumeCliOptions & TopicOption) => {
+    await runConsume(topicOf(topic, opts), opts);
   });
 }

@@ -20,6 +20,13 @@ import { addStorageOptions, logLevelOption, type StorageCliOptions } from './opt
 
 export const DEFAULT_DEV_DATA_DIR = '/dev/shm/pmq/broker';
 
+/**
+ * On a terminal `pmq dev` is for a person: the children's own lines are not forwarded and they
+ * log at warn unless --log-level says otherwise, so the line to act on (where the broker is)
+ * comes last and alone. Elsewhere (scripts, tests) every child line is forwarded, as before.
+ */
+const FOR_A_PERSON = process.stdout.isTTY === true;
+
 interface DevCliOptions extends StorageCliOptions {
   brokerListen: string;
   brokerMetricsListen?: string;
@@ -30,8 +37,8 @@ interface DevCliOptions extends StorageCliOptions {
  * Starts `pmq <args>`; forwards its stdout; resolves with the first match of `pattern`, or
  * with `match: null` when the child exits first.
  */
-async function startChild(args: string[], pattern: RegExp, started: (c: ChildProcess) => void):
-  Promise<RegExpExecArray | null> {
+async function startChild(args: string[], pattern: RegExp, started: (c: ChildProcess) => void,
+  forward: boolean): Promise<RegExpExecArray | null> {
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args],
     { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   started(child);
@@ -40,7 +47,7 @@ async function startChild(args: string[], pattern: RegExp, started: (c: ChildPro
   return new Promise((resolve) => {
     let text: string | null = '';
     child.stdout!.on('data', (chunk: Buffer) => {
-      process.stdout.write(chunk);
+      if (forward) process.stdout.write(chunk);
       if (text === null) return;
       text += String(chunk);
       const match = pattern.exec(text);
@@ -114,7 +121,7 @@ async function runDev(opts: DevCliOptions): Promise<void> {
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.storage = child;
     child.once('exit', () => { void stop('SIGTERM', true); });
-  });
+  }, !FOR_A_PERSON);
   if (storage === null) return;
   const broker = await startChild(['broker', '--listen', opts.brokerListen, '--storage',
     `${storage[1]}:${storage[2]}`, '--data-dir', opts.dataDir, '--cluster-key-file', keyFile,
@@ -124,8 +131,12 @@ async function runDev(opts: DevCliOptions): Promise<void> {
   /listening on ([\d.]+):(\d+)/, (child) => {
     children.broker = child;
     child.once('exit', () => { void stop('SIGTERM', true); });
-  });
+  }, !FOR_A_PERSON);
   if (broker === null) return;
+  if (FOR_A_PERSON) {
+    process.stdout.write(`pmq dev: storage node at ${storage[1]}:${storage[2]} (region ` +
+      `${opts.path}), logs at ${opts.logLevel} on stderr\n`);
+  }
   process.stdout.write(`pmq dev: broker at ${broker[1]}:${broker[2]}; press Ctrl-C to stop\n`);
 }
 
@@ -138,5 +149,10 @@ export function registerDevCommand(program: Command): void {
     .addOption(metricsListenOption('--broker-metrics-listen', 'the broker'))
     .addOption(logLevelOption());
   addStorageOptions(command, '127.0.0.1:7100', 'one each: the storage node and the broker')
-    .action(async (opts: DevCliOptions) => { await runDev(opts); });
+    .action(async (opts: DevCliOptions, command: Command) => {
+      if (FOR_A_PERSON && command.getOptionValueSource('logLevel') === 'default') {
+        opts.logLevel = 'warn';
+      }
+      await runDev(opts);
+    });
 }

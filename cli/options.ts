@@ -1,6 +1,7 @@
 /** Options shared by several subcommands. */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
+import { PmqError } from '../common/errors.js';
 import { LIMITS } from '../common/limits.js';
 import { LOG_LEVELS } from '../common/log.js';
 import { metricsListenOption } from './metrics-listen.js';
@@ -81,4 +82,23 @@ export function integerArgument(name: string, min: number, max: number) {
     }
     return value;
   };
+}
+
+/** `-t, --topic`: the topic as an option too (rpk's spelling), for produce and consume. */
+export interface TopicOption { topic?: string }
+
+export function topicOption(description: string): Option {
+  return new Option('-t, --topic <topic>', `${description} (instead of the argument)`);
+}
+
+/** The topic given as the argument or by -t; exactly one of them. */
+export function topicOf(argument: string | undefined, opts: TopicOption): string {
+  if (argument !== undefined && opts.topic !== undefined && argument !== opts.topic) {
+    throw new PmqError('PMQ_ERR_ARGUMENT', `two topics given: ${argument} and -t ${opts.topic}`);
+  }
+  const topic = argument ?? opts.topic;
+  if (topic === undefined) {
+    throw new PmqError('PMQ_ERR_ARGUMENT', 'name the topic: pmq … TOPIC, or -t TOPIC');
+  }
+  return topic;
 }

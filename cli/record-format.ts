@@ -56,3 +56,68 @@ export function textPieces(record: PrintableRecord, printKeys: boolean): Buffer[
   return printKeys ? [textBytes(record.key), TAB, textBytes(record.value), NEWLINE]
     : [textBytes(record.value), NEWLINE];
 }
+
+/**
+ * A consume output template (`-f '%t %p %o %d %k %h %v\n'`, as rpk's): %t topic, %p partition,
+ * %o offset, %d timestamp (ms since the epoch), %k key, %v value, %h headers (key=value pairs
+ * joined by ','), %% a percent sign; \n, \t, \\ escapes. Keys, values and header values are
+ * printed as their bytes (nothing for null). Parsed once; applied per record without copying
+ * the payload.
+ */
+export type Template = (Buffer | 't' | 'p' | 'o' | 'd' | 'k' | 'v' | 'h')[];
+
+const FIELDS = new Set(['t', 'p', 'o', 'd', 'k', 'v', 'h']);
+const ESCAPES: Record<string, string> = { n: '\n', t: '\t', '\\': '\\', r: '\r' };
+
+/** The template, or the problem with it. */
+export function parseTemplate(text: string): Template | string {
+  const template: Template = [];
+  let literal = '';
+  for (let at = 0; at < text.length; at += 1) {
+    const c = text[at]!;
+    const next = text[at + 1];
+    if (c === '\\' && next !== undefined && ESCAPES[next] !== undefined) {
+      literal += ESCAPES[next];
+      at += 1;
+    } else if (c === '%') {
+      if (next === '%') {
+        literal += '%';
+      } else if (next !== undefined && FIELDS.has(next)) {
+        if (literal.length > 0) template.push(Buffer.from(literal));
+        literal = '';
+        template.push(next as Template[number] & string);
+      } else {
+        return `unknown %${next ?? ''} at ${at}: use %t %p %o %d %k %v %h or %%`;
+      }
+      at += 1;
+    } else {
+      literal += c;
+    }
+  }
+  if (literal.length > 0) template.push(Buffer.from(literal));
+  return template;
+}
+
+function headerPieces(record: PrintableRecord): Buffer[] {
+  return record.headers.flatMap(({ key, value }, index) => [
+    ...(index === 0 ? [] : [COMMA]), Buffer.from(`${key}=`), textBytes(value)]);
+}
+
+const COMMA = Buffer.from(',');
+
+/** The pieces of one record printed through `template`. */
+export function templatePieces(template: Template, topic: string, partition: number,
+  record: PrintableRecord): Buffer[] {
+  const pieces: Buffer[] = [];
+  for (const part of template) {
+    if (part instanceof Buffer) pieces.push(part);
+    else if (part === 't') pieces.push(Buffer.from(topic));
+    else if (part === 'p') pieces.push(Buffer.from(String(partition)));
+    else if (part === 'o') pieces.push(Buffer.from(String(record.offset)));
+    else if (part === 'd') pieces.push(Buffer.from(String(record.timestamp)));
+    else if (part === 'k') pieces.push(textBytes(record.key));
+    else if (part === 'v') pieces.push(textBytes(record.value));
+    else pieces.push(...headerPieces(record));
+  }
+  return pieces;
+}

@@ -1,5 +1,5 @@
 /** `pmq storage`: run one storage node until SIGINT/SIGTERM. */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import type { Command } from 'commander';
@@ -8,9 +8,11 @@ import type { ClusterKey } from '../common/auth/keys.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { parseHostPort, parseSizeBytes, formatBytes } from '../common/units.js';
 import { StorageMetrics } from '../storage-node/metrics.js';
+import { REGION_PAGE_SIZE_BYTES } from '../native/region.js';
 import { startStorageNode, type StorageNode } from '../storage-node/storage-node.js';
 import { serveMetrics, type MetricsEndpoint } from './metrics-listen.js';
 import { clusterKeyFilePath, readClusterKeyFile } from './cluster-key-file.js';
+import { checkListenAddressFree } from './listen-check.js';
 import { addStorageOptions, DEFAULT_REGION_PATH, DEFAULT_REGION_SIZE_BYTES, logLevelOption,
   type StorageCliOptions }
   from './options.js';
@@ -18,9 +20,11 @@ import { addStorageOptions, DEFAULT_REGION_PATH, DEFAULT_REGION_SIZE_BYTES, logL
 export async function runStorage(opts: StorageCliOptions, banner: string): Promise<StorageNode> {
   const log = createLogger({ level: opts.logLevel as 'info' });
   const listen = parseHostPort(opts.listen);
+  await checkListenAddressFree(listen.host, listen.port, '--listen');
   // An existing region keeps its size unless --size is given (then it must match).
-  const sizeBytes = opts.size !== undefined ? parseSizeBytes(opts.size, '--size')
-    : existsSync(opts.path) ? undefined : DEFAULT_REGION_SIZE_BYTES;
+  const existed = existsSync(opts.path);
+  const sizeBytes = opts.size !== undefined ? regionSizeBytes(opts.size, log)
+    : existed ? undefined : DEFAULT_REGION_SIZE_BYTES;
   if (opts.path === DEFAULT_REGION_PATH) mkdirSync(dirname(opts.path), { recursive: true });
   const segmentSizeBytes = opts.segmentSize === undefined ? undefined :
     parseSizeBytes(opts.segmentSize, '--segment-size');
@@ -31,14 +35,19 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
   const metrics = opts.metricsListen === undefined ? undefined : new StorageMetrics();
   const endpoint = metrics === undefined ? null
     : await serveMetrics(opts.metricsListen!, metrics.metrics, log);
-  const node = await startStorageNode({ regionPath: opts.path, sizeBytes, sparse: opts.sparse,
-    segmentSizeBytes, segmentSizeBytesMin,
-    nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
-    netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
-    log, ...(metrics === undefined ? {} : { metrics }) }).catch(async (error: unknown) => {
+  let node: StorageNode;
+  try {
+    node = await startStorageNode({ regionPath: opts.path, sizeBytes, sparse: opts.sparse,
+      segmentSizeBytes, segmentSizeBytesMin,
+      nodeId: opts.nodeId, host: listen.host, port: listen.port, transports: opts.transports,
+      netDevices: opts.netDevices, busyPoll: opts.busyPoll, direct: opts.direct, clusterKey,
+      log, ...(metrics === undefined ? {} : { metrics }) });
+  } catch (error) {
     await endpoint?.close();
+    // A node that never started leaves no new region file behind (an existing one is kept).
+    if (!existed) rmSync(opts.path, { force: true });
     throw error;
-  });
+  }
   const { region } = node;
   process.stdout.write(`${banner} listening on ${node.address.host}:${node.address.port} ` +
     `(region ${region.path}, ${formatBytes(region.sizeBytes)}, ${region.backing}, ` +
@@ -52,6 +61,20 @@ export async function runStorage(opts: StorageCliOptions, banner: string): Promi
     : `${banner} region pages not prefaulted (they fault on first write)\n`));
   stopOnSignals(node, endpoint);
   return node;
+}
+
+/**
+ * --size as given, rounded up to a whole page: a region is mapped in pages, and decimal units
+ * (1GB = 10^9 bytes) are rarely a multiple of one. Said at info when it rounds.
+ */
+function regionSizeBytes(text: string, log: Logger): number {
+  const given = parseSizeBytes(text, '--size');
+  const sizeBytes = Math.ceil(given / REGION_PAGE_SIZE_BYTES) * REGION_PAGE_SIZE_BYTES;
+  if (sizeBytes !== given) {
+    log.info({ given, sizeBytes, pageSizeBytes: REGION_PAGE_SIZE_BYTES },
+      'region size rounded up to a page');
+  }
+  return sizeBytes;
 }
 
 /** The key --cluster-key-file (or PMQ_CLUSTER_KEY_FILE) names; refuses to go on without. */

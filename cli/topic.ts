@@ -11,6 +11,7 @@ import type { Client, TopicDescription, TopicListing } from '../clients/index.js
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
   './client-options.js';
 import { integerArgument } from './options.js';
+import { plural } from './report.js';
 
 interface JsonOption { json: boolean }
 interface ConfigOption { config: Record<string, string> }
@@ -79,8 +80,8 @@ export function registerTopicCommand(program: Command): void {
     .description('create, delete, list, describe topics and alter their configs');
   addClientOptions(topic.command('create').description('create a topic')
     .argument('<name>', 'topic name: 1..249 of [a-zA-Z0-9._-], not . or ..')
-    .requiredOption('--partitions <n>', 'number of partitions',
-      integerArgument('--partitions', 1, BROKER_LIMITS.partitionsPerTopicMax))
+    .option('-p, --partitions <n>', 'number of partitions (default 1, as rpk)',
+      integerArgument('--partitions', 1, BROKER_LIMITS.partitionsPerTopicMax), 1)
     .option('--config <key=value>', CONFIG_HELP, collectConfig, {}))
     .action(async (name: string, opts: ClientCliOptions & { partitions: number } &
       ConfigOption) => {
@@ -89,7 +90,8 @@ export function registerTopicCommand(program: Command): void {
         ({ warning } = await client.admin().createTopic(name,
           { partitions: opts.partitions, configs: opts.config }));
       });
-      process.stderr.write(`pmq: topic ${name} created with ${opts.partitions} partitions\n`);
+      process.stderr.write(`pmq: topic ${name} created with ` +
+        `${plural(opts.partitions, 'partition')}\n`);
       if (warning !== null) process.stderr.write(`pmq: warning: ${warning}\n`);
     });
   addClientOptions(topic.command('alter-config')

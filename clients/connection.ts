@@ -35,12 +35,24 @@
 import { ArgumentError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { PmqError } from '../common/errors.js';
+import { topicNameMessage, topicNameProblem } from '../common/topic-name.js';
 import type { Body, Message, MessageKind, RequestKind } from '../common/wire/messages.js';
 import { Transport, type Endpoint, type TransportOptions } from '../native/transport.js';
 import { CONTROL_SHARED_PAYLOAD_BYTES, ControlChannel } from '../rpc/control-channel.js';
 import { ScramClient, type ClientAuth } from './auth.js';
 import { ClosedError, NotConnectedError, toClientError, type ErrorContext } from './errors.js';
 import { StorageReads, type DataPath } from './storage-reads.js';
+
+/**
+ * A topic name outside the rule (common/topic-name.ts) never leaves the client: the broker
+ * would refuse it; the caller learns at once what to fix (PMQ_ERR_ARGUMENT, with the rule).
+ */
+function checkTopicName(body: object): void {
+  if (!('topic' in body)) return;
+  const { topic } = body as { topic: unknown };
+  const problem = topicNameProblem(topic);
+  if (problem !== null) throw new ArgumentError(topicNameMessage(topic, problem));
+}
 
 interface SharedTransport {
   transport: Transport;
@@ -71,7 +83,8 @@ function acquireTransport(options: TransportOptions, log: Logger): SharedTranspo
   }
   // The control channel is the only message handler, and it copies what it keeps.
   const transport = Transport.open({ ...options, sharedHeaders: true,
-    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES });
+    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES,
+    ucxLogVerbose: log.isLevelEnabled('debug') });
   const channel = new ControlChannel(transport, log.child({ component: 'control' }));
   shared = { transport, channel, options, users: 1 };
   return shared;
@@ -210,6 +223,7 @@ export class Connection {
   async request<K extends RequestKind>(kind: K, body: Body<K>, context: ErrorContext,
     timeoutMs = this.options.requestTimeoutMs): Promise<Message> {
     if (this.closed) throw new ClosedError('the client');
+    checkTopicName(body);
     const ep = await this.brokerEndpoint();
     this.counts.requests[kind] = (this.counts.requests[kind] ?? 0) + 1;
     const topic = FIXED_BY_TOPIC.has(kind) ? (body as { topic: string }).topic : undefined;

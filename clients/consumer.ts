@@ -69,6 +69,8 @@ interface Assigned {
   generation: number;
   buffered: number;
   running: boolean;
+  /** The last fetch failure being retried, until a fetch succeeds again (readFailure()). */
+  failure: PmqError | null;
 }
 
 interface Fetched { key: string; generation: number; batch?: ConsumerBatch; error?: PmqError }
@@ -117,7 +119,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       const reader = new PartitionReader(topic, partition, offset, this.connection,
         this.readerOptions);
       const entry: Assigned = { reader, position: offset, generation: 0, buffered: 0,
-        running: false };
+        running: false, failure: null };
       this.assigned.set(partitionKey(topic, partition), entry);
       this.startLoop(entry);
     }
@@ -154,6 +156,20 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   positions(): TopicPartitionOffset[] {
     return [...this.assigned.values()].map(({ reader, position }) => ({ topic: reader.topic,
       partition: reader.partition, offset: position }));
+  }
+
+  /**
+   * A partition whose reads are failing right now (retried with backoff, e.g. its storage node
+   * is down), with the last error; null when every partition's last fetch succeeded. A caller
+   * that stops for lack of records can tell "nothing arrived" from "nothing could be read".
+   */
+  readFailure(): (TopicPartition & { error: PmqError }) | null {
+    for (const { reader, failure } of this.assigned.values()) {
+      if (failure !== null) {
+        return { topic: reader.topic, partition: reader.partition, error: failure };
+      }
+    }
+    return null;
   }
 
   /** Stores the current positions (or the given offsets) as the group's committed offsets. */
@@ -295,7 +311,9 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
         const generation = entry.generation;
         try {
           const batches = await entry.reader.fetch();  // a seek swaps entry.reader meanwhile
+          if (entry.failure !== null) this.log.info({ key }, 'fetch recovered');
           failures = 0;
+          entry.failure = null;
           if (generation !== entry.generation) continue;
           for (const batch of batches) this.push({ key, generation, batch }, entry);
         } catch (error) {
@@ -315,7 +333,11 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
             return;
           }
           failures += 1;
-          this.log.debug({ key, failures, err: String(error) }, 'fetch retried');
+          entry.failure = asPmqError(error);
+          // Degraded (a storage node or the broker down): said once per streak at warn, after
+          // a few retries (~350 ms), so a blip stays quiet.
+          this.log[failures === 3 ? 'warn' : 'debug']({ key, failures, err: String(error) },
+            failures === 3 ? 'fetch failing, retrying' : 'fetch retried');
           await sleep(Math.min(RETRY_BACKOFF_MS_MAX, 50 * 2 ** failures));
         }
       }

@@ -32,6 +32,7 @@ export type { ConsumerBatch, ConsumerRecord, ProducerRecord, RecordMetadata } fr
   './records.js';
 export { Admin, Consumer, Producer };
 export { partitionForKey } from '../common/partitioner.js';
+export { offsetsForTimes } from './offsets-for-times.js';
 
 export interface ClientOptions {
   /** Bootstrap brokers as 'host:port'; the first that answers is used. */

@@ -16,6 +16,7 @@
  */
 import { invariant } from './invariant.js';
 import { LIMITS } from './limits.js';
+import { topicNameProblem } from './topic-name.js';
 import { crc32c } from '../native/crc32c.js';
 
 export const LAYOUT_VERSION = 2;
@@ -477,15 +478,9 @@ export interface EntryContext {
   readonly area: DataArea;
 }
 
-/** Kafka's rule: 1..249 characters of [a-zA-Z0-9._-], and not "." or "..". */
+/** The topic-name rule the whole cluster uses (common/topic-name.ts). */
 export function topicProblem(topic: string): string | null {
-  if (typeof topic !== 'string' || !/^[a-zA-Z0-9._-]+$/.test(topic)) {
-    return 'topic must be 1 or more characters of [a-zA-Z0-9._-]';
-  }
-  if (topic.length > LIMITS.topicNameBytesMax) {
-    return `topic of ${topic.length} characters is longer than ${LIMITS.topicNameBytesMax}`;
-  }
-  return topic === '.' || topic === '..' ? `topic may not be "${topic}"` : null;
+  return topicNameProblem(topic);
 }
 
 /** What a watermark must satisfy in a segment of segmentSizeBytes starting at baseOffset. */

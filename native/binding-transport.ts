@@ -33,6 +33,9 @@ export interface TransportNativeOptions {
   sharedHeaders: boolean;
   /** Eager payloads up to this size likewise (TransportOptions.sharedPayloadBytesMax). */
   sharedPayloadBytesMax: number;
+  /** Print UCX's own lines about traffic (peer errors, timeouts) on stderr; off: only its
+   *  lines while the transport opens and fatal ones (native/ucx_log.h). */
+  ucxLogVerbose: boolean;
 }
 
 /** Event kinds, as native/transport.h's EventKind. */

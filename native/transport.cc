@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "assert.h"
+#include "ucx_log.h"
 
 namespace pmq::transport {
 
@@ -54,6 +55,25 @@ bool has_shared_memory(const std::string& tls) {
     }
   }
   return false;
+}
+
+// The TLS setting UCX will use, wherever it came from (our option, UCX_TLS in the
+// environment, a ucx.conf): ucp_config_print's "UCX_TLS=..." line. "" when not found.
+std::string effective_tls(const ucp_config_t* config) {
+  char* text = nullptr;
+  size_t length = 0;
+  FILE* stream = open_memstream(&text, &length);
+  if (stream == nullptr) return "";
+  ucp_config_print(config, stream, nullptr, UCS_CONFIG_PRINT_CONFIG);
+  std::fclose(stream);
+  std::string printed = "\n" + std::string(text, length);  // every line starts after a \n
+  std::free(text);
+  const std::string key = "\nUCX_TLS=";
+  size_t at = printed.find(key);
+  if (at == std::string::npos) return "";
+  at += key.size();
+  size_t end = printed.find('\n', at);
+  return printed.substr(at, end == std::string::npos ? std::string::npos : end - at);
 }
 
 std::string sockaddr_text(const struct sockaddr_storage& address) {
@@ -118,6 +138,9 @@ std::string Transport::open(const Options& options, uv_loop_t* loop, uint32_t id
 }
 
 std::string Transport::create_worker(const Options& options) {
+  ucx_log::install();
+  ucx_log::set_verbose(options.ucx_log_verbose);
+  ucx_log::OpeningScope opening;  // UCX's lines meanwhile are about its configuration
   ucp_config_t* config = nullptr;
   ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);
   if (status != UCS_OK) return status_reason("ucp_config_read", status);
@@ -145,6 +168,13 @@ std::string Transport::create_worker(const Options& options) {
       return status_reason((std::string("ucp_config_modify ") + setting.name).c_str(), status);
     }
   }
+  // UCP_ERR_HANDLING_MODE_PEER drops every shared-memory transport in UCX 1.13: use it only
+  // when the transport list has none; keepalives bound detection either way. Both ends of a
+  // connection must choose the same mode (else "Endpoint timeout"), so the choice follows the
+  // list UCX will use, not only our option: a peer told `tcp` by UCX_TLS and one told by
+  // --transports agree.
+  std::string tls = effective_tls(config);
+  peer_err_mode_ = !has_shared_memory(tls.empty() ? options.tls : tls);
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
   params.features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
@@ -164,9 +194,6 @@ std::string Transport::create_worker(const Options& options) {
   handler.arg = this;
   status = ucp_worker_set_am_recv_handler(worker_, &handler);
   if (status != UCS_OK) return status_reason("ucp_worker_set_am_recv_handler", status);
-  // UCP_ERR_HANDLING_MODE_PEER drops every shared-memory transport in UCX 1.13: use it only
-  // when the transport list has none; keepalives bound detection either way.
-  peer_err_mode_ = !has_shared_memory(options.tls);
   return "";
 }
 

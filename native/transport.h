@@ -111,6 +111,9 @@ struct Options {
   // Largest payload of a two-sided message (kind `message`): a larger one is rejected
   // (rendezvous) or dropped (eager) before JS sees it, so a peer cannot make JS allocate it.
   uint64_t message_bytes_max = 9u << 20;
+  // Print UCX's own lines about traffic (peer errors, timeouts) on stderr: the process logs at
+  // debug or trace (native/ucx_log.h).
+  bool ucx_log_verbose = false;
 };
 
 // Largest user header of a two-sided message (transport.ts refuses larger ones to send).

@@ -11,7 +11,7 @@
  * operation has completed. Arguments are validated here and rejected with ArgumentError; the
  * native side only asserts. Operating failures are PmqError with a stable code.
  */
-import { ArgumentError, PmqError, type ErrorCode } from '../common/errors.js';
+import { ArgumentError, NativeError, PmqError, type ErrorCode } from '../common/errors.js';
 import { invariant } from '../common/invariant.js';
 import { SPIN_US_DEFAULT, SPIN_US_MAX } from '../common/limits.js';
 import { EventKind, type TransportHandle, type TransportNativeOptions, type TransportStats } from
@@ -84,6 +84,14 @@ export interface TransportOptions {
    * Default 0: none shared.
    */
   sharedPayloadBytesMax?: number;
+  /**
+   * Print UCX's own log lines about traffic (a peer gone, a timeout) on stderr. pmq reports
+   * those failures itself, so they are noise at the usual levels: pass true when the process
+   * logs at debug or trace. UCX's lines while the transport opens, and fatal ones, are always
+   * printed; with UCX_LOG_LEVEL in the environment, all are. Never on stdout. Process-wide:
+   * the transport opened last decides. Default false.
+   */
+  ucxLogVerbose?: boolean;
 }
 
 /** The largest sharedPayloadBytesMax (native/transport_napi.cc asserts it). */
@@ -199,6 +207,7 @@ function nativeOptions(options: TransportOptions): TransportNativeOptions {
     sharedHeaders: options.sharedHeaders ?? false,
     sharedPayloadBytesMax: checkCount('sharedPayloadBytesMax', options.sharedPayloadBytesMax ?? 0,
       0, SHARED_PAYLOAD_BYTES_LIMIT),
+    ucxLogVerbose: options.ucxLogVerbose ?? false,
   };
 }
 
@@ -241,7 +250,17 @@ export class Transport extends TransportCore {
     if (typeof host !== 'string' || host.length === 0) throw new ArgumentError('host needed');
     checkCount('port', port, 0, 65535);
     if (this.listening) throw new ArgumentError('already listening');
-    const bound = native.transportListen(this.handle, host, port);
+    let bound: string;
+    try {
+      bound = native.transportListen(this.handle, host, port);
+    } catch (error) {
+      // UCS_ERR_BUSY is how UCX 1.13 reports EADDRINUSE: say it in the words users search for.
+      if (error instanceof NativeError && error.reason.includes('Device is busy')) {
+        throw new NativeError(error.code, `listen on ${host}:${port} failed: address in use ` +
+          '(another process listens there)', error.reason);
+      }
+      throw error;
+    }
     this.listening = true;
     const colon = bound.lastIndexOf(':');
     return { host: bound.slice(0, colon), port: Number(bound.slice(colon + 1)) };

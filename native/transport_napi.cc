@@ -275,6 +275,7 @@ transport::Options options_of(const Napi::Object& given) {
   options.request_bytes_max = to_u64(given.Get("requestBytesMax"));
   options.message_bytes_max = to_u64(given.Get("messageBytesMax"));
   options.spin_us = static_cast<uint32_t>(to_u64(given.Get("spinUs")));
+  options.ucx_log_verbose = given.Get("ucxLogVerbose").ToBoolean().Value();
   return options;
 }
 

@@ -413,7 +413,9 @@ export class ControlChannel {
       this.dropPeer(ep, error);
       return;
     }
-    const count = (this.malformed.get(ep) ?? 0) + 1;
+    // A well-formed request naming an impossible value (PMQ_ERR_ARGUMENT: a topic name outside
+    // the rule) costs one reply, as any request does: it does not count towards dropping.
+    const count = (this.malformed.get(ep) ?? 0) + (error.code === 'PMQ_ERR_ARGUMENT' ? 0 : 1);
     if (count > MALFORMED_IN_A_ROW_MAX) {
       this.dropPeer(ep, new ProtocolError(`${count} malformed messages in a row, the last: ` +
         error.message));

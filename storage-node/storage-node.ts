@@ -107,8 +107,9 @@ function serve(region: Region, store: RegionStore, opts: StorageNodeOptions,
   log: Logger): StorageNode {
   const direct = opts.direct ?? false;
   const transport = Transport.open({ transports: opts.transports, netDevices: opts.netDevices,
-    busyPoll: opts.busyPoll, direct, sharedHeaders: true,
-    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES }); // the control channel copies
+    busyPoll: opts.busyPoll, direct, sharedHeaders: true, // the control channel copies
+    sharedPayloadBytesMax: CONTROL_SHARED_PAYLOAD_BYTES,
+    ucxLogVerbose: log.isLevelEnabled('debug') });
   let address: { host: string; port: number };
   let nativePersist = false;
   const grants = new GrantRegistry(transport);

@@ -23,8 +23,11 @@ export const FRAME_HEADER = Uint8Array.of(0x50, 0x51, WIRE_VERSION, 0);
 export class ProtocolError extends PmqError {
   replyTo: { id: number; kind: string | null } | null = null;
 
-  constructor(message: string, cause?: unknown) {
-    super('PMQ_ERR_PROTOCOL', message, { cause });
+  /** `code` PMQ_ERR_ARGUMENT: well formed, but a value no request may carry (a topic name
+   *  outside the rule); answered with that code, so the client says what to fix. */
+  constructor(message: string, cause?: unknown,
+    code: 'PMQ_ERR_PROTOCOL' | 'PMQ_ERR_ARGUMENT' = 'PMQ_ERR_PROTOCOL') {
+    super(code, message, { cause });
   }
 }
 
@@ -120,7 +123,8 @@ export function decodeMessage(bytes: Uint8Array): Message {
     checkFields(MESSAGES[kind as MessageKind], raw, kind, ENVELOPE);
   } catch (error) {
     if (error instanceof FieldError) {
-      throw answerable(new ProtocolError(`bad ${kind}: ${error.message}`));
+      throw answerable(new ProtocolError(`bad ${kind}: ${error.message}`, undefined,
+        error.code));
     }
     throw error;
   }

@@ -2,6 +2,7 @@
  * A tiny schema language for wire messages: one source of truth from which both the TS types
  * and the strict, bounded decoder are derived (so they cannot drift apart). No I/O.
  */
+import { TOPIC_NAME_RULE, topicNameProblem } from '../topic-name.js';
 
 /** Field kinds. Integers are JS numbers, checked to be safe integers. */
 export type FieldKind =
@@ -9,7 +10,7 @@ export type FieldKind =
   | 'int' // -2^53+1 ≤ n ≤ 2^53-1 (offsets use -1 for "none")
   | 'bool'
   | 'string' // UTF-8, ≤ STRING_CHARS_MAX
-  | 'topic' // a topic name: 1..249 of [a-zA-Z0-9._-], as Kafka
+  | 'topic' // a topic name: common/topic-name.ts (Kafka's rule)
   | 'bytes'; // Uint8Array, ≤ BYTES_MAX
 
 export interface ListField { list: Schema; max: number }
@@ -20,7 +21,9 @@ export type Schema = { readonly [name: string]: Field };
 
 export const STRING_CHARS_MAX = 1024;
 export const BYTES_MAX = 64 * 1024;
-export const TOPIC_PATTERN = /^[a-zA-Z0-9._-]{1,249}$/;
+/** A topic field's problem: the peer's request is well formed but names no possible topic, so
+ *  it is answered with PMQ_ERR_ARGUMENT (FieldError.code), not PMQ_ERR_PROTOCOL. */
+const NOT_A_TOPIC_NAME = `not a topic name (${TOPIC_NAME_RULE})`;
 
 type KindType<K extends FieldKind> = K extends 'uint' | 'int' ? number
   : K extends 'bool' ? boolean
@@ -36,7 +39,12 @@ export type FieldType<F> = F extends FieldKind ? KindType<F>
 export type SchemaType<S extends Schema> = { -readonly [N in keyof S]: FieldType<S[N]> };
 
 /** Thrown by checkFields; the codec turns it into a ProtocolError with the message kind. */
-export class FieldError extends Error {}
+export class FieldError extends Error {
+  constructor(message: string,
+    readonly code: 'PMQ_ERR_PROTOCOL' | 'PMQ_ERR_ARGUMENT' = 'PMQ_ERR_PROTOCOL') {
+    super(message);
+  }
+}
 
 /**
  * What is wrong with `value` as a `kind`, or null. Checks run on every message on the hot path
@@ -56,8 +64,7 @@ function kindProblem(kind: FieldKind, value: unknown): string | null {
       return typeof value === 'string' && value.length <= STRING_CHARS_MAX ? null
         : 'not a string';
     case 'topic':
-      return typeof value === 'string' && TOPIC_PATTERN.test(value) ? null
-        : 'not a topic name (1..249 characters of a-z A-Z 0-9 . _ -)';
+      return topicNameProblem(value) === null ? null : NOT_A_TOPIC_NAME;
     case 'bytes':
       return value instanceof Uint8Array && value.byteLength <= BYTES_MAX ? null : 'not bytes';
     default: {
@@ -129,5 +136,7 @@ function fieldsProblem(schema: Schema, value: unknown, allowed: ReadonlySet<stri
 export function checkFields(schema: Schema, value: unknown, path: string,
   allowed: ReadonlySet<string> | null = null): void {
   const problem = fieldsProblem(schema, value, allowed);
-  if (problem !== null) throw new FieldError(`${path}${problem}`);
+  if (problem === null) return;
+  throw new FieldError(`${path}${problem}`, problem.endsWith(`: ${NOT_A_TOPIC_NAME}`) ?
+    'PMQ_ERR_ARGUMENT' : 'PMQ_ERR_PROTOCOL');
 }

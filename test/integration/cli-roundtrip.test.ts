@@ -151,10 +151,10 @@ t.test('topic list and describe show the topics', async (t) => {
 t.test('wrong flags and unknown topics give clear errors', async (t) => {
   const cases: [string[], RegExp][] = [
     [['consume', 't', '--bogus'], /unknown option '--bogus'/],
-    [['produce'], /missing required argument 'topic'/],
+    [['produce'], /name the topic: pmq … TOPIC, or -t TOPIC \[PMQ_ERR_ARGUMENT\]/],
     [['topic', 'create', 'x', '--partitions', 'zero'], /--partitions must be an integer/],
-    [['topic', 'create', 'x'], /required option '--partitions <n>' not specified/],
-    [['consume', 't', '--from', 'yesterday'], /--from must be earliest, latest or an offset/],
+    [['topic', 'create', 'x', '--partitions', '0'], /--partitions must be an integer in 1\.\./],
+    [['consume', 't', '--from', 'yesterday'], /must be earliest, latest, an offset N, -N/],
     [['consume', 'nope', '--max', '1', ...CLIENT],
       /topic nope does not exist: create it \(pmq topic create nope/],
     [['produce', 'nope', '--value', 'x', ...CLIENT], /PMQ_ERR_UNKNOWN_TOPIC/],

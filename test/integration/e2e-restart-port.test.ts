@@ -36,5 +36,5 @@ t.test('a second listener on a live port is refused', async (t) => {
   let stderr = '';
   child.stderr!.on('data', (chunk) => { stderr += String(chunk); });
   t.equal(await exitOf(child), 1, 'pmq storage exits');
-  t.match(stderr, /listen failed/);
+  t.match(stderr, /address 127\.0\.0\.1:\d+ is already in use/);
 });
