@@ -211,7 +211,8 @@ export class Connection {
     if (this.closed) throw new ClosedError('the client');
     const ep = await this.brokerEndpoint();
     this.counts.requests[kind] = (this.counts.requests[kind] ?? 0) + 1;
-    const topic = FIXED_BY_TOPIC.has(kind) ? (body as { topic: string }).topic : undefined;
+    const topic = FIXED_BY_TOPIC.has(kind) ? (body as unknown as { topic: string }).topic
+      : undefined;
     const topicId = topic === undefined ? undefined : this.topicIds.get(topic);
     if (topicId !== undefined) this.counts.fixedRequests += 1;
     try {
