@@ -178,6 +178,11 @@ export class Connection {
     });
   }
 
+  /** The id this client says hello with (a group member's id starts with it). */
+  get clientId(): string {
+    return this.options.clientId;
+  }
+
   /** A new subscription id whose pushes go to `listener` (sent by the caller's `subscribe`). */
   addSubscription(listener: PushListener): number {
     const id = this.nextSubscription;
