@@ -204,7 +204,10 @@ export class GroupCoordinator {
       return;
     }
     const current = group?.generation ?? this.deps.storedGeneration(groupName);
-    if (generation !== current) throw staleGeneration(groupName, generation, current);
+    // No group here: every generation it had is an earlier broker's (a failover), or none.
+    if (generation !== current || group === undefined) {
+      throw staleGeneration(groupName, generation, current);
+    }
     const member = group?.members.get(memberId ?? '');
     if (group === undefined || member === undefined) {
       throw unknownMember(groupName, memberId ?? '');

@@ -133,7 +133,7 @@ t.test('after a failover, no commit of the old generation is taken', async (t) =
   const parts = before.groups.sync('g', a.memberId, a.generation);
   const after = harness(stored).groups;
   t.equal(code(() => after.commitCheck('g', a.memberId, a.generation, parts[0]!)),
-    'PMQ_ERR_UNKNOWN_MEMBER');
+    'PMQ_ERR_GENERATION_STALE', 'the old broker\'s generation');
   const b = await after.join(join());
   t.ok(b.generation > a.generation, 'generations continue above the stored one');
   after.sync('g', b.memberId, b.generation);
