@@ -197,6 +197,10 @@ t.test('zombie commits are refused, also after a broker failover', async (t) => 
   'PMQ_ERR_GENERATION_STALE', 'the old broker\'s generation is refused');
   const info = await raw2.call('groupDescribe', { group: 'z' }) as Message<'groupInfo'>;
   t.equal(info.generation, second.generation, 'the generation survived the failover');
+  const third = await raw2.call('groupJoin', { group: 'z', memberId: '', groupInstanceId: '',
+    clientId: 'raw', assignors: [{ name: 'range' }], topics: [{ topic: 'zombie' }], owned: [],
+    sessionTimeoutMs: 1000, rebalanceTimeoutMs: 1000 }, 20_000) as Message<'groupJoined'>;
+  t.ok(third.generation > second.generation, 'the new broker\'s generations go on above it');
   await client.close();
   client = await connect({ brokers: [`${broker.host}:${broker.port}`], transports: 'tcp',
     netDevices: 'lo' });
