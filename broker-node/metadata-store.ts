@@ -179,13 +179,11 @@ export class MetadataStore {
         `${METADATA_VALUE_VERSION}: run the pmq version that wrote it`);
     }
     const ops: unknown[] = snapshot ? [
-      ...(Array.isArray(body.topics) ? body.topics : [null]).map((t) => ['topic', ...t as []]),
-      ...(Array.isArray(body.offsets) ? body.offsets : [null]).map((o) => ['offset', ...o as []]),
+      ...snapshotOps('topic', body.topics),
+      ...snapshotOps('offset', body.offsets),
       ...(body.v !== METADATA_VALUE_VERSION && body.v !== METADATA_VALUE_VERSION_NO_GENERATIONS
-        ? [] : Array.isArray(body.configs) ? body.configs : [null])
-        .map((c) => ['config', ...c as []]),
-      ...(body.v !== METADATA_VALUE_VERSION ? [] : Array.isArray(body.generations)
-        ? body.generations : [null]).map((g) => ['generation', ...g as []]),
+        ? [] : snapshotOps('config', body.configs)),
+      ...(body.v !== METADATA_VALUE_VERSION ? [] : snapshotOps('generation', body.generations)),
     ] : Array.isArray(body.ops) ? body.ops : [null];
     const withIds = body.v !== METADATA_VALUE_VERSION_NO_IDS;
     for (const op of ops) {
@@ -472,6 +470,15 @@ export class MetadataStore {
       { snapshot, chunks: toChunks(value) }) as Message<'metaAppended'>;
     this.#use = { usedBytes: reply.usedBytes, sizeBytes: reply.sizeBytes };
   }
+}
+
+/**
+ * A snapshot field's entries as ops; a field that is not a list, or an entry that is not one,
+ * becomes an op validOp refuses (PMQ_ERR_METADATA_CORRUPT, not a TypeError).
+ */
+function snapshotOps(kind: string, list: unknown): unknown[] {
+  return (Array.isArray(list) ? list : [null]).map((entry: unknown) =>
+    (Array.isArray(entry) ? [kind, ...entry as unknown[]] : [kind, entry]));
 }
 
 /** What an op adds to (or, for a removal, roughly takes from) the snapshot's JSON. */
