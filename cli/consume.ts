@@ -86,6 +86,8 @@ class ConsumeRun {
   readonly positions = new Map<number, TopicPartitionOffset>();
   /** A group member's partitions (null: not a member, every partition read is this run's). */
   owned: Set<number> | null = null;
+  /** Settles when the last write to stdout completed or failed: commits wait for it. */
+  lastWrite: Promise<void> = Promise.resolve();
   #commitInFlight: Promise<void> | null = null;
   #committedAtMs = performance.now();
   #idleTimer: NodeJS.Timeout | undefined;
@@ -116,6 +118,7 @@ class ConsumeRun {
 
   /** A member gives partitions back: their printed positions are committed first. */
   async revoked(partitions: readonly GroupTopicPartition[], lost: boolean): Promise<void> {
+    await this.lastWrite;
     const mine = partitions.flatMap((tp) => this.positions.get(tp.partition) ?? []);
     for (const tp of partitions) {
       this.owned?.delete(tp.partition);
@@ -147,17 +150,18 @@ class ConsumeRun {
   async finalCommit(): Promise<void> {
     if (this.opts.group === undefined) return;
     await this.#commitInFlight;
+    await this.lastWrite;
     if (this.owned !== null) return this.consumer.close(); // revokes: commits what it owns
     if (this.positions.size > 0) await this.consumer.commit([...this.positions.values()]);
   }
 }
 
 /**
- * Writes and waits for stdout to drain; resolves early when stdout failed (EPIPE). `flushed`
- * runs once the data left the process (never when the write failed).
+ * Writes and waits for stdout to drain; resolves early when stdout failed (EPIPE). `done` runs
+ * once the data left the process (true) or the write failed (false).
  */
-async function writeOut(data: Buffer | string, flushed: () => void): Promise<void> {
-  if (process.stdout.write(data, (error) => { if (error == null) flushed(); })) return;
+async function writeOut(data: Buffer | string, done: (ok: boolean) => void): Promise<void> {
+  if (process.stdout.write(data, (error) => done(error == null))) return;
   await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close'),
     new Promise((resolve) => process.stdout.once('error', resolve))]);
 }
@@ -181,9 +185,14 @@ async function consumeBatches(run: ConsumeRun): Promise<void> {
     const count = Math.min(batch.records.length, (opts.max ?? Infinity) - run.records);
     const lastOffset = count === batch.records.length ? batch.lastOffset
       : batch.records[count - 1]!.offset;
-    const flushed = (): void => run.flushed(batch.topic, batch.partition, lastOffset + 1);
-    if (count > 0) await writeOut(formatBatch(batch, count, opts), flushed);
-    else flushed();
+    let settle = (): void => undefined;
+    run.lastWrite = new Promise((resolve) => { settle = resolve; });
+    const done = (ok: boolean): void => {
+      if (ok) run.flushed(batch.topic, batch.partition, lastOffset + 1);
+      settle();
+    };
+    if (count > 0) await writeOut(formatBatch(batch, count, opts), done);
+    else done(true);
     run.touch();  // time spent waiting for a slow reader of stdout is not idle time
     run.records += count;
     run.maybeCommit();
