@@ -196,7 +196,17 @@ export class GroupMember {
   async #lose(): Promise<void> {
     const owned = this.owned;
     this.owned = [];
-    if (owned.length > 0) await this.hooks.revoke(owned, true);
+    if (owned.length > 0) await this.#revoke(owned, true);
+  }
+
+  /**
+   * A failed revoke (its commit refused or cut) is logged, not fatal: the readers are stopped
+   * either way, and the next owner reads from the last commit (at-least-once).
+   */
+  async #revoke(partitions: GroupTopicPartition[], lost: boolean): Promise<void> {
+    await this.hooks.revoke(partitions, lost).catch((error: unknown) => this.log.warn(
+      { group: this.group, partitions: partitions.length, err: String(error) },
+      'revoking partitions failed: their last positions are not committed'));
   }
 
   async #join(): Promise<void> {
@@ -204,7 +214,7 @@ export class GroupMember {
     if (this.assignor !== 'cooperative-sticky' && this.owned.length > 0) {
       const owned = this.owned;
       this.owned = [];
-      await this.hooks.revoke(owned, false);
+      await this.#revoke(owned, false);
     }
     const joined = await this.connection.call('groupJoin', { group: this.group,
       memberId: this.memberId, groupInstanceId: this.options.groupInstanceId ?? '',
@@ -232,12 +242,19 @@ export class GroupMember {
     const added = partitions.filter((tp) => !before.has(keyOf(tp)));
     if (lost.length > 0) {
       this.owned = this.owned.filter((tp) => now.has(keyOf(tp)));
-      await this.hooks.revoke(lost, false);
+      await this.#revoke(lost, false);
       // Cooperative: join again so the next generation gives them to their new owner.
       this.#needJoin = true;
     }
     if (added.length > 0) {
-      await this.hooks.assign(added);
+      try {
+        await this.hooks.assign(added);
+      } catch (error) {
+        // Some may be reading: stop them all, and join again to be given them once more.
+        await this.#revoke(added, true);
+        this.#needJoin = true;
+        throw error;
+      }
       this.owned = [...this.owned, ...added];
     }
     this.log.info({ group: this.group, generation: this.generation, memberId: this.memberId,
