@@ -127,8 +127,13 @@ function stickyTarget(members: readonly AssignorMember[],
   const floor = Math.floor(all.length / Math.max(1, sorted.length));
   let ceilSlots = all.length % Math.max(1, sorted.length);
   const target = emptyResult(members);
-  const owns = (m: AssignorMember): TopicPartition[] =>
-    all.filter((tp) => owner.get(partitionKeyOf(tp)) === m.memberId);
+  // Each member's valid owned partitions, found in one pass (not per member: M × P).
+  const ownedBy = new Map<string, TopicPartition[]>(sorted.map((m) => [m.memberId, []]));
+  for (const tp of all) {
+    const holder = owner.get(partitionKeyOf(tp));
+    if (holder !== undefined) ownedBy.get(holder)!.push(tp);
+  }
+  const owns = (m: AssignorMember): TopicPartition[] => ownedBy.get(m.memberId)!;
   const byOwned = [...sorted].sort((a, b) => owns(b).length - owns(a).length);
   const taken = new Set<string>();
   for (const member of byOwned) {

@@ -62,9 +62,12 @@ export function registerGroupHandlers(serve: Serve, context: ServerContext,
       throw new PmqError('PMQ_ERR_UNKNOWN_GROUP', `group ${r.group} has no members and no ` +
         'committed offsets: `pmq group list` shows the groups');
     }
-    return { kind: 'groupInfo', body: { ...description, members: description.members.map(
-      (m) => ({ ...m, partitions: m.partitions.map((tp) => ({ ...tp })) })),
-    offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })) } };
+    return { kind: 'groupInfo', body: { ...description,
+      members: description.members.map(({ memberId, groupInstanceId, clientId }) =>
+        ({ memberId, groupInstanceId, clientId })),
+      assignments: description.members.flatMap((m) => m.partitions.map((tp) =>
+        ({ ...tp, memberId: m.memberId }))),
+      offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })) } };
   });
   serve('groupDelete', async (_ep, r, session) => {
     access.check(session, groupOf(r.group), 'delete');

@@ -118,7 +118,9 @@ export class Admin {
     const reply = await this.connection.call('groupDescribe', { group }, 'groupInfo',
       { what: `describing group ${group}` });
     return { group: reply.group, state: reply.state, generation: reply.generation,
-      assignor: reply.assignor, members: reply.members, offsets: reply.offsets };
+      assignor: reply.assignor, offsets: reply.offsets, members: reply.members.map((m) => ({
+        ...m, partitions: reply.assignments.filter((a) => a.memberId === m.memberId)
+          .map(({ topic, partition }) => ({ topic, partition })) })) };
   }
 
   /** Deletes the group's committed offsets (PMQ_ERR_GROUP_NOT_EMPTY while it has members). */

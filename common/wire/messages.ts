@@ -24,6 +24,8 @@ const segmentView = {
 } as const;
 const direction = { oneOf: ['read', 'write'] } as const;
 const topicPartition = { topic: 'topic', partition: 'uint' } as const;
+/** The broker's partitions in all (BROKER_LIMITS.partitionsMax): an assignment's bound. */
+const PARTITIONS_MAX = 10_000;
 /** state: Empty, PreparingRebalance, CompletingRebalance, Stable or Dead (v10). */
 const groupSummary = { group: 'string', state: 'string', generation: 'uint', members: 'uint' } as
   const;
@@ -149,21 +151,26 @@ export const MESSAGES = {
    */
   groupJoin: { group: 'string', memberId: 'string', groupInstanceId: 'string',
     clientId: 'string', assignors: { list: { name: 'string' }, max: 8 },
-    topics: { list: { topic: 'topic' }, max: 1024 }, owned: { list: topicPartition, max: 65_536 },
+    topics: { list: { topic: 'topic' }, max: 1024 },
+    owned: { list: topicPartition, max: PARTITIONS_MAX },
     sessionTimeoutMs: 'uint', rebalanceTimeoutMs: 'uint' },
   groupJoined: { memberId: 'string', generation: 'uint', assignor: 'string' },
   /** The member's partitions of the generation (the broker's assignor computed them). */
   groupSync: { group: 'string', memberId: 'string', generation: 'uint' },
-  groupAssignment: { generation: 'uint', partitions: { list: topicPartition, max: 65_536 } },
+  groupAssignment: { generation: 'uint', partitions: { list: topicPartition,
+    max: PARTITIONS_MAX } },
   /** `done`, or PMQ_ERR_REBALANCE_IN_PROGRESS: revoke as the assignor says and join again. */
   groupHeartbeat: { group: 'string', memberId: 'string', generation: 'uint' },
   groupLeave: { group: 'string', memberId: 'string' },
   groupList: {},
   groups: { groups: { list: groupSummary, max: 100_000 } },
   groupDescribe: { group: 'string' },
+  /** No nested lists: each assigned partition names its member (a list per member would not be
+   * bounded by the broker's partitions). */
   groupInfo: { ...groupSummary, assignor: 'string',
-    members: { list: { memberId: 'string', groupInstanceId: 'string', clientId: 'string',
-      partitions: { list: topicPartition, max: 65_536 } }, max: 4096 },
+    members: { list: { memberId: 'string', groupInstanceId: 'string', clientId: 'string' },
+      max: 4096 },
+    assignments: { list: { ...topicPartition, memberId: 'string' }, max: PARTITIONS_MAX },
     offsets: { list: { ...topicPartition, offset: 'int' }, max: 100_000 } },
   /** Its committed offsets and generation go; PMQ_ERR_GROUP_NOT_EMPTY while it has members. */
   groupDelete: { group: 'string' },
