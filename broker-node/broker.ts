@@ -28,6 +28,7 @@ import { AuthStore } from './auth-store.js';
 import { ClientAccess, TICKET_TTL_MS_DEFAULT } from './client-access.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { Fence } from './fence.js';
+import { GroupCoordinator } from './group-coordinator.js';
 import { MetadataStore } from './metadata-store.js';
 import type { AppendAnswers, Partition, PartitionDeps } from './partition.js';
 import { Subscriptions } from './subscriptions.js';
@@ -79,6 +80,10 @@ export interface BrokerOptions {
   /** Prometheus metrics to count into (--metrics-listen; docs/metrics.md); none if absent. */
   readonly metrics?: BrokerMetrics;
 }
+
+const RESERVATION_TIMEOUT_MS = SEQUENCER_LIMITS.reservationTimeoutMsDefault;
+/** How often group members' session timeouts and join deadlines are checked. */
+const GROUP_TICK_MS = 50;
 
 /** How often retention looks at every partition by default (Kafka's is 5 minutes). */
 export const RETENTION_CHECK_MS_DEFAULT = 1000;
@@ -167,8 +172,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     const infos = await pool.start();
     const metadata = await MetadataStore.open(pool, infos, opts.dataDir, log);
     const quarantine = new Quarantine();
-    const reservationTimeoutMs = opts.reservationTimeoutMs ??
-      SEQUENCER_LIMITS.reservationTimeoutMsDefault;
+    const reservationTimeoutMs = opts.reservationTimeoutMs ?? RESERVATION_TIMEOUT_MS;
     const deps = partitionDeps({ ...opts, pool, transport, log, channel, fence, subscriptions,
       reservationTimeoutMs, ticking: () => ticking, sealed: () => retentionLater?.sealed() });
     let retentionLater: Retention | null = null; // made once the partitions are recovered
@@ -182,7 +186,8 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     const { retention, retentionDefaults } = retentionOf(opts, topics, metadata, log);
     if ((opts.retentionCheckMs ?? RETENTION_CHECK_MS_DEFAULT) > 0) retentionLater = retention;
     registerHandlers(channel, { deps, metadata, topics, log, access, quarantine, fence,
-      subscriptions, producerId: idAllocator(pool.epoch), retentionDefaults });
+      subscriptions, producerId: idAllocator(pool.epoch), retentionDefaults,
+      groups: groupCoordinator(metadata, topics, log, timers) });
     transport.on('accepted', (ep, remoteAddress) => log.debug({ ep, remoteAddress }, 'client'));
     const address = transport.listen(opts.host, opts.port);
     timers.push(...timersOf(opts, topics, reservationTimeoutMs, retention, () => ticking));
@@ -207,6 +212,20 @@ function onTripped(why: string, parts: { fence: Fence; quiesce: () => void;
   parts.log.error({ why, epoch: parts.epoch }, 'fenced by a newer broker: answering every ' +
     'request PMQ_ERR_FENCED and stopping');
   parts.onFenced(why);
+}
+
+/**
+ * Groups' generations go through the metadata log; session timeouts on the monotonic clock,
+ * checked by a timer that stops with the others (stopped or fenced).
+ */
+function groupCoordinator(metadata: MetadataStore, topics: Map<string, Partition[]>,
+  log: Logger, timers: NodeJS.Timeout[]): GroupCoordinator {
+  const groups = new GroupCoordinator({ now: () => performance.now(), log: log.child({ component:
+    'groups' }), partitionCount: (topic) => topics.get(topic)?.length,
+  storedGeneration: (group) => metadata.groupGeneration(group),
+  saveGeneration: (group, generation) => metadata.saveGroupGeneration(group, generation) });
+  timers.push(setInterval(() => groups.tick(), GROUP_TICK_MS));
+  return groups;
 }
 
 /** What every partition of this broker uses. */

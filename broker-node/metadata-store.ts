@@ -46,10 +46,13 @@ export type { OffsetRecord } from './metadata-legacy.js';
 /** A topic: topicId is never given to another topic (see above). */
 export interface TopicRecord extends LegacyTopicRecord { readonly topicId: number }
 /**
- * Version 3 adds topic configs (op `config`, snapshot field `configs`); a version-2 value is
- * read as one without any. Version 1 has no topic ids.
+ * Version 4 adds consumer groups' generations (op `generation`, snapshot field `generations`;
+ * op `ungroup` deletes a group's offsets and generation); a version-3 value is read as one
+ * without any. Version 3 adds topic configs (op `config`, snapshot field `configs`); a version-2
+ * value is read as one without any. Version 1 has no topic ids.
  */
-export const METADATA_VALUE_VERSION = 3;
+export const METADATA_VALUE_VERSION = 4;
+const METADATA_VALUE_VERSION_NO_GENERATIONS = 3;
 const METADATA_VALUE_VERSION_NO_CONFIGS = 2;
 /** The version before topic ids: still read. */
 const METADATA_VALUE_VERSION_NO_IDS = 1;
@@ -60,7 +63,8 @@ const SEGMENT_SLACK_BYTES = 4096;
 
 /** `config`: the topic's whole set of overrides ([key, value] pairs) from now on. */
 type Op = ['topic', string, number, number, number] | ['untopic', string] |
-  ['offset', string, string, number, number] | ['config', string, [string, number][]];
+  ['offset', string, string, number, number] | ['config', string, [string, number][]] |
+  ['generation', string, number] | ['ungroup', string];
 
 const offsetKey = (group: string, topic: string, partition: number): string =>
   JSON.stringify([group, topic, partition]);
@@ -92,6 +96,11 @@ export class MetadataStore {
   readonly #offsets = new Map<string, OffsetRecord>();
   /** Each topic's config overrides (topic-config.ts); a topic without any has no entry. */
   readonly #configs = new Map<string, TopicConfigs>();
+  /**
+   * Each consumer group's last generation (group-coordinator.ts): a broker after a failover
+   * starts above it, so no member of an earlier broker's generation can commit.
+   */
+  readonly #generations = new Map<string, number>();
   /** JSON bytes of the state as a snapshot would hold it (bounded: see #reserve). */
   #stateBytes = 64;
   #pending: Op[] = [];
@@ -157,23 +166,24 @@ export class MetadataStore {
 
   #replay(value: Uint8Array, snapshot: boolean): void {
     let body: { v?: unknown; topics?: unknown; offsets?: unknown; ops?: unknown;
-      nextTopicId?: unknown; configs?: unknown };
+      nextTopicId?: unknown; configs?: unknown; generations?: unknown };
     try {
       body = JSON.parse(utf8.decode(value)) as typeof body;
     } catch (error) {
       throw corrupt(this.nodeId, `a value is not JSON (${String(error)})`);
     }
-    if (body.v !== METADATA_VALUE_VERSION && body.v !== METADATA_VALUE_VERSION_NO_CONFIGS &&
-        body.v !== METADATA_VALUE_VERSION_NO_IDS) {
+    if (body.v !== METADATA_VALUE_VERSION && body.v !== METADATA_VALUE_VERSION_NO_GENERATIONS &&
+        body.v !== METADATA_VALUE_VERSION_NO_CONFIGS && body.v !== METADATA_VALUE_VERSION_NO_IDS) {
       throw new PmqError('PMQ_ERR_METADATA_VERSION', `the metadata log on storage node ` +
         `${this.nodeId} has a value of version ${String(body.v)}; this broker reads ` +
         `${METADATA_VALUE_VERSION}: run the pmq version that wrote it`);
     }
     const ops: unknown[] = snapshot ? [
-      ...(Array.isArray(body.topics) ? body.topics : [null]).map((t) => ['topic', ...t as []]),
-      ...(Array.isArray(body.offsets) ? body.offsets : [null]).map((o) => ['offset', ...o as []]),
-      ...(body.v !== METADATA_VALUE_VERSION ? [] : Array.isArray(body.configs) ? body.configs
-        : [null]).map((c) => ['config', ...c as []]),
+      ...snapshotOps('topic', body.topics),
+      ...snapshotOps('offset', body.offsets),
+      ...(body.v !== METADATA_VALUE_VERSION && body.v !== METADATA_VALUE_VERSION_NO_GENERATIONS
+        ? [] : snapshotOps('config', body.configs)),
+      ...(body.v !== METADATA_VALUE_VERSION ? [] : snapshotOps('generation', body.generations)),
     ] : Array.isArray(body.ops) ? body.ops : [null];
     const withIds = body.v !== METADATA_VALUE_VERSION_NO_IDS;
     for (const op of ops) {
@@ -212,6 +222,13 @@ export class MetadataStore {
         if (offset.topic === op[1]) this.#offsets.delete(key);
       }
       this.#configs.delete(op[1]);
+    } else if (op[0] === 'generation') {
+      this.#generations.set(op[1], op[2]);
+    } else if (op[0] === 'ungroup') {
+      this.#generations.delete(op[1]);
+      for (const [key, offset] of this.#offsets) {
+        if (offset.group === op[1]) this.#offsets.delete(key);
+      }
     } else if (op[0] === 'config') {
       if (op[2].length === 0) this.#configs.delete(op[1]);
       else this.#configs.set(op[1], configsFromPairs(op[2])!);
@@ -310,7 +327,7 @@ export class MetadataStore {
   }
 
   /** Every committed group offset (metrics: lag per group, topic and partition). */
-  groupOffsets(): IterableIterator<OffsetRecord> {
+  allGroupOffsets(): IterableIterator<OffsetRecord> {
     return this.#offsets.values();
   }
 
@@ -327,6 +344,51 @@ export class MetadataStore {
     }
     this.#apply(op);
     await this.#change(op);
+  }
+
+  /** The group's last generation made durable, or 0 when it never had one. */
+  groupGeneration(group: string): number {
+    return this.#generations.get(group) ?? 0;
+  }
+
+  /** Durable on return: the group's new generation (it only rises). */
+  async saveGroupGeneration(group: string, generation: number): Promise<void> {
+    const before = this.#generations.get(group);
+    invariant(generation > (before ?? 0), 'generations rise', { group, generation, before });
+    const op: Op = ['generation', group, generation];
+    if (before === undefined) this.#reserve(op);
+    this.#apply(op);
+    await this.#change(op);
+  }
+
+  /** Every group with a committed offset or a generation. */
+  groups(): string[] {
+    const names = new Set(this.#generations.keys());
+    for (const offset of this.#offsets.values()) names.add(offset.group);
+    return [...names].sort();
+  }
+
+  /** The group's committed offsets. */
+  groupOffsets(group: string): OffsetRecord[] {
+    return [...this.#offsets.values()].filter((offset) => offset.group === group);
+  }
+
+  /**
+   * Durable on return: the group's offsets and generation are gone. A group of that name made
+   * again counts generations from 1; a zombie of the old one still cannot commit, its member
+   * id (random per join) naming no member of the new one.
+   */
+  async deleteGroup(group: string): Promise<void> {
+    const generation = this.#generations.get(group);
+    const offsets = this.groupOffsets(group);
+    this.#apply(['ungroup', group]);
+    try {
+      await this.#change(['ungroup', group]);
+    } catch (error) {
+      if (generation !== undefined) this.#apply(['generation', group, generation]);
+      for (const o of offsets) this.#apply(['offset', o.group, o.topic, o.partition, o.offset]);
+      throw error;
+    }
   }
 
   /** Refuses a new entry when the snapshot would outgrow what one append may carry. */
@@ -394,6 +456,7 @@ export class MetadataStore {
       offsets: [...this.#offsets.values()].map((o) => [o.group, o.topic, o.partition,
         o.offset]),
       configs: [...this.#configs].map(([topic, configs]) => [topic, configPairs(configs)]),
+      generations: [...this.#generations],
       nextTopicId: this.#nextTopicId }));
     await this.#send(snapshot, true);
     if (!this.#segmentCounted) {
@@ -414,9 +477,18 @@ export class MetadataStore {
   }
 }
 
+/**
+ * A snapshot field's entries as ops; a field that is not a list, or an entry that is not one,
+ * becomes an op validOp refuses (PMQ_ERR_METADATA_CORRUPT, not a TypeError).
+ */
+function snapshotOps(kind: string, list: unknown): unknown[] {
+  return (Array.isArray(list) ? list : [null]).map((entry: unknown) =>
+    (Array.isArray(entry) ? [kind, ...entry as unknown[]] : [kind, entry]));
+}
+
 /** What an op adds to (or, for a removal, roughly takes from) the snapshot's JSON. */
 function opBytes(op: Op): number {
-  if (op[0] === 'untopic') return 0;
+  if (op[0] === 'untopic' || op[0] === 'ungroup') return 0;
   return JSON.stringify(op.slice(1)).length + 1;
 }
 
@@ -430,7 +502,10 @@ function validOp(op: unknown): op is Op {
       count(c) && count(topicId) && (topicId as number) >= 1 &&
       (topicId as number) <= TOPIC_ID_MAX;
   }
-  if (kind === 'untopic') return op.length === 2 && typeof a === 'string';
+  if (kind === 'untopic' || kind === 'ungroup') return op.length === 2 && typeof a === 'string';
+  if (kind === 'generation') {
+    return op.length === 3 && typeof a === 'string' && count(b) && (b as number) >= 1;
+  }
   if (kind === 'config') {
     return op.length === 3 && typeof a === 'string' && configsFromPairs(b) !== null;
   }

@@ -152,7 +152,7 @@ export class BrokerMetrics implements PartitionMetrics, ChannelObserver {
   #eachCommit(fn: (group: string, partition: Partition, offset: number) => void): void {
     const state = this.#state;
     if (state === null) return;
-    for (const record of state.metadata.groupOffsets()) {
+    for (const record of state.metadata.allGroupOffsets()) {
       const partition = state.topics().get(record.topic)?.[record.partition];
       if (partition !== undefined) fn(record.group, partition, record.offset);
     }

@@ -41,6 +41,8 @@ import {
 import type { FetchView } from './sequencer-types.js';
 import type { Quarantine } from './quarantine.js';
 import { registerQuarantineHandlers } from './quarantine-handlers.js';
+import type { GroupCoordinator } from './group-coordinator.js';
+import { registerGroupHandlers } from './group-handlers.js';
 import type { Head, Subscriptions } from './subscriptions.js';
 import {
   describeConfigs, parseTopicConfigs, type RetentionSettings, type TopicConfigs,
@@ -63,6 +65,8 @@ export interface ServerContext {
   readonly subscriptions: Subscriptions;
   /** The broker's default retention.ms / retention.bytes (topic-config.ts). */
   readonly retentionDefaults: RetentionSettings;
+  /** Consumer groups with membership (group-coordinator.ts). */
+  readonly groups: GroupCoordinator;
 }
 
 const DONE: Reply<'done'> = { kind: 'done', body: {} };
@@ -149,6 +153,7 @@ async function createTopic(context: ServerContext, topic: string, partitions: nu
     list.push(Partition.create(context.deps, topic, partition));
   }
   context.topics.set(topic, list);
+  context.groups.topicChanged(topic);
   const warning = capacityWarning(context, topic, partitions);
   context.log.info({ topic, partitions, warning }, 'topic created');
   return { kind: 'topicCreated', body: { warning } };
@@ -190,6 +195,7 @@ async function deleteTopic(context: ServerContext, topic: string): Promise<Reply
     context.subscriptions.dropSource(partition);
     await partition.close();
   }
+  context.groups.topicChanged(topic);
   context.log.info({ topic }, 'topic deleted');
   return DONE;
 }
@@ -363,6 +369,7 @@ export function registerHandlers(channel: ControlChannel, context: ServerContext
   registerOffsetHandlers(serve, context);
   registerTopicConfigHandler(serve, context);
   registerQuarantineHandlers(serve, context);
+  registerGroupHandlers(serve, context, context.groups);
   access.onSessionEnd((sessionId) => {
     context.subscriptions.endSession(sessionId);
     for (const list of context.topics.values()) {
@@ -444,6 +451,9 @@ function registerOffsetHandlers(serve: Serve, context: ServerContext): void {
     access.check(session, groupOf(r.group), 'read');
     access.check(session, topicOf(r.topic), 'read');
     partitionOf(context, r.topic, r.partition);
+    // A zombie member's (stale generation), or a simple consumer's while members read.
+    context.groups.commitCheck(r.group, r.memberId ?? undefined, r.generation ?? undefined,
+      r);
     await metadata.commitGroupOffset({ group: r.group, topic: r.topic, partition: r.partition,
       offset: r.offset });
     return DONE;

@@ -6,6 +6,13 @@
  * drain: a slow reader of the output slows the consumer, whose prefetch is bounded, so memory
  * stays bounded. With --group the positions of what was printed (never of what was only
  * fetched) are committed about once a second and once more at exit, however it exits.
+ *
+ * Printed means flushed: a batch's position moves only in its write's callback, so records
+ * still in the process's buffer when the reader of stdout goes away (EPIPE) are not committed
+ * (bug 6). A partition that printed nothing commits where it started (--from latest: the high
+ * watermark then), so the next run does not go back (bug 5). With --group and no --partition
+ * the process is a member of the group (clients/group-member.ts): it reads the partitions the
+ * group gives it, committing a partition's printed position before it gives it back.
  */
 import { once } from 'node:events';
 
@@ -13,8 +20,8 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 
 import type { Logger } from '../common/log.js';
-import type { Client, Consumer, ConsumerBatch, ConsumerOptions, TopicPartitionOffset } from
-  '../clients/index.js';
+import type { AssignorName, Client, Consumer, ConsumerBatch, ConsumerOptions,
+  GroupTopicPartition, TopicPartitionOffset } from '../clients/index.js';
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
   './client-options.js';
 import { fromArgument, isPerPartition, startOffsets, type From } from './consume-start.js';
@@ -33,9 +40,21 @@ interface ConsumeCliOptions extends ClientCliOptions {
   timeoutMs?: number;
   format: 'text' | 'json' | Template;
   printKeys: boolean;
+  sessionTimeoutMs?: number;
+  assignor?: AssignorName[];
+  groupInstanceId?: string;
 }
 
 const COMMIT_INTERVAL_MS = 1000;
+
+function assignorsArgument(text: string): AssignorName[] {
+  const names = text.split(',').map((name) => name.trim());
+  const known = ['cooperative-sticky', 'range', 'roundrobin'];
+  if (names.some((name) => !known.includes(name))) {
+    throw new InvalidArgumentError(`--assignor takes ${known.join(', ')} (comma-separated)`);
+  }
+  return names as AssignorName[];
+}
 
 /**
  * With --group the committed offset wins; earliest/latest only apply when none is. Any other
@@ -61,6 +80,10 @@ class ConsumeRun {
   /** Reads were failing when the run stopped (not --max): the cause, reported, exit 1. */
   readFailure: ReturnType<Consumer['readFailure']> = null;
   readonly positions = new Map<number, TopicPartitionOffset>();
+  /** A group member's partitions (null: not a member, every partition read is this run's). */
+  owned: Set<number> | null = null;
+  /** Settles when the last write to stdout completed or failed: commits wait for it. */
+  lastWrite: Promise<void> = Promise.resolve();
   #commitInFlight: Promise<void> | null = null;
   #committedAtMs = performance.now();
   #idleTimer: NodeJS.Timeout | undefined;
@@ -74,7 +97,34 @@ class ConsumeRun {
     }
     this.stopReason ??= reason;
     clearTimeout(this.#idleTimer);
-    void this.consumer.close();
+    this.consumer.close().catch(() => undefined); // finalCommit awaits it and reports
+  }
+
+  /** A batch's records up to `offset` reached stdout. */
+  flushed(topic: string, partition: number, offset: number): void {
+    if (this.owned !== null && !this.owned.has(partition)) return; // given back meanwhile
+    this.positions.set(partition, { topic, partition, offset });
+  }
+
+  /** Where each partition starts counts as its position until it prints (bug 5). */
+  started(partitions: readonly GroupTopicPartition[]): void {
+    for (const p of this.consumer.positions()) {
+      if (!partitions.some((tp) => tp.partition === p.partition)) continue;
+      this.owned?.add(p.partition);
+      if (!this.positions.has(p.partition)) this.positions.set(p.partition, p);
+    }
+  }
+
+  /** A member gives partitions back: their printed positions are committed first. */
+  async revoked(partitions: readonly GroupTopicPartition[], lost: boolean): Promise<void> {
+    await this.lastWrite;
+    const mine = partitions.flatMap((tp) => this.positions.get(tp.partition) ?? []);
+    for (const tp of partitions) {
+      this.owned?.delete(tp.partition);
+      this.positions.delete(tp.partition);
+    }
+    await this.#commitInFlight;
+    if (!lost && mine.length > 0) await this.consumer.commit(mine);
   }
 
   /** (Re)arms --timeout-ms: no batch for that long stops the run. */
@@ -99,13 +149,18 @@ class ConsumeRun {
   async finalCommit(): Promise<void> {
     if (this.opts.group === undefined) return;
     await this.#commitInFlight;
+    await this.lastWrite;
+    if (this.owned !== null) return this.consumer.close(); // revokes: commits what it owns
     if (this.positions.size > 0) await this.consumer.commit([...this.positions.values()]);
   }
 }
 
-/** Writes and waits for stdout to drain; resolves early when stdout failed (EPIPE). */
-async function writeOut(data: Buffer | string): Promise<void> {
-  if (process.stdout.write(data)) return;
+/**
+ * Writes and waits for stdout to drain; resolves early when stdout failed (EPIPE). `done` runs
+ * once the data left the process (true) or the write failed (false).
+ */
+async function writeOut(data: Buffer | string, done: (ok: boolean) => void): Promise<void> {
+  if (process.stdout.write(data, (error) => done(error == null))) return;
   await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close'),
     new Promise((resolve) => process.stdout.once('error', resolve))]);
 }
@@ -132,13 +187,18 @@ async function consumeBatches(run: ConsumeRun): Promise<void> {
     if (run.stopReason !== null) break;
     run.touch();
     const count = Math.min(batch.records.length, (opts.max ?? Infinity) - run.records);
-    if (count > 0) await writeOut(formatBatch(batch, count, opts));
-    run.touch();  // time spent waiting for a slow reader of stdout is not idle time
-    run.records += count;
     const lastOffset = count === batch.records.length ? batch.lastOffset
       : batch.records[count - 1]!.offset;
-    run.positions.set(batch.partition, { topic: batch.topic, partition: batch.partition,
-      offset: lastOffset + 1 });
+    let settle = (): void => undefined;
+    run.lastWrite = new Promise((resolve) => { settle = resolve; });
+    const done = (ok: boolean): void => {
+      if (ok) run.flushed(batch.topic, batch.partition, lastOffset + 1);
+      settle();
+    };
+    if (count > 0) await writeOut(formatBatch(batch, count, opts), done);
+    else done(true);
+    run.touch();  // time spent waiting for a slow reader of stdout is not idle time
+    run.records += count;
     run.maybeCommit();
     if (opts.max !== undefined && run.records >= opts.max) {
       run.stop(`${plural(opts.max, 'record')} (--max)`);
@@ -158,10 +218,36 @@ async function perPartitionStarts(client: Client, topic: string, opts: ConsumeCl
   return startOffsets(client, topic, from, read, opts.autoOffsetReset !== undefined);
 }
 
+/**
+ * With --group and no --partition: a member of the group, committing on revoke. A partition
+ * assigned to it starts where `starts` says (a per-partition --from), then counts as started.
+ */
+function memberOptions(opts: ConsumeCliOptions, run: () => ConsumeRun,
+  starts: () => ReadonlyMap<number, number>): ConsumerOptions {
+  if (opts.group === undefined || opts.partition !== undefined) return consumerOptions(opts);
+  return { ...consumerOptions(opts), group: {
+    ...(opts.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: opts.sessionTimeoutMs }),
+    ...(opts.assignor === undefined ? {} : { assignors: opts.assignor }),
+    ...(opts.groupInstanceId === undefined ? {} : { groupInstanceId: opts.groupInstanceId }),
+    onAssigned: (partitions) => {
+      for (const { topic, partition } of partitions) {
+        const offset = starts().get(partition);
+        if (offset !== undefined) run().consumer.seek(topic, partition, offset);
+      }
+      run().started(partitions);
+    },
+    onRevoked: (partitions) => run().revoked(partitions, false),
+    onLost: (partitions) => run().revoked(partitions, true),
+  } };
+}
+
 async function consume(client: Client, topic: string, opts: ConsumeCliOptions,
   log: Logger): Promise<ConsumeRun> {
-  const consumer = client.consumer(consumerOptions(opts));
-  const run = new ConsumeRun(consumer, opts, log);
+  let run: ConsumeRun | undefined;
+  let starts: ReadonlyMap<number, number> = new Map();
+  const consumer = client.consumer(memberOptions(opts, () => run!, () => starts));
+  run = new ConsumeRun(consumer, opts, log);
+  if (opts.group !== undefined && opts.partition === undefined) run.owned = new Set();
   const onSignal = (signal: string) => (): void => {
     if (run.stopReason !== null) process.exit(130);  // a second Ctrl-C: stop waiting
     run.stop(`${signal}`);
@@ -173,10 +259,13 @@ async function consume(client: Client, topic: string, opts: ConsumeCliOptions,
   process.on('SIGINT', sigint).on('SIGTERM', sigterm);
   process.stdout.on('error', onOutputError);
   try {
-    const starts = await perPartitionStarts(client, topic, opts);
+    starts = await perPartitionStarts(client, topic, opts);
     if (opts.partition === undefined) await consumer.subscribe(topic);
     else await consumer.assign(opts.partition.map((partition) => ({ topic, partition })));
-    for (const [partition, offset] of starts) consumer.seek(topic, partition, offset);
+    if (run.owned === null) {
+      for (const [partition, offset] of starts) consumer.seek(topic, partition, offset);
+      run.started(consumer.positions()); // after the seeks: where it starts is committed (bug 5)
+    }
     await consumeBatches(run);
     await run.finalCommit();
   } finally {
@@ -243,7 +332,15 @@ export function registerConsumeCommand(program: Command): void {
       '--print-keys); json: one object per line; or a template such as \'%p %o %k %v\\n\' ' +
       '(%t topic, %p partition, %o offset, %d timestamp, %k key, %h headers, %v value)')
       .default('text').argParser(formatArgument))
-    .option('--print-keys', 'text format: print key<TAB>value', false);
+    .option('--print-keys', 'text format: print key<TAB>value', false)
+    .addOption(new Option('--session-timeout-ms <ms>', 'with --group: the group drops this ' +
+      'member after this long without a heartbeat (default 10000)')
+      .argParser(integerArgument('--session-timeout-ms', 100, 300_000)))
+    .addOption(new Option('--assignor <names>', 'with --group: assignors in preference order, ' +
+      'comma-separated: cooperative-sticky, range, roundrobin (default cooperative-sticky,range)')
+      .argParser(assignorsArgument))
+    .addOption(new Option('--group-instance-id <id>', 'with --group: a static member: back ' +
+      'within the session timeout, it gets its partitions again without a rebalance'));
   addClientOptions(command).action(async (topic: string | undefined,
     opts: ConsumeCliOptions & TopicOption) => {
     await runConsume(topicOf(topic, opts), opts);

@@ -11,6 +11,7 @@ import { registerBenchCommand } from './bench.js';
 import { registerBrokerCommand } from './broker.js';
 import { registerConsumeCommand } from './consume.js';
 import { registerDevCommand } from './dev.js';
+import { registerGroupCommand } from './group.js';
 import { registerInspectCommand } from './inspect.js';
 import { registerKeygenCommand } from './keygen.js';
 import { registerProduceCommand } from './produce.js';
@@ -33,6 +34,7 @@ function main(argv: string[]): void {
   registerQuarantineCommand(program);
   registerProduceCommand(program);
   registerConsumeCommand(program);
+  registerGroupCommand(program);
   registerInspectCommand(program);
   registerBenchCommand(program);
   registerUserCommand(program);

@@ -1,7 +1,8 @@
 /**
- * Topic administration: create, delete, list, describe, alter configs. Each call is one request
- * to the broker; failures are the client's typed errors (UnknownTopicError, TopicExistsError,
- * ...).
+ * Topic administration: create, delete, list, describe, alter configs; consumer groups: list,
+ * describe, delete, set offsets. Each call is one request to the broker (setGroupOffsets one
+ * per partition); failures are the client's typed errors (UnknownTopicError, TopicExistsError,
+ * ...) or PmqErrors with their code.
  */
 import { ArgumentError } from '../common/errors.js';
 import type { Connection } from './connection.js';
@@ -37,6 +38,21 @@ export interface QuarantinedSegment {
   offsetLast: number;
   sealed: boolean;
   reason: string;
+}
+
+export interface GroupListing { group: string; state: string; generation: number;
+  members: number }
+
+/** A group's state, members with their partitions, and committed offsets. */
+export interface GroupDescription {
+  group: string;
+  /** Empty, PreparingRebalance, CompletingRebalance, Stable or Dead. */
+  state: string;
+  generation: number;
+  assignor: string;
+  members: { memberId: string; groupInstanceId: string; clientId: string;
+    partitions: { topic: string; partition: number }[] }[];
+  offsets: { topic: string; partition: number; offset: number }[];
 }
 
 export class Admin {
@@ -90,6 +106,39 @@ export class Admin {
   async freeQuarantined(nodeId: number, segmentIndex: number): Promise<void> {
     await this.connection.call('quarantineFree', { nodeId, segmentIndex }, 'done',
       { what: `freeing quarantined segment ${nodeId}/${segmentIndex}` });
+  }
+
+  async listGroups(): Promise<GroupListing[]> {
+    const reply = await this.connection.call('groupList', {}, 'groups',
+      { what: 'listing groups' });
+    return reply.groups.map((group) => ({ ...group }));
+  }
+
+  async describeGroup(group: string): Promise<GroupDescription> {
+    const reply = await this.connection.call('groupDescribe', { group }, 'groupInfo',
+      { what: `describing group ${group}` });
+    return { group: reply.group, state: reply.state, generation: reply.generation,
+      assignor: reply.assignor, offsets: reply.offsets, members: reply.members.map((m) => ({
+        ...m, partitions: reply.assignments.filter((a) => a.memberId === m.memberId)
+          .map(({ topic, partition }) => ({ topic, partition })) })) };
+  }
+
+  /** Deletes the group's committed offsets (PMQ_ERR_GROUP_NOT_EMPTY while it has members). */
+  async deleteGroup(group: string): Promise<void> {
+    await this.connection.call('groupDelete', { group }, 'done',
+      { what: `deleting group ${group}` });
+  }
+
+  /**
+   * Sets the group's committed offsets (a reset): only while it has no members
+   * (PMQ_ERR_GROUP_NOT_EMPTY otherwise).
+   */
+  async setGroupOffsets(group: string,
+    offsets: { topic: string; partition: number; offset: number }[]): Promise<void> {
+    for (const { topic, partition, offset } of offsets) {
+      await this.connection.call('offsetCommit', { group, topic, partition, offset }, 'done',
+        { what: `setting the offset of group ${group}`, topic, partition, offset });
+    }
   }
 
   /**

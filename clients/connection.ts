@@ -192,6 +192,11 @@ export class Connection {
     });
   }
 
+  /** The id this client says hello with (a group member's id starts with it). */
+  get clientId(): string {
+    return this.options.clientId;
+  }
+
   /** A new subscription id whose pushes go to `listener` (sent by the caller's `subscribe`). */
   addSubscription(listener: PushListener): number {
     const id = this.nextSubscription;
@@ -226,7 +231,8 @@ export class Connection {
     checkTopicName(body);
     const ep = await this.brokerEndpoint();
     this.counts.requests[kind] = (this.counts.requests[kind] ?? 0) + 1;
-    const topic = FIXED_BY_TOPIC.has(kind) ? (body as { topic: string }).topic : undefined;
+    const topic = FIXED_BY_TOPIC.has(kind) ? (body as unknown as { topic: string }).topic
+      : undefined;
     const topicId = topic === undefined ? undefined : this.topicIds.get(topic);
     if (topicId !== undefined) this.counts.fixedRequests += 1;
     try {

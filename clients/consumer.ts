@@ -12,8 +12,14 @@
  *
  * Positions: a partition's position is the offset after the last record handed to the
  * application; `commit()` stores those positions for `groupId` at the broker (Kafka's meaning
- * of a committed offset: the next one to read). There is no group membership or rebalancing
- * yet: a consumer reads exactly what it assigned or subscribed to.
+ * of a committed offset: the next one to read).
+ *
+ * Membership: with `group` options, `subscribe()` joins the group (group-member.ts) and the
+ * consumer reads what the group's assignor gives it, starting each partition at the group's
+ * committed offset; a revoked partition is committed (onRevoked, or its position) and its
+ * reader stopped. Commits carry the member's generation: the broker refuses a zombie's. Without
+ * `group`, a consumer reads exactly what it assigned or subscribed to, and its commits are a
+ * simple consumer's (refused while the group has members).
  *
  * Errors: retriable fetch failures (broker restarting, timeouts) are retried by the loop
  * with backoff; anything else (a CRC failure, an unknown topic) is thrown from the iterator.
@@ -24,6 +30,7 @@ import type { Logger } from '../common/log.js';
 import type { Connection } from './connection.js';
 import { ClosedError, OffsetOutOfRangeError, PartitionOutOfRangeError } from './errors.js';
 import type { Metadata } from './metadata.js';
+import { GroupMember, type GroupOptions } from './group-member.js';
 import { PartitionReader, type ReaderOptions } from './partition-reader.js';
 import { partitionKey, recordsOf, type ConsumerBatch, type ConsumerRecord } from './records.js';
 
@@ -57,6 +64,8 @@ export interface ConsumerOptions {
    * long-polling fetchView (false; also what a broker that refuses subscriptions gets).
    */
   push?: boolean;
+  /** Join `groupId` as a member on subscribe() (docs/clients.md, "Consumer groups"). */
+  group?: GroupOptions;
 }
 
 export interface TopicPartition { topic: string; partition: number }
@@ -84,6 +93,9 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   private closed = false;
   private readonly readerOptions: ReaderOptions;
   private readonly prefetchBatches: number;
+  private readonly member: GroupMember | null = null;
+  private readonly topics = new Set<string>();
+  private closing: Promise<void> | null = null;
 
   constructor(private readonly connection: Connection, private readonly metadata: Metadata,
     private readonly options: ConsumerOptions, requestTimeoutMs: number,
@@ -102,6 +114,12 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
         String(reset));
     }
     this.autoOffsetReset = reset ?? (options.fromBeginning === true ? 'earliest' : 'latest');
+    if (options.group !== undefined) {
+      if (options.groupId === undefined) throw new ArgumentError('group needs a groupId');
+      this.member = new GroupMember(connection, options.groupId, connection.clientId,
+        options.group, { assign: (tps) => this.assignFromGroup(tps),
+          revoke: (tps, lost) => this.revoke(tps, lost) }, log);
+    }
   }
 
   private readonly autoOffsetReset: AutoOffsetReset;
@@ -125,8 +143,17 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     }
   }
 
-  /** Reads every partition of the topic. */
+  /**
+   * Reads every partition of the topic; with `group`: joins the group (or joins again with
+   * this topic added) and resolves once the group assigned this member its partitions.
+   */
   async subscribe(topic: string): Promise<void> {
+    if (this.member !== null) {
+      this.checkOpen();
+      this.topics.add(topic);
+      await this.member.subscribe([...this.topics]);
+      return;
+    }
     const count = await this.metadata.partitionCount(topic);
     await this.assign(Array.from({ length: count }, (_, partition) => ({ topic, partition })));
   }
@@ -172,13 +199,55 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     return null;
   }
 
-  /** Stores the current positions (or the given offsets) as the group's committed offsets. */
+  /**
+   * Stores the current positions (or the given offsets) as the group's committed offsets; a
+   * member's carry its generation (PMQ_ERR_GENERATION_STALE: it was fenced).
+   */
   async commit(offsets: TopicPartitionOffset[] = this.positions()): Promise<void> {
     const group = this.options.groupId;
     if (group === undefined) throw new ArgumentError('commit() needs a consumer groupId');
+    const member = this.member === null || this.member.generation === 0 ? {}
+      : { generation: this.member.generation, memberId: this.member.memberId };
     await Promise.all(offsets.map(({ topic, partition, offset }) =>
-      this.connection.call('offsetCommit', { group, topic, partition, offset }, 'done',
-        { what: 'committing offsets', topic, partition, offset })));
+      this.connection.call('offsetCommit', { group, topic, partition, offset, ...member },
+        'done', { what: 'committing offsets', topic, partition, offset })));
+  }
+
+  /** The group membership: member id, generation, assignor and owned partitions, or null. */
+  membership(): { memberId: string; generation: number; assignor: string;
+    partitions: TopicPartition[] } | null {
+    const member = this.member;
+    return member === null ? null : { memberId: member.memberId,
+      generation: member.generation, assignor: member.assignor,
+      partitions: member.owned.map((tp) => ({ ...tp })) };
+  }
+
+  private async assignFromGroup(partitions: TopicPartition[]): Promise<void> {
+    await this.assign(partitions);
+    await this.options.group?.onAssigned?.(partitions);
+  }
+
+  /** Commits (unless lost) through onRevoked or the positions, then stops the readers. */
+  private async revoke(partitions: TopicPartition[], lost: boolean): Promise<void> {
+    const keys = new Set(partitions.map((tp) => partitionKey(tp.topic, tp.partition)));
+    try {
+      if (lost) {
+        await this.options.group?.onLost?.(partitions);
+      } else if (this.options.group?.onRevoked !== undefined) {
+        await this.options.group.onRevoked(partitions);
+      } else {
+        await this.commit(this.positions().filter((p) =>
+          keys.has(partitionKey(p.topic, p.partition))));
+      }
+    } finally {
+      for (const key of keys) {
+        this.assigned.get(key)?.reader.close();
+        this.assigned.delete(key);
+      }
+      for (let i = this.ready.length - 1; i >= 0; i -= 1) {
+        if (keys.has(this.ready[i]!.key)) this.ready.splice(i, 1);
+      }
+    }
   }
 
   /** Committed offset of the group for a partition, or -1 when none. */
@@ -235,14 +304,18 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     return undefined;
   }
 
-  /** Stops fetching and ends the iterators. The client stays open. */
+  /**
+   * Stops fetching and ends the iterators. A member then revokes its partitions (onRevoked,
+   * or a commit of its positions; its failure rejects close) and leaves the group (a static
+   * member stays until its session timeout). The client stays open.
+   */
   close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.closing !== null) return this.closing;
     this.closed = true;
     this.wake?.();
     for (const entry of this.assigned.values()) entry.reader.close();
-    this.onClose();
-    return Promise.resolve();
+    this.closing = (this.member?.close() ?? Promise.resolve()).finally(() => this.onClose());
+    return this.closing;
   }
 
   private checkOpen(): void {

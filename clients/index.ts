@@ -28,6 +28,8 @@ export type { ProducerOptions, SendInput } from './producer.js';
 export type { ZeroCopyWrites } from './batch-sender.js';
 export type { DataPath, DataPathInfo } from './storage-reads.js';
 export type { ConnectionStats } from './connection.js';
+export type { AssignorName, GroupOptions, GroupTopicPartition } from './group-member.js';
+export type { GroupDescription, GroupListing } from './admin.js';
 export type { ConsumerBatch, ConsumerRecord, ProducerRecord, RecordMetadata } from
   './records.js';
 export { Admin, Consumer, Producer };

@@ -109,6 +109,17 @@ export const ERROR_CODES = {
   PMQ_ERR_CLUSTER_KEY: fatal('no usable cluster key file'),
   PMQ_ERR_METADATA_IO: fatal('the data directory cannot be created, read or written'),
 
+  // Consumer groups (broker-node/group-coordinator.ts).
+  PMQ_ERR_REBALANCE_IN_PROGRESS: retriable('the group is rebalancing: join it again'),
+  PMQ_ERR_UNKNOWN_MEMBER: fatal('the member id is not one of the group (expired, left, ' +
+    'replaced by a static member): join with no id'),
+  PMQ_ERR_GENERATION_STALE: fatal('a generation that is not the group\'s current one (a ' +
+    'zombie member)'),
+  PMQ_ERR_NOT_ASSIGNED: fatal('a member\'s commit for a partition it does not own'),
+  PMQ_ERR_GROUP_NOT_EMPTY: fatal('the group has active members'),
+  PMQ_ERR_UNKNOWN_GROUP: fatal('the group has neither members nor committed offsets'),
+  PMQ_ERR_ASSIGNOR: fatal('no assignor every member supports, or an unknown one'),
+
   // Sessions, authentication and ACLs.
   PMQ_ERR_DENIED: fatal('an ACL or the session does not allow the request'),
   PMQ_ERR_AUTH_FILE: fatal('the auth file cannot be read or fails its checks'),

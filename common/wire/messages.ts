@@ -9,7 +9,7 @@
  */
 import type { Schema, SchemaType } from './schema.js';
 
-export const WIRE_VERSION = 9;
+export const WIRE_VERSION = 10;
 
 const storageNode = { nodeId: 'uint', host: 'string', port: 'uint' } as const;
 const segmentEntry = {
@@ -23,6 +23,12 @@ const segmentView = {
   offsetLast: 'int', sealed: 'bool',
 } as const;
 const direction = { oneOf: ['read', 'write'] } as const;
+const topicPartition = { topic: 'topic', partition: 'uint' } as const;
+/** The broker's partitions in all (BROKER_LIMITS.partitionsMax): an assignment's bound. */
+const PARTITIONS_MAX = 10_000;
+/** state: Empty, PreparingRebalance, CompletingRebalance, Stable or Dead (v10). */
+const groupSummary = { group: 'string', state: 'string', generation: 'uint', members: 'uint' } as
+  const;
 /** A topic config as Kafka spells it (v9): `retention.ms` = `3600000`. */
 const topicConfig = { key: 'string', value: 'string' } as const;
 
@@ -128,9 +134,46 @@ export const MESSAGES = {
     partition: 'uint', chainPosition: 'uint', baseOffset: 'uint', position: 'uint',
     offsetLast: 'int', sealed: 'bool', reason: 'string' }, max: 65_536 } },
   quarantineFree: { nodeId: 'uint', segmentIndex: 'uint' },
-  offsetCommit: { group: 'string', topic: 'topic', partition: 'uint', offset: 'uint' },
+  /**
+   * generation, memberId (v10, optional): a group member's commit, refused unless both are the
+   * group's current ones and the member owns the partition (docs/broker.md, "Consumer groups").
+   * Without them: a simple consumer's commit, refused while the group has members.
+   */
+  offsetCommit: { group: 'string', topic: 'topic', partition: 'uint', offset: 'uint',
+    generation: { optional: 'uint' }, memberId: { optional: 'string' } },
   offsetFetch: { group: 'string', topic: 'topic', partition: 'uint' },
   offset: { offset: 'int' },
+  // --- client → broker: consumer groups with membership (v10, docs/broker.md, "Consumer groups")
+  /**
+   * memberId '' on a first join (the broker gives one); groupInstanceId '' unless static;
+   * assignors in preference order; owned: what the member reads now (cooperative stickiness).
+   * Answered when the join phase ends: every member joined, or the rebalance timeout passed.
+   */
+  groupJoin: { group: 'string', memberId: 'string', groupInstanceId: 'string',
+    clientId: 'string', assignors: { list: { name: 'string' }, max: 8 },
+    topics: { list: { topic: 'topic' }, max: 1024 },
+    owned: { list: topicPartition, max: PARTITIONS_MAX },
+    sessionTimeoutMs: 'uint', rebalanceTimeoutMs: 'uint' },
+  groupJoined: { memberId: 'string', generation: 'uint', assignor: 'string' },
+  /** The member's partitions of the generation (the broker's assignor computed them). */
+  groupSync: { group: 'string', memberId: 'string', generation: 'uint' },
+  groupAssignment: { generation: 'uint', partitions: { list: topicPartition,
+    max: PARTITIONS_MAX } },
+  /** `done`, or PMQ_ERR_REBALANCE_IN_PROGRESS: revoke as the assignor says and join again. */
+  groupHeartbeat: { group: 'string', memberId: 'string', generation: 'uint' },
+  groupLeave: { group: 'string', memberId: 'string' },
+  groupList: {},
+  groups: { groups: { list: groupSummary, max: 100_000 } },
+  groupDescribe: { group: 'string' },
+  /** No nested lists: each assigned partition names its member (a list per member would not be
+   * bounded by the broker's partitions). */
+  groupInfo: { ...groupSummary, assignor: 'string',
+    members: { list: { memberId: 'string', groupInstanceId: 'string', clientId: 'string' },
+      max: 4096 },
+    assignments: { list: { ...topicPartition, memberId: 'string' }, max: PARTITIONS_MAX },
+    offsets: { list: { ...topicPartition, offset: 'int' }, max: 100_000 } },
+  /** Its committed offsets and generation go; PMQ_ERR_GROUP_NOT_EMPTY while it has members. */
+  groupDelete: { group: 'string' },
 
   // --- broker → storage: mutual authentication with the cluster key, then storageHello
   /** The broker's fresh nonce (32 bytes). */
@@ -199,7 +242,7 @@ const REPLY_KIND_LIST = [
   'error', 'done', 'topicCreated', 'welcome', 'topics', 'topicInfo', 'producerId', 'leased',
   'acked', 'duplicate', 'view', 'offset', 'storageInfo', 'segment', 'persisted', 'directKeyIs',
   'authChallenge', 'authOk', 'ticket', 'brokerChallenge', 'quarantined', 'metaAppended',
-  'metaValues', 'subscribed',
+  'metaValues', 'subscribed', 'groupJoined', 'groupAssignment', 'groups', 'groupInfo',
 ] as const satisfies readonly MessageKind[];
 /** Kinds sent without an id (0) and never answered: the broker's pushes to subscribers. */
 const ONE_WAY_KIND_LIST = ['watermark'] as const satisfies readonly MessageKind[];

@@ -36,7 +36,12 @@ export type FieldType<F> = F extends FieldKind ? KindType<F>
   : F extends OptionalField ? KindType<F['optional']> | undefined
   : never;
 
-export type SchemaType<S extends Schema> = { -readonly [N in keyof S]: FieldType<S[N]> };
+type OptionalKeys<S extends Schema> =
+  { [N in keyof S]: S[N] extends OptionalField ? N : never }[keyof S];
+/** Optional fields may be left out by a sender (a newer field an older peer does not send). */
+export type SchemaType<S extends Schema> =
+  { -readonly [N in Exclude<keyof S, OptionalKeys<S>>]: FieldType<S[N]> } &
+  { -readonly [N in OptionalKeys<S>]?: FieldType<S[N]> };
 
 /** Thrown by checkFields; the codec turns it into a ProtocolError with the message kind. */
 export class FieldError extends Error {

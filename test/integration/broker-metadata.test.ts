@@ -106,6 +106,11 @@ t.test('many commits rotate the log and keep the last of each', async (t) => {
   await client.call('topicCreate', { configs: [], topic: 'gone', partitions: 1 });
   const goneId = await topicIdOf('gone');
   await client.call('topicDelete', { topic: 'gone' });
+  // A group generation (metadata value v4) made before the rotation: only snapshots keep it.
+  const joined = await client.call('groupJoin', { group: 'members', memberId: '',
+    groupInstanceId: '', clientId: 'test', assignors: [{ name: 'range' }],
+    topics: [{ topic: 'busy' }], owned: [], sessionTimeoutMs: 300_000,
+    rebalanceTimeoutMs: 1000 }) as Message<'groupJoined'>;
   const groups = 40;
   const rounds = 100; // 100 appends of 40 commits (~1.8 KB each): several 64 KiB segments
   for (let round = 0; round < rounds; round += 1) {
@@ -118,6 +123,8 @@ t.test('many commits rotate the log and keep the last of each', async (t) => {
   for (let g = 0; g < groups; g += 1) {
     t.equal(await offsetOf(`group-${g}`, 'busy'), (rounds - 1) * 100 + g, `group-${g}`);
   }
+  const info = await client.call('groupDescribe', { group: 'members' }) as Message<'groupInfo'>;
+  t.equal(info.generation, joined.generation, 'a group\'s generation survives rotations');
   await client.call('topicCreate', { configs: [], topic: 'fresh', partitions: 1 });
   const freshId = await topicIdOf('fresh');
   t.ok(freshId > goneId, `a deleted topic's id is not given again after rotation (${freshId} > ` +
