@@ -7,7 +7,9 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 
-import type { Client, GroupDescription, TopicDescription } from '../clients/index.js';
+import {
+  offsetsForTimes, type Client, type GroupDescription, type TopicDescription,
+} from '../clients/index.js';
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
   './client-options.js';
 import { integerArgument } from './options.js';
@@ -83,23 +85,11 @@ async function describe(client: Client, name: string, json: boolean): Promise<vo
     l.highWatermark, l.lag ?? '-', l.member])));
 }
 
-/** The first offset whose record's timestamp is ≥ ms, or the high watermark. */
+/** The first offset whose record's timestamp is ≥ ms (offsetsForTimes), or the high watermark. */
 async function offsetForTime(client: Client, topic: string, partition: number,
   info: TopicDescription['partitions'][number], ms: number): Promise<number> {
-  // TODO(#13): the client's offsetsForTimes (branch usability) once merged.
-  if (info.highWatermark <= info.logStart) return info.highWatermark;
-  const consumer = client.consumer({ start: { offset: info.logStart }, maxWaitMs: 200 });
-  try {
-    await consumer.assign([{ topic, partition }]);
-    for await (const batch of consumer.batches()) {
-      const found = batch.records.find((record) => record.timestamp >= ms);
-      if (found !== undefined) return found.offset;
-      if (batch.lastOffset + 1 >= info.highWatermark) break;
-    }
-    return info.highWatermark;
-  } finally {
-    await consumer.close();
-  }
+  const found = (await offsetsForTimes(client, topic, ms, [partition])).get(partition);
+  return found ?? info.highWatermark;
 }
 
 async function resetPlan(client: Client, group: GroupDescription, opts: ResetOptions):

@@ -18,6 +18,7 @@ import { PartitionOutOfRangeError, type Client, type Producer, type ProducerReco
 import { addClientOptions, clientLogger, withClient, type ClientCliOptions } from
   './client-options.js';
 import { readLineGroups, type LineGroup } from './lines.js';
+import { parseInputFormat } from './record-format.js';
 import { plural, reportFatal } from './report.js';
 import { integerArgument, topicOf, topicOption, type TopicOption } from './options.js';
 
@@ -311,6 +312,12 @@ function collectHeader(text: string, previous: ProduceCliOptions['header']):
   return [...previous, { key: text.slice(0, at), value: text.slice(at + 1) }];
 }
 
+function inputFormatArgument(text: string): string | null {
+  const format = parseInputFormat(text);
+  if (typeof format === 'string') throw new InvalidArgumentError(format);
+  return format.separator;
+}
+
 function separatorArgument(text: string): string {
   if (text.length === 0) throw new InvalidArgumentError('--key-separator must not be empty');
   return text;
@@ -327,6 +334,9 @@ export function registerProduceCommand(program: Command): void {
       'record headers), repeatable').default([]).argParser(collectHeader))
     .addOption(new Option('--key-separator <sep>', 'each line is KEY<sep>VALUE (split at ' +
       'the first <sep>)').conflicts(['key', 'value']).argParser(separatorArgument))
+    .addOption(new Option('-f, --format <format>', 'input lines as rpk\'s -f: \'%v\' (the ' +
+      'value, the default) or \'%k<sep>%v\' (as --key-separator), optional trailing \\n')
+      .conflicts(['keySeparator', 'value']).argParser(inputFormatArgument))
     .addOption(new Option('-p, --partition <n>', 'send every record to this partition (default: ' +
       'by key, else sticky round robin)').argParser(integerArgument('--partition', 0,
       0x7fff_ffff)))
@@ -341,7 +351,14 @@ export function registerProduceCommand(program: Command): void {
     .addOption(new Option('--batch-bytes <bytes>', 'largest batch per partition (default ' +
       '256KiB; keyless records stay on one partition per batch)').argParser(batchBytesArgument));
   addClientOptions(command).action(async (topic: string | undefined,
-    opts: ProduceCliOptions) => {
+    opts: ProduceCliOptions & { format?: string | null }) => {
+    if (typeof opts.format === 'string') {
+      if (opts.key !== undefined) {
+        throw new PmqError('PMQ_ERR_ARGUMENT', '-f \'%k…%v\' reads the key from each line: ' +
+          'drop -k');
+      }
+      opts.keySeparator = opts.format;
+    }
     await runProduce(topicOf(topic, opts), opts);
   });
 }

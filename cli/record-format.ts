@@ -98,6 +98,27 @@ export function parseTemplate(text: string): Template | string {
   return template;
 }
 
+/**
+ * A produce input format (`pmq produce -f`, rpk's flag): one record per line, either the value
+ * (`%v`) or a key, a literal separator and the value (`%k<sep>%v`, as --key-separator), with
+ * an optional trailing `\n`. Returns the separator (null: value only) or the problem: rpk's
+ * other directives (headers, sizes, JSON) are not read here.
+ */
+export function parseInputFormat(text: string): { separator: string | null } | string {
+  const template = parseTemplate(text);
+  if (typeof template === 'string') return template;
+  const last = template.at(-1);
+  if (Buffer.isBuffer(last) && last.toString() === '\n') template.pop();
+  if (template.length === 1 && template[0] === 'v') return { separator: null };
+  const separator = template[1];
+  if (template.length === 3 && template[0] === 'k' && Buffer.isBuffer(separator) &&
+      template[2] === 'v') {
+    return { separator: separator.toString() };
+  }
+  return `'${text}': pmq produce reads '%v' (a value per line) or '%k<separator>%v' (a key, ` +
+    'a separator and a value per line), with an optional trailing \\n';
+}
+
 function headerPieces(record: PrintableRecord): Buffer[] {
   return record.headers.flatMap(({ key, value }, index) => [
     ...(index === 0 ? [] : [COMMA]), Buffer.from(`${key}=`), textBytes(value)]);

@@ -31,8 +31,20 @@ export async function offsetsForTimes(client: Client, topic: string, timestampMs
       const middle = Math.floor((low + high) / 2);
       const batch = await firstBatchAt(client, topic, partition, middle);
       const record = batch?.records[0];
-      if (record === undefined || record.timestamp >= timestampMs) high = middle;
-      else low = Math.min(high, Math.max(middle, record.offset) + 1);
+      if (record === undefined || record.timestamp >= timestampMs) {
+        high = middle;
+        continue;
+      }
+      // The records from `middle` on start before the time: the first of them at or after it
+      // is the answer (all before it are earlier, timestamps growing), found with this probe;
+      // none: past the batch.
+      const hit = batch!.records.find((r) => r.timestamp >= timestampMs);
+      if (hit !== undefined) {
+        low = Math.min(high, Math.max(low, hit.offset));
+        high = low;
+      } else {
+        low = Math.min(high, Math.max(middle, batch!.lastOffset) + 1);
+      }
     }
     found.set(partition, low >= info.highWatermark ? null : low);
   }

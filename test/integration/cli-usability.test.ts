@@ -17,6 +17,8 @@ import t from 'tap';
 import { Client, runPmq, startBroker, startStorage, stopProc, tempDir, type PmqRun, type Proc }
   from '../helpers/broker-cluster.js';
 
+import { connect, offsetsForTimes } from '../../clients/index.js';
+
 const PMQ_CLI = new URL('../../cli/pmq.ts', import.meta.url).pathname;
 
 const { dir, remove } = tempDir('pmq-cli-usability-');
@@ -189,6 +191,25 @@ t.test('relative and timestamp starts: -o -N, +N, @ms, @ISO (offsetsForTimes)', 
   t.equal(await read('-o', `@${Date.now() + 60_000}`), '', 'a future time: the end');
 });
 
+t.test('offsetsForTimes inside one batch: the first record at or after the time', async (t) => {
+  const pmq = await connect({ brokers: [`${broker.host}:${broker.port}`], transports: 'tcp' });
+  t.teardown(() => pmq.close());
+  await pmq.admin().createTopic('stamped', { partitions: 1 });
+  const producer = pmq.producer({ lingerMs: 50 });
+  // One send, one batch: record i stamped 1 000 000 + 10 i.
+  await producer.send({ topic: 'stamped', partition: 0, records: Array.from({ length: 40 },
+    (_, i) => ({ value: Buffer.from(`r${i}`), timestamp: 1_000_000 + 10 * i })) });
+  await producer.close();
+  const at = async (ms: number): Promise<number | null> =>
+    (await offsetsForTimes(pmq, 'stamped', ms)).get(0) ?? null;
+  t.equal(await at(1_000_000), 0, 'the first record');
+  t.equal(await at(1_000_125), 13, 'between records: the next one');
+  t.equal(await at(1_000_130), 13, 'exactly a record');
+  t.equal(await at(1_000_390), 39, 'the last record');
+  t.equal(await at(1_000_391), null, 'after the last: none');
+  t.equal(await at(0), 0, 'before everything: the first');
+});
+
 t.test('conventions as rpk: short flags, --brokers, 1 partition, -H, templates', async (t) => {
   const brokers = ['--brokers', `${broker.host}:${broker.port}`, '--transports', 'tcp'];
   const created = await runPmq(['topic', 'create', 'conv', ...brokers]);
@@ -208,6 +229,14 @@ t.test('conventions as rpk: short flags, --brokers, 1 partition, -H, templates',
   const json = await runPmq(['consume', 'conv3', '-n', '1', '-f', 'json', ...client]);
   t.same((JSON.parse(json.stdout) as { headers: unknown }).headers,
     [{ key: 'src', value: 'web' }, { key: 'n', value: '1' }], '-H: Kafka record headers');
+  const keyed = await runPmq(['produce', '-t', 'conv', '-f', '%k %v\\n', ...client],
+    'k1 first value\nk2 second\n');
+  t.equal(keyed.code, 0, keyed.stderr);
+  const back = await runPmq(['consume', 'conv', '-n', '2', '-f', '%k=%v\\n', ...client]);
+  t.equal(back.stdout, 'k1=first value\nk2=second\n', 'produce -f %k %v: key, separator, value');
+  const badInput = await runPmq(['produce', 'conv', '-f', '%v %k', ...client], 'x\n');
+  t.equal(badInput.code, 1);
+  t.match(badInput.stderr, /pmq produce reads '%v'/);
   const bad = await runPmq(['consume', 'conv3', '-f', '%x', ...client]);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /unknown %x/);

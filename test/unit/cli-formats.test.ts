@@ -3,7 +3,9 @@
 import t from 'tap';
 
 import { fromArgument } from '../../cli/consume-start.js';
-import { parseTemplate, templatePieces, type Template } from '../../cli/record-format.js';
+import {
+  parseInputFormat, parseTemplate, templatePieces, type Template,
+} from '../../cli/record-format.js';
 
 const record = { offset: 7, timestamp: 1763900000000, key: Buffer.from('k'),
   value: Buffer.from('v\tw'), headers: [{ key: 'a', value: Buffer.from('1') },
@@ -37,4 +39,16 @@ t.test('starts', async (t) => {
   for (const bad of ['yesterday', '-', '+x', '@soon', '1.5', '']) {
     t.throws(() => fromArgument(bad), `refused: ${JSON.stringify(bad)}`);
   }
+});
+
+t.test('produce -f: a value per line, or key, separator, value (as rpk)', async (t) => {
+  t.same(parseInputFormat('%v'), { separator: null });
+  t.same(parseInputFormat('%v\\n'), { separator: null }, 'a trailing \\n is the line end');
+  t.same(parseInputFormat('%k %v\\n'), { separator: ' ' });
+  t.same(parseInputFormat('%k\\t%v'), { separator: '\t' }, 'escapes');
+  t.same(parseInputFormat('%k::%v'), { separator: '::' });
+  for (const unsupported of ['%k%v', '%v %k', '%k %v %h', 'x%v', '%t %v', '%k %v\\nx']) {
+    t.match(parseInputFormat(unsupported), /pmq produce reads '%v'/, unsupported);
+  }
+  t.match(parseInputFormat('%x'), /unknown %x/);
 });
