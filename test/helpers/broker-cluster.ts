@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import type { Body, Message, RequestKind } from '../../common/wire/messages.js';
 import { Transport, type Endpoint } from '../../native/transport.js';
 import { ControlChannel } from '../../rpc/control-channel.js';
+import { collectRun, type PmqRun } from './child-run.js';
 import { testKeyFile } from './cluster-key.js';
 
 const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
@@ -61,20 +62,15 @@ export async function stopProc(proc: Proc): Promise<void> {
   await exitOf(proc.child);
 }
 
-export interface PmqRun { code: number | null; stdout: string; stderr: string }
+export { collectRun, type PmqRun } from './child-run.js';
 
 /** Runs `pmq args` as a user would, `input` on its stdin; collects both outputs. */
 export async function runPmq(args: string[], input = ''): Promise<PmqRun> {
   const child = spawn(process.execPath, ['--import', 'tsx', PMQ, ...args],
     { stdio: ['pipe', 'pipe', 'pipe'], env: ENV });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += String(chunk); });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += String(chunk); });
   child.stdin!.on('error', () => undefined); // a command that fails early stops reading
   child.stdin!.end(input);
-  const [code] = await once(child, 'close');
-  return { code: code as number | null, stdout, stderr };
+  return collectRun(child);
 }
 
 /**

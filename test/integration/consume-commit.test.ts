@@ -6,14 +6,14 @@
 //   plus what the pipe held.
 import '../helpers/ucx-env.js';  // first: before the addon loads
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 
 import t from 'tap';
 
-import { connect, type Client } from '../../clients/index.js';
+import type { Client } from '../../clients/index.js';
 import {
-  exitOf, runPmq, startBroker, startStorage, stopProc, tempDir, type Proc,
+  exitOf, runPmq, tempDir, type Proc,
 } from '../helpers/broker-cluster.js';
+import { startClusterWithClient, type ClusterWithClient } from '../helpers/cluster-client.js';
 
 const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
 /** Linux's default pipe capacity: bytes flushed into the pipe that the reader may never read. */
@@ -23,20 +23,16 @@ const { dir, remove } = tempDir('pmq-consume-commit-');
 let storage: Proc;
 let broker: Proc;
 let client: Client;
+let cluster: ClusterWithClient | undefined;
 
 t.teardown(async () => {
-  await client?.close();
-  if (broker !== undefined) await stopProc(broker);
-  if (storage !== undefined) await stopProc(storage);
+  await cluster?.stop();
   remove();
 });
 
 t.before(async () => {
-  storage = await startStorage(join(dir, 'region'), 1, 0, ['--size', '64MiB',
-    '--segment-size', '2MiB']);
-  broker = await startBroker(join(dir, 'broker'), [storage]);
-  client = await connect({ brokers: [`${broker.host}:${broker.port}`], transports: 'tcp',
-    netDevices: 'lo' });
+  cluster = await startClusterWithClient(dir, ['--size', '64MiB', '--segment-size', '2MiB']);
+  ({ storage, broker, client } = cluster);
 });
 
 const brokerFlag = (): string[] => ['--broker', `${broker.host}:${broker.port}`,

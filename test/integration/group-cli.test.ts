@@ -5,34 +5,30 @@
 // group's offsets.
 import '../helpers/ucx-env.js';  // first: before the addon loads
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 
 import t from 'tap';
 
-import { connect, type Client } from '../../clients/index.js';
+import type { Client } from '../../clients/index.js';
 import {
-  exitOf, runPmq, startBroker, startStorage, stopProc, tempDir, type Proc,
+  exitOf, runPmq, tempDir, type Proc,
 } from '../helpers/broker-cluster.js';
+import { startClusterWithClient, type ClusterWithClient } from '../helpers/cluster-client.js';
 
 const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
 const { dir, remove } = tempDir('pmq-group-cli-');
 let storage: Proc;
 let broker: Proc;
 let client: Client;
+let cluster: ClusterWithClient | undefined;
 
 t.teardown(async () => {
-  await client?.close();
-  if (broker !== undefined) await stopProc(broker);
-  if (storage !== undefined) await stopProc(storage);
+  await cluster?.stop();
   remove();
 });
 
 t.before(async () => {
-  storage = await startStorage(join(dir, 'region'), 1, 0, ['--size', '32MiB',
-    '--segment-size', '1MiB']);
-  broker = await startBroker(join(dir, 'broker'), [storage]);
-  client = await connect({ brokers: [`${broker.host}:${broker.port}`], transports: 'tcp',
-    netDevices: 'lo' });
+  cluster = await startClusterWithClient(dir, ['--size', '32MiB', '--segment-size', '1MiB']);
+  ({ storage, broker, client } = cluster);
 });
 
 const pmq = (args: string[]): ReturnType<typeof runPmq> => runPmq([...args, '--broker',

@@ -17,8 +17,9 @@ import t from 'tap';
 import { connect, type Client, type GroupDescription } from '../../clients/index.js';
 import type { Message } from '../../common/wire/messages.js';
 import {
-  Client as RawClient, exitOf, startBroker, startStorage, stopProc, tempDir, type Proc,
+  Client as RawClient, exitOf, startBroker, stopProc, tempDir, type Proc,
 } from '../helpers/broker-cluster.js';
+import { startClusterWithClient } from '../helpers/cluster-client.js';
 
 const PMQ = new URL('../../cli/pmq.ts', import.meta.url).pathname;
 const SESSION_TIMEOUT_MS = 3000;
@@ -33,6 +34,7 @@ const children: ChildProcess[] = [];
 
 t.teardown(async () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  // Not cluster.stop(): the failover test replaces the broker and the client.
   await client?.close();
   if (broker !== undefined) await stopProc(broker);
   if (storage !== undefined) await stopProc(storage);
@@ -40,11 +42,8 @@ t.teardown(async () => {
 });
 
 t.before(async () => {
-  storage = await startStorage(join(dir, 'region'), 1, 0, ['--size', '64MiB',
-    '--segment-size', '1MiB']);
-  broker = await startBroker(join(dir, 'broker'), [storage]);
-  client = await connect({ brokers: [`${broker.host}:${broker.port}`], transports: 'tcp',
-    netDevices: 'lo' });
+  const cluster = await startClusterWithClient(dir, ['--size', '64MiB', '--segment-size', '1MiB']);
+  ({ storage, broker, client } = cluster);
 });
 
 interface Printed { partition: number; offset: number; value: string }

@@ -4,7 +4,6 @@
 // and leaves the file as it was. As root (who may write any file), the inspect also runs as
 // the unprivileged user `nobody` against root's 0444 file, which is what proves it.
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -12,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 import t from 'tap';
 
+import { collectRun, type PmqRun } from '../helpers/child-run.js';
 import { testKeyFile } from '../helpers/cluster-key.js';
 import { startStorage } from '../helpers/storage-process.js';
 
@@ -19,21 +19,13 @@ const PMQ = [`--import=${import.meta.resolve('tsx')}`,
   new URL('../../cli/pmq.ts', import.meta.url).pathname];
 const NOBODY = 65534;
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-async function inspect(path: string, uid?: number): Promise<Run> {
+async function inspect(path: string, uid?: number): Promise<PmqRun> {
   // As another user, without tap's NODE_OPTIONS (its hooks write into root's .tap/ at exit).
   const env = uid === undefined ? { ...process.env, UCX_NET_DEVICES: 'lo' }
     : { PATH: process.env.PATH, UCX_NET_DEVICES: 'lo' };
-  const child = spawn(process.execPath, [...PMQ, 'inspect', path], {
+  return collectRun(spawn(process.execPath, [...PMQ, 'inspect', path], {
     stdio: ['ignore', 'pipe', 'pipe'], env,
-    ...(uid === undefined ? {} : { uid, gid: uid, cwd: '/' }) });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => { stdout += String(chunk); });
-  child.stderr.on('data', (chunk) => { stderr += String(chunk); });
-  const [code] = await once(child, 'close');
-  return { code: code as number | null, stdout, stderr };
+    ...(uid === undefined ? {} : { uid, gid: uid, cwd: '/' }) }));
 }
 
 const fingerprint = (path: string): string =>

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 
 import t from 'tap';
 
+import { collectRun, type PmqRun } from '../helpers/child-run.js';
 import { testKeyFile } from '../helpers/cluster-key.js';
 
 const PMQ = ['--import', 'tsx', new URL('../../cli/pmq.ts', import.meta.url).pathname];
@@ -59,17 +60,9 @@ async function stop(node: Node): Promise<void> {
   await once(node.child, 'exit');
 }
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-async function pmq(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [...PMQ, ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: environment(env) });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => { stdout += String(chunk); });
-  child.stderr.on('data', (chunk) => { stderr += String(chunk); });
-  const [code] = await once(child, 'close');
-  return { code: code as number | null, stdout, stderr };
+async function pmq(args: string[], env: Record<string, string> = {}): Promise<PmqRun> {
+  return collectRun(spawn(process.execPath, [...PMQ, ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: environment(env) }));
 }
 
 function storageArgs(name: string): string[] {
